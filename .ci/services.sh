@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Start the backing services the tests need if they are installed but not running.
+# On machines without them the tests skip (or, under CONVEYOR_REQUIRE_SERVICES=1, fail).
+set -u
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+if ! port_open 5432 && command -v pg_ctlcluster >/dev/null 2>&1; then
+  pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -1)" main start || true
+fi
+if ! port_open 6379 && command -v redis-server >/dev/null 2>&1; then
+  redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no || true
+fi
+if ! port_open 5672 && command -v rabbitmq-server >/dev/null 2>&1; then
+  rabbitmq-server -detached || true
+fi
+for _ in $(seq 1 30); do port_open 5432 && break; sleep 1; done
+exit 0

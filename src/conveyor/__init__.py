@@ -1,0 +1,49 @@
+"""Conveyor's Python API.
+
+Inside ``conveyor run`` these calls record into the run; outside it, the first
+call starts a run of the current script that is finished when Python exits.
+
+>>> import conveyor
+>>> n = conveyor.param("n_estimators", 100)      # doctest: +SKIP
+>>> conveyor.log_metric("auc", 0.93)              # doctest: +SKIP
+
+Importing this package is cheap: the implementation loads on first use.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "__version__",
+    "input",
+    "log_metric",
+    "log_metrics",
+    "output",
+    "param",
+    "run_id",
+    "save_model",
+    "seed",
+]
+
+if TYPE_CHECKING:
+    from conveyor.api import (
+        input,
+        log_metric,
+        log_metrics,
+        output,
+        param,
+        run_id,
+        save_model,
+        seed,
+    )
+
+
+def __getattr__(name: str) -> Any:
+    if name in __all__:
+        from conveyor import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'conveyor' has no attribute {name!r}")

@@ -1,0 +1,1 @@
+"""Command-line interface; formats output and calls the layers below."""

@@ -1,0 +1,71 @@
+"""The ``conveyor`` command: a Click group whose subcommands load on demand.
+
+Each subcommand lives in its own module and is imported only when invoked
+(or when ``--help`` lists it), so ``conveyor --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import Any
+
+import click
+
+from conveyor.errors import ConveyorError
+
+#: command name -> "module:attribute" of its click.Command.
+COMMANDS: dict[str, str] = {
+    "run": "conveyor.cli.runs:run_command",
+    "runs": "conveyor.cli.runs:runs_group",
+    "reproduce": "conveyor.cli.runs:reproduce_command",
+    "artifacts": "conveyor.cli.artifacts:artifacts_group",
+    "serve": "conveyor.cli.serve:serve_command",
+}
+
+
+class LazyGroup(click.Group):
+    """A group that imports a subcommand's module only when it is needed."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = COMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        module_name, attr = target.split(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name == module_name:
+                return None  # a command whose module is not written yet
+            raise
+        command: click.Command = getattr(module, attr)
+        return command
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ConveyorError as exc:
+            click.echo(f"Error: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="conveyor", prog_name="conveyor")
+def cli() -> None:
+    """Conveyor: reproducible runs, models as services, pipelines as code."""
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point."""
+    try:
+        cli.main(args=argv, prog_name="conveyor")
+    except KeyboardInterrupt:
+        click.echo("Interrupted.", err=True)
+        sys.exit(130)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

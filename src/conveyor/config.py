@@ -1,0 +1,91 @@
+"""Conveyor's settings: one typed object, read once from the environment at start-up.
+
+Nothing else in the package reads ``os.environ`` for configuration; code that
+needs a setting receives a :class:`Settings` (or calls :func:`get_settings`,
+which reads the environment the first time and caches the result).
+
+>>> s = Settings.from_env({"CONVEYOR_HOME": "/tmp/cv"})
+>>> s.database_url
+'sqlite:////tmp/cv/registry.db'
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from functools import lru_cache
+from pathlib import Path
+
+__all__ = ["Settings", "get_settings"]
+
+_MIB = 1024 * 1024
+
+
+def _parse_size(text: str, name: str) -> int:
+    """Parse ``"200M"``, ``"1G"``, ``"512K"`` or a plain byte count."""
+    units = {"K": 1024, "M": _MIB, "G": 1024 * _MIB}
+    raw = text.strip().upper().removesuffix("B").removesuffix("I")
+    try:
+        if raw and raw[-1] in units:
+            return int(float(raw[:-1]) * units[raw[-1]])
+        return int(raw)
+    except ValueError:
+        from conveyor.errors import ConfigError
+
+        raise ConfigError(
+            f"{name}={text!r} is not a size; use a byte count or a number with K, M or G "
+            "(for example 200M)"
+        ) from None
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where Conveyor keeps its state and how it behaves; immutable once built."""
+
+    home: Path
+    database_url: str
+    artifact_root: Path
+    #: Largest total size of a working-tree snapshot (tracked + untracked files).
+    snapshot_limit: int = 200 * _MIB
+    #: Where reproduction environments are cached.
+    env_cache: Path = field(default=Path())
+    #: Extra type names the operator trusts when loading skops files
+    #: (CONVEYOR_TRUSTED_TYPES, comma-separated). Never read from a model file.
+    trusted_types: tuple[str, ...] = ()
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        home = Path(env.get("CONVEYOR_HOME") or Path.home() / ".conveyor").expanduser()
+        db = env.get("CONVEYOR_DATABASE_URL") or f"sqlite:///{home / 'registry.db'}"
+        artifacts = Path(env.get("CONVEYOR_ARTIFACT_ROOT") or home / "artifacts").expanduser()
+        limit = _parse_size(env.get("CONVEYOR_SNAPSHOT_LIMIT", "200M"), "CONVEYOR_SNAPSHOT_LIMIT")
+        envs = Path(env.get("CONVEYOR_ENV_CACHE") or home / "envs").expanduser()
+        trusted = tuple(
+            t.strip() for t in env.get("CONVEYOR_TRUSTED_TYPES", "").split(",") if t.strip()
+        )
+        return cls(
+            trusted_types=trusted,
+            home=home,
+            database_url=db,
+            artifact_root=artifacts,
+            snapshot_limit=limit,
+            env_cache=envs,
+        )
+
+    def with_home(self, home: Path) -> Settings:
+        """A copy rooted somewhere else (used by tests and by reproduce sandboxes)."""
+        return replace(
+            self,
+            home=home,
+            database_url=f"sqlite:///{home / 'registry.db'}",
+            artifact_root=home / "artifacts",
+            env_cache=home / "envs",
+        )
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read from the environment on first use."""
+    return Settings.from_env()

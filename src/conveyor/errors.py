@@ -1,0 +1,92 @@
+"""Conveyor's exception tree: every error a user can cause derives from ConveyorError.
+
+    ConveyorError
+    ├── ConfigError            a setting in the environment is malformed
+    ├── NotFoundError          an id, name or digest that does not exist
+    ├── UsageError             the request itself is wrong (a parameter given twice, ...)
+    ├── StoreError
+    │   ├── IntegrityError     an artifact's bytes no longer match its digest
+    │   └── RegistryUnavailable the database URL does not answer
+    ├── RunError               a run could not be started or recorded
+    │   └── SnapshotTooLarge   the working tree exceeds the snapshot limit
+    ├── EnvironmentBuildError  a reproduction environment could not be created
+    └── ModelError             a model cannot be saved, loaded or scored
+        └── UntrustedModelError loading would execute code from an untrusted file
+
+The CLI prints ``str(error)`` and exits with ``error.exit_code``; no traceback.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigError",
+    "ConveyorError",
+    "EnvironmentBuildError",
+    "IntegrityError",
+    "ModelError",
+    "NotFoundError",
+    "RegistryUnavailable",
+    "RunError",
+    "SnapshotTooLarge",
+    "StoreError",
+    "UntrustedModelError",
+    "UsageError",
+]
+
+
+class ConveyorError(Exception):
+    """Root of every error Conveyor raises on purpose."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return f"{self.message}\n{self.hint}" if self.hint else self.message
+
+
+class ConfigError(ConveyorError):
+    exit_code = 2
+
+
+class UsageError(ConveyorError):
+    exit_code = 2
+
+
+class NotFoundError(ConveyorError):
+    pass
+
+
+class StoreError(ConveyorError):
+    pass
+
+
+class IntegrityError(StoreError):
+    pass
+
+
+class RegistryUnavailable(StoreError):
+    pass
+
+
+class RunError(ConveyorError):
+    pass
+
+
+class SnapshotTooLarge(RunError):
+    pass
+
+
+class EnvironmentBuildError(ConveyorError):
+    pass
+
+
+class ModelError(ConveyorError):
+    pass
+
+
+class UntrustedModelError(ModelError):
+    pass

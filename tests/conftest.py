@@ -1,0 +1,77 @@
+"""Shared fixtures: isolated Conveyor homes and the real backing services.
+
+A test that needs a service (PostgreSQL, Redis, RabbitMQ) asks for its
+fixture; when the service does not answer the test is skipped with the reason,
+except under ``CONVEYOR_REQUIRE_SERVICES=1`` (set by .ci/run), where it fails.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from conveyor.config import Settings
+
+POSTGRES_ADMIN_URL = os.environ.get(
+    "CONVEYOR_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+
+
+def _port_open(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def require_service(name: str, host: str, port: int) -> None:
+    """Skip (or, when services are required, fail) unless host:port answers."""
+    if _port_open(host, port):
+        return
+    reason = f"{name} is not reachable on {host}:{port}"
+    if os.environ.get("CONVEYOR_REQUIRE_SERVICES") == "1":
+        pytest.fail(f"{reason}, and CONVEYOR_REQUIRE_SERVICES=1 requires it")
+    pytest.skip(reason)
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    """Settings whose home, registry and artifact store live in a fresh temporary folder."""
+    return Settings.from_env({"CONVEYOR_HOME": str(tmp_path / "home")})
+
+
+@pytest.fixture
+def conveyor_env(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
+    """Point CONVEYOR_HOME of this process (and the children it starts) at the test home."""
+    monkeypatch.setenv("CONVEYOR_HOME", str(settings.home))
+    monkeypatch.delenv("CONVEYOR_DATABASE_URL", raising=False)
+    monkeypatch.delenv("CONVEYOR_ARTIFACT_ROOT", raising=False)
+    from conveyor.config import get_settings
+
+    get_settings.cache_clear()
+    yield settings
+    get_settings.cache_clear()
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for one test, dropped afterwards."""
+    require_service("PostgreSQL", "127.0.0.1", 5432)
+    import sqlalchemy as sa
+
+    name = f"conveyor_test_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
