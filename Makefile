@@ -5,6 +5,7 @@ PYTHON ?= python3
 UV := .tools/bin/uv
 VENV := .venv/bin
 export UV_PYTHON_DOWNLOADS := never
+export UV_COMPILE_BYTECODE := 1
 
 .PHONY: sync demo test lint bench clean
 

@@ -1,0 +1,448 @@
+"""The run registry: SQLAlchemy Core over SQLite (WAL, the default) or PostgreSQL.
+
+    reg = Registry.from_settings(settings)
+    reg.create_run(record)
+    reg.add_metrics(run_id, [MetricRecord("auc", 0.93, None, time.time())])
+    reg.finish_run(run_id, RunStatus.FINISHED, exit_code=0, ended_at=time.time())
+    reg.get_run("3f2a")            # a unique id prefix is enough
+
+The schema is created and upgraded by Alembic; a fresh database is migrated
+on first use. Every method is one short transaction, so several runs
+recording at the same time (from several processes) all land.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from sqlalchemy import event, exc
+
+from conveyor.errors import NotFoundError, RegistryUnavailable, RunError, UsageError
+from conveyor.store import schema
+from conveyor.store.records import FileRecord, MetricRecord, ModelRecord, RunRecord, RunStatus
+
+if TYPE_CHECKING:
+    from conveyor.config import Settings
+
+__all__ = ["HEAD_REVISION", "Registry"]
+
+#: The newest migration; compared with the database's before running Alembic at all.
+HEAD_REVISION = "0001"
+_MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.close()
+
+
+class Registry:
+    """Reads and writes runs, their params, metrics, files and models."""
+
+    def __init__(self, url: str, *, migrate: bool = True) -> None:
+        self.url = url
+        try:
+            parsed = sa.engine.make_url(url)
+        except exc.ArgumentError as e:
+            raise RegistryUnavailable(
+                f"CONVEYOR_DATABASE_URL={url!r} is not a database URL",
+                hint="Use sqlite:///path/to/registry.db or postgresql+psycopg://user@host/db.",
+            ) from e
+        self._display_url = parsed.render_as_string(hide_password=True)
+        if parsed.get_backend_name() == "sqlite":
+            if parsed.database:
+                Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            self.engine = sa.create_engine(url, connect_args={"timeout": 30})
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        else:
+            self.engine = sa.create_engine(
+                url, pool_pre_ping=True, connect_args=self._connect_args(parsed)
+            )
+        if migrate:
+            self.migrate()
+
+    @staticmethod
+    def _connect_args(parsed: sa.URL) -> dict[str, Any]:
+        if parsed.get_backend_name() == "postgresql":
+            return {"connect_timeout": 5}
+        return {}
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Registry:
+        return cls(settings.database_url)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> Registry:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    @contextmanager
+    def _begin(self) -> Iterator[sa.Connection]:
+        try:
+            with self.engine.begin() as conn:
+                yield conn
+        except exc.OperationalError as e:
+            if not _is_connect_failure(e):
+                raise
+            raise RegistryUnavailable(
+                f"the registry database at {self._display_url} does not answer: "
+                f"{_first_line(e.orig)}",
+                hint="Check that the server is running, or unset CONVEYOR_DATABASE_URL "
+                "to use the local SQLite registry.",
+            ) from e
+
+    # -- schema ---------------------------------------------------------------
+
+    def current_revision(self) -> str | None:
+        with self._begin() as conn:
+            if not sa.inspect(conn).has_table("alembic_version"):
+                return None
+            return conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
+
+    def migrate(self) -> None:
+        """Bring the schema to HEAD_REVISION (a no-op costing one query when current)."""
+        if self.current_revision() == HEAD_REVISION:
+            return
+        from alembic import command
+        from alembic.config import Config
+
+        cfg = Config()
+        cfg.set_main_option("script_location", str(_MIGRATIONS))
+        with self._begin() as conn:
+            if conn.dialect.name == "postgresql":
+                # Two processes migrating a fresh database at once: let one win.
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(7201)"))
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+
+    # -- runs -----------------------------------------------------------------
+
+    def create_run(self, run: RunRecord) -> None:
+        with self._begin() as conn:
+            conn.execute(
+                schema.runs.insert().values(
+                    id=run.id,
+                    name=run.name,
+                    status=run.status.value,
+                    command=run.command,
+                    cwd=run.cwd,
+                    started_at=run.started_at,
+                    seed=run.seed,
+                    host=run.host,
+                    pid=run.pid,
+                    code=run.code,
+                    environment=run.environment,
+                    reproduces=run.reproduces,
+                )
+            )
+            self._write_params(conn, run.id, run.params, source="cli")
+
+    def update_run(self, run_id: str, **values: Any) -> None:
+        """Set columns of a RUNNING run (environment, code, digests ...)."""
+        with self._begin() as conn:
+            status = self._status(conn, run_id)
+            if status.final:
+                raise RunError(f"run {run_id} is already {status.value} and cannot change")
+            conn.execute(schema.runs.update().where(schema.runs.c.id == run_id).values(**values))
+
+    def finish_run(
+        self,
+        run_id: str,
+        status: RunStatus,
+        *,
+        ended_at: float,
+        exit_code: int | None = None,
+        error: str | None = None,
+        stdout_digest: str | None = None,
+        stderr_digest: str | None = None,
+    ) -> None:
+        with self._begin() as conn:
+            self._status(conn, run_id).check_transition(status, run_id)
+            conn.execute(
+                schema.runs.update()
+                .where(schema.runs.c.id == run_id)
+                .values(
+                    status=status.value,
+                    ended_at=ended_at,
+                    exit_code=exit_code,
+                    error=error,
+                    stdout_digest=stdout_digest,
+                    stderr_digest=stderr_digest,
+                )
+            )
+
+    def _status(self, conn: sa.Connection, run_id: str) -> RunStatus:
+        value = conn.execute(
+            sa.select(schema.runs.c.status).where(schema.runs.c.id == run_id)
+        ).scalar()
+        if value is None:
+            raise NotFoundError(f"no run with id {run_id}")
+        return RunStatus(value)
+
+    # -- params, metrics, files, models ----------------------------------------
+
+    def _write_params(
+        self, conn: sa.Connection, run_id: str, params: Mapping[str, Any], *, source: str
+    ) -> None:
+        if not params:
+            return
+        existing = dict(
+            conn.execute(
+                sa.select(schema.params.c.key, schema.params.c.value).where(
+                    schema.params.c.run_id == run_id
+                )
+            ).all()
+        )
+        new = []
+        for key, value in params.items():
+            if key in existing:
+                if existing[key] != value:
+                    raise UsageError(
+                        f"parameter {key!r} of run {run_id} is already {existing[key]!r}; "
+                        f"it cannot also be {value!r}"
+                    )
+                continue
+            new.append({"run_id": run_id, "key": key, "value": value, "source": source})
+        if new:
+            conn.execute(schema.params.insert(), new)
+
+    def add_params(self, run_id: str, params: Mapping[str, Any], *, source: str = "code") -> None:
+        with self._begin() as conn:
+            self._write_params(conn, run_id, params, source=source)
+
+    def add_metrics(self, run_id: str, metrics: Iterable[MetricRecord]) -> None:
+        rows = [
+            {
+                "run_id": run_id,
+                "key": m.key,
+                "value": m.value,
+                "step": m.step,
+                "timestamp": m.timestamp,
+            }
+            for m in metrics
+        ]
+        if rows:
+            with self._begin() as conn:
+                conn.execute(schema.metrics.insert(), rows)
+
+    def add_files(self, run_id: str, records: Iterable[FileRecord]) -> None:
+        rows = [
+            {"run_id": run_id, "role": f.role, "path": f.path, "digest": f.digest, "size": f.size}
+            for f in records
+        ]
+        if not rows:
+            return
+        with self._begin() as conn:
+            for row in rows:  # the last declaration of a path wins
+                conn.execute(
+                    schema.files.delete().where(
+                        (schema.files.c.run_id == run_id)
+                        & (schema.files.c.role == row["role"])
+                        & (schema.files.c.path == row["path"])
+                    )
+                )
+            conn.execute(schema.files.insert(), rows)
+
+    def add_model(self, model: ModelRecord) -> None:
+        with self._begin() as conn:
+            conn.execute(
+                schema.models.delete().where(
+                    (schema.models.c.run_id == model.run_id) & (schema.models.c.name == model.name)
+                )
+            )
+            conn.execute(
+                schema.models.insert().values(
+                    run_id=model.run_id,
+                    name=model.name,
+                    path=model.path,
+                    format=model.format,
+                    digest=model.digest,
+                    signature=model.signature,
+                )
+            )
+
+    # -- reading ----------------------------------------------------------------
+
+    def resolve_id(self, prefix: str) -> str:
+        """The full id of the one run whose id starts with ``prefix``."""
+        text = prefix.strip().lower()
+        if not text or not all(c in "0123456789abcdef" for c in text):
+            raise NotFoundError(f"{prefix!r} is not a run id (run ids are hexadecimal)")
+        with self._begin() as conn:
+            ids = (
+                conn.execute(
+                    sa.select(schema.runs.c.id).where(schema.runs.c.id.startswith(text)).limit(5)
+                )
+                .scalars()
+                .all()
+            )
+        if not ids:
+            raise NotFoundError(
+                f"no run with id {prefix}", hint="List the runs with 'conveyor runs'."
+            )
+        if len(ids) > 1:
+            raise NotFoundError(
+                f"run id prefix {prefix!r} is ambiguous: it matches "
+                f"{', '.join(i[:12] for i in ids)}{' ...' if len(ids) == 5 else ''}",
+                hint="Give more characters of the id.",
+            )
+        return str(ids[0])
+
+    def get_run(self, run_id: str) -> RunRecord:
+        """One run with everything recorded for it; accepts a unique id prefix."""
+        full = self.resolve_id(run_id)
+        with self._begin() as conn:
+            row = conn.execute(sa.select(schema.runs).where(schema.runs.c.id == full)).one()
+            run = _run_from_row(row._mapping)
+            run.params = dict(
+                conn.execute(
+                    sa.select(schema.params.c.key, schema.params.c.value)
+                    .where(schema.params.c.run_id == full)
+                    .order_by(schema.params.c.key)
+                ).all()
+            )
+            run.metrics = [
+                MetricRecord(r.key, r.value, r.step, r.timestamp)
+                for r in conn.execute(
+                    sa.select(schema.metrics)
+                    .where(schema.metrics.c.run_id == full)
+                    .order_by(schema.metrics.c.id)
+                )
+            ]
+            run.files = [
+                FileRecord(r.role, r.path, r.digest, r.size)
+                for r in conn.execute(
+                    sa.select(schema.files)
+                    .where(schema.files.c.run_id == full)
+                    .order_by(schema.files.c.role, schema.files.c.path)
+                )
+            ]
+            run.models = [
+                ModelRecord(r.run_id, r.name, r.path, r.format, r.digest, r.signature)
+                for r in conn.execute(
+                    sa.select(schema.models)
+                    .where(schema.models.c.run_id == full)
+                    .order_by(schema.models.c.name)
+                )
+            ]
+        return run
+
+    def list_runs(self, *, limit: int = 50, status: RunStatus | None = None) -> list[RunRecord]:
+        """The newest runs first, each with params and latest metrics (no files)."""
+        query = sa.select(schema.runs).order_by(schema.runs.c.started_at.desc()).limit(limit)
+        if status is not None:
+            query = query.where(schema.runs.c.status == status.value)
+        with self._begin() as conn:
+            runs = [_run_from_row(r._mapping) for r in conn.execute(query)]
+            if not runs:
+                return []
+            ids = [r.id for r in runs]
+            by_id = {r.id: r for r in runs}
+            for r in conn.execute(sa.select(schema.params).where(schema.params.c.run_id.in_(ids))):
+                by_id[r.run_id].params[r.key] = r.value
+            for r in conn.execute(
+                sa.select(schema.metrics)
+                .where(schema.metrics.c.run_id.in_(ids))
+                .order_by(schema.metrics.c.id)
+            ):
+                by_id[r.run_id].metrics.append(MetricRecord(r.key, r.value, r.step, r.timestamp))
+        return runs
+
+    def get_model(self, run_id: str, name: str) -> ModelRecord:
+        full = self.resolve_id(run_id)
+        with self._begin() as conn:
+            row = conn.execute(
+                sa.select(schema.models).where(
+                    (schema.models.c.run_id == full) & (schema.models.c.name == name)
+                )
+            ).one_or_none()
+            if row is None:
+                names = (
+                    conn.execute(
+                        sa.select(schema.models.c.name).where(schema.models.c.run_id == full)
+                    )
+                    .scalars()
+                    .all()
+                )
+        if row is None:
+            known = ", ".join(names) if names else "none"
+            raise NotFoundError(
+                f"run {full[:12]} has no model named {name!r} (its models: {known})"
+            )
+        return ModelRecord(row.run_id, row.name, row.path, row.format, row.digest, row.signature)
+
+    def referenced_digests(self) -> set[str]:
+        """Every artifact digest a run row points at directly (not inside manifests)."""
+        found: set[str] = set()
+        with self._begin() as conn:
+            for r in conn.execute(
+                sa.select(
+                    schema.runs.c.code,
+                    schema.runs.c.environment,
+                    schema.runs.c.stdout_digest,
+                    schema.runs.c.stderr_digest,
+                )
+            ):
+                for blob in (r.code, r.environment):
+                    found.update(v for v in (blob or {}).values() if _looks_like_digest(v))
+                found.update(d for d in (r.stdout_digest, r.stderr_digest) if d)
+            found.update(conn.execute(sa.select(schema.files.c.digest)).scalars())
+            found.update(conn.execute(sa.select(schema.models.c.digest)).scalars())
+        return found
+
+
+def _looks_like_digest(value: object) -> bool:
+    return isinstance(value, str) and value.startswith(("blake3:", "sha256:"))
+
+
+def _run_from_row(row: sa.RowMapping) -> RunRecord:
+    return RunRecord(
+        id=row["id"],
+        name=row["name"],
+        status=RunStatus(row["status"]),
+        command=list(row["command"]),
+        cwd=row["cwd"],
+        started_at=row["started_at"],
+        seed=int(row["seed"]),
+        host=row["host"],
+        pid=row["pid"],
+        code=dict(row["code"] or {}),
+        environment=dict(row["environment"] or {}),
+        ended_at=row["ended_at"],
+        exit_code=row["exit_code"],
+        stdout_digest=row["stdout_digest"],
+        stderr_digest=row["stderr_digest"],
+        reproduces=row["reproduces"],
+        error=row["error"],
+    )
+
+
+def _is_connect_failure(e: exc.OperationalError) -> bool:
+    text = str(e.orig).lower()
+    return any(
+        s in text
+        for s in (
+            "could not connect",
+            "connection refused",
+            "connection to server",
+            "unable to open database",
+            "timeout expired",
+            "name or service not known",
+        )
+    )
+
+
+def _first_line(err: object) -> str:
+    return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__

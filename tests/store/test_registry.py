@@ -1,0 +1,152 @@
+"""The registry behaves the same on SQLite and on the real PostgreSQL server."""
+
+from __future__ import annotations
+
+import multiprocessing
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from conveyor.errors import NotFoundError, RegistryUnavailable, RunError, UsageError
+from conveyor.store.records import FileRecord, MetricRecord, ModelRecord, RunRecord, RunStatus
+from conveyor.store.registry import HEAD_REVISION, Registry
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'reg' / 'registry.db'}"
+    url: str = request.getfixturevalue("postgres_url")
+    return url
+
+
+@pytest.fixture
+def registry(db_url: str) -> Iterator[Registry]:
+    with Registry(db_url) as reg:
+        yield reg
+
+
+def make_run(run_id: str | None = None, **kw: object) -> RunRecord:
+    fields: dict[str, object] = {
+        "id": run_id or uuid.uuid4().hex,
+        "name": "train",
+        "status": RunStatus.RUNNING,
+        "command": ["python", "train.py"],
+        "cwd": "/tmp/project",
+        "started_at": time.time(),
+        "seed": 1234,
+        "host": "testhost",
+        "code": {"commit": "abc", "snapshot": "blake3:" + "0" * 64},
+        "environment": {"python": "3.11.7"},
+        "params": {"n_estimators": 200},
+    }
+    fields.update(kw)
+    return RunRecord(**fields)  # type: ignore[arg-type]
+
+
+def test_fresh_database_is_migrated_to_head(registry: Registry) -> None:
+    assert registry.current_revision() == HEAD_REVISION
+
+
+def test_run_round_trip(registry: Registry) -> None:
+    run = make_run()
+    registry.create_run(run)
+    registry.add_params(run.id, {"lr": 0.1})
+    registry.add_metrics(
+        run.id,
+        [MetricRecord("loss", 0.5, 1, 1.0), MetricRecord("loss", 0.25, 2, 2.0)],
+    )
+    registry.add_files(run.id, [FileRecord("output", "model.skops", "blake3:" + "1" * 64, 10)])
+    registry.add_model(
+        ModelRecord(run.id, "model", "model.skops", "sklearn", "blake3:" + "1" * 64, {"a": 1})
+    )
+    registry.finish_run(run.id, RunStatus.FINISHED, ended_at=run.started_at + 2, exit_code=0)
+
+    got = registry.get_run(run.id[:6])
+    assert got.status is RunStatus.FINISHED
+    assert got.params == {"lr": 0.1, "n_estimators": 200}
+    assert got.latest_metrics() == {"loss": 0.25}
+    assert got.outputs()[0].path == "model.skops"
+    assert got.models[0].signature == {"a": 1}
+    assert got.duration == pytest.approx(2)
+    assert registry.get_model(run.id, "model").format == "sklearn"
+    assert "blake3:" + "1" * 64 in registry.referenced_digests()
+
+
+def test_finished_run_is_immutable(registry: Registry) -> None:
+    run = make_run()
+    registry.create_run(run)
+    registry.finish_run(run.id, RunStatus.FAILED, ended_at=time.time(), exit_code=3)
+    with pytest.raises(RunError, match="already FAILED"):
+        registry.finish_run(run.id, RunStatus.FINISHED, ended_at=time.time())
+
+
+def test_param_cannot_take_two_values(registry: Registry) -> None:
+    run = make_run()
+    registry.create_run(run)
+    registry.add_params(run.id, {"n_estimators": 200})  # same value again is fine
+    with pytest.raises(UsageError, match="already 200"):
+        registry.add_params(run.id, {"n_estimators": 300})
+
+
+def test_unknown_and_ambiguous_ids(registry: Registry) -> None:
+    with pytest.raises(NotFoundError, match="no run with id abc"):
+        registry.get_run("abc")
+    with pytest.raises(NotFoundError, match="not a run id"):
+        registry.get_run("../etc")
+    registry.create_run(make_run("aa" + "1" * 30))
+    registry.create_run(make_run("aa" + "2" * 30))
+    with pytest.raises(NotFoundError, match="ambiguous"):
+        registry.get_run("aa")
+    with pytest.raises(NotFoundError, match="no model named"):
+        registry.get_model("aa1", "model")
+
+
+def test_list_runs_newest_first(registry: Registry) -> None:
+    old = make_run(started_at=1000.0)
+    new = make_run(started_at=2000.0)
+    registry.create_run(old)
+    registry.create_run(new)
+    registry.add_metrics(new.id, [MetricRecord("auc", 0.9, None, 2001.0)])
+    listed = registry.list_runs()
+    assert [r.id for r in listed] == [new.id, old.id]
+    assert listed[0].latest_metrics() == {"auc": 0.9}
+
+
+def _record_one(url: str, run_id: str) -> None:
+    reg = Registry(url)
+    reg.create_run(make_run(run_id))
+    for step in range(20):
+        reg.add_metrics(run_id, [MetricRecord("x", float(step), step, time.time())])
+    reg.finish_run(run_id, RunStatus.FINISHED, ended_at=time.time(), exit_code=0)
+    reg.close()
+
+
+def test_two_runs_at_the_same_time_are_both_recorded(db_url: str) -> None:
+    Registry(db_url).close()  # migrate once, as the CLI does before forking work
+    ids = [uuid.uuid4().hex for _ in range(2)]
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_record_one, args=(db_url, i)) for i in ids]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=120)
+        assert p.exitcode == 0
+    with Registry(db_url) as reg:
+        for run_id in ids:
+            run = reg.get_run(run_id)
+            assert run.status is RunStatus.FINISHED
+            assert len(run.metrics) == 20
+
+
+def test_database_that_does_not_answer() -> None:
+    with pytest.raises(RegistryUnavailable, match="does not answer"):
+        Registry("postgresql+psycopg://nobody@127.0.0.1:1/nothing")
+
+
+def test_malformed_url() -> None:
+    with pytest.raises(RegistryUnavailable, match="not a database URL"):
+        Registry("not a url")
