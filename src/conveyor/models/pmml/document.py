@@ -1,0 +1,183 @@
+"""A loaded PMML document: the model behind Conveyor's Model protocol.
+
+``PmmlModel.predict`` takes a column mapping, a pandas DataFrame or a list
+of records, prepares the inputs as the DataDictionary and MiningSchema say,
+runs the compiled model on the whole batch and returns every final
+OutputField by name (plus the predicted target, and class probabilities when
+the document declares no Output).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from conveyor.errors import ModelError
+from conveyor.models.base import Field, Signature
+from conveyor.models.pmml._values import Array, format_number
+from conveyor.models.pmml._xml import Element, unsupported
+from conveyor.models.pmml.core import CompiledModel, Context, build_model, find_model
+from conveyor.models.pmml.expressions import compile_derived_fields, compile_functions
+from conveyor.models.pmml.schema import DataField, parse_data_dictionary, prepare_inputs
+from conveyor.models.pmml.scope import Scope
+
+__all__ = ["PmmlModel"]
+
+_DTYPES = {
+    "double": "float64",
+    "float": "float32",
+    "integer": "int64",
+    "string": "string",
+    "boolean": "bool",
+}
+
+
+class PmmlModel:
+    """A PMML document compiled for batch scoring."""
+
+    format = "pmml"
+
+    def __init__(self, root: Element) -> None:
+        if root.tag != "PMML":
+            raise ModelError(f"{root.where}: the root element is <{root.tag}>, not <PMML>")
+        self.version = root.get("version", "")
+        self.fields: dict[str, DataField] = parse_data_dictionary(root.find("DataDictionary"))
+        td = root.find("TransformationDictionary")
+        self.functions = compile_functions(td)
+        self.derived = compile_derived_fields(td)
+        model_el = find_model(root)
+        if model_el is None:
+            raise ModelError(f"{root.where}: the document contains no model element")
+        for child in root.children:
+            if child.tag in ("Extension", "Header", "MiningBuildTask", "DataDictionary"):
+                continue
+            if child.tag == "TransformationDictionary" or child is model_el:
+                continue
+        self.model: CompiledModel = build_model(model_el, Context(self.fields, root.source))
+        self._signature = self._build_signature()
+
+    # -- Model protocol -----------------------------------------------------------------
+
+    @property
+    def signature(self) -> Signature:
+        return self._signature
+
+    def predict(self, batch: Any) -> dict[str, Any]:
+        columns, n = _columns(batch)
+        inputs = prepare_inputs(columns, n, self.fields, self.model.mining)
+        scope = Scope(n, columns=inputs, derived=self.derived)
+        scope.functions = dict(self.functions)
+        result = self.model.evaluate(scope)
+        out: dict[str, Any] = {}
+        target = self.model.target_name
+        finals = self.model.output.final_fields
+        if target is not None or not finals:
+            name = target or "predicted"
+            out[name] = self._present(result.value, self._target_type())
+        if not finals and result.probabilities is not None:
+            for c, p in result.probabilities.items():
+                out[f"probability({_label(c)})"] = np.asarray(p, dtype=np.float64)
+        for f in finals:
+            out[f.name] = self._present(result.outputs[f.name], f.data_type)
+        return out
+
+    # -- helpers ------------------------------------------------------------------------
+
+    def _target_type(self) -> str:
+        return self.model.target_type
+
+    @staticmethod
+    def _present(col: Array, data_type: str | None) -> Array:
+        """A column as a user gets it: ints as int64 when complete, booleans as bool."""
+        if col.dtype.kind == "O" or data_type is None:
+            return col
+        missing = np.isnan(col)
+        if data_type == "integer" and not missing.any():
+            return col.astype(np.int64)
+        if data_type == "boolean" and not missing.any():
+            return col.astype(bool)
+        return col
+
+    def _build_signature(self) -> Signature:
+        inputs = []
+        for mf in self.model.mining:
+            if mf.usage not in ("active",):
+                continue
+            df = self.fields.get(mf.name)
+            if df is None:
+                raise ModelError(f"MiningField {mf.name!r} is not in the DataDictionary")
+            optype = mf.optype or df.optype
+            values = tuple(df.valid) if optype != "continuous" and df.valid else None
+            inputs.append(
+                Field(mf.name, _DTYPES.get(df.data_type, "object"), optional=True, values=values)
+            )
+        outputs = []
+        model = self.model
+        finals = model.output.final_fields
+        if model.target_name is not None or not finals:
+            outputs.append(
+                Field(model.target_name or "predicted", _DTYPES.get(model.target_type, "object"))
+            )
+        classes = getattr(model, "classes", None) or None
+        if not finals and classes and model.function == "classification":
+            outputs.extend(Field(f"probability({_label(c)})", "float64") for c in classes)
+        for f in finals:
+            outputs.append(Field(f.name, _DTYPES.get(f.data_type or "", "object")))
+        task = model.function if model.function != "associationRules" else "association"
+        return Signature(
+            inputs=tuple(inputs),
+            outputs=tuple(outputs),
+            classes=tuple(classes) if classes and model.function == "classification" else None,
+            task=task,
+            extra={"pmml_version": self.version, "model": model.el.tag},
+        )
+
+
+def _label(value: Any) -> str:
+    return format_number(value) if isinstance(value, float) else str(value)
+
+
+def _columns(batch: Any) -> tuple[Mapping[str, Any], int]:
+    """A batch (mapping of columns, DataFrame, or list of records) -> (columns, rows)."""
+    if hasattr(batch, "to_dict") and hasattr(batch, "columns") and hasattr(batch, "index"):
+        columns = {str(c): batch[c].to_numpy(dtype=object, na_value=None) for c in batch.columns}
+        return columns, len(batch.index)
+    if isinstance(batch, Mapping):
+        n = None
+        cols: dict[str, Any] = {}
+        for key, value in batch.items():
+            arr = (
+                value
+                if isinstance(value, np.ndarray)
+                else np.asarray(
+                    list(value) if not isinstance(value, list | tuple) else value, dtype=object
+                )
+            )
+            if isinstance(value, list | tuple):
+                arr = np.asarray(value, dtype=object)
+            if arr.ndim == 0:
+                arr = arr.reshape(1)
+            if n is None:
+                n = len(arr)
+            elif len(arr) != n:
+                raise ModelError(
+                    f"input column {key!r} has {len(arr)} values, other columns have {n}"
+                )
+            cols[str(key)] = arr
+        return cols, n or 0
+    if isinstance(batch, Sequence) and not isinstance(batch, str | bytes):
+        records = list(batch)
+        for i, r in enumerate(records):
+            if not isinstance(r, Mapping):
+                raise ModelError(f"record {i} of the batch is a {type(r).__name__}, not a mapping")
+        names = list(dict.fromkeys(k for r in records for k in r))
+        return {k: np.array([r.get(k) for r in records], dtype=object) for k in names}, len(records)
+    raise ModelError(
+        f"a PMML model scores a mapping of columns, a DataFrame or a list of records, "
+        f"not a {type(batch).__name__}"
+    )
+
+
+_ = unsupported

@@ -1,0 +1,84 @@
+"""Where fields are looked up while a batch is scored: input columns, derived fields, outputs.
+
+A Scope is a chain: a model's LocalTransformations sit on top of the
+document's TransformationDictionary, which sits on top of the prepared
+inputs. A derived field is computed for the whole batch the first time it is
+asked for and cached. ``subset`` gives a view of some rows (a segment whose
+predicate selects them), indexing the parent's columns lazily.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from conveyor.errors import ModelError
+from conveyor.models.pmml._values import Array
+
+__all__ = ["Derived", "Scope"]
+
+#: A compiled derived field: computes its column in a scope.
+Derived = Callable[["Scope"], Array]
+
+
+class Scope:
+    """Field name -> column, for one batch (or one subset of its rows)."""
+
+    def __init__(
+        self,
+        n: int,
+        parent: Scope | None = None,
+        columns: Mapping[str, Array] | None = None,
+        derived: Mapping[str, Derived] | None = None,
+        rows: npt.NDArray[np.intp] | None = None,
+    ) -> None:
+        self.n = n
+        self.parent = parent
+        self.rows = rows
+        self._columns: dict[str, Array] = dict(columns or {})
+        self._derived: Mapping[str, Derived] = derived or {}
+        self._busy: set[str] = set()
+        self.functions: dict[str, Any] = parent.functions if parent is not None else {}
+
+    def get(self, name: str) -> Array:
+        col = self._columns.get(name)
+        if col is not None:
+            return col
+        make = self._derived.get(name)
+        if make is not None:
+            if name in self._busy:
+                raise ModelError(f"derived field {name!r} is defined in terms of itself")
+            self._busy.add(name)
+            try:
+                col = make(self)
+            finally:
+                self._busy.discard(name)
+        elif self.parent is not None:
+            col = self.parent.get(name)
+            if self.rows is not None:
+                col = col[self.rows]
+        else:
+            raise ModelError(
+                f"field {name!r} is used by the model but is neither an input nor a derived field"
+            )
+        self._columns[name] = col
+        return col
+
+    def has(self, name: str) -> bool:
+        if name in self._columns or name in self._derived:
+            return True
+        return self.parent.has(name) if self.parent is not None else False
+
+    def put(self, name: str, column: Array) -> None:
+        self._columns[name] = column
+
+    def child(self, derived: Mapping[str, Derived] | None = None) -> Scope:
+        """A scope over the same rows with more derived fields (a model's own transformations)."""
+        return Scope(self.n, parent=self, derived=derived)
+
+    def subset(self, rows: npt.NDArray[np.intp]) -> Scope:
+        """A scope over some of this scope's rows."""
+        return Scope(len(rows), parent=self, rows=rows)

@@ -1,0 +1,192 @@
+"""TreeModel: nodes compiled once into arrays, batches routed through them as row partitions.
+
+Each node's predicate is evaluated only on the rows that reached its parent,
+so a batch costs one vectorised predicate call per visited node, never a
+Python step per row; a single row visits only its own path. Scores and
+score distributions live in arrays indexed by node, so the result of a batch
+is a gather. missingValueStrategy none / lastPrediction / nullPrediction /
+defaultChild and noTrueChildStrategy are honoured; weightedConfidence and
+aggregateNodes are refused with the element and line.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from conveyor.errors import ModelError
+from conveyor.models.pmml._values import Array, column_dtype
+from conveyor.models.pmml._xml import Element, unsupported
+from conveyor.models.pmml.core import CompiledModel, Context, Result
+from conveyor.models.pmml.predicates import Predicate, compile_predicate, find_predicate
+from conveyor.models.pmml.scope import Scope
+
+__all__ = ["TreeModel"]
+
+Rows = npt.NDArray[np.intp]
+
+
+class _Node:
+    __slots__ = ("children", "default_child", "el", "id", "index", "predicate", "score")
+
+    def __init__(self, el: Element, index: int) -> None:
+        self.el = el
+        self.index = index
+        self.id: str = el.get("id", str(index + 1))
+        self.score: str | None = el.get("score")
+        pred = find_predicate(el)
+        if pred is None:
+            raise ModelError(f"{el.where}: <Node> has no predicate")
+        self.predicate: Predicate = compile_predicate(pred)
+        self.children: list[_Node] = []
+        self.default_child: _Node | None = None
+
+
+class TreeModel(CompiledModel):
+    """A decision tree for classification or regression."""
+
+    def __init__(self, el: Element, ctx: Context) -> None:
+        super().__init__(el, ctx)
+        self.missing_strategy = el.get("missingValueStrategy", "none")
+        if self.missing_strategy not in (
+            "none",
+            "lastPrediction",
+            "nullPrediction",
+            "defaultChild",
+        ):
+            raise unsupported(el, f"missingValueStrategy={self.missing_strategy!r}")
+        self.no_true_child = el.get("noTrueChildStrategy", "returnNullPrediction")
+        root_el = el.find("Node")
+        if root_el is None:
+            raise ModelError(f"{el.where}: <TreeModel> has no <Node>")
+        self.nodes: list[_Node] = []
+        self.root = self._compile(root_el)
+        self._compile_values()
+
+    def _compile(self, el: Element) -> _Node:
+        # iterative, so very deep trees do not hit the recursion limit at load time
+        root = _Node(el, 0)
+        self.nodes.append(root)
+        stack = [root]
+        while stack:
+            node = stack.pop()
+            default_id = node.el.get("defaultChild")
+            for child_el in node.el.findall("Node"):
+                child = _Node(child_el, len(self.nodes))
+                self.nodes.append(child)
+                node.children.append(child)
+                if default_id is not None and child.id == default_id:
+                    node.default_child = child
+                stack.append(child)
+            if default_id is not None and node.default_child is None:
+                raise ModelError(
+                    f"{node.el.where}: defaultChild {default_id!r} is not a child of this node"
+                )
+        return root
+
+    def _compile_values(self) -> None:
+        n_nodes = len(self.nodes)
+        self.node_ids = np.array([node.id for node in self.nodes] + [None], dtype=object)
+        if self.function == "regression":
+            scores = np.full(n_nodes + 1, np.nan, dtype=self.dtype)
+            for node in self.nodes:
+                if node.score is not None:
+                    scores[node.index] = self.dtype.type(float(node.score))
+            self.scores = scores
+            return
+        classes = self.declared_classes() or []
+        known = set(classes)
+        distributions: list[dict[Any, tuple[float, float | None]]] = []
+        for node in self.nodes:
+            dist: dict[Any, tuple[float, float | None]] = {}
+            for sd in node.el.findall("ScoreDistribution"):
+                label = self.label(sd.require("value"))
+                prob = sd.get("probability")
+                dist[label] = (float(sd.get("recordCount", "0")), float(prob) if prob else None)
+                if label not in known:
+                    known.add(label)
+                    classes.append(label)
+            distributions.append(dist)
+        for node in self.nodes:
+            if node.score is not None and self.label(node.score) not in known:
+                known.add(self.label(node.score))
+                classes.append(self.label(node.score))
+        self.classes = classes
+        probs = np.full((n_nodes + 1, len(classes)), np.nan)
+        for node, dist in zip(self.nodes, distributions, strict=True):
+            if not dist:
+                continue
+            total = sum(count for count, _ in dist.values())
+            row = np.zeros(len(classes))
+            for j, c in enumerate(classes):
+                count, prob = dist.get(c, (0.0, None))
+                if prob is not None:
+                    row[j] = prob
+                elif total > 0:
+                    row[j] = count / total
+            probs[node.index] = row
+        self.probs = probs
+        dtype = column_dtype(self.target_type)
+        labels: Array = np.full(n_nodes + 1, None if dtype.kind == "O" else np.nan, dtype=object)
+        for node in self.nodes:
+            if node.score is not None:
+                labels[node.index] = self.label(node.score)
+            elif not np.isnan(probs[node.index]).all():
+                labels[node.index] = classes[int(np.argmax(probs[node.index]))]
+        self.labels = labels if dtype.kind == "O" else labels.astype(np.float64)
+
+    # -- evaluation -------------------------------------------------------------------
+
+    def route(self, scope: Scope) -> npt.NDArray[np.intp]:
+        """The index of the node that scores each row (len(nodes) where the result is null)."""
+        null = len(self.nodes)
+        assigned = np.full(scope.n, null, dtype=np.intp)
+        rows = np.arange(scope.n, dtype=np.intp)
+        true, _ = self.root.predicate(scope, rows)
+        self._descend(scope, self.root, rows[true], assigned)
+        return assigned
+
+    def _descend(self, scope: Scope, node: _Node, rows: Rows, out: npt.NDArray[np.intp]) -> None:
+        if len(rows) == 0:
+            return
+        if not node.children:
+            out[rows] = node.index
+            return
+        null = len(self.nodes)
+        strategy = self.missing_strategy
+        remaining = rows
+        for child in node.children:
+            if len(remaining) == 0:
+                return
+            true, unknown = child.predicate(scope, remaining)
+            if strategy != "none" and unknown.any():
+                stuck = remaining[unknown]
+                if strategy == "lastPrediction":
+                    out[stuck] = node.index
+                elif strategy == "nullPrediction":
+                    out[stuck] = null
+                elif node.default_child is not None:
+                    self._descend(scope, node.default_child, stuck, out)
+                else:
+                    out[stuck] = node.index
+                decided = true | unknown
+            else:
+                decided = true
+            self._descend(scope, child, remaining[true], out)
+            remaining = remaining[~decided]
+        if len(remaining):
+            out[remaining] = node.index if self.no_true_child == "returnLastPrediction" else null
+
+    def score(self, scope: Scope) -> Result:
+        nodes = self.route(scope)
+        entity = self.node_ids[nodes]
+        if self.function == "regression":
+            return Result(value=self.scores[nodes], entity_id=entity)
+        probs = self.probs[nodes]
+        probabilities = {c: probs[:, j] for j, c in enumerate(self.classes)}
+        value = self.labels[nodes]
+        return Result(
+            value=value, classes=self.classes, probabilities=probabilities, entity_id=entity
+        )
