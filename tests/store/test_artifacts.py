@@ -347,10 +347,21 @@ def test_put_file_of_missing_path_names_it(store: ArtifactStore, tmp_path: Path)
 
 
 def test_put_file_of_a_directory_is_a_usage_error(store: ArtifactStore, tmp_path: Path) -> None:
-    with pytest.raises(UsageError, match="not a regular file"):
+    with pytest.raises(UsageError, match=f"{tmp_path} is a directory"):
         store.put_file(tmp_path)
-    with pytest.raises(UsageError, match="not a regular file"):
+    with pytest.raises(UsageError, match=f"{tmp_path} is a directory"):
         digest_file(tmp_path)
+
+
+def test_put_file_of_a_named_pipe_is_refused_without_waiting(
+    store: ArtifactStore, tmp_path: Path
+) -> None:
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    with pytest.raises(UsageError, match=f"{fifo} is not a regular file"):
+        store.put_file(fifo)
+    with pytest.raises(UsageError, match=f"{fifo} is not a regular file"):
+        digest_file(fifo)
 
 
 def test_unwritable_store_is_a_store_error_naming_it(tmp_path: Path) -> None:

@@ -40,9 +40,12 @@ from conveyor.store.digests import (
     Digest,
     digest_bytes,
     digest_file,
+    file_error,
+    hash_open,
     hash_path,
+    open_regular,
     parse_digest,
-    read_small,
+    read_fd,
 )
 from conveyor.store.reader import VerifyingReader, integrity_error
 
@@ -97,6 +100,9 @@ class ArtifactStore:
         self.root = Path(root)
         self._fsync = fsync
         self._blobs = self.root / ALGORITHM
+        # Blob paths are built by string concatenation: pathlib costs more than the hash
+        # of a 4 KiB file.
+        self._prefix = os.path.join(self.root, ALGORITHM, "")
         self._tmp = self.root / "tmp"
 
     @classmethod
@@ -114,19 +120,20 @@ class ArtifactStore:
         digest = digest_bytes(data)
         if self._present(digest, len(data)):
             return digest
-        with self._writing():
+        try:
             fd, tmp = self._new_temp()
             try:
                 try:
                     _write_all(fd, memoryview(data))
-                    if self._fsync:
-                        os.fsync(fd)
+                    self._seal(fd)
                 finally:
                     os.close(fd)
                 self._commit(tmp, digest)
             except BaseException:
-                tmp.unlink(missing_ok=True)
+                _discard(tmp)
                 raise
+        except OSError as exc:
+            raise self._write_error(exc) from None
         return digest
 
     def put_file(self, path: Path) -> str:
@@ -137,39 +144,48 @@ class ArtifactStore:
         that is not a readable regular file, and StoreError if it changed while
         being copied in.
         """
-        path = Path(path)
-        size = _source_size(path)
-        if size < MMAP_THRESHOLD:
-            with _reading(path):
-                return self.put_bytes(read_small(path))
-        with _reading(path):
-            digest = hash_path(path, size)
-            if self._present(digest, size):
-                return digest
-            src = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         try:
-            with self._writing(f"cannot copy {path} into"):
-                fd, tmp = self._new_temp()
-                try:
-                    try:
-                        _copy_fd(src, fd)
-                        if self._fsync:
-                            os.fsync(fd)
-                    finally:
-                        os.close(fd)
-                    # What was copied is what gets stored, so that is what must match.
-                    if hash_path(tmp, os.stat(tmp).st_size) != digest:
-                        raise StoreError(
-                            f"{path} changed while it was being stored",
-                            hint="Store it again once nothing is writing to it.",
-                        )
-                    self._commit(tmp, digest)
-                except BaseException:
-                    tmp.unlink(missing_ok=True)
-                    raise
+            src, size = open_regular(path)
+        except OSError as exc:
+            raise file_error(exc, path) from None
+        try:
+            try:
+                if size < MMAP_THRESHOLD:
+                    data = read_fd(src, size)
+                else:
+                    digest = hash_open(src, size, path)
+            except OSError as exc:
+                raise file_error(exc, path) from None
+            if size < MMAP_THRESHOLD:
+                return self.put_bytes(data)
+            if not self._present(digest, size):
+                self._copy_in(src, path, digest)
+            return digest
         finally:
             os.close(src)
-        return digest
+
+    def _copy_in(self, src: int, path: Path, digest: Digest) -> None:
+        """Copy an open large file into the store as ``digest``, checking what was copied."""
+        try:
+            fd, tmp = self._new_temp()
+            try:
+                try:
+                    _copy_fd(src, fd)
+                    self._seal(fd)
+                finally:
+                    os.close(fd)
+                # What was copied is what gets stored, so that is what must match.
+                if hash_path(tmp) != digest:
+                    raise StoreError(
+                        f"{path} changed while it was being stored",
+                        hint="Store it again once nothing is writing to it.",
+                    )
+                self._commit(tmp, digest)
+            except BaseException:
+                _discard(tmp)
+                raise
+        except OSError as exc:
+            raise self._write_error(exc, f"cannot copy {path} into") from None
 
     def put_json(self, obj: Any) -> str:
         """Store ``obj`` as canonical JSON (sorted keys, compact, UTF-8): equal values, one blob."""
@@ -188,7 +204,7 @@ class ArtifactStore:
 
     def exists(self, digest: str) -> bool:
         """Whether a blob with this digest is stored (its content is not checked)."""
-        return self._path(parse_digest(digest)).is_file()
+        return os.path.isfile(self._path(parse_digest(digest)))
 
     def info(self, digest: str) -> ArtifactInfo:
         """Size and creation time of a stored blob; NotFoundError if absent."""
@@ -201,7 +217,11 @@ class ArtifactStore:
         digest = parse_digest(digest)
         path = self._path(digest)
         with self._blob_access(digest):
-            data = read_small(path)
+            fd, size = open_regular(path)
+            try:
+                data = read_fd(fd, size)
+            finally:
+                os.close(fd)
         if digest_bytes(data) != digest:
             raise integrity_error(digest, path)
         return data
@@ -230,26 +250,28 @@ class ArtifactStore:
         path = self._path(digest)
         dest = Path(dest)
         if dest.is_dir():
-            raise UsageError(
-                f"cannot export {digest} to {dest}: it is a directory; give a file path"
-            )
+            raise UsageError(f"cannot export {digest} to {dest}: it is a directory; name a file")
         with self._blob_access(digest):
-            src = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            src, _ = open_regular(path)
         try:
-            with _reading(dest, "write to"):
+            try:
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 fd, tmp = _create_temp(dest.parent, f".{dest.name[:100]}.")
+            except OSError as exc:
+                raise _dest_error(exc, dest) from None
+            try:
                 try:
-                    try:
-                        _copy_fd(src, fd)
-                    finally:
-                        os.close(fd)
-                    if hash_path(tmp, os.stat(tmp).st_size) != digest:
-                        raise integrity_error(digest, path)
-                    os.replace(tmp, dest)
-                except BaseException:
-                    tmp.unlink(missing_ok=True)
-                    raise
+                    _copy_fd(src, fd)
+                finally:
+                    os.close(fd)
+                if hash_path(tmp) != digest:
+                    raise integrity_error(digest, path)
+                os.replace(tmp, dest)
+            except BaseException as exc:
+                _discard(tmp)
+                if isinstance(exc, OSError):
+                    raise _dest_error(exc, dest) from None
+                raise
         finally:
             os.close(src)
 
@@ -257,9 +279,8 @@ class ArtifactStore:
         """Re-hash a stored blob; IntegrityError naming the digest and the file if it changed."""
         digest = parse_digest(digest)
         path = self._path(digest)
-        size = self._stat(digest).st_size
         with self._blob_access(digest):
-            actual = hash_path(path, size)
+            actual = hash_path(path)
         if actual != digest:
             raise integrity_error(digest, path)
 
@@ -269,7 +290,7 @@ class ArtifactStore:
         """Remove one blob; NotFoundError if it is not stored."""
         digest = parse_digest(digest)
         with self._writing("cannot delete from"), self._blob_access(digest):
-            self._path(digest).unlink()
+            os.unlink(self._path(digest))
 
     def gc(self, keep: Collection[str], *, dry_run: bool = False) -> GcReport:
         """Remove every blob whose digest is not in ``keep``, and stale temporary files.
@@ -288,7 +309,7 @@ class ArtifactStore:
                     continue
                 if not dry_run:
                     try:
-                        self._path(blob.digest).unlink()
+                        os.unlink(self._path(blob.digest))
                     except FileNotFoundError:
                         continue  # removed by someone else meanwhile
                 removed.append(blob.digest)
@@ -320,10 +341,10 @@ class ArtifactStore:
 
     # -- internals ---------------------------------------------------------
 
-    def _path(self, digest: Digest) -> Path:
+    def _path(self, digest: Digest) -> str:
         """Where a (validated) digest's blob lives."""
-        hexd = digest[len(ALGORITHM) + 1 :]
-        return self._blobs / hexd[:2] / hexd[2:]
+        start = len(ALGORITHM) + 1
+        return self._prefix + digest[start : start + 2] + os.sep + digest[start + 2 :]
 
     def _present(self, digest: Digest, size: int) -> bool:
         # A blob of the wrong size (torn by a crash) is treated as absent and replaced.
@@ -337,18 +358,29 @@ class ArtifactStore:
             return os.stat(self._path(digest))
 
     def _new_temp(self) -> tuple[int, Path]:
-        self._tmp.mkdir(parents=True, exist_ok=True)
-        return _create_temp(self._tmp, "")
+        try:
+            return _create_temp(self._tmp, "")
+        except FileNotFoundError:  # first write: make the store
+            self._tmp.mkdir(parents=True, exist_ok=True)
+            return _create_temp(self._tmp, "")
+
+    def _seal(self, fd: int) -> None:
+        """Make a finished temporary file read-only (and durable, if asked) before publishing it."""
+        os.fchmod(fd, 0o444)
+        if self._fsync:
+            os.fsync(fd)
 
     def _commit(self, tmp: Path, digest: Digest) -> None:
-        """Make ``tmp`` the read-only blob for ``digest`` in one atomic rename."""
+        """Make ``tmp`` the blob for ``digest`` in one atomic rename."""
         final = self._path(digest)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        os.chmod(tmp, 0o444)
         # A concurrent writer of the same content may win the race: its blob is identical.
-        os.replace(tmp, final)
+        try:
+            os.replace(tmp, final)
+        except FileNotFoundError:  # first blob in this shard
+            os.makedirs(os.path.dirname(final), exist_ok=True)
+            os.replace(tmp, final)
         if self._fsync:
-            _fsync_dir(final.parent)
+            _fsync_dir(os.path.dirname(final))
 
     def _collect_temps(self, dry_run: bool) -> tuple[int, int]:
         cutoff = time.time() - STALE_TEMP_SECONDS
@@ -387,35 +419,22 @@ class ArtifactStore:
         try:
             yield
         except OSError as exc:
-            raise StoreError(
-                f"{what} the artifact store at {self.root}: {exc.strerror or exc}",
-                hint="Check that the directory is writable and the disk has space; "
-                "CONVEYOR_ARTIFACT_ROOT sets where the store is.",
-            ) from None
+            raise self._write_error(exc, what) from None
+
+    def _write_error(self, exc: OSError, what: str = "cannot write to") -> StoreError:
+        return StoreError(
+            f"{what} the artifact store at {self.root}: {exc.strerror or exc}",
+            hint="Check that the directory is writable and the disk has space; "
+            "CONVEYOR_ARTIFACT_ROOT sets where the store is.",
+        )
 
 
-def _source_size(path: Path) -> int:
-    """Size of a file about to be stored, or the user-facing error for a bad path."""
-    with _reading(path):
-        st = os.stat(path)
-    if not stat.S_ISREG(st.st_mode):
-        raise UsageError(f"cannot store {path}: it is not a regular file")
-    return st.st_size
+def _dest_error(exc: OSError, dest: Path) -> UsageError:
+    return UsageError(f"cannot write {dest}: {exc.strerror or exc}")
 
 
-@contextmanager
-def _reading(path: Path, verb: str = "read") -> Iterator[None]:
-    """Translate OS errors about a user's file into errors that name it."""
-    try:
-        yield
-    except FileNotFoundError:
-        raise NotFoundError(f"file {path} does not exist") from None
-    except IsADirectoryError:
-        raise UsageError(f"cannot {verb} {path}: it is a directory") from None
-    except PermissionError:
-        raise UsageError(f"cannot {verb} {path}: permission denied") from None
-    except OSError as exc:
-        raise UsageError(f"cannot {verb} {path}: {exc.strerror or exc}") from None
+def _discard(tmp: Path) -> None:
+    tmp.unlink(missing_ok=True)
 
 
 def _create_temp(directory: Path, prefix: str) -> tuple[int, Path]:
@@ -436,6 +455,7 @@ def _write_all(fd: int, data: memoryview) -> None:
 
 def _copy_fd(src: int, dst: int) -> None:
     """Copy all of ``src`` (from its start) to ``dst``, in the kernel when it can."""
+    os.lseek(src, 0, os.SEEK_SET)
     if hasattr(os, "copy_file_range"):
         try:
             while os.copy_file_range(src, dst, 1 << 30):
@@ -451,7 +471,7 @@ def _copy_fd(src: int, dst: int) -> None:
         _write_all(dst, memoryview(chunk))
 
 
-def _fsync_dir(directory: Path) -> None:
+def _fsync_dir(directory: str) -> None:
     fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)

@@ -19,11 +19,10 @@ from __future__ import annotations
 import os
 import stat
 from pathlib import Path
-from typing import Any
 
 from blake3 import blake3
 
-from conveyor.errors import NotFoundError, UsageError
+from conveyor.errors import ConveyorError, NotFoundError, UsageError
 
 __all__ = ["ALGORITHM", "Digest", "digest_bytes", "digest_file", "parse_digest"]
 
@@ -38,7 +37,7 @@ _PREFIX = ALGORITHM + ":"
 MMAP_THRESHOLD = 1 << 20
 
 
-def new_hasher(data: bytes | memoryview = b"") -> Any:
+def new_hasher(data: bytes | memoryview = b"") -> blake3:
     """A fresh hasher that uses every core on large updates."""
     return blake3(data, max_threads=blake3.AUTO)
 
@@ -50,33 +49,78 @@ def format_digest(raw: bytes) -> Digest:
 
 def digest_bytes(data: bytes | bytearray | memoryview) -> Digest:
     """The digest of ``data``, as the artifact store would name it."""
-    return format_digest(blake3(data, max_threads=blake3.AUTO).digest())
+    if len(data) >= MMAP_THRESHOLD:
+        return _PREFIX + blake3(data, max_threads=blake3.AUTO).hexdigest()
+    return _PREFIX + blake3(data).hexdigest()
 
 
-def read_small(path: Path | str) -> bytes:
-    """Read a whole file with the fewest system calls (open, fstat, read, close)."""
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+# Linux returns at most this much from one read(); a shorter read means end of file.
+_READ_CAP = 0x7FFFF000
+
+
+def read_fd(fd: int, size: int) -> bytes:
+    """Read a file expected to hold ``size`` bytes, usually in one system call.
+
+    Asking for one byte more than expected means a short read proves end of
+    file, so no second call is needed; a file that grew is read to its end.
+    """
+    want = size + 1
+    chunks = []
+    while True:
+        ask = min(want, _READ_CAP)
+        chunk = os.read(fd, ask)
+        chunks.append(chunk)
+        if len(chunk) < ask:
+            break
+        want = max(want - len(chunk), 1 << 20)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def open_regular(path: Path | str) -> tuple[int, int]:
+    """Open a regular file for reading and return ``(fd, size)``; OSError as the OS reports it.
+
+    Opened non-blocking, so a named pipe is refused instead of waiting for a writer.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
     try:
-        size = os.fstat(fd).st_size
-        chunks = [os.read(fd, size + 1)]
-        # The file may have grown since fstat: keep reading until end of file.
-        while chunks[-1]:
-            chunks.append(os.read(fd, 1 << 20))
-        return b"".join(chunks)
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            kind = "a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file"
+            raise UsageError(f"{path} is {kind}; only regular files can be hashed or stored")
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, st.st_size
+
+
+def hash_open(fd: int, size: int, path: Path | str) -> Digest:
+    """Digest an open file of ``size`` bytes (``path`` names the same file).
+
+    Large files are memory-mapped and hashed on every core (as ``b3sum``
+    does); a file truncated by another process while it is being hashed is
+    outside what any digest can give a meaning to.
+    """
+    if size >= MMAP_THRESHOLD:
+        return _PREFIX + new_hasher().update_mmap(path).hexdigest()
+    return digest_bytes(read_fd(fd, size))
+
+
+def hash_path(path: Path | str) -> Digest:
+    """Digest a file by path; raises OSError (or UsageError) as :func:`open_regular`."""
+    fd, size = open_regular(path)
+    try:
+        return hash_open(fd, size, path)
     finally:
         os.close(fd)
 
 
-def hash_path(path: Path | str, size: int) -> Digest:
-    """Digest a file known to be ``size`` bytes; raises OSError as the OS reports it.
-
-    Large files are memory-mapped and hashed on every core (like ``b3sum``);
-    a file truncated by another process while it is being hashed is outside
-    what any digest can give a meaning to.
-    """
-    if size >= MMAP_THRESHOLD:
-        return format_digest(new_hasher().update_mmap(path).digest())
-    return digest_bytes(read_small(path))
+def file_error(exc: OSError, path: Path | str, verb: str = "read") -> ConveyorError:
+    """The Conveyor error for an OS error on a user's file, naming the file."""
+    if isinstance(exc, FileNotFoundError):
+        return NotFoundError(f"file {path} does not exist")
+    if isinstance(exc, IsADirectoryError):
+        return UsageError(f"cannot {verb} {path}: it is a directory")
+    return UsageError(f"cannot {verb} {path}: {exc.strerror or exc}")
 
 
 def digest_file(path: Path) -> Digest:
@@ -86,16 +130,9 @@ def digest_file(path: Path) -> Digest:
     is not a readable regular file.
     """
     try:
-        st = os.stat(path)
-        if not stat.S_ISREG(st.st_mode):
-            raise UsageError(f"{path} is not a regular file; only files have a digest")
-        return hash_path(path, st.st_size)
-    except FileNotFoundError:
-        raise NotFoundError(f"file {path} does not exist") from None
-    except PermissionError:
-        raise UsageError(f"cannot read {path}: permission denied") from None
-    except IsADirectoryError:
-        raise UsageError(f"{path} is a directory; only files have a digest") from None
+        return hash_path(path)
+    except OSError as exc:
+        raise file_error(exc, path) from None
 
 
 def parse_digest(text: str) -> Digest:

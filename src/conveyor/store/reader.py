@@ -22,7 +22,7 @@ __all__ = ["VerifyingReader", "integrity_error"]
 _CHUNK = 1 << 20
 
 
-def integrity_error(digest: str, path: Path) -> IntegrityError:
+def integrity_error(digest: str, path: Path | str) -> IntegrityError:
     """The error for a blob whose bytes no longer match its name."""
     return IntegrityError(
         f"artifact {digest} is corrupted: the bytes of {path} no longer match its digest",
@@ -34,7 +34,7 @@ def integrity_error(digest: str, path: Path) -> IntegrityError:
 class VerifyingReader(io.RawIOBase):
     """Raw, seekable reader over an open blob file descriptor (which it owns and closes)."""
 
-    def __init__(self, fd: int, digest: str, path: Path) -> None:
+    def __init__(self, fd: int, digest: str, path: Path | str) -> None:
         super().__init__()
         self._fd = fd
         self._digest = digest
@@ -42,7 +42,7 @@ class VerifyingReader(io.RawIOBase):
         self.name = str(path)
         self._size = os.fstat(fd).st_size
         self._pos = 0
-        self._hasher: Any = new_hasher()
+        self._hasher = new_hasher()
         self._hashed = 0  # bytes [0, _hashed) have gone through the hasher
         self._checked_at = -1  # _hashed when the digest was last compared (-1: never)
 
