@@ -1,0 +1,119 @@
+"""``conveyor serve MODEL``: a model as an HTTP scoring service."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+__all__ = ["serve_command"]
+
+
+@click.command("serve")
+@click.argument("model_uri", metavar="MODEL")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
+@click.option(
+    "--port",
+    default=8080,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    help="Port to listen on (0 picks a free one and prints it).",
+)
+@click.option(
+    "--workers",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 256),
+    help="Worker processes; the model is loaded once and shared.",
+)
+@click.option("--name", default=None, help="Model name in URLs (default: the file's stem).")
+@click.option(
+    "--trust",
+    is_flag=True,
+    help="Trust this model file: allow pickle/joblib, and every type a skops file holds.",
+)
+@click.option(
+    "--max-body",
+    default="16M",
+    show_default=True,
+    metavar="SIZE",
+    help="Largest request body accepted (bytes, or with K/M/G).",
+)
+@click.option(
+    "--timeout",
+    default=30.0,
+    show_default=True,
+    type=click.FloatRange(0.001),
+    help="Seconds a request may take before it is answered with 504.",
+)
+@click.option(
+    "--batch-max-rows",
+    default=256,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Most rows merged into one predict call.",
+)
+@click.option(
+    "--batch-wait-ms",
+    default=0.5,
+    show_default=True,
+    type=click.FloatRange(0.0, 1000.0),
+    help="Milliseconds to wait for more requests before scoring a small batch.",
+)
+@click.option(
+    "--graceful-timeout",
+    default=30.0,
+    show_default=True,
+    type=click.FloatRange(0.0),
+    help="Seconds in-flight requests get to finish on shutdown.",
+)
+def serve_command(
+    model_uri: str,
+    host: str,
+    port: int,
+    workers: int,
+    name: str | None,
+    trust: bool,
+    max_body: str,
+    timeout: float,
+    batch_max_rows: int,
+    batch_wait_ms: float,
+    graceful_timeout: float,
+) -> None:
+    """Serve MODEL over HTTP: Open Inference Protocol V2, KServe V1, MLflow and /predict.
+
+    MODEL is a model file (.skops, .onnx, .pmml; .pkl/.joblib with --trust),
+    an MLflow model directory, or run:<run-id>/<artifact>.
+
+    \b
+    Examples:
+      conveyor serve model.skops --port 8081 --workers 2
+      conveyor serve mlflow-model-dir/
+      curl -s localhost:8081/predict -d '[{"age": 41, "income": 52000}]'
+    """
+    from conveyor.config import _parse_size, get_settings
+    from conveyor.serving import ServeOptions, resolve_model_uri
+    from conveyor.serving.server import serve
+
+    options = ServeOptions(
+        host=host,
+        port=port,
+        workers=workers,
+        max_body=_parse_size(max_body, "--max-body"),
+        timeout=timeout,
+        batch_max_rows=batch_max_rows,
+        batch_wait=batch_wait_ms / 1000.0,
+        graceful_timeout=graceful_timeout,
+    )
+    resolved = resolve_model_uri(model_uri, get_settings(), trusted=trust, name=name)
+
+    def announce(bound_host: str, bound_port: int) -> None:
+        shown = f"[{bound_host}]" if ":" in bound_host else bound_host
+        run = f", run {resolved.run_id}" if resolved.run_id else ""
+        click.echo(
+            f"Serving model {resolved.name!r} ({resolved.model.format}, {resolved.digest[:19]}"
+            f"{run}) on http://{shown}:{bound_port} with {workers} worker(s); docs at /docs",
+        )
+        sys.stdout.flush()
+
+    serve(resolved, options, announce=announce)

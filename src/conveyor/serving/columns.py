@@ -1,0 +1,321 @@
+"""Validation: turn request values into typed column arrays that match a model's signature.
+
+Every protocol reduces its payload to *rows of values per field* (or, for
+typed tensors, an array) and calls :class:`ColumnBuilder`; the builder checks
+each field's type, shape, range, allowed values and NaN, collects a
+:class:`~conveyor.serving.errors.Problem` for everything wrong (never
+stopping at the first), and raises :class:`InvalidInput` naming them all.
+
+Type checks look at the set of Python types in a column (one C-level pass),
+so the common all-numbers case costs one ``set(map(type, ...))`` and one
+``numpy.array`` call; element-by-element work happens only on error.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from conveyor.models.base import Field, Signature
+from conveyor.serving.errors import InvalidInput, Problem
+
+__all__ = ["MISSING", "ColumnBuilder", "expected_type", "flatten_rows"]
+
+MISSING: Any = object()
+
+_INT_RANGES = {
+    "int8": (-(2**7), 2**7 - 1),
+    "int16": (-(2**15), 2**15 - 1),
+    "int32": (-(2**31), 2**31 - 1),
+    "int64": (-(2**63), 2**63 - 1),
+    "uint8": (0, 2**8 - 1),
+    "uint16": (0, 2**16 - 1),
+    "uint32": (0, 2**32 - 1),
+    "uint64": (0, 2**64 - 1),
+}
+_NUMBER = frozenset({int, float})
+_FLOATS = frozenset({"float32", "float64"})
+
+
+def expected_type(field: Field) -> str:
+    """How a field's type reads in an error message, e.g. ``float64[20]``."""
+    dims = "".join(f"[{n}]" for n in field.shape)
+    values = ""
+    if field.values is not None:
+        values = " one of " + ", ".join(repr(v) for v in field.values[:20])
+    return f"{field.dtype}{dims}{values}"
+
+
+def _describe(value: Any) -> str:
+    if value is None:
+        return "null"
+    text = repr(value)
+    return f"{type(value).__name__} {text if len(text) <= 40 else text[:37] + '...'}"
+
+
+def flatten_rows(rows: Sequence[Any], shape: tuple[int, ...]) -> tuple[list[Any], str | None]:
+    """Flatten per-row nested lists of ``shape``; returns (flat values, error or None)."""
+    flat: list[Any] = list(rows)
+    for depth, width in enumerate(shape):
+        kinds = set(map(type, flat))
+        if not kinds <= {list, tuple}:
+            bad = next(i for i, v in enumerate(flat) if type(v) not in (list, tuple))
+            return [], f"element {bad} at depth {depth + 1} is {_describe(flat[bad])}, not a list"
+        lengths = set(map(len, flat))
+        if lengths != {width} and flat:
+            got = sorted(lengths)
+            return [], f"rows must hold {width} values at depth {depth + 1}, got {got}"
+        nxt: list[Any] = []
+        for item in flat:
+            nxt.extend(item)
+        flat = nxt
+    return flat, None
+
+
+class ColumnBuilder:
+    """Collects typed columns for one request and every problem found on the way."""
+
+    def __init__(self, signature: Signature) -> None:
+        self.signature = signature
+        self.fields = {f.name: f for f in signature.inputs}
+        self.problems: list[Problem] = []
+        self.columns: dict[str, Any] = {}
+        self.rows: int | None = None
+
+    # -- entry points used by the protocols ---------------------------------
+
+    def from_columns(self, data: Mapping[str, Any], where: str = "") -> dict[str, Any]:
+        """Columns given as field name -> list of per-row values."""
+        for name in data:
+            if name not in self.fields:
+                self.unknown(name, where)
+        for f in self.signature.inputs:
+            values = data.get(f.name, MISSING)
+            if values is MISSING:
+                self.missing(f, where)
+                continue
+            if not isinstance(values, list):
+                values = [values]
+            self.add_rows(f, values, where)
+        return self.finish()
+
+    def from_records(self, records: Sequence[Any], where: str = "") -> dict[str, Any]:
+        """Rows given as a list of ``{field: value}`` objects."""
+        bad = [i for i, r in enumerate(records) if not isinstance(r, dict)]
+        if bad:
+            self.problems.append(
+                Problem(f"{where}[{bad[0]}]", f"is {_describe(records[bad[0]])}", "an object")
+            )
+            raise InvalidInput(self.problems)
+        seen: set[str] = set()
+        for record in records:
+            seen.update(record)
+        for name in sorted(seen - self.fields.keys()):
+            self.unknown(name, where)
+        for f in self.signature.inputs:
+            if f.name not in seen:
+                self.missing(f, where)
+                continue
+            values = [r.get(f.name, MISSING) for r in records]
+            absent = [i for i, v in enumerate(values) if v is MISSING]
+            if absent and not f.optional:
+                self.problems.append(
+                    Problem(self._name(f.name, where), f"missing in row(s) {absent[:10]}")
+                )
+                continue
+            self.add_rows(f, [None if v is MISSING else v for v in values], where)
+        return self.finish()
+
+    def from_rows(self, rows: Sequence[Any], where: str = "") -> dict[str, Any]:
+        """Rows given as lists: a single tensor field's rows, or values in signature order."""
+        inputs = self.signature.inputs
+        if len(inputs) == 1 and inputs[0].shape:
+            self.add_rows(inputs[0], list(rows), where)
+            return self.finish()
+        if len(inputs) == 1 and all(not isinstance(r, list) for r in rows):
+            self.add_rows(inputs[0], list(rows), where)
+            return self.finish()
+        bad = [i for i, r in enumerate(rows) if not isinstance(r, list) or len(r) != len(inputs)]
+        if bad:
+            self.problems.append(
+                Problem(
+                    f"{where}[{bad[0]}]",
+                    f"is {_describe(rows[bad[0]])}",
+                    f"a list of {len(inputs)} values: {', '.join(self.signature.input_names)}",
+                )
+            )
+            raise InvalidInput(self.problems)
+        for j, f in enumerate(inputs):
+            self.add_rows(f, [r[j] for r in rows], where)
+        return self.finish()
+
+    # -- building blocks ---------------------------------------------------
+
+    def _name(self, name: str, where: str) -> str:
+        return f"{where}.{name}" if where else name
+
+    def unknown(self, name: str, where: str = "") -> None:
+        expected = ", ".join(self.signature.input_names)
+        self.problems.append(
+            Problem(self._name(name, where), "unknown field", f"one of {expected}")
+        )
+
+    def missing(self, f: Field, where: str = "") -> None:
+        if f.optional:
+            return
+        self.problems.append(
+            Problem(self._name(f.name, where), "missing", expected_type(f)),
+        )
+
+    def _rows_ok(self, f: Field, n: int, where: str) -> bool:
+        if self.rows is None:
+            self.rows = n
+            return True
+        if n != self.rows:
+            self.problems.append(
+                Problem(
+                    self._name(f.name, where),
+                    f"has {n} rows but other fields have {self.rows}",
+                )
+            )
+            return False
+        return True
+
+    def add_rows(self, f: Field, rows: Sequence[Any], where: str = "") -> None:
+        """Per-row values (nested lists for tensor fields) for field ``f``."""
+        flat, error = flatten_rows(rows, f.shape)
+        if error is not None:
+            self.problems.append(Problem(self._name(f.name, where), error, expected_type(f)))
+            return
+        self.add_flat(f, flat, len(rows), where)
+
+    def add_flat(self, f: Field, flat: list[Any], n: int, where: str = "") -> None:
+        """Row-major flat values for ``n`` rows of field ``f``."""
+        import numpy as np
+
+        name = self._name(f.name, where)
+        shape = (n, *f.shape)
+        if not self._rows_ok(f, n, where):
+            return
+        kinds = set(map(type, flat))
+        dtype = f.dtype
+        problem: str | None = None
+        array: Any = None
+        if dtype in _FLOATS:
+            if not kinds <= _NUMBER:
+                nullable = f.optional and kinds <= {int, float, type(None)}
+                if nullable:
+                    flat = [math.nan if v is None else v for v in flat]
+                else:
+                    problem = self._first_bad(flat, _NUMBER)
+            if problem is None:
+                array = np.array(flat, dtype=dtype).reshape(shape)
+                if not f.optional and array.size and np.isnan(array).any():
+                    rows = sorted({int(i) for i in np.argwhere(np.isnan(array))[:, 0]})
+                    problem = f"NaN in row(s) {rows[:10]} where a value is required"
+        elif dtype in _INT_RANGES:
+            if not kinds <= _NUMBER:
+                problem = self._first_bad(flat, _NUMBER)
+            elif float in kinds:
+                frac = [v for v in flat if type(v) is float and not v.is_integer()]
+                if frac:
+                    problem = f"has non-integer value {frac[0]!r}"
+                else:
+                    flat = [int(v) for v in flat]
+            if problem is None:
+                lo, hi = _INT_RANGES[dtype]
+                if flat and (min(flat) < lo or max(flat) > hi):
+                    out = next(v for v in flat if not lo <= v <= hi)
+                    problem = f"value {out} is out of range [{lo}, {hi}]"
+                else:
+                    array = np.array(flat, dtype=dtype).reshape(shape)
+        elif dtype == "bool":
+            if not kinds <= {bool}:
+                problem = self._first_bad(flat, frozenset({bool}))
+            else:
+                array = np.array(flat, dtype=bool).reshape(shape)
+        else:  # "string" / "object": text values
+            allowed = frozenset({str}) if dtype == "string" else frozenset({str, int, float, bool})
+            if f.optional:
+                allowed = allowed | {type(None)}
+            if not kinds <= allowed:
+                problem = self._first_bad(flat, allowed)
+            else:
+                array = np.empty(len(flat), dtype=object)
+                array[:] = flat
+                array = array.reshape(shape)
+        if problem is None and f.values is not None and array is not None:
+            allowed_values = set(f.values)
+            unknown = [v for v in array.ravel().tolist() if v not in allowed_values]
+            if unknown:
+                problem = f"value {unknown[0]!r} is not one of the known values"
+        if problem is not None:
+            self.problems.append(Problem(name, problem, expected_type(f)))
+            return
+        self.columns[f.name] = array
+
+    def add_array(self, f: Field, array: Any, where: str = "") -> None:
+        """An already typed array (binary tensor data) for field ``f``; checks shape and dtype."""
+        import numpy as np
+
+        name = self._name(f.name, where)
+        if array.shape[1:] != f.shape and not (not f.shape and array.shape[1:] == (1,)):
+            self.problems.append(
+                Problem(name, f"has per-row shape {list(array.shape[1:])}", expected_type(f))
+            )
+            return
+        if not self._rows_ok(f, array.shape[0], where):
+            return
+        array = array.reshape((array.shape[0], *f.shape))
+        kind = array.dtype.kind
+        ok = (
+            (f.dtype in _FLOATS and kind in "iuf")
+            or (f.dtype in _INT_RANGES and kind in "iu")
+            or (f.dtype == "bool" and kind == "b")
+            or (f.dtype in ("string", "object") and kind in "OSU")
+        )
+        if not ok:
+            self.problems.append(
+                Problem(name, f"has element type {array.dtype.name}", expected_type(f))
+            )
+            return
+        if f.dtype in _INT_RANGES and array.size:
+            lo, hi = _INT_RANGES[f.dtype]
+            if int(array.min()) < lo or int(array.max()) > hi:
+                self.problems.append(
+                    Problem(name, f"has values out of range [{lo}, {hi}]", expected_type(f))
+                )
+                return
+        if f.dtype in _FLOATS or f.dtype in _INT_RANGES:
+            array = array.astype(f.dtype, copy=False)
+            if f.dtype in _FLOATS and not f.optional and np.isnan(array).any():
+                self.problems.append(Problem(name, "contains NaN", expected_type(f)))
+                return
+        self.columns[f.name] = array
+
+    @staticmethod
+    def _first_bad(flat: list[Any], allowed: frozenset[type]) -> str:
+        index, value = next((i, v) for i, v in enumerate(flat) if type(v) not in allowed)
+        return f"element {index} is {_describe(value)}"
+
+    def finish(self) -> dict[str, Any]:
+        """The typed columns, or InvalidInput naming every problem found."""
+        if self.problems:
+            raise InvalidInput(self.problems)
+        for f in self.signature.inputs:
+            if f.name not in self.columns and f.optional:
+                self.columns[f.name] = self._fill(f)
+        if self.rows == 0:
+            raise InvalidInput([Problem("inputs", "no rows", "at least one row")])
+        return self.columns
+
+    def _fill(self, f: Field) -> Any:
+        import numpy as np
+
+        n = self.rows or 0
+        if f.dtype in _FLOATS:
+            return np.full((n, *f.shape), np.nan, dtype=f.dtype)
+        array = np.empty((n, *f.shape), dtype=object)
+        array.fill(None)
+        return array

@@ -1,0 +1,76 @@
+"""The plain-ASGI request and response types every protocol handler works with."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from conveyor.serving.errors import RequestError
+
+__all__ = ["Request", "Response", "dumps", "json_response", "loads"]
+
+JSON = "application/json"
+_JSON_TYPES = frozenset({"", JSON, "application/x-www-form-urlencoded", "text/json"})
+
+
+def dumps(data: Any) -> bytes:
+    """JSON bytes; NumPy arrays and scalars serialise natively (and fast) through orjson."""
+    import orjson
+
+    return orjson.dumps(data, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+def loads(body: bytes) -> Any:
+    """Parse a JSON body; RequestError (400) naming the position of a syntax error."""
+    import orjson
+
+    if not body.strip():
+        raise RequestError("the request body is empty; send a JSON document", kind="bad_json")
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise RequestError(f"the request body is not valid JSON: {exc}", kind="bad_json") from None
+
+
+@dataclass
+class Request:
+    """One HTTP request, body read in full (within the size limit)."""
+
+    method: str
+    path: str
+    query: str
+    headers: dict[str, str]
+    body: bytes = b""
+    request_id: str = ""
+
+    @property
+    def content_type(self) -> str:
+        """The media type without parameters, lower-case; "" when absent."""
+        return self.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+
+    def json(self, *, accept_csv: bool = False) -> Any:
+        """The JSON body; 415 for a content type that is not JSON."""
+        ctype = self.content_type
+        # curl -d sends application/x-www-form-urlencoded unless told otherwise.
+        if ctype in _JSON_TYPES or ctype.endswith("+json"):
+            return loads(self.body)
+        expected = "application/json or text/csv" if accept_csv else "application/json"
+        raise RequestError(
+            f"content type {ctype!r} is not supported here; send {expected}",
+            status=415,
+            kind="content_type",
+        )
+
+
+@dataclass
+class Response:
+    """What a handler answers: status, body bytes, media type and extra headers."""
+
+    status: int = 200
+    body: bytes = b""
+    content_type: str = JSON
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(status=status, body=dumps(data), headers=headers or {})

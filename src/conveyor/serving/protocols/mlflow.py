@@ -1,0 +1,140 @@
+"""MLflow's scoring protocol: ``POST /invocations``, so MLflow clients switch without changes.
+
+JSON bodies hold exactly one of ``dataframe_split`` (``{"columns": [...],
+"data": [[...]]}``), ``dataframe_records`` (a list of row objects),
+``instances`` (a list of rows) or ``inputs`` (rows, or columns by name);
+``params`` is accepted and ignored. ``text/csv`` bodies carry a header row.
+The answer is ``{"predictions": [...]}``: the model's primary output per row.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from typing import Any
+
+from conveyor.models.base import Field
+from conveyor.serving.columns import expected_type
+from conveyor.serving.errors import InvalidInput, Problem, RequestError
+from conveyor.serving.http import Request, Response, json_response
+from conveyor.serving.protocols.v1 import columns_from_instances
+from conveyor.serving.service import ServedModel, row_values
+
+__all__ = ["invocations"]
+
+_FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
+
+
+def _split(served: ServedModel, split: Any) -> dict[str, Any]:
+    if not isinstance(split, dict) or not isinstance(split.get("data"), list):
+        raise InvalidInput(
+            [
+                Problem(
+                    "dataframe_split",
+                    "is not {columns, data}",
+                    '{"columns": [...], "data": [[...]]}',
+                )
+            ]
+        )
+    data = split["data"]
+    columns = split.get("columns")
+    if columns is None:
+        return columns_from_instances(served, data, "dataframe_split.data")
+    if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns):
+        raise InvalidInput([Problem("dataframe_split.columns", "is not a list of names")])
+    bad = [i for i, row in enumerate(data) if not isinstance(row, list) or len(row) != len(columns)]
+    if bad:
+        raise InvalidInput(
+            [
+                Problem(
+                    f"dataframe_split.data[{bad[0]}]",
+                    f"does not hold {len(columns)} values",
+                    f"one value per column: {', '.join(columns)}",
+                )
+            ]
+        )
+    by_name = {name: [row[j] for row in data] for j, name in enumerate(columns)}
+    return served.builder().from_columns(by_name, "dataframe_split")
+
+
+def _parse_cell(f: Field, text: str) -> Any:
+    text = text.strip()
+    if f.dtype.startswith("float"):
+        if text == "" or text.lower() in ("nan", "na", "null"):
+            return None if f.optional else math.nan
+        return float(text)
+    if f.dtype.startswith(("int", "uint")):
+        return int(text)
+    if f.dtype == "bool":
+        lowered = text.lower()
+        if lowered in ("true", "1"):
+            return True
+        if lowered in ("false", "0"):
+            return False
+        raise ValueError(text)
+    return text
+
+
+def _csv(served: ServedModel, body: bytes) -> dict[str, Any]:
+    try:
+        text = body.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise RequestError("the CSV body is not UTF-8 text") from None
+    reader = csv.reader(io.StringIO(text))
+    rows = [row for row in reader if row]
+    if len(rows) < 2:
+        raise InvalidInput([Problem("csv", "needs a header row and at least one data row")])
+    header, data = rows[0], rows[1:]
+    fields = {f.name: f for f in served.signature.inputs}
+    problems: list[Problem] = []
+    columns: dict[str, list[Any]] = {}
+    for j, name in enumerate(header):
+        if name not in fields:
+            columns[name] = []
+            continue
+        f = fields[name]
+        values: list[Any] = []
+        for i, row in enumerate(data):
+            cell = row[j] if j < len(row) else ""
+            try:
+                values.append(_parse_cell(f, cell))
+            except ValueError:
+                problems.append(Problem(f"csv.{name}", f"row {i + 1}: {cell!r}", expected_type(f)))
+                break
+        columns[name] = values
+    if problems:
+        raise InvalidInput(problems)
+    return served.builder().from_columns(columns, "csv")
+
+
+async def invocations(served: ServedModel, req: Request) -> Response:
+    if req.content_type == "text/csv":
+        columns = _csv(served, req.body)
+    else:
+        if req.content_type not in ("application/json", ""):
+            raise RequestError(
+                f"content type {req.content_type!r} is not supported; send application/json "
+                "or text/csv",
+                status=415,
+                kind="content_type",
+            )
+        body = req.json()
+        keys = [k for k in _FORMATS if isinstance(body, dict) and k in body]
+        if len(keys) != 1:
+            raise RequestError(
+                "the JSON body must hold exactly one of "
+                + ", ".join(_FORMATS)
+                + (f" (it holds {', '.join(keys)})" if keys else "")
+            )
+        key = keys[0]
+        value = body[key]
+        if key == "dataframe_split":
+            columns = _split(served, value)
+        elif key == "inputs" and isinstance(value, dict):
+            columns = served.builder().from_columns(value, "inputs")
+        else:
+            columns = columns_from_instances(served, value, key)
+    outputs = await served.score(columns)
+    primary = served.primary_output
+    return json_response({"predictions": row_values(outputs[primary]) if primary else []})

@@ -1,0 +1,290 @@
+"""Open Inference Protocol V2 (KServe V2 REST): health, metadata and ``infer``.
+
+An inference request names one tensor per input field::
+
+    {"id": "42", "inputs": [{"name": "x", "shape": [2, 20], "datatype": "FP64",
+                             "data": [[...20 numbers...], [...]]}],
+     "outputs": [{"name": "label"}]}
+
+``shape[0]`` is the number of rows; the rest must equal the field's per-row
+shape (``[n]`` and ``[n, 1]`` both feed a scalar field). Integer tensors
+may feed float fields; nothing narrows silently. Triton's binary tensor
+extension is understood both ways, which is what ``tritonclient`` uses.
+"""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+import conveyor
+from conveyor.serving.columns import flatten_rows
+from conveyor.serving.errors import InvalidInput, Problem, RequestError
+from conveyor.serving.http import Request, Response, dumps, loads
+from conveyor.serving.service import ServedModel, column_values
+from conveyor.serving.tensors import (
+    DATATYPES,
+    datatype_for,
+    decode_binary,
+    encode_binary,
+    field_accepts,
+)
+
+__all__ = ["infer", "model_metadata", "server_metadata"]
+
+BINARY_HEADER = "inference-header-content-length"
+
+
+def server_metadata() -> dict[str, Any]:
+    return {
+        "name": "conveyor",
+        "version": conveyor.__version__,
+        "extensions": ["binary_tensor_data"],
+    }
+
+
+def model_metadata(served: ServedModel) -> dict[str, Any]:
+    sig = served.signature
+    return {
+        "name": served.name,
+        "versions": [served.resolved.version],
+        "platform": f"conveyor-{served.resolved.model.format}",
+        "inputs": [
+            {"name": f.name, "datatype": datatype_for(f.dtype), "shape": [-1, *f.shape]}
+            for f in sig.inputs
+        ],
+        "outputs": [
+            {"name": f.name, "datatype": datatype_for(f.dtype), "shape": [-1, *f.shape]}
+            for f in sig.outputs
+        ],
+        "parameters": {
+            "digest": served.resolved.digest,
+            "run_id": served.resolved.run_id,
+            "task": sig.task,
+            "classes": list(sig.classes) if sig.classes is not None else None,
+        },
+    }
+
+
+def _split_body(req: Request) -> tuple[Any, memoryview]:
+    """The JSON header and the binary tensor section of a request."""
+    raw_length = req.headers.get(BINARY_HEADER)
+    if raw_length is None:
+        return req.json(), memoryview(b"")
+    try:
+        length = int(raw_length)
+    except ValueError:
+        raise RequestError(
+            f"Inference-Header-Content-Length {raw_length!r} is not a number"
+        ) from None
+    if not 0 < length <= len(req.body):
+        raise RequestError(
+            f"Inference-Header-Content-Length {length} does not fit a body of {len(req.body)} bytes"
+        )
+    return loads(req.body[:length]), memoryview(req.body)[length:]
+
+
+def _shape(value: Any) -> list[int] | None:
+    if isinstance(value, list) and all(type(n) is int and n >= 0 for n in value) and value:
+        return value
+    return None
+
+
+def _requested(body: dict[str, Any], served: ServedModel) -> list[tuple[str, bool]]:
+    """(output name, as binary) for each output to return."""
+    params = body.get("parameters") if isinstance(body.get("parameters"), dict) else {}
+    all_binary = bool(params.get("binary_data_output", False)) if params else False
+    outputs = body.get("outputs")
+    if outputs is None:
+        return [(name, all_binary) for name in served.output_names]
+    if not isinstance(outputs, list):
+        raise RequestError("'outputs' must be a list of {\"name\": ...} objects")
+    known = served.output_names
+    chosen: list[tuple[str, bool]] = []
+    problems: list[Problem] = []
+    for i, item in enumerate(outputs):
+        name = item.get("name") if isinstance(item, dict) else None
+        if not isinstance(name, str) or name not in known:
+            problems.append(
+                Problem(
+                    f"outputs[{i}].name", f"unknown output {name!r}", f"one of {', '.join(known)}"
+                )
+            )
+            continue
+        oparams = item.get("parameters") or {}
+        binary = (
+            bool(oparams.get("binary_data", all_binary)) if isinstance(oparams, dict) else False
+        )
+        chosen.append((name, binary))
+    if problems:
+        raise InvalidInput(problems)
+    return chosen
+
+
+def _columns(body: dict[str, Any], binary: memoryview, served: ServedModel) -> dict[str, Any]:
+    tensors = body.get("inputs")
+    if not isinstance(tensors, list) or not tensors:
+        raise InvalidInput([Problem("inputs", "missing or empty", "a list of input tensors")])
+    builder = served.builder()
+    fields = builder.fields
+    problems = builder.problems
+    seen: set[str] = set()
+    offset = 0
+    for i, tensor in enumerate(tensors):
+        where = f"inputs[{i}]"
+        if not isinstance(tensor, dict):
+            problems.append(Problem(where, "is not an object", "{name, shape, datatype, data}"))
+            continue
+        name, datatype, shape = (
+            tensor.get("name"),
+            tensor.get("datatype"),
+            _shape(tensor.get("shape")),
+        )
+        params = tensor.get("parameters") if isinstance(tensor.get("parameters"), dict) else {}
+        size = params.get("binary_data_size") if params else None
+        bad = False
+        if not isinstance(name, str):
+            problems.append(Problem(f"{where}.name", "missing or not a string"))
+            bad = True
+        if datatype not in DATATYPES:
+            problems.append(
+                Problem(f"{where}.datatype", f"unknown datatype {datatype!r}", ", ".join(DATATYPES))
+            )
+            bad = True
+        if shape is None:
+            problems.append(
+                Problem(
+                    f"{where}.shape", f"is {tensor.get('shape')!r}", "a non-empty list of sizes"
+                )
+            )
+            bad = True
+        if size is not None and (type(size) is not int or size < 0 or offset + size > len(binary)):
+            problems.append(
+                Problem(f"{where}.parameters.binary_data_size", f"{size!r} is not valid")
+            )
+            bad = True
+        raw = binary[offset : offset + size] if isinstance(size, int) and size >= 0 else None
+        offset += size if isinstance(size, int) and size >= 0 else 0
+        if bad or not isinstance(name, str) or shape is None:
+            continue
+        label = f"inputs[{name}]"
+        if name not in fields:
+            problems.append(Problem(label, "unknown input", f"one of {', '.join(fields)}"))
+            continue
+        if name in seen:
+            problems.append(Problem(label, "given twice"))
+            continue
+        seen.add(name)
+        field = fields[name]
+        assert isinstance(datatype, str)
+        if not field_accepts(field.dtype, datatype):
+            problems.append(
+                Problem(label, f"has datatype {datatype}", f"{datatype_for(field.dtype)} tensor")
+            )
+            continue
+        per_row = tuple(shape[1:])
+        if per_row != field.shape and not (not field.shape and per_row == (1,)):
+            problems.append(
+                Problem(
+                    label,
+                    f"has shape {shape}",
+                    f"[rows{''.join(f', {n}' for n in field.shape)}]",
+                )
+            )
+            continue
+        if raw is not None:
+            try:
+                array = decode_binary(raw, datatype, shape, name)
+            except RequestError as exc:
+                problems.append(Problem(label, exc.message))
+                continue
+            builder.add_array(field, array)
+            continue
+        data = tensor.get("data")
+        if data is None:
+            problems.append(Problem(f"{label}.data", "missing", "a flat or nested list of values"))
+            continue
+        flat = _flat(data)
+        count = 1
+        for n in shape:
+            count *= n
+        if len(flat) != count:
+            problems.append(
+                Problem(f"{label}.data", f"has {len(flat)} values but shape {shape} needs {count}")
+            )
+            continue
+        if datatype.startswith(("INT", "UINT")) and float in set(map(type, flat)):
+            problems.append(Problem(f"{label}.data", f"holds floats in an {datatype} tensor"))
+            continue
+        builder.add_flat(field, flat, shape[0])
+    for f in served.signature.inputs:
+        if f.name not in seen:
+            builder.missing(f, "inputs")
+    return builder.finish()
+
+
+def _flat(data: Any) -> list[Any]:
+    if not isinstance(data, list):
+        return [data]
+    if data and isinstance(data[0], list):
+        depth, probe = 0, cast(Any, data)
+        while isinstance(probe, list) and probe:
+            depth, probe = depth + 1, probe[0]
+        flat, error = flatten_rows([data], _guess_shape(data, depth))
+        if error is None:
+            return flat
+        # Ragged nesting: flatten whatever is there; the count check reports it.
+        out: list[Any] = []
+        stack: list[Any] = [data]
+        while stack:
+            item = stack.pop()
+            if isinstance(item, list):
+                stack.extend(reversed(item))
+            else:
+                out.append(item)
+        return out
+    return data
+
+
+def _guess_shape(data: list[Any], depth: int) -> tuple[int, ...]:
+    shape: list[int] = []
+    probe: Any = data
+    for _ in range(depth):
+        shape.append(len(probe))
+        probe = probe[0] if probe else None
+    return tuple(shape)
+
+
+async def infer(served: ServedModel, req: Request) -> Response:
+    body, binary = _split_body(req)
+    if not isinstance(body, dict):
+        raise RequestError("an inference request is a JSON object with an 'inputs' list")
+    requested = _requested(body, served)
+    columns = _columns(body, binary, served)
+    outputs = await served.score(columns)
+    result: dict[str, Any] = {
+        "model_name": served.name,
+        "model_version": served.resolved.version,
+        "outputs": [],
+    }
+    if isinstance(body.get("id"), str):
+        result["id"] = body["id"]
+    chunks: list[bytes] = []
+    for name, as_binary in requested:
+        array = outputs[name]
+        datatype = datatype_for(array.dtype.name if array.dtype.kind not in "OUS" else "string")
+        entry: dict[str, Any] = {"name": name, "datatype": datatype, "shape": list(array.shape)}
+        if as_binary:
+            raw = encode_binary(array, datatype)
+            entry["parameters"] = {"binary_data_size": len(raw)}
+            chunks.append(raw)
+        else:
+            entry["data"] = column_values(array.ravel())
+        result["outputs"].append(entry)
+    header = dumps(result)
+    if not chunks:
+        return Response(body=header)
+    return Response(
+        body=header + b"".join(chunks),
+        content_type="application/octet-stream",
+        headers={"inference-header-content-length": str(len(header))},
+    )

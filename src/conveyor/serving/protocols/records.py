@@ -1,0 +1,40 @@
+"""``/predict``: a list of records in, a list of records out.
+
+    [{"age": 41, "income": 52000}]
+    -> [{"label": "yes", "probabilities": {"no": 0.12, "yes": 0.88}}]
+
+A single object is accepted as one record. Probabilities are keyed by class
+name; every other output appears under its own name.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from conveyor.serving.errors import InvalidInput, Problem
+from conveyor.serving.http import Request, Response, json_response
+from conveyor.serving.service import ServedModel, row_values
+
+__all__ = ["predict"]
+
+
+async def predict(served: ServedModel, req: Request) -> Response:
+    body = req.json()
+    records = [body] if isinstance(body, dict) else body
+    if not isinstance(records, list) or not records:
+        raise InvalidInput(
+            [Problem("body", "is not a list of records", "[{field: value, ...}, ...]")]
+        )
+    columns = served.builder().from_records(records, "")
+    outputs = await served.score(columns)
+    classes = served.signature.classes
+    per_output: dict[str, list[Any]] = {}
+    for name, array in outputs.items():
+        values = row_values(array)
+        if name == "probabilities" and classes is not None:
+            keys = [str(c) for c in classes]
+            values = [dict(zip(keys, row, strict=True)) for row in values]
+        per_output[name] = values
+    rows = len(records)
+    names = list(per_output)
+    return json_response([{n: per_output[n][i] for n in names} for i in range(rows)])

@@ -1,0 +1,97 @@
+"""From what the user typed after ``conveyor serve`` to a loaded model with its lineage.
+
+``resolve_model_uri`` accepts a model file (by suffix), an MLflow model
+directory (with an ``MLmodel`` file) or, once the run registry is wired in,
+``run:<run-id>/<artifact>``.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from pathlib import Path
+
+from conveyor.config import Settings
+from conveyor.errors import ModelError
+from conveyor.models import Model, format_for
+
+__all__ = ["ResolvedModel", "model_digest", "resolve_model_uri"]
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    """A loaded model and where it came from (for lineage headers and metadata)."""
+
+    model: Model
+    name: str
+    source: str
+    digest: str
+    version: str = "1"
+    run_id: str | None = None
+
+
+def model_digest(path: Path) -> str:
+    """``blake3:<hex>`` of a model file, or of a directory's relative names and contents."""
+    from blake3 import blake3
+
+    hasher = blake3()
+    if path.is_dir():
+        for item in sorted(p for p in path.rglob("*") if p.is_file()):
+            rel = item.relative_to(path).as_posix().encode("utf-8")
+            hasher.update(len(rel).to_bytes(8, "little") + rel)
+            hasher.update(blake3(item.read_bytes()).digest())
+    else:
+        hasher.update(path.read_bytes())
+    return "blake3:" + hasher.hexdigest()
+
+
+def _load_file(path: Path, trusted: bool, settings: Settings) -> Model:
+    fmt = format_for(path)
+    if "settings" in inspect.signature(fmt.load).parameters:
+        loaded: Model = fmt.load(path, trusted=trusted, settings=settings)  # type: ignore[call-arg]
+        return loaded
+    return fmt.load(path, trusted=trusted)
+
+
+def resolve_model_uri(
+    uri: str, settings: Settings, *, trusted: bool = False, name: str | None = None
+) -> ResolvedModel:
+    """Load the model ``uri`` names; ModelError says what is wrong and what to do.
+
+    * ``model.skops``, ``model.onnx``, ``model.pmml``, ``model.joblib`` (needs ``trusted``)
+    * ``path/to/mlflow-model/`` — a directory holding an ``MLmodel`` file
+    * ``run:<run-id>/<artifact>`` — a model saved by a recorded run (needs the registry)
+    """
+    if uri.startswith("run:"):
+        raise ModelError(
+            f"{uri}: run: URIs need the run registry, which this build of conveyor serve "
+            "does not read yet",
+            hint="Serve the model file itself: conveyor serve path/to/model.skops",
+        )
+    path = Path(uri).expanduser()
+    if not path.exists():
+        raise ModelError(f"{uri}: no such model file or directory")
+    run_id: str | None = None
+    if path.is_dir():
+        from conveyor.models import mlflow
+
+        info = mlflow.read_mlmodel(path)
+        model = mlflow.FORMAT.load(path, trusted=trusted, settings=settings)
+        run_id = info.run_id
+        default_name = path.resolve().name
+    else:
+        model = _load_file(path, trusted, settings)
+        default_name = path.stem
+    return ResolvedModel(
+        model=model,
+        name=name or _safe_name(default_name),
+        source=str(path),
+        digest=model_digest(path),
+        run_id=run_id,
+    )
+
+
+def _safe_name(text: str) -> str:
+    """A model name usable in a URL path segment."""
+    cleaned = "".join(c if c.isalnum() or c in "-_." else "-" for c in text).strip("-.")
+    return cleaned or "model"

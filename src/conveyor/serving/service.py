@@ -1,0 +1,121 @@
+"""One served model: its signature, batcher and metrics, and how outputs become JSON.
+
+Protocol handlers turn a payload into typed columns (``ColumnBuilder``),
+call :meth:`ServedModel.score`, and shape the outputs their protocol's way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any
+
+from conveyor.models.base import Signature
+from conveyor.serving.batching import Batcher
+from conveyor.serving.columns import ColumnBuilder
+from conveyor.serving.errors import RequestError
+from conveyor.serving.metrics import ServiceMetrics
+from conveyor.serving.resolve import ResolvedModel
+
+__all__ = ["ServeOptions", "ServedModel"]
+
+_PRIMARY = ("label", "prediction", "cluster")
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    """How the service behaves; every field has a command-line flag on ``conveyor serve``."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    workers: int = 1
+    #: Largest request body accepted, in bytes (413 beyond).
+    max_body: int = 16 * 1024 * 1024
+    #: Seconds a request may take from its first byte to its answer (504 beyond).
+    timeout: float = 30.0
+    #: Most rows merged into one predict call.
+    batch_max_rows: int = 256
+    #: Seconds the batcher waits for more requests before scoring a small batch.
+    batch_wait: float = 0.0005
+    #: Seconds given to in-flight requests when shutting down.
+    graceful_timeout: float = 30.0
+
+
+@dataclass
+class ServedModel:
+    """A resolved model wired to a batcher and metrics."""
+
+    resolved: ResolvedModel
+    options: ServeOptions
+    metrics: ServiceMetrics
+    batcher: Batcher = field(init=False)
+
+    def __post_init__(self) -> None:
+        name = self.resolved.name
+        rows_hist = self.metrics.batch_rows.labels(name)
+        requests_hist = self.metrics.batch_requests.labels(name)
+
+        def on_batch(rows: int, requests: int) -> None:
+            rows_hist.observe(rows)
+            requests_hist.observe(requests)
+
+        self.batcher = Batcher(
+            self.resolved.model.predict,
+            max_rows=self.options.batch_max_rows,
+            max_wait=self.options.batch_wait,
+            on_batch=on_batch,
+        )
+
+    @property
+    def name(self) -> str:
+        return self.resolved.name
+
+    @property
+    def signature(self) -> Signature:
+        return self.resolved.model.signature
+
+    @property
+    def output_names(self) -> list[str]:
+        return [f.name for f in self.signature.outputs]
+
+    @property
+    def primary_output(self) -> str | None:
+        names = self.output_names
+        for candidate in _PRIMARY:
+            if candidate in names:
+                return candidate
+        return names[0] if names else None
+
+    def builder(self) -> ColumnBuilder:
+        return ColumnBuilder(self.signature)
+
+    async def score(self, columns: dict[str, Any]) -> dict[str, Any]:
+        """Outputs for the rows of ``columns``, batched with concurrent requests."""
+        rows = len(next(iter(columns.values()))) if columns else 0
+        try:
+            return await self.batcher.submit(columns, rows)
+        except (ValueError, TypeError) as exc:
+            # The inputs matched the signature but the model refused them
+            # (an unseen category, say): the request is at fault, not the server.
+            raise RequestError(
+                f"the model rejected the input: {exc}", status=422, kind="model_rejected"
+            ) from exc
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            raise RequestError(
+                f"the model failed: {type(exc).__name__}: {exc}", status=500, kind="model_failed"
+            ) from exc
+
+
+def column_values(array: Any) -> Any:
+    """A NumPy array in a form orjson writes directly (text arrays become lists)."""
+    if getattr(array, "dtype", None) is not None and array.dtype.kind in "OUS":
+        return array.tolist()
+    return array
+
+
+def row_values(array: Any) -> list[Any]:
+    """Per-row Python values of an output array."""
+    values: list[Any] = array.tolist()
+    return values
