@@ -1,0 +1,170 @@
+"""The Python API users call from their scripts (re-exported by ``import conveyor``).
+
+Inside ``conveyor run`` each call appends an event to the run's journal,
+which the recorder reads when the command ends. Outside it, the first call
+starts a run of the current script (see :mod:`conveyor.repro.local`).
+This module must stay cheap to import: it runs inside the user's process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+from conveyor.errors import RunError, UsageError
+
+__all__ = [
+    "input",
+    "log_metric",
+    "log_metrics",
+    "output",
+    "param",
+    "run_id",
+    "save_model",
+    "seed",
+]
+
+T = TypeVar("T")
+_params_seen: dict[str, Any] = {}
+
+
+def _run_dir() -> str:
+    current = os.environ.get("CONVEYOR_RUN_DIR")
+    if current:
+        return current
+    from conveyor.repro.local import start_local_run
+
+    return start_local_run()
+
+
+def _journal(kind: str, **fields: Any) -> None:
+    from conveyor.repro.journal import append_event
+
+    append_event(_run_dir(), kind, **fields)
+
+
+def convert_param(name: str, text: str, default: Any) -> Any:
+    """Turn a command-line parameter string into the type of ``default``."""
+    if default is None:
+        try:
+            return json.loads(text)
+        except ValueError:
+            return text
+    kind = type(default)
+    try:
+        if kind is bool:
+            lowered = text.strip().lower()
+            if lowered in ("1", "true", "yes", "on"):
+                return True
+            if lowered in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(text)
+        if kind in (int, float, str):
+            return kind(text)
+        return json.loads(text)
+    except ValueError:
+        raise UsageError(
+            f"parameter {name}={text!r} is not a valid {kind.__name__} "
+            f"(the script's default is {default!r})"
+        ) from None
+
+
+def param(name: str, default: T) -> T:
+    """The value of parameter ``name``: from ``--param name=value`` if given, else ``default``.
+
+    The value used is recorded with the run.
+    """
+    given = json.loads(os.environ.get("CONVEYOR_PARAMS", "{}"))
+    value = convert_param(name, given[name], default) if name in given else default
+    if _params_seen.get(name, value) != value:
+        raise UsageError(
+            f"parameter {name!r} was already read as {_params_seen[name]!r}; "
+            f"it cannot also be {value!r} in the same run"
+        )
+    if name not in _params_seen:
+        _params_seen[name] = value
+        _journal("param", key=name, value=value)
+    return value
+
+
+def log_metric(key: str, value: float, step: int | None = None) -> None:
+    """Record a metric value (optionally at a step, e.g. an epoch)."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise UsageError(f"metric {key!r} must be a number, not {value!r}") from None
+    _journal("metric", key=key, value=number, step=step)
+
+
+def log_metrics(metrics: Mapping[str, float], step: int | None = None) -> None:
+    """Record several metrics at once."""
+    for key, value in metrics.items():
+        log_metric(key, value, step)
+
+
+def input(path: str | os.PathLike[str]) -> str:
+    """Declare a file the run reads; it is stored by digest so ``reproduce`` can restore it.
+
+    Returns the path, so it can wrap the call that opens it:
+    ``pd.read_csv(conveyor.input("data/train.csv"))``.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise RunError(f"input {path} does not exist or is not a file (cwd: {Path.cwd()})")
+    from conveyor.config import get_settings
+    from conveyor.store.artifacts import ArtifactStore
+
+    run_dir = _run_dir()
+    digest = ArtifactStore.from_settings(get_settings()).put_file(p)
+    from conveyor.repro.journal import append_event
+
+    append_event(run_dir, "input", path=str(p.resolve()), digest=digest, size=p.stat().st_size)
+    return os.fspath(path)
+
+
+def output(path: str | os.PathLike[str]) -> str:
+    """Declare a file the run writes; it is stored when the run ends and checked by reproduce.
+
+    Creates the file's folder, so ``open(conveyor.output("out/x.json"), "w")`` works.
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    _journal("output", path=str(target.resolve()))
+    return os.fspath(path)
+
+
+def save_model(
+    model: Any, name: str, *, path: str | os.PathLike[str] | None = None, example: Any = None
+) -> str:
+    """Save a model with its signature and record it with the run; returns the file's path.
+
+    scikit-learn estimators are saved with skops as ``<name>.skops`` (no pickle).
+    ``example`` (a DataFrame of a few rows) lets the signature carry column dtypes.
+    """
+    from conveyor.models.sklearn import save
+
+    target = Path(path) if path is not None else Path(f"{name}.skops")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    signature = save(model, target, example)
+    _journal(
+        "model",
+        name=name,
+        path=str(target.resolve()),
+        format="sklearn",
+        signature=signature.to_json(),
+    )
+    return os.fspath(target)
+
+
+def seed() -> int:
+    """The run's seed (drawn at random and recorded, unless given with --seed)."""
+    _run_dir()
+    return int(os.environ["CONVEYOR_RUN_SEED"])
+
+
+def run_id() -> str | None:
+    """The id of the current run, if there is one."""
+    return os.environ.get("CONVEYOR_RUN_ID")

@@ -1,0 +1,89 @@
+"""``conveyor artifacts ls | get | gc``: the content-addressed artifact store."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+if TYPE_CHECKING:
+    from conveyor.store.artifacts import ArtifactStore
+
+
+def _store() -> ArtifactStore:
+    from conveyor.config import get_settings
+    from conveyor.store.artifacts import ArtifactStore
+
+    return ArtifactStore.from_settings(get_settings())
+
+
+@click.group("artifacts")
+def artifacts_group() -> None:
+    """Inspect and clean the artifact store (blobs named by their digest)."""
+
+
+@artifacts_group.command("ls")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON lines.")
+def ls_command(as_json: bool) -> None:
+    """List every stored artifact: digest, size, when stored."""
+    import json
+    from datetime import datetime
+
+    count = total = 0
+    for info in _store().list():
+        count += 1
+        total += info.size
+        if as_json:
+            click.echo(
+                json.dumps({"digest": info.digest, "size": info.size, "created": info.created})
+            )
+        else:
+            when = datetime.fromtimestamp(info.created).strftime("%Y-%m-%d %H:%M:%S")
+            click.echo(f"{info.digest}  {info.size:>12}  {when}")
+    if not as_json:
+        click.echo(f"{count} artifacts, {total / 1e6:.1f} MB", err=True)
+
+
+@artifacts_group.command("get")
+@click.argument("digest")
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write to this file instead of standard output.",
+)
+def get_command(digest: str, output: Path | None) -> None:
+    """Write the artifact DIGEST (verified) to a file or standard output."""
+    from conveyor.store.artifacts import parse_digest
+
+    store = _store()
+    checked = parse_digest(digest)
+    if output is not None:
+        store.export(checked, output)
+        click.echo(f"Wrote {output} ({store.info(checked).size} bytes).", err=True)
+        return
+    with store.open(checked) as reader:
+        while chunk := reader.read(1 << 20):
+            sys.stdout.buffer.write(chunk)
+    sys.stdout.buffer.flush()
+
+
+@artifacts_group.command("gc")
+@click.option("--dry-run", is_flag=True, help="Only report what would be removed.")
+def gc_command(dry_run: bool) -> None:
+    """Remove artifacts that no recorded run refers to."""
+    from conveyor.config import get_settings
+    from conveyor.repro.references import live_digests
+    from conveyor.store.registry import Registry
+
+    store = _store()
+    with Registry.from_settings(get_settings()) as registry:
+        keep = live_digests(registry, store)
+    report = store.gc(keep, dry_run=dry_run)
+    verb = "Would remove" if dry_run else "Removed"
+    click.echo(
+        f"{verb} {report.removed} artifacts ({report.bytes_freed / 1e6:.1f} MB); "
+        f"kept {report.kept}."
+    )

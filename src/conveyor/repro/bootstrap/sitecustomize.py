@@ -1,0 +1,174 @@
+"""Start-up hook of every Python process inside ``conveyor run`` (standard library only).
+
+``conveyor run`` puts this folder first on PYTHONPATH, so Python imports this
+module before the user's code. When CONVEYOR_RUN_DIR is set it:
+
+- seeds ``random`` with the run seed, and seeds NumPy's global generator,
+  NumPy's ``default_rng()`` without a seed, and torch, each as soon as it is
+  imported (so a script that never imports NumPy pays nothing);
+- writes the interpreter's facts (executable, version, sys.path) to the run
+  journal, from which the recorder reads the exact package set;
+- at exit, records the BLAS/OpenMP libraries actually loaded (threadpoolctl);
+- then runs any other ``sitecustomize`` the environment had.
+"""
+
+from __future__ import annotations
+
+import atexit
+import importlib.abc
+import importlib.machinery
+import importlib.util
+import itertools
+import json
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable, Sequence
+from types import ModuleType
+from typing import Any
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def _journal(run_dir: str, kind: str, **fields: Any) -> None:
+    event = {"type": kind, "time": time.time(), **fields}
+    line = (json.dumps(event, separators=(",", ":"), default=str) + "\n").encode()
+    try:
+        fd = os.open(
+            os.path.join(run_dir, "journal.jsonl"), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600
+        )
+    except OSError:
+        return
+    try:
+        os.write(fd, line)
+    finally:
+        os.close(fd)
+
+
+class _AfterImport(importlib.abc.MetaPathFinder):
+    """Runs a hook right after a named module finishes importing."""
+
+    def __init__(self, hooks: dict[str, Callable[[ModuleType], None]]) -> None:
+        self.hooks = hooks
+
+    def find_spec(
+        self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
+    ) -> importlib.machinery.ModuleSpec | None:
+        hook = self.hooks.get(fullname)
+        if hook is None:
+            return None
+        for finder in sys.meta_path:
+            if finder is self or not hasattr(finder, "find_spec"):
+                continue
+            spec = finder.find_spec(fullname, path, target)
+            if spec is not None:
+                break
+        else:
+            return None
+        loader = spec.loader
+        if loader is None or not hasattr(loader, "exec_module"):
+            return spec
+        del self.hooks[fullname]
+        original = loader.exec_module
+
+        def exec_module(module: ModuleType) -> None:
+            original(module)
+            try:
+                hook(module)
+            except Exception as exc:  # a seeding failure must not break the user's import
+                sys.stderr.write(f"conveyor: could not seed {fullname}: {exc}\n")
+
+        loader.exec_module = exec_module  # type: ignore[method-assign]
+        return spec
+
+
+def _seed_numpy_random(seed: int) -> Callable[[ModuleType], None]:
+    def hook(mod: ModuleType) -> None:
+        mod.seed(seed % 2**32)
+        original = mod.default_rng
+        counter = itertools.count()
+
+        def default_rng(seed_arg: Any = None) -> Any:
+            if seed_arg is None:
+                # Each unseeded generator gets its own stream, in creation order.
+                seed_arg = mod.SeedSequence(seed, spawn_key=(next(counter),))
+            return original(seed_arg)
+
+        default_rng.__doc__ = original.__doc__
+        mod.default_rng = default_rng  # type: ignore[attr-defined]
+
+    return hook
+
+
+def _seed_torch(seed: int) -> Callable[[ModuleType], None]:
+    def hook(mod: ModuleType) -> None:
+        mod.manual_seed(seed)
+
+    return hook
+
+
+def _record_blas(run_dir: str) -> None:
+    if "numpy" not in sys.modules and "scipy" not in sys.modules and "torch" not in sys.modules:
+        return
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return
+    libs = [
+        {
+            k: info.get(k)
+            for k in ("user_api", "internal_api", "version", "num_threads", "architecture")
+        }
+        for info in threadpool_info()
+    ]
+    _journal(run_dir, "blas", libraries=libs)
+
+
+def _chain_other_sitecustomize() -> None:
+    """Import the sitecustomize this one shadows, if the environment has one."""
+    others = [p for p in sys.path if os.path.abspath(p or ".") != _HERE]
+    spec = importlib.machinery.PathFinder.find_spec("sitecustomize", others)
+    if spec is None or spec.loader is None:
+        return
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["_conveyor_chained_sitecustomize"] = module
+    spec.loader.exec_module(module)
+
+
+def _first_python_of_run(run_dir: str) -> bool:
+    """True for the first Python process of the run (the command, or what it started)."""
+    try:
+        fd = os.open(os.path.join(run_dir, "interpreter.claim"), os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError:
+        return False
+    os.close(fd)
+    return True
+
+
+def _main() -> None:
+    run_dir = os.environ.get("CONVEYOR_RUN_DIR")
+    seed_text = os.environ.get("CONVEYOR_RUN_SEED")
+    if run_dir and seed_text:
+        seed = int(seed_text)
+        import random
+
+        random.seed(seed)
+        sys.meta_path.insert(
+            0, _AfterImport({"numpy.random": _seed_numpy_random(seed), "torch": _seed_torch(seed)})
+        )
+        if _first_python_of_run(run_dir):
+            _journal(
+                run_dir,
+                "interpreter",
+                executable=sys.executable,
+                python=platform.python_version(),
+                implementation=platform.python_implementation(),
+                prefix=sys.prefix,
+                path=[p for p in sys.path if p and os.path.abspath(p) != _HERE],
+            )
+            atexit.register(_record_blas, run_dir)
+    _chain_other_sitecustomize()
+
+
+_main()

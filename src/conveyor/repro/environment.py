@@ -1,0 +1,136 @@
+"""What a run's results depend on besides code: interpreter, packages, threads, host.
+
+Everything here is cheap enough to run on every ``conveyor run`` and uses the
+standard library only (threadpoolctl runs inside the child, see bootstrap).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import socket
+import sys
+from collections.abc import Iterable, Mapping
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+__all__ = [
+    "THREAD_VARIABLES",
+    "Package",
+    "capture_host",
+    "capture_packages",
+    "pinned_thread_env",
+    "recorded_env_variables",
+]
+
+#: Variables that set how many threads the numeric libraries use.
+THREAD_VARIABLES = (
+    "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "BLIS_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+)
+#: Prefixes of other variables that change numeric results (kernel choice, cache sizes).
+_RESULT_VARIABLE_PREFIXES = ("OPENBLAS_", "MKL_", "OMP_", "KMP_", "BLIS_", "NUMEXPR_")
+
+Package = dict[str, str]  # {"name", "version"} plus "url" for a local or VCS install
+
+
+def pinned_thread_env(environ: Mapping[str, str], threads: int | None) -> dict[str, str]:
+    """Thread variables for the child: ``threads`` if given, else what is set, else all cores."""
+    if threads is not None:
+        return dict.fromkeys(THREAD_VARIABLES, str(threads))
+    default = environ.get("OMP_NUM_THREADS") or str(os.cpu_count() or 1)
+    return {name: environ.get(name) or default for name in THREAD_VARIABLES}
+
+
+def recorded_env_variables(environ: Mapping[str, str]) -> dict[str, str]:
+    """The variables that influence numeric results, as the child sees them."""
+    return {k: v for k, v in sorted(environ.items()) if k.startswith(_RESULT_VARIABLE_PREFIXES)}
+
+
+def _cpu() -> dict[str, Any]:
+    info: dict[str, Any] = {"count": os.cpu_count(), "machine": platform.machine()}
+    try:
+        text = Path("/proc/cpuinfo").read_text(errors="replace")
+    except OSError:
+        info["model"] = platform.processor() or "unknown"
+        return info
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        key = key.strip()
+        if key == "model name" and "model" not in info:
+            info["model"] = value.strip()
+        elif key in ("flags", "Features") and "flags" not in info:
+            info["flags"] = sorted(value.split())
+        if "model" in info and "flags" in info:
+            break
+    return info
+
+
+def capture_host() -> dict[str, Any]:
+    """Host facts: name, OS, CPU model and flags."""
+    uname = platform.uname()
+    return {
+        "hostname": socket.gethostname(),
+        "os": {"system": uname.system, "release": uname.release, "version": uname.version},
+        "libc": "-".join(platform.libc_ver()) or None,
+        "cpu": _cpu(),
+    }
+
+
+def _direct_url(dist: metadata.Distribution) -> str | None:
+    text = dist.read_text("direct_url.json")
+    if not text:
+        return None
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return None
+    url = data.get("url")
+    if not isinstance(url, str):
+        return None
+    if "vcs_info" in data:
+        vcs = data["vcs_info"]
+        return f"{vcs.get('vcs', 'git')}+{url}@{vcs.get('commit_id', '')}"
+    if url.startswith("file://"):
+        return "file://" + unquote(urlparse(url).path)
+    return url
+
+
+def capture_packages(paths: Iterable[str] | None = None) -> list[Package]:
+    """Every distribution visible on ``paths`` (default: this interpreter's sys.path).
+
+    Sorted by normalised name; the first of duplicate names wins, as import would.
+    """
+    seen: dict[str, Package] = {}
+    search = list(paths) if paths is not None else sys.path
+    for dist in metadata.distributions(path=[p for p in search if p]):
+        name = dist.metadata["Name"]
+        if not name:
+            continue
+        key = name.lower().replace("_", "-").replace(".", "-")
+        if key in seen:
+            continue
+        pkg: Package = {"name": name, "version": dist.version}
+        url = _direct_url(dist)
+        if url and not url.startswith(("https://", "http://")):
+            pkg["url"] = url
+        seen[key] = pkg
+    return [seen[k] for k in sorted(seen)]
+
+
+def interpreter_facts() -> dict[str, Any]:
+    """The running interpreter (used when the child is not Python)."""
+    return {
+        "executable": sys.executable,
+        "python": platform.python_version(),
+        "implementation": platform.python_implementation(),
+        "prefix": sys.prefix,
+        "path": [p for p in sys.path if p],
+    }

@@ -1,0 +1,119 @@
+"""A run started by the Python API itself, for scripts not launched by ``conveyor run``.
+
+The first ``conveyor.param``/``log_metric``/... call in a plain ``python
+train.py`` records a run of that script: code snapshot, seed (drawn, recorded
+and applied to ``random`` and NumPy from that point on), interpreter and
+packages. The run is finished when the interpreter exits: FINISHED, or
+FAILED when an exception escaped.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import random
+import secrets
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+from types import TracebackType
+
+from conveyor.config import get_settings
+from conveyor.repro import environment
+from conveyor.repro.journal import append_event
+from conveyor.repro.recorder import RunRequest, finish_recorded_run
+from conveyor.repro.snapshot import take_snapshot
+from conveyor.store.artifacts import ArtifactStore
+from conveyor.store.records import RunRecord, RunStatus
+from conveyor.store.registry import Registry
+
+__all__ = ["start_local_run"]
+
+_lock = threading.Lock()
+#: Set when an exception escapes the script (the run is then recorded as FAILED).
+_failure = threading.Event()
+
+
+def _note_failure(
+    kind: type[BaseException], value: BaseException, tb: TracebackType | None
+) -> None:
+    _failure.set()
+    _previous_hook(kind, value, tb)
+
+
+_previous_hook = sys.excepthook
+
+
+def start_local_run() -> str:
+    """Start recording the current process as a run; returns its run folder."""
+    with _lock:
+        current = os.environ.get("CONVEYOR_RUN_DIR")
+        if current:
+            return current
+        settings = get_settings()
+        store = ArtifactStore.from_settings(settings)
+        cwd = Path.cwd()
+        code = take_snapshot(cwd, store, limit=settings.snapshot_limit)
+        run_id = uuid.uuid4().hex
+        run_dir = settings.home / "runs" / run_id
+        run_dir.mkdir(parents=True)
+        seed = secrets.randbits(32)
+        host = environment.capture_host()
+        script = sys.argv[0] if sys.argv and sys.argv[0] else "python"
+        record = RunRecord(
+            id=run_id,
+            name=Path(script).stem or "python",
+            status=RunStatus.RUNNING,
+            command=[sys.executable, *sys.argv],
+            cwd=str(cwd),
+            started_at=time.time(),
+            seed=seed,
+            host=host["hostname"],
+            pid=os.getpid(),
+            code=code.to_json(),
+            environment={
+                "host": host,
+                "threads": environment.pinned_thread_env(os.environ, None),
+                "variables": environment.recorded_env_variables(os.environ),
+                "started_outside_conveyor_run": True,
+            },
+        )
+        registry = Registry.from_settings(settings)
+        registry.create_run(record)
+        os.environ.update(
+            CONVEYOR_RUN_ID=run_id, CONVEYOR_RUN_DIR=str(run_dir), CONVEYOR_RUN_SEED=str(seed)
+        )
+        random.seed(seed)
+        if "numpy" in sys.modules:
+            sys.modules["numpy"].random.seed(seed % 2**32)
+        facts = environment.interpreter_facts()
+        append_event(
+            run_dir,
+            "interpreter",
+            executable=facts["executable"],
+            python=facts["python"],
+            implementation=facts["implementation"],
+            prefix=facts["prefix"],
+            path=facts["path"],
+        )
+        sys.excepthook = _note_failure
+
+        def finish() -> None:
+            finish_recorded_run(
+                record,
+                returncode=1 if _failure.is_set() else 0,
+                interrupted=False,
+                run_dir=run_dir,
+                store=store,
+                registry=registry,
+                inputs=[],
+                request=RunRequest(command=record.command, cwd=cwd),
+                cwd=cwd,
+            )
+            registry.close()
+            sys.stderr.write(f"conveyor: recorded run {run_id[:12]}\n")
+
+        atexit.register(finish)
+        return str(run_dir)

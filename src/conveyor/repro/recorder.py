@@ -1,0 +1,433 @@
+"""Run a command and record everything its result depends on.
+
+    record = execute(RunRequest(command=["python", "train.py"], cwd=Path.cwd()), settings)
+
+The recorder snapshots the code, stores the declared inputs, starts the
+command at once (so recording costs the user almost no wall time), opens the
+registry and writes the RUNNING row while the command works, streams the
+command's stdout/stderr to the terminal and to log files, and when it ends
+reads the run journal (params, metrics, inputs, outputs, models, interpreter)
+and finishes the row.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from conveyor.config import Settings
+from conveyor.errors import ConveyorError, RunError, UsageError
+from conveyor.repro import environment
+from conveyor.repro.journal import read_events
+from conveyor.repro.snapshot import take_snapshot
+from conveyor.store.artifacts import ArtifactStore
+from conveyor.store.records import FileRecord, MetricRecord, ModelRecord, RunRecord, RunStatus
+
+__all__ = ["BOOTSTRAP_DIR", "RunRequest", "execute", "finish_recorded_run", "parse_params"]
+
+BOOTSTRAP_DIR = Path(__file__).parent / "bootstrap"
+
+
+@dataclass
+class RunRequest:
+    """What to run and how; everything else is discovered."""
+
+    command: list[str]
+    cwd: Path
+    params: dict[str, str] = field(default_factory=dict)
+    inputs: list[str] = field(default_factory=list)
+    outputs: list[str] = field(default_factory=list)
+    name: str | None = None
+    seed: int | None = None
+    threads: int | None = None
+    #: Extra variables for the child (a reproduction passes the original's numeric settings).
+    env: dict[str, str] = field(default_factory=dict)
+    #: Folders put first on PATH (a reproduction's environment).
+    path_prefix: list[str] = field(default_factory=list)
+    #: Folders put on PYTHONPATH after the bootstrap.
+    python_path: list[str] = field(default_factory=list)
+    reproduces: str | None = None
+    #: Copy the command's output to this process's stdout/stderr as it arrives.
+    echo: bool = True
+
+
+def parse_params(pairs: list[str]) -> dict[str, str]:
+    """``["n=200", "lr=0.1"]`` -> dict; a malformed or repeated name is a UsageError."""
+    params: dict[str, str] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        name = name.strip()
+        if not sep or not name:
+            raise UsageError(f"--param {pair!r} is not NAME=VALUE")
+        if name in params:
+            raise UsageError(
+                f"parameter {name!r} is given twice (--param {name}={params[name]} and "
+                f"--param {pair}); give it once"
+            )
+        params[name] = value
+    return params
+
+
+def _json_value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _rel(path: Path, cwd: Path) -> str:
+    try:
+        return path.resolve().relative_to(cwd.resolve()).as_posix()
+    except ValueError:
+        return str(path.resolve())
+
+
+class _Tee(threading.Thread):
+    """Copies a child's pipe to a log file and, optionally, to our own stream."""
+
+    def __init__(self, pipe: IO[bytes], log: Path, echo: IO[bytes] | None) -> None:
+        super().__init__(daemon=True)
+        self.pipe, self.log, self.echo = pipe, log, echo
+
+    def run(self) -> None:
+        fd = self.pipe.fileno()
+        with self.log.open("ab") as out:
+            while chunk := os.read(fd, 65536):
+                out.write(chunk)
+                out.flush()
+                if self.echo is not None:
+                    try:
+                        self.echo.write(chunk)
+                        self.echo.flush()
+                    except (OSError, ValueError):
+                        self.echo = None  # our terminal went away; keep logging
+        self.pipe.close()
+
+
+class _Registration(threading.Thread):
+    """Opens the registry and writes the RUNNING row while the command starts."""
+
+    def __init__(self, settings: Settings, record: RunRecord) -> None:
+        super().__init__(daemon=True)
+        self.settings, self.record = settings, record
+        self.registry: Any = None
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            from conveyor.store.registry import Registry
+
+            self.registry = Registry.from_settings(self.settings)
+            self.registry.create_run(self.record)
+        except BaseException as exc:
+            self.error = exc
+
+
+def _child_env(
+    request: RunRequest, run: RunRecord, run_dir: Path, settings: Settings
+) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(environment.pinned_thread_env(os.environ, request.threads))
+    env.update(request.env)
+    python_path = [str(BOOTSTRAP_DIR), *request.python_path]
+    if env.get("PYTHONPATH"):
+        python_path.append(env["PYTHONPATH"])
+    if request.path_prefix:
+        env["PATH"] = os.pathsep.join([*request.path_prefix, env.get("PATH", "")])
+        env["VIRTUAL_ENV"] = str(Path(request.path_prefix[0]).parent)
+    env.update(
+        {
+            "PYTHONPATH": os.pathsep.join(python_path),
+            "PYTHONHASHSEED": str(run.seed % 2**32),
+            "PYTHONUNBUFFERED": "1",
+            "CONVEYOR_RUN_ID": run.id,
+            "CONVEYOR_RUN_DIR": str(run_dir),
+            "CONVEYOR_RUN_SEED": str(run.seed),
+            "CONVEYOR_PARAMS": json.dumps(request.params),
+            "CONVEYOR_HOME": str(settings.home),
+            "CONVEYOR_ARTIFACT_ROOT": str(settings.artifact_root),
+            "CONVEYOR_DATABASE_URL": settings.database_url,
+        }
+    )
+    return env
+
+
+def execute(request: RunRequest, settings: Settings) -> RunRecord:
+    """Run ``request.command`` as a recorded run and return the finished record."""
+    if not request.command:
+        raise UsageError("no command to run; put it after --, e.g. conveyor run -- python train.py")
+    cwd = request.cwd.resolve()
+    store = ArtifactStore.from_settings(settings)
+
+    inputs: list[FileRecord] = []
+    for name in request.inputs:
+        path = (cwd / name) if not Path(name).is_absolute() else Path(name)
+        if not path.is_file():
+            raise RunError(f"input {name} does not exist (looked for {path})")
+        inputs.append(
+            FileRecord("input", _rel(path, cwd), store.put_file(path), path.stat().st_size)
+        )
+
+    code = take_snapshot(cwd, store, limit=settings.snapshot_limit)
+    run_id = uuid.uuid4().hex
+    run_dir = settings.home / "runs" / run_id
+    run_dir.mkdir(parents=True)
+    seed = request.seed if request.seed is not None else secrets.randbits(32)
+    child_threads = environment.pinned_thread_env(os.environ, request.threads)
+    host = environment.capture_host()
+    record = RunRecord(
+        id=run_id,
+        name=request.name or Path(request.command[-1]).stem or request.command[0],
+        status=RunStatus.RUNNING,
+        command=list(request.command),
+        cwd=str(cwd),
+        started_at=time.time(),
+        seed=seed,
+        host=host["hostname"],
+        pid=os.getpid(),
+        code=code.to_json(),
+        environment={
+            "host": host,
+            "threads": child_threads,
+            "invocation": {
+                "params": request.params,
+                "inputs": [f.path for f in inputs],
+                "outputs": list(request.outputs),
+                "threads": request.threads,
+            },
+        },
+        params={k: _json_value(v) for k, v in request.params.items()},
+        reproduces=request.reproduces,
+    )
+    env = _child_env(request, record, run_dir, settings)
+    record.environment["variables"] = environment.recorded_env_variables(env)
+
+    registration = _Registration(settings, record)
+    registration.start()
+    try:
+        child = subprocess.Popen(
+            request.command,
+            cwd=cwd,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+    except OSError as exc:
+        registration.join()
+        if registration.error is None:
+            registration.registry.finish_run(
+                run_id, RunStatus.FAILED, ended_at=time.time(), error=str(exc), exit_code=127
+            )
+        raise RunError(f"cannot start {request.command[0]!r}: {exc.strerror}") from exc
+
+    assert child.stdout is not None
+    assert child.stderr is not None
+    tees = [
+        _Tee(child.stdout, run_dir / "stdout.log", sys.stdout.buffer if request.echo else None),
+        _Tee(child.stderr, run_dir / "stderr.log", sys.stderr.buffer if request.echo else None),
+    ]
+    for tee in tees:
+        tee.start()
+
+    interrupted = threading.Event()
+    previous = _install_forwarding(child, interrupted)
+    try:
+        registration.join()
+        if registration.error is not None:
+            child.terminate()
+            child.wait()
+            err = registration.error
+            raise (
+                err if isinstance(err, ConveyorError) else RunError(f"cannot record the run: {err}")
+            )
+        returncode = child.wait()
+    finally:
+        _restore_signals(previous)
+        for tee in tees:
+            tee.join()
+
+    registry = registration.registry
+    try:
+        return finish_recorded_run(
+            record,
+            returncode=returncode,
+            interrupted=interrupted.is_set(),
+            run_dir=run_dir,
+            store=store,
+            registry=registry,
+            inputs=inputs,
+            request=request,
+            cwd=cwd,
+        )
+    finally:
+        registry.close()
+
+
+def _install_forwarding(
+    child: subprocess.Popen[bytes], interrupted: threading.Event
+) -> dict[int, Any]:
+    """Pass SIGTERM/SIGHUP (and SIGINT when not from a terminal) on to the command."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    interactive = sys.stdin is not None and sys.stdin.isatty()
+
+    def forward(signum: int, _frame: object) -> None:
+        if signum == signal.SIGINT:
+            interrupted.set()
+            if interactive:
+                return  # the terminal sent Ctrl-C to the command's process group too
+        with contextlib.suppress(ProcessLookupError):
+            child.send_signal(signum)
+
+    previous: dict[int, Any] = {}
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        previous[sig] = signal.signal(sig, forward)
+    return previous
+
+
+def _restore_signals(previous: Mapping[int, Any]) -> None:
+    for sig, handler in previous.items():
+        signal.signal(sig, handler)
+
+
+def _status_of(returncode: int, interrupted: bool) -> tuple[RunStatus, str | None]:
+    if returncode == 0:
+        return RunStatus.FINISHED, None
+    if returncode < 0:
+        sig = signal.Signals(-returncode)
+        if sig is signal.SIGINT or interrupted:
+            return RunStatus.INTERRUPTED, f"interrupted by {sig.name}"
+        return RunStatus.KILLED, f"killed by {sig.name}"
+    if interrupted:
+        return RunStatus.INTERRUPTED, f"interrupted (exit status {returncode})"
+    return RunStatus.FAILED, f"exit status {returncode}"
+
+
+def finish_recorded_run(
+    record: RunRecord,
+    *,
+    returncode: int,
+    interrupted: bool,
+    run_dir: Path,
+    store: ArtifactStore,
+    registry: Any,
+    inputs: list[FileRecord],
+    request: RunRequest,
+    cwd: Path,
+) -> RunRecord:
+    ended = time.time()
+    status, error = _status_of(returncode, interrupted)
+    problems: list[str] = []
+    params: dict[str, Any] = {}
+    metrics: list[MetricRecord] = []
+    files: dict[tuple[str, str], FileRecord] = {(f.role, f.path): f for f in inputs}
+    models: list[ModelRecord] = []
+    outputs: list[str] = list(request.outputs)
+    env = record.environment
+
+    for event in read_events(run_dir):
+        kind = event["type"]
+        if kind == "param":
+            params[event["key"]] = event["value"]
+        elif kind == "metric":
+            metrics.append(
+                MetricRecord(event["key"], event["value"], event.get("step"), event["time"])
+            )
+        elif kind == "input":
+            rel = _rel(Path(event["path"]), cwd)
+            files[("input", rel)] = FileRecord("input", rel, event["digest"], event["size"])
+        elif kind == "output":
+            outputs.append(event["path"])
+        elif kind == "model":
+            path = Path(event["path"])
+            if path.is_file():
+                digest = store.put_file(path)
+                rel = _rel(path, cwd)
+                models.append(
+                    ModelRecord(
+                        record.id,
+                        event["name"],
+                        rel,
+                        event["format"],
+                        digest,
+                        event.get("signature"),
+                    )
+                )
+                files[("output", rel)] = FileRecord("output", rel, digest, path.stat().st_size)
+            else:
+                problems.append(f"model {event['name']} at {path} was not written")
+        elif kind == "interpreter":
+            packages = environment.capture_packages(event["path"])
+            env.update(
+                executable=event["executable"],
+                python=event["python"],
+                implementation=event["implementation"],
+                packages=store.put_json(packages),
+                package_count=len(packages),
+            )
+        elif kind == "blas":
+            env["blas"] = event["libraries"]
+
+    if "packages" not in env:
+        # The command was not Python (or never started one): record our own interpreter.
+        facts = environment.interpreter_facts()
+        packages = environment.capture_packages(facts["path"])
+        env.update(
+            executable=facts["executable"],
+            python=facts["python"],
+            implementation=facts["implementation"],
+            packages=store.put_json(packages),
+            package_count=len(packages),
+            python_command=False,
+        )
+
+    for name in outputs:
+        path = Path(name) if Path(name).is_absolute() else cwd / name
+        rel = _rel(path, cwd)
+        if path.is_file():
+            files[("output", rel)] = FileRecord(
+                "output", rel, store.put_file(path), path.stat().st_size
+            )
+        elif ("output", rel) not in files:
+            problems.append(f"declared output {rel} was not written")
+
+    logs = {}
+    for stream in ("stdout", "stderr"):
+        log = run_dir / f"{stream}.log"
+        logs[stream] = store.put_file(log) if log.exists() else None
+
+    if problems and status is RunStatus.FINISHED:
+        error = "; ".join(problems)
+    elif problems:
+        error = "; ".join([error or "", *problems]).strip("; ")
+
+    registry.update_run(record.id, environment=env)
+    if params:
+        registry.add_params(record.id, params, source="code")
+    registry.add_metrics(record.id, metrics)
+    registry.add_files(record.id, files.values())
+    for model in models:
+        registry.add_model(model)
+    registry.finish_run(
+        record.id,
+        status,
+        ended_at=ended,
+        exit_code=returncode,
+        error=error,
+        stdout_digest=logs["stdout"],
+        stderr_digest=logs["stderr"],
+    )
+    finished: RunRecord = registry.get_run(record.id)
+    return finished

@@ -1,0 +1,136 @@
+"""Re-create a run and verify it: same code, inputs, packages, seed and thread settings.
+
+    result = reproduce("3f2a9c", settings)
+    result.identical          # every output has the original's digest
+    result.outputs            # per output: identical / different (and where) / missing
+
+The reproduction is itself a run whose ``reproduces`` field names the original.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from conveyor.config import Settings
+from conveyor.errors import RunError, UsageError
+from conveyor.repro.compare import OutputComparison, compare_outputs
+from conveyor.repro.envs import conveyor_path_entry, ensure_environment
+from conveyor.repro.recorder import RunRequest, execute
+from conveyor.repro.snapshot import materialize
+from conveyor.store.artifacts import ArtifactStore, digest_file
+from conveyor.store.records import RunRecord
+from conveyor.store.registry import Registry
+
+__all__ = ["ReproduceResult", "reproduce"]
+
+
+@dataclass
+class ReproduceResult:
+    original: RunRecord
+    run: RunRecord
+    outputs: list[OutputComparison]
+    workdir: Path
+
+    @property
+    def identical(self) -> bool:
+        return all(o.status == "identical" for o in self.outputs)
+
+
+def _restore_inputs(run: RunRecord, store: ArtifactStore, cwd: Path) -> None:
+    for record in run.inputs():
+        rel = PurePosixPath(record.path)
+        if rel.is_absolute():
+            target = Path(record.path)
+            if target.exists():
+                if digest_file(target) != record.digest:
+                    raise RunError(
+                        f"input {target} is outside the project and has changed since run "
+                        f"{run.id[:12]} read it",
+                        hint=f"Restore it with: conveyor artifacts get {record.digest} -o {target}",
+                    )
+                continue
+        elif ".." in rel.parts:
+            target = (cwd / Path(*rel.parts)).resolve()
+        else:
+            target = cwd.joinpath(*rel.parts)
+        store.export(record.digest, target)
+
+
+def _command_for(run: RunRecord, venv: Path | None) -> list[str]:
+    command = list(run.command)
+    if venv is not None and command:
+        first = command[0]
+        is_python = first == run.environment.get("executable") or Path(first).name.startswith(
+            "python"
+        )
+        if is_python and "/" in first:  # a bare "python" is found on the environment's PATH
+            command[0] = str(venv / "bin" / "python")
+    return command
+
+
+def reproduce(
+    run_id: str,
+    settings: Settings,
+    *,
+    workdir: Path | None = None,
+    rebuild_env: bool = True,
+    progress: Callable[[str], None] = lambda _msg: None,
+) -> ReproduceResult:
+    """Re-run ``run_id`` from its recorded inputs and compare every output."""
+    store = ArtifactStore.from_settings(settings)
+    with Registry.from_settings(settings) as registry:
+        original = registry.get_run(run_id)
+    if not original.status.final:
+        raise RunError(f"run {original.id[:12]} is still RUNNING; reproduce it once it ends")
+    snapshot = original.code.get("snapshot")
+    if not snapshot:
+        raise RunError(f"run {original.id[:12]} has no code snapshot to reproduce from")
+
+    if workdir is None:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        workdir = settings.home / "reproductions" / f"{original.id[:12]}-{stamp}"
+        n = 1
+        while workdir.exists():
+            n += 1
+            workdir = workdir.with_name(f"{original.id[:12]}-{stamp}-{n}")
+    elif workdir.exists() and any(workdir.iterdir()):
+        raise UsageError(f"--dir {workdir} is not empty; give a new or empty folder")
+    workdir.mkdir(parents=True, exist_ok=True)
+
+    count = materialize(store, snapshot, workdir)
+    cwd = workdir.joinpath(*PurePosixPath(original.code.get("cwd", ".")).parts)
+    cwd.mkdir(parents=True, exist_ok=True)
+    progress(f"Code: {count} files of run {original.id[:12]} re-created in {workdir}")
+    _restore_inputs(original, store, cwd)
+
+    venv: Path | None = None
+    packages_digest = original.environment.get("packages")
+    if rebuild_env and packages_digest and original.environment.get("python_command", True):
+        venv = ensure_environment(
+            store.read_json(packages_digest),
+            original.environment.get("python", ""),
+            settings.env_cache,
+            progress=progress,
+        )
+
+    invocation = original.environment.get("invocation", {})
+    variables = dict(original.environment.get("variables", {}))
+    variables.update(original.environment.get("threads", {}))
+    request = RunRequest(
+        command=_command_for(original, venv),
+        cwd=cwd,
+        params=dict(invocation.get("params", {})),
+        outputs=list(invocation.get("outputs", [])),
+        name=original.name,
+        seed=original.seed,
+        env=variables,
+        path_prefix=[str(venv / "bin")] if venv is not None else [],
+        python_path=[str(conveyor_path_entry(settings.env_cache))] if venv is not None else [],
+        reproduces=original.id,
+    )
+    progress(f"Re-running: {' '.join(request.command)}")
+    new = execute(request, settings)
+    return ReproduceResult(original, new, compare_outputs(original, new, store), workdir)
