@@ -168,7 +168,7 @@ class CompiledModel:
         df = self.target_field
         if df is not None:
             return df.data_type
-        return "string" if self.function == "classification" else "double"
+        return "string" if self.function in ("classification", "clustering") else "double"
 
     def declared_classes(self) -> list[Any] | None:
         """Class labels from the target's DataField Values, else from Targets, else None."""

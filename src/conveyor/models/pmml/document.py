@@ -18,7 +18,7 @@ from conveyor.errors import ModelError
 from conveyor.models.base import Field, Signature
 from conveyor.models.pmml._values import Array, format_number
 from conveyor.models.pmml._xml import Element, unsupported
-from conveyor.models.pmml.core import CompiledModel, Context, build_model, find_model
+from conveyor.models.pmml.core import CompiledModel, Context, Result, build_model, find_model
 from conveyor.models.pmml.expressions import compile_derived_fields, compile_functions
 from conveyor.models.pmml.schema import DataField, parse_data_dictionary, prepare_inputs
 from conveyor.models.pmml.scope import Scope
@@ -66,14 +66,17 @@ class PmmlModel:
 
     def predict(self, batch: Any) -> dict[str, Any]:
         columns, n = _columns(batch)
-        inputs = prepare_inputs(columns, n, self.fields, self.model.mining)
-        scope = Scope(n, columns=inputs, derived=self.derived)
-        scope.functions = dict(self.functions)
-        result = self.model.evaluate(scope)
+        if self.model.function == "associationRules":
+            result, scope = self._baskets(columns, n)
+        else:
+            inputs = prepare_inputs(columns, n, self.fields, self.model.mining)
+            scope = Scope(n, columns=inputs, derived=self.derived)
+            scope.functions = dict(self.functions)
+            result = self.model.evaluate(scope)
         out: dict[str, Any] = {}
         target = self.model.target_name
         finals = self.model.output.final_fields
-        if target is not None or not finals:
+        if (target is not None or not finals) and self.model.function != "associationRules":
             name = target or "predicted"
             out[name] = self._present(result.value, self._target_type())
         if not finals and result.probabilities is not None:
@@ -84,6 +87,16 @@ class PmmlModel:
         return out
 
     # -- helpers ------------------------------------------------------------------------
+
+    def _baskets(self, columns: Mapping[str, Any], n: int) -> tuple[Result, Scope]:
+        from conveyor.models.pmml.association import AssociationModel
+
+        model = self.model
+        assert isinstance(model, AssociationModel)
+        result = model.score_baskets(model.baskets(columns, n))
+        scope = Scope(result.n)
+        result.outputs = model.output.compute(result, scope)
+        return result, scope
 
     def _target_type(self) -> str:
         return self.model.target_type

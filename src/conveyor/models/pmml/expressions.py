@@ -258,7 +258,12 @@ def _apply(el: Element) -> Expr:
     def evaluate(scope: Scope) -> Array:
         cols = [a(scope) for a in args]
         if builtin is not None:
-            result = builtin(cols)
+            try:
+                result = builtin(cols)
+            except (ValueError, TypeError, ArithmeticError) as exc:
+                raise ModelError(
+                    f"{el.where}: function {name!r} cannot be applied to its arguments ({exc})"
+                ) from exc
             if name not in NO_PROPAGATION and cols:
                 missing = np.zeros(scope.n, dtype=bool)
                 for c in cols:

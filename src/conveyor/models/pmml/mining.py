@@ -295,7 +295,20 @@ class MiningModel(CompiledModel):
         if self.missing_treatment == "returnMissing":
             value = value.copy()
             value[bad] = None if value.dtype.kind == "O" else np.nan
-        return Result(value=value, classes=classes, probabilities=probs)
+        extras = {}
+        display = self._display_names(runs)
+        if display:
+            extras["display"] = np.array([display.get(v, v) for v in value.tolist()], dtype=object)
+        return Result(value=value, classes=classes, probabilities=probs, extras=extras)
+
+    @staticmethod
+    def _display_names(
+        runs: list[tuple[_Segment, Result, npt.NDArray[np.bool_]]],
+    ) -> dict[Any, Any]:
+        names: dict[Any, Any] = {}
+        for segment, _, _ in runs:
+            names.update(getattr(segment.model, "display", {}))
+        return names
 
 
 def totals_masked(totals: dict[Any, Array], count: Array) -> dict[Any, Array]:

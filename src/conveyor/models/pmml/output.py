@@ -170,6 +170,8 @@ def _of_winner(winner: Array, table: dict[Any, Array], keys: list[Any]) -> Array
 
 
 def _display(result: Result, model: CompiledModel) -> Array:
+    if "display" in result.extras:
+        return np.asarray(result.extras["display"])
     value = result.value
     shown: dict[Any, str] = {}
     df = model.target_field
