@@ -136,7 +136,7 @@ class AssociationModel(CompiledModel):
         if feature in _MEASURES:
             return np.where(found, self.measures[feature][chosen], np.nan)
         if feature == "ruleId":
-            out = self.rule_ids[chosen].astype(object)
+            out: Array = self.rule_ids[chosen].astype(object)
         elif feature in ("antecedent", "consequent"):
             sets = self.antecedent_sets if feature == "antecedent" else self.consequent_sets
             out = np.array([sets[i] for i in chosen], dtype=object)
