@@ -156,44 +156,38 @@ def measure(
     cold: bool,
     scratch: Path,
 ) -> list[Row]:
+    """Time every method ``repeat`` times, interleaved round by round so that load from
+    other processes on a shared machine spreads over all methods alike; keep the median."""
     nbytes = sum(p.stat().st_size for p in paths)
+    stores: list[ArtifactStore] = []
+
+    def put_new(paths: Sequence[Path], big: bool) -> None:
+        stores.append(ArtifactStore(scratch / f"store-{len(stores)}"))
+        for path in paths:
+            stores[-1].put_file(path)
+
+    def put_stored(paths: Sequence[Path], big: bool) -> None:
+        for path in paths:
+            stores[-1].put_file(path)
+
     methods: dict[str, Callable[[Sequence[Path], bool], None]] = {
         "plain read": plain_read,
         "md5 (DVC)": hashlib_digest("md5"),
         "sha256": hashlib_digest("sha256"),
         "conveyor digest_file": conveyor_digest,
+        "conveyor put_file (new)": put_new,
+        "conveyor put_file (stored)": put_stored,
     }
-    rows = []
-    for name, method in methods.items():
-        times = []
-        for _ in range(repeat):
+    times: dict[str, list[float]] = {name: [] for name in methods}
+    for _ in range(repeat):
+        for name, method in methods.items():
             if cold:
                 evict(paths)
             start = time.perf_counter()
             method(paths, big)
-            times.append(time.perf_counter() - start)
-        rows.append(Row(dataset, name, statistics.median(times), nbytes))
-
-    fresh, again = [], []
-    for r in range(repeat):
-        root = scratch / f"store-{r}"
-        store = ArtifactStore(root)
-        if cold:
-            evict(paths)
-        start = time.perf_counter()
-        for path in paths:
-            store.put_file(path)
-        fresh.append(time.perf_counter() - start)
-        if cold:
-            evict(paths)
-        start = time.perf_counter()
-        for path in paths:
-            store.put_file(path)
-        again.append(time.perf_counter() - start)
-        shutil.rmtree(root)
-    rows.append(Row(dataset, "conveyor put_file (new)", statistics.median(fresh), nbytes))
-    rows.append(Row(dataset, "conveyor put_file (stored)", statistics.median(again), nbytes))
-    return rows
+            times[name].append(time.perf_counter() - start)
+        shutil.rmtree(stores[-1].root)
+    return [Row(dataset, name, statistics.median(t), nbytes) for name, t in times.items()]
 
 
 # -- report ---------------------------------------------------------------------------
@@ -252,6 +246,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     modes = ["warm", "cold"] if args.cache == "both" else [args.cache]
 
     print(f"machine: {machine()}", flush=True)
+    print(f"load average at start: {os.getloadavg()[0]:.2f}", flush=True)
     rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="conveyor-bench-digest-", dir=args.tmpdir) as tmp:
         scratch = Path(tmp)
@@ -273,6 +268,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             rows += measure(f"{big_label}, {mode}", [big], True, args.repeat, cold, scratch)
             rows += measure(f"{small_label}, {mode}", small, False, args.repeat, cold, scratch)
             print(f"{mode} cache done", flush=True)
+    print(f"load average at end: {os.getloadavg()[0]:.2f}")
     print()
     print(table(rows))
     return 0
