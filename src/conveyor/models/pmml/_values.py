@@ -57,7 +57,8 @@ def missing_column(data_type: str, n: int) -> Array:
 
 def is_missing(column: Array) -> npt.NDArray[np.bool_]:
     if column.dtype.kind == "O":
-        return np.fromiter((v is None for v in column), dtype=bool, count=len(column))
+        mask: npt.NDArray[np.bool_] = np.asarray(np.equal(column, None), dtype=np.bool_)
+        return mask
     if column.dtype.kind == "f":
         return np.isnan(column)
     return np.zeros(len(column), dtype=bool)

@@ -152,11 +152,21 @@ def _label(value: Any) -> str:
     return format_number(value) if isinstance(value, float) else str(value)
 
 
+def _series(series: Any) -> Array:
+    """A DataFrame column as an array: numbers stay numeric (pandas NA becomes NaN)."""
+    kind = getattr(series.dtype, "kind", "O")
+    if kind in "biuf":
+        try:
+            return np.asarray(series.to_numpy(dtype=np.float64, na_value=np.nan))
+        except (TypeError, ValueError):
+            pass
+    return np.asarray(series.to_numpy(dtype=object, na_value=None))
+
+
 def _columns(batch: Any) -> tuple[Mapping[str, Any], int]:
     """A batch (mapping of columns, DataFrame, or list of records) -> (columns, rows)."""
     if hasattr(batch, "to_dict") and hasattr(batch, "columns") and hasattr(batch, "index"):
-        columns = {str(c): batch[c].to_numpy(dtype=object, na_value=None) for c in batch.columns}
-        return columns, len(batch.index)
+        return {str(c): _series(batch[c]) for c in batch.columns}, len(batch.index)
     if isinstance(batch, Mapping):
         n = None
         cols: dict[str, Any] = {}

@@ -82,6 +82,7 @@ class SupportVectorMachineModel(CompiledModel):
             ids.append(vi.require("id"))
             rows.append(_vector(vi, len(self.fields)))
         self.vectors = np.array(rows).reshape(len(rows), len(self.fields))
+        self._v_sq = (self.vectors * self.vectors).sum(axis=1)
         position = {vid: i for i, vid in enumerate(ids)}
         # (target, alternate, vector indices, coefficients, intercept, threshold)
         self.machines: list[tuple[str | None, str | None, Array, Array, float, float]] = []
@@ -124,11 +125,9 @@ class SupportVectorMachineModel(CompiledModel):
         v = self.vectors
         with np.errstate(all="ignore"):
             if self.kernel == "RadialBasisKernelType":
-                sq = np.zeros((x.shape[0], v.shape[0]))
-                for j in range(v.shape[1]):
-                    d = x[:, j, None] - v[None, :, j]
-                    sq += d * d
-                return np.asarray(np.exp(-self.gamma * sq))
+                # |x - v|^2 expanded, so the batch costs one BLAS product
+                sq = (x * x).sum(axis=1)[:, None] + self._v_sq[None, :] - 2.0 * (x @ v.T)
+                return np.asarray(np.exp(-self.gamma * np.maximum(sq, 0.0)))
             dot = x @ v.T
             if self.kernel == "LinearKernelType":
                 return np.asarray(dot)
