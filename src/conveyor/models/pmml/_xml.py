@@ -72,21 +72,19 @@ def unsupported(element: Element, what: str | None = None) -> ModelError:
     )
 
 
-def _strip(name: str) -> str:
-    return name.rsplit("}", 1)[-1] if "}" in name else name
-
-
 def parse(data: bytes, source: str) -> Element:
     """Parse a document into Elements; DTDs and entities are refused."""
-    parser = expat.ParserCreate(namespace_separator="}")
+    # No namespace processing: PMML 3.x-4.4 differ only in the default namespace URI,
+    # and prefixed elements (inline table cells such as data:input) keep their local name.
+    parser = expat.ParserCreate()
     stack: list[Element] = []
     root: list[Element] = []
     texts: list[list[str]] = []
 
     def start(tag: str, attrs: dict[str, str]) -> None:
-        el = Element(
-            _strip(tag), {_strip(k): v for k, v in attrs.items()}, parser.CurrentLineNumber, source
-        )
+        if ":" in tag:
+            tag = tag.rsplit(":", 1)[1]
+        el = Element(tag, attrs, parser.CurrentLineNumber, source)
         if stack:
             stack[-1].children.append(el)
         else:
@@ -96,7 +94,9 @@ def parse(data: bytes, source: str) -> Element:
 
     def end(tag: str) -> None:
         el = stack.pop()
-        el.text = "".join(texts.pop())
+        parts = texts.pop()
+        if parts:
+            el.text = "".join(parts)
 
     def chars(data: str) -> None:
         if texts:
