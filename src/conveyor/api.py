@@ -145,10 +145,12 @@ def save_model(
     ``example`` (a DataFrame of a few rows) lets the signature carry column dtypes.
     """
     from conveyor.models.sklearn import save
+    from conveyor.models.skops_canonical import canonicalize
 
     target = Path(path) if path is not None else Path(f"{name}.skops")
     target.parent.mkdir(parents=True, exist_ok=True)
     signature = save(model, target, example)
+    canonicalize(target)  # the same model always gives the same bytes, so reproduce can verify
     _journal(
         "model",
         name=name,

@@ -145,3 +145,36 @@ def test_api_outside_conveyor_run_records_a_run(
     assert run["status"] == "FINISHED"
     assert run["metrics"] == {"auc": 0.5}
     assert run["params"] == {"k": 3}
+
+
+MODEL = """
+import conveyor
+from sklearn.datasets import load_iris
+from sklearn.linear_model import LogisticRegression
+X, y = load_iris(return_X_y=True, as_frame=True)
+model = LogisticRegression(max_iter=500).fit(X, y)
+conveyor.save_model(model, "iris", path="out/iris.skops", example=X.head())
+"""
+
+
+def test_saved_model_is_recorded_and_byte_reproducible(
+    cli: Cli, write: Callable[[str, str], Path]
+) -> None:
+    write("model.py", MODEL)
+    digests = []
+    for _ in range(2):
+        cli("run", "--", "python", "model.py")
+        run = cli.last_run()
+        (model,) = run["models"]
+        assert model["name"] == "iris"
+        assert model["format"] == "sklearn"
+        assert model["path"] == "out/iris.skops"
+        assert [f["name"] for f in model["signature"]["inputs"]][:1] == ["sepal length (cm)"]
+        assert model["signature"]["task"] == "classification"
+        digests.append(model["digest"])
+    assert digests[0] == digests[1]  # the same model gives the same bytes
+
+    from conveyor.models import load_model
+
+    loaded = load_model(cli.project / "out" / "iris.skops")
+    assert loaded.signature.classes == (0, 1, 2)

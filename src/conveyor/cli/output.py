@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 def _console(stderr: bool = False) -> Console:
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False, soft_wrap=False)
+    return Console(stderr=stderr, highlight=False, soft_wrap=True)
 
 
 def exit_status(run: RunRecord) -> int:
