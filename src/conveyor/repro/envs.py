@@ -140,9 +140,7 @@ def conveyor_path_entry(cache: Path) -> Path:
     re-created environment, and the package list taken there names the same
     conveyor distribution as the original's.
     """
-    import conveyor
-
-    source = Path(conveyor.__file__).resolve().parent
+    source = Path(__file__).resolve().parents[1]  # the conveyor package folder
     links = {"conveyor": source}
     try:
         from importlib.metadata import distribution
