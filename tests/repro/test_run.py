@@ -178,3 +178,28 @@ def test_saved_model_is_recorded_and_byte_reproducible(
 
     loaded = load_model(cli.project / "out" / "iris.skops")
     assert loaded.signature.classes == (0, 1, 2)
+
+
+def test_two_runs_at_the_same_time_are_both_recorded(
+    cli: Cli, write: Callable[[str, str], Path]
+) -> None:
+    import json
+    import subprocess
+    import sys
+
+    write("m.py", "import conveyor, sys\nconveyor.log_metric('x', float(sys.argv[1]))\n")
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "conveyor", "run", "--", "python", "m.py", str(i)],
+            cwd=cli.project,
+            env=cli.env(),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        for i in range(3)
+    ]
+    for p in procs:
+        assert p.wait(timeout=120) == 0
+    runs = json.loads(cli("runs", "--json").stdout)
+    assert sorted(r["metrics"]["x"] for r in runs) == [0.0, 1.0, 2.0]
+    assert {r["status"] for r in runs} == {"FINISHED"}
