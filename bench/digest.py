@@ -4,8 +4,8 @@ Two data sets, generated in a temporary directory and deleted afterwards: one
 large file (1 GiB by default) and many small files (20,000 x 4 KiB). Every
 method reads the same bytes with the same I/O code, so the table isolates the
 cost of hashing; Conveyor's rows call the real ``digest_file`` and
-``ArtifactStore.put_file`` (into a fresh store each repetition, and once more
-into a store that already holds the content).
+``ArtifactStore.put_file`` (into a fresh store each repetition, once more into
+the store that now holds the content, and into a fresh store with fsync on).
 
     .venv/bin/python -m bench.digest                         # full size
     .venv/bin/python -m bench.digest --big 64M --small-count 2000 --repeat 1   # CI size
@@ -170,6 +170,12 @@ def measure(
         for path in paths:
             stores[-1].put_file(path)
 
+    def put_new_fsync(paths: Sequence[Path], big: bool) -> None:
+        store = ArtifactStore(scratch / f"store-{len(stores)}-fsync", fsync=True)
+        for path in paths:
+            store.put_file(path)
+        shutil.rmtree(store.root)
+
     methods: dict[str, Callable[[Sequence[Path], bool], None]] = {
         "plain read": plain_read,
         "md5 (DVC)": hashlib_digest("md5"),
@@ -177,6 +183,7 @@ def measure(
         "conveyor digest_file": conveyor_digest,
         "conveyor put_file (new)": put_new,
         "conveyor put_file (stored)": put_stored,
+        "conveyor put_file (new, fsync)": put_new_fsync,
     }
     times: dict[str, list[float]] = {name: [] for name in methods}
     for _ in range(repeat):
