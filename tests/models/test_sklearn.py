@@ -61,8 +61,9 @@ def test_dataframe_regressor_takes_one_field_per_column(tmp_path: Path) -> None:
     ]
     assert [f.name for f in sig.outputs] == ["prediction"]
     assert sig.task == "regression"
-    save(est, tmp_path / "r.skops")
+    assert save(est, tmp_path / "r.skops", frame) == sig
     model = load_model(tmp_path / "r.skops")
+    assert model.signature == sig  # the example's int64 column survives the reload
     batch = {name: frame[name].to_numpy()[:4] for name in frame.columns}
     np.testing.assert_allclose(model.predict(batch)["prediction"], est.predict(frame[:4]))
 

@@ -25,6 +25,8 @@ clusterers return ``cluster``.
 
 from __future__ import annotations
 
+import copy
+import json
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -39,6 +41,9 @@ __all__ = ["FORMAT", "PICKLE_FORMAT", "SklearnModel", "save", "signature_of"]
 
 #: The tensor field an estimator fitted without column names takes.
 TENSOR_FIELD = "x"
+
+#: Attribute under which ``save`` stores the signature (JSON) in the skops file.
+SIGNATURE_ATTRIBUTE = "_conveyor_signature"
 
 #: Final estimators whose ``predict`` is exactly ``classes_[argmax(predict_proba)]``;
 #: for them one predict_proba call yields both outputs (half the scoring cost).
@@ -257,9 +262,23 @@ def _skops_load(path: Path, trusted: bool, settings: Settings | None) -> Any:
         raise ModelError(f"{path}: skops could not load the model ({exc})") from exc
 
 
+def _stored_signature(estimator: Any, inferred: Signature) -> Signature:
+    """The signature ``save`` stored in the file, when it still fits the estimator."""
+    raw = getattr(estimator, SIGNATURE_ATTRIBUTE, None)
+    if not isinstance(raw, str):
+        return inferred
+    try:
+        stored = Signature.from_json(json.loads(raw))
+    except (ValueError, KeyError, TypeError):
+        return inferred
+    if [(f.name, f.shape) for f in stored.inputs] != [(f.name, f.shape) for f in inferred.inputs]:
+        return inferred
+    return stored
+
+
 def _as_model(estimator: Any, path: Path, fmt: str) -> SklearnModel:
     try:
-        sig = signature_of(estimator)
+        sig = _stored_signature(estimator, signature_of(estimator))
     except ModelError as exc:
         raise ModelError(f"{path}: {exc.message}") from exc
     return SklearnModel(estimator=estimator, signature=sig, format=fmt)
@@ -308,8 +327,12 @@ def save(estimator: Any, path: Path, example: Any | None = None) -> Signature:
     import skops.io as sio
 
     sig = signature_of(estimator, example)
+    # The signature travels inside the file (a plain string attribute on a
+    # shallow copy), so the column types seen in ``example`` survive a reload.
+    stamped = copy.copy(estimator)
+    setattr(stamped, SIGNATURE_ATTRIBUTE, json.dumps(sig.to_json()))
     try:
-        sio.dump(estimator, Path(path))
+        sio.dump(stamped, Path(path))
     except Exception as exc:
         raise ModelError(f"{path}: skops cannot save {type(estimator).__name__} ({exc})") from exc
     return sig

@@ -66,6 +66,21 @@ def bind_sockets(host: str, port: int, count: int) -> list[socket.socket]:
     return sockets
 
 
+def _server(config: Any) -> Any:
+    """A uvicorn Server for which SIGINT/SIGTERM mean "finish in-flight requests, exit 0"."""
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            super().handle_exit(sig, frame)
+            # uvicorn re-raises the captured signal after shutting down, which
+            # turns a requested, graceful stop into a KeyboardInterrupt or a
+            # death by signal; a stop the operator asked for is a clean exit.
+            self._captured_signals.clear()
+
+    return Server(config)
+
+
 def _config(app: Any, options: ServeOptions, log_level: str) -> Any:
     import uvicorn
 
@@ -96,9 +111,8 @@ def run_in_thread(
 
     Used by tests and notebooks; ``serve`` is the production entry point.
     """
-    import uvicorn
 
-    server = uvicorn.Server(_config(build_app(resolved, options), options, "warning"))
+    server = _server(_config(build_app(resolved, options), options, "warning"))
     thread = threading.Thread(
         target=server.run, kwargs={"sockets": [sock]}, name="conveyor-serve", daemon=True
     )
@@ -115,12 +129,11 @@ def run_in_thread(
 def _run_worker(
     resolved: ResolvedModel, options: ServeOptions, sock: socket.socket, index: int
 ) -> None:
-    import uvicorn
 
     if options.workers > 1:
         _limit_threads(options.workers)
     app = build_app(resolved, options, worker=index)
-    uvicorn.Server(_config(app, options, "warning")).run(sockets=[sock])
+    _server(_config(app, options, "warning")).run(sockets=[sock])
 
 
 def serve(

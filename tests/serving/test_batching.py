@@ -1,0 +1,93 @@
+"""Adaptive batching: concurrent requests share one predict call and get their own rows back."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any
+
+import numpy as np
+import pytest
+
+from conveyor.serving.batching import Batcher
+
+
+class GatedModel:
+    """Doubles x; the first call blocks until released, so later submissions queue up."""
+
+    def __init__(self) -> None:
+        self.calls: list[int] = []
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def predict(self, batch: dict[str, Any]) -> dict[str, Any]:
+        x = np.asarray(batch["x"])
+        self.calls.append(len(x))
+        if len(self.calls) == 1:
+            self.entered.set()
+            assert self.release.wait(10)
+        if (x < 0).any():
+            raise ValueError("negative input")
+        return {"y": x * 2, "row": x.copy()}
+
+
+async def _submit_while_blocked(
+    batcher: Batcher, model: GatedModel, payloads: list[np.ndarray]
+) -> list[Any]:
+    first = asyncio.ensure_future(batcher.submit({"x": np.array([100.0])}, 1))
+    await asyncio.get_running_loop().run_in_executor(None, model.entered.wait, 10)
+    rest = [asyncio.ensure_future(batcher.submit({"x": p}, len(p))) for p in payloads]
+    await asyncio.sleep(0)  # let them queue
+    model.release.set()
+    results = await asyncio.gather(first, *rest, return_exceptions=True)
+    await batcher.close()
+    return results[1:]
+
+
+def test_queued_requests_are_merged_and_split_back_in_order() -> None:
+    model = GatedModel()
+    seen: list[tuple[int, int]] = []
+    batcher = Batcher(
+        model.predict, max_rows=100, max_wait=0, on_batch=lambda r, n: seen.append((r, n))
+    )
+    payloads = [np.arange(n, dtype=float) + 10 * i for i, n in enumerate([1, 3, 2, 1])]
+    results = asyncio.run(_submit_while_blocked(batcher, model, payloads))
+    assert model.calls == [1, 7]  # the four queued requests became one call of 7 rows
+    assert seen[-1] == (7, 4)
+    for payload, result in zip(payloads, results, strict=True):
+        np.testing.assert_array_equal(result["row"], payload)
+        np.testing.assert_array_equal(result["y"], payload * 2)
+
+
+def test_size_cap_splits_the_queue() -> None:
+    model = GatedModel()
+    batcher = Batcher(model.predict, max_rows=4, max_wait=0)
+    payloads = [np.ones(3), np.ones(3), np.ones(1)]
+    results = asyncio.run(_submit_while_blocked(batcher, model, payloads))
+    assert model.calls == [1, 3, 4]
+    assert [len(r["y"]) for r in results] == [3, 3, 1]
+
+
+def test_a_bad_request_does_not_poison_its_batch_mates() -> None:
+    model = GatedModel()
+    batcher = Batcher(model.predict, max_rows=100, max_wait=0)
+    payloads = [np.array([1.0]), np.array([-1.0, 2.0]), np.array([3.0])]
+    results = asyncio.run(_submit_while_blocked(batcher, model, payloads))
+    np.testing.assert_array_equal(results[0]["y"], [2.0])
+    assert isinstance(results[1], ValueError)
+    np.testing.assert_array_equal(results[2]["y"], [6.0])
+
+
+def test_a_model_returning_the_wrong_row_count_is_an_error() -> None:
+    def short(batch: dict[str, Any]) -> dict[str, Any]:
+        return {"y": np.zeros(1)}
+
+    async def go() -> None:
+        batcher = Batcher(short)
+        try:
+            with pytest.raises(RuntimeError, match="returned 1 rows"):
+                await batcher.submit({"x": np.zeros(3)}, 3)
+        finally:
+            await batcher.close()
+
+    asyncio.run(go())

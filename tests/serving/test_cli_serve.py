@@ -1,0 +1,196 @@
+"""``conveyor serve`` as a user runs it: a real process, workers, signals, refusals."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import joblib  # type: ignore[import-untyped]
+import numpy as np
+import pytest
+
+from conveyor.models.base import Field, Signature
+from conveyor.serving import ResolvedModel, ServeOptions
+from conveyor.serving.server import bind_sockets, run_in_thread
+
+from .conftest import TREE, Trained, wait_ready
+
+pytestmark = pytest.mark.slow
+
+CONVEYOR = [sys.executable, "-m", "conveyor"]
+
+
+def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CONVEYOR_", "PROMETHEUS_"))}
+    env.update({"CONVEYOR_HOME": str(tmp_path / "home"), **extra})
+    return env
+
+
+@dataclass
+class Running:
+    proc: subprocess.Popen[str]
+    base: str
+
+
+def _start(args: list[str], env: dict[str, str]) -> Running:
+    proc = subprocess.Popen(
+        [*CONVEYOR, "serve", *args, "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()  # the announcement, printed once listening
+    match = re.search(r"http://127\.0\.0\.1:(\d+)", line)
+    if match is None:
+        proc.kill()
+        _, err = proc.communicate(timeout=30)
+        raise AssertionError(f"no announcement: {line!r}\n{err}")
+    base = f"http://127.0.0.1:{match.group(1)}"
+    wait_ready(base)
+    return Running(proc, base)
+
+
+def _stop(running: Running, signum: int) -> int:
+    """Signal the server, wait for it to exit, close its pipes; returns the exit code."""
+    running.proc.send_signal(signum)
+    running.proc.communicate(timeout=60)
+    return running.proc.returncode
+
+
+@pytest.fixture
+def two_workers(gbc: Trained, tmp_path: Path) -> Iterator[Running]:
+    running = _start(
+        [str(gbc.path), "--workers", "2", "--name", "gbc"],
+        _env(tmp_path, CONVEYOR_TRUSTED_TYPES=TREE),
+    )
+    yield running
+    if running.proc.poll() is None:
+        running.proc.kill()
+        running.proc.communicate(timeout=30)
+
+
+def test_two_workers_share_the_load_and_stop_gracefully(two_workers: Running, gbc: Trained) -> None:
+    base = two_workers.base
+    rows = gbc.x[:2].tolist()
+    expected = gbc.estimator.predict(gbc.x[:2]).tolist()
+
+    def client_session(_: int) -> list[int]:
+        # Each session is one keep-alive connection, as a load generator's are.
+        with httpx.Client(base_url=base) as client:
+            out = []
+            for _ in range(10):
+                r = client.post("/invocations", json={"instances": rows})
+                assert r.status_code == 200, r.text
+                out.extend(r.json()["predictions"])
+            return out
+
+    with ThreadPoolExecutor(8) as pool:
+        for predictions in pool.map(client_session, range(16)):
+            assert predictions == expected * 10
+
+    metrics = httpx.get(f"{base}/metrics").text
+    per_worker = {
+        m.group(1): float(m.group(2))
+        for m in re.finditer(r'conveyor_worker_requests_total\{worker="(\d)"\} ([\d.]+)', metrics)
+    }
+    assert set(per_worker) == {"0", "1"}, metrics
+    assert sum(per_worker.values()) >= 160
+    assert 'conveyor_requests_total{model="gbc",protocol="mlflow",status="200"} 160.0' in metrics
+
+    assert _stop(two_workers, signal.SIGTERM) == 0
+
+
+def test_pickle_needs_trust_on_the_command_line(tmp_path: Path, gbc: Trained) -> None:
+    path = tmp_path / "model.joblib"
+    joblib.dump(gbc.estimator, path)
+    result = subprocess.run(
+        [*CONVEYOR, "serve", str(path), "--port", "0"],
+        capture_output=True,
+        text=True,
+        env=_env(tmp_path),
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "runs any code" in result.stderr
+    assert "--trust" in result.stderr
+    assert "Traceback" not in result.stderr
+
+    running = _start([str(path), "--trust"], _env(tmp_path))
+    try:
+        r = httpx.post(f"{running.base}/predict", json=[{"x": gbc.x[0].tolist()}])
+        assert r.json()[0]["label"] == int(gbc.estimator.predict(gbc.x[:1])[0])
+    finally:
+        assert _stop(running, signal.SIGINT) == 0
+
+
+def test_untrusted_skops_types_and_unknown_uris_are_clear_errors(
+    tmp_path: Path, gbc: Trained
+) -> None:
+    for args, message in [
+        ([str(gbc.path)], f"CONVEYOR_TRUSTED_TYPES={TREE}"),
+        (["run:01abc/model"], "run: URIs need the run registry"),
+        ([str(tmp_path / "missing.skops")], "no such model file"),
+        ([str(tmp_path)], "no MLmodel file"),
+    ]:
+        result = subprocess.run(
+            [*CONVEYOR, "serve", *args, "--port", "0"],
+            capture_output=True,
+            text=True,
+            env=_env(tmp_path),
+            timeout=120,
+            check=False,
+        )
+        assert result.returncode == 1, result
+        assert message in result.stderr
+        assert "Traceback" not in result.stderr
+
+
+class SlowModel:
+    """A model whose predict waits for the test to release it."""
+
+    format = "test"
+    signature = Signature(
+        inputs=(Field("v", "float64"),), outputs=(Field("prediction", "float64"),)
+    )
+
+    def __init__(self) -> None:
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def predict(self, batch: Mapping[str, Any]) -> dict[str, Any]:
+        self.entered.set()
+        assert self.release.wait(30)
+        return {"prediction": np.asarray(batch["v"]) + 1}
+
+
+def test_shutdown_finishes_in_flight_requests() -> None:
+    model = SlowModel()
+    resolved = ResolvedModel(model=model, name="slow", source="test", digest="blake3:" + "0" * 64)
+    sock = bind_sockets("127.0.0.1", 0, 1)[0]
+    base = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    _, stop = run_in_thread(resolved, ServeOptions(graceful_timeout=20), sock)
+    wait_ready(base)
+    with ThreadPoolExecutor(2) as pool:
+        answer = pool.submit(httpx.post, f"{base}/predict", json=[{"v": 1.0}], timeout=30)
+        assert model.entered.wait(30)
+        stopping = pool.submit(stop)  # shutdown begins while the request is in flight
+        model.release.set()
+        r = answer.result(timeout=30)
+        stopping.result(timeout=30)
+    assert r.status_code == 200
+    assert r.json() == [{"prediction": 2.0}]
+    with pytest.raises(httpx.TransportError):
+        httpx.get(f"{base}/v2/health/ready", timeout=2)
