@@ -5,7 +5,8 @@ large file (1 GiB by default) and many small files (20,000 x 4 KiB). Every
 method reads the same bytes with the same I/O code, so the table isolates the
 cost of hashing; Conveyor's rows call the real ``digest_file`` and
 ``ArtifactStore.put_file`` (into a fresh store each repetition, once more into
-the store that now holds the content, and into a fresh store with fsync on).
+the store that now holds the content, and into a fresh store with fsync on, for
+the first ``--fsync-files`` files only).
 
     .venv/bin/python -m bench.digest                         # full size
     .venv/bin/python -m bench.digest --big 64M --small-count 2000 --repeat 1   # CI size
@@ -155,6 +156,7 @@ def measure(
     repeat: int,
     cold: bool,
     scratch: Path,
+    fsync_files: int,
 ) -> list[Row]:
     """Time every method ``repeat`` times, interleaved round by round so that load from
     other processes on a shared machine spreads over all methods alike; keep the median."""
@@ -172,7 +174,7 @@ def measure(
 
     def put_new_fsync(paths: Sequence[Path], big: bool) -> None:
         store = ArtifactStore(scratch / f"store-{len(stores)}-fsync", fsync=True)
-        for path in paths:
+        for path in paths[:fsync_files]:
             store.put_file(path)
         shutil.rmtree(store.root)
 
@@ -194,7 +196,16 @@ def measure(
             method(paths, big)
             times[name].append(time.perf_counter() - start)
         shutil.rmtree(stores[-1].root)
-    return [Row(dataset, name, statistics.median(t), nbytes) for name, t in times.items()]
+    fsync_bytes = sum(p.stat().st_size for p in paths[:fsync_files])
+    return [
+        Row(
+            dataset,
+            name,
+            statistics.median(t),
+            fsync_bytes if method is put_new_fsync else nbytes,
+        )
+        for (name, t), method in zip(times.items(), methods.values(), strict=True)
+    ]
 
 
 # -- report ---------------------------------------------------------------------------
@@ -245,6 +256,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--small-count", type=int, default=20_000, help="number of small files")
     parser.add_argument("--small-size", default="4K", help="size of each small file (default 4K)")
     parser.add_argument("--repeat", type=int, default=3, help="passes per method; median kept")
+    parser.add_argument(
+        "--fsync-files", type=int, default=2000, help="files stored in the fsync row (a sample)"
+    )
     parser.add_argument("--cache", choices=["warm", "cold", "both"], default="warm")
     parser.add_argument("--tmpdir", type=Path, default=None, help="where to generate the data")
     args = parser.parse_args(argv)
@@ -272,8 +286,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             if not cold:  # warm the page cache once
                 plain_read([big], True)
                 plain_read(small, False)
-            rows += measure(f"{big_label}, {mode}", [big], True, args.repeat, cold, scratch)
-            rows += measure(f"{small_label}, {mode}", small, False, args.repeat, cold, scratch)
+            rows += measure(
+                f"{big_label}, {mode}", [big], True, args.repeat, cold, scratch, args.fsync_files
+            )
+            rows += measure(
+                f"{small_label}, {mode}", small, False, args.repeat, cold, scratch, args.fsync_files
+            )
             print(f"{mode} cache done", flush=True)
     print(f"load average at end: {os.getloadavg()[0]:.2f}")
     print()
