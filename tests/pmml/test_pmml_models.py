@@ -152,3 +152,14 @@ def test_malformed_xml_and_bad_batches_give_clear_errors() -> None:
         model.predict(42)  # type: ignore[arg-type]
     with pytest.raises(ModelError, match="column 'y' has 1 values, other columns have 2"):
         model.predict({"x": [1.0, 2.0], "y": [1.0]})
+
+
+def test_scorecard_sums_points_and_ranks_reason_codes() -> None:
+    model = load_model(DATA / "scorecard.pmml")
+    out = model.predict({"age": [25.0, 40.0], "status": ["owner", "tenant"]})
+    # 10 + 5 + 20 and 10 + 25 + 0; AGE lost 15 then -5, STATUS lost -5 then 15
+    assert list(out["points"]) == [35.0, 35.0]
+    assert list(out["reason1"]) == ["AGE", "STATUS"]
+    assert list(out["reason2"]) == ["STATUS", "AGE"]
+    with pytest.raises(ModelError, match="'statusScore' matches"):
+        model.predict({"age": [25.0], "status": [None]})

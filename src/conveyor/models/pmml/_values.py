@@ -137,6 +137,10 @@ def convert(
                     missing |= column == mv
         column = np.where(bad, np.nan, column).astype(dtype)
         return column, missing, bad
+    if arr.dtype.kind in "OUS":
+        fast = _convert_fast(arr.astype(object), data_type, missing_values)
+        if fast is not None:
+            return fast
     column = missing_column(data_type, n)
     missing = np.zeros(n, dtype=bool)
     invalid = np.zeros(n, dtype=bool)
@@ -166,6 +170,47 @@ def convert(
 
 
 _INVALID = object()
+
+
+def _convert_fast(
+    arr: Array, data_type: str, missing_values: frozenset[Any]
+) -> tuple[Array, npt.NDArray[np.bool_], npt.NDArray[np.bool_]] | None:
+    """Whole-column conversion for the common cases; None sends the caller cell by cell."""
+    n = len(arr)
+    equal: Any = np.equal
+    with np.errstate(invalid="ignore"):
+        missing = np.asarray(equal(arr, None), dtype=np.bool_) | np.asarray(
+            arr != arr,  # noqa: PLR0124 - true exactly for NaN cells
+            dtype=np.bool_,
+        )
+    present = arr[~missing]
+    if data_type == "string":
+        if not all(type(v) is str for v in present.tolist()):
+            return None
+        column = arr.copy()
+        column[missing] = None
+        if missing_values:
+            declared = np.isin(column, np.array(list(missing_values), dtype=object)) & ~missing
+            column[declared] = None
+            missing |= declared
+        return column, missing, np.zeros(n, dtype=bool)
+    if data_type not in ("double", "float", "integer"):
+        return None
+    filled = arr.copy()
+    filled[missing] = "nan"
+    try:
+        values = filled.astype(np.float64)
+    except (TypeError, ValueError):
+        return None
+    missing |= np.isnan(values)
+    bad = np.zeros(n, dtype=bool)
+    if data_type == "integer":
+        bad = ~missing & (values != np.floor(values))
+        values[bad] = np.nan
+    for mv in missing_values:
+        if isinstance(mv, float) and not math.isnan(mv):
+            missing |= values == mv
+    return values.astype(column_dtype(data_type)), missing, bad
 
 
 def coerce(text: Any, dtype: np.dtype[Any]) -> Any:

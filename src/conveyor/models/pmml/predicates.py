@@ -92,6 +92,22 @@ def _simple(el: Element) -> Predicate:
 
     def evaluate(scope: Scope, rows: Rows) -> tuple[Mask, Mask]:
         x = _column(scope, field, rows)
+        if x.dtype.kind == "f":
+            # the hot path of tree models: NaN compares false, so only notEqual needs a mask
+            values = constant.for_dtype(x.dtype)
+            unknown = np.isnan(x)
+            if not values:
+                return (~unknown if op == "notEqual" else np.zeros(len(x), bool)), unknown
+            hit = compare(x, values[0])
+            return (hit & ~unknown if op == "notEqual" else hit), unknown
+        if x.dtype.kind == "O" and op in ("equal", "notEqual"):
+            codes, index = scope.codes(field)
+            if rows is not None:
+                codes = codes[rows]
+            unknown = codes < 0
+            code = index.get(constant.texts[0], -2)
+            same = codes == code
+            return (same if op == "equal" else ~same) & ~unknown, unknown
         unknown = is_missing(x)
         values = constant.for_dtype(x.dtype)
         if not values:
@@ -117,6 +133,16 @@ def _set(el: Element) -> Predicate:
 
     def evaluate(scope: Scope, rows: Rows) -> tuple[Mask, Mask]:
         x = _column(scope, field, rows)
+        if x.dtype.kind == "O":
+            codes, index = scope.codes(field)
+            if rows is not None:
+                codes = codes[rows]
+            unknown = codes < 0
+            wanted = [index[t] for t in constants.texts if t in index]
+            hit = np.zeros(len(codes), dtype=bool)
+            for code in wanted:
+                hit |= codes == code
+            return (hit != negate) & ~unknown, unknown
         unknown = is_missing(x)
         values = constants.for_dtype(x.dtype)
         if values:
@@ -144,18 +170,22 @@ def _compound(el: Element) -> Predicate:
                 true |= pending & t
                 pending &= u
             return true, pending
-        results = [part(scope, rows) for part in parts]
-        if op == "and":
-            true = np.logical_and.reduce([t for t, _ in results])
-            false = np.logical_or.reduce([~t & ~u for t, u in results])
-            return true, ~true & ~false
-        if op == "or":
-            true = np.logical_or.reduce([t for t, _ in results])
-            false = np.logical_and.reduce([~t & ~u for t, u in results])
-            return true, ~true & ~false
-        unknown = np.logical_or.reduce([u for _, u in results])
-        parity = np.logical_xor.reduce([t for t, _ in results])
-        return parity & ~unknown, unknown
+        true, unknown = parts[0](scope, rows)
+        for part in parts[1:]:
+            t, u = part(scope, rows)
+            if op == "and":
+                # false wins, then unknown, then true
+                false = (~true & ~unknown) | (~t & ~u)
+                true = true & t
+                unknown = ~true & ~false
+            elif op == "or":
+                # true wins, then unknown, then false
+                true = true | t
+                unknown = ~true & (unknown | u)
+            else:
+                unknown = unknown | u
+                true = (true ^ t) & ~unknown
+        return true, unknown
 
     return evaluate
 

@@ -41,6 +41,8 @@ class Scope:
         self._columns: dict[str, Array] = dict(columns or {})
         self._derived: Mapping[str, Derived] = derived or {}
         self._busy: set[str] = set()
+        self._codes: dict[str, tuple[npt.NDArray[np.intp], dict[Any, int]]] = {}
+        self._own: set[str] = set(self._columns)
         self.functions: dict[str, Any] = parent.functions if parent is not None else {}
 
     def get(self, name: str) -> Array:
@@ -67,6 +69,33 @@ class Scope:
         self._columns[name] = col
         return col
 
+    def codes(self, name: str) -> tuple[npt.NDArray[np.intp], dict[Any, int]]:
+        """A string column as integer codes (-1 for missing) and its value -> code index.
+
+        Categorical predicates compare codes, so a string test over a batch is an
+        integer comparison; the encoding is computed once per column and batch.
+        """
+        hit = self._codes.get(name)
+        if hit is not None:
+            return hit
+        own = name in self._own or name in self._derived
+        if not own and self.parent is not None and self.rows is not None:
+            codes, index = self.parent.codes(name)
+            hit = (codes[self.rows], index)
+        elif not own and self.parent is not None:
+            hit = self.parent.codes(name)
+        else:
+            col = self.get(name)
+            index = {}
+            codes = np.fromiter(
+                (-1 if v is None else index.setdefault(v, len(index)) for v in col.tolist()),
+                dtype=np.intp,
+                count=len(col),
+            )
+            hit = (codes, index)
+        self._codes[name] = hit
+        return hit
+
     def has(self, name: str) -> bool:
         if name in self._columns or name in self._derived:
             return True
@@ -74,6 +103,8 @@ class Scope:
 
     def put(self, name: str, column: Array) -> None:
         self._columns[name] = column
+        self._own.add(name)
+        self._codes.pop(name, None)
 
     def child(self, derived: Mapping[str, Derived] | None = None) -> Scope:
         """A scope over the same rows with more derived fields (a model's own transformations)."""
