@@ -152,6 +152,9 @@ def _label(value: Any) -> str:
     return format_number(value) if isinstance(value, float) else str(value)
 
 
+_SMALL_FRAME = 64
+
+
 def _series(series: Any) -> Array:
     """A DataFrame column as an array: numbers stay numeric (pandas NA becomes NaN)."""
     kind = getattr(series.dtype, "kind", "O")
@@ -166,30 +169,32 @@ def _series(series: Any) -> Array:
 def _columns(batch: Any) -> tuple[Mapping[str, Any], int]:
     """A batch (mapping of columns, DataFrame, or list of records) -> (columns, rows)."""
     if hasattr(batch, "to_dict") and hasattr(batch, "columns") and hasattr(batch, "index"):
-        return {str(c): _series(batch[c]) for c in batch.columns}, len(batch.index)
+        n = len(batch.index)
+        if n <= _SMALL_FRAME:
+            # one conversion for the whole frame beats one per column for a few rows
+            cells = batch.to_numpy(dtype=object, na_value=None)
+            return {str(c): cells[:, j] for j, c in enumerate(batch.columns)}, n
+        return {str(c): _series(batch[c]) for c in batch.columns}, n
     if isinstance(batch, Mapping):
-        n = None
+        size: int | None = None
         cols: dict[str, Any] = {}
         for key, value in batch.items():
-            arr = (
-                value
-                if isinstance(value, np.ndarray)
-                else np.asarray(
-                    list(value) if not isinstance(value, list | tuple) else value, dtype=object
-                )
-            )
-            if isinstance(value, list | tuple):
-                arr = np.asarray(value, dtype=object)
+            if isinstance(value, np.ndarray):
+                arr = value
+            elif isinstance(value, str | bytes) or not hasattr(value, "__iter__"):
+                arr = np.array([value], dtype=object)  # a scalar: one row
+            else:
+                arr = np.asarray(list(value), dtype=object)
             if arr.ndim == 0:
                 arr = arr.reshape(1)
-            if n is None:
-                n = len(arr)
-            elif len(arr) != n:
+            if size is None:
+                size = len(arr)
+            elif len(arr) != size:
                 raise ModelError(
-                    f"input column {key!r} has {len(arr)} values, other columns have {n}"
+                    f"input column {key!r} has {len(arr)} values, other columns have {size}"
                 )
             cols[str(key)] = arr
-        return cols, n or 0
+        return cols, size or 0
     if isinstance(batch, Sequence) and not isinstance(batch, str | bytes):
         records = list(batch)
         for i, r in enumerate(records):

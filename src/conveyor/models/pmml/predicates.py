@@ -215,3 +215,84 @@ def find_predicate(el: Element) -> Element | None:
         if child.tag in PREDICATE_TAGS:
             return child
     return None
+
+
+#: A predicate on one row: True, False or None (unknown); reads fields through ``get``.
+ScalarPredicate = Callable[[Callable[[str], Any]], bool | None]
+
+
+def compile_scalar_predicate(el: Element) -> ScalarPredicate:
+    """The same predicate for a single row, in plain Python (low latency for one-row batches).
+
+    ``get(field)`` returns the row's value as a NumPy scalar of the column's
+    dtype, or None when it is missing.
+    """
+    tag = el.tag
+    if tag in ("True", "False"):
+        value = tag == "True"
+        return lambda get: value
+    if tag == "SimplePredicate":
+        field = el.require("field")
+        op = el.require("operator")
+        if op in ("isMissing", "isNotMissing"):
+            want = op == "isMissing"
+            return lambda get: (get(field) is None) == want
+        compare = _OPS.get(op)
+        if compare is None:
+            raise unsupported(el, f"SimplePredicate operator {op!r}")
+        constant = _Constants([el.require("value")])
+
+        def simple(get: Callable[[str], Any]) -> bool | None:
+            x = get(field)
+            if x is None:
+                return None
+            values = constant.for_dtype(_dtype_of(x))
+            if not values:
+                return op == "notEqual"
+            return bool(compare(x, values[0]))
+
+        return simple
+    if tag == "SimpleSetPredicate":
+        field = el.require("field")
+        negate = el.require("booleanOperator") == "isNotIn"
+        array = el.find("Array")
+        if array is None:
+            raise unsupported(el, "SimpleSetPredicate without an Array")
+        constants = _Constants(parse_array(array))
+
+        def member(get: Callable[[str], Any]) -> bool | None:
+            x = get(field)
+            if x is None:
+                return None
+            return (x in constants.for_dtype(_dtype_of(x))) != negate
+
+        return member
+    if tag == "CompoundPredicate":
+        op = el.require("booleanOperator")
+        if op not in ("and", "or", "xor", "surrogate"):
+            raise unsupported(el, f"CompoundPredicate booleanOperator {op!r}")
+        parts = [compile_scalar_predicate(c) for c in el.children if c.tag in PREDICATE_TAGS]
+
+        def compound(get: Callable[[str], Any]) -> bool | None:
+            results = []
+            for part in parts:
+                r = part(get)
+                if op == "surrogate" and r is not None:
+                    return r
+                if op == "and" and r is False:
+                    return False
+                if op == "or" and r is True:
+                    return True
+                results.append(r)
+            if op == "surrogate" or None in results:
+                return None
+            if op == "xor":
+                return sum(1 for r in results if r) % 2 == 1
+            return op == "and"
+
+        return compound
+    raise unsupported(el)
+
+
+def _dtype_of(x: Any) -> np.dtype[Any]:
+    return x.dtype if isinstance(x, np.generic) else np.dtype(object)

@@ -91,10 +91,9 @@ class DataField:
         bad = np.zeros(n, dtype=bool)
         present = ~missing
         if self.invalid:
-            bad |= present & np.isin(column, np.array(self.invalid, dtype=column.dtype))
+            bad |= present & _member(column, self.invalid)
         if self.optype != "continuous" and self.valid:
-            ok = np.isin(column, np.array(self.valid, dtype=column.dtype))
-            bad |= present & ~ok
+            bad |= present & ~_member(column, self.valid)
         elif self.intervals and column.dtype.kind != "O":
             with np.errstate(invalid="ignore"):
                 inside = np.zeros(n, dtype=bool)
@@ -104,6 +103,14 @@ class DataField:
                     inside |= np.isin(column, np.array(self.valid, dtype=column.dtype))
             bad |= present & ~inside
         return bad
+
+
+def _member(column: Array, values: list[Any]) -> npt.NDArray[np.bool_]:
+    """Membership of each cell in ``values``; a set lookup per cell for strings."""
+    if column.dtype.kind == "O":
+        allowed = frozenset(values)
+        return np.fromiter((v in allowed for v in column.tolist()), dtype=bool, count=len(column))
+    return np.isin(column, np.array(values, dtype=column.dtype))
 
 
 def _default_optype(data_type: str) -> str:

@@ -20,7 +20,13 @@ from conveyor.errors import ModelError
 from conveyor.models.pmml._values import Array, column_dtype
 from conveyor.models.pmml._xml import Element, unsupported
 from conveyor.models.pmml.core import CompiledModel, Context, Result
-from conveyor.models.pmml.predicates import Predicate, compile_predicate, find_predicate
+from conveyor.models.pmml.predicates import (
+    Predicate,
+    ScalarPredicate,
+    compile_predicate,
+    compile_scalar_predicate,
+    find_predicate,
+)
 from conveyor.models.pmml.scope import Scope
 
 __all__ = ["TreeModel"]
@@ -29,7 +35,16 @@ Rows = npt.NDArray[np.intp]
 
 
 class _Node:
-    __slots__ = ("children", "default_child", "el", "id", "index", "predicate", "score")
+    __slots__ = (
+        "children",
+        "default_child",
+        "el",
+        "id",
+        "index",
+        "predicate",
+        "scalar",
+        "score",
+    )
 
     def __init__(self, el: Element, index: int) -> None:
         self.el = el
@@ -40,6 +55,7 @@ class _Node:
         if pred is None:
             raise ModelError(f"{el.where}: <Node> has no predicate")
         self.predicate: Predicate = compile_predicate(pred)
+        self.scalar: ScalarPredicate = compile_scalar_predicate(pred)
         self.children: list[_Node] = []
         self.default_child: _Node | None = None
 
@@ -142,11 +158,48 @@ class TreeModel(CompiledModel):
     def route(self, scope: Scope) -> npt.NDArray[np.intp]:
         """The index of the node that scores each row (len(nodes) where the result is null)."""
         null = len(self.nodes)
+        if scope.n == 1:
+            return np.array([self._walk(scope)], dtype=np.intp)
         assigned = np.full(scope.n, null, dtype=np.intp)
         rows = np.arange(scope.n, dtype=np.intp)
         true, _ = self.root.predicate(scope, rows)
         self._descend(scope, self.root, rows[true], assigned)
         return assigned
+
+    def _walk(self, scope: Scope) -> int:
+        """The scoring node of a one-row batch, walked with scalar predicates."""
+        values: dict[str, Any] = {}
+
+        def get(field: str) -> Any:
+            if field not in values:
+                x = scope.get(field)[0]
+                missing = x is None or (isinstance(x, np.floating) and np.isnan(x))
+                values[field] = None if missing else x
+            return values[field]
+
+        null = len(self.nodes)
+        if self.root.scalar(get) is not True:
+            return null
+        node = self.root
+        strategy = self.missing_strategy
+        while node.children:
+            for child in node.children:
+                verdict = child.scalar(get)
+                if verdict is None and strategy != "none":
+                    if strategy == "lastPrediction":
+                        return node.index
+                    if strategy == "nullPrediction":
+                        return null
+                    if node.default_child is None:
+                        return node.index
+                    node = node.default_child
+                    break
+                if verdict:
+                    node = child
+                    break
+            else:
+                return node.index if self.no_true_child == "returnLastPrediction" else null
+        return node.index
 
     def _descend(self, scope: Scope, node: _Node, rows: Rows, out: npt.NDArray[np.intp]) -> None:
         if len(rows) == 0:
