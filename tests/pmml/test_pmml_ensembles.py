@@ -13,7 +13,8 @@ from conveyor.models.pmml import loads
 HEAD = """<PMML xmlns="http://www.dmg.org/PMML-4_4" version="4.4"><DataDictionary>
 <DataField name="x" optype="continuous" dataType="double"/>
 <DataField name="y" optype="continuous" dataType="double"/>
-<DataField name="c" optype="categorical" dataType="string"><Value value="a"/><Value value="b"/></DataField>
+<DataField name="c" optype="categorical" dataType="string"><Value value="a"/><Value
+value="b"/></DataField>
 </DataDictionary>"""
 
 
@@ -78,7 +79,8 @@ def test_model_chain_feeds_output_fields_to_later_segments() -> None:
     )
     second = """<RegressionModel functionName="regression">
 <MiningSchema><MiningField name="stage1"/></MiningSchema>
-<RegressionTable intercept="0.5"><NumericPredictor name="stage1" coefficient="10"/></RegressionTable>
+<RegressionTable intercept="0.5"><NumericPredictor name="stage1"
+coefficient="10"/></RegressionTable>
 </RegressionModel>"""
     doc = f"""{HEAD}<MiningModel functionName="regression">
 <MiningSchema><MiningField name="y" usageType="target"/><MiningField name="x"/></MiningSchema>
@@ -104,7 +106,8 @@ def test_majority_vote_counts_the_trees_votes() -> None:
     )
     doc = f"""{HEAD}<MiningModel functionName="classification">
 <MiningSchema><MiningField name="c" usageType="target"/><MiningField name="x"/></MiningSchema>
-<Output><OutputField name="p_a" feature="probability" value="a" dataType="double" optype="continuous"/>
+<Output><OutputField name="p_a" feature="probability" value="a" dataType="double"
+optype="continuous"/>
 </Output>
 <Segmentation multipleModelMethod="majorityVote">{segments}</Segmentation></MiningModel></PMML>"""
     model = loads(doc)
@@ -115,9 +118,11 @@ def test_majority_vote_counts_the_trees_votes() -> None:
 
 
 def test_clustering_picks_the_nearest_centre_and_reports_distances() -> None:
-    doc = f"""{HEAD}<ClusteringModel functionName="clustering" modelClass="centerBased" numberOfClusters="2">
+    doc = f"""{HEAD}<ClusteringModel functionName="clustering" modelClass="centerBased"
+numberOfClusters="2">
 <MiningSchema><MiningField name="x"/><MiningField name="y"/></MiningSchema>
-<Output><OutputField name="cluster" feature="predictedValue" dataType="string" optype="categorical"/>
+<Output><OutputField name="cluster" feature="predictedValue" dataType="string"
+optype="categorical"/>
 <OutputField name="name" feature="predictedDisplayValue" dataType="string" optype="categorical"/>
 <OutputField name="d_far" feature="affinity" value="far" dataType="double" optype="continuous"/>
 </Output>
