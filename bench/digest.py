@@ -225,7 +225,7 @@ def table(rows: Sequence[Row]) -> str:
         read = methods["plain read"].mbps
         for row in methods.values():
             lines.append(
-                f"| {dataset} | {row.method} | {row.mbps:,.0f} | "
+                f"| {dataset} | {row.method} | {row.mbps:,.{0 if row.mbps >= 10 else 2}f} | "
                 f"{row.mbps / md5:.2f} | {read / row.mbps:.2f} |"
             )
     return "\n".join(lines)
