@@ -194,7 +194,7 @@ def test_two_runs_at_the_same_time_are_both_recorded(
             cwd=cli.project,
             env=cli.env(),
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
         )
         for i in range(3)
     ]
