@@ -36,13 +36,14 @@ Rows = npt.NDArray[np.intp]
 
 class _Node:
     __slots__ = (
+        "_scalar",
         "children",
         "default_child",
         "el",
         "id",
         "index",
+        "pred_el",
         "predicate",
-        "scalar",
         "score",
     )
 
@@ -54,10 +55,18 @@ class _Node:
         pred = find_predicate(el)
         if pred is None:
             raise ModelError(f"{el.where}: <Node> has no predicate")
+        self.pred_el = pred
         self.predicate: Predicate = compile_predicate(pred)
-        self.scalar: ScalarPredicate = compile_scalar_predicate(pred)
+        self._scalar: ScalarPredicate | None = None
         self.children: list[_Node] = []
         self.default_child: _Node | None = None
+
+    @property
+    def scalar(self) -> ScalarPredicate:
+        """The one-row form of the predicate, compiled when a one-row batch first needs it."""
+        if self._scalar is None:
+            self._scalar = compile_scalar_predicate(self.pred_el)
+        return self._scalar
 
 
 class TreeModel(CompiledModel):
