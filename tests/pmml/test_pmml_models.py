@@ -163,3 +163,27 @@ def test_scorecard_sums_points_and_ranks_reason_codes() -> None:
     assert list(out["reason2"]) == ["STATUS", "AGE"]
     with pytest.raises(ModelError, match="'statusScore' matches"):
         model.predict({"age": [25.0], "status": [None]})
+
+
+def test_a_pmml_model_satisfies_the_model_protocol() -> None:
+    from conveyor.models import Model
+
+    model = load_model(DATA / "gbm_float.pmml")
+    assert isinstance(model, Model)
+    assert model.signature.to_json()["task"] == "regression"
+
+
+@pytest.mark.parametrize(
+    ("strategy", "p_a_missing"),
+    [
+        # 0.75 * 60/75 + 0.25 * 5/25
+        ("weightedConfidence", 0.75 * 0.8 + 0.25 * 0.2),
+        # (60 + 5) / (75 + 25)
+        ("aggregateNodes", 65 / 100),
+    ],
+)
+def test_unknown_splits_combine_the_leaves(strategy: str, p_a_missing: float) -> None:
+    doc = (DATA / "tree_split.pmml").read_text().replace("STRATEGY", strategy)
+    out = loads(doc).predict({"x": [-1.0, 1.0, None]})
+    np.testing.assert_allclose(out["probability(a)"], [0.8, 0.2, p_a_missing], rtol=1e-15)
+    assert list(out["label"]) == ["a", "b", "a"]

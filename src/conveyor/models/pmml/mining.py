@@ -50,7 +50,6 @@ _CLASSIFICATION = (
     "average",
     "weightedAverage",
     "max",
-    "median",
 )
 
 

@@ -5,8 +5,8 @@ so a batch costs one vectorised predicate call per visited node, never a
 Python step per row; a single row visits only its own path. Scores and
 score distributions live in arrays indexed by node, so the result of a batch
 is a gather. missingValueStrategy none / lastPrediction / nullPrediction /
-defaultChild and noTrueChildStrategy are honoured; weightedConfidence and
-aggregateNodes are refused with the element and line.
+defaultChild and noTrueChildStrategy are honoured here; weightedConfidence and
+aggregateNodes (classification) split rows across branches in ``_tree_split``.
 """
 
 from __future__ import annotations
@@ -80,8 +80,13 @@ class TreeModel(CompiledModel):
             "lastPrediction",
             "nullPrediction",
             "defaultChild",
+            "weightedConfidence",
+            "aggregateNodes",
         ):
             raise unsupported(el, f"missingValueStrategy={self.missing_strategy!r}")
+        self.splits = self.missing_strategy in ("weightedConfidence", "aggregateNodes")
+        if self.splits and self.function != "classification":
+            raise unsupported(el, f"missingValueStrategy={self.missing_strategy!r} for regression")
         self.no_true_child = el.get("noTrueChildStrategy", "returnNullPrediction")
         root_el = el.find("Node")
         if root_el is None:
@@ -140,6 +145,10 @@ class TreeModel(CompiledModel):
                 classes.append(self.label(node.score))
         self.classes = classes
         probs = np.full((n_nodes + 1, len(classes)), np.nan)
+        self.counts = np.zeros((n_nodes + 1, len(classes)))
+        for node, dist in zip(self.nodes, distributions, strict=True):
+            for j, c in enumerate(classes):
+                self.counts[node.index, j] = dist.get(c, (0.0, None))[0]
         for node, dist in zip(self.nodes, distributions, strict=True):
             if not dist:
                 continue
@@ -242,6 +251,10 @@ class TreeModel(CompiledModel):
             out[remaining] = node.index if self.no_true_child == "returnLastPrediction" else null
 
     def score(self, scope: Scope) -> Result:
+        if self.splits:
+            from conveyor.models.pmml._tree_split import split_score
+
+            return split_score(self, scope)
         nodes = self.route(scope)
         entity = self.node_ids[nodes]
         if self.function == "regression":
