@@ -1,0 +1,64 @@
+"""Find what a recorded run produced: ``run:<run-id>/<model-name>`` URIs.
+
+    found = model_from_run("run:3f2a9c/model", settings)
+    found.path       # a verified local copy, named with the model format's suffix
+    found.run_id     # the full id of the run that trained it (lineage)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from conveyor.config import Settings
+from conveyor.errors import UsageError
+from conveyor.store.artifacts import ArtifactStore, digest_file
+from conveyor.store.registry import Registry
+
+__all__ = ["RunModel", "model_from_run", "parse_run_uri"]
+
+PREFIX = "run:"
+
+
+@dataclass(frozen=True)
+class RunModel:
+    path: Path
+    run_id: str
+    name: str
+    format: str
+    digest: str
+    signature: dict[str, Any] | None
+
+
+def parse_run_uri(uri: str) -> tuple[str, str]:
+    """``"run:<id>/<name>"`` -> (id, name); a malformed URI is a UsageError saying the form."""
+    body = uri.removeprefix(PREFIX)
+    run_id, sep, name = body.partition("/")
+    if not uri.startswith(PREFIX) or not sep or not run_id or not name or "/" in name:
+        raise UsageError(
+            f"{uri!r} is not a run model URI; the form is run:<run-id>/<model-name>, "
+            "for example run:3f2a9c/model"
+        )
+    return run_id, name
+
+
+def model_from_run(uri: str, settings: Settings) -> RunModel:
+    """The model a run saved, exported (verified) to a local cache file."""
+    run_id, name = parse_run_uri(uri)
+    with Registry.from_settings(settings) as registry:
+        record = registry.get_model(run_id, name)
+    store = ArtifactStore.from_settings(settings)
+    suffix = PurePosixPath(record.path).suffix or ".bin"
+    hexdigest = record.digest.partition(":")[2]
+    target = settings.home / "models" / f"{hexdigest}{suffix}"
+    if not target.exists() or digest_file(target) != record.digest:
+        store.export(record.digest, target)  # verified copy; a tampered cache file is replaced
+    return RunModel(
+        path=target,
+        run_id=record.run_id,
+        name=record.name,
+        format=record.format,
+        digest=record.digest,
+        signature=record.signature,
+    )
