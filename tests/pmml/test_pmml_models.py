@@ -187,3 +187,13 @@ def test_unknown_splits_combine_the_leaves(strategy: str, p_a_missing: float) ->
     out = loads(doc).predict({"x": [-1.0, 1.0, None]})
     np.testing.assert_allclose(out["probability(a)"], [0.8, 0.2, p_a_missing], rtol=1e-15)
     assert list(out["label"]) == ["a", "b", "a"]
+
+
+def test_an_unsupported_predicate_in_a_tree_is_refused_at_load() -> None:
+    doc = """<PMML version="4.4"><DataDictionary>
+<DataField name="x" optype="continuous" dataType="double"/></DataDictionary>
+<TreeModel functionName="regression"><MiningSchema><MiningField name="x"/></MiningSchema>
+<Node score="1"><True/><Node score="2">
+<SimplePredicate field="x" operator="between" value="1"/></Node></Node></TreeModel></PMML>"""
+    with pytest.raises(ModelError, match=r"t\.pmml, line 5: SimplePredicate operator 'between'"):
+        loads(doc, "t.pmml")

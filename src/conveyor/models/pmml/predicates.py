@@ -296,3 +296,28 @@ def compile_scalar_predicate(el: Element) -> ScalarPredicate:
 
 def _dtype_of(x: Any) -> np.dtype[Any]:
     return x.dtype if isinstance(x, np.generic) else np.dtype(object)
+
+
+def check_predicate(el: Element) -> None:
+    """Refuse an unsupported predicate at load time without compiling it (trees compile lazily)."""
+    tag = el.tag
+    if tag == "SimplePredicate":
+        el.require("field")
+        op = el.require("operator")
+        if op not in _OPS and op not in ("isMissing", "isNotMissing"):
+            raise unsupported(el, f"SimplePredicate operator {op!r}")
+    elif tag == "SimpleSetPredicate":
+        el.require("field")
+        el.require("booleanOperator")
+        if el.find("Array") is None:
+            raise unsupported(el, "SimpleSetPredicate without an Array")
+    elif tag == "CompoundPredicate":
+        if el.require("booleanOperator") not in ("and", "or", "xor", "surrogate"):
+            raise unsupported(
+                el, f"CompoundPredicate booleanOperator {el.get('booleanOperator')!r}"
+            )
+        for child in el.children:
+            if child.tag in PREDICATE_TAGS:
+                check_predicate(child)
+    elif tag not in ("True", "False"):
+        raise unsupported(el)

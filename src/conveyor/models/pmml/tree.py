@@ -23,6 +23,7 @@ from conveyor.models.pmml.core import CompiledModel, Context, Result
 from conveyor.models.pmml.predicates import (
     Predicate,
     ScalarPredicate,
+    check_predicate,
     compile_predicate,
     compile_scalar_predicate,
     find_predicate,
@@ -36,6 +37,7 @@ Rows = npt.NDArray[np.intp]
 
 class _Node:
     __slots__ = (
+        "_predicate",
         "_scalar",
         "children",
         "default_child",
@@ -43,7 +45,6 @@ class _Node:
         "id",
         "index",
         "pred_el",
-        "predicate",
         "score",
     )
 
@@ -55,11 +56,20 @@ class _Node:
         pred = find_predicate(el)
         if pred is None:
             raise ModelError(f"{el.where}: <Node> has no predicate")
+        check_predicate(pred)
         self.pred_el = pred
-        self.predicate: Predicate = compile_predicate(pred)
+        self._predicate: Predicate | None = None
         self._scalar: ScalarPredicate | None = None
         self.children: list[_Node] = []
         self.default_child: _Node | None = None
+
+    @property
+    def predicate(self) -> Predicate:
+        """The batch form of the predicate, compiled on first use (a one-row first call
+        compiles only the path it walks, which keeps cold starts short)."""
+        if self._predicate is None:
+            self._predicate = compile_predicate(self.pred_el)
+        return self._predicate
 
     @property
     def scalar(self) -> ScalarPredicate:
