@@ -66,8 +66,10 @@ def test_a_dataframe_and_records_score_like_columns() -> None:
 
 def test_an_out_of_range_value_is_rejected_naming_the_field_and_row() -> None:
     model = load_model(DATA / "tree_missing.pmml")
-    with pytest.raises(ModelError, match=r"'size', row 1: 150\.0 is not a valid value"):
+    with pytest.raises(ModelError, match=r"'size', row 1: 150\.0 is not a valid value") as info:
         model.predict({"colour": ["red", "red"], "size": [1.0, 150.0], "weight": [1.0, 1.0]})
+    # also a ValueError: callers such as the scoring service answer 422, not 500
+    assert isinstance(info.value, ValueError)
 
 
 def test_float_math_context_sums_in_32_bits() -> None:

@@ -17,8 +17,9 @@ from pathlib import Path
 from conveyor.errors import ModelError
 from conveyor.models.pmml._xml import parse
 from conveyor.models.pmml.document import PmmlModel
+from conveyor.models.pmml.errors import InvalidInputError
 
-__all__ = ["FORMAT", "PmmlFormat", "PmmlModel", "load", "loads"]
+__all__ = ["FORMAT", "InvalidInputError", "PmmlFormat", "PmmlModel", "load", "loads"]
 
 
 def loads(data: bytes | str, source: str = "<pmml>") -> PmmlModel:

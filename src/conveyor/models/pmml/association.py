@@ -20,6 +20,7 @@ from conveyor.errors import ModelError
 from conveyor.models.pmml._values import Array
 from conveyor.models.pmml._xml import Element, unsupported
 from conveyor.models.pmml.core import CompiledModel, Context, Result
+from conveyor.models.pmml.errors import InvalidInputError
 from conveyor.models.pmml.scope import Scope
 
 __all__ = ["AssociationModel"]
@@ -74,7 +75,7 @@ class AssociationModel(CompiledModel):
         """(baskets x items) membership from pairs grouped by the group field, or item lists."""
         raw = columns.get(self.item_field)
         if raw is None:
-            raise ModelError(
+            raise InvalidInputError(
                 f"input field {self.item_field!r} (the items) is missing from the batch"
             )
         values = list(raw)

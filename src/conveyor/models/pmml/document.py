@@ -19,6 +19,7 @@ from conveyor.models.base import Field, Signature
 from conveyor.models.pmml._values import Array, format_number
 from conveyor.models.pmml._xml import Element, unsupported
 from conveyor.models.pmml.core import CompiledModel, Context, Result, build_model, find_model
+from conveyor.models.pmml.errors import InvalidInputError
 from conveyor.models.pmml.expressions import compile_derived_fields, compile_functions
 from conveyor.models.pmml.schema import DataField, parse_data_dictionary, prepare_inputs
 from conveyor.models.pmml.scope import Scope
@@ -190,7 +191,7 @@ def _columns(batch: Any) -> tuple[Mapping[str, Any], int]:
             if size is None:
                 size = len(arr)
             elif len(arr) != size:
-                raise ModelError(
+                raise InvalidInputError(
                     f"input column {key!r} has {len(arr)} values, other columns have {size}"
                 )
             cols[str(key)] = arr
@@ -199,10 +200,12 @@ def _columns(batch: Any) -> tuple[Mapping[str, Any], int]:
         records = list(batch)
         for i, r in enumerate(records):
             if not isinstance(r, Mapping):
-                raise ModelError(f"record {i} of the batch is a {type(r).__name__}, not a mapping")
+                raise InvalidInputError(
+                    f"record {i} of the batch is a {type(r).__name__}, not a mapping"
+                )
         names = list(dict.fromkeys(k for r in records for k in r))
         return {k: np.array([r.get(k) for r in records], dtype=object) for k in names}, len(records)
-    raise ModelError(
+    raise InvalidInputError(
         f"a PMML model scores a mapping of columns, a DataFrame or a list of records, "
         f"not a {type(batch).__name__}"
     )

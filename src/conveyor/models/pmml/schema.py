@@ -27,6 +27,7 @@ from conveyor.models.pmml._values import (
     parse_scalar,
 )
 from conveyor.models.pmml._xml import Element, unsupported
+from conveyor.models.pmml.errors import InvalidInputError
 
 __all__ = ["DataField", "Interval", "MiningField", "parse_data_dictionary", "parse_mining_schema"]
 
@@ -195,13 +196,15 @@ def treat_column(
         if treatment == "returnInvalid":
             row = int(np.flatnonzero(invalid)[0])
             shown = raw[row] if raw is not None else column[row]
+            if isinstance(shown, np.generic):
+                shown = shown.item()
             allowed = (
                 f"one of {df.valid!r}"
                 if df.valid and df.optype != "continuous"
                 else ", ".join(f"{i.closure} [{i.left}, {i.right}]" for i in df.intervals)
                 or f"a {df.data_type}"
             )
-            raise ModelError(
+            raise InvalidInputError(
                 f"input field {df.name!r}, row {row}: {shown!r} is not a valid value "
                 f"(expected {allowed})",
                 hint="The model's MiningSchema says invalid values make the input invalid.",
@@ -245,7 +248,7 @@ def prepare_inputs(
             missing_markers = frozenset(df.missing)
             column, missing, invalid = convert(raw, df.data_type, missing_markers)
             if len(column) != n:
-                raise ModelError(
+                raise InvalidInputError(
                     f"input field {mf.name!r} has {len(column)} values but the batch has {n} rows"
                 )
             columns[mf.name] = treat_column(df, mf, column, missing, invalid, raw)

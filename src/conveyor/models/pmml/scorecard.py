@@ -17,6 +17,7 @@ from conveyor.errors import ModelError
 from conveyor.models.pmml._values import Array, cast
 from conveyor.models.pmml._xml import Element, unsupported
 from conveyor.models.pmml.core import CompiledModel, Context, Result
+from conveyor.models.pmml.errors import InvalidInputError
 from conveyor.models.pmml.expressions import EXPRESSION_TAGS, compile_expression
 from conveyor.models.pmml.predicates import Predicate, compile_predicate, find_predicate
 from conveyor.models.pmml.scope import Scope
@@ -98,7 +99,7 @@ class Scorecard(CompiledModel):
                 pending &= ~hit
             if pending.any():
                 row = int(np.flatnonzero(pending)[0])
-                raise ModelError(
+                raise InvalidInputError(
                     f"row {row}: no attribute of scorecard characteristic {name!r} "
                     "matches the input"
                 )
