@@ -12,10 +12,14 @@ import platform
 import socket
 import sys
 from collections.abc import Iterable, Mapping
-from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlparse
+
+if TYPE_CHECKING:
+    # importlib.metadata costs tens of milliseconds to import; it is loaded in
+    # capture_packages, which the recorder calls while the command already runs.
+    from importlib import metadata
 
 __all__ = [
     "THREAD_VARIABLES",
@@ -103,21 +107,48 @@ def _direct_url(dist: metadata.Distribution) -> str | None:
     return url
 
 
+def _name_and_version(dist: metadata.Distribution) -> tuple[str | None, str]:
+    """A distribution's Name and Version, read from the head of its metadata file.
+
+    ``dist.metadata`` parses the whole file (long descriptions included) with the
+    email parser, and ``dist.version`` parses it again: for a few hundred
+    distributions that was most of a run's recording overhead. Name and Version
+    are single-line headers before the first blank line (core metadata spec);
+    anything unexpected falls back to the full parser.
+    """
+    text = dist.read_text("METADATA") or dist.read_text("PKG-INFO")
+    if text:
+        found: dict[str, str] = {}
+        for line in text.splitlines():
+            if not line:
+                break
+            field, sep, value = line.partition(":")
+            field = field.lower()
+            if sep and field in ("name", "version") and field not in found:
+                found[field] = value.strip()
+                if len(found) == 2:
+                    return found["name"], found["version"]
+    meta = dist.metadata
+    return meta["Name"], meta["Version"]
+
+
 def capture_packages(paths: Iterable[str] | None = None) -> list[Package]:
     """Every distribution visible on ``paths`` (default: this interpreter's sys.path).
 
     Sorted by normalised name; the first of duplicate names wins, as import would.
     """
+    from importlib import metadata
+
     seen: dict[str, Package] = {}
     search = list(paths) if paths is not None else sys.path
     for dist in metadata.distributions(path=[p for p in search if p]):
-        name = dist.metadata["Name"]
+        name, version = _name_and_version(dist)
         if not name:
             continue
         key = name.lower().replace("_", "-").replace(".", "-")
         if key in seen:
             continue
-        pkg: Package = {"name": name, "version": dist.version}
+        pkg: Package = {"name": name, "version": version}
         url = _direct_url(dist)
         if url and not url.startswith(("https://", "http://")):
             pkg["url"] = url

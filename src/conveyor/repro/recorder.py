@@ -117,7 +117,11 @@ class _Tee(threading.Thread):
 
 
 class _Registration(threading.Thread):
-    """Opens the registry and writes the RUNNING row while the command starts."""
+    """Opens the registry and writes the RUNNING row while the command starts.
+
+    Then it loads what the end of the run needs (importlib.metadata), also off
+    the command's critical path.
+    """
 
     def __init__(self, settings: Settings, record: RunRecord) -> None:
         super().__init__(daemon=True)
@@ -133,6 +137,10 @@ class _Registration(threading.Thread):
             self.registry.create_run(self.record)
         except BaseException as exc:
             self.error = exc
+            return
+        # Loaded here, while the command works, rather than after it ends, where the
+        # package capture needs it and its import would add to the run's wall time.
+        import importlib.metadata  # noqa: F401
 
 
 def _child_env(

@@ -57,9 +57,12 @@ class Registry:
                 hint="Use sqlite:///path/to/registry.db or postgresql+psycopg://user@host/db.",
             ) from e
         self._display_url = parsed.render_as_string(hide_password=True)
+        #: The SQLite database file, if any (its migration is serialised with a file lock).
+        self._sqlite_file: Path | None = None
         if parsed.get_backend_name() == "sqlite":
-            if parsed.database:
-                Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            if parsed.database and parsed.database != ":memory:":
+                self._sqlite_file = Path(parsed.database)
+                self._sqlite_file.parent.mkdir(parents=True, exist_ok=True)
             self.engine = sa.create_engine(url, connect_args={"timeout": 30})
             event.listen(self.engine, "connect", _sqlite_pragmas)
         else:
@@ -120,12 +123,31 @@ class Registry:
 
         cfg = Config()
         cfg.set_main_option("script_location", str(_MIGRATIONS))
-        with self._begin() as conn:
+        with self._sqlite_migration_lock(), self._begin() as conn:
             if conn.dialect.name == "postgresql":
                 # Two processes migrating a fresh database at once: let one win.
                 conn.execute(sa.text("SELECT pg_advisory_xact_lock(7201)"))
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")
+
+    @contextmanager
+    def _sqlite_migration_lock(self) -> Iterator[None]:
+        """Serialise first-use migrations of one SQLite file across processes.
+
+        Several ``conveyor run`` started at once on a fresh home would otherwise
+        all see no schema and all create it; the losers failed with "table
+        alembic_version already exists". Alembic's upgrade is a no-op for the
+        ones that get the lock after the winner.
+        """
+        if self._sqlite_file is None:
+            yield
+            return
+        import fcntl
+
+        lock_path = self._sqlite_file.with_name(self._sqlite_file.name + ".migrate-lock")
+        with lock_path.open("a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            yield
 
     # -- runs -----------------------------------------------------------------
 
