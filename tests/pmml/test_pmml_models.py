@@ -199,3 +199,13 @@ def test_an_unsupported_predicate_in_a_tree_is_refused_at_load() -> None:
 <SimplePredicate field="x" operator="between" value="1"/></Node></Node></TreeModel></PMML>"""
     with pytest.raises(ModelError, match=r"t\.pmml, line 5: SimplePredicate operator 'between'"):
         loads(doc, "t.pmml")
+
+
+def test_nearest_neighbours_vote_and_report_their_ids() -> None:
+    model = load_model(DATA / "knn.pmml")
+    out = model.predict({"x": [0.1, 5.4], "y": [0.0, 4.9]})
+    assert list(out["kind"]) == ["low", "high"]
+    assert list(out["nearest"]) == ["a", "d"]
+    assert list(out["second"]) == ["b", "e"]
+    np.testing.assert_allclose(out["d1"], [0.1, math.hypot(0.4, 0.1)])
+    np.testing.assert_allclose(out["p_high"], [1 / 3, 2 / 3])

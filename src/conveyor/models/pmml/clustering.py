@@ -21,7 +21,7 @@ from conveyor.models.pmml.core import CompiledModel, Context, Result
 from conveyor.models.pmml.predicates import parse_array
 from conveyor.models.pmml.scope import Scope
 
-__all__ = ["ClusteringModel"]
+__all__ = ["ClusteringModel", "distance_matrix", "parse_measure"]
 
 _DISTANCES = ("euclidean", "squaredEuclidean", "cityBlock", "chebychev", "minkowski")
 
@@ -38,15 +38,7 @@ class ClusteringModel(CompiledModel):
         measure_el = el.find("ComparisonMeasure")
         if measure_el is None:
             raise ModelError(f"{el.where}: <ClusteringModel> needs a ComparisonMeasure")
-        self.kind = measure_el.get("kind", "distance")
-        metric = next((c for c in measure_el.children if c.tag != "Extension"), None)
-        if metric is None or metric.tag not in _DISTANCES:
-            raise unsupported(
-                metric or measure_el, f"comparison measure {getattr(metric, 'tag', None)!r}"
-            )
-        self.metric = metric.tag
-        self.p = float(metric.get("p-parameter", "2"))
-        default_compare = measure_el.get("compareFunction", "absDiff")
+        self.kind, self.metric, self.p, default_compare = parse_measure(measure_el)
         self.fields: list[tuple[str, str, float, float]] = []
         for cf in el.findall("ClusteringField"):
             if cf.get("isCenterField", "true") == "false":
@@ -83,36 +75,10 @@ class ClusteringModel(CompiledModel):
         self.display = dict(zip(self.ids, self.names, strict=True))
 
     def distances(self, scope: Scope) -> Array:
-        n, k = scope.n, len(self.ids)
-        total = np.zeros((n, k))
-        missing_any = np.zeros(n, dtype=bool)
-        with np.errstate(all="ignore"):
-            for j, (name, compare, weight, scale) in enumerate(self.fields):
-                x = cast(scope.get(name), "double").astype(np.float64)
-                missing_any |= np.isnan(x)
-                d = x[:, None] - self.centres[None, :, j]
-                if compare == "absDiff":
-                    c = np.abs(d)
-                elif compare == "gaussSim":
-                    c = np.exp(-np.log(2.0) * d * d / (scale * scale))
-                elif compare == "delta":
-                    c = (d != 0).astype(float)
-                else:
-                    c = (d == 0).astype(float)
-                if self.metric in ("euclidean", "squaredEuclidean"):
-                    total = total + weight * (c * c)
-                elif self.metric == "cityBlock":
-                    total = total + weight * c
-                elif self.metric == "chebychev":
-                    total = np.maximum(total, weight * c)
-                else:
-                    total = total + weight * np.power(c, self.p)
-            if self.metric == "euclidean":
-                total = np.sqrt(total)
-            elif self.metric == "minkowski":
-                total = np.power(total, 1.0 / self.p)
-        total[missing_any] = np.nan
-        return total
+        columns = [cast(scope.get(name), "double").astype(np.float64) for name, *_ in self.fields]
+        return distance_matrix(
+            columns, self.centres, [f[1:] for f in self.fields], self.metric, self.p, scope.n
+        )
 
     def score(self, scope: Scope) -> Result:
         dist = self.distances(scope)
@@ -134,3 +100,59 @@ class ClusteringModel(CompiledModel):
             affinity=affinity,
             extras={"display": names},
         )
+
+
+def distance_matrix(
+    columns: list[Array],
+    points: Array,
+    compares: list[tuple[str, float, float]],
+    metric: str,
+    p: float,
+    n: int,
+) -> Array:
+    """(rows x points) distances, field by field; NaN for a row with a missing field.
+
+    ``compares`` holds each field's (compareFunction, fieldWeight, similarityScale).
+    """
+    total = np.zeros((n, points.shape[0]))
+    missing_any = np.zeros(n, dtype=bool)
+    with np.errstate(all="ignore"):
+        for j, (x, (compare, weight, scale)) in enumerate(zip(columns, compares, strict=True)):
+            missing_any |= np.isnan(x)
+            d = x[:, None] - points[None, :, j]
+            if compare == "absDiff":
+                c = np.abs(d)
+            elif compare == "gaussSim":
+                c = np.exp(-np.log(2.0) * d * d / (scale * scale))
+            elif compare == "delta":
+                c = (d != 0).astype(float)
+            else:
+                c = (d == 0).astype(float)
+            if metric in ("euclidean", "squaredEuclidean"):
+                total = total + weight * (c * c)
+            elif metric == "cityBlock":
+                total = total + weight * c
+            elif metric == "chebychev":
+                total = np.maximum(total, weight * c)
+            else:
+                total = total + weight * np.power(c, p)
+        if metric == "euclidean":
+            total = np.sqrt(total)
+        elif metric == "minkowski":
+            total = np.power(total, 1.0 / p)
+    total[missing_any] = np.nan
+    return total
+
+
+def parse_measure(el: Element) -> tuple[str, str, float, str]:
+    """A ComparisonMeasure -> (kind, metric, p-parameter, default compareFunction)."""
+    kind = el.get("kind", "distance")
+    metric = next((c for c in el.children if c.tag != "Extension"), None)
+    if metric is None or metric.tag not in _DISTANCES:
+        raise unsupported(metric or el, f"comparison measure {getattr(metric, 'tag', None)!r}")
+    return (
+        kind,
+        metric.tag,
+        float(metric.get("p-parameter", "2")),
+        el.get("compareFunction", "absDiff"),
+    )

@@ -36,10 +36,11 @@ _MODELS: dict[str, str] = {
     "RuleSetModel": "ruleset:RuleSetModel",
     "AssociationModel": "association:AssociationModel",
     "Scorecard": "scorecard:Scorecard",
+    "NearestNeighborModel": "nearest_neighbor:NearestNeighborModel",
 }
 MODEL_TAGS = frozenset(
     set(_MODELS)
-    | {"BaselineModel", "BayesianNetworkModel", "GaussianProcessModel", "NearestNeighborModel"}
+    | {"BaselineModel", "BayesianNetworkModel", "GaussianProcessModel"}
     | {"SequenceModel", "TextModel", "TimeSeriesModel", "AnomalyDetectionModel"}
 )
 

@@ -124,6 +124,12 @@ class Output:
             if col is None:
                 return np.zeros(n) if result.classes else np.full(n, np.nan)
             return col
+        neighbours = result.extras.get("neighbours")
+        if neighbours is not None and feature in ("entityId", "affinity", "entityAffinity"):
+            table = neighbours if feature == "entityId" else result.extras["distances"]
+            if f.rank > len(table):
+                return np.full(n, None if feature == "entityId" else np.nan, dtype=object)
+            return np.asarray(table[f.rank - 1])
         if feature in ("affinity", "entityAffinity", "clusterAffinity"):
             if result.affinity is None:
                 raise ModelError(f"{f.el.where}: the model gives no affinity for {f.name!r}")
