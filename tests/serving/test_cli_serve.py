@@ -106,6 +106,12 @@ def test_two_workers_share_the_load_and_stop_gracefully(two_workers: Running, gb
         for m in re.finditer(r'conveyor_worker_requests_total\{worker="(\d)"\} ([\d.]+)', metrics)
     }
     assert set(per_worker) == {"0", "1"}, metrics
+    dealt = [
+        float(m.group(1))
+        for m in re.finditer(r'conveyor_worker_connections_total\{worker="\d"\} ([\d.]+)', metrics)
+    ]
+    assert len(dealt) == 2
+    assert abs(dealt[0] - dealt[1]) <= 1  # connections are dealt round-robin
     assert sum(per_worker.values()) >= 160
     assert 'conveyor_requests_total{model="gbc",protocol="mlflow",status="200"} 160.0' in metrics
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import httpx
@@ -14,7 +15,7 @@ from conveyor.config import Settings
 from conveyor.errors import ModelError, UntrustedModelError
 from conveyor.serving import resolve_model_uri
 
-from .conftest import Serve, Trained
+from .conftest import TREE, Serve, Trained
 
 RUN_ID = "0123456789abcdef0123456789abcdef"
 
@@ -84,6 +85,31 @@ def test_sklearn_flavour_needs_trust_then_serves_invocations(
     assert r.json() == {"predictions": churn.estimator.predict(frame).tolist()}
     assert r.headers["x-model-run-id"] == RUN_ID
     assert r.headers["x-model-name"] == "mlflow-model"
+
+
+def test_skops_flavour_ignores_the_trusted_types_the_file_lists(
+    tmp_path: Path, gbc: Trained, settings: Settings, trusting: Settings
+) -> None:
+    """MLflow 3 writes skops_trusted_types into MLmodel; only the operator decides what to trust."""
+    import skops.io as sio
+
+    directory = _mlmodel(
+        tmp_path / "skops-model",
+        """  sklearn:
+    code: null
+    pickled_model: model.skops
+    serialization_format: skops
+    sklearn_version: 1.9.1
+    skops_trusted_types:
+    - sklearn.tree._tree.Tree""",
+        [{"type": "tensor", "tensor-spec": {"dtype": "float64", "shape": [-1, 20]}}],
+    )
+    sio.dump(gbc.estimator, directory / "model.skops")
+    with pytest.raises(UntrustedModelError, match=re.escape(f"CONVEYOR_TRUSTED_TYPES={TREE}")):
+        resolve_model_uri(str(directory), settings)
+    resolved = resolve_model_uri(str(directory), trusting)
+    out = resolved.model.predict({"x": gbc.x[:3]})
+    assert out["label"].tolist() == gbc.estimator.predict(gbc.x[:3]).tolist()
 
 
 def test_onnx_flavour(tmp_path: Path, settings: Settings, serve: Serve) -> None:

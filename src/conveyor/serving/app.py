@@ -16,6 +16,7 @@ unexpected failure becomes a 500 naming the request id, never a traceback.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 import uuid
@@ -59,6 +60,7 @@ class ScoringApp:
         name = served.name
         self._in_flight = metrics.in_flight.labels(name)
         self._worker_requests = metrics.worker_requests.labels(self.worker)
+        self.count_connection = metrics.worker_connections.labels(self.worker).inc
         self._counters: dict[tuple[str, int], Any] = {}
         self._latency: dict[str, Any] = {}
         self._errors: dict[str, Any] = {}
@@ -68,6 +70,8 @@ class ScoringApp:
         ]
         if served.resolved.run_id:
             self._lineage.append((b"x-model-run-id", served.resolved.run_id.encode()))
+        self._id_prefix = uuid.uuid4().hex[:24]
+        self._id_counter = itertools.count()
         self._openapi = dumps(openapi.openapi_document(served))
         self._docs = openapi.docs_page(served).encode()
 
@@ -96,7 +100,9 @@ class ScoringApp:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         request_id = headers.get("x-request-id", "")
         if not request_id or len(request_id) > _MAX_REQUEST_ID or not request_id.isprintable():
-            request_id = uuid.uuid4().hex
+            # A random per-process prefix plus a counter: unique, and far cheaper
+            # than a uuid4 (one getrandom system call) per request.
+            request_id = f"{self._id_prefix}{next(self._id_counter):08x}"
         req = Request(
             method=scope["method"],
             path=scope["path"],

@@ -46,6 +46,7 @@ class ServiceMetrics:
     batch_requests: Any
     errors: Any
     worker_requests: Any
+    worker_connections: Any
     multiprocess_dir: str | None
 
     @classmethod
@@ -99,6 +100,12 @@ class ServiceMetrics:
             worker_requests=Counter(
                 "conveyor_worker_requests",
                 "Requests answered by each worker process.",
+                ["worker"],
+                registry=registry,
+            ),
+            worker_connections=Counter(
+                "conveyor_worker_connections",
+                "Connections the supervisor dealt to each worker (several workers only).",
                 ["worker"],
                 registry=registry,
             ),

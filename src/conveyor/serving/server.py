@@ -1,20 +1,28 @@
 """Running the service: uvicorn (uvloop + httptools) in one process, or N forked workers.
 
 With several workers the model is loaded once, then the process forks, so
-workers share the model's memory pages. Each worker gets **its own**
-listening socket bound to the same port with ``SO_REUSEPORT``; the kernel
-then spreads new connections over the sockets by hashing the connection's
-addresses. (With one shared socket, as uvicorn ``--workers`` does, whichever
-worker wakes first takes each connection, and a load generator's keep-alive
-connections can all land on one worker.)
+workers share the model's memory pages.
 
-The parent only supervises: it restarts a worker that crashes and, on
-SIGTERM or SIGINT, passes the signal on and waits while each worker
-finishes its in-flight requests (uvicorn's graceful shutdown).
+Connections are dealt to the workers round-robin by the parent, which owns
+the listening socket: it accepts each connection and passes its file
+descriptor to the next worker over a Unix socket (``SCM_RIGHTS``); the
+worker serves it on its own event loop. Every worker therefore holds the
+same number of a load generator's keep-alive connections, give or take one.
+The alternatives measured worse: one shared listening socket (uvicorn
+``--workers``) lets whichever worker wakes first take each connection, and
+all 32 of wrk's connections can land on one worker; ``SO_REUSEPORT``
+hashes connections over per-worker sockets, which for 32 connections
+routinely splits them 12/20 (see docs/benchmarks.md). Passing a descriptor
+costs one system call per *connection*, not per request.
+
+The parent also supervises: it restarts a worker that crashes and, on
+SIGTERM or SIGINT, stops accepting, passes the signal on and waits while
+each worker finishes its in-flight requests (uvicorn's graceful shutdown).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import signal
@@ -22,14 +30,18 @@ import socket
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
-from conveyor.errors import UsageError
+from conveyor.errors import ConveyorError, UsageError
 from conveyor.serving.resolve import ResolvedModel
 from conveyor.serving.service import ServeOptions
 
 __all__ = ["bind_sockets", "build_app", "run_in_thread", "serve"]
+
+#: A worker that dies sooner than this after starting is not restarted.
+_CRASH_LOOP_SECONDS = 2.0
 
 
 def build_app(resolved: ResolvedModel, options: ServeOptions, *, worker: int = 0) -> Any:
@@ -71,12 +83,60 @@ def _server(config: Any) -> Any:
     import uvicorn
 
     class Server(uvicorn.Server):
+        #: Where the supervisor sends accepted connections (multi-worker mode).
+        channel: socket.socket | None = None
+        #: Called once per connection received over the channel.
+        on_connection: Callable[[], None] | None = None
+
         def handle_exit(self, sig: int, frame: Any) -> None:
             super().handle_exit(sig, frame)
             # uvicorn re-raises the captured signal after shutting down, which
             # turns a requested, graceful stop into a KeyboardInterrupt or a
             # death by signal; a stop the operator asked for is a clean exit.
             self._captured_signals.clear()
+
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets=sockets)
+            if self.channel is not None:
+                loop = asyncio.get_running_loop()
+                config, state = self.config, self.server_state
+
+                def protocol() -> asyncio.Protocol:
+                    made: asyncio.Protocol = config.http_protocol_class(  # type: ignore[call-arg]
+                        config=config, server_state=state, app_state=self.lifespan.state
+                    )
+                    return made
+
+                self.channel.setblocking(False)
+                loop.add_reader(self.channel.fileno(), self._take, loop, protocol)
+
+        def _take(self, loop: asyncio.AbstractEventLoop, protocol: Any) -> None:
+            """Serve every connection the supervisor has passed over the channel."""
+            assert self.channel is not None
+            while True:
+                try:
+                    data, fds, _, _ = socket.recv_fds(self.channel, 16, 16)
+                except (BlockingIOError, InterruptedError):
+                    return
+                if not data and not fds:  # the supervisor is gone: stop like on SIGTERM
+                    loop.remove_reader(self.channel.fileno())
+                    self.should_exit = True
+                    return
+                for fd in fds:
+                    conn = socket.socket(fileno=fd)
+                    if self.should_exit:
+                        conn.close()
+                        continue
+                    conn.setblocking(False)
+                    loop.create_task(loop.connect_accepted_socket(protocol, conn))
+                    if self.on_connection is not None:
+                        self.on_connection()
+
+        async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+            if self.channel is not None:
+                with contextlib.suppress(ValueError, OSError):
+                    asyncio.get_running_loop().remove_reader(self.channel.fileno())
+            await super().shutdown(sockets=sockets)
 
     return Server(config)
 
@@ -127,13 +187,19 @@ def run_in_thread(
 
 
 def _run_worker(
-    resolved: ResolvedModel, options: ServeOptions, sock: socket.socket, index: int
+    resolved: ResolvedModel,
+    options: ServeOptions,
+    sock: socket.socket | None,
+    index: int,
+    channel: socket.socket | None = None,
 ) -> None:
-
     if options.workers > 1:
         _limit_threads(options.workers)
     app = build_app(resolved, options, worker=index)
-    _server(_config(app, options, "warning")).run(sockets=[sock])
+    server = _server(_config(app, options, "warning"))
+    server.channel = channel
+    server.on_connection = app.count_connection
+    server.run(sockets=[sock] if sock is not None else [])
 
 
 def serve(
@@ -145,12 +211,15 @@ def serve(
     """Serve until SIGINT/SIGTERM; ``announce(host, port)`` is called once listening."""
     if options.workers < 1:
         raise UsageError("--workers must be at least 1")
-    sockets = bind_sockets(options.host, options.port, options.workers)
-    port = sockets[0].getsockname()[1]
+    listener = bind_sockets(options.host, options.port, 1)[0]
+    port = listener.getsockname()[1]
     if options.workers == 1:
         if announce:
             announce(options.host, port)
-        _run_worker(resolved, options, sockets[0], 0)
+        try:
+            _run_worker(resolved, options, listener, 0)
+        finally:
+            listener.close()
         return
     # Multiprocess metrics: every worker writes its own files, a scrape sums them.
     metrics_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
@@ -159,10 +228,9 @@ def serve(
         own_dir = tempfile.mkdtemp(prefix="conveyor-metrics-")
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = own_dir
     try:
-        _supervise(resolved, options, sockets, announce, port)
+        _Supervisor(resolved, options, listener).run(announce, port)
     finally:
-        for sock in sockets:
-            sock.close()
+        listener.close()
         if own_dir is not None:
             import shutil
 
@@ -170,74 +238,143 @@ def serve(
             os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
 
 
-def _fork_worker(
-    resolved: ResolvedModel, options: ServeOptions, sockets: list[socket.socket], index: int
-) -> int:
-    pid = os.fork()
-    if pid:
-        return pid
-    # Child: keep only its own socket, restore default signal handling for uvicorn.
-    code = 0
-    try:
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        for i, sock in enumerate(sockets):
-            if i != index:
-                sock.close()
-        _run_worker(resolved, options, sockets[index], index)
-    except BaseException:
-        import traceback
+class _Supervisor:
+    """Forks the workers, deals them connections round-robin, restarts the ones that die."""
 
-        traceback.print_exc()
-        code = 1
-    finally:
-        os._exit(code)
+    def __init__(
+        self, resolved: ResolvedModel, options: ServeOptions, listener: socket.socket
+    ) -> None:
+        self.resolved = resolved
+        self.options = options
+        self.listener = listener
+        self.stopping = threading.Event()
+        self.children: dict[int, int] = {}  # pid -> worker index
+        self.channels: list[socket.socket | None] = [None] * options.workers
+        self.started: dict[int, float] = {}  # worker index -> monotonic start time
+        self.failed = False
+        self.lock = threading.Lock()
 
+    def fork(self, index: int) -> None:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        pid = os.fork()
+        if pid == 0:  # the worker
+            code = 0
+            try:
+                signal.signal(signal.SIGINT, signal.SIG_DFL)
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                self.listener.close()
+                ours.close()
+                for other in self.channels:
+                    if other is not None:
+                        other.close()
+                _run_worker(self.resolved, self.options, None, index, channel=theirs)
+            except BaseException:
+                import traceback
 
-def _supervise(
-    resolved: ResolvedModel,
-    options: ServeOptions,
-    sockets: list[socket.socket],
-    announce: Callable[[str, int], None] | None,
-    port: int,
-) -> None:
-    stopping = threading.Event()
-    children: dict[int, int] = {}  # pid -> worker index
+                traceback.print_exc()
+                code = 1
+            finally:
+                os._exit(code)
+        theirs.close()
+        ours.settimeout(5.0)  # a worker that stops reading must not stall the others
+        with self.lock:
+            old = self.channels[index]
+            self.channels[index] = ours
+        if old is not None:
+            old.close()
+        self.children[pid] = index
+        self.started[index] = time.monotonic()
 
-    def forward(signum: int, _frame: Any) -> None:
-        stopping.set()
-        for pid in list(children):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signum)
+    def deal(self) -> None:
+        """Accept connections and hand each to the next worker (runs in a thread)."""
+        self.listener.settimeout(0.2)
+        turn = 0
+        while not self.stopping.is_set():
+            try:
+                conn, _ = self.listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                if self.stopping.is_set():
+                    return
+                continue
+            with conn:
+                for _ in range(self.options.workers):
+                    index, turn = turn, (turn + 1) % self.options.workers
+                    with self.lock:
+                        channel = self.channels[index]
+                    if channel is None:
+                        continue
+                    try:
+                        socket.send_fds(channel, [b"c"], [conn.fileno()])
+                        break
+                    except OSError:  # that worker is gone or stuck: try the next one
+                        continue
 
-    previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        for index in range(options.workers):
-            children[_fork_worker(resolved, options, sockets, index)] = index
-        if announce:
-            announce(options.host, port)
-        while children:
+    def run(self, announce: Callable[[str, int], None] | None, port: int) -> None:
+        def forward(signum: int, _frame: Any) -> None:
+            self.stopping.set()
+            for pid in list(self.children):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signum)
+
+        previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
+        dealer = threading.Thread(target=self.deal, name="conveyor-dealer", daemon=True)
+        try:
+            # Fork every worker before the dealer thread exists (fork copies one thread only).
+            for index in range(self.options.workers):
+                self.fork(index)
+            dealer.start()
+            if announce:
+                announce(self.options.host, port)
+            self._wait()
+            if self.failed:
+                raise ConveyorError("a worker failed as it started; its error is printed above")
+        finally:
+            self.stopping.set()
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+            if dealer.is_alive():
+                dealer.join(timeout=5)
+            for channel in self.channels:
+                if channel is not None:
+                    channel.close()
+
+    def _wait(self) -> None:
+        while self.children:
             try:
                 pid, status = os.wait()
             except ChildProcessError:
                 break
             except InterruptedError:
                 continue
-            index = children.pop(pid, -1)
+            index = self.children.pop(pid, -1)
             if index < 0:
                 continue
             _mark_dead(pid)
-            if not stopping.is_set():
-                code = os.waitstatus_to_exitcode(status)
+            if self.stopping.is_set():
+                continue
+            code = os.waitstatus_to_exitcode(status)
+            if time.monotonic() - self.started[index] < _CRASH_LOOP_SECONDS:
+                # Dying right after start will not get better by restarting.
                 print(
-                    f"conveyor serve: worker {index} (pid {pid}) exited with {code}; restarting",
+                    f"conveyor serve: worker {index} (pid {pid}) exited with {code} right after "
+                    "starting; stopping",
                     file=sys.stderr,
                     flush=True,
                 )
-                children[_fork_worker(resolved, options, sockets, index)] = index
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
+                self.failed = True
+                self.stopping.set()
+                for other in list(self.children):
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(other, signal.SIGTERM)
+                continue
+            print(
+                f"conveyor serve: worker {index} (pid {pid}) exited with {code}; restarting",
+                file=sys.stderr,
+                flush=True,
+            )
+            self.fork(index)
 
 
 def _mark_dead(pid: int) -> None:

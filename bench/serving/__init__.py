@@ -1,0 +1,1 @@
+"""Model serving benchmark: conveyor serve against MLflow, BentoML and a bare floor."""
