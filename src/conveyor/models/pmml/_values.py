@@ -82,7 +82,10 @@ def parse_scalar(text: Any, data_type: str) -> Any:
         value = float(text.strip()) if isinstance(text, str) else float(text)
         if data_type == "integer" and not math.isnan(value) and value != math.floor(value):
             raise ValueError(text)
-        return np.float32(value) if data_type == "float" else value
+        if data_type == "float":
+            with np.errstate(over="ignore"):
+                return np.float32(value)
+        return value
     if isinstance(text, float | np.floating):
         return format_number(float(text))
     if isinstance(text, bool | np.bool_):
@@ -92,7 +95,7 @@ def parse_scalar(text: Any, data_type: str) -> Any:
 
 def format_number(value: float) -> str:
     """A number as PMML writes it in a categorical context: integers without '.0'."""
-    if value == math.floor(value) and abs(value) < 1e15:
+    if math.isfinite(value) and value == math.floor(value) and abs(value) < 1e15:
         return str(int(value))
     return repr(float(value))
 
@@ -125,7 +128,8 @@ def convert(
     n = len(arr)
     dtype = column_dtype(data_type)
     if dtype.kind != "O" and arr.dtype.kind in "fiub":
-        column = arr.astype(dtype)
+        with np.errstate(over="ignore"):
+            column = arr.astype(dtype)
         missing = np.isnan(column) if column.dtype.kind == "f" else np.zeros(n, dtype=bool)
         if data_type == "integer":
             bad = ~missing & (column != np.floor(column))
@@ -210,7 +214,8 @@ def _convert_fast(
     for mv in missing_values:
         if isinstance(mv, float) and not math.isnan(mv):
             missing |= values == mv
-    return values.astype(column_dtype(data_type)), missing, bad
+    with np.errstate(over="ignore"):  # like Java's (float) cast: too large becomes infinite
+        return values.astype(column_dtype(data_type)), missing, bad
 
 
 def coerce(text: Any, dtype: np.dtype[Any]) -> Any:
@@ -224,9 +229,11 @@ def coerce(text: Any, dtype: np.dtype[Any]) -> Any:
             return format_number(float(text))
         return text if isinstance(text, str) else str(text)
     if isinstance(text, int | float | np.number):
-        return dtype.type(text)
+        with np.errstate(over="ignore"):
+            return dtype.type(text)
     try:
-        return dtype.type(float(str(text).strip()))
+        with np.errstate(over="ignore"):
+            return dtype.type(float(str(text).strip()))
     except ValueError:
         low = str(text).strip().lower()
         if low == "true":
@@ -262,4 +269,5 @@ def cast(column: Array, data_type: str) -> Array:
     if data_type == "integer":
         with np.errstate(invalid="ignore"):
             column = np.trunc(column)
-    return column.astype(dtype, copy=False)
+    with np.errstate(over="ignore"):
+        return column.astype(dtype, copy=False)

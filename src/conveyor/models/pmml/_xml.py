@@ -122,6 +122,8 @@ def parse(data: bytes, source: str) -> Element:
         raise ModelError(
             f"{source}, line {exc.lineno}: not well-formed XML ({expat.errors.messages[exc.code]})"
         ) from exc
+    except (LookupError, ValueError) as exc:  # an unknown encoding declaration, say
+        raise ModelError(f"{source}: cannot read the document ({exc})") from exc
     if not root:
         raise ModelError(f"{source}: empty document")
     return root[0]

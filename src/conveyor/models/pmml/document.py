@@ -26,6 +26,9 @@ from conveyor.models.pmml.scope import Scope
 
 __all__ = ["PmmlModel"]
 
+#: what a malformed document (or a value it cannot take) raises deep inside compilation
+_MALFORMED = (ValueError, TypeError, KeyError, IndexError, OverflowError, ZeroDivisionError)
+
 _DTYPES = {
     "double": "float64",
     "float": "float32",
@@ -41,6 +44,18 @@ class PmmlModel:
     format = "pmml"
 
     def __init__(self, root: Element) -> None:
+        try:
+            self._compile(root)
+        except ModelError:
+            raise
+        except _MALFORMED as exc:
+            # a number that is not a number, an index out of range...: the document's fault
+            raise ModelError(
+                f"{root.source}: the document is malformed ({type(exc).__name__}: {exc})",
+                hint="Check the attribute values the exporting tool wrote.",
+            ) from exc
+
+    def _compile(self, root: Element) -> None:
         if root.tag != "PMML":
             raise ModelError(f"{root.where}: the root element is <{root.tag}>, not <PMML>")
         self.version = root.get("version", "")
@@ -51,11 +66,6 @@ class PmmlModel:
         model_el = find_model(root)
         if model_el is None:
             raise ModelError(f"{root.where}: the document contains no model element")
-        for child in root.children:
-            if child.tag in ("Extension", "Header", "MiningBuildTask", "DataDictionary"):
-                continue
-            if child.tag == "TransformationDictionary" or child is model_el:
-                continue
         self.model: CompiledModel = build_model(model_el, Context(self.fields, root.source))
         self._signature = self._build_signature()
 
@@ -66,6 +76,17 @@ class PmmlModel:
         return self._signature
 
     def predict(self, batch: Any) -> dict[str, Any]:
+        try:
+            return self._predict(batch)
+        except ModelError:
+            raise
+        except _MALFORMED as exc:
+            raise ModelError(
+                f"scoring failed: {type(exc).__name__}: {exc}",
+                hint="The document or the batch holds a value the evaluator cannot use.",
+            ) from exc
+
+    def _predict(self, batch: Any) -> dict[str, Any]:
         columns, n = _columns(batch)
         if self.model.function == "associationRules":
             result, scope = self._baskets(columns, n)
