@@ -209,3 +209,13 @@ def test_nearest_neighbours_vote_and_report_their_ids() -> None:
     assert list(out["second"]) == ["b", "e"]
     np.testing.assert_allclose(out["d1"], [0.1, math.hypot(0.4, 0.1)])
     np.testing.assert_allclose(out["p_high"], [1 / 3, 2 / 3])
+
+
+def test_integer_categories_are_integers_in_the_signature() -> None:
+    model = load_model(DATA / "logistic_xform.pmml")
+    classes = model.signature.classes
+    assert classes == (1, 0)
+    assert [type(c) for c in classes] == [int, int]
+    inputs = {f.name: f for f in model.signature.inputs}
+    assert inputs["age"].dtype == "int64"
+    assert inputs["region"].values == ("north", "south")

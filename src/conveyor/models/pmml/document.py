@@ -144,7 +144,7 @@ class PmmlModel:
             if df is None:
                 raise ModelError(f"MiningField {mf.name!r} is not in the DataDictionary")
             optype = mf.optype or df.optype
-            values = tuple(df.valid) if optype != "continuous" and df.valid else None
+            values = _public_values(df) if optype != "continuous" and df.valid else None
             inputs.append(
                 Field(mf.name, _DTYPES.get(df.data_type, "object"), optional=True, values=values)
             )
@@ -164,10 +164,27 @@ class PmmlModel:
         return Signature(
             inputs=tuple(inputs),
             outputs=tuple(outputs),
-            classes=tuple(classes) if classes and model.function == "classification" else None,
+            classes=_public_classes(classes, model.target_type)
+            if classes and model.function == "classification"
+            else None,
             task=task,
             extra={"pmml_version": self.version, "model": model.el.tag},
         )
+
+
+def _public_values(df: DataField) -> tuple[Any, ...]:
+    """A field's valid values as a user writes them: ints for integers, bools for booleans."""
+    return _public_classes(df.valid, df.data_type)
+
+
+def _public_classes(values: Any, data_type: str) -> tuple[Any, ...]:
+    if data_type == "integer":
+        return tuple(int(v) for v in values)
+    if data_type == "boolean":
+        return tuple(bool(v) for v in values)
+    if data_type in ("double", "float"):
+        return tuple(float(v) for v in values)
+    return tuple(values)
 
 
 def _label(value: Any) -> str:
