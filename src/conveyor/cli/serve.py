@@ -55,7 +55,7 @@ __all__ = ["serve_command"]
 )
 @click.option(
     "--batch-wait-ms",
-    default=0.5,
+    default=0.0,
     show_default=True,
     type=click.FloatRange(0.0, 1000.0),
     help="Milliseconds to wait for more requests before scoring a small batch.",

@@ -1,8 +1,10 @@
 """Adaptive batching: concurrent requests to one model are merged into one predict call.
 
 Requests queue up while the model is busy; when it is free, the batcher takes
-everything queued (up to ``max_rows`` rows), waits at most ``max_wait``
-seconds for more only if the batch is still small, concatenates the columns,
+everything queued (up to ``max_rows`` rows) — after waiting ``max_wait``
+seconds for more if the batch is still small (default: no wait; the
+requests that arrive during one predict call form the next batch) —
+concatenates the columns,
 calls ``predict`` once in a worker thread, and hands each request its own
 slice of every output. An idle service therefore answers a lone request
 without waiting, and a busy one amortises the per-call cost of the model
@@ -44,7 +46,7 @@ class Batcher:
         predict: Predict,
         *,
         max_rows: int = 256,
-        max_wait: float = 0.0005,
+        max_wait: float = 0.0,
         on_batch: Callable[[int, int], None] | None = None,
     ) -> None:
         self._predict = predict

@@ -35,8 +35,10 @@ class ServeOptions:
     timeout: float = 30.0
     #: Most rows merged into one predict call.
     batch_max_rows: int = 256
-    #: Seconds the batcher waits for more requests before scoring a small batch.
-    batch_wait: float = 0.0005
+    #: Seconds the batcher waits for more requests before scoring a small batch. The
+    #: default adds no wait: requests that arrive while the model computes form the
+    #: next batch, which measured as fast as a 0.5 ms wait and with a lower p99.
+    batch_wait: float = 0.0
     #: Seconds given to in-flight requests when shutting down.
     graceful_timeout: float = 30.0
 
