@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from conveyor.config import Settings
+from conveyor.serving import ResolvedModel, ServeOptions
+from conveyor.serving.server import bind_sockets, run_in_thread
 
-from .conftest import Serve, Trained
+from .conftest import Serve, Trained, wait_ready
 
 
 def _infer(base: str, tensors: list[dict[str, Any]], **extra: Any) -> httpx.Response:
@@ -184,3 +188,54 @@ def test_mlflow_and_v1_envelopes(churn_base: str) -> None:
     r = httpx.post(f"{churn_base}/v1/models/churn:predict", json={"instances": [[1, 2, 3]]})
     assert r.status_code == 400
     assert "age, income" in r.json()["details"][0]["expected"]
+
+
+def test_inputs_the_model_itself_rejects_are_422_and_spare_batch_mates(
+    tmp_path: Path, settings: Settings, serve: Serve
+) -> None:
+    """An unseen category passes the signature but the encoder refuses it: 422, not 500."""
+    import pandas as pd
+    from sklearn.compose import ColumnTransformer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder
+
+    from conveyor.models.sklearn import save
+
+    frame = pd.DataFrame({"colour": ["red", "blue"] * 20, "size": [float(i) for i in range(40)]})
+    pre = ColumnTransformer(
+        [("c", OneHotEncoder(handle_unknown="error"), ["colour"])], remainder="passthrough"
+    )
+    est = make_pipeline(pre, LogisticRegression()).fit(frame, frame["size"] > 20)
+    save(est, tmp_path / "enc.skops", frame)
+    base = serve(tmp_path / "enc.skops", settings, trusted=True)
+
+    def post(colour: str) -> httpx.Response:
+        return httpx.post(f"{base}/predict", json=[{"colour": colour, "size": 3.0}], timeout=30)
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(post, ["red", "green", "blue", "red"] * 4))
+    for colour, r in zip(["red", "green", "blue", "red"] * 4, answers, strict=True):
+        if colour == "green":
+            assert r.status_code == 422
+            assert "rejected the input" in r.json()["error"]
+        else:
+            assert r.status_code == 200, r.text
+
+
+def test_a_request_slower_than_the_timeout_is_504() -> None:
+    from .test_cli_serve import SlowModel
+
+    model = SlowModel()
+    resolved = ResolvedModel(model=model, name="slow", source="test", digest="blake3:" + "0" * 64)
+    sock = bind_sockets("127.0.0.1", 0, 1)[0]
+    base = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    _, stop = run_in_thread(resolved, ServeOptions(timeout=0.3, graceful_timeout=5), sock)
+    try:
+        wait_ready(base)
+        r = httpx.post(f"{base}/predict", json=[{"v": 1.0}], timeout=30)
+        assert r.status_code == 504
+        assert "0.3 s timeout" in r.json()["error"]
+    finally:
+        model.release.set()
+        stop()
