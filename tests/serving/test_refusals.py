@@ -239,3 +239,12 @@ def test_a_request_slower_than_the_timeout_is_504() -> None:
     finally:
         model.release.set()
         stop()
+
+
+def test_a_model_name_must_fit_in_a_url(gbc: Trained, trusting: Settings) -> None:
+    from conveyor.errors import UsageError
+    from conveyor.serving import resolve_model_uri
+
+    with pytest.raises(UsageError, match="cannot appear in a URL path"):
+        resolve_model_uri(str(gbc.path), trusting, name="fraud/v2")
+    assert resolve_model_uri(str(gbc.path), trusting, name="fraud-v2.1").name == "fraud-v2.1"

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from conveyor.config import Settings
-from conveyor.errors import ModelError
+from conveyor.errors import ModelError, UsageError
 from conveyor.models import Model, format_for
 
 __all__ = ["ResolvedModel", "model_digest", "resolve_model_uri"]
@@ -62,6 +62,10 @@ def resolve_model_uri(
     * ``path/to/mlflow-model/`` — a directory holding an ``MLmodel`` file
     * ``run:<run-id>/<artifact>`` — a model saved by a recorded run (needs the registry)
     """
+    if name is not None and _safe_name(name) != name:
+        raise UsageError(
+            f"--name {name!r} cannot appear in a URL path; use letters, digits, '-', '_' and '.'"
+        )
     if uri.startswith("run:"):
         raise ModelError(
             f"{uri}: run: URIs need the run registry, which this build of conveyor serve "

@@ -93,9 +93,13 @@ class ServedModel:
 
     async def score(self, columns: dict[str, Any]) -> dict[str, Any]:
         """Outputs for the rows of ``columns``, batched with concurrent requests."""
+        import numpy as np
+
         rows = len(next(iter(columns.values()))) if columns else 0
         try:
-            return await self.batcher.submit(columns, rows)
+            outputs = await self.batcher.submit(columns, rows)
+            # Formats may answer lists or pandas objects; protocols expect arrays.
+            return {name: np.asarray(value) for name, value in outputs.items()}
         except (ValueError, TypeError) as exc:
             # The inputs matched the signature but the model refused them
             # (an unseen category, say): the request is at fault, not the server.
