@@ -43,6 +43,7 @@ class _Node:
         "default_child",
         "el",
         "id",
+        "implied",
         "index",
         "pred_el",
         "score",
@@ -62,6 +63,9 @@ class _Node:
         self._scalar: ScalarPredicate | None = None
         self.children: list[_Node] = []
         self.default_child: _Node | None = None
+        #: the last child, whose predicate holds exactly where its elder sibling's is
+        #: known to be false (x > t after x <= t), or True: its rows need no evaluation
+        self.implied = False
 
     @property
     def predicate(self) -> Predicate:
@@ -77,6 +81,32 @@ class _Node:
         if self._scalar is None:
             self._scalar = compile_scalar_predicate(self.pred_el)
         return self._scalar
+
+
+_OPPOSITE = {
+    "lessThan": "greaterOrEqual",
+    "greaterOrEqual": "lessThan",
+    "lessOrEqual": "greaterThan",
+    "greaterThan": "lessOrEqual",
+    "equal": "notEqual",
+    "notEqual": "equal",
+}
+
+
+def _complements(first: _Node, second: _Node) -> bool:
+    """Whether ``second``'s predicate is True, or the negation of ``first``'s for known values."""
+    b = second.pred_el
+    if b.tag == "True":
+        return True
+    a = first.pred_el
+    if a.tag != "SimplePredicate" or b.tag != "SimplePredicate":
+        return False
+    return (
+        a.get("field") == b.get("field")
+        and a.get("value") == b.get("value")
+        and a.get("value") is not None
+        and _OPPOSITE.get(a.get("operator", "")) == b.get("operator")
+    )
 
 
 class TreeModel(CompiledModel):
@@ -120,6 +150,8 @@ class TreeModel(CompiledModel):
                 if default_id is not None and child.id == default_id:
                     node.default_child = child
                 stack.append(child)
+            if len(node.children) >= 2:
+                node.children[-1].implied = _complements(node.children[-2], node.children[-1])
             if default_id is not None and node.default_child is None:
                 raise ModelError(
                     f"{node.el.where}: defaultChild {default_id!r} is not a child of this node"
@@ -238,10 +270,19 @@ class TreeModel(CompiledModel):
         null = len(self.nodes)
         strategy = self.missing_strategy
         remaining = rows
+        known = np.ones(len(rows), dtype=bool)  # rows whose last predicate was known false
         for child in node.children:
             if len(remaining) == 0:
                 return
+            if child.implied:
+                if child.pred_el.tag == "True":
+                    self._descend(scope, child, remaining, out)
+                    return
+                self._descend(scope, child, remaining[known], out)
+                remaining = remaining[~known]
+                break
             true, unknown = child.predicate(scope, remaining)
+            known = ~true & ~unknown
             if strategy != "none" and unknown.any():
                 stuck = remaining[unknown]
                 if strategy == "lastPrediction":
@@ -257,6 +298,7 @@ class TreeModel(CompiledModel):
                 decided = true
             self._descend(scope, child, remaining[true], out)
             remaining = remaining[~decided]
+            known = known[~decided]
         if len(remaining):
             out[remaining] = node.index if self.no_true_child == "returnLastPrediction" else null
 
