@@ -219,3 +219,25 @@ def test_integer_categories_are_integers_in_the_signature() -> None:
     inputs = {f.name: f for f in model.signature.inputs}
     assert inputs["age"].dtype == "int64"
     assert inputs["region"].values == ("north", "south")
+
+
+@pytest.mark.parametrize(("no_true_child", "expected"), [("returnLastPrediction", 9.0), ("", None)])
+def test_a_missing_value_never_takes_the_complementary_branch(
+    no_true_child: str, expected: float | None
+) -> None:
+    strategy = f'noTrueChildStrategy="{no_true_child}"' if no_true_child else ""
+    doc = f"""<PMML version="4.4"><DataDictionary>
+<DataField name="x" optype="continuous" dataType="double"/>
+<DataField name="y" optype="continuous" dataType="double"/></DataDictionary>
+<TreeModel functionName="regression" {strategy}>
+<MiningSchema><MiningField name="y" usageType="target"/><MiningField name="x"/></MiningSchema>
+<Node score="9"><True/>
+<Node score="1"><SimplePredicate field="x" operator="lessOrEqual" value="0"/></Node>
+<Node score="2"><SimplePredicate field="x" operator="greaterThan" value="0"/></Node>
+</Node></TreeModel></PMML>"""
+    model = loads(doc)
+    for batch in ({"x": [-1.0, 1.0, None]}, {"x": [None]}):
+        out = model.predict(batch)["y"]
+        last = out[-1]
+        assert math.isnan(last) if expected is None else last == expected, batch
+    assert list(model.predict({"x": [-1.0, 1.0, None]})["y"][:2]) == [1.0, 2.0]
