@@ -1,0 +1,25 @@
+"""The platform's errors, all rooted at :class:`conveyor.errors.ConveyorError`.
+
+ConveyorError
+└── PlatformError          the supervisor or router cannot do what was asked
+    ├── IllegalTransition  an instance was asked to move between states it cannot
+    └── SpawnError         an instance's command could not be started
+"""
+
+from __future__ import annotations
+
+from conveyor.errors import ConveyorError
+
+__all__ = ["IllegalTransition", "PlatformError", "SpawnError"]
+
+
+class PlatformError(ConveyorError):
+    """The supervisor or router cannot do what was asked."""
+
+
+class IllegalTransition(PlatformError):
+    """An instance was asked to move between two states that are not connected."""
+
+
+class SpawnError(PlatformError):
+    """An instance's command could not be started (missing executable, bad cwd, ...)."""

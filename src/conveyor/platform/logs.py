@@ -1,0 +1,96 @@
+"""A bounded, sequence-numbered buffer of instance output lines.
+
+Every line gets a sequence number. ``recent`` gives what is still kept;
+``follow`` yields every line after a cursor and never skips one silently: a
+follower that falls so far behind that lines were rotated out receives a
+single :class:`LogLine` with stream ``"gap"`` saying how many it missed.
+
+>>> buf = LogBuffer(capacity=2)
+>>> for text in ["a", "b", "c"]:
+...     _ = buf.append(0, "stdout", text, at=0.0)
+>>> [line.text for line in buf.recent()]
+['b', 'c']
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Literal
+
+__all__ = ["LogBuffer", "LogLine", "Stream"]
+
+Stream = Literal["stdout", "stderr", "platform", "gap"]
+
+
+@dataclass(frozen=True, slots=True)
+class LogLine:
+    """One line an instance wrote (without its newline), tagged with where it came from."""
+
+    seq: int
+    index: int
+    stream: Stream
+    text: str
+    at: float
+
+    def format(self) -> str:
+        """``[3/stderr] message`` — how ``conveyor logs`` prints it."""
+        return f"[{self.index}/{self.stream}] {self.text}"
+
+
+class LogBuffer:
+    """Keeps the last ``capacity`` lines of an app's instances; older lines rotate out."""
+
+    def __init__(self, capacity: int = 10_000) -> None:
+        if capacity < 1:
+            raise ValueError("a log buffer needs room for at least one line")
+        self._lines: deque[LogLine] = deque(maxlen=capacity)
+        self._next_seq = 0
+        self._changed = asyncio.Event()
+
+    def append(self, index: int, stream: Stream, text: str, *, at: float) -> LogLine:
+        line = LogLine(self._next_seq, index, stream, text, at)
+        self._next_seq += 1
+        self._lines.append(line)
+        # Wake followers; a fresh Event for the next wait keeps this O(1).
+        self._changed.set()
+        self._changed = asyncio.Event()
+        return line
+
+    @property
+    def next_seq(self) -> int:
+        """The sequence number the next line will get (a cursor for :meth:`follow`)."""
+        return self._next_seq
+
+    def recent(self, limit: int | None = None, *, index: int | None = None) -> list[LogLine]:
+        """The kept lines, oldest first; only instance ``index``'s if given."""
+        lines = [ln for ln in self._lines if index is None or ln.index == index]
+        return lines if limit is None else lines[-limit:] if limit > 0 else []
+
+    def since(self, cursor: int) -> list[LogLine]:
+        """Lines numbered ``cursor`` and later, with a gap marker if some rotated out."""
+        if not self._lines or cursor >= self._next_seq:
+            return []
+        first = self._lines[0].seq
+        out: list[LogLine] = []
+        if cursor < first:
+            missed = first - cursor
+            out.append(LogLine(cursor, -1, "gap", f"{missed} lines rotated out before read", 0.0))
+            cursor = first
+        out.extend(list(self._lines)[cursor - first :])
+        return out
+
+    async def follow(self, cursor: int | None = None) -> AsyncIterator[LogLine]:
+        """Yield every line from ``cursor`` (default: from now on), waiting for new ones."""
+        position = self._next_seq if cursor is None else cursor
+        while True:
+            changed = self._changed
+            batch = self.since(position)
+            for line in batch:
+                yield line
+            if batch:
+                position = batch[-1].seq + 1
+                continue
+            await changed.wait()

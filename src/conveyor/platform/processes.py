@@ -1,0 +1,171 @@
+"""Spawning instance processes: each in its own process group, output read line by line.
+
+:class:`Spawner` is the seam the supervisor's tests replace with scripted fake
+processes; :class:`SubprocessSpawner` is the real one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Protocol
+
+from conveyor.platform.errors import SpawnError
+from conveyor.platform.logs import Stream
+
+__all__ = ["OutputSink", "ProcessHandle", "Spawner", "SubprocessSpawner", "group_rss"]
+
+#: Called once per line of output, without the newline.
+OutputSink = Callable[[Stream, str], None]
+
+#: Longest line kept whole; longer ones are split into pieces of this size
+#: (never dropped), so one runaway line cannot exhaust memory.
+LINE_LIMIT = 64 * 1024
+
+
+class ProcessHandle(Protocol):
+    """A running instance process, as the supervisor sees it."""
+
+    @property
+    def pid(self) -> int: ...
+
+    @property
+    def returncode(self) -> int | None:
+        """None while running; the exit status (negative: killed by that signal) after."""
+        ...
+
+    async def wait(self) -> int:
+        """Wait for exit and for the last line of output to be delivered; the exit status."""
+        ...
+
+    def signal_group(self, sig: int) -> None:
+        """Send ``sig`` to every process in the instance's process group."""
+        ...
+
+    def memory_bytes(self) -> int | None:
+        """Resident memory of the whole process group, or None if unknown."""
+        ...
+
+
+class Spawner(Protocol):
+    """Starts instance processes."""
+
+    async def spawn(
+        self,
+        argv: Sequence[str],
+        *,
+        env: Mapping[str, str],
+        cwd: Path | None,
+        output: OutputSink,
+    ) -> ProcessHandle: ...
+
+
+def group_rss(pgid: int, proc: Path = Path("/proc")) -> int | None:
+    """Sum the resident set size of every process in group ``pgid`` (Linux /proc)."""
+    page = os.sysconf("SC_PAGE_SIZE")
+    total = 0
+    found = False
+    try:
+        entries = list(proc.iterdir())
+    except OSError:
+        return None
+    for entry in entries:
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_bytes()
+        except OSError:  # exited meanwhile, or not ours to read
+            continue
+        # Fields after the command name, which is in parentheses and may hold spaces.
+        fields = stat[stat.rfind(b")") + 2 :].split()
+        # fields[0] is field 3 (state): pgrp is field 5, rss (pages) field 24.
+        if len(fields) > 21 and int(fields[2]) == pgid:
+            found = True
+            total += int(fields[21]) * page
+    return total if found else None
+
+
+class _Subprocess:
+    def __init__(self, process: asyncio.subprocess.Process, pumps: list[asyncio.Task[None]]):
+        self._process = process
+        self._pumps = pumps
+
+    @property
+    def pid(self) -> int:
+        return self._process.pid
+
+    @property
+    def returncode(self) -> int | None:
+        return self._process.returncode
+
+    async def wait(self) -> int:
+        status = await self._process.wait()
+        # The instance is its group: once the leader is gone, what it left behind
+        # (workers, grandchildren) goes too, or it would keep the port and the pipes.
+        self.signal_group(signal.SIGKILL)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.gather(*self._pumps), timeout=5.0)
+        return status
+
+    def signal_group(self, sig: int) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self._process.pid, sig)
+
+    def memory_bytes(self) -> int | None:
+        return group_rss(self._process.pid)
+
+
+async def _pump(reader: asyncio.StreamReader, stream: Stream, output: OutputSink) -> None:
+    while True:
+        try:
+            raw = await reader.readuntil(b"\n")
+            raw = raw[:-1]
+        except asyncio.IncompleteReadError as end:
+            if end.partial:
+                output(stream, end.partial.decode("utf-8", "replace"))
+            return
+        except asyncio.LimitOverrunError:
+            raw = await reader.read(LINE_LIMIT)
+        output(stream, raw.removesuffix(b"\r").decode("utf-8", "replace"))
+
+
+class SubprocessSpawner:
+    """Runs instances as real child processes, each leading a new session (and group)."""
+
+    async def spawn(
+        self,
+        argv: Sequence[str],
+        *,
+        env: Mapping[str, str],
+        cwd: Path | None,
+        output: OutputSink,
+    ) -> ProcessHandle:
+        if not argv:
+            raise SpawnError("an instance needs a command to run; the command is empty")
+        try:
+            process = await asyncio.create_subprocess_exec(
+                *argv,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                env=dict(env),
+                cwd=cwd,
+                start_new_session=True,
+                limit=LINE_LIMIT,
+            )
+        except (FileNotFoundError, PermissionError, NotADirectoryError) as exc:
+            raise SpawnError(
+                f"cannot start {argv[0]!r}: {exc.strerror or exc}",
+                hint="Check the app's command and that its executable is installed.",
+            ) from exc
+        assert process.stdout is not None
+        assert process.stderr is not None
+        pumps = [
+            asyncio.create_task(_pump(process.stdout, "stdout", output)),
+            asyncio.create_task(_pump(process.stderr, "stderr", output)),
+        ]
+        return _Subprocess(process, pumps)
