@@ -113,7 +113,9 @@ class Events:
     def kinds(self) -> list[str]:
         return [e.kind for e in self.seen]
 
-    async def next(self, kind: str, index: int | None = None) -> Event:
+    async def next(
+        self, kind: str, index: int | None = None, *, deadline: float = DEADLINE
+    ) -> Event:
         """The first event of ``kind`` after the previous one returned (waits if needed)."""
 
         def find() -> Event | None:
@@ -130,4 +132,4 @@ class Events:
                     await self._changed.wait()
                 return found
 
-        return await asyncio.wait_for(wait(), DEADLINE)
+        return await asyncio.wait_for(wait(), deadline)
