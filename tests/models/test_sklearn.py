@@ -46,6 +46,9 @@ def test_array_classifier_round_trips_through_skops(tmp_path: Path) -> None:
     np.testing.assert_array_equal(out["label"], est.predict(x[:7]))
     np.testing.assert_allclose(out["probabilities"], est.predict_proba(x[:7]))
     assert model.signature == sig
+    # The service's entry point for already-validated batches answers the same.
+    fast = model.predict_validated({"x": x[:7]})  # type: ignore[attr-defined]
+    np.testing.assert_allclose(fast["probabilities"], out["probabilities"])
 
 
 def test_dataframe_regressor_takes_one_field_per_column(tmp_path: Path) -> None:

@@ -159,11 +159,14 @@ def test_records_name_every_offending_field(churn_base: str) -> None:
 
 
 def test_nan_is_refused_where_a_value_is_required(churn_base: str) -> None:
-    csv = "age,income\n40,nan\n"
-    r = httpx.post(f"{churn_base}/invocations", content=csv, headers={"content-type": "text/csv"})
-    assert r.status_code == 400
-    assert "NaN in row(s) [0]" in r.json()["error"]
-    assert _fields(r) == ["csv.income"]
+    for value in ("nan", "inf", "-Infinity"):
+        csv = f"age,income\n40,1.0\n41,{value}\n"
+        r = httpx.post(
+            f"{churn_base}/invocations", content=csv, headers={"content-type": "text/csv"}
+        )
+        assert r.status_code == 400
+        assert "NaN or infinity in row(s) [1]" in r.json()["error"]
+        assert _fields(r) == ["csv.income"]
     r = httpx.post(
         f"{churn_base}/invocations",
         content="age,income\nforty,1\n",

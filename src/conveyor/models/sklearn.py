@@ -208,6 +208,21 @@ class SklearnModel:
         numeric = all(c.dtype.kind in "biuf" for c in columns)
         return np.column_stack(columns).astype(np.float64 if numeric else object, copy=False)
 
+    def predict_validated(self, batch: Batch) -> dict[str, Any]:
+        """Like predict, for a batch already checked against the signature.
+
+        The scoring service calls this after its validation has refused NaN
+        and infinity in every required float field, so scikit-learn's own
+        finiteness scan (about a sixth of a small predict call) is skipped;
+        a signature with optional float fields keeps it.
+        """
+        if any(f.optional and f.dtype.startswith("float") for f in self.signature.inputs):
+            return self.predict(batch)
+        import sklearn
+
+        with sklearn.config_context(assume_finite=True):
+            return self.predict(batch)
+
     def predict(self, batch: Batch) -> dict[str, Any]:
         """Score a column-oriented batch; one entry per row in every output."""
         import numpy as np

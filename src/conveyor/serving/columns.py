@@ -211,9 +211,9 @@ class ColumnBuilder:
                     problem = self._first_bad(flat, _NUMBER)
             if problem is None:
                 array = np.array(flat, dtype=dtype).reshape(shape)
-                if not f.optional and array.size and np.isnan(array).any():
-                    rows = sorted({int(i) for i in np.argwhere(np.isnan(array))[:, 0]})
-                    problem = f"NaN in row(s) {rows[:10]} where a value is required"
+                if not f.optional and array.size and not np.isfinite(array).all():
+                    rows = sorted({int(i) for i in np.argwhere(~np.isfinite(array))[:, 0]})
+                    problem = f"NaN or infinity in row(s) {rows[:10]} where a value is required"
         elif dtype in _INT_RANGES:
             if not kinds <= _NUMBER:
                 problem = self._first_bad(flat, _NUMBER)
@@ -289,8 +289,8 @@ class ColumnBuilder:
                 return
         if f.dtype in _FLOATS or f.dtype in _INT_RANGES:
             array = array.astype(f.dtype, copy=False)
-            if f.dtype in _FLOATS and not f.optional and np.isnan(array).any():
-                self.problems.append(Problem(name, "contains NaN", expected_type(f)))
+            if f.dtype in _FLOATS and not f.optional and not np.isfinite(array).all():
+                self.problems.append(Problem(name, "contains NaN or infinity", expected_type(f)))
                 return
         self.columns[f.name] = array
 

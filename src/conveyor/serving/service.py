@@ -61,8 +61,12 @@ class ServedModel:
             rows_hist.observe(rows)
             requests_hist.observe(requests)
 
+        model = self.resolved.model
+        # A format may offer a faster entry point for batches this service has
+        # already validated against the signature (see SklearnModel.predict_validated).
+        predict = getattr(model, "predict_validated", model.predict)
         self.batcher = Batcher(
-            self.resolved.model.predict,
+            predict,
             max_rows=self.options.batch_max_rows,
             max_wait=self.options.batch_wait,
             on_batch=on_batch,
