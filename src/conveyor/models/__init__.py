@@ -22,6 +22,10 @@ _BY_SUFFIX: dict[str, str] = {
     ".joblib": "conveyor.models.sklearn:PICKLE_FORMAT",
     ".pmml": "conveyor.models.pmml:FORMAT",
     ".onnx": "conveyor.models.onnx:FORMAT",
+    ".ubj": "conveyor.models.xgboost:FORMAT",
+    ".json": "conveyor.models.xgboost:FORMAT",
+    ".lgbm": "conveyor.models.lightgbm:FORMAT",
+    ".txt": "conveyor.models.lightgbm:FORMAT",
 }
 
 
