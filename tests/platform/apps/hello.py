@@ -5,6 +5,7 @@ GET /health      200
 GET /bytes?n=N   N bytes streamed in chunks, without a Content-Length
 POST /echo       the request body back, with its length
 GET /hog?mb=N    allocates N MiB and keeps it
+GET /sleep?s=N   answers after N seconds
 GET /child       starts a `sleep` child in its own group and reports its pid
 """
 
@@ -14,6 +15,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
@@ -57,6 +59,9 @@ class Handler(BaseHTTPRequestHandler):
                 for i in range(0, len(held), 4096):
                     held[i] = 1
             self._json(200, {"held_mb": sum(len(b) for b in HOG) // (1024 * 1024)})
+        elif url.path.endswith("/sleep"):
+            time.sleep(float(query["s"][0]))
+            self._json(200, {"slept": True})
         elif url.path == "/child":
             child = subprocess.Popen(["sleep", "300"])
             self._json(200, {"pid": child.pid})

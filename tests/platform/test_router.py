@@ -1,0 +1,224 @@
+"""Real HTTP through the router to real instance processes on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import httpx
+import pytest
+
+from conveyor.platform import InstanceSpec, Supervisor
+from conveyor.platform.router import AccessRecord, Router
+from conveyor.platform.routes import Route, RouteTable
+from conveyor.platform.supervisor import Event, free_port
+from tests.platform.fakes import Events
+
+pytestmark = pytest.mark.slow
+
+HELLO = (sys.executable, str(Path(__file__).parent / "apps" / "hello.py"))
+SLOW = 60.0
+
+
+class Platform:
+    """Two apps behind a router: alpha (2 instances, host and path routes), beta (1, stripped)."""
+
+    def __init__(self, response_timeout: float = SLOW) -> None:
+        self.table = RouteTable()
+        self.events = Events()
+        self.access: list[AccessRecord] = []
+        self.supervisor = Supervisor(events=self.record, base_env={"PATH": os.environ["PATH"]})
+        self.router = Router(
+            self.table, access=self.access.append, response_timeout=response_timeout
+        )
+        self.url = ""
+
+    def record(self, event: Event) -> None:
+        self.table.apply(event)
+        self.events(event)
+
+    async def start(self) -> None:
+        self.table.add_route(Route("alpha", host="alpha.localhost"))
+        self.table.add_route(Route("alpha", path="/alpha"))
+        self.table.add_route(Route("beta", path="/beta", strip_prefix=True))
+        self.table.add_route(Route("gamma", path="/gamma"))
+        for app, count in [("alpha", 2), ("beta", 1)]:
+            for index in range(count):
+                self.supervisor.start(InstanceSpec(app=app, command=HELLO), index)
+        for _ in range(3):
+            await self.events.next("ready", deadline=SLOW)
+        host, port = await self.router.start()
+        self.url = f"http://{host}:{port}"
+
+    async def stop(self) -> None:
+        await self.router.close()
+        await self.supervisor.stop_all()
+
+
+def run(
+    scenario: Callable[[Platform, httpx.AsyncClient], Awaitable[None]],
+    response_timeout: float = SLOW,
+) -> None:
+    async def main() -> None:
+        platform = Platform(response_timeout)
+        try:
+            await asyncio.wait_for(platform.start(), SLOW)
+            async with httpx.AsyncClient(base_url=platform.url, timeout=SLOW) as client:
+                await asyncio.wait_for(scenario(platform, client), SLOW * 2)
+        finally:
+            await platform.stop()
+
+    asyncio.run(main())
+
+
+def test_routes_by_host_and_by_path_prefix() -> None:
+    async def scenario(platform: Platform, client: httpx.AsyncClient) -> None:
+        by_host = (await client.get("/some/where?x=1", headers={"Host": "alpha.localhost"})).json()
+        assert by_host["path"] == "/some/where?x=1"
+        kept = (await client.get("/alpha/predict")).json()
+        assert kept["path"] == "/alpha/predict"
+        stripped = (await client.get("/beta/predict?y=2")).json()
+        assert stripped["path"] == "/predict?y=2"
+        assert stripped["headers"]["x-forwarded-prefix"] == "/beta"
+        assert (await client.get("/betamax")).status_code == 404
+
+    run(scenario)
+
+
+def test_round_robin_spreads_over_ready_instances() -> None:
+    async def scenario(platform: Platform, client: httpx.AsyncClient) -> None:
+        served = [(await client.get("/alpha/")).json()["index"] for _ in range(6)]
+        assert sorted(served) == ["0", "0", "0", "1", "1", "1"]
+
+    run(scenario)
+
+
+def test_unreachable_instance_is_skipped_by_retrying_another() -> None:
+    async def scenario(platform: Platform, client: httpx.AsyncClient) -> None:
+        platform.table.set_backend("alpha", "alpha/dead", "127.0.0.1", free_port())
+        responses = [await client.get("/alpha/") for _ in range(9)]
+        assert [r.status_code for r in responses] == [200] * 9
+
+    run(scenario)
+
+
+def test_kill_9_of_an_instance_loses_no_request() -> None:
+    async def scenario(platform: Platform, client: httpx.AsyncClient) -> None:
+        victim = (await client.get("/alpha/")).json()["pid"]
+        os.kill(victim, signal.SIGKILL)
+        for _ in range(20):
+            assert (await client.get("/alpha/")).status_code == 200
+        await platform.events.next("crashed", deadline=SLOW)
+        await platform.events.next("ready", deadline=SLOW)
+        pids = {(await client.get("/alpha/")).json()["pid"] for _ in range(4)}
+        assert len(pids) == 2
+        assert victim not in pids
+
+    run(scenario)
+
+
+def test_router_errors_are_json() -> None:
+    async def scenario(platform: Platform, client: httpx.AsyncClient) -> None:
+        missing = await client.get("/nowhere")
+        assert missing.status_code == 404
+        assert "no app is routed" in missing.json()["error"]
+        assert missing.json()["request_id"] == missing.headers["x-request-id"]
+        idle = await client.get("/gamma/")
+        assert idle.status_code == 503
+        assert idle.json()["error"] == "app 'gamma' has no ready instance"
+        platform.table.set_backend("gamma", "gamma/0", "127.0.0.1", free_port())
+        down = await client.get("/gamma/")
+        assert down.status_code == 502
+        assert down.json()["tried"] == ["gamma/0"]
+        assert "could not connect" in down.json()["error"]
+
+    run(scenario)
+
+
+def test_a_slow_instance_gives_504() -> None:
+    async def scenario(platform: Platform, client: httpx.AsyncClient) -> None:
+        slow = await client.get("/alpha/sleep?s=5")
+        assert slow.status_code == 504
+        assert "did not answer within 1 s" in slow.json()["error"]
+        assert (await client.get("/alpha/")).status_code == 200
+
+    run(scenario, response_timeout=1.0)
+
+
+def test_large_bodies_stream_both_ways() -> None:
+    size = 32 * 1024 * 1024
+
+    async def upload() -> AsyncIterator[bytes]:
+        block = b"y" * 1024 * 1024
+        for _ in range(size // len(block)):
+            yield block
+
+    async def scenario(platform: Platform, client: httpx.AsyncClient) -> None:
+        received = 0
+        async with client.stream("GET", f"/alpha/bytes?n={size}") as response:
+            assert response.status_code == 200
+            async for chunk in response.aiter_raw():
+                received += len(chunk)
+        assert received == size
+        echoed = await client.post("/alpha/echo", content=upload())
+        assert echoed.headers["x-body-length"] == str(size)
+        assert len(echoed.content) == size
+        sized = await client.post("/alpha/echo", content=b"z" * 100_000)
+        assert sized.content == b"z" * 100_000
+
+    run(scenario)
+
+
+def test_forwarding_headers_request_id_and_hop_by_hop() -> None:
+    async def scenario(platform: Platform, client: httpx.AsyncClient) -> None:
+        response = await client.get(
+            "/alpha/",
+            headers={
+                "X-Forwarded-For": "203.0.113.9",
+                "X-Request-Id": "abc-123",
+                "Connection": "keep-alive, X-Secret",
+                "X-Secret": "for the router only",
+                "Keep-Alive": "timeout=5",
+                "Proxy-Authorization": "Basic eA==",
+                "TE": "trailers",
+                "X-Kept": "yes",
+            },
+        )
+        seen = response.json()["headers"]
+        assert seen["x-forwarded-for"] == "203.0.113.9, 127.0.0.1"
+        assert seen["x-forwarded-proto"] == "http"
+        assert seen["x-forwarded-host"].startswith("127.0.0.1:")
+        assert seen["x-request-id"] == "abc-123"
+        assert response.headers["x-request-id"] == "abc-123"
+        assert seen["x-kept"] == "yes"
+        for hop in ("x-secret", "keep-alive", "proxy-authorization", "te"):
+            assert hop not in seen
+        generated = await client.get("/alpha/")
+        request_id = generated.json()["headers"]["x-request-id"]
+        assert len(request_id) == 32
+        assert generated.headers["x-request-id"] == request_id
+        head = await client.head("/alpha/")
+        assert head.status_code == 200
+        assert (await client.get("/alpha/")).status_code == 200
+
+    run(scenario)
+
+
+def test_access_log_separates_app_time_from_router_time() -> None:
+    async def scenario(platform: Platform, client: httpx.AsyncClient) -> None:
+        await client.get("/alpha/", headers={"X-Request-Id": "r-1"})
+        await client.get("/nowhere")
+        served, missing = platform.access[-2:]
+        assert (served.status, served.app, served.request_id) == (200, "alpha", "r-1")
+        assert served.instance in ("alpha/0", "alpha/1")
+        line = served.format()
+        assert "app_ms=" in line
+        assert "router_ms=" in line
+        assert '"GET /alpha/"' in line
+        assert (missing.status, missing.app, missing.app_ms) == (404, "", 0.0)
+
+    run(scenario)
