@@ -23,8 +23,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
-import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
@@ -80,6 +80,11 @@ class AccessRecord:
             f"request_id={self.request_id} total_ms={self.total_ms:.2f} "
             f"app_ms={self.app_ms:.2f} router_ms={self.router_ms:.2f}"
         )
+
+
+def _new_id() -> str:
+    """A request id: 32 random hex digits (as uuid4().hex, without its overhead)."""
+    return os.urandom(16).hex()
 
 
 class _ClientGone(Exception):
@@ -225,7 +230,6 @@ class Router:
         parser: httptools.HttpRequestParser,
         events: ParserEvents,
     ) -> Head | None:
-        request_id = uuid.uuid4().hex
         while not events.queue:
             try:
                 await self._feed(reader, parser, self._idle_timeout)
@@ -236,19 +240,19 @@ class Router:
                     error_response(
                         501,
                         "the router does not support protocol upgrades (WebSocket) yet",
-                        request_id,
+                        _new_id(),
                         close=True,
                     )
                 )
                 return None
             except httptools.HttpParserError as exc:
                 writer.write(
-                    error_response(400, f"malformed HTTP request: {exc}", request_id, close=True)
+                    error_response(400, f"malformed HTTP request: {exc}", _new_id(), close=True)
                 )
                 return None
             if not events.queue and events.header_bytes > MAX_HEAD:
                 writer.write(
-                    error_response(431, "request head larger than 64 KiB", request_id, close=True)
+                    error_response(431, "request head larger than 64 KiB", _new_id(), close=True)
                 )
                 return None
         kind, head = events.queue.popleft()
@@ -293,7 +297,7 @@ class Router:
     ) -> bool:
         """Answer one request; whether the client connection stays open."""
         started = time.perf_counter()
-        request_id = (head.get(b"x-request-id") or b"").decode("latin-1") or uuid.uuid4().hex
+        request_id = (head.get(b"x-request-id") or b"").decode("latin-1") or _new_id()
         host_header = head.get(b"host")
         host = host_header.decode("latin-1") if host_header else None
         path = head.url.decode("latin-1")
@@ -399,6 +403,7 @@ class Router:
             out += b"transfer-encoding: chunked\r\n"
         elif head.content_length is not None:
             out += b"content-length: %d\r\n" % head.content_length
+        out += b"\r\n"
         return out
 
     async def _exchange(
@@ -420,7 +425,7 @@ class Router:
         """Send one request to one instance and relay its response; whether to keep the client."""
         sent_body = False
         try:
-            up_writer.write(bytes(upstream_head) + b"\r\n")
+            up_writer.write(upstream_head)
             if head.has_body:
                 sent_body = True
                 async for piece in self._body(reader, parser, events):
@@ -491,32 +496,40 @@ class Router:
         if not keep_client:
             out += b"connection: close\r\n"
         out += b"\r\n"
-        writer.write(out)
 
+        # The head and whatever body has arrived leave in one write (one syscall).
         sent = 0
         complete = no_body
         try:
-            while not complete:
+            while True:
                 while response_events.queue and not complete:
                     kind, value = response_events.queue.popleft()
                     if kind == "body":
                         sent += len(value)
-                        writer.write(b"%x\r\n%s\r\n" % (len(value), value) if chunk_out else value)
+                        if chunk_out:
+                            out += b"%x\r\n" % len(value)
+                            out += value
+                            out += b"\r\n"
+                        else:
+                            out += value
                     elif kind == "end":
                         complete = True
                 if complete:
                     break
+                if out:
+                    writer.write(out)
+                    out = bytearray()
                 await writer.drain()
                 await more()
                 if upstream_eof:
                     # End of a body delimited by closing; anything else broke off.
                     if response.content_length is None and not response.chunked:
-                        complete = True
                         response_events.queue.clear()
                         break
                     raise _Upstream(answered=True, sent_body=sent_body)
             if chunk_out:
-                writer.write(b"0\r\n\r\n")
+                out += b"0\r\n\r\n"
+            writer.write(out)
             await writer.drain()
         except (TimeoutError, OSError, httptools.HttpParserError) as exc:
             raise _Upstream(answered=True, sent_body=sent_body) from exc
@@ -524,7 +537,8 @@ class Router:
         if head.method == b"HEAD":
             reusable = response.keep_alive
         else:
-            reusable = response_parser.should_keep_alive() and not upstream_eof
+            # Captured with the head: llhttp forgets it once the message is complete.
+            reusable = response.keep_alive and not upstream_eof
         if reusable:
             self._pool.release(backend, up_reader, up_writer)
         else:
