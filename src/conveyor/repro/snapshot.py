@@ -79,6 +79,25 @@ def _git(root: Path, *args: str) -> str | None:
     return out.stdout.decode("utf-8", "surrogateescape")
 
 
+def _git_state(root: Path) -> tuple[str | None, str | None, bool | None]:
+    """Commit, branch and dirty flag from one ``git status`` call."""
+    out = _git(root, "status", "--porcelain=v2", "--branch", "--untracked-files=normal", "-z")
+    if out is None:
+        return None, None, None
+    commit = branch = None
+    dirty = False
+    for entry in out.split("\0"):
+        if entry.startswith("# branch.oid "):
+            oid = entry.removeprefix("# branch.oid ")
+            commit = None if oid == "(initial)" else oid
+        elif entry.startswith("# branch.head "):
+            head = entry.removeprefix("# branch.head ")
+            branch = None if head == "(detached)" else head
+        elif entry and not entry.startswith("#"):
+            dirty = True
+    return commit, branch, dirty
+
+
 def _walk(root: Path) -> list[str]:
     found: list[str] = []
     for dirpath, dirnames, filenames in os.walk(root):
@@ -98,10 +117,7 @@ def take_snapshot(cwd: Path, store: ArtifactStore, *, limit: int) -> CodeState:
         root = Path(top.strip()).resolve()
         listing = _git(root, "ls-files", "-z", "--cached", "--others", "--exclude-standard")
         names = sorted(set(filter(None, (listing or "").split("\0"))))
-        commit = (_git(root, "rev-parse", "--verify", "-q", "HEAD") or "").strip() or None
-        branch = (_git(root, "symbolic-ref", "--short", "-q", "HEAD") or "").strip() or None
-        status = _git(root, "status", "--porcelain", "--untracked-files=normal")
-        dirty = bool(status and status.strip())
+        commit, branch, dirty = _git_state(root)
     else:
         root = cwd
         names = sorted(_walk(root))
