@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -33,7 +32,7 @@ def exit_status(run: RunRecord) -> int:
 
 def status_label(run: RunRecord) -> str:
     """The status, or LOST for a RUNNING run whose recorder died on this host."""
-    if run.status.value == "RUNNING" and run.pid and run.host == socket.gethostname():
+    if run.status.value == "RUNNING" and run.pid and run.host == os.uname().nodename:
         try:
             os.kill(run.pid, 0)
         except ProcessLookupError:

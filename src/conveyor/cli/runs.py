@@ -7,8 +7,6 @@ from pathlib import Path
 
 import click
 
-import conveyor.cli.output as out
-
 
 @click.command(
     "run",
@@ -65,6 +63,7 @@ def run_command(
     Example:
       conveyor run --param n_estimators=200 --input data/train.csv -- python train.py
     """
+    import conveyor.cli.output as out
     from conveyor.config import get_settings
     from conveyor.repro.recorder import RunRequest, execute, parse_params
 
@@ -106,6 +105,8 @@ class _RunsGroup(click.Group):
 @click.pass_context
 def runs_group(ctx: click.Context, limit: int, status: str | None, as_json: bool) -> None:
     """List recorded runs, newest first (subcommands: show, diff)."""
+    import conveyor.cli.output as out
+
     if ctx.invoked_subcommand is not None:
         return
     from conveyor.config import get_settings
@@ -123,6 +124,7 @@ def runs_group(ctx: click.Context, limit: int, status: str | None, as_json: bool
 @click.option("--packages", is_flag=True, help="Also list every package of the environment.")
 def show_command(run_id: str, as_json: bool, packages: bool) -> None:
     """Everything recorded for RUN_ID (a unique prefix is enough)."""
+    import conveyor.cli.output as out
     from conveyor.config import get_settings
     from conveyor.store.artifacts import ArtifactStore
     from conveyor.store.registry import Registry
@@ -139,6 +141,7 @@ def show_command(run_id: str, as_json: bool, packages: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the differences as JSON.")
 def diff_command(run_a: str, run_b: str, as_json: bool) -> None:
     """What differs between two runs: params, code, packages, seeds, metrics, outputs."""
+    import conveyor.cli.output as out
     from conveyor.config import get_settings
     from conveyor.repro.compare import diff_runs
     from conveyor.store.artifacts import ArtifactStore
@@ -169,6 +172,7 @@ def diff_command(run_a: str, run_b: str, as_json: bool) -> None:
 )
 def reproduce_command(run_id: str, verify: bool, workdir: Path | None, no_env: bool) -> None:
     """Re-create RUN_ID's code, inputs and environment, re-run it and compare every output."""
+    import conveyor.cli.output as out
     from conveyor.config import get_settings
     from conveyor.repro.reproduce import reproduce
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import socket
 import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -81,7 +80,7 @@ def capture_host() -> dict[str, Any]:
     """Host facts: name, OS, CPU model and flags."""
     uname = platform.uname()
     return {
-        "hostname": socket.gethostname(),
+        "hostname": os.uname().nodename,
         "os": {"system": uname.system, "release": uname.release, "version": uname.version},
         "libc": "-".join(platform.libc_ver()) or None,
         "cpu": _cpu(),

@@ -12,18 +12,16 @@ from __future__ import annotations
 import atexit
 import os
 import random
-import secrets
 import sys
 import threading
 import time
-import uuid
 from pathlib import Path
 from types import TracebackType
 
 from conveyor.config import get_settings
 from conveyor.repro import environment
 from conveyor.repro.journal import append_event
-from conveyor.repro.recorder import RunRequest, finish_recorded_run
+from conveyor.repro.recorder import RunRequest, finish_recorded_run, new_run_id, new_seed
 from conveyor.repro.snapshot import take_snapshot
 from conveyor.store.artifacts import ArtifactStore
 from conveyor.store.records import RunRecord, RunStatus
@@ -56,10 +54,10 @@ def start_local_run() -> str:
         store = ArtifactStore.from_settings(settings)
         cwd = Path.cwd()
         code = take_snapshot(cwd, store, limit=settings.snapshot_limit)
-        run_id = uuid.uuid4().hex
+        run_id = new_run_id()
         run_dir = settings.home / "runs" / run_id
         run_dir.mkdir(parents=True)
-        seed = secrets.randbits(32)
+        seed = new_seed()
         host = environment.capture_host()
         script = sys.argv[0] if sys.argv and sys.argv[0] else "python"
         record = RunRecord(

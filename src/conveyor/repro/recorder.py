@@ -15,13 +15,11 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import secrets
 import signal
 import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,6 +59,16 @@ class RunRequest:
     reproduces: str | None = None
     #: Copy the command's output to this process's stdout/stderr as it arrives.
     echo: bool = True
+
+
+def new_run_id() -> str:
+    """A random 128-bit run id, as 32 hex digits (os.urandom: uuid costs an import)."""
+    return os.urandom(16).hex()
+
+
+def new_seed() -> int:
+    """A random 32-bit run seed (fits PYTHONHASHSEED and NumPy's legacy seeding)."""
+    return int.from_bytes(os.urandom(4), "big")
 
 
 def parse_params(pairs: list[str]) -> dict[str, str]:
@@ -189,10 +197,10 @@ def execute(request: RunRequest, settings: Settings) -> RunRecord:
         )
 
     code = take_snapshot(cwd, store, limit=settings.snapshot_limit)
-    run_id = uuid.uuid4().hex
+    run_id = new_run_id()
     run_dir = settings.home / "runs" / run_id
     run_dir.mkdir(parents=True)
-    seed = request.seed if request.seed is not None else secrets.randbits(32)
+    seed = request.seed if request.seed is not None else new_seed()
     child_threads = environment.pinned_thread_env(os.environ, request.threads)
     host = environment.capture_host()
     record = RunRecord(
