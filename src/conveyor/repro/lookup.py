@@ -1,8 +1,8 @@
 """Find what a recorded run produced: ``run:<run-id>/<model-name>`` URIs.
 
-    found = model_from_run("run:3f2a9c/model", settings)
-    found.path       # a verified local copy, named with the model format's suffix
-    found.run_id     # the full id of the run that trained it (lineage)
+found = model_from_run("run:3f2a9c/model", settings)
+found.path       # a verified local copy, named with the model format's suffix
+found.run_id     # the full id of the run that trained it (lineage)
 """
 
 from __future__ import annotations
