@@ -1,8 +1,9 @@
 """From what the user typed after ``conveyor serve`` to a loaded model with its lineage.
 
 ``resolve_model_uri`` accepts a model file (by suffix), an MLflow model
-directory (with an ``MLmodel`` file) or, once the run registry is wired in,
-``run:<run-id>/<artifact>``.
+directory (with an ``MLmodel`` file) or ``run:<run-id>/<model-name>``, a model
+saved by a recorded run (looked up in the registry, read verified from the
+artifact store, and served with that run's id as its lineage).
 """
 
 from __future__ import annotations
@@ -67,10 +68,15 @@ def resolve_model_uri(
             f"--name {name!r} cannot appear in a URL path; use letters, digits, '-', '_' and '.'"
         )
     if uri.startswith("run:"):
-        raise ModelError(
-            f"{uri}: run: URIs need the run registry, which this build of conveyor serve "
-            "does not read yet",
-            hint="Serve the model file itself: conveyor serve path/to/model.skops",
+        from conveyor.repro.lookup import model_from_run
+
+        found = model_from_run(uri, settings)
+        return ResolvedModel(
+            model=_load_file(found.path, trusted, settings),
+            name=name or _safe_name(found.name),
+            source=uri,
+            digest=found.digest,
+            run_id=found.run_id,
         )
     path = Path(uri).expanduser()
     if not path.exists():
