@@ -247,7 +247,11 @@ class ColumnBuilder:
                 array = array.reshape(shape)
         if problem is None and f.values is not None and array is not None:
             allowed_values = set(f.values)
-            unknown = [v for v in array.ravel().tolist() if v not in allowed_values]
+            unknown = [
+                v
+                for v in array.ravel().tolist()
+                if v not in allowed_values and not (f.optional and _is_missing(v))
+            ]
             if unknown:
                 problem = f"value {unknown[0]!r} is not one of the known values"
         if problem is not None:
@@ -319,3 +323,8 @@ class ColumnBuilder:
         array = np.empty((n, *f.shape), dtype=object)
         array.fill(None)
         return array
+
+
+def _is_missing(value: Any) -> bool:
+    """None or NaN: an absent value, which an optional field accepts whatever its values."""
+    return value is None or (isinstance(value, float) and math.isnan(value))
