@@ -111,7 +111,8 @@ def test_kill_9_of_an_instance_loses_no_request() -> None:
         victim = (await client.get("/alpha/")).json()["pid"]
         os.kill(victim, signal.SIGKILL)
         for _ in range(20):
-            assert (await client.get("/alpha/")).status_code == 200
+            response = await client.get("/alpha/")
+            assert response.status_code == 200, response.text
         await platform.events.next("crashed", deadline=SLOW)
         await platform.events.next("ready", deadline=SLOW)
         pids = {(await client.get("/alpha/")).json()["pid"] for _ in range(4)}

@@ -1,13 +1,7 @@
-"""HTTP/1.1 wire helpers for the router: parser callbacks, header rules, error bodies.
-
-httptools (llhttp) parses; these classes turn its callbacks into a queue of
-events the router's coroutines consume, so a pipelined request that arrives
-in the same read as the previous one is kept, not lost.
-"""
+"""HTTP/1.1 wire helpers for the router: request heads, header rules, error bodies."""
 
 from __future__ import annotations
 
-from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,9 +10,8 @@ import orjson
 __all__ = [
     "HOP_BY_HOP",
     "Head",
-    "ParserEvents",
-    "ResponseHead",
     "error_response",
+    "framing",
 ]
 
 #: Headers that describe one connection, never forwarded (RFC 9110 §7.6.1),
@@ -73,18 +66,7 @@ class Head:
         return self.chunked or bool(self.content_length)
 
 
-@dataclass
-class ResponseHead:
-    status: int
-    reason: bytes
-    headers: list[tuple[bytes, bytes]]
-    keep_alive: bool
-    content_length: int | None
-    chunked: bool
-    connection_tokens: frozenset[bytes] = frozenset()
-
-
-def _framing(headers: list[tuple[bytes, bytes]]) -> tuple[int | None, bool, frozenset[bytes]]:
+def framing(headers: list[tuple[bytes, bytes]]) -> tuple[int | None, bool, frozenset[bytes]]:
     length: int | None = None
     chunked = False
     tokens: frozenset[bytes] = frozenset()
@@ -96,69 +78,6 @@ def _framing(headers: list[tuple[bytes, bytes]]) -> tuple[int | None, bool, froz
         elif key == b"connection":
             tokens = frozenset(t.strip().lower() for t in value.split(b","))
     return length, chunked, tokens
-
-
-class ParserEvents:
-    """httptools callbacks, queued as ``("head", Head)``, ``("body", bytes)``, ``("end", None)``."""
-
-    def __init__(self, *, response: bool = False) -> None:
-        self.queue: deque[tuple[str, Any]] = deque()
-        self.parser: Any = None
-        self._response = response
-        self._url = b""
-        self._reason = b""
-        self._headers: list[tuple[bytes, bytes]] = []
-        self.header_bytes = 0
-
-    def on_message_begin(self) -> None:
-        self._url = b""
-        self._reason = b""
-        self._headers = []
-        self.header_bytes = 0
-
-    def on_url(self, url: bytes) -> None:
-        self._url += url
-        self.header_bytes += len(url)
-
-    def on_status(self, status: bytes) -> None:
-        self._reason += status
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._headers.append((name.lower(), value))
-        self.header_bytes += len(name) + len(value)
-
-    def on_headers_complete(self) -> None:
-        parser = self.parser
-        length, chunked, tokens = _framing(self._headers)
-        head: Head | ResponseHead
-        if self._response:
-            head = ResponseHead(
-                parser.get_status_code(),
-                self._reason,
-                self._headers,
-                parser.should_keep_alive(),
-                length,
-                chunked,
-                tokens,
-            )
-        else:
-            head = Head(
-                parser.get_method(),
-                self._url,
-                parser.get_http_version(),
-                self._headers,
-                parser.should_keep_alive(),
-                length,
-                chunked,
-                tokens,
-            )
-        self.queue.append(("head", head))
-
-    def on_body(self, body: bytes) -> None:
-        self.queue.append(("body", body))
-
-    def on_message_complete(self) -> None:
-        self.queue.append(("end", None))
 
 
 def error_response(
