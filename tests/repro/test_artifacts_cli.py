@@ -56,3 +56,45 @@ def test_runs_recorded_in_postgresql(cli: Cli, postgres_url: str) -> None:
     assert run["params"] == {"k": "v"}
     assert run["metrics"] == {"m": 2.5}
     assert cli("reproduce", run["id"], "--verify", "--no-env").returncode == 0
+
+
+def _await_running_row(cli: Cli) -> None:
+    """The RUNNING row is written while the command starts; wait (bounded) until it is."""
+    import json
+    import time
+
+    deadline = time.monotonic() + 60
+    while not json.loads(cli("runs", "--json", "--status", "RUNNING").stdout):
+        assert time.monotonic() < deadline, "the run never showed up as RUNNING"
+        time.sleep(0.1)
+
+
+def test_gc_waits_for_runs_that_are_still_recording(cli: Cli) -> None:
+    import subprocess
+    import sys
+
+    (cli.project / "wait.py").write_text(
+        "import sys\nprint('started', flush=True)\nsys.stdin.read()\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "conveyor", "run", "--", "python", "wait.py"],
+        cwd=cli.project,
+        env=cli.env(),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().startswith("started")
+        _await_running_row(cli)
+        refused = cli("artifacts", "gc", check=False)
+        assert refused.returncode == 2
+        assert "still recording" in refused.stderr
+    finally:
+        assert proc.stdin is not None
+        proc.stdin.close()
+        proc.wait(timeout=60)
+        proc.stdout.close()  # type: ignore[union-attr]
+    assert "Removed" in cli("artifacts", "gc").stdout

@@ -72,14 +72,30 @@ def get_command(digest: str, output: Path | None) -> None:
 
 @artifacts_group.command("gc")
 @click.option("--dry-run", is_flag=True, help="Only report what would be removed.")
-def gc_command(dry_run: bool) -> None:
+@click.option("--force", is_flag=True, help="Collect even while runs are recording.")
+def gc_command(dry_run: bool, force: bool) -> None:
     """Remove artifacts that no recorded run refers to."""
+    from conveyor.cli.output import status_label
     from conveyor.config import get_settings
+    from conveyor.errors import UsageError
     from conveyor.repro.references import live_digests
+    from conveyor.store.records import RunStatus
     from conveyor.store.registry import Registry
 
     store = _store()
     with Registry.from_settings(get_settings()) as registry:
+        running = [
+            r
+            for r in registry.list_runs(limit=1000, status=RunStatus.RUNNING)
+            if status_label(r) == "RUNNING"
+        ]
+        if running and not force and not dry_run:
+            ids = ", ".join(r.id[:12] for r in running[:5])
+            raise UsageError(
+                f"{len(running)} run(s) are still recording ({ids}); artifacts they stored "
+                "but have not recorded yet would be removed",
+                hint="Wait for them to finish, or pass --force.",
+            )
         keep = live_digests(registry, store)
     report = store.gc(keep, dry_run=dry_run)
     verb = "Would remove" if dry_run else "Removed"
