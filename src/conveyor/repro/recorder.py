@@ -125,17 +125,24 @@ class _Tee(threading.Thread):
 
 
 class _Registration(threading.Thread):
-    """Opens the registry and writes the RUNNING row while the command starts.
+    """Does the recording work that can overlap the command.
 
-    Then it loads what the end of the run needs (importlib.metadata), also off
-    the command's critical path.
+    It opens the registry and writes the RUNNING row (signalling ``registered``),
+    then, once the command's Python has announced itself in the journal, takes
+    the package list, so none of this adds to the run's wall time.
     """
 
-    def __init__(self, settings: Settings, record: RunRecord) -> None:
+    def __init__(
+        self, settings: Settings, record: RunRecord, run_dir: Path, store: ArtifactStore
+    ) -> None:
         super().__init__(daemon=True)
-        self.settings, self.record = settings, record
+        self.settings, self.record, self.run_dir, self.store = settings, record, run_dir, store
         self.registry: Any = None
         self.error: BaseException | None = None
+        self.registered = threading.Event()
+        self.command_ended = threading.Event()
+        #: What capture_interpreter found for the command's interpreter, if it got that far.
+        self.interpreter: dict[str, Any] | None = None
 
     def run(self) -> None:
         try:
@@ -146,9 +153,27 @@ class _Registration(threading.Thread):
         except BaseException as exc:
             self.error = exc
             return
-        # Loaded here, while the command works, rather than after it ends, where the
-        # package capture needs it and its import would add to the run's wall time.
-        import importlib.metadata  # noqa: F401
+        finally:
+            self.registered.set()
+        while not self.command_ended.is_set():
+            event = next((e for e in read_events(self.run_dir) if e["type"] == "interpreter"), None)
+            if event is not None:
+                self.interpreter = capture_interpreter(event, self.store)
+                return
+            self.command_ended.wait(0.05)
+
+
+def capture_interpreter(event: Mapping[str, Any], store: ArtifactStore) -> dict[str, Any]:
+    """Environment facts from the journal's ``interpreter`` event, package list stored."""
+    packages = environment.capture_packages(event["path"])
+    return {
+        "executable": event["executable"],
+        "python": event["python"],
+        "implementation": event["implementation"],
+        "packages": store.put_json(packages),
+        "package_count": len(packages),
+        "_path": list(event["path"]),
+    }
 
 
 def _child_env(
@@ -230,7 +255,7 @@ def execute(request: RunRequest, settings: Settings) -> RunRecord:
     env = _child_env(request, record, run_dir, settings)
     record.environment["variables"] = environment.recorded_env_variables(env)
 
-    registration = _Registration(settings, record)
+    registration = _Registration(settings, record, run_dir, store)
     registration.start()
     try:
         child = subprocess.Popen(
@@ -241,6 +266,7 @@ def execute(request: RunRequest, settings: Settings) -> RunRecord:
             stderr=subprocess.PIPE,
         )
     except OSError as exc:
+        registration.command_ended.set()
         registration.join()
         if registration.error is None:
             registration.registry.finish_run(
@@ -260,7 +286,7 @@ def execute(request: RunRequest, settings: Settings) -> RunRecord:
     interrupted = threading.Event()
     previous = _install_forwarding(child, interrupted)
     try:
-        registration.join()
+        registration.registered.wait()
         if registration.error is not None:
             child.terminate()
             child.wait()
@@ -270,9 +296,11 @@ def execute(request: RunRequest, settings: Settings) -> RunRecord:
             )
         returncode = child.wait()
     finally:
+        registration.command_ended.set()
         _restore_signals(previous)
         for tee in tees:
             tee.join()
+        registration.join()
 
     registry = registration.registry
     try:
@@ -286,6 +314,7 @@ def execute(request: RunRequest, settings: Settings) -> RunRecord:
             inputs=inputs,
             request=request,
             cwd=cwd,
+            interpreter=registration.interpreter,
         )
     finally:
         registry.close()
@@ -342,7 +371,9 @@ def finish_recorded_run(
     inputs: list[FileRecord],
     request: RunRequest,
     cwd: Path,
+    interpreter: dict[str, Any] | None = None,
 ) -> RunRecord:
+    """Read the run's journal, store its outputs and logs, and complete its registry row."""
     ended = time.time()
     status, error = _status_of(returncode, interrupted)
     problems: list[str] = []
@@ -385,14 +416,9 @@ def finish_recorded_run(
             else:
                 problems.append(f"model {event['name']} at {path} was not written")
         elif kind == "interpreter":
-            packages = environment.capture_packages(event["path"])
-            env.update(
-                executable=event["executable"],
-                python=event["python"],
-                implementation=event["implementation"],
-                packages=store.put_json(packages),
-                package_count=len(packages),
-            )
+            if interpreter is None or interpreter["_path"] != list(event["path"]):
+                interpreter = capture_interpreter(event, store)
+            env.update({k: v for k, v in interpreter.items() if not k.startswith("_")})
         elif kind == "blas":
             env["blas"] = event["libraries"]
 
@@ -429,21 +455,27 @@ def finish_recorded_run(
     elif problems:
         error = "; ".join([error or "", *problems]).strip("; ")
 
-    registry.update_run(record.id, environment=env)
-    if params:
-        registry.add_params(record.id, params, source="code")
-    registry.add_metrics(record.id, metrics)
-    registry.add_files(record.id, files.values())
-    for model in models:
-        registry.add_model(model)
-    registry.finish_run(
+    registry.complete_run(
         record.id,
         status,
         ended_at=ended,
         exit_code=returncode,
         error=error,
+        environment=env,
+        params=params,
+        metrics=metrics,
+        files=files.values(),
+        models=models,
         stdout_digest=logs["stdout"],
         stderr_digest=logs["stderr"],
     )
-    finished: RunRecord = registry.get_run(record.id)
-    return finished
+    record.status, record.ended_at, record.exit_code, record.error = (
+        status,
+        ended,
+        returncode,
+        error,
+    )
+    record.stdout_digest, record.stderr_digest = logs["stdout"], logs["stderr"]
+    record.params = {**record.params, **params}
+    record.metrics, record.files, record.models = metrics, list(files.values()), models
+    return record

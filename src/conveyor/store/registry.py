@@ -205,6 +205,93 @@ class Registry:
                 )
             )
 
+    def complete_run(
+        self,
+        run_id: str,
+        status: RunStatus,
+        *,
+        ended_at: float,
+        exit_code: int | None,
+        error: str | None,
+        environment: Mapping[str, Any],
+        params: Mapping[str, Any],
+        metrics: Iterable[MetricRecord],
+        files: Iterable[FileRecord],
+        models: Iterable[ModelRecord],
+        stdout_digest: str | None,
+        stderr_digest: str | None,
+    ) -> None:
+        """Record everything a finished run produced, in one transaction.
+
+        ``params`` are the values the code read; they replace the command line's
+        text for the same names (``--param flag=yes`` read as ``True``).
+        """
+        metric_rows = [
+            {
+                "run_id": run_id,
+                "key": m.key,
+                "value": m.value,
+                "step": m.step,
+                "timestamp": m.timestamp,
+            }
+            for m in metrics
+        ]
+        file_rows = {
+            (f.role, f.path): {
+                "run_id": run_id,
+                "role": f.role,
+                "path": f.path,
+                "digest": f.digest,
+                "size": f.size,
+            }
+            for f in files
+        }
+        model_rows = {
+            m.name: {
+                "run_id": run_id,
+                "name": m.name,
+                "path": m.path,
+                "format": m.format,
+                "digest": m.digest,
+                "signature": m.signature,
+            }
+            for m in models
+        }
+        with self._begin() as conn:
+            self._status(conn, run_id).check_transition(status, run_id)
+            if params:
+                conn.execute(
+                    schema.params.delete().where(
+                        (schema.params.c.run_id == run_id) & schema.params.c.key.in_(list(params))
+                    )
+                )
+                conn.execute(
+                    schema.params.insert(),
+                    [
+                        {"run_id": run_id, "key": k, "value": v, "source": "code"}
+                        for k, v in params.items()
+                    ],
+                )
+            if metric_rows:
+                conn.execute(schema.metrics.insert(), metric_rows)
+            if file_rows:
+                conn.execute(schema.files.insert(), list(file_rows.values()))
+            if model_rows:
+                conn.execute(schema.models.insert(), list(model_rows.values()))
+            conn.execute(
+                schema.runs.update()
+                .where(schema.runs.c.id == run_id)
+                .values(
+                    status=status.value,
+                    ended_at=ended_at,
+                    exit_code=exit_code,
+                    error=error,
+                    environment=dict(environment),
+                    stdout_digest=stdout_digest,
+                    stderr_digest=stderr_digest,
+                )
+            )
+
     def _status(self, conn: sa.Connection, run_id: str) -> RunStatus:
         value = conn.execute(
             sa.select(schema.runs.c.status).where(schema.runs.c.id == run_id)
