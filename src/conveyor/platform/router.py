@@ -125,11 +125,15 @@ class Router:
         self._server: asyncio.Server | None = None
         self._clients: set[_Client] = set()
         self._idle: dict[tuple[str, int], list[_Upstream]] = {}
+        self._sweeper: asyncio.Task[None] | None = None
+        self._now: Callable[[], float] = time.monotonic
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> tuple[str, int]:
         """Listen on ``host:port`` (0: any free port); returns the bound address."""
         loop = asyncio.get_running_loop()
+        self._now = loop.time
         self._server = await loop.create_server(lambda: _Client(self), host, port, backlog=2048)
+        self._sweeper = loop.create_task(self._sweep())
         bound = self._server.sockets[0].getsockname()
         return bound[0], bound[1]
 
@@ -137,6 +141,10 @@ class Router:
         """Stop listening, close client connections and pooled instance connections."""
         if self._server is not None:
             self._server.close()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
         for client in list(self._clients):
             client.abort()
         for stack in self._idle.values():
@@ -145,6 +153,25 @@ class Router:
         self._idle.clear()
         if self._server is not None:
             await self._server.wait_closed()
+
+    async def _sweep(self) -> None:
+        """Enforce the idle and response timeouts.
+
+        One sweep per fraction of a second instead of arming and cancelling two
+        timers on every request, which showed up in the router's profile.
+        """
+        interval = min(1.0, self.response_timeout / 4, self.idle_timeout / 4)
+        while True:
+            await asyncio.sleep(interval)
+            now = self._now()
+            for client in list(self._clients):
+                exchange = client.exchange
+                if exchange is None:
+                    if now - client.last_active > self.idle_timeout:
+                        client.close()
+                elif exchange.upstream is not None and not exchange.answered:
+                    if now > exchange.deadline:
+                        exchange.timed_out()
 
     # -- the pool of instance connections -------------------------------------
 
@@ -254,7 +281,8 @@ class _Exchange:
         self.close_delimited = False
         self.out = bytearray()
         self.hold_head = False
-        self.timer: asyncio.TimerHandle | None = None
+        #: loop.time() after which a missing response head is a 504.
+        self.deadline = 0.0
         self.parser: Any = None
         self.response_headers: list[tuple[bytes, bytes]] = []
         self.reason = b""
@@ -324,8 +352,7 @@ class _Exchange:
         self.answered = self.interim = False
         self.sent_at = time.perf_counter()
         upstream.write(self.upstream_head())
-        loop = asyncio.get_running_loop()
-        self.timer = loop.call_later(self.router.response_timeout, self.timed_out)
+        self.deadline = self.router._now() + self.router.response_timeout
         if self.client.resume_pending:
             self.client.resume_reading()
         self.client.pump()
@@ -413,8 +440,6 @@ class _Exchange:
         if 100 <= status < 200:
             self.interim = True  # 1xx: its end follows; the real response comes next
             return
-        if self.timer is not None:
-            self.timer.cancel()
         self.answered = True
         self.status = status
         self.app_ms = (time.perf_counter() - self.sent_at) * 1000
@@ -498,8 +523,6 @@ class _Exchange:
         upstream, self.upstream = self.upstream, None
         if upstream is not None:
             upstream.exchange = None
-        if self.timer is not None:
-            self.timer.cancel()
         if self.client.gone or self.response_done:
             return
         if self.answered:
@@ -596,7 +619,7 @@ class _Client(asyncio.Protocol):
         self.paused = False
         self.write_paused = False
         self.resume_pending = False
-        self.idle_timer: asyncio.TimerHandle | None = None
+        self.last_active = 0.0
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
         self._head_bytes = 0
@@ -610,26 +633,19 @@ class _Client(asyncio.Protocol):
         if peer:
             self.peer = str(peer[0]).encode()
         self.router._clients.add(self)
-        self.arm_idle()
+        self.last_active = self.router._now()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.gone = True
         self.router._clients.discard(self)
-        if self.idle_timer is not None:
-            self.idle_timer.cancel()
         exchange, self.exchange = self.exchange, None
         if exchange is not None:
-            if exchange.timer is not None:
-                exchange.timer.cancel()
             upstream, exchange.upstream = exchange.upstream, None
             if upstream is not None:
                 upstream.exchange = None
                 upstream.close()  # mid-exchange: its state is unknown
 
     def data_received(self, data: bytes) -> None:
-        if self.idle_timer is not None:
-            self.idle_timer.cancel()
-            self.idle_timer = None
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -752,14 +768,12 @@ class _Client(asyncio.Protocol):
         if self.exchange is not exchange:
             return
         self.exchange = None
-        if exchange.timer is not None:
-            exchange.timer.cancel()
+        self.last_active = self.router._now()
         if self.router._logging():
             self.router._log(exchange.record())
         if not exchange.keep_client:
             self.close()
             return
-        self.arm_idle()
         if self.inbox:
             self.pump()
         elif self.paused:
@@ -772,10 +786,6 @@ class _Client(asyncio.Protocol):
     def fail(self, status: int, message: str) -> None:
         self.write(error_response(status, message, _new_id(), close=True))
         self.close()
-
-    def arm_idle(self) -> None:
-        loop = asyncio.get_running_loop()
-        self.idle_timer = loop.call_later(self.router.idle_timeout, self.close)
 
     def close(self) -> None:
         if self.transport is not None:
