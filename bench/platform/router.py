@@ -1,12 +1,15 @@
 """Router overhead: requests/s and p99 through the router against straight to the instance.
 
     python -m bench.platform.router [--duration 10] [--connections 32] [--instances 1]
+                                    [--work-us 0]
 
 One machine, one run, same load generator (wrk, keep-alive connections, GET):
 first straight to the instance(s), then through ``conveyor.platform.router``
 (uvloop, its own process) to the same instance(s). The instances are the
 serving benchmark's floor app (uvicorn + uvloop + httptools, one worker
-each), so the router is measured against the fastest backend we have. The
+each), so the router is measured against the fastest backend we have; with
+``--work-us N`` they are ``busy_app`` instances spending N µs of CPU per
+request, as a small model would. The
 router, the instance and wrk share the machine's cores, as they do in use.
 Prints a Markdown table.
 """
@@ -96,6 +99,7 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--instances", type=int, default=1)
+    parser.add_argument("--work-us", type=int, default=0)
     parser.add_argument("--serve-router", nargs="+", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_router:
@@ -107,10 +111,13 @@ def main() -> None:
     children: list[subprocess.Popen[bytes]] = []
     try:
         backends = [free_port() for _ in range(args.instances)]
+        work = args.work_us
         for port in backends:
             children.append(
                 subprocess.Popen(
-                    [sys.executable, "-m", "bench.serving.floor_app", str(port), "1"],
+                    [sys.executable, "-m", "bench.serving.floor_app", str(port), "1"]
+                    if not args.work_us
+                    else [sys.executable, "-m", "bench.platform.busy_app", str(port), str(work)],
                     env=env,
                     cwd=ROOT,
                     start_new_session=True,

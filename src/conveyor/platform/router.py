@@ -169,9 +169,12 @@ class Router:
                 if exchange is None:
                     if now - client.last_active > self.idle_timeout:
                         client.close()
-                elif exchange.upstream is not None and not exchange.answered:
-                    if now > exchange.deadline:
-                        exchange.timed_out()
+                elif (
+                    exchange.upstream is not None
+                    and not exchange.answered
+                    and now > exchange.deadline
+                ):
+                    exchange.timed_out()
 
     # -- the pool of instance connections -------------------------------------
 
