@@ -223,3 +223,64 @@ def test_access_log_separates_app_time_from_router_time() -> None:
         assert (missing.status, missing.app, missing.app_ms) == (404, "", 0.0)
 
     run(scenario)
+
+
+async def raw(url: str, data: bytes) -> bytes:
+    """Send bytes to the router as they are; everything it answers until it closes."""
+    host, port = url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(data)
+    await writer.drain()
+    try:
+        return await asyncio.wait_for(reader.read(-1), SLOW)
+    finally:
+        writer.close()
+
+
+def test_raw_http_pipelining_http10_and_malformed_requests() -> None:
+    async def scenario(platform: Platform, client: httpx.AsyncClient) -> None:
+        pipelined = await raw(
+            platform.url,
+            b"GET /alpha/one HTTP/1.1\r\nHost: x\r\n\r\n"
+            b"POST /alpha/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello"
+            b"GET /beta/three HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        )
+        assert pipelined.count(b"HTTP/1.1 200 OK") == 3
+        first, second, third = (
+            pipelined.index(b'"/alpha/one"'),
+            pipelined.index(b"\r\n\r\nhello"),
+            pipelined.index(b'"/three"'),
+        )
+        assert first < second < third
+
+        old = await raw(platform.url, b"GET /alpha/bytes?n=100000 HTTP/1.0\r\n\r\n")
+        head, _, body = old.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200")
+        assert b"transfer-encoding" not in head.lower()
+        assert body == b"x" * 100000
+
+        chunked = await raw(
+            platform.url,
+            b"POST /alpha/echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+            b"Expect: 100-continue\r\nConnection: close\r\n\r\n"
+            b"3\r\nabc\r\n4\r\ndefg\r\n0\r\n\r\n",
+        )
+        assert chunked.startswith(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200")
+        assert chunked.endswith(b"abcdefg")
+
+        garbage = await raw(platform.url, b"NOT HTTP AT ALL\r\n\r\n")
+        assert garbage.startswith(b"HTTP/1.1 400")
+        assert b'"malformed HTTP request' in garbage
+
+        upgrade = await raw(
+            platform.url,
+            b"GET /alpha/ HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+        )
+        assert upgrade.startswith(b"HTTP/1.1 501")
+
+        huge = await raw(
+            platform.url, b"GET /alpha/ HTTP/1.1\r\nX-Big: " + b"a" * 70000 + b"\r\n\r\n"
+        )
+        assert huge.startswith(b"HTTP/1.1 431")
+
+    run(scenario)

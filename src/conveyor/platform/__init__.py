@@ -11,9 +11,12 @@ from conveyor.platform.errors import IllegalTransition, PlatformError, SpawnErro
 from conveyor.platform.health import HealthCheck
 from conveyor.platform.instances import InstanceState
 from conveyor.platform.logs import LogBuffer, LogLine
+from conveyor.platform.router import AccessRecord, Router
+from conveyor.platform.routes import Route, RouteTable
 from conveyor.platform.supervisor import Event, EventSink, Instance, InstanceSpec, Supervisor
 
 __all__ = [
+    "AccessRecord",
     "Clock",
     "CrashBackoff",
     "Event",
@@ -27,6 +30,9 @@ __all__ = [
     "LogBuffer",
     "LogLine",
     "PlatformError",
+    "Route",
+    "RouteTable",
+    "Router",
     "SpawnError",
     "Supervisor",
     "SystemClock",

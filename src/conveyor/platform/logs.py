@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Literal
 
@@ -82,7 +82,7 @@ class LogBuffer:
         out.extend(list(self._lines)[cursor - first :])
         return out
 
-    async def follow(self, cursor: int | None = None) -> AsyncIterator[LogLine]:
+    async def follow(self, cursor: int | None = None) -> AsyncGenerator[LogLine, None]:
         """Yield every line from ``cursor`` (default: from now on), waiting for new ones."""
         position = self._next_seq if cursor is None else cursor
         while True:
