@@ -231,10 +231,12 @@ class _Upstream(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         if self.exchange is not None:
+            self.exchange.client.upstream_full = True
             self.exchange.client.pause_reading()
 
     def resume_writing(self) -> None:
         if self.exchange is not None:
+            self.exchange.client.upstream_full = False
             self.exchange.client.resume_reading()
 
     def write(self, data: bytes | bytearray) -> None:
@@ -266,7 +268,6 @@ class _Exchange:
         self.tried: list[str] = []
         self.upstream: _Upstream | None = None
         self.reused = False
-        self.connecting = False
         self.request_done = False
         self.response_done = False
         self.discarding = False
@@ -326,7 +327,6 @@ class _Exchange:
         if upstream is not None:
             self.attach(upstream, reused=True)
         else:
-            self.connecting = True
             asyncio.get_running_loop().create_task(self.connect(backend))
 
     async def connect(self, backend: Backend) -> None:
@@ -338,10 +338,8 @@ class _Exchange:
                     lambda: _Upstream(address), backend.host, backend.port
                 )
         except (OSError, TimeoutError):
-            self.connecting = False
             self.try_next()
             return
-        self.connecting = False
         if self.client.gone:
             self.router._release(upstream)
             return
@@ -356,8 +354,6 @@ class _Exchange:
         self.sent_at = time.perf_counter()
         upstream.write(self.upstream_head())
         self.deadline = self.router._now() + self.router.response_timeout
-        if self.client.resume_pending:
-            self.client.resume_reading()
         self.client.pump()
 
     def upstream_head(self) -> bytearray:
@@ -509,11 +505,10 @@ class _Exchange:
         if upstream is not None:
             upstream.exchange = None
             # The instance may still expect body bytes the client never sent: not reusable.
-            if (
-                self.reuse_upstream
-                and self.request_done
-                and not self.client.reading_paused_for(upstream)
-            ):
+            if self.reuse_upstream and self.request_done:
+                if self.client.write_paused and upstream.transport is not None:
+                    # Paused for this slow client; the next exchange needs it reading.
+                    upstream.transport.resume_reading()
                 self.router._release(upstream)
             else:
                 upstream.close()
@@ -621,7 +616,8 @@ class _Client(asyncio.Protocol):
         self.gone = False
         self.paused = False
         self.write_paused = False
-        self.resume_pending = False
+        #: The instance connection's write buffer is full: read no more request body.
+        self.upstream_full = False
         self.last_active = 0.0
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
@@ -680,10 +676,6 @@ class _Client(asyncio.Protocol):
             transport = exchange.upstream.transport
             if transport is not None and not exchange.upstream.closed:
                 transport.resume_reading()
-
-    def reading_paused_for(self, upstream: _Upstream) -> bool:
-        """Whether ``upstream``'s reading is paused on this client's behalf (never pool it so)."""
-        return self.write_paused
 
     # -- request parser callbacks -----------------------------------------------
 
@@ -752,7 +744,7 @@ class _Client(asyncio.Protocol):
                 break
         if self.buffered > MAX_BUFFERED or (self.exchange is not None and inbox):
             self.pause_reading()
-        elif self.paused and not inbox:
+        elif self.paused and not inbox and not self.upstream_full:
             self.resume_reading()
 
     def pause_reading(self) -> None:
@@ -761,7 +753,6 @@ class _Client(asyncio.Protocol):
             self.transport.pause_reading()
 
     def resume_reading(self) -> None:
-        self.resume_pending = False
         if self.paused and self.transport is not None and not self.gone:
             self.paused = False
             self.transport.resume_reading()
@@ -771,6 +762,7 @@ class _Client(asyncio.Protocol):
         if self.exchange is not exchange:
             return
         self.exchange = None
+        self.upstream_full = False
         self.last_active = self.router._now()
         if self.router._logging():
             self.router._log(exchange.record())
