@@ -191,19 +191,27 @@ class Registry:
         stderr_digest: str | None = None,
     ) -> None:
         with self._begin() as conn:
-            self._status(conn, run_id).check_transition(status, run_id)
-            conn.execute(
-                schema.runs.update()
-                .where(schema.runs.c.id == run_id)
-                .values(
-                    status=status.value,
-                    ended_at=ended_at,
-                    exit_code=exit_code,
-                    error=error,
-                    stdout_digest=stdout_digest,
-                    stderr_digest=stderr_digest,
-                )
+            self._set_final(
+                conn,
+                run_id,
+                status,
+                ended_at=ended_at,
+                exit_code=exit_code,
+                error=error,
+                stdout_digest=stdout_digest,
+                stderr_digest=stderr_digest,
             )
+
+    def _set_final(
+        self, conn: sa.Connection, run_id: str, status: RunStatus, **values: Any
+    ) -> None:
+        """Move a RUNNING run to its final ``status`` (inside the caller's transaction)."""
+        self._status(conn, run_id).check_transition(status, run_id)
+        conn.execute(
+            schema.runs.update()
+            .where(schema.runs.c.id == run_id)
+            .values(status=status.value, **values)
+        )
 
     def complete_run(
         self,
@@ -226,39 +234,10 @@ class Registry:
         ``params`` are the values the code read; they replace the command line's
         text for the same names (``--param flag=yes`` read as ``True``).
         """
-        metric_rows = [
-            {
-                "run_id": run_id,
-                "key": m.key,
-                "value": m.value,
-                "step": m.step,
-                "timestamp": m.timestamp,
-            }
-            for m in metrics
-        ]
-        file_rows = {
-            (f.role, f.path): {
-                "run_id": run_id,
-                "role": f.role,
-                "path": f.path,
-                "digest": f.digest,
-                "size": f.size,
-            }
-            for f in files
-        }
-        model_rows = {
-            m.name: {
-                "run_id": run_id,
-                "name": m.name,
-                "path": m.path,
-                "format": m.format,
-                "digest": m.digest,
-                "signature": m.signature,
-            }
-            for m in models
-        }
+        metric_rows = [_metric_row(run_id, m) for m in metrics]
+        file_rows = {(f.role, f.path): _file_row(run_id, f) for f in files}
+        model_rows = {m.name: _model_row(m) for m in models}
         with self._begin() as conn:
-            self._status(conn, run_id).check_transition(status, run_id)
             if params:
                 conn.execute(
                     schema.params.delete().where(
@@ -278,18 +257,16 @@ class Registry:
                 conn.execute(schema.files.insert(), list(file_rows.values()))
             if model_rows:
                 conn.execute(schema.models.insert(), list(model_rows.values()))
-            conn.execute(
-                schema.runs.update()
-                .where(schema.runs.c.id == run_id)
-                .values(
-                    status=status.value,
-                    ended_at=ended_at,
-                    exit_code=exit_code,
-                    error=error,
-                    environment=dict(environment),
-                    stdout_digest=stdout_digest,
-                    stderr_digest=stderr_digest,
-                )
+            self._set_final(
+                conn,
+                run_id,
+                status,
+                ended_at=ended_at,
+                exit_code=exit_code,
+                error=error,
+                environment=dict(environment),
+                stdout_digest=stdout_digest,
+                stderr_digest=stderr_digest,
             )
 
     def _status(self, conn: sa.Connection, run_id: str) -> RunStatus:
@@ -332,25 +309,13 @@ class Registry:
             self._write_params(conn, run_id, params, source=source)
 
     def add_metrics(self, run_id: str, metrics: Iterable[MetricRecord]) -> None:
-        rows = [
-            {
-                "run_id": run_id,
-                "key": m.key,
-                "value": m.value,
-                "step": m.step,
-                "timestamp": m.timestamp,
-            }
-            for m in metrics
-        ]
+        rows = [_metric_row(run_id, m) for m in metrics]
         if rows:
             with self._begin() as conn:
                 conn.execute(schema.metrics.insert(), rows)
 
     def add_files(self, run_id: str, records: Iterable[FileRecord]) -> None:
-        rows = [
-            {"run_id": run_id, "role": f.role, "path": f.path, "digest": f.digest, "size": f.size}
-            for f in records
-        ]
+        rows = [_file_row(run_id, f) for f in records]
         if not rows:
             return
         with self._begin() as conn:
@@ -371,16 +336,7 @@ class Registry:
                     (schema.models.c.run_id == model.run_id) & (schema.models.c.name == model.name)
                 )
             )
-            conn.execute(
-                schema.models.insert().values(
-                    run_id=model.run_id,
-                    name=model.name,
-                    path=model.path,
-                    format=model.format,
-                    digest=model.digest,
-                    signature=model.signature,
-                )
-            )
+            conn.execute(schema.models.insert().values(**_model_row(model)))
 
     # -- reading ----------------------------------------------------------------
 
@@ -510,6 +466,31 @@ class Registry:
             found.update(conn.execute(sa.select(schema.files.c.digest)).scalars())
             found.update(conn.execute(sa.select(schema.models.c.digest)).scalars())
         return found
+
+
+def _metric_row(run_id: str, m: MetricRecord) -> dict[str, Any]:
+    return {
+        "run_id": run_id,
+        "key": m.key,
+        "value": m.value,
+        "step": m.step,
+        "timestamp": m.timestamp,
+    }
+
+
+def _file_row(run_id: str, f: FileRecord) -> dict[str, Any]:
+    return {"run_id": run_id, "role": f.role, "path": f.path, "digest": f.digest, "size": f.size}
+
+
+def _model_row(m: ModelRecord) -> dict[str, Any]:
+    return {
+        "run_id": m.run_id,
+        "name": m.name,
+        "path": m.path,
+        "format": m.format,
+        "digest": m.digest,
+        "signature": m.signature,
+    }
 
 
 def _looks_like_digest(value: object) -> bool:
