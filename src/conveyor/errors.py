@@ -10,8 +10,11 @@
     ├── RunError               a run could not be started or recorded
     │   └── SnapshotTooLarge   the working tree exceeds the snapshot limit
     ├── EnvironmentBuildError  a reproduction environment could not be created
-    └── ModelError             a model cannot be saved, loaded or scored
-        └── UntrustedModelError loading would execute code from an untrusted file
+    ├── ModelError             a model cannot be saved, loaded or scored
+    │   └── UntrustedModelError loading would execute code from an untrusted file
+    └── PlatformError          (conveyor.platform.errors) the supervisor or router cannot
+        ├── IllegalTransition  an instance asked to move between unconnected states
+        └── SpawnError         an instance's command could not be started
 
 The CLI prints ``str(error)`` and exits with ``error.exit_code``; no traceback.
 """
