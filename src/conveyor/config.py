@@ -17,12 +17,12 @@ from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 
-__all__ = ["Settings", "get_settings"]
+__all__ = ["Settings", "get_settings", "parse_size"]
 
 _MIB = 1024 * 1024
 
 
-def _parse_size(text: str, name: str) -> int:
+def parse_size(text: str, name: str) -> int:
     """Parse ``"200M"``, ``"1G"``, ``"512K"`` or a plain byte count."""
     units = {"K": 1024, "M": _MIB, "G": 1024 * _MIB}
     raw = text.strip().upper().removesuffix("B").removesuffix("I")
@@ -60,7 +60,7 @@ class Settings:
         home = Path(env.get("CONVEYOR_HOME") or Path.home() / ".conveyor").expanduser()
         db = env.get("CONVEYOR_DATABASE_URL") or f"sqlite:///{home / 'registry.db'}"
         artifacts = Path(env.get("CONVEYOR_ARTIFACT_ROOT") or home / "artifacts").expanduser()
-        limit = _parse_size(env.get("CONVEYOR_SNAPSHOT_LIMIT", "200M"), "CONVEYOR_SNAPSHOT_LIMIT")
+        limit = parse_size(env.get("CONVEYOR_SNAPSHOT_LIMIT", "200M"), "CONVEYOR_SNAPSHOT_LIMIT")
         envs = Path(env.get("CONVEYOR_ENV_CACHE") or home / "envs").expanduser()
         trusted = tuple(
             t.strip() for t in env.get("CONVEYOR_TRUSTED_TYPES", "").split(",") if t.strip()

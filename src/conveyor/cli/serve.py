@@ -91,7 +91,7 @@ def serve_command(
       conveyor serve mlflow-model-dir/
       curl -s localhost:8081/predict -d '[{"age": 41, "income": 52000}]'
     """
-    from conveyor.config import _parse_size, get_settings
+    from conveyor.config import get_settings, parse_size
     from conveyor.serving import ServeOptions, resolve_model_uri
     from conveyor.serving.server import serve
 
@@ -99,7 +99,7 @@ def serve_command(
         host=host,
         port=port,
         workers=workers,
-        max_body=_parse_size(max_body, "--max-body"),
+        max_body=parse_size(max_body, "--max-body"),
         timeout=timeout,
         batch_max_rows=batch_max_rows,
         batch_wait=batch_wait_ms / 1000.0,
