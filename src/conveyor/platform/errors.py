@@ -3,14 +3,15 @@
 ConveyorError
 └── PlatformError          the supervisor or router cannot do what was asked
     ├── IllegalTransition  an instance was asked to move between states it cannot
-    └── SpawnError         an instance's command could not be started
+    ├── SpawnError         an instance's command could not be started
+    └── StagingError       an app's requirements could not be resolved or installed
 """
 
 from __future__ import annotations
 
 from conveyor.errors import ConveyorError
 
-__all__ = ["IllegalTransition", "PlatformError", "SpawnError"]
+__all__ = ["IllegalTransition", "PlatformError", "SpawnError", "StagingError"]
 
 
 class PlatformError(ConveyorError):
@@ -23,3 +24,13 @@ class IllegalTransition(PlatformError):
 
 class SpawnError(PlatformError):
     """An instance's command could not be started (missing executable, bad cwd, ...)."""
+
+
+class StagingError(PlatformError):
+    """An app's droplet could not be built: its requirements do not resolve or install."""
+
+
+class ManifestError(PlatformError):
+    """A manifest cannot be used; the message starts ``file:line:column: field:``."""
+
+    exit_code = 2

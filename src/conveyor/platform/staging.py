@@ -1,0 +1,264 @@
+"""Staging: turn an app's source and requirements into a droplet its instances run from.
+
+A droplet is a virtual environment built with uv plus a snapshot of the app's
+source. The environment is cached by the digest of the *resolved* lock, so a
+push whose requirements did not change installs nothing::
+
+    droplet = stage(Path("reports-app"), Path("reports-app/requirements.txt"), cache)
+    subprocess.run([droplet.python, "app.py"], cwd=droplet.source)
+
+Builds take a file lock per digest (two stagings of one lock build it once),
+happen in place under that lock, and are trusted only once the ready marker,
+written last, exists; a failed build is removed before the error is raised.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from conveyor.platform.errors import StagingError
+
+__all__ = ["Droplet", "stage"]
+
+_READY = ".conveyor-ready"
+_LOCK_NAME = "conveyor-lock.txt"
+#: Names never copied into a source snapshot: caches and local environments.
+_SKIP = frozenset({".git", ".hg", "__pycache__", ".venv", "venv", ".mypy_cache", ".pytest_cache"})
+#: Long enough for PyPI on a slow link, bounded so a stuck installer cannot hang a push.
+_TIMEOUT = 900.0
+
+
+@dataclass(frozen=True)
+class Droplet:
+    """A staged app: its environment (shared by every app with the same lock) and source."""
+
+    #: The virtual environment, ``<cache>/envs/<lock_digest>``.
+    venv: Path
+    #: Digest of the Python version and the resolved lock the environment was built from.
+    lock_digest: str
+    #: True when the environment already existed and nothing was installed.
+    cached: bool
+    #: The source snapshot, ``<cache>/sources/<digest of the files>``; instances run here.
+    source: Path
+
+    @property
+    def python(self) -> Path:
+        """The environment's interpreter."""
+        return self.venv / "bin" / "python"
+
+
+def stage(
+    source_dir: Path,
+    requirements: Path | None,
+    cache: Path,
+    *,
+    progress: Callable[[str], None] = lambda _msg: None,
+) -> Droplet:
+    """Build (or reuse) the droplet for ``source_dir`` with ``requirements``.
+
+    ``requirements`` is a requirements.txt, a pyproject.toml or a uv.lock (next
+    to its pyproject.toml), or None for an app with no dependencies. Raises
+    :class:`StagingError` with the installer's last lines when the requirements
+    cannot be resolved or installed; nothing half-built is left behind.
+    """
+    if not source_dir.is_dir():
+        raise StagingError(
+            f"the app source {source_dir} is not a folder",
+            hint="Check the 'path' of the app in its manifest.",
+        )
+    if requirements is not None and not requirements.is_file():
+        raise StagingError(
+            f"the requirements file {requirements} does not exist",
+            hint="Check the 'requirements' of the app in its manifest.",
+        )
+    python = Path(sys.executable)
+    version = ".".join(map(str, sys.version_info[:3]))
+    progress("Resolving requirements...")
+    lock = _resolve(requirements, python)
+    digest = hashlib.sha256(f"python {version}\n{lock}".encode()).hexdigest()[:20]
+    venv, cached = _ensure_env(cache / "envs", digest, lock, python, progress)
+    source = _snapshot(source_dir, cache / "sources", venv / "bin" / "python")
+    return Droplet(venv=venv, lock_digest=digest, cached=cached, source=source)
+
+
+def _uv() -> str:
+    try:
+        from uv import find_uv_bin
+
+        return str(find_uv_bin())
+    except (ImportError, FileNotFoundError):
+        found = shutil.which("uv")
+        if found is None:
+            raise StagingError(
+                "uv is needed to stage apps and was not found",
+                hint="Install it with: pip install uv",
+            ) from None
+        return found
+
+
+def _run_uv(args: list[str], what: str, cwd: Path | None = None) -> str:
+    """Run uv, returning its stdout; StagingError carrying its last lines if it fails."""
+    # Byte-compiled at install time: PYTHONDONTWRITEBYTECODE=1 here would otherwise
+    # make every instance start compile its imports again.
+    env = dict(os.environ, UV_COMPILE_BYTECODE="1", UV_PYTHON_DOWNLOADS="never")
+    env.pop("VIRTUAL_ENV", None)
+    try:
+        proc = subprocess.run(
+            [_uv(), *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=cwd,
+            check=False,
+            timeout=_TIMEOUT,
+        )
+    except subprocess.TimeoutExpired:
+        raise StagingError(
+            f"could not {what}: uv did not finish within {_TIMEOUT:.0f} s",
+            hint="Check that PyPI (or your index) answers, then push again.",
+        ) from None
+    if proc.returncode != 0:
+        tail = "\n".join(proc.stderr.strip().splitlines()[-15:])
+        raise StagingError(
+            f"could not {what}:\n{tail}",
+            hint="Fix the app's requirements and push again; nothing running was changed.",
+        )
+    return proc.stdout
+
+
+def _resolve(requirements: Path | None, python: Path) -> str:
+    """The resolved lock: one pinned requirement per line, without paths or comments."""
+    if requirements is None:
+        return ""
+    source = requirements.resolve()
+    with tempfile.TemporaryDirectory(prefix="conveyor-stage-") as tmp:
+        if source.name == "uv.lock":
+            # The lock pins every package already; exported, it resolves to itself
+            # for this interpreter's markers below.
+            exported = _run_uv(
+                ["export", "--frozen", "--no-hashes", "--no-header", "--no-emit-project"],
+                f"read {requirements}",
+                cwd=source.parent,
+            )
+            source = Path(tmp) / "requirements.txt"
+            source.write_text(exported)
+        # No header or annotations: they name the input's path, which would make
+        # the same requirements in two folders hash differently.
+        return _run_uv(
+            [
+                "pip",
+                "compile",
+                "--python",
+                str(python),
+                "--no-header",
+                "--no-annotate",
+                str(source),
+            ],
+            f"resolve the requirements in {requirements}",
+            cwd=source.parent,
+        )
+
+
+def _ensure_env(
+    envs: Path, digest: str, lock: str, python: Path, progress: Callable[[str], None]
+) -> tuple[Path, bool]:
+    target = envs / digest
+    if (target / _READY).exists():
+        progress(f"Environment {digest} is cached")
+        return target, True
+    envs.mkdir(parents=True, exist_ok=True)
+    with (envs / f"{digest}.lock").open("w") as lock_file:
+        try:
+            fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            progress(f"Waiting for another staging of environment {digest}...")
+            fcntl.flock(lock_file, fcntl.LOCK_EX)
+        if (target / _READY).exists():
+            progress(f"Environment {digest} is cached")
+            return target, True
+        # Whatever is there without a marker is a build that died half-way.
+        shutil.rmtree(target, ignore_errors=True)
+        try:
+            _run_uv(
+                ["venv", "--quiet", "--python", str(python), "--no-project", str(target)],
+                f"create an environment for Python {python}",
+            )
+            pins = [line for line in lock.splitlines() if line and not line[0].isspace()]
+            pins = [line for line in pins if not line.startswith("#")]
+            (target / _LOCK_NAME).write_text(lock)
+            if pins:
+                progress(f"Installing {len(pins)} packages...")
+                _run_uv(
+                    [
+                        "pip",
+                        "sync",
+                        "--quiet",
+                        "--compile-bytecode",
+                        "--python",
+                        str(target / "bin" / "python"),
+                        str(target / _LOCK_NAME),
+                    ],
+                    "install the app's requirements",
+                )
+        except BaseException:
+            shutil.rmtree(target, ignore_errors=True)
+            raise
+        (target / _READY).write_text(digest + "\n")
+    progress(f"Environment {digest} is ready")
+    return target, False
+
+
+def _snapshot(source_dir: Path, sources: Path, python: Path) -> Path:
+    """A read-only-by-convention copy of the app's files, named by their digest."""
+    files = sorted(_files(source_dir))
+    hasher = hashlib.sha256()
+    for rel in files:
+        path = source_dir / rel
+        hasher.update(rel.as_posix().encode() + b"\0")
+        if path.is_symlink():
+            hasher.update(b"link\0" + os.readlink(path).encode() + b"\0")
+        else:
+            hasher.update(hashlib.sha256(path.read_bytes()).digest())
+    target = sources / hasher.hexdigest()[:20]
+    if target.is_dir():
+        return target
+    sources.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".partial-", dir=sources))
+    try:
+        for rel in files:
+            dest = tmp / rel
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source_dir / rel, dest, follow_symlinks=False)
+        # Same reason as the environment: no instance should compile the app at start.
+        subprocess.run(
+            [str(python), "-m", "compileall", "-q", "-d", str(target), str(tmp)],
+            capture_output=True,
+            check=False,
+            timeout=_TIMEOUT,
+        )
+        try:
+            tmp.rename(target)
+        except OSError:
+            if not target.is_dir():  # not a concurrent staging of the same files
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def _files(root: Path) -> list[Path]:
+    found: list[Path] = []
+    for folder, dirs, names in os.walk(root):
+        dirs[:] = [d for d in dirs if d not in _SKIP]
+        here = Path(folder)
+        found.extend((here / n).relative_to(root) for n in names if not n.endswith(".pyc"))
+    return found
