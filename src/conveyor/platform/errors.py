@@ -4,14 +4,15 @@ ConveyorError
 └── PlatformError          the supervisor or router cannot do what was asked
     ├── IllegalTransition  an instance was asked to move between states it cannot
     ├── SpawnError         an instance's command could not be started
-    └── StagingError       an app's requirements could not be resolved or installed
+    ├── StagingError       an app's requirements could not be resolved or installed
+    └── ManifestError      conveyor.yml is malformed (names file, line, column and field)
 """
 
 from __future__ import annotations
 
 from conveyor.errors import ConveyorError
 
-__all__ = ["IllegalTransition", "PlatformError", "SpawnError", "StagingError"]
+__all__ = ["IllegalTransition", "ManifestError", "PlatformError", "SpawnError", "StagingError"]
 
 
 class PlatformError(ConveyorError):
