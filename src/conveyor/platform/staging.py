@@ -152,7 +152,8 @@ def _resolve(requirements: Path | None, python: Path) -> str:
             source = Path(tmp) / "requirements.txt"
             source.write_text(exported)
         # No header or annotations: they name the input's path, which would make
-        # the same requirements in two folders hash differently.
+        # the same requirements in two folders hash differently. The indexes are
+        # kept, so the install reads from where the resolution did.
         return _run_uv(
             [
                 "pip",
@@ -161,6 +162,8 @@ def _resolve(requirements: Path | None, python: Path) -> str:
                 str(python),
                 "--no-header",
                 "--no-annotate",
+                "--emit-index-url",
+                "--emit-find-links",
                 str(source),
             ],
             f"resolve the requirements in {requirements}",
@@ -192,8 +195,7 @@ def _ensure_env(
                 ["venv", "--quiet", "--python", str(python), "--no-project", str(target)],
                 f"create an environment for Python {python}",
             )
-            pins = [line for line in lock.splitlines() if line and not line[0].isspace()]
-            pins = [line for line in pins if not line.startswith("#")]
+            pins = [line for line in lock.splitlines() if line[:1].isalnum()]
             (target / _LOCK_NAME).write_text(lock)
             if pins:
                 progress(f"Installing {len(pins)} packages...")
