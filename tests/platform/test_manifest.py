@@ -34,6 +34,7 @@ applications:
     health-check: {type: http, endpoint: /health, timeout: 60}
     services: [warehouse-db]
 """
+APP = "applications:\n  - name: reports\n    command: serve\n"
 
 
 def write_project(tmp_path: Path, text: str = EXAMPLE) -> Path:
@@ -111,13 +112,21 @@ def test_merge_keys_share_settings_and_own_keys_win() -> None:
     assert (a.instances, b.instances, b.memory, b.command) == (3, 1, 1024**3, "serve")
 
 
+@pytest.mark.parametrize(
+    ("written", "size"),
+    [("512M", 512 * 1024**2), ("512MB", 512 * 1024**2), ("512Mi", 512 * 1024**2),
+     ("1.5g", 3 * 1024**3 // 2), ("64K", 64 * 1024)],
+)  # fmt: skip
+def test_memory_sizes(written: str, size: int) -> None:
+    (app,) = parse_manifest(APP + f"    memory: {written}\n", "conveyor.yml").applications
+    assert app.memory == size
+
+
 def test_manifest_error_is_a_platform_error_with_a_usage_exit_code() -> None:
     assert issubclass(ManifestError, PlatformError)
     assert issubclass(ManifestError, ConveyorError)
     assert ManifestError.exit_code == 2
 
-
-APP = "applications:\n  - name: reports\n    command: serve\n"
 
 BAD = [
     # (manifest text, the whole message)
@@ -215,7 +224,7 @@ BAD = [
     (
         APP + "    env: {LOG-LEVEL: info}\n",
         "conveyor.yml:4:11: applications[0].env.LOG-LEVEL: not a variable name; "
-        "use letters, digits and '_'",
+        "use A-Z, 0-9 and '_'",
     ),
     (
         APP + "    env: [LOG_LEVEL=info]\n",
@@ -261,6 +270,11 @@ BAD = [
     (
         APP + "    health-check: {type: http, endpoint: health}\n",
         "conveyor.yml:4:42: applications[0].health-check.endpoint: 'health' must start with '/'",
+    ),
+    (
+        APP + "    health-check: {interval: .nan}\n",
+        "conveyor.yml:4:30: applications[0].health-check.interval: expected a number of "
+        "seconds > 0, got '.nan'",
     ),
     (
         APP + "    health-check: {timeout: 0}\n",

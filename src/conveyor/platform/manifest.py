@@ -1,16 +1,10 @@
 """The app manifest: ``conveyor.yml`` read into typed, validated app specs.
 
-Cloud Foundry in spirit::
-
-    applications:
-      - name: iris
-        model: run:3f2a9c/model        # served by the serving runtime
-        instances: 2
-      - name: reports
-        path: ./reports-app            # relative to the manifest's folder
-        command: uvicorn app:app --port $PORT
-        memory: 512M
-        routes: [{path: /reports}]
+Cloud Foundry in spirit: each entry of ``applications`` is a model app
+(``model: run:3f2a9c/model``) or a command app (``command`` run in ``path``,
+staged from ``requirements``), with ``instances``, ``memory``, ``env``,
+``routes``, ``health-check`` and ``services``. Walking the composed YAML nodes
+rather than loaded values keeps every value's position.
 
 Every error names the file, line, column and field, for example
 ``conveyor.yml:7:16: applications[1].instances: expected a whole number ≥ 0, got 'two'``.
@@ -18,6 +12,7 @@ Every error names the file, line, column and field, for example
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -40,7 +35,7 @@ __all__ = ["AppSpec", "HealthCheckSpec", "Manifest", "RouteSpec", "load_manifest
 _NAME = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 _SERVICE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
 _ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([KMGT])(?:I?B)?", re.IGNORECASE)
+_SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([KMGT])(?:IB?|B)?", re.IGNORECASE)  # 512M, 512MB, 512Mi
 _UNITS = {"K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
 _PATH = re.compile(r"/|(/[^/\s?#]+)+")
 _TAG = "tag:yaml.org,2002:"
@@ -266,9 +261,13 @@ class _Reader:
     def number(self, at: _At, *, whole: bool) -> float:
         what = "a whole number ≥ 0" if whole else "a number of seconds > 0"
         value = self.scalar(at, what)
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            self.fail(at, f"expected {what}, got {self.got(at)}")
-        if (whole and (not isinstance(value, int) or value < 0)) or (not whole and value <= 0):
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)  # .nan and .inf would disable a health check's deadline
+            or (whole and (not isinstance(value, int) or value < 0))
+            or (not whole and value <= 0)
+        ):
             self.fail(at, f"expected {what}, got {self.got(at)}")
         return value
 
@@ -364,10 +363,8 @@ class _Reader:
         result: dict[str, str] = {}
         for key, value in self.mapping(at, ()).items():
             if not _ENV_KEY.fullmatch(key):
-                node = next(k for k, _ in at.node.value if k.value == key)
-                self.fail(
-                    _At(node, value.field), "not a variable name; use letters, digits and '_'"
-                )
+                node = next(k for k, _ in at.node.value if k.value == key)  # point at the key
+                self.fail(_At(node, value.field), "not a variable name; use A-Z, 0-9 and '_'")
             if not isinstance(value.node, ScalarNode) or value.node.tag == _TAG + "null":
                 self.fail(value, f"expected text, a number or true/false, got {self.got(value)}"
                           "; write '' for an empty value")  # fmt: skip
@@ -388,15 +385,11 @@ class _Reader:
                           "without spaces, '?' or '#' (for example /iris)")  # fmt: skip
         if host is None and path is None:
             self.fail(at, "a route needs a host, a path or both")
-        strip = (
-            self.scalar(keys["strip-prefix"], "true or false") if "strip-prefix" in keys else False
-        )
-        if not isinstance(strip, bool):
-            self.fail(
-                keys["strip-prefix"],
-                f"expected true or false, got {self.got(keys['strip-prefix'])}",
-            )
-        return RouteSpec(host=host, path=path, strip_prefix=strip)
+        flag = keys.get("strip-prefix")
+        strip = self.scalar(flag, "true or false") if flag else False
+        if flag and not isinstance(strip, bool):
+            self.fail(flag, f"expected true or false, got {self.got(flag)}")
+        return RouteSpec(host=host, path=path, strip_prefix=bool(strip))
 
     def check(self, at: _At) -> HealthCheckSpec:
         keys = self.mapping(at, _CHECK_KEYS)
