@@ -14,7 +14,9 @@
     │   └── UntrustedModelError loading would execute code from an untrusted file
     └── PlatformError          (conveyor.platform.errors) the supervisor or router cannot
         ├── IllegalTransition  an instance asked to move between unconnected states
-        └── SpawnError         an instance's command could not be started
+        ├── SpawnError         an instance's command could not be started
+        ├── StagingError       an app's requirements could not be resolved or installed
+        └── ManifestError      conveyor.yml is malformed (file, line, column and field)
 
 The CLI prints ``str(error)`` and exits with ``error.exit_code``; no traceback.
 """

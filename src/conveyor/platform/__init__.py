@@ -7,33 +7,58 @@ from __future__ import annotations
 
 from conveyor.platform.backoff import CrashBackoff
 from conveyor.platform.clock import Clock, FakeClock, SystemClock
-from conveyor.platform.errors import IllegalTransition, PlatformError, SpawnError
+from conveyor.platform.errors import (
+    IllegalTransition,
+    ManifestError,
+    PlatformError,
+    SpawnError,
+    StagingError,
+)
 from conveyor.platform.health import HealthCheck
 from conveyor.platform.instances import InstanceState
 from conveyor.platform.logs import LogBuffer, LogLine
+from conveyor.platform.manifest import (
+    AppSpec,
+    HealthCheckSpec,
+    Manifest,
+    RouteSpec,
+    load_manifest,
+    parse_manifest,
+)
 from conveyor.platform.router import AccessRecord, Router
 from conveyor.platform.routes import Route, RouteTable
+from conveyor.platform.staging import Droplet, stage
 from conveyor.platform.supervisor import Event, EventSink, Instance, InstanceSpec, Supervisor
 
 __all__ = [
     "AccessRecord",
+    "AppSpec",
     "Clock",
     "CrashBackoff",
+    "Droplet",
     "Event",
     "EventSink",
     "FakeClock",
     "HealthCheck",
+    "HealthCheckSpec",
     "IllegalTransition",
     "Instance",
     "InstanceSpec",
     "InstanceState",
     "LogBuffer",
     "LogLine",
+    "Manifest",
+    "ManifestError",
     "PlatformError",
     "Route",
+    "RouteSpec",
     "RouteTable",
     "Router",
     "SpawnError",
+    "StagingError",
     "Supervisor",
     "SystemClock",
+    "load_manifest",
+    "parse_manifest",
+    "stage",
 ]
