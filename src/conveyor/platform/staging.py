@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from conveyor.platform.errors import StagingError
+from conveyor.uvtool import run_uv
 
 __all__ = ["Droplet", "stage"]
 
@@ -90,49 +91,16 @@ def stage(
     return Droplet(venv=venv, lock_digest=digest, cached=cached, source=source)
 
 
-def _uv() -> str:
-    try:
-        from uv import find_uv_bin
-
-        return str(find_uv_bin())
-    except (ImportError, FileNotFoundError):
-        found = shutil.which("uv")
-        if found is None:
-            raise StagingError(
-                "uv is needed to stage apps and was not found",
-                hint="Install it with: pip install uv",
-            ) from None
-        return found
-
-
 def _run_uv(args: list[str], what: str, cwd: Path | None = None) -> str:
     """Run uv, returning its stdout; StagingError carrying its last lines if it fails."""
-    # Byte-compiled at install time: PYTHONDONTWRITEBYTECODE=1 here would otherwise
-    # make every instance start compile its imports again.
-    env = dict(os.environ, UV_COMPILE_BYTECODE="1", UV_PYTHON_DOWNLOADS="never")
-    env.pop("VIRTUAL_ENV", None)
-    try:
-        proc = subprocess.run(
-            [_uv(), *args],
-            capture_output=True,
-            text=True,
-            env=env,
-            cwd=cwd,
-            check=False,
-            timeout=_TIMEOUT,
-        )
-    except subprocess.TimeoutExpired:
-        raise StagingError(
-            f"could not {what}: uv did not finish within {_TIMEOUT:.0f} s",
-            hint="Check that PyPI (or your index) answers, then push again.",
-        ) from None
-    if proc.returncode != 0:
-        tail = "\n".join(proc.stderr.strip().splitlines()[-15:])
-        raise StagingError(
-            f"could not {what}:\n{tail}",
-            hint="Fix the app's requirements and push again; nothing running was changed.",
-        )
-    return proc.stdout
+    return run_uv(
+        args,
+        what,
+        error=StagingError,
+        hint="Fix the app's requirements and push again; nothing running was changed.",
+        cwd=cwd,
+        timeout=_TIMEOUT,
+    )
 
 
 def _resolve(requirements: Path | None, python: Path) -> str:

@@ -13,12 +13,12 @@ import hashlib
 import json
 import os
 import shutil
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
 from conveyor.errors import EnvironmentBuildError
 from conveyor.repro.environment import Package
+from conveyor.uvtool import run_uv
 
 __all__ = ["conveyor_path_entry", "ensure_environment", "requirements_for"]
 
@@ -58,28 +58,8 @@ def requirements_for(packages: list[Package]) -> list[str]:
     return sorted(lines, key=str.lower)
 
 
-def _uv() -> str:
-    try:
-        from uv import find_uv_bin
-
-        return str(find_uv_bin())
-    except (ImportError, FileNotFoundError):
-        found = shutil.which("uv")
-        if found is None:
-            raise EnvironmentBuildError(
-                "uv is needed to re-create environments and was not found",
-                hint="Install it with: pip install uv",
-            ) from None
-        return found
-
-
 def _run_uv(args: list[str], what: str) -> None:
-    env = dict(os.environ, UV_COMPILE_BYTECODE="1", UV_PYTHON_DOWNLOADS="never")
-    env.pop("VIRTUAL_ENV", None)
-    proc = subprocess.run([_uv(), *args], capture_output=True, text=True, env=env, check=False)
-    if proc.returncode != 0:
-        tail = "\n".join(proc.stderr.strip().splitlines()[-15:])
-        raise EnvironmentBuildError(f"could not {what}:\n{tail}")
+    run_uv(args, what, error=EnvironmentBuildError)
 
 
 def ensure_environment(
