@@ -126,3 +126,23 @@ def test_corrupted_artifact_is_reported_not_returned(
     assert proc.returncode == 1
     assert "tampered" not in proc.stdout
     assert digest in proc.stderr
+
+
+def test_a_run_whose_recorder_died_shows_as_lost(
+    cli: Cli, write: Callable[[str, str], Path]
+) -> None:
+    import json
+    import time
+
+    write("sleep.py", SLEEPER)
+    proc, child_pid = _start_and_wait(cli, "sleep.py")
+    deadline = time.monotonic() + 60
+    while not json.loads(cli("runs", "--json", "--status", "RUNNING").stdout):
+        assert time.monotonic() < deadline, "the run never showed up as RUNNING"
+        time.sleep(0.1)
+    proc.kill()  # conveyor itself dies (kill -9), leaving its run unfinished
+    proc.communicate(timeout=60)
+    os.kill(child_pid, signal.SIGKILL)
+    (listed,) = json.loads(cli("runs", "--json").stdout)
+    assert listed["status"] == "LOST"
+    assert "LOST" in cli("runs").stdout
