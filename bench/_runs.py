@@ -7,6 +7,7 @@ and calls the real CLI (``.venv/bin/conveyor``) as a user would.
 
 from __future__ import annotations
 
+import argparse
 import os
 import platform
 import resource
@@ -150,3 +151,21 @@ class Timed:
 def load() -> str:
     one, five, _ = os.getloadavg()
     return f"{one:.2f} (5 min {five:.2f})"
+
+
+def parse_args(
+    argv: Sequence[str] | None, *, prog: str, description: str, rounds: int, quick_rounds: int
+) -> argparse.Namespace:
+    """The options every run benchmark takes; ``--quick`` means a 0.5 s script."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument("--seconds", type=float, default=2.0, help="script CPU time (default 2)")
+    parser.add_argument("--rounds", type=int, default=rounds, help=f"rounds (default {rounds})")
+    parser.add_argument("--quick", action="store_true", help=f"0.5 s script, {quick_rounds} rounds")
+    parser.add_argument("--tmpdir", type=Path, default=None, help="where to make the workspace")
+    parser.add_argument(
+        "--max-minutes", type=float, default=20.0, help="stop starting rounds after this long"
+    )
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.seconds, args.rounds = 0.5, quick_rounds
+    return args

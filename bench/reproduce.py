@@ -20,7 +20,6 @@ Goal (issue 2): a warm reproduce takes under 3 s plus the script's own time.
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 import tempfile
@@ -28,7 +27,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench._runs import CONVEYOR, SCRIPT, Timed, Workspace, load, machine
+from bench._runs import CONVEYOR, SCRIPT, Timed, Workspace, load, machine, parse_args
 
 GOAL_SECONDS = 3.0
 
@@ -42,19 +41,13 @@ def last_run_id(ws: Workspace) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.reproduce", description="Reproduce (warm cache) benchmark."
+    args = parse_args(
+        argv,
+        prog="python -m bench.reproduce",
+        description="Reproduce (warm cache) benchmark.",
+        rounds=7,
+        quick_rounds=2,
     )
-    parser.add_argument("--seconds", type=float, default=2.0, help="script CPU time (default 2)")
-    parser.add_argument("--rounds", type=int, default=7, help="warm rounds (default 7)")
-    parser.add_argument("--quick", action="store_true", help="0.5 s script, 2 rounds")
-    parser.add_argument("--tmpdir", type=Path, default=None, help="where to make the workspace")
-    parser.add_argument(
-        "--max-minutes", type=float, default=20.0, help="stop starting rounds after this long"
-    )
-    args = parser.parse_args(argv)
-    if args.quick:
-        args.seconds, args.rounds = 0.5, 2
 
     print(f"machine: {machine()}", flush=True)
     print(f"load average at start: {load()}", flush=True)

@@ -21,7 +21,6 @@ Goals (issue 2): overhead at most 10 % and under 150 ms.
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 import tempfile
@@ -29,7 +28,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench._runs import CONVEYOR, SCRIPT, Timed, Workspace, load, machine
+from bench._runs import CONVEYOR, SCRIPT, Timed, Workspace, load, machine, parse_args
 
 GOAL_RATIO = 0.10
 GOAL_MS = 150.0
@@ -53,19 +52,13 @@ def check_recorded(ws: Workspace, runs: int) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.run_overhead", description="Run recording overhead benchmark."
+    args = parse_args(
+        argv,
+        prog="python -m bench.run_overhead",
+        description="Run recording overhead benchmark.",
+        rounds=9,
+        quick_rounds=3,
     )
-    parser.add_argument("--seconds", type=float, default=2.0, help="script CPU time (default 2)")
-    parser.add_argument("--rounds", type=int, default=9, help="alternating rounds (default 9)")
-    parser.add_argument("--quick", action="store_true", help="0.5 s script, 3 rounds")
-    parser.add_argument("--tmpdir", type=Path, default=None, help="where to make the workspace")
-    parser.add_argument(
-        "--max-minutes", type=float, default=20.0, help="stop starting rounds after this long"
-    )
-    args = parser.parse_args(argv)
-    if args.quick:
-        args.seconds, args.rounds = 0.5, 3
 
     print(f"machine: {machine()}", flush=True)
     print(f"load average at start: {load()}", flush=True)
