@@ -146,3 +146,15 @@ def test_a_run_whose_recorder_died_shows_as_lost(
     (listed,) = json.loads(cli("runs", "--json").stdout)
     assert listed["status"] == "LOST"
     assert "LOST" in cli("runs").stdout
+
+
+def test_a_command_that_cannot_start(cli: Cli) -> None:
+    proc = cli("run", "--", "no-such-command-xyz", check=False)
+    assert proc.returncode == 1
+    assert "cannot start 'no-such-command-xyz'" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    import json
+
+    (run,) = json.loads(cli("runs", "--json").stdout)
+    assert run["status"] == "FAILED"
+    assert run["exit_code"] == 127

@@ -14,17 +14,14 @@ import os
 import random
 import sys
 import threading
-import time
 from pathlib import Path
 from types import TracebackType
 
 from conveyor.config import get_settings
 from conveyor.repro import environment
 from conveyor.repro.journal import append_event
-from conveyor.repro.recorder import RunRequest, finish_recorded_run, new_run_id, new_seed
-from conveyor.repro.snapshot import take_snapshot
+from conveyor.repro.recorder import RunRequest, finish_recorded_run, new_run
 from conveyor.store.artifacts import ArtifactStore
-from conveyor.store.records import RunRecord, RunStatus
 from conveyor.store.registry import Registry
 
 __all__ = ["start_local_run"]
@@ -53,31 +50,19 @@ def start_local_run() -> str:
         settings = get_settings()
         store = ArtifactStore.from_settings(settings)
         cwd = Path.cwd()
-        code = take_snapshot(cwd, store, limit=settings.snapshot_limit)
-        run_id = new_run_id()
-        run_dir = settings.home / "runs" / run_id
-        run_dir.mkdir(parents=True)
-        seed = new_seed()
-        host = environment.capture_host()
         script = sys.argv[0] if sys.argv and sys.argv[0] else "python"
-        record = RunRecord(
-            id=run_id,
-            name=Path(script).stem or "python",
-            status=RunStatus.RUNNING,
+        record, run_dir = new_run(
+            settings,
+            store,
+            cwd=cwd,
             command=[sys.executable, *sys.argv],
-            cwd=str(cwd),
-            started_at=time.time(),
-            seed=seed,
-            host=host["hostname"],
-            pid=os.getpid(),
-            code=code.to_json(),
-            environment={
-                "host": host,
-                "threads": environment.pinned_thread_env(os.environ, None),
-                "variables": environment.recorded_env_variables(os.environ),
-                "started_outside_conveyor_run": True,
-            },
+            name=Path(script).stem or "python",
+            seed=None,
+            threads=environment.pinned_thread_env(os.environ, None),
         )
+        record.environment["variables"] = environment.recorded_env_variables(os.environ)
+        record.environment["started_outside_conveyor_run"] = True
+        run_id, seed = record.id, record.seed
         registry = Registry.from_settings(settings)
         registry.create_run(record)
         os.environ.update(

@@ -205,6 +205,41 @@ def _child_env(
     return env
 
 
+def new_run(
+    settings: Settings,
+    store: ArtifactStore,
+    *,
+    cwd: Path,
+    command: list[str],
+    name: str,
+    seed: int | None,
+    threads: dict[str, str],
+) -> tuple[RunRecord, Path]:
+    """Snapshot the code around ``cwd`` and describe a new RUNNING run; returns it and its folder.
+
+    Shared by ``conveyor run`` and by runs the Python API starts by itself.
+    """
+    code = take_snapshot(cwd, store, limit=settings.snapshot_limit)
+    run_id = new_run_id()
+    run_dir = settings.home / "runs" / run_id
+    run_dir.mkdir(parents=True)
+    host = environment.capture_host()
+    record = RunRecord(
+        id=run_id,
+        name=name,
+        status=RunStatus.RUNNING,
+        command=command,
+        cwd=str(cwd),
+        started_at=time.time(),
+        seed=seed if seed is not None else new_seed(),
+        host=host["hostname"],
+        pid=os.getpid(),
+        code=code.to_json(),
+        environment={"host": host, "threads": threads},
+    )
+    return record, run_dir
+
+
 def execute(request: RunRequest, settings: Settings) -> RunRecord:
     """Run ``request.command`` as a recorded run and return the finished record."""
     if not request.command:
@@ -221,37 +256,23 @@ def execute(request: RunRequest, settings: Settings) -> RunRecord:
             FileRecord("input", _rel(path, cwd), store.put_file(path), path.stat().st_size)
         )
 
-    code = take_snapshot(cwd, store, limit=settings.snapshot_limit)
-    run_id = new_run_id()
-    run_dir = settings.home / "runs" / run_id
-    run_dir.mkdir(parents=True)
-    seed = request.seed if request.seed is not None else new_seed()
-    child_threads = environment.pinned_thread_env(os.environ, request.threads)
-    host = environment.capture_host()
-    record = RunRecord(
-        id=run_id,
-        name=request.name or Path(request.command[-1]).stem or request.command[0],
-        status=RunStatus.RUNNING,
+    record, run_dir = new_run(
+        settings,
+        store,
+        cwd=cwd,
         command=list(request.command),
-        cwd=str(cwd),
-        started_at=time.time(),
-        seed=seed,
-        host=host["hostname"],
-        pid=os.getpid(),
-        code=code.to_json(),
-        environment={
-            "host": host,
-            "threads": child_threads,
-            "invocation": {
-                "params": request.params,
-                "inputs": [f.path for f in inputs],
-                "outputs": list(request.outputs),
-                "threads": request.threads,
-            },
-        },
-        params={k: _json_value(v) for k, v in request.params.items()},
-        reproduces=request.reproduces,
+        name=request.name or Path(request.command[-1]).stem or request.command[0],
+        seed=request.seed,
+        threads=environment.pinned_thread_env(os.environ, request.threads),
     )
+    record.environment["invocation"] = {
+        "params": request.params,
+        "inputs": [f.path for f in inputs],
+        "outputs": list(request.outputs),
+        "threads": request.threads,
+    }
+    record.params = {k: _json_value(v) for k, v in request.params.items()}
+    record.reproduces = request.reproduces
     env = _child_env(request, record, run_dir, settings)
     record.environment["variables"] = environment.recorded_env_variables(env)
 
@@ -270,7 +291,7 @@ def execute(request: RunRequest, settings: Settings) -> RunRecord:
         registration.join()
         if registration.error is None:
             registration.registry.finish_run(
-                run_id, RunStatus.FAILED, ended_at=time.time(), error=str(exc), exit_code=127
+                record.id, RunStatus.FAILED, ended_at=time.time(), error=str(exc), exit_code=127
             )
         raise RunError(f"cannot start {request.command[0]!r}: {exc.strerror}") from exc
 
