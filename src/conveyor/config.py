@@ -39,6 +39,16 @@ def parse_size(text: str, name: str) -> int:
         ) from None
 
 
+def parse_address(text: str, name: str) -> tuple[str, int]:
+    """``host:port`` (port 0: any free port) from setting ``name``."""
+    host, sep, port = text.strip().rpartition(":")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        from conveyor.errors import ConfigError
+
+        raise ConfigError(f"{name}={text!r} is not an address; use host:port, e.g. 127.0.0.1:8080")
+    return host.strip("[]"), int(port)
+
+
 @dataclass(frozen=True)
 class Settings:
     """Where Conveyor keeps its state and how it behaves; immutable once built."""
@@ -53,6 +63,15 @@ class Settings:
     #: Extra type names the operator trusts when loading skops files
     #: (CONVEYOR_TRUSTED_TYPES, comma-separated). Never read from a model file.
     trusted_types: tuple[str, ...] = ()
+    #: Where the platform's control API listens (CONVEYOR_API, host:port; loopback).
+    api_address: tuple[str, int] = ("127.0.0.1", 7070)
+    #: Where the platform's router listens (CONVEYOR_ROUTER, host:port).
+    router_address: tuple[str, int] = ("127.0.0.1", 8080)
+
+    @property
+    def platform_dir(self) -> Path:
+        """The platform's own files: token, address file, droplets, logs."""
+        return self.home / "platform"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -66,6 +85,10 @@ class Settings:
             t.strip() for t in env.get("CONVEYOR_TRUSTED_TYPES", "").split(",") if t.strip()
         )
         return cls(
+            api_address=parse_address(env.get("CONVEYOR_API", "127.0.0.1:7070"), "CONVEYOR_API"),
+            router_address=parse_address(
+                env.get("CONVEYOR_ROUTER", "127.0.0.1:8080"), "CONVEYOR_ROUTER"
+            ),
             trusted_types=trusted,
             home=home,
             database_url=db,

@@ -24,6 +24,11 @@ def _console(stderr: bool = False) -> Console:
     return Console(stderr=stderr, highlight=False, soft_wrap=True)
 
 
+def print_table(table: Any) -> None:
+    """Print a Rich table to stdout."""
+    _console().print(table)
+
+
 def exit_status(run: RunRecord) -> int:
     """The shell's convention: the exit status, or 128 + the signal number."""
     code = run.exit_code if run.exit_code is not None else 1

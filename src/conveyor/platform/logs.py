@@ -15,12 +15,15 @@ single :class:`LogLine` with stream ``"gap"`` saying how many it missed.
 from __future__ import annotations
 
 import asyncio
+import os
+import time
 from collections import deque
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
-__all__ = ["LogBuffer", "LogLine", "Stream"]
+__all__ = ["LogBuffer", "LogFiles", "LogLine", "Stream"]
 
 Stream = Literal["stdout", "stderr", "platform", "gap"]
 
@@ -43,9 +46,12 @@ class LogLine:
 class LogBuffer:
     """Keeps the last ``capacity`` lines of an app's instances; older lines rotate out."""
 
-    def __init__(self, capacity: int = 10_000) -> None:
+    def __init__(
+        self, capacity: int = 10_000, *, on_line: Callable[[LogLine], None] | None = None
+    ) -> None:
         if capacity < 1:
             raise ValueError("a log buffer needs room for at least one line")
+        self._on_line = on_line
         self._lines: deque[LogLine] = deque(maxlen=capacity)
         self._next_seq = 0
         self._changed = asyncio.Event()
@@ -54,6 +60,8 @@ class LogBuffer:
         line = LogLine(self._next_seq, index, stream, text, at)
         self._next_seq += 1
         self._lines.append(line)
+        if self._on_line is not None:
+            self._on_line(line)
         # Wake followers; a fresh Event for the next wait keeps this O(1).
         self._changed.set()
         self._changed = asyncio.Event()
@@ -94,3 +102,50 @@ class LogBuffer:
                 position = batch[-1].seq + 1
                 continue
             await changed.wait()
+
+
+class LogFiles:
+    """Every app's lines on disk too, in ``<folder>/<app>.log``, rotated by size.
+
+    When a file passes ``max_bytes`` it becomes ``<app>.log.1`` (the older ones
+    shift up, the oldest beyond ``keep`` is deleted), so an app's logs take at
+    most ``(keep + 1) * max_bytes`` however much it writes.
+    """
+
+    def __init__(self, folder: Path, *, max_bytes: int = 10 * 1024 * 1024, keep: int = 3):
+        self.folder = folder
+        self.max_bytes = max_bytes
+        self.keep = keep
+        folder.mkdir(parents=True, exist_ok=True)
+
+    def path(self, app: str) -> Path:
+        return self.folder / f"{app}.log"
+
+    def writer(self, app: str) -> Callable[[LogLine], None]:
+        """A function that appends one line to ``app``'s file (opened on each rotation)."""
+        path = self.path(app)
+        handle = path.open("a", encoding="utf-8", errors="replace")
+
+        def write(line: LogLine) -> None:
+            nonlocal handle
+            stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(line.at))
+            handle.write(f"{stamp}Z {line.format()}\n")
+            handle.flush()
+            if handle.tell() >= self.max_bytes:
+                handle.close()
+                self._rotate(path)
+                handle = path.open("a", encoding="utf-8", errors="replace")
+
+        return write
+
+    def _rotate(self, path: Path) -> None:
+        for n in range(self.keep, 0, -1):
+            older = path.with_name(f"{path.name}.{n}")
+            if n == self.keep:
+                older.unlink(missing_ok=True)
+            elif older.exists():
+                os.replace(older, path.with_name(f"{path.name}.{n + 1}"))
+        if self.keep:
+            os.replace(path, path.with_name(f"{path.name}.1"))
+        else:
+            path.unlink(missing_ok=True)

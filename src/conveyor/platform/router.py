@@ -34,6 +34,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import socket
 import time
 from collections import deque
 from collections.abc import Callable
@@ -128,11 +129,16 @@ class Router:
         self._sweeper: asyncio.Task[None] | None = None
         self._now: Callable[[], float] = time.monotonic
 
-    async def start(self, host: str = "127.0.0.1", port: int = 0) -> tuple[str, int]:
-        """Listen on ``host:port`` (0: any free port); returns the bound address."""
+    async def start(
+        self, host: str = "127.0.0.1", port: int = 0, *, sock: socket.socket | None = None
+    ) -> tuple[str, int]:
+        """Listen on ``host:port`` (0: any free port), or on ``sock``; returns the address."""
         loop = asyncio.get_running_loop()
         self._now = loop.time
-        self._server = await loop.create_server(lambda: _Client(self), host, port, backlog=2048)
+        if sock is not None:
+            self._server = await loop.create_server(lambda: _Client(self), sock=sock, backlog=2048)
+        else:
+            self._server = await loop.create_server(lambda: _Client(self), host, port, backlog=2048)
         self._sweeper = loop.create_task(self._sweep())
         bound = self._server.sockets[0].getsockname()
         return bound[0], bound[1]

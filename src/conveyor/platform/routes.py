@@ -95,17 +95,12 @@ class RouteTable:
 
     def add_route(self, route: Route) -> None:
         """Send ``route.host``/``route.path`` to ``route.app``; raises if another app has it."""
-        taken = (
-            self._by_host.get((route.host, route.path))
-            if route.host is not None
-            else self._by_path.get(route.path or "")
-        )
-        if taken is not None and taken.app != route.app:
+        owner = self.owner(route)
+        if owner is not None and owner != route.app:
             where = " ".join(filter(None, [route.host, route.path]))
             raise PlatformError(
-                f"route {where} is already taken by app {taken.app!r}",
-                hint=f"Choose another host or path for {route.app!r}, "
-                f"or unmap it from {taken.app!r}.",
+                f"route {where} is already taken by app {owner!r}",
+                hint=f"Choose another host or path for {route.app!r}, or unmap it from {owner!r}.",
             )
         if route.host is not None:
             self._by_host[(route.host, route.path)] = route
@@ -113,6 +108,26 @@ class RouteTable:
             assert route.path is not None
             self._by_path[route.path] = route
         self._apps.setdefault(route.app, _App(route.app))
+
+    def owner(self, route: Route) -> str | None:
+        """The app that has ``route``'s host and path now, if any."""
+        taken = (
+            self._by_host.get((route.host, route.path))
+            if route.host is not None
+            else self._by_path.get(route.path or "")
+        )
+        return None if taken is None else taken.app
+
+    def set_routes(self, app: str, routes: list[Route]) -> None:
+        """Replace ``app``'s routes (its instances stay); raises if another app has one."""
+        for route in routes:
+            owner = self.owner(route)
+            if owner is not None and owner != app:
+                self.add_route(route)  # raises the "already taken" error
+        self._by_host = {k: r for k, r in self._by_host.items() if r.app != app}
+        self._by_path = {k: r for k, r in self._by_path.items() if r.app != app}
+        for route in routes:
+            self.add_route(route)
 
     def remove_app(self, app: str) -> None:
         """Forget an app's routes and instances."""
@@ -149,7 +164,7 @@ class RouteTable:
 
     def apply(self, event: Event) -> None:
         """Follow a supervisor event: ready instances in, everything else out."""
-        key = f"{event.app}/{event.index}"
+        key = event.key
         if event.kind == "ready":
             self.set_backend(event.app, key, event.details["host"], event.details["port"])
         elif event.kind in ("unready", "crashed", "stopping", "stopped"):

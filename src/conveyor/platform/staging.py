@@ -28,7 +28,7 @@ from pathlib import Path
 from conveyor.platform.errors import StagingError
 from conveyor.uvtool import run_uv
 
-__all__ = ["Droplet", "stage"]
+__all__ = ["Droplet", "source_files", "stage"]
 
 _READY = ".conveyor-ready"
 _LOCK_NAME = "conveyor-lock.txt"
@@ -189,7 +189,7 @@ def _ensure_env(
 
 def _snapshot(source_dir: Path, sources: Path, python: Path) -> Path:
     """A read-only-by-convention copy of the app's files, named by their digest."""
-    files = sorted(_files(source_dir))
+    files = sorted(source_files(source_dir))
     hasher = hashlib.sha256()
     for rel in files:
         path = source_dir / rel
@@ -225,7 +225,8 @@ def _snapshot(source_dir: Path, sources: Path, python: Path) -> Path:
     return target
 
 
-def _files(root: Path) -> list[Path]:
+def source_files(root: Path) -> list[Path]:
+    """The files of an app's folder that make its source (relative; caches and venvs left out)."""
     found: list[Path] = []
     for folder, dirs, names in os.walk(root):
         dirs[:] = [d for d in dirs if d not in _SKIP]

@@ -38,10 +38,18 @@ from conveyor.platform.clock import Clock, SystemClock, race_deadline
 from conveyor.platform.errors import PlatformError, SpawnError
 from conveyor.platform.health import HealthCheck, HealthProbe, NetworkProbe
 from conveyor.platform.instances import InstanceState, transition
-from conveyor.platform.logs import LogBuffer, Stream
+from conveyor.platform.logs import LogBuffer, LogFiles, Stream
 from conveyor.platform.processes import ProcessHandle, Spawner, SubprocessSpawner
 
-__all__ = ["Event", "EventSink", "Instance", "InstanceSpec", "Supervisor", "free_port"]
+__all__ = [
+    "Event",
+    "EventSink",
+    "Instance",
+    "InstanceSpec",
+    "Supervisor",
+    "free_port",
+    "instance_key",
+]
 
 log = logging.getLogger("conveyor.platform.supervisor")
 
@@ -55,6 +63,8 @@ class InstanceSpec:
 
     app: str
     command: tuple[str, ...]
+    #: Which revision of the app these instances run (a rolling deploy runs two at once).
+    revision: int = 0
     env: Mapping[str, str] = field(default_factory=dict)
     cwd: Path | None = None
     health: HealthCheck = field(default_factory=HealthCheck)
@@ -77,6 +87,12 @@ class Event:
     index: int
     at: float
     details: Mapping[str, Any] = field(default_factory=dict)
+    revision: int = 0
+
+    @property
+    def key(self) -> str:
+        """The instance's name: ``app/index``, or ``app/revision/index`` for a revision."""
+        return instance_key(self.app, self.index, self.revision)
 
 
 EventSink = Callable[[Event], None]
@@ -107,8 +123,18 @@ class Instance:
     _task: asyncio.Task[None] | None = field(default=None, repr=False)
 
     @property
+    def finished(self) -> bool:
+        """Whether its supervision ended (stopped, or given up on)."""
+        return self._task is not None and self._task.done()
+
+    @property
     def name(self) -> str:
-        return f"{self.spec.app}/{self.index}"
+        return instance_key(self.spec.app, self.index, self.spec.revision)
+
+
+def instance_key(app: str, index: int, revision: int = 0) -> str:
+    """``app/index``, or ``app/revision/index`` when instances of several revisions exist."""
+    return f"{app}/{revision}/{index}" if revision else f"{app}/{index}"
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -134,6 +160,7 @@ class Supervisor:
         port_allocator: Callable[[], int] | None = None,
         base_env: Mapping[str, str] | None = None,
         log_capacity: int = 10_000,
+        log_files: LogFiles | None = None,
         startup_poll: float = 0.1,
     ) -> None:
         self.clock: Clock = clock or SystemClock()
@@ -145,15 +172,16 @@ class Supervisor:
         self._ports = port_allocator or (lambda: free_port(host))
         self._base_env = dict(base_env or {})
         self._log_capacity = log_capacity
+        self._log_files = log_files
         self._startup_poll = startup_poll
-        self._instances: dict[tuple[str, int], Instance] = {}
+        self._instances: dict[tuple[str, int, int], Instance] = {}
         self._logs: dict[str, LogBuffer] = {}
 
     # -- public surface -------------------------------------------------------
 
     def start(self, spec: InstanceSpec, index: int) -> Instance:
         """Start instance ``index`` of ``spec.app``; returns at once (state STARTING soon)."""
-        key = (spec.app, index)
+        key = (spec.app, spec.revision, index)
         current = self._instances.get(key)
         if current is not None and current.state is not InstanceState.DOWN:
             raise PlatformError(
@@ -165,18 +193,26 @@ class Supervisor:
         instance._task = asyncio.create_task(self._life(instance), name=instance.name)
         return instance
 
-    async def stop(self, app: str, index: int) -> None:
+    async def stop(self, app: str, index: int, revision: int = 0) -> None:
         """Stop one instance (SIGTERM, then SIGKILL after its grace period) and wait for DOWN."""
-        instance = self._instances.get((app, index))
+        instance = self._instances.get((app, revision, index))
         if instance is None:
-            raise PlatformError(f"there is no instance {app}/{index} to stop")
+            raise PlatformError(
+                f"there is no instance {instance_key(app, index, revision)} to stop"
+            )
         instance._stop.set()
         if instance._task is not None:
             await instance._task
 
     async def stop_all(self) -> None:
         """Stop every instance, concurrently."""
-        await asyncio.gather(*(self.stop(app, i) for app, i in list(self._instances)))
+        await asyncio.gather(*(self.stop(app, i, rev) for app, rev, i in list(self._instances)))
+
+    def forget(self, app: str, index: int, revision: int = 0) -> None:
+        """Drop a DOWN instance from the tracked set (after a scale-down or a deploy)."""
+        instance = self._instances.get((app, revision, index))
+        if instance is not None and instance.state is InstanceState.DOWN:
+            del self._instances[(app, revision, index)]
 
     def instances(self, app: str | None = None) -> list[Instance]:
         """The tracked instances (of ``app``, if given), by app and index."""
@@ -188,14 +224,20 @@ class Supervisor:
         """The output of ``app``'s instances (created empty on first use)."""
         buffer = self._logs.get(app)
         if buffer is None:
-            buffer = self._logs[app] = LogBuffer(self._log_capacity)
+            on_line = None if self._log_files is None else self._log_files.writer(app)
+            buffer = self._logs[app] = LogBuffer(self._log_capacity, on_line=on_line)
         return buffer
 
     # -- one instance's life --------------------------------------------------
 
     def _emit(self, instance: Instance, kind: str, **details: Any) -> None:
         event = Event(
-            kind, instance.spec.app, instance.index, self.clock.wall(), MappingProxyType(details)
+            kind,
+            instance.spec.app,
+            instance.index,
+            self.clock.wall(),
+            MappingProxyType(details),
+            instance.spec.revision,
         )
         if kind not in ("ready", "unready"):
             text = f"{kind}" + "".join(

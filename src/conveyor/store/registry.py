@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 __all__ = ["HEAD_REVISION", "Registry"]
 
 #: The newest migration; compared with the database's before running Alembic at all.
-HEAD_REVISION = "0001"
+HEAD_REVISION = "0002"
 _MIGRATIONS = Path(__file__).parent / "migrations"
 
 
@@ -449,7 +449,7 @@ class Registry:
         return ModelRecord(row.run_id, row.name, row.path, row.format, row.digest, row.signature)
 
     def referenced_digests(self) -> set[str]:
-        """Every artifact digest a run row points at directly (not inside manifests)."""
+        """Every digest a run or an app revision points at directly (not inside manifests)."""
         found: set[str] = set()
         with self._begin() as conn:
             for r in conn.execute(
@@ -465,6 +465,9 @@ class Registry:
                 found.update(d for d in (r.stdout_digest, r.stderr_digest) if d)
             found.update(conn.execute(sa.select(schema.files.c.digest)).scalars())
             found.update(conn.execute(sa.select(schema.models.c.digest)).scalars())
+            # Sources pushed to the platform: a restage rebuilds from them.
+            for files in conn.execute(sa.select(schema.platform_revisions.c.files)).scalars():
+                found.update(entry["digest"] for entry in (files or {}).values())
         return found
 
 

@@ -76,3 +76,69 @@ models = sa.Table(
     sa.Column("digest", sa.String(80), nullable=False),
     sa.Column("signature", sa.JSON),
 )
+
+# -- the platform's desired state (migration 0002) ------------------------------
+
+platform_apps = sa.Table(
+    "platform_apps",
+    metadata,
+    sa.Column("name", sa.String(63), primary_key=True),
+    # "started" or "stopped": what the user asked for, not what is running
+    sa.Column("state", sa.String(10), nullable=False),
+    sa.Column("instances", sa.Integer, nullable=False),
+    # the revision instances should run; the newest is not current until it is deployed
+    sa.Column("revision", sa.Integer, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+)
+
+platform_revisions = sa.Table(
+    "platform_revisions",
+    metadata,
+    sa.Column(
+        "app",
+        sa.String(63),
+        sa.ForeignKey("platform_apps.name", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("number", sa.Integer, primary_key=True),
+    sa.Column("created_at", sa.Float, nullable=False),
+    # why it exists: "push", "set-env LOG_LEVEL", "rollback to 2", ...
+    sa.Column("description", sa.Text, nullable=False),
+    # the app's configuration: kind, model, command, env, routes, health check, services ...
+    sa.Column("spec", sa.JSON, nullable=False),
+    # uploaded source: relative path -> {"digest", "mode"} (blobs in the artifact store)
+    sa.Column("files", sa.JSON),
+    # the staged droplet: venv, source folder, lock digest (None for a model app)
+    sa.Column("droplet", sa.JSON),
+)
+
+platform_events = sa.Table(
+    "platform_events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("app", sa.String(63), nullable=False, index=True),
+    sa.Column("at", sa.Float, nullable=False),
+    sa.Column("kind", sa.String(40), nullable=False),
+    sa.Column("instance", sa.Integer),
+    sa.Column("revision", sa.Integer),
+    sa.Column("details", sa.JSON, nullable=False),
+)
+
+platform_services = sa.Table(
+    "platform_services",
+    metadata,
+    sa.Column("name", sa.String(63), primary_key=True),
+    sa.Column("credentials", sa.JSON, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
+# Processes the platform started, so a platform that was killed can stop them on restart.
+platform_processes = sa.Table(
+    "platform_processes",
+    metadata,
+    sa.Column("key", sa.String(100), primary_key=True),  # app/revision/index
+    sa.Column("pid", sa.Integer, nullable=False),
+    # /proc/<pid>/stat start time: tells the same process from a later one with its pid
+    sa.Column("start_ticks", sa.BigInteger, nullable=False),
+)

@@ -1,0 +1,538 @@
+"""Platform commands: ``up``/``down``/``status``, ``push``, ``apps``, ``app``, ``scale`` ...
+
+Every command but ``server`` talks to the control API only (:mod:`.client`).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from conveyor.cli.client import PlatformClient, PlatformNotRunning
+from conveyor.config import get_settings
+from conveyor.errors import UsageError
+
+__all__ = [
+    "app_command",
+    "apps_command",
+    "down_command",
+    "push_command",
+    "server_command",
+    "status_command",
+    "up_command",
+]
+
+_NAME = click.argument("name", metavar="APP")
+_RESTART = "; `conveyor restart {}` runs it"
+
+
+def _client() -> PlatformClient:
+    return PlatformClient(get_settings())
+
+
+def _info(msg: str) -> None:
+    click.echo(msg, err=True)
+
+
+def _ago(ts: float | None) -> str:
+    if not ts:
+        return "-"
+    seconds = max(0.0, time.time() - ts)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.0f}{unit} ago"
+    return f"{seconds:.0f}s ago"
+
+
+def _when(ts: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
+
+
+def _mib(size: int | None) -> str:
+    return "-" if size is None else f"{size / (1024 * 1024):.0f}M"
+
+
+# -- the platform process -----------------------------------------------------------
+
+
+@click.command("server")
+def server_command() -> None:
+    """Run the platform in the foreground (control API, router, supervisor)."""
+    from conveyor.server.main import run_server
+
+    run_server(get_settings())
+
+
+@click.command("up")
+@click.option("--wait", "wait_s", default=60.0, show_default=True, help="Seconds to wait for it.")
+def up_command(wait_s: float) -> None:
+    """Start the platform in the background; `conveyor down` stops it."""
+    settings = get_settings()
+    client = PlatformClient(settings, timeout=5)
+    if client.alive():
+        try:
+            info = client.call("GET", "/v1/info")
+        except PlatformNotRunning:
+            pass
+        else:
+            click.echo(f"The platform is already running (pid {info['pid']}).")
+            _describe(info)
+            return
+    pdir = settings.platform_dir
+    pdir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    (pdir / "server.json").unlink(missing_ok=True)
+    log_path = pdir / "server.log"
+    with log_path.open("ab") as log:
+        start_at = log.tell()
+        process = subprocess.Popen(
+            [sys.executable, "-m", "conveyor", "server"],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            tail = _tail(log_path, start_at)
+            raise UsageError(
+                f"the platform stopped at once (exit status {process.returncode}):\n{tail}"
+            )
+        client = PlatformClient(settings, timeout=5)
+        if client.pid == process.pid:
+            try:
+                info = client.call("GET", "/v1/info")
+            except PlatformNotRunning:
+                pass
+            else:
+                click.echo(f"Platform started (pid {info['pid']}); its log: {log_path}")
+                _describe(info)
+                return
+        time.sleep(0.1)
+    raise UsageError(f"the platform did not answer within {wait_s:g} s; see {log_path}")
+
+
+def _tail(path: Path, start: int, lines: int = 15) -> str:
+    with path.open("rb") as handle:
+        handle.seek(start)
+        text = handle.read().decode(errors="replace")
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def _describe(info: dict[str, Any]) -> None:
+    click.echo(f"  API:    {info['api']}")
+    click.echo(f"  router: {info['router']}")
+    click.echo(f"  home:   {info['home']}")
+
+
+@click.command("down")
+@click.option("--wait", "wait_s", default=120.0, show_default=True, help="Seconds to wait for it.")
+def down_command(wait_s: float) -> None:
+    """Stop every instance, then the platform (the apps start again with `conveyor up`)."""
+    client = _client()
+    try:
+        client.call("POST", "/v1/shutdown")
+    except PlatformNotRunning:
+        click.echo("The platform is not running.")
+        return
+    deadline = time.monotonic() + wait_s
+    while client.alive() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if client.alive():
+        raise UsageError(f"the platform (pid {client.pid}) is still stopping after {wait_s:g} s")
+    click.echo("Platform stopped.")
+
+
+@click.command("status")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def status_command(as_json: bool) -> None:
+    """Whether the platform runs, where, and its apps."""
+    client = _client()
+    info = client.call("GET", "/v1/info")
+    apps = client.call("GET", "/v1/apps")
+    if as_json:
+        click.echo(json.dumps({**info, "apps": apps}, indent=2))
+        return
+    click.echo(f"Platform running (pid {info['pid']}, up since {_when(info['started_at'])})")
+    _describe(info)
+    running = sum(a["running"] for a in apps)
+    desired = sum(a["instances"] for a in apps if a["desired_state"] == "started")
+    click.echo(f"  apps:   {len(apps)}, instances running {running}/{desired}")
+
+
+# -- push -----------------------------------------------------------------------------
+
+
+@click.command("push")
+@click.argument("names", nargs=-1, metavar="[APP]...")
+@click.option(
+    "-f",
+    "--manifest",
+    "manifest_path",
+    default="conveyor.yml",
+    show_default=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The manifest to read.",
+)
+@click.option("-i", "--instances", type=click.IntRange(0, 64), help="Override the manifest.")
+def push_command(names: tuple[str, ...], manifest_path: Path, instances: int | None) -> None:
+    """Push the apps of a manifest: upload, stage, and deploy (rolling if running)."""
+    from conveyor.platform.manifest import load_manifest
+
+    manifest = load_manifest(manifest_path)
+    apps = list(manifest.applications)
+    if names:
+        known = {a.name for a in apps}
+        unknown = [n for n in names if n not in known]
+        if unknown:
+            raise UsageError(
+                f"{manifest_path} has no app {', '.join(map(repr, unknown))} "
+                f"(its apps: {', '.join(sorted(known))})"
+            )
+        apps = [a for a in apps if a.name in names]
+    client = _client()
+    info = client.call("GET", "/v1/info")
+    for app in apps:
+        spec, local = _push_body(app)
+        if local:
+            digests = sorted({d for _, d, _ in local.values()})
+            missing = set(client.call("POST", "/v1/blobs/missing", {"digests": digests})["missing"])
+            sent = 0
+            for path, digest, _ in local.values():
+                if digest in missing:
+                    client.upload(digest, path)
+                    missing.discard(digest)
+                    sent += 1
+            _info(
+                f"{app.name}: {len(local)} file(s), {sent} uploaded, {len(local) - sent} unchanged"
+            )
+        body = {
+            "spec": spec,
+            "files": None
+            if not local
+            else {rel: {"digest": d, "mode": mode} for rel, (_, d, mode) in local.items()},
+            "instances": app.instances if instances is None else instances,
+        }
+        result = client.operation(
+            f"/v1/apps/{app.name}/push", body, echo=lambda m, n=app.name: _info(f"{n}: {m}")
+        )
+        where = f"{info['router']}/{app.name}" if spec["routes"] is None else ""
+        click.echo(
+            f"{app.name}: revision {result['revision']} running with "
+            f"{result['instances']} instance(s){'  ' + where if where else ''}"
+        )
+
+
+def _push_body(app: Any) -> tuple[dict[str, Any], dict[str, tuple[Path, str, int]]]:
+    from conveyor.platform.manifest import HealthCheckSpec
+    from conveyor.platform.staging import source_files
+    from conveyor.store.digests import hash_path
+
+    local: dict[str, tuple[Path, str, int]] = {}
+    model = app.model
+    if app.kind == "model" and not model.startswith("run:"):
+        target = Path(model)
+        if target.is_dir():
+            files = [
+                (target / rel, f"{target.name}/{rel.as_posix()}") for rel in source_files(target)
+            ]
+        else:
+            files = [(target, target.name)]
+        model = target.name
+    elif app.kind == "command":
+        files = [(app.path / rel, rel.as_posix()) for rel in source_files(app.path)]
+    else:
+        files = []
+    for path, rel in sorted(files, key=lambda item: item[1]):
+        if path.is_symlink() or not path.is_file():
+            continue
+        local[rel] = (path, hash_path(path), path.stat().st_mode & 0o777)
+    spec = {
+        "kind": app.kind,
+        "model": model,
+        "command": app.command,
+        "requirements": None if app.requirements is None else str(app.requirements),
+        "memory": app.memory,
+        "env": dict(app.env),
+        "routes": None
+        if app.routes is None
+        else [{"host": r.host, "path": r.path, "strip_prefix": r.strip_prefix} for r in app.routes],
+        "health_check": None
+        if app.health_check == HealthCheckSpec()
+        else {
+            "type": app.health_check.type,
+            "endpoint": app.health_check.endpoint,
+            "timeout": app.health_check.timeout,
+            "interval": app.health_check.interval,
+        },
+        "services": list(app.services),
+    }
+    return spec, local
+
+
+# -- apps -----------------------------------------------------------------------------
+
+
+@click.command("apps")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def apps_command(as_json: bool) -> None:
+    """Every app: state, instances running/desired, routes, revision."""
+    apps = _client().call("GET", "/v1/apps")
+    if as_json:
+        click.echo(json.dumps(apps, indent=2))
+        return
+    if not apps:
+        click.echo("No apps. Push one with `conveyor push`.")
+        return
+    from rich.table import Table
+
+    from conveyor.cli.output import print_table
+
+    table = Table("name", "state", "instances", "revision", "kind", "routes", box=None)
+    for a in apps:
+        table.add_row(
+            a["name"],
+            a["state"],
+            f"{a['running']}/{a['instances']}",
+            str(a["revision"]),
+            a["kind"],
+            ", ".join(a["routes"]),
+        )
+    print_table(table)
+
+
+@click.command("app")
+@_NAME
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def app_command(name: str, as_json: bool) -> None:
+    """One app: its instances (state, since, cpu, memory, restarts), routes, events."""
+    app = _client().call("GET", f"/v1/apps/{name}")
+    if as_json:
+        click.echo(json.dumps(app, indent=2))
+        return
+    from rich.table import Table
+
+    from conveyor.cli.output import print_table
+
+    pending = (
+        f" (revision {app['latest_revision']} waits for `conveyor restart {name}`)"
+        if app["latest_revision"] > app["revision"]
+        else ""
+    )
+    click.echo(f"{app['name']}: {app['state']}, {app['running']}/{app['instances']} running")
+    click.echo(f"revision: {app['revision']}{pending}")
+    click.echo(f"routes:   {', '.join(app['routes']) or '-'}")
+    table = Table("#", "rev", "state", "since", "cpu", "memory", "restarts", "port", box=None)
+    for i in app["instances_detail"]:
+        state = i["state"] if i["ready"] or i["state"] != "RUNNING" else "RUNNING (not ready)"
+        table.add_row(
+            str(i["index"]),
+            str(i["revision"]),
+            state,
+            _ago(i["since"]),
+            "-" if i["cpu"] is None else f"{i['cpu']:.1f}s",
+            _mib(i["memory"]),
+            str(i["restarts"]),
+            str(i["port"] or "-"),
+        )
+    print_table(table)
+    crashed = [i for i in app["instances_detail"] if i["last_crash"]]
+    for i in crashed:
+        crash = i["last_crash"]
+        click.echo(f"last crash of instance {i['index']}: {crash['reason']}")
+        for line in crash.get("last_lines", [])[-5:]:
+            click.echo(f"    {line}")
+    if app["events"]:
+        click.echo("recent events:")
+        for e in app["events"]:
+            click.echo("  " + _event_line(e))
+
+
+def _event_line(e: dict[str, Any]) -> str:
+    where = "" if e["instance"] is None or e["instance"] < 0 else f" #{e['instance']}"
+    details = " ".join(f"{k}={v}" for k, v in e["details"].items() if k != "last_lines")
+    return f"{_when(e['at'])}  {e['kind']}{where}  {details}".rstrip()
+
+
+@click.command("scale")
+@_NAME
+@click.option("-i", "--instances", required=True, type=click.IntRange(0, 64))
+def scale_command(name: str, instances: int) -> None:
+    """Change how many instances run."""
+    result = _client().call("POST", f"/v1/apps/{name}/scale", {"instances": instances})
+    click.echo(f"{name}: {result['message']}")
+
+
+@click.command("logs")
+@_NAME
+@click.option("-f", "--follow", is_flag=True, help="Keep printing new lines.")
+@click.option("--recent", default=100, show_default=True, type=click.IntRange(0, 100_000))
+def logs_command(name: str, follow: bool, recent: int) -> None:
+    """Recent output of every instance ([index/stream] text), then new lines with -f."""
+    path = f"/v1/apps/{name}/logs?recent={recent}&follow={'true' if follow else 'false'}"
+    client = PlatformClient(get_settings(), timeout=None if follow else 60)  # type: ignore[arg-type]
+    try:
+        for line in client.stream("GET", path):
+            where = "platform" if line["index"] < 0 else f"{line['index']}/{line['stream']}"
+            click.echo(f"{_when(line['at'])} [{where}] {line['text']}")
+    except KeyboardInterrupt:
+        pass
+
+
+@click.command("events")
+@_NAME
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10_000))
+def events_command(name: str, limit: int) -> None:
+    """What happened to the app: pushes, stagings, starts, crashes, scaling ..."""
+    for e in _client().call("GET", f"/v1/apps/{name}/events?limit={limit}"):
+        click.echo(_event_line(e))
+
+
+@click.command("set-env")
+@_NAME
+@click.argument("key")
+@click.argument("value")
+def set_env_command(name: str, key: str, value: str) -> None:
+    """Set a variable; it takes effect at the next `conveyor restart`."""
+    result = _client().call("POST", f"/v1/apps/{name}/env", {"set": {key: value}})
+    click.echo(f"{name}: revision {result['revision']} sets {key}" + _RESTART.format(name))
+
+
+@click.command("unset-env")
+@_NAME
+@click.argument("key")
+def unset_env_command(name: str, key: str) -> None:
+    """Remove a variable; it takes effect at the next `conveyor restart`."""
+    result = _client().call("POST", f"/v1/apps/{name}/env", {"unset": [key]})
+    click.echo(f"{name}: revision {result['revision']} unsets {key}" + _RESTART.format(name))
+
+
+def _operation(name: str, action: str, body: Any = None) -> None:
+    result = _client().operation(
+        f"/v1/apps/{name}/{action}", body, echo=lambda m: _info(f"{name}: {m}")
+    )
+    click.echo(f"{name}: {result['message']}")
+
+
+@click.command("restart")
+@_NAME
+def restart_command(name: str) -> None:
+    """Roll every instance onto the newest revision, without downtime."""
+    _operation(name, "restart")
+
+
+@click.command("restage")
+@_NAME
+def restage_command(name: str) -> None:
+    """Rebuild the droplet from the pushed source and roll onto it."""
+    _operation(name, "restage")
+
+
+@click.command("start")
+@_NAME
+def start_command(name: str) -> None:
+    """Start a stopped app."""
+    _operation(name, "start")
+
+
+@click.command("stop")
+@_NAME
+def stop_command(name: str) -> None:
+    """Stop every instance of an app (it stays, with its revisions)."""
+    result = _client().call("POST", f"/v1/apps/{name}/stop")
+    click.echo(f"{name}: {result['message']}")
+
+
+@click.command("delete")
+@_NAME
+@click.option("-y", "--yes", is_flag=True, help="Do not ask.")
+def delete_command(name: str, yes: bool) -> None:
+    """Stop an app and remove it with its revisions and events."""
+    if not yes:
+        click.confirm(f"Delete app {name!r} and its revisions?", abort=True, err=True)
+    _client().call("DELETE", f"/v1/apps/{name}")
+    click.echo(f"{name}: deleted")
+
+
+@click.command("revisions")
+@_NAME
+def revisions_command(name: str) -> None:
+    """The app's kept revisions; the deployed one is marked with *."""
+    for r in _client().call("GET", f"/v1/apps/{name}/revisions"):
+        mark = "*" if r["deployed"] else " "
+        env = f" env={','.join(r['env'])}" if r["env"] else ""
+        services = f" services={','.join(r['services'])}" if r["services"] else ""
+        click.echo(
+            f"{mark} {r['number']:>3}  {_when(r['created_at'])}  {r['description']}{env}{services}"
+        )
+
+
+@click.command("rollback")
+@_NAME
+@click.option("--revision", required=True, type=click.IntRange(1), help="The revision to run.")
+def rollback_command(name: str, revision: int) -> None:
+    """Run a kept revision again (as a new revision), without downtime."""
+    _operation(name, "rollback", {"revision": revision})
+
+
+# -- services ---------------------------------------------------------------------------
+
+
+@click.command("create-service")
+@click.argument("service")
+@click.option("-p", "--parameters", required=True, help="Credentials as a JSON object.")
+def create_service_command(service: str, parameters: str) -> None:
+    """Create (or update) a user-provided service: credentials apps get when bound."""
+    try:
+        credentials = json.loads(parameters)
+    except ValueError as exc:
+        raise UsageError(f"-p is not JSON: {exc}") from None
+    if not isinstance(credentials, dict):
+        raise UsageError('-p must be a JSON object, e.g. \'{"url": "postgresql://..."}\'')
+    result = _client().call("POST", "/v1/services", {"name": service, "credentials": credentials})
+    click.echo(f"service {service} {'created' if result['created'] else 'updated'}")
+
+
+@click.command("services")
+def services_command() -> None:
+    """User-provided services and the apps bound to them."""
+    services = _client().call("GET", "/v1/services")
+    if not services:
+        click.echo("No services. Create one with `conveyor create-service NAME -p '{...}'`.")
+    for s in services:
+        click.echo(
+            f"{s['name']}  keys: {', '.join(s['keys']) or '-'}  "
+            f"bound to: {', '.join(s['bound_to']) or '-'}"
+        )
+
+
+@click.command("delete-service")
+@click.argument("service")
+def delete_service_command(service: str) -> None:
+    """Delete a service that no app is bound to."""
+    _client().call("DELETE", f"/v1/services/{service}")
+    click.echo(f"service {service} deleted")
+
+
+@click.command("bind-service")
+@_NAME
+@click.argument("service")
+def bind_service_command(name: str, service: str) -> None:
+    """Bind a service: its credentials arrive in CONVEYOR_SERVICES after a restart."""
+    result = _client().call("PUT", f"/v1/apps/{name}/services/{service}")
+    click.echo(f"{name}: revision {result['revision']} binds {service}" + _RESTART.format(name))
+
+
+@click.command("unbind-service")
+@_NAME
+@click.argument("service")
+def unbind_service_command(name: str, service: str) -> None:
+    """Unbind a service (takes effect after a restart)."""
+    result = _client().call("DELETE", f"/v1/apps/{name}/services/{service}")
+    click.echo(f"{name}: revision {result['revision']} unbinds {service}" + _RESTART.format(name))

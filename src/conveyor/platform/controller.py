@@ -1,0 +1,763 @@
+"""The controller: makes the running instances match the desired state in the registry.
+
+Every user operation (push, scale, set-env, restart, rollback, stop, start,
+restage, delete) goes through :class:`Controller`, which records the desired
+state first, then changes what runs::
+
+    push ──stage──► revision N+1 ──deploy──► instances of N+1 healthy and routed
+                                             └─► instances of N drained, then stopped
+
+A deploy of a running app is rolling: the new revision's instances start
+beside the old ones; only when all of them pass their health check are the
+old ones taken out of routing, given a moment to finish what they were sent,
+and stopped. If the new instances never become healthy, they are stopped,
+the old ones never stopped serving, and the error carries the new instances'
+last log lines.
+
+Configuration changes (set-env, bind-service) make a revision that waits for
+the next ``restart``, as in Cloud Foundry; a restart with nothing pending
+makes a revision identical to the running one (as ``kubectl rollout restart``
+does), so every deploy is "from one revision to another".
+
+A platform that was killed leaves its instances running with nobody reading
+their output. On start, the controller stops every process it had recorded
+(checking the process start time, so a recycled pid is never touched) before
+starting the desired instances again: one copy of everything, never two.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from conveyor.errors import NotFoundError, UsageError
+from conveyor.platform.backoff import CrashBackoff
+from conveyor.platform.errors import PlatformError
+from conveyor.platform.health import HealthCheck
+from conveyor.platform.instances import InstanceState
+from conveyor.platform.logs import LogFiles
+from conveyor.platform.routes import Route, RouteTable
+from conveyor.platform.state import AppRecord, PlatformState, RevisionRecord
+from conveyor.platform.supervisor import Event, Instance, InstanceSpec, Supervisor
+from conveyor.store.artifacts import ArtifactStore
+from conveyor.store.registry import Registry
+
+__all__ = ["Controller", "DeployError", "Progress", "start_ticks"]
+
+log = logging.getLogger("conveyor.platform.controller")
+
+Progress = Callable[[str], None]
+
+#: How a model app is run: the serving runtime of the platform's own interpreter.
+_SERVE = 'exec "$0" -m conveyor serve "$1" --host 127.0.0.1 --port "$PORT"'
+#: How a model app is health-checked unless its manifest says otherwise.
+_MODEL_CHECK = {"type": "http", "endpoint": "/v2/health/ready", "timeout": 60.0, "interval": 10.0}
+_DEFAULT_CHECK = {"type": "port", "endpoint": "/", "timeout": 60.0, "interval": 10.0}
+#: Events of instances that only move them in and out of routing: too many to keep.
+_QUIET = frozenset({"ready", "unready"})
+#: Lines of a failed instance's output a failed deploy reports.
+_LAST_LINES = 15
+
+
+class DeployError(PlatformError):
+    """A new revision's instances never became healthy; the old ones kept serving."""
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """What a finished operation reports back."""
+
+    app: str
+    revision: int
+    instances: int
+    message: str
+
+
+def start_ticks(pid: int, proc: Path = Path("/proc")) -> int | None:
+    """The process's start time in clock ticks since boot (None if it is gone)."""
+    try:
+        stat = (proc / str(pid) / "stat").read_text()
+    except OSError:
+        return None
+    # Field 22; the command name (field 2) may hold spaces, so count after its ')'.
+    return int(stat.rsplit(")", 1)[1].split()[19])
+
+
+class Controller:
+    """Owns the supervisor and the route table of one platform; runs on its event loop."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        artifacts: ArtifactStore,
+        platform_dir: Path,
+        *,
+        table: RouteTable | None = None,
+        supervisor: Supervisor | None = None,
+        backoff: CrashBackoff | None = None,
+        drain: float = 0.5,
+        base_env: Mapping[str, str] | None = None,
+    ) -> None:
+        self.state = PlatformState(registry)
+        self.artifacts = artifacts
+        self.dir = platform_dir
+        self.table = table or RouteTable()
+        self.backoff = backoff or CrashBackoff()
+        self.supervisor = supervisor or Supervisor(
+            events=self._on_event,
+            backoff=self.backoff,
+            base_env=base_env,
+            log_files=LogFiles(platform_dir / "logs"),
+        )
+        self.drain = drain
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._changed = asyncio.Event()
+
+    # -- events -----------------------------------------------------------------
+
+    def _on_event(self, event: Event) -> None:
+        self.table.apply(event)
+        if event.kind in ("started", "restarted"):
+            pid = event.details.get("pid")
+            ticks = start_ticks(pid) if isinstance(pid, int) else None
+            if pid is not None and ticks is not None:
+                self.state.record_process(event.key, pid, ticks)
+        elif event.kind in ("crashed", "stopped"):
+            self.state.forget_process(event.key)
+        if event.kind not in _QUIET:
+            details = {k: v for k, v in event.details.items() if _jsonable(v)}
+            self.state.add_event(
+                event.app,
+                event.kind,
+                details,
+                at=event.at,
+                instance=event.index,
+                revision=event.revision or None,
+            )
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    def _event(self, app: str, kind: str, **details: Any) -> None:
+        self.state.add_event(app, kind, details, revision=details.get("revision"))
+        self.supervisor.logs(app).append(
+            -1, "platform", kind + "".join(f" {k}={v}" for k, v in details.items()), at=time.time()
+        )
+
+    # -- start and stop of the platform -------------------------------------------
+
+    async def start(self) -> None:
+        """Stop what a killed platform left behind, then bring every started app back."""
+        await asyncio.to_thread(self._reap_orphans)
+        for app in self.state.apps():
+            try:
+                revision = self.state.revision(app.name, app.revision)
+            except NotFoundError:
+                continue
+            self._set_routes(app.name, revision)
+            if app.state == "started":
+                spec = self._instance_spec(revision)
+                for index in range(app.instances):
+                    self.supervisor.start(spec, index)
+
+    async def close(self) -> None:
+        """Stop every instance (the desired state stays as it is for the next start)."""
+        await self.supervisor.stop_all()
+
+    def _reap_orphans(self) -> None:
+        orphans = []
+        for key, pid, ticks in self.state.processes():
+            if start_ticks(pid) == ticks:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(pid, signal.SIGTERM)
+                    orphans.append(pid)
+            self.state.forget_process(key)
+        deadline = time.monotonic() + 5.0
+        for pid in orphans:
+            while start_ticks(pid) is not None and time.monotonic() < deadline:
+                with contextlib.suppress(ChildProcessError):
+                    os.waitpid(pid, os.WNOHANG)
+                time.sleep(0.05)
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGKILL)
+        if orphans:
+            log.warning("stopped %d instance(s) left by a platform that died", len(orphans))
+
+    # -- reading ------------------------------------------------------------------
+
+    def describe(self, name: str) -> dict[str, Any]:
+        """An app as ``conveyor app`` shows it."""
+        app = self.state.app(name)
+        latest = self.state.revisions(name)[-1].number
+        now = time.time()
+        instances = [
+            {
+                "index": inst.index,
+                "revision": inst.spec.revision,
+                "state": inst.state.value,
+                "ready": inst.ready,
+                "since": inst.since,
+                "uptime": now - inst.since,
+                "pid": inst.pid,
+                "port": inst.port,
+                "restarts": inst.restarts,
+                "memory": _rss(inst),
+                "cpu": _cpu_seconds(inst),
+                "last_crash": dict(inst.last_crash) if inst.last_crash else None,
+            }
+            for inst in self.supervisor.instances(name)
+        ]
+        return {
+            **self._summary(app, instances),
+            "latest_revision": latest,
+            "instances_detail": instances,
+            "events": [
+                {
+                    "at": e.at,
+                    "kind": e.kind,
+                    "instance": e.instance,
+                    "revision": e.revision,
+                    "details": e.details,
+                }
+                for e in self.state.events(name, limit=10)
+            ],
+        }
+
+    def list_apps(self) -> list[dict[str, Any]]:
+        out = []
+        for app in self.state.apps():
+            instances = [
+                {"state": i.state.value, "ready": i.ready, "revision": i.spec.revision}
+                for i in self.supervisor.instances(app.name)
+            ]
+            out.append(self._summary(app, instances))
+        return out
+
+    def _summary(self, app: AppRecord, instances: list[dict[str, Any]]) -> dict[str, Any]:
+        running = sum(1 for i in instances if i["state"] == "RUNNING" and i["ready"])
+        return {
+            "name": app.name,
+            "desired_state": app.state,
+            "state": _app_state(app, instances),
+            "instances": app.instances,
+            "running": running,
+            "revision": app.revision,
+            "kind": self.state.revisions(app.name)[-1].spec["kind"],
+            "routes": [_route_text(r) for r in self.table.routes(app.name)],
+            "updated_at": app.updated_at,
+        }
+
+    def revisions(self, name: str) -> list[dict[str, Any]]:
+        app = self.state.app(name)
+        return [
+            {
+                "number": r.number,
+                "created_at": r.created_at,
+                "description": r.description,
+                "deployed": r.number == app.revision,
+                "kind": r.spec["kind"],
+                "env": sorted(r.spec.get("env", {})),
+                "services": list(r.spec.get("services", [])),
+                "lock_digest": (r.droplet or {}).get("lock_digest"),
+            }
+            for r in self.state.revisions(name)
+        ]
+
+    # -- operations ---------------------------------------------------------------
+
+    def _lock(self, name: str) -> asyncio.Lock:
+        return self._locks.setdefault(name, asyncio.Lock())
+
+    async def push(
+        self,
+        name: str,
+        spec: Mapping[str, Any],
+        files: Mapping[str, Mapping[str, Any]] | None,
+        instances: int,
+        progress: Progress,
+    ) -> Deployment:
+        """Stage ``spec`` with ``files`` into a new revision and deploy it (rolling if running)."""
+        self._check_spec(name, spec, files)
+        async with self._lock(name):
+            droplet = await self._stage(name, spec, files, progress)
+            existing = self.state.find_app(name)
+            if existing is None:
+                self.state.save_app(name, state="stopped", instances=instances, revision=0)
+            revision = self.state.add_revision(
+                name, description="push", spec=spec, files=files, droplet=droplet
+            )
+            self._event(name, "pushed", revision=revision.number)
+            return await self._deploy(name, revision, instances, progress)
+
+    async def scale(self, name: str, instances: int) -> Deployment:
+        if instances < 0:
+            raise UsageError("the number of instances cannot be negative")
+        async with self._lock(name):
+            app = self.state.app(name)
+            self.state.save_app(name, state=app.state, instances=instances, revision=app.revision)
+            self._event(name, "scaled", instances=instances, previous=app.instances)
+            if app.state != "started":
+                return Deployment(name, app.revision, instances, "scaled (the app is stopped)")
+            current = [
+                i for i in self.supervisor.instances(name) if i.spec.revision == app.revision
+            ]
+            extra = [i for i in current if i.index >= instances]
+            if extra:
+                await self._retire(extra)
+            revision = self.state.revision(name, app.revision)
+            spec = self._instance_spec(revision)
+            have = {i.index for i in current if i.index < instances}
+            started = [self.supervisor.start(spec, i) for i in range(instances) if i not in have]
+            failure = await self._await_healthy(started, spec.health)
+            if failure:
+                raise DeployError(
+                    f"scaled {name} to {instances}, but new instances are not healthy: {failure}"
+                )
+            return Deployment(name, app.revision, instances, f"scaled to {instances}")
+
+    async def set_env(self, name: str, values: Mapping[str, str], unset: Sequence[str]) -> int:
+        """A revision with the environment changed; it runs after the next restart."""
+
+        def change(spec: dict[str, Any]) -> str:
+            env = dict(spec.get("env", {}))
+            missing = [k for k in unset if k not in env]
+            if missing:
+                raise UsageError(f"app {name!r} has no variable {', '.join(missing)} to unset")
+            env.update(values)
+            for key in unset:
+                env.pop(key)
+            spec["env"] = env
+            names = [*values, *(f"-{k}" for k in unset)]
+            return "set-env " + " ".join(names)
+
+        return await self._configure(name, change)
+
+    async def bind(self, name: str, service: str, *, bound: bool) -> int:
+        """A revision with ``service`` bound (or unbound); it runs after the next restart."""
+
+        def change(spec: dict[str, Any]) -> str:
+            services = list(spec.get("services", []))
+            if bound:
+                if service not in self.state.services():
+                    raise NotFoundError(
+                        f"there is no service named {service!r}",
+                        hint=f"Create it first: conveyor create-service {service} -p '{{...}}'",
+                    )
+                if service in services:
+                    raise UsageError(f"service {service!r} is already bound to {name!r}")
+                services.append(service)
+            else:
+                if service not in services:
+                    raise UsageError(f"service {service!r} is not bound to {name!r}")
+                services.remove(service)
+            spec["services"] = services
+            return f"{'bind' if bound else 'unbind'}-service {service}"
+
+        return await self._configure(name, change)
+
+    async def _configure(self, name: str, change: Callable[[dict[str, Any]], str]) -> int:
+        async with self._lock(name):
+            self.state.app(name)
+            latest = self.state.revisions(name)[-1]
+            spec = json.loads(json.dumps(latest.spec))
+            description = change(spec)
+            revision = self.state.add_revision(
+                name,
+                description=description,
+                spec=spec,
+                files=latest.files,
+                droplet=latest.droplet,
+            )
+            self._event(name, "configured", revision=revision.number, change=description)
+            return revision.number
+
+    async def restart(self, name: str, progress: Progress) -> Deployment:
+        """Roll onto the newest revision (a copy of the running one if nothing is pending)."""
+        async with self._lock(name):
+            app = self.state.app(name)
+            latest = self.state.revisions(name)[-1]
+            if latest.number == app.revision:
+                latest = self._copy(latest, "restart")
+            return await self._deploy(name, latest, app.instances, progress)
+
+    async def rollback(self, name: str, number: int, progress: Progress) -> Deployment:
+        async with self._lock(name):
+            app = self.state.app(name)
+            target = self.state.revision(name, number)
+            revision = self._copy(target, f"rollback to {number}")
+            self._event(name, "rollback", revision=revision.number, to=number)
+            return await self._deploy(name, revision, app.instances, progress)
+
+    async def restage(self, name: str, progress: Progress) -> Deployment:
+        async with self._lock(name):
+            app = self.state.app(name)
+            latest = self.state.revisions(name)[-1]
+            droplet = await self._stage(name, latest.spec, latest.files, progress)
+            revision = self.state.add_revision(
+                name, description="restage", spec=latest.spec, files=latest.files, droplet=droplet
+            )
+            return await self._deploy(name, revision, app.instances, progress)
+
+    async def stop(self, name: str) -> Deployment:
+        async with self._lock(name):
+            app = self.state.app(name)
+            self.state.save_app(
+                name, state="stopped", instances=app.instances, revision=app.revision
+            )
+            await self._retire(self.supervisor.instances(name))
+            self._event(name, "app-stopped")
+            return Deployment(name, app.revision, 0, "stopped")
+
+    async def start_app(self, name: str, progress: Progress) -> Deployment:
+        async with self._lock(name):
+            app = self.state.app(name)
+            if app.state == "started":
+                return Deployment(name, app.revision, app.instances, "already started")
+            revision = (
+                self.state.revision(name, app.revision)
+                if app.revision
+                else self.state.revisions(name)[-1]
+            )
+            return await self._deploy(name, revision, app.instances, progress)
+
+    async def delete(self, name: str) -> None:
+        async with self._lock(name):
+            self.state.app(name)
+            await self._retire(self.supervisor.instances(name))
+            self.table.remove_app(name)
+            self.state.delete_app(name)
+            self.state.delete_events(name)
+        self._locks.pop(name, None)
+
+    # -- services -----------------------------------------------------------------
+
+    def services(self) -> list[dict[str, Any]]:
+        bound: dict[str, list[str]] = {}
+        for app in self.state.apps():
+            for service in self.state.revisions(app.name)[-1].spec.get("services", []):
+                bound.setdefault(service, []).append(app.name)
+        return [
+            {"name": name, "keys": sorted(creds), "bound_to": bound.get(name, [])}
+            for name, creds in self.state.services().items()
+        ]
+
+    def delete_service(self, name: str) -> None:
+        users: list[str] = next((s["bound_to"] for s in self.services() if s["name"] == name), [])
+        if users:
+            raise PlatformError(
+                f"service {name!r} is bound to {', '.join(users)}",
+                hint="Unbind it first: conveyor unbind-service <app> " + name,
+            )
+        self.state.delete_service(name)
+
+    # -- the machinery --------------------------------------------------------------
+
+    def _copy(self, source: RevisionRecord, description: str) -> RevisionRecord:
+        return self.state.add_revision(
+            source.app,
+            description=description,
+            spec=source.spec,
+            files=source.files,
+            droplet=source.droplet,
+        )
+
+    def _check_spec(
+        self, name: str, spec: Mapping[str, Any], files: Mapping[str, Mapping[str, Any]] | None
+    ) -> None:
+        """Refuse a push that cannot work before anything is staged or stopped."""
+        for route in _routes(name, spec):
+            taken = self.table.owner(route)
+            if taken is not None and taken != name:
+                raise PlatformError(
+                    f"route {_route_text(route)} is already taken by app {taken!r}",
+                    hint=f"Choose another host or path for {name!r} in its manifest.",
+                )
+        known = self.state.services()
+        for service in spec.get("services", []):
+            if service not in known:
+                raise NotFoundError(
+                    f"app {name!r} is bound to service {service!r}, which does not exist",
+                    hint=f"Create it first: conveyor create-service {service} -p '{{...}}'",
+                )
+        for path, entry in (files or {}).items():
+            _check_upload_path(path)
+            if not self.artifacts.exists(str(entry.get("digest", ""))):
+                raise UsageError(
+                    f"the file {path} of app {name!r} was not uploaded "
+                    f"(no blob {entry.get('digest')})",
+                    hint="Upload every missing blob before pushing (conveyor push does this).",
+                )
+        model = str(spec.get("model"))
+        if spec["kind"] == "model" and not model.startswith("run:"):
+            uploaded = files or {}
+            if not any(p == model or p.startswith(model + "/") for p in uploaded):
+                raise UsageError(f"app {name!r}: the model {spec['model']!r} was not uploaded")
+
+    async def _stage(
+        self,
+        name: str,
+        spec: Mapping[str, Any],
+        files: Mapping[str, Mapping[str, Any]] | None,
+        progress: Progress,
+    ) -> dict[str, Any] | None:
+        """Build the droplet: an environment + source for a command app, the files of a model."""
+        if not files:
+            return None
+        started = time.monotonic()
+        if spec["kind"] == "model":
+            digest = _files_digest(files)
+            target = self.dir / "models" / digest
+            if not target.is_dir():
+                progress("Unpacking the model...")
+                await asyncio.to_thread(self._materialise, files, target)
+            return {"source": str(target)}
+        from conveyor.platform.staging import stage
+
+        uploads = self.dir / "uploads"
+        uploads.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=uploads))
+        try:
+            await asyncio.to_thread(self._materialise, files, tmp)
+            requirements = spec.get("requirements")
+            loop = asyncio.get_running_loop()
+
+            def report(message: str) -> None:
+                loop.call_soon_threadsafe(progress, message)
+
+            droplet = await asyncio.to_thread(
+                stage,
+                tmp,
+                tmp / requirements if requirements else None,
+                self.dir / "droplets",
+                progress=report,
+            )
+        finally:
+            await asyncio.to_thread(shutil.rmtree, tmp, True)
+        seconds = time.monotonic() - started
+        self._event(
+            name,
+            "staged",
+            lock_digest=droplet.lock_digest,
+            cached=droplet.cached,
+            seconds=round(seconds, 2),
+        )
+        return {
+            "venv": str(droplet.venv),
+            "source": str(droplet.source),
+            "lock_digest": droplet.lock_digest,
+        }
+
+    def _materialise(self, files: Mapping[str, Mapping[str, Any]], target: Path) -> None:
+        partial = Path(tempfile.mkdtemp(prefix=".partial-", dir=target.parent.parent))
+        try:
+            for rel, entry in files.items():
+                dest = partial / _check_upload_path(rel)
+                self.artifacts.export(str(entry["digest"]), dest)
+                dest.chmod(0o755 if int(entry.get("mode", 0o644)) & 0o111 else 0o644)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if target.exists():
+                shutil.rmtree(target)
+            partial.rename(target)
+        finally:
+            shutil.rmtree(partial, ignore_errors=True)
+
+    def _instance_spec(self, revision: RevisionRecord) -> InstanceSpec:
+        spec = revision.spec
+        droplet = revision.droplet or {}
+        services = self.state.services()
+        env: dict[str, str] = {
+            **spec.get("env", {}),
+            "CONVEYOR_APP": revision.app,
+            "CONVEYOR_APP_REVISION": str(revision.number),
+            "CONVEYOR_SERVICES": json.dumps(
+                {
+                    "user-provided": [
+                        {"name": s, "credentials": services.get(s, {})}
+                        for s in spec.get("services", [])
+                    ]
+                }
+            ),
+        }
+        check = dict(spec.get("health_check") or _DEFAULT_CHECK)
+        cwd: Path | None = None
+        if spec["kind"] == "model":
+            model = str(spec["model"])
+            if not model.startswith("run:"):
+                model = str(Path(droplet["source"]) / model)
+            command: tuple[str, ...] = ("/bin/sh", "-c", _SERVE, sys.executable, model)
+            if check == _DEFAULT_CHECK:
+                check = dict(_MODEL_CHECK)
+            cwd = self.dir
+        else:
+            venv = Path(droplet["venv"])
+            env["VIRTUAL_ENV"] = str(venv)
+            env["PATH"] = f"{venv / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}"
+            command = ("/bin/sh", "-c", "exec " + str(spec["command"]))
+            cwd = Path(droplet["source"])
+        return InstanceSpec(
+            app=revision.app,
+            command=command,
+            revision=revision.number,
+            env=env,
+            cwd=cwd,
+            health=HealthCheck(
+                check["type"], check["endpoint"], float(check["timeout"]), float(check["interval"])
+            ),
+            memory_limit=spec.get("memory"),
+        )
+
+    def _set_routes(self, name: str, revision: RevisionRecord) -> None:
+        self.table.set_routes(name, _routes(name, revision.spec))
+
+    async def _deploy(
+        self,
+        name: str,
+        revision: RevisionRecord,
+        instances: int,
+        progress: Progress,
+    ) -> Deployment:
+        """Run ``revision`` with ``instances`` instances, rolling over whatever runs now."""
+        spec = self._instance_spec(revision)
+        old = [i for i in self.supervisor.instances(name) if i.spec.revision != revision.number]
+        progress(f"Starting {instances} instance(s) of revision {revision.number}...")
+        new = [self.supervisor.start(spec, index) for index in range(instances)]
+        failure = await self._await_healthy(new, spec.health)
+        if failure is not None:
+            lines = [
+                line.format()
+                for line in self.supervisor.logs(name).recent()
+                if line.stream != "platform"
+            ][-_LAST_LINES:]
+            await self._retire(new, drain=False)
+            self._event(name, "deploy-failed", revision=revision.number, reason=failure)
+            kept = "; the previous revision keeps serving" if old else ""
+            raise DeployError(
+                f"revision {revision.number} of {name} did not become healthy: {failure}{kept}",
+                hint="Its last lines:\n" + "\n".join(lines) if lines else None,
+            )
+        app = self.state.app(name)
+        self.state.save_app(name, state="started", instances=instances, revision=revision.number)
+        self._set_routes(name, revision)
+        if old:
+            progress(f"Draining {len(old)} instance(s) of the previous revision...")
+            await self._retire(old)
+        self._event(name, "deployed", revision=revision.number, previous=app.revision or None)
+        return Deployment(
+            name, revision.number, instances, f"revision {revision.number} is running"
+        )
+
+    async def _await_healthy(self, instances: list[Instance], health: HealthCheck) -> str | None:
+        """None once every instance is RUNNING and routed; else why they never will be."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + health.timeout + 5.0
+        while True:
+            if all(i.ready for i in instances):
+                return None
+            for inst in instances:
+                if inst.crashes > self.backoff.immediate:
+                    reason = (inst.last_crash or {}).get("reason", "crashed")
+                    return f"instance {inst.index} crashed {inst.crashes} times (last: {reason})"
+                if inst.state is InstanceState.DOWN and inst.finished:
+                    return f"instance {inst.index} was stopped"
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return f"not every instance passed its health check within {health.timeout:g} s"
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), remaining)
+
+    async def _retire(self, instances: list[Instance], *, drain: bool = True) -> None:
+        """Take instances out of routing, let in-flight requests finish, stop and forget them."""
+        if not instances:
+            return
+        for inst in instances:
+            self.table.remove_backend(inst.spec.app, inst.name)
+        if drain and self.drain > 0 and any(i.ready for i in instances):
+            await asyncio.sleep(self.drain)
+        await asyncio.gather(
+            *(self.supervisor.stop(i.spec.app, i.index, i.spec.revision) for i in instances)
+        )
+        for inst in instances:
+            self.supervisor.forget(inst.spec.app, inst.index, inst.spec.revision)
+
+
+def _routes(name: str, spec: Mapping[str, Any]) -> list[Route]:
+    given = spec.get("routes")
+    if given is None:  # the platform's default: /<name> (prefix stripped) and <name>.localhost
+        return [
+            Route(name, path=f"/{name}", strip_prefix=True),
+            Route(name, host=f"{name}.localhost"),
+        ]
+    return [
+        Route(
+            name, host=r.get("host"), path=r.get("path"), strip_prefix=bool(r.get("strip_prefix"))
+        )
+        for r in given
+    ]
+
+
+def _route_text(route: Route) -> str:
+    return (route.host or "") + (route.path or "")
+
+
+def _check_upload_path(rel: str) -> PurePosixPath:
+    path = PurePosixPath(rel)
+    if (
+        not rel
+        or path.is_absolute()
+        or any(part in ("", ".", "..") for part in rel.split("/"))
+        or "\\" in rel
+        or "\0" in rel
+    ):
+        raise UsageError(f"{rel!r} is not a relative file path inside the app's folder")
+    return path
+
+
+def _files_digest(files: Mapping[str, Mapping[str, Any]]) -> str:
+    import hashlib
+
+    text = json.dumps({k: v["digest"] for k, v in sorted(files.items())}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+def _app_state(app: AppRecord, instances: list[dict[str, Any]]) -> str:
+    if app.state == "stopped":
+        return "stopped"
+    if any(i["state"] == "RUNNING" and i["ready"] for i in instances):
+        return "running"
+    if any(i["state"] == "CRASHED" for i in instances):
+        return "crashed"
+    return "starting"
+
+
+def _rss(inst: Instance) -> int | None:
+    if inst.pid is None:
+        return None
+    from conveyor.platform.processes import group_rss
+
+    return group_rss(inst.pid)
+
+
+def _cpu_seconds(inst: Instance) -> float | None:
+    if inst.pid is None:
+        return None
+    try:
+        fields = Path(f"/proc/{inst.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    ticks = int(fields[11]) + int(fields[12])  # utime + stime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _jsonable(value: object) -> bool:
+    return isinstance(value, (str, int, float, bool, type(None), list, tuple, dict))

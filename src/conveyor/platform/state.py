@@ -1,0 +1,263 @@
+"""The platform's desired state in the registry: apps, revisions, events, services, processes.
+
+Everything a restarted platform needs to bring its apps back lives here;
+nothing here knows about running processes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+
+from conveyor.errors import NotFoundError
+from conveyor.store import schema
+from conveyor.store.registry import Registry
+
+__all__ = ["AppRecord", "EventRecord", "PlatformState", "RevisionRecord"]
+
+
+@dataclass(frozen=True)
+class AppRecord:
+    name: str
+    #: "started" or "stopped": what the user asked for.
+    state: str
+    instances: int
+    #: The revision its instances run (or would run, when stopped).
+    revision: int
+    created_at: float
+    updated_at: float
+
+
+@dataclass(frozen=True)
+class RevisionRecord:
+    app: str
+    number: int
+    created_at: float
+    description: str
+    spec: Mapping[str, Any]
+    files: Mapping[str, Any] | None
+    droplet: Mapping[str, Any] | None
+
+
+@dataclass(frozen=True)
+class EventRecord:
+    id: int
+    app: str
+    at: float
+    kind: str
+    instance: int | None
+    revision: int | None
+    details: Mapping[str, Any]
+
+
+class PlatformState:
+    """Reads and writes the platform tables of one registry."""
+
+    def __init__(self, registry: Registry) -> None:
+        self._engine = registry.engine
+        self._registry = registry
+
+    @contextmanager
+    def _begin(self) -> Iterator[sa.Connection]:
+        with self._registry._begin() as conn:
+            yield conn
+
+    # -- apps -----------------------------------------------------------------
+
+    def apps(self) -> list[AppRecord]:
+        with self._begin() as conn:
+            rows = conn.execute(sa.select(schema.platform_apps).order_by("name")).mappings()
+            return [AppRecord(**row) for row in rows]
+
+    def find_app(self, name: str) -> AppRecord | None:
+        with self._begin() as conn:
+            row = (
+                conn.execute(
+                    sa.select(schema.platform_apps).where(schema.platform_apps.c.name == name)
+                )
+                .mappings()
+                .first()
+            )
+        return None if row is None else AppRecord(**row)
+
+    def app(self, name: str) -> AppRecord:
+        found = self.find_app(name)
+        if found is None:
+            raise NotFoundError(
+                f"there is no app named {name!r}", hint="`conveyor apps` lists the apps."
+            )
+        return found
+
+    def save_app(self, name: str, *, state: str, instances: int, revision: int) -> None:
+        """Create the app or change what is desired of it."""
+        now = time.time()
+        table = schema.platform_apps
+        with self._begin() as conn:
+            changed = conn.execute(
+                table.update()
+                .where(table.c.name == name)
+                .values(state=state, instances=instances, revision=revision, updated_at=now)
+            ).rowcount
+            if not changed:
+                conn.execute(
+                    table.insert().values(
+                        name=name,
+                        state=state,
+                        instances=instances,
+                        revision=revision,
+                        created_at=now,
+                        updated_at=now,
+                    )
+                )
+
+    def delete_app(self, name: str) -> None:
+        with self._begin() as conn:
+            conn.execute(
+                schema.platform_revisions.delete().where(schema.platform_revisions.c.app == name)
+            )
+            conn.execute(schema.platform_apps.delete().where(schema.platform_apps.c.name == name))
+
+    # -- revisions ------------------------------------------------------------
+
+    def add_revision(
+        self,
+        app: str,
+        *,
+        description: str,
+        spec: Mapping[str, Any],
+        files: Mapping[str, Any] | None,
+        droplet: Mapping[str, Any] | None,
+    ) -> RevisionRecord:
+        """A new immutable revision of ``app`` (which must exist), numbered after the last."""
+        table = schema.platform_revisions
+        with self._begin() as conn:
+            last = conn.execute(
+                sa.select(sa.func.max(table.c.number)).where(table.c.app == app)
+            ).scalar()
+            record = RevisionRecord(
+                app=app,
+                number=(last or 0) + 1,
+                created_at=time.time(),
+                description=description,
+                spec=dict(spec),
+                files=None if files is None else dict(files),
+                droplet=None if droplet is None else dict(droplet),
+            )
+            conn.execute(table.insert().values(**record.__dict__))
+        return record
+
+    def revision(self, app: str, number: int) -> RevisionRecord:
+        table = schema.platform_revisions
+        with self._begin() as conn:
+            row = (
+                conn.execute(sa.select(table).where(table.c.app == app, table.c.number == number))
+                .mappings()
+                .first()
+            )
+        if row is None:
+            raise NotFoundError(
+                f"app {app!r} has no revision {number}",
+                hint=f"`conveyor revisions {app}` lists them.",
+            )
+        return RevisionRecord(**row)
+
+    def revisions(self, app: str) -> list[RevisionRecord]:
+        table = schema.platform_revisions
+        with self._begin() as conn:
+            rows = conn.execute(
+                sa.select(table).where(table.c.app == app).order_by(table.c.number)
+            ).mappings()
+            return [RevisionRecord(**row) for row in rows]
+
+    # -- events ---------------------------------------------------------------
+
+    def add_event(
+        self,
+        app: str,
+        kind: str,
+        details: Mapping[str, Any],
+        *,
+        at: float | None = None,
+        instance: int | None = None,
+        revision: int | None = None,
+    ) -> None:
+        with self._begin() as conn:
+            conn.execute(
+                schema.platform_events.insert().values(
+                    app=app,
+                    at=time.time() if at is None else at,
+                    kind=kind,
+                    instance=instance,
+                    revision=revision,
+                    details=dict(details),
+                )
+            )
+
+    def events(self, app: str, *, limit: int = 50) -> list[EventRecord]:
+        """The app's latest ``limit`` events, oldest first."""
+        table = schema.platform_events
+        with self._begin() as conn:
+            rows = conn.execute(
+                sa.select(table).where(table.c.app == app).order_by(table.c.id.desc()).limit(limit)
+            ).mappings()
+            return [EventRecord(**row) for row in reversed(list(rows))]
+
+    def delete_events(self, app: str) -> None:
+        with self._begin() as conn:
+            conn.execute(schema.platform_events.delete().where(schema.platform_events.c.app == app))
+
+    # -- user-provided services -------------------------------------------------
+
+    def services(self) -> dict[str, Mapping[str, Any]]:
+        """Every service's credentials, by name."""
+        table = schema.platform_services
+        with self._begin() as conn:
+            rows = conn.execute(sa.select(table.c.name, table.c.credentials).order_by(table.c.name))
+            return {row.name: row.credentials for row in rows}
+
+    def save_service(self, name: str, credentials: Mapping[str, Any]) -> bool:
+        """Create or replace a service; True if it was new."""
+        table = schema.platform_services
+        with self._begin() as conn:
+            changed = conn.execute(
+                table.update().where(table.c.name == name).values(credentials=dict(credentials))
+            ).rowcount
+            if not changed:
+                conn.execute(
+                    table.insert().values(
+                        name=name, credentials=dict(credentials), created_at=time.time()
+                    )
+                )
+        return not changed
+
+    def delete_service(self, name: str) -> None:
+        table = schema.platform_services
+        with self._begin() as conn:
+            if not conn.execute(table.delete().where(table.c.name == name)).rowcount:
+                raise NotFoundError(
+                    f"there is no service named {name!r}",
+                    hint="`conveyor services` lists them.",
+                )
+
+    # -- processes this platform started ----------------------------------------
+
+    def record_process(self, key: str, pid: int, start_ticks: int) -> None:
+        table = schema.platform_processes
+        with self._begin() as conn:
+            conn.execute(table.delete().where(table.c.key == key))
+            conn.execute(table.insert().values(key=key, pid=pid, start_ticks=start_ticks))
+
+    def forget_process(self, key: str) -> None:
+        table = schema.platform_processes
+        with self._begin() as conn:
+            conn.execute(table.delete().where(table.c.key == key))
+
+    def processes(self) -> list[tuple[str, int, int]]:
+        table = schema.platform_processes
+        with self._begin() as conn:
+            return [(row.key, row.pid, row.start_ticks) for row in conn.execute(sa.select(table))]

@@ -1,0 +1,412 @@
+"""The control API: a FastAPI app over one :class:`~conveyor.platform.controller.Controller`.
+
+Thin by design: it checks the token, validates the request body (pydantic),
+calls the controller and turns errors into JSON ``{"error", "hint"}`` bodies
+with a 4xx status. Operations that take a while (push, restart, rollback,
+restage, start) answer with a stream of JSON lines: ``{"progress": ...}`` as
+they go, then one ``{"result": ...}`` or ``{"error": ...}``.
+
+Every request, the OpenAPI document included, needs ``Authorization: Bearer
+<token>``; the token is a file only the platform's user can read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import pathlib
+import re
+import secrets
+import tempfile
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import asdict
+from typing import Annotated, Any, Literal
+
+import orjson
+from fastapi import FastAPI, Path, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from conveyor.errors import ConveyorError, NotFoundError, UsageError
+from conveyor.platform.controller import Controller, Deployment, Progress
+from conveyor.platform.errors import ManifestError, StagingError
+from conveyor.store.digests import new_hasher
+
+__all__ = ["create_app"]
+
+_NAME = r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$"
+_SERVICE = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
+_DIGEST = r"^blake3:[0-9a-f]{64}$"
+_ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+#: Largest single uploaded file.
+MAX_BLOB = 1024 * 1024 * 1024
+
+AppName = Annotated[str, Path(pattern=_NAME, description="The app's name.")]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class HealthCheckIn(_Strict):
+    type: Literal["port", "process", "http"] = "port"
+    endpoint: str = Field("/", pattern=r"^/")
+    timeout: float = Field(60.0, gt=0, le=3600)
+    interval: float = Field(10.0, gt=0, le=3600)
+
+
+class RouteIn(_Strict):
+    host: str | None = Field(None, pattern=r"^[a-z0-9.-]{1,253}$")
+    path: str | None = Field(None, pattern=r"^/([^\s?#]*[^\s?#/])?$")
+    strip_prefix: bool = False
+
+
+class SpecIn(_Strict):
+    """An app's configuration: what one revision runs."""
+
+    kind: Literal["model", "command"]
+    model: str | None = Field(None, description="run:<id>/<model>, or an uploaded file's path")
+    command: str | None = Field(None, min_length=1)
+    requirements: str | None = None
+    memory: int | None = Field(None, gt=0)
+    env: dict[str, str] = Field(default_factory=dict)
+    routes: list[RouteIn] | None = None
+    health_check: HealthCheckIn | None = None
+    services: list[Annotated[str, Field(pattern=_SERVICE)]] = Field(default_factory=list)
+
+
+class FileIn(_Strict):
+    digest: str = Field(pattern=_DIGEST)
+    mode: int = Field(0o644, ge=0, le=0o7777)
+
+
+class PushIn(_Strict):
+    spec: SpecIn
+    files: dict[str, FileIn] | None = None
+    instances: int = Field(1, ge=0, le=64)
+
+
+class ScaleIn(_Strict):
+    instances: int = Field(ge=0, le=64)
+
+
+class EnvIn(_Strict):
+    set: dict[str, str] = Field(default_factory=dict)
+    unset: list[str] = Field(default_factory=list)
+
+
+class RollbackIn(_Strict):
+    revision: int = Field(ge=1)
+
+
+class MissingIn(_Strict):
+    digests: list[Annotated[str, Field(pattern=_DIGEST)]] = Field(max_length=100_000)
+
+
+class ServiceIn(_Strict):
+    name: str = Field(pattern=_SERVICE)
+    credentials: dict[str, Any]
+
+
+def _status(error: ConveyorError) -> int:
+    if isinstance(error, NotFoundError):
+        return 404
+    if isinstance(error, (UsageError, ManifestError)):
+        return 400
+    if isinstance(error, StagingError):
+        return 422
+    return 409
+
+
+def _error_body(error: ConveyorError) -> dict[str, Any]:
+    return {"error": error.message, "hint": error.hint}
+
+
+class _TokenGuard:
+    """Pure ASGI: every HTTP request must carry the bearer token (streams stay untouched)."""
+
+    def __init__(self, app: ASGIApp, token: str) -> None:
+        self.app = app
+        self.expected = f"Bearer {token}".encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            given = dict(scope["headers"]).get(b"authorization", b"")
+            if not secrets.compare_digest(given, self.expected):
+                body = orjson.dumps(
+                    {
+                        "error": "missing or wrong API token",
+                        "hint": "The CLI reads it from <CONVEYOR_HOME>/platform/token; "
+                        "send it as 'Authorization: Bearer <token>'.",
+                    }
+                )
+                await send(
+                    {
+                        "type": "http.response.start",
+                        "status": 401,
+                        "headers": [
+                            (b"content-type", b"application/json"),
+                            (b"www-authenticate", b"Bearer"),
+                        ],
+                    }
+                )
+                await send({"type": "http.response.body", "body": body})
+                return
+        await self.app(scope, receive, send)
+
+
+#: Operations still running, whether or not their client is still listening.
+_RUNNING: set[asyncio.Task[None]] = set()
+
+
+def _ndjson(item: Mapping[str, Any]) -> bytes:
+    return orjson.dumps(item) + b"\n"
+
+
+def _operation(work: Callable[[Progress], Awaitable[Deployment]]) -> StreamingResponse:
+    """Run ``work`` to the end even if the client leaves; stream its progress and result."""
+    queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+
+    async def run() -> None:
+        try:
+            done = await work(lambda message: queue.put_nowait({"progress": message}))
+            queue.put_nowait({"result": asdict(done)})
+        except ConveyorError as exc:
+            queue.put_nowait({**_error_body(exc), "status": _status(exc)})
+        except Exception as exc:  # reported, never a hang
+            queue.put_nowait({"error": f"internal error: {exc!r}", "status": 500})
+        finally:
+            queue.put_nowait(None)
+
+    task = asyncio.ensure_future(run())
+    _RUNNING.add(task)  # the loop keeps only weak references to tasks
+    task.add_done_callback(_RUNNING.discard)
+
+    async def lines() -> AsyncIterator[bytes]:
+        while (item := await queue.get()) is not None:
+            yield _ndjson(item)
+
+    return StreamingResponse(lines(), media_type="application/x-ndjson")
+
+
+def create_app(
+    controller: Controller,
+    token: str,
+    info: Callable[[], dict[str, Any]],
+    shutdown: Callable[[], None],
+) -> ASGIApp:
+    """The control API; ``info`` describes the platform, ``shutdown`` asks it to stop."""
+    api = FastAPI(
+        title="Conveyor platform API",
+        version="1",
+        description="Push, scale and watch apps. Every request needs the bearer token.",
+    )
+
+    @api.exception_handler(ConveyorError)
+    async def conveyor_error(_request: Request, exc: ConveyorError) -> JSONResponse:
+        return JSONResponse(_error_body(exc), status_code=_status(exc))
+
+    @api.exception_handler(RequestValidationError)
+    async def invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = [
+            f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}" for e in exc.errors()
+        ]
+        return JSONResponse({"error": "invalid request: " + "; ".join(problems)}, 400)
+
+    # -- the platform ---------------------------------------------------------
+
+    @api.get("/v1/info", summary="What this platform is and where it listens")
+    async def get_info() -> dict[str, Any]:
+        return info()
+
+    @api.post("/v1/shutdown", status_code=202, summary="Stop every instance, then the platform")
+    async def post_shutdown() -> dict[str, str]:
+        asyncio.get_running_loop().call_soon(shutdown)
+        return {"status": "stopping"}
+
+    # -- uploads --------------------------------------------------------------
+
+    @api.post("/v1/blobs/missing", summary="Which of these file digests the platform lacks")
+    async def missing(body: MissingIn) -> dict[str, list[str]]:
+        store = controller.artifacts
+        return {"missing": [d for d in dict.fromkeys(body.digests) if not store.exists(d)]}
+
+    @api.put("/v1/blobs/{digest}", status_code=201, summary="Upload one file by its digest")
+    async def put_blob(
+        request: Request, digest: Annotated[str, Path(pattern=_DIGEST)]
+    ) -> dict[str, str]:
+        store = controller.artifacts
+        if store.exists(digest):
+            return {"digest": digest}
+        hasher = new_hasher()
+        tmp_dir = store.root / "tmp"
+        tmp_dir.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix="upload-", dir=tmp_dir)
+        size = 0
+        try:
+            with os.fdopen(fd, "wb") as out:
+                async for chunk in request.stream():
+                    size += len(chunk)
+                    if size > MAX_BLOB:
+                        raise UsageError(f"the upload is larger than {MAX_BLOB} bytes")
+                    hasher.update(chunk)
+                    out.write(chunk)
+            got = "blake3:" + hasher.hexdigest()
+            if got != digest:
+                raise UsageError(f"the uploaded bytes have digest {got}, not {digest}")
+            stored = await asyncio.to_thread(store.put_file, pathlib.Path(tmp))
+            assert stored == digest
+        finally:
+            os.unlink(tmp)
+        return {"digest": digest}
+
+    # -- apps -----------------------------------------------------------------
+
+    @api.get("/v1/apps", summary="Every app: state, instances running/desired, routes, revision")
+    async def list_apps() -> list[dict[str, Any]]:
+        return controller.list_apps()
+
+    @api.get("/v1/apps/{name}", summary="One app with its instances and recent events")
+    async def get_app(name: AppName) -> dict[str, Any]:
+        return controller.describe(name)
+
+    @api.post("/v1/apps/{name}/push", summary="Stage and deploy a new revision (JSON lines)")
+    async def push(name: AppName, body: PushIn) -> StreamingResponse:
+        spec = body.spec.model_dump()
+        _check_spec(name, spec)
+        files = None if body.files is None else {k: v.model_dump() for k, v in body.files.items()}
+        return _operation(
+            lambda progress: controller.push(name, spec, files, body.instances, progress)
+        )
+
+    @api.post("/v1/apps/{name}/scale", summary="Change the number of instances")
+    async def scale(name: AppName, body: ScaleIn) -> dict[str, Any]:
+        return asdict(await controller.scale(name, body.instances))
+
+    @api.post("/v1/apps/{name}/env", summary="Set or unset variables (a revision for restart)")
+    async def set_env(name: AppName, body: EnvIn) -> dict[str, int]:
+        for key in [*body.set, *body.unset]:
+            if not _ENV_KEY.fullmatch(key):
+                raise UsageError(f"{key!r} is not a variable name; use A-Z, 0-9 and '_'")
+        return {"revision": await controller.set_env(name, body.set, body.unset)}
+
+    @api.post("/v1/apps/{name}/restart", summary="Roll onto the newest revision (JSON lines)")
+    async def restart(name: AppName) -> StreamingResponse:
+        controller.state.app(name)
+        return _operation(lambda progress: controller.restart(name, progress))
+
+    @api.post("/v1/apps/{name}/restage", summary="Rebuild the droplet and roll (JSON lines)")
+    async def restage(name: AppName) -> StreamingResponse:
+        controller.state.app(name)
+        return _operation(lambda progress: controller.restage(name, progress))
+
+    @api.post("/v1/apps/{name}/rollback", summary="Roll back to a kept revision (JSON lines)")
+    async def rollback(name: AppName, body: RollbackIn) -> StreamingResponse:
+        controller.state.revision(name, body.revision)
+        return _operation(lambda progress: controller.rollback(name, body.revision, progress))
+
+    @api.post("/v1/apps/{name}/start", summary="Start a stopped app (JSON lines)")
+    async def start(name: AppName) -> StreamingResponse:
+        controller.state.app(name)
+        return _operation(lambda progress: controller.start_app(name, progress))
+
+    @api.post("/v1/apps/{name}/stop", summary="Stop every instance; the app stays")
+    async def stop(name: AppName) -> dict[str, Any]:
+        return asdict(await controller.stop(name))
+
+    @api.delete("/v1/apps/{name}", summary="Stop and remove the app, its revisions and events")
+    async def delete(name: AppName) -> dict[str, str]:
+        await controller.delete(name)
+        return {"deleted": name}
+
+    @api.get("/v1/apps/{name}/revisions", summary="The app's kept revisions")
+    async def revisions(name: AppName) -> list[dict[str, Any]]:
+        return controller.revisions(name)
+
+    @api.get("/v1/apps/{name}/events", summary="The app's latest events, oldest first")
+    async def events(
+        name: AppName, limit: Annotated[int, Query(ge=1, le=10_000)] = 50
+    ) -> list[dict[str, Any]]:
+        controller.state.app(name)
+        return [
+            {
+                "at": e.at,
+                "kind": e.kind,
+                "instance": e.instance,
+                "revision": e.revision,
+                "details": e.details,
+            }
+            for e in controller.state.events(name, limit=limit)
+        ]
+
+    @api.get("/v1/apps/{name}/logs", summary="Recent lines, then new ones if following")
+    async def logs(
+        name: AppName,
+        recent: Annotated[int, Query(ge=0, le=100_000)] = 100,
+        follow: bool = False,
+    ) -> StreamingResponse:
+        controller.state.app(name)
+        buffer = controller.supervisor.logs(name)
+        kept = buffer.recent(recent)
+        cursor = buffer.next_seq
+
+        def encode(line: Any) -> bytes:
+            return _ndjson(
+                {"index": line.index, "stream": line.stream, "text": line.text, "at": line.at}
+            )
+
+        async def lines() -> AsyncIterator[bytes]:
+            for line in kept:
+                yield encode(line)
+            if follow:
+                async for line in buffer.follow(cursor):
+                    yield encode(line)
+
+        return StreamingResponse(lines(), media_type="application/x-ndjson")
+
+    # -- services -------------------------------------------------------------
+
+    @api.get("/v1/services", summary="User-provided services and the apps bound to them")
+    async def list_services() -> list[dict[str, Any]]:
+        return controller.services()
+
+    @api.post("/v1/services", status_code=201, summary="Create or update a user-provided service")
+    async def create_service(body: ServiceIn) -> dict[str, Any]:
+        created = controller.state.save_service(body.name, body.credentials)
+        return {"name": body.name, "created": created}
+
+    @api.delete("/v1/services/{service}", summary="Delete a service no app is bound to")
+    async def delete_service(
+        service: Annotated[str, Path(pattern=_SERVICE)],
+    ) -> dict[str, str]:
+        controller.delete_service(service)
+        return {"deleted": service}
+
+    @api.put("/v1/apps/{name}/services/{service}", summary="Bind (takes effect on restart)")
+    async def bind(
+        name: AppName, service: Annotated[str, Path(pattern=_SERVICE)]
+    ) -> dict[str, int]:
+        return {"revision": await controller.bind(name, service, bound=True)}
+
+    @api.delete("/v1/apps/{name}/services/{service}", summary="Unbind (takes effect on restart)")
+    async def unbind(
+        name: AppName, service: Annotated[str, Path(pattern=_SERVICE)]
+    ) -> dict[str, int]:
+        return {"revision": await controller.bind(name, service, bound=False)}
+
+    return _TokenGuard(api, token)
+
+
+def _check_spec(name: str, spec: dict[str, Any]) -> None:
+    if spec["kind"] == "model" and not spec.get("model"):
+        raise UsageError(f"app {name!r}: a model app needs 'model'")
+    if spec["kind"] == "command" and not spec.get("command"):
+        raise UsageError(f"app {name!r}: a command app needs 'command'")
+    for key in spec["env"]:
+        if not _ENV_KEY.fullmatch(key):
+            raise UsageError(f"app {name!r}: {key!r} is not a variable name")
+    for route in spec.get("routes") or []:
+        if route["host"] is None and route["path"] is None:
+            raise UsageError(f"app {name!r}: a route needs a host, a path or both")
