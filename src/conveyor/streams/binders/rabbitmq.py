@@ -1,0 +1,158 @@
+"""The RabbitMQ binder (pika): a durable fanout exchange per destination, a queue per group.
+
+A destination ``d`` is the durable fanout exchange ``conveyor.d``; group ``g``
+is the durable queue ``conveyor.d.g`` bound to it, declared by the publisher
+too (so nothing published before the consumer starts is lost). Messages are
+persistent and published with publisher confirms; consumers acknowledge
+manually (``multiple=True`` up to the batch's last delivery tag), and what a
+consumer held when its connection died goes back to the queue.
+
+Publishing and consuming use separate connections, as RabbitMQ advises.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from conveyor.streams.binders.base import Received
+from conveyor.streams.errors import BinderError
+from conveyor.streams.messages import Message, decode, encode
+
+__all__ = ["RabbitBinder"]
+
+
+def _exchange(destination: str) -> str:
+    return f"conveyor.{destination}"
+
+
+def _queue(destination: str, group: str) -> str:
+    return f"conveyor.{destination}.{group}"
+
+
+class RabbitBinder:
+    """Destinations on the RabbitMQ server at ``url`` (``amqp://user:pass@host:port/vhost``)."""
+
+    kind = "rabbitmq"
+
+    def __init__(self, url: str, *, prefetch: int = 1000) -> None:
+        import pika
+        import pika.exceptions
+
+        self.url = url
+        self.prefetch = prefetch
+        self._pika = pika
+        self._errors: tuple[type[Exception], ...] = (pika.exceptions.AMQPError, OSError)
+        self._declared: set[tuple[str, str | None]] = set()
+        self._publisher = self.connect()
+        self._channel = self._publisher.channel()
+        self._channel.confirm_delivery()
+
+    def connect(self) -> Any:
+        try:
+            params = self._pika.URLParameters(self.url)
+            return self._pika.BlockingConnection(params)
+        except self._errors as exc:
+            raise BinderError(f"rabbitmq binder: cannot reach {self.url}: {exc!r}") from exc
+
+    def declare(self, channel: Any, destination: str, group: str | None) -> None:
+        try:
+            channel.exchange_declare(_exchange(destination), exchange_type="fanout", durable=True)
+            if group is not None:
+                queue = _queue(destination, group)
+                channel.queue_declare(queue, durable=True)
+                channel.queue_bind(queue, _exchange(destination))
+        except self._errors as exc:
+            raise BinderError(f"rabbitmq binder: cannot declare {destination}: {exc!r}") from exc
+
+    def provision(self, destination: str, group: str) -> None:
+        if (destination, group) not in self._declared:
+            self.declare(self._channel, destination, group)
+            self._declared.add((destination, group))
+
+    def publish(self, destination: str, messages: Sequence[Message]) -> None:
+        if (destination, None) not in self._declared:
+            self.declare(self._channel, destination, None)
+            self._declared.add((destination, None))
+        props = self._pika.BasicProperties(delivery_mode=2, content_type="application/json")
+        exchange = _exchange(destination)
+        try:
+            # With confirms on, each publish returns once the broker has the message.
+            for message in messages:
+                self._channel.basic_publish(exchange, "", encode(message), props)
+        except self._errors as exc:
+            raise BinderError(f"rabbitmq binder: publish to {destination} failed: {exc!r}") from exc
+
+    def consumer(self, destination: str, group: str, *, name: str) -> RabbitConsumer:
+        return RabbitConsumer(self, destination, group, name)
+
+    def delete(self, destination: str, groups: Iterable[str]) -> None:
+        try:
+            for group in groups:
+                self._channel.queue_delete(_queue(destination, group))
+            self._channel.exchange_delete(_exchange(destination))
+        except self._errors as exc:
+            raise BinderError(f"rabbitmq binder: cannot delete {destination}: {exc!r}") from exc
+        self._declared = {d for d in self._declared if d[0] != destination}
+
+    def close(self) -> None:
+        # Already gone or not: nothing is pending on the publisher side.
+        with contextlib.suppress(*self._errors):
+            self._publisher.close()
+
+
+class RabbitConsumer:
+    def __init__(self, binder: RabbitBinder, destination: str, group: str, name: str) -> None:
+        self.binder = binder
+        self.destination = destination
+        self._buffer: list[tuple[int, bool, bytes]] = []
+        self._connection = binder.connect()
+        try:
+            self._channel = self._connection.channel()
+            binder.declare(self._channel, destination, group)
+            self._channel.basic_qos(prefetch_count=binder.prefetch)
+            self._channel.basic_consume(
+                _queue(destination, group), self._on_message, auto_ack=False, consumer_tag=None
+            )
+        except binder._errors as exc:
+            raise BinderError(f"rabbitmq binder: cannot consume {destination}: {exc!r}") from exc
+        self.name = name
+
+    def _on_message(self, channel: Any, method: Any, properties: Any, body: bytes) -> None:
+        self._buffer.append((method.delivery_tag, bool(method.redelivered), body))
+
+    def receive(self, max_messages: int, timeout: float) -> Received | None:
+        deadline = time.monotonic() + timeout
+        try:
+            self._connection.process_data_events(time_limit=0)
+            while not self._buffer:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return None
+                self._connection.process_data_events(time_limit=min(remaining, 0.2))
+        except self.binder._errors as exc:
+            raise BinderError(
+                f"rabbitmq binder: receive from {self.destination} failed: {exc!r}"
+            ) from exc
+        taken, self._buffer = self._buffer[:max_messages], self._buffer[max_messages:]
+        return Received(
+            self.destination,
+            [decode(body) for _, _, body in taken],
+            taken[-1][0],
+            any(r for _, r, _ in taken),
+        )
+
+    def ack(self, received: Received) -> None:
+        try:
+            self._channel.basic_ack(delivery_tag=received.token, multiple=True)
+        except self.binder._errors as exc:
+            raise BinderError(
+                f"rabbitmq binder: ack on {self.destination} failed: {exc!r}"
+            ) from exc
+
+    def close(self) -> None:
+        # The broker requeues whatever was not acknowledged.
+        with contextlib.suppress(*self.binder._errors):
+            self._connection.close()

@@ -1,0 +1,25 @@
+"""The stream DSL: tokenizer, parser and syntax tree (Spring Cloud Data Flow compatible)."""
+
+from __future__ import annotations
+
+from conveyor.streams.dsl.nodes import (
+    AppNode,
+    Destination,
+    Option,
+    StreamNode,
+    quote_value,
+    to_text,
+)
+from conveyor.streams.dsl.parser import parse_stream
+from conveyor.streams.errors import DslError
+
+__all__ = [
+    "AppNode",
+    "Destination",
+    "DslError",
+    "Option",
+    "StreamNode",
+    "parse_stream",
+    "quote_value",
+    "to_text",
+]

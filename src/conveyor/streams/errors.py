@@ -1,0 +1,66 @@
+"""The stream errors, all rooted at :class:`conveyor.errors.ConveyorError`.
+
+ConveyorError
+└── StreamError            a stream cannot be defined, wired or run
+    ├── DslError           a definition is malformed or names an unknown app/option
+    │                      (stable code, position, caret, what was expected)
+    ├── ExpressionError    a filter/transform/router expression is not allowed or fails
+    └── BinderError        a broker cannot be reached or refused an operation
+"""
+
+from __future__ import annotations
+
+from conveyor.errors import ConveyorError
+
+__all__ = ["BinderError", "DslError", "ExpressionError", "StreamError"]
+
+
+class StreamError(ConveyorError):
+    """A stream cannot be defined, wired or run."""
+
+
+class DslError(StreamError):
+    """A stream definition is wrong at ``position`` (0-based character offset).
+
+    ``str(error)`` shows the code, the line of the definition with a caret under
+    the position, and what was expected::
+
+        DSL error [unterminated-quote] at position 22: expected a closing ' before the end
+          http | filter --expr='a > 0
+                               ^
+    """
+
+    exit_code = 2
+
+    def __init__(self, code: str, message: str, definition: str, position: int) -> None:
+        self.code = code
+        self.definition = definition
+        self.position = max(0, min(position, len(definition)))
+        self.detail = message
+        super().__init__(self._render())
+
+    def _render(self) -> str:
+        start = self.definition.rfind("\n", 0, self.position) + 1
+        end = self.definition.find("\n", self.position)
+        line = self.definition[start : end if end != -1 else len(self.definition)]
+        column = self.position - start
+        if column > 60:  # keep the caret line readable for long definitions
+            cut = column - 40
+            line, column = "..." + line[cut:], column - cut + 3
+        line = line[: column + 40] + ("..." if len(line) > column + 40 else "")
+        # Tabs keep their width so the caret lines up under the same character.
+        pad = "".join("\t" if ch == "\t" else " " for ch in line[:column])
+        return (
+            f"DSL error [{self.code}] at position {self.position}: {self.detail}\n"
+            f"  {line}\n  {pad}^"
+        )
+
+
+class ExpressionError(StreamError):
+    """An expression uses something outside the safe subset, or cannot be evaluated."""
+
+    exit_code = 2
+
+
+class BinderError(StreamError):
+    """A broker cannot be reached, or refused a publish/consume/ack."""
