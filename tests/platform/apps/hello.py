@@ -7,6 +7,7 @@ POST /echo       the request body back, with its length
 GET /hog?mb=N    allocates N MiB and keeps it
 GET /sleep?s=N   answers after N seconds
 GET /child       starts a `sleep` child in its own group and reports its pid
+GET /env?name=X  the value of environment variable X (null if unset)
 """
 
 from __future__ import annotations
@@ -62,6 +63,8 @@ class Handler(BaseHTTPRequestHandler):
         elif url.path.endswith("/sleep"):
             time.sleep(float(query["s"][0]))
             self._json(200, {"slept": True})
+        elif url.path.endswith("/env"):
+            self._json(200, {"value": os.environ.get(query["name"][0])})
         elif url.path == "/child":
             child = subprocess.Popen(["sleep", "300"])
             self._json(200, {"pid": child.pid})
@@ -70,6 +73,7 @@ class Handler(BaseHTTPRequestHandler):
                 200,
                 {
                     "index": os.environ.get("CONVEYOR_INSTANCE_INDEX"),
+                    "revision": os.environ.get("CONVEYOR_APP_REVISION"),
                     "pid": os.getpid(),
                     "path": self.path,
                     "headers": {k.lower(): v for k, v in self.headers.items()},
