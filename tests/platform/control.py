@@ -17,6 +17,7 @@ from typing import Any
 
 from conveyor.cli.client import PlatformClient
 from conveyor.config import Settings
+from tests.cli_process import run_conveyor
 
 HELLO = Path(__file__).parent / "apps" / "hello.py"
 VENV_BIN = str(Path(sys.executable).parent)
@@ -107,22 +108,14 @@ class Platform:
     def cli(
         self, *args: str, check: bool = True, cwd: Path | None = None, timeout: float = 300
     ) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run(
-            [sys.executable, "-m", "conveyor", *args],
+        return run_conveyor(
+            args,
             cwd=cwd or self.project,
             env=self.env(),
-            capture_output=True,
-            text=True,
+            check=check,
             timeout=timeout,
-            stdin=subprocess.DEVNULL,
-            check=False,
+            context=f"\nserver:\n{self.server_log()[-3000:]}",
         )
-        if check and proc.returncode != 0:
-            raise AssertionError(
-                f"conveyor {' '.join(args)} exited {proc.returncode}\n"
-                f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}\nserver:\n{self.server_log()[-3000:]}"
-            )
-        return proc
 
     def app(self, name: str) -> dict[str, Any]:
         data: dict[str, Any] = self.client.call("GET", f"/v1/apps/{name}")

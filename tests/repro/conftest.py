@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 
+from tests.cli_process import run_conveyor
+
 VENV_BIN = str(Path(sys.executable).parent)
 
 
@@ -36,22 +38,9 @@ class Cli:
     def __call__(
         self, *args: str, check: bool = True, cwd: Path | None = None, timeout: float = 300
     ) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run(
-            [sys.executable, "-m", "conveyor", *args],
-            cwd=cwd or self.project,
-            env=self.env(),
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            stdin=subprocess.DEVNULL,
-            check=False,
+        return run_conveyor(
+            args, cwd=cwd or self.project, env=self.env(), check=check, timeout=timeout
         )
-        if check and proc.returncode != 0:
-            raise AssertionError(
-                f"conveyor {' '.join(args)} exited {proc.returncode}\n"
-                f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
-            )
-        return proc
 
     def last_run(self) -> dict[str, Any]:
         listed = json.loads(self("runs", "--json", "--limit", "1").stdout)
