@@ -1,0 +1,100 @@
+"""The score processor: a model loaded once, each micro-batch scored in one predict call.
+
+Each message gets ``--prediction`` (and, for classifiers, ``--probabilities``
+as ``{class: probability}``) in its payload, and lineage headers:
+``model-digest``, ``model-run`` (the run that trained it, when known),
+``model-format`` and ``model-source``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from conveyor.streams.apps.base import AppContext, Routed
+from conveyor.streams.errors import StreamError
+from conveyor.streams.messages import Message
+
+__all__ = ["Score"]
+
+_PROBABILITIES = "probabilities"
+
+
+def _plain(value: Any) -> Any:
+    """A NumPy scalar as the JSON-compatible Python value."""
+    return value.item() if hasattr(value, "item") else value
+
+
+class Score:
+    def __init__(self, context: AppContext) -> None:
+        from conveyor.serving.resolve import resolve_model_uri
+
+        o = context.options
+        # Loading failures (no file, untrusted pickle, bad format) are ModelErrors: the
+        # runtime reports them and exits before consuming anything.
+        self.resolved = resolve_model_uri(o["model"], context.settings, trusted=o["trusted"])
+        self.model = self.resolved.model
+        self.signature = self.model.signature
+        self.fields = [f.strip() for f in o["fields"].split(",") if f.strip()]
+        self.prediction_field: str = o["prediction"]
+        self.probabilities_field: str = o["probabilities"]
+        self.lineage = {
+            "model-digest": self.resolved.digest,
+            "model-format": self.model.format,
+            "model-source": self.resolved.source,
+        }
+        if self.resolved.run_id:
+            self.lineage["model-run"] = self.resolved.run_id
+
+    def _columns(self, payloads: list[dict[str, Any]]) -> dict[str, Any]:
+        import numpy as np
+
+        columns: dict[str, Any] = {}
+        for field in self.signature.inputs:
+            if field.shape == () or field.name in payloads[0]:
+                try:
+                    columns[field.name] = [p[field.name] for p in payloads]
+                except KeyError:
+                    if field.optional:
+                        continue
+                    raise StreamError(
+                        f"score: a message lacks the model input {field.name!r}"
+                    ) from None
+            elif self.fields:
+                try:
+                    matrix = [[p[f] for f in self.fields] for p in payloads]
+                except KeyError as exc:
+                    raise StreamError(f"score: a message lacks the field {exc.args[0]!r}") from None
+                columns[field.name] = np.asarray(matrix, dtype=np.float64)
+            else:
+                raise StreamError(
+                    f"score: the model takes a {field.shape}-wide input {field.name!r}; name the "
+                    "payload fields that form it with --fields=a,b,c"
+                )
+        return columns
+
+    def process(self, messages: list[Message]) -> list[Message | Routed]:
+        payloads = [m.payload for m in messages]
+        if not all(isinstance(p, dict) for p in payloads):
+            raise StreamError("score: payloads must be objects whose fields are the model inputs")
+        outputs = self.model.predict(self._columns(payloads))
+        names = [n for n in outputs if n != _PROBABILITIES]
+        prediction = outputs[names[0]] if names else None
+        proba = outputs.get(_PROBABILITIES)
+        classes = self.signature.classes
+        out: list[Message | Routed] = []
+        for i, m in enumerate(messages):
+            payload = dict(m.payload)
+            if prediction is not None:
+                payload[self.prediction_field] = _plain(prediction[i])
+            if proba is not None:
+                row = [float(p) for p in proba[i]]
+                payload[self.probabilities_field] = (
+                    {str(_plain(c)): p for c, p in zip(classes, row, strict=True)}
+                    if classes is not None and len(classes) == len(row)
+                    else row
+                )
+            out.append(Message(payload, {**m.headers, **self.lineage}))
+        return out
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,179 @@
+"""Sinks: log, file (JSON lines or CSV), sql and throughput."""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from conveyor.streams.apps.base import AppContext
+from conveyor.streams.errors import StreamError
+from conveyor.streams.expressions import Expression
+from conveyor.streams.messages import Message
+
+__all__ = ["FileSink", "LogSink", "SqlSink", "ThroughputSink"]
+
+
+class LogSink:
+    def __init__(self, context: AppContext) -> None:
+        self.log = context.log
+        self.level = logging.getLevelName(context.options["level"])
+        self.expression: Expression = context.options["expression"]
+
+    def write(self, messages: list[Message]) -> None:
+        for m in messages:
+            value = self.expression.evaluate(m.payload, m.headers)
+            self.log.log(self.level, "%s", orjson.dumps(value, default=str).decode())
+
+    def close(self) -> None:
+        pass
+
+
+class FileSink:
+    """Appends payloads; each batch is written with one write and flushed to disk."""
+
+    def __init__(self, context: AppContext) -> None:
+        self.path = Path(context.options["path"]).expanduser()
+        self.csv = context.options["format"] == "csv"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.columns: list[str] | None = None
+        if self.csv and self.path.exists() and self.path.stat().st_size:
+            with self.path.open(encoding="utf-8", newline="") as f:
+                self.columns = next(csv.reader(f), None)
+
+    def _csv(self, messages: list[Message]) -> bytes:
+        out = io.StringIO()
+        rows = []
+        for m in messages:
+            if not isinstance(m.payload, dict):
+                raise StreamError("file --format=csv needs object payloads")
+            rows.append(m.payload)
+        header = self.columns is None
+        if self.columns is None:
+            self.columns = list(rows[0]) if rows else []
+        writer = csv.DictWriter(out, self.columns, extrasaction="ignore")
+        if header:
+            writer.writeheader()
+        writer.writerows(rows)
+        return out.getvalue().encode("utf-8")
+
+    def write(self, messages: list[Message]) -> None:
+        if self.csv:
+            data = self._csv(messages)
+        else:
+            data = b"".join(orjson.dumps(m.payload) + b"\n" for m in messages)
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def close(self) -> None:
+        pass
+
+
+class SqlSink:
+    """Inserts payloads as rows; the table is created from the first batch's fields if missing."""
+
+    def __init__(self, context: AppContext) -> None:
+        import sqlalchemy as sa
+
+        self.sa = sa
+        try:
+            self.engine = sa.create_engine(context.options["url"])
+        except (sa.exc.ArgumentError, ImportError) as exc:
+            raise StreamError(f"sql: cannot use --url={context.options['url']!r}: {exc}") from None
+        self.name = context.options["table"]
+        self.table: Any = None
+
+    def _table(self, sample: dict[str, Any]) -> Any:
+        sa = self.sa
+        metadata = sa.MetaData()
+        try:
+            return sa.Table(self.name, metadata, autoload_with=self.engine)
+        except sa.exc.NoSuchTableError:
+            types = {bool: sa.Boolean, int: sa.BigInteger, float: sa.Float}
+            columns = [sa.Column(k, types.get(type(v), sa.Text)) for k, v in sample.items()]
+            table = sa.Table(self.name, metadata, *columns)
+            metadata.create_all(self.engine)
+            return table
+
+    def write(self, messages: list[Message]) -> None:
+        rows = [m.payload for m in messages]
+        if not all(isinstance(r, dict) for r in rows):
+            raise StreamError("sql sink needs object payloads")
+        if not rows:
+            return
+        try:
+            if self.table is None:
+                self.table = self._table(rows[0])
+            names = set(self.table.columns.keys())
+            clean = [
+                {k: (orjson.dumps(v).decode() if isinstance(v, dict | list) else v)
+                 for k, v in r.items() if k in names}
+                for r in rows
+            ]  # fmt: skip
+            with self.engine.begin() as conn:
+                conn.execute(self.table.insert(), clean)
+        except self.sa.exc.SQLAlchemyError as exc:
+            raise StreamError(f"sql sink: insert into {self.name} failed: {exc}") from None
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+class ThroughputSink:
+    """Counts messages and end-to-end latency (now minus the ``created`` header)."""
+
+    def __init__(self, context: AppContext) -> None:
+        self.log = context.log
+        self.every: int = context.options["every"]
+        self.report = Path(context.options["report"]) if context.options["report"] else None
+        self.count = 0
+        self.first: float | None = None
+        self.latencies: list[float] = []
+
+    def write(self, messages: list[Message]) -> None:
+        now = time.time()
+        if self.first is None:
+            self.first = now
+        for m in messages:
+            created = m.headers.get("created")
+            if isinstance(created, int | float):
+                self.latencies.append(now - created)
+        before = self.count
+        self.count += len(messages)
+        if self.count // self.every != before // self.every:
+            self.log.info("throughput: %s", orjson.dumps(self.summary(now)).decode())
+        if self.report is not None:
+            tmp = self.report.with_name(self.report.name + ".tmp")
+            tmp.write_bytes(orjson.dumps(self.summary(now)))
+            tmp.replace(self.report)
+
+    def summary(self, now: float) -> dict[str, Any]:
+        elapsed = now - (self.first or now)
+        lat = sorted(self.latencies)
+
+        def pct(q: float) -> float | None:
+            return lat[min(len(lat) - 1, int(q * len(lat)))] if lat else None
+
+        return {
+            "count": self.count,
+            "first": self.first,
+            "last": now,
+            "rate": self.count / elapsed if elapsed > 0 else None,
+            "p50": pct(0.5),
+            "p99": pct(0.99),
+        }
+
+    def close(self) -> None:
+        pass

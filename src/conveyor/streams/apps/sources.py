@@ -1,0 +1,222 @@
+"""Sources: http, time, file and load-generator."""
+
+from __future__ import annotations
+
+import csv
+import io
+import queue
+import random
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from conveyor.streams.apps.base import AppContext
+from conveyor.streams.errors import StreamError
+from conveyor.streams.messages import Message
+
+__all__ = ["FileSource", "HttpSource", "LoadGenerator", "TimeSource"]
+
+#: How long a source waits on an idle input before checking whether it should stop.
+_TICK = 0.1
+
+
+def _idle(context: AppContext) -> None:
+    """A finished source stays up (so the platform does not restart it) until asked to stop."""
+    context.stopping.wait()
+
+
+class LoadGenerator:
+    """Synthetic events ``{"seq", "key", "amount", "x0".."xN"}``; deterministic for a seed."""
+
+    def __init__(self, context: AppContext) -> None:
+        self.context = context
+        self.o = context.options
+
+    def batches(self) -> Iterator[list[Message]]:
+        rng = random.Random(self.o["seed"] * 1_000_003 + self.context.instance_index)
+        count, rate, fields, keys = (
+            self.o["count"],
+            self.o["rate"],
+            self.o["fields"],
+            self.o["keys"],
+        )
+        size = self.context.batch_size
+        if rate > 0:
+            size = max(1, min(size, int(rate / 10) or 1))
+        start = time.monotonic()
+        seq = 0
+        while (count == 0 or seq < count) and not self.context.stopping.is_set():
+            n = size if count == 0 else min(size, count - seq)
+            batch = []
+            for i in range(seq, seq + n):
+                payload: dict[str, Any] = {
+                    "seq": i,
+                    "key": f"k{rng.randrange(keys)}",
+                    "amount": round(rng.uniform(-50.0, 200.0), 2),
+                }
+                for f in range(fields):
+                    payload[f"x{f}"] = rng.gauss(0.0, 1.0)
+                batch.append(Message(payload))
+            seq += n
+            yield batch
+            if rate > 0:
+                ahead = seq / rate - (time.monotonic() - start)
+                if ahead > 0:
+                    self.context.stopping.wait(ahead)
+        _idle(self.context)
+
+    def close(self) -> None:
+        pass
+
+
+class TimeSource:
+    """``{"time": <epoch seconds>}`` every ``interval`` seconds."""
+
+    def __init__(self, context: AppContext) -> None:
+        self.context = context
+
+    def batches(self) -> Iterator[list[Message]]:
+        count, interval = self.context.options["count"], self.context.options["interval"]
+        sent = 0
+        while (count == 0 or sent < count) and not self.context.stopping.wait(interval):
+            yield [Message({"time": time.time()})]
+            sent += 1
+        _idle(self.context)
+
+    def close(self) -> None:
+        pass
+
+
+class FileSource:
+    """Reads each new file of a folder (JSON lines or CSV) and renames it ``<name>.done``.
+
+    The rename happens after the file's messages are published, so a crash
+    in between reads the file again (at-least-once).
+    """
+
+    def __init__(self, context: AppContext) -> None:
+        self.context = context
+        self.directory = Path(context.options["directory"]).expanduser()
+        if not self.directory.is_dir():
+            raise StreamError(f"file source: {self.directory} is not a folder")
+
+    def _rows(self, path: Path) -> list[Any]:
+        text = path.read_text(encoding="utf-8")
+        if self.context.options["format"] == "csv":
+            return list(csv.DictReader(io.StringIO(text)))
+        rows = []
+        for number, line in enumerate(text.splitlines(), 1):
+            if line.strip():
+                try:
+                    rows.append(orjson.loads(line))
+                except orjson.JSONDecodeError as exc:
+                    raise StreamError(f"{path}:{number}: not JSON: {exc}") from None
+        return rows
+
+    def batches(self) -> Iterator[list[Message]]:
+        pattern = self.context.options["pattern"]
+        while not self.context.stopping.is_set():
+            for path in sorted(self.directory.glob(pattern)):
+                if not path.is_file() or path.suffix in (".done", ".failed"):
+                    continue
+                try:
+                    rows = self._rows(path)
+                except (StreamError, OSError, UnicodeDecodeError) as exc:
+                    self.context.log.error("file source: %s; renamed to .failed", exc)
+                    path.rename(path.with_name(path.name + ".failed"))
+                    continue
+                size = self.context.batch_size
+                for i in range(0, len(rows), size):
+                    yield [Message(r) for r in rows[i : i + size]]
+                path.rename(path.with_name(path.name + ".done"))
+                if self.context.stopping.is_set():
+                    return
+            self.context.stopping.wait(self.context.options["interval"])
+
+    def close(self) -> None:
+        pass
+
+
+class HttpSource:
+    """POST JSON (an object or a list) to ``path``; answered 202 once the messages are published."""
+
+    def __init__(self, context: AppContext) -> None:
+        self.context = context
+        self.inbox: queue.Queue[tuple[list[Message], threading.Event]] = queue.Queue(maxsize=64)
+        port = context.options["port"] or context.port or 0
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        context.log.info(
+            "http source listening on 127.0.0.1:%d%s", self.port, context.options["path"]
+        )
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        source = self
+        path = self.context.options["path"]
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:
+                pass  # one line per request would drown the app's own log
+
+            def reply(self, status: int, body: dict[str, Any]) -> None:
+                data = orjson.dumps(body)
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self) -> None:
+                if self.path == "/health":
+                    self.reply(200, {"status": "ok"})
+                else:
+                    self.reply(405, {"error": f"POST JSON to {path}"})
+
+            def do_POST(self) -> None:
+                if self.path.split("?", 1)[0] != path:
+                    self.reply(404, {"error": f"no route {self.path}; POST JSON to {path}"})
+                    return
+                length = int(self.headers.get("Content-Length") or 0)
+                if length > 16 * 1024 * 1024:
+                    self.reply(413, {"error": "body larger than 16 MiB"})
+                    return
+                try:
+                    body = orjson.loads(self.rfile.read(length))
+                except orjson.JSONDecodeError as exc:
+                    self.reply(400, {"error": f"body is not JSON: {exc}"})
+                    return
+                items = body if isinstance(body, list) else [body]
+                done = threading.Event()
+                try:
+                    source.inbox.put(([Message(i) for i in items], done), timeout=30)
+                except queue.Full:
+                    self.reply(503, {"error": "the stream is not keeping up; retry later"})
+                    return
+                if done.wait(30):
+                    self.reply(202, {"accepted": len(items)})
+                else:
+                    self.reply(503, {"error": "the message could not be published in time"})
+
+        return Handler
+
+    def batches(self) -> Iterator[list[Message]]:
+        while not self.context.stopping.is_set():
+            try:
+                messages, done = self.inbox.get(timeout=_TICK)
+            except queue.Empty:
+                continue
+            # The generator resumes only after the runtime has published the batch.
+            yield messages
+            done.set()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
