@@ -1,4 +1,4 @@
-"""The README demo: record data preparation and training, reproduce and verify, then serve.
+"""The README demo: record data preparation and training, reproduce and verify, serve, push.
 
 Run with ``make demo`` (or ``.venv/bin/python examples/demo.py``). Everything is
 recorded in CONVEYOR_HOME (default ~/.conveyor), so ``conveyor runs`` shows
@@ -17,10 +17,17 @@ PROJECT = Path(__file__).parent / "diagnosis"
 BIN = Path(sys.executable).parent
 
 
-def conveyor(*args: str) -> str:
+#: Tree ensembles hold sklearn's Tree type, which skops trusts only when the operator says so.
+TRUSTED = "sklearn.tree._tree.Tree"
+
+
+def conveyor(*args: str, trusted: bool = False) -> str:
     """Run one conveyor command as a user would type it, echoing it first."""
-    print(f"\n$ conveyor {' '.join(args)}", flush=True)
+    prefix = f"CONVEYOR_TRUSTED_TYPES={TRUSTED} " if trusted else ""
+    print(f"\n$ {prefix}conveyor {' '.join(args)}", flush=True)
     env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
+    if trusted:
+        env["CONVEYOR_TRUSTED_TYPES"] = TRUSTED
     proc = subprocess.run(
         [str(BIN / "conveyor"), *args],
         cwd=PROJECT,
@@ -35,18 +42,51 @@ def conveyor(*args: str) -> str:
     return proc.stdout
 
 
-def serve_and_predict(run_id: str) -> None:
-    """Serve the run's model over HTTP, send it one row of the test set, stop it."""
+def predict(url: str) -> None:
+    """POST the first row of the test set to ``url`` and show the answer."""
     import csv
-    import re
-    import signal
     import urllib.request
 
-    # Tree ensembles hold sklearn's Tree type, which skops trusts only when the operator says so.
-    trusted = "sklearn.tree._tree.Tree"
+    with (PROJECT / "data" / "test.csv").open() as fh:
+        row = next(csv.DictReader(fh))
+    truth = row.pop("diagnosis")
+    record = {name: float(value) for name, value in row.items()}
+    body = json.dumps([record]).encode()
+    print(f"\n$ curl -s {url} -d '[{{...30 features...}}]'", flush=True)
+    request = urllib.request.Request(url, data=body, headers={"content-type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        answer = json.loads(response.read())
+        lineage = response.headers.get("x-model-run-id")
+    print(json.dumps(answer, indent=2))
+    print(f"(true diagnosis: {truth}; x-model-run-id: {lineage})")
+
+
+def push_and_route(run_id: str) -> None:
+    """Start the platform, push the model with two instances, call it through the router."""
+    manifest = PROJECT / "conveyor.yml"
+    manifest.write_text(
+        f"applications:\n  - name: diagnosis\n    model: run:{run_id}/model\n    instances: 2\n"
+    )
+    print(f"\n$ cat {manifest.name}\n{manifest.read_text()}", end="", flush=True)
+    started = conveyor("up", trusted=True)
+    router = started.split("router:", 1)[1].split()[0]
+    try:
+        conveyor("push")
+        conveyor("apps")
+        predict(f"{router}/diagnosis/predict")
+        conveyor("app", "diagnosis")
+    finally:
+        conveyor("down")
+
+
+def serve_and_predict(run_id: str) -> None:
+    """Serve the run's model over HTTP, send it one row of the test set, stop it."""
+    import re
+    import signal
+
     args = ["serve", f"run:{run_id}/model", "--port", "0"]
-    print(f"\n$ CONVEYOR_TRUSTED_TYPES={trusted} conveyor {' '.join(args)} &", flush=True)
-    env = dict(os.environ, CONVEYOR_TRUSTED_TYPES=trusted)
+    print(f"\n$ CONVEYOR_TRUSTED_TYPES={TRUSTED} conveyor {' '.join(args)} &", flush=True)
+    env = dict(os.environ, CONVEYOR_TRUSTED_TYPES=TRUSTED)
     server = subprocess.Popen(
         [str(BIN / "conveyor"), *args], cwd=PROJECT, env=env, stdout=subprocess.PIPE, text=True
     )
@@ -57,20 +97,7 @@ def serve_and_predict(run_id: str) -> None:
         found = re.search(r"http://127\.0\.0\.1:\d+", announcement)
         if found is None:
             sys.exit("demo: conveyor serve did not start")
-        with (PROJECT / "data" / "test.csv").open() as fh:
-            row = next(csv.DictReader(fh))
-        truth = row.pop("diagnosis")
-        record = {name: float(value) for name, value in row.items()}
-        body = json.dumps([record]).encode()
-        print(f"\n$ curl -s {found.group(0)}/predict -d '[{{...30 features...}}]'", flush=True)
-        request = urllib.request.Request(
-            f"{found.group(0)}/predict", data=body, headers={"content-type": "application/json"}
-        )
-        with urllib.request.urlopen(request, timeout=30) as response:
-            answer = json.loads(response.read())
-            lineage = response.headers.get("x-model-run-id")
-        print(json.dumps(answer, indent=2))
-        print(f"(true diagnosis: {truth}; x-model-run-id: {lineage})")
+        predict(found.group(0) + "/predict")
     finally:
         server.send_signal(signal.SIGTERM)
         server.communicate(timeout=60)
@@ -96,9 +123,11 @@ def main() -> None:
     conveyor("runs", "show", train_id)
     conveyor("reproduce", train_id, "--verify")
     serve_and_predict(train_id)
+    push_and_route(train_id)
     print(
         f"\nDone. Try `conveyor runs show {train_id}`, `conveyor runs diff` on two runs, "
-        f"or `conveyor serve run:{train_id}/model`."
+        f"`conveyor serve run:{train_id}/model`, or `conveyor up` to bring the diagnosis app "
+        "back (its desired state is kept)."
     )
 
 
