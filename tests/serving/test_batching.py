@@ -91,3 +91,45 @@ def test_a_model_returning_the_wrong_row_count_is_an_error() -> None:
             await batcher.close()
 
     asyncio.run(go())
+
+
+class ScriptedClock:
+    """A clock each predict call advances by the next scripted duration."""
+
+    def __init__(self, durations: list[float]) -> None:
+        self.now = 0.0
+        self.durations = durations
+        self.reads = 0
+
+    def __call__(self) -> float:
+        self.reads += 1
+        if self.reads % 2 == 0:  # the read after a call: that call took the next duration
+            self.now += self.durations.pop(0)
+        return self.now
+
+
+def test_fast_models_run_on_the_event_loop_and_slow_ones_on_the_predict_thread() -> None:
+    threads: list[int] = []
+
+    def record(batch: dict[str, Any]) -> dict[str, Any]:
+        threads.append(threading.get_ident())
+        return {"y": np.asarray(batch["x"]) * 2}
+
+    # Call 1 (cost unknown) takes 0.1 ms, call 2 then 50 ms, call 3 and 4 0.1 ms.
+    clock = ScriptedClock([0.0001, 0.05, 0.0001, 0.0001])
+    batcher = Batcher(record, inline_below=0.0005, clock=clock)
+
+    async def go() -> list[Any]:
+        try:
+            return [(await batcher.submit({"x": np.ones(1)}, 1))["y"] for _ in range(4)]
+        finally:
+            await batcher.close()
+
+    loop_thread = threading.get_ident()
+    results = asyncio.run(go())
+    assert [r.tolist() for r in results] == [[2.0]] * 4
+    on_loop = [t == loop_thread for t in threads]
+    # First call: on the thread; fast, so call 2 inline; it was slow, so 3 on the thread again.
+    assert on_loop[:3] == [False, True, False]
+    # One fast call does not undo a slow one: the moving average is still ~8 ms.
+    assert on_loop[3] is False

@@ -19,6 +19,11 @@ estimator has ``predict_proba``, ``probabilities`` (rows x classes, columns
 in ``Signature.classes`` order); regressors return ``prediction``;
 clusterers return ``cluster``.
 
+Tree ensembles (random forests, extra trees, gradient boosting, histogram
+gradient boosting, single trees) are compiled to flat arrays at load time and
+scored without scikit-learn's per-call overhead, with identical results (see
+:mod:`conveyor.models.trees`).
+
 >>> sig = save(estimator, Path("model.skops"))     # doctest: +SKIP
 >>> FORMAT.load(Path("model.skops")).predict({"x": [[0.1] * 20]})["label"]  # doctest: +SKIP
 """
@@ -36,6 +41,7 @@ from typing import Any
 from conveyor.config import Settings, get_settings
 from conveyor.errors import ModelError, UntrustedModelError
 from conveyor.models.base import Batch, Field, Model, Signature
+from conveyor.models.trees import CompiledTrees, compile_estimator
 
 __all__ = ["FORMAT", "PICKLE_FORMAT", "SklearnModel", "save", "signature_of"]
 
@@ -177,6 +183,9 @@ class SklearnModel:
     format: str = "sklearn"
     _frame: bool = field(default=False, repr=False)
     _argmax: bool = field(default=False, repr=False)
+    #: The estimator's trees as arrays (conveyor.models.trees), when it is a supported ensemble.
+    _compiled: CompiledTrees | None = field(default=None, repr=False)
+    _outputs: frozenset[str] = field(default=frozenset(), repr=False)
 
     def __post_init__(self) -> None:
         self._frame = _needs_dataframe(self.estimator)
@@ -184,6 +193,8 @@ class SklearnModel:
         self._argmax = type(final).__name__ in _ARGMAX_CLASSIFIERS and hasattr(
             self.estimator, "predict_proba"
         )
+        self._compiled = None if self._frame else compile_estimator(self.estimator)
+        self._outputs = frozenset(f.name for f in self.signature.outputs)
 
     def _matrix(self, batch: Batch) -> Any:
         import numpy as np
@@ -214,20 +225,38 @@ class SklearnModel:
         The scoring service calls this after its validation has refused NaN
         and infinity in every required float field, so scikit-learn's own
         finiteness scan (about a sixth of a small predict call) is skipped;
-        a signature with optional float fields keeps it.
+        a signature with optional float fields keeps it. Compiled tree
+        ensembles skip scikit-learn altogether.
         """
+        x = self._matrix(batch)
+        compiled = self._compiled_predict(x)
+        if compiled is not None:
+            return compiled
         if any(f.optional and f.dtype.startswith("float") for f in self.signature.inputs):
-            return self.predict(batch)
+            return self._sklearn_predict(x)
         import sklearn
 
         with sklearn.config_context(assume_finite=True):
-            return self.predict(batch)
+            return self._sklearn_predict(x)
 
     def predict(self, batch: Batch) -> dict[str, Any]:
         """Score a column-oriented batch; one entry per row in every output."""
+        x = self._matrix(batch)
+        compiled = self._compiled_predict(x)
+        return compiled if compiled is not None else self._sklearn_predict(x)
+
+    def _compiled_predict(self, x: Any) -> dict[str, Any] | None:
+        """The compiled trees' outputs (identical to sklearn's), or None to ask sklearn."""
+        if self._compiled is None:
+            return None
+        out = self._compiled.predict(x)
+        if out is None:
+            return None
+        return {name: value for name, value in out.items() if name in self._outputs}
+
+    def _sklearn_predict(self, x: Any) -> dict[str, Any]:
         import numpy as np
 
-        x = self._matrix(batch)
         est = self.estimator
         with warnings.catch_warnings():
             # A model fitted on a DataFrame is fed a matrix in signature order;
