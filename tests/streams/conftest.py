@@ -69,3 +69,11 @@ def binders(
 
 
 Opener = Callable[[], Binder]
+
+
+@pytest.fixture
+def binder(tmp_path: Path, settings: Settings) -> Iterator[Binder]:
+    """An embedded binder in the test's folder."""
+    opened = open_binder(f"embedded://{tmp_path / 'streams.db'}", settings)
+    yield opened
+    opened.close()

@@ -3,70 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
-import threading
-import time
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from conveyor.config import Settings
-from conveyor.streams.binders import Binder, dlq_name, open_binder
+from conveyor.streams.binders import Binder, dlq_name
 from conveyor.streams.catalogue import OptionError
 from conveyor.streams.messages import Message
 from conveyor.streams.run import main, spec_from
 from conveyor.streams.runtime import LaunchSpec, StreamAppRuntime
 from tests.streams import userfns
-
-PATIENCE = 30.0
-
-
-@pytest.fixture
-def binder(tmp_path: Path, settings: Settings) -> Iterator[Binder]:
-    opened = open_binder(f"embedded://{tmp_path / 'streams.db'}", settings)
-    yield opened
-    opened.close()
-
-
-class Running:
-    """A runtime on a thread, stopped and joined at the end of the test."""
-
-    def __init__(self, runtime: StreamAppRuntime) -> None:
-        self.runtime = runtime
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        try:
-            self.runtime.run()
-        except BaseException as exc:
-            self.error = exc
-
-    def stop(self) -> None:
-        self.runtime.stop()
-        self.thread.join(PATIENCE)
-        assert not self.thread.is_alive()
-        assert self.error is None
-
-
-def run_app(binder: Binder, settings: Settings, **spec: Any) -> Running:
-    runtime = StreamAppRuntime(LaunchSpec(**spec), settings, binder=binder)
-    return Running(runtime)
-
-
-def collect(binder: Binder, destination: str, group: str, count: int) -> list[Message]:
-    consumer = binder.consumer(destination, group, name="test")
-    got: list[Message] = []
-    deadline = time.monotonic() + PATIENCE
-    while len(got) < count and time.monotonic() < deadline:
-        batch = consumer.receive(100, timeout=0.2)
-        if batch:
-            got += batch.messages
-            consumer.ack(batch)
-    consumer.close()
-    return got
+from tests.streams.helpers import PATIENCE, collect, run_app
 
 
 def test_a_poison_message_goes_to_the_dlq_with_its_error_while_the_rest_flow(

@@ -264,10 +264,11 @@ class _Compiler:
         return compare
 
     def call(self, node: ast.Call, c: Callable[[ast.AST], Evaluator]) -> Evaluator:
-        if not isinstance(node.func, ast.Name) or node.func.id not in FUNCTIONS:
-            name = node.func.id if isinstance(node.func, ast.Name) else ast.unparse(node.func)
-            known = ", ".join(sorted(FUNCTIONS))
-            raise self.fail(node, f"function {name!r} is not available; use one of {known}")
+        known = ", ".join(sorted(FUNCTIONS))
+        if not isinstance(node.func, ast.Name):
+            raise self.fail(node, f"only named functions can be called ({known}); not methods")
+        if node.func.id not in FUNCTIONS:
+            raise self.fail(node, f"function {node.func.id!r} is not available; use one of {known}")
         if node.keywords or any(isinstance(a, ast.Starred) for a in node.args):
             raise self.fail(node, "functions take positional arguments only")
         fn = FUNCTIONS[node.func.id]
