@@ -386,3 +386,34 @@ def _app_processes(home: Path, app: str) -> set[int]:
         if mine and f"CONVEYOR_APP={app}".encode() in environ and _alive(int(entry.name)):
             found.add(int(entry.name))
     return found
+
+
+def test_a_push_whose_install_fails_changes_nothing_running(platform: Platform) -> None:
+    manifest = platform.write_hello_app("installs", instances=1)
+    platform.cli("push", "-f", str(manifest))
+    (platform.project / "installs" / "requirements.txt").write_text("this is not a requirement!\n")
+    manifest.write_text(manifest.read_text() + "    requirements: requirements.txt\n")
+    failed = platform.cli("push", "-f", str(manifest), check=False)
+    assert failed.returncode == 1
+    assert "could not resolve the requirements" in failed.stderr
+    assert "this is not a requirement!" in failed.stderr  # the installer's own words
+    assert "nothing running was changed" in failed.stderr
+    assert "Traceback" not in failed.stderr
+    status, body = get(f"{platform.router}/installs/")
+    assert (status, body["revision"]) == (200, "1")
+    assert [r["number"] for r in platform.client.call("GET", "/v1/apps/installs/revisions")] == [1]
+
+
+def test_a_second_platform_on_the_same_home_or_address_is_refused(
+    platform: Platform, tmp_path: Path
+) -> None:
+    same_home = platform.cli("server", check=False, timeout=DEADLINE)
+    assert same_home.returncode == 1
+    assert "a platform is already running for this home" in same_home.stderr
+    router_port = platform.router.rsplit(":", 1)[1]
+    other = Platform(home=tmp_path / "home", project=tmp_path)
+    other.extra_env["CONVEYOR_ROUTER"] = f"127.0.0.1:{router_port}"
+    taken = other.cli("server", check=False, timeout=DEADLINE)
+    assert taken.returncode == 1
+    assert f"the router address 127.0.0.1:{router_port} is already in use" in taken.stderr
+    assert "CONVEYOR_ROUTER" in taken.stderr

@@ -139,6 +139,10 @@ BAD = [
         "conveyor.yml:4:16: applications[0].instances: expected a whole number ≥ 0, got '-1'",
     ),
     (
+        APP + "    instances: 100000\n",
+        "conveyor.yml:4:16: applications[0].instances: expected 0 to 64 instances, got 100000",
+    ),
+    (
         APP + "    instances: 1.5\n",
         "conveyor.yml:4:16: applications[0].instances: expected a whole number ≥ 0, got '1.5'",
     ),

@@ -39,6 +39,8 @@ _SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([KMGT])(?:IB?|B)?", re.IGNORECASE)  # 51
 _UNITS = {"K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
 _PATH = re.compile(r"/|(/[^/\s?#]+)+")
 _TAG = "tag:yaml.org,2002:"
+#: Most instances of one app (the control API refuses more too).
+MAX_INSTANCES = 64
 _MAX_BYTES = 1024 * 1024  # a manifest is a page of YAML; anything bigger is a mistake
 
 _APP_KEYS = (
@@ -302,7 +304,7 @@ class _Reader:
             command=command,
             path=path,
             requirements=requirements,
-            instances=int(self.number(keys["instances"], whole=True)) if "instances" in keys else 1,
+            instances=self.instances(keys["instances"]) if "instances" in keys else 1,
             memory=self.size(keys["memory"]) if "memory" in keys else None,
             env=self.env(keys["env"]) if "env" in keys else MappingProxyType({}),
             routes=routes,
@@ -310,6 +312,12 @@ class _Reader:
             services=self.services(keys["services"]) if "services" in keys else (),
             line=at.node.start_mark.line + 1,
         )
+
+    def instances(self, at: _At) -> int:
+        count = int(self.number(at, whole=True))
+        if not 0 <= count <= MAX_INSTANCES:
+            self.fail(at, f"expected 0 to {MAX_INSTANCES} instances, got {count}")
+        return count
 
     def model(self, at: _At) -> str:
         uri = self.text(at, "a model reference")
