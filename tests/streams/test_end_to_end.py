@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,7 +21,9 @@ import pytest
 from conveyor.config import Settings
 from conveyor.streams.apps.base import AppContext
 from conveyor.streams.apps.sources import LoadGenerator
+from conveyor.streams.binders import open_binder
 from conveyor.streams.catalogue import Role, app_spec
+from tests.streams.conftest import BINDERS, binder_url
 
 pytestmark = pytest.mark.slow
 
@@ -79,32 +82,45 @@ def wait_for_seqs(path: Path, wanted: set[int]) -> list[int]:
     return got
 
 
-def pipeline(home: Path, out: Path, binder: str, log: Path) -> dict[str, list[str]]:
-    common = ["--stream", "demo", "--binder", binder, "--batch-size", "200"]
+def pipeline(out: Path, binder: str, stream: str = "demo") -> dict[str, list[str]]:
+    common = ["--stream", stream, "--binder", binder, "--batch-size", "200"]
     return {
-        "gen": ["--app", "load-generator", "--output", "demo.load-generator",
+        "gen": ["--app", "load-generator", "--output", f"{stream}.load-generator",
                 "--option", f"count={COUNT}", *common],
-        "filter": ["--app", "filter", "--input", "demo.load-generator", "--output", "demo.filter",
-                   "--group", "demo", "--option", "expression=amount > 0", *common],
-        "file": ["--app", "file", "--input", "demo.filter", "--group", "demo",
+        "filter": ["--app", "filter", "--input", f"{stream}.load-generator",
+                   "--output", f"{stream}.filter", "--group", stream,
+                   "--option", "expression=amount > 0", *common],
+        "file": ["--app", "file", "--input", f"{stream}.filter", "--group", stream,
                  "--option", f"path={out}", *common],
     }  # fmt: skip
 
 
-def test_every_message_arrives_and_the_apps_stop_cleanly(tmp_path: Path) -> None:
+@pytest.mark.parametrize("kind", BINDERS)
+def test_every_message_arrives_and_the_apps_stop_cleanly(
+    kind: str, tmp_path: Path, settings: Settings
+) -> None:
     home, out, log = tmp_path / "home", tmp_path / "out.jsonl", tmp_path / "apps.log"
+    url = binder_url(kind, home)
+    stream = f"demo{uuid.uuid4().hex[:8]}"
     wanted = expected_seqs(COUNT)
-    apps = pipeline(home, out, "embedded", log)
+    apps = pipeline(out, url, stream)
     procs = [start(home, *apps[name], log=log) for name in ("file", "filter", "gen")]
-    with stopped_at_exit(procs):
-        got = wait_for_seqs(out, wanted)
-        assert set(got) == wanted, log.read_text()[-3000:]
-        assert len(got) == len(wanted)  # nothing crashed, so nothing was delivered twice
-        for p in procs:
-            p.send_signal(signal.SIGTERM)
-        assert [p.wait(PATIENCE) for p in procs] == [0, 0, 0], log.read_text()[-3000:]
+    try:
+        with stopped_at_exit(procs):
+            got = wait_for_seqs(out, wanted)
+            assert set(got) == wanted, log.read_text()[-3000:]
+            assert len(got) == len(wanted)  # nothing crashed, so nothing was delivered twice
+            for p in procs:
+                p.send_signal(signal.SIGTERM)
+            assert [p.wait(PATIENCE) for p in procs] == [0, 0, 0], log.read_text()[-3000:]
+    finally:
+        if kind != "embedded":
+            binder = open_binder(url, settings)
+            for dest in (f"{stream}.load-generator", f"{stream}.filter"):
+                binder.delete(dest, [stream])
+            binder.close()
     text = log.read_text()
-    assert "demo/filter#0" in text
+    assert f"{stream}/filter#0" in text
     assert f"received={COUNT} published={len(wanted)} dead-lettered=0" in text
 
 
@@ -113,7 +129,7 @@ def test_kill_9_of_the_processor_loses_nothing(tmp_path: Path) -> None:
     wanted = expected_seqs(COUNT)
     # A short lease so the batch the killed filter held comes back quickly.
     binder = f"embedded://{home / 'streams.db'}?lease=2"
-    apps = pipeline(home, out, binder, log)
+    apps = pipeline(out, binder)
     apps["gen"] += ["--option", "rate=3000"]
     procs = [start(home, *apps[name], log=log) for name in ("file", "filter", "gen")]
     with stopped_at_exit(procs):
