@@ -192,7 +192,10 @@ class CompiledModel:
             scope = scope.child(self.local)
         if self._treated:
             scope = self._treat(scope)
-        result = self.score(scope)
+        return self.finish(self.score(scope), scope)
+
+    def finish(self, result: Result, scope: Scope) -> Result:
+        """Targets, priors and Output fields applied to the raw result ``score`` gave."""
         if self.function == "regression" and result.value.dtype.kind != "O":
             result.value = self.targets.apply_regression(result.value)
         elif self.function == "classification":

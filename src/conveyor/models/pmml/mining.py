@@ -12,7 +12,7 @@ averages accumulate segment by segment, in float32 under
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -31,6 +31,10 @@ from conveyor.models.pmml.core import (
 from conveyor.models.pmml.expressions import compile_derived_fields
 from conveyor.models.pmml.predicates import compile_predicate, find_predicate
 from conveyor.models.pmml.scope import Scope
+from conveyor.models.pmml.tree import TreeModel
+
+if TYPE_CHECKING:
+    from conveyor.models.pmml._stacked import StackedTrees
 
 __all__ = ["MiningModel"]
 
@@ -114,6 +118,10 @@ class MiningModel(CompiledModel):
         self.threshold = float(seg_el.get("missingThreshold", "1"))
         self.seg_local = compile_derived_fields(seg_el.find("LocalTransformations"))
         self.segments = [_Segment(s, ctx) for s in seg_el.findall("Segment")]
+        #: the segments' trees as one graph: None until the first batch decides, False if not
+        self._stack: StackedTrees | Literal[False] | None = None
+        #: every stacked tree's node scores, for sums and averages of plain regression trees
+        self._scores: npt.NDArray[np.floating[Any]] | None = None
         if not self.segments:
             raise ModelError(f"{seg_el.where}: <Segmentation> has no segments")
         self.classes: list[Any] = self.declared_classes() or []
@@ -137,6 +145,76 @@ class MiningModel(CompiledModel):
                         seen.append(c)
             self.classes = seen
 
+    def _route_stacked(self, scope: Scope) -> npt.NDArray[np.int64] | None:
+        """Every tree's scoring node per row from the stacked graph (``_stacked``), or None.
+
+        Only segmentations of trees that every row reaches (forests, boosted trees)
+        are stacked; the graph is compiled on the first batch.
+        """
+        if self._stack is False:
+            return None
+        if self._stack is None:
+            self._stack = self._build_stack() or False
+            if self._stack is False:
+                return None
+        return self._stack.route(scope)
+
+    def _build_stack(self) -> StackedTrees | None:
+        from conveyor.models.pmml._stacked import stack
+
+        if self.method in ("selectFirst", "modelChain") or len(self.segments) < 2:
+            return None
+        trees = []
+        for s in self.segments:
+            if not (s.always and isinstance(s.model, TreeModel) and s.model.stackable):
+                return None
+            trees.append(s.model)
+        stacked = stack(trees)
+        if stacked is None:
+            return None
+        plain = self.function == "regression" and all(t.plain_regression for t in trees)
+        if plain and self.method in ("sum", "average", "weightedAverage", "weightedSum"):
+            # each tree's value is its node's score in its own precision, then the ensemble's
+            self._scores = np.concatenate(
+                [t.scores.astype(t.dtype).astype(self.dtype) for t in trees]
+            )
+        return stacked
+
+    def _stacked_total(self, nodes: npt.NDArray[np.int64], n: int) -> Result | None:
+        """sum / average / weightedAverage of plain regression trees, added tree by tree."""
+        if self._scores is None:
+            return None
+        values = self._scores[nodes]
+        if np.isnan(values).any():
+            return None  # null predictions: the general combination decides
+        dtype = self.dtype.type
+        weighted = self.method.startswith("weighted")
+        total = np.full(n, dtype(self._base) if self._start_at_constant else 0, dtype=self.dtype)
+        wsum = dtype(0)
+        for segment, row in zip(self.segments, values, strict=True):
+            w = dtype(segment.weight if weighted else 1.0)
+            total += row * w if weighted else row
+            wsum = dtype(wsum + w)
+        if self.method in ("average", "weightedAverage"):
+            with np.errstate(all="ignore"):
+                total = total / wsum if wsum != 0 else np.full(n, np.nan, dtype=self.dtype)
+        elif wsum == 0:
+            total = np.full(n, np.nan, dtype=self.dtype)
+        return Result(value=np.asarray(total, dtype=self.dtype))
+
+    def _stacked_runs(
+        self, nodes: npt.NDArray[np.int64], scope: Scope
+    ) -> list[tuple[_Segment, Result, npt.NDArray[np.bool_]]]:
+        """Every segment's result from its scoring nodes, as scoring it alone gives."""
+        assert self._stack
+        everyone = np.ones(scope.n, dtype=bool)
+        runs = []
+        for segment, offset, row in zip(self.segments, self._stack.offsets, nodes, strict=True):
+            tree = segment.model
+            assert isinstance(tree, TreeModel)
+            runs.append((segment, tree.finish(tree.result_for(row - offset), scope), everyone))
+        return runs
+
     def _run(self, segment: _Segment, scope: Scope) -> tuple[Result, npt.NDArray[np.bool_]]:
         """Score one segment on the rows its predicate selects; results sized to the batch."""
         if segment.always:
@@ -157,7 +235,15 @@ class MiningModel(CompiledModel):
             return self._select_first(scope)
         if self.method == "modelChain":
             return self._chain(scope)
-        runs = [(s, *self._run(s, scope)) for s in self.segments]
+        runs = None
+        nodes = self._route_stacked(scope)
+        if nodes is not None:
+            total = self._stacked_total(nodes, scope.n)
+            if total is not None:
+                return total
+            runs = self._stacked_runs(nodes, scope)
+        if runs is None:
+            runs = [(s, *self._run(s, scope)) for s in self.segments]
         if self.function == "regression":
             return self._regression(runs, scope.n)
         return self._vote(runs, scope.n)

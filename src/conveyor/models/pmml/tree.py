@@ -307,7 +307,28 @@ class TreeModel(CompiledModel):
             from conveyor.models.pmml._tree_split import split_score
 
             return split_score(self, scope)
-        nodes = self.route(scope)
+        return self.result_for(self.route(scope))
+
+    @property
+    def stackable(self) -> bool:
+        """Whether a segmentation may score this tree in its stacked graph (``_stacked``):
+        it scores the segmentation's own scope (no transformations or treatments of its own)."""
+        return not self.splits and not self.local and not self._treated
+
+    @property
+    def plain_regression(self) -> bool:
+        """A regression tree whose value is its node's score: no Targets, no Output fields."""
+        t = self.targets
+        return (
+            self.function == "regression"
+            and not self.output.fields
+            and (t.factor, t.constant, t.minimum, t.maximum) == (1.0, 0.0, None, None)
+            and t.cast_integer is None
+            and t.default is None
+        )
+
+    def result_for(self, nodes: npt.NDArray[np.intp]) -> Result:
+        """The raw result of rows that reached ``nodes`` (len(nodes) for a null result)."""
         entity = self.node_ids[nodes]
         if self.function == "regression":
             return Result(value=self.scores[nodes], entity_id=entity)
