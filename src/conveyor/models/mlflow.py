@@ -110,13 +110,18 @@ def _inside(directory: Path, name: str) -> Path:
     return target
 
 
-def _with_inputs(model: Model, inputs: tuple[Field, ...] | None) -> Model:
+def _with_inputs(model: Model, inputs: tuple[Field, ...] | None, where: Path) -> Model:
     if inputs is None or not hasattr(model, "__dataclass_fields__"):
         return model
     sig = model.signature
     if len(inputs) == 1 and len(sig.inputs) == 1 and sig.inputs[0].shape:
         # A tensor spec: keep the model's own field name, take MLflow's dtype and shape.
         inputs = (dataclasses.replace(sig.inputs[0], dtype=inputs[0].dtype),)
+    elif not any(f.shape for f in inputs) and model.format == "onnx":
+        from conveyor.models.onnx import OnnxModel, with_columns
+
+        # Column specs over a graph's tensor(s): the columns feed it as MLflow feeds them.
+        return with_columns(cast(OnnxModel, model), inputs, str(where))
     new = Signature(
         inputs=inputs, outputs=sig.outputs, classes=sig.classes, task=sig.task, extra=sig.extra
     )
@@ -152,7 +157,7 @@ class _MlflowFormat:
                 f"{directory}: MLflow flavour(s) {', '.join(sorted(flavors))} are not supported",
                 hint="Conveyor serves the sklearn and onnx flavours of MLflow models.",
             )
-        return _with_inputs(model, info.inputs)
+        return _with_inputs(model, info.inputs, directory)
 
 
 FORMAT = _MlflowFormat()

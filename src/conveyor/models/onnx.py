@@ -16,6 +16,7 @@ once, before the server forks, and shared.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -25,7 +26,7 @@ from typing import Any
 from conveyor.errors import ModelError
 from conveyor.models.base import Batch, Field, Model, Signature
 
-__all__ = ["FORMAT", "OnnxModel"]
+__all__ = ["FORMAT", "OnnxModel", "with_columns"]
 
 _ONNX_TYPES = {
     "tensor(float)": "float32",
@@ -83,6 +84,9 @@ class OnnxModel:
     signature: Signature
     graph_inputs: tuple[tuple[str, str, int], ...]  # (graph name, dtype, rank)
     graph_outputs: tuple[tuple[str, str], ...]  # (graph name, served name)
+    #: Per graph input, the signature fields that feed it; several are stacked as
+    #: columns (an MLflow column signature over one tensor). Empty: field i feeds input i.
+    sources: tuple[tuple[str, ...], ...] = ()
     format: str = "onnx"
     _session: Any = field(default=None, repr=False)
     _pid: int = field(default=-1, repr=False)
@@ -98,17 +102,19 @@ class OnnxModel:
         import numpy as np
 
         feeds: dict[str, Any] = {}
-        for (graph_name, dtype, rank), f in zip(
-            self.graph_inputs, self.signature.inputs, strict=True
-        ):
-            array = np.asarray(batch[f.name])
+        sources = self.sources or tuple((f.name,) for f in self.signature.inputs)
+        for (graph_name, dtype, rank), names in zip(self.graph_inputs, sources, strict=True):
+            if len(names) == 1:
+                array = np.asarray(batch[names[0]])
+            else:
+                array = np.column_stack([np.asarray(batch[name]) for name in names])
             array = array.astype(object if dtype == "string" else dtype, copy=False)
             if rank == 2 and array.ndim == 1:
                 array = array.reshape(-1, 1)
             feeds[graph_name] = array
-        names = [g for g, _ in self.graph_outputs]
+        wanted = [g for g, _ in self.graph_outputs]
         try:
-            results = self.session().run(names, feeds)
+            results = self.session().run(wanted, feeds)
         except Exception as exc:
             raise ValueError(f"onnxruntime rejected the input: {exc}") from exc
         out: dict[str, Any] = {}
@@ -173,6 +179,54 @@ def _signature(session: Any, classes: tuple[Any, ...] | None) -> tuple[Signature
         task=task,
     )
     return sig, tuple(graph_inputs), tuple(graph_outputs)
+
+
+def with_columns(model: OnnxModel, columns: tuple[Field, ...], where: str) -> OnnxModel:
+    """``model`` taking named scalar columns (an MLflow column signature) instead of its tensors.
+
+    As MLflow's ONNX flavour feeds a DataFrame: a graph with one input gets all
+    the columns side by side, in signature order; a graph with several inputs
+    gets each input from the column of the same name.
+    """
+    names = tuple(f.name for f in columns)
+    graph_names = [g for g, _, _ in model.graph_inputs]
+    sources: tuple[tuple[str, ...], ...]
+    if len(graph_names) == 1:
+        graph_field = model.signature.inputs[0]
+        width = graph_field.shape[0] if len(graph_field.shape) == 1 else None
+        if (graph_field.shape and width is None) or (width or 1) != len(names):
+            raise ModelError(
+                f"{where}: the signature names {len(names)} column(s) but the graph input "
+                f"{graph_names[0]!r} takes {expected_width(graph_field)} value(s) per row"
+            )
+        sources = (names,)
+    else:
+        missing = [g for g in graph_names if g not in names]
+        if missing:
+            raise ModelError(
+                f"{where}: the graph takes input(s) {', '.join(map(repr, missing))}, which "
+                f"the signature's columns ({', '.join(names)}) do not name"
+            )
+        wide = [f.name for f in model.signature.inputs if f.shape]
+        if wide:
+            raise ModelError(
+                f"{where}: graph input(s) {', '.join(map(repr, wide))} take several values per "
+                "row, which one named column cannot fill"
+            )
+        sources = tuple((g,) for g in graph_names)
+        unused = [n for n in names if n not in graph_names]
+        if unused:
+            raise ModelError(
+                f"{where}: signature column(s) {', '.join(map(repr, unused))} feed no graph input "
+                f"(the graph takes {', '.join(graph_names)})"
+            )
+    sig = dataclasses.replace(model.signature, inputs=columns)
+    return dataclasses.replace(model, signature=sig, sources=sources)
+
+
+def expected_width(f: Field) -> str:
+    """Per-row values a field holds, as a phrase: ``20``, ``1``, ``4x5``."""
+    return "x".join(str(n) for n in f.shape) if f.shape else "1"
 
 
 def load_bytes(data: bytes, where: str) -> OnnxModel:
