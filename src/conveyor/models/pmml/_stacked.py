@@ -87,6 +87,7 @@ class _Field:
     def __init__(self, name: str, kind: str, equalities: list[Element]) -> None:
         self.name = name
         self.kind = kind  # "f4", "f8" or "O"
+        self._constants: dict[str, Any] = {}
         texts: list[str] = []
         for el in equalities:
             if el.tag == "SimplePredicate":
@@ -100,12 +101,17 @@ class _Field:
 
     def constant(self, text: str) -> Any:
         """``text`` as a value of this field's column, or None when no value equals it."""
+        try:
+            return self._constants[text]
+        except KeyError:
+            pass
         if self.kind == "O":
-            return coerce(text, np.dtype(object))
-        value = coerce(text, np.dtype(np.float32 if self.kind == "f4" else np.float64))
-        if value is NO_MATCH or math.isnan(float(value)):
-            return None
-        return float(value)
+            value = coerce(text, np.dtype(object))
+        else:
+            value = coerce(text, np.dtype(np.float32 if self.kind == "f4" else np.float64))
+            value = None if value is NO_MATCH or math.isnan(float(value)) else float(value)
+        self._constants[text] = value
+        return value
 
 
 class _Builder:
@@ -327,7 +333,7 @@ class _Graph:
         threshold[:n_tests] = b.threshold
         succ = np.repeat(np.arange(total, dtype=np.int64)[:, None], 3, axis=1)
         if n_tests:
-            succ[:n_tests] = np.vectorize(test_id, otypes=[np.int64])(np.array(b.succ))
+            succ[:n_tests] = [[test_id(x) for x in triple] for triple in b.succ]
         self.entries = np.array([test_id(e) for e in entries], dtype=np.int64)
         # a state is 2*test + 0 (complete values) or 4*test + 0; a step adds the outcome:
         # +1 when the test holds, +2 when the value is missing
@@ -502,17 +508,17 @@ class _Walk:
         while m:
             s, r, i, j = state[:m], row[:m], index[:m], step[:m]
             v, t, h = value[:m], limit[:m], flag[:m]
-            np.take(self.base, s, out=i, mode="clip")
+            self.base.take(s, out=i, mode="clip")
             np.add(i, r, out=i)
-            np.take(self.flat, i, out=v, mode="clip")
-            np.take(self.threshold, s, out=t, mode="clip")
+            self.flat.take(i, out=v, mode="clip")
+            self.threshold.take(s, out=t, mode="clip")
             np.less_equal(v, t, out=h)
             np.add(s, h, out=j)
             if self.missing:
                 np.isnan(v, out=h)
                 np.add(j, h, out=j)
                 np.add(j, h, out=j)
-            np.take(self.succ, j, out=s, mode="clip")
+            self.succ.take(j, out=s, mode="clip")
             np.greater_equal(s, self.end, out=h)
             now = int(np.count_nonzero(h))
             if now == ended or (now < _COMPACT_SHARE * m and now < m):

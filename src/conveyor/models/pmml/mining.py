@@ -120,6 +120,7 @@ class MiningModel(CompiledModel):
         self.segments = [_Segment(s, ctx) for s in seg_el.findall("Segment")]
         #: the segments' trees as one graph: None until the first batch decides, False if not
         self._stack: StackedTrees | Literal[False] | None = None
+        self._called = False
         #: every stacked tree's node scores, for sums and averages of plain regression trees
         self._scores: npt.NDArray[np.floating[Any]] | None = None
         if not self.segments:
@@ -149,11 +150,15 @@ class MiningModel(CompiledModel):
         """Every tree's scoring node per row from the stacked graph (``_stacked``), or None.
 
         Only segmentations of trees that every row reaches (forests, boosted trees)
-        are stacked; the graph is compiled on the first batch.
+        are stacked. The graph is compiled on the first batch of several rows, or on
+        the second call: a first one-row call (a cold start) walks only its own paths.
         """
         if self._stack is False:
             return None
         if self._stack is None:
+            if scope.n == 1 and not self._called:
+                self._called = True
+                return None
             self._stack = self._build_stack() or False
             if self._stack is False:
                 return None
