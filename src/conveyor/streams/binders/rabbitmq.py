@@ -7,6 +7,11 @@ persistent and published with publisher confirms; consumers acknowledge
 manually (``multiple=True`` up to the batch's last delivery tag), and what a
 consumer held when its connection died goes back to the queue.
 
+Confirms are awaited per batch, not per message: pika's blocking channel
+waits for each confirm in turn (one broker disk flush per message), so the
+batch is published on the channel underneath it and the confirms collected
+together — the same guarantee, one wait per batch (see bench/streams).
+
 Publishing and consuming use separate connections, as RabbitMQ advises.
 """
 
@@ -48,7 +53,15 @@ class RabbitBinder:
         self._declared: set[tuple[str, str | None]] = set()
         self._publisher = self.connect()
         self._channel = self._publisher.channel()
-        self._channel.confirm_delivery()
+        self._sent = 0  # delivery tags of this channel: 1, 2, ... in publish order
+        self._unconfirmed: set[int] = set()
+        self._refused = 0
+        selected: list[bool] = []
+        # The asynchronous channel under the blocking one: publish without waiting, then
+        # collect the broker's acks (multiple=True acks every tag up to its own).
+        self._impl = self._channel._impl
+        self._impl.confirm_delivery(self._on_confirm, callback=lambda _frame: selected.append(True))
+        self._wait(lambda: bool(selected), "confirm mode")
 
     def connect(self) -> Any:
         try:
@@ -72,6 +85,26 @@ class RabbitBinder:
             self.declare(self._channel, destination, group)
             self._declared.add((destination, group))
 
+    def _on_confirm(self, frame: Any) -> None:
+        method = frame.method
+        tag = method.delivery_tag
+        if method.NAME.endswith("Nack"):
+            self._refused += len([t for t in self._unconfirmed if t <= tag]) if method.multiple else 1
+        if method.multiple:
+            self._unconfirmed = {t for t in self._unconfirmed if t > tag}
+        else:
+            self._unconfirmed.discard(tag)
+
+    def _wait(self, done: Any, what: str, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        try:
+            while not done():
+                if time.monotonic() > deadline:
+                    raise BinderError(f"rabbitmq binder: no answer for {what} in {timeout:.0f}s")
+                self._publisher.process_data_events(time_limit=0.05)
+        except self._errors as exc:
+            raise BinderError(f"rabbitmq binder: {what} failed: {exc!r}") from exc
+
     def publish(self, destination: str, messages: Sequence[Message]) -> None:
         if (destination, None) not in self._declared:
             self.declare(self._channel, destination, None)
@@ -79,11 +112,17 @@ class RabbitBinder:
         props = self._pika.BasicProperties(delivery_mode=2, content_type="application/json")
         exchange = _exchange(destination)
         try:
-            # With confirms on, each publish returns once the broker has the message.
             for message in messages:
-                self._channel.basic_publish(exchange, "", encode(message), props)
+                self._impl.basic_publish(exchange, "", encode(message), props)
+                self._sent += 1
+                self._unconfirmed.add(self._sent)
         except self._errors as exc:
             raise BinderError(f"rabbitmq binder: publish to {destination} failed: {exc!r}") from exc
+        # Returns once the broker has confirmed every message (persisted to its queues).
+        self._wait(lambda: not self._unconfirmed, f"publish to {destination}")
+        if self._refused:
+            refused, self._refused = self._refused, 0
+            raise BinderError(f"rabbitmq binder: the broker refused {refused} message(s)")
 
     def consumer(self, destination: str, group: str, *, name: str) -> RabbitConsumer:
         return RabbitConsumer(self, destination, group, name)

@@ -1,0 +1,1 @@
+"""Stream throughput: load-generator | transform | throughput per binder vs a hand-written loop."""

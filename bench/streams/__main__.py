@@ -1,0 +1,184 @@
+"""Stream throughput: ``load-generator | transform | throughput`` per binder vs a hand-written loop.
+
+    python -m bench.streams [--count 20000] [--batch 200] [--binders embedded,redis,rabbitmq]
+
+Each side runs three processes (generate, transform, count) on one binder;
+the Conveyor side is three ``python -m conveyor.streams.run`` apps, the
+direct side (bench/streams/direct.py) does the same work with the same
+client library (redis-py, pika) and the same guarantees. Messages/s is
+counted at the sink from its first to its last message; latency is sink
+arrival minus the generator's timestamp (the generator runs flat out, so it
+includes queueing). Needs Redis on 127.0.0.1:6379 and RabbitMQ on
+127.0.0.1:5672 (guest/guest); a broker that does not answer is skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from conveyor.config import Settings
+from conveyor.streams.binders import open_binder
+
+URLS = {
+    "embedded": "",
+    "redis": "redis://127.0.0.1:6379/0",
+    "rabbitmq": "amqp://guest:guest@127.0.0.1:5672/%2F",
+}
+PORTS = {"redis": 6379, "rabbitmq": 5672}
+#: Bound on one contender's run.
+DEADLINE = 300.0
+EXPRESSION = "{'seq': seq, 'key': key, 'amount2': amount * 2}"
+
+
+def reachable(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def wait_report(report: Path, count: int, procs: list[subprocess.Popen[bytes]]) -> dict[str, Any]:
+    end = time.monotonic() + DEADLINE
+    while time.monotonic() < end:
+        if report.exists():
+            data: dict[str, Any] = orjson.loads(report.read_bytes())
+            if data["count"] >= count:
+                return data
+        if any(p.poll() not in (None, 0) for p in procs):
+            raise RuntimeError("a process of the pipeline failed; see its output above")
+        time.sleep(0.1)
+    raise RuntimeError(f"not all {count} messages arrived within {DEADLINE:.0f}s")
+
+
+def stop(procs: list[subprocess.Popen[bytes]]) -> None:
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    for p in procs:
+        try:
+            p.wait(30)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
+def run_conveyor(binder: str, url: str, count: int, batch: int, work: Path) -> dict[str, Any]:
+    home = work / "home"
+    url = url or f"embedded://{home / 'streams.db'}"
+    name = f"bench{uuid.uuid4().hex[:6]}"
+    report = work / f"{name}.json"
+    env = {**os.environ, "CONVEYOR_HOME": str(home)}
+    common = ["--stream", name, "--binder", url, "--batch-size", str(batch)]
+    apps = [
+        ["--app", "throughput", "--input", f"{name}.transform", "--group", name,
+         "--option", f"report={report}", "--option", f"every={count}"],
+        ["--app", "transform", "--input", f"{name}.load-generator", "--output",
+         f"{name}.transform", "--group", name, "--option", f"expression={EXPRESSION}"],
+        ["--app", "load-generator", "--output", f"{name}.load-generator",
+         "--option", f"count={count}"],
+    ]  # fmt: skip
+    procs = [
+        subprocess.Popen([sys.executable, "-m", "conveyor.streams.run", *a, *common], env=env)
+        for a in apps
+    ]
+    try:
+        return wait_report(report, count, procs)
+    finally:
+        stop(procs)
+        if binder != "embedded":
+            b = open_binder(url, Settings.from_env({"CONVEYOR_HOME": str(home)}))
+            for dest in (f"{name}.load-generator", f"{name}.transform"):
+                b.delete(dest, [name])
+            b.close()
+
+
+def run_direct(
+    binder: str, url: str, count: int, batch: int, work: Path, variant: str = ""
+) -> dict[str, Any]:
+    name = f"direct{uuid.uuid4().hex[:6]}"
+    report = work / f"{name}.json"
+    args = [url, name, str(count), str(batch), str(report)]
+    broker = binder + variant
+    procs = [
+        subprocess.Popen([sys.executable, "-m", "bench.streams.direct", broker, role, *args])
+        for role in ("sink", "transform", "gen")
+    ]
+    try:
+        return wait_report(report, count, procs)
+    finally:
+        stop(procs)
+        cleanup_direct(binder, url, name)
+
+
+def cleanup_direct(binder: str, url: str, name: str) -> None:
+    if binder == "redis":
+        import redis
+
+        redis.Redis.from_url(url).delete(f"direct:{name}.gen", f"direct:{name}.transform")
+    else:
+        import pika
+
+        conn = pika.BlockingConnection(pika.URLParameters(url))
+        ch = conn.channel()
+        for stage in ("gen", "transform"):
+            ch.queue_delete(f"direct.{name}.{stage}.q")
+            ch.exchange_delete(f"direct.{name}.{stage}")
+        conn.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.streams", description=__doc__)
+    parser.add_argument("--count", type=int, default=20000)
+    parser.add_argument("--batch", type=int, default=200)
+    parser.add_argument("--binders", default="embedded,redis,rabbitmq")
+    args = parser.parse_args()
+    rows: list[tuple[str, str, dict[str, Any]]] = []
+    with tempfile.TemporaryDirectory(prefix="bench-streams-") as tmp:
+        for binder in args.binders.split(","):
+            if binder in PORTS and not reachable(PORTS[binder]):
+                print(f"skipped {binder}: nothing answers on 127.0.0.1:{PORTS[binder]}")
+                continue
+            work = Path(tmp) / binder
+            work.mkdir()
+            url = URLS[binder]
+            rows.append(
+                (binder, "conveyor", run_conveyor(binder, url, args.count, args.batch, work))
+            )
+            if binder != "embedded":
+                rows.append(
+                    (binder, "direct", run_direct(binder, url, args.count, args.batch, work))
+                )
+            if binder == "rabbitmq":
+                batched = run_direct(binder, url, args.count, args.batch, work, "-batch")
+                rows.append((binder, "direct, batch confirms", batched))
+    # The ratio is against the best hand-written loop on the same broker.
+    direct: dict[str, float] = {}
+    for b, c, r in rows:
+        if c.startswith("direct"):
+            direct[b] = max(direct.get(b, 0.0), r["rate"])
+    print(f"\n{args.count} messages, batches of {args.batch}\n")
+    print("| binder | contender | messages/s | p50 latency ms | p99 latency ms | x direct |")
+    print("|---|---|---:|---:|---:|---:|")
+    for binder, contender, r in rows:
+        ratio = f"{r['rate'] / direct[binder]:.2f}" if binder in direct else "-"
+        print(
+            f"| {binder} | {contender} | {r['rate']:,.0f} | {r['p50'] * 1000:,.0f} "
+            f"| {r['p99'] * 1000:,.0f} | {ratio} |"
+        )
+
+
+if __name__ == "__main__":
+    main()

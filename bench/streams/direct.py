@@ -1,0 +1,203 @@
+"""Hand-written loops doing the stream's work straight on the broker's client library.
+
+The floor for Python on that broker: the same three processes (generate,
+transform, count), the same batches, the same JSON encoding, the same
+guarantees (persistent messages, publisher confirms / acknowledged reads),
+none of Conveyor's layers. Run by ``python -m bench.streams``::
+
+    python -m bench.streams.direct BROKER gen|transform|sink URL NAME COUNT BATCH REPORT
+
+BROKER: ``redis``, ``rabbitmq`` (pika's blocking confirms: each publish waits
+for its own) or ``rabbitmq-batch`` (a batch published, then its confirms
+awaited together, as the Conveyor binder does).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import random
+import sys
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import orjson
+
+
+def events(count: int, batch: int) -> Iterator[list[bytes]]:
+    """The load generator's events, encoded as Conveyor encodes them."""
+    rng = random.Random(0)
+    for start in range(0, count, batch):
+        out = []
+        for i in range(start, min(count, start + batch)):
+            payload: dict[str, Any] = {
+                "seq": i,
+                "key": f"k{rng.randrange(100)}",
+                "amount": round(rng.uniform(-50.0, 200.0), 2),
+            }
+            for f in range(4):
+                payload[f"x{f}"] = rng.gauss(0.0, 1.0)
+            out.append(orjson.dumps({"h": {"created": time.time()}, "p": payload}))
+        yield out
+
+
+def transform(body: bytes) -> bytes:
+    msg = orjson.loads(body)
+    p = msg["p"]
+    msg["p"] = {"seq": p["seq"], "key": p["key"], "amount2": p["amount"] * 2}
+    return orjson.dumps(msg)
+
+
+class Counter:
+    """What the throughput sink records: count, first/last arrival, latencies."""
+
+    def __init__(self, count: int, report: str) -> None:
+        self.count, self.report = count, report
+        self.seen = 0
+        self.first = 0.0
+        self.latencies: list[float] = []
+
+    def add(self, bodies: list[bytes]) -> bool:
+        now = time.time()
+        if not self.seen:
+            self.first = now
+        self.latencies += [now - orjson.loads(b)["h"]["created"] for b in bodies]
+        self.seen += len(bodies)
+        if self.seen >= self.count:
+            lat = sorted(self.latencies)
+            summary = {
+                "count": self.seen,
+                "first": self.first,
+                "last": now,
+                "rate": self.seen / (now - self.first) if now > self.first else None,
+                "p50": lat[len(lat) // 2],
+                "p99": lat[min(len(lat) - 1, int(0.99 * len(lat)))],
+            }
+            with open(self.report, "wb") as f:
+                f.write(orjson.dumps(summary))
+            return True
+        return False
+
+
+def redis_role(role: str, url: str, name: str, count: int, batch: int, report: str) -> None:
+    import redis
+
+    r = redis.Redis.from_url(url)
+    src, mid = f"direct:{name}.gen", f"direct:{name}.transform"
+    for key in (src, mid):
+        with contextlib.suppress(redis.ResponseError):  # the group exists already
+            r.xgroup_create(key, name, id="0", mkstream=True)
+    if role == "gen":
+        for bodies in events(count, batch):
+            pipe = r.pipeline(transaction=False)
+            for b in bodies:
+                pipe.xadd(src, {b"m": b})
+            pipe.execute()
+        return
+    stream_in = src if role == "transform" else mid
+    counter = Counter(count, report)
+    while True:
+        reply: Any = r.xreadgroup(name, role, {stream_in: ">"}, count=batch, block=200)
+        if not reply:
+            continue
+        entries = reply[0][1]
+        bodies = [fields[b"m"] for _, fields in entries]
+        if role == "transform":
+            pipe = r.pipeline(transaction=False)
+            for b in bodies:
+                pipe.xadd(mid, {b"m": transform(b)})
+            pipe.execute()
+        r.xack(stream_in, name, *[i for i, _ in entries])
+        if role == "sink" and counter.add(bodies):
+            return
+
+
+class BatchConfirms:
+    """Publish a batch on the channel under pika's blocking one, then await all confirms."""
+
+    def __init__(self, conn: Any, ch: Any) -> None:
+        self.conn, self.impl = conn, ch._impl
+        self.sent, self.confirmed = 0, 0
+        ready: list[bool] = []
+        self.impl.confirm_delivery(self.on_ack, callback=lambda _f: ready.append(True))
+        while not ready:
+            conn.process_data_events(time_limit=0.05)
+
+    def on_ack(self, frame: Any) -> None:
+        if frame.method.NAME.endswith("Nack"):
+            raise RuntimeError("the broker refused a message")
+        self.confirmed = max(self.confirmed, frame.method.delivery_tag)
+
+    def publish(self, exchange: str, bodies: list[bytes], props: Any) -> None:
+        for b in bodies:
+            self.impl.basic_publish(exchange, "", b, props)
+        self.sent += len(bodies)
+        while self.confirmed < self.sent:
+            self.conn.process_data_events(time_limit=0.05)
+
+
+def rabbit_role(
+    role: str, url: str, name: str, count: int, batch: int, report: str, batched: bool = False
+) -> None:
+    import pika
+
+    conn = pika.BlockingConnection(pika.URLParameters(url))
+    ch = conn.channel()
+    for stage in ("gen", "transform"):
+        ch.exchange_declare(f"direct.{name}.{stage}", exchange_type="fanout", durable=True)
+        ch.queue_declare(f"direct.{name}.{stage}.q", durable=True)
+        ch.queue_bind(f"direct.{name}.{stage}.q", f"direct.{name}.{stage}")
+    props = pika.BasicProperties(delivery_mode=2, content_type="application/json")
+    publisher: Any = None
+    pub_ch: Any = None
+    confirms: BatchConfirms | None = None
+    if role in ("gen", "transform"):
+        publisher = pika.BlockingConnection(pika.URLParameters(url))
+        pub_ch = publisher.channel()
+        if batched:
+            confirms = BatchConfirms(publisher, pub_ch)
+        else:
+            pub_ch.confirm_delivery()  # each basic_publish waits for its confirm
+
+    def publish(exchange: str, bodies: list[bytes]) -> None:
+        if confirms is not None:
+            confirms.publish(exchange, bodies, props)
+        else:
+            for b in bodies:
+                pub_ch.basic_publish(exchange, "", b, props)
+
+    if role == "gen":
+        for bodies in events(count, batch):
+            publish(f"direct.{name}.gen", bodies)
+        publisher.close()
+        conn.close()
+        return
+    queue = f"direct.{name}.{'gen' if role == 'transform' else 'transform'}.q"
+    buffer: list[tuple[int, bytes]] = []
+    ch.basic_qos(prefetch_count=1000)
+    ch.basic_consume(queue, lambda c, m, p, b: buffer.append((m.delivery_tag, b)))
+    counter = Counter(count, report)
+    while True:
+        conn.process_data_events(time_limit=0.2 if not buffer else 0)
+        if not buffer:
+            continue
+        taken, buffer[:] = buffer[:batch], buffer[batch:]
+        bodies = [b for _, b in taken]
+        if role == "transform":
+            publish(f"direct.{name}.transform", [transform(b) for b in bodies])
+        ch.basic_ack(delivery_tag=taken[-1][0], multiple=True)
+        if role == "sink" and counter.add(bodies):
+            conn.close()
+            return
+
+
+ROLES: dict[str, Callable[[str, str, str, int, int, str], None]] = {
+    "redis": redis_role,
+    "rabbitmq": rabbit_role,
+    "rabbitmq-batch": functools.partial(rabbit_role, batched=True),
+}
+
+if __name__ == "__main__":
+    broker, role, url, name, count, batch, report = sys.argv[1:8]
+    ROLES[broker](role, url, name, int(count), int(batch), report)
