@@ -89,7 +89,9 @@ class RabbitBinder:
         method = frame.method
         tag = method.delivery_tag
         if method.NAME.endswith("Nack"):
-            self._refused += len([t for t in self._unconfirmed if t <= tag]) if method.multiple else 1
+            self._refused += (
+                len([t for t in self._unconfirmed if t <= tag]) if method.multiple else 1
+            )
         if method.multiple:
             self._unconfirmed = {t for t in self._unconfirmed if t > tag}
         else:
