@@ -3,8 +3,8 @@
 Numbers, integers and booleans are float arrays with NaN for a missing value
 (``float`` fields are float32, so ``x-mathContext="float"`` documents compute
 in 32 bits; everything else is float64 — integers stay exact up to 2**53).
-Strings (and dates, which the suites do not use) are object arrays with None
-for a missing value. Booleans are 1.0/0.0.
+Dates and times are float64 counts of days or seconds (``_temporal``).
+Strings are object arrays with None for a missing value. Booleans are 1.0/0.0.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from conveyor.errors import ModelError
+from conveyor.models.pmml._temporal import is_temporal, parse_temporal, temporal_column
 
 __all__ = [
     "Array",
@@ -37,13 +38,13 @@ _FALSE = frozenset({"false", "0", "0.0", "no"})
 
 
 def is_numeric(data_type: str) -> bool:
-    return data_type in _NUMERIC
+    return data_type in _NUMERIC or is_temporal(data_type)
 
 
 def column_dtype(data_type: str) -> np.dtype[Any]:
     if data_type == "float":
         return np.dtype(np.float32)
-    if data_type in _NUMERIC:
+    if data_type in _NUMERIC or is_temporal(data_type):
         return np.dtype(np.float64)
     return np.dtype(object)
 
@@ -69,6 +70,8 @@ def parse_scalar(text: Any, data_type: str) -> Any:
 
     Raises ValueError when the text is not a value of the type.
     """
+    if is_temporal(data_type):
+        return parse_temporal(text, data_type)
     if data_type in _NUMERIC:
         if data_type == "boolean":
             if isinstance(text, bool | np.bool_):
@@ -127,6 +130,13 @@ def convert(
             raise ModelError(f"a PMML input column must be one-dimensional, got shape {arr.shape}")
     n = len(arr)
     dtype = column_dtype(data_type)
+    if is_temporal(data_type):
+        column, invalid = temporal_column(arr, data_type)
+        missing = np.isnan(column) & ~invalid
+        for mv in missing_values:
+            if isinstance(mv, float) and not math.isnan(mv):
+                missing |= column == mv
+        return np.where(missing | invalid, np.nan, column), missing, invalid
     if dtype.kind != "O" and arr.dtype.kind in "fiub":
         with np.errstate(over="ignore"):
             column = arr.astype(dtype)
@@ -240,6 +250,12 @@ def coerce(text: Any, dtype: np.dtype[Any]) -> Any:
             return dtype.type(1.0)
         if low == "false":
             return dtype.type(0.0)
+        # a date, date-time or time of day compares as the number its column holds
+        for kind in ("dateTime", "time"):
+            try:
+                return dtype.type(parse_temporal(text, kind))
+            except ValueError:
+                continue
         return NO_MATCH
 
 
@@ -249,6 +265,10 @@ NO_MATCH = object()
 def cast(column: Array, data_type: str) -> Array:
     """A computed column converted to the representation of ``data_type``."""
     dtype = column_dtype(data_type)
+    if is_temporal(data_type):
+        if column.dtype.kind in "fiub":
+            return column.astype(np.float64, copy=False)
+        return temporal_column(column, data_type)[0]
     if dtype.kind == "O":
         if column.dtype.kind == "O":
             return column

@@ -16,6 +16,7 @@ import numpy as np
 
 from conveyor.errors import ModelError
 from conveyor.models.base import Field, Signature
+from conveyor.models.pmml._temporal import temporal_strings
 from conveyor.models.pmml._values import Array, format_number
 from conveyor.models.pmml._xml import Element, unsupported
 from conveyor.models.pmml.core import CompiledModel, Context, Result, build_model, find_model
@@ -128,6 +129,8 @@ class PmmlModel:
         """A column as a user gets it: ints as int64 when complete, booleans as bool."""
         if col.dtype.kind == "O" or data_type is None:
             return col
+        if data_type in ("date", "time", "dateTime"):
+            return temporal_strings(col.astype(np.float64, copy=False), data_type)
         missing = np.isnan(col)
         if data_type == "integer" and not missing.any():
             return col.astype(np.int64)
@@ -197,6 +200,8 @@ _SMALL_FRAME = 64
 def _series(series: Any) -> Array:
     """A DataFrame column as an array: numbers stay numeric (pandas NA becomes NaN)."""
     kind = getattr(series.dtype, "kind", "O")
+    if kind == "M" and getattr(series.dtype, "tz", None) is None:
+        return np.asarray(series.to_numpy())  # datetime64, NaT where missing
     if kind in "biuf":
         try:
             return np.asarray(series.to_numpy(dtype=np.float64, na_value=np.nan))

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from conveyor.models.pmml._temporal import days_from_civil, format_datetime, temporal_column
 from conveyor.models.pmml._values import Array, cast, is_missing
 
 __all__ = ["BUILTINS", "NO_PROPAGATION", "normal_cdf"]
@@ -226,6 +227,56 @@ def _concat(args: Sequence[Array]) -> Array:
     return out
 
 
+def _instants(col: Array, kind: str = "dateTime") -> npt.NDArray[np.float64]:
+    """A date/dateTime (or, for ``kind="time"``, a time) argument in seconds (``_temporal``)."""
+    if col.dtype.kind == "O":
+        return temporal_column(col, kind)[0]
+    return col.astype(np.float64, copy=False)
+
+
+def _years(col: Array) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_]]:
+    year = _num(col).astype(np.float64)
+    bad = np.isnan(year)
+    return np.where(bad, 1970, year).astype(np.int64), bad
+
+
+def _days_since_year(args: Sequence[Array]) -> Array:
+    """dateDaysSinceYear(date, year): whole days from January 1st of ``year``."""
+    x = _instants(args[0])
+    year, bad = _years(args[1])
+    with np.errstate(invalid="ignore"):
+        days = np.floor(x / 86400.0) - days_from_civil(year)
+    return np.where(bad, np.nan, days)
+
+
+def _seconds_since_year(args: Sequence[Array]) -> Array:
+    """dateSecondsSinceYear(dateTime, year): seconds from January 1st of ``year``, 00:00:00."""
+    x = _instants(args[0])
+    year, bad = _years(args[1])
+    return np.where(bad, np.nan, x - days_from_civil(year) * 86400.0)
+
+
+def _seconds_since_midnight(args: Sequence[Array]) -> Array:
+    """dateSecondsSinceMidnight(time or dateTime): seconds since the day began."""
+    return np.asarray(np.mod(_instants(args[0], "time"), 86400.0), dtype=np.float64)
+
+
+def _format_datetime(args: Sequence[Array]) -> Array:
+    """formatDatetime(date or dateTime, pattern): the strftime pattern applied to the value."""
+    x = _instants(args[0])
+    patterns = cast(args[1], "string")
+    out = np.full(len(x), None, dtype=object)
+    cache: dict[tuple[float, str], str | None] = {}
+    for i, (value, pattern) in enumerate(zip(x.tolist(), patterns.tolist(), strict=True)):
+        if math.isnan(value) or pattern is None:
+            continue
+        key = (value, pattern)
+        if key not in cache:
+            cache[key] = format_datetime(value, pattern)
+        out[i] = cache[key]
+    return out
+
+
 def _missing_test(want_missing: bool) -> Impl:
     def impl(args: Sequence[Array]) -> Array:
         m = is_missing(args[0])
@@ -329,6 +380,10 @@ BUILTINS: dict[str, Impl] = {
     "replace": _strings(_regex_replace),
     "matches": _strings(lambda s, p: 1.0 if re.search(str(p), s) else 0.0, numeric_result=True),
     "formatNumber": _strings(_format_number),
+    "formatDatetime": _format_datetime,
+    "dateDaysSinceYear": _days_since_year,
+    "dateSecondsSinceYear": _seconds_since_year,
+    "dateSecondsSinceMidnight": _seconds_since_midnight,
 }
 
 #: Functions whose result is not missing just because an argument is.
