@@ -85,7 +85,12 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
 }
 
 
+_NUMBERS = (int, float)
+
+
 def _mul(a: Any, b: Any) -> Any:
+    if type(a) in _NUMBERS and type(b) in _NUMBERS:
+        return a * b
     for seq, n in ((a, b), (b, a)):
         if isinstance(seq, str | list | tuple) and isinstance(n, int) and n * len(seq) > MAX_REPEAT:
             raise ValueError(f"repeating a sequence to more than {MAX_REPEAT} items is not allowed")
@@ -128,6 +133,8 @@ _UNARY: dict[type[ast.unaryop], Callable[[Any], Any]] = {
 
 def _field(name: str) -> Evaluator:
     def field(payload: Any, headers: Mapping[str, Any]) -> Any:
+        if type(payload) is dict and name in payload:  # the common case, without the ABC check
+            return payload[name]
         if isinstance(payload, Mapping):
             value = payload.get(name, _MISSING)
             if value is not _MISSING:

@@ -19,6 +19,9 @@ from conveyor.streams.messages import Message
 
 __all__ = ["FileSink", "LogSink", "SqlSink", "ThroughputSink"]
 
+#: Latencies kept for the percentiles (the first N messages), so memory stays bounded.
+_MAX_SAMPLES = 1_000_000
+
 
 class LogSink:
     def __init__(self, context: AppContext) -> None:
@@ -141,6 +144,7 @@ class ThroughputSink:
         self.count = 0
         self.first: float | None = None
         self.latencies: list[float] = []
+        self.reported = 0.0
 
     def write(self, messages: list[Message]) -> None:
         now = time.time()
@@ -148,13 +152,16 @@ class ThroughputSink:
             self.first = now
         for m in messages:
             created = m.headers.get("created")
-            if isinstance(created, int | float):
+            if isinstance(created, int | float) and len(self.latencies) < _MAX_SAMPLES:
                 self.latencies.append(now - created)
         before = self.count
         self.count += len(messages)
-        if self.count // self.every != before // self.every:
+        crossed = self.count // self.every != before // self.every
+        if crossed:
             self.log.info("throughput: %s", orjson.dumps(self.summary(now)).decode())
-        if self.report is not None:
+        # The report (percentiles need a sort) is rewritten every N messages or every second.
+        if self.report is not None and (crossed or now - self.reported >= 1.0):
+            self.reported = now
             tmp = self.report.with_name(self.report.name + ".tmp")
             tmp.write_bytes(orjson.dumps(self.summary(now)))
             tmp.replace(self.report)
