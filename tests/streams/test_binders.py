@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 
 from conveyor.streams.binders import (
     Binder,
@@ -191,5 +192,24 @@ def test_one_key_always_reaches_the_same_partition(binders: Binders) -> None:
     assert len(set(seen.values())) > 1  # 7 keys spread over more than one partition
 
 
-def _unused(binder: Binder) -> None:  # keeps the protocol import honest for mypy
-    assert binder.kind
+def test_lag_counts_what_a_group_has_not_acknowledged(binders: Binders) -> None:
+    binder: Binder = binders.open()
+    dest = binders.destination("g")
+    assert binder.lag(dest, "g") is None
+    binder.provision(dest, "g")
+    binder.publish(dest, messages(7))
+    assert wait_until(lambda: binder.lag(dest, "g") == 7)
+    consumer = binder.consumer(dest, "g", name="c")
+    drain(consumer, 7)
+    assert wait_until(lambda: binder.lag(dest, "g") == 0)
+    consumer.close()
+
+
+def wait_until(condition: Callable[[], bool]) -> bool:
+    """RabbitMQ updates its counts a moment after a publish or an ack."""
+    deadline = time.monotonic() + PATIENCE
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True

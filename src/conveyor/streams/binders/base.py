@@ -88,6 +88,14 @@ class Binder(Protocol):
         """Remove a destination, its messages and the named groups' state."""
         ...
 
+    def lag(self, destination: str, group: str) -> int | None:
+        """Messages published to ``destination`` that ``group`` has not acknowledged yet.
+
+        RabbitMQ counts only the messages waiting in the queue (not those delivered and
+        unacknowledged); None when the group does not exist.
+        """
+        ...
+
     def close(self) -> None: ...
 
 

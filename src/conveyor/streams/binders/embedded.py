@@ -180,6 +180,24 @@ class EmbeddedBinder:
             "DELETE FROM groups WHERE dest = ? AND grp = ?", [(destination, g) for g in groups]
         )
 
+    def lag(self, destination: str, group: str) -> int | None:
+        with self._lock:
+            try:
+                row = self._db.execute(
+                    "SELECT g.next_seq, COALESCE(h.last_seq, 0), "
+                    "(SELECT COALESCE(SUM(hi - lo + 1), 0) FROM leases l "
+                    " WHERE l.dest = g.dest AND l.grp = g.grp) "
+                    "FROM groups g LEFT JOIN heads h ON h.dest = g.dest "
+                    "WHERE g.dest = ? AND g.grp = ?",
+                    (destination, group),
+                ).fetchone()
+            except sqlite3.Error as exc:
+                raise BinderError(f"embedded binder ({self.path}): {exc}") from exc
+        if row is None:
+            return None
+        next_seq, last_seq, leased = row
+        return int(max(0, last_seq - next_seq + 1) + leased)
+
     def consumer(self, destination: str, group: str, *, name: str) -> EmbeddedConsumer:
         return EmbeddedConsumer(self, destination, group, name)
 

@@ -138,6 +138,22 @@ class RabbitBinder:
             raise BinderError(f"rabbitmq binder: cannot delete {destination}: {exc!r}") from exc
         self._declared = {d for d in self._declared if d[0] != destination}
 
+    def lag(self, destination: str, group: str) -> int | None:
+        # A passive declare of a missing queue closes its channel: use a throwaway one.
+        try:
+            channel = self._publisher.channel()
+        except self._errors as exc:
+            raise BinderError(f"rabbitmq binder: lag of {destination} failed: {exc!r}") from exc
+        try:
+            ok = channel.queue_declare(_queue(destination, group), passive=True)
+        except self._pika.exceptions.ChannelClosedByBroker:
+            return None
+        except self._errors as exc:
+            raise BinderError(f"rabbitmq binder: lag of {destination} failed: {exc!r}") from exc
+        with contextlib.suppress(*self._errors):
+            channel.close()
+        return int(ok.method.message_count)
+
     def close(self) -> None:
         # Already gone or not: nothing is pending on the publisher side.
         with contextlib.suppress(*self._errors):

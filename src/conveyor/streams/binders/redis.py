@@ -73,6 +73,21 @@ class RedisBinder:
     def delete(self, destination: str, groups: Iterable[str]) -> None:
         self.call(f"delete {destination}", self.client.delete, _key(destination))
 
+    def lag(self, destination: str, group: str) -> int | None:
+        try:
+            groups = self.client.xinfo_groups(_key(destination))
+        except self._errors as exc:
+            if "no such key" in str(exc).lower():
+                return None
+            raise BinderError(f"redis binder: lag of {destination} failed: {exc}") from exc
+        for info in groups:
+            name = info.get("name")
+            if (name.decode() if isinstance(name, bytes) else name) == group:
+                waiting = info.get("lag")
+                # Redis cannot count the lag after entries were deleted; it says None then.
+                return None if waiting is None else int(waiting) + int(info.get("pending", 0))
+        return None
+
     def close(self) -> None:
         self.client.close()
 
