@@ -455,14 +455,21 @@ class StackedTrees:
         n = scope.n
         x = g.matrix(scope)
         walk = _Walk(g, x, bool(np.isnan(x).any()))
-        n_pairs = len(self.trees) * n
-        if n_pairs <= _FEW:
+        n_trees = len(self.trees)
+        if n_trees * n <= _FEW:
             walk.run_few(g.entries * walk.stride)
-            return walk.out.reshape(len(self.trees), n)
-        for a in range(0, n_pairs, _CHUNK):
-            pairs = np.arange(a, min(a + _CHUNK, n_pairs), dtype=np.int64)
-            walk.run(g.entries[pairs // n] * walk.stride, pairs % n)
-        return walk.out.reshape(len(self.trees), n)
+            return walk.out.reshape(n_trees, n)
+        rows = np.arange(n, dtype=np.int64)
+        per_chunk = max(1, _CHUNK // n)  # whole trees, or one tree's rows in slices
+        for t in range(0, n_trees, per_chunk):
+            entries = g.entries[t : t + per_chunk] * walk.stride
+            if n <= _CHUNK:
+                walk.run(np.repeat(entries, n), np.tile(rows, len(entries)))
+                continue
+            for a in range(0, n, _CHUNK):
+                part = rows[a : a + _CHUNK]
+                walk.run(np.full(len(part), entries[0]), part.copy())
+        return walk.out.reshape(n_trees, n)
 
 
 class _Walk:

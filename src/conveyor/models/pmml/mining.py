@@ -194,11 +194,15 @@ class MiningModel(CompiledModel):
             return None  # null predictions: the general combination decides
         dtype = self.dtype.type
         weighted = self.method.startswith("weighted")
-        total = np.full(n, dtype(self._base) if self._start_at_constant else 0, dtype=self.dtype)
+        weights = [dtype(s.weight if weighted else 1.0) for s in self.segments]
+        if weighted:
+            values = values * np.array(weights, dtype=self.dtype)[:, None]
+        # the first tree adds to the start value, then accumulate adds row after row in the
+        # ensemble's precision: tree by tree, in document order
+        values[0] = dtype(self._base if self._start_at_constant else 0) + values[0]
+        total = np.add.accumulate(values, axis=0, dtype=self.dtype, out=values)[-1]
         wsum = dtype(0)
-        for segment, row in zip(self.segments, values, strict=True):
-            w = dtype(segment.weight if weighted else 1.0)
-            total += row * w if weighted else row
+        for w in weights:
             wsum = dtype(wsum + w)
         if self.method in ("average", "weightedAverage"):
             with np.errstate(all="ignore"):

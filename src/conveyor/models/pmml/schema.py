@@ -108,10 +108,14 @@ class DataField:
 
 def _member(column: Array, values: list[Any]) -> npt.NDArray[np.bool_]:
     """Membership of each cell in ``values``; a set lookup per cell for strings."""
-    if column.dtype.kind == "O":
-        allowed = frozenset(values)
+    if column.dtype.kind == "O" or len(column) <= _FEW_ROWS:
+        # a set lookup per cell: strings, and small batches where isin's set-up dominates
+        allowed = frozenset(np.array(values, dtype=column.dtype).tolist())
         return np.fromiter((v in allowed for v in column.tolist()), dtype=bool, count=len(column))
     return np.isin(column, np.array(values, dtype=column.dtype))
+
+
+_FEW_ROWS = 16
 
 
 def _default_optype(data_type: str) -> str:
