@@ -16,7 +16,15 @@ import math
 import numpy as np
 import pytest
 
-from conveyor.models.pmml import loads
+from conveyor.models.pmml import loads, mining
+
+
+@pytest.fixture(autouse=True)
+def _always_stacked(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Walk the graph for batches of every size: these trees are small enough that big
+    batches would otherwise be scored tree by tree (which the comparison runs alone)."""
+    monkeypatch.setattr(mining, "_SMALL_TREES", 0)
+
 
 HEAD = """<PMML xmlns="http://www.dmg.org/PMML-4_4" version="4.4"><DataDictionary>
 <DataField name="x" optype="continuous" dataType="double"/>

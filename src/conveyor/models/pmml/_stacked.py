@@ -413,6 +413,8 @@ def _kind(col: npt.NDArray[Any]) -> str | None:
 
 #: pairs walked together: their working arrays stay in the processor's cache
 _CHUNK = 32768
+#: steps between looks for pairs at terminals (which lead to themselves, so may step on)
+_STEPS = 2
 #: this few pairs (a one-row batch) are walked in plain Python: fewer calls than array steps
 _FEW = 64
 
@@ -423,6 +425,7 @@ class StackedTrees:
     def __init__(self, trees: list[TreeModel]) -> None:
         self.trees = trees
         self.offsets: list[int] = np.cumsum([0] + [len(t.nodes) + 1 for t in trees[:-1]]).tolist()
+        self.mean_nodes = sum(len(t.nodes) for t in trees) / len(trees)
         self._equalities: dict[str, list[Element]] = {}
         for tree in trees:
             for node in tree.nodes:
@@ -515,17 +518,18 @@ class _Walk:
         while m:
             s, r, i, j = state[:m], row[:m], index[:m], step[:m]
             v, t, h = value[:m], limit[:m], flag[:m]
-            self.base.take(s, out=i, mode="clip")
-            np.add(i, r, out=i)
-            self.flat.take(i, out=v, mode="clip")
-            self.threshold.take(s, out=t, mode="clip")
-            np.less_equal(v, t, out=h)
-            np.add(s, h, out=j)
-            if self.missing:
-                np.isnan(v, out=h)
-                np.add(j, h, out=j)
-                np.add(j, h, out=j)
-            self.succ.take(j, out=s, mode="clip")
+            for _ in range(_STEPS):  # indices are always in range: "wrap" is the cheapest mode
+                self.base.take(s, out=i, mode="wrap")
+                np.add(i, r, out=i)
+                self.flat.take(i, out=v, mode="wrap")
+                self.threshold.take(s, out=t, mode="wrap")
+                np.less_equal(v, t, out=h)
+                np.add(s, h, out=j)
+                if self.missing:
+                    np.isnan(v, out=h)
+                    np.add(j, h, out=j)
+                    np.add(j, h, out=j)
+                self.succ.take(j, out=s, mode="wrap")
             np.greater_equal(s, self.end, out=h)
             now = int(np.count_nonzero(h))
             if now == ended or (now < _COMPACT_SHARE * m and now < m):

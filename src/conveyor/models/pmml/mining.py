@@ -38,6 +38,11 @@ if TYPE_CHECKING:
 
 __all__ = ["MiningModel"]
 
+#: batches up to this many rows always walk the stacked trees (fewest calls per row)
+_FEW_ROWS = 64
+#: larger batches of trees with at most this many nodes on average go tree by tree
+_SMALL_TREES = 10
+
 _REGRESSION = (
     "sum",
     "average",
@@ -162,6 +167,10 @@ class MiningModel(CompiledModel):
             self._stack = self._build_stack() or False
             if self._stack is False:
                 return None
+        if scope.n > _FEW_ROWS and self._stack.mean_nodes <= _SMALL_TREES:
+            # trees of a few nodes: one array call per node over the rows that reach it
+            # (the per-tree walk) costs less than stepping every (row, tree) pair
+            return None
         return self._stack.route(scope)
 
     def _build_stack(self) -> StackedTrees | None:
