@@ -44,9 +44,15 @@ def run_uv(
     hint: str | None = None,
     cwd: Path | None = None,
     timeout: float | None = None,
+    compile_bytecode: bool = True,
 ) -> str:
-    """Run uv and return its stdout; on failure raise ``error`` with uv's last lines."""
+    """Run uv and return its stdout; on failure raise ``error`` with uv's last lines.
+
+    Installs write ``.pyc`` files unless ``compile_bytecode`` is False.
+    """
     env = dict(os.environ, UV_COMPILE_BYTECODE="1", UV_PYTHON_DOWNLOADS="never")
+    if not compile_bytecode:
+        env.pop("UV_COMPILE_BYTECODE")
     env.pop("VIRTUAL_ENV", None)
     try:
         proc = subprocess.run(

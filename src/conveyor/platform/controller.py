@@ -123,6 +123,7 @@ class Controller:
         )
         self.drain = drain
         self._locks: dict[str, asyncio.Lock] = {}
+        self._compiling: dict[Path, asyncio.Future[bool]] = {}
         self._changed = asyncio.Event()
 
     # -- events -----------------------------------------------------------------
@@ -174,6 +175,8 @@ class Controller:
     async def close(self) -> None:
         """Stop every instance (the desired state stays as it is for the next start)."""
         await self.supervisor.stop_all()
+        # A compilation cut short leaves no marker; the next staging of that lock redoes it.
+        await asyncio.gather(*self._compiling.values(), return_exceptions=True)
 
     def _reap_orphans(self) -> None:
         orphans = []
@@ -545,6 +548,7 @@ class Controller:
         finally:
             await asyncio.to_thread(shutil.rmtree, tmp, True)
         seconds = time.monotonic() - started
+        self._compile_later(droplet.venv)
         self._event(
             name,
             "staged",
@@ -557,6 +561,16 @@ class Controller:
             "source": str(droplet.source),
             "lock_digest": droplet.lock_digest,
         }
+
+    def _compile_later(self, venv: Path) -> None:
+        """Byte-compile a new environment in the background (see staging.compile_droplet)."""
+        from conveyor.platform.staging import compile_droplet
+
+        if venv in self._compiling:
+            return
+        task = asyncio.ensure_future(asyncio.to_thread(compile_droplet, venv))
+        self._compiling[venv] = task
+        task.add_done_callback(lambda _t: self._compiling.pop(venv, None))
 
     def _materialise(self, files: Mapping[str, Mapping[str, Any]], target: Path) -> None:
         partial = Path(tempfile.mkdtemp(prefix=".partial-", dir=target.parent.parent))

@@ -1,0 +1,382 @@
+"""Push: cold and cached `conveyor push` against plain `uv pip install` and `mlflow models serve`.
+
+    python -m bench.platform.push [--rounds 3]
+
+Everything runs offline (UV_OFFLINE=1) from the machine's uv cache, so the
+only network traffic is on loopback; the packages must be in that cache
+(`make sync` puts them there). One real platform (`conveyor server`) in a
+temporary home. Measured, each `--rounds` times, medians reported:
+
+* plain: `uv venv` + `uv pip install -r requirements.txt` (and the same with
+  `--compile-bytecode`, which staging does) into a fresh folder;
+* cold push: `conveyor push` of a FastAPI + scikit-learn app with no cached
+  environment, until the first request through the router succeeds;
+* cached push: the same app with one source line changed (rolling onto a new
+  revision), until the first request answered by the new revision;
+* model push: a GradientBoosting model app, until /predict answers through
+  the router, against `mlflow models serve --env-manager uv` of the same model
+  from a fresh environment root (it builds an environment each time) and from
+  a warm one, until /invocations answers. MLflow runs from its own venv
+  (BENCH_MLFLOW_PYTHON, default /tmp/bench-mlflow/bin/python; see
+  bench/serving for how to make it); without it that row is skipped.
+  `--env-manager virtualenv` would install with pip from PyPI, which a
+  benchmark here must not reach; uv is MLflow's faster manager anyway.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+DEADLINE = 600.0
+BIN = Path(sys.executable).parent
+APP = """
+import sklearn  # the import that makes cold instance starts slow without bytecode
+from fastapi import FastAPI
+
+app = FastAPI()
+GENERATION = {generation}
+
+
+@app.get("/")
+def root() -> dict[str, int]:
+    return {{"generation": GENERATION}}
+"""
+
+
+def _env(home: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CONVEYOR_")}
+    env.update(
+        CONVEYOR_HOME=str(home),
+        CONVEYOR_API="127.0.0.1:0",
+        CONVEYOR_ROUTER="127.0.0.1:0",
+        CONVEYOR_TRUSTED_TYPES="sklearn.tree._tree.Tree",
+        UV_OFFLINE="1",
+        PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+    )
+    env.pop("VIRTUAL_ENV", None)
+    return env
+
+
+def _conveyor(env: dict[str, str], cwd: Path, *args: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "conveyor", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=DEADLINE,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"conveyor {' '.join(args)} failed:\n{done.stdout}{done.stderr}")
+    return done.stdout
+
+
+def _until(what: str, check: Callable[[], bool], deadline: float = DEADLINE) -> None:
+    end = time.monotonic() + deadline
+    while not check():
+        if time.monotonic() > end:
+            raise RuntimeError(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+def _answers(url: str, body: bytes | None = None, want: Callable[[Any], bool] = bool) -> bool:
+    request = urllib.request.Request(
+        url, data=body, headers={"Content-Type": "application/json"} if body else {}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status == 200 and want(json.loads(response.read()))
+    except (OSError, ValueError):
+        return False
+
+
+def _pins() -> str:
+    return "".join(f"{p}=={version(p)}\n" for p in ("fastapi", "uvicorn", "scikit-learn"))
+
+
+def plain_install(
+    work: Path, requirements: Path, *, compile_bytecode: bool, start: Path | None = None
+) -> float:
+    """Seconds to install by hand (and, with ``start``, to get the app's first answer)."""
+    uv = shutil.which("uv", path=str(BIN)) or str(Path(".tools/bin/uv").resolve())
+    target = work / f"plain-{time.monotonic_ns()}"
+    env = {**os.environ, "UV_OFFLINE": "1"}
+    env.pop("VIRTUAL_ENV", None)
+    env.pop("UV_COMPILE_BYTECODE", None)
+    started = time.perf_counter()
+    subprocess.run([uv, "venv", "-q", "--python", sys.executable, str(target)], check=True, env=env)
+    extra = ["--compile-bytecode"] if compile_bytecode else []
+    python = str(target / "bin" / "python")
+    subprocess.run(
+        [uv, "pip", "install", "-q", *extra, "--python", python, "-r", str(requirements)],
+        check=True,
+        env=env,
+    )
+    if start is not None:
+        port = _free_port()
+        app = subprocess.Popen(
+            [python, "-m", "uvicorn", "app:app", "--port", str(port)],
+            cwd=start,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            _until("the app started by hand", lambda: _answers(f"http://127.0.0.1:{port}/"))
+        finally:
+            app.terminate()
+            app.wait(timeout=60)
+    seconds = time.perf_counter() - started
+    shutil.rmtree(target)
+    return seconds
+
+
+def write_app(folder: Path, name: str, generation: int) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "app.py").write_text(APP.format(generation=generation))
+    (folder / "requirements.txt").write_text(_pins())
+    manifest = folder / "conveyor.yml"
+    manifest.write_text(
+        textwrap.dedent(
+            f"""\
+            applications:
+              - name: {name}
+                command: python -m uvicorn app:app --port $PORT
+                requirements: requirements.txt
+                instances: 1
+            """
+        )
+    )
+    return manifest
+
+
+def push_until_answer(env: dict[str, str], folder: Path, url: str, generation: int) -> float:
+    """Seconds from `conveyor push` to the first request answered by the new revision."""
+    started = time.perf_counter()
+    push = subprocess.Popen(
+        [sys.executable, "-m", "conveyor", "push"],
+        cwd=folder,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    _until(
+        "the new revision",
+        lambda: (
+            _answers(url, want=lambda b: b["generation"] == generation)
+            or push.poll() not in (None, 0)
+        ),
+    )
+    seconds = time.perf_counter() - started
+    out, err = push.communicate(timeout=DEADLINE)
+    if push.returncode != 0:
+        raise RuntimeError(f"conveyor push failed:\n{out}{err}")
+    return seconds
+
+
+def mlflow_rows(work: Path, env: dict[str, str], rounds: int, router: str) -> list[str]:
+    python = os.environ.get("BENCH_MLFLOW_PYTHON", "/tmp/bench-mlflow/bin/python")
+    if not Path(python).exists():
+        return [f"| mlflow models serve | skipped: no {python} (see bench/serving) | | |"]
+    import numpy as np
+    from sklearn.datasets import make_classification
+    from sklearn.ensemble import GradientBoostingClassifier
+
+    from conveyor.models.sklearn import save
+
+    x, y = make_classification(n_samples=500, n_features=20, random_state=0)
+    model = GradientBoostingClassifier(random_state=0).fit(x, y)
+    save(model, work / "gb.skops", x[:5])
+    import joblib
+
+    joblib.dump(model, work / "gb.joblib")
+    target = work / "mlflow-model"
+    subprocess.run(
+        [
+            python,
+            "-c",
+            "import joblib, mlflow.sklearn, numpy as np\n"
+            "from mlflow.models import infer_signature\n"
+            f"m = joblib.load({str(work / 'gb.joblib')!r})\n"
+            "x = np.random.default_rng(0).normal(size=(5, 20))\n"
+            f"mlflow.sklearn.save_model(m, {str(target)!r}, "
+            "signature=infer_signature(x, m.predict(x)), "
+            "skops_trusted_types=['sklearn.tree._tree.Tree'])\n",
+        ],
+        check=True,
+        capture_output=True,
+        env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"},
+    )
+    row = json.dumps({"inputs": np.zeros((1, 20)).tolist()}).encode()
+    record = json.dumps([{"x": [0.0] * 20}]).encode()
+
+    conveyor_times = []
+    for n in range(rounds):
+        name = f"gb{n}"
+        folder = work / name
+        folder.mkdir()
+        shutil.copy(work / "gb.skops", folder / "gb.skops")
+        (folder / "conveyor.yml").write_text(
+            f"applications:\n  - name: {name}\n    model: gb.skops\n    instances: 1\n"
+        )
+        url = f"{router}/{name}/predict"
+        started = time.perf_counter()
+        _conveyor(env, folder, "push")
+        _until("the model app", lambda: _answers(url, record))  # noqa: B023
+        conveyor_times.append(time.perf_counter() - started)
+        _conveyor(env, folder, "delete", name, "-y")
+
+    def mlflow_start(env_root: Path) -> float:
+        port = _free_port()
+        mlflow_env = {
+            **os.environ,
+            "UV_OFFLINE": "1",
+            "MLFLOW_ENV_ROOT": str(env_root),
+            "MLFLOW_DISABLE_TELEMETRY": "true",
+        }
+        mlflow_env.pop("VIRTUAL_ENV", None)
+        started = time.perf_counter()
+        server = subprocess.Popen(
+            [
+                *(str(Path(python).parent / "mlflow"), "models", "serve", "-m", str(target)),
+                *("--env-manager", "uv", "-p", str(port), "-h", "127.0.0.1"),
+            ],
+            env=mlflow_env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        try:
+            _until(
+                "mlflow models serve",
+                lambda: (
+                    _answers(f"http://127.0.0.1:{port}/invocations", row)
+                    or server.poll() is not None
+                ),
+            )
+            if server.poll() is not None:
+                raise RuntimeError("mlflow models serve exited before answering")
+            return time.perf_counter() - started
+        finally:
+            os.killpg(server.pid, signal.SIGTERM)
+            server.wait(timeout=60)
+
+    cold = [mlflow_start(work / f"mlflow-envs-{n}") for n in range(rounds)]
+    warm_root = work / "mlflow-envs-0"
+    warm = [mlflow_start(warm_root) for _ in range(rounds)]
+    conveyor_s = statistics.median(conveyor_times)
+    return [
+        f"| model app: `conveyor push` → first /predict | {conveyor_s:.2f} | 1.00x | |",
+        f"| `mlflow models serve --env-manager uv`, new env → first /invocations "
+        f"| {statistics.median(cold):.2f} | {statistics.median(cold) / conveyor_s:.2f}x | |",
+        f"| `mlflow models serve --env-manager uv`, env reused → first /invocations "
+        f"| {statistics.median(warm):.2f} | {statistics.median(warm) / conveyor_s:.2f}x | |",
+    ]
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--no-mlflow", action="store_true")
+    args = parser.parse_args(argv)
+    work = Path(tempfile.mkdtemp(prefix="bench-push-"))
+    home = work / "home"
+    env = _env(home)
+    log = (work / "server.log").open("wb")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "conveyor", "server"],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        endpoint = home / "platform" / "server.json"
+        _until("the platform", endpoint.exists, 60)
+        router = json.loads(endpoint.read_text())["router"]
+        requirements = work / "requirements.txt"
+        requirements.write_text(_pins())
+        plain_install(work, requirements, compile_bytecode=False)  # warm the uv cache
+        by_hand_app = work / "by-hand"
+        write_app(by_hand_app, "by-hand", 1)
+        plain, compiled, by_hand = [], [], []
+        for _ in range(args.rounds):
+            plain.append(plain_install(work, requirements, compile_bytecode=False))
+            compiled.append(plain_install(work, requirements, compile_bytecode=True))
+            by_hand.append(
+                plain_install(work, requirements, compile_bytecode=False, start=by_hand_app)
+            )
+        cold, cached = [], []
+        for n in range(args.rounds):
+            name = f"cold{n}"
+            folder = work / name
+            write_app(folder, name, 1)
+            shutil.rmtree(home / "platform" / "droplets" / "envs", ignore_errors=True)
+            url = f"{router}/{name}/"
+            cold.append(push_until_answer(env, folder, url, 1))
+            write_app(folder, name, 2)
+            cached.append(push_until_answer(env, folder, url, 2))
+            _conveyor(env, folder, "delete", name, "-y")
+        plain_s, compiled_s = statistics.median(plain), statistics.median(compiled)
+        by_hand_s = statistics.median(by_hand)
+        cold_s, cached_s = statistics.median(cold), statistics.median(cached)
+        print(
+            f"\n{args.rounds} rounds, medians; FastAPI + uvicorn + scikit-learn, offline uv cache\n"
+        )
+        print("| what | seconds | ratio | goal |")
+        print("|---|---:|---:|---|")
+        print(f"| `uv venv` + `uv pip install -r` (plain) | {plain_s:.2f} | 1.00x | |")
+        print(
+            f"| the same with `--compile-bytecode` | {compiled_s:.2f} "
+            f"| {compiled_s / plain_s:.2f}x | |"
+        )
+        print(
+            f"| plain install + start the app by hand → first request | {by_hand_s:.2f} "
+            f"| {by_hand_s / plain_s:.2f}x | |"
+        )
+        print(
+            f"| cold `conveyor push` → first request | {cold_s:.2f} | {cold_s / plain_s:.2f}x "
+            f"({cold_s / by_hand_s:.2f}x by hand) | ≤ 1.2x plain |"
+        )
+        print(
+            f"| cached `conveyor push` → new revision's first request | {cached_s:.2f} | | < 2 s |"
+        )
+        if not args.no_mlflow:
+            for line in mlflow_rows(work, env, args.rounds, router):
+                print(line)
+    finally:
+        server.terminate()
+        server.wait(timeout=120)
+        log.close()
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
