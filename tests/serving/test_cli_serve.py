@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -245,3 +246,90 @@ def test_serve_a_model_saved_by_a_recorded_run(tmp_path: Path) -> None:
         assert r.headers["x-model-digest"].startswith("blake3:")
     finally:
         assert _stop(running, signal.SIGTERM) == 0
+
+
+def _children(pid: int) -> list[int]:
+    return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def _in_flight(base: str) -> float:
+    """Requests being processed by all workers, not counting this scrape itself."""
+    text = httpx.get(f"{base}/metrics", timeout=10).text
+    match = re.search(r'^conveyor_requests_in_flight\{model="gbc"\} ([\d.]+)$', text, re.M)
+    return float(match.group(1)) - 1 if match else 0.0
+
+
+def _gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def _await_refusal(base: str) -> None:
+    """New connections are refused once the server is stopping: never accepted, then dropped."""
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            r = httpx.get(f"{base}/v2/health/live", timeout=30)  # a fresh connection each time
+        except httpx.ConnectError:
+            return
+        assert r.status_code == 200  # answered before the signal reached the server
+        assert time.monotonic() < deadline, "the server kept accepting connections"
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads worker pids from /proc")
+def test_sigterm_under_load_answers_every_accepted_request_and_leaves_no_worker(
+    gbc: Trained, tmp_path: Path
+) -> None:
+    clients, rounds = 8, 2
+    # Each batch waits a second for company, so requests stay in flight long
+    # enough to be caught there by the signal.
+    running = _start(
+        [str(gbc.path), "--workers", "2", "--name", "gbc", "--batch-wait-ms", "1000"],
+        _env(tmp_path, CONVEYOR_TRUSTED_TYPES=TREE),
+    )
+    workers = _children(running.proc.pid)
+    assert len(workers) == 2
+    rows = gbc.x[:3].tolist()
+    expected = gbc.estimator.predict(gbc.x[:3]).tolist()
+    last_round = threading.Barrier(clients + 1)
+
+    def session(_: int) -> list[tuple[int, Any, str]]:
+        answers = []
+        with httpx.Client(base_url=running.base, timeout=60) as client:
+            for i in range(rounds + 1):
+                if i == rounds:
+                    last_round.wait(timeout=60)  # the final requests go out together
+                r = client.post("/invocations", json={"instances": rows})
+                answers.append((r.status_code, r.json(), r.headers.get("connection", "")))
+        return answers
+
+    try:
+        with ThreadPoolExecutor(clients) as pool:
+            sessions = [pool.submit(session, n) for n in range(clients)]
+            last_round.wait(timeout=60)
+            # Every final request has been read by a worker and is waiting in its batcher.
+            deadline = time.monotonic() + 30
+            while _in_flight(running.base) < clients:
+                assert time.monotonic() < deadline, "the final requests never arrived"
+                time.sleep(0.01)
+            running.proc.send_signal(signal.SIGTERM)
+            _await_refusal(running.base)
+            answers = [s.result(timeout=90) for s in sessions]
+        running.proc.communicate(timeout=60)
+    finally:
+        if running.proc.poll() is None:
+            running.proc.kill()
+            running.proc.communicate(timeout=30)
+
+    for answer in answers:
+        assert [(status, body) for status, body, _ in answer] == [
+            (200, {"predictions": expected})
+        ] * (rounds + 1)
+        assert answer[-1][2] == "close"  # answered during shutdown: the connection ends cleanly
+    assert running.proc.returncode == 0
+    assert all(_gone(pid) for pid in workers), "a worker outlived the server"
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"{running.base}/v2/health/live", timeout=5)

@@ -314,6 +314,11 @@ class _Supervisor:
     def run(self, announce: Callable[[str, int], None] | None, port: int) -> None:
         def forward(signum: int, _frame: Any) -> None:
             self.stopping.set()
+            # Stop listening now, not once the workers have drained: a new
+            # connection is refused at once (a client or router retries
+            # elsewhere) instead of waiting in the backlog to be reset.
+            with contextlib.suppress(OSError):
+                self.listener.shutdown(socket.SHUT_RDWR)
             for pid in list(self.children):
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signum)
