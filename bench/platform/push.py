@@ -36,15 +36,19 @@ import sys
 import tempfile
 import textwrap
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Callable
 from importlib.metadata import version
 from pathlib import Path
-from typing import Any
 
-DEADLINE = 600.0
-BIN = Path(sys.executable).parent
+from bench.platform._control import (
+    BIN,
+    DEADLINE,
+    answers,
+    conveyor,
+    free_port,
+    running_platform,
+    until,
+)
+
 APP = """
 import sklearn  # the import that makes cold instance starts slow without bytecode
 from fastapi import FastAPI
@@ -57,54 +61,6 @@ GENERATION = {generation}
 def root() -> dict[str, int]:
     return {{"generation": GENERATION}}
 """
-
-
-def _env(home: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CONVEYOR_")}
-    env.update(
-        CONVEYOR_HOME=str(home),
-        CONVEYOR_API="127.0.0.1:0",
-        CONVEYOR_ROUTER="127.0.0.1:0",
-        CONVEYOR_TRUSTED_TYPES="sklearn.tree._tree.Tree",
-        UV_OFFLINE="1",
-        PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-    )
-    env.pop("VIRTUAL_ENV", None)
-    return env
-
-
-def _conveyor(env: dict[str, str], cwd: Path, *args: str) -> str:
-    done = subprocess.run(
-        [sys.executable, "-m", "conveyor", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=DEADLINE,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"conveyor {' '.join(args)} failed:\n{done.stdout}{done.stderr}")
-    return done.stdout
-
-
-def _until(what: str, check: Callable[[], bool], deadline: float = DEADLINE) -> None:
-    end = time.monotonic() + deadline
-    while not check():
-        if time.monotonic() > end:
-            raise RuntimeError(f"timed out waiting for {what}")
-        time.sleep(0.02)
-
-
-def _answers(url: str, body: bytes | None = None, want: Callable[[Any], bool] = bool) -> bool:
-    request = urllib.request.Request(
-        url, data=body, headers={"Content-Type": "application/json"} if body else {}
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=5) as response:
-            return response.status == 200 and want(json.loads(response.read()))
-    except (OSError, ValueError):
-        return False
 
 
 def _pins() -> str:
@@ -130,7 +86,7 @@ def plain_install(
         env=env,
     )
     if start is not None:
-        port = _free_port()
+        port = free_port()
         app = subprocess.Popen(
             [python, "-m", "uvicorn", "app:app", "--port", str(port)],
             cwd=start,
@@ -138,7 +94,7 @@ def plain_install(
             stderr=subprocess.DEVNULL,
         )
         try:
-            _until("the app started by hand", lambda: _answers(f"http://127.0.0.1:{port}/"))
+            until("the app started by hand", lambda: answers(f"http://127.0.0.1:{port}/"))
         finally:
             app.terminate()
             app.wait(timeout=60)
@@ -177,10 +133,10 @@ def push_until_answer(env: dict[str, str], folder: Path, url: str, generation: i
         stderr=subprocess.PIPE,
         text=True,
     )
-    _until(
+    until(
         "the new revision",
         lambda: (
-            _answers(url, want=lambda b: b["generation"] == generation)
+            answers(url, want=lambda b: b["generation"] == generation)
             or push.poll() not in (None, 0)
         ),
     )
@@ -238,13 +194,13 @@ def mlflow_rows(work: Path, env: dict[str, str], rounds: int, router: str) -> li
         )
         url = f"{router}/{name}/predict"
         started = time.perf_counter()
-        _conveyor(env, folder, "push")
-        _until("the model app", lambda: _answers(url, record))  # noqa: B023
+        conveyor(env, folder, "push")
+        until("the model app", lambda: answers(url, record))  # noqa: B023
         conveyor_times.append(time.perf_counter() - started)
-        _conveyor(env, folder, "delete", name, "-y")
+        conveyor(env, folder, "delete", name, "-y")
 
     def mlflow_start(env_root: Path) -> float:
-        port = _free_port()
+        port = free_port()
         mlflow_env = {
             **os.environ,
             "UV_OFFLINE": "1",
@@ -264,10 +220,10 @@ def mlflow_rows(work: Path, env: dict[str, str], rounds: int, router: str) -> li
             start_new_session=True,
         )
         try:
-            _until(
+            until(
                 "mlflow models serve",
                 lambda: (
-                    _answers(f"http://127.0.0.1:{port}/invocations", row)
+                    answers(f"http://127.0.0.1:{port}/invocations", row)
                     or server.poll() is not None
                 ),
             )
@@ -291,91 +247,61 @@ def mlflow_rows(work: Path, env: dict[str, str], rounds: int, router: str) -> li
     ]
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--no-mlflow", action="store_true")
     args = parser.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="bench-push-"))
-    home = work / "home"
-    env = _env(home)
-    log = (work / "server.log").open("wb")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "conveyor", "server"],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
     try:
-        endpoint = home / "platform" / "server.json"
-        _until("the platform", endpoint.exists, 60)
-        router = json.loads(endpoint.read_text())["router"]
-        requirements = work / "requirements.txt"
-        requirements.write_text(_pins())
-        plain_install(work, requirements, compile_bytecode=False)  # warm the uv cache
-        by_hand_app = work / "by-hand"
-        write_app(by_hand_app, "by-hand", 1)
-        plain, compiled, by_hand = [], [], []
-        for _ in range(args.rounds):
-            plain.append(plain_install(work, requirements, compile_bytecode=False))
-            compiled.append(plain_install(work, requirements, compile_bytecode=True))
-            by_hand.append(
-                plain_install(work, requirements, compile_bytecode=False, start=by_hand_app)
-            )
-        cold, cached = [], []
-        for n in range(args.rounds):
-            name = f"cold{n}"
-            folder = work / name
-            write_app(folder, name, 1)
-            shutil.rmtree(home / "platform" / "droplets" / "envs", ignore_errors=True)
-            url = f"{router}/{name}/"
-            cold.append(push_until_answer(env, folder, url, 1))
-            write_app(folder, name, 2)
-            cached.append(push_until_answer(env, folder, url, 2))
-            _conveyor(env, folder, "delete", name, "-y")
-        plain_s, compiled_s = statistics.median(plain), statistics.median(compiled)
-        by_hand_s = statistics.median(by_hand)
-        cold_s, cached_s = statistics.median(cold), statistics.median(cached)
-        print(
-            f"\n{args.rounds} rounds, medians; FastAPI + uvicorn + scikit-learn, offline uv cache\n"
-        )
-        print("| what | seconds | ratio | goal |")
-        print("|---|---:|---:|---|")
-        print(f"| `uv venv` + `uv pip install -r` (plain) | {plain_s:.2f} | 1.00x | |")
-        print(
-            f"| the same with `--compile-bytecode` | {compiled_s:.2f} "
-            f"| {compiled_s / plain_s:.2f}x | |"
-        )
-        print(
-            f"| plain install + start the app by hand → first request | {by_hand_s:.2f} "
-            f"| {by_hand_s / plain_s:.2f}x | |"
-        )
-        print(
-            f"| cold `conveyor push` → first request | {cold_s:.2f} | {cold_s / plain_s:.2f}x "
-            f"({cold_s / by_hand_s:.2f}x by hand) | ≤ 1.2x plain |"
-        )
-        print(
-            f"| cached `conveyor push` → new revision's first request | {cached_s:.2f} | | < 2 s |"
-        )
-        if not args.no_mlflow:
-            for line in mlflow_rows(work, env, args.rounds, router):
-                print(line)
+        with running_platform(work) as (env, router):
+            lines = measure(work, env, router, args.rounds)
+            if not args.no_mlflow:
+                lines += mlflow_rows(work, env, args.rounds, router)
     finally:
-        server.terminate()
-        server.wait(timeout=120)
-        log.close()
         shutil.rmtree(work, ignore_errors=True)
+    print(f"\n{args.rounds} rounds, medians; FastAPI + uvicorn + scikit-learn, offline uv cache\n")
+    print("| what | seconds | ratio | goal |")
+    print("|---|---:|---:|---|")
+    print("\n".join(lines))
     return 0
+
+
+def measure(work: Path, env: dict[str, str], router: str, rounds: int) -> list[str]:
+    requirements = work / "requirements.txt"
+    requirements.write_text(_pins())
+    plain_install(work, requirements, compile_bytecode=False)  # warm the uv cache
+    by_hand_app = work / "by-hand"
+    write_app(by_hand_app, "by-hand", 1)
+    plain, compiled, by_hand = [], [], []
+    for _ in range(rounds):
+        plain.append(plain_install(work, requirements, compile_bytecode=False))
+        compiled.append(plain_install(work, requirements, compile_bytecode=True))
+        by_hand.append(plain_install(work, requirements, compile_bytecode=False, start=by_hand_app))
+    cold, cached = [], []
+    for n in range(rounds):
+        name = f"cold{n}"
+        folder = work / name
+        write_app(folder, name, 1)
+        shutil.rmtree(work / "home" / "platform" / "droplets" / "envs", ignore_errors=True)
+        url = f"{router}/{name}/"
+        cold.append(push_until_answer(env, folder, url, 1))
+        write_app(folder, name, 2)
+        cached.append(push_until_answer(env, folder, url, 2))
+        conveyor(env, folder, "delete", name, "-y")
+    plain_s, compiled_s = statistics.median(plain), statistics.median(compiled)
+    by_hand_s = statistics.median(by_hand)
+    cold_s, cached_s = statistics.median(cold), statistics.median(cached)
+    return [
+        f"| `uv venv` + `uv pip install -r` (plain) | {plain_s:.2f} | 1.00x | |",
+        f"| the same with `--compile-bytecode` | {compiled_s:.2f} "
+        f"| {compiled_s / plain_s:.2f}x | |",
+        f"| plain install + start the app by hand → first request | {by_hand_s:.2f} "
+        f"| {by_hand_s / plain_s:.2f}x | |",
+        f"| cold `conveyor push` → first request | {cold_s:.2f} | {cold_s / plain_s:.2f}x "
+        f"({cold_s / by_hand_s:.2f}x by hand) | ≤ 1.2x plain |",
+        f"| cached `conveyor push` → new revision's first request | {cached_s:.2f} | | < 2 s |",
+    ]
 
 
 if __name__ == "__main__":
