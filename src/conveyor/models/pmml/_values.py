@@ -10,6 +10,7 @@ Strings are object arrays with None for a missing value. Booleans are 1.0/0.0.
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -54,6 +55,51 @@ def missing_column(data_type: str, n: int) -> Array:
     if dtype.kind == "O":
         return np.full(n, None, dtype=object)
     return np.full(n, np.nan, dtype=dtype)
+
+
+#: from this many rows on, string columns are hashed by pandas when the caller loaded it
+_HASHED = 256
+
+
+def _pandas(n: int) -> Any:
+    """pandas, if already imported (a DataFrame came in) and the column is long enough.
+
+    Its C hash tables encode and test strings faster than a Python loop; importing it
+    here instead would cost a cold start half a second.
+    """
+    return sys.modules.get("pandas") if n >= _HASHED else None
+
+
+def factorize(column: Array) -> tuple[npt.NDArray[np.intp], dict[Any, int]]:
+    """An object column as integer codes (-1 for None) and its value -> code index."""
+    pd = _pandas(len(column))
+    if pd is not None:
+        codes, uniques = pd.factorize(column)
+        if not any(_is_missing_cell(u) for u in uniques.tolist()):
+            return np.asarray(codes, dtype=np.intp), {u: i for i, u in enumerate(uniques.tolist())}
+    index: dict[Any, int] = {}
+    codes = np.fromiter(
+        (-1 if v is None else index.setdefault(v, len(index)) for v in column.tolist()),
+        dtype=np.intp,
+        count=len(column),
+    )
+    return codes, index
+
+
+def member(column: Array, values: Sequence[Any]) -> npt.NDArray[np.bool_]:
+    """Whether each cell of an object column is one of ``values`` (a hash lookup per cell)."""
+    pd = _pandas(len(column))
+    if pd is not None:
+        return np.asarray(pd.Series(column, copy=False).isin(list(values)).to_numpy(), dtype=bool)
+    allowed = frozenset(values)
+    return np.fromiter((v in allowed for v in column.tolist()), dtype=bool, count=len(column))
+
+
+def _all_strings(values: Array) -> bool:
+    pd = _pandas(len(values))
+    if pd is not None:
+        return bool(pd.api.types.infer_dtype(values, skipna=False) in ("string", "empty"))
+    return all(type(v) is str for v in values.tolist())
 
 
 def is_missing(column: Array) -> npt.NDArray[np.bool_]:
@@ -199,7 +245,7 @@ def _convert_fast(
         )
     present = arr[~missing]
     if data_type == "string":
-        if not all(type(v) is str for v in present.tolist()):
+        if not _all_strings(present):
             return None
         column = arr.copy()
         column[missing] = None

@@ -23,6 +23,7 @@ from conveyor.models.pmml._values import (
     column_dtype,
     convert,
     is_missing,
+    member,
     missing_column,
     parse_scalar,
 )
@@ -109,9 +110,8 @@ class DataField:
 def _member(column: Array, values: list[Any]) -> npt.NDArray[np.bool_]:
     """Membership of each cell in ``values``; a set lookup per cell for strings."""
     if column.dtype.kind == "O" or len(column) <= _FEW_ROWS:
-        # a set lookup per cell: strings, and small batches where isin's set-up dominates
-        allowed = frozenset(np.array(values, dtype=column.dtype).tolist())
-        return np.fromiter((v in allowed for v in column.tolist()), dtype=bool, count=len(column))
+        # a hash lookup per cell: strings, and small batches where isin's set-up dominates
+        return member(column, np.array(values, dtype=column.dtype).tolist())
     return np.isin(column, np.array(values, dtype=column.dtype))
 
 

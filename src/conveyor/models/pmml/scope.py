@@ -16,7 +16,7 @@ import numpy as np
 import numpy.typing as npt
 
 from conveyor.errors import ModelError
-from conveyor.models.pmml._values import Array
+from conveyor.models.pmml._values import Array, factorize
 
 __all__ = ["Derived", "Scope"]
 
@@ -85,14 +85,7 @@ class Scope:
         elif not own and self.parent is not None:
             hit = self.parent.codes(name)
         else:
-            col = self.get(name)
-            index = {}
-            codes = np.fromiter(
-                (-1 if v is None else index.setdefault(v, len(index)) for v in col.tolist()),
-                dtype=np.intp,
-                count=len(col),
-            )
-            hit = (codes, index)
+            hit = factorize(self.get(name))
         self._codes[name] = hit
         return hit
 
