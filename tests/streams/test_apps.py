@@ -6,6 +6,7 @@ import csv
 import logging
 import sqlite3
 import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -89,7 +90,11 @@ def test_file_source_reads_csv(binder: Binder, settings: Settings, tmp_path: Pat
 
 def feed(binder: Binder, destination: str, payloads: list[Any]) -> None:
     binder.provision(destination, "s")
-    binder.publish(destination, [Message(p, {"id": str(i)}) for i, p in enumerate(payloads)])
+    now = time.time()
+    binder.publish(
+        destination,
+        [Message(p, {"id": str(i), "created": now}) for i, p in enumerate(payloads)],
+    )
 
 
 def until(condition: Any) -> None:
@@ -166,6 +171,8 @@ def test_log_and_throughput_sinks(
         log_app.stop()
         counter.stop()
     assert [m for m in caplog.messages if m.isdigit()] == ["0", "10", "20", "30", "40"]
+    summary = orjson.loads(report.read_bytes())
+    assert 0 < summary["p50"] <= summary["p99"] < PATIENCE
 
 
 @pytest.fixture

@@ -7,13 +7,17 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -45,8 +49,10 @@ def expected_seqs(count: int) -> set[int]:
     raise AssertionError("unreachable")
 
 
-def start(home: Path, *args: str, log: Path) -> subprocess.Popen[bytes]:
+def start(home: Path, *args: str, log: Path, port: int | None = None) -> subprocess.Popen[bytes]:
     env = {"PATH": os.environ["PATH"], "CONVEYOR_HOME": str(home)}
+    if port is not None:
+        env["PORT"] = str(port)
     with log.open("ab") as out:
         return subprocess.Popen(
             [sys.executable, "-m", "conveyor.streams.run", *args],
@@ -65,6 +71,28 @@ def stopped_at_exit(procs: list[subprocess.Popen[bytes]]) -> Iterator[None]:
             if p.poll() is None:
                 p.kill()
             p.wait()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def get(port: int, path: str) -> tuple[int, Any]:
+    """GET from an app's status port, waiting for it to listen."""
+    deadline = time.monotonic() + PATIENCE
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as reply:
+                return reply.status, orjson.loads(reply.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, orjson.loads(exc.read())
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
 
 
 def lines(path: Path) -> list[int]:
@@ -104,12 +132,24 @@ def test_every_message_arrives_and_the_apps_stop_cleanly(
     stream = f"demo{uuid.uuid4().hex[:8]}"
     wanted = expected_seqs(COUNT)
     apps = pipeline(out, url, stream)
-    procs = [start(home, *apps[name], log=log) for name in ("file", "filter", "gen")]
+    port = free_port()
+    procs = [
+        start(home, *apps[name], log=log, port=port if name == "filter" else None)
+        for name in ("file", "filter", "gen")
+    ]
     try:
         with stopped_at_exit(procs):
             got = wait_for_seqs(out, wanted)
             assert set(got) == wanted, log.read_text()[-3000:]
             assert len(got) == len(wanted)  # nothing crashed, so nothing was delivered twice
+            # The filter answers the platform's health check and says what it did.
+            assert get(port, "/health") == (200, {"status": "running"})
+            status = get(port, "/status")[1]
+            assert status["received"] == COUNT
+            assert status["published"] == len(wanted)
+            assert (status["role"], status["input"], status["group"]) == (
+                "processor", f"{stream}.load-generator", stream,
+            )  # fmt: skip
             for p in procs:
                 p.send_signal(signal.SIGTERM)
             assert [p.wait(PATIENCE) for p in procs] == [0, 0, 0], log.read_text()[-3000:]

@@ -25,6 +25,7 @@ from __future__ import annotations
 import ast
 import operator
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -314,7 +315,10 @@ def compile_expression(text: str) -> Expression:
     if len(text) > MAX_LENGTH:
         raise ExpressionError(f"an expression may have at most {MAX_LENGTH} characters")
     try:
-        tree = ast.parse(text.strip(), mode="eval")
+        with warnings.catch_warnings():
+            # "1if x else 2" parses with a SyntaxWarning; the expression is judged here, not warned.
+            warnings.simplefilter("ignore", SyntaxWarning)
+            tree = ast.parse(text.strip(), mode="eval")
     except SyntaxError as exc:
         raise ExpressionError(
             f"expression {text!r} is not valid: {exc.msg} (column {exc.offset or 0})"

@@ -12,7 +12,9 @@ or the whole :class:`~conveyor.streams.runtime.LaunchSpec` as JSON in
                           "group": "fraud", "options": {"expression": "amount > 0"}}'
 
 Also read from the environment: ``CONVEYOR_HOME`` (and the other Conveyor
-settings) and ``PORT`` (where the ``http`` source listens). SIGTERM or SIGINT
+settings) and ``PORT``: where the ``http`` source listens (it answers
+``GET /health`` there too); any other app serves ``GET /health`` and
+``GET /status`` on it (see :mod:`conveyor.streams.status`). SIGTERM or SIGINT
 stops the app after its batch in hand. Exit status: 0 after a stop, 2 for a
 wrong spec, app or option, 1 when the app cannot start (binder unreachable,
 model not loadable) or fails.
@@ -33,6 +35,7 @@ import orjson
 from conveyor.config import Settings
 from conveyor.errors import ConveyorError, UsageError
 from conveyor.streams.runtime import LaunchSpec, StreamAppRuntime
+from conveyor.streams.status import StatusServer
 
 __all__ = ["main", "spec_from"]
 
@@ -106,14 +109,24 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         stream=sys.stderr,
     )
     port = int(env["PORT"]) if env.get("PORT", "").isdigit() else None
+    status: StatusServer | None = None
     try:
         runtime = StreamAppRuntime(spec, Settings.from_env(env), port=port)
         signal.signal(signal.SIGTERM, lambda *_: runtime.stop())
         signal.signal(signal.SIGINT, lambda *_: runtime.stop())
+        if port is not None and spec.app != "http":
+            status = StatusServer(runtime, port)
+            status.start()
         runtime.run()
     except ConveyorError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except OSError as exc:  # e.g. $PORT already taken
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        if status is not None:
+            status.close()
     return 0
 
 

@@ -12,6 +12,7 @@ reconnected with backoff; an unacknowledged batch is delivered again.
 from __future__ import annotations
 
 import contextlib
+import enum
 import importlib
 import logging
 import threading
@@ -36,12 +37,20 @@ from conveyor.streams.errors import BinderError, ExpressionError
 from conveyor.streams.expressions import Expression, compile_expression
 from conveyor.streams.messages import Message, new_headers
 
-__all__ = ["LaunchSpec", "StreamAppRuntime"]
+__all__ = ["AppState", "LaunchSpec", "StreamAppRuntime"]
 
 log = logging.getLogger("conveyor.streams")
 
 #: Longest pause between two reconnection attempts to a broker that went away.
 MAX_BACKOFF = 10.0
+
+
+class AppState(enum.Enum):
+    CREATED = "created"  # options checked, binder connected; the app not yet made
+    STARTING = "starting"  # making the app (loading its model, opening its files)
+    RUNNING = "running"  # in the loop: consuming and/or publishing
+    STOPPING = "stopping"  # asked to stop; finishing the batch in hand
+    STOPPED = "stopped"  # loop left, app and binder closed
 
 
 @dataclass(frozen=True)
@@ -199,6 +208,7 @@ class StreamAppRuntime:
         self._owns_binder = binder is None
         self.binder = binder or open_binder(spec.binder, settings)
         self.app: Any = None
+        self.state = AppState.CREATED
         self.received = self.published = self.dead = 0
 
     @property
@@ -211,6 +221,7 @@ class StreamAppRuntime:
 
     def start(self) -> None:
         """Create the app (load its model, open its files ...) and the output's groups."""
+        self.state = AppState.STARTING
         self.app = _implementation(self.app_spec)(self.context)
         self._provision()
 
@@ -229,6 +240,8 @@ class StreamAppRuntime:
 
     def stop(self) -> None:
         """Ask the loop to finish the batch in hand and return (safe from a signal handler)."""
+        if self.state is not AppState.STOPPED:
+            self.state = AppState.STOPPING
         self.stopping.set()
 
     def run(self) -> None:
@@ -236,6 +249,8 @@ class StreamAppRuntime:
         try:
             if self.app is None:
                 self.start()
+            if not self.stopping.is_set():
+                self.state = AppState.RUNNING
             log.info(
                 "%s %s (%s) started: input=%s output=%s group=%s binder=%s",
                 self.role, self.spec.app_label, self.spec.app, self.input_destination,
@@ -251,6 +266,7 @@ class StreamAppRuntime:
             if self._owns_binder:
                 with contextlib.suppress(BinderError):
                     self.binder.close()
+            self.state = AppState.STOPPED
             log.info(
                 "%s stopped: received=%d published=%d dead-lettered=%d",
                 self.spec.app_label, self.received, self.published, self.dead,

@@ -62,12 +62,27 @@ class EmbeddedBinder:
             self._db = sqlite3.connect(
                 str(path), isolation_level=None, check_same_thread=False, timeout=30.0
             )
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            with self._lock:
-                self._db.executescript(_SCHEMA)
+            self._setup()
         except (sqlite3.Error, OSError) as exc:
             raise BinderError(f"embedded binder: cannot open {path}: {exc}") from exc
+
+    def _setup(self) -> None:
+        """WAL mode and the schema; retried, since switching to WAL ignores the busy timeout."""
+        deadline = time.monotonic() + 30.0
+        pause = 0.01
+        while True:
+            try:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=NORMAL")
+                with self._lock:
+                    self._db.executescript(_SCHEMA)
+                return
+            except sqlite3.OperationalError as exc:
+                # Another process is creating the same file at the same moment.
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(pause)
+                pause = min(pause * 2, 0.5)
 
     def _write(self, fn: Callable[..., T], *args: object) -> T:
         """Run one of the ``_tx_*`` methods inside an immediate (writer) transaction."""

@@ -1,0 +1,178 @@
+"""From a stream definition to the apps that run it: names, destinations, groups, instances.
+
+Each app of ``fraud = http | filter | score | log`` becomes one platform app,
+``fraud-<label>``, wired by destinations named ``<stream>.<label>``; the
+consumer group on every input is the stream's name, so the instances of one
+app share its input and a tap (another stream reading ``:fraud.score``) gets
+its own copy. Deployment properties follow Spring Cloud Data Flow::
+
+    deployer.<label>.count=2        instances of that app
+    deployer.<label>.memory=512M    its memory limit
+    app.<label>.<option>=<value>    an option, as if written in the definition
+    deployer.*.count / app.*.<option>   the same for every app
+
+>>> apps = plan_stream("fraud", "http --path=/tx | filter --expression='amount > 0' | log")
+>>> [(a.name, a.launch.input, a.launch.output) for a in apps]  # doctest: +NORMALIZE_WHITESPACE
+[('fraud-http', None, 'fraud.http'), ('fraud-filter', 'fraud.http', 'fraud.filter'),
+ ('fraud-log', 'fraud.filter', None)]
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+
+from conveyor.errors import UsageError
+from conveyor.streams.catalogue import validate_stream
+from conveyor.streams.dsl import AppNode, Option, parse_stream
+from conveyor.streams.runtime import LaunchSpec
+
+__all__ = ["PlannedApp", "parse_properties", "plan_stream"]
+
+_APP_NAME = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
+_STREAM_NAME = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,40}[a-z0-9])?")
+_PROPERTY = re.compile(r"(deployer|app)\.([a-z0-9*][a-z0-9_-]*|\*)\.([A-Za-z0-9_.-]+)")
+_SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([KMG])B?", re.IGNORECASE)
+_UNITS = {"K": 1024, "M": 1024**2, "G": 1024**3}
+
+
+@dataclass(frozen=True)
+class PlannedApp:
+    """One app of a stream, as the platform runs it."""
+
+    #: The platform app's name, ``<stream>-<label>``.
+    name: str
+    #: The app's label in the stream (its name when it has no label).
+    label: str
+    launch: LaunchSpec
+    instances: int = 1
+    memory: int | None = None
+    #: For an ``http`` source: the router path that reaches it.
+    route: str | None = None
+
+
+def parse_properties(text: str) -> dict[str, str]:
+    """``"deployer.score.count=2,app.log.level=WARN"`` → a dict; UsageError names a bad one."""
+    properties: dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or not _PROPERTY.fullmatch(key):
+            raise UsageError(
+                f"{item!r} is not a deployment property; use deployer.<app>.count=N, "
+                "deployer.<app>.memory=512M or app.<app>.<option>=<value>"
+            )
+        properties[key] = value.strip()
+    return properties
+
+
+def plan_stream(
+    name: str,
+    definition: str,
+    *,
+    binder: str = "embedded",
+    properties: Mapping[str, str] | None = None,
+) -> list[PlannedApp]:
+    """The apps that run stream ``name``; DslError or UsageError if it cannot run."""
+    if not _STREAM_NAME.fullmatch(name):
+        raise UsageError(
+            f"{name!r} is not a valid stream name; use 1-42 lower-case letters, digits and '-'"
+        )
+    properties = dict(properties or {})
+    tree = parse_stream(definition)
+    if not tree.apps:
+        raise UsageError(
+            f"stream {name!r} only bridges :{tree.source.name if tree.source else '?'} to "
+            f":{tree.sink.name if tree.sink else '?'}; add an app between them "
+            "(for example `:a > transform > :b`)"
+        )
+    labels = [node.reference for node in tree.apps]
+    unknown = {
+        match[2]
+        for key in properties
+        if (match := _PROPERTY.fullmatch(key)) and match[2] != "*" and match[2] not in labels
+    }
+    if unknown:
+        raise UsageError(
+            f"deployment properties name {', '.join(sorted(unknown))}, which stream {name!r} "
+            f"does not have (its apps: {', '.join(labels)})"
+        )
+    nodes = [_with_app_properties(node, properties) for node in tree.apps]
+    validated = validate_stream(replace(tree, apps=tuple(nodes)), definition)
+    planned: list[PlannedApp] = []
+    for i, item in enumerate(validated):
+        label = labels[i]
+        if not _APP_NAME.fullmatch(f"{name}-{label}"):
+            raise UsageError(
+                f"app {label!r} of stream {name!r} cannot name a platform app "
+                f"({name}-{label}); use lower-case letters, digits and '-' in labels"
+            )
+        input_dest = (
+            f"{name}.{labels[i - 1]}" if i > 0 else (tree.source.name if tree.source else None)
+        )
+        last = i == len(validated) - 1
+        output_dest = (tree.sink.name if tree.sink else None) if last else f"{name}.{label}"
+        count = _count(properties, label)
+        launch = LaunchSpec(
+            app=item.node.name,
+            options=item.node.option_map(),
+            binder=binder,
+            input=input_dest,
+            output=output_dest,
+            group=name,
+            stream=name,
+            label=label,
+            instance_count=count,
+        )
+        route = None
+        if item.node.name == "http" and input_dest is None:
+            route = str(item.options.get("path") or "/")
+        planned.append(
+            PlannedApp(
+                name=f"{name}-{label}",
+                label=label,
+                launch=launch,
+                instances=count,
+                memory=_memory(properties, label),
+                route=route,
+            )
+        )
+    return planned
+
+
+def _lookup(properties: Mapping[str, str], kind: str, label: str, key: str) -> str | None:
+    return properties.get(f"{kind}.{label}.{key}", properties.get(f"{kind}.*.{key}"))
+
+
+def _with_app_properties(node: AppNode, properties: Mapping[str, str]) -> AppNode:
+    extra: dict[str, str] = {}
+    for key, value in properties.items():
+        match = _PROPERTY.fullmatch(key)
+        if match and match[1] == "app" and match[2] in ("*", node.reference):
+            extra[match[3]] = value
+    if not extra:
+        return node
+    options = {o.key: o for o in node.options}
+    for key, value in extra.items():
+        options[key] = Option(key, value, node.position)
+    return replace(node, options=tuple(options.values()))
+
+
+def _count(properties: Mapping[str, str], label: str) -> int:
+    raw = _lookup(properties, "deployer", label, "count")
+    if raw is None:
+        return 1
+    if not raw.isdigit() or not 0 < int(raw) <= 64:
+        raise UsageError(f"deployer.{label}.count={raw!r}: expected a whole number from 1 to 64")
+    return int(raw)
+
+
+def _memory(properties: Mapping[str, str], label: str) -> int | None:
+    raw = _lookup(properties, "deployer", label, "memory")
+    if raw is None:
+        return None
+    match = _SIZE.fullmatch(raw.strip())
+    if match is None:
+        raise UsageError(f"deployer.{label}.memory={raw!r}: expected a size like 512M or 1G")
+    return int(float(match[1]) * _UNITS[match[2].upper()])
