@@ -21,6 +21,7 @@ COMMANDS: dict[str, str] = {
     "reproduce": "conveyor.cli.runs:reproduce_command",
     "artifacts": "conveyor.cli.artifacts:artifacts_group",
     "serve": "conveyor.cli.serve:serve_command",
+    "stream": "conveyor.cli.streams:stream_group",
     "server": "conveyor.cli.platform:server_command",
     "up": "conveyor.cli.platform:up_command",
     "down": "conveyor.cli.platform:down_command",

@@ -62,6 +62,8 @@ Progress = Callable[[str], None]
 
 #: How a model app is run: the serving runtime of the platform's own interpreter.
 _SERVE = 'exec "$0" -m conveyor serve "$1" --host 127.0.0.1 --port "$PORT"'
+#: How a stream app is run: one instance of the stream runtime.
+_STREAM = 'exec "$0" -m conveyor.streams.run --instance-index "$CONVEYOR_INSTANCE_INDEX"'
 #: How a model app is health-checked unless its manifest says otherwise.
 _MODEL_CHECK = {"type": "http", "endpoint": "/v2/health/ready", "timeout": 60.0, "interval": 10.0}
 _DEFAULT_CHECK = {"type": "port", "endpoint": "/", "timeout": 60.0, "interval": 10.0}
@@ -301,7 +303,12 @@ class Controller:
                 name, description="push", spec=spec, files=files, droplet=droplet
             )
             self._event(name, "pushed", revision=revision.number)
-            return await self._deploy(name, revision, instances, progress)
+            try:
+                return await self._deploy(name, revision, instances, progress)
+            finally:
+                # After the deploy, so that compiling never competes with the first start.
+                if droplet is not None and "venv" in droplet:
+                    self._compile_later(Path(droplet["venv"]))
 
     async def scale(self, name: str, instances: int) -> Deployment:
         if instances < 0:
@@ -548,7 +555,6 @@ class Controller:
         finally:
             await asyncio.to_thread(shutil.rmtree, tmp, True)
         seconds = time.monotonic() - started
-        self._compile_later(droplet.venv)
         self._event(
             name,
             "staged",
@@ -605,11 +611,18 @@ class Controller:
         }
         check = dict(spec.get("health_check") or _DEFAULT_CHECK)
         cwd: Path | None = None
-        if spec["kind"] == "model":
+        if spec["kind"] == "stream":
+            # A stream app runs from the platform's own interpreter: nothing to stage.
+            env["CONVEYOR_STREAM_APP"] = json.dumps(spec["stream_app"])
+            command: tuple[str, ...] = ("/bin/sh", "-c", _STREAM, sys.executable)
+            if check == _DEFAULT_CHECK:
+                check = {**_DEFAULT_CHECK, "type": "http", "endpoint": "/health"}
+            cwd = self.dir
+        elif spec["kind"] == "model":
             model = str(spec["model"])
             if not model.startswith("run:"):
                 model = str(Path(droplet["source"]) / model)
-            command: tuple[str, ...] = ("/bin/sh", "-c", _SERVE, sys.executable, model)
+            command = ("/bin/sh", "-c", _SERVE, sys.executable, model)
             if check == _DEFAULT_CHECK:
                 check = dict(_MODEL_CHECK)
             cwd = self.dir

@@ -105,6 +105,20 @@ class MissingIn(_Strict):
     digests: list[Annotated[str, Field(pattern=_DIGEST)]] = Field(max_length=100_000)
 
 
+class StreamIn(_Strict):
+    name: str = Field(pattern=r"^[a-z0-9](?:[a-z0-9-]{0,40}[a-z0-9])?$")
+    definition: str = Field(min_length=1, max_length=20_000)
+
+
+class StreamDeployIn(_Strict):
+    properties: dict[str, str] = Field(default_factory=dict)
+    binder: str | None = Field(None, max_length=2000)
+
+
+class StreamRollbackIn(_Strict):
+    version: int = Field(ge=1)
+
+
 class ServiceIn(_Strict):
     name: str = Field(pattern=_SERVICE)
     credentials: dict[str, Any]
@@ -113,7 +127,7 @@ class ServiceIn(_Strict):
 def _status(error: ConveyorError) -> int:
     if isinstance(error, NotFoundError):
         return 404
-    if isinstance(error, (UsageError, ManifestError)):
+    if isinstance(error, (UsageError, ManifestError)) or error.exit_code == 2:
         return 400
     if isinstance(error, StagingError):
         return 422
@@ -165,14 +179,16 @@ def _ndjson(item: Mapping[str, Any]) -> bytes:
     return orjson.dumps(item) + b"\n"
 
 
-def _operation(work: Callable[[Progress], Awaitable[Deployment]]) -> StreamingResponse:
+def _operation(
+    work: Callable[[Progress], Awaitable[Deployment | dict[str, Any]]],
+) -> StreamingResponse:
     """Run ``work`` to the end even if the client leaves; stream its progress and result."""
     queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
 
     async def run() -> None:
         try:
             done = await work(lambda message: queue.put_nowait({"progress": message}))
-            queue.put_nowait({"result": asdict(done)})
+            queue.put_nowait({"result": done if isinstance(done, dict) else asdict(done)})
         except ConveyorError as exc:
             queue.put_nowait({**_error_body(exc), "status": _status(exc)})
         except Exception as exc:  # reported, never a hang
@@ -198,6 +214,9 @@ def create_app(
     shutdown: Callable[[], None],
 ) -> ASGIApp:
     """The control API; ``info`` describes the platform, ``shutdown`` asks it to stop."""
+    from conveyor.platform.streams import StreamService
+
+    streams = StreamService(controller)
     api = FastAPI(
         title="Conveyor platform API",
         version="1",
@@ -396,7 +415,65 @@ def create_app(
     ) -> dict[str, int]:
         return {"revision": await controller.bind(name, service, bound=False)}
 
+    # -- streams --------------------------------------------------------------
+
+    stream_name = Annotated[str, Path(pattern=r"^[a-z0-9](?:[a-z0-9-]{0,40}[a-z0-9])?$")]
+
+    @api.get("/v1/streams", summary="Every stream: definition, status, deployed version")
+    async def list_streams() -> list[dict[str, Any]]:
+        return streams.list_streams()
+
+    @api.post("/v1/streams/validate", summary="Parse and check a definition; the apps it makes")
+    async def validate_stream(body: StreamIn) -> dict[str, Any]:
+        return {"name": body.name, "apps": streams.validate(body.name, body.definition)}
+
+    @api.post("/v1/streams", status_code=201, summary="Create a stream (not yet deployed)")
+    async def create_stream(body: StreamIn) -> dict[str, Any]:
+        return streams.create(body.name, body.definition)
+
+    @api.get("/v1/streams/{name}", summary="A stream with its apps, instances and lag")
+    async def stream_info(name: stream_name) -> dict[str, Any]:
+        return await asyncio.to_thread(streams.info, name)
+
+    @api.post("/v1/streams/{name}/deploy", summary="Deploy as a new version (JSON lines)")
+    async def deploy_stream(name: stream_name, body: StreamDeployIn) -> StreamingResponse:
+        _properties(body.properties)
+        streams.history(name)  # 404 before the stream of lines starts
+
+        return _operation(
+            lambda progress: streams.deploy(name, body.properties, body.binder, progress)
+        )
+
+    @api.post("/v1/streams/{name}/update", summary="Redeploy with changed properties (lines)")
+    async def update_stream(name: stream_name, body: StreamDeployIn) -> StreamingResponse:
+        _properties(body.properties)
+        streams.history(name)
+        return _operation(lambda progress: streams.update(name, body.properties, progress))
+
+    @api.post("/v1/streams/{name}/rollback", summary="Redeploy a former version (JSON lines)")
+    async def rollback_stream(name: stream_name, body: StreamRollbackIn) -> StreamingResponse:
+        streams.history(name)
+        return _operation(lambda progress: streams.rollback(name, body.version, progress))
+
+    @api.post("/v1/streams/{name}/undeploy", summary="Stop and remove the stream's apps")
+    async def undeploy_stream(name: stream_name) -> dict[str, Any]:
+        return await streams.undeploy(name)
+
+    @api.delete("/v1/streams/{name}", summary="Undeploy and forget the stream")
+    async def destroy_stream(name: stream_name) -> dict[str, Any]:
+        return await streams.destroy(name)
+
+    @api.get("/v1/streams/{name}/history", summary="Every deployment of the stream")
+    async def stream_history(name: stream_name) -> list[dict[str, Any]]:
+        return streams.history(name)
+
     return _TokenGuard(api, token)
+
+
+def _properties(properties: Mapping[str, str]) -> None:
+    from conveyor.streams.plan import parse_properties
+
+    parse_properties(",".join(f"{k}={v}" for k, v in properties.items()))
 
 
 def _check_spec(name: str, spec: dict[str, Any]) -> None:

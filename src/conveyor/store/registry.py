@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 __all__ = ["HEAD_REVISION", "Registry"]
 
 #: The newest migration; compared with the database's before running Alembic at all.
-HEAD_REVISION = "0002"
+HEAD_REVISION = "0003"
 _MIGRATIONS = Path(__file__).parent / "migrations"
 
 

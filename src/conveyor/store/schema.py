@@ -142,3 +142,36 @@ platform_processes = sa.Table(
     # /proc/<pid>/stat start time: tells the same process from a later one with its pid
     sa.Column("start_ticks", sa.BigInteger, nullable=False),
 )
+
+# -- streams (migration 0003) ----------------------------------------------------
+
+platform_streams = sa.Table(
+    "platform_streams",
+    metadata,
+    sa.Column("name", sa.String(42), primary_key=True),
+    sa.Column("definition", sa.Text, nullable=False),
+    # "undeployed" or "deployed"
+    sa.Column("status", sa.String(12), nullable=False),
+    # the deployed version (0: never deployed)
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+)
+
+# Every deployment of a stream: what `stream history` lists and `stream rollback` returns to.
+platform_stream_versions = sa.Table(
+    "platform_stream_versions",
+    metadata,
+    sa.Column(
+        "stream",
+        sa.String(42),
+        sa.ForeignKey("platform_streams.name", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("definition", sa.Text, nullable=False),
+    sa.Column("properties", sa.JSON, nullable=False),
+    sa.Column("binder", sa.Text, nullable=False),
+    sa.Column("description", sa.Text, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+)

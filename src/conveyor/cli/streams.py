@@ -1,0 +1,176 @@
+"""``conveyor stream ...``: create, deploy, update, inspect and remove streams (via the API)."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import click
+
+from conveyor.cli.client import PlatformClient
+from conveyor.config import get_settings
+
+__all__ = ["stream_group"]
+
+_NAME = click.argument("name", metavar="STREAM")
+_PROPERTIES = click.option(
+    "--properties",
+    default="",
+    metavar="K=V,...",
+    help="deployer.<app>.count=N, deployer.<app>.memory=512M, app.<app>.<option>=<value>",
+)
+
+
+def _client() -> PlatformClient:
+    return PlatformClient(get_settings())
+
+
+def _info(message: str) -> None:
+    click.echo(message, err=True)
+
+
+def _properties(text: str) -> dict[str, str]:
+    from conveyor.streams.plan import parse_properties
+
+    return parse_properties(text)
+
+
+@click.group("stream")
+def stream_group() -> None:
+    """Streams: pipelines in the Unix-pipe DSL, each app a platform app."""
+
+
+@stream_group.command("create")
+@_NAME
+@click.option(
+    "--definition", required=True, help="e.g. \"http | filter --expression='x > 0' | log\""
+)
+@click.option("--deploy", is_flag=True, help="Deploy it at once.")
+@_PROPERTIES
+def create_command(name: str, definition: str, deploy: bool, properties: str) -> None:
+    """Create a stream from a definition (checked, not yet deployed)."""
+    props = _properties(properties)
+    created = _client().call("POST", "/v1/streams", {"name": name, "definition": definition})
+    click.echo(f"stream {name} created: {', '.join(a['name'] for a in created['apps'])}")
+    if deploy:
+        _deploy(name, props, None)
+
+
+@stream_group.command("validate")
+@_NAME
+@click.option("--definition", help="Check this definition instead of the stored one.")
+def validate_command(name: str, definition: str | None) -> None:
+    """Parse a definition and check every app and option; list the apps it makes."""
+    client = _client()
+    if definition is None:
+        definition = client.call("GET", f"/v1/streams/{name}")["definition"]
+    result = client.call("POST", "/v1/streams/validate", {"name": name, "definition": definition})
+    click.echo(f"{name}: valid")
+    for app in result["apps"]:
+        options = " ".join(f"--{k}={v}" for k, v in app["options"].items())
+        wiring = f"{app['input'] or '-'} → {app['output'] or '-'}"
+        click.echo(f"  {app['name']:<24} {app['app']:<14} {wiring}  {options}".rstrip())
+
+
+def _deploy(name: str, properties: dict[str, str], binder: str | None) -> None:
+    result = _client().operation(
+        f"/v1/streams/{name}/deploy",
+        {"properties": properties, "binder": binder},
+        echo=lambda m: _info(f"{name}: {m}"),
+    )
+    click.echo(f"stream {name} deployed (version {result['version']}): {', '.join(result['apps'])}")
+
+
+@stream_group.command("deploy")
+@_NAME
+@_PROPERTIES
+@click.option("--binder", help="embedded (default), redis://host:6379/0 or amqp://user:pw@host/")
+def deploy_command(name: str, properties: str, binder: str | None) -> None:
+    """Deploy a stream: one platform app per stream app."""
+    _deploy(name, _properties(properties), binder)
+
+
+@stream_group.command("update")
+@_NAME
+@_PROPERTIES
+def update_command(name: str, properties: str) -> None:
+    """Redeploy with changed properties; new instances start before old ones stop."""
+    result = _client().operation(
+        f"/v1/streams/{name}/update",
+        {"properties": _properties(properties)},
+        echo=lambda m: _info(f"{name}: {m}"),
+    )
+    click.echo(f"stream {name} updated (version {result['version']})")
+
+
+@stream_group.command("rollback")
+@_NAME
+@click.option("--revision", "version", required=True, type=click.IntRange(1))
+def rollback_command(name: str, version: int) -> None:
+    """Redeploy a former version of the stream."""
+    result = _client().operation(
+        f"/v1/streams/{name}/rollback", {"version": version}, echo=lambda m: _info(f"{name}: {m}")
+    )
+    click.echo(f"stream {name} rolled back to {version} (now version {result['version']})")
+
+
+@stream_group.command("undeploy")
+@_NAME
+def undeploy_command(name: str) -> None:
+    """Stop and remove the stream's apps (the definition stays)."""
+    result = _client().call("POST", f"/v1/streams/{name}/undeploy")
+    click.echo(f"stream {name} undeployed ({len(result['removed'])} apps removed)")
+
+
+@stream_group.command("destroy")
+@_NAME
+def destroy_command(name: str) -> None:
+    """Undeploy the stream and forget it."""
+    _client().call("DELETE", f"/v1/streams/{name}")
+    click.echo(f"stream {name} destroyed")
+
+
+@stream_group.command("list")
+@click.option("--json", "as_json", is_flag=True)
+def list_command(as_json: bool) -> None:
+    """Every stream: status and definition."""
+    streams = _client().call("GET", "/v1/streams")
+    if as_json:
+        click.echo(json.dumps(streams, indent=2))
+        return
+    if not streams:
+        click.echo("No streams. Create one with `conveyor stream create NAME --definition ...`.")
+    for s in streams:
+        click.echo(f"{s['name']:<20} {s['status']:<11} {s['definition']}")
+
+
+@stream_group.command("info")
+@_NAME
+@click.option("--json", "as_json", is_flag=True)
+def info_command(name: str, as_json: bool) -> None:
+    """A stream's apps: instances running/desired, wiring and messages waiting (lag)."""
+    info: dict[str, Any] = _client().call("GET", f"/v1/streams/{name}")
+    if as_json:
+        click.echo(json.dumps(info, indent=2))
+        return
+    click.echo(f"{info['name']}: {info['status']} (version {info['version']})")
+    click.echo(f"  {info['definition']}")
+    for app in info["apps"]:
+        lag = "-" if app["lag"] is None else str(app["lag"])
+        wiring = f"{app['input'] or '-'} → {app['output'] or '-'}"
+        click.echo(
+            f"  {app['name']:<24} {app['state']:<9} {app['running']}/{app['instances']}"
+            f"  {wiring}  lag {lag}"
+        )
+
+
+@stream_group.command("history")
+@_NAME
+def history_command(name: str) -> None:
+    """Every deployment of the stream; the running one is marked with *."""
+    for v in _client().call("GET", f"/v1/streams/{name}/history"):
+        mark = "*" if v["deployed"] else " "
+        props = ",".join(f"{k}={p}" for k, p in v["properties"].items()) or "-"
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(v["created_at"]))
+        click.echo(f"{mark} {v['version']:>3}  {when}  {v['description']:<14} {props}")

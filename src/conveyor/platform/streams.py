@@ -1,0 +1,312 @@
+"""Streams on the platform: each app of a stream is a platform app, ``<stream>-<label>``.
+
+A stream is created (its definition parsed and checked against the catalogue),
+then deployed with properties; every deployment is a version that ``history``
+lists and ``rollback`` returns to. Deploying pushes one platform app per
+stream app, sinks first so that consumers exist before producers publish;
+``update`` pushes them again with the new properties, and each app rolls as
+any push does: new instances start, become healthy, then the old ones drain
+and stop. A message is acknowledged only after its output is published, so a
+stopped instance's unacknowledged messages go to the group's next consumer:
+nothing is lost, some may be processed twice (at-least-once).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+
+from conveyor.errors import NotFoundError, UsageError
+from conveyor.platform.controller import Controller, Progress
+from conveyor.store import schema
+
+__all__ = ["StreamService"]
+
+
+@dataclass(frozen=True)
+class StreamVersion:
+    version: int
+    definition: str
+    properties: Mapping[str, str]
+    binder: str
+    description: str
+    created_at: float
+
+
+class StreamService:
+    """Stream definitions in the registry, deployed through the controller."""
+
+    def __init__(self, controller: Controller, default_binder: str = "embedded") -> None:
+        self.controller = controller
+        self.default_binder = default_binder
+        self._registry = controller.state._registry
+
+    # -- records ----------------------------------------------------------------
+
+    def _row(self, name: str) -> sa.RowMapping:
+        table = schema.platform_streams
+        with self._registry._begin() as conn:
+            row = conn.execute(sa.select(table).where(table.c.name == name)).mappings().first()
+        if row is None:
+            raise NotFoundError(
+                f"there is no stream named {name!r}", hint="`conveyor stream list` lists them."
+            )
+        return row
+
+    def _versions(self, name: str) -> list[StreamVersion]:
+        table = schema.platform_stream_versions
+        with self._registry._begin() as conn:
+            rows = conn.execute(
+                sa.select(table).where(table.c.stream == name).order_by(table.c.version)
+            ).mappings()
+            return [
+                StreamVersion(
+                    r["version"],
+                    r["definition"],
+                    r["properties"],
+                    r["binder"],
+                    r["description"],
+                    r["created_at"],
+                )
+                for r in rows
+            ]
+
+    def _set(self, name: str, **values: Any) -> None:
+        table = schema.platform_streams
+        with self._registry._begin() as conn:
+            conn.execute(
+                table.update().where(table.c.name == name).values(updated_at=time.time(), **values)
+            )
+
+    # -- operations ---------------------------------------------------------------
+
+    def validate(self, name: str, definition: str) -> list[dict[str, Any]]:
+        """The apps the definition makes (DslError/UsageError when it cannot run)."""
+        from conveyor.streams.plan import plan_stream
+
+        return [
+            {
+                "name": app.name,
+                "label": app.label,
+                "app": app.launch.app,
+                "input": app.launch.input,
+                "output": app.launch.output,
+                "options": dict(app.launch.options),
+            }
+            for app in plan_stream(name, definition)
+        ]
+
+    def create(self, name: str, definition: str) -> dict[str, Any]:
+        apps = self.validate(name, definition)
+        table = schema.platform_streams
+        now = time.time()
+        with self._registry._begin() as conn:
+            if conn.execute(sa.select(table.c.name).where(table.c.name == name)).first():
+                raise UsageError(
+                    f"stream {name!r} already exists",
+                    hint=f"Destroy it first (conveyor stream destroy {name}) or pick another name.",
+                )
+            conn.execute(
+                table.insert().values(
+                    name=name,
+                    definition=definition,
+                    status="undeployed",
+                    version=0,
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+        return {"name": name, "definition": definition, "apps": apps}
+
+    def list_streams(self) -> list[dict[str, Any]]:
+        table = schema.platform_streams
+        with self._registry._begin() as conn:
+            rows = conn.execute(sa.select(table).order_by(table.c.name)).mappings().all()
+        return [
+            {
+                "name": r["name"],
+                "definition": r["definition"],
+                "status": r["status"],
+                "version": r["version"],
+            }
+            for r in rows
+        ]
+
+    async def deploy(
+        self,
+        name: str,
+        properties: Mapping[str, str],
+        binder: str | None,
+        progress: Progress,
+        *,
+        description: str = "deploy",
+        definition: str | None = None,
+    ) -> dict[str, Any]:
+        """Deploy (or update) the stream as a new version with ``properties``."""
+        from conveyor.streams.plan import plan_stream
+
+        row = self._row(name)
+        definition = definition or str(row["definition"])
+        binder = binder or self._last_binder(name) or self.default_binder
+        planned = plan_stream(name, definition, binder=binder, properties=properties)
+        for app in reversed(planned):  # sinks first: consumers exist before producers publish
+            spec = {
+                "kind": "stream",
+                "stream_app": app.launch.to_json(),
+                "env": {},
+                "memory": app.memory,
+                "routes": [] if app.route is None else [{"path": app.route}],
+                "health_check": None,
+                "services": [],
+                "stream": name,
+            }
+            progress(f"{app.name}: {app.launch.app}, {app.instances} instance(s)")
+            await self.controller.push(app.name, spec, None, app.instances, progress)
+        version = len(self._versions(name)) + 1
+        with self._registry._begin() as conn:
+            conn.execute(
+                schema.platform_stream_versions.insert().values(
+                    stream=name,
+                    version=version,
+                    definition=definition,
+                    properties=dict(properties),
+                    binder=binder,
+                    description=description,
+                    created_at=time.time(),
+                )
+            )
+        self._set(name, status="deployed", version=version, definition=definition)
+        return {"name": name, "version": version, "apps": [a.name for a in planned]}
+
+    def _last_binder(self, name: str) -> str | None:
+        versions = self._versions(name)
+        return versions[-1].binder if versions else None
+
+    async def update(
+        self, name: str, properties: Mapping[str, str], progress: Progress
+    ) -> dict[str, Any]:
+        if self._row(name)["status"] != "deployed":
+            raise UsageError(f"stream {name!r} is not deployed; deploy it first")
+        merged = {**self._versions(name)[-1].properties, **properties}
+        return await self.deploy(name, merged, None, progress, description="update")
+
+    async def rollback(self, name: str, version: int, progress: Progress) -> dict[str, Any]:
+        target = next((v for v in self._versions(name) if v.version == version), None)
+        if target is None:
+            raise NotFoundError(
+                f"stream {name!r} has no version {version}",
+                hint=f"`conveyor stream history {name}` lists them.",
+            )
+        return await self.deploy(
+            name,
+            target.properties,
+            target.binder,
+            progress,
+            description=f"rollback to {version}",
+            definition=target.definition,
+        )
+
+    async def undeploy(self, name: str) -> dict[str, Any]:
+        self._row(name)
+        removed = []
+        for app in self._apps_of(name):
+            await self.controller.delete(app)
+            removed.append(app)
+        self._set(name, status="undeployed")
+        return {"name": name, "removed": removed}
+
+    async def destroy(self, name: str) -> dict[str, Any]:
+        result = await self.undeploy(name)
+        with self._registry._begin() as conn:
+            conn.execute(
+                schema.platform_stream_versions.delete().where(
+                    schema.platform_stream_versions.c.stream == name
+                )
+            )
+            conn.execute(
+                schema.platform_streams.delete().where(schema.platform_streams.c.name == name)
+            )
+        return result
+
+    def _apps_of(self, name: str) -> list[str]:
+        """The platform apps deployed for stream ``name``."""
+        apps = []
+        for app in self.controller.state.apps():
+            spec = self.controller.state.revisions(app.name)[-1].spec
+            if spec.get("kind") == "stream" and spec.get("stream") == name:
+                apps.append(app.name)
+        return apps
+
+    def history(self, name: str) -> list[dict[str, Any]]:
+        row = self._row(name)
+        return [
+            {
+                "version": v.version,
+                "deployed": v.version == row["version"] and row["status"] == "deployed",
+                "description": v.description,
+                "properties": dict(v.properties),
+                "binder": v.binder,
+                "created_at": v.created_at,
+                "definition": v.definition,
+            }
+            for v in self._versions(name)
+        ]
+
+    def info(self, name: str) -> dict[str, Any]:
+        """The stream with, per app, its instances and the messages waiting on its input."""
+        row = self._row(name)
+        apps = []
+        lag_by_app = self._lags(name) if row["status"] == "deployed" else {}
+        for app in self._apps_of(name):
+            summary = self.controller.describe(app)
+            launch = self.controller.state.revisions(app)[-1].spec["stream_app"]
+            apps.append(
+                {
+                    "name": app,
+                    "app": launch["app"],
+                    "state": summary["state"],
+                    "instances": summary["instances"],
+                    "running": summary["running"],
+                    "input": launch.get("input"),
+                    "output": launch.get("output"),
+                    "lag": lag_by_app.get(app),
+                    "routes": summary["routes"],
+                }
+            )
+        return {
+            "name": name,
+            "definition": row["definition"],
+            "status": row["status"],
+            "version": row["version"],
+            "apps": apps,
+        }
+
+    def _lags(self, name: str) -> dict[str, int | None]:
+        from conveyor.config import get_settings
+        from conveyor.streams.binders import open_binder
+
+        versions = self._versions(name)
+        if not versions:
+            return {}
+        lags: dict[str, int | None] = {}
+        try:
+            binder = open_binder(versions[-1].binder, get_settings())
+        except Exception:  # info still answers when the broker does not
+            return {}
+        try:
+            for app in self._apps_of(name):
+                launch = self.controller.state.revisions(app)[-1].spec["stream_app"]
+                if launch.get("input"):
+                    try:
+                        lags[app] = binder.lag(launch["input"], launch.get("group") or name)
+                    except Exception:
+                        lags[app] = None
+        finally:
+            close = getattr(binder, "close", None)
+            if close is not None:
+                close()
+        return lags
