@@ -163,6 +163,7 @@ class StreamService:
                 "health_check": None,
                 "services": [],
                 "stream": name,
+                "position": planned.index(app),
             }
             progress(f"{app.name}: {app.launch.app}, {app.instances} instance(s)")
             await self.controller.push(app.name, spec, None, app.instances, progress)
@@ -233,13 +234,13 @@ class StreamService:
         return result
 
     def _apps_of(self, name: str) -> list[str]:
-        """The platform apps deployed for stream ``name``."""
+        """The platform apps deployed for stream ``name``, in the order of its definition."""
         apps = []
         for app in self.controller.state.apps():
             spec = self.controller.state.revisions(app.name)[-1].spec
             if spec.get("kind") == "stream" and spec.get("stream") == name:
-                apps.append(app.name)
-        return apps
+                apps.append((int(spec.get("position", 0)), app.name))
+        return [app for _, app in sorted(apps)]
 
     def history(self, name: str) -> list[dict[str, Any]]:
         row = self._row(name)

@@ -13,6 +13,7 @@ Every request, the OpenAPI document included, needs ``Authorization: Bearer
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import pathlib
 import re
@@ -36,6 +37,8 @@ from conveyor.store.digests import new_hasher
 
 __all__ = ["create_app"]
 
+log = logging.getLogger("conveyor.server.api")
+
 _NAME = r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$"
 _SERVICE = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
 _DIGEST = r"^blake3:[0-9a-f]{64}$"
@@ -44,6 +47,9 @@ _ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 MAX_BLOB = 1024 * 1024 * 1024
 
 AppName = Annotated[str, Path(pattern=_NAME, description="The app's name.")]
+StreamName = Annotated[
+    str, Path(pattern=r"^[a-z0-9](?:[a-z0-9-]{0,40}[a-z0-9])?$", description="The stream's name.")
+]
 
 
 class _Strict(BaseModel):
@@ -226,6 +232,12 @@ def create_app(
     @api.exception_handler(ConveyorError)
     async def conveyor_error(_request: Request, exc: ConveyorError) -> JSONResponse:
         return JSONResponse(_error_body(exc), status_code=_status(exc))
+
+    @api.exception_handler(Exception)
+    async def unexpected(_request: Request, exc: Exception) -> JSONResponse:
+        # A bug, not bad input: still JSON, and the platform's log has the traceback.
+        log.exception("control API request failed")
+        return JSONResponse({"error": f"internal error: {exc!r}"}, 500)
 
     @api.exception_handler(RequestValidationError)
     async def invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -417,8 +429,6 @@ def create_app(
 
     # -- streams --------------------------------------------------------------
 
-    stream_name = Annotated[str, Path(pattern=r"^[a-z0-9](?:[a-z0-9-]{0,40}[a-z0-9])?$")]
-
     @api.get("/v1/streams", summary="Every stream: definition, status, deployed version")
     async def list_streams() -> list[dict[str, Any]]:
         return streams.list_streams()
@@ -432,11 +442,11 @@ def create_app(
         return streams.create(body.name, body.definition)
 
     @api.get("/v1/streams/{name}", summary="A stream with its apps, instances and lag")
-    async def stream_info(name: stream_name) -> dict[str, Any]:
+    async def stream_info(name: StreamName) -> dict[str, Any]:
         return await asyncio.to_thread(streams.info, name)
 
     @api.post("/v1/streams/{name}/deploy", summary="Deploy as a new version (JSON lines)")
-    async def deploy_stream(name: stream_name, body: StreamDeployIn) -> StreamingResponse:
+    async def deploy_stream(name: StreamName, body: StreamDeployIn) -> StreamingResponse:
         _properties(body.properties)
         streams.history(name)  # 404 before the stream of lines starts
 
@@ -445,26 +455,26 @@ def create_app(
         )
 
     @api.post("/v1/streams/{name}/update", summary="Redeploy with changed properties (lines)")
-    async def update_stream(name: stream_name, body: StreamDeployIn) -> StreamingResponse:
+    async def update_stream(name: StreamName, body: StreamDeployIn) -> StreamingResponse:
         _properties(body.properties)
         streams.history(name)
         return _operation(lambda progress: streams.update(name, body.properties, progress))
 
     @api.post("/v1/streams/{name}/rollback", summary="Redeploy a former version (JSON lines)")
-    async def rollback_stream(name: stream_name, body: StreamRollbackIn) -> StreamingResponse:
+    async def rollback_stream(name: StreamName, body: StreamRollbackIn) -> StreamingResponse:
         streams.history(name)
         return _operation(lambda progress: streams.rollback(name, body.version, progress))
 
     @api.post("/v1/streams/{name}/undeploy", summary="Stop and remove the stream's apps")
-    async def undeploy_stream(name: stream_name) -> dict[str, Any]:
+    async def undeploy_stream(name: StreamName) -> dict[str, Any]:
         return await streams.undeploy(name)
 
     @api.delete("/v1/streams/{name}", summary="Undeploy and forget the stream")
-    async def destroy_stream(name: stream_name) -> dict[str, Any]:
+    async def destroy_stream(name: StreamName) -> dict[str, Any]:
         return await streams.destroy(name)
 
     @api.get("/v1/streams/{name}/history", summary="Every deployment of the stream")
-    async def stream_history(name: stream_name) -> list[dict[str, Any]]:
+    async def stream_history(name: StreamName) -> list[dict[str, Any]]:
         return streams.history(name)
 
     return _TokenGuard(api, token)

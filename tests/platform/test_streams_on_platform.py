@@ -1,0 +1,104 @@
+"""Streams on a real platform: each stream app a platform app, messages through the binder."""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from .control import Platform, wait_for
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+    root = tmp_path_factory.mktemp("streams-platform")
+    (root / "project").mkdir()
+    running = Platform(home=root / "home", project=root / "project")
+    running.start()
+    yield running
+    running.stop()
+
+
+def _post(url: str, records: list[dict[str, object]]) -> dict[str, object]:
+    request = urllib.request.Request(
+        url, data=json.dumps(records).encode(), headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        body: dict[str, object] = json.loads(response.read())
+        return body
+
+
+def _lines(path: Path) -> list[dict[str, object]]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def test_http_filter_file_with_a_tap_update_and_rollback(
+    platform: Platform, tmp_path: Path
+) -> None:
+    out, tapped = tmp_path / "out.jsonl", tmp_path / "tap.jsonl"
+    definition = f"http --path=/tx | filter --expression='amount > 0' | file --path={out}"
+    created = platform.cli("stream", "create", "tx", "--definition", definition)
+    assert "tx-http, tx-filter, tx-file" in created.stdout
+    deployed = platform.cli("stream", "deploy", "tx")
+    assert "stream tx deployed (version 1)" in deployed.stdout
+    platform.cli("stream", "create", "audit", "--definition", f":tx.filter > file --path={tapped}")
+    platform.cli("stream", "deploy", "audit")
+
+    router = platform.router
+    _post(f"{router}/tx", [{"amount": 5, "n": 1}, {"amount": -1, "n": 2}, {"amount": 7, "n": 3}])
+    wait_for("the sink to write both", lambda: len(_lines(out)) == 2)
+    assert [r["n"] for r in _lines(out)] == [1, 3]
+    wait_for("the tap to get its copy", lambda: len(_lines(tapped)) == 2)
+
+    info = platform.cli("stream", "info", "tx").stdout
+    assert "tx-filter" in info
+    assert "1/1" in info
+    apps = {a["name"]: a for a in platform.client.call("GET", "/v1/streams/tx")["apps"]}
+    assert list(apps) == ["tx-http", "tx-filter", "tx-file"]
+    assert apps["tx-filter"]["input"] == "tx.http"
+
+    # Two filter instances share the work; nothing is lost while they replace the old one.
+    platform.cli("stream", "update", "tx", "--properties", "deployer.filter.count=2")
+    assert platform.app("tx-filter")["running"] == 2
+    _post(f"{router}/tx", [{"amount": 1, "n": n} for n in range(10, 30)])
+    wait_for("every message after the update", lambda: len(_lines(out)) == 22)
+    assert sorted(r["n"] for r in _lines(out)[2:]) == list(range(10, 30))
+
+    history = platform.cli("stream", "history", "tx").stdout
+    assert "deployer.filter.count=2" in history
+    platform.cli("stream", "rollback", "tx", "--revision", "1")
+    assert platform.app("tx-filter")["instances"] == 1
+
+    platform.cli("stream", "undeploy", "tx")
+    assert "tx-http" not in platform.cli("apps").stdout
+    assert "undeployed" in platform.cli("stream", "list").stdout
+    platform.cli("stream", "destroy", "audit")
+    assert "audit" not in platform.cli("stream", "list").stdout
+
+
+def test_stream_definition_errors_point_at_the_problem(platform: Platform) -> None:
+    bad = platform.cli(
+        "stream", "create", "broken", "--definition", "http | filter --expresion=x | log",
+        check=False,
+    )  # fmt: skip
+    assert bad.returncode == 1
+    assert "expresion" in bad.stderr
+    assert "expression" in bad.stderr  # names the valid option
+    assert "^" in bad.stderr  # a caret under the problem
+    assert "Traceback" not in bad.stderr
+    unknown = platform.cli("stream", "deploy", "nosuch", check=False)
+    assert unknown.returncode == 1
+    assert "there is no stream named 'nosuch'" in unknown.stderr
+    props = platform.cli(
+        "stream", "create", "p1", "--definition", "time | log", "--deploy",
+        "--properties", "deployer.nosuch.count=2", check=False,
+    )  # fmt: skip
+    assert props.returncode != 0
+    assert "nosuch" in props.stderr
