@@ -69,7 +69,7 @@ def test_http_filter_file_with_a_tap_update_and_rollback(
     assert platform.app("tx-filter")["running"] == 2
     _post(f"{router}/tx", [{"amount": 1, "n": n} for n in range(10, 30)])
     wait_for("every message after the update", lambda: len(_lines(out)) == 22)
-    assert sorted(r["n"] for r in _lines(out)[2:]) == list(range(10, 30))
+    assert sorted(int(str(r["n"])) for r in _lines(out)[2:]) == list(range(10, 30))
 
     history = platform.cli("stream", "history", "tx").stdout
     assert "deployer.filter.count=2" in history
