@@ -75,8 +75,46 @@ def push_and_route(run_id: str) -> None:
         conveyor("apps")
         predict(f"{router}/diagnosis/predict")
         conveyor("app", "diagnosis")
+        stream_and_tap(run_id)
     finally:
         conveyor("down")
+
+
+def stream_and_tap(run_id: str) -> None:
+    """Score the test set as a stream, micro-batch by micro-batch; a tap keeps the results."""
+    import shutil
+    import time
+
+    inbox, scored = PROJECT / "inbox", PROJECT / "scored.jsonl"
+    shutil.rmtree(inbox, ignore_errors=True)
+    inbox.mkdir()
+    scored.unlink(missing_ok=True)
+    for name in ("diagnose", "scored"):  # left by an earlier demo
+        subprocess.run(
+            [str(BIN / "conveyor"), "stream", "destroy", name], capture_output=True, check=False
+        )
+    conveyor(
+        "stream", "create", "diagnose", "--deploy", "--definition",
+        f"file --directory={inbox} --format=csv | score --model=run:{run_id}/model | log",
+    )  # fmt: skip
+    conveyor(
+        "stream", "create", "scored", "--deploy", "--definition",
+        f":diagnose.score > file --path={scored}",
+    )  # fmt: skip
+    rows = sum(1 for _ in (PROJECT / "data" / "test.csv").open()) - 1
+    print(f"\n$ cp data/test.csv inbox/   # {rows} patients", flush=True)
+    shutil.copy(PROJECT / "data" / "test.csv", inbox / "test.csv")
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        done = scored.read_text().count("\n") if scored.exists() else 0
+        if done >= rows:
+            break
+        time.sleep(0.2)
+    conveyor("stream", "info", "diagnose")
+    results = [json.loads(line) for line in scored.read_text().splitlines()]
+    right = sum(r["prediction"] == r["diagnosis"] for r in results)
+    print(f"\n$ wc -l {scored.name}\n{len(results)} {scored.name}")
+    print(f"(the tap kept every scored row: {right} of {len(results)} predictions match the truth)")
 
 
 def serve_and_predict(run_id: str) -> None:
