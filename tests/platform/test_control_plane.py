@@ -417,3 +417,26 @@ def test_a_second_platform_on_the_same_home_or_address_is_refused(
     assert taken.returncode == 1
     assert f"the router address 127.0.0.1:{router_port} is already in use" in taken.stderr
     assert "CONVEYOR_ROUTER" in taken.stderr
+
+
+def test_failing_readiness_takes_an_instance_out_of_routing_without_a_restart(
+    platform: Platform, tmp_path: Path
+) -> None:
+    flag = tmp_path / "not-ready"
+    manifest = platform.write_hello_app(
+        "shy",
+        instances=1,
+        extra=(
+            "    readiness-check: {type: http, endpoint: /ready, interval: 0.2}\n"
+            f"    env: {{NOT_READY_FLAG: '{flag}'}}\n"
+        ),
+    )
+    platform.cli("push", "-f", str(manifest))
+    assert get(f"{platform.router}/shy/")[0] == 200
+    flag.touch()
+    wait_for("the instance to leave routing", lambda: get(f"{platform.router}/shy/")[0] == 503)
+    instance = _instance(platform, "shy", 0)
+    assert (instance["state"], instance["ready"], instance["restarts"]) == ("RUNNING", False, 0)
+    flag.unlink()
+    wait_for("the instance to be routed again", lambda: get(f"{platform.router}/shy/")[0] == 200)
+    assert _instance(platform, "shy", 0)["restarts"] == 0

@@ -93,6 +93,15 @@ def test_http_check_becomes_the_supervisors_definition() -> None:
     assert spec.to_check() == HealthCheck("http", "/health", timeout=5, interval=2)
 
 
+def test_readiness_check_is_its_own_block_and_optional() -> None:
+    (plain,) = parse_manifest(APP, "conveyor.yml").applications
+    assert plain.readiness_check is None
+    text = APP + "    readiness-check: {type: http, endpoint: /ready, interval: 0.5}\n"
+    (app,) = parse_manifest(text, "conveyor.yml").applications
+    assert app.readiness_check == HealthCheckSpec(type="http", endpoint="/ready", interval=0.5)
+    assert app.health_check == HealthCheckSpec()
+
+
 def test_merge_keys_share_settings_and_own_keys_win() -> None:
     manifest = parse_manifest(
         textwrap.dedent("""\

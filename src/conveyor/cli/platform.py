@@ -263,17 +263,20 @@ def _push_body(app: Any) -> tuple[dict[str, Any], dict[str, tuple[Path, str, int
         "routes": None
         if app.routes is None
         else [{"host": r.host, "path": r.path, "strip_prefix": r.strip_prefix} for r in app.routes],
-        "health_check": None
-        if app.health_check == HealthCheckSpec()
-        else {
-            "type": app.health_check.type,
-            "endpoint": app.health_check.endpoint,
-            "timeout": app.health_check.timeout,
-            "interval": app.health_check.interval,
-        },
+        "health_check": None if app.health_check == HealthCheckSpec() else _check(app.health_check),
+        "readiness_check": None if app.readiness_check is None else _check(app.readiness_check),
         "services": list(app.services),
     }
     return spec, local
+
+
+def _check(check: Any) -> dict[str, Any]:
+    return {
+        "type": check.type,
+        "endpoint": check.endpoint,
+        "timeout": check.timeout,
+        "interval": check.interval,
+    }
 
 
 # -- apps -----------------------------------------------------------------------------

@@ -638,9 +638,10 @@ class Controller:
             revision=revision.number,
             env=env,
             cwd=cwd,
-            health=HealthCheck(
-                check["type"], check["endpoint"], float(check["timeout"]), float(check["interval"])
-            ),
+            health=_health_check(check),
+            readiness=_health_check(spec["readiness_check"])
+            if spec.get("readiness_check")
+            else None,
             memory_limit=spec.get("memory"),
         )
 
@@ -731,6 +732,12 @@ def _routes(name: str, spec: Mapping[str, Any]) -> list[Route]:
         )
         for r in given
     ]
+
+
+def _health_check(check: Mapping[str, Any]) -> HealthCheck:
+    return HealthCheck(
+        check["type"], check["endpoint"], float(check["timeout"]), float(check["interval"])
+    )
 
 
 def _route_text(route: Route) -> str:

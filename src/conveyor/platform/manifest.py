@@ -3,7 +3,7 @@
 Cloud Foundry in spirit: each entry of ``applications`` is a model app
 (``model: run:3f2a9c/model``) or a command app (``command`` run in ``path``,
 staged from ``requirements``), with ``instances``, ``memory``, ``env``,
-``routes``, ``health-check`` and ``services``. Walking the composed YAML nodes
+``routes``, ``health-check``, ``readiness-check`` and ``services``. Walking the composed YAML nodes
 rather than loaded values keeps every value's position.
 
 Every error names the file, line, column and field, for example
@@ -45,7 +45,7 @@ _MAX_BYTES = 1024 * 1024  # a manifest is a page of YAML; anything bigger is a m
 
 _APP_KEYS = (
     "name", "model", "path", "command", "requirements", "instances", "memory", "env",
-    "routes", "health-check", "services",
+    "routes", "health-check", "readiness-check", "services",
 )  # fmt: skip
 _ROUTE_KEYS = ("host", "path", "strip-prefix")
 _CHECK_KEYS = ("type", "endpoint", "timeout", "interval")
@@ -102,6 +102,8 @@ class AppSpec:
     env: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     routes: tuple[RouteSpec, ...] | None = None
     health_check: HealthCheckSpec = _CHECK
+    #: Checked all along: failing takes the instance out of routing, without a restart.
+    readiness_check: HealthCheckSpec | None = None
     services: tuple[str, ...] = ()
     #: Line of the manifest where this app starts, for later messages (route taken, ...).
     line: int = field(default=0, compare=False)
@@ -309,6 +311,9 @@ class _Reader:
             env=self.env(keys["env"]) if "env" in keys else MappingProxyType({}),
             routes=routes,
             health_check=self.check(keys["health-check"]) if "health-check" in keys else _CHECK,
+            readiness_check=self.check(keys["readiness-check"])
+            if "readiness-check" in keys
+            else None,
             services=self.services(keys["services"]) if "services" in keys else (),
             line=at.node.start_mark.line + 1,
         )

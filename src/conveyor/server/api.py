@@ -80,6 +80,7 @@ class SpecIn(_Strict):
     env: dict[str, str] = Field(default_factory=dict)
     routes: list[RouteIn] | None = None
     health_check: HealthCheckIn | None = None
+    readiness_check: HealthCheckIn | None = None
     services: list[Annotated[str, Field(pattern=_SERVICE)]] = Field(default_factory=list)
 
 

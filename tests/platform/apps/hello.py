@@ -8,6 +8,7 @@ GET /hog?mb=N    allocates N MiB and keeps it
 GET /sleep?s=N   answers after N seconds
 GET /child       starts a `sleep` child in its own group and reports its pid
 GET /env?name=X  the value of environment variable X (null if unset)
+GET /ready       503 while the file named by $NOT_READY_FLAG exists, else 200
 """
 
 from __future__ import annotations
@@ -63,6 +64,9 @@ class Handler(BaseHTTPRequestHandler):
         elif url.path.endswith("/sleep"):
             time.sleep(float(query["s"][0]))
             self._json(200, {"slept": True})
+        elif url.path == "/ready":
+            flag = os.environ.get("NOT_READY_FLAG", "")
+            self._json(503 if flag and os.path.exists(flag) else 200, {"ready": True})
         elif url.path.endswith("/env"):
             self._json(200, {"value": os.environ.get(query["name"][0])})
         elif url.path == "/child":
