@@ -315,7 +315,8 @@ BAD = [
     (
         APP + "    comand: serve\n",
         "conveyor.yml:4:5: applications[0].comand: unknown key; valid keys: name, model, path, "
-        "command, requirements, instances, memory, env, routes, health-check, readiness-check, services",
+        "command, requirements, instances, memory, env, routes, health-check, readiness-check, "
+        "services",
     ),
     (
         APP + "    instances: 1\n    instances: 2\n",
