@@ -56,6 +56,9 @@ class Result:
     p99_ms: float
     errors: int
     notes: str = ""
+    #: Server CPU time (user + system, every process of the server) per request, in µs:
+    #: unlike requests/s, barely moved by other load on a shared machine.
+    cpu_us: float = 0.0
 
 
 @dataclass
@@ -126,6 +129,22 @@ def wrk(url: str, body_file: Path, seconds: int, connections: int) -> dict[str, 
         raise RuntimeError(f"wrk printed no result:\n{out}")
     data: dict[str, Any] = json.loads(match.group(1))
     return data
+
+
+def tree_cpu(pid: int) -> float:
+    """CPU seconds (user + system) used so far by ``pid`` and every process under it."""
+    ticks = 0
+    pids = [pid]
+    while pids:
+        p = pids.pop()
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            children = Path(f"/proc/{p}/task/{p}/children").read_text().split()
+        except OSError:
+            continue
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime
+        pids.extend(int(c) for c in children)
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def worker_counts(base: str) -> dict[str, float]:
@@ -226,7 +245,7 @@ class Gbc:
 
 
 def contenders(
-    work: Path, skops: Path, joblib_path: Path, only: set[str] | None
+    work: Path, skops: Path, joblib_path: Path, only: set[str] | None, baseline: Path | None = None
 ) -> tuple[list[Contender], list[str]]:
     notes: list[str] = []
     found: list[Contender] = []
@@ -251,33 +270,41 @@ def contenders(
         str(Path(sys.executable).with_name("conveyor")), "serve", str(skops), "--name", "gbc",
         "--workers", str(WORKERS),
     ]  # fmt: skip
+
+    # With --baseline-src, the same server from another source tree runs next to this one.
+    def v2_body(rows: list[list[float]]) -> Any:
+        return {
+            "inputs": [{"name": "x", "shape": [len(rows), 20], "datatype": "FP64", "data": rows}]
+        }
+
+    builds: list[tuple[str, dict[str, str]]] = [("conveyor", {})]
+    if baseline is not None:
+        builds.insert(0, ("conveyor (baseline)", {"PYTHONPATH": str(baseline)}))
     if want("conveyor"):
-        p = free_port()
-        found.append(
-            Contender(
-                "conveyor /invocations",
-                [*conveyor, "--port", str(p)],
-                f"http://127.0.0.1:{p}/v2/health/ready",
-                "/invocations",
-                lambda rows: {"inputs": rows},
-                env={"CONVEYOR_TRUSTED_TYPES": TREE},
+        for label, extra in builds:
+            p = free_port()
+            found.append(
+                Contender(
+                    f"{label} /invocations",
+                    [*conveyor, "--port", str(p)],
+                    f"http://127.0.0.1:{p}/v2/health/ready",
+                    "/invocations",
+                    lambda rows: {"inputs": rows},
+                    env={"CONVEYOR_TRUSTED_TYPES": TREE, **extra},
+                )
             )
-        )
-        p = free_port()
-        found.append(
-            Contender(
-                "conveyor /v2 infer",
-                [*conveyor, "--port", str(p)],
-                f"http://127.0.0.1:{p}/v2/health/ready",
-                "/v2/models/gbc/infer",
-                lambda rows: {
-                    "inputs": [
-                        {"name": "x", "shape": [len(rows), 20], "datatype": "FP64", "data": rows}
-                    ]
-                },
-                env={"CONVEYOR_TRUSTED_TYPES": TREE},
+        for label, extra in builds:
+            p = free_port()
+            found.append(
+                Contender(
+                    f"{label} /v2 infer",
+                    [*conveyor, "--port", str(p)],
+                    f"http://127.0.0.1:{p}/v2/health/ready",
+                    "/v2/models/gbc/infer",
+                    v2_body,
+                    env={"CONVEYOR_TRUSTED_TYPES": TREE, **extra},
+                )
             )
-        )
     mlflow_python = os.environ.get("BENCH_MLFLOW_PYTHON", "/tmp/bench-mlflow/bin/python")
     if want("mlflow"):
         model_dir = None
@@ -364,7 +391,9 @@ def measure(
             wrk(origin + c.score_path, body, 2, connections)  # warm-up
             before = worker_counts(origin) if c.name.startswith("conveyor") else {}
             batches_before = batch_stats(origin) if before else (0.0, 0.0)
+            cpu_before = tree_cpu(proc.pid)
             data = wrk(origin + c.score_path, body, seconds, connections)
+            cpu = tree_cpu(proc.pid) - cpu_before
             note = ""
             if before:
                 after = worker_counts(origin)
@@ -381,10 +410,12 @@ def measure(
                     data["p99_us"] / 1000,
                     data["status_errors"] + data["socket_errors"],
                     note,
+                    cpu * 1e6 / max(1, data["requests"]),
                 )
             )
             print(f"  {c.name:<40} rows={rows:<4} {results[-1].requests_per_s:8.0f} req/s "
-                  f"p50 {results[-1].p50_ms:7.1f} ms  p99 {results[-1].p99_ms:7.1f} ms  {note}",
+                  f"p50 {results[-1].p50_ms:7.1f} ms  p99 {results[-1].p99_ms:7.1f} ms  "
+                  f"CPU {results[-1].cpu_us:5.0f} us/request  {note}",
                   flush=True)  # fmt: skip
         if c.name.startswith("conveyor"):
             mem = memory(proc.pid)
@@ -403,13 +434,15 @@ def report(results: list[Result], notes: list[str], seconds: int, connections: i
         f"wrk, {connections} connections, 2 threads, {seconds} s per run after a 2 s warm-up; "
         f"{WORKERS} workers everywhere; GradientBoostingClassifier (100 trees, 20 features).",
         "",
-        "| server | rows/request | requests/s | rows/s | p50 ms | p99 ms | errors |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| server | rows/request | requests/s | rows/s | p50 ms | p99 ms | errors "
+        "| server CPU µs/request |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         lines.append(
             f"| {r.contender} | {r.rows} | {r.requests_per_s:,.0f} "
-            f"| {r.requests_per_s * r.rows:,.0f} | {r.p50_ms:.1f} | {r.p99_ms:.1f} | {r.errors} |"
+            f"| {r.requests_per_s * r.rows:,.0f} | {r.p50_ms:.1f} | {r.p99_ms:.1f} | {r.errors} "
+            f"| {r.cpu_us:,.0f} |"
         )
     by = {(r.contender, r.rows): r for r in results}
     ours = "conveyor /invocations"
@@ -424,8 +457,22 @@ def report(results: list[Result], notes: list[str], seconds: int, connections: i
             if a and b and b.requests_per_s:
                 lines.append(
                     f"- vs {other}, {rows} row(s): {a.requests_per_s / b.requests_per_s:.2f}x "
-                    f"throughput, p99 {b.p99_ms / max(a.p99_ms, 1e-9):.2f}x lower"
+                    f"throughput, p99 {b.p99_ms / max(a.p99_ms, 1e-9):.2f}x lower, "
+                    f"server CPU per request {b.cpu_us / max(a.cpu_us, 1e-9):.2f}x (theirs/ours)"
                 )
+    floor = by.get(("floor (hello world)", 1))
+    if floor is not None:
+        lines += [
+            "",
+            "Against the floor, 1 row (requests/s ours/floor; server CPU per request floor/ours):",
+            "",
+        ]
+        lines += [
+            f"- {r.contender}: {r.requests_per_s / floor.requests_per_s:.2f}x throughput, "
+            f"{floor.cpu_us / max(r.cpu_us, 1e-9):.2f}x by CPU per request"
+            for r in results
+            if r.rows == 1 and r.contender.startswith("conveyor")
+        ]
     extra = [f"- {r.contender}, {r.rows} row(s): {r.notes}" for r in results if r.notes]
     if extra or notes:
         lines += ["", *extra, *(f"- {n}" for n in notes)]
@@ -444,6 +491,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--out", type=Path, default=None, help="also write the Markdown report here"
     )
+    parser.add_argument(
+        "--baseline-src",
+        type=Path,
+        default=None,
+        help="also serve from this source tree (e.g. `git archive <ref> src | tar -x -C DIR`, "
+        "then DIR/src) to compare before and after in one run",
+    )
     args = parser.parse_args(argv)
     if shutil.which("wrk") is None:
         print(
@@ -455,7 +509,7 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="conveyor-bench-serving-"))
     try:
         x, skops, joblib_path = prepare(work)
-        found, notes = contenders(work, skops, joblib_path, only)
+        found, notes = contenders(work, skops, joblib_path, only, args.baseline_src)
         results: list[Result] = []
         for c in found:
             print(f"{c.name}:", flush=True)
