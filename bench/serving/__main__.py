@@ -184,7 +184,7 @@ def memory(pid: int) -> list[tuple[int, float, float]]:
 
 def prepare(work: Path) -> tuple[Any, Path, Path]:
     """Train the model once; save it as .skops (Conveyor) and joblib (the others)."""
-    import joblib  # type: ignore[import-untyped]
+    import joblib
     import sklearn
     from sklearn.datasets import make_classification
     from sklearn.ensemble import GradientBoostingClassifier

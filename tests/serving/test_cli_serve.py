@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import joblib  # type: ignore[import-untyped]
+import joblib
 import numpy as np
 import pytest
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import joblib  # type: ignore[import-untyped]
+import joblib
 import numpy as np
 import pandas as pd
 import pytest

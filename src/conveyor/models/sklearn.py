@@ -353,7 +353,7 @@ class _PickleFormat:
                     "(conveyor serve --trust ...), or re-save the model as .skops."
                 ),
             )
-        import joblib  # type: ignore[import-untyped]
+        import joblib
 
         try:
             estimator = joblib.load(path)
