@@ -357,6 +357,9 @@ def test_platform_killed_and_started_again_runs_one_copy_of_everything(tmp_path:
         assert _app_processes(platform.home, "durable") == after
         assert set(_indices(f"{platform.router}/durable/", 4)) == {"0", "1"}
         assert "Platform running" in platform.cli("status").stdout
+        # The lines written before the platform was killed are still there, then the new ones.
+        logs = platform.cli("logs", "durable", "--recent", "1000").stdout
+        assert logs.count("listening on") == 4
     finally:
         platform.cli("down", check=False)
     assert "not running" in platform.cli("status", check=False).stderr

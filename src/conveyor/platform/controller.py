@@ -169,10 +169,17 @@ class Controller:
             except NotFoundError:
                 continue
             self._set_routes(app.name, revision)
+            self._restore_logs(app.name)
             if app.state == "started":
                 spec = self._instance_spec(revision)
                 for index in range(app.instances):
                     self.supervisor.start(spec, index)
+
+    def _restore_logs(self, name: str) -> None:
+        """Lines an app wrote before the platform restarted, back in `conveyor logs`."""
+        files = self.supervisor.log_files
+        if files is not None:
+            self.supervisor.logs(name).restore(files.tail(name, 1000))
 
     async def close(self) -> None:
         """Stop every instance (the desired state stays as it is for the next start)."""

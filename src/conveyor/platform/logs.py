@@ -67,6 +67,12 @@ class LogBuffer:
         self._changed = asyncio.Event()
         return line
 
+    def restore(self, lines: list[tuple[int, Stream, str, float]]) -> None:
+        """Put back lines kept from before (on disk) without writing them out again."""
+        for index, stream, text, at in lines:
+            self._lines.append(LogLine(self._next_seq, index, stream, text, at))
+            self._next_seq += 1
+
     @property
     def next_seq(self) -> int:
         """The sequence number the next line will get (a cursor for :meth:`follow`)."""
@@ -137,6 +143,28 @@ class LogFiles:
                 handle = path.open("a", encoding="utf-8", errors="replace")
 
         return write
+
+    def tail(self, app: str, limit: int) -> list[tuple[int, Stream, str, float]]:
+        """The last ``limit`` lines of ``app``'s file, parsed back (for a restarted platform)."""
+        import calendar
+        import re
+
+        path = self.path(app)
+        if not path.exists():
+            return []
+        with path.open("rb") as handle:
+            handle.seek(max(0, path.stat().st_size - 256 * limit))
+            raw = handle.read().decode("utf-8", errors="replace").splitlines()[-limit:]
+        out: list[tuple[int, Stream, str, float]] = []
+        pattern = re.compile(r"(\S+)Z \[(-?\d+)/(stdout|stderr|platform)\] ?(.*)")
+        for line in raw:
+            match = pattern.fullmatch(line)
+            if match is None:
+                continue
+            at = calendar.timegm(time.strptime(match[1], "%Y-%m-%dT%H:%M:%S"))
+            stream: Stream = match[3]  # type: ignore[assignment]
+            out.append((int(match[2]), stream, match[4], float(at)))
+        return out
 
     def _rotate(self, path: Path) -> None:
         for n in range(self.keep, 0, -1):

@@ -172,7 +172,7 @@ class Supervisor:
         self._ports = port_allocator or (lambda: free_port(host))
         self._base_env = dict(base_env or {})
         self._log_capacity = log_capacity
-        self._log_files = log_files
+        self.log_files = log_files
         self._startup_poll = startup_poll
         self._instances: dict[tuple[str, int, int], Instance] = {}
         self._logs: dict[str, LogBuffer] = {}
@@ -224,7 +224,7 @@ class Supervisor:
         """The output of ``app``'s instances (created empty on first use)."""
         buffer = self._logs.get(app)
         if buffer is None:
-            on_line = None if self._log_files is None else self._log_files.writer(app)
+            on_line = None if self.log_files is None else self.log_files.writer(app)
             buffer = self._logs[app] = LogBuffer(self._log_capacity, on_line=on_line)
         return buffer
 
