@@ -7,8 +7,9 @@ asks ``value <= threshold``; it has three successors, for true, false and
 unknown (a missing value). The views of a field are ``x``, ``-x`` (so
 ``x >= t`` is ``-x <= -t``), and, for fields compared with constants by
 equality or set membership, the position ``q`` of the value among those
-constants (sorted; +inf for any other value) and its mirror: ``x == c`` and
-``x in {...}`` become one or two tests per run of consecutive constants.
+constants (sorted; +inf for any other value), its mirror and ``|q - p|``:
+``x == c`` is one test, ``x in {...}`` one or two per run of consecutive
+constants.
 Comparing in float64 with a float32 constant's neighbour (``x < t`` is
 ``x <= prev(t)``) is exact, so ``x-mathContext="float"`` trees keep their
 arithmetic.
