@@ -1,6 +1,11 @@
 """Stream throughput: ``load-generator | transform | throughput`` per binder vs a hand-written loop.
 
     python -m bench.streams [--count 20000] [--batch 200] [--binders embedded,redis,rabbitmq]
+                            [--pipeline transform|score]
+
+``--pipeline score`` puts ``score`` (a GradientBoostingClassifier, 100 trees,
+20 features, saved with skops) in the middle instead of ``transform``; the
+direct loop then scores each batch with one ``predict_proba`` call.
 
 Each side runs three processes (generate, transform, count) on one binder;
 the Conveyor side is three ``python -m conveyor.streams.run`` apps, the
@@ -23,6 +28,7 @@ import sys
 import tempfile
 import time
 import uuid
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +45,7 @@ URLS = {
 PORTS = {"redis": 6379, "rabbitmq": 5672}
 #: Bound on one contender's run.
 DEADLINE = 300.0
+TREE = "sklearn.tree._tree.Tree"
 EXPRESSION = "{'seq': seq, 'key': key, 'amount2': amount * 2}"
 
 
@@ -75,20 +82,71 @@ def stop(procs: list[subprocess.Popen[bytes]]) -> None:
             p.wait()
 
 
-def run_conveyor(binder: str, url: str, count: int, batch: int, work: Path) -> dict[str, Any]:
+def train_model(path: Path) -> Path:
+    """The serving benchmark's model: GradientBoostingClassifier, 100 trees, 20 features."""
+    import pandas as pd
+    from sklearn.datasets import make_classification
+    from sklearn.ensemble import GradientBoostingClassifier
+
+    from conveyor.models.sklearn import save
+
+    x, y = make_classification(n_samples=2000, n_features=20, random_state=0)
+    frame = pd.DataFrame(x, columns=[f"x{i}" for i in range(20)])
+    save(GradientBoostingClassifier(n_estimators=100, random_state=0).fit(frame, y), path, frame)
+    return path
+
+
+def score_alone(model: Path, batch: int, seconds: float = 3.0) -> tuple[float, float]:
+    """Rows/s of the score app's process() in this process, and of bare predict_proba."""
+    import numpy as np
+
+    from conveyor.streams.apps.base import AppContext
+    from conveyor.streams.apps.score import Score
+    from conveyor.streams.catalogue import Role, app_spec
+    from conveyor.streams.messages import Message
+
+    settings = Settings.from_env({"CONVEYOR_TRUSTED_TYPES": TREE})
+    options = app_spec("score", Role.PROCESSOR).resolve({"model": str(model)})
+    app = Score(AppContext(options, "bench", "score", settings))
+    rng = np.random.default_rng(0)
+    rows = rng.normal(size=(batch, 20))
+    messages = [Message({f"x{i}": float(v) for i, v in enumerate(r)}, {}) for r in rows]
+    est = app.model.estimator  # type: ignore[attr-defined]
+
+    def rate(step: Any) -> float:
+        done, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            step()
+            done += batch
+        return done / (time.perf_counter() - start)
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="X does not have valid feature names")
+        return rate(lambda: app.process(messages)), rate(lambda: est.predict_proba(rows))
+
+
+def run_conveyor(
+    binder: str, url: str, count: int, batch: int, work: Path, model: Path | None
+) -> dict[str, Any]:
     home = work / "home"
     url = url or f"embedded://{home / 'streams.db'}"
     name = f"bench{uuid.uuid4().hex[:6]}"
     report = work / f"{name}.json"
-    env = {**os.environ, "CONVEYOR_HOME": str(home)}
+    env = {**os.environ, "CONVEYOR_HOME": str(home), "CONVEYOR_TRUSTED_TYPES": TREE}
     common = ["--stream", name, "--binder", url, "--batch-size", str(batch)]
+    middle = (
+        ["--app", "score", "--option", f"model={model}"]
+        if model
+        else ["--app", "transform", "--option", f"expression={EXPRESSION}"]
+    )
+    fields = ["--option", "fields=20"] if model else []
     apps = [
         ["--app", "throughput", "--input", f"{name}.transform", "--group", name,
          "--option", f"report={report}", "--option", f"every={count}"],
-        ["--app", "transform", "--input", f"{name}.load-generator", "--output",
-         f"{name}.transform", "--group", name, "--option", f"expression={EXPRESSION}"],
+        [*middle, "--input", f"{name}.load-generator", "--output", f"{name}.transform",
+         "--group", name],
         ["--app", "load-generator", "--output", f"{name}.load-generator",
-         "--option", f"count={count}"],
+         "--option", f"count={count}", *fields],
     ]  # fmt: skip
     procs = [
         subprocess.Popen([sys.executable, "-m", "conveyor.streams.run", *a, *common], env=env)
@@ -106,14 +164,17 @@ def run_conveyor(binder: str, url: str, count: int, batch: int, work: Path) -> d
 
 
 def run_direct(
-    binder: str, url: str, count: int, batch: int, work: Path, variant: str = ""
+    binder: str, url: str, count: int, batch: int, work: Path, model: Path | None, variant: str = ""
 ) -> dict[str, Any]:
     name = f"direct{uuid.uuid4().hex[:6]}"
     report = work / f"{name}.json"
     args = [url, name, str(count), str(batch), str(report)]
     broker = binder + variant
+    env = {**os.environ, "BENCH_MODEL": str(model or ""), "BENCH_FIELDS": "20" if model else "4"}
     procs = [
-        subprocess.Popen([sys.executable, "-m", "bench.streams.direct", broker, role, *args])
+        subprocess.Popen(
+            [sys.executable, "-m", "bench.streams.direct", broker, role, *args], env=env
+        )
         for role in ("sink", "transform", "gen")
     ]
     try:
@@ -144,9 +205,14 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=20000)
     parser.add_argument("--batch", type=int, default=200)
     parser.add_argument("--binders", default="embedded,redis,rabbitmq")
+    parser.add_argument("--pipeline", choices=("transform", "score"), default="transform")
     args = parser.parse_args()
     rows: list[tuple[str, str, dict[str, Any]]] = []
+    alone = bare = 0.0
     with tempfile.TemporaryDirectory(prefix="bench-streams-") as tmp:
+        model = train_model(Path(tmp) / "model.skops") if args.pipeline == "score" else None
+        if model is not None:
+            alone, bare = score_alone(model, args.batch)
         for binder in args.binders.split(","):
             if binder in PORTS and not reachable(PORTS[binder]):
                 print(f"skipped {binder}: nothing answers on 127.0.0.1:{PORTS[binder]}")
@@ -154,22 +220,24 @@ def main() -> None:
             work = Path(tmp) / binder
             work.mkdir()
             url = URLS[binder]
-            rows.append(
-                (binder, "conveyor", run_conveyor(binder, url, args.count, args.batch, work))
-            )
+            sizes = (args.count, args.batch, work, model)
+            rows.append((binder, "conveyor", run_conveyor(binder, url, *sizes)))
             if binder != "embedded":
-                rows.append(
-                    (binder, "direct", run_direct(binder, url, args.count, args.batch, work))
-                )
+                rows.append((binder, "direct", run_direct(binder, url, *sizes)))
             if binder == "rabbitmq":
-                batched = run_direct(binder, url, args.count, args.batch, work, "-batch")
+                batched = run_direct(binder, url, *sizes, "-batch")
                 rows.append((binder, "direct, batch confirms", batched))
     # The ratio is against the best hand-written loop on the same broker.
     direct: dict[str, float] = {}
     for b, c, r in rows:
         if c.startswith("direct"):
             direct[b] = max(direct.get(b, 0.0), r["rate"])
-    print(f"\n{args.count} messages, batches of {args.batch}\n")
+    if args.pipeline == "score":
+        print(
+            f"\nscore app alone, batches of {args.batch}: {alone:,.0f} rows/s; "
+            f"bare predict_proba: {bare:,.0f} rows/s ({alone / bare:.2f}x)"
+        )
+    print(f"\n{args.pipeline}: {args.count} messages, batches of {args.batch}\n")
     print("| binder | contender | messages/s | p50 latency ms | p99 latency ms | x direct |")
     print("|---|---|---:|---:|---:|---:|")
     for binder, contender, r in rows:

@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 import random
 import sys
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -36,17 +38,50 @@ def events(count: int, batch: int) -> Iterator[list[bytes]]:
                 "key": f"k{rng.randrange(100)}",
                 "amount": round(rng.uniform(-50.0, 200.0), 2),
             }
-            for f in range(4):
+            for f in range(FIELDS):
                 payload[f"x{f}"] = rng.gauss(0.0, 1.0)
             out.append(orjson.dumps({"h": {"created": time.time()}, "p": payload}))
         yield out
 
 
-def transform(body: bytes) -> bytes:
-    msg = orjson.loads(body)
-    p = msg["p"]
-    msg["p"] = {"seq": p["seq"], "key": p["key"], "amount2": p["amount"] * 2}
-    return orjson.dumps(msg)
+def transform(bodies: list[bytes]) -> list[bytes]:
+    out = []
+    for body in bodies:
+        msg = orjson.loads(body)
+        p = msg["p"]
+        msg["p"] = {"seq": p["seq"], "key": p["key"], "amount2": p["amount"] * 2}
+        out.append(orjson.dumps(msg))
+    return out
+
+
+def scorer(path: str) -> Callable[[list[bytes]], list[bytes]]:
+    """Score a batch with the estimator in one predict_proba call, as the score app does."""
+    import numpy as np
+    import skops.io
+
+    # Fitted on a DataFrame, scored from a matrix, as the score app does: no warning per batch.
+    warnings.filterwarnings("ignore", message="X does not have valid feature names")
+    # The benchmark's own freshly trained model: every type in it is trusted.
+    est = skops.io.load(path, trusted=skops.io.get_untrusted_types(file=path))
+    names = [f"x{i}" for i in range(FIELDS)]
+    classes = [str(c) for c in est.classes_]
+
+    def score(bodies: list[bytes]) -> list[bytes]:
+        msgs = [orjson.loads(b) for b in bodies]
+        x = np.array([[m["p"][n] for n in names] for m in msgs], dtype=np.float64)
+        proba = est.predict_proba(x)
+        labels = est.classes_[proba.argmax(axis=1)]
+        for m, label, row in zip(msgs, labels, proba, strict=True):
+            m["p"]["prediction"] = label.item()
+            m["p"]["probabilities"] = dict(zip(classes, row.tolist(), strict=True))
+        return [orjson.dumps(m) for m in msgs]
+
+    return score
+
+
+#: Feature fields per event, and the model to score with (bench.streams --pipeline score sets them).
+FIELDS = int(os.environ.get("BENCH_FIELDS", "4"))
+PROCESS = scorer(os.environ["BENCH_MODEL"]) if os.environ.get("BENCH_MODEL") else transform
 
 
 class Counter:
@@ -105,8 +140,8 @@ def redis_role(role: str, url: str, name: str, count: int, batch: int, report: s
         bodies = [fields[b"m"] for _, fields in entries]
         if role == "transform":
             pipe = r.pipeline(transaction=False)
-            for b in bodies:
-                pipe.xadd(mid, {b"m": transform(b)})
+            for b in PROCESS(bodies):
+                pipe.xadd(mid, {b"m": b})
             pipe.execute()
         r.xack(stream_in, name, *[i for i, _ in entries])
         if role == "sink" and counter.add(bodies):
@@ -185,7 +220,7 @@ def rabbit_role(
         taken, buffer[:] = buffer[:batch], buffer[batch:]
         bodies = [b for _, b in taken]
         if role == "transform":
-            publish(f"direct.{name}.transform", [transform(b) for b in bodies])
+            publish(f"direct.{name}.transform", PROCESS(bodies))
         ch.basic_ack(delivery_tag=taken[-1][0], multiple=True)
         if role == "sink" and counter.add(bodies):
             conn.close()

@@ -108,6 +108,8 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         f"#{spec.instance_index} %(message)s",
         stream=sys.stderr,
     )
+    # pika narrates every connection open and close at INFO.
+    logging.getLogger("pika").setLevel(logging.WARNING)
     port = int(env["PORT"]) if env.get("PORT", "").isdigit() else None
     status: StatusServer | None = None
     try:

@@ -19,9 +19,9 @@ __all__ = ["Score"]
 _PROBABILITIES = "probabilities"
 
 
-def _plain(value: Any) -> Any:
-    """A NumPy scalar as the JSON-compatible Python value."""
-    return value.item() if hasattr(value, "item") else value
+def _as_list(values: Any) -> list[Any]:
+    """An output column as Python values (an array's tolist(), or the sequence itself)."""
+    return values.tolist() if hasattr(values, "tolist") else list(values)
 
 
 class Score:
@@ -44,6 +44,10 @@ class Score:
         }
         if self.resolved.run_id:
             self.lineage["model-run"] = self.resolved.run_id
+        classes = self.signature.classes
+        self.class_labels = (
+            [str(c.item() if hasattr(c, "item") else c) for c in classes] if classes else None
+        )
 
     def _columns(self, payloads: list[dict[str, Any]]) -> dict[str, Any]:
         import numpy as np
@@ -74,27 +78,29 @@ class Score:
 
     def process(self, messages: list[Message]) -> list[Message | Routed]:
         payloads = [m.payload for m in messages]
-        if not all(isinstance(p, dict) for p in payloads):
+        if not all(type(p) is dict for p in payloads):
             raise StreamError("score: payloads must be objects whose fields are the model inputs")
         outputs = self.model.predict(self._columns(payloads))
         names = [n for n in outputs if n != _PROBABILITIES]
-        prediction = outputs[names[0]] if names else None
+        # tolist() turns a whole column into Python values at once (NumPy scalars are not JSON).
+        predictions = _as_list(outputs[names[0]]) if names else None
         proba = outputs.get(_PROBABILITIES)
-        classes = self.signature.classes
-        out: list[Message | Routed] = []
+        rows = _as_list(proba) if proba is not None else None
+        labels = self.class_labels
+        # The messages were decoded for this app alone: annotate them in place.
         for i, m in enumerate(messages):
-            payload = dict(m.payload)
-            if prediction is not None:
-                payload[self.prediction_field] = _plain(prediction[i])
-            if proba is not None:
-                row = [float(p) for p in proba[i]]
+            payload = m.payload
+            if predictions is not None:
+                payload[self.prediction_field] = predictions[i]
+            if rows is not None:
+                row = rows[i]
                 payload[self.probabilities_field] = (
-                    {str(_plain(c)): p for c, p in zip(classes, row, strict=True)}
-                    if classes is not None and len(classes) == len(row)
+                    dict(zip(labels, row, strict=True))
+                    if labels is not None and len(labels) == len(row)
                     else row
                 )
-            out.append(Message(payload, {**m.headers, **self.lineage}))
-        return out
+            m.headers.update(self.lineage)
+        return list(messages)
 
     def close(self) -> None:
         pass
