@@ -206,3 +206,21 @@ def test_date_constants_and_derived_fields_of_a_since_type() -> None:
     out = loads(doc).predict({"d": ["1970-01-01", "2000-02-29", None]})
     assert out["y"][:2].tolist() == [11017.0, 1.0]
     assert np.isnan(out["y"][2])
+
+
+def test_missing_dates_take_the_replacement_and_invalid_ones_are_treated_as_missing() -> None:
+    doc = """<PMML xmlns="http://www.dmg.org/PMML-4_4" version="4.4"><DataDictionary>
+<DataField name="d" optype="continuous" dataType="date"/>
+<DataField name="y" optype="continuous" dataType="double"/></DataDictionary>
+<RegressionModel functionName="regression"><MiningSchema>
+<MiningField name="y" usageType="target"/>
+<MiningField name="d" missingValueReplacement="2000-01-01" invalidValueTreatment="asMissing"/>
+</MiningSchema>
+<LocalTransformations><DerivedField name="days" optype="continuous" dataType="integer">
+ <Apply function="dateDaysSinceYear"><FieldRef field="d"/><Constant>1960</Constant></Apply>
+</DerivedField></LocalTransformations>
+<RegressionTable intercept="0"><NumericPredictor name="days" coefficient="1"/></RegressionTable>
+</RegressionModel></PMML>"""
+    # 1960-01-01 .. 2000-01-01: 40 years with 10 leap days (1960, 1964, ..., 1996) = 14610
+    out = loads(doc).predict({"d": ["1960-01-31", None, "2000-13-45"]})
+    assert out["y"].tolist() == [30.0, 14610.0, 14610.0]
