@@ -155,3 +155,15 @@ def test_a_saved_ensemble_scores_through_the_model_protocol(
         np.testing.assert_array_equal(out["probabilities"], est.predict_proba(frame[:9]))
         np.testing.assert_array_equal(out["label"], est.predict(frame[:9]))
         assert sorted(out) == ["label", "probabilities"]
+
+
+def test_histogram_boosting_with_categorical_features_is_left_to_sklearn() -> None:
+    rng = np.random.default_rng(4)
+    x = np.column_stack([rng.integers(0, 4, 200), rng.normal(size=200)]).astype(float)
+    y = (x[:, 0] == 2) ^ (x[:, 1] > 0)
+    est = ensemble.HistGradientBoostingClassifier(
+        max_iter=10, categorical_features=[0], random_state=0
+    ).fit(x, y)
+    assert compile_estimator(est) is None
+    model = SklearnModel(est, signature_of(est))
+    np.testing.assert_array_equal(model.predict({"x": x[:20]})["label"], est.predict(x[:20]))
