@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
 
@@ -120,3 +121,27 @@ def test_log_buffer_rotates_but_says_what_a_follower_missed() -> None:
 def test_bad_health_checks_are_refused(options: dict[str, object], message: str) -> None:
     with pytest.raises(UsageError, match=message):
         HealthCheck(**options)  # type: ignore[arg-type]
+
+
+def test_log_files_rotate_by_size_and_give_their_tail_back(tmp_path: Path) -> None:
+    from conveyor.platform.logs import LogFiles, LogLine
+
+    files = LogFiles(tmp_path, max_bytes=1000, keep=2)
+    write = files.writer("app")
+    for n in range(200):
+        write(LogLine(n, n % 2, "stdout", f"line {n:03d} " + "x" * 40, 1_700_000_000.0 + n))
+    files.close()
+    kept = sorted(p.name for p in tmp_path.iterdir())
+    assert kept == ["app.log", "app.log.1", "app.log.2"]  # bounded: older files deleted
+    assert all(p.stat().st_size < 1100 for p in tmp_path.iterdir())
+    tail = files.tail("app", 3)
+    assert [(i, s, t[:8]) for i, s, t, _ in tail] == [
+        (1, "stdout", "line 197"),
+        (0, "stdout", "line 198"),
+        (1, "stdout", "line 199"),
+    ]
+    assert tail[-1][3] == 1_700_000_199.0
+
+    restored = LogBuffer()
+    restored.restore(tail)
+    assert [line.text[:8] for line in restored.recent()] == ["line 197", "line 198", "line 199"]

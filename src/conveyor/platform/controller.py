@@ -184,6 +184,8 @@ class Controller:
     async def close(self) -> None:
         """Stop every instance (the desired state stays as it is for the next start)."""
         await self.supervisor.stop_all()
+        if self.supervisor.log_files is not None:
+            self.supervisor.log_files.close()
         # A compilation cut short leaves no marker; the next staging of that lock redoes it.
         await asyncio.gather(*self._compiling.values(), return_exceptions=True)
 
@@ -453,6 +455,7 @@ class Controller:
             self.state.app(name)
             await self._retire(self.supervisor.instances(name))
             self.table.remove_app(name)
+            self.supervisor.forget_logs(name)
             self.state.delete_app(name)
             self.state.delete_events(name)
         self._locks.pop(name, None)

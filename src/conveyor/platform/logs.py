@@ -122,27 +122,25 @@ class LogFiles:
         self.folder = folder
         self.max_bytes = max_bytes
         self.keep = keep
+        self._open: dict[str, _AppLog] = {}
         folder.mkdir(parents=True, exist_ok=True)
 
     def path(self, app: str) -> Path:
         return self.folder / f"{app}.log"
 
     def writer(self, app: str) -> Callable[[LogLine], None]:
-        """A function that appends one line to ``app``'s file (opened on each rotation)."""
-        path = self.path(app)
-        handle = path.open("a", encoding="utf-8", errors="replace")
+        """A function that appends one line to ``app``'s file (kept open until closed)."""
+        current = self._open.get(app)
+        if current is None:
+            current = self._open[app] = _AppLog(self, self.path(app))
+        return current
 
-        def write(line: LogLine) -> None:
-            nonlocal handle
-            stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(line.at))
-            handle.write(f"{stamp}Z {line.format()}\n")
-            handle.flush()
-            if handle.tell() >= self.max_bytes:
-                handle.close()
-                self._rotate(path)
-                handle = path.open("a", encoding="utf-8", errors="replace")
-
-        return write
+    def close(self, app: str | None = None) -> None:
+        """Close ``app``'s file (every file if None); a later line opens it again."""
+        for name in [app] if app is not None else list(self._open):
+            log_file = self._open.pop(name, None)
+            if log_file is not None:
+                log_file.close()
 
     def tail(self, app: str, limit: int) -> list[tuple[int, Stream, str, float]]:
         """The last ``limit`` lines of ``app``'s file, parsed back (for a restarted platform)."""
@@ -177,3 +175,26 @@ class LogFiles:
             os.replace(path, path.with_name(f"{path.name}.1"))
         else:
             path.unlink(missing_ok=True)
+
+
+class _AppLog:
+    """One app's open log file; rotates it when it grows past the limit."""
+
+    def __init__(self, files: LogFiles, path: Path) -> None:
+        self.files = files
+        self.path = path
+        self.handle = path.open("a", encoding="utf-8", errors="replace")
+
+    def __call__(self, line: LogLine) -> None:
+        if self.handle.closed:
+            self.handle = self.path.open("a", encoding="utf-8", errors="replace")
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(line.at))
+        self.handle.write(f"{stamp}Z {line.format()}\n")
+        self.handle.flush()
+        if self.handle.tell() >= self.files.max_bytes:
+            self.handle.close()
+            self.files._rotate(self.path)
+            self.handle = self.path.open("a", encoding="utf-8", errors="replace")
+
+    def close(self) -> None:
+        self.handle.close()

@@ -228,6 +228,12 @@ class Supervisor:
             buffer = self._logs[app] = LogBuffer(self._log_capacity, on_line=on_line)
         return buffer
 
+    def forget_logs(self, app: str) -> None:
+        """Drop a deleted app's buffered lines and close its log file."""
+        self._logs.pop(app, None)
+        if self.log_files is not None:
+            self.log_files.close(app)
+
     # -- one instance's life --------------------------------------------------
 
     def _emit(self, instance: Instance, kind: str, **details: Any) -> None:
