@@ -2,8 +2,10 @@
 
     python -m bench.platform.rolling [--pushes 3] [--connections 16]
 
-A real platform runs two instances of ``busy_app`` (uvicorn, 100 µs of work per
-request); wrk keeps `--connections` keep-alive connections busy through the
+A real platform runs two instances of the platform tests' stdlib app
+(tests/platform/apps/hello.py: no dependencies, so nothing is fetched; it
+dies at once on SIGTERM, so any request still sent to a stopping instance
+fails); wrk keeps `--connections` keep-alive connections busy through the
 router while `conveyor push` rolls the app onto a new revision `--pushes`
 times. Reports requests, non-2xx answers and socket errors as wrk counts
 them, and the same numbers for the naive alternative of stopping the old
@@ -30,14 +32,15 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def write_app(folder: Path, generation: int) -> None:
     folder.mkdir(parents=True, exist_ok=True)
-    shutil.copy(ROOT / "bench" / "platform" / "busy_app.py", folder / "busy_app.py")
+    shutil.copy(ROOT / "tests" / "platform" / "apps" / "hello.py", folder / "hello.py")
     (folder / "conveyor.yml").write_text(
         textwrap.dedent(
             f"""\
             applications:
               - name: busy
-                command: python busy_app.py $PORT 100
+                command: python hello.py
                 instances: 2
+                health-check: {{type: http, endpoint: /health}}
                 env: {{GENERATION: "{generation}"}}
             """
         )
