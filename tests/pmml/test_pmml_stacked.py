@@ -177,3 +177,54 @@ def test_float_trees_compare_in_32_bits() -> None:
     below = float(np.nextafter(np.float32(0.1), np.float32(0)))
     out = loads(doc).predict({"x": [0.1, below, 0.1000000001, 0.09999999]})
     assert out["y"].tolist() == [1.0, 3.5, 1.0, 3.5]
+
+
+def _voter(low: str, high: str, at: float, weight: float) -> str:
+    """A classification stump: ``low`` (3 of 4 records) when x <= at, else ``high``."""
+
+    def leaf(label: str, op: str) -> str:
+        other = "b" if label == "a" else "a"
+        return (
+            f'<Node score="{label}"><SimplePredicate field="x" operator="{op}" value="{at}"/>'
+            f'<ScoreDistribution value="{label}" recordCount="{4 if at == 1 else 3}"/>'
+            f'<ScoreDistribution value="{other}" recordCount="{0 if at == 1 else 1}"/></Node>'
+        )
+
+    return (
+        f'<Segment weight="{weight}"><True/><TreeModel functionName="classification">'
+        '<MiningSchema><MiningField name="x"/></MiningSchema><Node><True/>'
+        f"{leaf(low, 'lessOrEqual')}{leaf(high, 'greaterThan')}</Node></TreeModel></Segment>"
+    )
+
+
+def _vote_doc(method: str) -> str:
+    return f"""<PMML xmlns="http://www.dmg.org/PMML-4_4" version="4.4"><DataDictionary>
+<DataField name="x" optype="continuous" dataType="double"/>
+<DataField name="y" optype="categorical" dataType="string"><Value value="a"/><Value value="b"/>
+</DataField></DataDictionary><MiningModel functionName="classification">
+<MiningSchema><MiningField name="y" usageType="target"/><MiningField name="x"/></MiningSchema>
+<Segmentation multipleModelMethod="{method}">
+{_voter("a", "b", 0, 1)}{_voter("a", "b", 1, 1)}{_voter("b", "a", -1, 3)}
+</Segmentation></MiningModel></PMML>"""
+
+
+@pytest.mark.parametrize(
+    ("method", "labels", "prob_a", "prob_b"),
+    [
+        # x = -2: votes a, a, b; x = 0.5: b, a, a; x = 2: b, b, a
+        ("majorityVote", ["a", "a", "b"], [2 / 3, 2 / 3, 1 / 3], [1 / 3, 1 / 3, 2 / 3]),
+        # probabilities of a: (.75 + 1 + .25) / 3, (.25 + 1 + .75) / 3, (.25 + 0 + .75) / 3
+        ("average", ["a", "a", "b"], [2 / 3, 2 / 3, 1 / 3], [1 / 3, 1 / 3, 2 / 3]),
+        # the third tree weighs 3: a 2 vs b 3, then a 4 vs b 1, then a 3 vs b 2
+        ("weightedMajorityVote", ["b", "a", "a"], [2 / 5, 4 / 5, 3 / 5], [3 / 5, 1 / 5, 2 / 5]),
+    ],
+)
+def test_stacked_classification_forest_votes_and_averages(
+    method: str, labels: list[str], prob_a: list[float], prob_b: list[float]
+) -> None:
+    model = loads(_vote_doc(method))
+    out = model.predict({"x": [-2.0, 0.5, 2.0]})
+    assert model.model._votes is not None  # type: ignore[attr-defined]
+    assert out["y"].tolist() == labels
+    assert out["probability(a)"].tolist() == prob_a
+    assert out["probability(b)"].tolist() == prob_b

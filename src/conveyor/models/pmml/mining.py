@@ -35,6 +35,7 @@ from conveyor.models.pmml.tree import TreeModel
 
 if TYPE_CHECKING:
     from conveyor.models.pmml._stacked import StackedTrees
+    from conveyor.models.pmml._votes import Votes
 
 __all__ = ["MiningModel"]
 
@@ -126,6 +127,8 @@ class MiningModel(CompiledModel):
         #: the segments' trees as one graph: None until the first batch decides, False if not
         self._stack: StackedTrees | Literal[False] | None = None
         self._called = False
+        #: node tables of plain classification trees combined by vote or average
+        self._votes: Votes | None = None
         #: every stacked tree's node scores, for sums and averages of plain regression trees
         self._scores: npt.NDArray[np.floating[Any]] | None = None
         if not self.segments:
@@ -192,7 +195,32 @@ class MiningModel(CompiledModel):
             self._scores = np.concatenate(
                 [t.scores.astype(t.dtype).astype(self.dtype) for t in trees]
             )
+        votes = ("majorityVote", "weightedMajorityVote", "average", "weightedAverage")
+        plain = self.function == "classification" and all(t.plain_classification for t in trees)
+        if plain and self.method in votes and self.classes:
+            from conveyor.models.pmml._votes import Votes
+
+            self._votes = Votes(trees, self.classes, self.method)
         return stacked
+
+    def _stacked_vote(self, nodes: npt.NDArray[np.int64]) -> Result | None:
+        """majorityVote / average of plain classification trees, from node tables."""
+        if self._votes is None:
+            return None
+        weighted = self.method.startswith("weighted")
+        combined = self._votes.combine(
+            nodes, [s.weight if weighted else 1.0 for s in self.segments]
+        )
+        if combined is None:
+            return None  # a tree without a class on some row: the general combination decides
+        totals, probs = combined
+        majority = self.method in ("majorityVote", "weightedMajorityVote")
+        value = classify(totals if majority else probs, self.classes, self.target_type)
+        extras = {}
+        display = self._display_names(self.segments)
+        if display:
+            extras["display"] = np.array([display.get(v, v) for v in value.tolist()], dtype=object)
+        return Result(value=value, classes=self.classes, probabilities=probs, extras=extras)
 
     def _stacked_total(self, nodes: npt.NDArray[np.int64], n: int) -> Result | None:
         """sum / average / weightedAverage of plain regression trees, added tree by tree."""
@@ -257,6 +285,8 @@ class MiningModel(CompiledModel):
         nodes = self._route_stacked(scope)
         if nodes is not None:
             total = self._stacked_total(nodes, scope.n)
+            if total is None:
+                total = self._stacked_vote(nodes)
             if total is not None:
                 return total
             runs = self._stacked_runs(nodes, scope)
@@ -399,17 +429,15 @@ class MiningModel(CompiledModel):
             value = value.copy()
             value[bad] = None if value.dtype.kind == "O" else np.nan
         extras = {}
-        display = self._display_names(runs)
+        display = self._display_names([s for s, _, _ in runs])
         if display:
             extras["display"] = np.array([display.get(v, v) for v in value.tolist()], dtype=object)
         return Result(value=value, classes=classes, probabilities=probs, extras=extras)
 
     @staticmethod
-    def _display_names(
-        runs: list[tuple[_Segment, Result, npt.NDArray[np.bool_]]],
-    ) -> dict[Any, Any]:
+    def _display_names(segments: list[_Segment]) -> dict[Any, Any]:
         names: dict[Any, Any] = {}
-        for segment, _, _ in runs:
+        for segment in segments:
             names.update(getattr(segment.model, "display", {}))
         return names
 

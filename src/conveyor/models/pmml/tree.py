@@ -327,6 +327,15 @@ class TreeModel(CompiledModel):
             and t.default is None
         )
 
+    @property
+    def plain_classification(self) -> bool:
+        """A classification tree whose result is its node's: no Output fields, no priors."""
+        return (
+            self.function == "classification"
+            and not self.output.fields
+            and not (self.targets.priors)
+        )
+
     def result_for(self, nodes: npt.NDArray[np.intp]) -> Result:
         """The raw result of rows that reached ``nodes`` (len(nodes) for a null result)."""
         entity = self.node_ids[nodes]
