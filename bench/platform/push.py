@@ -213,7 +213,8 @@ def mlflow_rows(work: Path, env: dict[str, str], rounds: int, router: str) -> li
         mlflow_env = {
             **os.environ,
             "UV_OFFLINE": "1",
-            "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+            # MLflow runs `uvicorn` from PATH: its own environment's
+            "PATH": f"{Path(python).parent}{os.pathsep}{os.environ.get('PATH', '')}",
             "MLFLOW_ENV_ROOT": str(env_root),
             "MLFLOW_DISABLE_TELEMETRY": "true",
         }
