@@ -74,3 +74,12 @@ def test_every_app_declares_typed_options_with_descriptions() -> None:
         given = {o.name: "x" for o in spec.options if o.required}
         resolved = spec.resolve(given)  # every default converts
         assert set(resolved) == {o.name for o in spec.options}
+
+
+def test_the_public_surface_is_sorted_and_resolves() -> None:
+    import conveyor.streams
+
+    names = conveyor.streams.__all__
+    assert names == sorted(names, key=lambda n: (not n.isupper(), n.lower() if n.islower() else n))
+    for name in names:
+        assert getattr(conveyor.streams, name) is not None
