@@ -297,6 +297,7 @@ def measure(work: Path, env: dict[str, str], router: str, rounds: int) -> list[s
             sum(plain_install(work, requirements, compile_bytecode=False, start=by_hand_app))
         )
     cold, cached, staging = [], [], []
+    envs = work / "home" / "platform" / "droplets" / "envs"
     for n in range(rounds):
         name = f"cold{n}"
         folder = work / name
@@ -306,7 +307,6 @@ def measure(work: Path, env: dict[str, str], router: str, rounds: int) -> list[s
         cold.append(push_until_answer(env, folder, url, 1))
         staging.append(_staged_seconds(env, folder, name))
         # A cached droplet: its environment exists and its bytecode is compiled.
-        envs = work / "home" / "platform" / "droplets" / "envs"
         until("the droplet's bytecode", lambda: any(envs.glob("*/.conveyor-compiled")))
         write_app(folder, name, 2)
         cached.append(push_until_answer(env, folder, url, 2))
