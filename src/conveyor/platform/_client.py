@@ -1,0 +1,219 @@
+"""The router's client side: one protocol per client connection, parsing its requests."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import deque
+from typing import TYPE_CHECKING, Any, cast
+
+import httptools
+
+from conveyor.platform._access import new_request_id
+from conveyor.platform._exchange import Exchange
+from conveyor.platform._wire import Head, error_response, framing
+
+if TYPE_CHECKING:
+    from conveyor.platform.router import Router
+
+__all__ = ["MAX_BUFFERED", "MAX_HEAD", "Client"]
+
+#: A request head larger than this is refused (431).
+MAX_HEAD = 64 * 1024
+#: Request bytes held while no instance connection takes them; reading pauses above.
+MAX_BUFFERED = 1024 * 1024
+
+
+class Client(asyncio.Protocol):
+    """One client connection: parses its requests (httptools callbacks) and runs their exchanges.
+
+    Parser callbacks queue events in ``inbox``; :meth:`pump` hands them to the
+    current exchange as far as it can take them, so a pipelined request waits
+    its turn and a body waits for its instance connection.
+    """
+
+    def __init__(self, router: Router) -> None:
+        self.router = router
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpRequestParser(self)
+        self.peer = b"-"
+        self.inbox: deque[tuple[int, Any]] = deque()
+        self.buffered = 0
+        self.exchange: Exchange | None = None
+        self.gone = False
+        self.paused = False
+        self.write_paused = False
+        #: The instance connection's write buffer is full: read no more request body.
+        self.upstream_full = False
+        self.last_active = 0.0
+        self._url = b""
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._head_bytes = 0
+
+    # -- connection events ------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        self.transport = cast(asyncio.Transport, transport)
+        peer = transport.get_extra_info("peername")
+        if peer:
+            self.peer = str(peer[0]).encode()
+        self.router._clients.add(self)
+        self.last_active = self.router._now()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.gone = True
+        self.router._clients.discard(self)
+        exchange, self.exchange = self.exchange, None
+        if exchange is not None:
+            upstream, exchange.upstream = exchange.upstream, None
+            if upstream is not None:
+                upstream.exchange = None
+                upstream.close()  # mid-exchange: its state is unknown
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self.fail(501, "the router does not support protocol upgrades (WebSocket) yet")
+            return
+        except httptools.HttpParserError as exc:
+            if self._head_bytes > MAX_HEAD:
+                self.fail(431, f"request head larger than {MAX_HEAD // 1024} KiB")
+            else:
+                self.fail(400, f"malformed HTTP request: {exc}")
+            return
+        self.pump()
+
+    def eof_received(self) -> bool | None:
+        return None  # close our side too
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+        exchange = self.exchange
+        if exchange is not None and exchange.upstream is not None:
+            transport = exchange.upstream.transport
+            if transport is not None:
+                transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        exchange = self.exchange
+        if exchange is not None and exchange.upstream is not None:
+            transport = exchange.upstream.transport
+            if transport is not None and not exchange.upstream.closed:
+                transport.resume_reading()
+
+    # -- request parser callbacks -----------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self._url = b""
+        self._headers = []
+        self._head_bytes = 0
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+        self._head_bytes += len(url)
+        if self._head_bytes > MAX_HEAD:
+            raise ValueError("head too large")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers.append((name.lower(), value))
+        self._head_bytes += len(name) + len(value)
+        if self._head_bytes > MAX_HEAD:
+            raise ValueError("head too large")
+
+    def on_headers_complete(self) -> None:
+        parser = self.parser
+        length, chunked, tokens = framing(self._headers)
+        head = Head(
+            parser.get_method(),
+            self._url,
+            parser.get_http_version(),
+            self._headers,
+            parser.should_keep_alive(),
+            length,
+            chunked,
+            tokens,
+        )
+        self.inbox.append((0, head))
+
+    def on_body(self, body: bytes) -> None:
+        self.inbox.append((1, body))
+        self.buffered += len(body)
+
+    def on_message_complete(self) -> None:
+        self.inbox.append((2, None))
+
+    # -- driving exchanges ------------------------------------------------------
+
+    def pump(self) -> None:
+        """Hand queued request events to the current exchange as far as it can take them."""
+        inbox = self.inbox
+        while inbox and not self.gone:
+            exchange = self.exchange
+            kind, value = inbox[0]
+            if exchange is None:
+                inbox.popleft()
+                if kind == 0:
+                    self.exchange = Exchange(self, value)
+                    self.exchange.start()
+                continue
+            if exchange.request_done or exchange.waiting:
+                break  # a pipelined request waits for this response; a body for its instance
+            inbox.popleft()
+            if kind == 1:
+                self.buffered -= len(value)
+                exchange.body(value)
+            elif kind == 2:
+                exchange.end()
+            else:  # a head before the previous request ended cannot happen with llhttp
+                break
+        if self.buffered > MAX_BUFFERED or (self.exchange is not None and inbox):
+            self.pause_reading()
+        elif self.paused and not inbox and not self.upstream_full:
+            self.resume_reading()
+
+    def pause_reading(self) -> None:
+        if not self.paused and self.transport is not None and not self.gone:
+            self.paused = True
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self.paused and self.transport is not None and not self.gone:
+            self.paused = False
+            self.transport.resume_reading()
+
+    def complete(self, exchange: Exchange) -> None:
+        """Both directions of ``exchange`` are done: log it, then keep or close the connection."""
+        if self.exchange is not exchange:
+            return
+        self.exchange = None
+        self.upstream_full = False
+        self.last_active = self.router._now()
+        if self.router._logging():
+            self.router._log(exchange.record())
+        if not exchange.keep_client:
+            self.close()
+            return
+        if self.inbox:
+            self.pump()
+        elif self.paused:
+            self.resume_reading()
+
+    def write(self, data: bytes | bytearray) -> None:
+        if self.transport is not None and not self.gone:
+            self.transport.write(data)
+
+    def fail(self, status: int, message: str) -> None:
+        self.write(error_response(status, message, new_request_id(), close=True))
+        self.close()
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()  # flushes what was written first
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            with contextlib.suppress(Exception):
+                self.transport.abort()
