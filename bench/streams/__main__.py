@@ -10,7 +10,8 @@ direct loop then scores each batch with one ``predict_proba`` call.
 Each side runs three processes (generate, transform, count) on one binder;
 the Conveyor side is three ``python -m conveyor.streams.run`` apps, the
 direct side (bench/streams/direct.py) does the same work with the same
-client library (redis-py, pika) and the same guarantees. Messages/s is
+client library (redis-py, pika) and the same guarantees. On both sides the
+generator starts once the middle app is ready (model loaded). Messages/s is
 counted at the sink from its first to its last message; latency is sink
 arrival minus the generator's timestamp (the generator runs flat out, so it
 includes queueing). Needs Redis on 127.0.0.1:6379 and RabbitMQ on
@@ -27,8 +28,10 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 import uuid
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +58,29 @@ def reachable(port: int) -> bool:
             return True
     except OSError:
         return False
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def healthy(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as reply:
+            return bool(reply.status == 200)
+    except OSError:
+        return False
+
+
+def wait_ready(ready: Callable[[], bool], procs: list[subprocess.Popen[bytes]]) -> None:
+    end = time.monotonic() + DEADLINE
+    while not ready():
+        if time.monotonic() > end or any(p.poll() is not None for p in procs):
+            raise RuntimeError("the pipeline's middle app did not become ready")
+        time.sleep(0.1)
 
 
 def wait_report(report: Path, count: int, procs: list[subprocess.Popen[bytes]]) -> dict[str, Any]:
@@ -148,11 +174,23 @@ def run_conveyor(
         ["--app", "load-generator", "--output", f"{name}.load-generator",
          "--option", f"count={count}", *fields],
     ]  # fmt: skip
+    port = free_port()
     procs = [
-        subprocess.Popen([sys.executable, "-m", "conveyor.streams.run", *a, *common], env=env)
-        for a in apps
+        subprocess.Popen(
+            [sys.executable, "-m", "conveyor.streams.run", *a, *common],
+            env={**env, "PORT": str(port)} if i == 1 else env,
+        )
+        for i, a in enumerate(apps[:2])
     ]
     try:
+        # The generator starts once the middle app is running (its model loaded), as on the
+        # direct side, so neither side measures a backlog built while the other was loading.
+        wait_ready(lambda: healthy(port), procs)
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "conveyor.streams.run", *apps[2], *common], env=env
+            )
+        )
         return wait_report(report, count, procs)
     finally:
         stop(procs)

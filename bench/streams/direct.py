@@ -81,7 +81,14 @@ def scorer(path: str) -> Callable[[list[bytes]], list[bytes]]:
 
 #: Feature fields per event, and the model to score with (bench.streams --pipeline score sets them).
 FIELDS = int(os.environ.get("BENCH_FIELDS", "4"))
-PROCESS = scorer(os.environ["BENCH_MODEL"]) if os.environ.get("BENCH_MODEL") else transform
+
+
+def processing(report: str) -> Callable[[list[bytes]], list[bytes]]:
+    """The middle stage's work, made ready (model loaded); then says so to the driver."""
+    process = scorer(os.environ["BENCH_MODEL"]) if os.environ.get("BENCH_MODEL") else transform
+    with open(report + ".ready", "w") as f:
+        f.write("ready\n")
+    return process
 
 
 class Counter:
@@ -132,6 +139,7 @@ def redis_role(role: str, url: str, name: str, count: int, batch: int, report: s
         return
     stream_in = src if role == "transform" else mid
     counter = Counter(count, report)
+    process = processing(report) if role == "transform" else transform
     while True:
         reply: Any = r.xreadgroup(name, role, {stream_in: ">"}, count=batch, block=200)
         if not reply:
@@ -140,7 +148,7 @@ def redis_role(role: str, url: str, name: str, count: int, batch: int, report: s
         bodies = [fields[b"m"] for _, fields in entries]
         if role == "transform":
             pipe = r.pipeline(transaction=False)
-            for b in PROCESS(bodies):
+            for b in process(bodies):
                 pipe.xadd(mid, {b"m": b})
             pipe.execute()
         r.xack(stream_in, name, *[i for i, _ in entries])
@@ -213,6 +221,7 @@ def rabbit_role(
     ch.basic_qos(prefetch_count=1000)
     ch.basic_consume(queue, lambda c, m, p, b: buffer.append((m.delivery_tag, b)))
     counter = Counter(count, report)
+    process = processing(report) if role == "transform" else transform
     while True:
         conn.process_data_events(time_limit=0.2 if not buffer else 0)
         if not buffer:
@@ -220,7 +229,7 @@ def rabbit_role(
         taken, buffer[:] = buffer[:batch], buffer[batch:]
         bodies = [b for _, b in taken]
         if role == "transform":
-            publish(f"direct.{name}.transform", PROCESS(bodies))
+            publish(f"direct.{name}.transform", process(bodies))
         ch.basic_ack(delivery_tag=taken[-1][0], multiple=True)
         if role == "sink" and counter.add(bodies):
             conn.close()
