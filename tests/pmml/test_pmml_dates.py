@@ -224,3 +224,40 @@ def test_missing_dates_take_the_replacement_and_invalid_ones_are_treated_as_miss
     # 1960-01-01 .. 2000-01-01: 40 years with 10 leap days (1960, 1964, ..., 1996) = 14610
     out = loads(doc).predict({"d": ["1960-01-31", None, "2000-13-45"]})
     assert out["y"].tolist() == [30.0, 14610.0, 14610.0]
+
+
+def test_derived_fields_re_express_dates_in_their_own_type() -> None:
+    doc = """<PMML xmlns="http://www.dmg.org/PMML-4_4" version="4.4"><DataDictionary>
+<DataField name="d" optype="continuous" dataType="date"/>
+<DataField name="ts" optype="continuous" dataType="dateTime"/>
+<DataField name="n60" optype="continuous" dataType="dateDaysSince[1960]"/>
+<DataField name="y" optype="continuous" dataType="double"/></DataDictionary>
+<TransformationDictionary>
+<DerivedField name="d70" optype="continuous" dataType="dateDaysSince[1970]">
+ <FieldRef field="d"/></DerivedField>
+<DerivedField name="ts80" optype="continuous" dataType="dateTimeSecondsSince[1980]">
+ <FieldRef field="ts"/></DerivedField>
+<DerivedField name="n70" optype="continuous" dataType="dateDaysSince[1970]">
+ <FieldRef field="n60"/></DerivedField>
+<DerivedField name="clock" optype="continuous" dataType="timeSeconds">
+ <FieldRef field="ts"/></DerivedField>
+</TransformationDictionary>
+<RegressionModel functionName="regression"><MiningSchema>
+<MiningField name="y" usageType="target"/><MiningField name="d"/><MiningField name="ts"/>
+<MiningField name="n60"/></MiningSchema>
+<Output>
+ <OutputField name="d70" feature="transformedValue" dataType="double"><FieldRef field="d70"/>
+ </OutputField>
+ <OutputField name="ts80" feature="transformedValue" dataType="double"><FieldRef field="ts80"/>
+ </OutputField>
+ <OutputField name="n70" feature="transformedValue" dataType="double"><FieldRef field="n70"/>
+ </OutputField>
+ <OutputField name="clock" feature="transformedValue" dataType="double"><FieldRef field="clock"/>
+ </OutputField>
+</Output>
+<RegressionTable intercept="0"/></RegressionModel></PMML>"""
+    out = loads(doc).predict({"d": ["1970-01-11"], "ts": ["1980-01-02T00:00:05"], "n60": [3654]})
+    assert out["d70"].tolist() == [10.0]
+    assert out["ts80"].tolist() == [86405.0]
+    assert out["n70"].tolist() == [1.0]  # 1960-01-01 + 3654 days is 1970-01-02
+    assert out["clock"].tolist() == [5.0]

@@ -34,6 +34,7 @@ __all__ = [
     "format_datetime",
     "is_temporal",
     "parse_temporal",
+    "retype",
     "temporal_column",
     "temporal_strings",
 ]
@@ -201,6 +202,22 @@ def _iso_column(arr: npt.NDArray[Any], data_type: str) -> Floats | None:
         return None
     values = _from_instants(stamps.astype(np.int64).astype(np.float64), data_type)
     return np.where(nat, np.nan, values)
+
+
+def retype(values: Floats, source: str, target: str) -> Floats:
+    """A column of one temporal type as another (a date as dateDaysSince[1960], ...).
+
+    Dates and date-times go through their instant (seconds since 1970), so a date-time
+    as a time of day is its seconds since midnight; a time of day has no date to give,
+    and its seconds are kept.
+    """
+    if source == target or not (is_temporal(source) and is_temporal(target)):
+        return values
+    if source in _CLOCK:
+        return values
+    unit, origin = _scale(source)
+    instants = values * unit + origin
+    return _from_instants(np.asarray(instants, dtype=np.float64), target)
 
 
 def temporal_strings(values: Floats, data_type: str) -> npt.NDArray[Any]:

@@ -93,7 +93,8 @@ class PmmlModel:
             result, scope = self._baskets(columns, n)
         else:
             inputs = prepare_inputs(columns, n, self.fields, self.model.mining)
-            scope = Scope(n, columns=inputs, derived=self.derived)
+            types = {name: df.data_type for name, df in self.fields.items()}
+            scope = Scope(n, columns=inputs, derived=self.derived, types=types)
             scope.functions = dict(self.functions)
             result = self.model.evaluate(scope)
         out: dict[str, Any] = {}

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from conveyor.errors import ModelError
+from conveyor.models.pmml._temporal import is_temporal, retype
 from conveyor.models.pmml._values import (
     NO_MATCH,
     Array,
@@ -298,17 +299,30 @@ def compile_derived_fields(parent: Element | None) -> dict[str, Derived]:
     return out
 
 
+class _DerivedField:
+    """A DerivedField: its expression's column in the field's data type."""
+
+    def __init__(self, el: Element) -> None:
+        body = [c for c in el.children if c.tag in EXPRESSION_TAGS]
+        if len(body) != 1:
+            raise ModelError(f"{el.where}: DerivedField {el.get('name')!r} needs one expression")
+        self.expr = compile_expression(body[0])
+        self.data_type = el.require("dataType")
+        #: a field whose date or time this one re-expresses (a date as dateDaysSince[1960])
+        ref = body[0].get("field") if body[0].tag == "FieldRef" else None
+        self.source = ref if is_temporal(self.data_type) else None
+
+    def __call__(self, scope: Scope) -> Array:
+        col = self.expr(scope)
+        if self.source is not None and col.dtype.kind == "f":
+            source = scope.type_of(self.source)
+            if source is not None:
+                col = retype(col.astype(np.float64, copy=False), source, self.data_type)
+        return cast(col, self.data_type)
+
+
 def _derived(el: Element) -> Derived:
-    body = [c for c in el.children if c.tag in EXPRESSION_TAGS]
-    if len(body) != 1:
-        raise ModelError(f"{el.where}: DerivedField {el.get('name')!r} needs one expression")
-    expr = compile_expression(body[0])
-    data_type = el.require("dataType")
-
-    def evaluate(scope: Scope) -> Array:
-        return cast(expr(scope), data_type)
-
-    return evaluate
+    return _DerivedField(el)
 
 
 def compile_functions(parent: Element | None) -> Mapping[str, Any]:

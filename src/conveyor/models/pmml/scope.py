@@ -34,8 +34,11 @@ class Scope:
         columns: Mapping[str, Array] | None = None,
         derived: Mapping[str, Derived] | None = None,
         rows: npt.NDArray[np.intp] | None = None,
+        types: Mapping[str, str] | None = None,
     ) -> None:
         self.n = n
+        #: PMML data types of this scope's input columns (derived fields carry their own)
+        self.types: Mapping[str, str] = types or {}
         self.parent = parent
         self.rows = rows
         self._columns: dict[str, Array] = dict(columns or {})
@@ -88,6 +91,17 @@ class Scope:
             hit = factorize(self.get(name))
         self._codes[name] = hit
         return hit
+
+    def type_of(self, name: str) -> str | None:
+        """The declared PMML data type of a field, where the document says it."""
+        if name in self.types:
+            return self.types[name]
+        declared = getattr(self._derived.get(name), "data_type", None)
+        if isinstance(declared, str):
+            return declared
+        if name in self._own:
+            return None
+        return self.parent.type_of(name) if self.parent is not None else None
 
     def has(self, name: str) -> bool:
         if name in self._columns or name in self._derived:
