@@ -100,6 +100,17 @@ class _Field:
         self.constants: list[Any] = sorted(values)
         self.position = {v: i for i, v in enumerate(self.constants)}
 
+    def below(self, value: float) -> float:
+        """The largest value of the column's type under ``value`` (x < v is x <= below(v))."""
+        if self.kind == "f4":
+            return float(np.nextafter(np.float32(value), np.float32(-np.inf)))
+        return math.nextafter(value, -math.inf)
+
+    def above(self, value: float) -> float:
+        if self.kind == "f4":
+            return float(np.nextafter(np.float32(value), np.float32(np.inf)))
+        return math.nextafter(value, math.inf)
+
     def constant(self, text: str) -> Any:
         """``text`` as a value of this field's column, or None when no value equals it."""
         try:
@@ -226,11 +237,11 @@ class _Builder:
         if op == "lessThan":
             if value == -math.inf:
                 return self.never(field, f, u)
-            return self.test(field, _X, math.nextafter(value, -math.inf), t, f, u)
+            return self.test(field, _X, spec.below(value), t, f, u)
         if op == "greaterThan":
             if value == math.inf:
                 return self.never(field, f, u)
-            return self.test(field, _NEG, -math.nextafter(value, math.inf), t, f, u)
+            return self.test(field, _NEG, -spec.above(value), t, f, u)
         raise _Unstackable(op)
 
     # three-valued chains: the successors passed down carry what was seen so far
@@ -340,6 +351,14 @@ class _Graph:
         # +1 when the test holds, +2 when the value is missing
         self.succ2 = (2 * succ[:, :2]).ravel()
         self.succ4 = (4 * np.concatenate([succ, succ[:, 2:]], axis=1)).ravel()
+        #: every threshold and view value is a float32 (float fields, positions): the walk
+        #: reads half the bytes and compares in float32, with the same outcomes
+        self.narrow = all(
+            spec.kind == "f4" or kind in (_Q, _QNEG, _EQ)
+            for spec, kind in ((fields[name], kind) for name, kind, _ in b.views)
+        )
+        if self.narrow:
+            threshold = threshold.astype(np.float32)
         self.threshold2 = np.repeat(threshold, 2)
         self.threshold4 = np.repeat(threshold, 4)
         self._lists: dict[int, tuple[list[int], list[float], list[int]]] = {}
@@ -361,7 +380,7 @@ class _Graph:
 
     def matrix(self, scope: Scope) -> Floats:
         """The views the tests read, one row each, over the batch's rows."""
-        out = np.zeros((max(len(self.views), 1), scope.n))
+        out = np.zeros((max(len(self.views), 1), scope.n), np.float32 if self.narrow else None)
         positions: dict[str, Floats] = {}
         for v, (name, kind, at) in enumerate(self.views):
             col = scope.get(name)
@@ -512,8 +531,8 @@ class _Walk:
         m = len(state)
         index = np.empty(m, dtype=np.int64)
         step = np.empty(m, dtype=np.int64)
-        value = np.empty(m)
-        limit = np.empty(m)
+        value = np.empty(m, dtype=self.flat.dtype)
+        limit = np.empty(m, dtype=self.flat.dtype)
         flag = np.empty(m, dtype=bool)
         ended = 0
         while m:
