@@ -10,9 +10,9 @@ equality or set membership, the position ``q`` of the value among those
 constants (sorted; +inf for any other value), its mirror and ``|q - p|``:
 ``x == c`` is one test, ``x in {...}`` one or two per run of consecutive
 constants.
-Comparing in float64 with a float32 constant's neighbour (``x < t`` is
-``x <= prev(t)``) is exact, so ``x-mathContext="float"`` trees keep their
-arithmetic.
+``x < t`` is ``x <= prev(t)``, the neighbour in the field's own precision,
+so ``x-mathContext="float"`` trees keep their 32-bit arithmetic; a graph whose
+fields are all float32 walks a float32 matrix.
 
 - ``notEqual`` and ``isNotIn`` swap the successors of ``equal`` and ``isIn``;
   CompoundPredicate and/or/xor/surrogate are chains whose successors carry the
