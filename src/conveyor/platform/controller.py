@@ -32,25 +32,25 @@ import contextlib
 import json
 import logging
 import os
-import shutil
 import signal
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 from conveyor.errors import NotFoundError, UsageError
 from conveyor.platform.backoff import CrashBackoff
+from conveyor.platform.droplets import Droplets, check_upload_path
 from conveyor.platform.errors import PlatformError
 from conveyor.platform.health import HealthCheck
 from conveyor.platform.instances import InstanceState
 from conveyor.platform.logs import LogFiles
 from conveyor.platform.routes import Route, RouteTable
-from conveyor.platform.state import AppRecord, PlatformState, RevisionRecord
+from conveyor.platform.state import PlatformState, RevisionRecord
 from conveyor.platform.supervisor import Event, Instance, InstanceSpec, Supervisor
+from conveyor.platform.views import route_text
 from conveyor.store.artifacts import ArtifactStore
 from conveyor.store.registry import Registry
 
@@ -125,7 +125,7 @@ class Controller:
         )
         self.drain = drain
         self._locks: dict[str, asyncio.Lock] = {}
-        self._compiling: dict[Path, asyncio.Future[bool]] = {}
+        self.droplets = Droplets(artifacts, platform_dir)
         self._changed = asyncio.Event()
 
     # -- events -----------------------------------------------------------------
@@ -187,7 +187,7 @@ class Controller:
         if self.supervisor.log_files is not None:
             self.supervisor.log_files.close()
         # A compilation cut short leaves no marker; the next staging of that lock redoes it.
-        await asyncio.gather(*self._compiling.values(), return_exceptions=True)
+        await self.droplets.drain()
 
     def _reap_orphans(self) -> None:
         orphans = []
@@ -208,86 +208,6 @@ class Controller:
         if orphans:
             log.warning("stopped %d instance(s) left by a platform that died", len(orphans))
 
-    # -- reading ------------------------------------------------------------------
-
-    def describe(self, name: str) -> dict[str, Any]:
-        """An app as ``conveyor app`` shows it."""
-        app = self.state.app(name)
-        latest = self.state.revisions(name)[-1].number
-        now = time.time()
-        instances = [
-            {
-                "index": inst.index,
-                "revision": inst.spec.revision,
-                "state": inst.state.value,
-                "ready": inst.ready,
-                "since": inst.since,
-                "uptime": now - inst.since,
-                "pid": inst.pid,
-                "port": inst.port,
-                "restarts": inst.restarts,
-                "memory": _rss(inst),
-                "cpu": _cpu_seconds(inst),
-                "last_crash": dict(inst.last_crash) if inst.last_crash else None,
-            }
-            for inst in self.supervisor.instances(name)
-        ]
-        return {
-            **self._summary(app, instances),
-            "latest_revision": latest,
-            "instances_detail": instances,
-            "events": [
-                {
-                    "at": e.at,
-                    "kind": e.kind,
-                    "instance": e.instance,
-                    "revision": e.revision,
-                    "details": e.details,
-                }
-                for e in self.state.events(name, limit=10)
-            ],
-        }
-
-    def list_apps(self) -> list[dict[str, Any]]:
-        out = []
-        for app in self.state.apps():
-            instances = [
-                {"state": i.state.value, "ready": i.ready, "revision": i.spec.revision}
-                for i in self.supervisor.instances(app.name)
-            ]
-            out.append(self._summary(app, instances))
-        return out
-
-    def _summary(self, app: AppRecord, instances: list[dict[str, Any]]) -> dict[str, Any]:
-        running = sum(1 for i in instances if i["state"] == "RUNNING" and i["ready"])
-        return {
-            "name": app.name,
-            "desired_state": app.state,
-            "state": _app_state(app, instances),
-            "instances": app.instances,
-            "running": running,
-            "revision": app.revision,
-            "kind": self.state.revisions(app.name)[-1].spec["kind"],
-            "routes": [_route_text(r) for r in self.table.routes(app.name)],
-            "updated_at": app.updated_at,
-        }
-
-    def revisions(self, name: str) -> list[dict[str, Any]]:
-        app = self.state.app(name)
-        return [
-            {
-                "number": r.number,
-                "created_at": r.created_at,
-                "description": r.description,
-                "deployed": r.number == app.revision,
-                "kind": r.spec["kind"],
-                "env": sorted(r.spec.get("env", {})),
-                "services": list(r.spec.get("services", [])),
-                "lock_digest": (r.droplet or {}).get("lock_digest"),
-            }
-            for r in self.state.revisions(name)
-        ]
-
     # -- operations ---------------------------------------------------------------
 
     def _lock(self, name: str) -> asyncio.Lock:
@@ -304,7 +224,7 @@ class Controller:
         """Stage ``spec`` with ``files`` into a new revision and deploy it (rolling if running)."""
         self._check_spec(name, spec, files)
         async with self._lock(name):
-            droplet = await self._stage(name, spec, files, progress)
+            droplet = await self.droplets.stage(name, spec, files, progress, self._staged(name))
             existing = self.state.find_app(name)
             if existing is None:
                 self.state.save_app(name, state="stopped", instances=instances, revision=0)
@@ -317,7 +237,7 @@ class Controller:
             finally:
                 # After the deploy, so that compiling never competes with the first start.
                 if droplet is not None and "venv" in droplet:
-                    self._compile_later(Path(droplet["venv"]))
+                    self.droplets.compile_later(Path(droplet["venv"]))
 
     async def scale(self, name: str, instances: int) -> Deployment:
         if instances < 0:
@@ -422,7 +342,9 @@ class Controller:
         async with self._lock(name):
             app = self.state.app(name)
             latest = self.state.revisions(name)[-1]
-            droplet = await self._stage(name, latest.spec, latest.files, progress)
+            droplet = await self.droplets.stage(
+                name, latest.spec, latest.files, progress, self._staged(name)
+            )
             revision = self.state.add_revision(
                 name, description="restage", spec=latest.spec, files=latest.files, droplet=droplet
             )
@@ -462,18 +384,10 @@ class Controller:
 
     # -- services -----------------------------------------------------------------
 
-    def services(self) -> list[dict[str, Any]]:
-        bound: dict[str, list[str]] = {}
-        for app in self.state.apps():
-            for service in self.state.revisions(app.name)[-1].spec.get("services", []):
-                bound.setdefault(service, []).append(app.name)
-        return [
-            {"name": name, "keys": sorted(creds), "bound_to": bound.get(name, [])}
-            for name, creds in self.state.services().items()
-        ]
-
     def delete_service(self, name: str) -> None:
-        users: list[str] = next((s["bound_to"] for s in self.services() if s["name"] == name), [])
+        from conveyor.platform.views import services
+
+        users: list[str] = next((s["bound_to"] for s in services(self) if s["name"] == name), [])
         if users:
             raise PlatformError(
                 f"service {name!r} is bound to {', '.join(users)}",
@@ -482,6 +396,9 @@ class Controller:
         self.state.delete_service(name)
 
     # -- the machinery --------------------------------------------------------------
+
+    def _staged(self, name: str) -> Callable[..., None]:
+        return lambda **details: self._event(name, "staged", **details)
 
     def _copy(self, source: RevisionRecord, description: str) -> RevisionRecord:
         return self.state.add_revision(
@@ -500,7 +417,7 @@ class Controller:
             taken = self.table.owner(route)
             if taken is not None and taken != name:
                 raise PlatformError(
-                    f"route {_route_text(route)} is already taken by app {taken!r}",
+                    f"route {route_text(route)} is already taken by app {taken!r}",
                     hint=f"Choose another host or path for {name!r} in its manifest.",
                 )
         known = self.state.services()
@@ -511,7 +428,7 @@ class Controller:
                     hint=f"Create it first: conveyor create-service {service} -p '{{...}}'",
                 )
         for path, entry in (files or {}).items():
-            _check_upload_path(path)
+            check_upload_path(path)
             if not self.artifacts.exists(str(entry.get("digest", ""))):
                 raise UsageError(
                     f"the file {path} of app {name!r} was not uploaded "
@@ -523,84 +440,6 @@ class Controller:
             uploaded = files or {}
             if not any(p == model or p.startswith(model + "/") for p in uploaded):
                 raise UsageError(f"app {name!r}: the model {spec['model']!r} was not uploaded")
-
-    async def _stage(
-        self,
-        name: str,
-        spec: Mapping[str, Any],
-        files: Mapping[str, Mapping[str, Any]] | None,
-        progress: Progress,
-    ) -> dict[str, Any] | None:
-        """Build the droplet: an environment + source for a command app, the files of a model."""
-        if not files:
-            return None
-        started = time.monotonic()
-        if spec["kind"] == "model":
-            digest = _files_digest(files)
-            target = self.dir / "models" / digest
-            if not target.is_dir():
-                progress("Unpacking the model...")
-                await asyncio.to_thread(self._materialise, files, target)
-            return {"source": str(target)}
-        from conveyor.platform.staging import stage
-
-        uploads = self.dir / "uploads"
-        uploads.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=uploads))
-        try:
-            await asyncio.to_thread(self._materialise, files, tmp)
-            requirements = spec.get("requirements")
-            loop = asyncio.get_running_loop()
-
-            def report(message: str) -> None:
-                loop.call_soon_threadsafe(progress, message)
-
-            droplet = await asyncio.to_thread(
-                stage,
-                tmp,
-                tmp / requirements if requirements else None,
-                self.dir / "droplets",
-                progress=report,
-            )
-        finally:
-            await asyncio.to_thread(shutil.rmtree, tmp, True)
-        seconds = time.monotonic() - started
-        self._event(
-            name,
-            "staged",
-            lock_digest=droplet.lock_digest,
-            cached=droplet.cached,
-            seconds=round(seconds, 2),
-        )
-        return {
-            "venv": str(droplet.venv),
-            "source": str(droplet.source),
-            "lock_digest": droplet.lock_digest,
-        }
-
-    def _compile_later(self, venv: Path) -> None:
-        """Byte-compile a new environment in the background (see staging.compile_droplet)."""
-        from conveyor.platform.staging import compile_droplet
-
-        if venv in self._compiling:
-            return
-        task = asyncio.ensure_future(asyncio.to_thread(compile_droplet, venv))
-        self._compiling[venv] = task
-        task.add_done_callback(lambda _t: self._compiling.pop(venv, None))
-
-    def _materialise(self, files: Mapping[str, Mapping[str, Any]], target: Path) -> None:
-        partial = Path(tempfile.mkdtemp(prefix=".partial-", dir=target.parent.parent))
-        try:
-            for rel, entry in files.items():
-                dest = partial / _check_upload_path(rel)
-                self.artifacts.export(str(entry["digest"]), dest)
-                dest.chmod(0o755 if int(entry.get("mode", 0o644)) & 0o111 else 0o644)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            if target.exists():
-                shutil.rmtree(target)
-            partial.rename(target)
-        finally:
-            shutil.rmtree(partial, ignore_errors=True)
 
     def _instance_spec(self, revision: RevisionRecord) -> InstanceSpec:
         spec = revision.spec
@@ -752,55 +591,6 @@ def _health_check(check: Mapping[str, Any]) -> HealthCheck:
 
 def _route_text(route: Route) -> str:
     return (route.host or "") + (route.path or "")
-
-
-def _check_upload_path(rel: str) -> PurePosixPath:
-    path = PurePosixPath(rel)
-    if (
-        not rel
-        or path.is_absolute()
-        or any(part in ("", ".", "..") for part in rel.split("/"))
-        or "\\" in rel
-        or "\0" in rel
-    ):
-        raise UsageError(f"{rel!r} is not a relative file path inside the app's folder")
-    return path
-
-
-def _files_digest(files: Mapping[str, Mapping[str, Any]]) -> str:
-    import hashlib
-
-    text = json.dumps({k: v["digest"] for k, v in sorted(files.items())}, sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()[:20]
-
-
-def _app_state(app: AppRecord, instances: list[dict[str, Any]]) -> str:
-    if app.state == "stopped":
-        return "stopped"
-    if any(i["state"] == "RUNNING" and i["ready"] for i in instances):
-        return "running"
-    if any(i["state"] == "CRASHED" for i in instances):
-        return "crashed"
-    return "starting"
-
-
-def _rss(inst: Instance) -> int | None:
-    if inst.pid is None:
-        return None
-    from conveyor.platform.processes import group_rss
-
-    return group_rss(inst.pid)
-
-
-def _cpu_seconds(inst: Instance) -> float | None:
-    if inst.pid is None:
-        return None
-    try:
-        fields = Path(f"/proc/{inst.pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    ticks = int(fields[11]) + int(fields[12])  # utime + stime
-    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def _jsonable(value: object) -> bool:

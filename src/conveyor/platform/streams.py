@@ -22,6 +22,7 @@ import sqlalchemy as sa
 
 from conveyor.errors import NotFoundError, UsageError
 from conveyor.platform.controller import Controller, Progress
+from conveyor.platform.views import describe
 from conveyor.store import schema
 
 __all__ = ["StreamService"]
@@ -263,7 +264,7 @@ class StreamService:
         apps = []
         lag_by_app = self._lags(name) if row["status"] == "deployed" else {}
         for app in self._apps_of(name):
-            summary = self.controller.describe(app)
+            summary = describe(self.controller, app)
             launch = self.controller.state.revisions(app)[-1].spec["stream_app"]
             apps.append(
                 {

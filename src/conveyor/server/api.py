@@ -31,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from conveyor.errors import ConveyorError, NotFoundError, UsageError
+from conveyor.platform import views
 from conveyor.platform.controller import Controller, Deployment, Progress
 from conveyor.platform.errors import ManifestError, StagingError
 from conveyor.store.digests import new_hasher
@@ -298,11 +299,11 @@ def create_app(
 
     @api.get("/v1/apps", summary="Every app: state, instances running/desired, routes, revision")
     async def list_apps() -> list[dict[str, Any]]:
-        return controller.list_apps()
+        return views.list_apps(controller)
 
     @api.get("/v1/apps/{name}", summary="One app with its instances and recent events")
     async def get_app(name: AppName) -> dict[str, Any]:
-        return controller.describe(name)
+        return views.describe(controller, name)
 
     @api.post("/v1/apps/{name}/push", summary="Stage and deploy a new revision (JSON lines)")
     async def push(name: AppName, body: PushIn) -> StreamingResponse:
@@ -355,7 +356,7 @@ def create_app(
 
     @api.get("/v1/apps/{name}/revisions", summary="The app's kept revisions")
     async def revisions(name: AppName) -> list[dict[str, Any]]:
-        return controller.revisions(name)
+        return views.revisions(controller, name)
 
     @api.get("/v1/apps/{name}/events", summary="The app's latest events, oldest first")
     async def events(
@@ -402,7 +403,7 @@ def create_app(
 
     @api.get("/v1/services", summary="User-provided services and the apps bound to them")
     async def list_services() -> list[dict[str, Any]]:
-        return controller.services()
+        return views.services(controller)
 
     @api.post("/v1/services", status_code=201, summary="Create or update a user-provided service")
     async def create_service(body: ServiceIn) -> dict[str, Any]:

@@ -1,0 +1,138 @@
+"""Droplets on the platform: uploaded files unpacked and staged into environments.
+
+A command app's files are unpacked from the artifact store into a scratch
+folder and staged (:mod:`.staging`); a model app's files are unpacked once
+per content into ``<platform>/models/<digest>``. New environments are
+byte-compiled in the background after their first deploy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from conveyor.errors import UsageError
+from conveyor.store.artifacts import ArtifactStore
+
+__all__ = ["Droplets", "check_upload_path", "files_digest"]
+
+Progress = Callable[[str], None]
+
+
+class Droplets:
+    """Builds droplets under ``platform_dir`` from blobs in ``artifacts``."""
+
+    def __init__(self, artifacts: ArtifactStore, platform_dir: Path) -> None:
+        self.artifacts = artifacts
+        self.dir = platform_dir
+        self._compiling: dict[Path, asyncio.Future[bool]] = {}
+
+    async def stage(
+        self,
+        name: str,
+        spec: Mapping[str, Any],
+        files: Mapping[str, Mapping[str, Any]] | None,
+        progress: Progress,
+        on_staged: Callable[..., None],
+    ) -> dict[str, Any] | None:
+        """Build the droplet: an environment + source for a command app, the files of a model.
+
+        ``on_staged`` hears the lock digest, whether it was cached and how long it took.
+        """
+        if not files:
+            return None
+        started = time.monotonic()
+        if spec["kind"] == "model":
+            digest = files_digest(files)
+            target = self.dir / "models" / digest
+            if not target.is_dir():
+                progress("Unpacking the model...")
+                await asyncio.to_thread(self.materialise, files, target)
+            return {"source": str(target)}
+        from conveyor.platform.staging import stage
+
+        uploads = self.dir / "uploads"
+        uploads.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=uploads))
+        try:
+            await asyncio.to_thread(self.materialise, files, tmp)
+            requirements = spec.get("requirements")
+            loop = asyncio.get_running_loop()
+
+            def report(message: str) -> None:
+                loop.call_soon_threadsafe(progress, message)
+
+            droplet = await asyncio.to_thread(
+                stage,
+                tmp,
+                tmp / requirements if requirements else None,
+                self.dir / "droplets",
+                progress=report,
+            )
+        finally:
+            await asyncio.to_thread(shutil.rmtree, tmp, True)
+        seconds = time.monotonic() - started
+        on_staged(
+            lock_digest=droplet.lock_digest,
+            cached=droplet.cached,
+            seconds=round(seconds, 2),
+        )
+        return {
+            "venv": str(droplet.venv),
+            "source": str(droplet.source),
+            "lock_digest": droplet.lock_digest,
+        }
+
+    def compile_later(self, venv: Path) -> None:
+        """Byte-compile a new environment in the background (see staging.compile_droplet)."""
+        from conveyor.platform.staging import compile_droplet
+
+        if venv in self._compiling:
+            return
+        task = asyncio.ensure_future(asyncio.to_thread(compile_droplet, venv))
+        self._compiling[venv] = task
+        task.add_done_callback(lambda _t: self._compiling.pop(venv, None))
+
+    def materialise(self, files: Mapping[str, Mapping[str, Any]], target: Path) -> None:
+        partial = Path(tempfile.mkdtemp(prefix=".partial-", dir=target.parent.parent))
+        try:
+            for rel, entry in files.items():
+                dest = partial / check_upload_path(rel)
+                self.artifacts.export(str(entry["digest"]), dest)
+                dest.chmod(0o755 if int(entry.get("mode", 0o644)) & 0o111 else 0o644)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if target.exists():
+                shutil.rmtree(target)
+            partial.rename(target)
+        finally:
+            shutil.rmtree(partial, ignore_errors=True)
+
+    async def drain(self) -> None:
+        """Wait for background compilations (a platform that stops waits for them)."""
+        await asyncio.gather(*self._compiling.values(), return_exceptions=True)
+
+
+def check_upload_path(rel: str) -> PurePosixPath:
+    path = PurePosixPath(rel)
+    if (
+        not rel
+        or path.is_absolute()
+        or any(part in ("", ".", "..") for part in rel.split("/"))
+        or "\\" in rel
+        or "\0" in rel
+    ):
+        raise UsageError(f"{rel!r} is not a relative file path inside the app's folder")
+    return path
+
+
+def files_digest(files: Mapping[str, Mapping[str, Any]]) -> str:
+
+    text = json.dumps({k: v["digest"] for k, v in sorted(files.items())}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
