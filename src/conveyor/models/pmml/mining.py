@@ -234,10 +234,15 @@ class MiningModel(CompiledModel):
         weights = [dtype(s.weight if weighted else 1.0) for s in self.segments]
         if weighted:
             values = values * np.array(weights, dtype=self.dtype)[:, None]
-        # the first tree adds to the start value, then accumulate adds row after row in the
-        # ensemble's precision: tree by tree, in document order
-        values[0] = dtype(self._base if self._start_at_constant else 0) + values[0]
-        total = np.add.accumulate(values, axis=0, dtype=self.dtype, out=values)[-1]
+        # the first tree adds to the start value, then the others one by one in the
+        # ensemble's precision, in document order
+        total = dtype(self._base if self._start_at_constant else 0) + values[0]
+        if n > _FEW_ROWS:
+            for row in values[1:]:
+                total += row
+        elif len(values) > 1:  # few rows: one call instead of one per tree
+            values[0] = total
+            total = np.add.accumulate(values, axis=0, dtype=self.dtype, out=values)[-1]
         wsum = dtype(0)
         for w in weights:
             wsum = dtype(wsum + w)
