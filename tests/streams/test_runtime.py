@@ -84,6 +84,26 @@ def test_python_function_and_transform_chain(binder: Binder, settings: Settings)
     ]  # fmt: skip
 
 
+def test_a_payload_that_is_not_json_is_dead_lettered_not_a_stuck_stream(
+    binder: Binder, settings: Settings
+) -> None:
+    binder.provision("j.in", "j")
+    binder.publish("j.in", [Message({"n": n}) for n in range(4)])
+    app = run_app(
+        binder, settings, app="python", input="j.in", output="j.out", group="j",
+        options={"function": "tests.streams.userfns:awkward"},
+    )  # fmt: skip
+    try:
+        passed = collect(binder, "j.out", "j", 3)
+        (letter,) = collect(binder, dlq_name("j.in"), "j", 1)
+    finally:
+        app.stop()
+    assert sorted(m.payload["n"] for m in passed) == [0, 1, 3]
+    assert passed[0].payload["score"] == 0.5
+    assert letter.payload == {"n": 2}
+    assert "not JSON-compatible" in letter.headers["error"]
+
+
 def test_router_sends_messages_to_named_destinations(binder: Binder, settings: Settings) -> None:
     binder.provision("r.in", "r")
     for dest in ("r.big", "r.small"):

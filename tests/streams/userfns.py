@@ -18,3 +18,12 @@ def held(payloads: list[dict[str, Any]]) -> list[dict[str, Any]]:
     entered.set()
     release.wait(30)
     return payloads
+
+
+def awkward(payload: dict[str, Any]) -> dict[str, Any]:
+    """NumPy values are fine in a payload; a set is not JSON and must be dead-lettered."""
+    import numpy as np
+
+    if payload["n"] == 2:
+        return {"n": 2, "tags": {"a", "b"}}
+    return {"n": np.int64(payload["n"]), "score": np.float32(0.5)}

@@ -5,6 +5,7 @@ ConveyorError
     ├── DslError           a definition is malformed or names an unknown app/option
     │                      (stable code, position, caret, what was expected)
     ├── ExpressionError    a filter/transform/router expression is not allowed or fails
+    ├── PayloadError       an app produced a payload that is not JSON-compatible
     └── BinderError        a broker cannot be reached or refused an operation
 """
 
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 from conveyor.errors import ConveyorError
 
-__all__ = ["BinderError", "DslError", "ExpressionError", "StreamError"]
+__all__ = ["BinderError", "DslError", "ExpressionError", "PayloadError", "StreamError"]
 
 
 class StreamError(ConveyorError):
@@ -60,6 +61,10 @@ class ExpressionError(StreamError):
     """An expression uses something outside the safe subset, or cannot be evaluated."""
 
     exit_code = 2
+
+
+class PayloadError(StreamError):
+    """A message cannot be encoded: its payload or headers are not JSON-compatible."""
 
 
 class BinderError(StreamError):

@@ -26,7 +26,7 @@ from typing import Any
 
 import orjson
 
-from conveyor.streams.errors import BinderError
+from conveyor.streams.errors import PayloadError
 
 __all__ = ["Message", "decode", "encode", "new_headers", "partition_of"]
 
@@ -37,6 +37,8 @@ class Message:
 
     payload: Any
     headers: dict[str, Any] = field(default_factory=dict)
+    #: The encoded bytes, set by the runtime once payload and headers are final.
+    wire: bytes | None = field(default=None, compare=False, repr=False)
 
 
 def new_headers(stream: str, app: str) -> dict[str, Any]:
@@ -50,11 +52,15 @@ def new_headers(stream: str, app: str) -> dict[str, Any]:
 
 
 def encode(message: Message) -> bytes:
-    """The message as the bytes a binder stores (one JSON object)."""
+    """The message as the bytes a binder stores (one JSON object); NumPy values are allowed."""
+    if message.wire is not None:
+        return message.wire
     try:
-        return orjson.dumps({"h": message.headers, "p": message.payload})
+        return orjson.dumps(
+            {"h": message.headers, "p": message.payload}, option=orjson.OPT_SERIALIZE_NUMPY
+        )
     except TypeError as exc:
-        raise BinderError(f"message payload is not JSON-compatible: {exc}") from None
+        raise PayloadError(f"the message is not JSON-compatible: {exc}") from None
 
 
 def decode(data: bytes | str) -> Message:

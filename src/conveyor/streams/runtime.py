@@ -35,7 +35,7 @@ from conveyor.streams.binders import (
 from conveyor.streams.catalogue import AppSpec, Role, app_spec, role_of
 from conveyor.streams.errors import BinderError, ExpressionError
 from conveyor.streams.expressions import Expression, compile_expression
-from conveyor.streams.messages import Message, new_headers
+from conveyor.streams.messages import Message, encode, new_headers
 
 __all__ = ["AppState", "LaunchSpec", "StreamAppRuntime"]
 
@@ -279,6 +279,7 @@ class StreamAppRuntime:
         for batch in source.batches():
             for m in batch:
                 m.headers = {**new_headers(self.spec.stream_name, self.spec.app_label), **m.headers}
+                self._seal(m)
             self._retrying(self._publish, list(batch))
             if self.stopping.is_set():
                 break
@@ -353,7 +354,22 @@ class StreamAppRuntime:
             sink.write(messages)
             return []
         processor: Processor = self.app
-        return processor.process(messages)
+        outputs = processor.process(messages)
+        # Encoding here makes a payload that is not JSON a failure of this message (retried,
+        # then dead-lettered) instead of a publish that can never succeed.
+        for item in outputs:
+            self._seal(item.message if isinstance(item, Routed) else item)
+        return outputs
+
+    def _seal(self, message: Message) -> None:
+        """Final headers (id, stream, app) and the encoded bytes the binder will store."""
+        headers = message.headers
+        if "id" not in headers:
+            headers.update(new_headers(self.spec.stream_name, self.spec.app_label))
+        headers["stream"] = self.spec.stream_name
+        headers["app"] = self.spec.app_label
+        message.wire = None
+        message.wire = encode(message)
 
     def _apply(
         self, messages: list[Message]
@@ -412,15 +428,10 @@ class StreamAppRuntime:
         default: list[Message] = []
         routed: dict[str, list[Message]] = {}
         for item in outputs:
-            message = item.message if isinstance(item, Routed) else item
-            message.headers["stream"] = self.spec.stream_name
-            message.headers["app"] = self.spec.app_label
-            if "id" not in message.headers:
-                message.headers.update(new_headers(self.spec.stream_name, self.spec.app_label))
             if isinstance(item, Routed):
-                routed.setdefault(item.destination, []).append(message)
+                routed.setdefault(item.destination, []).append(item.message)
             else:
-                default.append(message)
+                default.append(item)
         if default and self.spec.output is not None:
             if self.partition_key is not None:
                 publish_partitioned(
