@@ -245,8 +245,18 @@ def test_stop_start_and_delete(platform: Platform) -> None:
     assert platform.app("pausable")["state"] == "stopped"
     platform.cli("start", "pausable")
     assert get(f"{platform.router}/pausable/")[0] == 200
+    follower = subprocess.Popen(
+        [sys.executable, "-m", "conveyor", "logs", "pausable", "-f"],
+        env=platform.env(),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert follower.stdout is not None
+    assert follower.stdout.readline()  # following
     platform.cli("delete", "pausable", "-y")
     assert get(f"{platform.router}/pausable/")[0] == 404
+    assert follower.wait(timeout=DEADLINE) == 0  # the follow ends with the app
+    follower.stdout.close()
     missing = platform.cli("app", "pausable", check=False)
     assert missing.returncode == 1
     assert "there is no app named 'pausable'" in missing.stderr

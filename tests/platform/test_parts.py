@@ -104,7 +104,10 @@ def test_log_buffer_rotates_but_says_what_a_follower_missed() -> None:
             "more 1",
             "more 2",
         ]
-        await follower.aclose()
+        # A closed buffer (app deleted, platform stopping) ends its followers after the last line.
+        buffer.append(0, "stdout", "last", at=0.0)
+        buffer.close()
+        assert [line.text async for line in follower] == ["last"]
 
     asyncio.run(scenario())
 

@@ -52,6 +52,7 @@ class LogBuffer:
         if capacity < 1:
             raise ValueError("a log buffer needs room for at least one line")
         self._on_line = on_line
+        self._closed = False
         self._lines: deque[LogLine] = deque(maxlen=capacity)
         self._next_seq = 0
         self._changed = asyncio.Event()
@@ -72,6 +73,11 @@ class LogBuffer:
         for index, stream, text, at in lines:
             self._lines.append(LogLine(self._next_seq, index, stream, text, at))
             self._next_seq += 1
+
+    def close(self) -> None:
+        """No more lines will come (the app was deleted, the platform stops): followers end."""
+        self._closed = True
+        self._changed.set()
 
     @property
     def next_seq(self) -> int:
@@ -107,6 +113,8 @@ class LogBuffer:
             if batch:
                 position = batch[-1].seq + 1
                 continue
+            if self._closed:
+                return
             await changed.wait()
 
 

@@ -205,8 +205,10 @@ class Supervisor:
             await instance._task
 
     async def stop_all(self) -> None:
-        """Stop every instance, concurrently."""
+        """Stop every instance, concurrently; then whoever follows a log is told it ended."""
         await asyncio.gather(*(self.stop(app, i, rev) for app, rev, i in list(self._instances)))
+        for buffer in self._logs.values():
+            buffer.close()
 
     def forget(self, app: str, index: int, revision: int = 0) -> None:
         """Drop a DOWN instance from the tracked set (after a scale-down or a deploy)."""
@@ -230,7 +232,9 @@ class Supervisor:
 
     def forget_logs(self, app: str) -> None:
         """Drop a deleted app's buffered lines and close its log file."""
-        self._logs.pop(app, None)
+        buffer = self._logs.pop(app, None)
+        if buffer is not None:
+            buffer.close()
         if self.log_files is not None:
             self.log_files.close(app)
 
