@@ -63,6 +63,8 @@ def test_http_filter_file_with_a_tap_update_and_rollback(
     apps = {a["name"]: a for a in platform.client.call("GET", "/v1/streams/tx")["apps"]}
     assert list(apps) == ["tx-http", "tx-filter", "tx-file"]
     assert apps["tx-filter"]["input"] == "tx.http"
+    assert (apps["tx-filter"]["received"], apps["tx-filter"]["published"]) == (3, 2)
+    assert apps["tx-file"]["received"] == 2
 
     # Two filter instances share the work; nothing is lost while they replace the old one.
     platform.cli("stream", "update", "tx", "--properties", "deployer.filter.count=2")

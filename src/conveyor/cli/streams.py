@@ -161,7 +161,8 @@ def info_command(name: str, as_json: bool) -> None:
         wiring = f"{app['input'] or '-'} → {app['output'] or '-'}"
         click.echo(
             f"  {app['name']:<24} {app['state']:<9} {app['running']}/{app['instances']}"
-            f"  {wiring}  lag {lag}"
+            f"  {wiring}  lag {lag}  in {app['received']} out {app['published']} "
+            f"dlq {app['dead_lettered']}  {app['published_per_second']}/s"
         )
 
 

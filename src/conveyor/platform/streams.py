@@ -277,6 +277,7 @@ class StreamService:
                     "output": launch.get("output"),
                     "lag": lag_by_app.get(app),
                     "routes": summary["routes"],
+                    **self._counters(app),
                 }
             )
         return {
@@ -286,6 +287,29 @@ class StreamService:
             "version": row["version"],
             "apps": apps,
         }
+
+    def _counters(self, app: str) -> dict[str, Any]:
+        """Messages received, published and dead-lettered by the app's running instances,
+        and the rate it published at since they started (from each one's /status)."""
+        import json
+        import urllib.request
+
+        totals = {"received": 0, "published": 0, "dead_lettered": 0}
+        rate = 0.0
+        now = time.time()
+        for inst in self.controller.supervisor.instances(app):
+            if inst.port is None or inst.state.value != "RUNNING":
+                continue
+            url = f"http://{inst.host}:{inst.port}/status"
+            try:
+                with urllib.request.urlopen(url, timeout=0.5) as response:
+                    status = json.loads(response.read())
+            except (OSError, ValueError):
+                continue  # the http source has no /status; a busy instance may not answer
+            for key in totals:
+                totals[key] += int(status.get(key) or 0)
+            rate += int(status.get("published") or 0) / max(1.0, now - inst.since)
+        return {**totals, "published_per_second": round(rate, 1)}
 
     def _lags(self, name: str) -> dict[str, int | None]:
         from conveyor.config import get_settings
