@@ -261,3 +261,27 @@ def test_derived_fields_re_express_dates_in_their_own_type() -> None:
     assert out["ts80"].tolist() == [86405.0]
     assert out["n70"].tolist() == [1.0]  # 1960-01-01 + 3654 days is 1970-01-02
     assert out["clock"].tolist() == [5.0]
+
+
+def test_untyped_date_constants_compare_as_dates() -> None:
+    doc = """<PMML xmlns="http://www.dmg.org/PMML-4_4" version="4.4"><DataDictionary>
+<DataField name="d" optype="continuous" dataType="date"/>
+<DataField name="t" optype="continuous" dataType="time"/>
+<DataField name="y" optype="continuous" dataType="double"/></DataDictionary>
+<RegressionModel functionName="regression"><MiningSchema>
+<MiningField name="y" usageType="target"/><MiningField name="d"/><MiningField name="t"/>
+</MiningSchema>
+<LocalTransformations>
+<DerivedField name="late" optype="categorical" dataType="boolean">
+ <Apply function="greaterThan"><FieldRef field="d"/><Constant>2000-01-01</Constant></Apply>
+</DerivedField>
+<DerivedField name="noon" optype="categorical" dataType="boolean">
+ <Apply function="lessOrEqual"><FieldRef field="t"/><Constant>12:00:00</Constant></Apply>
+</DerivedField></LocalTransformations>
+<RegressionTable intercept="0"><NumericPredictor name="late" coefficient="10"/>
+<NumericPredictor name="noon" coefficient="1"/></RegressionTable>
+</RegressionModel></PMML>"""
+    out = loads(doc).predict(
+        {"d": ["1999-12-31", "2000-01-02", "2000-01-01"], "t": ["12:00:00", "12:00:01", "01:00"]}
+    )
+    assert out["y"].tolist() == [1.0, 10.0, 1.0]

@@ -17,7 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from conveyor.models.pmml._temporal import days_from_civil, format_datetime, temporal_column
-from conveyor.models.pmml._values import Array, cast, is_missing
+from conveyor.models.pmml._values import NO_MATCH, Array, cast, coerce, is_missing
 
 __all__ = ["BUILTINS", "NO_PROPAGATION", "normal_cdf"]
 
@@ -94,6 +94,10 @@ def _compare(op: Callable[[Any, Any], Any]) -> Impl:
     def impl(args: Sequence[Array]) -> Array:
         x, y = args
         missing = is_missing(x) | is_missing(y)
+        if x.dtype.kind == "O" and y.dtype.kind != "O":
+            x = _numbers(x, missing)
+        elif y.dtype.kind == "O" and x.dtype.kind != "O":
+            y = _numbers(y, missing)
         if "O" in (x.dtype.kind, y.dtype.kind):
             if x.dtype.kind != "O":
                 x = cast(x, "string")
@@ -113,6 +117,23 @@ def _compare(op: Callable[[Any, Any], Any]) -> Impl:
         return _bool(res & ~missing, missing)
 
     return impl
+
+
+def _numbers(col: Array, missing: npt.NDArray[np.bool_]) -> Array:
+    """Strings compared with a number: as numbers, or dates and times as the numbers their
+    columns hold (an untyped Constant "2003-04-01" against a date field); else unchanged."""
+    out = np.full(len(col), np.nan)
+    parsed: dict[str, float] = {}
+    for i, text in enumerate(col.tolist()):
+        if missing[i]:
+            continue
+        if text not in parsed:
+            value = coerce(text, np.dtype(np.float64))
+            if value is NO_MATCH:
+                return col
+            parsed[text] = float(value)
+        out[i] = parsed[text]
+    return out
 
 
 def _logical(kind: str) -> Impl:
