@@ -5,6 +5,9 @@ consumer group created at the start of the stream (so it keeps everything
 published after it was provisioned). Consumers read with ``XREADGROUP`` and
 acknowledge with ``XACK``; messages a dead consumer left pending longer than
 ``lease`` seconds are taken over with ``XAUTOCLAIM`` and delivered again.
+Every so often a consumer trims the stream (``XTRIM MINID``) below the oldest
+entry some group still needs: its oldest pending entry, or else the last one
+it was handed.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ from conveyor.streams.messages import Message, decode, encode
 __all__ = ["RedisBinder"]
 
 _FIELD = b"m"
+#: A consumer trims its stream after this many acknowledgements.
+_TRIM_EVERY = 64
 
 
 def _key(destination: str) -> str:
@@ -92,6 +97,12 @@ class RedisBinder:
         self.client.close()
 
 
+def _id(entry_id: bytes | str) -> tuple[int, int]:
+    text = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+    ms, _, seq = text.partition("-")
+    return int(ms), int(seq or 0)
+
+
 class RedisConsumer:
     def __init__(self, binder: RedisBinder, destination: str, group: str, name: str) -> None:
         self.binder = binder
@@ -100,6 +111,7 @@ class RedisConsumer:
         self.group = group
         self.name = name
         self._next_claim = 0.0
+        self._acks = 0
 
     def _claim(self, count: int) -> list[tuple[bytes, dict[bytes, bytes] | None]]:
         """Take over messages other consumers left pending for longer than the lease."""
@@ -151,6 +163,27 @@ class RedisConsumer:
                 self.group,
                 *received.token,
             )
+        self._acks += 1
+        if self._acks % _TRIM_EVERY == 0:
+            self.trim()
+
+    def trim(self) -> None:
+        """Delete the entries every group of the stream is done with."""
+        client = self.binder.client
+        groups = self.binder.call("trim (XINFO GROUPS)", client.xinfo_groups, self.key)
+        floor: tuple[int, int] | None = None
+        for info in groups:
+            needed = info["last-delivered-id"]
+            if info.get("pending"):
+                summary = self.binder.call(
+                    "trim (XPENDING)", client.xpending, self.key, info["name"]
+                )
+                needed = summary["min"]
+            candidate = _id(needed)
+            floor = candidate if floor is None else min(floor, candidate)
+        if floor is not None and floor > (0, 0):
+            minid = f"{floor[0]}-{floor[1]}"
+            self.binder.call("trim (XTRIM)", client.xtrim, self.key, minid=minid, approximate=False)
 
     def close(self) -> None:
         """Nothing to release: pending messages are reclaimed by the group after the lease."""
