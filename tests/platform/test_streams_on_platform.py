@@ -104,3 +104,15 @@ def test_stream_definition_errors_point_at_the_problem(platform: Platform) -> No
     )  # fmt: skip
     assert props.returncode != 0
     assert "nosuch" in props.stderr
+
+
+def test_the_app_catalogue_lists_apps_and_their_options(platform: Platform) -> None:
+    listed = platform.cli("app", "list").stdout
+    assert "score" in listed
+    assert "load-generator" in listed
+    info = platform.cli("app", "info", "filter").stdout
+    assert "filter (processor)" in info
+    assert "--expression" in info
+    unknown = platform.cli("app", "info", "nosuch", check=False)
+    assert unknown.returncode == 1
+    assert "there is no stream app named 'nosuch'" in unknown.stderr

@@ -310,10 +310,47 @@ def apps_command(as_json: bool) -> None:
     print_table(table)
 
 
-@click.command("app")
+class _AppGroup(click.Group):
+    """``conveyor app NAME`` shows a platform app; ``conveyor app list|info`` the catalogue."""
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        if args and args[0] not in self.commands and not args[0].startswith("-"):
+            return "show", self.commands["show"], args
+        return super().resolve_command(ctx, args)
+
+
+@click.group("app", cls=_AppGroup)
+def app_command() -> None:
+    """A platform app (`conveyor app NAME`), or the stream app catalogue (list, info)."""
+
+
+@app_command.command("list")
+def app_list_command() -> None:
+    """The apps streams are made of (sources, processors, sinks)."""
+    for app in _client().call("GET", "/v1/stream-apps"):
+        click.echo(f"{app['role']:<10} {app['name']:<15} {app['description']}")
+
+
+@app_command.command("info")
+@click.argument("app_name", metavar="STREAM-APP")
+def app_info_command(app_name: str) -> None:
+    """A stream app's options: type, default, what they do."""
+    for app in _client().call("GET", f"/v1/stream-apps/{app_name}"):
+        click.echo(f"{app['name']} ({app['role']}): {app['description']}")
+        for o in app["options"]:
+            default = "required" if o["required"] else f"default {o['default']!r}"
+            choices = f" one of {', '.join(o['choices'])};" if o["choices"] else ""
+            click.echo(
+                f"  --{o['name']:<14} {o['type']:<10} {default};{choices} {o['description']}"
+            )
+
+
+@app_command.command("show")
 @_NAME
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def app_command(name: str, as_json: bool) -> None:
+def app_show_command(name: str, as_json: bool) -> None:
     """One app: its instances (state, since, cpu, memory, restarts), routes, events."""
     app = _client().call("GET", f"/v1/apps/{name}")
     if as_json:

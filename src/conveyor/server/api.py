@@ -479,6 +479,45 @@ def create_app(
     async def stream_history(name: StreamName) -> list[dict[str, Any]]:
         return streams.history(name)
 
+    # -- the stream app catalogue --------------------------------------------
+
+    @api.get("/v1/stream-apps", summary="The apps streams are made of: name, role, description")
+    async def list_stream_apps() -> list[dict[str, Any]]:
+        from conveyor.streams.catalogue import CATALOGUE
+
+        return [
+            {"name": a.name, "role": a.role.value, "description": a.description}
+            for a in sorted(CATALOGUE.values(), key=lambda a: (a.role.value, a.name))
+        ]
+
+    @api.get("/v1/stream-apps/{app}", summary="One app's roles and options")
+    async def stream_app_info(app: Annotated[str, Path(max_length=100)]) -> list[dict[str, Any]]:
+        from conveyor.streams.catalogue import CATALOGUE
+
+        found = [a for a in CATALOGUE.values() if a.name == app]
+        if not found:
+            known = ", ".join(sorted({a.name for a in CATALOGUE.values()}))
+            raise NotFoundError(f"there is no stream app named {app!r}; the apps: {known}")
+        return [
+            {
+                "name": a.name,
+                "role": a.role.value,
+                "description": a.description,
+                "options": [
+                    {
+                        "name": o.name,
+                        "type": o.type,
+                        "default": o.default,
+                        "required": o.required,
+                        "choices": list(o.choices),
+                        "description": o.description,
+                    }
+                    for o in a.options
+                ],
+            }
+            for a in found
+        ]
+
     return _TokenGuard(api, token)
 
 
