@@ -12,6 +12,7 @@ evaluates) on random rows with missing values and must agree exactly.
 from __future__ import annotations
 
 import math
+import random
 
 import numpy as np
 import pytest
@@ -228,3 +229,134 @@ def test_stacked_classification_forest_votes_and_averages(
     assert out["y"].tolist() == labels
     assert out["probability(a)"].tolist() == prob_a
     assert out["probability(b)"].tolist() == prob_b
+
+
+# -- random forests: every predicate kind and strategy, stacked against tree by tree ------
+
+FIELDS_DOC = """<PMML xmlns="http://www.dmg.org/PMML-4_4" version="4.4"><DataDictionary>
+<DataField name="x" optype="continuous" dataType="{x_type}"/>
+<DataField name="z" optype="continuous" dataType="double"/>
+<DataField name="k" optype="continuous" dataType="integer"/>
+<DataField name="c" optype="categorical" dataType="string"/>
+<DataField name="y" optype="{y_optype}" dataType="{y_type}">{values}</DataField>
+</DataDictionary>"""
+ALL_FIELDS = "".join(f'<MiningField name="{f}"/>' for f in "xzkc")
+
+
+def _random_predicate(rng: random.Random, depth: int = 0) -> str:
+    r = rng.random()
+    field = rng.choice("xzkc")
+    if r < 0.05:
+        return "<True/>"
+    if r < 0.07:
+        return "<False/>"
+    if r < 0.12 and depth < 2:
+        op = rng.choice(["and", "or", "xor", "surrogate"])
+        parts = "".join(_random_predicate(rng, depth + 1) for _ in range(rng.randint(2, 3)))
+        return f'<CompoundPredicate booleanOperator="{op}">{parts}</CompoundPredicate>'
+    if r < 0.17:
+        op = rng.choice(["isMissing", "isNotMissing"])
+        return f'<SimplePredicate field="{field}" operator="{op}"/>'
+    if field in "ck" and rng.random() < 0.5:
+        pool = ["a", "b", "c", "d", '"e f"'] if field == "c" else [str(v) for v in range(1, 9)]
+        values = " ".join(rng.sample(pool, rng.randint(1, 4)))
+        kind = "string" if field == "c" else "int"
+        op = rng.choice(["isIn", "isNotIn"])
+        return (
+            f'<SimpleSetPredicate field="{field}" booleanOperator="{op}">'
+            f'<Array type="{kind}">{values}</Array></SimpleSetPredicate>'
+        )
+    if field == "c":
+        op, value = rng.choice(["equal", "notEqual"]), rng.choice("abcd")
+    else:
+        op = rng.choice(
+            ["lessThan", "lessOrEqual", "greaterThan", "greaterOrEqual", "equal", "notEqual"]
+        )
+        value = str(rng.choice([0, 0.5, 1, 2, 3, -1, 0.1, 5]))
+    return f'<SimplePredicate field="{field}" operator="{op}" value="{value}"/>'
+
+
+def _random_node(rng: random.Random, depth: int, classify: bool, ids: list[int]) -> str:
+    ids.append(len(ids) + 1)
+    node_id = f"n{ids[-1]}"
+    score = rng.choice("abc") if classify else str(round(rng.uniform(-5, 5), 3))
+    dist = "".join(
+        f'<ScoreDistribution value="{c}" recordCount="{rng.randint(0, 5)}"/>' for c in "abc"
+    )
+    children: list[str] = []
+    child_ids: list[str] = []
+    if depth < 4 and rng.random() < 0.8:
+        for _ in range(rng.choice([1, 2, 2, 3])):
+            child_ids.append(f"n{len(ids) + 1}")
+            children.append(_random_node(rng, depth + 1, classify, ids))
+    default = f' defaultChild="{rng.choice(child_ids)}"' if child_ids and rng.random() < 0.5 else ""
+    return (
+        f'<Node id="{node_id}" score="{score}"{default}>'
+        f"{_random_predicate(rng) if depth else '<True/>'}{dist if classify else ''}"
+        f"{''.join(children)}</Node>"
+    )
+
+
+def _random_forest(seed: int) -> tuple[str, bool]:
+    rng = random.Random(seed)
+    classify = rng.random() < 0.5
+    trees = []
+    for _ in range(rng.randint(2, 6)):
+        strategy = rng.choice(["none", "lastPrediction", "nullPrediction", "defaultChild"])
+        no_true = rng.choice(["returnNullPrediction", "returnLastPrediction"])
+        body = _random_node(rng, 0, classify, [])
+        trees.append(
+            f'<Segment><True/><TreeModel functionName="{"classification" if classify else "regression"}"'
+            f' missingValueStrategy="{strategy}" noTrueChildStrategy="{no_true}">'
+            f"<MiningSchema>{ALL_FIELDS}</MiningSchema>{body}</TreeModel></Segment>"
+        )
+    methods = (
+        ["majorityVote", "weightedMajorityVote", "average", "max"]
+        if classify
+        else ["sum", "average", "weightedAverage", "median", "max"]
+    )
+    head = FIELDS_DOC.format(
+        x_type=rng.choice(["double", "float"]),
+        y_optype="categorical" if classify else "continuous",
+        y_type="string" if classify else "double",
+        values='<Value value="a"/><Value value="b"/><Value value="c"/>' if classify else "",
+    )
+    function = "classification" if classify else "regression"
+    return (
+        f'{head}<MiningModel functionName="{function}"><MiningSchema>'
+        f'<MiningField name="y" usageType="target"/>{ALL_FIELDS}</MiningSchema>'
+        f'<Segmentation multipleModelMethod="{rng.choice(methods)}">{"".join(trees)}'
+        "</Segmentation></MiningModel></PMML>"
+    ), classify
+
+
+def _cells(values: object) -> list[object]:
+    return [
+        None if isinstance(v, float) and math.isnan(v) else v for v in np.asarray(values).tolist()
+    ]
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_random_forests_score_alike_stacked_and_tree_by_tree(seed: int) -> None:
+    text, _ = _random_forest(seed)
+    g = np.random.default_rng(seed)
+    n = 200
+    columns = {
+        "x": g.choice([-1, 0, 0.1, 0.5, 1, 2, 3, 5, 7, NAN], n).tolist(),
+        "z": g.choice([-1, 0, 0.5, 1, 2, NAN], n).tolist(),
+        "k": g.choice([0, 1, 2, 3, 4, 5, 8, NAN], n).tolist(),
+        "c": g.choice(np.array(["a", "b", "c", "d", "e f", None], dtype=object), n).tolist(),
+    }
+    stacked = loads(text)
+    got = stacked.predict(columns)
+    assert stacked.model._stack  # type: ignore[attr-defined]
+    alone = loads(text)
+    alone.model._stack = False  # type: ignore[attr-defined]
+    want = alone.predict(columns)
+    assert got.keys() == want.keys()
+    for name in want:
+        assert _cells(got[name]) == _cells(want[name]), name
+    for i in range(0, n, 40):  # one row at a time walks the tables in plain Python
+        row = stacked.predict({k: v[i : i + 1] for k, v in columns.items()})
+        for name in want:
+            assert _cells(row[name]) == _cells(want[name][i : i + 1]), (i, name)
