@@ -300,13 +300,14 @@ def _random_node(rng: random.Random, depth: int, classify: bool, ids: list[int])
 def _random_forest(seed: int) -> tuple[str, bool]:
     rng = random.Random(seed)
     classify = rng.random() < 0.5
+    function = "classification" if classify else "regression"
     trees = []
     for _ in range(rng.randint(2, 6)):
         strategy = rng.choice(["none", "lastPrediction", "nullPrediction", "defaultChild"])
         no_true = rng.choice(["returnNullPrediction", "returnLastPrediction"])
         body = _random_node(rng, 0, classify, [])
         trees.append(
-            f'<Segment><True/><TreeModel functionName="{"classification" if classify else "regression"}"'
+            f'<Segment><True/><TreeModel functionName="{function}"'
             f' missingValueStrategy="{strategy}" noTrueChildStrategy="{no_true}">'
             f"<MiningSchema>{ALL_FIELDS}</MiningSchema>{body}</TreeModel></Segment>"
         )
@@ -321,7 +322,6 @@ def _random_forest(seed: int) -> tuple[str, bool]:
         y_type="string" if classify else "double",
         values='<Value value="a"/><Value value="b"/><Value value="c"/>' if classify else "",
     )
-    function = "classification" if classify else "regression"
     return (
         f'{head}<MiningModel functionName="{function}"><MiningSchema>'
         f'<MiningField name="y" usageType="target"/>{ALL_FIELDS}</MiningSchema>'
@@ -331,9 +331,9 @@ def _random_forest(seed: int) -> tuple[str, bool]:
 
 
 def _cells(values: object) -> list[object]:
-    return [
-        None if isinstance(v, float) and math.isnan(v) else v for v in np.asarray(values).tolist()
-    ]
+    """Cells as Python values, NaN as None: equal results compare equal."""
+    cells = np.asarray(values).tolist()
+    return [None if isinstance(v, float) and math.isnan(v) else v for v in cells]
 
 
 @pytest.mark.parametrize("seed", range(30))
