@@ -116,3 +116,38 @@ def test_the_app_catalogue_lists_apps_and_their_options(platform: Platform) -> N
     unknown = platform.cli("app", "info", "nosuch", check=False)
     assert unknown.returncode == 1
     assert "there is no stream app named 'nosuch'" in unknown.stderr
+
+
+def test_a_registered_python_app_between_named_destinations(
+    platform: Platform, tmp_path: Path
+) -> None:
+    folder = tmp_path / "enrichers"
+    folder.mkdir()
+    (folder / "enrich.py").write_text(
+        "def handle(payload):\n    return {**payload, 'total': payload['qty'] * payload['price']}\n"
+    )
+    registered = platform.cli(
+        "app", "register", "--name", "enrich", "--uri", "python:enrich:handle",
+        "--path", str(folder),
+    )  # fmt: skip
+    assert "app enrich registered" in registered.stdout
+    assert "user app: python:enrich:handle" in platform.cli("app", "list").stdout
+    out = tmp_path / "enriched.jsonl"
+    platform.cli("stream", "create", "intake", "--definition", "http --path=/orders > :orders")
+    platform.cli(
+        "stream", "create", "join", "--deploy", "--definition",
+        f":orders > enrich | file --path={out}",
+    )  # fmt: skip
+    platform.cli("stream", "deploy", "intake")
+    _post(f"{platform.router}/orders", [{"qty": 2, "price": 5}, {"qty": 3, "price": 1}])
+    wait_for("the enriched orders", lambda: len(_lines(out)) == 2)
+    assert [r["total"] for r in _lines(out)] == [10, 3]
+    bad = platform.cli("app", "register", "--name", "filter", "--uri", "python:x:y", check=False)
+    assert bad.returncode == 1
+    assert "built-in" in bad.stderr
+    wrong = platform.cli("app", "register", "--name", "x", "--uri", "java:x", check=False)
+    assert "python:<module>:<function>" in wrong.stderr
+    platform.cli("stream", "destroy", "intake")
+    platform.cli("stream", "destroy", "join")
+    platform.cli("app", "unregister", "enrich")
+    assert "enrich" not in platform.cli("app", "list").stdout

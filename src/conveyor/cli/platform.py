@@ -201,17 +201,7 @@ def push_command(names: tuple[str, ...], manifest_path: Path, instances: int | N
     for app in apps:
         spec, local = _push_body(app)
         if local:
-            digests = sorted({d for _, d, _ in local.values()})
-            missing = set(client.call("POST", "/v1/blobs/missing", {"digests": digests})["missing"])
-            sent = 0
-            for path, digest, _ in local.values():
-                if digest in missing:
-                    client.upload(digest, path)
-                    missing.discard(digest)
-                    sent += 1
-            _info(
-                f"{app.name}: {len(local)} file(s), {sent} uploaded, {len(local) - sent} unchanged"
-            )
+            _upload(client, local, app.name)
         body = {
             "spec": spec,
             "files": None
@@ -229,12 +219,45 @@ def push_command(names: tuple[str, ...], manifest_path: Path, instances: int | N
         )
 
 
-def _push_body(app: Any) -> tuple[dict[str, Any], dict[str, tuple[Path, str, int]]]:
-    from conveyor.platform.manifest import HealthCheckSpec
+def _upload(client: PlatformClient, local: dict[str, tuple[Path, str, int]], name: str) -> None:
+    """Send the files the platform does not have yet (by digest)."""
+    digests = sorted({d for _, d, _ in local.values()})
+    missing = set(client.call("POST", "/v1/blobs/missing", {"digests": digests})["missing"])
+    sent = 0
+    for path, digest, _ in local.values():
+        if digest in missing:
+            client.upload(digest, path)
+            missing.discard(digest)
+            sent += 1
+    _info(f"{name}: {len(local)} file(s), {sent} uploaded, {len(local) - sent} unchanged")
+
+
+def _upload_folder(
+    client: PlatformClient, folder: Path, name: str
+) -> dict[str, tuple[Path, str, int]]:
     from conveyor.platform.staging import source_files
+
+    local = _hashed([(folder / rel, rel.as_posix()) for rel in source_files(folder)])
+    _upload(client, local, name)
+    return local
+
+
+def _hashed(files: list[tuple[Path, str]]) -> dict[str, tuple[Path, str, int]]:
+    """Relative name -> (path, digest, mode) of each regular file."""
     from conveyor.store.digests import hash_path
 
     local: dict[str, tuple[Path, str, int]] = {}
+    for path, rel in sorted(files, key=lambda item: item[1]):
+        if path.is_symlink() or not path.is_file():
+            continue
+        local[rel] = (path, hash_path(path), path.stat().st_mode & 0o777)
+    return local
+
+
+def _push_body(app: Any) -> tuple[dict[str, Any], dict[str, tuple[Path, str, int]]]:
+    from conveyor.platform.manifest import HealthCheckSpec
+    from conveyor.platform.staging import source_files
+
     model = app.model
     if app.kind == "model" and not model.startswith("run:"):
         target = Path(model)
@@ -249,10 +272,7 @@ def _push_body(app: Any) -> tuple[dict[str, Any], dict[str, tuple[Path, str, int
         files = [(app.path / rel, rel.as_posix()) for rel in source_files(app.path)]
     else:
         files = []
-    for path, rel in sorted(files, key=lambda item: item[1]):
-        if path.is_symlink() or not path.is_file():
-            continue
-        local[rel] = (path, hash_path(path), path.stat().st_mode & 0o777)
+    local = _hashed(files)
     spec = {
         "kind": app.kind,
         "model": model,
@@ -345,6 +365,34 @@ def app_info_command(app_name: str) -> None:
             click.echo(
                 f"  --{o['name']:<14} {o['type']:<10} {default};{choices} {o['description']}"
             )
+
+
+@app_command.command("register")
+@click.option("--name", required=True, help="The name streams use for it.")
+@click.option("--uri", required=True, help="python:<module>:<function>")
+@click.option(
+    "--path",
+    "folder",
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    help="A folder holding the module (uploaded; else it must be importable already).",
+)
+def app_register_command(name: str, uri: str, folder: Path | None) -> None:
+    """Register a Python function as a stream app (a processor)."""
+    client = _client()
+    files = None
+    if folder is not None:
+        local = _upload_folder(client, folder, name)
+        files = {rel: {"digest": d, "mode": mode} for rel, (_, d, mode) in local.items()}
+    result = client.call("POST", "/v1/stream-apps", {"name": name, "uri": uri, "files": files})
+    click.echo(f"app {name} registered: {result['uri']}")
+
+
+@app_command.command("unregister")
+@click.argument("app_name", metavar="STREAM-APP")
+def app_unregister_command(app_name: str) -> None:
+    """Forget a registered app (deployed streams keep running it)."""
+    _client().call("DELETE", f"/v1/stream-apps/{app_name}")
+    click.echo(f"app {app_name} unregistered")
 
 
 @app_command.command("show")

@@ -13,19 +13,25 @@ nothing is lost, some may be processed twice (at-least-once).
 
 from __future__ import annotations
 
+import asyncio
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 
 from conveyor.errors import NotFoundError, UsageError
 from conveyor.platform.controller import Controller, Progress
+from conveyor.platform.droplets import check_upload_path, files_digest
 from conveyor.platform.views import describe
 from conveyor.store import schema
 
 __all__ = ["StreamService"]
+
+_APP_NAME = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,40}[a-z0-9])?")
 
 
 @dataclass(frozen=True)
@@ -83,6 +89,65 @@ class StreamService:
                 table.update().where(table.c.name == name).values(updated_at=time.time(), **values)
             )
 
+    # -- user apps ----------------------------------------------------------------
+
+    def registered(self) -> dict[str, str]:
+        """User apps by name: their ``python:module:function`` URIs."""
+        table = schema.platform_stream_apps
+        with self._registry._begin() as conn:
+            return {r.name: r.uri for r in conn.execute(sa.select(table.c.name, table.c.uri))}
+
+    def _user_app_folder(self, name: str) -> Path | None:
+        table = schema.platform_stream_apps
+        with self._registry._begin() as conn:
+            files = conn.execute(
+                sa.select(table.c.files).where(table.c.name == name)
+            ).scalar_one_or_none()
+        if not files:
+            return None
+        return self.controller.dir / "stream-apps" / files_digest(files)
+
+    async def register(
+        self, name: str, uri: str, files: Mapping[str, Mapping[str, Any]] | None
+    ) -> dict[str, Any]:
+        """Register a user app: a function, importable already or from uploaded files."""
+        from conveyor.streams.catalogue import CATALOGUE
+        from conveyor.streams.plan import parse_python_uri
+
+        if not _APP_NAME.fullmatch(name):
+            raise UsageError(
+                f"{name!r} is not a valid app name; use lower-case letters, digits and '-'"
+            )
+        if any(spec.name == name for spec in CATALOGUE.values()):
+            raise UsageError(f"{name!r} is a built-in app; register yours under another name")
+        parse_python_uri(uri)
+        for path, entry in (files or {}).items():
+            check_upload_path(path)
+            if not self.controller.artifacts.exists(str(entry.get("digest", ""))):
+                raise UsageError(f"the file {path} of app {name!r} was not uploaded")
+        if files:
+            target = self.controller.dir / "stream-apps" / files_digest(files)
+            if not target.is_dir():
+                await asyncio.to_thread(self.controller.droplets.materialise, files, target)
+        table = schema.platform_stream_apps
+        with self._registry._begin() as conn:
+            conn.execute(table.delete().where(table.c.name == name))
+            conn.execute(
+                table.insert().values(
+                    name=name,
+                    uri=uri,
+                    files=None if not files else dict(files),
+                    created_at=time.time(),
+                )
+            )
+        return {"name": name, "uri": uri, "files": len(files or {})}
+
+    def unregister(self, name: str) -> None:
+        table = schema.platform_stream_apps
+        with self._registry._begin() as conn:
+            if not conn.execute(table.delete().where(table.c.name == name)).rowcount:
+                raise NotFoundError(f"there is no registered app named {name!r}")
+
     # -- operations ---------------------------------------------------------------
 
     def validate(self, name: str, definition: str) -> list[dict[str, Any]]:
@@ -98,7 +163,7 @@ class StreamService:
                 "output": app.launch.output,
                 "options": dict(app.launch.options),
             }
-            for app in plan_stream(name, definition)
+            for app in plan_stream(name, definition, registered=self.registered())
         ]
 
     def create(self, name: str, definition: str) -> dict[str, Any]:
@@ -153,12 +218,18 @@ class StreamService:
         row = self._row(name)
         definition = definition or str(row["definition"])
         binder = binder or self._last_binder(name) or self.default_binder
-        planned = plan_stream(name, definition, binder=binder, properties=properties)
+        registered = self.registered()
+        planned = plan_stream(
+            name, definition, binder=binder, properties=properties, registered=registered
+        )
         for app in reversed(planned):  # sinks first: consumers exist before producers publish
+            env = {}
+            if app.user_app is not None and (folder := self._user_app_folder(app.user_app)):
+                env["PYTHONPATH"] = str(folder)
             spec = {
                 "kind": "stream",
                 "stream_app": app.launch.to_json(),
-                "env": {},
+                "env": env,
                 "memory": app.memory,
                 "routes": [] if app.route is None else [{"path": app.route}],
                 "health_check": None,

@@ -123,6 +123,12 @@ class StreamDeployIn(_Strict):
     binder: str | None = Field(None, max_length=2000)
 
 
+class StreamAppIn(_Strict):
+    name: str = Field(min_length=1, max_length=63)
+    uri: str = Field(min_length=1, max_length=500)
+    files: dict[str, FileIn] | None = None
+
+
 class StreamRollbackIn(_Strict):
     version: int = Field(ge=1)
 
@@ -485,16 +491,50 @@ def create_app(
     async def list_stream_apps() -> list[dict[str, Any]]:
         from conveyor.streams.catalogue import CATALOGUE
 
-        return [
+        built_in = [
             {"name": a.name, "role": a.role.value, "description": a.description}
             for a in sorted(CATALOGUE.values(), key=lambda a: (a.role.value, a.name))
         ]
+        users = [
+            {"name": n, "role": "processor", "description": f"user app: {uri}"}
+            for n, uri in sorted(streams.registered().items())
+        ]
+        return built_in + users
+
+    @api.post("/v1/stream-apps", status_code=201, summary="Register a user app (python:m:f)")
+    async def register_stream_app(body: StreamAppIn) -> dict[str, Any]:
+        files = None if body.files is None else {k: v.model_dump() for k, v in body.files.items()}
+        return await streams.register(body.name, body.uri, files)
+
+    @api.delete("/v1/stream-apps/{app}", summary="Forget a user app")
+    async def unregister_stream_app(app: Annotated[str, Path(max_length=100)]) -> dict[str, str]:
+        streams.unregister(app)
+        return {"unregistered": app}
 
     @api.get("/v1/stream-apps/{app}", summary="One app's roles and options")
     async def stream_app_info(app: Annotated[str, Path(max_length=100)]) -> list[dict[str, Any]]:
         from conveyor.streams.catalogue import CATALOGUE
 
         found = [a for a in CATALOGUE.values() if a.name == app]
+        uri = streams.registered().get(app)
+        if uri is not None:
+            return [
+                {
+                    "name": app,
+                    "role": "processor",
+                    "description": f"user app: {uri} (the python processor calling it)",
+                    "options": [
+                        {
+                            "name": "batch",
+                            "type": "bool",
+                            "default": False,
+                            "required": False,
+                            "choices": [],
+                            "description": "call the function once per batch with a list",
+                        }
+                    ],
+                }
+            ]
         if not found:
             known = ", ".join(sorted({a.name for a in CATALOGUE.values()}))
             raise NotFoundError(f"there is no stream app named {app!r}; the apps: {known}")

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 __all__ = ["HEAD_REVISION", "Registry"]
 
 #: The newest migration; compared with the database's before running Alembic at all.
-HEAD_REVISION = "0003"
+HEAD_REVISION = "0004"
 _MIGRATIONS = Path(__file__).parent / "migrations"
 
 
@@ -466,8 +466,9 @@ class Registry:
             found.update(conn.execute(sa.select(schema.files.c.digest)).scalars())
             found.update(conn.execute(sa.select(schema.models.c.digest)).scalars())
             # Sources pushed to the platform: a restage rebuilds from them.
-            for files in conn.execute(sa.select(schema.platform_revisions.c.files)).scalars():
-                found.update(entry["digest"] for entry in (files or {}).values())
+            for table in (schema.platform_revisions, schema.platform_stream_apps):
+                for files in conn.execute(sa.select(table.c.files)).scalars():
+                    found.update(entry["digest"] for entry in (files or {}).values())
         return found
 
 

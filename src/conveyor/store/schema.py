@@ -175,3 +175,14 @@ platform_stream_versions = sa.Table(
     sa.Column("description", sa.Text, nullable=False),
     sa.Column("created_at", sa.Float, nullable=False),
 )
+
+# User stream apps (migration 0004): `conveyor app register --name enrich --uri python:m:f`.
+platform_stream_apps = sa.Table(
+    "platform_stream_apps",
+    metadata,
+    sa.Column("name", sa.String(63), primary_key=True),
+    sa.Column("uri", sa.Text, nullable=False),
+    # uploaded source folder: relative path -> {"digest", "mode"}; None: importable already
+    sa.Column("files", sa.JSON),
+    sa.Column("created_at", sa.Float, nullable=False),
+)

@@ -28,11 +28,12 @@ from conveyor.streams.catalogue import validate_stream
 from conveyor.streams.dsl import AppNode, Option, parse_stream
 from conveyor.streams.runtime import LaunchSpec
 
-__all__ = ["PlannedApp", "parse_properties", "plan_stream"]
+__all__ = ["PlannedApp", "parse_properties", "parse_python_uri", "plan_stream"]
 
 _APP_NAME = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 _STREAM_NAME = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,40}[a-z0-9])?")
 _PROPERTY = re.compile(r"(deployer|app)\.([a-z0-9*][a-z0-9_-]*|\*)\.([A-Za-z0-9_.-]+)")
+_DOTTED = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
 _SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([KMG])B?", re.IGNORECASE)
 _UNITS = {"K": 1024, "M": 1024**2, "G": 1024**3}
 
@@ -50,6 +51,8 @@ class PlannedApp:
     memory: int | None = None
     #: For an ``http`` source: the router path that reaches it.
     route: str | None = None
+    #: The user app (``conveyor app register``) this one runs, if it is one.
+    user_app: str | None = None
 
 
 def parse_properties(text: str) -> dict[str, str]:
@@ -73,8 +76,14 @@ def plan_stream(
     *,
     binder: str = "embedded",
     properties: Mapping[str, str] | None = None,
+    registered: Mapping[str, str] | None = None,
 ) -> list[PlannedApp]:
-    """The apps that run stream ``name``; DslError or UsageError if it cannot run."""
+    """The apps that run stream ``name``; DslError or UsageError if it cannot run.
+
+    ``registered`` maps user app names to their ``python:module:function`` URIs: such an
+    app runs as the ``python`` processor calling that function.
+    """
+    registered = dict(registered or {})
     if not _STREAM_NAME.fullmatch(name):
         raise UsageError(
             f"{name!r} is not a valid stream name; use 1-42 lower-case letters, digits and '-'"
@@ -98,7 +107,9 @@ def plan_stream(
             f"deployment properties name {', '.join(sorted(unknown))}, which stream {name!r} "
             f"does not have (its apps: {', '.join(labels)})"
         )
-    nodes = [_with_app_properties(node, properties) for node in tree.apps]
+    nodes = [
+        _as_registered(_with_app_properties(node, properties), registered) for node in tree.apps
+    ]
     validated = validate_stream(replace(tree, apps=tuple(nodes)), definition)
     planned: list[PlannedApp] = []
     for i, item in enumerate(validated):
@@ -136,9 +147,30 @@ def plan_stream(
                 instances=count,
                 memory=_memory(properties, label),
                 route=route,
+                user_app=tree.apps[i].name if tree.apps[i].name in registered else None,
             )
         )
     return planned
+
+
+def parse_python_uri(uri: str) -> str:
+    """``python:module.path:function`` → ``module.path:function`` (UsageError if malformed)."""
+    scheme, _, target = uri.partition(":")
+    module, _, function = target.partition(":")
+    if scheme != "python" or not _DOTTED.fullmatch(module) or not function.isidentifier():
+        raise UsageError(
+            f"{uri!r} is not an app URI; use python:<module>:<function>, "
+            "for example python:mypkg.enrich:handle"
+        )
+    return target
+
+
+def _as_registered(node: AppNode, registered: Mapping[str, str]) -> AppNode:
+    uri = registered.get(node.name)
+    if uri is None:
+        return node
+    options = (Option("function", parse_python_uri(uri), node.position), *node.options)
+    return replace(node, name="python", label=node.reference, options=options)
 
 
 def _lookup(properties: Mapping[str, str], kind: str, label: str, key: str) -> str | None:
