@@ -4,7 +4,8 @@ Served on ``$PORT`` (loopback) by every app except the http source, which
 answers ``/health`` on its own port:
 
 - ``GET /health`` — 200 ``{"status": "ok"}`` while the app runs, 503 otherwise;
-- ``GET /status`` — the app's names, destinations, state and message counters.
+- ``GET /status`` — the app's names, destinations, state and message counters;
+- ``GET /metrics`` — the counters in Prometheus text format.
 """
 
 from __future__ import annotations
@@ -17,7 +18,13 @@ import orjson
 
 from conveyor.streams.runtime import AppState, StreamAppRuntime
 
-__all__ = ["StatusServer", "status_of"]
+__all__ = ["StatusServer", "metrics_of", "status_of"]
+
+_COUNTERS = (
+    ("received", "conveyor_stream_messages_received_total", "Messages received from the input."),
+    ("published", "conveyor_stream_messages_published_total", "Messages published."),
+    ("dead_lettered", "conveyor_stream_messages_dead_lettered_total", "Messages sent to the DLQ."),
+)
 
 
 def status_of(runtime: StreamAppRuntime) -> dict[str, Any]:
@@ -39,8 +46,26 @@ def status_of(runtime: StreamAppRuntime) -> dict[str, Any]:
     }
 
 
+def _escape(value: str) -> str:
+    """A Prometheus label value: backslash, double quote and newline escaped."""
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def metrics_of(runtime: StreamAppRuntime) -> str:
+    """The counters in Prometheus text exposition format."""
+    status = status_of(runtime)
+    labels = ",".join(
+        f'{k}="{_escape(str(status[k]))}"' for k in ("stream", "label", "app", "instance")
+    )
+    lines: list[str] = []
+    for key, name, help_text in _COUNTERS:
+        lines += [f"# HELP {name} {help_text}", f"# TYPE {name} counter"]
+        lines.append(f"{name}{{{labels}}} {status[key]}")
+    return "\n".join(lines) + "\n"
+
+
 class StatusServer:
-    """Serves /health and /status for one runtime on a background thread."""
+    """Serves /health, /status and /metrics for one runtime on a background thread."""
 
     def __init__(self, runtime: StreamAppRuntime, port: int, host: str = "127.0.0.1") -> None:
         self.runtime = runtime
@@ -62,11 +87,16 @@ class StatusServer:
                     status, body = (200 if ok else 503), {"status": runtime.state.value}
                 elif self.path == "/status":
                     status, body = 200, status_of(runtime)
+                elif self.path == "/metrics":
+                    self.send(200, metrics_of(runtime).encode(), "text/plain; version=0.0.4")
+                    return
                 else:
-                    status, body = 404, {"error": "GET /health or /status"}
-                data = orjson.dumps(body)
+                    status, body = 404, {"error": "GET /health, /status or /metrics"}
+                self.send(status, orjson.dumps(body), "application/json")
+
+            def send(self, status: int, data: bytes, content_type: str) -> None:
                 self.send_response(status)
-                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Type", content_type)
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)
