@@ -150,3 +150,18 @@ def test_pyproject_and_its_uv_lock_stage_the_same_env(tmp_path: Path) -> None:
     assert from_pyproject.cached
     assert from_pyproject.venv == from_lock.venv
     assert run_in(from_lock, "import idna, six; print(six.__version__)") == "1.17.0"
+
+
+def test_unchanged_requirements_reuse_their_resolution_until_a_refresh(tmp_path: Path) -> None:
+    app, reqs = make_app(tmp_path, f"{SIX}\n")
+    cache = tmp_path / "cache"
+    first = stage(app, reqs, cache)
+    lines: list[str] = []
+    again = stage(app, reqs, cache, progress=lines.append)
+    assert lines[0] == "Requirements unchanged: reusing their resolution"
+    assert again.lock_digest == first.lock_digest
+    assert again.cached
+    lines.clear()
+    refreshed = stage(app, reqs, cache, progress=lines.append, refresh=True)
+    assert lines[0] == "Resolving requirements..."  # restage asks the index again
+    assert refreshed.lock_digest == first.lock_digest

@@ -343,7 +343,7 @@ class Controller:
             app = self.state.app(name)
             latest = self.state.revisions(name)[-1]
             droplet = await self.droplets.stage(
-                name, latest.spec, latest.files, progress, self._staged(name)
+                name, latest.spec, latest.files, progress, self._staged(name), refresh=True
             )
             revision = self.state.add_revision(
                 name, description="restage", spec=latest.spec, files=latest.files, droplet=droplet

@@ -41,6 +41,8 @@ class Droplets:
         files: Mapping[str, Mapping[str, Any]] | None,
         progress: Progress,
         on_staged: Callable[..., None],
+        *,
+        refresh: bool = False,
     ) -> dict[str, Any] | None:
         """Build the droplet: an environment + source for a command app, the files of a model.
 
@@ -75,6 +77,7 @@ class Droplets:
                 tmp / requirements if requirements else None,
                 self.dir / "droplets",
                 progress=report,
+                refresh=refresh,
             )
         finally:
             await asyncio.to_thread(shutil.rmtree, tmp, True)

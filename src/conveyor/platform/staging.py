@@ -74,6 +74,7 @@ def stage(
     cache: Path,
     *,
     progress: Callable[[str], None] = lambda _msg: None,
+    refresh: bool = False,
 ) -> Droplet:
     """Build (or reuse) the droplet for ``source_dir`` with ``requirements``.
 
@@ -81,6 +82,10 @@ def stage(
     to its pyproject.toml), or None for an app with no dependencies. Raises
     :class:`StagingError` with the installer's last lines when the requirements
     cannot be resolved or installed; nothing half-built is left behind.
+
+    The resolution itself is cached by the requirements' bytes (and the Python
+    version and index settings): a push whose requirements file did not change
+    reuses the lock it resolved last time. ``refresh`` resolves again (restage).
     """
     if not source_dir.is_dir():
         raise StagingError(
@@ -94,8 +99,7 @@ def stage(
         )
     python = Path(sys.executable)
     version = ".".join(map(str, sys.version_info[:3]))
-    progress("Resolving requirements...")
-    lock = _resolve(requirements, python)
+    lock = _cached_resolve(requirements, python, version, cache / "locks", progress, refresh)
     digest = hashlib.sha256(f"python {version}\n{lock}".encode()).hexdigest()[:20]
     venv, cached = _ensure_env(cache / "envs", digest, lock, python, progress)
     source = _snapshot(source_dir, cache / "sources", venv / "bin" / "python")
@@ -130,6 +134,37 @@ def compile_droplet(venv: Path) -> bool:
             )
         (venv / _COMPILED).write_text("compiled\n")
     return True
+
+
+def _cached_resolve(
+    requirements: Path | None,
+    python: Path,
+    version: str,
+    locks: Path,
+    progress: Callable[[str], None],
+    refresh: bool,
+) -> str:
+    """The resolved lock, reused while the requirements' bytes stay the same."""
+    if requirements is None:
+        progress("No requirements: the app runs on the standard library")
+        return ""
+    key = hashlib.sha256(f"python {version}\n".encode())
+    for name in ("UV_INDEX_URL", "UV_EXTRA_INDEX_URL", "UV_INDEX", "PIP_INDEX_URL"):
+        key.update(f"{name}={os.environ.get(name, '')}\n".encode())
+    key.update(requirements.read_bytes())
+    if requirements.name == "uv.lock":  # it resolves with its pyproject.toml
+        key.update((requirements.parent / "pyproject.toml").read_bytes())
+    cached = locks / f"{key.hexdigest()[:32]}.txt"
+    if cached.exists() and not refresh:
+        progress("Requirements unchanged: reusing their resolution")
+        return cached.read_text()
+    progress("Resolving requirements...")
+    lock = _resolve(requirements, python)
+    locks.mkdir(parents=True, exist_ok=True)
+    tmp = cached.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(lock)
+    os.replace(tmp, cached)
+    return lock
 
 
 def _resolve(requirements: Path | None, python: Path) -> str:
