@@ -221,3 +221,32 @@ def test_http_request_calls_a_service_and_dead_letters_its_errors(
     ]
     assert letter.payload == {"n": 13}
     assert "answered 500: unlucky" in letter.headers["error"]
+
+
+def test_time_source_ticks_then_idles(binder: Binder, settings: Settings) -> None:
+    app = run_app(
+        binder, settings, app="time", output="t.time", stream="t",
+        options={"interval": "0.01", "count": "3"},
+    )  # fmt: skip
+    try:
+        ticks = collect(binder, "t.time", "t", 3)
+    finally:
+        app.stop()
+    times = [m.payload["time"] for m in ticks]
+    assert len(times) == 3
+    assert times == sorted(times)
+    assert app.runtime.published == 3
+
+
+def test_split_emits_one_message_per_element(binder: Binder, settings: Settings) -> None:
+    feed(binder, "x.in", [{"order": 1, "items": ["a", "b"]}, {"order": 2, "items": []}])
+    app = run_app(
+        binder, settings, app="split", input="x.in", output="x.out", group="s",
+        options={"expression": "items"},
+    )  # fmt: skip
+    try:
+        parts = collect(binder, "x.out", "s", 2)
+    finally:
+        app.stop()
+    assert [m.payload for m in parts] == ["a", "b"]
+    assert [m.headers["split-index"] for m in parts] == [0, 1]
