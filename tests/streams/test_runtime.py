@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -221,6 +222,36 @@ def test_score_adds_prediction_probabilities_and_lineage(
     assert headers["model-digest"].startswith("blake3:")
     assert headers["model-format"] == "sklearn"
     assert headers["id"] == "0"
+
+
+def test_score_makes_one_predict_call_per_micro_batch(
+    binder: Binder, settings: Settings, classifier: Path
+) -> None:
+    trusting = dataclasses.replace(settings, trusted_types=("sklearn.tree._tree.Tree",))
+    binder.provision("b.in", "b")
+    app = run_app(
+        binder, trusting, app="score", input="b.in", output="b.score", group="b",
+        options={"model": str(classifier)}, batch_size=50,
+    )  # fmt: skip
+    model = app.runtime.app.model
+    rows_per_call: list[int] = []
+    predict = model.predict
+
+    def counting(batch: Any) -> Any:
+        rows_per_call.append(len(batch["x0"]))
+        return predict(batch)
+
+    model.predict = counting
+    row = {"x0": 1.0, "x1": 1.0, "x2": 0.0, "x3": 0.0}
+    binder.publish("b.in", [Message(dict(row, seq=i)) for i in range(150)])
+    try:
+        scored = collect(binder, "b.score", "b", 150)
+    finally:
+        app.stop()
+    assert len(scored) == 150
+    assert sum(rows_per_call) == 150
+    assert len(rows_per_call) <= 3  # micro-batches of at most 50: one call each
+    assert max(rows_per_call) > 1
 
 
 def test_a_model_that_cannot_load_is_a_clear_start_up_error(
