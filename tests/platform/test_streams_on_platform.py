@@ -151,3 +151,43 @@ def test_a_registered_python_app_between_named_destinations(
     platform.cli("stream", "destroy", "join")
     platform.cli("app", "unregister", "enrich")
     assert "enrich" not in platform.cli("app", "list").stdout
+
+
+@pytest.mark.parametrize("kind", ["embedded", "redis", "rabbitmq"])
+def test_http_filter_score_file_on_every_binder(
+    platform: Platform, tmp_path: Path, kind: str
+) -> None:
+    import uuid
+
+    import numpy as np
+
+    from conveyor.models.sklearn import save
+    from tests.streams.conftest import binder_url
+
+    from sklearn.linear_model import LogisticRegression  # isort: skip
+
+    url = "embedded" if kind == "embedded" else binder_url(kind, tmp_path)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 3))
+    model = tmp_path / "clf.skops"
+    save(LogisticRegression().fit(x, np.where(x[:, 0] > 0, "up", "down")), model, x[:2])
+    name = f"s{kind[:4]}{uuid.uuid4().hex[:6]}"
+    out = tmp_path / "scored.jsonl"
+    definition = (
+        f"http --path=/{name} | filter --expression='a > -100' "
+        f"| score --model={model} --fields=a,b,c | file --path={out}"
+    )
+    platform.cli("stream", "create", name, "--definition", definition)
+    platform.cli("stream", "deploy", name, "--binder", url)
+    try:
+        rows: list[dict[str, object]] = [
+            {"a": 3.0, "b": 0.0, "c": 0.0, "n": 1},
+            {"a": -3.0, "b": 0.0, "c": 0.0, "n": 2},
+        ]
+        _post(f"{platform.router}/{name}", rows)
+        wait_for("both rows scored", lambda: len(_lines(out)) == 2)
+        scored = sorted(_lines(out), key=lambda r: str(r["n"]))
+        assert [r["prediction"] for r in scored] == ["up", "down"]
+        assert all(set(dict(r["probabilities"])) == {"up", "down"} for r in scored)  # type: ignore[call-overload]
+    finally:
+        platform.cli("stream", "destroy", name)
