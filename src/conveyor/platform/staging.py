@@ -161,8 +161,10 @@ def _cached_resolve(
     progress("Resolving requirements...")
     lock = _resolve(requirements, python)
     locks.mkdir(parents=True, exist_ok=True)
-    tmp = cached.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_text(lock)
+    # A private temporary name: two stagings (threads or processes) may write at once.
+    fd, tmp = tempfile.mkstemp(prefix=".lock-", dir=locks)
+    with os.fdopen(fd, "w") as out:
+        out.write(lock)
     os.replace(tmp, cached)
     return lock
 
