@@ -191,3 +191,28 @@ def test_http_filter_score_file_on_every_binder(
         assert all(set(dict(r["probabilities"])) == {"up", "down"} for r in scored)  # type: ignore[call-overload]
     finally:
         platform.cli("stream", "destroy", name)
+
+
+def test_a_registered_app_with_requirements_gets_them_staged(
+    platform: Platform, tmp_path: Path
+) -> None:
+    folder = tmp_path / "tagger"
+    folder.mkdir()
+    # six is in uv's cache but not in the platform's own environment.
+    (folder / "requirements.txt").write_text("six==1.17.0\n")
+    (folder / "tagger.py").write_text(
+        "import six\n\ndef tag(payload):\n    return {**payload, 'six': six.__version__}\n"
+    )
+    out = platform.cli(
+        "app", "register", "--name", "tagger", "--uri", "python:tagger:tag", "--path", str(folder)
+    )  # fmt: skip
+    assert "app tagger registered" in out.stdout
+    sink = tmp_path / "tagged.jsonl"
+    platform.cli(
+        "stream", "create", "tags", "--deploy", "--definition",
+        f"http --path=/tags | tagger | file --path={sink}",
+    )  # fmt: skip
+    _post(f"{platform.router}/tags", [{"n": 1}])
+    wait_for("the tagged message", lambda: len(_lines(sink)) == 1)
+    assert _lines(sink) == [{"n": 1, "six": "1.17.0"}]
+    platform.cli("stream", "destroy", "tags")

@@ -14,6 +14,7 @@ nothing is lost, some may be processed twice (at-least-once).
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import time
 from collections.abc import Mapping
@@ -31,6 +32,8 @@ from conveyor.store import schema
 
 __all__ = ["StreamService"]
 
+#: Files that make an uploaded user app's folder get an environment of its own.
+_REQUIREMENTS = ("requirements.txt", "pyproject.toml")
 _APP_NAME = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,40}[a-z0-9])?")
 
 
@@ -97,20 +100,34 @@ class StreamService:
         with self._registry._begin() as conn:
             return {r.name: r.uri for r in conn.execute(sa.select(table.c.name, table.c.uri))}
 
-    def _user_app_folder(self, name: str) -> Path | None:
+    def _user_app_env(self, name: str) -> dict[str, str]:
+        """Where a user app's module and packages are: first its folder, last its droplet."""
         table = schema.platform_stream_apps
         with self._registry._begin() as conn:
-            files = conn.execute(
-                sa.select(table.c.files).where(table.c.name == name)
-            ).scalar_one_or_none()
-        if not files:
-            return None
-        return self.controller.dir / "stream-apps" / files_digest(files)
+            row = conn.execute(
+                sa.select(table.c.files, table.c.droplet).where(table.c.name == name)
+            ).first()
+        if row is None or not row.files:
+            return {}
+        env = {"PYTHONPATH": str(self.controller.dir / "stream-apps" / files_digest(row.files))}
+        if row.droplet:
+            sites = sorted(Path(row.droplet["venv"]).glob("lib/python*/site-packages"))
+            env["CONVEYOR_EXTRA_PATH"] = os.pathsep.join(str(p) for p in sites)
+        return env
 
     async def register(
-        self, name: str, uri: str, files: Mapping[str, Mapping[str, Any]] | None
+        self,
+        name: str,
+        uri: str,
+        files: Mapping[str, Mapping[str, Any]] | None,
+        progress: Progress = lambda _m: None,
     ) -> dict[str, Any]:
-        """Register a user app: a function, importable already or from uploaded files."""
+        """Register a user app: a function, importable already or from uploaded files.
+
+        Uploaded files with a ``requirements.txt`` (or ``pyproject.toml``) get a
+        droplet staged like a push; its packages are added after the stream
+        runtime's own, so where both have a package the runtime's version wins.
+        """
         from conveyor.streams.catalogue import CATALOGUE
         from conveyor.streams.plan import parse_python_uri
 
@@ -125,10 +142,17 @@ class StreamService:
             check_upload_path(path)
             if not self.controller.artifacts.exists(str(entry.get("digest", ""))):
                 raise UsageError(f"the file {path} of app {name!r} was not uploaded")
+        droplet = None
         if files:
             target = self.controller.dir / "stream-apps" / files_digest(files)
             if not target.is_dir():
                 await asyncio.to_thread(self.controller.droplets.materialise, files, target)
+            requirements = next((r for r in _REQUIREMENTS if r in files), None)
+            if requirements is not None:
+                spec = {"kind": "command", "requirements": requirements}
+                droplet = await self.controller.droplets.stage(
+                    name, spec, files, progress, lambda **_details: None
+                )
         table = schema.platform_stream_apps
         with self._registry._begin() as conn:
             conn.execute(table.delete().where(table.c.name == name))
@@ -137,10 +161,16 @@ class StreamService:
                     name=name,
                     uri=uri,
                     files=None if not files else dict(files),
+                    droplet=droplet,
                     created_at=time.time(),
                 )
             )
-        return {"name": name, "uri": uri, "files": len(files or {})}
+        return {
+            "name": name,
+            "uri": uri,
+            "files": len(files or {}),
+            "environment": None if droplet is None else droplet["lock_digest"],
+        }
 
     def unregister(self, name: str) -> None:
         table = schema.platform_stream_apps
@@ -223,9 +253,7 @@ class StreamService:
             name, definition, binder=binder, properties=properties, registered=registered
         )
         for app in reversed(planned):  # sinks first: consumers exist before producers publish
-            env = {}
-            if app.user_app is not None and (folder := self._user_app_folder(app.user_app)):
-                env["PYTHONPATH"] = str(folder)
+            env = {} if app.user_app is None else self._user_app_env(app.user_app)
             spec = {
                 "kind": "stream",
                 "stream_app": app.launch.to_json(),

@@ -186,3 +186,4 @@ platform_stream_apps = sa.Table(
     sa.Column("files", sa.JSON),
     sa.Column("created_at", sa.Float, nullable=False),
 )
+platform_stream_apps.append_column(sa.Column("droplet", sa.JSON))  # migration 0005

@@ -12,10 +12,12 @@ or the whole :class:`~conveyor.streams.runtime.LaunchSpec` as JSON in
                           "group": "fraud", "options": {"expression": "amount > 0"}}'
 
 Also read from the environment: ``CONVEYOR_HOME`` (and the other Conveyor
-settings) and ``PORT``: where the ``http`` source listens (it answers
-``GET /health`` there too); any other app serves ``GET /health`` and
-``GET /status`` on it (see :mod:`conveyor.streams.status`). SIGTERM or SIGINT
-stops the app after its batch in hand. Exit status: 0 after a stop, 2 for a
+settings), ``CONVEYOR_EXTRA_PATH`` (folders appended to ``sys.path``: a
+registered app's packages, after the runtime's own) and ``PORT``: where the
+``http`` source listens (it answers ``GET /health`` there too); any other app
+serves ``GET /health`` and ``GET /status`` on it (see
+:mod:`conveyor.streams.status`). SIGTERM or SIGINT stops the app after its
+batch in hand. Exit status: 0 after a stop, 2 for a
 wrong spec, app or option, 1 when the app cannot start (binder unreachable,
 model not loadable) or fails.
 """
@@ -110,6 +112,10 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     )
     # pika narrates every connection open and close at INFO.
     logging.getLogger("pika").setLevel(logging.WARNING)
+    # A registered app's own packages (the platform stages them): after the runtime's own.
+    for extra in env.get("CONVEYOR_EXTRA_PATH", "").split(os.pathsep):
+        if extra and extra not in sys.path:
+            sys.path.append(extra)
     port = int(env["PORT"]) if env.get("PORT", "").isdigit() else None
     status: StatusServer | None = None
     try:
