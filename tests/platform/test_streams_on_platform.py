@@ -216,3 +216,22 @@ def test_a_registered_app_with_requirements_gets_them_staged(
     wait_for("the tagged message", lambda: len(_lines(sink)) == 1)
     assert _lines(sink) == [{"n": 1, "six": "1.17.0"}]
     platform.cli("stream", "destroy", "tags")
+
+
+def test_a_first_deploy_that_fails_says_why_and_leaves_nothing_running(platform: Platform) -> None:
+    platform.cli(
+        "stream", "create", "nomodel", "--definition", "time | score --model=/no/m.skops | log"
+    )
+    failed = platform.cli("stream", "deploy", "nomodel", check=False)
+    assert failed.returncode == 1
+    assert "no such model file" in failed.stderr
+    apps = platform.cli("apps").stdout
+    assert "nomodel-" not in apps
+    assert "undeployed" in platform.cli("stream", "list").stdout
+    platform.cli("stream", "create", "nobroker", "--definition", "time | log")
+    down = platform.cli(
+        "stream", "deploy", "nobroker", "--binder", "redis://127.0.0.1:1/0", check=False
+    )
+    assert down.returncode == 1
+    assert "cannot reach redis://127.0.0.1:1/0" in down.stderr
+    assert "nobroker-" not in platform.cli("apps").stdout

@@ -17,7 +17,7 @@ import asyncio
 import os
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -266,7 +266,12 @@ class StreamService:
                 "position": planned.index(app),
             }
             progress(f"{app.name}: {app.launch.app}, {app.instances} instance(s)")
-            await self.controller.push(app.name, spec, None, app.instances, progress)
+            try:
+                await self.controller.push(app.name, spec, None, app.instances, progress)
+            except Exception:
+                if row["status"] != "deployed":  # a first deploy that fails leaves nothing
+                    await self._remove_apps(a.name for a in planned)
+                raise
         version = len(self._versions(name)) + 1
         with self._registry._begin() as conn:
             conn.execute(
@@ -310,6 +315,11 @@ class StreamService:
             description=f"rollback to {version}",
             definition=target.definition,
         )
+
+    async def _remove_apps(self, names: Iterable[str]) -> None:
+        for app in names:
+            if self.controller.state.find_app(app) is not None:
+                await self.controller.delete(app)
 
     async def undeploy(self, name: str) -> dict[str, Any]:
         self._row(name)
