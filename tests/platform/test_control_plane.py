@@ -454,3 +454,17 @@ def test_failing_readiness_takes_an_instance_out_of_routing_without_a_restart(
     flag.unlink()
     wait_for("the instance to be routed again", lambda: get(f"{platform.router}/shy/")[0] == 200)
     assert _instance(platform, "shy", 0)["restarts"] == 0
+
+
+def test_set_env_values_outlive_a_push_unless_the_manifest_names_them(platform: Platform) -> None:
+    manifest = platform.write_hello_app("keeper", instances=1)
+    platform.cli("push", "-f", str(manifest))
+    platform.cli("set-env", "keeper", "FEATURE", "on")
+    platform.cli("set-env", "keeper", "LEVEL", "debug")
+    platform.cli("push", "-f", str(manifest))  # the manifest names neither
+    url = f"{platform.router}/keeper/env?name="
+    assert get(url + "FEATURE")[1]["value"] == "on"
+    manifest.write_text(manifest.read_text() + "    env: {LEVEL: info}\n")
+    platform.cli("push", "-f", str(manifest))
+    assert get(url + "LEVEL")[1]["value"] == "info"
+    assert get(url + "FEATURE")[1]["value"] == "on"

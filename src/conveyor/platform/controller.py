@@ -228,6 +228,11 @@ class Controller:
             existing = self.state.find_app(name)
             if existing is None:
                 self.state.save_app(name, state="stopped", instances=instances, revision=0)
+            elif spec["kind"] != "stream":
+                # As in Cloud Foundry: variables set with set-env outlive a push; the
+                # manifest's own values win for the names it gives.
+                before = self.state.revisions(name)[-1].spec.get("env", {})
+                spec = {**spec, "env": {**before, **spec.get("env", {})}}
             revision = self.state.add_revision(
                 name, description="push", spec=spec, files=files, droplet=droplet
             )
