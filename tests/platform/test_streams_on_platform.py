@@ -235,3 +235,30 @@ def test_a_first_deploy_that_fails_says_why_and_leaves_nothing_running(platform:
     assert down.returncode == 1
     assert "cannot reach redis://127.0.0.1:1/0" in down.stderr
     assert "nobroker-" not in platform.cli("apps").stdout
+
+
+def test_an_update_that_fails_puts_every_app_back(platform: Platform, tmp_path: Path) -> None:
+    import numpy as np
+
+    from conveyor.models.sklearn import save
+
+    from sklearn.linear_model import LogisticRegression  # isort: skip
+
+    x = np.random.default_rng(0).normal(size=(50, 3))
+    model = tmp_path / "m.skops"
+    save(LogisticRegression().fit(x, x[:, 0] > 0), model, x[:2])
+    definition = f"time | score --model={model} --fields=a,b,c | log"
+    platform.cli("stream", "create", "upd", "--deploy", "--definition", definition)
+    sink_before = platform.app("upd-log")["revision"]
+    failed = platform.cli(
+        "stream", "update", "upd", "--properties", "app.score.model=/no/such.skops", check=False
+    )
+    assert failed.returncode == 1
+    assert "no such model file" in failed.stderr
+    sink = platform.client.call("GET", "/v1/apps/upd-log/revisions")
+    assert sink[-1]["deployed"]
+    assert sink[-1]["description"] == f"rollback to {sink_before}"
+    info = platform.client.call("GET", "/v1/streams/upd")
+    assert info["version"] == 1
+    assert all(a["state"] == "running" for a in info["apps"])
+    platform.cli("stream", "destroy", "upd")

@@ -252,7 +252,9 @@ class StreamService:
         planned = plan_stream(
             name, definition, binder=binder, properties=properties, registered=registered
         )
+        rolled: list[tuple[str, int]] = []  # apps updated so far, with the revision they ran
         for app in reversed(planned):  # sinks first: consumers exist before producers publish
+            before = self.controller.state.find_app(app.name)
             env = {} if app.user_app is None else self._user_app_env(app.user_app)
             spec = {
                 "kind": "stream",
@@ -271,7 +273,15 @@ class StreamService:
             except Exception:
                 if row["status"] != "deployed":  # a first deploy that fails leaves nothing
                     await self._remove_apps(a.name for a in planned)
+                else:  # an update that fails puts the apps it already rolled back as they were
+                    for rolled_app, revision in rolled:
+                        progress(f"{rolled_app}: back to revision {revision}")
+                        if revision:
+                            await self.controller.rollback(rolled_app, revision, progress)
+                        else:
+                            await self.controller.delete(rolled_app)
                 raise
+            rolled.append((app.name, before.revision if before is not None else 0))
         version = len(self._versions(name)) + 1
         with self._registry._begin() as conn:
             conn.execute(
