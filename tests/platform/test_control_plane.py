@@ -468,3 +468,24 @@ def test_set_env_values_outlive_a_push_unless_the_manifest_names_them(platform: 
     platform.cli("push", "-f", str(manifest))
     assert get(url + "LEVEL")[1]["value"] == "info"
     assert get(url + "FEATURE")[1]["value"] == "on"
+
+
+def test_droplets_gc_removes_what_only_deleted_apps_used(platform: Platform) -> None:
+    platform.cli("push", "-f", str(platform.write_hello_app("fleeting", instances=1)))
+    (platform.project / "fleeting" / "extra.txt").write_text("only this app's source has it\n")
+    platform.cli("push", "-f", str(platform.project / "fleeting.yml"))
+    sources = [
+        r for r in platform.client.call("GET", "/v1/apps/fleeting/revisions") if r["number"] <= 2
+    ]
+    assert len(sources) == 2
+    platform.cli("push", "-f", str(platform.write_hello_app("staying", instances=1)))
+    platform.cli("delete", "fleeting", "-y")
+    dry = platform.cli("droplets", "gc", "--dry-run", "--min-age", "0").stdout
+    assert "would remove" in dry
+    done = platform.cli("droplets", "gc", "--min-age", "0").stdout
+    removed = [line.split(" ", 1)[1] for line in done.splitlines() if line.startswith("removed /")]
+    assert removed  # the deleted app's source snapshots
+    assert all("/droplets/sources/" in path or "/uploads/" in path for path in removed)
+    assert get(f"{platform.router}/staying/")[0] == 200  # what running apps use is kept
+    platform.cli("restart", "staying")
+    assert get(f"{platform.router}/staying/")[0] == 200

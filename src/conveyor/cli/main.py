@@ -22,6 +22,7 @@ COMMANDS: dict[str, str] = {
     "artifacts": "conveyor.cli.artifacts:artifacts_group",
     "serve": "conveyor.cli.serve:serve_command",
     "stream": "conveyor.cli.streams:stream_group",
+    "droplets": "conveyor.cli.platform:droplets_group",
     "server": "conveyor.cli.platform:server_command",
     "up": "conveyor.cli.platform:up_command",
     "down": "conveyor.cli.platform:down_command",

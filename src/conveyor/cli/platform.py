@@ -624,3 +624,27 @@ def unbind_service_command(name: str, service: str) -> None:
     """Unbind a service (takes effect after a restart)."""
     result = _client().call("DELETE", f"/v1/apps/{name}/services/{service}")
     click.echo(f"{name}: revision {result['revision']} unbinds {service}" + _RESTART.format(name))
+
+
+@click.group("droplets")
+def droplets_group() -> None:
+    """The platform's staged environments and unpacked sources."""
+
+
+@droplets_group.command("gc")
+@click.option("--dry-run", is_flag=True, help="Only list what would be removed.")
+@click.option(
+    "--min-age",
+    default=3600.0,
+    show_default=True,
+    type=click.FloatRange(0),
+    help="Seconds a droplet must be old (a push in progress has made one not yet recorded).",
+)
+def droplets_gc_command(dry_run: bool, min_age: float) -> None:
+    """Remove droplets no kept revision or registered app uses."""
+    flag = "true" if dry_run else "false"
+    result = _client().call("POST", f"/v1/droplets/gc?dry_run={flag}&min_age={min_age}")
+    verb = "would remove" if dry_run else "removed"
+    for path in result["removed"]:
+        click.echo(f"{verb} {path}")
+    click.echo(f"{verb} {len(result['removed'])} folder(s), {_mib(result['bytes'])}")

@@ -42,7 +42,7 @@ from typing import Any
 
 from conveyor.errors import NotFoundError, UsageError
 from conveyor.platform.backoff import CrashBackoff
-from conveyor.platform.droplets import Droplets, check_upload_path
+from conveyor.platform.droplets import Droplets, GcReport, check_upload_path
 from conveyor.platform.errors import PlatformError
 from conveyor.platform.health import HealthCheck
 from conveyor.platform.instances import InstanceState
@@ -126,6 +126,8 @@ class Controller:
         self.drain = drain
         self._locks: dict[str, asyncio.Lock] = {}
         self.droplets = Droplets(artifacts, platform_dir)
+        #: Who else keeps droplet folders (registered stream apps): each gives the ones in use.
+        self.droplet_users: list[Callable[[], set[Path]]] = []
         self._changed = asyncio.Event()
 
     # -- events -----------------------------------------------------------------
@@ -399,6 +401,21 @@ class Controller:
                 hint="Unbind it first: conveyor unbind-service <app> " + name,
             )
         self.state.delete_service(name)
+
+    # -- droplets ---------------------------------------------------------------
+
+    async def collect_droplets(self, *, dry_run: bool, min_age: float = 3600.0) -> GcReport:
+        """Remove droplets that no kept revision (or registered stream app) points at."""
+        keep: set[Path] = set()
+        for app in self.state.apps():
+            for revision in self.state.revisions(app.name):
+                droplet = revision.droplet or {}
+                keep.update(Path(droplet[k]) for k in ("venv", "source") if droplet.get(k))
+        for provider in self.droplet_users:
+            keep.update(provider())
+        return await asyncio.to_thread(
+            self.droplets.collect, keep, dry_run=dry_run, min_age=min_age
+        )
 
     # -- the machinery --------------------------------------------------------------
 

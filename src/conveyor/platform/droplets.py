@@ -15,15 +15,24 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from conveyor.errors import UsageError
 from conveyor.store.artifacts import ArtifactStore
 
-__all__ = ["Droplets", "check_upload_path", "files_digest"]
+__all__ = ["Droplets", "GcReport", "check_upload_path", "files_digest"]
 
 Progress = Callable[[str], None]
+
+
+@dataclass
+class GcReport:
+    """What a collection removed (or would remove, on a dry run)."""
+
+    removed: list[str] = field(default_factory=list)
+    bytes: int = 0
 
 
 class Droplets:
@@ -116,6 +125,41 @@ class Droplets:
             partial.rename(target)
         finally:
             shutil.rmtree(partial, ignore_errors=True)
+
+    def collect(self, keep: set[Path], *, dry_run: bool, min_age: float = 3600.0) -> GcReport:
+        """Remove environments, sources and unpacked files no kept revision or app uses.
+
+        ``keep`` holds every folder some revision or registered app points at.
+        Anything younger than ``min_age`` seconds is left too: a staging in progress
+        has made it but not yet recorded it in a revision.
+        """
+        now = time.time()
+        report = GcReport()
+        candidates = [
+            *(self.dir / "droplets" / "envs").glob("*"),
+            *(self.dir / "droplets" / "sources").glob("*"),
+            *(self.dir / "models").glob("*"),
+            *(self.dir / "stream-apps").glob("*"),
+            *(self.dir / "uploads").glob("*"),
+        ]
+        for path in sorted(candidates):
+            if not path.is_dir() or path in keep:
+                continue
+            try:
+                age = now - path.stat().st_mtime
+            except FileNotFoundError:
+                continue
+            if age < min_age:
+                continue
+            size = sum(
+                f.stat().st_size for f in path.rglob("*") if f.is_file() and not f.is_symlink()
+            )
+            report.removed.append(str(path))
+            report.bytes += size
+            if not dry_run:
+                shutil.rmtree(path, ignore_errors=True)
+                path.with_name(path.name + ".lock").unlink(missing_ok=True)
+        return report
 
     async def drain(self) -> None:
         """Wait for background compilations (a platform that stops waits for them)."""

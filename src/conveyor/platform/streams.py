@@ -54,6 +54,7 @@ class StreamService:
         self.controller = controller
         self.default_binder = default_binder
         self._registry = controller.state._registry
+        controller.droplet_users.append(self._droplets_in_use)
 
     # -- records ----------------------------------------------------------------
 
@@ -99,6 +100,19 @@ class StreamService:
         table = schema.platform_stream_apps
         with self._registry._begin() as conn:
             return {r.name: r.uri for r in conn.execute(sa.select(table.c.name, table.c.uri))}
+
+    def _droplets_in_use(self) -> set[Path]:
+        """Folders registered apps use: their unpacked files and staged environments."""
+        table = schema.platform_stream_apps
+        used: set[Path] = set()
+        with self._registry._begin() as conn:
+            for row in conn.execute(sa.select(table.c.files, table.c.droplet)):
+                if row.files:
+                    used.add(self.controller.dir / "stream-apps" / files_digest(row.files))
+                for key in ("venv", "source"):
+                    if row.droplet and row.droplet.get(key):
+                        used.add(Path(row.droplet[key]))
+        return used
 
     def _user_app_env(self, name: str) -> dict[str, str]:
         """Where a user app's module and packages are: first its folder, last its droplet."""

@@ -405,6 +405,13 @@ def create_app(
 
         return StreamingResponse(lines(), media_type="application/x-ndjson")
 
+    @api.post("/v1/droplets/gc", summary="Remove droplets no kept revision uses")
+    async def collect_droplets(
+        dry_run: bool = False, min_age: Annotated[float, Query(ge=0)] = 3600.0
+    ) -> dict[str, Any]:
+        report = await controller.collect_droplets(dry_run=dry_run, min_age=min_age)
+        return {"removed": report.removed, "bytes": report.bytes, "dry_run": dry_run}
+
     # -- services -------------------------------------------------------------
 
     @api.get("/v1/services", summary="User-provided services and the apps bound to them")
