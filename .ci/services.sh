@@ -12,5 +12,8 @@ fi
 if ! port_open 5672 && command -v rabbitmq-server >/dev/null 2>&1; then
   rabbitmq-server -detached || true
 fi
-for _ in $(seq 1 30); do port_open 5432 && break; sleep 1; done
+# RabbitMQ takes several seconds to open its port after -detached returns.
+for port in 5432 6379 5672; do
+  for _ in $(seq 1 60); do port_open "$port" && break; sleep 1; done
+done
 exit 0
