@@ -10,7 +10,8 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -136,6 +137,18 @@ class Platform:
             "    health-check: {type: http, endpoint: /health, timeout: 30}\n" + extra
         )
         return manifest
+
+
+@contextmanager
+def running_platform(root: Path) -> Iterator[Platform]:
+    """A platform in ``root/home`` with its project folder ``root/project``, stopped after."""
+    (root / "project").mkdir(parents=True, exist_ok=True)
+    running = Platform(home=root / "home", project=root / "project")
+    running.start()
+    try:
+        yield running
+    finally:
+        running.stop()
 
 
 def get(url: str, *, host: str | None = None, timeout: float = 30) -> tuple[int, Any]:

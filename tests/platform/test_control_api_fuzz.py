@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from .control import Platform
+from .control import Platform, running_platform
 
 schemathesis = pytest.importorskip("schemathesis")
 from schemathesis.checks import not_a_server_error  # noqa: E402
@@ -22,11 +22,8 @@ _STARTS_THINGS = ("/push", "/restart", "/restage", "/rollback", "/start", "/depl
 
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
-    root = tmp_path_factory.mktemp("fuzz-platform")
-    running = Platform(home=root / "home", project=root)
-    running.start()
-    yield running
-    running.stop()
+    with running_platform(tmp_path_factory.mktemp("fuzz-platform")) as running:
+        yield running
 
 
 def test_no_request_gets_a_server_error(platform: Platform) -> None:

@@ -17,19 +17,15 @@ import pytest
 
 from conveyor.cli.client import ApiError
 
-from .control import DEADLINE, Platform, get, wait_for
+from .control import DEADLINE, Platform, get, running_platform, wait_for
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
-    root = tmp_path_factory.mktemp("platform")
-    (root / "project").mkdir()
-    running = Platform(home=root / "home", project=root / "project")
-    running.start()
-    yield running
-    running.stop()
+    with running_platform(tmp_path_factory.mktemp("platform")) as running:
+        yield running
 
 
 def _indices(url: str, count: int) -> Counter[str]:

@@ -9,19 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from .control import Platform, wait_for
+from .control import Platform, running_platform, wait_for
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
-    root = tmp_path_factory.mktemp("streams-platform")
-    (root / "project").mkdir()
-    running = Platform(home=root / "home", project=root / "project")
-    running.start()
-    yield running
-    running.stop()
+    with running_platform(tmp_path_factory.mktemp("streams-platform")) as running:
+        yield running
 
 
 def _post(url: str, records: list[dict[str, object]]) -> dict[str, object]:

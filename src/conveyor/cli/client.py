@@ -20,7 +20,7 @@ from urllib.parse import quote, urlsplit
 from conveyor.config import Settings
 from conveyor.errors import ConveyorError
 
-__all__ = ["ApiError", "PlatformClient", "PlatformNotRunning"]
+__all__ = ["ApiError", "PlatformClient", "PlatformNotRunning", "connect", "say"]
 
 
 class ApiError(ConveyorError):
@@ -38,7 +38,7 @@ class PlatformNotRunning(ConveyorError):
 class PlatformClient:
     """One platform's API, as the CLI talks to it."""
 
-    def __init__(self, settings: Settings, *, timeout: float = 900.0) -> None:
+    def __init__(self, settings: Settings, *, timeout: float | None = 900.0) -> None:
         self.settings = settings
         self.timeout = timeout
         host, port = settings.api_address
@@ -75,7 +75,7 @@ class PlatformClient:
             conn.close()
             if isinstance(exc, TimeoutError):
                 raise PlatformNotRunning(
-                    f"the platform at {self.base} did not answer within {self.timeout:g} s"
+                    f"the platform at {self.base} did not answer within {self.timeout} s"
                 ) from None
             raise PlatformNotRunning(
                 f"the platform is not running (nothing answers at {self.base})",
@@ -155,3 +155,17 @@ class PlatformClient:
         except PermissionError:
             return True
         return True
+
+
+def connect(timeout: float | None = 900.0) -> PlatformClient:
+    """The client of the platform this process's settings point at."""
+    from conveyor.config import get_settings
+
+    return PlatformClient(get_settings(), timeout=timeout)
+
+
+def say(message: str) -> None:
+    """Progress for the user: on stderr, so stdout stays the command's result."""
+    import click
+
+    click.echo(message, err=True)

@@ -67,7 +67,8 @@ def _duration(seconds: float | None) -> str:
     return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
 
 
-def _when(ts: float) -> str:
+def when(ts: float) -> str:
+    """A local timestamp as the CLI prints it."""
     return datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
 
 
@@ -116,7 +117,7 @@ def runs_table(runs: list[RunRecord], *, as_json: bool) -> None:
             run.id[:12],
             _short(run.name, 24),
             f"[{_STYLE.get(label, 'white')}]{label}[/]",
-            _when(run.started_at),
+            when(run.started_at),
             _duration(run.duration),
             params,
             metrics,
@@ -168,7 +169,7 @@ def run_details(run: RunRecord, store: ArtifactStore, *, as_json: bool, packages
     rows: list[tuple[str, str]] = [
         ("command", " ".join(run.command)),
         ("cwd", run.cwd),
-        ("started", f"{_when(run.started_at)}  duration {_duration(run.duration)}"),
+        ("started", f"{when(run.started_at)}  duration {_duration(run.duration)}"),
         ("exit", f"{run.exit_code}" + (f"  ({run.error})" if run.error else "")),
         ("seed", str(run.seed)),
         (

@@ -6,38 +6,24 @@ Every command but ``server`` talks to the control API only (:mod:`.client`).
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import click
 
-from conveyor.cli.client import PlatformClient, PlatformNotRunning
-from conveyor.config import get_settings
+from conveyor.cli.client import PlatformClient, connect, say
+from conveyor.cli.output import when
 from conveyor.errors import UsageError
 
 __all__ = [
     "app_command",
     "apps_command",
-    "down_command",
     "push_command",
-    "server_command",
-    "status_command",
-    "up_command",
 ]
 
 _NAME = click.argument("name", metavar="APP")
 _RESTART = "; `conveyor restart {}` runs it"
-
-
-def _client() -> PlatformClient:
-    return PlatformClient(get_settings())
-
-
-def _info(msg: str) -> None:
-    click.echo(msg, err=True)
 
 
 def _ago(ts: float | None) -> str:
@@ -50,120 +36,8 @@ def _ago(ts: float | None) -> str:
     return f"{seconds:.0f}s ago"
 
 
-def _when(ts: float) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
-
-
 def _mib(size: int | None) -> str:
     return "-" if size is None else f"{size / (1024 * 1024):.0f}M"
-
-
-# -- the platform process -----------------------------------------------------------
-
-
-@click.command("server")
-def server_command() -> None:
-    """Run the platform in the foreground (control API, router, supervisor)."""
-    from conveyor.server.main import run_server
-
-    run_server(get_settings())
-
-
-@click.command("up")
-@click.option("--wait", "wait_s", default=60.0, show_default=True, help="Seconds to wait for it.")
-def up_command(wait_s: float) -> None:
-    """Start the platform in the background; `conveyor down` stops it."""
-    settings = get_settings()
-    client = PlatformClient(settings, timeout=5)
-    if client.alive():
-        try:
-            info = client.call("GET", "/v1/info")
-        except PlatformNotRunning:
-            pass
-        else:
-            click.echo(f"The platform is already running (pid {info['pid']}).")
-            _describe(info)
-            return
-    pdir = settings.platform_dir
-    pdir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    (pdir / "server.json").unlink(missing_ok=True)
-    log_path = pdir / "server.log"
-    with log_path.open("ab") as log:
-        start_at = log.tell()
-        process = subprocess.Popen(
-            [sys.executable, "-m", "conveyor", "server"],
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    deadline = time.monotonic() + wait_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            tail = _tail(log_path, start_at)
-            raise UsageError(
-                f"the platform stopped at once (exit status {process.returncode}):\n{tail}"
-            )
-        client = PlatformClient(settings, timeout=5)
-        if client.pid == process.pid:
-            try:
-                info = client.call("GET", "/v1/info")
-            except PlatformNotRunning:
-                pass
-            else:
-                click.echo(f"Platform started (pid {info['pid']}); its log: {log_path}")
-                _describe(info)
-                return
-        time.sleep(0.1)
-    raise UsageError(f"the platform did not answer within {wait_s:g} s; see {log_path}")
-
-
-def _tail(path: Path, start: int, lines: int = 15) -> str:
-    with path.open("rb") as handle:
-        handle.seek(start)
-        text = handle.read().decode(errors="replace")
-    return "\n".join(text.splitlines()[-lines:])
-
-
-def _describe(info: dict[str, Any]) -> None:
-    click.echo(f"  API:    {info['api']}")
-    click.echo(f"  router: {info['router']}")
-    click.echo(f"  home:   {info['home']}")
-
-
-@click.command("down")
-@click.option("--wait", "wait_s", default=120.0, show_default=True, help="Seconds to wait for it.")
-def down_command(wait_s: float) -> None:
-    """Stop every instance, then the platform (the apps start again with `conveyor up`)."""
-    client = _client()
-    try:
-        client.call("POST", "/v1/shutdown")
-    except PlatformNotRunning:
-        click.echo("The platform is not running.")
-        return
-    deadline = time.monotonic() + wait_s
-    while client.alive() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    if client.alive():
-        raise UsageError(f"the platform (pid {client.pid}) is still stopping after {wait_s:g} s")
-    click.echo("Platform stopped.")
-
-
-@click.command("status")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def status_command(as_json: bool) -> None:
-    """Whether the platform runs, where, and its apps."""
-    client = _client()
-    info = client.call("GET", "/v1/info")
-    apps = client.call("GET", "/v1/apps")
-    if as_json:
-        click.echo(json.dumps({**info, "apps": apps}, indent=2))
-        return
-    click.echo(f"Platform running (pid {info['pid']}, up since {_when(info['started_at'])})")
-    _describe(info)
-    running = sum(a["running"] for a in apps)
-    desired = sum(a["instances"] for a in apps if a["desired_state"] == "started")
-    click.echo(f"  apps:   {len(apps)}, instances running {running}/{desired}")
 
 
 # -- push -----------------------------------------------------------------------------
@@ -196,7 +70,7 @@ def push_command(names: tuple[str, ...], manifest_path: Path, instances: int | N
                 f"(its apps: {', '.join(sorted(known))})"
             )
         apps = [a for a in apps if a.name in names]
-    client = _client()
+    client = connect()
     info = client.call("GET", "/v1/info")
     for app in apps:
         spec, local = _push_body(app)
@@ -210,7 +84,7 @@ def push_command(names: tuple[str, ...], manifest_path: Path, instances: int | N
             "instances": app.instances if instances is None else instances,
         }
         result = client.operation(
-            f"/v1/apps/{app.name}/push", body, echo=lambda m, n=app.name: _info(f"{n}: {m}")
+            f"/v1/apps/{app.name}/push", body, echo=lambda m, n=app.name: say(f"{n}: {m}")
         )
         where = f"{info['router']}/{app.name}" if spec["routes"] is None else ""
         click.echo(
@@ -229,7 +103,7 @@ def _upload(client: PlatformClient, local: dict[str, tuple[Path, str, int]], nam
             client.upload(digest, path)
             missing.discard(digest)
             sent += 1
-    _info(f"{name}: {len(local)} file(s), {sent} uploaded, {len(local) - sent} unchanged")
+    say(f"{name}: {len(local)} file(s), {sent} uploaded, {len(local) - sent} unchanged")
 
 
 def _upload_folder(
@@ -306,7 +180,7 @@ def _check(check: Any) -> dict[str, Any]:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def apps_command(as_json: bool) -> None:
     """Every app: state, instances running/desired, routes, revision."""
-    apps = _client().call("GET", "/v1/apps")
+    apps = connect().call("GET", "/v1/apps")
     if as_json:
         click.echo(json.dumps(apps, indent=2))
         return
@@ -349,7 +223,7 @@ def app_command() -> None:
 @app_command.command("list")
 def app_list_command() -> None:
     """The apps streams are made of (sources, processors, sinks)."""
-    for app in _client().call("GET", "/v1/stream-apps"):
+    for app in connect().call("GET", "/v1/stream-apps"):
         click.echo(f"{app['role']:<10} {app['name']:<15} {app['description']}")
 
 
@@ -357,7 +231,7 @@ def app_list_command() -> None:
 @click.argument("app_name", metavar="STREAM-APP")
 def app_info_command(app_name: str) -> None:
     """A stream app's options: type, default, what they do."""
-    for app in _client().call("GET", f"/v1/stream-apps/{app_name}"):
+    for app in connect().call("GET", f"/v1/stream-apps/{app_name}"):
         click.echo(f"{app['name']} ({app['role']}): {app['description']}")
         for o in app["options"]:
             default = "required" if o["required"] else f"default {o['default']!r}"
@@ -378,7 +252,7 @@ def app_info_command(app_name: str) -> None:
 )
 def app_register_command(name: str, uri: str, folder: Path | None) -> None:
     """Register a Python function as a stream app (a processor)."""
-    client = _client()
+    client = connect()
     files = None
     if folder is not None:
         local = _upload_folder(client, folder, name)
@@ -391,7 +265,7 @@ def app_register_command(name: str, uri: str, folder: Path | None) -> None:
 @click.argument("app_name", metavar="STREAM-APP")
 def app_unregister_command(app_name: str) -> None:
     """Forget a registered app (deployed streams keep running it)."""
-    _client().call("DELETE", f"/v1/stream-apps/{app_name}")
+    connect().call("DELETE", f"/v1/stream-apps/{app_name}")
     click.echo(f"app {app_name} unregistered")
 
 
@@ -400,7 +274,7 @@ def app_unregister_command(app_name: str) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def app_show_command(name: str, as_json: bool) -> None:
     """One app: its instances (state, since, cpu, memory, restarts), routes, events."""
-    app = _client().call("GET", f"/v1/apps/{name}")
+    app = connect().call("GET", f"/v1/apps/{name}")
     if as_json:
         click.echo(json.dumps(app, indent=2))
         return
@@ -445,7 +319,7 @@ def app_show_command(name: str, as_json: bool) -> None:
 def _event_line(e: dict[str, Any]) -> str:
     where = "" if e["instance"] is None or e["instance"] < 0 else f" #{e['instance']}"
     details = " ".join(f"{k}={v}" for k, v in e["details"].items() if k != "last_lines")
-    return f"{_when(e['at'])}  {e['kind']}{where}  {details}".rstrip()
+    return f"{when(e['at'])}  {e['kind']}{where}  {details}".rstrip()
 
 
 @click.command("scale")
@@ -453,7 +327,7 @@ def _event_line(e: dict[str, Any]) -> str:
 @click.option("-i", "--instances", required=True, type=click.IntRange(0, 64))
 def scale_command(name: str, instances: int) -> None:
     """Change how many instances run."""
-    result = _client().call("POST", f"/v1/apps/{name}/scale", {"instances": instances})
+    result = connect().call("POST", f"/v1/apps/{name}/scale", {"instances": instances})
     click.echo(f"{name}: {result['message']}")
 
 
@@ -464,11 +338,11 @@ def scale_command(name: str, instances: int) -> None:
 def logs_command(name: str, follow: bool, recent: int) -> None:
     """Recent output of every instance ([index/stream] text), then new lines with -f."""
     path = f"/v1/apps/{name}/logs?recent={recent}&follow={'true' if follow else 'false'}"
-    client = PlatformClient(get_settings(), timeout=None if follow else 60)  # type: ignore[arg-type]
+    client = connect(timeout=None if follow else 60)
     try:
         for line in client.stream("GET", path):
             where = "platform" if line["index"] < 0 else f"{line['index']}/{line['stream']}"
-            click.echo(f"{_when(line['at'])} [{where}] {line['text']}")
+            click.echo(f"{when(line['at'])} [{where}] {line['text']}")
     except KeyboardInterrupt:
         pass
 
@@ -478,7 +352,7 @@ def logs_command(name: str, follow: bool, recent: int) -> None:
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10_000))
 def events_command(name: str, limit: int) -> None:
     """What happened to the app: pushes, stagings, starts, crashes, scaling ..."""
-    for e in _client().call("GET", f"/v1/apps/{name}/events?limit={limit}"):
+    for e in connect().call("GET", f"/v1/apps/{name}/events?limit={limit}"):
         click.echo(_event_line(e))
 
 
@@ -488,7 +362,7 @@ def events_command(name: str, limit: int) -> None:
 @click.argument("value")
 def set_env_command(name: str, key: str, value: str) -> None:
     """Set a variable; it takes effect at the next `conveyor restart`."""
-    result = _client().call("POST", f"/v1/apps/{name}/env", {"set": {key: value}})
+    result = connect().call("POST", f"/v1/apps/{name}/env", {"set": {key: value}})
     click.echo(f"{name}: revision {result['revision']} sets {key}" + _RESTART.format(name))
 
 
@@ -497,13 +371,13 @@ def set_env_command(name: str, key: str, value: str) -> None:
 @click.argument("key")
 def unset_env_command(name: str, key: str) -> None:
     """Remove a variable; it takes effect at the next `conveyor restart`."""
-    result = _client().call("POST", f"/v1/apps/{name}/env", {"unset": [key]})
+    result = connect().call("POST", f"/v1/apps/{name}/env", {"unset": [key]})
     click.echo(f"{name}: revision {result['revision']} unsets {key}" + _RESTART.format(name))
 
 
 def _operation(name: str, action: str, body: Any = None) -> None:
-    result = _client().operation(
-        f"/v1/apps/{name}/{action}", body, echo=lambda m: _info(f"{name}: {m}")
+    result = connect().operation(
+        f"/v1/apps/{name}/{action}", body, echo=lambda m: say(f"{name}: {m}")
     )
     click.echo(f"{name}: {result['message']}")
 
@@ -533,7 +407,7 @@ def start_command(name: str) -> None:
 @_NAME
 def stop_command(name: str) -> None:
     """Stop every instance of an app (it stays, with its revisions)."""
-    result = _client().call("POST", f"/v1/apps/{name}/stop")
+    result = connect().call("POST", f"/v1/apps/{name}/stop")
     click.echo(f"{name}: {result['message']}")
 
 
@@ -544,7 +418,7 @@ def delete_command(name: str, yes: bool) -> None:
     """Stop an app and remove it with its revisions and events."""
     if not yes:
         click.confirm(f"Delete app {name!r} and its revisions?", abort=True, err=True)
-    _client().call("DELETE", f"/v1/apps/{name}")
+    connect().call("DELETE", f"/v1/apps/{name}")
     click.echo(f"{name}: deleted")
 
 
@@ -552,12 +426,12 @@ def delete_command(name: str, yes: bool) -> None:
 @_NAME
 def revisions_command(name: str) -> None:
     """The app's kept revisions; the deployed one is marked with *."""
-    for r in _client().call("GET", f"/v1/apps/{name}/revisions"):
+    for r in connect().call("GET", f"/v1/apps/{name}/revisions"):
         mark = "*" if r["deployed"] else " "
         env = f" env={','.join(r['env'])}" if r["env"] else ""
         services = f" services={','.join(r['services'])}" if r["services"] else ""
         click.echo(
-            f"{mark} {r['number']:>3}  {_when(r['created_at'])}  {r['description']}{env}{services}"
+            f"{mark} {r['number']:>3}  {when(r['created_at'])}  {r['description']}{env}{services}"
         )
 
 
@@ -583,14 +457,14 @@ def create_service_command(service: str, parameters: str) -> None:
         raise UsageError(f"-p is not JSON: {exc}") from None
     if not isinstance(credentials, dict):
         raise UsageError('-p must be a JSON object, e.g. \'{"url": "postgresql://..."}\'')
-    result = _client().call("POST", "/v1/services", {"name": service, "credentials": credentials})
+    result = connect().call("POST", "/v1/services", {"name": service, "credentials": credentials})
     click.echo(f"service {service} {'created' if result['created'] else 'updated'}")
 
 
 @click.command("services")
 def services_command() -> None:
     """User-provided services and the apps bound to them."""
-    services = _client().call("GET", "/v1/services")
+    services = connect().call("GET", "/v1/services")
     if not services:
         click.echo("No services. Create one with `conveyor create-service NAME -p '{...}'`.")
     for s in services:
@@ -604,7 +478,7 @@ def services_command() -> None:
 @click.argument("service")
 def delete_service_command(service: str) -> None:
     """Delete a service that no app is bound to."""
-    _client().call("DELETE", f"/v1/services/{service}")
+    connect().call("DELETE", f"/v1/services/{service}")
     click.echo(f"service {service} deleted")
 
 
@@ -613,7 +487,7 @@ def delete_service_command(service: str) -> None:
 @click.argument("service")
 def bind_service_command(name: str, service: str) -> None:
     """Bind a service: its credentials arrive in CONVEYOR_SERVICES after a restart."""
-    result = _client().call("PUT", f"/v1/apps/{name}/services/{service}")
+    result = connect().call("PUT", f"/v1/apps/{name}/services/{service}")
     click.echo(f"{name}: revision {result['revision']} binds {service}" + _RESTART.format(name))
 
 
@@ -622,7 +496,7 @@ def bind_service_command(name: str, service: str) -> None:
 @click.argument("service")
 def unbind_service_command(name: str, service: str) -> None:
     """Unbind a service (takes effect after a restart)."""
-    result = _client().call("DELETE", f"/v1/apps/{name}/services/{service}")
+    result = connect().call("DELETE", f"/v1/apps/{name}/services/{service}")
     click.echo(f"{name}: revision {result['revision']} unbinds {service}" + _RESTART.format(name))
 
 
@@ -643,7 +517,7 @@ def droplets_group() -> None:
 def droplets_gc_command(dry_run: bool, min_age: float) -> None:
     """Remove droplets no kept revision or registered app uses."""
     flag = "true" if dry_run else "false"
-    result = _client().call("POST", f"/v1/droplets/gc?dry_run={flag}&min_age={min_age}")
+    result = connect().call("POST", f"/v1/droplets/gc?dry_run={flag}&min_age={min_age}")
     verb = "would remove" if dry_run else "removed"
     for path in result["removed"]:
         click.echo(f"{verb} {path}")

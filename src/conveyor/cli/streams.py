@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
 import click
 
-from conveyor.cli.client import PlatformClient
-from conveyor.config import get_settings
+from conveyor.cli.client import connect, say
+from conveyor.cli.output import when
 
 __all__ = ["stream_group"]
 
@@ -20,14 +19,6 @@ _PROPERTIES = click.option(
     metavar="K=V,...",
     help="deployer.<app>.count=N, deployer.<app>.memory=512M, app.<app>.<option>=<value>",
 )
-
-
-def _client() -> PlatformClient:
-    return PlatformClient(get_settings())
-
-
-def _info(message: str) -> None:
-    click.echo(message, err=True)
 
 
 def _properties(text: str) -> dict[str, str]:
@@ -51,7 +42,7 @@ def stream_group() -> None:
 def create_command(name: str, definition: str, deploy: bool, properties: str) -> None:
     """Create a stream from a definition (checked, not yet deployed)."""
     props = _properties(properties)
-    created = _client().call("POST", "/v1/streams", {"name": name, "definition": definition})
+    created = connect().call("POST", "/v1/streams", {"name": name, "definition": definition})
     click.echo(f"stream {name} created: {', '.join(a['name'] for a in created['apps'])}")
     if deploy:
         _deploy(name, props, None)
@@ -62,7 +53,7 @@ def create_command(name: str, definition: str, deploy: bool, properties: str) ->
 @click.option("--definition", help="Check this definition instead of the stored one.")
 def validate_command(name: str, definition: str | None) -> None:
     """Parse a definition and check every app and option; list the apps it makes."""
-    client = _client()
+    client = connect()
     if definition is None:
         definition = client.call("GET", f"/v1/streams/{name}")["definition"]
     result = client.call("POST", "/v1/streams/validate", {"name": name, "definition": definition})
@@ -74,10 +65,10 @@ def validate_command(name: str, definition: str | None) -> None:
 
 
 def _deploy(name: str, properties: dict[str, str], binder: str | None) -> None:
-    result = _client().operation(
+    result = connect().operation(
         f"/v1/streams/{name}/deploy",
         {"properties": properties, "binder": binder},
-        echo=lambda m: _info(f"{name}: {m}"),
+        echo=lambda m: say(f"{name}: {m}"),
     )
     click.echo(f"stream {name} deployed (version {result['version']}): {', '.join(result['apps'])}")
 
@@ -96,10 +87,10 @@ def deploy_command(name: str, properties: str, binder: str | None) -> None:
 @_PROPERTIES
 def update_command(name: str, properties: str) -> None:
     """Redeploy with changed properties; new instances start before old ones stop."""
-    result = _client().operation(
+    result = connect().operation(
         f"/v1/streams/{name}/update",
         {"properties": _properties(properties)},
-        echo=lambda m: _info(f"{name}: {m}"),
+        echo=lambda m: say(f"{name}: {m}"),
     )
     click.echo(f"stream {name} updated (version {result['version']})")
 
@@ -109,8 +100,8 @@ def update_command(name: str, properties: str) -> None:
 @click.option("--revision", "version", required=True, type=click.IntRange(1))
 def rollback_command(name: str, version: int) -> None:
     """Redeploy a former version of the stream."""
-    result = _client().operation(
-        f"/v1/streams/{name}/rollback", {"version": version}, echo=lambda m: _info(f"{name}: {m}")
+    result = connect().operation(
+        f"/v1/streams/{name}/rollback", {"version": version}, echo=lambda m: say(f"{name}: {m}")
     )
     click.echo(f"stream {name} rolled back to {version} (now version {result['version']})")
 
@@ -119,7 +110,7 @@ def rollback_command(name: str, version: int) -> None:
 @_NAME
 def undeploy_command(name: str) -> None:
     """Stop and remove the stream's apps (the definition stays)."""
-    result = _client().call("POST", f"/v1/streams/{name}/undeploy")
+    result = connect().call("POST", f"/v1/streams/{name}/undeploy")
     click.echo(f"stream {name} undeployed ({len(result['removed'])} apps removed)")
 
 
@@ -127,7 +118,7 @@ def undeploy_command(name: str) -> None:
 @_NAME
 def destroy_command(name: str) -> None:
     """Undeploy the stream and forget it."""
-    _client().call("DELETE", f"/v1/streams/{name}")
+    connect().call("DELETE", f"/v1/streams/{name}")
     click.echo(f"stream {name} destroyed")
 
 
@@ -135,7 +126,7 @@ def destroy_command(name: str) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def list_command(as_json: bool) -> None:
     """Every stream: status and definition."""
-    streams = _client().call("GET", "/v1/streams")
+    streams = connect().call("GET", "/v1/streams")
     if as_json:
         click.echo(json.dumps(streams, indent=2))
         return
@@ -150,7 +141,7 @@ def list_command(as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def info_command(name: str, as_json: bool) -> None:
     """A stream's apps: instances running/desired, wiring and messages waiting (lag)."""
-    info: dict[str, Any] = _client().call("GET", f"/v1/streams/{name}")
+    info: dict[str, Any] = connect().call("GET", f"/v1/streams/{name}")
     if as_json:
         click.echo(json.dumps(info, indent=2))
         return
@@ -170,8 +161,8 @@ def info_command(name: str, as_json: bool) -> None:
 @_NAME
 def history_command(name: str) -> None:
     """Every deployment of the stream; the running one is marked with *."""
-    for v in _client().call("GET", f"/v1/streams/{name}/history"):
+    for v in connect().call("GET", f"/v1/streams/{name}/history"):
         mark = "*" if v["deployed"] else " "
         props = ",".join(f"{k}={p}" for k, p in v["properties"].items()) or "-"
-        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(v["created_at"]))
-        click.echo(f"{mark} {v['version']:>3}  {when}  {v['description']:<14} {props}")
+        at = when(v["created_at"])
+        click.echo(f"{mark} {v['version']:>3}  {at}  {v['description']:<14} {props}")

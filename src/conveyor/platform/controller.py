@@ -32,7 +32,6 @@ import contextlib
 import json
 import logging
 import os
-import signal
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -47,6 +46,7 @@ from conveyor.platform.errors import PlatformError
 from conveyor.platform.health import HealthCheck
 from conveyor.platform.instances import InstanceState
 from conveyor.platform.logs import LogFiles
+from conveyor.platform.processes import start_ticks, stop_groups
 from conveyor.platform.routes import Route, RouteTable
 from conveyor.platform.state import PlatformState, RevisionRecord
 from conveyor.platform.supervisor import Event, Instance, InstanceSpec, Supervisor
@@ -54,7 +54,7 @@ from conveyor.platform.views import route_text
 from conveyor.store.artifacts import ArtifactStore
 from conveyor.store.registry import Registry
 
-__all__ = ["Controller", "DeployError", "Progress", "start_ticks"]
+__all__ = ["Controller", "DeployError", "Progress"]
 
 log = logging.getLogger("conveyor.platform.controller")
 
@@ -85,16 +85,6 @@ class Deployment:
     revision: int
     instances: int
     message: str
-
-
-def start_ticks(pid: int, proc: Path = Path("/proc")) -> int | None:
-    """The process's start time in clock ticks since boot (None if it is gone)."""
-    try:
-        stat = (proc / str(pid) / "stat").read_text()
-    except OSError:
-        return None
-    # Field 22; the command name (field 2) may hold spaces, so count after its ')'.
-    return int(stat.rsplit(")", 1)[1].split()[19])
 
 
 class Controller:
@@ -192,23 +182,12 @@ class Controller:
         await self.droplets.drain()
 
     def _reap_orphans(self) -> None:
-        orphans = []
-        for key, pid, ticks in self.state.processes():
-            if start_ticks(pid) == ticks:
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(pid, signal.SIGTERM)
-                    orphans.append(pid)
+        leftovers = self.state.processes()
+        for key, _pid, _ticks in leftovers:
             self.state.forget_process(key)
-        deadline = time.monotonic() + 5.0
-        for pid in orphans:
-            while start_ticks(pid) is not None and time.monotonic() < deadline:
-                with contextlib.suppress(ChildProcessError):
-                    os.waitpid(pid, os.WNOHANG)
-                time.sleep(0.05)
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(pid, signal.SIGKILL)
-        if orphans:
-            log.warning("stopped %d instance(s) left by a platform that died", len(orphans))
+        stopped = stop_groups([(pid, ticks) for _key, pid, ticks in leftovers])
+        if stopped:
+            log.warning("stopped %d instance(s) left by a platform that died", stopped)
 
     # -- operations ---------------------------------------------------------------
 

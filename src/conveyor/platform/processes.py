@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Protocol
@@ -17,7 +18,15 @@ from typing import Protocol
 from conveyor.platform.errors import SpawnError
 from conveyor.platform.logs import Stream
 
-__all__ = ["OutputSink", "ProcessHandle", "Spawner", "SubprocessSpawner", "group_rss"]
+__all__ = [
+    "OutputSink",
+    "ProcessHandle",
+    "Spawner",
+    "SubprocessSpawner",
+    "group_rss",
+    "start_ticks",
+    "stop_groups",
+]
 
 #: Called once per line of output, without the newline.
 OutputSink = Callable[[Stream, str], None]
@@ -169,3 +178,39 @@ class SubprocessSpawner:
             asyncio.create_task(_pump(process.stderr, "stderr", output)),
         ]
         return _Subprocess(process, pumps)
+
+
+def start_ticks(pid: int, proc: Path = Path("/proc")) -> int | None:
+    """The process's start time in clock ticks since boot (None if it is gone).
+
+    With the pid, it names one process: a recycled pid has another start time.
+    """
+    try:
+        stat = (proc / str(pid) / "stat").read_text()
+    except OSError:
+        return None
+    # Field 22; the command name (field 2) may hold spaces, so count after its ')'.
+    return int(stat.rsplit(")", 1)[1].split()[19])
+
+
+def stop_groups(groups: list[tuple[int, int]], grace: float = 5.0) -> int:
+    """Stop the process groups led by ``(pid, start ticks)`` that still run; how many did.
+
+    SIGTERM first, SIGKILL after ``grace`` seconds; a pid now owned by another
+    process (its start time differs) is left alone.
+    """
+    alive = []
+    for pid, ticks in groups:
+        if start_ticks(pid) == ticks:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGTERM)
+                alive.append(pid)
+    deadline = time.monotonic() + grace
+    for pid in alive:
+        while start_ticks(pid) is not None and time.monotonic() < deadline:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, os.WNOHANG)
+            time.sleep(0.05)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal.SIGKILL)
+    return len(alive)

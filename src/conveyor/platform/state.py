@@ -7,8 +7,8 @@ nothing here knows about running processes.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,13 +59,10 @@ class PlatformState:
     """Reads and writes the platform tables of one registry."""
 
     def __init__(self, registry: Registry) -> None:
-        self._engine = registry.engine
-        self._registry = registry
+        self.registry = registry
 
-    @contextmanager
-    def _begin(self) -> Iterator[sa.Connection]:
-        with self._registry._begin() as conn:
-            yield conn
+    def _begin(self) -> AbstractContextManager[sa.Connection]:
+        return self.registry.transaction()
 
     # -- apps -----------------------------------------------------------------
 

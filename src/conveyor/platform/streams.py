@@ -53,14 +53,14 @@ class StreamService:
     def __init__(self, controller: Controller, default_binder: str = "embedded") -> None:
         self.controller = controller
         self.default_binder = default_binder
-        self._registry = controller.state._registry
+        self._registry = controller.state.registry
         controller.droplet_users.append(self._droplets_in_use)
 
     # -- records ----------------------------------------------------------------
 
     def _row(self, name: str) -> sa.RowMapping:
         table = schema.platform_streams
-        with self._registry._begin() as conn:
+        with self._registry.transaction() as conn:
             row = conn.execute(sa.select(table).where(table.c.name == name)).mappings().first()
         if row is None:
             raise NotFoundError(
@@ -70,7 +70,7 @@ class StreamService:
 
     def _versions(self, name: str) -> list[StreamVersion]:
         table = schema.platform_stream_versions
-        with self._registry._begin() as conn:
+        with self._registry.transaction() as conn:
             rows = conn.execute(
                 sa.select(table).where(table.c.stream == name).order_by(table.c.version)
             ).mappings()
@@ -88,7 +88,7 @@ class StreamService:
 
     def _set(self, name: str, **values: Any) -> None:
         table = schema.platform_streams
-        with self._registry._begin() as conn:
+        with self._registry.transaction() as conn:
             conn.execute(
                 table.update().where(table.c.name == name).values(updated_at=time.time(), **values)
             )
@@ -98,14 +98,14 @@ class StreamService:
     def registered(self) -> dict[str, str]:
         """User apps by name: their ``python:module:function`` URIs."""
         table = schema.platform_stream_apps
-        with self._registry._begin() as conn:
+        with self._registry.transaction() as conn:
             return {r.name: r.uri for r in conn.execute(sa.select(table.c.name, table.c.uri))}
 
     def _droplets_in_use(self) -> set[Path]:
         """Folders registered apps use: their unpacked files and staged environments."""
         table = schema.platform_stream_apps
         used: set[Path] = set()
-        with self._registry._begin() as conn:
+        with self._registry.transaction() as conn:
             for row in conn.execute(sa.select(table.c.files, table.c.droplet)):
                 if row.files:
                     used.add(self.controller.dir / "stream-apps" / files_digest(row.files))
@@ -117,7 +117,7 @@ class StreamService:
     def _user_app_env(self, name: str) -> dict[str, str]:
         """Where a user app's module and packages are: first its folder, last its droplet."""
         table = schema.platform_stream_apps
-        with self._registry._begin() as conn:
+        with self._registry.transaction() as conn:
             row = conn.execute(
                 sa.select(table.c.files, table.c.droplet).where(table.c.name == name)
             ).first()
@@ -168,7 +168,7 @@ class StreamService:
                     name, spec, files, progress, lambda **_details: None
                 )
         table = schema.platform_stream_apps
-        with self._registry._begin() as conn:
+        with self._registry.transaction() as conn:
             conn.execute(table.delete().where(table.c.name == name))
             conn.execute(
                 table.insert().values(
@@ -188,7 +188,7 @@ class StreamService:
 
     def unregister(self, name: str) -> None:
         table = schema.platform_stream_apps
-        with self._registry._begin() as conn:
+        with self._registry.transaction() as conn:
             if not conn.execute(table.delete().where(table.c.name == name)).rowcount:
                 raise NotFoundError(f"there is no registered app named {name!r}")
 
@@ -214,7 +214,7 @@ class StreamService:
         apps = self.validate(name, definition)
         table = schema.platform_streams
         now = time.time()
-        with self._registry._begin() as conn:
+        with self._registry.transaction() as conn:
             if conn.execute(sa.select(table.c.name).where(table.c.name == name)).first():
                 raise UsageError(
                     f"stream {name!r} already exists",
@@ -234,7 +234,7 @@ class StreamService:
 
     def list_streams(self) -> list[dict[str, Any]]:
         table = schema.platform_streams
-        with self._registry._begin() as conn:
+        with self._registry.transaction() as conn:
             rows = conn.execute(sa.select(table).order_by(table.c.name)).mappings().all()
         return [
             {
@@ -297,7 +297,7 @@ class StreamService:
                 raise
             rolled.append((app.name, before.revision if before is not None else 0))
         version = len(self._versions(name)) + 1
-        with self._registry._begin() as conn:
+        with self._registry.transaction() as conn:
             conn.execute(
                 schema.platform_stream_versions.insert().values(
                     stream=name,
@@ -356,7 +356,7 @@ class StreamService:
 
     async def destroy(self, name: str) -> dict[str, Any]:
         result = await self.undeploy(name)
-        with self._registry._begin() as conn:
+        with self._registry.transaction() as conn:
             conn.execute(
                 schema.platform_stream_versions.delete().where(
                     schema.platform_stream_versions.c.stream == name
@@ -395,8 +395,9 @@ class StreamService:
         """The stream with, per app, its instances and the messages waiting on its input."""
         row = self._row(name)
         apps = []
-        lag_by_app = self._lags(name) if row["status"] == "deployed" else {}
-        for app in self._apps_of(name):
+        names = self._apps_of(name)
+        lag_by_app = self._lags(name, names) if row["status"] == "deployed" else {}
+        for app in names:
             summary = describe(self.controller, app)
             launch = self.controller.state.revisions(app)[-1].spec["stream_app"]
             apps.append(
@@ -444,7 +445,7 @@ class StreamService:
             rate += int(status.get("published") or 0) / max(1.0, now - inst.since)
         return {**totals, "published_per_second": round(rate, 1)}
 
-    def _lags(self, name: str) -> dict[str, int | None]:
+    def _lags(self, name: str, apps: list[str]) -> dict[str, int | None]:
         from conveyor.config import get_settings
         from conveyor.streams.binders import open_binder
 
@@ -457,7 +458,7 @@ class StreamService:
         except Exception:  # info still answers when the broker does not
             return {}
         try:
-            for app in self._apps_of(name):
+            for app in apps:
                 launch = self.controller.state.revisions(app)[-1].spec["stream_app"]
                 if launch.get("input"):
                     try:
@@ -465,7 +466,5 @@ class StreamService:
                     except Exception:
                         lags[app] = None
         finally:
-            close = getattr(binder, "close", None)
-            if close is not None:
-                close()
+            binder.close()
         return lags

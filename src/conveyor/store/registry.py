@@ -14,7 +14,7 @@ recording at the same time (from several processes) all land.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -105,6 +105,10 @@ class Registry:
                 hint="Check that the server is running, or unset CONVEYOR_DATABASE_URL "
                 "to use the local SQLite registry.",
             ) from e
+
+    def transaction(self) -> AbstractContextManager[sa.Connection]:
+        """One transaction on the registry, for tables other layers own (the platform's)."""
+        return self._begin()
 
     # -- schema ---------------------------------------------------------------
 
