@@ -278,6 +278,11 @@ def execute(request: RunRequest, settings: Settings) -> RunRecord:
 
     registration = _Registration(settings, record, run_dir, store)
     registration.start()
+    # Signals are taken over before the command starts: a Ctrl-C that arrives while it
+    # starts is passed on once it exists, and the run is still recorded as INTERRUPTED.
+    interrupted = threading.Event()
+    started = _Started()
+    previous = _install_forwarding(started, interrupted)
     try:
         child = subprocess.Popen(
             request.command,
@@ -287,6 +292,7 @@ def execute(request: RunRequest, settings: Settings) -> RunRecord:
             stderr=subprocess.PIPE,
         )
     except OSError as exc:
+        _restore_signals(previous)
         registration.command_ended.set()
         registration.join()
         if registration.error is None:
@@ -304,8 +310,7 @@ def execute(request: RunRequest, settings: Settings) -> RunRecord:
     for tee in tees:
         tee.start()
 
-    interrupted = threading.Event()
-    previous = _install_forwarding(child, interrupted)
+    started.attach(child)
     try:
         registration.registered.wait()
         if registration.error is not None:
@@ -341,9 +346,27 @@ def execute(request: RunRequest, settings: Settings) -> RunRecord:
         registry.close()
 
 
-def _install_forwarding(
-    child: subprocess.Popen[bytes], interrupted: threading.Event
-) -> dict[int, Any]:
+class _Started:
+    """The command's process once it exists; signals that came before wait for it."""
+
+    def __init__(self) -> None:
+        self.child: subprocess.Popen[bytes] | None = None
+        self.pending: list[int] = []
+
+    def send(self, signum: int) -> None:
+        if self.child is None:
+            self.pending.append(signum)
+            return
+        with contextlib.suppress(ProcessLookupError):
+            self.child.send_signal(signum)
+
+    def attach(self, child: subprocess.Popen[bytes]) -> None:
+        self.child = child
+        for signum in self.pending:
+            self.send(signum)
+
+
+def _install_forwarding(started: _Started, interrupted: threading.Event) -> dict[int, Any]:
     """Pass SIGTERM/SIGHUP (and SIGINT when not from a terminal) on to the command."""
     if threading.current_thread() is not threading.main_thread():
         return {}
@@ -354,8 +377,7 @@ def _install_forwarding(
             interrupted.set()
             if interactive:
                 return  # the terminal sent Ctrl-C to the command's process group too
-        with contextlib.suppress(ProcessLookupError):
-            child.send_signal(signum)
+        started.send(signum)
 
     previous: dict[int, Any] = {}
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
