@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections import deque
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import httptools
 
+from conveyor._connection import Connection
 from conveyor.platform._access import new_request_id
 from conveyor.platform._exchange import Exchange
 from conveyor.platform._wire import Head, error_response, framing
@@ -24,7 +24,7 @@ MAX_HEAD = 64 * 1024
 MAX_BUFFERED = 1024 * 1024
 
 
-class Client(asyncio.Protocol):
+class Client(Connection):
     """One client connection: parses its requests (httptools callbacks) and runs their exchanges.
 
     Parser callbacks queue events in ``inbox``; :meth:`pump` hands them to the
@@ -33,15 +33,13 @@ class Client(asyncio.Protocol):
     """
 
     def __init__(self, router: Router) -> None:
+        super().__init__()
         self.router = router
-        self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpRequestParser(self)
         self.peer = b"-"
         self.inbox: deque[tuple[int, Any]] = deque()
         self.buffered = 0
         self.exchange: Exchange | None = None
-        self.gone = False
-        self.paused = False
         self.write_paused = False
         #: The instance connection's write buffer is full: read no more request body.
         self.upstream_full = False
@@ -53,8 +51,7 @@ class Client(asyncio.Protocol):
     # -- connection events ------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # uvloop's transports implement asyncio.Transport without subclassing it.
-        self.transport = cast(asyncio.Transport, transport)
+        super().connection_made(transport)
         peer = transport.get_extra_info("peername")
         if peer:
             self.peer = str(peer[0]).encode()
@@ -62,7 +59,7 @@ class Client(asyncio.Protocol):
         self.last_active = self.router._now()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.gone = True
+        super().connection_lost(exc)
         self.router._clients.discard(self)
         exchange, self.exchange = self.exchange, None
         if exchange is not None:
@@ -174,16 +171,6 @@ class Client(asyncio.Protocol):
         elif self.paused and not inbox and not self.upstream_full:
             self.resume_reading()
 
-    def pause_reading(self) -> None:
-        if not self.paused and self.transport is not None and not self.gone:
-            self.paused = True
-            self.transport.pause_reading()
-
-    def resume_reading(self) -> None:
-        if self.paused and self.transport is not None and not self.gone:
-            self.paused = False
-            self.transport.resume_reading()
-
     def complete(self, exchange: Exchange) -> None:
         """Both directions of ``exchange`` are done: log it, then keep or close the connection."""
         if self.exchange is not exchange:
@@ -201,19 +188,6 @@ class Client(asyncio.Protocol):
         elif self.paused:
             self.resume_reading()
 
-    def write(self, data: bytes | bytearray) -> None:
-        if self.transport is not None and not self.gone:
-            self.transport.write(data)
-
     def fail(self, status: int, message: str) -> None:
         self.write(error_response(status, message, new_request_id(), close=True))
         self.close()
-
-    def close(self) -> None:
-        if self.transport is not None:
-            self.transport.close()  # flushes what was written first
-
-    def abort(self) -> None:
-        if self.transport is not None:
-            with contextlib.suppress(Exception):
-                self.transport.abort()

@@ -3,7 +3,7 @@
 >>> resolved = resolve_model_uri("model.skops", get_settings())      # doctest: +SKIP
 >>> serve(resolved, ServeOptions(port=8081, workers=2))              # doctest: +SKIP
 
-Heavy pieces (uvicorn, prometheus-client, NumPy) load only when a service
+Heavy pieces (uvloop, httptools, prometheus-client, NumPy) load only when a service
 is built, so importing this package is cheap.
 """
 

@@ -1,8 +1,9 @@
-"""The scoring service as a plain ASGI application: routing, limits, lineage headers, metrics.
+"""The scoring service: routing, limits, lineage headers and metrics for one served model.
 
-No web framework sits on the hot path: a request is matched against a few
-fixed paths, its body read within the size limit, handed to the protocol's
-handler under the timeout, and answered with the lineage headers::
+No web framework sits on the hot path: the server (:mod:`conveyor.serving.wire`)
+hands over each parsed request, it is matched against a few fixed paths,
+given to its protocol's handler, scored by the batcher, and answered with
+the lineage headers::
 
     x-request-id: 5f0c...            (the client's own id when it sent one)
     x-model-name: churn
@@ -20,7 +21,8 @@ import itertools
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import conveyor
@@ -28,18 +30,21 @@ from conveyor.serving import openapi
 from conveyor.serving.errors import RequestError
 from conveyor.serving.http import Request, Response, dumps, json_response
 from conveyor.serving.protocols import mlflow, oip, records, v1
-from conveyor.serving.service import ServedModel
+from conveyor.serving.service import Scoring, ServedModel
 
 __all__ = ["ScoringApp"]
 
 log = logging.getLogger("conveyor.serving")
 
-Scope = dict[str, Any]
-Receive = Callable[[], Awaitable[dict[str, Any]]]
-Send = Callable[[dict[str, Any]], Awaitable[None]]
-Handler = Callable[[ServedModel, Request], Awaitable[Response]]
+Handler = Callable[[ServedModel, Request], Scoring]
 
 _MAX_REQUEST_ID = 128
+_REFUSAL_KINDS = {
+    400: "bad_request",
+    408: "timeout",
+    413: "too_large",
+    431: "too_large",
+}
 
 
 def _model_name_error(name: str, served: ServedModel) -> RequestError:
@@ -49,7 +54,7 @@ def _model_name_error(name: str, served: ServedModel) -> RequestError:
 
 
 class ScoringApp:
-    """ASGI app serving one model over every supported protocol."""
+    """Answers requests for one model over every supported protocol."""
 
     def __init__(self, served: ServedModel, *, worker: int = 0) -> None:
         self.served = served
@@ -64,87 +69,109 @@ class ScoringApp:
         self._counters: dict[tuple[str, int], Any] = {}
         self._latency: dict[str, Any] = {}
         self._errors: dict[str, Any] = {}
-        self._lineage = [
+        lineage = [
             (b"x-model-name", name.encode()),
             (b"x-model-digest", served.resolved.digest.encode()),
         ]
         if served.resolved.run_id:
-            self._lineage.append((b"x-model-run-id", served.resolved.run_id.encode()))
+            lineage.append((b"x-model-run-id", served.resolved.run_id.encode()))
+        #: The lineage headers, ready to go into every answer's head.
+        self.lineage_head = b"".join(b"%s: %s\r\n" % pair for pair in lineage)
         self._id_prefix = uuid.uuid4().hex[:24]
         self._id_counter = itertools.count()
         self._openapi = dumps(openapi.openapi_document(served))
         self._docs = openapi.docs_page(served).encode()
 
-    # -- ASGI ------------------------------------------------------------------
+    # -- what the server calls ----------------------------------------------------
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        kind = scope["type"]
-        if kind == "http":
-            await self._http(scope, receive, send)
-        elif kind == "lifespan":
-            await self._lifespan(receive, send)
-
-    async def _lifespan(self, receive: Receive, send: Send) -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                self.ready = False
-                await self.served.batcher.close()
-                await send({"type": "lifespan.shutdown.complete"})
+    def handle(self, req: Request) -> None:
+        """Answer ``req`` through ``req.reply``: at once, or when the batcher has scored it."""
+        self._identify(req)
+        self._in_flight.inc()
+        protocol = "other"
+        try:
+            handler, protocol = self._route(req)
+            if handler is None:
+                self._answer(req, self._simple(req), protocol)
                 return
+            scoring = handler(self.served, req)
+            scored = self.served.submit(scoring.columns)
+        except Exception as exc:
+            self._answer(req, self._failure(exc, req), protocol)
+            return
+        scored.add_done_callback(partial(self._scored, req, scoring, protocol))
 
-    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
-        start = time.perf_counter()
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        request_id = headers.get("x-request-id", "")
+    def expire(self, req: Request) -> None:
+        """``req`` ran out of time: answer 504 now (its scoring, when it ends, is dropped)."""
+        error = RequestError(
+            f"the request took longer than the {self.options.timeout:g} s timeout",
+            status=504,
+            kind="timeout",
+        )
+        self._answer(req, self._error(error), "other")
+
+    def refusal(self, req: Request, status: int, message: str) -> Response:
+        """The answer to a request the server refused while reading it (413, 400, ...)."""
+        self._identify(req)
+        response = self._error(
+            RequestError(message, status=status, kind=_REFUSAL_KINDS.get(status, "bad_request"))
+        )
+        self._observe("other", status, 0.0)
+        return response
+
+    def too_large(self, size: int) -> str:
+        return (
+            f"the request body ({size} bytes so far) exceeds the {self.options.max_body}-byte "
+            "limit; send fewer rows per request or raise --max-body"
+        )
+
+    async def close(self) -> None:
+        """Stop answering ready; finish the queued predict calls."""
+        self.ready = False
+        await self.served.batcher.close()
+
+    # -- answering ----------------------------------------------------------------
+
+    def _identify(self, req: Request) -> None:
+        request_id = req.headers.get("x-request-id", "")
         if not request_id or len(request_id) > _MAX_REQUEST_ID or not request_id.isprintable():
             # A random per-process prefix plus a counter: unique, and far cheaper
             # than a uuid4 (one getrandom system call) per request.
             request_id = f"{self._id_prefix}{next(self._id_counter):08x}"
-        req = Request(
-            method=scope["method"],
-            path=scope["path"],
-            query=scope.get("query_string", b"").decode("latin-1"),
-            headers=headers,
-            request_id=request_id,
-        )
-        protocol = "other"
-        self._in_flight.inc()
+        req.request_id = request_id
+
+    def _scored(
+        self,
+        req: Request,
+        scoring: Scoring,
+        protocol: str,
+        scored: asyncio.Future[dict[str, Any]],
+    ) -> None:
+        if req.answered:  # timed out, or the client left
+            return
         try:
-            handler, protocol = self._route(req)
-            if handler is None:
-                response = await self._simple(req)
-            else:
-                async with asyncio.timeout(self.options.timeout):
-                    req.body = await self._read_body(req, receive)
-                    response = await handler(self.served, req)
-        except RequestError as exc:
-            response = self._error(exc, req)
-        except TimeoutError:
-            response = self._error(
-                RequestError(
-                    f"the request took longer than the {self.options.timeout:g} s timeout",
-                    status=504,
-                    kind="timeout",
-                ),
-                req,
+            response = scoring.answer(self.served.outputs(scored))
+        except Exception as exc:
+            response = self._failure(exc, req)
+        self._answer(req, response, protocol)
+
+    def _answer(self, req: Request, response: Response, protocol: str) -> None:
+        req.answered = True
+        self._in_flight.dec()
+        self._observe(protocol, response.status, time.perf_counter() - req.started)
+        req.reply(req, response)
+
+    def _failure(self, exc: Exception, req: Request) -> Response:
+        if isinstance(exc, RequestError):
+            return self._error(exc)
+        log.exception("request %s %s failed (request id %s)", req.method, req.path, req.request_id)
+        return self._error(
+            RequestError(
+                f"internal error; quote request id {req.request_id} when reporting it",
+                status=500,
+                kind="internal",
             )
-        except Exception:
-            log.exception("request %s %s failed (request id %s)", req.method, req.path, request_id)
-            response = self._error(
-                RequestError(
-                    f"internal error; quote request id {request_id} when reporting it",
-                    status=500,
-                    kind="internal",
-                ),
-                req,
-            )
-        finally:
-            self._in_flight.dec()
-        await self._send(send, response, request_id)
-        self._observe(protocol, response.status, time.perf_counter() - start)
+        )
 
     # -- pieces ----------------------------------------------------------------
 
@@ -192,7 +219,7 @@ class ScoringApp:
                 headers={"allow": ", ".join(allowed)},
             )
 
-    async def _simple(self, req: Request) -> Response:
+    def _simple(self, req: Request) -> Response:
         """Health, metadata, documentation and metrics: GET routes without a body."""
         path = req.path
         self._method(req, "GET", "HEAD")
@@ -231,44 +258,9 @@ class ScoringApp:
             kind="not_found",
         )
 
-    async def _read_body(self, req: Request, receive: Receive) -> bytes:
-        limit = self.options.max_body
-        declared = req.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
-            raise _too_large(int(declared), limit)
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                raise RequestError("the client disconnected", status=499, kind="disconnect")
-            chunk = message.get("body", b"")
-            if chunk:
-                size += len(chunk)
-                if size > limit:
-                    raise _too_large(size, limit)
-                chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
-        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
-
-    def _error(self, exc: RequestError, req: Request) -> Response:
+    def _error(self, exc: RequestError) -> Response:
         self._count_error(exc.kind)
-        headers = dict(exc.headers)
-        if exc.status == 413:
-            headers["connection"] = "close"
-        return Response(status=exc.status, body=dumps(exc.body()), headers=headers)
-
-    async def _send(self, send: Send, response: Response, request_id: str) -> None:
-        headers = [
-            (b"content-type", response.content_type.encode()),
-            (b"content-length", str(len(response.body)).encode()),
-            (b"x-request-id", request_id.encode()),
-            *self._lineage,
-            *((k.encode(), v.encode()) for k, v in response.headers.items()),
-        ]
-        await send({"type": "http.response.start", "status": response.status, "headers": headers})
-        await send({"type": "http.response.body", "body": response.body})
+        return Response(status=exc.status, body=dumps(exc.body()), headers=dict(exc.headers))
 
     def _observe(self, protocol: str, status: int, seconds: float) -> None:
         key = (protocol, status)
@@ -290,12 +282,3 @@ class ScoringApp:
             counter = self.served.metrics.errors.labels(self.served.name, kind)
             self._errors[kind] = counter
         counter.inc()
-
-
-def _too_large(size: int, limit: int) -> RequestError:
-    return RequestError(
-        f"the request body ({size} bytes so far) exceeds the {limit}-byte limit; send fewer "
-        "rows per request or raise --max-body",
-        status=413,
-        kind="too_large",
-    )

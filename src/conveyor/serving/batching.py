@@ -23,6 +23,7 @@ the thread.
 
 >>> batcher = Batcher(model.predict, max_rows=256, max_wait=0.001)   # doctest: +SKIP
 >>> outputs = await batcher.submit({"x": array}, rows=1)              # doctest: +SKIP
+>>> future = batcher.submit_nowait({"x": array}, rows=1)             # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ __all__ = ["Batcher"]
 Predict = Callable[[dict[str, Any]], dict[str, Any]]
 
 
-@dataclass
+@dataclass(slots=True)
 class _Pending:
     columns: dict[str, Any]
     rows: int
@@ -77,15 +78,19 @@ class Batcher:
 
     async def submit(self, columns: dict[str, Any], rows: int) -> dict[str, Any]:
         """Score one request's columns; returns this request's slice of every output."""
+        return await self.submit_nowait(columns, rows)
+
+    def submit_nowait(self, columns: dict[str, Any], rows: int) -> asyncio.Future[dict[str, Any]]:
+        """Queue one request's columns; the future gets its slice of every output."""
         loop = asyncio.get_running_loop()
         if self._task is None or self._task.done():
             self._wakeup = asyncio.Event()
             self._task = loop.create_task(self._run(), name="conveyor-batcher")
-        pending = _Pending(columns, rows, loop.create_future())
-        self._queue.append(pending)
+        future: asyncio.Future[dict[str, Any]] = loop.create_future()
+        self._queue.append(_Pending(columns, rows, future))
         assert self._wakeup is not None
         self._wakeup.set()
-        return await pending.future
+        return future
 
     async def close(self) -> None:
         """Stop the batching task after the queue drains; the thread pool is shut down."""

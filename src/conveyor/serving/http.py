@@ -1,7 +1,8 @@
-"""The plain-ASGI request and response types every protocol handler works with."""
+"""The request and response types the server and every protocol handler work with."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,16 +33,29 @@ def loads(body: bytes) -> Any:
         raise RequestError(f"the request body is not valid JSON: {exc}", kind="bad_json") from None
 
 
-@dataclass
+def _no_reply(req: Request, response: Response) -> None:
+    """Where the answer to a request nobody waits for goes."""
+
+
+@dataclass(slots=True, eq=False)
 class Request:
     """One HTTP request, body read in full (within the size limit)."""
 
     method: str
     path: str
     query: str
+    #: Header names lower-case; repeated headers joined with ", ".
     headers: dict[str, str]
     body: bytes = b""
     request_id: str = ""
+    #: Whether the connection stays open after the answer.
+    keep_alive: bool = True
+    #: Event-loop time of the request's first byte (its timeout counts from there).
+    started: float = 0.0
+    #: Set once an answer went out (or the client left): a later answer is dropped.
+    answered: bool = False
+    #: Called once with the answer; set by the server.
+    reply: Callable[[Request, Response], None] = _no_reply
 
     @property
     def content_type(self) -> str:
@@ -62,7 +76,7 @@ class Request:
         )
 
 
-@dataclass
+@dataclass(slots=True)
 class Response:
     """What a handler answers: status, body bytes, media type and extra headers."""
 

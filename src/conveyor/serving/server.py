@@ -1,4 +1,4 @@
-"""Running the service: uvicorn (uvloop + httptools) in one process, or N forked workers.
+"""Running the service: our HTTP server on uvloop in one process, or N forked workers.
 
 With several workers the model is loaded once, then the process forks, so
 workers share the model's memory pages.
@@ -17,7 +17,7 @@ costs one system call per *connection*, not per request.
 
 The parent also supervises: it restarts a worker that crashes and, on
 SIGTERM or SIGINT, stops accepting, passes the signal on and waits while
-each worker finishes its in-flight requests (uvicorn's graceful shutdown).
+each worker finishes its in-flight requests (see :mod:`conveyor.serving.wire`).
 """
 
 from __future__ import annotations
@@ -31,12 +31,16 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any
 
 from conveyor.errors import ConveyorError, UsageError
 from conveyor.serving.resolve import ResolvedModel
 from conveyor.serving.service import ServeOptions
+
+if TYPE_CHECKING:
+    from conveyor.serving.app import ScoringApp
+    from conveyor.serving.wire import HttpServer
 
 __all__ = ["bind_sockets", "build_app", "run_in_thread", "serve"]
 
@@ -44,8 +48,8 @@ __all__ = ["bind_sockets", "build_app", "run_in_thread", "serve"]
 _CRASH_LOOP_SECONDS = 2.0
 
 
-def build_app(resolved: ResolvedModel, options: ServeOptions, *, worker: int = 0) -> Any:
-    """The ASGI app for ``resolved`` (fresh metrics and batcher: call it in the serving process)."""
+def build_app(resolved: ResolvedModel, options: ServeOptions, *, worker: int = 0) -> ScoringApp:
+    """The app for ``resolved`` (fresh metrics and batcher: call it in the serving process)."""
     from conveyor.serving.app import ScoringApp
     from conveyor.serving.metrics import ServiceMetrics
     from conveyor.serving.service import ServedModel
@@ -78,83 +82,67 @@ def bind_sockets(host: str, port: int, count: int) -> list[socket.socket]:
     return sockets
 
 
-def _server(config: Any) -> Any:
-    """A uvicorn Server for which SIGINT/SIGTERM mean "finish in-flight requests, exit 0"."""
-    import uvicorn
+async def _serve(
+    app: ScoringApp,
+    options: ServeOptions,
+    sockets: list[socket.socket],
+    *,
+    channel: socket.socket | None = None,
+    signals: bool = True,
+    started: Callable[[asyncio.AbstractEventLoop, asyncio.Event], None] | None = None,
+) -> None:
+    """Serve ``app`` until SIGINT/SIGTERM (or ``started``'s event is set), then stop gracefully.
 
-    class Server(uvicorn.Server):
-        #: Where the supervisor sends accepted connections (multi-worker mode).
-        channel: socket.socket | None = None
-        #: Called once per connection received over the channel.
-        on_connection: Callable[[], None] | None = None
+    With a ``channel``, connections arrive from the supervisor over that Unix
+    socket; the supervisor closing it means stop, as SIGTERM does.
+    """
+    from conveyor.serving.wire import HttpServer
 
-        def handle_exit(self, sig: int, frame: Any) -> None:
-            super().handle_exit(sig, frame)
-            # uvicorn re-raises the captured signal after shutting down, which
-            # turns a requested, graceful stop into a KeyboardInterrupt or a
-            # death by signal; a stop the operator asked for is a clean exit.
-            self._captured_signals.clear()
-
-        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-            await super().startup(sockets=sockets)
-            if self.channel is not None:
-                loop = asyncio.get_running_loop()
-                config, state = self.config, self.server_state
-
-                def protocol() -> asyncio.Protocol:
-                    made: asyncio.Protocol = config.http_protocol_class(  # type: ignore[call-arg]
-                        config=config, server_state=state, app_state=self.lifespan.state
-                    )
-                    return made
-
-                self.channel.setblocking(False)
-                loop.add_reader(self.channel.fileno(), self._take, loop, protocol)
-
-        def _take(self, loop: asyncio.AbstractEventLoop, protocol: Any) -> None:
-            """Serve every connection the supervisor has passed over the channel."""
-            assert self.channel is not None
-            while True:
-                try:
-                    data, fds, _, _ = socket.recv_fds(self.channel, 16, 16)
-                except (BlockingIOError, InterruptedError):
-                    return
-                if not data and not fds:  # the supervisor is gone: stop like on SIGTERM
-                    loop.remove_reader(self.channel.fileno())
-                    self.should_exit = True
-                    return
-                for fd in fds:
-                    conn = socket.socket(fileno=fd)
-                    if self.should_exit:
-                        conn.close()
-                        continue
-                    conn.setblocking(False)
-                    loop.create_task(loop.connect_accepted_socket(protocol, conn))
-                    if self.on_connection is not None:
-                        self.on_connection()
-
-        async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-            if self.channel is not None:
-                with contextlib.suppress(ValueError, OSError):
-                    asyncio.get_running_loop().remove_reader(self.channel.fileno())
-            await super().shutdown(sockets=sockets)
-
-    return Server(config)
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    server = HttpServer(app, graceful_timeout=options.graceful_timeout)
+    await server.start(sockets)
+    if signals:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+    if channel is not None:
+        channel.setblocking(False)
+        loop.add_reader(channel.fileno(), _take, channel, server, stop)
+    if started is not None:
+        started(loop, stop)
+    try:
+        await stop.wait()
+    finally:
+        if channel is not None:
+            with contextlib.suppress(ValueError, OSError):
+                loop.remove_reader(channel.fileno())
+        await server.stop()
 
 
-def _config(app: Any, options: ServeOptions, log_level: str) -> Any:
-    import uvicorn
+def _take(channel: socket.socket, server: HttpServer, stop: asyncio.Event) -> None:
+    """Serve every connection the supervisor has passed over the channel."""
+    while True:
+        try:
+            data, fds, _, _ = socket.recv_fds(channel, 16, 16)
+        except (BlockingIOError, InterruptedError):
+            return
+        if not data and not fds:  # the supervisor is gone: stop like on SIGTERM
+            asyncio.get_running_loop().remove_reader(channel.fileno())
+            stop.set()
+            return
+        for fd in fds:
+            server.adopt(socket.socket(fileno=fd))
 
-    loop = "uvloop" if sys.platform != "win32" else "asyncio"
-    return uvicorn.Config(
-        app,
-        loop=loop,
-        http="httptools",
-        lifespan="on",
-        access_log=False,
-        log_level=log_level,
-        timeout_graceful_shutdown=int(options.graceful_timeout),
-        server_header=False,
-    )
+
+def _run(main: Coroutine[Any, Any, None]) -> None:
+    """Run ``main`` on uvloop where it exists."""
+    factory: Callable[[], asyncio.AbstractEventLoop] | None = None
+    if sys.platform != "win32":
+        import uvloop
+
+        factory = uvloop.new_event_loop
+    with asyncio.Runner(loop_factory=factory) as runner:
+        runner.run(main)
 
 
 def _limit_threads(workers: int) -> None:
@@ -171,15 +159,29 @@ def run_in_thread(
 
     Used by tests and notebooks; ``serve`` is the production entry point.
     """
+    app = build_app(resolved, options)
+    handles: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = []
+    listening = threading.Event()
 
-    server = _server(_config(build_app(resolved, options), options, "warning"))
-    thread = threading.Thread(
-        target=server.run, kwargs={"sockets": [sock]}, name="conveyor-serve", daemon=True
-    )
+    def started(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
+        handles.append((loop, stop))
+        listening.set()
+
+    def main() -> None:
+        try:
+            _run(_serve(app, options, [sock], signals=False, started=started))
+        finally:
+            listening.set()
+
+    thread = threading.Thread(target=main, name="conveyor-serve", daemon=True)
     thread.start()
+    listening.wait(timeout=30)
 
     def stop() -> None:
-        server.should_exit = True
+        if handles:
+            loop, stop_event = handles[0]
+            with contextlib.suppress(RuntimeError):  # the loop already ended
+                loop.call_soon_threadsafe(stop_event.set)
         thread.join(timeout=options.graceful_timeout + 5)
         sock.close()
 
@@ -196,10 +198,7 @@ def _run_worker(
     if options.workers > 1:
         _limit_threads(options.workers)
     app = build_app(resolved, options, worker=index)
-    server = _server(_config(app, options, "warning"))
-    server.channel = channel
-    server.on_connection = app.count_connection
-    server.run(sockets=[sock] if sock is not None else [])
+    _run(_serve(app, options, [sock] if sock is not None else [], channel=channel))
 
 
 def serve(

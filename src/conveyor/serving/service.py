@@ -1,12 +1,15 @@
 """One served model: its signature, batcher and metrics, and how outputs become JSON.
 
-Protocol handlers turn a payload into typed columns (``ColumnBuilder``),
-call :meth:`ServedModel.score`, and shape the outputs their protocol's way.
+Protocol handlers turn a payload into typed columns (``ColumnBuilder``) and
+return a :class:`Scoring`: the columns, and how to shape their outputs the
+protocol's way. The app scores the columns (:meth:`ServedModel.submit`)
+and answers with the shaped outputs.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,10 +17,11 @@ from conveyor.models.base import Signature
 from conveyor.serving.batching import Batcher
 from conveyor.serving.columns import ColumnBuilder
 from conveyor.serving.errors import RequestError
+from conveyor.serving.http import Response
 from conveyor.serving.metrics import ServiceMetrics
 from conveyor.serving.resolve import ResolvedModel
 
-__all__ = ["ServeOptions", "ServedModel"]
+__all__ = ["Scoring", "ServeOptions", "ServedModel"]
 
 _PRIMARY = ("label", "prediction", "cluster")
 
@@ -95,27 +99,37 @@ class ServedModel:
     def builder(self) -> ColumnBuilder:
         return ColumnBuilder(self.signature)
 
-    async def score(self, columns: dict[str, Any]) -> dict[str, Any]:
-        """Outputs for the rows of ``columns``, batched with concurrent requests."""
+    def submit(self, columns: dict[str, Any]) -> asyncio.Future[dict[str, Any]]:
+        """Queue ``columns`` for scoring, batched with concurrent requests; see :meth:`outputs`."""
+        rows = len(next(iter(columns.values()))) if columns else 0
+        return self.batcher.submit_nowait(columns, rows)
+
+    @staticmethod
+    def outputs(scored: asyncio.Future[dict[str, Any]]) -> dict[str, Any]:
+        """The outputs of a finished :meth:`submit` as arrays; a RequestError if scoring failed."""
         import numpy as np
 
-        rows = len(next(iter(columns.values()))) if columns else 0
-        try:
-            outputs = await self.batcher.submit(columns, rows)
+        exc = scored.exception()
+        if exc is None:
             # Formats may answer lists or pandas objects; protocols expect arrays.
-            return {name: np.asarray(value) for name, value in outputs.items()}
-        except (ValueError, TypeError) as exc:
+            return {name: np.asarray(value) for name, value in scored.result().items()}
+        if isinstance(exc, (ValueError, TypeError)):
             # The inputs matched the signature but the model refused them
             # (an unseen category, say): the request is at fault, not the server.
             raise RequestError(
                 f"the model rejected the input: {exc}", status=422, kind="model_rejected"
             ) from exc
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            raise RequestError(
-                f"the model failed: {type(exc).__name__}: {exc}", status=500, kind="model_failed"
-            ) from exc
+        raise RequestError(
+            f"the model failed: {type(exc).__name__}: {exc}", status=500, kind="model_failed"
+        ) from exc
+
+
+@dataclass(slots=True)
+class Scoring:
+    """A valid scoring request: the columns to score, and how to answer with their outputs."""
+
+    columns: dict[str, Any]
+    answer: Callable[[dict[str, Any]], Response]
 
 
 def column_values(array: Any) -> Any:

@@ -2,6 +2,6 @@
 
 ``oip`` (Open Inference Protocol V2), ``v1`` (KServe V1), ``mlflow``
 (``/invocations``) and ``records`` (``/predict``) each turn their payload
-into typed columns, score them through the served model, and shape the
-answer their clients expect.
+into typed columns and return a ``Scoring``: those columns, and how to
+shape the answer their clients expect from the model's outputs.
 """

@@ -12,14 +12,15 @@ from __future__ import annotations
 import csv
 import io
 import math
+from functools import partial
 from typing import Any
 
 from conveyor.models.base import Field
 from conveyor.serving.columns import expected_type
 from conveyor.serving.errors import InvalidInput, Problem, RequestError
-from conveyor.serving.http import Request, Response, json_response
-from conveyor.serving.protocols.v1 import columns_from_instances
-from conveyor.serving.service import ServedModel, row_values
+from conveyor.serving.http import Request
+from conveyor.serving.protocols.v1 import columns_from_instances, primary_predictions
+from conveyor.serving.service import Scoring, ServedModel
 
 __all__ = ["invocations"]
 
@@ -108,7 +109,7 @@ def _csv(served: ServedModel, body: bytes) -> dict[str, Any]:
     return served.builder().from_columns(columns, "csv")
 
 
-async def invocations(served: ServedModel, req: Request) -> Response:
+def invocations(served: ServedModel, req: Request) -> Scoring:
     if req.content_type == "text/csv":
         columns = _csv(served, req.body)
     else:
@@ -135,6 +136,4 @@ async def invocations(served: ServedModel, req: Request) -> Response:
             columns = served.builder().from_columns(value, "inputs")
         else:
             columns = columns_from_instances(served, value, key)
-    outputs = await served.score(columns)
-    primary = served.primary_output
-    return json_response({"predictions": row_values(outputs[primary]) if primary else []})
+    return Scoring(columns, partial(primary_predictions, served))

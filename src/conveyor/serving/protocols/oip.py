@@ -14,13 +14,14 @@ extension is understood both ways, which is what ``tritonclient`` uses.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any, cast
 
 import conveyor
 from conveyor.serving.columns import flatten_rows
 from conveyor.serving.errors import InvalidInput, Problem, RequestError
 from conveyor.serving.http import Request, Response, dumps, loads
-from conveyor.serving.service import ServedModel, column_values
+from conveyor.serving.service import Scoring, ServedModel, column_values
 from conveyor.serving.tensors import (
     DATATYPES,
     datatype_for,
@@ -254,20 +255,32 @@ def _guess_shape(data: list[Any], depth: int) -> tuple[int, ...]:
     return tuple(shape)
 
 
-async def infer(served: ServedModel, req: Request) -> Response:
+def infer(served: ServedModel, req: Request) -> Scoring:
     body, binary = _split_body(req)
     if not isinstance(body, dict):
         raise RequestError("an inference request is a JSON object with an 'inputs' list")
     requested = _requested(body, served)
     columns = _columns(body, binary, served)
-    outputs = await served.score(columns)
+    request_id = body.get("id")
+    return Scoring(
+        columns,
+        partial(_answer, served, requested, request_id if isinstance(request_id, str) else None),
+    )
+
+
+def _answer(
+    served: ServedModel,
+    requested: list[tuple[str, bool]],
+    request_id: str | None,
+    outputs: dict[str, Any],
+) -> Response:
     result: dict[str, Any] = {
         "model_name": served.name,
         "model_version": served.resolved.version,
         "outputs": [],
     }
-    if isinstance(body.get("id"), str):
-        result["id"] = body["id"]
+    if request_id is not None:
+        result["id"] = request_id
     chunks: list[bytes] = []
     for name, as_binary in requested:
         array = outputs[name]

@@ -9,16 +9,17 @@ name; every other output appears under its own name.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from conveyor.serving.errors import InvalidInput, Problem
 from conveyor.serving.http import Request, Response, json_response
-from conveyor.serving.service import ServedModel, row_values
+from conveyor.serving.service import Scoring, ServedModel, row_values
 
 __all__ = ["predict"]
 
 
-async def predict(served: ServedModel, req: Request) -> Response:
+def predict(served: ServedModel, req: Request) -> Scoring:
     body = req.json()
     records = [body] if isinstance(body, dict) else body
     if not isinstance(records, list) or not records:
@@ -26,7 +27,10 @@ async def predict(served: ServedModel, req: Request) -> Response:
             [Problem("body", "is not a list of records", "[{field: value, ...}, ...]")]
         )
     columns = served.builder().from_records(records, "")
-    outputs = await served.score(columns)
+    return Scoring(columns, partial(_answer, served, len(records)))
+
+
+def _answer(served: ServedModel, rows: int, outputs: dict[str, Any]) -> Response:
     classes = served.signature.classes
     per_output: dict[str, list[Any]] = {}
     for name, array in outputs.items():
@@ -35,6 +39,5 @@ async def predict(served: ServedModel, req: Request) -> Response:
             keys = [str(c) for c in classes]
             values = [dict(zip(keys, row, strict=True)) for row in values]
         per_output[name] = values
-    rows = len(records)
     names = list(per_output)
     return json_response([{n: per_output[n][i] for n in names} for i in range(rows)])

@@ -8,13 +8,14 @@ that row (the class label, the regression value or the cluster).
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from conveyor.serving.errors import InvalidInput, Problem, RequestError
 from conveyor.serving.http import Request, Response, json_response
-from conveyor.serving.service import ServedModel, row_values
+from conveyor.serving.service import Scoring, ServedModel, row_values
 
-__all__ = ["columns_from_instances", "predict"]
+__all__ = ["columns_from_instances", "predict", "primary_predictions"]
 
 
 def columns_from_instances(served: ServedModel, instances: Any, where: str) -> dict[str, Any]:
@@ -27,13 +28,16 @@ def columns_from_instances(served: ServedModel, instances: Any, where: str) -> d
     return builder.from_rows(instances, where)
 
 
-async def predict(served: ServedModel, req: Request) -> Response:
+def predict(served: ServedModel, req: Request) -> Scoring:
     body = req.json()
     if not isinstance(body, dict):
         raise RequestError('a :predict request is a JSON object: {"instances": [...]}')
     key = "instances" if "instances" in body else "inputs"
     columns = columns_from_instances(served, body.get(key), key)
-    outputs = await served.score(columns)
+    return Scoring(columns, partial(primary_predictions, served))
+
+
+def primary_predictions(served: ServedModel, outputs: dict[str, Any]) -> Response:
+    """``{"predictions": [...]}``: the model's primary output per row (KServe V1 and MLflow)."""
     primary = served.primary_output
-    predictions = row_values(outputs[primary]) if primary else []
-    return json_response({"predictions": predictions})
+    return json_response({"predictions": row_values(outputs[primary]) if primary else []})
