@@ -94,7 +94,7 @@ def test_a_model_returning_the_wrong_row_count_is_an_error() -> None:
 
 
 class ScriptedClock:
-    """A clock each predict call advances by the next scripted duration."""
+    """A clock each timed predict call advances by the next scripted duration."""
 
     def __init__(self, durations: list[float]) -> None:
         self.now = 0.0
@@ -108,28 +108,53 @@ class ScriptedClock:
         return self.now
 
 
-def test_fast_models_run_on_the_event_loop_and_slow_ones_on_the_predict_thread() -> None:
+def _placements(calls: int, *, wall: list[float], cpu: list[float]) -> list[bool]:
+    """Run ``calls`` one-row predictions; for each, whether it ran on the event loop.
+
+    ``wall`` scripts the durations of the calls made on the loop, ``cpu`` the
+    CPU times of the calls made on the predict thread, in order.
+    """
     threads: list[int] = []
 
     def record(batch: dict[str, Any]) -> dict[str, Any]:
         threads.append(threading.get_ident())
         return {"y": np.asarray(batch["x"]) * 2}
 
-    # Call 1 (cost unknown) takes 0.1 ms, call 2 then 50 ms, call 3 and 4 0.1 ms.
-    clock = ScriptedClock([0.0001, 0.05, 0.0001, 0.0001])
-    batcher = Batcher(record, inline_below=0.0005, clock=clock)
+    batcher = Batcher(
+        record, inline_below=0.0005, clock=ScriptedClock(wall), cpu_clock=ScriptedClock(cpu)
+    )
 
     async def go() -> list[Any]:
         try:
-            return [(await batcher.submit({"x": np.ones(1)}, 1))["y"] for _ in range(4)]
+            return [(await batcher.submit({"x": np.ones(1)}, 1))["y"] for _ in range(calls)]
         finally:
             await batcher.close()
 
     loop_thread = threading.get_ident()
     results = asyncio.run(go())
-    assert [r.tolist() for r in results] == [[2.0]] * 4
-    on_loop = [t == loop_thread for t in threads]
-    # First call: on the thread; fast, so call 2 inline; it was slow, so 3 on the thread again.
-    assert on_loop[:3] == [False, True, False]
-    # One fast call does not undo a slow one: the moving average is still ~8 ms.
-    assert on_loop[3] is False
+    assert [r.tolist() for r in results] == [[2.0]] * calls
+    return [t == loop_thread for t in threads]
+
+
+def test_a_model_cheap_in_cpu_runs_on_the_event_loop() -> None:
+    # The thread's call took 0.1 ms of CPU (however long it waited for the GIL).
+    # On the loop, one slow call (preempted, say) is not enough to leave it.
+    on_loop = _placements(5, wall=[0.0001, 0.05, 0.0001, 0.0001], cpu=[0.0001])
+    assert on_loop == [False, True, True, True, True]
+
+
+def test_a_model_slow_on_the_loop_goes_back_to_the_thread_for_longer_each_time() -> None:
+    # Cheap in CPU but slow in wall time (it waits on I/O): two slow calls in
+    # a row on the loop send it back to the thread for 16 calls, then 32.
+    slow = 0.05
+    on_loop = _placements(2 + 2 + 16 + 2 + 32 + 1, wall=[slow] * 6, cpu=[0.0001] * (1 + 16 + 32))
+    assert on_loop[:3] == [False, True, True]
+    assert on_loop[3:19] == [False] * 16
+    assert on_loop[19:21] == [True, True]  # tried again after the ban, slow again
+    assert on_loop[21:53] == [False] * 32
+    assert on_loop[53] is True
+
+
+def test_a_model_expensive_in_cpu_stays_on_the_thread() -> None:
+    on_loop = _placements(4, wall=[], cpu=[0.002, 0.002, 0.002, 0.002])
+    assert on_loop == [False] * 4

@@ -14,12 +14,22 @@ If the merged call fails, each request of the batch is scored on its own, so
 a request the model rejects fails alone and never poisons its batch-mates.
 
 Where predict runs: on the predict thread, so the event loop keeps reading
-requests meanwhile — unless recent calls took less than ``inline_below``
-seconds (a compiled tree ensemble scores a small batch in ~40 µs), in which
-case the call runs on the event loop itself: handing it to a thread and back
-costs more than the call. Every call is timed, so a model that turns slow
-(bigger batches) goes back to the thread. The very first call always uses
-the thread.
+requests meanwhile — unless the model is cheap (a compiled tree ensemble
+scores a small batch in ~40 µs), in which case the call runs on the event
+loop itself: handing it to a thread and back costs more than the call, and
+under load far more, because every time NumPy gives up the GIL inside
+predict, the thread waits for the busy loop to give it back (up to the
+interpreter's 5 ms switch interval). So:
+
+* The first call runs on the thread. A call on the thread is measured in
+  the thread's own CPU time, which GIL waits and preemption do not inflate.
+  Once that averages below ``inline_below`` seconds, calls move to the loop.
+* A call on the loop is measured in wall time, which is what it holds the
+  loop for. Two in a row slower than ``inline_below`` (one may just have
+  been preempted) send the model back to the thread, where it then stays
+  for a number of calls that doubles each time this happens (16 up to
+  4,096) — so a model that waits on I/O, cheap in CPU but slow, only
+  blocks the loop now and then while it is found out.
 
 >>> batcher = Batcher(model.predict, max_rows=256, max_wait=0.001)   # doctest: +SKIP
 >>> outputs = await batcher.submit({"x": array}, rows=1)              # doctest: +SKIP
@@ -39,6 +49,12 @@ from typing import Any
 __all__ = ["Batcher"]
 
 Predict = Callable[[dict[str, Any]], dict[str, Any]]
+
+#: Thread calls a model sent back from the loop stays there: at first, and at most.
+_FIRST_BAN = 16
+_LONGEST_BAN = 4096
+#: Fast calls on the loop in a row after which the ban starts again from the first length.
+_FORGIVE_AFTER = 1000
 
 
 @dataclass(slots=True)
@@ -60,14 +76,25 @@ class Batcher:
         on_batch: Callable[[int, int], None] | None = None,
         inline_below: float = 0.0005,
         clock: Callable[[], float] = time.perf_counter,
+        cpu_clock: Callable[[], float] = time.thread_time,
     ) -> None:
         self._predict = predict
         self.max_rows = max(1, max_rows)
         self.max_wait = max(0.0, max_wait)
         self.inline_below = inline_below
         self._clock = clock
-        #: Moving average of a predict call's duration in seconds (unknown at first).
-        self._cost = float("inf")
+        self._cpu_clock = cpu_clock
+        #: Moving average of the CPU seconds of a predict call on the thread (unknown at first).
+        self._cpu_cost = float("inf")
+        #: Whether predict runs on the event loop (see the module's documentation).
+        self._inline = False
+        #: Calls on the loop in a row slower than ``inline_below``.
+        self._strikes = 0
+        #: Calls on the loop in a row faster than it.
+        self._fast_calls = 0
+        #: Thread calls left before the loop may be tried again, and the next such ban.
+        self._banned = 0
+        self._ban_length = _FIRST_BAN
         self._on_batch = on_batch
         self._queue: list[_Pending] = []
         self._wakeup: asyncio.Event | None = None
@@ -151,6 +178,9 @@ class Batcher:
                 self._report(p.rows, 1)
             return
         self._report(rows, len(batch))
+        if len(batch) == 1:
+            _resolve(batch[0], outputs)
+            return
         start = 0
         for p in batch:
             _resolve(p, {name: value[start : start + p.rows] for name, value in outputs.items()})
@@ -159,18 +189,40 @@ class Batcher:
     async def _call(
         self, loop: asyncio.AbstractEventLoop, columns: dict[str, Any]
     ) -> dict[str, Any]:
-        if self._cost < self.inline_below:
-            return self._timed(columns)
-        return await loop.run_in_executor(self._executor, self._timed, columns)
+        if self._inline:
+            return self._on_loop(columns)
+        outputs, cpu = await loop.run_in_executor(self._executor, self._on_thread, columns)
+        cost = self._cpu_cost
+        self._cpu_cost = cpu if cost == float("inf") else 0.8 * cost + 0.2 * cpu
+        if self._banned:
+            self._banned -= 1
+        if not self._banned and self._cpu_cost < self.inline_below:
+            self._inline = True
+        return outputs
 
-    def _timed(self, columns: dict[str, Any]) -> dict[str, Any]:
+    def _on_thread(self, columns: dict[str, Any]) -> tuple[dict[str, Any], float]:
+        start = self._cpu_clock()
+        outputs = self._predict(columns)
+        return outputs, self._cpu_clock() - start
+
+    def _on_loop(self, columns: dict[str, Any]) -> dict[str, Any]:
         start = self._clock()
         try:
             return self._predict(columns)
         finally:
-            took = self._clock() - start
-            cost = self._cost
-            self._cost = took if cost == float("inf") else 0.8 * cost + 0.2 * took
+            if self._clock() - start < self.inline_below:
+                self._strikes = 0
+                self._fast_calls += 1
+                if self._fast_calls >= _FORGIVE_AFTER:
+                    self._ban_length = _FIRST_BAN
+            else:
+                self._strikes += 1
+                self._fast_calls = 0
+                if self._strikes >= 2:
+                    self._inline = False
+                    self._strikes = 0
+                    self._banned = self._ban_length
+                    self._ban_length = min(2 * self._ban_length, _LONGEST_BAN)
 
     def _report(self, rows: int, requests: int) -> None:
         if self._on_batch is not None:

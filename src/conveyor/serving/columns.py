@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from itertools import chain
 from typing import Any
 
 from conveyor.models.base import Field, Signature
@@ -76,9 +77,10 @@ def flatten_rows(rows: Sequence[Any], shape: tuple[int, ...]) -> tuple[list[Any]
 class ColumnBuilder:
     """Collects typed columns for one request and every problem found on the way."""
 
-    def __init__(self, signature: Signature) -> None:
+    def __init__(self, signature: Signature, fields: dict[str, Field] | None = None) -> None:
         self.signature = signature
-        self.fields = {f.name: f for f in signature.inputs}
+        #: The signature's inputs by name (pass them in to save building the map per request).
+        self.fields = fields if fields is not None else {f.name: f for f in signature.inputs}
         self.problems: list[Problem] = []
         self.columns: dict[str, Any] = {}
         self.rows: int | None = None
@@ -184,11 +186,35 @@ class ColumnBuilder:
 
     def add_rows(self, f: Field, rows: Sequence[Any], where: str = "") -> None:
         """Per-row values (nested lists for tensor fields) for field ``f``."""
+        if len(f.shape) == 1 and f.dtype in _FLOATS and self._float_rows(f, rows):
+            return
         flat, error = flatten_rows(rows, f.shape)
         if error is not None:
             self.problems.append(Problem(self._name(f.name, where), error, expected_type(f)))
             return
         self.add_flat(f, flat, len(rows), where)
+
+    def _float_rows(self, f: Field, rows: Sequence[Any]) -> bool:
+        """The common case in one NumPy call: rows of numbers for a vector of floats.
+
+        False (nothing recorded) when anything is unusual; the general path
+        then finds and names the problem.
+        """
+        import numpy as np
+
+        if not rows or set(map(type, rows)) != {list} or set(map(len, rows)) != {f.shape[0]}:
+            return False
+        if not set(map(type, chain.from_iterable(rows))) <= _NUMBER:
+            return False
+        if self.rows is not None and self.rows != len(rows):
+            return False
+        # A sum is finite only if every value is (barring overflow, which takes the long way).
+        if not f.optional and not math.isfinite(sum(chain.from_iterable(rows))):
+            return False
+        array = np.array(rows, dtype=f.dtype)
+        self.rows = len(rows)
+        self.columns[f.name] = array
+        return True
 
     def add_flat(self, f: Field, flat: list[Any], n: int, where: str = "") -> None:
         """Row-major flat values for ``n`` rows of field ``f``."""

@@ -11,9 +11,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
-from conveyor.models.base import Signature
+from conveyor.models.base import Field, Signature
 from conveyor.serving.batching import Batcher
 from conveyor.serving.columns import ColumnBuilder
 from conveyor.serving.errors import RequestError
@@ -84,11 +85,11 @@ class ServedModel:
     def signature(self) -> Signature:
         return self.resolved.model.signature
 
-    @property
+    @cached_property
     def output_names(self) -> list[str]:
         return [f.name for f in self.signature.outputs]
 
-    @property
+    @cached_property
     def primary_output(self) -> str | None:
         names = self.output_names
         for candidate in _PRIMARY:
@@ -96,8 +97,12 @@ class ServedModel:
                 return candidate
         return names[0] if names else None
 
+    @cached_property
+    def _input_fields(self) -> dict[str, Field]:
+        return {f.name: f for f in self.signature.inputs}
+
     def builder(self) -> ColumnBuilder:
-        return ColumnBuilder(self.signature)
+        return ColumnBuilder(self.signature, self._input_fields)
 
     def submit(self, columns: dict[str, Any]) -> asyncio.Future[dict[str, Any]]:
         """Queue ``columns`` for scoring, batched with concurrent requests; see :meth:`outputs`."""

@@ -18,7 +18,7 @@ from typing import Any
 from conveyor.models.base import Field
 from conveyor.serving.columns import expected_type
 from conveyor.serving.errors import InvalidInput, Problem, RequestError
-from conveyor.serving.http import Request
+from conveyor.serving.http import Request, loads
 from conveyor.serving.protocols.v1 import columns_from_instances, primary_predictions
 from conveyor.serving.service import Scoring, ServedModel
 
@@ -110,17 +110,17 @@ def _csv(served: ServedModel, body: bytes) -> dict[str, Any]:
 
 
 def invocations(served: ServedModel, req: Request) -> Scoring:
-    if req.content_type == "text/csv":
+    ctype = req.content_type
+    if ctype == "text/csv":
         columns = _csv(served, req.body)
     else:
-        if req.content_type not in ("application/json", ""):
+        if ctype not in ("application/json", ""):
             raise RequestError(
-                f"content type {req.content_type!r} is not supported; send application/json "
-                "or text/csv",
+                f"content type {ctype!r} is not supported; send application/json or text/csv",
                 status=415,
                 kind="content_type",
             )
-        body = req.json()
+        body = loads(req.body)
         keys = [k for k in _FORMATS if isinstance(body, dict) and k in body]
         if len(keys) != 1:
             raise RequestError(

@@ -23,7 +23,7 @@ def columns_from_instances(served: ServedModel, instances: Any, where: str) -> d
     if not isinstance(instances, list) or not instances:
         raise InvalidInput([Problem(where, "missing or empty", "a non-empty list of rows")])
     builder = served.builder()
-    if all(isinstance(row, dict) for row in instances):
+    if isinstance(instances[0], dict) and all(isinstance(row, dict) for row in instances):
         return builder.from_records(instances, where)
     return builder.from_rows(instances, where)
 
