@@ -99,6 +99,7 @@ class Batcher:
         self._queue: list[_Pending] = []
         self._wakeup: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         # One thread: predict calls never overlap, so a model needs no locking
         # and the event loop keeps parsing requests while the model computes.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="conveyor-predict")
@@ -109,8 +110,9 @@ class Batcher:
 
     def submit_nowait(self, columns: dict[str, Any], rows: int) -> asyncio.Future[dict[str, Any]]:
         """Queue one request's columns; the future gets its slice of every output."""
-        loop = asyncio.get_running_loop()
-        if self._task is None or self._task.done():
+        loop = self._loop
+        if loop is None or self._task is None or self._task.done():
+            self._loop = loop = asyncio.get_running_loop()
             self._wakeup = asyncio.Event()
             self._task = loop.create_task(self._run(), name="conveyor-batcher")
         future: asyncio.Future[dict[str, Any]] = loop.create_future()

@@ -14,7 +14,7 @@ so the common all-numbers case costs one ``set(map(type, ...))`` and one
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from itertools import chain
 from typing import Any
 
@@ -186,7 +186,7 @@ class ColumnBuilder:
 
     def add_rows(self, f: Field, rows: Sequence[Any], where: str = "") -> None:
         """Per-row values (nested lists for tensor fields) for field ``f``."""
-        if len(f.shape) == 1 and f.dtype in _FLOATS and self._float_rows(f, rows):
+        if len(f.shape) == 1 and f.dtype in _FLOATS and self.add_float_rows(f, rows):
             return
         flat, error = flatten_rows(rows, f.shape)
         if error is not None:
@@ -194,7 +194,7 @@ class ColumnBuilder:
             return
         self.add_flat(f, flat, len(rows), where)
 
-    def _float_rows(self, f: Field, rows: Sequence[Any]) -> bool:
+    def add_float_rows(self, f: Field, rows: Sequence[Any]) -> bool:
         """The common case in one NumPy call: rows of numbers for a vector of floats.
 
         False (nothing recorded) when anything is unusual; the general path
@@ -208,10 +208,9 @@ class ColumnBuilder:
             return False
         if self.rows is not None and self.rows != len(rows):
             return False
-        # A sum is finite only if every value is (barring overflow, which takes the long way).
-        if not f.optional and not math.isfinite(sum(chain.from_iterable(rows))):
-            return False
         array = np.array(rows, dtype=f.dtype)
+        if not f.optional and not _finite(chain.from_iterable(rows), array):
+            return False
         self.rows = len(rows)
         self.columns[f.name] = array
         return True
@@ -237,7 +236,7 @@ class ColumnBuilder:
                     problem = self._first_bad(flat, _NUMBER)
             if problem is None:
                 array = np.array(flat, dtype=dtype).reshape(shape)
-                if not f.optional and array.size and not np.isfinite(array).all():
+                if not f.optional and array.size and not _finite(flat, array):
                     rows = sorted({int(i) for i in np.argwhere(~np.isfinite(array))[:, 0]})
                     problem = f"NaN or infinity in row(s) {rows[:10]} where a value is required"
         elif dtype in _INT_RANGES:
@@ -349,6 +348,19 @@ class ColumnBuilder:
         array = np.empty((n, *f.shape), dtype=object)
         array.fill(None)
         return array
+
+
+def _finite(values: Iterable[Any], array: Any) -> bool:
+    """Whether every value (Python numbers, and the array made of them) is finite.
+
+    For short inputs a Python sum is the cheapest check: NaN and infinity
+    make it non-finite. Finite values whose sum overflows take the exact check.
+    """
+    if array.size <= 256 and math.isfinite(sum(values)):
+        return True
+    import numpy as np
+
+    return bool(np.isfinite(array).all())
 
 
 def _is_missing(value: Any) -> bool:

@@ -18,6 +18,7 @@ from conveyor.serving.errors import RequestError
 __all__ = [
     "DATATYPES",
     "datatype_for",
+    "datatype_of",
     "decode_binary",
     "encode_binary",
     "field_accepts",
@@ -51,6 +52,19 @@ def numpy_dtype(datatype: str) -> str:
 def datatype_for(dtype: str) -> str:
     """The OIP datatype for a Field dtype or NumPy dtype name."""
     return _BY_DTYPE.get(dtype, "BYTES")
+
+
+_BY_ARRAY_DTYPE: dict[Any, str] = {}
+
+
+def datatype_of(array: Any) -> str:
+    """The OIP datatype for a NumPy array (remembered per dtype: ``dtype.name`` is slow)."""
+    dtype = array.dtype
+    found = _BY_ARRAY_DTYPE.get(dtype)
+    if found is None:
+        found = datatype_for(dtype.name if dtype.kind not in "OUS" else "string")
+        _BY_ARRAY_DTYPE[dtype] = found
+    return found
 
 
 def field_accepts(field_dtype: str, datatype: str) -> bool:

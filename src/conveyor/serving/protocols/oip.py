@@ -25,6 +25,7 @@ from conveyor.serving.service import Scoring, ServedModel, column_values
 from conveyor.serving.tensors import (
     DATATYPES,
     datatype_for,
+    datatype_of,
     decode_binary,
     encode_binary,
     field_accepts,
@@ -204,6 +205,16 @@ def _columns(body: dict[str, Any], binary: memoryview, served: ServedModel) -> d
         if data is None:
             problems.append(Problem(f"{label}.data", "missing", "a flat or nested list of values"))
             continue
+        if (
+            datatype.startswith("FP")
+            and len(shape) == 2
+            and len(field.shape) == 1
+            and isinstance(data, list)
+            and len(data) == shape[0]
+            and field.dtype in ("float32", "float64")
+            and builder.add_float_rows(field, data)
+        ):
+            continue  # nested rows of numbers, the common case, in one step
         flat = _flat(data)
         count = 1
         for n in shape:
@@ -284,7 +295,7 @@ def _answer(
     chunks: list[bytes] = []
     for name, as_binary in requested:
         array = outputs[name]
-        datatype = datatype_for(array.dtype.name if array.dtype.kind not in "OUS" else "string")
+        datatype = datatype_of(array)
         entry: dict[str, Any] = {"name": name, "datatype": datatype, "shape": list(array.shape)}
         if as_binary:
             raw = encode_binary(array, datatype)
