@@ -1,6 +1,6 @@
 """Model-serving benchmark: conveyor serve against MLflow, BentoML and a bare hello-world floor.
 
-    python -m bench.serving [--duration 10] [--connections 32] [--only conveyor,floor]
+    python -m bench.serving [--duration 10] [--rounds 3] [--connections 32] [--only conveyor,floor]
 
 Same model (GradientBoostingClassifier, 100 trees, 20 features), same
 machine, same load generator (wrk, 32 keep-alive connections), single-row
@@ -28,6 +28,7 @@ import re
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -354,11 +355,18 @@ def contenders(
     return found, notes
 
 
-def measure(
-    c: Contender, x: Any, work: Path, seconds: int, connections: int, sizes: list[int]
-) -> tuple[list[Result], list[str]]:
-    notes: list[str] = []
-    results: list[Result] = []
+@dataclass
+class Running:
+    """A contender's server, started once and measured in every round."""
+
+    contender: Contender
+    proc: subprocess.Popen[bytes]
+    origin: str
+    bodies: dict[int, Path]
+
+
+def start(c: Contender, x: Any, work: Path, sizes: list[int]) -> Running:
+    """Start ``c``'s server, wait until it answers, and check one request of each size."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CONVEYOR_", "PROMETHEUS_"))}
     env.update(c.env)
     proc = subprocess.Popen(
@@ -371,8 +379,8 @@ def measure(
     )
     try:
         wait_ready(c.ready_url, proc)
-        base = c.ready_url.split("/", 3)
-        origin = "/".join(base[:3])
+        origin = "/".join(c.ready_url.split("/", 3)[:3])
+        bodies: dict[int, Path] = {}
         for rows in sizes:
             if c.name.startswith("floor") and rows != 1:
                 continue
@@ -388,51 +396,92 @@ def measure(
                 raise RuntimeError(
                     f"{c.name}: probe answered {check.status_code}: {check.text[:300]}"
                 )
-            wrk(origin + c.score_path, body, 2, connections)  # warm-up
-            before = worker_counts(origin) if c.name.startswith("conveyor") else {}
-            batches_before = batch_stats(origin) if before else (0.0, 0.0)
-            cpu_before = tree_cpu(proc.pid)
-            data = wrk(origin + c.score_path, body, seconds, connections)
-            cpu = tree_cpu(proc.pid) - cpu_before
-            note = ""
-            if before:
-                after = worker_counts(origin)
-                spread = {w: int(after.get(w, 0) - before.get(w, 0)) for w in sorted(after)}
-                reqs, calls = batch_stats(origin)
-                merged = (reqs - batches_before[0]) / max(1.0, calls - batches_before[1])
-                note = f"per worker {spread}; {merged:.1f} requests per predict call"
-            results.append(
-                Result(
-                    c.name,
-                    rows,
-                    data["requests"] / (data["duration_us"] / 1e6),
-                    data["p50_us"] / 1000,
-                    data["p99_us"] / 1000,
-                    data["status_errors"] + data["socket_errors"],
-                    note,
-                    cpu * 1e6 / max(1, data["requests"]),
-                )
-            )
-            print(f"  {c.name:<40} rows={rows:<4} {results[-1].requests_per_s:8.0f} req/s "
-                  f"p50 {results[-1].p50_ms:7.1f} ms  p99 {results[-1].p99_ms:7.1f} ms  "
-                  f"CPU {results[-1].cpu_us:5.0f} us/request  {note}",
-                  flush=True)  # fmt: skip
-        if c.name.startswith("conveyor"):
-            mem = memory(proc.pid)
-            shown = ", ".join(f"RSS {rss:.0f} / PSS {pss:.0f} MiB" for _, rss, pss in mem)
-            notes.append(f"{c.name} memory (supervisor, then workers): {shown}")
-    except (RuntimeError, subprocess.SubprocessError, httpx.HTTPError) as exc:
-        notes.append(f"{c.name}: failed: {exc}")
-        print(f"  {c.name}: failed: {exc}", flush=True)
-    finally:
+            bodies[rows] = body
+    except BaseException:
         stop(proc)
-    return results, notes
+        raise
+    return Running(c, proc, origin, bodies)
 
 
-def report(results: list[Result], notes: list[str], seconds: int, connections: int) -> str:
+def measure_once(r: Running, seconds: int, connections: int) -> list[Result]:
+    """One measured wrk run per request size (after a 2 s warm-up)."""
+    c, origin = r.contender, r.origin
+    results: list[Result] = []
+    for rows, body in r.bodies.items():
+        wrk(origin + c.score_path, body, 2, connections)  # warm-up
+        before = worker_counts(origin) if c.name.startswith("conveyor") else {}
+        batches_before = batch_stats(origin) if before else (0.0, 0.0)
+        cpu_before = tree_cpu(r.proc.pid)
+        data = wrk(origin + c.score_path, body, seconds, connections)
+        cpu = tree_cpu(r.proc.pid) - cpu_before
+        note = ""
+        if before:
+            after = worker_counts(origin)
+            spread = {w: int(after.get(w, 0) - before.get(w, 0)) for w in sorted(after)}
+            reqs, calls = batch_stats(origin)
+            merged = (reqs - batches_before[0]) / max(1.0, calls - batches_before[1])
+            note = f"per worker {spread}; {merged:.1f} requests per predict call"
+        results.append(
+            Result(
+                c.name,
+                rows,
+                data["requests"] / (data["duration_us"] / 1e6),
+                data["p50_us"] / 1000,
+                data["p99_us"] / 1000,
+                data["status_errors"] + data["socket_errors"],
+                note,
+                cpu * 1e6 / max(1, data["requests"]),
+            )
+        )
+        print(f"  {c.name:<40} rows={rows:<4} {results[-1].requests_per_s:8.0f} req/s "
+              f"p50 {results[-1].p50_ms:7.1f} ms  p99 {results[-1].p99_ms:7.1f} ms  "
+              f"CPU {results[-1].cpu_us:5.0f} us/request  {note}",
+              flush=True)  # fmt: skip
+    return results
+
+
+def median_result(runs: list[Result]) -> Result:
+    """Per figure, the median over the rounds; the notes of the median round by requests/s."""
+    middle = sorted(runs, key=lambda r: r.requests_per_s)[len(runs) // 2]
+    return Result(
+        middle.contender,
+        middle.rows,
+        statistics.median(r.requests_per_s for r in runs),
+        statistics.median(r.p50_ms for r in runs),
+        statistics.median(r.p99_ms for r in runs),
+        sum(r.errors for r in runs),
+        middle.notes,
+        statistics.median(r.cpu_us for r in runs),
+    )
+
+
+def floor_ratios(rounds: list[list[Result]]) -> dict[str, list[float]]:
+    """Per Conveyor contender, its 1-row requests/s over the floor's in the same round."""
+    ratios: dict[str, list[float]] = {}
+    for results in rounds:
+        by = {(r.contender, r.rows): r for r in results}
+        floor = by.get(("floor (hello world)", 1))
+        if floor is None or not floor.requests_per_s:
+            continue
+        for r in results:
+            if r.rows == 1 and r.contender.startswith("conveyor"):
+                ratios.setdefault(r.contender, []).append(r.requests_per_s / floor.requests_per_s)
+    return ratios
+
+
+def report(
+    results: list[Result],
+    notes: list[str],
+    seconds: int,
+    connections: int,
+    rounds: int = 1,
+    per_round_floor: dict[str, list[float]] | None = None,
+) -> str:
     lines = [
         f"wrk, {connections} connections, 2 threads, {seconds} s per run after a 2 s warm-up; "
-        f"{WORKERS} workers everywhere; GradientBoostingClassifier (100 trees, 20 features).",
+        f"{WORKERS} workers everywhere; GradientBoostingClassifier (100 trees, 20 features). "
+        f"Every server measured in turn, {rounds} round(s); each figure is the median over the "
+        "rounds.",
         "",
         "| server | rows/request | requests/s | rows/s | p50 ms | p99 ms | errors "
         "| server CPU µs/request |",
@@ -467,12 +516,21 @@ def report(results: list[Result], notes: list[str], seconds: int, connections: i
             "Against the floor, 1 row (requests/s ours/floor; server CPU per request floor/ours):",
             "",
         ]
-        lines += [
-            f"- {r.contender}: {r.requests_per_s / floor.requests_per_s:.2f}x throughput, "
-            f"{floor.cpu_us / max(r.cpu_us, 1e-9):.2f}x by CPU per request"
-            for r in results
-            if r.rows == 1 and r.contender.startswith("conveyor")
-        ]
+        for r in results:
+            if r.rows != 1 or not r.contender.startswith("conveyor"):
+                continue
+            line = (
+                f"- {r.contender}: {r.requests_per_s / floor.requests_per_s:.2f}x throughput, "
+                f"{floor.cpu_us / max(r.cpu_us, 1e-9):.2f}x by CPU per request"
+            )
+            same_round = (per_round_floor or {}).get(r.contender)
+            if same_round and len(same_round) > 1:
+                line += (
+                    "; throughput over the floor's in the same round: median "
+                    f"{statistics.median(same_round):.2f}x, range "
+                    f"{min(same_round):.2f}-{max(same_round):.2f}x"
+                )
+            lines.append(line)
     extra = [f"- {r.contender}, {r.rows} row(s): {r.notes}" for r in results if r.notes]
     if extra or notes:
         lines += ["", *extra, *(f"- {n}" for n in notes)]
@@ -485,6 +543,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--duration", type=int, default=10, help="seconds per measured run (1-120)")
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="measure every server this many times in turn and report medians (1-20)",
+    )
     parser.add_argument(
         "--only", default=None, help="comma-separated: floor,conveyor,mlflow,bentoml"
     )
@@ -505,18 +569,40 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     seconds = max(1, min(120, args.duration))
+    args.rounds = max(1, min(20, args.rounds))
     only = set(args.only.split(",")) if args.only else None
     work = Path(tempfile.mkdtemp(prefix="conveyor-bench-serving-"))
     try:
         x, skops, joblib_path = prepare(work)
         found, notes = contenders(work, skops, joblib_path, only, args.baseline_src)
-        results: list[Result] = []
-        for c in found:
-            print(f"{c.name}:", flush=True)
-            r, n = measure(c, x, work, seconds, args.connections, [1, 100])
-            results += r
-            notes += n
-        text = report(results, notes, seconds, args.connections)
+        running: list[Running] = []
+        try:
+            for c in found:
+                try:
+                    running.append(start(c, x, work, [1, 100]))
+                except (RuntimeError, subprocess.SubprocessError, httpx.HTTPError) as exc:
+                    notes.append(f"{c.name}: failed: {exc}")
+                    print(f"  {c.name}: failed: {exc}", flush=True)
+            rounds: list[list[Result]] = []
+            for index in range(args.rounds):
+                print(f"round {index + 1} of {args.rounds}:", flush=True)
+                rounds.append(
+                    [res for r in running for res in measure_once(r, seconds, args.connections)]
+                )
+            for r in running:
+                if r.contender.name.startswith("conveyor"):
+                    mem = memory(r.proc.pid)
+                    shown = ", ".join(f"RSS {rss:.0f} / PSS {pss:.0f} MiB" for _, rss, pss in mem)
+                    notes.append(f"{r.contender.name} memory (supervisor, then workers): {shown}")
+        finally:
+            for r in running:
+                stop(r.proc)
+        by_key: dict[tuple[str, int], list[Result]] = {}
+        for rnd in rounds:
+            for res in rnd:
+                by_key.setdefault((res.contender, res.rows), []).append(res)
+        results = [median_result(runs) for runs in by_key.values()]
+        text = report(results, notes, seconds, args.connections, args.rounds, floor_ratios(rounds))
         print()
         print(text)
         if args.out:
