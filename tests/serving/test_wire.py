@@ -17,7 +17,7 @@ ROW = json.dumps({"inputs": [[0.5] * 20]}).encode()
 
 @pytest.fixture
 def address(serve: Serve, gbc: Trained, trusting: Settings) -> tuple[str, int]:
-    base = serve(gbc.path, trusting, max_body=64 * 1024, timeout=2.0)
+    base = serve(gbc.path, trusting, max_body=64 * 1024, timeout=2.0, keep_alive=0.5)
     host, port = base.removeprefix("http://").split(":")
     return host, int(port)
 
@@ -216,3 +216,12 @@ def test_a_half_closed_client_still_gets_its_answer(address: tuple[str, int]) ->
         answers = Answers(sock).read(1)
         assert answers[0]["status"] == 200
         assert _closed(sock)
+
+
+def test_an_idle_keep_alive_connection_is_closed(address: tuple[str, int]) -> None:
+    with _connect(address) as sock:
+        sock.sendall(b"GET /v2/health/live HTTP/1.1\r\nhost: t\r\n\r\n")
+        answers = Answers(sock).read(1)
+        assert answers[0]["status"] == 200
+        assert "connection" not in answers[0]["headers"]  # type: ignore[operator]
+        assert sock.recv(65536) == b""  # the server closes it after --keep-alive (0.5 s here)

@@ -61,6 +61,13 @@ __all__ = ["serve_command"]
     help="Milliseconds to wait for more requests before scoring a small batch.",
 )
 @click.option(
+    "--keep-alive",
+    default=5.0,
+    show_default=True,
+    type=click.FloatRange(0.01),
+    help="Seconds an idle keep-alive connection stays open.",
+)
+@click.option(
     "--graceful-timeout",
     default=30.0,
     show_default=True,
@@ -78,6 +85,7 @@ def serve_command(
     timeout: float,
     batch_max_rows: int,
     batch_wait_ms: float,
+    keep_alive: float,
     graceful_timeout: float,
 ) -> None:
     """Serve MODEL over HTTP: Open Inference Protocol V2, KServe V1, MLflow and /predict.
@@ -103,6 +111,7 @@ def serve_command(
         timeout=timeout,
         batch_max_rows=batch_max_rows,
         batch_wait=batch_wait_ms / 1000.0,
+        keep_alive=keep_alive,
         graceful_timeout=graceful_timeout,
     )
     resolved = resolve_model_uri(model_uri, get_settings(), trusted=trust, name=name)

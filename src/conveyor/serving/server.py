@@ -100,7 +100,9 @@ async def _serve(
 
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
-    server = HttpServer(app, graceful_timeout=options.graceful_timeout)
+    server = HttpServer(
+        app, keep_alive=options.keep_alive, graceful_timeout=options.graceful_timeout
+    )
     await server.start(sockets)
     if signals:
         for sig in (signal.SIGINT, signal.SIGTERM):

@@ -44,6 +44,8 @@ class ServeOptions:
     #: default adds no wait: requests that arrive while the model computes form the
     #: next batch, which measured as fast as a 0.5 ms wait and with a lower p99.
     batch_wait: float = 0.0
+    #: Seconds an idle keep-alive connection stays open.
+    keep_alive: float = 5.0
     #: Seconds given to in-flight requests when shutting down.
     graceful_timeout: float = 30.0
 
