@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+import struct
 
 import httptools
 import pytest
@@ -95,6 +96,58 @@ def test_pipelined_requests_are_answered_in_order(address: tuple[str, int]) -> N
     assert [a["headers"]["x-request-id"] for a in answers] == ["first", "second", "third"]  # type: ignore[index]
     assert "predictions" in json.loads(answers[0]["body"])  # type: ignore[arg-type]
     assert json.loads(answers[1]["body"]) == {"ready": True}  # type: ignore[arg-type]
+
+
+def test_thousands_of_pipelined_requests_are_all_answered(address: tuple[str, int]) -> None:
+    count = 3000
+    with _connect(address) as sock:
+        sock.sendall(b"GET /v2/health/live HTTP/1.1\r\nhost: t\r\n\r\n" * count)
+        answers = Answers(sock).read(count)
+    assert len(answers) == count
+    assert {a["status"] for a in answers} == {200}
+
+
+def test_a_client_that_leaves_mid_request_is_counted_and_not_left_in_flight() -> None:
+    import re
+    import time
+
+    import httpx
+
+    from conveyor.serving import ResolvedModel, ServeOptions
+    from conveyor.serving.server import bind_sockets, run_in_thread
+
+    from .conftest import wait_ready
+    from .test_cli_serve import SlowModel
+
+    model = SlowModel()
+    resolved = ResolvedModel(model=model, name="slow", source="test", digest="blake3:" + "0" * 64)
+    sock = bind_sockets("127.0.0.1", 0, 1)[0]
+    port = sock.getsockname()[1]
+    base = f"http://127.0.0.1:{port}"
+    _, stop = run_in_thread(resolved, ServeOptions(graceful_timeout=5), sock)
+    try:
+        wait_ready(base)
+        body = b'[{"v": 1.0}]'
+        with _connect(("127.0.0.1", port)) as client:
+            client.sendall(_post("/predict", body))
+            assert model.entered.wait(30)
+            # Gone for good (a reset), not just done sending (that still gets its answer).
+            client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        model.release.set()  # the answer now has nowhere to go
+        deadline = time.monotonic() + 30
+        text = ""
+        while time.monotonic() < deadline:
+            text = httpx.get(f"{base}/metrics", timeout=10).text
+            if 'kind="disconnect"' in text:
+                break
+            time.sleep(0.05)
+        assert 'conveyor_errors_total{kind="disconnect",model="slow"} 1.0' in text
+        in_flight = re.search(r'conveyor_requests_in_flight\{model="slow"\} ([\d.]+)', text)
+        assert in_flight is not None
+        assert float(in_flight.group(1)) == 1.0  # the scrape itself, nothing left over
+    finally:
+        model.release.set()
+        stop()
 
 
 def test_expect_100_continue(address: tuple[str, int]) -> None:

@@ -28,7 +28,7 @@ from typing import Any
 import conveyor
 from conveyor.serving import openapi
 from conveyor.serving.errors import RequestError
-from conveyor.serving.http import Request, Response, dumps, json_response
+from conveyor.serving.http import Request, Response, discard_reply, dumps, json_response
 from conveyor.serving.protocols import mlflow, oip, records, v1
 from conveyor.serving.service import Scoring, ServedModel
 
@@ -114,6 +114,12 @@ class ScoringApp:
             status=504,
             kind="timeout",
         )
+        self._answer(req, self._error(error), "other")
+
+    def abandon(self, req: Request) -> None:
+        """The client of ``req`` left before its answer: count it (499); drop the answer."""
+        req.reply = discard_reply
+        error = RequestError("the client closed the connection", status=499, kind="disconnect")
         self._answer(req, self._error(error), "other")
 
     def refusal(self, req: Request, status: int, message: str) -> Response:

@@ -8,7 +8,7 @@ from typing import Any
 
 from conveyor.serving.errors import RequestError
 
-__all__ = ["Request", "Response", "dumps", "json_response", "loads"]
+__all__ = ["Request", "Response", "discard_reply", "dumps", "json_response", "loads"]
 
 JSON = "application/json"
 _JSON_TYPES = frozenset({"", JSON, "application/x-www-form-urlencoded", "text/json"})
@@ -33,7 +33,7 @@ def loads(body: bytes) -> Any:
         raise RequestError(f"the request body is not valid JSON: {exc}", kind="bad_json") from None
 
 
-def _no_reply(req: Request, response: Response) -> None:
+def discard_reply(req: Request, response: Response) -> None:
     """Where the answer to a request nobody waits for goes."""
 
 
@@ -55,7 +55,7 @@ class Request:
     #: Set once an answer went out (or the client left): a later answer is dropped.
     answered: bool = False
     #: Called once with the answer; set by the server.
-    reply: Callable[[Request, Response], None] = _no_reply
+    reply: Callable[[Request, Response], None] = discard_reply
 
     @property
     def content_type(self) -> str:

@@ -158,6 +158,8 @@ class _Connection(Connection):
         self.parser = httptools.HttpRequestParser(self)
         #: Complete requests not yet answered; the first is the one being answered.
         self.queue: deque[Request] = deque()
+        #: The request the app is answering (the first queued, once handed over).
+        self.dispatched: Request | None = None
         #: The request being read (between its first byte and its last).
         self.reading = False
         self.write_paused = False
@@ -185,9 +187,14 @@ class _Connection(Connection):
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)
         self.server.connections.discard(self)
-        for req in self.queue:
-            req.answered = True  # an answer that arrives now has nowhere to go
+        self._drop_queue()
+
+    def _drop_queue(self) -> None:
+        """Forget the requests not answered yet; the app learns it lost the one it was given."""
+        dispatched, self.dispatched = self.dispatched, None
         self.queue.clear()
+        if dispatched is not None and not dispatched.answered:
+            self.app.abandon(dispatched)
 
     def data_received(self, data: bytes) -> None:
         if self._refused:
@@ -284,13 +291,17 @@ class _Connection(Connection):
         req.started = self.started
         self.queue.append(req)
         if len(self.queue) == 1:
-            self._dispatch(req)
+            self._dispatch()
         else:
             self.pause_reading()  # pipelined: wait for the requests before it
 
     # -- answering ------------------------------------------------------------------
 
-    def _dispatch(self, req: Request) -> None:
+    def _dispatch(self) -> None:
+        """Hand the first queued request to the app (unless it already has it)."""
+        if self.gone or not self.queue or self.dispatched is self.queue[0]:
+            return
+        self.dispatched = req = self.queue[0]
         req.reply = self._reply
         self.app.handle(req)
 
@@ -299,6 +310,7 @@ class _Connection(Connection):
         if self.gone or not self.queue or self.queue[0] is not req:
             return
         self.queue.popleft()
+        self.dispatched = None
         keep = req.keep_alive and not self.server.stopping and not self.closing
         if response.status == 413:
             keep = False
@@ -309,7 +321,9 @@ class _Connection(Connection):
             self.close()
             return
         if self.queue:
-            self._dispatch(self.queue[0])
+            # On the next loop turn, not from here: an answer given at once would
+            # otherwise recurse once per pipelined request.
+            asyncio.get_running_loop().call_soon(self._dispatch)
         elif not self.write_paused:
             self.resume_reading()
 
@@ -335,9 +349,7 @@ class _Connection(Connection):
         """Answer an error found while reading (before the app saw the request) and close."""
         self._refused = True
         self.reading = False
-        for req in self.queue:
-            req.answered = True
-        self.queue.clear()
+        self._drop_queue()
         if self.transport is not None and not self.gone:
             req = Request("GET", "", "", self._headers)
             response = self.app.refusal(req, status, message)
@@ -349,7 +361,7 @@ class _Connection(Connection):
         timeout = self.server.timeout
         if self.queue:
             req = self.queue[0]
-            if now - req.started > timeout and not req.answered:
+            if req is self.dispatched and now - req.started > timeout and not req.answered:
                 self.app.expire(req)
         elif self.reading:
             if now - self.started > timeout:
