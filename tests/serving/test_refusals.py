@@ -239,6 +239,9 @@ def test_a_request_slower_than_the_timeout_is_504() -> None:
         r = httpx.post(f"{base}/predict", json=[{"v": 1.0}], timeout=30)
         assert r.status_code == 504
         assert "0.3 s timeout" in r.json()["error"]
+        metrics = httpx.get(f"{base}/metrics", timeout=10).text
+        counted = 'conveyor_requests_total{model="slow",protocol="records",status="504"} 1.0'
+        assert counted in metrics
     finally:
         model.release.set()
         stop()

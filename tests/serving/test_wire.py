@@ -142,6 +142,7 @@ def test_a_client_that_leaves_mid_request_is_counted_and_not_left_in_flight() ->
                 break
             time.sleep(0.05)
         assert 'conveyor_errors_total{kind="disconnect",model="slow"} 1.0' in text
+        assert 'conveyor_requests_total{model="slow",protocol="records",status="499"} 1.0' in text
         in_flight = re.search(r'conveyor_requests_in_flight\{model="slow"\} ([\d.]+)', text)
         assert in_flight is not None
         assert float(in_flight.group(1)) == 1.0  # the scrape itself, nothing left over

@@ -97,6 +97,7 @@ class ScoringApp:
         protocol = "other"
         try:
             handler, protocol = self._route(req)
+            req.protocol = protocol
             if handler is None:
                 self._answer(req, self._simple(req), protocol)
                 return
@@ -114,13 +115,13 @@ class ScoringApp:
             status=504,
             kind="timeout",
         )
-        self._answer(req, self._error(error), "other")
+        self._answer(req, self._error(error), req.protocol)
 
     def abandon(self, req: Request) -> None:
         """The client of ``req`` left before its answer: count it (499); drop the answer."""
         req.reply = discard_reply
         error = RequestError("the client closed the connection", status=499, kind="disconnect")
-        self._answer(req, self._error(error), "other")
+        self._answer(req, self._error(error), req.protocol)
 
     def refusal(self, req: Request, status: int, message: str) -> Response:
         """The answer to a request the server refused while reading it (413, 400, ...)."""

@@ -54,6 +54,8 @@ class Request:
     started: float = 0.0
     #: Set once an answer went out (or the client left): a later answer is dropped.
     answered: bool = False
+    #: The protocol that answers it, once routed (a metrics label).
+    protocol: str = "other"
     #: Called once with the answer; set by the server.
     reply: Callable[[Request, Response], None] = discard_reply
 
