@@ -10,7 +10,10 @@ import asyncio
 import contextlib
 from typing import cast
 
-__all__ = ["Connection"]
+__all__ = ["MAX_HEAD", "Connection"]
+
+#: A request head (start line and headers) larger than this is refused with 431.
+MAX_HEAD = 64 * 1024
 
 
 class Connection(asyncio.Protocol):
@@ -20,6 +23,8 @@ class Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.gone = False
         self.paused = False
+        #: Bytes of the current request's head so far (reset by the parser's message begin).
+        self.head_bytes = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports implement asyncio.Transport without subclassing it.
@@ -27,6 +32,16 @@ class Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.gone = True
+
+    @property
+    def head_too_large(self) -> bool:
+        return self.head_bytes > MAX_HEAD
+
+    def count_head(self, size: int) -> None:
+        """Add ``size`` bytes to the request head; past MAX_HEAD, stop the parser (answer 431)."""
+        self.head_bytes += size
+        if self.head_bytes > MAX_HEAD:
+            raise ValueError("head too large")
 
     def pause_reading(self) -> None:
         if not self.paused and self.transport is not None and not self.gone:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import httptools
 
-from conveyor._connection import Connection
+from conveyor._connection import MAX_HEAD, Connection
 from conveyor.platform._access import new_request_id
 from conveyor.platform._exchange import Exchange
 from conveyor.platform._wire import Head, error_response, framing
@@ -16,10 +16,8 @@ from conveyor.platform._wire import Head, error_response, framing
 if TYPE_CHECKING:
     from conveyor.platform.router import Router
 
-__all__ = ["MAX_BUFFERED", "MAX_HEAD", "Client"]
+__all__ = ["MAX_BUFFERED", "Client"]
 
-#: A request head larger than this is refused (431).
-MAX_HEAD = 64 * 1024
 #: Request bytes held while no instance connection takes them; reading pauses above.
 MAX_BUFFERED = 1024 * 1024
 
@@ -46,7 +44,6 @@ class Client(Connection):
         self.last_active = 0.0
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
-        self._head_bytes = 0
 
     # -- connection events ------------------------------------------------------
 
@@ -75,7 +72,7 @@ class Client(Connection):
             self.fail(501, "the router does not support protocol upgrades (WebSocket) yet")
             return
         except httptools.HttpParserError as exc:
-            if self._head_bytes > MAX_HEAD:
+            if self.head_too_large:
                 self.fail(431, f"request head larger than {MAX_HEAD // 1024} KiB")
             else:
                 self.fail(400, f"malformed HTTP request: {exc}")
@@ -106,19 +103,15 @@ class Client(Connection):
     def on_message_begin(self) -> None:
         self._url = b""
         self._headers = []
-        self._head_bytes = 0
+        self.head_bytes = 0
 
     def on_url(self, url: bytes) -> None:
         self._url += url
-        self._head_bytes += len(url)
-        if self._head_bytes > MAX_HEAD:
-            raise ValueError("head too large")
+        self.count_head(len(url))
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._headers.append((name.lower(), value))
-        self._head_bytes += len(name) + len(value)
-        if self._head_bytes > MAX_HEAD:
-            raise ValueError("head too large")
+        self.count_head(len(name) + len(value))
 
     def on_headers_complete(self) -> None:
         parser = self.parser

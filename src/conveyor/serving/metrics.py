@@ -105,7 +105,7 @@ class ServiceMetrics:
             ),
             worker_connections=Counter(
                 "conveyor_worker_connections",
-                "Connections the supervisor dealt to each worker (several workers only).",
+                "Connections each worker process has served.",
                 ["worker"],
                 registry=registry,
             ),

@@ -39,16 +39,14 @@ from urllib.parse import unquote
 
 import httptools
 
-from conveyor._connection import Connection
+from conveyor._connection import MAX_HEAD, Connection
 from conveyor.serving.http import Request, Response
 
 if TYPE_CHECKING:
     from conveyor.serving.app import ScoringApp
 
-__all__ = ["MAX_HEAD", "HttpServer"]
+__all__ = ["HttpServer"]
 
-#: A request head (start line and headers) larger than this is refused with 431.
-MAX_HEAD = 64 * 1024
 
 _REASONS = {
     200: b"OK",
@@ -168,7 +166,6 @@ class _Connection(Connection):
         self.started = 0.0
         self._url = b""
         self._headers: dict[str, str] = {}
-        self._head_bytes = 0
         self._body: list[bytes] = []
         self._size = 0
         self._refused = False
@@ -206,7 +203,7 @@ class _Connection(Connection):
             # says connection: close); what the client sends after it is not HTTP.
             self._refused = True
         except httptools.HttpParserError as exc:
-            if self._head_bytes > MAX_HEAD:
+            if self.head_too_large:
                 self.refuse(431, f"the request head is larger than {MAX_HEAD // 1024} KiB")
             else:
                 self.refuse(400, f"malformed HTTP request: {exc}")
@@ -234,24 +231,20 @@ class _Connection(Connection):
         self.started = perf_counter()
         self._url = b""
         self._headers = {}
-        self._head_bytes = 0
+        self.head_bytes = 0
         self._body = []
         self._size = 0
 
     def on_url(self, url: bytes) -> None:
         self._url += url
-        self._head_bytes += len(url)
-        if self._head_bytes > MAX_HEAD:
-            raise ValueError("head too large")
+        self.count_head(len(url))
 
     def on_header(self, name: bytes, value: bytes) -> None:
         key = name.decode("latin-1").lower()
         text = value.decode("latin-1")
         headers = self._headers
         headers[key] = f"{headers[key]}, {text}" if key in headers else text
-        self._head_bytes += len(name) + len(value)
-        if self._head_bytes > MAX_HEAD:
-            raise ValueError("head too large")
+        self.count_head(len(name) + len(value))
 
     def on_headers_complete(self) -> None:
         declared = self._headers.get("content-length")
