@@ -176,6 +176,25 @@ def test_nan_is_refused_where_a_value_is_required(churn_base: str) -> None:
     assert _fields(r) == ["csv.age"]
 
 
+def test_csv_line_endings_and_malformed_csv(churn_base: str) -> None:
+    for ending in ("\n", "\r\n", "\r"):
+        r = httpx.post(
+            f"{churn_base}/invocations",
+            content=ending.join(["age,income", "40,1.0", "41,2.0"]) + ending,
+            headers={"content-type": "text/csv"},
+        )
+        assert r.status_code == 200, (ending, r.text)
+        assert len(r.json()["predictions"]) == 2
+    huge = "x" * 200_000  # longer than the csv module's field limit
+    r = httpx.post(
+        f"{churn_base}/invocations",
+        content=f"age,income\n40,{huge}\n",
+        headers={"content-type": "text/csv"},
+    )
+    assert r.status_code == 400
+    assert "not valid CSV at line 2" in r.json()["error"]
+
+
 def test_mlflow_and_v1_envelopes(churn_base: str) -> None:
     r = httpx.post(f"{churn_base}/invocations", json={"rows": []})
     assert r.status_code == 400

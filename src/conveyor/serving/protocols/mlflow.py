@@ -82,8 +82,13 @@ def _csv(served: ServedModel, body: bytes) -> dict[str, Any]:
         text = body.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise RequestError("the CSV body is not UTF-8 text") from None
-    reader = csv.reader(io.StringIO(text))
-    rows = [row for row in reader if row]
+    # newline="": the csv module then accepts \r, \n and \r\n line endings alike.
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        rows = [row for row in reader if row]
+    except csv.Error as exc:
+        where = f"line {reader.line_num}"
+        raise RequestError(f"the CSV body is not valid CSV at {where}: {exc}") from None
     if len(rows) < 2:
         raise InvalidInput([Problem("csv", "needs a header row and at least one data row")])
     header, data = rows[0], rows[1:]
