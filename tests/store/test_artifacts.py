@@ -92,7 +92,7 @@ def test_blobs_are_read_only_files_in_the_documented_layout(store: ArtifactStore
     path = blob_path(store, digest)
 
     assert path.read_bytes() == SMALL
-    assert stat.S_IMODE(path.stat().st_mode) == 0o444
+    assert stat.S_IMODE(path.stat().st_mode) == 0o400
     assert temp_files(store) == []
 
 
@@ -564,5 +564,6 @@ def test_module_imports_only_stdlib_blake3_and_conveyor_basics() -> None:
         "conveyor.store",
         "conveyor.store.artifacts",
         "conveyor.store.digests",
+        "conveyor.store.files",
         "conveyor.store.reader",
     }
