@@ -5,28 +5,12 @@ from __future__ import annotations
 import multiprocessing
 import time
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from conveyor.errors import NotFoundError, RegistryUnavailable, RunError, UsageError
 from conveyor.store.records import FileRecord, MetricRecord, ModelRecord, RunRecord, RunStatus
 from conveyor.store.registry import HEAD_REVISION, Registry
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'reg' / 'registry.db'}"
-    url: str = request.getfixturevalue("postgres_url")
-    return url
-
-
-@pytest.fixture
-def registry(db_url: str) -> Iterator[Registry]:
-    with Registry(db_url) as reg:
-        yield reg
 
 
 def make_run(run_id: str | None = None, **kw: object) -> RunRecord:

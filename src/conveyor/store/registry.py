@@ -243,10 +243,14 @@ class Registry:
         model_rows = {m.name: _model_row(m) for m in models}
         with self._begin() as conn:
             if params:
+                # One statement per name (executemany): a query's parameter count never
+                # grows with the data, whose limit PostgreSQL's protocol sets at 65,535.
                 conn.execute(
                     schema.params.delete().where(
-                        (schema.params.c.run_id == run_id) & schema.params.c.key.in_(list(params))
-                    )
+                        (schema.params.c.run_id == run_id)
+                        & (schema.params.c.key == sa.bindparam("name"))
+                    ),
+                    [{"name": k} for k in params],
                 )
                 conn.execute(
                     schema.params.insert(),
@@ -409,24 +413,37 @@ class Registry:
         return run
 
     def list_runs(self, *, limit: int = 50, status: RunStatus | None = None) -> list[RunRecord]:
-        """The newest runs first, each with params and latest metrics (no files)."""
-        query = sa.select(schema.runs).order_by(schema.runs.c.started_at.desc()).limit(limit)
+        """The newest runs first, each with params and latest metrics (no files).
+
+        The params and metrics of the listed runs are selected by the listing
+        query itself (as a subquery), not by their ids: a list of ids would be
+        one query parameter per run, and PostgreSQL refuses more than 65,535.
+        """
+        runs_t = schema.runs
+        # The id breaks ties in start time, so the page and its subquery agree.
+        query = (
+            sa.select(runs_t).order_by(runs_t.c.started_at.desc(), runs_t.c.id.desc()).limit(limit)
+        )
         if status is not None:
-            query = query.where(schema.runs.c.status == status.value)
+            query = query.where(runs_t.c.status == status.value)
+        page = query.with_only_columns(runs_t.c.id)
         with self._begin() as conn:
             runs = [_run_from_row(r._mapping) for r in conn.execute(query)]
             if not runs:
                 return []
-            ids = [r.id for r in runs]
             by_id = {r.id: r for r in runs}
-            for r in conn.execute(sa.select(schema.params).where(schema.params.c.run_id.in_(ids))):
-                by_id[r.run_id].params[r.key] = r.value
+            for r in conn.execute(sa.select(schema.params).where(schema.params.c.run_id.in_(page))):
+                if r.run_id in by_id:
+                    by_id[r.run_id].params[r.key] = r.value
             for r in conn.execute(
                 sa.select(schema.metrics)
-                .where(schema.metrics.c.run_id.in_(ids))
+                .where(schema.metrics.c.run_id.in_(page))
                 .order_by(schema.metrics.c.id)
             ):
-                by_id[r.run_id].metrics.append(MetricRecord(r.key, r.value, r.step, r.timestamp))
+                if r.run_id in by_id:
+                    by_id[r.run_id].metrics.append(
+                        MetricRecord(r.key, r.value, r.step, r.timestamp)
+                    )
         return runs
 
     def get_model(self, run_id: str, name: str) -> ModelRecord:
