@@ -134,3 +134,21 @@ def test_database_that_does_not_answer() -> None:
 def test_malformed_url() -> None:
     with pytest.raises(RegistryUnavailable, match="not a database URL"):
         Registry("not a url")
+
+
+def test_artifact_uses_name_each_run_role_and_source(registry: Registry) -> None:
+    snapshot, out = "blake3:" + "2" * 64, "blake3:" + "3" * 64
+    run = make_run(cwd="/work/p", code={"snapshot": snapshot, "root": "/work"})
+    registry.create_run(run)
+    registry.add_files(run.id, [FileRecord("output", "out/m.bin", out, 3)])
+    registry.finish_run(run.id, RunStatus.FINISHED, ended_at=time.time(), stdout_digest=out)
+
+    uses = {(u.role, u.digest, u.path) for u in registry.artifact_uses() if u.run_id == run.id}
+
+    assert uses == {
+        ("snapshot", snapshot, "/work"),
+        ("output", out, "/work/p/out/m.bin"),
+        ("stdout", out, None),
+    }
+    assert registry.snapshot_digests() == {snapshot}
+    assert {snapshot, out} <= registry.referenced_digests()

@@ -1,4 +1,4 @@
-"""``conveyor artifacts ls | get | gc``: the content-addressed artifact store."""
+"""``conveyor artifacts ls | get | put | verify | gc``: the content-addressed artifact store."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import click
 
 if TYPE_CHECKING:
     from conveyor.store.artifacts import ArtifactStore
+    from conveyor.store.records import ArtifactUse
 
 
 def _store() -> ArtifactStore:
@@ -68,6 +69,97 @@ def get_command(digest: str, output: Path | None) -> None:
         while chunk := reader.read(1 << 20):
             sys.stdout.buffer.write(chunk)
     sys.stdout.buffer.flush()
+
+
+@artifacts_group.command("put")
+@click.argument("file", type=click.Path(path_type=Path))
+def put_command(file: Path) -> None:
+    """Store FILE and print its digest (an intact copy already stored is not written again)."""
+    click.echo(_store().put_file(file))
+
+
+@artifacts_group.command("verify")
+@click.option(
+    "--repair",
+    is_flag=True,
+    help="Store damaged artifacts again from the files they came from, where those still match.",
+)
+def verify_command(repair: bool) -> None:
+    """Check every artifact against its digest; name the damaged ones and the runs that need them.
+
+    Exits with status 1 while any damage remains.
+    """
+    from conveyor.config import get_settings
+    from conveyor.errors import IntegrityError, StoreError
+    from conveyor.repro.references import uses_of
+    from conveyor.store.registry import Registry
+
+    store = _store()
+    damaged: dict[str, str] = {}
+    checked = total = 0
+    for info in store.list():
+        checked += 1
+        total += info.size
+        try:
+            store.verify(info.digest)
+        except IntegrityError:
+            damaged[info.digest] = "its bytes no longer match its digest"
+        except StoreError as exc:
+            damaged[info.digest] = exc.message
+    uses: dict[str, list[ArtifactUse]] = {}
+    if damaged:
+        with Registry.from_settings(get_settings()) as registry:
+            uses = uses_of(registry, store, damaged)
+    repaired = 0
+    for digest, why in damaged.items():
+        needed = uses.get(digest, [])
+        click.echo(f"DAMAGED  {digest}: {why}")
+        click.echo(f"         {_needed_by(needed)}")
+        if repair:
+            source = _repair(store, digest, needed)
+            if source is None:
+                click.echo("         not repaired: no file it came from still has this content")
+            else:
+                repaired += 1
+                click.echo(f"         repaired from {source}")
+    click.echo(
+        f"Checked {checked} artifacts ({total / 1e6:.1f} MB): {len(damaged)} damaged"
+        + (f", {repaired} repaired." if repair else ".")
+    )
+    left = len(damaged) - repaired
+    if left:
+        first = "Store" if repair else "Run `conveyor artifacts verify --repair`, or store"
+        raise IntegrityError(
+            f"{left} damaged artifact(s) remain",
+            hint=f"{first} the original content again with `conveyor artifacts put FILE`, "
+            "or restore the artifact store from a backup.",
+        )
+
+
+def _needed_by(needed: list[ArtifactUse]) -> str:
+    if not needed:
+        return "needed by no run (`conveyor artifacts gc` would remove it)"
+    runs = sorted({u.run_id[:12] for u in needed})
+    roles = sorted({u.role for u in needed})
+    shown = ", ".join(runs[:10]) + (f" and {len(runs) - 10} more" if len(runs) > 10 else "")
+    return f"needed by {len(runs)} run(s) as {'/'.join(roles)}: {shown}"
+
+
+def _repair(store: ArtifactStore, digest: str, needed: list[ArtifactUse]) -> str | None:
+    """Store ``digest`` again from the first file it came from that still has its content."""
+    from conveyor.errors import ConveyorError
+    from conveyor.store.artifacts import digest_file
+
+    for source in dict.fromkeys(u.path for u in needed if u.path):
+        try:
+            if digest_file(Path(source)) != digest:
+                continue
+            store.put_file(Path(source))
+            store.verify(digest)
+        except ConveyorError:
+            continue  # gone, unreadable, changed meanwhile: try the next one
+        return source
+    return None
 
 
 @artifacts_group.command("gc")

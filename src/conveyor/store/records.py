@@ -8,7 +8,7 @@ from typing import Any
 
 from conveyor.errors import RunError
 
-__all__ = ["FileRecord", "MetricRecord", "ModelRecord", "RunRecord", "RunStatus"]
+__all__ = ["ArtifactUse", "FileRecord", "MetricRecord", "ModelRecord", "RunRecord", "RunStatus"]
 
 
 class RunStatus(enum.StrEnum):
@@ -62,6 +62,19 @@ class ModelRecord:
     format: str
     digest: str
     signature: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class ArtifactUse:
+    """One run's use of an artifact: what the artifact is to the run, and where it came from."""
+
+    run_id: str
+    digest: str
+    #: "snapshot", "code", "input", "output", "model", "stdout", "stderr" or "environment"
+    role: str
+    #: The file (or, for a snapshot, the folder) the content was stored from, when known:
+    #: where an intact copy may still be found.
+    path: str | None = None
 
 
 @dataclass

@@ -22,8 +22,15 @@ import sqlalchemy as sa
 from sqlalchemy import event, exc
 
 from conveyor.errors import NotFoundError, RegistryUnavailable, RunError, UsageError
-from conveyor.store import schema
-from conveyor.store.records import FileRecord, MetricRecord, ModelRecord, RunRecord, RunStatus
+from conveyor.store import schema, uses
+from conveyor.store.records import (
+    ArtifactUse,
+    FileRecord,
+    MetricRecord,
+    ModelRecord,
+    RunRecord,
+    RunStatus,
+)
 
 if TYPE_CHECKING:
     from conveyor.config import Settings
@@ -469,28 +476,26 @@ class Registry:
             )
         return ModelRecord(row.run_id, row.name, row.path, row.format, row.digest, row.signature)
 
+    # -- what runs point at in the artifact store (queries in store/uses.py) -------
+
     def referenced_digests(self) -> set[str]:
         """Every digest a run or an app revision points at directly (not inside manifests)."""
-        found: set[str] = set()
         with self._begin() as conn:
-            for r in conn.execute(
-                sa.select(
-                    schema.runs.c.code,
-                    schema.runs.c.environment,
-                    schema.runs.c.stdout_digest,
-                    schema.runs.c.stderr_digest,
-                )
-            ):
-                for blob in (r.code, r.environment):
-                    found.update(v for v in (blob or {}).values() if _looks_like_digest(v))
-                found.update(d for d in (r.stdout_digest, r.stderr_digest) if d)
-            found.update(conn.execute(sa.select(schema.files.c.digest)).scalars())
-            found.update(conn.execute(sa.select(schema.models.c.digest)).scalars())
-            # Sources pushed to the platform: a restage rebuilds from them.
-            for table in (schema.platform_revisions, schema.platform_stream_apps):
-                for files in conn.execute(sa.select(table.c.files)).scalars():
-                    found.update(entry["digest"] for entry in (files or {}).values())
-        return found
+            return uses.referenced_digests(conn)
+
+    def snapshot_digests(self) -> set[str]:
+        """The code snapshot manifest of every run: the only artifacts that list other artifacts.
+
+        Knowing them from the registry is what lets ``artifacts gc`` leave every
+        other blob unread, however large.
+        """
+        with self._begin() as conn:
+            return uses.snapshot_digests(conn)
+
+    def artifact_uses(self) -> list[ArtifactUse]:
+        """Every artifact each run points at directly, with the file it was stored from."""
+        with self._begin() as conn:
+            return uses.artifact_uses(conn)
 
 
 def _metric_row(run_id: str, m: MetricRecord) -> dict[str, Any]:
@@ -516,10 +521,6 @@ def _model_row(m: ModelRecord) -> dict[str, Any]:
         "digest": m.digest,
         "signature": m.signature,
     }
-
-
-def _looks_like_digest(value: object) -> bool:
-    return isinstance(value, str) and value.startswith(("blake3:", "sha256:"))
 
 
 def _run_from_row(row: sa.RowMapping) -> RunRecord:
