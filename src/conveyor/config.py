@@ -73,6 +73,11 @@ class Settings:
         """The platform's own files: token, address file, droplets, logs."""
         return self.home / "platform"
 
+    @property
+    def secrets_key_file(self) -> Path:
+        """The key that seals service credentials in the registry (0600, made on first use)."""
+        return self.platform_dir / "secrets.key"
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if environ is None else environ

@@ -15,6 +15,7 @@ from conveyor.cli.client import PlatformClient, PlatformNotRunning, connect
 from conveyor.cli.output import when
 from conveyor.config import get_settings
 from conveyor.errors import UsageError
+from conveyor.store.files import private_dir
 
 __all__ = ["down_command", "server_command", "status_command", "up_command"]
 
@@ -43,7 +44,7 @@ def up_command(wait_s: float) -> None:
             _describe(info)
             return
     pdir = settings.platform_dir
-    pdir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    private_dir(pdir)  # and the home, 0700 both, when `up` is the first command
     (pdir / "server.json").unlink(missing_ok=True)
     log_path = pdir / "server.log"
     with log_path.open("ab") as log:

@@ -31,6 +31,7 @@ from conveyor.repro import environment
 from conveyor.repro.journal import read_events
 from conveyor.repro.snapshot import take_snapshot
 from conveyor.store.artifacts import ArtifactStore
+from conveyor.store.files import private_dir
 from conveyor.store.records import FileRecord, MetricRecord, ModelRecord, RunRecord, RunStatus
 
 __all__ = ["BOOTSTRAP_DIR", "RunRequest", "execute", "finish_recorded_run", "parse_params"]
@@ -222,7 +223,7 @@ def new_run(
     code = take_snapshot(cwd, store, limit=settings.snapshot_limit)
     run_id = new_run_id()
     run_dir = settings.home / "runs" / run_id
-    run_dir.mkdir(parents=True)
+    private_dir(run_dir)  # 0700: a run folder holds its logs and journal
     host = environment.capture_host()
     record = RunRecord(
         id=run_id,

@@ -21,6 +21,7 @@ from conveyor.repro.envs import conveyor_path_entry, ensure_environment
 from conveyor.repro.recorder import RunRequest, execute
 from conveyor.repro.snapshot import materialize
 from conveyor.store.artifacts import ArtifactStore, digest_file
+from conveyor.store.files import private_dir
 from conveyor.store.records import RunRecord
 from conveyor.store.registry import Registry
 
@@ -98,7 +99,7 @@ def reproduce(
             workdir = workdir.with_name(f"{original.id[:12]}-{stamp}-{n}")
     elif workdir.exists() and any(workdir.iterdir()):
         raise UsageError(f"--dir {workdir} is not empty; give a new or empty folder")
-    workdir.mkdir(parents=True, exist_ok=True)
+    private_dir(workdir)  # 0700 when made here: it re-creates the run's inputs
 
     count = materialize(store, snapshot, workdir)
     cwd = workdir.joinpath(*PurePosixPath(original.code.get("cwd", ".")).parts)

@@ -13,6 +13,7 @@ recording at the same time (from several processes) all land.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
@@ -23,6 +24,7 @@ from sqlalchemy import event, exc
 
 from conveyor.errors import NotFoundError, RegistryUnavailable, RunError, UsageError
 from conveyor.store import schema, uses
+from conveyor.store.files import PRIVATE_FILE, private_dir, restrict_file
 from conveyor.store.records import (
     ArtifactUse,
     FileRecord,
@@ -69,7 +71,7 @@ class Registry:
         if parsed.get_backend_name() == "sqlite":
             if parsed.database and parsed.database != ":memory:":
                 self._sqlite_file = Path(parsed.database)
-                self._sqlite_file.parent.mkdir(parents=True, exist_ok=True)
+                _private_sqlite_file(self._sqlite_file)
             self.engine = sa.create_engine(url, connect_args={"timeout": 30})
             event.listen(self.engine, "connect", _sqlite_pragmas)
         else:
@@ -496,6 +498,30 @@ class Registry:
         """Every artifact each run points at directly, with the file it was stored from."""
         with self._begin() as conn:
             return uses.artifact_uses(conn)
+
+
+def _private_sqlite_file(path: Path) -> None:
+    """Make the database file (and its WAL and shared-memory files) readable by its owner only.
+
+    It holds service credentials and everything runs record. SQLite gives the
+    -wal and -shm files the database file's mode, so creating that file 0600
+    before SQLite opens it covers all three; an older, wider file is narrowed.
+    """
+    try:
+        private_dir(path.parent)
+        try:
+            os.close(
+                os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, PRIVATE_FILE)
+            )
+            os.chmod(path, PRIVATE_FILE)
+        except FileExistsError:
+            for name in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+                restrict_file(name)
+    except OSError as exc:
+        raise RegistryUnavailable(
+            f"cannot create the registry database {path}: {exc.strerror or exc}",
+            hint="Check that its folder is writable, or set CONVEYOR_DATABASE_URL.",
+        ) from None
 
 
 def _metric_row(run_id: str, m: MetricRecord) -> dict[str, Any]:
