@@ -67,6 +67,8 @@ class OptionSpec:
     required: bool = False
     choices: tuple[str, ...] = ()
     minimum: float | None = None
+    #: A credential: whoever shows a stream's definition or options should mask its value.
+    secret: bool = False
 
     def convert(self, raw: str) -> Any:
         """The typed value of ``raw``, or an OptionError saying what was expected."""
@@ -173,12 +175,19 @@ _APPS = (
     AppSpec(
         "http",
         _S,
-        "Accepts JSON posted to a path (an object, or a list of objects).",
+        "Accepts records POSTed to a path: JSON (an object or a list of objects) or CSV.",
         (
             _o("path", "string", "URL path that accepts POST requests", "/"),
             _o("port", "int", "port to listen on; 0 uses $PORT (or any free port)", 0, minimum=0),
+            _o(
+                "auth-token",
+                "string",
+                "if set, a POST needs 'Authorization: Bearer <token>' (for routes beyond loopback)",
+                "",
+                secret=True,
+            ),
         ),
-        f"{_SRC}:HttpSource",
+        "conveyor.streams.apps.httpsource:HttpSource",
     ),
     AppSpec(
         "time",
