@@ -19,6 +19,7 @@ from conveyor.streams.messages import Message
 
 __all__ = ["FileSource", "HttpSource", "LoadGenerator", "TimeSource"]
 
+
 def _idle(context: AppContext) -> None:
     """A finished source stays up (so the platform does not restart it) until asked to stop."""
     context.stopping.wait()
@@ -95,9 +96,17 @@ class FileSource:
 
     def __init__(self, context: AppContext) -> None:
         self.context = context
-        self.directory = Path(context.options["directory"]).expanduser()
+        # Already absolute and confined to the folders stream apps may use (see streams.paths).
+        self.directory = Path(context.options["directory"])
         if not self.directory.is_dir():
             raise StreamError(f"file source: {self.directory} is not a folder")
+        pattern = Path(context.options["pattern"])
+        if pattern.is_absolute() or ".." in pattern.parts:
+            raise StreamError(
+                f"file source: --pattern={pattern} must name files inside --directory "
+                "(no absolute path, no '..')"
+            )
+        self.outside: set[Path] = set()
 
     def _rows(self, path: Path) -> list[Any]:
         text = path.read_text(encoding="utf-8")
@@ -117,6 +126,11 @@ class FileSource:
         while not self.context.stopping.is_set():
             for path in sorted(self.directory.glob(pattern)):
                 if not path.is_file() or path.suffix in (".done", ".failed"):
+                    continue
+                if not path.resolve().is_relative_to(self.directory):
+                    if path not in self.outside:  # a symlink out of the folder: never read
+                        self.outside.add(path)
+                        self.context.log.warning("file source: %s leads outside; skipped", path)
                     continue
                 try:
                     rows = self._rows(path)
