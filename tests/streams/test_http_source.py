@@ -136,3 +136,12 @@ def test_an_auth_token_is_required_when_given(binder: Binder, settings: Settings
     finally:
         app.stop()
     assert only.payload == {"n": 1}
+
+
+def test_a_client_that_sends_less_than_it_announced_is_answered_not_waited_on(
+    source: tuple[Running, int],
+) -> None:
+    _, port = source
+    status, reply = request(port, json_post(b"{}" * 50), b'{"short": 1}')
+    assert status == 400
+    assert "the body ended after 12 of 100 bytes" in reply["error"]

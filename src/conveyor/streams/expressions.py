@@ -184,8 +184,9 @@ class _Compiler:
     def __init__(self, text: str, limits: Limits) -> None:
         self.text = text
         self.limits = limits
-        #: Evaluators (by id; all alive while compiling) whose value depends on the text only.
-        self.pure: set[int] = set()
+        #: Evaluators whose value depends on the text only, by id; held here so that no id
+        #: is reused by another evaluator while compiling.
+        self.pure: dict[int, Evaluator] = {}
 
     def fail(self, node: ast.AST, what: str) -> ExpressionError:
         column = getattr(node, "col_offset", 0) + 1
@@ -200,7 +201,7 @@ class _Compiler:
         evaluator, pure = self._compile(node, depth)
         if not pure or isinstance(evaluator, _Constant):
             return evaluator
-        self.pure.add(id(evaluator))
+        self.pure[id(evaluator)] = evaluator
         try:
             value = evaluator(None, {}, Budget(self.limits))
         except OverLimit as exc:

@@ -209,6 +209,9 @@ class HttpSource:
                 except Refused as exc:
                     self.reply(exc.status, {"error": str(exc)}, close=True)
                     return
+                except OSError:  # the client stopped sending (timeout) or went away
+                    self.close_connection = True
+                    return
                 done = threading.Event()
                 try:
                     source.inbox.put(([Message(i) for i in items], done), timeout=30)
