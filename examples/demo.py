@@ -26,6 +26,9 @@ def conveyor(*args: str, trusted: bool = False) -> str:
     prefix = f"CONVEYOR_TRUSTED_TYPES={TRUSTED} " if trusted else ""
     print(f"\n$ {prefix}conveyor {' '.join(args)}", flush=True)
     env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
+    # The stream apps read the demo's inbox and write its results: the platform allows them
+    # files in the data folder and in the roots the operator lists, here the demo's folder.
+    env["CONVEYOR_STREAM_ROOTS"] = str(PROJECT)
     if trusted:
         env["CONVEYOR_TRUSTED_TYPES"] = TRUSTED
     proc = subprocess.run(
@@ -68,6 +71,7 @@ def push_and_route(run_id: str) -> None:
         f"applications:\n  - name: diagnosis\n    model: run:{run_id}/model\n    instances: 2\n"
     )
     print(f"\n$ cat {manifest.name}\n{manifest.read_text()}", end="", flush=True)
+    print(f"\n$ export CONVEYOR_STREAM_ROOTS={PROJECT}   # files the stream apps may use")
     started = conveyor("up", trusted=True)
     router = started.split("router:", 1)[1].split()[0]
     try:

@@ -49,6 +49,20 @@ def parse_address(text: str, name: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+def parse_roots(text: str, name: str) -> tuple[Path, ...]:
+    """Absolute folders separated by ``os.pathsep`` from setting ``name``."""
+    roots = tuple(Path(part).expanduser() for part in text.split(os.pathsep) if part.strip())
+    relative = [str(r) for r in roots if not r.is_absolute()]
+    if relative:
+        from conveyor.errors import ConfigError
+
+        raise ConfigError(
+            f"{name}: {', '.join(relative)} is not an absolute path; list absolute folders "
+            f"separated by {os.pathsep!r}"
+        )
+    return roots
+
+
 @dataclass(frozen=True)
 class Settings:
     """Where Conveyor keeps its state and how it behaves; immutable once built."""
@@ -67,6 +81,11 @@ class Settings:
     api_address: tuple[str, int] = ("127.0.0.1", 7070)
     #: Where the platform's router listens (CONVEYOR_ROUTER, host:port).
     router_address: tuple[str, int] = ("127.0.0.1", 8080)
+    #: Where stream apps' relative file and database paths resolve (CONVEYOR_STREAM_DATA);
+    #: never inside ``home``, which holds the platform's token and registry.
+    stream_data: Path = field(default_factory=lambda: Path.home() / "conveyor-data")
+    #: Further folders stream apps may read and write (CONVEYOR_STREAM_ROOTS, os.pathsep list).
+    stream_roots: tuple[Path, ...] = ()
 
     @property
     def platform_dir(self) -> Path:
@@ -89,7 +108,10 @@ class Settings:
         trusted = tuple(
             t.strip() for t in env.get("CONVEYOR_TRUSTED_TYPES", "").split(",") if t.strip()
         )
+        data = Path(env.get("CONVEYOR_STREAM_DATA") or Path.home() / "conveyor-data")
         return cls(
+            stream_data=data.expanduser(),
+            stream_roots=parse_roots(env.get("CONVEYOR_STREAM_ROOTS", ""), "CONVEYOR_STREAM_ROOTS"),
             api_address=parse_address(env.get("CONVEYOR_API", "127.0.0.1:7070"), "CONVEYOR_API"),
             router_address=parse_address(
                 env.get("CONVEYOR_ROUTER", "127.0.0.1:8080"), "CONVEYOR_ROUTER"

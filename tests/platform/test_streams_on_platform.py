@@ -16,8 +16,11 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
-    with running_platform(tmp_path_factory.mktemp("streams-platform")) as running:
-        yield running
+    # Stream apps may use files only in the folders the operator allows: here, the tests' own.
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("CONVEYOR_STREAM_ROOTS", str(tmp_path_factory.getbasetemp()))
+        with running_platform(tmp_path_factory.mktemp("streams-platform")) as running:
+            yield running
 
 
 def _post(url: str, records: list[dict[str, object]]) -> dict[str, object]:

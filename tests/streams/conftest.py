@@ -28,6 +28,18 @@ def binder_url(kind: str, tmp_path: Path, lease: float = 1.0) -> str:
     return f"embedded://{tmp_path / 'streams.db'}?lease={lease}"
 
 
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    """Settings in a fresh home; stream apps may use files anywhere in the test's folder."""
+    return Settings.from_env(
+        {
+            "CONVEYOR_HOME": str(tmp_path / "home"),
+            "CONVEYOR_STREAM_DATA": str(tmp_path / "data"),
+            "CONVEYOR_STREAM_ROOTS": str(tmp_path),
+        }
+    )
+
+
 class Binders:
     """Opens binders of one kind on one URL, remembers destinations, cleans up after."""
 

@@ -23,8 +23,10 @@ from conveyor.streams.messages import Message
 from tests.streams.helpers import PATIENCE, collect, run_app
 
 
-def post(url: str, body: bytes) -> tuple[int, Any]:
-    request = urllib.request.Request(url, data=body, method="POST")
+def post(url: str, body: bytes, content_type: str = "application/json") -> tuple[int, Any]:
+    request = urllib.request.Request(
+        url, data=body, method="POST", headers={"Content-Type": content_type}
+    )
     try:
         with urllib.request.urlopen(request, timeout=PATIENCE) as reply:
             return reply.status, orjson.loads(reply.read())

@@ -70,7 +70,16 @@ def test_every_app_declares_typed_options_with_descriptions() -> None:
     for spec in CATALOGUE.values():
         for option in spec.options:
             assert option.description
-            assert option.type in {"string", "int", "float", "bool", "expression", "choice"}
+            assert option.type in {
+                "string",
+                "int",
+                "float",
+                "bool",
+                "expression",
+                "choice",
+                "path",
+                "database",
+            }
         given = {o.name: "x" for o in spec.options if o.required}
         resolved = spec.resolve(given)  # every default converts
         assert set(resolved) == {o.name for o in spec.options}

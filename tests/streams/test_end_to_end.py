@@ -50,7 +50,9 @@ def expected_seqs(count: int) -> set[int]:
 
 
 def start(home: Path, *args: str, log: Path, port: int | None = None) -> subprocess.Popen[bytes]:
+    # The apps may write in the test folder (which holds the home, kept out of their reach).
     env = {"PATH": os.environ["PATH"], "CONVEYOR_HOME": str(home)}
+    env["CONVEYOR_STREAM_ROOTS"] = str(home.parent)
     if port is not None:
         env["PORT"] = str(port)
     with log.open("ab") as out:

@@ -44,6 +44,38 @@ def test_a_poison_message_goes_to_the_dlq_with_its_error_while_the_rest_flow(
     assert app.runtime.dead == 1
 
 
+def _one_dead_letter(
+    binder: Binder, settings: Settings, stream: str, payloads: list[Any], **spec: Any
+) -> tuple[list[Message], Message]:
+    """Run an app over ``payloads`` (ids m0, m1 ...); what passed, and the one dead letter."""
+    binder.provision(f"{stream}.in", stream)
+    messages = [Message(p, {"id": f"m{i}"}) for i, p in enumerate(payloads)]
+    binder.publish(f"{stream}.in", messages)
+    app = run_app(
+        binder, settings, input=f"{stream}.in", output=f"{stream}.out", group=stream, **spec
+    )
+    try:
+        passed = collect(binder, f"{stream}.out", stream, len(payloads) - 1)
+        (letter,) = collect(binder, dlq_name(f"{stream}.in"), stream, 1)
+    finally:
+        app.stop()
+    return passed, letter
+
+
+def test_a_message_that_makes_an_expression_too_large_is_dead_lettered_with_the_reason(
+    binder: Binder, settings: Settings
+) -> None:
+    payloads = [{"n": n, "s": "a" * 100_000, "k": 100_000 if n == 1 else 1} for n in range(3)]
+    expression = "{'n': n, 'length': len(upper([s] * k))}"
+    passed, letter = _one_dead_letter(
+        binder, settings, "x", payloads, app="transform", options={"expression": expression}
+    )
+    assert sorted(m.payload["n"] for m in passed) == [0, 2]
+    assert letter.headers["id"] == "m1"
+    assert letter.headers["error"].startswith("ExpressionError: expression")
+    assert "the value built would hold about" in letter.headers["error"]
+
+
 def test_graceful_stop_finishes_the_batch_in_hand(binder: Binder, settings: Settings) -> None:
     userfns.release.clear()
     userfns.entered.clear()
@@ -88,17 +120,10 @@ def test_python_function_and_transform_chain(binder: Binder, settings: Settings)
 def test_a_payload_that_is_not_json_is_dead_lettered_not_a_stuck_stream(
     binder: Binder, settings: Settings
 ) -> None:
-    binder.provision("j.in", "j")
-    binder.publish("j.in", [Message({"n": n}) for n in range(4)])
-    app = run_app(
-        binder, settings, app="python", input="j.in", output="j.out", group="j",
-        options={"function": "tests.streams.userfns:awkward"},
+    passed, letter = _one_dead_letter(
+        binder, settings, "j", [{"n": n} for n in range(4)],
+        app="python", options={"function": "tests.streams.userfns:awkward"},
     )  # fmt: skip
-    try:
-        passed = collect(binder, "j.out", "j", 3)
-        (letter,) = collect(binder, dlq_name("j.in"), "j", 1)
-    finally:
-        app.stop()
     assert sorted(m.payload["n"] for m in passed) == [0, 1, 3]
     assert passed[0].payload["score"] == 0.5
     assert letter.payload == {"n": 2}

@@ -18,9 +18,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from conveyor.config import Settings, get_settings
 from conveyor.streams.dsl import AppNode, DslError, StreamNode
 from conveyor.streams.errors import ExpressionError, StreamError
 from conveyor.streams.expressions import compile_expression
+from conveyor.streams.paths import PathNotAllowed, StreamPaths
 
 __all__ = [
     "CATALOGUE",
@@ -58,7 +60,9 @@ _FALSE = {"false", "no", "off", "0"}
 
 @dataclass(frozen=True)
 class OptionSpec:
-    """One declared option. ``type``: string, int, float, bool, expression or choice."""
+    """One declared option. ``type``: string, int, float, bool, expression, choice, path
+    (a file or folder, confined by :class:`StreamPaths`) or database (a URL; a SQLite file
+    in it is confined the same way)."""
 
     name: str
     type: str
@@ -67,11 +71,24 @@ class OptionSpec:
     required: bool = False
     choices: tuple[str, ...] = ()
     minimum: float | None = None
+    #: A credential: whoever shows a stream's definition or options should mask its value.
+    secret: bool = False
 
-    def convert(self, raw: str) -> Any:
-        """The typed value of ``raw``, or an OptionError saying what was expected."""
+    def convert(self, raw: str, paths: StreamPaths | None = None) -> Any:
+        """The typed value of ``raw``, or an OptionError saying what was expected.
+
+        ``paths`` confines path and database options (default: from the process's settings).
+        """
         wrong = f"--{self.name}={raw!r}: expected {self._expected()}"
         value: Any
+        if self.type in ("path", "database") and raw:
+            paths = paths or StreamPaths.of(get_settings())
+            try:
+                if self.type == "database":
+                    return paths.sqlite_url(raw, self.name)
+                return str(paths.confine(raw, self.name))
+            except PathNotAllowed as exc:
+                raise OptionError("path-not-allowed", str(exc), self.name) from None
         if self.type == "int":
             try:
                 value = int(raw)
@@ -126,7 +143,7 @@ class AppSpec:
     def option(self, name: str) -> OptionSpec | None:
         return next((o for o in self.options if o.name == name), None)
 
-    def resolve(self, raw: Mapping[str, str]) -> dict[str, Any]:
+    def resolve(self, raw: Mapping[str, str], paths: StreamPaths | None = None) -> dict[str, Any]:
         """Typed options with defaults filled in, or the first OptionError."""
         values: dict[str, Any] = {}
         for key, text in raw.items():
@@ -138,7 +155,7 @@ class AppSpec:
                     f"{self.role} {self.name!r} has no option --{key}; valid options: {valid}",
                     key,
                 )
-            values[key] = spec.convert(text)
+            values[key] = spec.convert(text, paths)
         for spec in self.options:
             if spec.name in values:
                 continue
@@ -148,7 +165,7 @@ class AppSpec:
                     f"{self.role} {self.name!r} needs --{spec.name} ({spec.description})",
                 )
             values[spec.name] = (
-                spec.convert(spec.default) if isinstance(spec.default, str) else spec.default
+                spec.convert(spec.default, paths) if isinstance(spec.default, str) else spec.default
             )
         return values
 
@@ -173,12 +190,19 @@ _APPS = (
     AppSpec(
         "http",
         _S,
-        "Accepts JSON posted to a path (an object, or a list of objects).",
+        "Accepts records POSTed to a path: JSON (an object or a list of objects) or CSV.",
         (
             _o("path", "string", "URL path that accepts POST requests", "/"),
             _o("port", "int", "port to listen on; 0 uses $PORT (or any free port)", 0, minimum=0),
+            _o(
+                "auth-token",
+                "string",
+                "if set, a POST needs 'Authorization: Bearer <token>' (for routes beyond loopback)",
+                "",
+                secret=True,
+            ),
         ),
-        f"{_SRC}:HttpSource",
+        "conveyor.streams.apps.httpsource:HttpSource",
     ),
     AppSpec(
         "time",
@@ -195,7 +219,7 @@ _APPS = (
         _S,
         "Watches a folder; each new file's rows become messages, then it is renamed *.done.",
         (
-            _req("directory", "string", "folder to watch"),
+            _req("directory", "path", "folder to watch (in the data folder or a stream root)"),
             _o("format", "choice", "file format", "jsonl", choices=_FORMAT),
             _o("pattern", "string", "glob of the files to read", "*"),
             _o("interval", "float", "seconds between scans", 1.0, minimum=0.01),
@@ -329,7 +353,7 @@ _APPS = (
         _K,
         "Appends each message's payload to a file (JSON lines or CSV).",
         (
-            _req("path", "string", "file to append to"),
+            _req("path", "path", "file to append to (relative: in the data folder)"),
             _o("format", "choice", "file format", "jsonl", choices=_FORMAT),
         ),
         f"{_SNK}:FileSink",
@@ -339,7 +363,7 @@ _APPS = (
         _K,
         "Inserts each payload as a row of a table (any SQLAlchemy URL).",
         (
-            _req("url", "string", "database URL, e.g. sqlite:///events.db"),
+            _req("url", "database", "database URL; sqlite:///events.db is in the data folder"),
             _req("table", "string", "table name; created with the first batch's fields if missing"),
         ),
         f"{_SNK}:SqlSink",
@@ -350,7 +374,7 @@ _APPS = (
         "Counts messages; logs messages/s and end-to-end latency percentiles.",
         (
             _o("every", "int", "log a line every N messages", 10000, minimum=1),
-            _o("report", "string", "file rewritten with a JSON summary after each batch", ""),
+            _o("report", "path", "file rewritten with a JSON summary after each batch", ""),
         ),
         f"{_SNK}:ThroughputSink",
     ),
@@ -392,8 +416,14 @@ class ValidatedApp:
     options: dict[str, Any]
 
 
-def validate_stream(tree: StreamNode, definition: str) -> list[ValidatedApp]:
-    """Check every app and option of a parsed stream; DslError at the first problem."""
+def validate_stream(
+    tree: StreamNode, definition: str, settings: Settings | None = None
+) -> list[ValidatedApp]:
+    """Check every app and option of a parsed stream; DslError at the first problem.
+
+    Paths are checked against the folders ``settings`` (default: the process's) allow.
+    """
+    paths = StreamPaths.of(settings or get_settings())
     result: list[ValidatedApp] = []
     last = len(tree.apps) - 1
     for i, node in enumerate(tree.apps):
@@ -401,7 +431,7 @@ def validate_stream(tree: StreamNode, definition: str) -> list[ValidatedApp]:
         has_output = i < last or tree.sink is not None
         try:
             spec = app_spec(node.name, role_of(has_input, has_output))
-            options = spec.resolve(node.option_map())
+            options = spec.resolve(node.option_map(), paths)
         except OptionError as exc:
             where = next((o.position for o in node.options if o.key == exc.key), node.position)
             raise DslError(exc.code, exc.message, definition, where) from None

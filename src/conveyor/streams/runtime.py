@@ -36,6 +36,7 @@ from conveyor.streams.catalogue import AppSpec, Role, app_spec, role_of
 from conveyor.streams.errors import BinderError, ExpressionError
 from conveyor.streams.expressions import Expression, compile_expression
 from conveyor.streams.messages import Message, encode, new_headers
+from conveyor.streams.paths import StreamPaths
 
 __all__ = ["AppState", "LaunchSpec", "StreamAppRuntime"]
 
@@ -180,7 +181,8 @@ class StreamAppRuntime:
         self.settings = settings
         self.role = role_of(spec.input is not None, spec.output is not None)
         self.app_spec = app_spec(spec.app, self.role)
-        self.options = self.app_spec.resolve(dict(spec.options))
+        # Paths are checked again here: the folders may differ from where the stream was created.
+        self.options = self.app_spec.resolve(dict(spec.options), StreamPaths.of(settings))
         for name, value, low in (
             ("batch_size", spec.batch_size, 1),
             ("max_attempts", spec.max_attempts, 1),

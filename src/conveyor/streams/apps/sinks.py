@@ -45,7 +45,8 @@ class FileSink:
     """Appends payloads; each batch is written with one write and flushed to disk."""
 
     def __init__(self, context: AppContext) -> None:
-        self.path = Path(context.options["path"]).expanduser()
+        # Already absolute and confined to the folders stream apps may use (see streams.paths).
+        self.path = Path(context.options["path"])
         self.csv = context.options["format"] == "csv"
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.columns: list[str] | None = None
@@ -74,7 +75,12 @@ class FileSink:
             data = self._csv(messages)
         else:
             data = b"".join(orjson.dumps(m.payload) + b"\n" for m in messages)
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        # O_NOFOLLOW: a symlink put in the file's place later does not redirect the writes.
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW
+        try:
+            fd = os.open(self.path, flags, 0o644)
+        except OSError as exc:
+            raise StreamError(f"file sink: cannot write {self.path}: {exc}") from None
         try:
             view = memoryview(data)
             while view:
@@ -95,7 +101,11 @@ class SqlSink:
 
         self.sa = sa
         try:
-            self.engine = sa.create_engine(context.options["url"])
+            url = sa.engine.make_url(context.options["url"])
+            if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+                # Confined already (see streams.paths); SQLite makes the file, not its folder.
+                Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+            self.engine = sa.create_engine(url)
         except (sa.exc.ArgumentError, ImportError) as exc:
             raise StreamError(f"sql: cannot use --url={context.options['url']!r}: {exc}") from None
         self.name = context.options["table"]

@@ -4,25 +4,20 @@ from __future__ import annotations
 
 import csv
 import io
-import queue
 import random
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import orjson
 
 from conveyor.streams.apps.base import AppContext
+from conveyor.streams.apps.httpsource import HttpSource
 from conveyor.streams.errors import StreamError
 from conveyor.streams.messages import Message
 
 __all__ = ["FileSource", "HttpSource", "LoadGenerator", "TimeSource"]
-
-#: How long a source waits on an idle input before checking whether it should stop.
-_TICK = 0.1
 
 
 def _idle(context: AppContext) -> None:
@@ -101,9 +96,17 @@ class FileSource:
 
     def __init__(self, context: AppContext) -> None:
         self.context = context
-        self.directory = Path(context.options["directory"]).expanduser()
+        # Already absolute and confined to the folders stream apps may use (see streams.paths).
+        self.directory = Path(context.options["directory"])
         if not self.directory.is_dir():
             raise StreamError(f"file source: {self.directory} is not a folder")
+        pattern = Path(context.options["pattern"])
+        if pattern.is_absolute() or ".." in pattern.parts:
+            raise StreamError(
+                f"file source: --pattern={pattern} must name files inside --directory "
+                "(no absolute path, no '..')"
+            )
+        self.outside: set[Path] = set()
 
     def _rows(self, path: Path) -> list[Any]:
         text = path.read_text(encoding="utf-8")
@@ -124,6 +127,11 @@ class FileSource:
             for path in sorted(self.directory.glob(pattern)):
                 if not path.is_file() or path.suffix in (".done", ".failed"):
                     continue
+                if not path.resolve().is_relative_to(self.directory):
+                    if path not in self.outside:  # a symlink out of the folder: never read
+                        self.outside.add(path)
+                        self.context.log.warning("file source: %s leads outside; skipped", path)
+                    continue
                 try:
                     rows = self._rows(path)
                 except (StreamError, OSError, UnicodeDecodeError) as exc:
@@ -140,83 +148,3 @@ class FileSource:
 
     def close(self) -> None:
         pass
-
-
-class HttpSource:
-    """POST JSON (an object or a list) to ``path``; answered 202 once the messages are published."""
-
-    def __init__(self, context: AppContext) -> None:
-        self.context = context
-        self.inbox: queue.Queue[tuple[list[Message], threading.Event]] = queue.Queue(maxsize=64)
-        port = context.options["port"] or context.port or 0
-        self.server = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
-        self.server.daemon_threads = True
-        self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-        context.log.info(
-            "http source listening on 127.0.0.1:%d%s", self.port, context.options["path"]
-        )
-
-    def _handler(self) -> type[BaseHTTPRequestHandler]:
-        source = self
-        path = self.context.options["path"]
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, format: str, *args: Any) -> None:
-                pass  # one line per request would drown the app's own log
-
-            def reply(self, status: int, body: dict[str, Any]) -> None:
-                data = orjson.dumps(body)
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def do_GET(self) -> None:
-                if self.path == "/health":
-                    self.reply(200, {"status": "ok"})
-                else:
-                    self.reply(405, {"error": f"POST JSON to {path}"})
-
-            def do_POST(self) -> None:
-                if self.path.split("?", 1)[0] != path:
-                    self.reply(404, {"error": f"no route {self.path}; POST JSON to {path}"})
-                    return
-                length = int(self.headers.get("Content-Length") or 0)
-                if length > 16 * 1024 * 1024:
-                    self.reply(413, {"error": "body larger than 16 MiB"})
-                    return
-                try:
-                    body = orjson.loads(self.rfile.read(length))
-                except orjson.JSONDecodeError as exc:
-                    self.reply(400, {"error": f"body is not JSON: {exc}"})
-                    return
-                items = body if isinstance(body, list) else [body]
-                done = threading.Event()
-                try:
-                    source.inbox.put(([Message(i) for i in items], done), timeout=30)
-                except queue.Full:
-                    self.reply(503, {"error": "the stream is not keeping up; retry later"})
-                    return
-                if done.wait(30):
-                    self.reply(202, {"accepted": len(items)})
-                else:
-                    self.reply(503, {"error": "the message could not be published in time"})
-
-        return Handler
-
-    def batches(self) -> Iterator[list[Message]]:
-        while not self.context.stopping.is_set():
-            try:
-                messages, done = self.inbox.get(timeout=_TICK)
-            except queue.Empty:
-                continue
-            # The generator resumes only after the runtime has published the batch.
-            yield messages
-            done.set()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()

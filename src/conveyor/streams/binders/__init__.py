@@ -8,7 +8,10 @@
 
 A ``lease=<seconds>`` query parameter sets how long a consumer may hold an
 unacknowledged batch before the group hands it to another consumer
-(embedded and Redis; RabbitMQ requeues when the connection drops).
+(embedded and Redis; RabbitMQ requeues when the connection drops). The embedded
+log also takes ``retention-age=<seconds>`` (default a week) and
+``retention-size=<size>`` (default 1G): what it keeps, at most, for a group with
+no live consumer, such as a tap whose stream is undeployed.
 """
 
 from __future__ import annotations
@@ -17,7 +20,8 @@ from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
-from conveyor.config import Settings
+from conveyor.config import Settings, parse_size
+from conveyor.errors import ConveyorError
 from conveyor.streams.binders.base import (
     Binder,
     Consumer,
@@ -41,15 +45,19 @@ __all__ = [
 ]
 
 
-def _lease(query: dict[str, list[str]], url: str) -> float:
-    raw = query.pop("lease", ["30"])[-1]
+def _seconds(query: dict[str, list[str]], key: str, default: float, url: str) -> float:
+    raw = query.pop(key, [str(default)])[-1]
     try:
         value = float(raw)
     except ValueError:
         value = -1.0
-    if not value > 0:
-        raise BinderError(f"binder URL {url!r}: lease={raw!r} must be a positive number of seconds")
+    if not 0 < value < float("inf"):
+        raise BinderError(f"binder URL {url!r}: {key}={raw!r} must be a positive number of seconds")
     return value
+
+
+def _lease(query: dict[str, list[str]], url: str) -> float:
+    return _seconds(query, "lease", 30, url)
 
 
 def open_binder(url: str, settings: Settings) -> Binder:
@@ -61,7 +69,14 @@ def open_binder(url: str, settings: Settings) -> Binder:
         from conveyor.streams.binders.embedded import EmbeddedBinder
 
         path = Path(parts.path) if parts.scheme and parts.path else settings.home / "streams.db"
-        return EmbeddedBinder(path, lease=_lease(query, url))
+        age = _seconds(query, "retention-age", 7 * 24 * 3600, url)
+        try:
+            size = parse_size(query.get("retention-size", ["1G"])[-1], "retention-size")
+        except ConveyorError as exc:
+            raise BinderError(f"binder URL {url!r}: {exc}") from None
+        return EmbeddedBinder(
+            path, lease=_lease(query, url), retention_age=age, retention_bytes=size
+        )
     if scheme in ("redis", "rediss", "unix"):
         from conveyor.streams.binders.redis import RedisBinder
 

@@ -18,8 +18,9 @@ Publishing and consuming use separate connections, as RabbitMQ advises.
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from conveyor.streams.binders.base import Received
@@ -27,6 +28,30 @@ from conveyor.streams.errors import BinderError
 from conveyor.streams.messages import Message, decode, encode
 
 __all__ = ["RabbitBinder"]
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """Keep pika from logging (with tracebacks) what the binder handles or expects itself.
+
+    Closing a connection the broker already dropped (a sink's idle publishing
+    connection misses its heartbeats) makes pika log errors and stack traces,
+    though nothing is wrong: the binder closes it either way.
+    """
+    pika_log = logging.getLogger("pika")
+    level = pika_log.level
+    pika_log.setLevel(logging.CRITICAL + 1)
+    try:
+        yield
+    finally:
+        pika_log.setLevel(level)
+
+
+def _close(connection: Any, errors: tuple[type[Exception], ...]) -> None:
+    """Close ``connection`` quietly: a normal shutdown, whatever state the connection is in."""
+    with _quiet(), contextlib.suppress(*errors):
+        if connection.is_open:
+            connection.close()
 
 
 def _exchange(destination: str) -> str:
@@ -154,10 +179,19 @@ class RabbitBinder:
             channel.close()
         return int(ok.method.message_count)
 
+    def keep_alive(self) -> None:
+        """Answer the broker's heartbeats on the publishing connection while only consuming."""
+        try:
+            with _quiet():
+                self._publisher.process_data_events(time_limit=0)
+        except self._errors as exc:
+            raise BinderError(
+                f"rabbitmq binder: the publishing connection failed: {exc!r}"
+            ) from exc
+
     def close(self) -> None:
         # Already gone or not: nothing is pending on the publisher side.
-        with contextlib.suppress(*self._errors):
-            self._publisher.close()
+        _close(self._publisher, self._errors)
 
 
 class RabbitConsumer:
@@ -181,6 +215,8 @@ class RabbitConsumer:
         self._buffer.append((method.delivery_tag, bool(method.redelivered), body))
 
     def receive(self, max_messages: int, timeout: float) -> Received | None:
+        # Sinks never publish: without this the broker would drop the publishing connection.
+        self.binder.keep_alive()
         deadline = time.monotonic() + timeout
         try:
             self._connection.process_data_events(time_limit=0)
@@ -211,5 +247,4 @@ class RabbitConsumer:
 
     def close(self) -> None:
         # The broker requeues whatever was not acknowledged.
-        with contextlib.suppress(*self.binder._errors):
-            self._connection.close()
+        _close(self._connection, self.binder._errors)
