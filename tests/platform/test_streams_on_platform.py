@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from .control import Platform, running_platform, wait_for
+from tests.waiting import eventually
+
+from .control import Platform, running_platform
 
 pytestmark = pytest.mark.slow
 
@@ -49,9 +51,9 @@ def test_http_filter_file_with_a_tap_update_and_rollback(
 
     router = platform.router
     _post(f"{router}/tx", [{"amount": 5, "n": 1}, {"amount": -1, "n": 2}, {"amount": 7, "n": 3}])
-    wait_for("the sink to write both", lambda: len(_lines(out)) == 2)
+    eventually(lambda: len(_lines(out)) == 2, what="the sink to write both")
     assert [r["n"] for r in _lines(out)] == [1, 3]
-    wait_for("the tap to get its copy", lambda: len(_lines(tapped)) == 2)
+    eventually(lambda: len(_lines(tapped)) == 2, what="the tap to get its copy")
 
     info = platform.cli("stream", "info", "tx").stdout
     assert "tx-filter" in info
@@ -66,7 +68,7 @@ def test_http_filter_file_with_a_tap_update_and_rollback(
     platform.cli("stream", "update", "tx", "--properties", "deployer.filter.count=2")
     assert platform.app("tx-filter")["running"] == 2
     _post(f"{router}/tx", [{"amount": 1, "n": n} for n in range(10, 30)])
-    wait_for("every message after the update", lambda: len(_lines(out)) == 22)
+    eventually(lambda: len(_lines(out)) == 22, what="every message after the update")
     assert sorted(int(str(r["n"])) for r in _lines(out)[2:]) == list(range(10, 30))
 
     history = platform.cli("stream", "history", "tx").stdout
@@ -136,7 +138,7 @@ def test_a_registered_python_app_between_named_destinations(
     )  # fmt: skip
     platform.cli("stream", "deploy", "intake")
     _post(f"{platform.router}/orders", [{"qty": 2, "price": 5}, {"qty": 3, "price": 1}])
-    wait_for("the enriched orders", lambda: len(_lines(out)) == 2)
+    eventually(lambda: len(_lines(out)) == 2, what="the enriched orders")
     assert [r["total"] for r in _lines(out)] == [10, 3]
     bad = platform.cli("app", "register", "--name", "filter", "--uri", "python:x:y", check=False)
     assert bad.returncode == 1
@@ -181,7 +183,7 @@ def test_http_filter_score_file_on_every_binder(
             {"a": -3.0, "b": 0.0, "c": 0.0, "n": 2},
         ]
         _post(f"{platform.router}/{name}", rows)
-        wait_for("both rows scored", lambda: len(_lines(out)) == 2)
+        eventually(lambda: len(_lines(out)) == 2, what="both rows scored")
         scored = sorted(_lines(out), key=lambda r: str(r["n"]))
         assert [r["prediction"] for r in scored] == ["up", "down"]
         assert all(set(dict(r["probabilities"])) == {"up", "down"} for r in scored)  # type: ignore[call-overload]
@@ -209,7 +211,7 @@ def test_a_registered_app_with_requirements_gets_them_staged(
         f"http --path=/tags | tagger | file --path={sink}",
     )  # fmt: skip
     _post(f"{platform.router}/tags", [{"n": 1}])
-    wait_for("the tagged message", lambda: len(_lines(sink)) == 1)
+    eventually(lambda: len(_lines(sink)) == 1, what="the tagged message")
     assert _lines(sink) == [{"n": 1, "six": "1.17.0"}]
     platform.cli("stream", "destroy", "tags")
 
