@@ -44,6 +44,17 @@ def test_database_that_does_not_answer(cli: Cli) -> None:
     assert "Traceback" not in proc.stderr
 
 
+def test_a_database_driver_that_is_not_installed_is_one_line(cli: Cli) -> None:
+    cli.extra_env["CONVEYOR_DATABASE_URL"] = "mysql://me@127.0.0.1/conveyor"
+    proc = cli("runs", check=False)
+    assert proc.returncode != 0
+    assert proc.stderr.strip().splitlines() == [
+        "Error: CONVEYOR_DATABASE_URL=mysql://me@127.0.0.1/conveyor needs the database driver "
+        "'MySQLdb', which is not installed: pip install mysqlclient "
+        "(Conveyor is tested on SQLite and PostgreSQL)"
+    ]
+
+
 def test_tree_larger_than_the_snapshot_limit(cli: Cli, write: Callable[[str, str], Path]) -> None:
     write("big.txt", "x" * 5000)
     cli.extra_env["CONVEYOR_SNAPSHOT_LIMIT"] = "1K"
