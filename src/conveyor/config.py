@@ -17,9 +17,13 @@ from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 
-__all__ = ["Settings", "database_url", "get_settings", "parse_size"]
+__all__ = ["SERVE_PORT", "Settings", "database_url", "get_settings", "parse_size"]
 
 _MIB = 1024 * 1024
+
+#: ``conveyor serve``'s default port: clear of the platform's defaults (control API 7070,
+#: router 8080), so a model served on a laptop does not fight ``conveyor up`` for its port.
+SERVE_PORT = 8081
 
 
 def parse_size(text: str, name: str) -> int:
