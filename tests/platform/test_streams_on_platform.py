@@ -105,15 +105,20 @@ def test_stream_definition_errors_point_at_the_problem(platform: Platform) -> No
 
 
 def test_the_app_catalogue_lists_apps_and_their_options(platform: Platform) -> None:
-    listed = platform.cli("app", "list").stdout
+    listed = platform.cli("catalog", "list").stdout
     assert "score" in listed
     assert "load-generator" in listed
-    info = platform.cli("app", "info", "filter").stdout
+    info = platform.cli("catalog", "info", "filter").stdout
     assert "filter (processor)" in info
     assert "--expression" in info
-    unknown = platform.cli("app", "info", "nosuch", check=False)
+    unknown = platform.cli("catalog", "info", "nosuch", check=False)
     assert unknown.returncode == 1
     assert "there is no stream app named 'nosuch'" in unknown.stderr
+    # The catalogue's former spelling still works for a release, and says what replaces it.
+    former = platform.cli("app", "list")
+    assert former.stdout == listed
+    assert "`conveyor app list` is deprecated" in former.stderr
+    assert "use `conveyor catalog list`" in former.stderr
 
 
 def test_a_registered_python_app_between_named_destinations(
@@ -125,11 +130,11 @@ def test_a_registered_python_app_between_named_destinations(
         "def handle(payload):\n    return {**payload, 'total': payload['qty'] * payload['price']}\n"
     )
     registered = platform.cli(
-        "app", "register", "--name", "enrich", "--uri", "python:enrich:handle",
+        "catalog", "register", "--name", "enrich", "--uri", "python:enrich:handle",
         "--path", str(folder),
     )  # fmt: skip
     assert "app enrich registered" in registered.stdout
-    assert "user app: python:enrich:handle" in platform.cli("app", "list").stdout
+    assert "user app: python:enrich:handle" in platform.cli("catalog", "list").stdout
     out = tmp_path / "enriched.jsonl"
     platform.cli("stream", "create", "intake", "--definition", "http --path=/orders > :orders")
     platform.cli(
@@ -140,15 +145,17 @@ def test_a_registered_python_app_between_named_destinations(
     _post(f"{platform.router}/orders", [{"qty": 2, "price": 5}, {"qty": 3, "price": 1}])
     eventually(lambda: len(_lines(out)) == 2, what="the enriched orders")
     assert [r["total"] for r in _lines(out)] == [10, 3]
-    bad = platform.cli("app", "register", "--name", "filter", "--uri", "python:x:y", check=False)
+    bad = platform.cli(
+        "catalog", "register", "--name", "filter", "--uri", "python:x:y", check=False
+    )  # fmt: skip
     assert bad.returncode == 1
     assert "built-in" in bad.stderr
-    wrong = platform.cli("app", "register", "--name", "x", "--uri", "java:x", check=False)
+    wrong = platform.cli("catalog", "register", "--name", "x", "--uri", "java:x", check=False)
     assert "python:<module>:<function>" in wrong.stderr
     platform.cli("stream", "destroy", "intake")
     platform.cli("stream", "destroy", "join")
-    platform.cli("app", "unregister", "enrich")
-    assert "enrich" not in platform.cli("app", "list").stdout
+    platform.cli("catalog", "unregister", "enrich")
+    assert "enrich" not in platform.cli("catalog", "list").stdout
 
 
 @pytest.mark.parametrize("kind", ["embedded", "redis", "rabbitmq"])
@@ -202,7 +209,8 @@ def test_a_registered_app_with_requirements_gets_them_staged(
         "import six\n\ndef tag(payload):\n    return {**payload, 'six': six.__version__}\n"
     )
     out = platform.cli(
-        "app", "register", "--name", "tagger", "--uri", "python:tagger:tag", "--path", str(folder)
+        "catalog", "register", "--name", "tagger", "--uri", "python:tagger:tag",
+        "--path", str(folder),
     )  # fmt: skip
     assert "app tagger registered" in out.stdout
     sink = tmp_path / "tagged.jsonl"

@@ -23,6 +23,7 @@ COMMANDS: dict[str, str] = {
     "artifacts": "conveyor.cli.artifacts:artifacts_group",
     "serve": "conveyor.cli.serve:serve_command",
     "stream": "conveyor.cli.streams:stream_group",
+    "catalog": "conveyor.cli.streams:catalog_group",
     "droplets": "conveyor.cli.platform:droplets_group",
     "server": "conveyor.cli.lifecycle:server_command",
     "up": "conveyor.cli.lifecycle:up_command",
