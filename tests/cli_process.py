@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
 from collections.abc import Mapping
@@ -34,3 +35,14 @@ def run_conveyor(
             f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}{context}"
         )
     return proc
+
+
+def modules_loaded(code: str, watched: tuple[str, ...]) -> list[str]:
+    """Which of ``watched`` a fresh interpreter has imported after running ``code``."""
+    report = f"print('LOADED', sorted(m for m in {watched!r} if m in sys.modules))"
+    probe = f"{code}\nimport sys\n{report}\n"
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    ).stdout
+    line = next(line for line in out.splitlines() if line.startswith("LOADED "))
+    return list(ast.literal_eval(line.removeprefix("LOADED ")))

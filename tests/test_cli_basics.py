@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 from click.testing import CliRunner
 
 from conveyor.cli.main import cli
+from tests.cli_process import modules_loaded
 
 
 def test_help_lists_commands() -> None:
@@ -18,19 +16,27 @@ def test_help_lists_commands() -> None:
 
 def test_help_does_not_import_heavy_libraries() -> None:
     code = (
-        "import sys\n"
         "from conveyor.cli.main import main\n"
         "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
-        "heavy = [m for m in ('sqlalchemy', 'numpy', 'sklearn', 'pandas') if m in sys.modules]\n"
-        "print('HEAVY', heavy)\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    ).stdout
-    assert "HEAVY []" in out
+    assert modules_loaded(code, ("sqlalchemy", "numpy", "sklearn", "pandas")) == []
 
 
 def test_unknown_command_says_so() -> None:
     result = CliRunner().invoke(cli, ["frobnicate"])
     assert result.exit_code != 0
     assert "No such command" in result.output
+
+
+def test_serve_defaults_to_a_port_the_platform_does_not_use() -> None:
+    from conveyor.cli.serve import serve_command
+    from conveyor.config import Settings
+    from conveyor.serving import ServeOptions
+
+    platform = Settings.from_env({"CONVEYOR_HOME": "/nonexistent"})
+    taken = {platform.api_address[1], platform.router_address[1]}
+    result = CliRunner().invoke(serve_command, ["--help"])
+    assert result.exit_code == 0
+    assert "[default: 8081;" in " ".join(result.output.split())
+    assert 8081 not in taken
+    assert ServeOptions().port == 8081

@@ -17,9 +17,13 @@ from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 
-__all__ = ["Settings", "get_settings", "parse_size"]
+__all__ = ["SERVE_PORT", "Settings", "database_url", "get_settings", "parse_size"]
 
 _MIB = 1024 * 1024
+
+#: ``conveyor serve``'s default port: clear of the platform's defaults (control API 7070,
+#: router 8080), so a model served on a laptop does not fight ``conveyor up`` for its port.
+SERVE_PORT = 8081
 
 
 def parse_size(text: str, name: str) -> int:
@@ -63,6 +67,25 @@ def parse_roots(text: str, name: str) -> tuple[Path, ...]:
     return roots
 
 
+def database_url(text: str) -> str:
+    """A registry URL with the common spellings SQLAlchemy does not take written out in full.
+
+    ``postgres://`` (Heroku's and libpq's spelling) and a bare ``postgresql://``
+    (which SQLAlchemy would open with psycopg2, not installed with Conveyor) both
+    mean psycopg 3, the driver of the ``postgres`` extra:
+
+    >>> database_url("postgres://me@db/conveyor")
+    'postgresql+psycopg://me@db/conveyor'
+    >>> database_url("postgresql+psycopg2://me@db/conveyor")
+    'postgresql+psycopg2://me@db/conveyor'
+    """
+    scheme, sep, rest = text.strip().partition("://")
+    backend, _, driver = scheme.partition("+")
+    if sep and backend.lower() in ("postgres", "postgresql"):
+        return f"postgresql+{driver or 'psycopg'}://{rest}"
+    return text
+
+
 @dataclass(frozen=True)
 class Settings:
     """Where Conveyor keeps its state and how it behaves; immutable once built."""
@@ -101,7 +124,7 @@ class Settings:
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if environ is None else environ
         home = Path(env.get("CONVEYOR_HOME") or Path.home() / ".conveyor").expanduser()
-        db = env.get("CONVEYOR_DATABASE_URL") or f"sqlite:///{home / 'registry.db'}"
+        db = database_url(env.get("CONVEYOR_DATABASE_URL") or f"sqlite:///{home / 'registry.db'}")
         artifacts = Path(env.get("CONVEYOR_ARTIFACT_ROOT") or home / "artifacts").expanduser()
         limit = parse_size(env.get("CONVEYOR_SNAPSHOT_LIMIT", "200M"), "CONVEYOR_SNAPSHOT_LIMIT")
         envs = Path(env.get("CONVEYOR_ENV_CACHE") or home / "envs").expanduser()

@@ -1,24 +1,45 @@
 """Conveyor's exception tree: every error a user can cause derives from ConveyorError.
 
-    ConveyorError
-    ├── ConfigError            a setting in the environment is malformed
-    ├── NotFoundError          an id, name or digest that does not exist
-    ├── UsageError             the request itself is wrong (a parameter given twice, ...)
-    ├── StoreError
-    │   ├── IntegrityError     an artifact's bytes no longer match its digest
-    │   └── RegistryUnavailable the database URL does not answer
-    ├── RunError               a run could not be started or recorded
-    │   └── SnapshotTooLarge   the working tree exceeds the snapshot limit
-    ├── EnvironmentBuildError  a reproduction environment could not be created
-    ├── ModelError             a model cannot be saved, loaded or scored
-    │   └── UntrustedModelError loading would execute code from an untrusted file
-    └── PlatformError          (conveyor.platform.errors) the supervisor or router cannot
-        ├── IllegalTransition  an instance asked to move between unconnected states
-        ├── SpawnError         an instance's command could not be started
-        ├── StagingError       an app's requirements could not be resolved or installed
-        └── ManifestError      conveyor.yml is malformed (file, line, column and field)
+Classes defined elsewhere name their module in brackets; a test keeps this
+drawing complete (every exception class in the package, under its real parent).
 
-The CLI prints ``str(error)`` and exits with ``error.exit_code``; no traceback.
+    ConveyorError
+    ├── ConfigError             a setting in the environment is malformed or unusable
+    ├── NotFoundError           an id, name or digest that does not exist
+    ├── UsageError              the request itself is wrong (a parameter given twice, ...)
+    │   └── RequestError        [serving.errors] a request the scoring service refuses (status)
+    │       └── InvalidInput    inputs that do not match the model's signature, field by field
+    ├── StoreError
+    │   ├── IntegrityError      an artifact's bytes no longer match its digest
+    │   └── RegistryUnavailable the database URL does not answer
+    ├── RunError                a run could not be started or recorded
+    │   └── SnapshotTooLarge    the working tree exceeds the snapshot limit
+    ├── EnvironmentBuildError   a reproduction environment could not be created
+    ├── ModelError              a model cannot be saved, loaded or scored
+    │   ├── UntrustedModelError loading would execute code from an untrusted file
+    │   └── InvalidInputError   [models.pmml.errors] input the PMML document declares invalid
+    │                           (also a ValueError)
+    ├── PlatformError           [platform.errors] the supervisor or router cannot do what was asked
+    │   ├── IllegalTransition   an instance asked to move between unconnected states
+    │   ├── SpawnError          an instance's command could not be started
+    │   ├── StagingError        an app's requirements could not be resolved or installed
+    │   ├── ManifestError       conveyor.yml is malformed (file, line, column and field)
+    │   └── DeployError         [platform.controller] a new revision never became healthy
+    ├── StreamError             [streams.errors] a stream cannot be defined, wired or run
+    │   ├── DslError            a definition is malformed (code, position, caret, expected)
+    │   ├── OptionError         [streams.catalogue] an app option is unknown, missing or mistyped
+    │   ├── ExpressionError     a filter/transform/router expression is not allowed or fails
+    │   │   └── OverLimit       [streams.bounds] a value or the work would pass the limits
+    │   ├── PathNotAllowed      [streams.paths] a file or database path outside the allowed roots
+    │   ├── Refused             [streams.apps.httpsource] a request the http source refuses
+    │   ├── PayloadError        an app produced a payload that is not JSON-compatible
+    │   └── BinderError         a broker cannot be reached or refused an operation
+    ├── ApiError                [cli.client] the platform refused a request and said why
+    └── PlatformNotRunning      [cli.client] nothing answers at the platform's API address
+
+Exceptions private to one module (a leading underscore) never reach a user and
+are not drawn. The CLI prints ``str(error)`` and exits with ``error.exit_code``;
+no traceback.
 """
 
 from __future__ import annotations

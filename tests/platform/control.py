@@ -7,10 +7,9 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,23 +18,12 @@ from typing import Any
 from conveyor.cli.client import PlatformClient
 from conveyor.config import Settings
 from tests.cli_process import run_conveyor
+from tests.waiting import eventually
 
 HELLO = Path(__file__).parent / "apps" / "hello.py"
 VENV_BIN = str(Path(sys.executable).parent)
 #: Generous bound for things that normally take well under a second.
 DEADLINE = 60.0
-
-
-def wait_for(what: str, check: Callable[[], Any], timeout: float = DEADLINE) -> Any:
-    """Poll ``check`` until it returns something truthy; fail with ``what`` at the deadline."""
-    end = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(0.05)
 
 
 @dataclass
@@ -83,7 +71,7 @@ class Platform:
             assert process.poll() is None, f"the platform exited: {self.server_log()}"
             return endpoint.exists()
 
-        wait_for("the platform to write server.json", ready)
+        eventually(ready, what="the platform to write server.json")
 
     def server_log(self) -> str:
         path = self.home / "server-test.log"

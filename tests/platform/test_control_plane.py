@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 
 from conveyor.cli.client import ApiError
+from tests.waiting import eventually
 
-from .control import DEADLINE, Platform, get, running_platform, wait_for
+from .control import DEADLINE, Platform, get, running_platform
 
 pytestmark = pytest.mark.slow
 
@@ -94,7 +95,7 @@ def test_killed_instance_is_replaced_and_routed_again(platform: Platform) -> Non
         inst = _instance(platform, "victim", 0)
         return inst["state"] == "RUNNING" and bool(inst["ready"]) and inst["pid"] != old_pid
 
-    wait_for("instance 0 to be replaced", replaced)
+    eventually(replaced, what="instance 0 to be replaced")
     assert _instance(platform, "victim", 0)["restarts"] == 1
     crash = _instance(platform, "victim", 0)["last_crash"]
     assert isinstance(crash, dict)
@@ -127,12 +128,12 @@ def test_rolling_push_under_load_fails_no_request(platform: Platform) -> None:
     for worker in workers:
         worker.start()
     try:
-        wait_for("load to reach the app", lambda: len(results) > 20)
+        eventually(lambda: len(results) > 20, what="load to reach the app")
         manifest.write_text(manifest.read_text() + "    env: {GENERATION: two}\n")
         pushed = platform.cli("push", "-f", str(manifest))
         assert "revision 2 running" in pushed.stdout
         count = len(results)
-        wait_for("requests after the push", lambda: len(results) > count + 20)
+        eventually(lambda: len(results) > count + 20, what="requests after the push")
     finally:
         stop.set()
         for worker in workers:
@@ -349,7 +350,7 @@ def test_platform_killed_and_started_again_runs_one_copy_of_everything(tmp_path:
         server_pid = platform.client.pid
         assert server_pid is not None
         os.kill(server_pid, signal.SIGKILL)
-        wait_for("the platform to die", lambda: not platform.client.alive())
+        eventually(lambda: not platform.client.alive(), what="the platform to die")
         assert all(_alive(pid) for pid in before)  # orphans, still running
 
         platform.cli("up")
@@ -357,10 +358,10 @@ def test_platform_killed_and_started_again_runs_one_copy_of_everything(tmp_path:
         def back() -> bool:
             return bool(platform.app("durable")["running"] == 2)
 
-        wait_for("the app to be running again", back)
+        eventually(back, what="the app to be running again")
         after = {i["pid"] for i in platform.app("durable")["instances_detail"]}
         assert not after & before
-        wait_for("the orphans to be stopped", lambda: not any(_alive(p) for p in before))
+        eventually(lambda: not any(_alive(p) for p in before), what="the orphans to be stopped")
         assert _app_processes(platform.home, "durable") == after
         assert set(_indices(f"{platform.router}/durable/", 4)) == {"0", "1"}
         assert "Platform running" in platform.cli("status").stdout
@@ -370,7 +371,7 @@ def test_platform_killed_and_started_again_runs_one_copy_of_everything(tmp_path:
     finally:
         platform.cli("down", check=False)
     assert "not running" in platform.cli("status", check=False).stderr
-    wait_for("instances to stop", lambda: not _app_processes(platform.home, "durable"))
+    eventually(lambda: not _app_processes(platform.home, "durable"), what="instances to stop")
 
 
 def _alive(pid: object) -> bool:
@@ -444,11 +445,15 @@ def test_failing_readiness_takes_an_instance_out_of_routing_without_a_restart(
     platform.cli("push", "-f", str(manifest))
     assert get(f"{platform.router}/shy/")[0] == 200
     flag.touch()
-    wait_for("the instance to leave routing", lambda: get(f"{platform.router}/shy/")[0] == 503)
+    eventually(
+        lambda: get(f"{platform.router}/shy/")[0] == 503, what="the instance to leave routing"
+    )
     instance = _instance(platform, "shy", 0)
     assert (instance["state"], instance["ready"], instance["restarts"]) == ("RUNNING", False, 0)
     flag.unlink()
-    wait_for("the instance to be routed again", lambda: get(f"{platform.router}/shy/")[0] == 200)
+    eventually(
+        lambda: get(f"{platform.router}/shy/")[0] == 200, what="the instance to be routed again"
+    )
     assert _instance(platform, "shy", 0)["restarts"] == 0
 
 

@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from .control import Platform, running_platform, wait_for
+from tests.waiting import eventually
+
+from .control import Platform, running_platform
 
 pytestmark = pytest.mark.slow
 
@@ -52,9 +54,9 @@ def test_http_filter_file_with_a_tap_update_and_rollback(
 
     router = platform.router
     _post(f"{router}/tx", [{"amount": 5, "n": 1}, {"amount": -1, "n": 2}, {"amount": 7, "n": 3}])
-    wait_for("the sink to write both", lambda: len(_lines(out)) == 2)
+    eventually(lambda: len(_lines(out)) == 2, what="the sink to write both")
     assert [r["n"] for r in _lines(out)] == [1, 3]
-    wait_for("the tap to get its copy", lambda: len(_lines(tapped)) == 2)
+    eventually(lambda: len(_lines(tapped)) == 2, what="the tap to get its copy")
 
     info = platform.cli("stream", "info", "tx").stdout
     assert "tx-filter" in info
@@ -69,7 +71,7 @@ def test_http_filter_file_with_a_tap_update_and_rollback(
     platform.cli("stream", "update", "tx", "--properties", "deployer.filter.count=2")
     assert platform.app("tx-filter")["running"] == 2
     _post(f"{router}/tx", [{"amount": 1, "n": n} for n in range(10, 30)])
-    wait_for("every message after the update", lambda: len(_lines(out)) == 22)
+    eventually(lambda: len(_lines(out)) == 22, what="every message after the update")
     assert sorted(int(str(r["n"])) for r in _lines(out)[2:]) == list(range(10, 30))
 
     history = platform.cli("stream", "history", "tx").stdout
@@ -106,15 +108,20 @@ def test_stream_definition_errors_point_at_the_problem(platform: Platform) -> No
 
 
 def test_the_app_catalogue_lists_apps_and_their_options(platform: Platform) -> None:
-    listed = platform.cli("app", "list").stdout
+    listed = platform.cli("catalog", "list").stdout
     assert "score" in listed
     assert "load-generator" in listed
-    info = platform.cli("app", "info", "filter").stdout
+    info = platform.cli("catalog", "info", "filter").stdout
     assert "filter (processor)" in info
     assert "--expression" in info
-    unknown = platform.cli("app", "info", "nosuch", check=False)
+    unknown = platform.cli("catalog", "info", "nosuch", check=False)
     assert unknown.returncode == 1
     assert "there is no stream app named 'nosuch'" in unknown.stderr
+    # The catalogue's former spelling still works for a release, and says what replaces it.
+    former = platform.cli("app", "list")
+    assert former.stdout == listed
+    assert "`conveyor app list` is deprecated" in former.stderr
+    assert "use `conveyor catalog list`" in former.stderr
 
 
 def test_a_registered_python_app_between_named_destinations(
@@ -126,11 +133,11 @@ def test_a_registered_python_app_between_named_destinations(
         "def handle(payload):\n    return {**payload, 'total': payload['qty'] * payload['price']}\n"
     )
     registered = platform.cli(
-        "app", "register", "--name", "enrich", "--uri", "python:enrich:handle",
+        "catalog", "register", "--name", "enrich", "--uri", "python:enrich:handle",
         "--path", str(folder),
     )  # fmt: skip
     assert "app enrich registered" in registered.stdout
-    assert "user app: python:enrich:handle" in platform.cli("app", "list").stdout
+    assert "user app: python:enrich:handle" in platform.cli("catalog", "list").stdout
     out = tmp_path / "enriched.jsonl"
     platform.cli("stream", "create", "intake", "--definition", "http --path=/orders > :orders")
     platform.cli(
@@ -139,17 +146,19 @@ def test_a_registered_python_app_between_named_destinations(
     )  # fmt: skip
     platform.cli("stream", "deploy", "intake")
     _post(f"{platform.router}/orders", [{"qty": 2, "price": 5}, {"qty": 3, "price": 1}])
-    wait_for("the enriched orders", lambda: len(_lines(out)) == 2)
+    eventually(lambda: len(_lines(out)) == 2, what="the enriched orders")
     assert [r["total"] for r in _lines(out)] == [10, 3]
-    bad = platform.cli("app", "register", "--name", "filter", "--uri", "python:x:y", check=False)
+    bad = platform.cli(
+        "catalog", "register", "--name", "filter", "--uri", "python:x:y", check=False
+    )  # fmt: skip
     assert bad.returncode == 1
     assert "built-in" in bad.stderr
-    wrong = platform.cli("app", "register", "--name", "x", "--uri", "java:x", check=False)
+    wrong = platform.cli("catalog", "register", "--name", "x", "--uri", "java:x", check=False)
     assert "python:<module>:<function>" in wrong.stderr
     platform.cli("stream", "destroy", "intake")
     platform.cli("stream", "destroy", "join")
-    platform.cli("app", "unregister", "enrich")
-    assert "enrich" not in platform.cli("app", "list").stdout
+    platform.cli("catalog", "unregister", "enrich")
+    assert "enrich" not in platform.cli("catalog", "list").stdout
 
 
 @pytest.mark.parametrize("kind", ["embedded", "redis", "rabbitmq"])
@@ -184,7 +193,7 @@ def test_http_filter_score_file_on_every_binder(
             {"a": -3.0, "b": 0.0, "c": 0.0, "n": 2},
         ]
         _post(f"{platform.router}/{name}", rows)
-        wait_for("both rows scored", lambda: len(_lines(out)) == 2)
+        eventually(lambda: len(_lines(out)) == 2, what="both rows scored")
         scored = sorted(_lines(out), key=lambda r: str(r["n"]))
         assert [r["prediction"] for r in scored] == ["up", "down"]
         assert all(set(dict(r["probabilities"])) == {"up", "down"} for r in scored)  # type: ignore[call-overload]
@@ -203,7 +212,8 @@ def test_a_registered_app_with_requirements_gets_them_staged(
         "import six\n\ndef tag(payload):\n    return {**payload, 'six': six.__version__}\n"
     )
     out = platform.cli(
-        "app", "register", "--name", "tagger", "--uri", "python:tagger:tag", "--path", str(folder)
+        "catalog", "register", "--name", "tagger", "--uri", "python:tagger:tag",
+        "--path", str(folder),
     )  # fmt: skip
     assert "app tagger registered" in out.stdout
     sink = tmp_path / "tagged.jsonl"
@@ -212,7 +222,7 @@ def test_a_registered_app_with_requirements_gets_them_staged(
         f"http --path=/tags | tagger | file --path={sink}",
     )  # fmt: skip
     _post(f"{platform.router}/tags", [{"n": 1}])
-    wait_for("the tagged message", lambda: len(_lines(sink)) == 1)
+    eventually(lambda: len(_lines(sink)) == 1, what="the tagged message")
     assert _lines(sink) == [{"n": 1, "six": "1.17.0"}]
     platform.cli("stream", "destroy", "tags")
 

@@ -15,6 +15,7 @@ import pytest
 
 from conveyor.platform import HealthCheck, InstanceSpec, InstanceState, Supervisor
 from tests.platform.fakes import Events
+from tests.waiting import eventually_async
 
 pytestmark = pytest.mark.slow
 
@@ -100,12 +101,11 @@ def test_stop_ends_the_whole_process_group() -> None:
         assert stopped.details["killed"] is False
         assert instance.state is InstanceState.DOWN
         # The sleep child was in the instance's group: it got SIGTERM too (then reaped by init).
-        for _ in range(200):
-            if not alive(child) or Path(f"/proc/{child}/stat").read_text().split()[2] == "Z":
-                break
-            await asyncio.sleep(0.05)
-        else:
-            pytest.fail(f"child {child} of the stopped instance is still running")
+        await eventually_async(
+            lambda: not alive(child) or Path(f"/proc/{child}/stat").read_text().split()[2] == "Z",
+            what=f"child {child} of the stopped instance to stop",
+            timeout=10,
+        )
 
     run(scenario)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.repro.conftest import Cli
+from tests.waiting import eventually
 
 
 def test_gc_keeps_what_runs_reference_and_removes_the_rest(cli: Cli) -> None:
@@ -61,12 +62,12 @@ def test_runs_recorded_in_postgresql(cli: Cli, postgres_url: str) -> None:
 def _await_running_row(cli: Cli) -> None:
     """The RUNNING row is written while the command starts; wait (bounded) until it is."""
     import json
-    import time
 
-    deadline = time.monotonic() + 60
-    while not json.loads(cli("runs", "--json", "--status", "RUNNING").stdout):
-        assert time.monotonic() < deadline, "the run never showed up as RUNNING"
-        time.sleep(0.1)
+    eventually(
+        lambda: json.loads(cli("runs", "--json", "--status", "RUNNING").stdout),
+        what="the run to show up as RUNNING",
+        interval=0.1,
+    )
 
 
 def test_gc_waits_for_runs_that_are_still_recording(cli: Cli) -> None:

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from tests.repro.conftest import Cli
+from tests.waiting import eventually
 
 
 def test_parameter_given_twice(cli: Cli) -> None:
@@ -41,6 +42,17 @@ def test_database_that_does_not_answer(cli: Cli) -> None:
     assert proc.returncode == 1
     assert "does not answer" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_a_database_driver_that_is_not_installed_is_one_line(cli: Cli) -> None:
+    cli.extra_env["CONVEYOR_DATABASE_URL"] = "mysql://me@127.0.0.1/conveyor"
+    proc = cli("runs", check=False)
+    assert proc.returncode != 0
+    assert proc.stderr.strip().splitlines() == [
+        "Error: CONVEYOR_DATABASE_URL=mysql://me@127.0.0.1/conveyor needs the database driver "
+        "'MySQLdb', which is not installed: pip install mysqlclient "
+        "(Conveyor is tested on SQLite and PostgreSQL)"
+    ]
 
 
 def test_tree_larger_than_the_snapshot_limit(cli: Cli, write: Callable[[str, str], Path]) -> None:
@@ -132,14 +144,14 @@ def test_a_run_whose_recorder_died_shows_as_lost(
     cli: Cli, write: Callable[[str, str], Path]
 ) -> None:
     import json
-    import time
 
     write("sleep.py", SLEEPER)
     proc, child_pid = _start_and_wait(cli, "sleep.py")
-    deadline = time.monotonic() + 60
-    while not json.loads(cli("runs", "--json", "--status", "RUNNING").stdout):
-        assert time.monotonic() < deadline, "the run never showed up as RUNNING"
-        time.sleep(0.1)
+    eventually(
+        lambda: json.loads(cli("runs", "--json", "--status", "RUNNING").stdout),
+        what="the run to show up as RUNNING",
+        interval=0.1,
+    )
     proc.kill()  # conveyor itself dies (kill -9), leaving its run unfinished
     proc.communicate(timeout=60)
     os.kill(child_pid, signal.SIGKILL)

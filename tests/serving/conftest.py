@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ from conveyor.config import Settings
 from conveyor.models.sklearn import save
 from conveyor.serving import ResolvedModel, ServeOptions, resolve_model_uri
 from conveyor.serving.server import bind_sockets, run_in_thread
+from tests.waiting import poll
 
 TREE = "sklearn.tree._tree.Tree"
 READY_DEADLINE = 30.0
@@ -66,15 +66,18 @@ def trusting(settings: Settings) -> Settings:
 
 def wait_ready(base: str, deadline: float = READY_DEADLINE) -> None:
     """Poll /v2/health/ready until it answers 200, failing after ``deadline`` seconds."""
-    end = time.monotonic() + deadline
     last: object = None
-    while time.monotonic() < end:
+
+    def ready() -> bool:
+        nonlocal last
         try:
-            if httpx.get(f"{base}/v2/health/ready", timeout=2).status_code == 200:
-                return
+            return httpx.get(f"{base}/v2/health/ready", timeout=2).status_code == 200
         except httpx.TransportError as exc:
             last = exc
-        time.sleep(0.02)
+            return False
+
+    if poll(ready, timeout=deadline, interval=0.02):
+        return
     raise AssertionError(f"server at {base} not ready within {deadline} s ({last})")
 
 

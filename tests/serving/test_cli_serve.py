@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ import pytest
 from conveyor.models.base import Field, Signature
 from conveyor.serving import ResolvedModel, ServeOptions
 from conveyor.serving.server import bind_sockets, run_in_thread
+from tests.waiting import eventually
 
 from .conftest import TREE, Trained, wait_ready
 
@@ -269,14 +269,16 @@ def _gone(pid: int) -> bool:
 
 def _await_refusal(base: str) -> None:
     """New connections are refused once the server is stopping: never accepted, then dropped."""
-    deadline = time.monotonic() + 30
-    while True:
+
+    def refused() -> bool:
         try:
             r = httpx.get(f"{base}/v2/health/live", timeout=30)  # a fresh connection each time
         except httpx.ConnectError:
-            return
+            return True
         assert r.status_code == 200  # answered before the signal reached the server
-        assert time.monotonic() < deadline, "the server kept accepting connections"
+        return False
+
+    eventually(refused, what="the server to stop accepting connections", timeout=30, interval=0)
 
 
 @pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads worker pids from /proc")
@@ -311,10 +313,12 @@ def test_sigterm_under_load_answers_every_accepted_request_and_leaves_no_worker(
             sessions = [pool.submit(session, n) for n in range(clients)]
             last_round.wait(timeout=60)
             # Every final request has been read by a worker and is waiting in its batcher.
-            deadline = time.monotonic() + 30
-            while _in_flight(running.base) < clients:
-                assert time.monotonic() < deadline, "the final requests never arrived"
-                time.sleep(0.01)
+            eventually(
+                lambda: _in_flight(running.base) >= clients,
+                what="the final requests to arrive",
+                timeout=30,
+                interval=0.01,
+            )
             running.proc.send_signal(signal.SIGTERM)
             _await_refusal(running.base)
             answers = [s.result(timeout=90) for s in sessions]

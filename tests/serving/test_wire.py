@@ -109,12 +109,12 @@ def test_thousands_of_pipelined_requests_are_all_answered(address: tuple[str, in
 
 def test_a_client_that_leaves_mid_request_is_counted_and_not_left_in_flight() -> None:
     import re
-    import time
 
     import httpx
 
     from conveyor.serving import ResolvedModel, ServeOptions
     from conveyor.serving.server import bind_sockets, run_in_thread
+    from tests.waiting import eventually
 
     from .conftest import wait_ready
     from .test_cli_serve import SlowModel
@@ -134,13 +134,12 @@ def test_a_client_that_leaves_mid_request_is_counted_and_not_left_in_flight() ->
             # Gone for good (a reset), not just done sending (that still gets its answer).
             client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         model.release.set()  # the answer now has nowhere to go
-        deadline = time.monotonic() + 30
-        text = ""
-        while time.monotonic() < deadline:
+
+        def counted() -> str:
             text = httpx.get(f"{base}/metrics", timeout=10).text
-            if 'kind="disconnect"' in text:
-                break
-            time.sleep(0.05)
+            return text if 'kind="disconnect"' in text else ""
+
+        text = eventually(counted, what="the disconnect to be counted", timeout=30)
         assert 'conveyor_errors_total{kind="disconnect",model="slow"} 1.0' in text
         assert 'conveyor_requests_total{model="slow",protocol="records",status="499"} 1.0' in text
         in_flight = re.search(r'conveyor_requests_in_flight\{model="slow"\} ([\d.]+)', text)

@@ -8,7 +8,14 @@ import uuid
 
 import pytest
 
-from conveyor.errors import NotFoundError, RegistryUnavailable, RunError, UsageError
+from conveyor.config import Settings
+from conveyor.errors import (
+    ConfigError,
+    NotFoundError,
+    RegistryUnavailable,
+    RunError,
+    UsageError,
+)
 from conveyor.store.records import FileRecord, MetricRecord, ModelRecord, RunRecord, RunStatus
 from conveyor.store.registry import HEAD_REVISION, Registry
 
@@ -152,3 +159,31 @@ def test_artifact_uses_name_each_run_role_and_source(registry: Registry) -> None
     }
     assert registry.snapshot_digests() == {snapshot}
     assert {snapshot, out} <= registry.referenced_digests()
+
+
+@pytest.mark.parametrize("scheme", ["postgres", "postgresql"])
+def test_postgres_aliases_mean_psycopg(scheme: str) -> None:
+    settings = Settings.from_env({"CONVEYOR_DATABASE_URL": f"{scheme}://me@db.example/conveyor"})
+    assert settings.database_url == "postgresql+psycopg://me@db.example/conveyor"
+
+
+@pytest.mark.postgres
+def test_a_postgres_url_opens_the_registry(postgres_url: str) -> None:
+    alias = "postgres://" + postgres_url.split("://", 1)[1]
+    with Registry(alias) as reg:
+        reg.create_run(make_run("a1"))
+        assert reg.get_run("a1").status is RunStatus.RUNNING
+
+
+def test_a_driver_that_is_not_installed_names_the_package() -> None:
+    with pytest.raises(ConfigError) as caught:
+        Registry("mysql://me:secret@127.0.0.1/conveyor")
+    message = str(caught.value)
+    assert "pip install mysqlclient" in message
+    assert "secret" not in message
+    assert "\n" not in message
+
+
+def test_an_unknown_database_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="'nosuchdb' is not a database"):
+        Registry("nosuchdb://somewhere/x")

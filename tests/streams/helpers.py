@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import threading
-import time
 from typing import Any
 
 from conveyor.config import Settings
 from conveyor.streams.binders import Binder
 from conveyor.streams.messages import Message
 from conveyor.streams.runtime import LaunchSpec, StreamAppRuntime
+from tests.waiting import poll
 
 PATIENCE = 30.0
 
@@ -45,11 +45,14 @@ def run_app(binder: Binder, settings: Settings, **spec: Any) -> Running:
 def collect(binder: Binder, destination: str, group: str, count: int) -> list[Message]:
     consumer = binder.consumer(destination, group, name="test")
     got: list[Message] = []
-    deadline = time.monotonic() + PATIENCE
-    while len(got) < count and time.monotonic() < deadline:
+
+    def enough() -> bool:
         batch = consumer.receive(100, timeout=0.2)
         if batch:
-            got += batch.messages
+            got.extend(batch.messages)
             consumer.ack(batch)
+        return len(got) >= count
+
+    poll(enough, timeout=PATIENCE, interval=0)  # receive() waits; the caller asserts what came
     consumer.close()
     return got

@@ -21,6 +21,7 @@ from conveyor.config import Settings
 from conveyor.streams.binders import Binder, dlq_name
 from conveyor.streams.messages import Message
 from tests.streams.helpers import PATIENCE, collect, run_app
+from tests.waiting import eventually
 
 
 def post(url: str, body: bytes, content_type: str = "application/json") -> tuple[int, Any]:
@@ -99,15 +100,6 @@ def feed(binder: Binder, destination: str, payloads: list[Any]) -> None:
     )
 
 
-def until(condition: Any) -> None:
-    done = threading.Event()
-    for _ in range(int(PATIENCE / 0.05)):
-        if condition():
-            return
-        done.wait(0.05)
-    raise AssertionError("condition not met in time")
-
-
 def test_file_sink_appends_csv_with_one_header(
     binder: Binder, settings: Settings, tmp_path: Path
 ) -> None:
@@ -118,9 +110,15 @@ def test_file_sink_appends_csv_with_one_header(
         options={"path": str(out), "format": "csv"},
     )  # fmt: skip
     try:
-        until(lambda: out.exists() and len(out.read_text().splitlines()) == 3)
+        eventually(
+            lambda: out.exists() and len(out.read_text().splitlines()) == 3,
+            what="the header and two rows",
+            timeout=PATIENCE,
+        )
         feed(binder, "s.in", [{"a": 3, "b": "w"}])
-        until(lambda: len(out.read_text().splitlines()) == 4)
+        eventually(
+            lambda: len(out.read_text().splitlines()) == 4, what="the third row", timeout=PATIENCE
+        )
     finally:
         app.stop()
     with out.open(newline="") as f:
@@ -147,7 +145,7 @@ def test_sql_sink_creates_the_table_and_inserts_rows(
                 return []
 
     try:
-        until(lambda: len(rows()) == 2)
+        eventually(lambda: len(rows()) == 2, what="both rows in the table", timeout=PATIENCE)
     finally:
         app.stop()
     assert rows() == [(1, "a", '["x"]'), (2, "b", "[]")]
@@ -167,8 +165,12 @@ def test_log_and_throughput_sinks(
         options={"report": str(report), "every": "2"},
     )  # fmt: skip
     try:
-        until(lambda: report.exists() and orjson.loads(report.read_bytes())["count"] == 5)
-        until(lambda: "40" in caplog.messages)
+        eventually(
+            lambda: report.exists() and orjson.loads(report.read_bytes())["count"] == 5,
+            what="the report of 5 messages",
+            timeout=PATIENCE,
+        )
+        eventually(lambda: "40" in caplog.messages, what="the log line", timeout=PATIENCE)
     finally:
         log_app.stop()
         counter.stop()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 
 from conveyor.streams.binders import (
@@ -17,6 +16,7 @@ from conveyor.streams.binders import (
 )
 from conveyor.streams.messages import Message, partition_of
 from tests.streams.conftest import Binders
+from tests.waiting import poll
 
 #: Bound on waiting for messages that must arrive (real brokers on a loaded machine).
 PATIENCE = 30.0
@@ -25,14 +25,16 @@ PATIENCE = 30.0
 def drain(consumer: Consumer, expected: int, *, ack: bool = True) -> list[Message]:
     """Receive until ``expected`` messages arrived (or the patience ran out)."""
     got: list[Message] = []
-    deadline = time.monotonic() + PATIENCE
-    while len(got) < expected and time.monotonic() < deadline:
+
+    def enough() -> bool:
         batch = consumer.receive(max_messages=50, timeout=0.5)
-        if batch is None:
-            continue
-        got.extend(batch.messages)
-        if ack:
-            consumer.ack(batch)
+        if batch is not None:
+            got.extend(batch.messages)
+            if ack:
+                consumer.ack(batch)
+        return len(got) >= expected
+
+    poll(enough, timeout=PATIENCE, interval=0)  # receive() waits; the caller asserts what came
     return got
 
 
@@ -78,14 +80,17 @@ def test_consumers_of_one_group_share_the_messages(binders: Binders) -> None:
     first.publish(dest, messages(200))
     seen: list[int] = []
     per_consumer = {"a": 0, "b": 0}
-    deadline = time.monotonic() + PATIENCE
-    while len(seen) < 200 and time.monotonic() < deadline:
+
+    def all_seen() -> bool:
         for name, consumer in (("a", a), ("b", b)):
             batch = consumer.receive(max_messages=20, timeout=0.2)
             if batch:
-                seen += [m.payload["n"] for m in batch.messages]
+                seen.extend(m.payload["n"] for m in batch.messages)
                 per_consumer[name] += len(batch.messages)
                 consumer.ack(batch)
+        return len(seen) >= 200
+
+    poll(all_seen, timeout=PATIENCE, interval=0)
     assert sorted(seen) == list(range(200))  # each once: no loss, no duplicate
     assert per_consumer["a"] > 0
     assert per_consumer["b"] > 0
@@ -126,10 +131,11 @@ def test_what_a_killed_consumer_held_is_delivered_again(binders: Binders) -> Non
             holder.wait()
             # They come back to the group once it is dead (after the lease on Redis/embedded).
             survivor = binder.consumer(dest, "g", name="survivor")
-            again = survivor.receive(max_messages=10, timeout=0.1)
-            deadline = time.monotonic() + PATIENCE
-            while again is None and time.monotonic() < deadline:
-                again = survivor.receive(max_messages=10, timeout=0.5)
+            again = poll(
+                lambda: survivor.receive(max_messages=10, timeout=0.5),
+                timeout=PATIENCE,
+                interval=0,
+            )
             assert again is not None
             assert sorted(m.payload["n"] for m in again.messages) == [0, 1, 2, 3, 4]
             assert again.redelivered
@@ -207,9 +213,4 @@ def test_lag_counts_what_a_group_has_not_acknowledged(binders: Binders) -> None:
 
 def wait_until(condition: Callable[[], bool]) -> bool:
     """RabbitMQ updates its counts a moment after a publish or an ack."""
-    deadline = time.monotonic() + PATIENCE
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
+    return poll(condition, timeout=PATIENCE)

@@ -10,7 +10,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 import uuid
@@ -28,6 +27,7 @@ from conveyor.streams.apps.sources import LoadGenerator
 from conveyor.streams.binders import open_binder
 from conveyor.streams.catalogue import Role, app_spec
 from tests.streams.conftest import BINDERS, binder_url
+from tests.waiting import eventually, poll
 
 pytestmark = pytest.mark.slow
 
@@ -84,17 +84,17 @@ def free_port() -> int:
 
 def get(port: int, path: str) -> tuple[int, Any]:
     """GET from an app's status port, waiting for it to listen."""
-    deadline = time.monotonic() + PATIENCE
-    while True:
+
+    def answer() -> tuple[int, Any] | None:
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as reply:
                 return reply.status, orjson.loads(reply.read())
         except urllib.error.HTTPError as exc:
             return exc.code, orjson.loads(exc.read())
         except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
+            return None  # not listening yet
+
+    return eventually(answer, what=f"port {port} to answer {path}", timeout=PATIENCE, interval=0.1)
 
 
 def lines(path: Path) -> list[int]:
@@ -106,11 +106,13 @@ def lines(path: Path) -> list[int]:
 
 
 def wait_for_seqs(path: Path, wanted: set[int]) -> list[int]:
-    deadline = time.monotonic() + PATIENCE
     got = lines(path)
-    while not wanted <= set(got) and time.monotonic() < deadline:
-        time.sleep(0.2)
-        got = lines(path)
+
+    def arrived() -> bool:
+        got[:] = lines(path)
+        return wanted <= set(got)
+
+    poll(arrived, timeout=PATIENCE, interval=0.2)  # the caller's assertion shows what came
     return got
 
 
@@ -150,10 +152,12 @@ def test_every_message_arrives_and_the_apps_stop_cleanly(
             assert get(port, "/health") == (200, {"status": "running"})
             # The sink can have a batch before the filter has its broker's confirms.
             status = get(port, "/status")[1]
-            deadline = time.monotonic() + PATIENCE
-            while status["published"] < len(wanted) and time.monotonic() < deadline:
-                time.sleep(0.05)
-                status = get(port, "/status")[1]
+
+            def confirmed() -> bool:
+                status.update(get(port, "/status")[1])
+                return bool(status["published"] >= len(wanted))
+
+            poll(confirmed, timeout=PATIENCE)
             assert status["received"] == COUNT
             assert status["published"] == len(wanted)
             assert (status["role"], status["input"], status["group"]) == (
@@ -190,9 +194,7 @@ def test_kill_9_of_the_processor_loses_nothing(
     procs = [start(home, *apps[name], log=log) for name in ("file", "filter", "gen")]
     try:
         with stopped_at_exit(procs):
-            deadline = time.monotonic() + PATIENCE
-            while len(lines(out)) < 200 and time.monotonic() < deadline:
-                time.sleep(0.05)
+            poll(lambda: len(lines(out)) >= 200, timeout=PATIENCE)
             procs[1].kill()  # kill -9 of the filter, mid-stream
             procs[1].wait()
             procs.append(start(home, *apps["filter"], log=log))

@@ -22,6 +22,7 @@ from conveyor.streams.messages import Message
 from conveyor.streams.runtime import LaunchSpec, StreamAppRuntime
 from tests.streams.conftest import binder_url
 from tests.streams.helpers import PATIENCE, Running, collect
+from tests.waiting import poll
 
 pytestmark = pytest.mark.slow
 
@@ -137,11 +138,14 @@ def collect_covering(binder: Binder, destination: str, group: str, wanted: set[i
     """Receive until every wanted ``n`` arrived (duplicates allowed) or the patience ran out."""
     consumer = binder.consumer(destination, group, name="test")
     seen: set[int] = set()
-    deadline = time.monotonic() + PATIENCE
-    while not wanted <= seen and time.monotonic() < deadline:
+
+    def covered() -> bool:
         batch = consumer.receive(100, timeout=0.2)
         if batch:
-            seen |= {m.payload["n"] for m in batch.messages}
+            seen.update(m.payload["n"] for m in batch.messages)
             consumer.ack(batch)
+        return wanted <= seen
+
+    poll(covered, timeout=PATIENCE, interval=0)
     consumer.close()
     return seen

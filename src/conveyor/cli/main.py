@@ -12,6 +12,7 @@ from typing import Any
 
 import click
 
+from conveyor._version import __version__
 from conveyor.errors import ConveyorError
 
 #: command name -> "module:attribute" of its click.Command.
@@ -22,6 +23,7 @@ COMMANDS: dict[str, str] = {
     "artifacts": "conveyor.cli.artifacts:artifacts_group",
     "serve": "conveyor.cli.serve:serve_command",
     "stream": "conveyor.cli.streams:stream_group",
+    "catalog": "conveyor.cli.streams:catalog_group",
     "droplets": "conveyor.cli.platform:droplets_group",
     "server": "conveyor.cli.lifecycle:server_command",
     "up": "conveyor.cli.lifecycle:up_command",
@@ -79,7 +81,7 @@ class LazyGroup(click.Group):
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="conveyor", prog_name="conveyor")
+@click.version_option(__version__, prog_name="conveyor")
 def cli() -> None:
     """Conveyor: reproducible runs, models as services, pipelines as code."""
 

@@ -18,6 +18,10 @@ from conveyor.errors import UsageError
 
 __all__ = [
     "app_command",
+    "app_info_command",
+    "app_list_command",
+    "app_register_command",
+    "app_unregister_command",
     "apps_command",
     "push_command",
 ]
@@ -205,29 +209,42 @@ def apps_command(as_json: bool) -> None:
 
 
 class _AppGroup(click.Group):
-    """``conveyor app NAME`` shows a platform app; ``conveyor app list|info`` the catalogue."""
+    """``conveyor app NAME`` shows a platform app; ``conveyor app show NAME`` any name at all.
+
+    ``conveyor app list|info|register|unregister`` were the stream app catalogue's
+    commands before ``conveyor catalog``; for one release they still run it, with a note.
+    """
 
     def resolve_command(
         self, ctx: click.Context, args: list[str]
     ) -> tuple[str | None, click.Command | None, list[str]]:
+        if args and args[0] in _CATALOGUE:
+            verb = args[0]
+            click.echo(
+                f"Note: `conveyor app {verb}` is deprecated and will show the app named "
+                f"{verb!r} in the next release; use `conveyor catalog {verb}` "
+                f"(and `conveyor app show {verb}` for an app of that name).",
+                err=True,
+            )
+            return verb, _CATALOGUE[verb], args[1:]
         if args and args[0] not in self.commands and not args[0].startswith("-"):
             return "show", self.commands["show"], args
         return super().resolve_command(ctx, args)
 
 
-@click.group("app", cls=_AppGroup)
+@click.group("app", cls=_AppGroup, subcommand_metavar="NAME | show NAME")
 def app_command() -> None:
-    """A platform app (`conveyor app NAME`), or the stream app catalogue (list, info)."""
+    """A platform app: `conveyor app NAME`, or `conveyor app show NAME` for any name."""
 
 
-@app_command.command("list")
+@click.command("list")
 def app_list_command() -> None:
     """The apps streams are made of (sources, processors, sinks)."""
     for app in connect().call("GET", "/v1/stream-apps"):
         click.echo(f"{app['role']:<10} {app['name']:<15} {app['description']}")
 
 
-@app_command.command("info")
+@click.command("info")
 @click.argument("app_name", metavar="STREAM-APP")
 def app_info_command(app_name: str) -> None:
     """A stream app's options: type, default, what they do."""
@@ -241,7 +258,7 @@ def app_info_command(app_name: str) -> None:
             )
 
 
-@app_command.command("register")
+@click.command("register")
 @click.option("--name", required=True, help="The name streams use for it.")
 @click.option("--uri", required=True, help="python:<module>:<function>")
 @click.option(
@@ -261,12 +278,21 @@ def app_register_command(name: str, uri: str, folder: Path | None) -> None:
     click.echo(f"app {name} registered: {result['uri']}")
 
 
-@app_command.command("unregister")
+@click.command("unregister")
 @click.argument("app_name", metavar="STREAM-APP")
 def app_unregister_command(app_name: str) -> None:
     """Forget a registered app (deployed streams keep running it)."""
     connect().call("DELETE", f"/v1/stream-apps/{app_name}")
     click.echo(f"app {app_name} unregistered")
+
+
+#: The stream app catalogue's commands (``conveyor catalog ...``; ``conveyor app ...`` before).
+_CATALOGUE: dict[str, click.Command] = {
+    "list": app_list_command,
+    "info": app_info_command,
+    "register": app_register_command,
+    "unregister": app_unregister_command,
+}
 
 
 @app_command.command("show")

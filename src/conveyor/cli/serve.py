@@ -6,6 +6,8 @@ import sys
 
 import click
 
+from conveyor.config import SERVE_PORT
+
 __all__ = ["serve_command"]
 
 
@@ -14,10 +16,11 @@ __all__ = ["serve_command"]
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
 @click.option(
     "--port",
-    default=8080,
+    default=SERVE_PORT,
     show_default=True,
     type=click.IntRange(0, 65535),
-    help="Port to listen on (0 picks a free one and prints it).",
+    help="Port to listen on (0 picks a free one and prints it); the default is clear of "
+    "the platform's control API (7070) and router (8080).",
 )
 @click.option(
     "--workers",
@@ -95,8 +98,8 @@ def serve_command(
 
     \b
     Examples:
-      conveyor serve model.skops --port 8081 --workers 2
-      conveyor serve mlflow-model-dir/
+      conveyor serve model.skops --workers 2
+      conveyor serve mlflow-model-dir/ --port 9000
       curl -s localhost:8081/predict -d '[{"age": 41, "income": 52000}]'
     """
     from conveyor.config import get_settings, parse_size

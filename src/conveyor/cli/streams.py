@@ -1,4 +1,8 @@
-"""``conveyor stream ...``: create, deploy, update, inspect and remove streams (via the API)."""
+"""``conveyor stream ...`` (create, deploy, update, inspect, remove) and ``conveyor catalog ...``.
+
+Both talk to the control API; the catalogue lists the apps streams are made of
+and registers user functions as apps.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +13,14 @@ import click
 
 from conveyor.cli.client import connect, say
 from conveyor.cli.output import when
+from conveyor.cli.platform import (
+    app_info_command,
+    app_list_command,
+    app_register_command,
+    app_unregister_command,
+)
 
-__all__ = ["stream_group"]
+__all__ = ["catalog_group", "stream_group"]
 
 _NAME = click.argument("name", metavar="STREAM")
 _PROPERTIES = click.option(
@@ -166,3 +176,17 @@ def history_command(name: str) -> None:
         props = ",".join(f"{k}={p}" for k, p in v["properties"].items()) or "-"
         at = when(v["created_at"])
         click.echo(f"{mark} {v['version']:>3}  {at}  {v['description']:<14} {props}")
+
+
+@click.group("catalog")
+def catalog_group() -> None:
+    """The stream app catalogue: the sources, processors and sinks streams are made of."""
+
+
+for _command in (
+    app_list_command,
+    app_info_command,
+    app_register_command,
+    app_unregister_command,
+):
+    catalog_group.add_command(_command)

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
-import conveyor
+from conveyor._version import __version__
 from conveyor.serving import openapi
 from conveyor.serving.errors import RequestError
 from conveyor.serving.http import Request, Response, discard_reply, dumps, json_response
@@ -258,7 +258,7 @@ class ScoringApp:
                 raise _model_name_error(name, self.served)
             return json_response({"name": name, "ready": self.ready})
         if path == "/version":
-            return Response(body=conveyor.__version__.encode(), content_type="text/plain")
+            return Response(body=__version__.encode(), content_type="text/plain")
         if path == "/metrics":
             self.flush_metrics()
             body, ctype = self.served.metrics.exposition()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import html
 from typing import Any
 
-import conveyor
+from conveyor._version import __version__
 from conveyor.models.base import Field
 from conveyor.serving.service import ServedModel
 from conveyor.serving.tensors import DATATYPES, datatype_for
@@ -283,7 +283,7 @@ def openapi_document(served: ServedModel) -> dict[str, Any]:
         "openapi": "3.1.0",
         "info": {
             "title": f"Conveyor scoring service: {served.name}",
-            "version": conveyor.__version__,
+            "version": __version__,
             "description": f"Model digest {served.resolved.digest}; task {sig.task}.",
         },
         "paths": paths,

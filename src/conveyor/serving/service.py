@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
+from conveyor.config import SERVE_PORT
 from conveyor.models.base import Field, Signature
 from conveyor.serving.batching import Batcher
 from conveyor.serving.columns import ColumnBuilder
@@ -32,7 +33,7 @@ class ServeOptions:
     """How the service behaves; every field has a command-line flag on ``conveyor serve``."""
 
     host: str = "127.0.0.1"
-    port: int = 8080
+    port: int = SERVE_PORT
     workers: int = 1
     #: Largest request body accepted, in bytes (413 beyond).
     max_body: int = 16 * 1024 * 1024

@@ -17,12 +17,13 @@ import os
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import event, exc
 
-from conveyor.errors import NotFoundError, RegistryUnavailable, RunError, UsageError
+from conveyor.config import Settings, database_url
+from conveyor.errors import ConfigError, NotFoundError, RegistryUnavailable, RunError, UsageError
 from conveyor.store import schema, uses
 from conveyor.store.files import PRIVATE_FILE, private_dir, restrict_file
 from conveyor.store.records import (
@@ -33,9 +34,6 @@ from conveyor.store.records import (
     RunRecord,
     RunStatus,
 )
-
-if TYPE_CHECKING:
-    from conveyor.config import Settings
 
 __all__ = ["HEAD_REVISION", "Registry"]
 
@@ -57,7 +55,7 @@ class Registry:
     """Reads and writes runs, their params, metrics, files and models."""
 
     def __init__(self, url: str, *, migrate: bool = True) -> None:
-        self.url = url
+        self.url = url = database_url(url)
         try:
             parsed = sa.engine.make_url(url)
         except exc.ArgumentError as e:
@@ -68,18 +66,27 @@ class Registry:
         self._display_url = parsed.render_as_string(hide_password=True)
         #: The SQLite database file, if any (its migration is serialised with a file lock).
         self._sqlite_file: Path | None = None
+        try:
+            self.engine = self._engine(parsed)
+        except exc.NoSuchModuleError as e:
+            raise ConfigError(
+                f"CONVEYOR_DATABASE_URL={self._display_url}: {parsed.drivername!r} is not a "
+                "database SQLAlchemy knows; use sqlite:///PATH or postgresql://USER@HOST/DB"
+            ) from e
+        except ImportError as e:
+            raise ConfigError(_missing_driver(self._display_url, e)) from e
+        if migrate:
+            self.migrate()
+
+    def _engine(self, parsed: sa.URL) -> sa.Engine:
         if parsed.get_backend_name() == "sqlite":
             if parsed.database and parsed.database != ":memory:":
                 self._sqlite_file = Path(parsed.database)
                 _private_sqlite_file(self._sqlite_file)
-            self.engine = sa.create_engine(url, connect_args={"timeout": 30})
-            event.listen(self.engine, "connect", _sqlite_pragmas)
-        else:
-            self.engine = sa.create_engine(
-                url, pool_pre_ping=True, connect_args=self._connect_args(parsed)
-            )
-        if migrate:
-            self.migrate()
+            engine = sa.create_engine(parsed, connect_args={"timeout": 30})
+            event.listen(engine, "connect", _sqlite_pragmas)
+            return engine
+        return sa.create_engine(parsed, pool_pre_ping=True, connect_args=self._connect_args(parsed))
 
     @staticmethod
     def _connect_args(parsed: sa.URL) -> dict[str, Any]:
@@ -568,6 +575,28 @@ def _run_from_row(row: sa.RowMapping) -> RunRecord:
         stderr_digest=row["stderr_digest"],
         reproduces=row["reproduces"],
         error=row["error"],
+    )
+
+
+#: A database driver's module -> what to install for it.
+_DRIVER_PACKAGES = {
+    "psycopg": "'conveyor[postgres]'",
+    "psycopg2": "psycopg2-binary",
+    "MySQLdb": "mysqlclient",
+    "pymysql": "PyMySQL",
+    "mysql": "mysql-connector-python",
+    "oracledb": "oracledb",
+    "pyodbc": "pyodbc",
+}
+
+
+def _missing_driver(display_url: str, error: ImportError) -> str:
+    """One line: the URL, the driver module that is missing and what to install for it."""
+    module = (error.name or str(error)).split(".")[0]
+    package = _DRIVER_PACKAGES.get(module, module)
+    return (
+        f"CONVEYOR_DATABASE_URL={display_url} needs the database driver {module!r}, which is "
+        f"not installed: pip install {package} (Conveyor is tested on SQLite and PostgreSQL)"
     )
 
 

@@ -25,6 +25,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from conveyor.streams.errors import ExpressionError
+
 __all__ = ["DEFAULT_LIMITS", "Budget", "Limits", "OverLimit"]
 
 
@@ -45,8 +47,11 @@ class Limits:
 DEFAULT_LIMITS = Limits()
 
 
-class OverLimit(ValueError):
-    """An operation would go past one of the :class:`Limits` (refused before it runs)."""
+class OverLimit(ExpressionError, ValueError):
+    """An operation would go past one of the :class:`Limits` (refused before it runs).
+
+    Also a ValueError, so an evaluation reports it as any failed operation is reported.
+    """
 
 
 class Budget:

@@ -17,7 +17,7 @@ from __future__ import annotations
 from functools import partial
 from typing import Any, cast
 
-import conveyor
+from conveyor._version import __version__
 from conveyor.serving.columns import flatten_rows
 from conveyor.serving.errors import InvalidInput, Problem, RequestError
 from conveyor.serving.http import Request, Response, dumps, loads
@@ -39,7 +39,7 @@ BINARY_HEADER = "inference-header-content-length"
 def server_metadata() -> dict[str, Any]:
     return {
         "name": "conveyor",
-        "version": conveyor.__version__,
+        "version": __version__,
         "extensions": ["binary_tensor_data"],
     }
 

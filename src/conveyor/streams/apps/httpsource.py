@@ -30,6 +30,7 @@ from urllib.parse import urlsplit
 import orjson
 
 from conveyor.streams.apps.base import AppContext
+from conveyor.streams.errors import StreamError
 from conveyor.streams.messages import Message
 
 __all__ = ["MAX_BODY", "HttpSource"]
@@ -43,7 +44,7 @@ _TICK = 0.1
 _JSON, _CSV = "application/json", "text/csv"
 
 
-class Refused(Exception):
+class Refused(StreamError):
     """A request the source answers with ``status`` and ``message`` (closing the connection)."""
 
     def __init__(self, status: int, message: str) -> None:
