@@ -54,13 +54,14 @@ class HostCheck:
     ) -> None:
         self._names = LOOPBACK_NAMES | {host_name(n) for n in names if n}
         self._dynamic = dynamic
-        self._known: dict[str, bool] = {}
+        #: Decisions remembered per header value (read directly on the router's hot path).
+        self.known: dict[str | None, bool] = {}
 
     def allows(self, host: str | None) -> bool:
         """Whether to answer a request with this ``Host`` (None: no header, as HTTP/1.0 may)."""
         if not host:
             return True
-        known = self._known.get(host)
+        known = self.known.get(host)
         if known is not None:
             return known
         name = host_name(host)
@@ -68,6 +69,6 @@ class HostCheck:
         if not allowed and self._dynamic is not None:
             # Not remembered: the name may be routed (or unrouted) later.
             return self._dynamic(name)
-        if len(self._known) < 1024:  # a client cycling names must not grow it without bound
-            self._known[host] = allowed
+        if len(self.known) < 1024:  # a client cycling names must not grow it without bound
+            self.known[host] = allowed
         return allowed

@@ -65,9 +65,9 @@ def content_length(value: bytes | str) -> int:
     second line, so a parser made lenient cannot turn ``-1`` into "read to
     the end of the stream" (as it once did in the ``http`` stream source).
     """
-    if not value or not value.isdigit() or len(value) > 18:
-        raise ValueError(f"Content-Length {value!r} is not a byte count")
-    return int(value)
+    if value.isdigit() and len(value) <= 18:
+        return int(value)
+    raise ValueError(f"Content-Length {value!r} is not a byte count")
 
 
 def response_head(status: int, content_type: bytes, length: int, request_id: str) -> bytes:
@@ -104,10 +104,11 @@ class RequestIds:
 
     def __init__(self) -> None:
         self._prefix = os.urandom(12).hex()
-        self._counter = itertools.count()
+        self._next = itertools.count().__next__
 
     def new(self) -> str:
-        return f"{self._prefix}{next(self._counter):08x}"
+        # %-formatting measured faster than an f-string here (ids are made per request).
+        return "%s%08x" % (self._prefix, self._next())  # noqa: UP031
 
     def accept(self, given: str | None) -> str:
         """``given`` when it is short and printable (so it is safe to log), else a new id."""

@@ -73,7 +73,7 @@ class Exchange:
         self.head = head
         self.started = time.perf_counter()
         rid = head.get(b"x-request-id")
-        self.request_id = hub.ids.accept(rid.decode("latin-1") if rid else None)
+        self.request_id = hub.ids.accept(rid.decode("latin-1")) if rid else hub.ids.new()
         self.match: Match | None = None
         self.backend: Backend | None = None
         self.candidates: list[Backend] = []
@@ -109,7 +109,8 @@ class Exchange:
         head, table = self.head, self.hub.table
         raw_host = head.get(b"host")
         host = raw_host.decode("latin-1") if raw_host else None
-        if not self.hub.hosts.allows(host):
+        hosts = self.hub.hosts
+        if hosts.known.get(host) is not True and not hosts.allows(host):  # a dict hit, usually
             self.refuse(
                 421,
                 f"this router does not answer for host {host!r}; it answers localhost, "
