@@ -53,7 +53,10 @@ class HostGuard:
                         "status": 421,
                     }
                 )
-                headers = [(b"content-type", b"application/json")]
+                headers = [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", b"%d" % len(body)),
+                ]
                 await send({"type": "http.response.start", "status": 421, "headers": headers})
                 await send({"type": "http.response.body", "body": body})
                 return
