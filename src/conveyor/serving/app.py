@@ -18,14 +18,13 @@ unexpected failure becomes a 500 naming the request id, never a traceback.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 import time
-import uuid
 from functools import partial
 from typing import Any
 
 import conveyor
+from conveyor._http import RequestIds
 from conveyor.serving import openapi
 from conveyor.serving.errors import RequestError
 from conveyor.serving.http import Request, Response, discard_reply, dumps
@@ -36,7 +35,6 @@ __all__ = ["ScoringApp"]
 
 log = logging.getLogger("conveyor.serving")
 
-_MAX_REQUEST_ID = 128
 _REFUSAL_KINDS = {
     400: "bad_request",
     408: "timeout",
@@ -73,8 +71,7 @@ class ScoringApp:
             lineage.append((b"x-model-run-id", served.resolved.run_id.encode()))
         #: The lineage headers, ready to go into every answer's head.
         self.lineage_head = b"".join(b"%s: %s\r\n" % pair for pair in lineage)
-        self._id_prefix = uuid.uuid4().hex[:24]
-        self._id_counter = itertools.count()
+        self._ids = RequestIds()
         self._openapi = dumps(openapi.openapi_document(served))
         self._docs = openapi.docs_page(served).encode()
         self._routes = self._table()
@@ -151,12 +148,7 @@ class ScoringApp:
     # -- answering ----------------------------------------------------------------
 
     def _identify(self, req: Request) -> None:
-        request_id = req.headers.get("x-request-id", "")
-        if not request_id or len(request_id) > _MAX_REQUEST_ID or not request_id.isprintable():
-            # A random per-process prefix plus a counter: unique, and far cheaper
-            # than a uuid4 (one getrandom system call) per request.
-            request_id = f"{self._id_prefix}{next(self._id_counter):08x}"
-        req.request_id = request_id
+        req.request_id = self._ids.accept(req.headers.get("x-request-id"))
 
     def _scored(
         self,
