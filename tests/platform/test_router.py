@@ -8,6 +8,7 @@ import signal
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -16,6 +17,7 @@ from conveyor.platform import InstanceSpec, Supervisor
 from conveyor.platform.router import AccessRecord, Router
 from conveyor.platform.routes import Route, RouteTable
 from conveyor.platform.supervisor import Event, free_port
+from tests.http_clients import exchange, hold, release
 from tests.platform.fakes import Events
 
 pytestmark = pytest.mark.slow
@@ -228,22 +230,16 @@ def test_access_log_separates_app_time_from_router_time() -> None:
 async def raw(url: str, data: bytes) -> bytes:
     """Send bytes to the router as they are; everything it answers until it closes."""
     host, port = url.removeprefix("http://").split(":")
-    reader, writer = await asyncio.open_connection(host, int(port))
-    writer.write(data)
-    await writer.drain()
-    try:
-        return await asyncio.wait_for(reader.read(-1), SLOW)
-    finally:
-        writer.close()
+    return await exchange(host, int(port), data)
 
 
 def test_raw_http_pipelining_http10_and_malformed_requests() -> None:
     async def scenario(platform: Platform, client: httpx.AsyncClient) -> None:
         pipelined = await raw(
             platform.url,
-            b"GET /alpha/one HTTP/1.1\r\nHost: x\r\n\r\n"
-            b"POST /alpha/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello"
-            b"GET /beta/three HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+            b"GET /alpha/one HTTP/1.1\r\nHost: localhost\r\n\r\n"
+            b"POST /alpha/echo HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5\r\n\r\nhello"
+            b"GET /beta/three HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
         )
         assert pipelined.count(b"HTTP/1.1 200 OK") == 3
         first, second, third = (
@@ -261,7 +257,7 @@ def test_raw_http_pipelining_http10_and_malformed_requests() -> None:
 
         chunked = await raw(
             platform.url,
-            b"POST /alpha/echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+            b"POST /alpha/echo HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n"
             b"Expect: 100-continue\r\nConnection: close\r\n\r\n"
             b"3\r\nabc\r\n4\r\ndefg\r\n0\r\n\r\n",
         )
@@ -274,7 +270,8 @@ def test_raw_http_pipelining_http10_and_malformed_requests() -> None:
 
         upgrade = await raw(
             platform.url,
-            b"GET /alpha/ HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+            b"GET /alpha/ HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\n"
+            b"Upgrade: websocket\r\n\r\n",
         )
         assert upgrade.startswith(b"HTTP/1.1 501")
 
@@ -284,3 +281,77 @@ def test_raw_http_pipelining_http10_and_malformed_requests() -> None:
         assert huge.startswith(b"HTTP/1.1 431")
 
     run(scenario)
+
+
+def run_alone(scenario: Callable[[str], Awaitable[None]], **options: Any) -> None:
+    """A router and no instance: app ``solo`` at /solo, app ``named`` at host named.example."""
+
+    async def main() -> None:
+        table = RouteTable()
+        table.add_route(Route("solo", path="/solo"))
+        table.add_route(Route("named", host="named.example"))
+        router = Router(table, **options)
+        host, port = await router.start()
+        try:
+            await asyncio.wait_for(scenario(f"http://{host}:{port}"), SLOW)
+        finally:
+            await router.close()
+
+    asyncio.run(main())
+
+
+def _get(path: str, host: bytes) -> bytes:
+    return b"GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n" % (path.encode(), host)
+
+
+def test_only_hosts_the_router_is_known_by_are_answered() -> None:
+    async def scenario(url: str) -> None:
+        rebound = await raw(url, _get("/solo/", b"evil.example:8080"))
+        assert rebound.startswith(b"HTTP/1.1 421")
+        assert b"does not answer for host 'evil.example:8080'" in rebound
+        for host in (b"localhost:80", b"127.0.0.1", b"[::1]:8080", b"solo.localhost"):
+            # Known names reach the route: 503, the app has no instance.
+            assert (await raw(url, _get("/solo/", host))).startswith(b"HTTP/1.1 503"), host
+        assert b"app 'named'" in await raw(url, _get("/", b"named.example"))
+
+    run_alone(scenario)
+
+
+def test_a_slow_or_silent_client_is_disconnected() -> None:
+    async def scenario(url: str) -> None:
+        half = await raw(url, b"GET /solo/ HTTP/1.1\r\nHost: local")
+        assert half.startswith(b"HTTP/1.1 408")
+        assert b"request head was not received within 0.2 s" in half
+        assert await raw(url, b"") == b""  # a connection that says nothing is closed
+
+    run_alone(scenario, header_timeout=0.2, idle_timeout=0.2)
+
+
+def test_connections_per_client_address_are_bounded() -> None:
+    async def scenario(url: str) -> None:
+        host, port = url.removeprefix("http://").split(":")
+        held = await hold(host, int(port), 2, b"GET /solo/ HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        try:
+            refused = await raw(url, _get("/solo/", b"localhost"))
+            assert refused.startswith(b"HTTP/1.1 429")
+            assert b"too many connections from 127.0.0.1 (at most 2 at a time)" in refused
+        finally:
+            await release(held)
+
+    run_alone(scenario, max_connections_per_client=2)
+
+
+def test_a_content_length_that_is_not_a_byte_count_is_refused() -> None:
+    async def scenario(url: str) -> None:
+        for length in (
+            b"Content-Length: -1",
+            b"Content-Length: 2x",
+            b"Content-Length: 2\r\nContent-Length: 3",
+        ):
+            answer = await raw(
+                url, b"POST /solo/ HTTP/1.1\r\nHost: localhost\r\n%s\r\n\r\n{}" % length
+            )
+            assert answer.startswith(b"HTTP/1.1 400"), length
+            assert b"Content-Length" in answer
+
+    run_alone(scenario)

@@ -62,3 +62,21 @@ def test_pmml_regression_over_every_protocol(
     r = httpx.post(f"{base}/predict", json=[{"a": "x", "b": 1.0}])
     assert r.status_code == 400
     assert r.json()["details"][0]["field"] == "a"
+
+
+def test_records_without_any_field_are_a_400_naming_the_fields(
+    tmp_path: Path, settings: Settings, serve: Serve
+) -> None:
+    path = tmp_path / "linear.pmml"
+    path.write_text(PMML)  # both fields optional: PMML scores missing values
+    base = serve(path, settings)
+    for route, body in [
+        ("/predict", [{}]),
+        ("/predict", {}),
+        ("/invocations", {"dataframe_records": [{}]}),
+        ("/v1/models/linear:predict", {"instances": [{}]}),
+    ]:
+        r = httpx.post(f"{base}{route}", json=body)
+        assert r.status_code == 400, (route, body, r.text)
+        assert "no value for any input field" in r.json()["error"]
+        assert "at least one of a, b" in r.json()["error"]

@@ -196,6 +196,9 @@ def test_head_answers_the_head_alone(address: tuple[str, int]) -> None:
     ("request_bytes", "status", "words"),
     [
         (b"NOT HTTP AT ALL\r\n\r\n", 400, "malformed HTTP request"),
+        (_post("/predict", b"[]").replace(b"length: 2", b"length: -1"), 400, "Content-Length"),
+        (_post("/predict", b"[]").replace(b"length: 2", b"length: 2x"), 400, "Content-Length"),
+        (_post("/predict", b"[]", "content-length: 3"), 400, "Duplicate Content-Length"),
         (
             b"GET / HTTP/1.1\r\nhost: t\r\n" + b"x-big: " + b"a" * 70_000 + b"\r\n\r\n",
             431,

@@ -135,6 +135,10 @@ class RouteTable:
         self._by_path = {k: r for k, r in self._by_path.items() if r.app != app}
         self._apps.pop(app, None)
 
+    def serves_host(self, name: str) -> bool:
+        """Whether some app has a route for host ``name`` (lower-case, without a port)."""
+        return any(host == name for host, _ in self._by_host)
+
     def routes(self, app: str | None = None) -> list[Route]:
         every = [*self._by_host.values(), *self._by_path.values()]
         return [r for r in every if app is None or r.app == app]

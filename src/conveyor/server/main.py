@@ -120,12 +120,11 @@ def run_server(settings: Settings) -> None:
 
 
 async def _serve(settings: Settings) -> None:
-    import uvicorn
-
     from conveyor.platform.controller import Controller
     from conveyor.platform.router import AccessRecord, Router
     from conveyor.platform.routes import RouteTable
     from conveyor.server.api import create_app
+    from conveyor.server.http import api_config
     from conveyor.store.artifacts import ArtifactStore
     from conveyor.store.registry import Registry
 
@@ -144,7 +143,7 @@ async def _serve(settings: Settings) -> None:
     def record(entry: AccessRecord) -> None:
         access.write(entry.format() + "\n")
 
-    router = Router(table, access=record)
+    router = Router(table, access=record, hosts=[settings.router_address[0]])
     await router.start(sock=router_sock)
     stop = asyncio.Event()
     api_host, api_port = api_sock.getsockname()[:2]
@@ -162,14 +161,7 @@ async def _serve(settings: Settings) -> None:
         }
 
     app = create_app(controller, token, info, stop.set)
-    config = uvicorn.Config(
-        app,
-        log_level="warning",
-        access_log=False,
-        lifespan="off",
-        timeout_graceful_shutdown=3,
-        server_header=False,
-    )
+    config = api_config(app, hosts=[settings.api_address[0], api_host])
     server = _Server(config)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

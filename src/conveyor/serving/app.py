@@ -1,8 +1,9 @@
 """The scoring service: routing, limits, lineage headers and metrics for one served model.
 
 No web framework sits on the hot path: the server (:mod:`conveyor.serving.wire`)
-hands over each parsed request, it is matched against a few fixed paths,
-given to its protocol's handler, scored by the batcher, and answered with
+hands over each parsed request, its path is looked up in a table built at
+start-up from the protocol registry (:mod:`conveyor.serving.protocols`), it
+is given to its protocol's handler, scored by the batcher, and answered with
 the lineage headers::
 
     x-request-id: 5f0c...            (the client's own id when it sent one)
@@ -17,40 +18,29 @@ unexpected failure becomes a 500 naming the request id, never a traceback.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 import time
-import uuid
-from collections.abc import Callable
 from functools import partial
 from typing import Any
 
+from conveyor._http import RequestIds
 from conveyor._version import __version__
 from conveyor.serving import openapi
 from conveyor.serving.errors import RequestError
-from conveyor.serving.http import Request, Response, discard_reply, dumps, json_response
-from conveyor.serving.protocols import mlflow, oip, records, v1
+from conveyor.serving.http import Request, Response, discard_reply, dumps
+from conveyor.serving.protocols import PROTOCOLS, Route
 from conveyor.serving.service import Scoring, ServedModel
 
 __all__ = ["ScoringApp"]
 
 log = logging.getLogger("conveyor.serving")
 
-Handler = Callable[[ServedModel, Request], Scoring]
-
-_MAX_REQUEST_ID = 128
 _REFUSAL_KINDS = {
     400: "bad_request",
     408: "timeout",
     413: "too_large",
     431: "too_large",
 }
-
-
-def _model_name_error(name: str, served: ServedModel) -> RequestError:
-    return RequestError(
-        f"unknown model {name!r}; this server serves {served.name!r}", status=404, kind="not_found"
-    )
 
 
 class ScoringApp:
@@ -81,10 +71,10 @@ class ScoringApp:
             lineage.append((b"x-model-run-id", served.resolved.run_id.encode()))
         #: The lineage headers, ready to go into every answer's head.
         self.lineage_head = b"".join(b"%s: %s\r\n" % pair for pair in lineage)
-        self._id_prefix = uuid.uuid4().hex[:24]
-        self._id_counter = itertools.count()
+        self._ids = RequestIds()
         self._openapi = dumps(openapi.openapi_document(served))
         self._docs = openapi.docs_page(served).encode()
+        self._routes = self._table()
 
     # -- what the server calls ----------------------------------------------------
 
@@ -96,11 +86,22 @@ class ScoringApp:
             self._flush_later()
         protocol = "other"
         try:
-            handler, protocol = self._route(req)
-            req.protocol = protocol
+            route, label = self._routes.get(req.path) or self._resolve(req.path)
+            handler = route.score
             if handler is None:
-                self._answer(req, self._simple(req), protocol)
+                protocol = req.protocol = label
+                self._method(req, "GET", "HEAD")
+                if route.page is None:
+                    raise RequestError(
+                        f"no route {req.path!r}; see /docs for the routes this service answers",
+                        status=404,
+                        kind="not_found",
+                    )
+                self._answer(req, route.page(self), protocol)
                 return
+            if req.method != "POST":
+                self._method(req, "POST")
+            protocol = req.protocol = label
             scoring = handler(self.served, req)
             scored = self.served.submit(scoring.columns)
         except Exception as exc:
@@ -147,12 +148,7 @@ class ScoringApp:
     # -- answering ----------------------------------------------------------------
 
     def _identify(self, req: Request) -> None:
-        request_id = req.headers.get("x-request-id", "")
-        if not request_id or len(request_id) > _MAX_REQUEST_ID or not request_id.isprintable():
-            # A random per-process prefix plus a counter: unique, and far cheaper
-            # than a uuid4 (one getrandom system call) per request.
-            request_id = f"{self._id_prefix}{next(self._id_counter):08x}"
-        req.request_id = request_id
+        req.request_id = self._ids.accept(req.headers.get("x-request-id"))
 
     def _scored(
         self,
@@ -189,39 +185,42 @@ class ScoringApp:
 
     # -- pieces ----------------------------------------------------------------
 
-    def _route(self, req: Request) -> tuple[Handler | None, str]:
-        """The handler for a scoring POST, or (None, label) for everything answered by _simple."""
-        path = req.path
-        if path.startswith("/v2/models/") and path.endswith("/infer"):
-            self._check_model_path(path[len("/v2/models/") : -len("/infer")])
-            self._method(req, "POST")
-            return oip.infer, "v2"
-        if path == "/invocations":
-            self._method(req, "POST")
-            return mlflow.invocations, "mlflow"
-        if path == "/predict":
-            self._method(req, "POST")
-            return records.predict, "records"
-        if path.startswith("/v1/models/") and path.endswith(":predict"):
-            name = path[len("/v1/models/") : -len(":predict")]
-            if name != self.served.name:
-                raise _model_name_error(name, self.served)
-            self._method(req, "POST")
-            return v1.predict, "v1"
-        return None, "v2" if path.startswith("/v2") else "other"
+    def _table(self) -> dict[str, tuple[Route, str]]:
+        """Every exact path this app answers, with its metrics label (one dict hit per request)."""
+        served = self.served
+        table: dict[str, tuple[Route, str]] = {}
+        for protocol in PROTOCOLS:
+            for route in protocol.routes(served):
+                if route.path in table:
+                    raise ValueError(f"protocol {protocol.name!r} repeats the path {route.path}")
+                label = protocol.name if route.score else self._label(route.path)
+                table[route.path] = (route, label)
+        own = {
+            "/version": self._version,
+            "/metrics": self._metrics,
+            "/openapi.json": self._openapi_page,
+            "/docs": self._docs_page,
+            "/": self._docs_page,
+        }
+        for path, page in own.items():
+            table[path] = (Route(path, page=page), "other")
+        return table
 
-    def _check_model_path(self, rest: str) -> None:
-        """``name`` or ``name/versions/v``: 404 for another model or version."""
-        name, _, version_part = rest.partition("/versions/")
-        if name != self.served.name:
-            raise _model_name_error(name, self.served)
-        if version_part and version_part != self.served.resolved.version:
-            raise RequestError(
-                f"model {name!r} has no version {version_part!r}; it has "
-                f"{self.served.resolved.version!r}",
-                status=404,
-                kind="not_found",
-            )
+    @staticmethod
+    def _label(path: str) -> str:
+        """The metrics label of a path that is not a scoring route."""
+        for protocol in PROTOCOLS:
+            if protocol.prefix is not None and path.startswith(protocol.prefix):
+                return protocol.name
+        return "other"
+
+    def _resolve(self, path: str) -> tuple[Route, str]:
+        """A path the table misses: another model's name (404), an alias, or no route."""
+        for protocol in PROTOCOLS:
+            route = protocol.resolve(self.served, path)
+            if route is not None:
+                return route, protocol.name if route.score else self._label(path)
+        return Route(path), self._label(path)
 
     @staticmethod
     def _method(req: Request, *allowed: str) -> None:
@@ -233,45 +232,21 @@ class ScoringApp:
                 headers={"allow": ", ".join(allowed)},
             )
 
-    def _simple(self, req: Request) -> Response:
-        """Health, metadata, documentation and metrics: GET routes without a body."""
-        path = req.path
-        self._method(req, "GET", "HEAD")
-        if path in ("/v2/health/live", "/ping", "/health"):
-            return json_response({"live": True}) if path.startswith("/v2") else Response(body=b"\n")
-        if path == "/v2/health/ready":
-            if not self.ready:
-                raise RequestError("shutting down", status=503, kind="unavailable")
-            return json_response({"ready": True})
-        if path == "/v2":
-            return json_response(oip.server_metadata())
-        if path.startswith("/v2/models/"):
-            rest = path[len("/v2/models/") :]
-            ready = rest.endswith("/ready")
-            self._check_model_path(rest.removesuffix("/ready"))
-            if ready:
-                return json_response({"name": self.served.name, "ready": self.ready})
-            return json_response(oip.model_metadata(self.served))
-        if path.startswith("/v1/models/"):
-            name = path[len("/v1/models/") :]
-            if name != self.served.name:
-                raise _model_name_error(name, self.served)
-            return json_response({"name": name, "ready": self.ready})
-        if path == "/version":
-            return Response(body=__version__.encode(), content_type="text/plain")
-        if path == "/metrics":
-            self.flush_metrics()
-            body, ctype = self.served.metrics.exposition()
-            return Response(body=body, content_type=ctype)
-        if path == "/openapi.json":
-            return Response(body=self._openapi)
-        if path in ("/docs", "/"):
-            return Response(body=self._docs, content_type="text/html; charset=utf-8")
-        raise RequestError(
-            f"no route {path!r}; see /docs for the routes this service answers",
-            status=404,
-            kind="not_found",
-        )
+    # -- the app's own pages (the protocols' pages are in their modules) ---------------
+
+    def _version(self, site: object) -> Response:
+        return Response(body=__version__.encode(), content_type="text/plain")
+
+    def _metrics(self, site: object) -> Response:
+        self.flush_metrics()
+        body, ctype = self.served.metrics.exposition()
+        return Response(body=body, content_type=ctype)
+
+    def _openapi_page(self, site: object) -> Response:
+        return Response(body=self._openapi)
+
+    def _docs_page(self, site: object) -> Response:
+        return Response(body=self._docs, content_type="text/html; charset=utf-8")
 
     def _error(self, exc: RequestError) -> Response:
         self._count_error(exc.kind)

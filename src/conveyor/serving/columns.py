@@ -337,6 +337,13 @@ class ColumnBuilder:
                 self.columns[f.name] = self._fill(f)
         if self.rows == 0:
             raise InvalidInput([Problem("inputs", "no rows", "at least one row")])
+        if self.rows is None:
+            # Every field is optional and none was given: scoring would answer no
+            # rows for the rows sent (the records protocol then failed with a 500).
+            names = ", ".join(self.signature.input_names)
+            raise InvalidInput(
+                [Problem("inputs", "hold no value for any input field", f"at least one of {names}")]
+            )
         return self.columns
 
     def _fill(self, f: Field) -> Any:

@@ -39,7 +39,9 @@ from urllib.parse import unquote
 
 import httptools
 
-from conveyor._connection import MAX_HEAD, Connection
+from conveyor._http import MAX_HEAD, REASONS, Connection, content_length
+from conveyor._http.connection import IDLE, SLOW
+from conveyor._http.rules import HEAD
 from conveyor.serving.http import Request, Response
 
 if TYPE_CHECKING:
@@ -48,29 +50,7 @@ if TYPE_CHECKING:
 __all__ = ["HttpServer"]
 
 
-_REASONS = {
-    200: b"OK",
-    201: b"Created",
-    204: b"No Content",
-    400: b"Bad Request",
-    401: b"Unauthorized",
-    403: b"Forbidden",
-    404: b"Not Found",
-    405: b"Method Not Allowed",
-    408: b"Request Timeout",
-    413: b"Content Too Large",
-    415: b"Unsupported Media Type",
-    422: b"Unprocessable Content",
-    429: b"Too Many Requests",
-    431: b"Request Header Fields Too Large",
-    499: b"Client Closed Request",
-    500: b"Internal Server Error",
-    501: b"Not Implemented",
-    503: b"Service Unavailable",
-    504: b"Gateway Timeout",
-}
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
-_HEAD = b"HTTP/1.1 %d %s\r\ncontent-type: %s\r\ncontent-length: %d\r\nx-request-id: %s\r\n"
 
 
 class HttpServer:
@@ -158,12 +138,9 @@ class _Connection(Connection):
         self.queue: deque[Request] = deque()
         #: The request the app is answering (the first queued, once handed over).
         self.dispatched: Request | None = None
-        #: The request being read (between its first byte and its last).
-        self.reading = False
         self.write_paused = False
         self.closing = False
         self.last_active = perf_counter()
-        self.started = 0.0
         self._url = b""
         self._headers: dict[str, str] = {}
         self._body: list[bytes] = []
@@ -172,7 +149,7 @@ class _Connection(Connection):
 
     @property
     def idle(self) -> bool:
-        return not self.queue and not self.reading
+        return not self.queue and not self.reading_since
 
     # -- connection events --------------------------------------------------------
 
@@ -227,8 +204,7 @@ class _Connection(Connection):
     # -- parser callbacks -----------------------------------------------------------
 
     def on_message_begin(self) -> None:
-        self.reading = True
-        self.started = perf_counter()
+        self.reading_since = perf_counter()
         self._url = b""
         self._headers = {}
         self.head_bytes = 0
@@ -248,9 +224,15 @@ class _Connection(Connection):
 
     def on_headers_complete(self) -> None:
         declared = self._headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.server.max_body:
-            self.refuse(413, self.app.too_large(int(declared)))
-            return
+        if declared is not None:
+            try:
+                length = content_length(declared)
+            except ValueError as exc:
+                self.refuse(400, f"malformed HTTP request: {exc}")
+                return
+            if length > self.server.max_body:
+                self.refuse(413, self.app.too_large(length))
+                return
         if self._headers.get("expect", "").lower() == "100-continue" and self.transport:
             self.transport.write(_CONTINUE)
 
@@ -266,7 +248,7 @@ class _Connection(Connection):
     def on_message_complete(self) -> None:
         if self._refused:
             return
-        self.reading = False
+        started, self.reading_since = self.reading_since, 0.0
         parser = self.parser
         target = self._url
         path, _, query = target.partition(b"?")
@@ -281,7 +263,7 @@ class _Connection(Connection):
         req.keep_alive = (
             parser.should_keep_alive() and not parser.should_upgrade() and not self.server.stopping
         )
-        req.started = self.started
+        req.started = started
         self.queue.append(req)
         if len(self.queue) == 1:
             self._dispatch()
@@ -322,9 +304,9 @@ class _Connection(Connection):
 
     def _encode(self, req: Request, response: Response, keep: bool) -> bytes:
         body = response.body
-        head = _HEAD % (
+        head = HEAD % (
             response.status,
-            _REASONS.get(response.status, b"Unknown"),
+            REASONS.get(response.status, b"Unknown"),
             response.content_type.encode(),
             len(body),
             req.request_id.encode(),
@@ -341,7 +323,7 @@ class _Connection(Connection):
     def refuse(self, status: int, message: str) -> None:
         """Answer an error found while reading (before the app saw the request) and close."""
         self._refused = True
-        self.reading = False
+        self.reading_since = 0.0
         self._drop_queue()
         if self.transport is not None and not self.gone:
             req = Request("GET", "", "", self._headers)
@@ -356,8 +338,9 @@ class _Connection(Connection):
             req = self.queue[0]
             if req is self.dispatched and now - req.started > timeout and not req.answered:
                 self.app.expire(req)
-        elif self.reading:
-            if now - self.started > timeout:
-                self.refuse(408, f"the request was not received within the {timeout:g} s timeout")
-        elif now - self.last_active > self.server.keep_alive:
+            return
+        lapsed = self.lapsed(now, timeout, self.server.keep_alive)
+        if lapsed == SLOW:
+            self.refuse(408, f"the request was not received within the {timeout:g} s timeout")
+        elif lapsed == IDLE:
             self.close()

@@ -16,13 +16,15 @@ from functools import partial
 from typing import Any
 
 from conveyor.models.base import Field
+from conveyor.serving import schema
 from conveyor.serving.columns import expected_type
 from conveyor.serving.errors import InvalidInput, Problem, RequestError
-from conveyor.serving.http import Request, loads
+from conveyor.serving.http import Request, Response, loads
+from conveyor.serving.protocols.base import Protocol, Route, Site
 from conveyor.serving.protocols.v1 import columns_from_instances, primary_predictions
 from conveyor.serving.service import Scoring, ServedModel
 
-__all__ = ["invocations"]
+__all__ = ["PROTOCOL", "invocations"]
 
 _FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
 
@@ -142,3 +144,57 @@ def invocations(served: ServedModel, req: Request) -> Scoring:
         else:
             columns = columns_from_instances(served, value, key)
     return Scoring(columns, partial(primary_predictions, served))
+
+
+# -- routes -------------------------------------------------------------------
+
+
+def _alive(site: Site) -> Response:
+    return Response(body=b"\n")
+
+
+def routes(served: ServedModel) -> list[Route]:
+    return [
+        Route("/invocations", score=invocations),
+        Route("/ping", page=_alive),
+        Route("/health", page=_alive),
+    ]
+
+
+def openapi(served: ServedModel) -> dict[str, Any]:
+    request = {
+        "type": "object",
+        "properties": {
+            "dataframe_split": {
+                "type": "object",
+                "properties": {
+                    "columns": {"type": "array", "items": {"type": "string"}},
+                    "data": {"type": "array", "items": {"type": "array"}},
+                },
+            },
+            "dataframe_records": {"type": "array", "items": schema.record_schema(served)},
+            "instances": {"type": "array"},
+            "inputs": {},
+            "params": {"type": "object"},
+        },
+    }
+    body = schema.json_body(request, {"dataframe_records": [schema.example_record(served)]})
+    body["content"]["text/csv"] = {"schema": {"type": "string"}}
+    health = {"get": {"summary": "MLflow health", "responses": {"200": {"description": "OK"}}}}
+    return {
+        "/invocations": {
+            "post": {
+                "summary": "MLflow scoring protocol",
+                "requestBody": body,
+                "responses": {
+                    **schema.ok(schema.PREDICTIONS),
+                    **schema.errors(400, 413, 415, 422, 500, 504),
+                },
+            }
+        },
+        "/ping": health,
+        "/health": health,
+    }
+
+
+PROTOCOL = Protocol("mlflow", routes, openapi)

@@ -14,13 +14,16 @@ extension is understood both ways, which is what ``tritonclient`` uses.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
 from typing import Any, cast
 
 from conveyor._version import __version__
+from conveyor.serving import schema
 from conveyor.serving.columns import flatten_rows
 from conveyor.serving.errors import InvalidInput, Problem, RequestError
-from conveyor.serving.http import Request, Response, dumps, loads
+from conveyor.serving.http import Request, Response, dumps, json_response, loads
+from conveyor.serving.protocols.base import Protocol, Route, Site, unknown_model
 from conveyor.serving.service import Scoring, ServedModel, column_values
 from conveyor.serving.tensors import (
     DATATYPES,
@@ -31,7 +34,7 @@ from conveyor.serving.tensors import (
     field_accepts,
 )
 
-__all__ = ["infer", "model_metadata", "server_metadata"]
+__all__ = ["PROTOCOL", "infer", "model_metadata", "server_metadata"]
 
 BINARY_HEADER = "inference-header-content-length"
 
@@ -312,3 +315,130 @@ def _answer(
         content_type="application/octet-stream",
         headers={"inference-header-content-length": str(len(header))},
     )
+
+
+# -- routes -------------------------------------------------------------------
+
+_MODELS = "/v2/models/"
+
+
+def _check_model_path(served: ServedModel, rest: str) -> None:
+    """``name`` or ``name/versions/v``: 404 for another model or version."""
+    name, _, version_part = rest.partition("/versions/")
+    if name != served.name:
+        raise unknown_model(name, served)
+    if version_part and version_part != served.resolved.version:
+        raise RequestError(
+            f"model {name!r} has no version {version_part!r}; it has {served.resolved.version!r}",
+            status=404,
+            kind="not_found",
+        )
+
+
+def _live(site: Site) -> Response:
+    return json_response({"live": True})
+
+
+def _ready(site: Site) -> Response:
+    if not site.ready:
+        raise RequestError("shutting down", status=503, kind="unavailable")
+    return json_response({"ready": True})
+
+
+def _server(site: Site) -> Response:
+    return json_response(server_metadata())
+
+
+def _model_page(rest: str) -> Callable[[Site], Response]:
+    """Metadata (``name``, ``name/versions/v``) or readiness (``.../ready``) of the model."""
+
+    def page(site: Site) -> Response:
+        ready = rest.endswith("/ready")
+        _check_model_path(site.served, rest.removesuffix("/ready"))
+        if ready:
+            return json_response({"name": site.served.name, "ready": site.ready})
+        return json_response(model_metadata(site.served))
+
+    return page
+
+
+def routes(served: ServedModel) -> list[Route]:
+    model = f"{_MODELS}{served.name}"
+    return [
+        Route(f"{model}/infer", score=infer),
+        Route(f"{model}/versions/{served.resolved.version}/infer", score=infer),
+        Route("/v2", page=_server),
+        Route("/v2/health/live", page=_live),
+        Route("/v2/health/ready", page=_ready),
+        Route(model, page=_model_page(served.name)),
+        Route(f"{model}/ready", page=_model_page(f"{served.name}/ready")),
+    ]
+
+
+def resolve(served: ServedModel, path: str) -> Route | None:
+    if not path.startswith(_MODELS):
+        return None
+    if path.endswith("/infer"):
+        _check_model_path(served, path[len(_MODELS) : -len("/infer")])
+        return Route(path, score=infer)
+    return Route(path, page=_model_page(path[len(_MODELS) :]))
+
+
+def openapi(served: ServedModel) -> dict[str, Any]:
+    tensor = {
+        "type": "object",
+        "required": ["name", "shape", "datatype", "data"],
+        "properties": {
+            "name": {"type": "string", "enum": served.signature.input_names},
+            "shape": {"type": "array", "items": {"type": "integer", "minimum": 0}},
+            "datatype": {"type": "string", "enum": list(DATATYPES)},
+            "data": {"type": "array"},
+            "parameters": {"type": "object"},
+        },
+    }
+    request = {
+        "type": "object",
+        "required": ["inputs"],
+        "properties": {
+            "id": {"type": "string"},
+            "inputs": {"type": "array", "items": tensor, "minItems": 1},
+            "outputs": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {"name": {"type": "string", "enum": served.output_names}},
+                },
+            },
+            "parameters": {"type": "object"},
+        },
+    }
+    infer_op = {
+        "summary": "Open Inference Protocol V2 inference",
+        "requestBody": schema.json_body(request, {"inputs": schema.example_tensors(served)}),
+        "responses": {
+            **schema.ok({"type": "object"}),
+            **schema.errors(400, 404, 413, 415, 422, 500, 504),
+        },
+    }
+    simple_get = {"responses": schema.ok({"type": "object"})}
+    model = schema.model_params(served)
+    model_get = {
+        "parameters": model,
+        "responses": {**schema.ok({"type": "object"}), **schema.errors(404)},
+    }
+    return {
+        "/v2": {"get": {"summary": "Server metadata", **simple_get}},
+        "/v2/health/live": {"get": {"summary": "Liveness", **simple_get}},
+        "/v2/health/ready": {"get": {"summary": "Readiness", **simple_get}},
+        "/v2/models/{model_name}": {
+            "get": {"summary": "Model metadata: inputs, outputs, digest, run", **model_get}
+        },
+        "/v2/models/{model_name}/ready": {"get": model_get},
+        "/v2/models/{model_name}/infer": {"post": {**infer_op, "parameters": model}},
+        "/v2/models/{model_name}/versions/{model_version}/infer": {
+            "post": {**infer_op, "parameters": schema.model_params(served, version=True)}
+        },
+    }
+
+
+PROTOCOL = Protocol("v2", routes, openapi, resolve, prefix="/v2")

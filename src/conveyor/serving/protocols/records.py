@@ -12,11 +12,13 @@ from __future__ import annotations
 from functools import partial
 from typing import Any
 
+from conveyor.serving import schema
 from conveyor.serving.errors import InvalidInput, Problem
 from conveyor.serving.http import Request, Response, json_response
+from conveyor.serving.protocols.base import Protocol, Route
 from conveyor.serving.service import Scoring, ServedModel, row_values
 
-__all__ = ["predict"]
+__all__ = ["PROTOCOL", "predict"]
 
 
 def predict(served: ServedModel, req: Request) -> Scoring:
@@ -41,3 +43,26 @@ def _answer(served: ServedModel, rows: int, outputs: dict[str, Any]) -> Response
         per_output[name] = values
     names = list(per_output)
     return json_response([{n: per_output[n][i] for n in names} for i in range(rows)])
+
+
+def routes(served: ServedModel) -> list[Route]:
+    return [Route("/predict", score=predict)]
+
+
+def openapi(served: ServedModel) -> dict[str, Any]:
+    request = {"type": "array", "items": schema.record_schema(served), "minItems": 1}
+    return {
+        "/predict": {
+            "post": {
+                "summary": "Records in, records out (probabilities by class name)",
+                "requestBody": schema.json_body(request, [schema.example_record(served)]),
+                "responses": {
+                    **schema.ok({"type": "array", "items": {"type": "object"}}),
+                    **schema.errors(400, 413, 415, 422, 500, 504),
+                },
+            }
+        }
+    }
+
+
+PROTOCOL = Protocol("records", routes, openapi)

@@ -8,14 +8,17 @@ that row (the class label, the regression value or the cluster).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
+from conveyor.serving import schema
 from conveyor.serving.errors import InvalidInput, Problem, RequestError
 from conveyor.serving.http import Request, Response, json_response
+from conveyor.serving.protocols.base import Protocol, Route, Site, unknown_model
 from conveyor.serving.service import Scoring, ServedModel, row_values
 
-__all__ = ["columns_from_instances", "predict", "primary_predictions"]
+__all__ = ["PROTOCOL", "columns_from_instances", "predict", "primary_predictions"]
 
 
 def columns_from_instances(served: ServedModel, instances: Any, where: str) -> dict[str, Any]:
@@ -41,3 +44,61 @@ def primary_predictions(served: ServedModel, outputs: dict[str, Any]) -> Respons
     """``{"predictions": [...]}``: the model's primary output per row (KServe V1 and MLflow)."""
     primary = served.primary_output
     return json_response({"predictions": row_values(outputs[primary]) if primary else []})
+
+
+# -- routes -------------------------------------------------------------------
+
+_MODELS = "/v1/models/"
+
+
+def _status(name: str) -> Callable[[Site], Response]:
+    def page(site: Site) -> Response:
+        if name != site.served.name:
+            raise unknown_model(name, site.served)
+        return json_response({"name": name, "ready": site.ready})
+
+    return page
+
+
+def routes(served: ServedModel) -> list[Route]:
+    return [
+        Route(f"{_MODELS}{served.name}:predict", score=predict),
+        Route(f"{_MODELS}{served.name}", page=_status(served.name)),
+    ]
+
+
+def resolve(served: ServedModel, path: str) -> Route | None:
+    if not path.startswith(_MODELS):
+        return None
+    if path.endswith(":predict"):
+        name = path[len(_MODELS) : -len(":predict")]
+        if name != served.name:
+            raise unknown_model(name, served)
+        return Route(path, score=predict)
+    return Route(path, page=_status(path[len(_MODELS) :]))
+
+
+def openapi(served: ServedModel) -> dict[str, Any]:
+    request = {
+        "type": "object",
+        "required": ["instances"],
+        "properties": {"instances": {"type": "array", "items": schema.record_schema(served)}},
+    }
+    return {
+        "/v1/models/{model_name}:predict": {
+            "post": {
+                "summary": "KServe V1 prediction",
+                "parameters": schema.model_params(served),
+                "requestBody": schema.json_body(
+                    request, {"instances": [schema.example_record(served)]}
+                ),
+                "responses": {
+                    **schema.ok(schema.PREDICTIONS),
+                    **schema.errors(400, 404, 413, 415, 422, 500, 504),
+                },
+            }
+        }
+    }
+
+
+PROTOCOL = Protocol("v1", routes, openapi, resolve)

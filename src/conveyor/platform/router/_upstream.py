@@ -1,17 +1,27 @@
 """The router's connections to instances: one protocol per pooled keep-alive connection.
 
-The pool itself (take, release, the idle cap) lives on :class:`.router.Router`.
+The pool itself (take, release, the idle cap) lives on :class:`._hub.Hub`.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, cast
+from typing import Protocol, cast
 
-if TYPE_CHECKING:
-    from conveyor.platform._exchange import Exchange
+__all__ = ["Receiver", "Upstream"]
 
-__all__ = ["Upstream"]
+
+class Receiver(Protocol):
+    """What an instance connection needs from the exchange it is lent to."""
+
+    def response_data(self, data: bytes) -> None:
+        """Bytes of the instance's response."""
+
+    def upstream_lost(self) -> None:
+        """The instance closed the connection (or it broke)."""
+
+    def upstream_full(self, full: bool) -> None:
+        """The connection's write buffer filled (stop reading the request body) or drained."""
 
 
 class Upstream(asyncio.Protocol):
@@ -20,7 +30,7 @@ class Upstream(asyncio.Protocol):
     def __init__(self, address: tuple[str, int]) -> None:
         self.address = address
         self.transport: asyncio.Transport | None = None
-        self.exchange: Exchange | None = None
+        self.exchange: Receiver | None = None
         self.closed = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -40,13 +50,11 @@ class Upstream(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         if self.exchange is not None:
-            self.exchange.client.upstream_full = True
-            self.exchange.client.pause_reading()
+            self.exchange.upstream_full(True)
 
     def resume_writing(self) -> None:
         if self.exchange is not None:
-            self.exchange.client.upstream_full = False
-            self.exchange.client.resume_reading()
+            self.exchange.upstream_full(False)
 
     def write(self, data: bytes | bytearray) -> None:
         if self.transport is not None and not self.closed:

@@ -1,12 +1,11 @@
-"""The router's access log: one :class:`AccessRecord` per exchange, and request ids."""
+"""The router's access log: one :class:`AccessRecord` per exchange."""
 
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 
-__all__ = ["AccessRecord", "access_log", "new_request_id"]
+__all__ = ["AccessRecord", "access_log"]
 
 access_log = logging.getLogger("conveyor.platform.router.access")
 
@@ -37,8 +36,3 @@ class AccessRecord:
             f"request_id={self.request_id} total_ms={self.total_ms:.2f} "
             f"app_ms={self.app_ms:.2f} router_ms={self.router_ms:.2f}"
         )
-
-
-def new_request_id() -> str:
-    """A request id: 32 random hex digits (as uuid4().hex, without its overhead)."""
-    return os.urandom(16).hex()

@@ -10,19 +10,20 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import httptools
 
-from conveyor.platform._access import AccessRecord, new_request_id
-from conveyor.platform._upstream import Upstream
-from conveyor.platform._wire import HOP_BY_HOP, Head, error_response, framing
+from conveyor._http import error_response
+from conveyor.platform.router._access import AccessRecord
+from conveyor.platform.router._upstream import Upstream
+from conveyor.platform.router._wire import HOP_BY_HOP, Head, framing
 
 if TYPE_CHECKING:
-    from conveyor.platform._client import Client
+    from conveyor.platform.router._hub import Hub
     from conveyor.platform.routes import Backend, Match
 
-__all__ = ["Exchange"]
+__all__ = ["Downstream", "Exchange"]
 
 _REQUEST_SKIP = HOP_BY_HOP | {
     b"content-length",
@@ -38,19 +39,41 @@ _RESPONSE_SKIP = HOP_BY_HOP | {b"content-length"}
 _IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE"})
 
 
+class Downstream(Protocol):
+    """What an exchange needs from its client connection (:class:`._client.Client`)."""
+
+    hub: Hub
+    peer: bytes
+    gone: bool
+    write_paused: bool
+    #: The instance connection's write buffer is full: read no more request body.
+    upstream_full: bool
+
+    def write(self, data: bytes | bytearray) -> None: ...
+    def abort(self) -> None: ...
+    def pause_reading(self) -> None: ...
+    def resume_reading(self) -> None: ...
+
+    def pump(self) -> None:
+        """Hand the exchange the request events queued so far."""
+
+    def complete(self, exchange: Exchange) -> None:
+        """Both directions of ``exchange`` are done."""
+
+
 class Exchange:
     """One request from a client and its response from an instance.
 
     Its methods named ``on_*`` are the response parser's callbacks.
     """
 
-    def __init__(self, client: Client, head: Head) -> None:
+    def __init__(self, client: Downstream, head: Head) -> None:
         self.client = client
-        self.router = client.router
+        self.hub = hub = client.hub
         self.head = head
         self.started = time.perf_counter()
         rid = head.get(b"x-request-id")
-        self.request_id = rid.decode("latin-1") if rid else new_request_id()
+        self.request_id = hub.ids.accept(rid.decode("latin-1")) if rid else hub.ids.new()
         self.match: Match | None = None
         self.backend: Backend | None = None
         self.candidates: list[Backend] = []
@@ -83,15 +106,24 @@ class Exchange:
     # -- choosing an instance -------------------------------------------------
 
     def start(self) -> None:
-        head, table = self.head, self.router.table
-        host = head.get(b"host")
+        head, table = self.head, self.hub.table
+        raw_host = head.get(b"host")
+        host = raw_host.decode("latin-1") if raw_host else None
+        hosts = self.hub.hosts
+        if hosts.known.get(host) is not True and not hosts.allows(host):  # a dict hit, usually
+            self.refuse(
+                421,
+                f"this router does not answer for host {host!r}; it answers localhost, "
+                "*.localhost, IP addresses, its own configured name and the apps' host routes",
+            )
+            return
         path = head.url.decode("latin-1")
-        self.match = match = table.match(host.decode("latin-1") if host else None, path)
+        self.match = match = table.match(host, path)
         if match is None:
             where = path.split("?", 1)[0]
-            self.refuse(404, f"no app is routed at host {(host or b'-').decode()} and path {where}")
+            self.refuse(404, f"no app is routed at host {host or '-'} and path {where}")
             return
-        self.candidates = table.pick(match.app)[: self.router.max_attempts]
+        self.candidates = table.pick(match.app)[: self.hub.max_attempts]
         if not self.candidates:
             self.refuse(503, f"app {match.app!r} has no ready instance")
             return
@@ -112,7 +144,7 @@ class Exchange:
             return
         self.backend = backend = self.candidates.pop(0)
         self.tried.append(backend.key)
-        upstream = self.router._take(backend)
+        upstream = self.hub.take(backend)
         if upstream is not None:
             self.attach(upstream, reused=True)
         else:
@@ -122,7 +154,7 @@ class Exchange:
         loop = asyncio.get_running_loop()
         address = (backend.host, backend.port)
         try:
-            async with asyncio.timeout(self.router.connect_timeout):
+            async with asyncio.timeout(self.hub.connect_timeout):
                 _, upstream = await loop.create_connection(
                     lambda: Upstream(address), backend.host, backend.port
                 )
@@ -130,7 +162,7 @@ class Exchange:
             self.try_next()
             return
         if self.client.gone:
-            self.router._release(upstream)
+            self.hub.release(upstream)
             return
         self.attach(upstream, reused=False)
 
@@ -142,7 +174,7 @@ class Exchange:
         self.answered = self.interim = False
         self.sent_at = time.perf_counter()
         upstream.write(self.upstream_head())
-        self.deadline = self.router._now() + self.router.response_timeout
+        self.deadline = self.hub.now() + self.hub.response_timeout
         self.client.pump()
 
     def upstream_head(self) -> bytearray:
@@ -201,6 +233,15 @@ class Exchange:
             self.client.complete(self)
 
     # -- the response ---------------------------------------------------------
+
+    def upstream_full(self, full: bool) -> None:
+        """The instance connection's buffer filled or drained: stop or resume reading the body."""
+        client = self.client
+        client.upstream_full = full
+        if full:
+            client.pause_reading()
+        else:
+            client.resume_reading()
 
     def response_data(self, data: bytes) -> None:
         try:
@@ -298,7 +339,7 @@ class Exchange:
                 if self.client.write_paused and upstream.transport is not None:
                     # Paused for this slow client; the next exchange needs it reading.
                     upstream.transport.resume_reading()
-                self.router._release(upstream)
+                self.hub.release(upstream)
             else:
                 upstream.close()
         if self.request_done:
@@ -330,13 +371,17 @@ class Exchange:
             return
         self.broken("closed the connection without answering")
 
-    def broken(self, what: str) -> None:
-        assert self.backend is not None
-        assert self.match is not None
+    def _discard_upstream(self) -> None:
+        """Close the instance connection: after an error its state is unknown."""
         upstream, self.upstream = self.upstream, None
         if upstream is not None:
             upstream.exchange = None
             upstream.close()
+
+    def broken(self, what: str) -> None:
+        assert self.backend is not None
+        assert self.match is not None
+        self._discard_upstream()
         if self.answered:
             self.client.abort()
             return
@@ -347,14 +392,11 @@ class Exchange:
             return
         assert self.backend is not None
         assert self.match is not None
-        upstream, self.upstream = self.upstream, None
-        if upstream is not None:
-            upstream.exchange = None
-            upstream.close()
+        self._discard_upstream()
         self.refuse(
             504,
             f"instance {self.backend.key} of app {self.match.app!r} did not answer "
-            f"within {self.router.response_timeout:g} s",
+            f"within {self.hub.response_timeout:g} s",
         )
 
     def refuse(self, status: int, message: str, **extra: object) -> None:

@@ -1,18 +1,16 @@
-"""HTTP/1.1 wire helpers for the router: request heads, header rules, error bodies."""
+"""HTTP/1.1 wire helpers for the router: request heads and the header rules of a proxy.
+
+Error bodies, status reasons and Content-Length validation are the shared
+core's (:mod:`conveyor._http`), so the router and the scoring server answer alike.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
-import orjson
+from conveyor._http import content_length
 
-__all__ = [
-    "HOP_BY_HOP",
-    "Head",
-    "error_response",
-    "framing",
-]
+__all__ = ["HOP_BY_HOP", "Head", "framing"]
 
 #: Headers that describe one connection, never forwarded (RFC 9110 §7.6.1),
 #: plus the framing headers the router sets itself.
@@ -29,16 +27,6 @@ HOP_BY_HOP = frozenset(
         b"upgrade",
     }
 )
-
-REASONS = {
-    400: b"Bad Request",
-    404: b"Not Found",
-    431: b"Request Header Fields Too Large",
-    501: b"Not Implemented",
-    502: b"Bad Gateway",
-    503: b"Service Unavailable",
-    504: b"Gateway Timeout",
-}
 
 
 @dataclass
@@ -67,31 +55,15 @@ class Head:
 
 
 def framing(headers: list[tuple[bytes, bytes]]) -> tuple[int | None, bool, frozenset[bytes]]:
+    """Content-Length (ValueError when it is not a count), chunked or not, Connection tokens."""
     length: int | None = None
     chunked = False
     tokens: frozenset[bytes] = frozenset()
     for key, value in headers:
         if key == b"content-length":
-            length = int(value)
+            length = content_length(value)
         elif key == b"transfer-encoding":
             chunked = b"chunked" in value.lower()
         elif key == b"connection":
             tokens = frozenset(t.strip().lower() for t in value.split(b","))
     return length, chunked, tokens
-
-
-def error_response(
-    status: int, message: str, request_id: str, *, close: bool, extra: dict[str, Any] | None = None
-) -> bytes:
-    """A complete HTTP/1.1 response with a JSON body naming the problem."""
-    body = orjson.dumps(
-        {"error": message, "status": status, "request_id": request_id, **(extra or {})}
-    )
-    head = (
-        b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
-        b"x-request-id: %s\r\n"
-        % (status, REASONS.get(status, b"Error"), len(body), request_id.encode())
-    )
-    if close:
-        head += b"connection: close\r\n"
-    return head + b"\r\n" + body

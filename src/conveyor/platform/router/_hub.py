@@ -1,0 +1,121 @@
+"""What every connection of one router shares: routes, settings, the instance pool, the log.
+
+Client connections (:mod:`._client`) and their exchanges (:mod:`._exchange`)
+reach the router only through this object, so the modules import one way:
+listener → client → exchange → hub → upstream.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from conveyor._http import Connection, HostCheck, RequestIds
+from conveyor.platform.router._access import AccessRecord, access_log
+
+if TYPE_CHECKING:
+    from conveyor.platform.router._upstream import Upstream
+    from conveyor.platform.routes import Backend, RouteTable
+
+__all__ = ["Hub", "Limits"]
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The router's timeouts (seconds) and bounds."""
+
+    #: Opening a connection to an instance.
+    connect_timeout: float = 5.0
+    #: From the request head sent to an instance to its response head (then 504).
+    response_timeout: float = 60.0
+    #: From a request's first byte to the end of its head (then 408 and close).
+    header_timeout: float = 10.0
+    #: A client connection with no request in progress is closed after this.
+    idle_timeout: float = 75.0
+    #: Instances tried for one request (the first, then the next on a connection failure).
+    max_attempts: int = 3
+    #: Idle keep-alive connections kept per instance.
+    max_idle_per_instance: int = 128
+    #: Connections open at once from one client address; more are answered 429 and closed.
+    max_connections_per_client: int = 512
+
+
+class Hub:
+    """The state one router's connections share, and the pool of instance connections."""
+
+    def __init__(
+        self,
+        table: RouteTable,
+        limits: Limits,
+        access: Callable[[AccessRecord], None] | None,
+    ) -> None:
+        self.table = table
+        self.limits = limits
+        self.connect_timeout = limits.connect_timeout
+        self.response_timeout = limits.response_timeout
+        self.max_attempts = limits.max_attempts
+        self.hosts = HostCheck()
+        self.ids = RequestIds()
+        #: Open client connections (the sweep enforces their timeouts).
+        self.clients: set[Connection] = set()
+        self._per_peer: dict[bytes, int] = {}
+        self._idle: dict[tuple[str, int], list[Upstream]] = {}
+        self._access = access
+        self.now: Callable[[], float] = time.monotonic
+
+    # -- client connections -----------------------------------------------------
+
+    def join(self, client: Connection, peer: bytes) -> bool:
+        """Count a new connection from ``peer``; False when it has too many open already."""
+        self.clients.add(client)
+        count = self._per_peer.get(peer, 0) + 1
+        self._per_peer[peer] = count
+        return count <= self.limits.max_connections_per_client
+
+    def leave(self, client: Connection, peer: bytes) -> None:
+        if client in self.clients:
+            self.clients.discard(client)
+            count = self._per_peer.get(peer, 1) - 1
+            if count > 0:
+                self._per_peer[peer] = count
+            else:
+                self._per_peer.pop(peer, None)
+
+    # -- the pool of instance connections -------------------------------------
+
+    def take(self, backend: Backend) -> Upstream | None:
+        stack = self._idle.get((backend.host, backend.port))
+        while stack:
+            upstream = stack.pop()
+            if not upstream.closed:
+                return upstream
+        return None
+
+    def release(self, upstream: Upstream) -> None:
+        stack = self._idle.setdefault(upstream.address, [])
+        if upstream.closed:
+            return
+        if len(stack) < self.limits.max_idle_per_instance:
+            stack.append(upstream)
+        else:
+            upstream.close()
+
+    def close_pool(self) -> None:
+        for stack in self._idle.values():
+            for upstream in stack:
+                upstream.close()
+        self._idle.clear()
+
+    # -- the access log -------------------------------------------------------
+
+    def log(self, record: AccessRecord) -> None:
+        if self._access is not None:
+            self._access(record)
+        else:
+            access_log.info("%s", record.format())
+
+    def logging(self) -> bool:
+        return self._access is not None or access_log.isEnabledFor(logging.INFO)
