@@ -16,22 +16,18 @@ from conveyor.platform.errors import (
 )
 from conveyor.platform.health import HealthCheck
 from conveyor.platform.instances import InstanceState
+from conveyor.platform.kinds import AppKind, Launch, kind_named, register_kind
 from conveyor.platform.logs import LogBuffer, LogLine
-from conveyor.platform.manifest import (
-    AppSpec,
-    HealthCheckSpec,
-    Manifest,
-    RouteSpec,
-    load_manifest,
-    parse_manifest,
-)
+from conveyor.platform.manifest import Manifest, load_manifest, parse_manifest
 from conveyor.platform.router import AccessRecord, Router
 from conveyor.platform.routes import Route, RouteTable
+from conveyor.platform.spec import AppSpec, HealthCheckSpec, RouteSpec
 from conveyor.platform.staging import Droplet, stage
 from conveyor.platform.supervisor import Event, EventSink, Instance, InstanceSpec, Supervisor
 
 __all__ = [
     "AccessRecord",
+    "AppKind",
     "AppSpec",
     "Clock",
     "CrashBackoff",
@@ -45,6 +41,7 @@ __all__ = [
     "Instance",
     "InstanceSpec",
     "InstanceState",
+    "Launch",
     "LogBuffer",
     "LogLine",
     "Manifest",
@@ -58,7 +55,9 @@ __all__ = [
     "StagingError",
     "Supervisor",
     "SystemClock",
+    "kind_named",
     "load_manifest",
     "parse_manifest",
+    "register_kind",
     "stage",
 ]

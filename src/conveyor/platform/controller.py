@@ -29,10 +29,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
-import os
-import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -45,12 +44,13 @@ from conveyor.platform.droplets import Droplets, GcReport, check_upload_path
 from conveyor.platform.errors import PlatformError
 from conveyor.platform.health import HealthCheck
 from conveyor.platform.instances import InstanceState
+from conveyor.platform.kinds import Files, Staging, kind_named
 from conveyor.platform.logs import LogFiles
 from conveyor.platform.processes import start_ticks, stop_groups
 from conveyor.platform.routes import Route, RouteTable
+from conveyor.platform.spec import AppSpec
 from conveyor.platform.state import PlatformState, RevisionRecord
 from conveyor.platform.supervisor import Event, Instance, InstanceSpec, Supervisor
-from conveyor.platform.views import route_text
 from conveyor.store.artifacts import ArtifactStore
 from conveyor.store.registry import Registry
 
@@ -60,13 +60,6 @@ log = logging.getLogger("conveyor.platform.controller")
 
 Progress = Callable[[str], None]
 
-#: How a model app is run: the serving runtime of the platform's own interpreter.
-_SERVE = 'exec "$0" -m conveyor serve "$1" --host 127.0.0.1 --port "$PORT"'
-#: How a stream app is run: one instance of the stream runtime.
-_STREAM = 'exec "$0" -m conveyor.streams.run --instance-index "$CONVEYOR_INSTANCE_INDEX"'
-#: How a model app is health-checked unless its manifest says otherwise.
-_MODEL_CHECK = {"type": "http", "endpoint": "/v2/health/ready", "timeout": 60.0, "interval": 10.0}
-_DEFAULT_CHECK = {"type": "port", "endpoint": "/", "timeout": 60.0, "interval": 10.0}
 #: Events of instances that only move them in and out of routing: too many to keep.
 _QUIET = frozenset({"ready", "unready"})
 #: Lines of a failed instance's output a failed deploy reports.
@@ -196,26 +189,27 @@ class Controller:
 
     async def push(
         self,
-        name: str,
-        spec: Mapping[str, Any],
-        files: Mapping[str, Mapping[str, Any]] | None,
+        spec: AppSpec,
+        files: Files | None,
         instances: int,
         progress: Progress,
     ) -> Deployment:
         """Stage ``spec`` with ``files`` into a new revision and deploy it (rolling if running)."""
-        self._check_spec(name, spec, files)
+        name = spec.name
+        kind = kind_named(spec.kind)
+        self._check_spec(spec, files)
         async with self._lock(name):
-            droplet = await self.droplets.stage(name, spec, files, progress, self._staged(name))
+            droplet = await kind.stage(spec, files, self._staging(name, progress))
             existing = self.state.find_app(name)
             if existing is None:
                 self.state.save_app(name, state="stopped", instances=instances, revision=0)
-            elif spec["kind"] != "stream":
+            elif kind.keeps_set_env:
                 # As in Cloud Foundry: variables set with set-env outlive a push; the
                 # manifest's own values win for the names it gives.
-                before = self.state.revisions(name)[-1].spec.get("env", {})
-                spec = {**spec, "env": {**before, **spec.get("env", {})}}
+                before = self.spec(self.state.revisions(name)[-1]).env
+                spec = dataclasses.replace(spec, env={**before, **spec.env})
             revision = self.state.add_revision(
-                name, description="push", spec=spec, files=files, droplet=droplet
+                name, description="push", spec=spec.to_json(), files=files, droplet=droplet
             )
             self._event(name, "pushed", revision=revision.number)
             try:
@@ -254,25 +248,24 @@ class Controller:
     async def set_env(self, name: str, values: Mapping[str, str], unset: Sequence[str]) -> int:
         """A revision with the environment changed; it runs after the next restart."""
 
-        def change(spec: dict[str, Any]) -> str:
-            env = dict(spec.get("env", {}))
+        def change(spec: AppSpec) -> tuple[AppSpec, str]:
+            env = dict(spec.env)
             missing = [k for k in unset if k not in env]
             if missing:
                 raise UsageError(f"app {name!r} has no variable {', '.join(missing)} to unset")
             env.update(values)
             for key in unset:
                 env.pop(key)
-            spec["env"] = env
             names = [*values, *(f"-{k}" for k in unset)]
-            return "set-env " + " ".join(names)
+            return dataclasses.replace(spec, env=env), "set-env " + " ".join(names)
 
         return await self._configure(name, change)
 
     async def bind(self, name: str, service: str, *, bound: bool) -> int:
         """A revision with ``service`` bound (or unbound); it runs after the next restart."""
 
-        def change(spec: dict[str, Any]) -> str:
-            services = list(spec.get("services", []))
+        def change(spec: AppSpec) -> tuple[AppSpec, str]:
+            services = list(spec.services)
             if bound:
                 if service not in self.state.services():
                     raise NotFoundError(
@@ -286,21 +279,20 @@ class Controller:
                 if service not in services:
                     raise UsageError(f"service {service!r} is not bound to {name!r}")
                 services.remove(service)
-            spec["services"] = services
-            return f"{'bind' if bound else 'unbind'}-service {service}"
+            changed = dataclasses.replace(spec, services=tuple(services))
+            return changed, f"{'bind' if bound else 'unbind'}-service {service}"
 
         return await self._configure(name, change)
 
-    async def _configure(self, name: str, change: Callable[[dict[str, Any]], str]) -> int:
+    async def _configure(self, name: str, change: Callable[[AppSpec], tuple[AppSpec, str]]) -> int:
         async with self._lock(name):
             self.state.app(name)
             latest = self.state.revisions(name)[-1]
-            spec = json.loads(json.dumps(latest.spec))
-            description = change(spec)
+            spec, description = change(self.spec(latest))
             revision = self.state.add_revision(
                 name,
                 description=description,
-                spec=spec,
+                spec=spec.to_json(),
                 files=latest.files,
                 droplet=latest.droplet,
             )
@@ -328,8 +320,9 @@ class Controller:
         async with self._lock(name):
             app = self.state.app(name)
             latest = self.state.revisions(name)[-1]
-            droplet = await self.droplets.stage(
-                name, latest.spec, latest.files, progress, self._staged(name), refresh=True
+            spec = self.spec(latest)
+            droplet = await kind_named(spec.kind).stage(
+                spec, latest.files, self._staging(name, progress, refresh=True)
             )
             revision = self.state.add_revision(
                 name, description="restage", spec=latest.spec, files=latest.files, droplet=droplet
@@ -398,8 +391,15 @@ class Controller:
 
     # -- the machinery --------------------------------------------------------------
 
-    def _staged(self, name: str) -> Callable[..., None]:
-        return lambda **details: self._event(name, "staged", **details)
+    def spec(self, revision: RevisionRecord) -> AppSpec:
+        """The typed spec of a stored revision."""
+        return AppSpec.from_json(revision.app, revision.spec)
+
+    def _staging(self, name: str, progress: Progress, *, refresh: bool = False) -> Staging:
+        def staged(**details: Any) -> None:
+            self._event(name, "staged", **details)
+
+        return Staging(self.droplets, progress, staged, refresh)
 
     def _copy(self, source: RevisionRecord, description: str) -> RevisionRecord:
         return self.state.add_revision(
@@ -410,19 +410,18 @@ class Controller:
             droplet=source.droplet,
         )
 
-    def _check_spec(
-        self, name: str, spec: Mapping[str, Any], files: Mapping[str, Mapping[str, Any]] | None
-    ) -> None:
+    def _check_spec(self, spec: AppSpec, files: Files | None) -> None:
         """Refuse a push that cannot work before anything is staged or stopped."""
-        for route in _routes(name, spec):
+        name = spec.name
+        for route in _routes(spec):
             taken = self.table.owner(route)
             if taken is not None and taken != name:
                 raise PlatformError(
-                    f"route {route_text(route)} is already taken by app {taken!r}",
+                    f"route {route.text} is already taken by app {taken!r}",
                     hint=f"Choose another host or path for {name!r} in its manifest.",
                 )
         known = self.state.services()
-        for service in spec.get("services", []):
+        for service in spec.services:
             if service not in known:
                 raise NotFoundError(
                     f"app {name!r} is bound to service {service!r}, which does not exist",
@@ -436,67 +435,39 @@ class Controller:
                     f"(no blob {entry.get('digest')})",
                     hint="Upload every missing blob before pushing (conveyor push does this).",
                 )
-        model = str(spec.get("model"))
-        if spec["kind"] == "model" and not model.startswith("run:"):
-            uploaded = files or {}
-            if not any(p == model or p.startswith(model + "/") for p in uploaded):
-                raise UsageError(f"app {name!r}: the model {spec['model']!r} was not uploaded")
+        kind_named(spec.kind).check(spec, files)
 
     def _instance_spec(self, revision: RevisionRecord) -> InstanceSpec:
-        spec = revision.spec
-        droplet = revision.droplet or {}
+        spec = self.spec(revision)
+        kind = kind_named(spec.kind)
+        launch = kind.launch(spec, revision.droplet or {}, self.dir)
         services = self.state.services()
         env: dict[str, str] = {
-            **spec.get("env", {}),
+            **spec.env,
             "CONVEYOR_APP": revision.app,
             "CONVEYOR_APP_REVISION": str(revision.number),
             "CONVEYOR_SERVICES": json.dumps(
                 {
                     "user-provided": [
-                        {"name": s, "credentials": services.get(s, {})}
-                        for s in spec.get("services", [])
+                        {"name": s, "credentials": services.get(s, {})} for s in spec.services
                     ]
                 }
             ),
+            **launch.env,
         }
-        check = dict(spec.get("health_check") or _DEFAULT_CHECK)
-        cwd: Path | None = None
-        if spec["kind"] == "stream":
-            # A stream app runs from the platform's own interpreter: nothing to stage.
-            env["CONVEYOR_STREAM_APP"] = json.dumps(spec["stream_app"])
-            command: tuple[str, ...] = ("/bin/sh", "-c", _STREAM, sys.executable)
-            if check == _DEFAULT_CHECK:
-                check = {**_DEFAULT_CHECK, "type": "http", "endpoint": "/health"}
-            cwd = self.dir
-        elif spec["kind"] == "model":
-            model = str(spec["model"])
-            if not model.startswith("run:"):
-                model = str(Path(droplet["source"]) / model)
-            command = ("/bin/sh", "-c", _SERVE, sys.executable, model)
-            if check == _DEFAULT_CHECK:
-                check = dict(_MODEL_CHECK)
-            cwd = self.dir
-        else:
-            venv = Path(droplet["venv"])
-            env["VIRTUAL_ENV"] = str(venv)
-            env["PATH"] = f"{venv / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}"
-            command = ("/bin/sh", "-c", "exec " + str(spec["command"]))
-            cwd = Path(droplet["source"])
         return InstanceSpec(
             app=revision.app,
-            command=command,
+            command=launch.command,
             revision=revision.number,
             env=env,
-            cwd=cwd,
-            health=_health_check(check),
-            readiness=_health_check(spec["readiness_check"])
-            if spec.get("readiness_check")
-            else None,
-            memory_limit=spec.get("memory"),
+            cwd=launch.cwd,
+            health=kind.health_check(spec).to_check(),
+            readiness=None if spec.readiness_check is None else spec.readiness_check.to_check(),
+            memory_limit=spec.memory,
         )
 
     def _set_routes(self, name: str, revision: RevisionRecord) -> None:
-        self.table.set_routes(name, _routes(name, revision.spec))
+        self.table.set_routes(name, _routes(self.spec(revision)))
 
     async def _deploy(
         self,
@@ -569,29 +540,16 @@ class Controller:
             self.supervisor.forget(inst.spec.app, inst.index, inst.spec.revision)
 
 
-def _routes(name: str, spec: Mapping[str, Any]) -> list[Route]:
-    given = spec.get("routes")
-    if given is None:  # the platform's default: /<name> (prefix stripped) and <name>.localhost
+def _routes(spec: AppSpec) -> list[Route]:
+    name = spec.name
+    if (
+        spec.routes is None
+    ):  # the platform's default: /<name> (prefix stripped) and <name>.localhost
         return [
             Route(name, path=f"/{name}", strip_prefix=True),
             Route(name, host=f"{name}.localhost"),
         ]
-    return [
-        Route(
-            name, host=r.get("host"), path=r.get("path"), strip_prefix=bool(r.get("strip_prefix"))
-        )
-        for r in given
-    ]
-
-
-def _health_check(check: Mapping[str, Any]) -> HealthCheck:
-    return HealthCheck(
-        check["type"], check["endpoint"], float(check["timeout"]), float(check["interval"])
-    )
-
-
-def _route_text(route: Route) -> str:
-    return (route.host or "") + (route.path or "")
+    return [Route(name, host=r.host, path=r.path, strip_prefix=r.strip_prefix) for r in spec.routes]
 
 
 def _jsonable(value: object) -> bool:

@@ -14,8 +14,10 @@ nothing is lost, some may be processed twice (at-least-once).
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
+import sys
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -27,14 +29,51 @@ import sqlalchemy as sa
 from conveyor.errors import NotFoundError, UsageError
 from conveyor.platform.controller import Controller, Progress
 from conveyor.platform.droplets import check_upload_path, files_digest
+from conveyor.platform.kinds import Files, Launch, Staging, register_kind
+from conveyor.platform.spec import AppSpec, HealthCheckSpec, RouteSpec
 from conveyor.platform.views import describe
 from conveyor.store import schema
 
-__all__ = ["StreamService"]
+__all__ = ["StreamKind", "StreamService"]
 
 #: Files that make an uploaded user app's folder get an environment of its own.
 _REQUIREMENTS = ("requirements.txt", "pyproject.toml")
 _APP_NAME = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,40}[a-z0-9])?")
+#: One instance of the stream runtime, from the platform's own interpreter.
+_STREAM = 'exec "$0" -m conveyor.streams.run --instance-index "$CONVEYOR_INSTANCE_INDEX"'
+_CHECK = HealthCheckSpec(type="http", endpoint="/health")
+
+
+class StreamKind:
+    """A stream app: the stream runtime running one node of a stream (``options``: its launch).
+
+    ``options`` holds ``stream_app`` (the runtime's launch spec), ``stream`` and
+    ``position`` (which stream made the app, and where in its definition).
+    """
+
+    name = "stream"
+    pushable = False
+    #: A redeploy gives the whole environment (a user app's paths): nothing is kept.
+    keeps_set_env = False
+
+    def check(self, spec: AppSpec, files: Files | None) -> None:
+        if "stream_app" not in spec.options:
+            raise UsageError(f"app {spec.name!r}: a stream app needs its launch spec")
+
+    async def stage(
+        self, spec: AppSpec, files: Files | None, staging: Staging
+    ) -> dict[str, Any] | None:
+        return None  # it runs from the platform's own interpreter: nothing to stage
+
+    def launch(self, spec: AppSpec, droplet: Mapping[str, Any], platform_dir: Path) -> Launch:
+        env = {"CONVEYOR_STREAM_APP": json.dumps(spec.options["stream_app"])}
+        return Launch(("/bin/sh", "-c", _STREAM, sys.executable), cwd=platform_dir, env=env)
+
+    def health_check(self, spec: AppSpec) -> HealthCheckSpec:
+        return _CHECK if spec.default_health else spec.health_check
+
+
+register_kind(StreamKind())
 
 
 @dataclass(frozen=True)
@@ -163,10 +202,8 @@ class StreamService:
                 await asyncio.to_thread(self.controller.droplets.materialise, files, target)
             requirements = next((r for r in _REQUIREMENTS if r in files), None)
             if requirements is not None:
-                spec = {"kind": "command", "requirements": requirements}
-                droplet = await self.controller.droplets.stage(
-                    name, spec, files, progress, lambda **_details: None
-                )
+                staging = Staging(self.controller.droplets, progress, lambda **_details: None)
+                droplet = await self.controller.droplets.build(name, requirements, files, staging)
         table = schema.platform_stream_apps
         with self._registry.transaction() as conn:
             conn.execute(table.delete().where(table.c.name == name))
@@ -270,20 +307,21 @@ class StreamService:
         for app in reversed(planned):  # sinks first: consumers exist before producers publish
             before = self.controller.state.find_app(app.name)
             env = {} if app.user_app is None else self._user_app_env(app.user_app)
-            spec = {
-                "kind": "stream",
-                "stream_app": app.launch.to_json(),
-                "env": env,
-                "memory": app.memory,
-                "routes": [] if app.route is None else [{"path": app.route}],
-                "health_check": None,
-                "services": [],
-                "stream": name,
-                "position": planned.index(app),
-            }
+            spec = AppSpec(
+                name=app.name,
+                kind=StreamKind.name,
+                env=env,
+                memory=app.memory,
+                routes=() if app.route is None else (RouteSpec(path=app.route),),
+                options={
+                    "stream_app": app.launch.to_json(),
+                    "stream": name,
+                    "position": planned.index(app),
+                },
+            )
             progress(f"{app.name}: {app.launch.app}, {app.instances} instance(s)")
             try:
-                await self.controller.push(app.name, spec, None, app.instances, progress)
+                await self.controller.push(spec, None, app.instances, progress)
             except Exception:
                 if row["status"] != "deployed":  # a first deploy that fails leaves nothing
                     await self._remove_apps(a.name for a in planned)
@@ -371,9 +409,9 @@ class StreamService:
         """The platform apps deployed for stream ``name``, in the order of its definition."""
         apps = []
         for app in self.controller.state.apps():
-            spec = self.controller.state.revisions(app.name)[-1].spec
-            if spec.get("kind") == "stream" and spec.get("stream") == name:
-                apps.append((int(spec.get("position", 0)), app.name))
+            spec = self.controller.spec(self.controller.state.revisions(app.name)[-1])
+            if spec.kind == StreamKind.name and spec.options.get("stream") == name:
+                apps.append((int(spec.options.get("position", 0)), app.name))
         return [app for _, app in sorted(apps)]
 
     def history(self, name: str) -> list[dict[str, Any]]:
@@ -399,7 +437,7 @@ class StreamService:
         lag_by_app = self._lags(name, names) if row["status"] == "deployed" else {}
         for app in names:
             summary = describe(self.controller, app)
-            launch = self.controller.state.revisions(app)[-1].spec["stream_app"]
+            launch = self._launch(app)
             apps.append(
                 {
                     "name": app,
@@ -421,6 +459,13 @@ class StreamService:
             "version": row["version"],
             "apps": apps,
         }
+
+    def _launch(self, app: str) -> Mapping[str, Any]:
+        """The stream runtime's launch spec of one of the stream's apps."""
+        launch: Mapping[str, Any] = self.controller.spec(
+            self.controller.state.revisions(app)[-1]
+        ).options["stream_app"]
+        return launch
 
     def _counters(self, app: str) -> dict[str, Any]:
         """Messages received, published and dead-lettered by the app's running instances,
@@ -459,7 +504,7 @@ class StreamService:
             return {}
         try:
             for app in apps:
-                launch = self.controller.state.revisions(app)[-1].spec["stream_app"]
+                launch = self._launch(app)
                 if launch.get("input"):
                     try:
                         lags[app] = binder.lag(launch["input"], launch.get("group") or name)

@@ -7,14 +7,13 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from conveyor.platform.routes import Route
 from conveyor.platform.state import AppRecord
 from conveyor.platform.supervisor import Instance
 
 if TYPE_CHECKING:
     from conveyor.platform.controller import Controller
 
-__all__ = ["describe", "list_apps", "revisions", "route_text", "services"]
+__all__ = ["describe", "list_apps", "revisions", "services"]
 
 
 def describe(controller: Controller, name: str) -> dict[str, Any]:
@@ -78,42 +77,41 @@ def _summary(
         "instances": app.instances,
         "running": running,
         "revision": app.revision,
-        "kind": controller.state.revisions(app.name)[-1].spec["kind"],
-        "routes": [route_text(r) for r in controller.table.routes(app.name)],
+        "kind": controller.spec(controller.state.revisions(app.name)[-1]).kind,
+        "routes": [r.text for r in controller.table.routes(app.name)],
         "updated_at": app.updated_at,
     }
 
 
 def revisions(controller: Controller, name: str) -> list[dict[str, Any]]:
     app = controller.state.app(name)
-    return [
-        {
-            "number": r.number,
-            "created_at": r.created_at,
-            "description": r.description,
-            "deployed": r.number == app.revision,
-            "kind": r.spec["kind"],
-            "env": sorted(r.spec.get("env", {})),
-            "services": list(r.spec.get("services", [])),
-            "lock_digest": (r.droplet or {}).get("lock_digest"),
-        }
-        for r in controller.state.revisions(name)
-    ]
+    out = []
+    for r in controller.state.revisions(name):
+        spec = controller.spec(r)
+        out.append(
+            {
+                "number": r.number,
+                "created_at": r.created_at,
+                "description": r.description,
+                "deployed": r.number == app.revision,
+                "kind": spec.kind,
+                "env": sorted(spec.env),
+                "services": list(spec.services),
+                "lock_digest": (r.droplet or {}).get("lock_digest"),
+            }
+        )
+    return out
 
 
 def services(controller: Controller) -> list[dict[str, Any]]:
     bound: dict[str, list[str]] = {}
     for app in controller.state.apps():
-        for service in controller.state.revisions(app.name)[-1].spec.get("services", []):
+        for service in controller.spec(controller.state.revisions(app.name)[-1]).services:
             bound.setdefault(service, []).append(app.name)
     return [
         {"name": name, "keys": sorted(creds), "bound_to": bound.get(name, [])}
         for name, creds in controller.state.services().items()
     ]
-
-
-def route_text(route: Route) -> str:
-    return (route.host or "") + (route.path or "")
 
 
 def _app_state(app: AppRecord, instances: list[dict[str, Any]]) -> str:
