@@ -476,8 +476,8 @@ class StreamService:
         totals = {"received": 0, "published": 0, "dead_lettered": 0}
         rate = 0.0
         now = time.time()
-        for inst in self.controller.supervisor.instances(app):
-            if inst.port is None or inst.state.value != "RUNNING":
+        for inst in self.controller.target.status(app):
+            if inst.port is None or inst.state != "RUNNING":
                 continue
             url = f"http://{inst.host}:{inst.port}/status"
             try:

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import os
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from conveyor.platform.state import AppRecord
-from conveyor.platform.supervisor import Instance
 
 if TYPE_CHECKING:
     from conveyor.platform.controller import Controller
@@ -24,19 +21,19 @@ def describe(controller: Controller, name: str) -> dict[str, Any]:
     instances = [
         {
             "index": inst.index,
-            "revision": inst.spec.revision,
-            "state": inst.state.value,
+            "revision": inst.revision,
+            "state": inst.state,
             "ready": inst.ready,
             "since": inst.since,
             "uptime": now - inst.since,
             "pid": inst.pid,
             "port": inst.port,
             "restarts": inst.restarts,
-            "memory": _rss(inst),
-            "cpu": _cpu_seconds(inst),
-            "last_crash": dict(inst.last_crash) if inst.last_crash else None,
+            "memory": inst.memory,
+            "cpu": inst.cpu,
+            "last_crash": inst.last_crash,
         }
-        for inst in controller.supervisor.instances(name)
+        for inst in controller.target.status(name)
     ]
     return {
         **_summary(controller, app, instances),
@@ -59,8 +56,8 @@ def list_apps(controller: Controller) -> list[dict[str, Any]]:
     out = []
     for app in controller.state.apps():
         instances = [
-            {"state": i.state.value, "ready": i.ready, "revision": i.spec.revision}
-            for i in controller.supervisor.instances(app.name)
+            {"state": i.state, "ready": i.ready, "revision": i.revision}
+            for i in controller.target.status(app.name)
         ]
         out.append(_summary(controller, app, instances))
     return out
@@ -78,7 +75,7 @@ def _summary(
         "running": running,
         "revision": app.revision,
         "kind": controller.spec(controller.state.revisions(app.name)[-1]).kind,
-        "routes": [r.text for r in controller.table.routes(app.name)],
+        "routes": [r.text for r in controller.target.routes(app.name)],
         "updated_at": app.updated_at,
     }
 
@@ -122,22 +119,3 @@ def _app_state(app: AppRecord, instances: list[dict[str, Any]]) -> str:
     if any(i["state"] == "CRASHED" for i in instances):
         return "crashed"
     return "starting"
-
-
-def _rss(inst: Instance) -> int | None:
-    if inst.pid is None:
-        return None
-    from conveyor.platform.processes import group_rss
-
-    return group_rss(inst.pid)
-
-
-def _cpu_seconds(inst: Instance) -> float | None:
-    if inst.pid is None:
-        return None
-    try:
-        fields = Path(f"/proc/{inst.pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    ticks = int(fields[11]) + int(fields[12])  # utime + stime
-    return ticks / os.sysconf("SC_CLK_TCK")

@@ -358,7 +358,7 @@ def create_app(
         follow: bool = False,
     ) -> StreamingResponse:
         controller.state.app(name)
-        buffer = controller.supervisor.logs(name)
+        buffer = controller.target.logs(name)
         kept = buffer.recent(recent)
         cursor = buffer.next_seq
 

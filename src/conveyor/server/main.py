@@ -123,8 +123,10 @@ async def _serve(settings: Settings) -> None:
     import uvicorn
 
     from conveyor.platform.controller import Controller
+    from conveyor.platform.local import LocalTarget
     from conveyor.platform.router import AccessRecord, Router
     from conveyor.platform.routes import RouteTable
+    from conveyor.platform.state import PlatformState
     from conveyor.server.api import create_app
     from conveyor.store.artifacts import ArtifactStore
     from conveyor.store.registry import Registry
@@ -137,7 +139,10 @@ async def _serve(settings: Settings) -> None:
     artifacts = ArtifactStore.from_settings(settings)
     table = RouteTable()
     base_env = {k: v for k, v in os.environ.items() if k != "CONVEYOR_API_TOKEN"}
-    controller = Controller(registry, artifacts, pdir, table=table, base_env=base_env)
+    target = LocalTarget(
+        PlatformState(registry), log_dir=pdir / "logs", table=table, base_env=base_env
+    )
+    controller = Controller(registry, artifacts, pdir, target=target)
     (pdir / "logs").mkdir(parents=True, exist_ok=True)
     access = (pdir / "logs" / "router-access.log").open("a", buffering=1)
 
