@@ -201,7 +201,7 @@ def create_app(
     shutdown: Callable[[], None],
 ) -> ASGIApp:
     """The control API; ``info`` describes the platform, ``shutdown`` asks it to stop."""
-    from conveyor.platform.streams import StreamService
+    from conveyor.orchestrate import StreamService
 
     streams = StreamService(controller)
     api = FastAPI(
