@@ -43,9 +43,9 @@ from conveyor.platform.errors import DeployError, PlatformError
 from conveyor.platform.kinds import Files, Staging, kind_named
 from conveyor.platform.routes import Route
 from conveyor.platform.spec import AppSpec
-from conveyor.platform.state import PlatformState, RevisionRecord
 from conveyor.platform.supervisor import Event
 from conveyor.platform.target import Release, Target
+from conveyor.store.apps import AppRepository, RevisionRecord
 from conveyor.store.artifacts import ArtifactStore
 from conveyor.store.registry import Registry
 
@@ -84,7 +84,8 @@ class Controller:
         target: Target | None = None,
         base_env: Mapping[str, str] | None = None,
     ) -> None:
-        self.state = PlatformState(registry)
+        #: The desired state: apps, revisions, events, services.
+        self.state = AppRepository(registry)
         self.artifacts = artifacts
         self.dir = platform_dir
         if target is None:
@@ -306,9 +307,7 @@ class Controller:
     # -- services -----------------------------------------------------------------
 
     def delete_service(self, name: str) -> None:
-        from conveyor.platform.views import services
-
-        users: list[str] = next((s["bound_to"] for s in services(self) if s["name"] == name), [])
+        users = self.state.bindings().get(name, [])
         if users:
             raise PlatformError(
                 f"service {name!r} is bound to {', '.join(users)}",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from conveyor.platform.state import AppRecord
+from conveyor.store.apps import AppRecord
 
 if TYPE_CHECKING:
     from conveyor.platform.controller import Controller
@@ -101,10 +101,7 @@ def revisions(controller: Controller, name: str) -> list[dict[str, Any]]:
 
 
 def services(controller: Controller) -> list[dict[str, Any]]:
-    bound: dict[str, list[str]] = {}
-    for app in controller.state.apps():
-        for service in controller.spec(controller.state.revisions(app.name)[-1]).services:
-            bound.setdefault(service, []).append(app.name)
+    bound = controller.state.bindings()
     return [
         {"name": name, "keys": sorted(creds), "bound_to": bound.get(name, [])}
         for name, creds in controller.state.services().items()

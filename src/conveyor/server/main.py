@@ -126,8 +126,8 @@ async def _serve(settings: Settings) -> None:
     from conveyor.platform.local import LocalTarget
     from conveyor.platform.router import AccessRecord, Router
     from conveyor.platform.routes import RouteTable
-    from conveyor.platform.state import PlatformState
     from conveyor.server.api import create_app
+    from conveyor.store.apps import AppRepository
     from conveyor.store.artifacts import ArtifactStore
     from conveyor.store.registry import Registry
 
@@ -140,7 +140,7 @@ async def _serve(settings: Settings) -> None:
     table = RouteTable()
     base_env = {k: v for k, v in os.environ.items() if k != "CONVEYOR_API_TOKEN"}
     target = LocalTarget(
-        PlatformState(registry), log_dir=pdir / "logs", table=table, base_env=base_env
+        AppRepository(registry), log_dir=pdir / "logs", table=table, base_env=base_env
     )
     controller = Controller(registry, artifacts, pdir, target=target)
     (pdir / "logs").mkdir(parents=True, exist_ok=True)
