@@ -17,11 +17,21 @@ from typing import Literal, Protocol, get_args
 
 from conveyor.errors import UsageError
 
-__all__ = ["CHECK_TYPES", "CheckType", "HealthCheck", "HealthProbe", "NetworkProbe", "check_type"]
+__all__ = [
+    "CHECK_TYPES",
+    "ENDPOINT_TYPES",
+    "CheckType",
+    "HealthCheck",
+    "HealthProbe",
+    "NetworkProbe",
+    "check_type",
+]
 
 #: Every kind of health check; a new one is added here (and probed below), nowhere else.
 CheckType = Literal["port", "process", "http"]
 CHECK_TYPES: tuple[str, ...] = get_args(CheckType)
+#: The types that request a path (``endpoint``); the others ignore it.
+ENDPOINT_TYPES = frozenset({"http"})
 
 
 def check_type(name: str) -> None:

@@ -26,7 +26,7 @@ from yaml.constructor import SafeConstructor  # type: ignore[import-untyped]
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode  # type: ignore[import-untyped]
 
 from conveyor.platform.errors import ManifestError
-from conveyor.platform.health import CHECK_TYPES, CheckType
+from conveyor.platform.health import CHECK_TYPES, ENDPOINT_TYPES, CheckType
 from conveyor.platform.spec import (
     ENV_KEY,
     MAX_INSTANCES,
@@ -358,8 +358,9 @@ class _Reader:
             self.fail(keys["type"], f"expected {types}, got {kind!r}")
         endpoint = "/"
         if "endpoint" in keys:
-            if kind != "http":
-                self.fail(keys["endpoint"], "only used by 'type: http'")
+            if kind not in ENDPOINT_TYPES:
+                users = " or ".join(f"'type: {t}'" for t in sorted(ENDPOINT_TYPES))
+                self.fail(keys["endpoint"], f"only used by {users}")
             endpoint = self.text(keys["endpoint"], "a path")
             if not endpoint.startswith("/"):
                 self.fail(keys["endpoint"], f"{endpoint!r} must start with '/'")
