@@ -44,7 +44,7 @@ from conveyor.platform.kinds import Files, Staging, kind_named
 from conveyor.platform.routes import Route
 from conveyor.platform.spec import AppSpec
 from conveyor.platform.supervisor import Event
-from conveyor.platform.target import Release, Target
+from conveyor.platform.target import Progress, Release, Target
 from conveyor.store.apps import AppRepository, RevisionRecord
 from conveyor.store.artifacts import ArtifactStore
 from conveyor.store.registry import Registry
@@ -52,8 +52,6 @@ from conveyor.store.registry import Registry
 __all__ = ["Controller", "DeployError", "Progress"]
 
 log = logging.getLogger("conveyor.platform.controller")
-
-Progress = Callable[[str], None]
 
 #: Events of instances that only move them in and out of routing: too many to keep.
 _QUIET = frozenset({"ready", "unready"})

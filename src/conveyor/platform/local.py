@@ -185,7 +185,7 @@ class LocalTarget:
 
     # -- what runs ----------------------------------------------------------------------
 
-    def status(self, app: str) -> list[InstanceStatus]:
+    def status(self, app: str, *, usage: bool = False) -> list[InstanceStatus]:
         return [
             InstanceStatus(
                 index=inst.index,
@@ -197,8 +197,9 @@ class LocalTarget:
                 port=inst.port,
                 pid=inst.pid,
                 restarts=inst.restarts,
-                memory=None if inst.pid is None else group_rss(inst.pid),
-                cpu=_cpu_seconds(inst.pid),
+                # A walk over /proc per instance: only for who shows it.
+                memory=group_rss(inst.pid) if usage and inst.pid is not None else None,
+                cpu=_cpu_seconds(inst.pid) if usage else None,
                 last_crash=dict(inst.last_crash) if inst.last_crash else None,
             )
             for inst in self.supervisor.instances(app)

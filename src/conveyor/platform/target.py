@@ -70,7 +70,7 @@ class InstanceStatus:
     port: int | None
     pid: int | None
     restarts: int
-    #: Resident memory in bytes and CPU seconds, where the target can tell.
+    #: Resident memory in bytes and CPU seconds, when asked and where the target can tell.
     memory: int | None = None
     cpu: float | None = None
     last_crash: Mapping[str, Any] | None = None
@@ -125,8 +125,8 @@ class Target(Protocol):
         """Stop every instance of ``app`` and forget its routes and logs."""
         ...
 
-    def status(self, app: str) -> list[InstanceStatus]:
-        """The app's instances now, by index."""
+    def status(self, app: str, *, usage: bool = False) -> list[InstanceStatus]:
+        """The app's instances now, by index; with their memory and CPU if ``usage``."""
         ...
 
     def routes(self, app: str) -> list[Route]:

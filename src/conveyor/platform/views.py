@@ -33,7 +33,7 @@ def describe(controller: Controller, name: str) -> dict[str, Any]:
             "cpu": inst.cpu,
             "last_crash": inst.last_crash,
         }
-        for inst in controller.target.status(name)
+        for inst in controller.target.status(name, usage=True)
     ]
     return {
         **_summary(controller, app, instances),
