@@ -25,7 +25,6 @@ from conveyor.platform.errors import (
 )
 from conveyor.platform.health import HealthCheck
 from conveyor.platform.instances import InstanceState
-from conveyor.platform.kinds import AppKind, Files, Launch, Staging, kind_named, register_kind
 from conveyor.platform.logs import LogBuffer, LogLine
 from conveyor.platform.manifest import Manifest, load_manifest, parse_manifest
 from conveyor.platform.router import AccessRecord, Router
@@ -38,12 +37,26 @@ from conveyor.platform.target import InstanceStatus, LaunchResult, Release, Targ
 if TYPE_CHECKING:
     from conveyor.platform.controller import Controller, Deployment, Progress
     from conveyor.platform.droplets import check_upload_path, files_digest
+    from conveyor.platform.kinds import (
+        AppKind,
+        Files,
+        Launch,
+        Staging,
+        kind_named,
+        register_kind,
+    )
     from conveyor.platform.local import LocalTarget
     from conveyor.platform.views import describe as describe_app
 
-#: Imported on first use: they pull in the registry (SQLAlchemy), which `conveyor push`,
-#: reading a manifest through this package, does not need.
+#: Imported on first use: they pull in the registry (SQLAlchemy) and the app kinds, which
+#: `conveyor push`, reading a manifest through this package, does not need.
 _LAZY = {
+    "AppKind": ("conveyor.platform.kinds", "AppKind"),
+    "Files": ("conveyor.platform.kinds", "Files"),
+    "Launch": ("conveyor.platform.kinds", "Launch"),
+    "Staging": ("conveyor.platform.kinds", "Staging"),
+    "kind_named": ("conveyor.platform.kinds", "kind_named"),
+    "register_kind": ("conveyor.platform.kinds", "register_kind"),
     "Controller": ("conveyor.platform.controller", "Controller"),
     "Deployment": ("conveyor.platform.controller", "Deployment"),
     "LocalTarget": ("conveyor.platform.local", "LocalTarget"),

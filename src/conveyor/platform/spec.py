@@ -23,8 +23,6 @@ from pathlib import Path, PurePosixPath
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
-from annotated_types import Ge, Gt, Le, MinLen
-
 from conveyor.platform.health import CheckType, check_type
 
 if TYPE_CHECKING:
@@ -40,15 +38,30 @@ _HOST = re.compile(r"[a-z0-9.-]{1,253}")
 _PATH = re.compile(r"/([^\s?#]*[^\s?#/])?")
 #: Unknown fields are refused when a request body is validated against these classes.
 _STRICT: dict[str, Any] = {"extra": "forbid"}
-_SECONDS = Annotated[float, Gt(0), Le(3600)]
+
+
+class _Bounds:
+    """``Annotated`` metadata: limits pydantic enforces on a request (and shows in the schema).
+
+    Like the ``_Checked`` below, it reaches pydantic through the hook pydantic
+    looks for, so neither pydantic nor annotated-types is imported by the CLI.
+    """
+
+    def __init__(self, **limits: float) -> None:
+        self.limits = limits  # core-schema keys: gt, ge, le (numbers), min_length (text)
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: Callable[[Any], Any]) -> Any:
+        schema = handler(source)
+        schema.update(self.limits)
+        return schema
+
+
+_SECONDS = Annotated[float, _Bounds(gt=0, le=3600)]
+_TEXT = Annotated[str, _Bounds(min_length=1)]
 
 
 class _Checked:
-    """``Annotated`` metadata: pydantic runs ``check`` on the field (its ValueError is a 400).
-
-    It reaches pydantic through the hook pydantic looks for, so this module
-    imports pydantic only when a request is validated, never in the CLI.
-    """
+    """``Annotated`` metadata: pydantic runs ``check`` on the field (its ValueError is a 400)."""
 
     def __init__(self, check: Callable[[Any], Any]) -> None:
         self.check = check
@@ -129,13 +142,13 @@ class AppSpec:
 
     __pydantic_config__: ClassVar[dict[str, Any]] = _STRICT
 
-    name: Annotated[str, MinLen(1)]
-    model: Annotated[str, MinLen(1)] | None = None
-    command: Annotated[str, MinLen(1)] | None = None
+    name: _TEXT
+    model: _TEXT | None = None
+    command: _TEXT | None = None
     path: Path | None = None
     requirements: PurePosixPath | None = None
-    instances: Annotated[int, Ge(0), Le(MAX_INSTANCES)] = 1
-    memory: Annotated[int, Gt(0)] | None = None
+    instances: Annotated[int, _Bounds(ge=0, le=MAX_INSTANCES)] = 1
+    memory: Annotated[int, _Bounds(gt=0)] | None = None
     env: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
     routes: tuple[RouteSpec, ...] | None = None
     health_check: HealthCheckSpec = _CHECK
