@@ -10,13 +10,8 @@ import pytest
 from conveyor.errors import ConveyorError
 from conveyor.platform.errors import ManifestError, PlatformError
 from conveyor.platform.health import HealthCheck
-from conveyor.platform.manifest import (
-    AppSpec,
-    HealthCheckSpec,
-    RouteSpec,
-    load_manifest,
-    parse_manifest,
-)
+from conveyor.platform.manifest import load_manifest, parse_manifest
+from conveyor.platform.spec import AppSpec, HealthCheckSpec, RouteSpec
 
 EXAMPLE = """\
 applications:

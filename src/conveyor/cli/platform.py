@@ -5,16 +5,20 @@ Every command but ``server`` talks to the control API only (:mod:`.client`).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from conveyor.cli.client import PlatformClient, connect, say
 from conveyor.cli.output import when
 from conveyor.errors import UsageError
+
+if TYPE_CHECKING:
+    from conveyor.platform.spec import AppSpec
 
 __all__ = [
     "app_command",
@@ -132,49 +136,25 @@ def _hashed(files: list[tuple[Path, str]]) -> dict[str, tuple[Path, str, int]]:
     return local
 
 
-def _push_body(app: Any) -> tuple[dict[str, Any], dict[str, tuple[Path, str, int]]]:
-    from conveyor.platform.manifest import HealthCheckSpec
+def _push_body(app: AppSpec) -> tuple[dict[str, Any], dict[str, tuple[Path, str, int]]]:
+    """The push request's spec (a local model becomes its uploaded name) and the files to send."""
     from conveyor.platform.staging import source_files
 
-    model = app.model
-    if app.kind == "model" and not model.startswith("run:"):
-        target = Path(model)
+    spec = dataclasses.replace(app, path=None)
+    if app.kind == "model" and app.model is not None and not app.model.startswith("run:"):
+        target = Path(app.model)
         if target.is_dir():
             files = [
                 (target / rel, f"{target.name}/{rel.as_posix()}") for rel in source_files(target)
             ]
         else:
             files = [(target, target.name)]
-        model = target.name
-    elif app.kind == "command":
+        spec = dataclasses.replace(spec, model=target.name)
+    elif app.kind == "command" and app.path is not None:
         files = [(app.path / rel, rel.as_posix()) for rel in source_files(app.path)]
     else:
         files = []
-    local = _hashed(files)
-    spec = {
-        "kind": app.kind,
-        "model": model,
-        "command": app.command,
-        "requirements": None if app.requirements is None else str(app.requirements),
-        "memory": app.memory,
-        "env": dict(app.env),
-        "routes": None
-        if app.routes is None
-        else [{"host": r.host, "path": r.path, "strip_prefix": r.strip_prefix} for r in app.routes],
-        "health_check": None if app.health_check == HealthCheckSpec() else _check(app.health_check),
-        "readiness_check": None if app.readiness_check is None else _check(app.readiness_check),
-        "services": list(app.services),
-    }
-    return spec, local
-
-
-def _check(check: Any) -> dict[str, Any]:
-    return {
-        "type": check.type,
-        "endpoint": check.endpoint,
-        "timeout": check.timeout,
-        "interval": check.interval,
-    }
+    return spec.to_json(), _hashed(files)
 
 
 # -- apps -----------------------------------------------------------------------------

@@ -1,8 +1,9 @@
 """Droplets on the platform: uploaded files unpacked and staged into environments.
 
-A command app's files are unpacked from the artifact store into a scratch
-folder and staged (:mod:`.staging`); a model app's files are unpacked once
-per content into ``<platform>/models/<digest>``. New environments are
+Files are unpacked from the artifact store into a scratch folder and staged
+into an environment (:meth:`Droplets.build`, :mod:`.staging`), or unpacked
+once per content into ``<platform>/models/<digest>`` (:meth:`Droplets.unpack`);
+each app kind (:mod:`.kinds`) picks which it needs. New environments are
 byte-compiled in the background after their first deploy.
 """
 
@@ -17,10 +18,13 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from conveyor.errors import UsageError
 from conveyor.store.artifacts import ArtifactStore
+
+if TYPE_CHECKING:
+    from conveyor.platform.kinds.base import Staging
 
 __all__ = ["Droplets", "GcReport", "check_upload_path", "files_digest"]
 
@@ -43,38 +47,34 @@ class Droplets:
         self.dir = platform_dir
         self._compiling: dict[Path, asyncio.Future[bool]] = {}
 
-    async def stage(
+    async def unpack(self, files: Mapping[str, Mapping[str, Any]], progress: Progress) -> Path:
+        """Unpack ``files`` once per content into ``models/<digest>`` (a model app's droplet)."""
+        target = self.dir / "models" / files_digest(files)
+        if not target.is_dir():
+            progress("Unpacking the model...")
+            await asyncio.to_thread(self.materialise, files, target)
+        return target
+
+    async def build(
         self,
         name: str,
-        spec: Mapping[str, Any],
-        files: Mapping[str, Mapping[str, Any]] | None,
-        progress: Progress,
-        on_staged: Callable[..., None],
-        *,
-        refresh: bool = False,
-    ) -> dict[str, Any] | None:
-        """Build the droplet: an environment + source for a command app, the files of a model.
+        requirements: str | None,
+        files: Mapping[str, Mapping[str, Any]],
+        staging: Staging,
+    ) -> dict[str, Any]:
+        """Stage an environment from ``requirements`` plus a source snapshot of ``files``.
 
-        ``on_staged`` hears the lock digest, whether it was cached and how long it took.
+        ``staging.on_staged`` hears the lock digest, whether it was cached and how long it took.
         """
-        if not files:
-            return None
-        started = time.monotonic()
-        if spec["kind"] == "model":
-            digest = files_digest(files)
-            target = self.dir / "models" / digest
-            if not target.is_dir():
-                progress("Unpacking the model...")
-                await asyncio.to_thread(self.materialise, files, target)
-            return {"source": str(target)}
         from conveyor.platform.staging import stage
 
+        started = time.monotonic()
+        progress = staging.progress
         uploads = self.dir / "uploads"
         uploads.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=uploads))
         try:
             await asyncio.to_thread(self.materialise, files, tmp)
-            requirements = spec.get("requirements")
             loop = asyncio.get_running_loop()
 
             def report(message: str) -> None:
@@ -86,12 +86,12 @@ class Droplets:
                 tmp / requirements if requirements else None,
                 self.dir / "droplets",
                 progress=report,
-                refresh=refresh,
+                refresh=staging.refresh,
             )
         finally:
             await asyncio.to_thread(shutil.rmtree, tmp, True)
         seconds = time.monotonic() - started
-        on_staged(
+        staging.on_staged(
             lock_digest=droplet.lock_digest,
             cached=droplet.cached,
             seconds=round(seconds, 2),

@@ -2,6 +2,7 @@
 
 ConveyorError
 └── PlatformError          the supervisor or router cannot do what was asked
+    ├── DeployError        a new revision's instances never became healthy; the old ones serve
     ├── IllegalTransition  an instance was asked to move between states it cannot
     ├── SpawnError         an instance's command could not be started
     ├── StagingError       an app's requirements could not be resolved or installed
@@ -12,11 +13,27 @@ from __future__ import annotations
 
 from conveyor.errors import ConveyorError
 
-__all__ = ["IllegalTransition", "ManifestError", "PlatformError", "SpawnError", "StagingError"]
+__all__ = [
+    "DeployError",
+    "IllegalTransition",
+    "ManifestError",
+    "PlatformError",
+    "SpawnError",
+    "StagingError",
+]
 
 
 class PlatformError(ConveyorError):
     """The supervisor or router cannot do what was asked."""
+
+
+class DeployError(PlatformError):
+    """New instances never became healthy; what ran before keeps running."""
+
+    def __init__(self, message: str, *, hint: str | None = None, reason: str = "") -> None:
+        super().__init__(message, hint=hint)
+        #: Why, in a few words (the deploy-failed event's reason).
+        self.reason = reason
 
 
 class IllegalTransition(PlatformError):

@@ -13,13 +13,34 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Literal, Protocol, get_args
 
 from conveyor.errors import UsageError
 
-__all__ = ["HealthCheck", "HealthProbe", "NetworkProbe"]
+__all__ = [
+    "CHECK_TYPES",
+    "ENDPOINT_TYPES",
+    "CheckType",
+    "HealthCheck",
+    "HealthProbe",
+    "NetworkProbe",
+    "check_type",
+]
 
+#: Every kind of health check; a new one is added here (and probed below), nowhere else.
 CheckType = Literal["port", "process", "http"]
+CHECK_TYPES: tuple[str, ...] = get_args(CheckType)
+#: The types that request a path (``endpoint``); the others ignore it.
+ENDPOINT_TYPES = frozenset({"http"})
+
+
+def check_type(name: str) -> None:
+    """Raise ValueError unless ``name`` is a health-check type."""
+    if name not in CHECK_TYPES:
+        raise ValueError(
+            f"health-check type {name!r} is unknown; use {', '.join(CHECK_TYPES[:-1])} "
+            f"or {CHECK_TYPES[-1]}"
+        )
 
 
 @dataclass(frozen=True)
@@ -39,10 +60,10 @@ class HealthCheck:
     failures: int = 1
 
     def __post_init__(self) -> None:
-        if self.type not in ("port", "process", "http"):
-            raise UsageError(
-                f"health-check type {self.type!r} is unknown; use port, process or http"
-            )
+        try:
+            check_type(self.type)
+        except ValueError as error:
+            raise UsageError(str(error)) from None
         if not self.endpoint.startswith("/"):
             raise UsageError(
                 f"health-check endpoint {self.endpoint!r} must be a path starting with '/'"

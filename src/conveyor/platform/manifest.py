@@ -8,39 +8,44 @@ rather than loaded values keeps every value's position.
 
 Every error names the file, line, column and field, for example
 ``conveyor.yml:7:16: applications[1].instances: expected a whole number ≥ 0, got 'two'``.
+The apps are :class:`~conveyor.platform.spec.AppSpec` values, the shape a push
+sends and a revision keeps.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Literal, NamedTuple, NoReturn, cast
+from typing import TYPE_CHECKING, NamedTuple, NoReturn, cast
 
 import yaml  # type: ignore[import-untyped]
 from yaml.constructor import SafeConstructor  # type: ignore[import-untyped]
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode  # type: ignore[import-untyped]
 
 from conveyor.platform.errors import ManifestError
+from conveyor.platform.health import CHECK_TYPES, ENDPOINT_TYPES, CheckType
+from conveyor.platform.spec import (
+    ENV_KEY,
+    MAX_INSTANCES,
+    SERVICE_NAME,
+    AppSpec,
+    HealthCheckSpec,
+    RouteSpec,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from conveyor.platform.health import HealthCheck
-
-__all__ = ["AppSpec", "HealthCheckSpec", "Manifest", "RouteSpec", "load_manifest", "parse_manifest"]
+__all__ = ["Manifest", "load_manifest", "parse_manifest"]
 
 _NAME = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
-_SERVICE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
-_ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([KMGT])(?:IB?|B)?", re.IGNORECASE)  # 512M, 512MB, 512Mi
 _UNITS = {"K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
 _PATH = re.compile(r"/|(/[^/\s?#]+)+")
 _TAG = "tag:yaml.org,2002:"
-#: Most instances of one app (the control API refuses more too).
-MAX_INSTANCES = 64
 _MAX_BYTES = 1024 * 1024  # a manifest is a page of YAML; anything bigger is a mistake
 
 _APP_KEYS = (
@@ -51,66 +56,7 @@ _ROUTE_KEYS = ("host", "path", "strip-prefix")
 _CHECK_KEYS = ("type", "endpoint", "timeout", "interval")
 
 
-_CheckType = Literal["port", "process", "http"]
-
-
-@dataclass(frozen=True)
-class RouteSpec:
-    """A host name and/or path prefix that should lead to the app."""
-
-    host: str | None = None
-    path: str | None = None
-    strip_prefix: bool = False
-
-
-@dataclass(frozen=True)
-class HealthCheckSpec:
-    """A manifest's ``health-check`` block: ``port`` (default), ``process`` or ``http``."""
-
-    type: _CheckType = "port"
-    endpoint: str = "/"
-    timeout: float = 60.0
-    interval: float = 10.0
-
-    def to_check(self) -> HealthCheck:
-        """The supervisor's definition of this check."""
-        from conveyor.platform.health import HealthCheck
-
-        return HealthCheck(self.type, self.endpoint, self.timeout, self.interval)
-
-
 _CHECK = HealthCheckSpec()
-
-
-@dataclass(frozen=True)
-class AppSpec:
-    """One entry of ``applications``: a model app (``model``) or a command app (``command``).
-
-    ``path`` is the command app's source folder (absolute when the manifest was
-    loaded from a file); ``requirements`` is relative to it. ``routes`` is
-    None when the manifest gives none, leaving the platform's default routes;
-    ``routes: []`` means no route at all (a worker).
-    """
-
-    name: str
-    model: str | None = None
-    command: str | None = None
-    path: Path | None = None
-    requirements: PurePosixPath | None = None
-    instances: int = 1
-    memory: int | None = None
-    env: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
-    routes: tuple[RouteSpec, ...] | None = None
-    health_check: HealthCheckSpec = _CHECK
-    #: Checked all along: failing takes the instance out of routing, without a restart.
-    readiness_check: HealthCheckSpec | None = None
-    services: tuple[str, ...] = ()
-    #: Line of the manifest where this app starts, for later messages (route taken, ...).
-    line: int = field(default=0, compare=False)
-
-    @property
-    def kind(self) -> Literal["model", "command"]:
-        return "model" if self.model is not None else "command"
 
 
 @dataclass(frozen=True)
@@ -375,7 +321,7 @@ class _Reader:
     def env(self, at: _At) -> Mapping[str, str]:
         result: dict[str, str] = {}
         for key, value in self.mapping(at, ()).items():
-            if not _ENV_KEY.fullmatch(key):
+            if not ENV_KEY.fullmatch(key):
                 node = next(k for k, _ in at.node.value if k.value == key)  # point at the key
                 self.fail(_At(node, value.field), "not a variable name; use A-Z, 0-9 and '_'")
             if not isinstance(value.node, ScalarNode) or value.node.tag == _TAG + "null":
@@ -406,13 +352,15 @@ class _Reader:
 
     def check(self, at: _At) -> HealthCheckSpec:
         keys = self.mapping(at, _CHECK_KEYS)
-        kind = self.text(keys["type"], "port, process or http") if "type" in keys else "port"
-        if kind not in ("port", "process", "http"):
-            self.fail(keys["type"], f"expected port, process or http, got {kind!r}")
+        types = ", ".join(CHECK_TYPES[:-1]) + f" or {CHECK_TYPES[-1]}"
+        kind = self.text(keys["type"], types) if "type" in keys else "port"
+        if kind not in CHECK_TYPES:
+            self.fail(keys["type"], f"expected {types}, got {kind!r}")
         endpoint = "/"
         if "endpoint" in keys:
-            if kind != "http":
-                self.fail(keys["endpoint"], "only used by 'type: http'")
+            if kind not in ENDPOINT_TYPES:
+                users = " or ".join(f"'type: {t}'" for t in sorted(ENDPOINT_TYPES))
+                self.fail(keys["endpoint"], f"only used by {users}")
             endpoint = self.text(keys["endpoint"], "a path")
             if not endpoint.startswith("/"):
                 self.fail(keys["endpoint"], f"{endpoint!r} must start with '/'")
@@ -420,13 +368,13 @@ class _Reader:
             float(self.number(keys[key], whole=False)) if key in keys else default
             for key, default in (("timeout", _CHECK.timeout), ("interval", _CHECK.interval))
         )
-        return HealthCheckSpec(cast(_CheckType, kind), endpoint, timeout, interval)
+        return HealthCheckSpec(cast(CheckType, kind), endpoint, timeout, interval)
 
     def services(self, at: _At) -> tuple[str, ...]:
         names: list[str] = []
         for item in self.sequence(at, "a list of service names"):
             service = self.text(item, "a service name")
-            if not _SERVICE.fullmatch(service):
+            if not SERVICE_NAME.fullmatch(service):
                 self.fail(item, f"{service!r} is not a valid service name")
             if service in names:
                 self.fail(item, f"{service!r} is listed twice")

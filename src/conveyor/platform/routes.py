@@ -38,6 +38,11 @@ class Route:
     path: str | None = None
     strip_prefix: bool = False
 
+    @property
+    def text(self) -> str:
+        """How the route is shown: ``host/path``, ``host`` or ``/path``."""
+        return (self.host or "") + (self.path or "")
+
     def __post_init__(self) -> None:
         if self.host is None and self.path is None:
             raise UsageError(f"a route of app {self.app!r} needs a host, a path or both")

@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import os
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from conveyor.platform.routes import Route
-from conveyor.platform.state import AppRecord
-from conveyor.platform.supervisor import Instance
+from conveyor.store.apps import AppRecord
 
 if TYPE_CHECKING:
     from conveyor.platform.controller import Controller
 
-__all__ = ["describe", "list_apps", "revisions", "route_text", "services"]
+__all__ = ["describe", "list_apps", "revisions", "services"]
 
 
 def describe(controller: Controller, name: str) -> dict[str, Any]:
@@ -25,19 +21,19 @@ def describe(controller: Controller, name: str) -> dict[str, Any]:
     instances = [
         {
             "index": inst.index,
-            "revision": inst.spec.revision,
-            "state": inst.state.value,
+            "revision": inst.revision,
+            "state": inst.state,
             "ready": inst.ready,
             "since": inst.since,
             "uptime": now - inst.since,
             "pid": inst.pid,
             "port": inst.port,
             "restarts": inst.restarts,
-            "memory": _rss(inst),
-            "cpu": _cpu_seconds(inst),
-            "last_crash": dict(inst.last_crash) if inst.last_crash else None,
+            "memory": inst.memory,
+            "cpu": inst.cpu,
+            "last_crash": inst.last_crash,
         }
-        for inst in controller.supervisor.instances(name)
+        for inst in controller.target.status(name, usage=True)
     ]
     return {
         **_summary(controller, app, instances),
@@ -60,8 +56,8 @@ def list_apps(controller: Controller) -> list[dict[str, Any]]:
     out = []
     for app in controller.state.apps():
         instances = [
-            {"state": i.state.value, "ready": i.ready, "revision": i.spec.revision}
-            for i in controller.supervisor.instances(app.name)
+            {"state": i.state, "ready": i.ready, "revision": i.revision}
+            for i in controller.target.status(app.name)
         ]
         out.append(_summary(controller, app, instances))
     return out
@@ -78,42 +74,38 @@ def _summary(
         "instances": app.instances,
         "running": running,
         "revision": app.revision,
-        "kind": controller.state.revisions(app.name)[-1].spec["kind"],
-        "routes": [route_text(r) for r in controller.table.routes(app.name)],
+        "kind": controller.spec(controller.state.revisions(app.name)[-1]).kind,
+        "routes": [r.text for r in controller.target.routes(app.name)],
         "updated_at": app.updated_at,
     }
 
 
 def revisions(controller: Controller, name: str) -> list[dict[str, Any]]:
     app = controller.state.app(name)
-    return [
-        {
-            "number": r.number,
-            "created_at": r.created_at,
-            "description": r.description,
-            "deployed": r.number == app.revision,
-            "kind": r.spec["kind"],
-            "env": sorted(r.spec.get("env", {})),
-            "services": list(r.spec.get("services", [])),
-            "lock_digest": (r.droplet or {}).get("lock_digest"),
-        }
-        for r in controller.state.revisions(name)
-    ]
+    out = []
+    for r in controller.state.revisions(name):
+        spec = controller.spec(r)
+        out.append(
+            {
+                "number": r.number,
+                "created_at": r.created_at,
+                "description": r.description,
+                "deployed": r.number == app.revision,
+                "kind": spec.kind,
+                "env": sorted(spec.env),
+                "services": list(spec.services),
+                "lock_digest": (r.droplet or {}).get("lock_digest"),
+            }
+        )
+    return out
 
 
 def services(controller: Controller) -> list[dict[str, Any]]:
-    bound: dict[str, list[str]] = {}
-    for app in controller.state.apps():
-        for service in controller.state.revisions(app.name)[-1].spec.get("services", []):
-            bound.setdefault(service, []).append(app.name)
+    bound = controller.state.bindings()
     return [
         {"name": name, "keys": sorted(creds), "bound_to": bound.get(name, [])}
         for name, creds in controller.state.services().items()
     ]
-
-
-def route_text(route: Route) -> str:
-    return (route.host or "") + (route.path or "")
 
 
 def _app_state(app: AppRecord, instances: list[dict[str, Any]]) -> str:
@@ -124,22 +116,3 @@ def _app_state(app: AppRecord, instances: list[dict[str, Any]]) -> str:
     if any(i["state"] == "CRASHED" for i in instances):
         return "crashed"
     return "starting"
-
-
-def _rss(inst: Instance) -> int | None:
-    if inst.pid is None:
-        return None
-    from conveyor.platform.processes import group_rss
-
-    return group_rss(inst.pid)
-
-
-def _cpu_seconds(inst: Instance) -> float | None:
-    if inst.pid is None:
-        return None
-    try:
-        fields = Path(f"/proc/{inst.pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    ticks = int(fields[11]) + int(fields[12])  # utime + stime
-    return ticks / os.sysconf("SC_CLK_TCK")

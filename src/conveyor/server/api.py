@@ -16,12 +16,11 @@ import asyncio
 import logging
 import os
 import pathlib
-import re
 import secrets
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import asdict
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import orjson
 from fastapi import FastAPI, Path, Query, Request
@@ -34,6 +33,8 @@ from conveyor.errors import ConveyorError, NotFoundError, UsageError
 from conveyor.platform import views
 from conveyor.platform.controller import Controller, Deployment, Progress
 from conveyor.platform.errors import ManifestError, StagingError
+from conveyor.platform.kinds import Files, kind_named
+from conveyor.platform.spec import ENV_KEY, MAX_INSTANCES, AppSpec
 from conveyor.store.digests import new_hasher
 
 __all__ = ["create_app"]
@@ -43,7 +44,6 @@ log = logging.getLogger("conveyor.server.api")
 _NAME = r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$"
 _SERVICE = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
 _DIGEST = r"^blake3:[0-9a-f]{64}$"
-_ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 #: Largest single uploaded file.
 MAX_BLOB = 1024 * 1024 * 1024
 
@@ -57,47 +57,20 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class HealthCheckIn(_Strict):
-    type: Literal["port", "process", "http"] = "port"
-    endpoint: str = Field("/", pattern=r"^/")
-    timeout: float = Field(60.0, gt=0, le=3600)
-    interval: float = Field(10.0, gt=0, le=3600)
-
-
-class RouteIn(_Strict):
-    host: str | None = Field(None, pattern=r"^[a-z0-9.-]{1,253}$")
-    path: str | None = Field(None, pattern=r"^/([^\s?#]*[^\s?#/])?$")
-    strip_prefix: bool = False
-
-
-class SpecIn(_Strict):
-    """An app's configuration: what one revision runs."""
-
-    kind: Literal["model", "command"]
-    model: str | None = Field(None, description="run:<id>/<model>, or an uploaded file's path")
-    command: str | None = Field(None, min_length=1)
-    requirements: str | None = None
-    memory: int | None = Field(None, gt=0)
-    env: dict[str, str] = Field(default_factory=dict)
-    routes: list[RouteIn] | None = None
-    health_check: HealthCheckIn | None = None
-    readiness_check: HealthCheckIn | None = None
-    services: list[Annotated[str, Field(pattern=_SERVICE)]] = Field(default_factory=list)
-
-
 class FileIn(_Strict):
     digest: str = Field(pattern=_DIGEST)
     mode: int = Field(0o644, ge=0, le=0o7777)
 
 
 class PushIn(_Strict):
-    spec: SpecIn
+    #: Validated against the platform's own dataclasses: one spec from manifest to revision.
+    spec: AppSpec
     files: dict[str, FileIn] | None = None
-    instances: int = Field(1, ge=0, le=64)
+    instances: int = Field(1, ge=0, le=MAX_INSTANCES)
 
 
 class ScaleIn(_Strict):
-    instances: int = Field(ge=0, le=64)
+    instances: int = Field(ge=0, le=MAX_INSTANCES)
 
 
 class EnvIn(_Strict):
@@ -228,7 +201,7 @@ def create_app(
     shutdown: Callable[[], None],
 ) -> ASGIApp:
     """The control API; ``info`` describes the platform, ``shutdown`` asks it to stop."""
-    from conveyor.platform.streams import StreamService
+    from conveyor.orchestrate import StreamService
 
     streams = StreamService(controller)
     api = FastAPI(
@@ -313,12 +286,10 @@ def create_app(
 
     @api.post("/v1/apps/{name}/push", summary="Stage and deploy a new revision (JSON lines)")
     async def push(name: AppName, body: PushIn) -> StreamingResponse:
-        spec = body.spec.model_dump()
-        _check_spec(name, spec)
+        spec = body.spec
         files = None if body.files is None else {k: v.model_dump() for k, v in body.files.items()}
-        return _operation(
-            lambda progress: controller.push(name, spec, files, body.instances, progress)
-        )
+        _check_spec(name, spec, files)
+        return _operation(lambda progress: controller.push(spec, files, body.instances, progress))
 
     @api.post("/v1/apps/{name}/scale", summary="Change the number of instances")
     async def scale(name: AppName, body: ScaleIn) -> dict[str, Any]:
@@ -327,7 +298,7 @@ def create_app(
     @api.post("/v1/apps/{name}/env", summary="Set or unset variables (a revision for restart)")
     async def set_env(name: AppName, body: EnvIn) -> dict[str, int]:
         for key in [*body.set, *body.unset]:
-            if not _ENV_KEY.fullmatch(key):
+            if not ENV_KEY.fullmatch(key):
                 raise UsageError(f"{key!r} is not a variable name; use A-Z, 0-9 and '_'")
         return {"revision": await controller.set_env(name, body.set, body.unset)}
 
@@ -387,7 +358,7 @@ def create_app(
         follow: bool = False,
     ) -> StreamingResponse:
         controller.state.app(name)
-        buffer = controller.supervisor.logs(name)
+        buffer = controller.target.logs(name)
         kept = buffer.recent(recent)
         cursor = buffer.next_seq
 
@@ -574,14 +545,14 @@ def _properties(properties: Mapping[str, str]) -> None:
     parse_properties(",".join(f"{k}={v}" for k, v in properties.items()))
 
 
-def _check_spec(name: str, spec: dict[str, Any]) -> None:
-    if spec["kind"] == "model" and not spec.get("model"):
-        raise UsageError(f"app {name!r}: a model app needs 'model'")
-    if spec["kind"] == "command" and not spec.get("command"):
-        raise UsageError(f"app {name!r}: a command app needs 'command'")
-    for key in spec["env"]:
-        if not _ENV_KEY.fullmatch(key):
-            raise UsageError(f"app {name!r}: {key!r} is not a variable name")
-    for route in spec.get("routes") or []:
-        if route["host"] is None and route["path"] is None:
-            raise UsageError(f"app {name!r}: a route needs a host, a path or both")
+def _check_spec(name: str, spec: AppSpec, files: Files | None) -> None:
+    """Refuse a spec no kind can run, before the stream of progress lines starts."""
+    if spec.name != name:
+        raise UsageError(f"the spec is of app {spec.name!r}, not of {name!r} as the path says")
+    if spec.path is not None:
+        raise UsageError(
+            f"app {name!r}: 'path' is a folder on the pushing machine; upload its files instead"
+        )
+    if not kind_named(spec.kind).pushable:
+        raise UsageError(f"app {name!r}: {spec.kind} apps are made by the platform, not pushed")
+    kind_named(spec.kind).check(spec, files)

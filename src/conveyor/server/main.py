@@ -121,10 +121,12 @@ def run_server(settings: Settings) -> None:
 
 async def _serve(settings: Settings) -> None:
     from conveyor.platform.controller import Controller
+    from conveyor.platform.local import LocalTarget
     from conveyor.platform.router import AccessRecord, Router
     from conveyor.platform.routes import RouteTable
     from conveyor.server.api import create_app
     from conveyor.server.http import api_config
+    from conveyor.store.apps import AppRepository
     from conveyor.store.artifacts import ArtifactStore
     from conveyor.store.registry import Registry
 
@@ -136,7 +138,10 @@ async def _serve(settings: Settings) -> None:
     artifacts = ArtifactStore.from_settings(settings)
     table = RouteTable()
     base_env = {k: v for k, v in os.environ.items() if k != "CONVEYOR_API_TOKEN"}
-    controller = Controller(registry, artifacts, pdir, table=table, base_env=base_env)
+    target = LocalTarget(
+        AppRepository(registry), log_dir=pdir / "logs", table=table, base_env=base_env
+    )
+    controller = Controller(registry, artifacts, pdir, target=target)
     (pdir / "logs").mkdir(parents=True, exist_ok=True)
     access = (pdir / "logs" / "router-access.log").open("a", buffering=1)
 

@@ -1,7 +1,10 @@
-"""The platform's desired state in the registry: apps, revisions, events, services, processes.
+"""The apps repository: the platform's desired state in the registry.
 
-Everything a restarted platform needs to bring its apps back lives here;
-nothing here knows about running processes.
+Apps, their revisions, events, user-provided services and the processes a
+platform started: everything a restarted platform needs to bring its apps
+back. A revision's spec is stored as the JSON the platform's ``AppSpec``
+writes (:mod:`conveyor.platform.spec` reads it back); nothing here knows
+about running processes.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from conveyor.errors import NotFoundError
 from conveyor.store import schema
 from conveyor.store.registry import Registry
 
-__all__ = ["AppRecord", "EventRecord", "PlatformState", "RevisionRecord"]
+__all__ = ["AppRecord", "AppRepository", "EventRecord", "RevisionRecord"]
 
 
 @dataclass(frozen=True)
@@ -55,7 +58,7 @@ class EventRecord:
     details: Mapping[str, Any]
 
 
-class PlatformState:
+class AppRepository:
     """Reads and writes the platform tables of one registry."""
 
     def __init__(self, registry: Registry) -> None:
@@ -231,6 +234,26 @@ class PlatformState:
                     )
                 )
         return not changed
+
+    def bindings(self) -> dict[str, list[str]]:
+        """For each service bound by some app's newest revision: those apps, by name."""
+        table = schema.platform_revisions
+        newest = (
+            sa.select(table.c.app, sa.func.max(table.c.number).label("number"))
+            .group_by(table.c.app)
+            .subquery()
+        )
+        query = (
+            sa.select(table.c.app, table.c.spec)
+            .join(newest, (table.c.app == newest.c.app) & (table.c.number == newest.c.number))
+            .order_by(table.c.app)
+        )
+        bound: dict[str, list[str]] = {}
+        with self._begin() as conn:
+            for row in conn.execute(query):
+                for service in row.spec.get("services") or ():
+                    bound.setdefault(service, []).append(row.app)
+        return bound
 
     def delete_service(self, name: str) -> None:
         table = schema.platform_services

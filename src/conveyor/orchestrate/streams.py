@@ -1,5 +1,10 @@
 """Streams on the platform: each app of a stream is a platform app, ``<stream>-<label>``.
 
+The stream deployer sits above both the platform and the streams package and
+uses the platform only through its public surface (:mod:`conveyor.platform`):
+it pushes apps of the ``stream`` kind (:mod:`.stream_kind`) and reads their
+specs back. Its own records live in :mod:`conveyor.store.streams`.
+
 A stream is created (its definition parsed and checked against the catalogue),
 then deployed with properties; every deployment is a version that ``history``
 lists and ``rollback`` returns to. Deploying pushes one platform app per
@@ -18,17 +23,22 @@ import os
 import re
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import sqlalchemy as sa
-
 from conveyor.errors import NotFoundError, UsageError
-from conveyor.platform.controller import Controller, Progress
-from conveyor.platform.droplets import check_upload_path, files_digest
-from conveyor.platform.views import describe
-from conveyor.store import schema
+from conveyor.orchestrate.stream_kind import StreamKind
+from conveyor.platform import (
+    AppSpec,
+    Controller,
+    Progress,
+    RouteSpec,
+    Staging,
+    check_upload_path,
+    describe_app,
+    files_digest,
+)
+from conveyor.store.streams import StreamRepository
 
 __all__ = ["StreamService"]
 
@@ -37,90 +47,35 @@ _REQUIREMENTS = ("requirements.txt", "pyproject.toml")
 _APP_NAME = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,40}[a-z0-9])?")
 
 
-@dataclass(frozen=True)
-class StreamVersion:
-    version: int
-    definition: str
-    properties: Mapping[str, str]
-    binder: str
-    description: str
-    created_at: float
-
-
 class StreamService:
     """Stream definitions in the registry, deployed through the controller."""
 
     def __init__(self, controller: Controller, default_binder: str = "embedded") -> None:
         self.controller = controller
         self.default_binder = default_binder
-        self._registry = controller.state.registry
+        self.records = StreamRepository(controller.state.registry)
         controller.droplet_users.append(self._droplets_in_use)
-
-    # -- records ----------------------------------------------------------------
-
-    def _row(self, name: str) -> sa.RowMapping:
-        table = schema.platform_streams
-        with self._registry.transaction() as conn:
-            row = conn.execute(sa.select(table).where(table.c.name == name)).mappings().first()
-        if row is None:
-            raise NotFoundError(
-                f"there is no stream named {name!r}", hint="`conveyor stream list` lists them."
-            )
-        return row
-
-    def _versions(self, name: str) -> list[StreamVersion]:
-        table = schema.platform_stream_versions
-        with self._registry.transaction() as conn:
-            rows = conn.execute(
-                sa.select(table).where(table.c.stream == name).order_by(table.c.version)
-            ).mappings()
-            return [
-                StreamVersion(
-                    r["version"],
-                    r["definition"],
-                    r["properties"],
-                    r["binder"],
-                    r["description"],
-                    r["created_at"],
-                )
-                for r in rows
-            ]
-
-    def _set(self, name: str, **values: Any) -> None:
-        table = schema.platform_streams
-        with self._registry.transaction() as conn:
-            conn.execute(
-                table.update().where(table.c.name == name).values(updated_at=time.time(), **values)
-            )
 
     # -- user apps ----------------------------------------------------------------
 
     def registered(self) -> dict[str, str]:
         """User apps by name: their ``python:module:function`` URIs."""
-        table = schema.platform_stream_apps
-        with self._registry.transaction() as conn:
-            return {r.name: r.uri for r in conn.execute(sa.select(table.c.name, table.c.uri))}
+        return {app.name: app.uri for app in self.records.user_apps()}
 
     def _droplets_in_use(self) -> set[Path]:
         """Folders registered apps use: their unpacked files and staged environments."""
-        table = schema.platform_stream_apps
         used: set[Path] = set()
-        with self._registry.transaction() as conn:
-            for row in conn.execute(sa.select(table.c.files, table.c.droplet)):
-                if row.files:
-                    used.add(self.controller.dir / "stream-apps" / files_digest(row.files))
-                for key in ("venv", "source"):
-                    if row.droplet and row.droplet.get(key):
-                        used.add(Path(row.droplet[key]))
+        for app in self.records.user_apps():
+            if app.files:
+                used.add(self.controller.dir / "stream-apps" / files_digest(app.files))
+            for key in ("venv", "source"):
+                if app.droplet and app.droplet.get(key):
+                    used.add(Path(app.droplet[key]))
         return used
 
     def _user_app_env(self, name: str) -> dict[str, str]:
         """Where a user app's module and packages are: first its folder, last its droplet."""
-        table = schema.platform_stream_apps
-        with self._registry.transaction() as conn:
-            row = conn.execute(
-                sa.select(table.c.files, table.c.droplet).where(table.c.name == name)
-            ).first()
+        row = self.records.user_app(name)
         if row is None or not row.files:
             return {}
         env = {"PYTHONPATH": str(self.controller.dir / "stream-apps" / files_digest(row.files))}
@@ -163,22 +118,9 @@ class StreamService:
                 await asyncio.to_thread(self.controller.droplets.materialise, files, target)
             requirements = next((r for r in _REQUIREMENTS if r in files), None)
             if requirements is not None:
-                spec = {"kind": "command", "requirements": requirements}
-                droplet = await self.controller.droplets.stage(
-                    name, spec, files, progress, lambda **_details: None
-                )
-        table = schema.platform_stream_apps
-        with self._registry.transaction() as conn:
-            conn.execute(table.delete().where(table.c.name == name))
-            conn.execute(
-                table.insert().values(
-                    name=name,
-                    uri=uri,
-                    files=None if not files else dict(files),
-                    droplet=droplet,
-                    created_at=time.time(),
-                )
-            )
+                staging = Staging(self.controller.droplets, progress, lambda **_details: None)
+                droplet = await self.controller.droplets.build(name, requirements, files, staging)
+        self.records.save_user_app(name, uri, files, droplet)
         return {
             "name": name,
             "uri": uri,
@@ -187,10 +129,7 @@ class StreamService:
         }
 
     def unregister(self, name: str) -> None:
-        table = schema.platform_stream_apps
-        with self._registry.transaction() as conn:
-            if not conn.execute(table.delete().where(table.c.name == name)).rowcount:
-                raise NotFoundError(f"there is no registered app named {name!r}")
+        self.records.delete_user_app(name)
 
     # -- operations ---------------------------------------------------------------
 
@@ -212,38 +151,13 @@ class StreamService:
 
     def create(self, name: str, definition: str) -> dict[str, Any]:
         apps = self.validate(name, definition)
-        table = schema.platform_streams
-        now = time.time()
-        with self._registry.transaction() as conn:
-            if conn.execute(sa.select(table.c.name).where(table.c.name == name)).first():
-                raise UsageError(
-                    f"stream {name!r} already exists",
-                    hint=f"Destroy it first (conveyor stream destroy {name}) or pick another name.",
-                )
-            conn.execute(
-                table.insert().values(
-                    name=name,
-                    definition=definition,
-                    status="undeployed",
-                    version=0,
-                    created_at=now,
-                    updated_at=now,
-                )
-            )
+        self.records.create(name, definition)
         return {"name": name, "definition": definition, "apps": apps}
 
     def list_streams(self) -> list[dict[str, Any]]:
-        table = schema.platform_streams
-        with self._registry.transaction() as conn:
-            rows = conn.execute(sa.select(table).order_by(table.c.name)).mappings().all()
         return [
-            {
-                "name": r["name"],
-                "definition": r["definition"],
-                "status": r["status"],
-                "version": r["version"],
-            }
-            for r in rows
+            {"name": r.name, "definition": r.definition, "status": r.status, "version": r.version}
+            for r in self.records.streams()
         ]
 
     async def deploy(
@@ -259,8 +173,8 @@ class StreamService:
         """Deploy (or update) the stream as a new version with ``properties``."""
         from conveyor.streams.plan import plan_stream
 
-        row = self._row(name)
-        definition = definition or str(row["definition"])
+        row = self.records.stream(name)
+        definition = definition or row.definition
         binder = binder or self._last_binder(name) or self.default_binder
         registered = self.registered()
         planned = plan_stream(
@@ -270,22 +184,23 @@ class StreamService:
         for app in reversed(planned):  # sinks first: consumers exist before producers publish
             before = self.controller.state.find_app(app.name)
             env = {} if app.user_app is None else self._user_app_env(app.user_app)
-            spec = {
-                "kind": "stream",
-                "stream_app": app.launch.to_json(),
-                "env": env,
-                "memory": app.memory,
-                "routes": [] if app.route is None else [{"path": app.route}],
-                "health_check": None,
-                "services": [],
-                "stream": name,
-                "position": planned.index(app),
-            }
+            spec = AppSpec(
+                name=app.name,
+                kind=StreamKind.name,
+                env=env,
+                memory=app.memory,
+                routes=() if app.route is None else (RouteSpec(path=app.route),),
+                options={
+                    "stream_app": app.launch.to_json(),
+                    "stream": name,
+                    "position": planned.index(app),
+                },
+            )
             progress(f"{app.name}: {app.launch.app}, {app.instances} instance(s)")
             try:
-                await self.controller.push(app.name, spec, None, app.instances, progress)
+                await self.controller.push(spec, None, app.instances, progress)
             except Exception:
-                if row["status"] != "deployed":  # a first deploy that fails leaves nothing
+                if row.status != "deployed":  # a first deploy that fails leaves nothing
                     await self._remove_apps(a.name for a in planned)
                 else:  # an update that fails puts the apps it already rolled back as they were
                     for rolled_app, revision in rolled:
@@ -296,36 +211,30 @@ class StreamService:
                             await self.controller.delete(rolled_app)
                 raise
             rolled.append((app.name, before.revision if before is not None else 0))
-        version = len(self._versions(name)) + 1
-        with self._registry.transaction() as conn:
-            conn.execute(
-                schema.platform_stream_versions.insert().values(
-                    stream=name,
-                    version=version,
-                    definition=definition,
-                    properties=dict(properties),
-                    binder=binder,
-                    description=description,
-                    created_at=time.time(),
-                )
-            )
-        self._set(name, status="deployed", version=version, definition=definition)
+        version = self.records.add_version(
+            name,
+            definition=definition,
+            properties=properties,
+            binder=binder,
+            description=description,
+        )
+        self.records.set_status(name, "deployed", version=version, definition=definition)
         return {"name": name, "version": version, "apps": [a.name for a in planned]}
 
     def _last_binder(self, name: str) -> str | None:
-        versions = self._versions(name)
+        versions = self.records.versions(name)
         return versions[-1].binder if versions else None
 
     async def update(
         self, name: str, properties: Mapping[str, str], progress: Progress
     ) -> dict[str, Any]:
-        if self._row(name)["status"] != "deployed":
+        if self.records.stream(name).status != "deployed":
             raise UsageError(f"stream {name!r} is not deployed; deploy it first")
-        merged = {**self._versions(name)[-1].properties, **properties}
+        merged = {**self.records.versions(name)[-1].properties, **properties}
         return await self.deploy(name, merged, None, progress, description="update")
 
     async def rollback(self, name: str, version: int, progress: Progress) -> dict[str, Any]:
-        target = next((v for v in self._versions(name) if v.version == version), None)
+        target = next((v for v in self.records.versions(name) if v.version == version), None)
         if target is None:
             raise NotFoundError(
                 f"stream {name!r} has no version {version}",
@@ -346,60 +255,52 @@ class StreamService:
                 await self.controller.delete(app)
 
     async def undeploy(self, name: str) -> dict[str, Any]:
-        self._row(name)
+        self.records.stream(name)
         removed = []
         for app in self._apps_of(name):
             await self.controller.delete(app)
             removed.append(app)
-        self._set(name, status="undeployed")
+        self.records.set_status(name, "undeployed")
         return {"name": name, "removed": removed}
 
     async def destroy(self, name: str) -> dict[str, Any]:
         result = await self.undeploy(name)
-        with self._registry.transaction() as conn:
-            conn.execute(
-                schema.platform_stream_versions.delete().where(
-                    schema.platform_stream_versions.c.stream == name
-                )
-            )
-            conn.execute(
-                schema.platform_streams.delete().where(schema.platform_streams.c.name == name)
-            )
+        self.records.delete(name)
         return result
 
     def _apps_of(self, name: str) -> list[str]:
         """The platform apps deployed for stream ``name``, in the order of its definition."""
         apps = []
         for app in self.controller.state.apps():
-            spec = self.controller.state.revisions(app.name)[-1].spec
-            if spec.get("kind") == "stream" and spec.get("stream") == name:
-                apps.append((int(spec.get("position", 0)), app.name))
+            spec = self.controller.spec(self.controller.state.revisions(app.name)[-1])
+            if spec.kind == StreamKind.name and spec.options.get("stream") == name:
+                apps.append((int(spec.options.get("position", 0)), app.name))
         return [app for _, app in sorted(apps)]
 
     def history(self, name: str) -> list[dict[str, Any]]:
-        row = self._row(name)
+        row = self.records.stream(name)
         return [
             {
                 "version": v.version,
-                "deployed": v.version == row["version"] and row["status"] == "deployed",
+                "deployed": v.version == row.version and row.status == "deployed",
                 "description": v.description,
                 "properties": dict(v.properties),
                 "binder": v.binder,
                 "created_at": v.created_at,
                 "definition": v.definition,
             }
-            for v in self._versions(name)
+            for v in self.records.versions(name)
         ]
 
     def info(self, name: str) -> dict[str, Any]:
         """The stream with, per app, its instances and the messages waiting on its input."""
-        row = self._row(name)
+        row = self.records.stream(name)
         apps = []
         names = self._apps_of(name)
-        lag_by_app = self._lags(name, names) if row["status"] == "deployed" else {}
+        lag_by_app = self._lags(name, names) if row.status == "deployed" else {}
         for app in names:
-            summary = describe(self.controller, app)
-            launch = self.controller.state.revisions(app)[-1].spec["stream_app"]
+            summary = describe_app(self.controller, app)
+            launch = self._launch(app)
             apps.append(
                 {
                     "name": app,
@@ -416,11 +317,18 @@ class StreamService:
             )
         return {
             "name": name,
-            "definition": row["definition"],
-            "status": row["status"],
-            "version": row["version"],
+            "definition": row.definition,
+            "status": row.status,
+            "version": row.version,
             "apps": apps,
         }
+
+    def _launch(self, app: str) -> Mapping[str, Any]:
+        """The stream runtime's launch spec of one of the stream's apps."""
+        launch: Mapping[str, Any] = self.controller.spec(
+            self.controller.state.revisions(app)[-1]
+        ).options["stream_app"]
+        return launch
 
     def _counters(self, app: str) -> dict[str, Any]:
         """Messages received, published and dead-lettered by the app's running instances,
@@ -431,8 +339,8 @@ class StreamService:
         totals = {"received": 0, "published": 0, "dead_lettered": 0}
         rate = 0.0
         now = time.time()
-        for inst in self.controller.supervisor.instances(app):
-            if inst.port is None or inst.state.value != "RUNNING":
+        for inst in self.controller.target.status(app):
+            if inst.port is None or inst.state != "RUNNING":
                 continue
             url = f"http://{inst.host}:{inst.port}/status"
             try:
@@ -449,7 +357,7 @@ class StreamService:
         from conveyor.config import get_settings
         from conveyor.streams.binders import open_binder
 
-        versions = self._versions(name)
+        versions = self.records.versions(name)
         if not versions:
             return {}
         lags: dict[str, int | None] = {}
@@ -459,7 +367,7 @@ class StreamService:
             return {}
         try:
             for app in apps:
-                launch = self.controller.state.revisions(app)[-1].spec["stream_app"]
+                launch = self._launch(app)
                 if launch.get("input"):
                     try:
                         lags[app] = binder.lag(launch["input"], launch.get("group") or name)

@@ -1,0 +1,191 @@
+"""The controller against a scripted target: what it records, and what it asks the target to run.
+
+No process starts here: the target is the seam a Kubernetes target plugs
+into, and a fake one shows what the controller hands over through it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Coroutine, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conveyor.platform.controller import Controller
+from conveyor.platform.errors import DeployError, PlatformError
+from conveyor.platform.kinds import Files, Launch, Staging, register_kind
+from conveyor.platform.logs import LogBuffer
+from conveyor.platform.routes import Route
+from conveyor.platform.spec import AppSpec, HealthCheckSpec, RouteSpec
+from conveyor.platform.supervisor import EventSink
+from conveyor.platform.target import InstanceStatus, LaunchResult, Progress, Release
+from conveyor.store.artifacts import ArtifactStore
+from conveyor.store.registry import Registry
+
+
+class ScriptedTarget:
+    """Remembers what it was asked to run; a deploy fails while ``failing`` says why."""
+
+    def __init__(self) -> None:
+        self.running: dict[str, tuple[Release, int]] = {}
+        self.failing: str | None = None
+        self.buffers: dict[str, LogBuffer] = {}
+
+    def watch(self, sink: EventSink) -> None:
+        pass
+
+    async def start(self) -> None:
+        pass
+
+    async def close(self) -> None:
+        pass
+
+    def restore(self, release: Release, instances: int) -> None:
+        self.running[release.app] = (release, instances)
+
+    async def deploy(self, release: Release, instances: int, progress: Progress) -> None:
+        if self.failing:
+            raise DeployError(f"revision {release.revision} failed", reason=self.failing)
+        self.running[release.app] = (release, instances)
+
+    async def scale(self, release: Release, instances: int) -> None:
+        self.running[release.app] = (release, instances)
+
+    async def stop(self, app: str) -> None:
+        release, _ = self.running[app]
+        self.running[app] = (release, 0)
+
+    async def undeploy(self, app: str) -> None:
+        self.running.pop(app, None)
+
+    def status(self, app: str, *, usage: bool = False) -> list[InstanceStatus]:
+        return []
+
+    def routes(self, app: str) -> list[Route]:
+        return list(self.running[app][0].routes) if app in self.running else []
+
+    def route_owner(self, route: Route) -> str | None:
+        for release, _ in self.running.values():
+            if any((r.host, r.path) == (route.host, route.path) for r in release.routes):
+                return release.app
+        return None
+
+    def logs(self, app: str) -> LogBuffer:
+        return self.buffers.setdefault(app, LogBuffer(100))
+
+    async def launch(self, release: Release, *, index: int = 0) -> LaunchResult:
+        return LaunchResult(0, [])
+
+
+class EchoKind:
+    """A kind made up by this test: one module's worth of code is all a new kind needs."""
+
+    name = "echo"
+    pushable = True
+    keeps_set_env = True
+
+    def check(self, spec: AppSpec, files: Files | None) -> None:
+        pass
+
+    async def stage(
+        self, spec: AppSpec, files: Files | None, staging: Staging
+    ) -> dict[str, Any] | None:
+        return None
+
+    def launch(self, spec: AppSpec, droplet: Mapping[str, Any], platform_dir: Path) -> Launch:
+        return Launch(("echo", str(spec.options["word"])), env={"ECHO": "1"})
+
+    def health_check(self, spec: AppSpec) -> HealthCheckSpec:
+        return HealthCheckSpec(type="process")
+
+
+register_kind(EchoKind())
+
+
+@pytest.fixture
+def controller(tmp_path: Path) -> Iterator[Controller]:
+    with Registry(f"sqlite:///{tmp_path / 'registry.db'}") as registry:
+        yield Controller(
+            registry, ArtifactStore(tmp_path / "artifacts"), tmp_path, target=ScriptedTarget()
+        )
+
+
+def run(work: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    asyncio.run(work())
+
+
+def target_of(controller: Controller) -> ScriptedTarget:
+    target = controller.target
+    assert isinstance(target, ScriptedTarget)
+    return target
+
+
+def test_a_push_records_a_revision_and_hands_the_target_what_the_kind_says(
+    controller: Controller,
+) -> None:
+    spec = AppSpec(name="iris", model="run:3f2a9c/model", env={"LEVEL": "info"})
+
+    async def work() -> None:
+        done = await controller.push(spec, None, 2, lambda _m: None)
+        assert (done.revision, done.instances) == (1, 2)
+
+    run(work)
+    release, instances = target_of(controller).running["iris"]
+    assert instances == 2
+    assert release.command[-1] == "run:3f2a9c/model"
+    assert (release.health.type, release.health.endpoint) == ("http", "/v2/health/ready")
+    assert release.env["LEVEL"] == "info"
+    assert [r.text for r in release.routes] == ["/iris", "iris.localhost"]
+    assert controller.spec(controller.state.revision("iris", 1)) == spec
+    assert [e.kind for e in controller.state.events("iris")] == ["pushed", "deployed"]
+
+
+def test_a_failed_deploy_is_an_event_and_leaves_the_app_as_it_was(
+    controller: Controller,
+) -> None:
+    target_of(controller).failing = "instance 0 crashed 4 times"
+
+    async def work() -> None:
+        with pytest.raises(DeployError):
+            await controller.push(AppSpec(name="w", model="run:1/m"), None, 1, lambda _m: None)
+
+    run(work)
+    app = controller.state.app("w")
+    assert (app.state, app.revision) == ("stopped", 0)
+    failed = controller.state.events("w")[-1]
+    assert (failed.kind, failed.details["reason"]) == (
+        "deploy-failed",
+        "instance 0 crashed 4 times",
+    )
+
+
+def test_set_env_waits_for_restart_and_a_new_kind_runs_what_it_says(
+    controller: Controller,
+) -> None:
+    spec = AppSpec(name="hi", kind="echo", options={"word": "hello"}, routes=())
+
+    async def work() -> None:
+        await controller.push(spec, None, 1, lambda _m: None)
+        assert await controller.set_env("hi", {"A": "1"}, []) == 2
+        assert "A" not in target_of(controller).running["hi"][0].env
+        await controller.restart("hi", lambda _m: None)
+
+    run(work)
+    release, _ = target_of(controller).running["hi"]
+    assert (release.revision, release.command, release.routes) == (2, ("echo", "hello"), ())
+    assert (release.env["A"], release.env["ECHO"], release.health.type) == ("1", "1", "process")
+
+
+def test_a_route_another_app_holds_is_refused_before_anything_is_staged(
+    controller: Controller,
+) -> None:
+    async def work() -> None:
+        await controller.push(AppSpec(name="a", model="run:1/m"), None, 1, lambda _m: None)
+        taken = AppSpec(name="b", model="run:1/m", routes=(RouteSpec(path="/a"),))
+        with pytest.raises(PlatformError, match="route /a is already taken by app 'a'"):
+            await controller.push(taken, None, 1, lambda _m: None)
+
+    run(work)
+    assert controller.state.find_app("b") is None
