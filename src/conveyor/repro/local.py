@@ -14,6 +14,7 @@ import os
 import random
 import sys
 import threading
+import time
 from pathlib import Path
 from types import TracebackType
 
@@ -41,6 +42,26 @@ def _note_failure(
 _previous_hook = sys.excepthook
 
 
+def process_start_time() -> float | None:
+    """When this process started (wall clock), from /proc; None where there is no /proc.
+
+    A run the API starts by itself begins at the script's first API call, but
+    the script has been working since the interpreter started.
+    """
+    try:
+        with open("/proc/self/stat", "rb") as fh:
+            stat = fh.read()
+        with open("/proc/uptime", "rb") as fh:
+            uptime = float(fh.read().split()[0])
+        # Field 22 (starttime, in clock ticks since boot) counted after the ")" that
+        # ends field 2 (the command name may itself hold spaces and parentheses).
+        ticks = int(stat[stat.rindex(b")") + 2 :].split()[19])
+        hertz = os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+    return time.time() - (uptime - ticks / hertz)
+
+
 def start_local_run() -> str:
     """Start recording the current process as a run; returns its run folder."""
     with _lock:
@@ -59,6 +80,7 @@ def start_local_run() -> str:
             name=Path(script).stem or "python",
             seed=None,
             threads=environment.pinned_thread_env(os.environ, None),
+            started_at=process_start_time(),
         )
         record.environment["variables"] = environment.recorded_env_variables(os.environ)
         record.environment["started_outside_conveyor_run"] = True

@@ -29,6 +29,7 @@ from conveyor.config import Settings
 from conveyor.errors import ConveyorError, RunError, UsageError
 from conveyor.repro import environment
 from conveyor.repro.journal import read_events
+from conveyor.repro.lifeline import die_with_recorder
 from conveyor.repro.snapshot import take_snapshot
 from conveyor.store.artifacts import ArtifactStore
 from conveyor.store.records import FileRecord, MetricRecord, ModelRecord, RunRecord, RunStatus
@@ -214,10 +215,12 @@ def new_run(
     name: str,
     seed: int | None,
     threads: dict[str, str],
+    started_at: float | None = None,
 ) -> tuple[RunRecord, Path]:
     """Snapshot the code around ``cwd`` and describe a new RUNNING run; returns it and its folder.
 
-    Shared by ``conveyor run`` and by runs the Python API starts by itself.
+    Shared by ``conveyor run`` and by runs the Python API starts by itself
+    (which pass the process's own ``started_at``).
     """
     code = take_snapshot(cwd, store, limit=settings.snapshot_limit)
     run_id = new_run_id()
@@ -230,7 +233,7 @@ def new_run(
         status=RunStatus.RUNNING,
         command=command,
         cwd=str(cwd),
-        started_at=time.time(),
+        started_at=started_at if started_at is not None else time.time(),
         seed=seed if seed is not None else new_seed(),
         host=host["hostname"],
         pid=os.getpid(),
@@ -277,7 +280,6 @@ def execute(request: RunRequest, settings: Settings) -> RunRecord:
     record.environment["variables"] = environment.recorded_env_variables(env)
 
     registration = _Registration(settings, record, run_dir, store)
-    registration.start()
     # Signals are taken over before the command starts: a Ctrl-C that arrives while it
     # starts is passed on once it exists, and the run is still recorded as INTERRUPTED.
     interrupted = threading.Event()
@@ -290,9 +292,13 @@ def execute(request: RunRequest, settings: Settings) -> RunRecord:
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
+            # Safe here: the command is started before any thread of ours exists, so
+            # the forked child cannot inherit a lock another thread held.
+            preexec_fn=die_with_recorder(),  # noqa: PLW1509
         )
     except OSError as exc:
         _restore_signals(previous)
+        registration.start()
         registration.command_ended.set()
         registration.join()
         if registration.error is None:
@@ -301,6 +307,7 @@ def execute(request: RunRequest, settings: Settings) -> RunRecord:
             )
         raise RunError(f"cannot start {request.command[0]!r}: {exc.strerror}") from exc
 
+    registration.start()
     assert child.stdout is not None
     assert child.stderr is not None
     tees = [
