@@ -49,6 +49,9 @@ def test_tree_larger_than_the_snapshot_limit(cli: Cli, write: Callable[[str, str
     assert proc.returncode == 1
     assert "snapshot limit" in proc.stderr
     assert "CONVEYOR_SNAPSHOT_LIMIT" in proc.stderr  # says how to raise it
+    # Sizes a user can read, not "0.0 MB ... 0.0 MB".
+    assert "holds 4.9 KB, more than the snapshot limit of 1.0 KB" in proc.stderr
+    assert "big.txt (4.9 KB)" in proc.stderr
 
 
 SLEEPER = """

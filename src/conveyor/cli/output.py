@@ -217,6 +217,11 @@ def run_details(run: RunRecord, store: ArtifactStore, *, as_json: bool, packages
                 f"  {m.name}  {m.format}  {m.path}  {m.digest}  "
                 f"{len(sig.get('inputs', []))} inputs, task {sig.get('task', '?')}"
             )
+    skipped = code.get("skipped", [])
+    if skipped:
+        console.print("[bold]Left out of the code snapshot[/]")
+        for item in skipped:
+            console.print(f"  {item['path']}  ({item['reason']})", markup=False, highlight=False)
     console.print(f"[bold]Logs[/]  stdout {run.stdout_digest}  stderr {run.stderr_digest}")
     if packages and env.get("packages"):
         console.print("[bold]Packages[/]")

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from conveyor.errors import ConveyorError
-from conveyor.repro.snapshot import read_manifest
+from conveyor.repro.snapshot import read_links, read_manifest
 from conveyor.store.artifacts import ArtifactStore
 from conveyor.store.records import RunRecord
 
@@ -66,9 +66,11 @@ def _code_files(store: ArtifactStore, run: RunRecord) -> dict[str, str]:
     if not digest:
         return {}
     try:
-        return {f["path"]: f["digest"] for f in read_manifest(store, digest)}
+        files = {f["path"]: f["digest"] for f in read_manifest(store, digest)}
+        links = read_links(store, digest)
     except ConveyorError:
         return {}
+    return files | {path: f"symlink to {target}" for path, target in links.items()}
 
 
 def diff_runs(a: RunRecord, b: RunRecord, store: ArtifactStore) -> list[Section]:

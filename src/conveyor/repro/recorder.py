@@ -278,6 +278,8 @@ def execute(request: RunRequest, settings: Settings) -> RunRecord:
     record.reproduces = request.reproduces
     env = _child_env(request, record, run_dir, settings)
     record.environment["variables"] = environment.recorded_env_variables(env)
+    for item in record.code.get("skipped", []):
+        sys.stderr.write(f"conveyor: not in the code snapshot: {item['path']} ({item['reason']})\n")
 
     registration = _Registration(settings, record, run_dir, store)
     # Signals are taken over before the command starts: a Ctrl-C that arrives while it
