@@ -50,6 +50,12 @@ def _changed(title: str, a: dict[str, Any], b: dict[str, Any]) -> Section:
     return section
 
 
+def _params(run: RunRecord) -> dict[str, Any]:
+    """The run's params, a given-but-never-read one marked as unused."""
+    unused = set(run.environment.get("checks", {}).get("unused_params", []))
+    return {k: f"{json.dumps(v)} (unused)" if k in unused else v for k, v in run.params.items()}
+
+
 def _packages(store: ArtifactStore, run: RunRecord) -> dict[str, str]:
     digest = run.environment.get("packages")
     if not digest:
@@ -76,7 +82,7 @@ def _code_files(store: ArtifactStore, run: RunRecord) -> dict[str, str]:
 def diff_runs(a: RunRecord, b: RunRecord, store: ArtifactStore) -> list[Section]:
     """What differs between runs ``a`` and ``b``; empty sections are left out."""
     sections = [
-        _changed("Params", a.params, b.params),
+        _changed("Params", _params(a), _params(b)),
         _changed("Seeds", {"seed": a.seed}, {"seed": b.seed}),
         _changed("Command", {"command": " ".join(a.command)}, {"command": " ".join(b.command)}),
     ]

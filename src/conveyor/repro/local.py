@@ -20,7 +20,9 @@ from types import TracebackType
 
 from conveyor.config import get_settings
 from conveyor.repro import environment
+from conveyor.repro.checks import warnings_of
 from conveyor.repro.journal import append_event
+from conveyor.repro.ledger import FolderLedger
 from conveyor.repro.recorder import RunRequest, finish_recorded_run, new_run
 from conveyor.store.artifacts import ArtifactStore
 from conveyor.store.registry import Registry
@@ -105,8 +107,11 @@ def start_local_run() -> str:
         )
         sys.excepthook = _note_failure
 
+        ledger = FolderLedger(settings.home, Path(record.code.get("root") or cwd))
+        ledger.started(run_id, record.started_at, pid=os.getpid(), run_dir=run_dir, outputs=[])
+
         def finish() -> None:
-            finish_recorded_run(
+            finished = finish_recorded_run(
                 record,
                 returncode=1 if _failure.is_set() else 0,
                 interrupted=False,
@@ -116,9 +121,13 @@ def start_local_run() -> str:
                 inputs=[],
                 request=RunRequest(command=record.command, cwd=cwd),
                 cwd=cwd,
+                ledger=ledger,
+                input_limit=settings.snapshot_limit,
             )
             registry.close()
             sys.stderr.write(f"conveyor: recorded run {run_id[:12]}\n")
+            for line in warnings_of(finished):
+                sys.stderr.write(f"conveyor: warning: {line}\n")
 
         atexit.register(finish)
         return str(run_dir)

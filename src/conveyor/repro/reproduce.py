@@ -67,6 +67,14 @@ def _restore_inputs(run: RunRecord, store: ArtifactStore, cwd: Path, workdir: Pa
         store.export(record.digest, target)
 
 
+def _missing_undeclared(run: RunRecord, cwd: Path) -> list[str]:
+    """Files the run read without declaring them, were not kept, and are not here now."""
+    notes = run.environment.get("checks", {}).get("undeclared_inputs", [])
+    return [
+        item["path"] for item in notes if not item.get("kept") and not (cwd / item["path"]).exists()
+    ]
+
+
 def _command_for(run: RunRecord, venv: Path | None) -> list[str]:
     command = list(run.command)
     if venv is not None and command:
@@ -113,6 +121,12 @@ def reproduce(
     cwd.mkdir(parents=True, exist_ok=True)
     progress(f"Code: {count} files of run {original.id[:12]} re-created in {workdir}")
     _restore_inputs(original, store, cwd, workdir)
+    missing = _missing_undeclared(original, cwd)
+    for path in missing:
+        progress(
+            f"warning: run {original.id[:12]} read {path}, which was neither code nor a "
+            f"declared input and was not kept; copy it to {cwd / path} if the command needs it"
+        )
 
     venv: Path | None = None
     packages_digest = original.environment.get("packages")
@@ -141,4 +155,9 @@ def reproduce(
     )
     progress(f"Re-running: {' '.join(request.command)}")
     new = execute(request, settings)
+    if missing and new.exit_code not in (0, None):
+        progress(
+            f"The reproduction failed; it may be for want of {', '.join(missing)}, which "
+            f"run {original.id[:12]} read but did not keep (declare such files with --input)."
+        )
     return ReproduceResult(original, new, compare_outputs(original, new, store), workdir)

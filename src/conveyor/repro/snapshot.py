@@ -8,7 +8,8 @@ the folder's files minus the usual caches and virtual environments.
 The snapshot itself is a manifest (JSON, stored by digest) listing each file's
 path, mode and blob digest; unchanged files cost nothing the second time.
 Symbolic links are kept as links (their target text) and never followed, so
-nothing outside the tree is read through them.
+nothing outside the tree is read through them; files an earlier run wrote as
+its declared outputs (still unchanged) are results, not code, and are left out.
 """
 
 from __future__ import annotations
@@ -16,11 +17,13 @@ from __future__ import annotations
 import os
 import stat
 import subprocess
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from conveyor.errors import RunError, SnapshotTooLarge, StoreError
+from conveyor.repro.ledger import KnownOutput
 from conveyor.store.artifacts import ArtifactStore
 
 __all__ = [
@@ -51,7 +54,7 @@ _SKIP_DIRS = {
     ".ipynb_checkpoints",
 }
 MANIFEST_VERSION = 1
-#: How many skipped entries a run lists.
+#: How many skipped or left-out entries a run lists (the rest are counted, not named).
 _LISTED = 100
 
 
@@ -70,6 +73,8 @@ class CodeState:
     links: int = 0
     #: Entries not kept, each {"path", "reason"} (a file under a symlinked folder ...).
     skipped: list[dict[str, str]] = field(default_factory=list)
+    #: Files left out because an earlier run produced them, each {"path", "digest", "run"}.
+    excluded_outputs: list[dict[str, str]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -83,6 +88,7 @@ class CodeState:
             "dirty": self.dirty,
             "links": self.links,
             "skipped": self.skipped,
+            "excluded_outputs": self.excluded_outputs,
         }
 
 
@@ -184,13 +190,37 @@ class _Tree:
             self.skipped.append({"path": name, "reason": kind})
 
 
+def _drop_known_outputs(
+    tree: _Tree, store: ArtifactStore, known: Mapping[str, list[KnownOutput]]
+) -> list[dict[str, str]]:
+    """Take out of ``tree`` the files still equal to an earlier run's recorded output."""
+    excluded: list[dict[str, str]] = []
+    kept = []
+    for name, path, st in tree.files:
+        candidates = [k for k in known.get(name, ()) if k.size == st.st_size]
+        if candidates:
+            digest = store.put_file(path)  # already stored when that run recorded it
+            match = next((k for k in candidates if k.digest == digest), None)
+            if match is not None:
+                excluded.append({"path": name, "digest": digest, "run": match.run})
+                continue
+        kept.append((name, path, st))
+    tree.files = kept
+    return excluded
+
+
 def take_snapshot(
     cwd: Path,
     store: ArtifactStore,
     *,
     limit: int,
+    known_outputs: Callable[[Path], Mapping[str, list[KnownOutput]]] | None = None,
 ) -> CodeState:
-    """Snapshot the tree around ``cwd`` into ``store``; SnapshotTooLarge past ``limit`` bytes."""
+    """Snapshot the tree around ``cwd`` into ``store``; SnapshotTooLarge past ``limit`` bytes.
+
+    ``known_outputs(root)`` names the files earlier runs recorded as outputs
+    (path relative to root); those still holding that content are left out.
+    """
     cwd = cwd.resolve()
     top = _git(cwd, "rev-parse", "--show-toplevel")
     commit = branch = None
@@ -207,6 +237,8 @@ def take_snapshot(
     tree = _Tree(root)
     for name in names:
         tree.add(name)
+    known = known_outputs(root) if known_outputs is not None else {}
+    excluded = _drop_known_outputs(tree, store, known) if known else []
     total = sum(st.st_size for _, _, st in tree.files)
     if total > limit:
         biggest = sorted(tree.files, key=lambda e: e[2].st_size, reverse=True)[:3]
@@ -240,6 +272,7 @@ def take_snapshot(
         dirty=dirty,
         links=len(tree.links),
         skipped=tree.skipped[:_LISTED],
+        excluded_outputs=excluded[:_LISTED],
     )
 
 
