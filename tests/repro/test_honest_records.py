@@ -131,3 +131,20 @@ def test_outputs_of_earlier_runs_are_not_code(cli: Cli, write: Callable[[str, st
     (cli.project / "out" / "model.bin").write_text("hand-edited")
     cli("run", "--", "true")
     assert cli.last_run()["code"]["files"] == 2
+
+
+def test_an_undeclared_input_above_the_run_folder_is_restored_in_its_place(
+    cli: Cli, write: Callable[[str, str], Path], tmp_path: Path
+) -> None:
+    write("train/t.py", "print(open('../data/x.csv').read().strip())\n")
+    write(".gitignore", "data/\n")
+    write("data/x.csv", "a\n7\n")
+    git(cli.project, "init", "-q")
+    cli("run", "--", "python", "t.py", cwd=cli.project / "train")
+    run = cli.last_run()
+    assert ("input", "../data/x.csv") in {(f["role"], f["path"]) for f in run["files"]}
+
+    (cli.project / "data" / "x.csv").unlink()
+    again = cli("reproduce", run["id"], "--no-env", "--dir", str(tmp_path / "r"))
+    assert "a\n7" in again.stdout
+    assert (tmp_path / "r" / "data" / "x.csv").read_text() == "a\n7\n"

@@ -106,7 +106,9 @@ def undeclared_inputs(
     for path in candidates:
         if path in code:
             continue
-        rel = _rel(path, cwd)
+        # Relative to the run's folder even when above it: the whole project is
+        # re-created by reproduce, which then restores the file in its place.
+        rel = Path(os.path.relpath(path, cwd)).as_posix()
         try:
             size = os.stat(path).st_size
         except OSError:
