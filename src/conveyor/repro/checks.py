@@ -18,7 +18,6 @@ turns them into the sentences ``conveyor run`` and ``runs show`` print.
 
 from __future__ import annotations
 
-import difflib
 import os
 import time
 from collections.abc import Iterable, Mapping
@@ -293,6 +292,8 @@ def warnings_of(run: RunRecord) -> list[str]:
         lines.append(f"output {item['path']} may not be this run's: {item['reason']}")
     unused = checks.get("unused_params", [])
     if unused:
+        import difflib  # only for the rare run that has something to say
+
         read = [k for k in run.params if k not in unused]
         for name in unused:
             close = difflib.get_close_matches(name, read, n=1)

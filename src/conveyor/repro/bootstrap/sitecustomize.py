@@ -179,6 +179,11 @@ _NOT_DATA = (
 _WRITING = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
 
 
+def _conveyor_home() -> str:
+    home = os.environ.get("CONVEYOR_HOME")
+    return os.path.realpath(home) if home else ""
+
+
 def _watch_files(run_dir: str, root: str) -> None:
     """Journal the first read and first write of each file opened under ``root``.
 
@@ -189,8 +194,8 @@ def _watch_files(run_dir: str, root: str) -> None:
     prefix = root.rstrip(os.sep) + os.sep
     own = tuple(
         p.rstrip(os.sep) + os.sep
-        for p in {sys.prefix, sys.base_prefix, os.path.realpath(run_dir)}
-        if (p.rstrip(os.sep) + os.sep).startswith(prefix)
+        for p in {sys.prefix, sys.base_prefix, os.path.realpath(run_dir), _conveyor_home()}
+        if p and (p.rstrip(os.sep) + os.sep).startswith(prefix)
     )
     seen: set[tuple[str, bool]] = set()
     abspath, fspath = os.path.abspath, os.fspath
@@ -217,7 +222,12 @@ def _watch_files(run_dir: str, root: str) -> None:
         if own and path.startswith(own):
             return
         seen.add(key)
-        _journal(run_dir, "write" if writing else "read", path=path)
+        # An exception here would fail the user's own open(); contextlib is not imported
+        # for this, as it would be in every Python process of every run.
+        try:  # noqa: SIM105
+            _journal(run_dir, "write" if writing else "read", path=path)
+        except (OSError, ValueError):
+            pass
 
     sys.addaudithook(hook)
 
