@@ -42,6 +42,29 @@ class Cli:
             args, cwd=cwd or self.project, env=self.env(), check=check, timeout=timeout
         )
 
+    def start(self, *args: str, stdin: int = subprocess.DEVNULL) -> subprocess.Popen[str]:
+        """``conveyor ARGS`` started in the background, its stdout and stderr piped."""
+        return subprocess.Popen(
+            [sys.executable, "-m", "conveyor", *args],
+            cwd=self.project,
+            env=self.env(),
+            stdin=stdin,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    def python(self, script: str) -> subprocess.CompletedProcess[str]:
+        """``python SCRIPT`` in the project, outside ``conveyor run``, as a shell would."""
+        return subprocess.run(
+            [sys.executable, script],
+            cwd=self.project,
+            env=self.env(),
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+
     def last_run(self) -> dict[str, Any]:
         listed = json.loads(self("runs", "--json", "--limit", "1").stdout)
         return self.show(listed[0]["id"])

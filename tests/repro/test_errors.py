@@ -6,7 +6,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -62,6 +61,9 @@ def test_tree_larger_than_the_snapshot_limit(cli: Cli, write: Callable[[str, str
     assert proc.returncode == 1
     assert "snapshot limit" in proc.stderr
     assert "CONVEYOR_SNAPSHOT_LIMIT" in proc.stderr  # says how to raise it
+    # Sizes a user can read, not "0.0 MB ... 0.0 MB".
+    assert "holds 4.9 KB, more than the snapshot limit of 1.0 KB" in proc.stderr
+    assert "big.txt (4.9 KB)" in proc.stderr
 
 
 SLEEPER = """
@@ -73,15 +75,7 @@ time.sleep(300)
 
 def _start_and_wait(cli: Cli, script: str) -> tuple[subprocess.Popen[str], int]:
     """Start `conveyor run -- python script` and wait until the command prints its pid."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "conveyor", "run", "--", "python", script],
-        cwd=cli.project,
-        env=cli.env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
-        text=True,
-    )
+    proc = cli.start("run", "--", "python", script)
     assert proc.stdout is not None
     line = proc.stdout.readline()  # blocks until the child has started (or died)
     assert line.startswith("started"), line
@@ -140,7 +134,17 @@ def test_corrupted_artifact_is_reported_not_returned(
     assert digest in proc.stderr
 
 
-def test_a_run_whose_recorder_died_shows_as_lost(
+def _gone(pid: int) -> bool:
+    """True once ``pid`` has exited (a zombie nobody reaped yet counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            state = fh.read().rsplit(b")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return True
+    return state in (b"Z", b"X")
+
+
+def test_a_run_whose_recorder_died_shows_as_lost_and_its_command_ends(
     cli: Cli, write: Callable[[str, str], Path]
 ) -> None:
     import json
@@ -154,10 +158,18 @@ def test_a_run_whose_recorder_died_shows_as_lost(
     )
     proc.kill()  # conveyor itself dies (kill -9), leaving its run unfinished
     proc.communicate(timeout=60)
-    os.kill(child_pid, signal.SIGKILL)
+    # The command does not run on unrecorded: it dies with its recorder.
+    deadline = time.monotonic() + 60
+    while not _gone(child_pid):
+        assert time.monotonic() < deadline, "the command outlived conveyor run"
+        time.sleep(0.05)
     (listed,) = json.loads(cli("runs", "--json").stdout)
     assert listed["status"] == "LOST"
     assert "LOST" in cli("runs").stdout
+    assert [r["id"] for r in json.loads(cli("runs", "--json", "--status", "lost").stdout)] == [
+        listed["id"]
+    ]
+    assert json.loads(cli("runs", "--json", "--status", "running").stdout) == []
 
 
 def test_a_command_that_cannot_start(cli: Cli) -> None:

@@ -125,26 +125,35 @@ def test_non_python_command(cli: Cli) -> None:
 def test_api_outside_conveyor_run_records_a_run(
     cli: Cli, write: Callable[[str, str], Path]
 ) -> None:
-    import subprocess
-    import sys
-
     write(
         "plain.py",
         "import conveyor\nconveyor.log_metric('auc', 0.5)\nprint(conveyor.param('k', 3))\n",
     )
-    proc = subprocess.run(
-        [sys.executable, "plain.py"],
-        cwd=cli.project,
-        env=cli.env(),
-        capture_output=True,
-        text=True,
-        check=True,
-    )
+    proc = cli.python("plain.py")
     assert proc.stdout.strip() == "3"
     run = cli.last_run()
     assert run["status"] == "FINISHED"
     assert run["metrics"] == {"auc": 0.5}
     assert run["params"] == {"k": 3}
+
+
+def test_api_outside_conveyor_run_starts_with_the_process(
+    cli: Cli, write: Callable[[str, str], Path]
+) -> None:
+    import json
+
+    # The script works (here: imports) before its first API call; the run covers that too.
+    write(
+        "late.py",
+        "import time, conveyor, json\n"
+        "first_call = time.time()\n"
+        "conveyor.log_metric('auc', 0.5)\n"
+        "print(json.dumps(first_call))\n",
+    )
+    first_call = json.loads(cli.python("late.py").stdout)
+    run = cli.last_run()
+    assert run["started_at"] < first_call
+    assert run["duration"] > first_call - run["started_at"]
 
 
 MODEL = """

@@ -95,6 +95,10 @@ def run_summary(run: RunRecord) -> None:
         + f"See: conveyor runs show {run.id[:12]}",
         err=True,
     )
+    from conveyor.repro.checks import warnings_of
+
+    for line in warnings_of(run):
+        click.echo(click.style("warning: ", fg="yellow", bold=True) + line, err=True)
 
 
 def runs_table(runs: list[RunRecord], *, as_json: bool) -> None:
@@ -197,8 +201,10 @@ def run_details(run: RunRecord, store: ArtifactStore, *, as_json: bool, packages
         console.print(f"  [dim]{key:<10}[/] {value}", markup=True)
     if run.params:
         console.print("[bold]Params[/]")
+        unused = set(env.get("checks", {}).get("unused_params", []))
         for k, v in run.params.items():
-            console.print(f"  {k} = {json.dumps(v)}")
+            note = "  [yellow](unused: given, never read by the code)[/]" if k in unused else ""
+            console.print(f"  {k} = {json.dumps(v)}{note}", markup=True, highlight=False)
     if run.metrics:
         console.print("[bold]Metrics[/] (latest)")
         for k, v in run.latest_metrics().items():
@@ -217,6 +223,24 @@ def run_details(run: RunRecord, store: ArtifactStore, *, as_json: bool, packages
                 f"  {m.name}  {m.format}  {m.path}  {m.digest}  "
                 f"{len(sig.get('inputs', []))} inputs, task {sig.get('task', '?')}"
             )
+    skipped, excluded = code.get("skipped", []), code.get("excluded_outputs", [])
+    if skipped or excluded:
+        console.print("[bold]Left out of the code snapshot[/]")
+        for item in skipped:
+            console.print(f"  {item['path']}  ({item['reason']})", markup=False, highlight=False)
+        for item in excluded:
+            console.print(
+                f"  {item['path']}  {item['digest']}  output of run {item['run'][:12]}",
+                markup=False,
+                highlight=False,
+            )
+    from conveyor.repro.checks import warnings_of
+
+    warnings = warnings_of(run)
+    if warnings:
+        console.print("[bold yellow]Warnings[/]")
+        for line in warnings:
+            console.print(f"  {line}", markup=False, highlight=False)
     console.print(f"[bold]Logs[/]  stdout {run.stdout_digest}  stderr {run.stderr_digest}")
     if packages and env.get("packages"):
         console.print("[bold]Packages[/]")

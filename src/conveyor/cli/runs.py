@@ -98,8 +98,9 @@ class _RunsGroup(click.Group):
 @click.option(
     "--status",
     type=click.Choice(
-        ["RUNNING", "FINISHED", "FAILED", "KILLED", "INTERRUPTED"], case_sensitive=False
+        ["RUNNING", "FINISHED", "FAILED", "KILLED", "INTERRUPTED", "LOST"], case_sensitive=False
     ),
+    help="Only runs in this state (LOST: RUNNING, but its recorder is gone).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @click.pass_context
@@ -113,8 +114,15 @@ def runs_group(ctx: click.Context, limit: int, status: str | None, as_json: bool
     from conveyor.store.records import RunStatus
     from conveyor.store.registry import Registry
 
+    wanted = status.upper() if status else None
     with Registry.from_settings(get_settings()) as registry:
-        runs = registry.list_runs(limit=limit, status=RunStatus(status.upper()) if status else None)
+        if wanted in ("RUNNING", "LOST"):
+            # LOST is not stored: it is a RUNNING row whose recorder is gone, as the table
+            # labels it; so both are told apart here, over all RUNNING rows.
+            running = registry.list_runs(limit=1_000_000, status=RunStatus.RUNNING)
+            runs = [r for r in running if out.status_label(r) == wanted][:limit]
+        else:
+            runs = registry.list_runs(limit=limit, status=RunStatus(wanted) if wanted else None)
     out.runs_table(runs, as_json=as_json)
 
 

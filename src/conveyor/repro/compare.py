@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from conveyor.errors import ConveyorError
-from conveyor.repro.snapshot import read_manifest
+from conveyor.repro.snapshot import read_links, read_manifest
 from conveyor.store.artifacts import ArtifactStore
 from conveyor.store.records import RunRecord
 
@@ -50,6 +50,12 @@ def _changed(title: str, a: dict[str, Any], b: dict[str, Any]) -> Section:
     return section
 
 
+def _params(run: RunRecord) -> dict[str, Any]:
+    """The run's params, a given-but-never-read one marked as unused."""
+    unused = set(run.environment.get("checks", {}).get("unused_params", []))
+    return {k: f"{json.dumps(v)} (unused)" if k in unused else v for k, v in run.params.items()}
+
+
 def _packages(store: ArtifactStore, run: RunRecord) -> dict[str, str]:
     digest = run.environment.get("packages")
     if not digest:
@@ -66,15 +72,17 @@ def _code_files(store: ArtifactStore, run: RunRecord) -> dict[str, str]:
     if not digest:
         return {}
     try:
-        return {f["path"]: f["digest"] for f in read_manifest(store, digest)}
+        files = {f["path"]: f["digest"] for f in read_manifest(store, digest)}
+        links = read_links(store, digest)
     except ConveyorError:
         return {}
+    return files | {path: f"symlink to {target}" for path, target in links.items()}
 
 
 def diff_runs(a: RunRecord, b: RunRecord, store: ArtifactStore) -> list[Section]:
     """What differs between runs ``a`` and ``b``; empty sections are left out."""
     sections = [
-        _changed("Params", a.params, b.params),
+        _changed("Params", _params(a), _params(b)),
         _changed("Seeds", {"seed": a.seed}, {"seed": b.seed}),
         _changed("Command", {"command": " ".join(a.command)}, {"command": " ".join(b.command)}),
     ]

@@ -15,34 +15,44 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["JOURNAL_NAME", "append_event", "read_events"]
+__all__ = ["JOURNAL_NAME", "append_event", "append_line", "read_events", "read_lines"]
 
 JOURNAL_NAME = "journal.jsonl"
 
 
-def append_event(run_dir: str | Path, kind: str, **fields: Any) -> None:
-    """Append one event of ``kind`` to the journal in ``run_dir``."""
-    event = {"type": kind, "time": time.time(), **fields}
-    line = (json.dumps(event, separators=(",", ":"), default=str) + "\n").encode()
-    fd = os.open(Path(run_dir) / JOURNAL_NAME, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+def append_line(path: Path, entry: dict[str, Any]) -> None:
+    """Append ``entry`` as one JSON line, in one write (whole even beside other writers)."""
+    line = (json.dumps(entry, separators=(",", ":"), default=str) + "\n").encode()
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     try:
         os.write(fd, line)
     finally:
         os.close(fd)
 
 
-def read_events(run_dir: str | Path) -> Iterator[dict[str, Any]]:
-    """Every complete event in the journal; a torn last line (killed mid-write) is skipped."""
-    path = Path(run_dir) / JOURNAL_NAME
-    if not path.exists():
+def read_lines(path: Path) -> Iterator[dict[str, Any]]:
+    """Every complete entry with a ``type``; a torn last line (killed mid-write) is skipped."""
+    try:
+        fh = path.open("rb")
+    except FileNotFoundError:
         return
-    with path.open("rb") as fh:
+    with fh:
         for raw in fh:
             if not raw.endswith(b"\n"):
                 break
             try:
-                event = json.loads(raw)
+                entry = json.loads(raw)
             except ValueError:
                 continue
-            if isinstance(event, dict) and "type" in event:
-                yield event
+            if isinstance(entry, dict) and "type" in entry:
+                yield entry
+
+
+def append_event(run_dir: str | Path, kind: str, **fields: Any) -> None:
+    """Append one event of ``kind`` to the journal in ``run_dir``."""
+    append_line(Path(run_dir) / JOURNAL_NAME, {"type": kind, "time": time.time(), **fields})
+
+
+def read_events(run_dir: str | Path) -> Iterator[dict[str, Any]]:
+    """Every complete event in the journal of ``run_dir``."""
+    return read_lines(Path(run_dir) / JOURNAL_NAME)

@@ -14,12 +14,15 @@ import os
 import random
 import sys
 import threading
+import time
 from pathlib import Path
 from types import TracebackType
 
 from conveyor.config import get_settings
 from conveyor.repro import environment
+from conveyor.repro.checks import warnings_of
 from conveyor.repro.journal import append_event
+from conveyor.repro.ledger import FolderLedger
 from conveyor.repro.recorder import RunRequest, finish_recorded_run, new_run
 from conveyor.store.artifacts import ArtifactStore
 from conveyor.store.registry import Registry
@@ -41,6 +44,26 @@ def _note_failure(
 _previous_hook = sys.excepthook
 
 
+def process_start_time() -> float | None:
+    """When this process started (wall clock), from /proc; None where there is no /proc.
+
+    A run the API starts by itself begins at the script's first API call, but
+    the script has been working since the interpreter started.
+    """
+    try:
+        with open("/proc/self/stat", "rb") as fh:
+            stat = fh.read()
+        with open("/proc/uptime", "rb") as fh:
+            uptime = float(fh.read().split()[0])
+        # Field 22 (starttime, in clock ticks since boot) counted after the ")" that
+        # ends field 2 (the command name may itself hold spaces and parentheses).
+        ticks = int(stat[stat.rindex(b")") + 2 :].split()[19])
+        hertz = os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+    return time.time() - (uptime - ticks / hertz)
+
+
 def start_local_run() -> str:
     """Start recording the current process as a run; returns its run folder."""
     with _lock:
@@ -59,6 +82,7 @@ def start_local_run() -> str:
             name=Path(script).stem or "python",
             seed=None,
             threads=environment.pinned_thread_env(os.environ, None),
+            started_at=process_start_time(),
         )
         record.environment["variables"] = environment.recorded_env_variables(os.environ)
         record.environment["started_outside_conveyor_run"] = True
@@ -83,8 +107,11 @@ def start_local_run() -> str:
         )
         sys.excepthook = _note_failure
 
+        ledger = FolderLedger(settings.home, Path(record.code.get("root") or cwd))
+        ledger.started(run_id, record.started_at, pid=os.getpid(), run_dir=run_dir, outputs=[])
+
         def finish() -> None:
-            finish_recorded_run(
+            finished = finish_recorded_run(
                 record,
                 returncode=1 if _failure.is_set() else 0,
                 interrupted=False,
@@ -94,9 +121,13 @@ def start_local_run() -> str:
                 inputs=[],
                 request=RunRequest(command=record.command, cwd=cwd),
                 cwd=cwd,
+                ledger=ledger,
+                input_limit=settings.snapshot_limit,
             )
             registry.close()
             sys.stderr.write(f"conveyor: recorded run {run_id[:12]}\n")
+            for line in warnings_of(finished):
+                sys.stderr.write(f"conveyor: warning: {line}\n")
 
         atexit.register(finish)
         return str(run_dir)

@@ -28,7 +28,10 @@ from typing import IO, Any
 from conveyor.config import Settings
 from conveyor.errors import ConveyorError, RunError, UsageError
 from conveyor.repro import environment
+from conveyor.repro.checks import FileActivity, check_run, shared_output_warnings
 from conveyor.repro.journal import read_events
+from conveyor.repro.ledger import FolderLedger
+from conveyor.repro.lifeline import die_with_recorder
 from conveyor.repro.snapshot import take_snapshot
 from conveyor.store.artifacts import ArtifactStore
 from conveyor.store.files import private_dir
@@ -198,6 +201,7 @@ def _child_env(
             "CONVEYOR_RUN_DIR": str(run_dir),
             "CONVEYOR_RUN_SEED": str(run.seed),
             "CONVEYOR_PARAMS": json.dumps(request.params),
+            "CONVEYOR_WATCH_ROOT": str(run.code.get("root") or request.cwd),
             "CONVEYOR_HOME": str(settings.home),
             "CONVEYOR_ARTIFACT_ROOT": str(settings.artifact_root),
             "CONVEYOR_DATABASE_URL": settings.database_url,
@@ -215,12 +219,19 @@ def new_run(
     name: str,
     seed: int | None,
     threads: dict[str, str],
+    started_at: float | None = None,
 ) -> tuple[RunRecord, Path]:
     """Snapshot the code around ``cwd`` and describe a new RUNNING run; returns it and its folder.
 
-    Shared by ``conveyor run`` and by runs the Python API starts by itself.
+    Shared by ``conveyor run`` and by runs the Python API starts by itself
+    (which pass the process's own ``started_at``).
     """
-    code = take_snapshot(cwd, store, limit=settings.snapshot_limit)
+    code = take_snapshot(
+        cwd,
+        store,
+        limit=settings.snapshot_limit,
+        known_outputs=lambda root: FolderLedger(settings.home, root).known_outputs(),
+    )
     run_id = new_run_id()
     run_dir = settings.home / "runs" / run_id
     private_dir(run_dir)  # 0700: a run folder holds its logs and journal
@@ -231,7 +242,7 @@ def new_run(
         status=RunStatus.RUNNING,
         command=command,
         cwd=str(cwd),
-        started_at=time.time(),
+        started_at=started_at if started_at is not None else time.time(),
         seed=seed if seed is not None else new_seed(),
         host=host["hostname"],
         pid=os.getpid(),
@@ -276,9 +287,15 @@ def execute(request: RunRequest, settings: Settings) -> RunRecord:
     record.reproduces = request.reproduces
     env = _child_env(request, record, run_dir, settings)
     record.environment["variables"] = environment.recorded_env_variables(env)
+    for item in record.code.get("skipped", []):
+        sys.stderr.write(f"conveyor: not in the code snapshot: {item['path']} ({item['reason']})\n")
+    ledger = FolderLedger(settings.home, Path(record.code.get("root") or cwd))
+    declared = [str(p if p.is_absolute() else cwd / p) for p in map(Path, request.outputs)]
+    for warning in shared_output_warnings(ledger, declared):
+        sys.stderr.write(f"conveyor: warning: {warning}\n")
+    ledger.started(record.id, record.started_at, pid=os.getpid(), run_dir=run_dir, outputs=declared)
 
     registration = _Registration(settings, record, run_dir, store)
-    registration.start()
     # Signals are taken over before the command starts: a Ctrl-C that arrives while it
     # starts is passed on once it exists, and the run is still recorded as INTERRUPTED.
     interrupted = threading.Event()
@@ -291,9 +308,13 @@ def execute(request: RunRequest, settings: Settings) -> RunRecord:
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
+            # Safe here: the command is started before any thread of ours exists, so
+            # the forked child cannot inherit a lock another thread held.
+            preexec_fn=die_with_recorder(),  # noqa: PLW1509
         )
     except OSError as exc:
         _restore_signals(previous)
+        registration.start()
         registration.command_ended.set()
         registration.join()
         if registration.error is None:
@@ -302,6 +323,7 @@ def execute(request: RunRequest, settings: Settings) -> RunRecord:
             )
         raise RunError(f"cannot start {request.command[0]!r}: {exc.strerror}") from exc
 
+    registration.start()
     assert child.stdout is not None
     assert child.stderr is not None
     tees = [
@@ -322,6 +344,7 @@ def execute(request: RunRequest, settings: Settings) -> RunRecord:
                 err if isinstance(err, ConveyorError) else RunError(f"cannot record the run: {err}")
             )
         returncode = child.wait()
+        command_ended = time.time()
     finally:
         registration.command_ended.set()
         _restore_signals(previous)
@@ -342,6 +365,9 @@ def execute(request: RunRequest, settings: Settings) -> RunRecord:
             request=request,
             cwd=cwd,
             interpreter=registration.interpreter,
+            ledger=ledger,
+            command_ended=command_ended,
+            input_limit=settings.snapshot_limit,
         )
     finally:
         registry.close()
@@ -416,9 +442,18 @@ def finish_recorded_run(
     request: RunRequest,
     cwd: Path,
     interpreter: dict[str, Any] | None = None,
+    ledger: FolderLedger | None = None,
+    command_ended: float | None = None,
+    input_limit: int = 0,
 ) -> RunRecord:
-    """Read the run's journal, store its outputs and logs, and complete its registry row."""
+    """Read the run's journal, store its outputs and logs, and complete its registry row.
+
+    With a ``ledger`` the outputs are checked against the other runs of the
+    folder and noted for the next snapshots; files the command read from the
+    project without declaring them are kept up to ``input_limit`` bytes each.
+    """
     ended = time.time()
+    command_ended = ended if command_ended is None else command_ended
     status, error = _status_of(returncode, interrupted)
     problems: list[str] = []
     params: dict[str, Any] = {}
@@ -427,10 +462,14 @@ def finish_recorded_run(
     models: list[ModelRecord] = []
     outputs: list[str] = list(request.outputs)
     env = record.environment
+    activity = FileActivity()
+    declared: set[str] = {str(cwd / f.path) for f in inputs}
 
     for event in read_events(run_dir):
         kind = event["type"]
-        if kind == "param":
+        if kind in ("read", "write"):
+            activity.note(event)
+        elif kind == "param":
             params[event["key"]] = event["value"]
         elif kind == "metric":
             metrics.append(
@@ -439,6 +478,7 @@ def finish_recorded_run(
         elif kind == "input":
             rel = _rel(Path(event["path"]), cwd)
             files[("input", rel)] = FileRecord("input", rel, event["digest"], event["size"])
+            declared.add(str(event["path"]))
         elif kind == "output":
             outputs.append(event["path"])
         elif kind == "model":
@@ -460,6 +500,7 @@ def finish_recorded_run(
             else:
                 problems.append(f"model {event['name']} at {path} was not written")
         elif kind == "interpreter":
+            activity.watching = activity.watching or bool(event.get("watching"))
             if interpreter is None or interpreter["_path"] != list(event["path"]):
                 interpreter = capture_interpreter(event, store)
             env.update({k: v for k, v in interpreter.items() if not k.startswith("_")})
@@ -488,6 +529,22 @@ def finish_recorded_run(
             )
         elif ("output", rel) not in files:
             problems.append(f"declared output {rel} was not written")
+
+    checks = check_run(
+        record,
+        files,
+        activity,
+        params_read=params,
+        cwd=cwd,
+        store=store,
+        declared=declared,
+        ledger=ledger,
+        command_ended=command_ended,
+        input_limit=input_limit,
+        finished=status is RunStatus.FINISHED,
+    )
+    if checks:
+        env["checks"] = checks
 
     logs = {}
     for stream in ("stdout", "stderr"):

@@ -19,7 +19,7 @@ from conveyor.errors import RunError, UsageError
 from conveyor.repro.compare import OutputComparison, compare_outputs
 from conveyor.repro.envs import conveyor_path_entry, ensure_environment
 from conveyor.repro.recorder import RunRequest, execute
-from conveyor.repro.snapshot import materialize
+from conveyor.repro.snapshot import inside, materialize
 from conveyor.store.artifacts import ArtifactStore, digest_file
 from conveyor.store.files import private_dir
 from conveyor.store.records import RunRecord
@@ -40,7 +40,8 @@ class ReproduceResult:
         return all(o.status == "identical" for o in self.outputs)
 
 
-def _restore_inputs(run: RunRecord, store: ArtifactStore, cwd: Path) -> None:
+def _restore_inputs(run: RunRecord, store: ArtifactStore, cwd: Path, workdir: Path) -> None:
+    """Put each recorded input back; an input inside the project stays inside ``workdir``."""
     for record in run.inputs():
         rel = PurePosixPath(record.path)
         if rel.is_absolute():
@@ -53,11 +54,26 @@ def _restore_inputs(run: RunRecord, store: ArtifactStore, cwd: Path) -> None:
                         hint=f"Restore it with: conveyor artifacts get {record.digest} -o {target}",
                     )
                 continue
-        elif ".." in rel.parts:
-            target = (cwd / Path(*rel.parts)).resolve()
         else:
             target = cwd.joinpath(*rel.parts)
+            # A recorded path is data: "../" or a symlink in the re-created tree must not
+            # carry a write out of the reproduction's folder.
+            if not inside(target, workdir):
+                raise RunError(
+                    f"run {run.id[:12]} records the input {record.path!r}, which would be "
+                    f"restored outside the reproduction's folder {workdir}; refusing to write it",
+                    hint="Recorded input paths are relative to the run's folder; this record "
+                    "was altered or damaged. Check it with: conveyor runs show " + run.id[:12],
+                )
         store.export(record.digest, target)
+
+
+def _missing_undeclared(run: RunRecord, cwd: Path) -> list[str]:
+    """Files the run read without declaring them, were not kept, and are not here now."""
+    notes = run.environment.get("checks", {}).get("undeclared_inputs", [])
+    return [
+        item["path"] for item in notes if not item.get("kept") and not (cwd / item["path"]).exists()
+    ]
 
 
 def _command_for(run: RunRecord, venv: Path | None) -> list[str]:
@@ -105,7 +121,13 @@ def reproduce(
     cwd = workdir.joinpath(*PurePosixPath(original.code.get("cwd", ".")).parts)
     cwd.mkdir(parents=True, exist_ok=True)
     progress(f"Code: {count} files of run {original.id[:12]} re-created in {workdir}")
-    _restore_inputs(original, store, cwd)
+    _restore_inputs(original, store, cwd, workdir)
+    missing = _missing_undeclared(original, cwd)
+    for path in missing:
+        progress(
+            f"warning: run {original.id[:12]} read {path}, which was neither code nor a "
+            f"declared input and was not kept; copy it to {cwd / path} if the command needs it"
+        )
 
     venv: Path | None = None
     packages_digest = original.environment.get("packages")
@@ -134,4 +156,9 @@ def reproduce(
     )
     progress(f"Re-running: {' '.join(request.command)}")
     new = execute(request, settings)
+    if missing and new.exit_code not in (0, None):
+        progress(
+            f"The reproduction failed; it may be for want of {', '.join(missing)}, which "
+            f"run {original.id[:12]} read but did not keep (declare such files with --input)."
+        )
     return ReproduceResult(original, new, compare_outputs(original, new, store), workdir)

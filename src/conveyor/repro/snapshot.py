@@ -7,6 +7,9 @@ the folder's files minus the usual caches and virtual environments.
 
 The snapshot itself is a manifest (JSON, stored by digest) listing each file's
 path, mode and blob digest; unchanged files cost nothing the second time.
+Symbolic links are kept as links (their target text) and never followed, so
+nothing outside the tree is read through them; files an earlier run wrote as
+its declared outputs (still unchanged) are results, not code, and are left out.
 """
 
 from __future__ import annotations
@@ -14,14 +17,24 @@ from __future__ import annotations
 import os
 import stat
 import subprocess
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from conveyor.errors import RunError, SnapshotTooLarge, StoreError
+from conveyor.repro.ledger import KnownOutput
 from conveyor.store.artifacts import ArtifactStore
 
-__all__ = ["CodeState", "materialize", "read_manifest", "take_snapshot"]
+__all__ = [
+    "CodeState",
+    "human_size",
+    "inside",
+    "materialize",
+    "read_links",
+    "read_manifest",
+    "take_snapshot",
+]
 
 #: Folders never snapshotted outside git (inside git, .gitignore decides).
 _SKIP_DIRS = {
@@ -41,6 +54,8 @@ _SKIP_DIRS = {
     ".ipynb_checkpoints",
 }
 MANIFEST_VERSION = 1
+#: How many skipped or left-out entries a run lists (the rest are counted, not named).
+_LISTED = 100
 
 
 @dataclass(frozen=True)
@@ -55,6 +70,11 @@ class CodeState:
     commit: str | None = None
     branch: str | None = None
     dirty: bool | None = None
+    links: int = 0
+    #: Entries not kept, each {"path", "reason"} (a file under a symlinked folder ...).
+    skipped: list[dict[str, str]] = field(default_factory=list)
+    #: Files left out because an earlier run produced them, each {"path", "digest", "run"}.
+    excluded_outputs: list[dict[str, str]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -66,6 +86,9 @@ class CodeState:
             "commit": self.commit,
             "branch": self.branch,
             "dirty": self.dirty,
+            "links": self.links,
+            "skipped": self.skipped,
+            "excluded_outputs": self.excluded_outputs,
         }
 
 
@@ -98,17 +121,106 @@ def _git_state(root: Path) -> tuple[str | None, str | None, bool | None]:
     return commit, branch, dirty
 
 
+def human_size(size: float) -> str:
+    """``512`` -> "512 bytes", ``5000`` -> "4.9 KB", ``3 << 20`` -> "3.0 MB" (binary units)."""
+    if size < 1024:
+        return f"{int(size)} bytes"
+    for unit in ("KB", "MB", "GB"):
+        size /= 1024
+        if size < 1024:
+            return f"{size:.1f} {unit}"
+    return f"{size / 1024:.1f} TB"
+
+
 def _walk(root: Path) -> list[str]:
     found: list[str] = []
     for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if d not in _SKIP_DIRS)
         rel = Path(dirpath).relative_to(root)
+        # os.walk lists a symlinked folder among the folders and never enters it; it is
+        # recorded as a link (its target text), like a symlinked file.
+        links = [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]
+        found.extend(str(PurePosixPath(rel, d)) for d in links)
+        dirnames[:] = sorted(d for d in dirnames if d not in _SKIP_DIRS and d not in links)
         found.extend(str(PurePosixPath(rel, f)) for f in filenames if not f.endswith(".pyc"))
     return found
 
 
-def take_snapshot(cwd: Path, store: ArtifactStore, *, limit: int) -> CodeState:
-    """Snapshot the tree around ``cwd`` into ``store``; SnapshotTooLarge past ``limit`` bytes."""
+class _Tree:
+    """Sorts the listed names into files, symlinks and what cannot be kept, never leaving root."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.files: list[tuple[str, Path, os.stat_result]] = []
+        self.links: dict[str, str] = {}
+        self.skipped: list[dict[str, str]] = []
+        self._linked_dirs: dict[str, bool] = {}
+
+    def _symlinked_parent(self, name: str) -> str | None:
+        """The first folder on ``name``'s path that is a symlink (it would lead elsewhere)."""
+        parts = name.split("/")
+        for i in range(1, len(parts)):
+            folder = "/".join(parts[:i])
+            linked = self._linked_dirs.get(folder)
+            if linked is None:
+                linked = self._linked_dirs[folder] = os.path.islink(self.root / folder)
+            if linked:
+                return folder
+        return None
+
+    def add(self, name: str) -> None:
+        path = self.root / name
+        via = self._symlinked_parent(name)
+        if via is not None:
+            if via not in self.links:
+                self.links[via] = os.readlink(self.root / via)
+            self.skipped.append(
+                {"path": name, "reason": f"under the symbolic link {via} -> {self.links[via]}"}
+            )
+            return
+        try:
+            st = path.lstat()
+        except FileNotFoundError:
+            return  # tracked but deleted in the working tree
+        if stat.S_ISLNK(st.st_mode):
+            self.links[name] = os.readlink(path)
+        elif stat.S_ISREG(st.st_mode):
+            self.files.append((name, path, st))
+        else:
+            kind = "a folder (a git submodule?)" if stat.S_ISDIR(st.st_mode) else "not a file"
+            self.skipped.append({"path": name, "reason": kind})
+
+
+def _drop_known_outputs(
+    tree: _Tree, store: ArtifactStore, known: Mapping[str, list[KnownOutput]]
+) -> list[dict[str, str]]:
+    """Take out of ``tree`` the files still equal to an earlier run's recorded output."""
+    excluded: list[dict[str, str]] = []
+    kept = []
+    for name, path, st in tree.files:
+        candidates = [k for k in known.get(name, ()) if k.size == st.st_size]
+        if candidates:
+            digest = store.put_file(path)  # already stored when that run recorded it
+            match = next((k for k in candidates if k.digest == digest), None)
+            if match is not None:
+                excluded.append({"path": name, "digest": digest, "run": match.run})
+                continue
+        kept.append((name, path, st))
+    tree.files = kept
+    return excluded
+
+
+def take_snapshot(
+    cwd: Path,
+    store: ArtifactStore,
+    *,
+    limit: int,
+    known_outputs: Callable[[Path], Mapping[str, list[KnownOutput]]] | None = None,
+) -> CodeState:
+    """Snapshot the tree around ``cwd`` into ``store``; SnapshotTooLarge past ``limit`` bytes.
+
+    ``known_outputs(root)`` names the files earlier runs recorded as outputs
+    (path relative to root); those still holding that content are left out.
+    """
     cwd = cwd.resolve()
     top = _git(cwd, "rev-parse", "--show-toplevel")
     commit = branch = None
@@ -122,36 +234,32 @@ def take_snapshot(cwd: Path, store: ArtifactStore, *, limit: int) -> CodeState:
         root = cwd
         names = sorted(_walk(root))
 
-    entries: list[tuple[str, Path, os.stat_result]] = []
-    total = 0
+    tree = _Tree(root)
     for name in names:
-        path = root / name
-        try:
-            st = path.lstat()
-        except FileNotFoundError:
-            continue  # tracked but deleted in the working tree
-        if not stat.S_ISREG(st.st_mode):
-            continue  # symlinks, sockets, submodule folders
-        total += st.st_size
-        entries.append((name, path, st))
+        tree.add(name)
+    known = known_outputs(root) if known_outputs is not None else {}
+    excluded = _drop_known_outputs(tree, store, known) if known else []
+    total = sum(st.st_size for _, _, st in tree.files)
     if total > limit:
-        biggest = sorted(entries, key=lambda e: e[2].st_size, reverse=True)[:3]
-        listing_text = ", ".join(f"{n} ({e.st_size / 1e6:.1f} MB)" for n, _, e in biggest)
+        biggest = sorted(tree.files, key=lambda e: e[2].st_size, reverse=True)[:3]
+        listing_text = ", ".join(f"{n} ({human_size(e.st_size)})" for n, _, e in biggest)
         raise SnapshotTooLarge(
-            f"the working tree at {root} holds {total / 1e6:.1f} MB, more than the "
-            f"snapshot limit of {limit / 1e6:.1f} MB (largest: {listing_text})",
+            f"the working tree at {root} holds {human_size(total)}, more than the "
+            f"snapshot limit of {human_size(limit)} (largest: {listing_text})",
             hint="Declare large data with --input (stored once, by digest) and add it to "
             ".gitignore, or raise the limit with CONVEYOR_SNAPSHOT_LIMIT=1G.",
         )
 
     files = []
-    for name, path, st in entries:
+    for name, path, st in tree.files:
         try:
             digest = store.put_file(path)
         except OSError as exc:
             raise RunError(f"cannot read {path} for the code snapshot: {exc.strerror}") from exc
         files.append({"path": name, "digest": digest, "mode": st.st_mode & 0o777})
-    manifest = {"version": MANIFEST_VERSION, "files": files}
+    manifest: dict[str, Any] = {"version": MANIFEST_VERSION, "files": files}
+    if tree.links:
+        manifest["links"] = [{"path": p, "target": t} for p, t in sorted(tree.links.items())]
     rel = cwd.relative_to(root)
     return CodeState(
         snapshot=store.put_json(manifest),
@@ -162,15 +270,27 @@ def take_snapshot(cwd: Path, store: ArtifactStore, *, limit: int) -> CodeState:
         commit=commit,
         branch=branch,
         dirty=dirty,
+        links=len(tree.links),
+        skipped=tree.skipped[:_LISTED],
+        excluded_outputs=excluded[:_LISTED],
     )
 
 
 def read_manifest(store: ArtifactStore, digest: str) -> list[dict[str, Any]]:
+    """The files of a snapshot manifest (path, digest, mode)."""
+    return _manifest(store, digest)["files"]  # type: ignore[no-any-return]
+
+
+def read_links(store: ArtifactStore, digest: str) -> dict[str, str]:
+    """The symbolic links of a snapshot manifest: path -> target text."""
+    return {e["path"]: e["target"] for e in _manifest(store, digest).get("links", [])}
+
+
+def _manifest(store: ArtifactStore, digest: str) -> dict[str, Any]:
     manifest = store.read_json(digest)
     if not isinstance(manifest, dict) or manifest.get("version") != MANIFEST_VERSION:
         raise StoreError(f"artifact {digest} is not a code snapshot manifest")
-    files: list[dict[str, Any]] = manifest["files"]
-    return files
+    return manifest
 
 
 def _safe_target(dest: Path, name: str) -> Path:
@@ -180,11 +300,23 @@ def _safe_target(dest: Path, name: str) -> Path:
     return dest.joinpath(*rel.parts)
 
 
+def inside(path: Path, folder: Path) -> bool:
+    """True if ``path``, with every symlink on it resolved, lies within ``folder``."""
+    return path.resolve().is_relative_to(folder.resolve())
+
+
 def materialize(store: ArtifactStore, digest: str, dest: Path) -> int:
-    """Write the snapshot's files under ``dest``; returns how many were written."""
-    files = read_manifest(store, digest)
-    for entry in files:
+    """Write the snapshot's files and symlinks under ``dest``; returns how many were made."""
+    manifest = _manifest(store, digest)
+    for entry in manifest["files"]:
         target = _safe_target(dest, entry["path"])
         store.export(entry["digest"], target)
         target.chmod(int(entry.get("mode", 0o644)) | 0o200)
-    return len(files)
+    # Links come last, so no file above is ever written through one of them.
+    for entry in manifest.get("links", []):
+        target = _safe_target(dest, entry["path"])
+        if not inside(target.parent, dest):
+            raise StoreError(f"snapshot link {entry['path']!r} would escape the destination")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.symlink(entry["target"], target)
+    return len(manifest["files"]) + len(manifest.get("links", []))

@@ -9,6 +9,10 @@ module before the user's code. When CONVEYOR_RUN_DIR is set it:
 - writes the interpreter's facts (executable, version, sys.path) to the run
   journal, from which the recorder reads the exact package set;
 - at exit, records the BLAS/OpenMP libraries actually loaded (threadpoolctl);
+- watches the files the process opens inside the project folder
+  (CONVEYOR_WATCH_ROOT, an audit hook on ``open``) and journals the first read
+  and the first write of each, so the recorder can name undeclared inputs and
+  tell whose process wrote an output;
 - then runs any other ``sitecustomize`` the environment had.
 """
 
@@ -164,6 +168,70 @@ def _chain_other_sitecustomize() -> None:
     spec.loader.exec_module(module)
 
 
+#: Paths inside the project that are tools' own files, not the run's data.
+_NOT_DATA = (
+    os.sep + "__pycache__" + os.sep,
+    os.sep + ".git" + os.sep,
+    os.sep + ".venv" + os.sep,
+    os.sep + "site-packages" + os.sep,
+    os.sep + "node_modules" + os.sep,
+)
+_WRITING = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
+
+
+def _conveyor_home() -> str:
+    home = os.environ.get("CONVEYOR_HOME")
+    return os.path.realpath(home) if home else ""
+
+
+def _watch_files(run_dir: str, root: str) -> None:
+    """Journal the first read and first write of each file opened under ``root``.
+
+    Every ``open`` (builtin, ``os.open``, imports) raises an audit event; the
+    hook must stay cheap because it sees all of them, so it rejects anything
+    outside the project with one string comparison.
+    """
+    prefix = root.rstrip(os.sep) + os.sep
+    own = tuple(
+        p.rstrip(os.sep) + os.sep
+        for p in {sys.prefix, sys.base_prefix, os.path.realpath(run_dir), _conveyor_home()}
+        if p and (p.rstrip(os.sep) + os.sep).startswith(prefix)
+    )
+    seen: set[tuple[str, bool]] = set()
+    abspath, fspath = os.path.abspath, os.fspath
+
+    def hook(event: str, args: tuple[Any, ...]) -> None:
+        if event != "open":
+            return
+        path = args[0]
+        if not isinstance(path, str):
+            if isinstance(path, int):
+                return  # an already open descriptor
+            try:
+                path = os.fsdecode(fspath(path))
+            except TypeError:
+                return
+        if not path.startswith(prefix):
+            path = abspath(path)  # relative to a cwd that may change later
+            if not path.startswith(prefix):
+                return
+        writing = bool(args[2] & _WRITING) if isinstance(args[2], int) else False
+        key = (path, writing)
+        if key in seen or path.endswith(".pyc") or any(n in path for n in _NOT_DATA):
+            return
+        if own and path.startswith(own):
+            return
+        seen.add(key)
+        # An exception here would fail the user's own open(); contextlib is not imported
+        # for this, as it would be in every Python process of every run.
+        try:  # noqa: SIM105
+            _journal(run_dir, "write" if writing else "read", path=path)
+        except (OSError, ValueError):
+            pass
+
+    sys.addaudithook(hook)
+
+
 def _first_python_of_run(run_dir: str) -> bool:
     """True for the first Python process of the run (the command, or what it started)."""
     try:
@@ -186,6 +254,9 @@ def _main() -> None:
             0,
             _AfterImport({"numpy.random": _seed_numpy_random(seed), "torch": _seed_torch(seed)}),
         )
+        root = os.environ.get("CONVEYOR_WATCH_ROOT")
+        if root:
+            _watch_files(run_dir, root)
         if _first_python_of_run(run_dir):
             _journal(
                 run_dir,
@@ -197,6 +268,7 @@ def _main() -> None:
                 ),
                 prefix=sys.prefix,
                 path=[p for p in sys.path if p and os.path.abspath(p) != _HERE],
+                watching=root or None,
             )
             atexit.register(_record_blas, run_dir)
     _chain_other_sitecustomize()
