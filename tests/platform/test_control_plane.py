@@ -490,3 +490,31 @@ def test_droplets_gc_removes_what_only_deleted_apps_used(platform: Platform) -> 
     assert get(f"{platform.router}/staying/")[0] == 200  # what running apps use is kept
     platform.cli("restart", "staying")
     assert get(f"{platform.router}/staying/")[0] == 200
+
+
+def test_an_upload_repairs_a_damaged_copy_and_wrong_bytes_are_refused(
+    platform: Platform, tmp_path: Path
+) -> None:
+    from conveyor.store.artifacts import ArtifactStore
+    from conveyor.store.digests import digest_bytes
+
+    data = b"the bytes of an app's file\n" * 100
+    digest = digest_bytes(data)
+    source = tmp_path / "file.txt"
+    source.write_bytes(data)
+    platform.client.upload(digest, source)
+    store = ArtifactStore.from_settings(platform.settings)
+    assert store.read_bytes(digest) == data
+    # Damage the stored copy behind the platform's back; the next upload of the file mends it.
+    blob = Path(store._path(digest))
+    blob.chmod(0o600)
+    blob.write_bytes(b"x" * len(data))
+    platform.client.upload(digest, source)
+    assert store.read_bytes(digest) == data
+    # Bytes that are not what their digest says: a 400 naming both, nothing stored.
+    other = digest_bytes(b"something else")
+    with pytest.raises(ApiError) as refused:
+        platform.client.upload(other, source)
+    assert refused.value.status == 400
+    assert digest in str(refused.value)
+    assert not store.exists(other)
