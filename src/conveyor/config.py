@@ -67,6 +67,9 @@ class Settings:
     api_address: tuple[str, int] = ("127.0.0.1", 7070)
     #: Where the platform's router listens (CONVEYOR_ROUTER, host:port).
     router_address: tuple[str, int] = ("127.0.0.1", 8080)
+    #: How app instances are isolated (CONVEYOR_ISOLATION): "auto" (namespaces, and
+    #: a uid per app when run as root; refuse to start where none works) or "none".
+    isolation: str = "auto"
 
     @property
     def platform_dir(self) -> Path:
@@ -84,7 +87,16 @@ class Settings:
         trusted = tuple(
             t.strip() for t in env.get("CONVEYOR_TRUSTED_TYPES", "").split(",") if t.strip()
         )
+        isolation = env.get("CONVEYOR_ISOLATION", "auto").strip().lower() or "auto"
+        if isolation not in ("auto", "none"):
+            from conveyor.errors import ConfigError
+
+            raise ConfigError(
+                f"CONVEYOR_ISOLATION={env['CONVEYOR_ISOLATION']!r} is not a setting; use auto "
+                "(isolate app instances, the default) or none (run them unisolated)"
+            )
         return cls(
+            isolation=isolation,
             api_address=parse_address(env.get("CONVEYOR_API", "127.0.0.1:7070"), "CONVEYOR_API"),
             router_address=parse_address(
                 env.get("CONVEYOR_ROUTER", "127.0.0.1:8080"), "CONVEYOR_ROUTER"

@@ -1,0 +1,280 @@
+"""The wrapper an isolated instance starts in: namespaces, mounts, a tiny init, then the app.
+
+Run as ``python -I -S _sandbox_init.py SPEC`` (standard library only, nothing
+of Conveyor imported, so start-up stays at a few milliseconds). SPEC is JSON::
+
+    {"argv": [...], "namespaces": true, "userns": false, "uid": 3012345,
+     "cgroup": "/sys/fs/…/cgroup.procs", "rlimit_data": null,
+     "hide": [...], "ro": [...], "rw": [...], "tmp": "/tmp/…", "cwd": "/…"}
+
+Three processes, all in the instance's one process group (the supervisor's
+``killpg`` and RSS sum see them all):
+
+- the *outer* process (this one) joins the memory cgroup, enters new mount,
+  pid and IPC namespaces (and a user namespace when not root), forks, and
+  exits exactly as the app did — same code, or killed by the same signal;
+- the *init* (pid 1 of the new pid namespace) hides the platform's folders,
+  binds back what the instance may see, mounts a fresh /proc, forks the app
+  and reaps; when it exits the kernel kills whatever the app left behind;
+- the *app*, with no capabilities, as its own uid when the platform is root.
+
+A SIGTERM sent to the group reaches the app directly (it stays in the group);
+the outer and init only forward it if the app moved to a group of its own,
+so the app never gets it twice.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import signal
+import sys
+from collections.abc import Callable
+from types import FrameType
+from typing import Any
+
+CLONE_NEWNS = 0x00020000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWPID = 0x20000000
+MS_RDONLY = 1
+MS_NOSUID = 2
+MS_NODEV = 4
+MS_NOEXEC = 8
+MS_REMOUNT = 32
+MS_NOATIME = 1024
+MS_NODIRATIME = 2048
+MS_BIND = 4096
+MS_REC = 16384
+MS_PRIVATE = 1 << 18
+MS_RELATIME = 1 << 21
+ST_RELATIME = 4096
+PR_SET_PDEATHSIG = 1
+PR_CAPBSET_DROP = 24
+PR_SET_NO_NEW_PRIVS = 38
+#: Exit status of the outer process when the sandbox could not be built.
+SETUP_FAILED = 125
+#: Prefix of the one line this wrapper writes when it fails; the spawner looks for it.
+MARK = "conveyor-isolation:"
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+#: The JSON the spawner passes (see the module docstring).
+Spec = dict[str, Any]
+
+
+class SetupError(Exception):
+    """Building the sandbox failed; the message says which step."""
+
+
+def _check(result: int, what: str) -> None:
+    if result != 0:
+        err = ctypes.get_errno()
+        raise SetupError(f"{what}: {os.strerror(err)}")
+
+
+def _mount(source: str | None, target: str, fstype: str | None, flags: int, data: str = "") -> None:
+    _check(
+        _libc.mount(
+            None if source is None else source.encode(),
+            target.encode(),
+            None if fstype is None else fstype.encode(),
+            ctypes.c_ulong(flags),
+            data.encode() if data else None,
+        ),
+        f"mount {target}",
+    )
+
+
+def _write(path: str, text: str) -> None:
+    with open(path, "w") as handle:
+        handle.write(text)
+
+
+def _enter_namespaces(spec: Spec) -> None:
+    flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC
+    uid, gid = os.getuid(), os.getgid()
+    if spec["userns"]:
+        flags |= CLONE_NEWUSER
+    _check(_libc.unshare(ctypes.c_int(flags)), "unshare")
+    if spec["userns"]:
+        # Root inside maps to the platform's own user outside: it may mount, nothing more.
+        _write("/proc/self/setgroups", "deny")
+        _write("/proc/self/uid_map", f"0 {uid} 1")
+        _write("/proc/self/gid_map", f"0 {gid} 1")
+
+
+def _lock_flags(path: str) -> int:
+    """The flags a read-only remount must keep (a user namespace may not drop them)."""
+    got = os.statvfs(path).f_flag
+    keep = got & (MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_NOATIME | MS_NODIRATIME)
+    return keep | (MS_RELATIME if got & ST_RELATIME else 0)
+
+
+def _make_target(path: str, is_dir: bool) -> None:
+    if os.path.lexists(path):
+        return
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    if is_dir:
+        os.mkdir(path)
+    else:
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o644))
+
+
+def _build_view(spec: Spec) -> None:
+    """Hide the platform's folders, bind back the instance's paths, private /tmp and /proc."""
+    _mount(None, "/", None, MS_REC | MS_PRIVATE)
+    # Open every path to bind back before hiding anything: once a tmpfs covers
+    # its parent, the path itself can no longer be reached.
+    binds = []
+    for path, writable in [(p, False) for p in spec["ro"]] + [(p, True) for p in spec["rw"]]:
+        try:
+            fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+        except OSError as exc:
+            raise SetupError(
+                f"cannot open {path} to give it to the instance: {exc.strerror}"
+            ) from None
+        binds.append((path, fd, writable, os.path.isdir(path)))
+    tmp_fd = os.open(spec["tmp"], os.O_PATH | os.O_CLOEXEC)
+    for path in spec["hide"]:
+        if os.path.isdir(path):
+            _mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=1m")
+        elif os.path.exists(path):
+            _mount("/dev/null", path, None, MS_BIND)
+    # The instance's own folder is its /tmp (and the other shared scratch places).
+    for target in ("/tmp", "/var/tmp", "/dev/shm"):  # noqa: S108
+        if os.path.isdir(target):
+            _mount(f"/proc/self/fd/{tmp_fd}", target, None, MS_BIND)
+    for path, fd, writable, is_dir in sorted(binds):
+        _make_target(path, is_dir)
+        _mount(f"/proc/self/fd/{fd}", path, None, MS_BIND | MS_REC)
+        if not writable:
+            flags = MS_BIND | MS_REMOUNT | MS_RDONLY | _lock_flags(path)
+            _mount(None, path, None, flags)
+        os.close(fd)
+    os.close(tmp_fd)
+    _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+
+
+def _drop_privileges(spec: Spec) -> None:
+    """Leave the app no capabilities (and its own uid when the platform is root)."""
+    with open("/proc/sys/kernel/cap_last_cap") as handle:
+        last = int(handle.read())
+    for cap in range(last + 1):
+        _check(_libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0), f"drop capability {cap}")
+    _check(_libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs")
+    if spec.get("uid") is not None:
+        os.setgroups([])
+        os.setresgid(spec["gid"], spec["gid"], spec["gid"])
+        os.setresuid(spec["uid"], spec["uid"], spec["uid"])
+
+
+def _exec_app(spec: Spec) -> None:
+    try:
+        for sig in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT):
+            signal.signal(sig, signal.SIG_DFL)
+        if spec.get("rlimit_data"):
+            import resource
+
+            limit = int(spec["rlimit_data"])
+            resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
+        if spec.get("namespaces", True):
+            _drop_privileges(spec)
+        os.execvp(spec["argv"][0], spec["argv"])  # noqa: S606 - the app's own command
+    except OSError as exc:
+        sys.stderr.write(f"cannot start {spec['argv'][0]!r}: {exc.strerror or exc}\n")
+        sys.stderr.flush()
+        os._exit(127)
+    except SetupError as exc:
+        sys.stderr.write(f"{MARK} {exc}\n")
+        sys.stderr.flush()
+        os._exit(SETUP_FAILED)
+
+
+def _forwarder(child: int) -> Callable[[int, FrameType | None], None]:
+    def forward(sig: int, _frame: FrameType | None) -> None:
+        # The group's signal already reached the child unless it left the group.
+        try:
+            if os.getpgid(child) != os.getpgrp():
+                os.kill(child, sig)
+        except OSError:
+            pass
+
+    return forward
+
+
+def _init(spec: Spec, report: int) -> None:
+    """Pid 1 of the instance: build the view, run the app, reap, report its status."""
+    _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    try:
+        _build_view(spec)
+        os.chdir(spec["cwd"] if spec.get("cwd") and os.path.isdir(spec["cwd"]) else "/tmp")  # noqa: S108
+    except (SetupError, OSError) as exc:
+        sys.stderr.write(f"{MARK} {exc}\n")
+        sys.stderr.flush()
+        os.write(report, b"E")
+        os._exit(SETUP_FAILED)
+    app = os.fork()
+    if app == 0:
+        os.close(report)
+        _exec_app(spec)
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT):
+        signal.signal(sig, _forwarder(app))
+    while True:
+        try:
+            pid, status = os.wait()
+        except ChildProcessError:
+            os._exit(0)
+        if pid == app:
+            os.write(report, str(status).encode())
+            os._exit(0)
+
+
+def _exit_like(status: int) -> None:
+    """Exit with the app's code, or die of the signal that killed it."""
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        if sig not in (signal.SIGKILL, signal.SIGSTOP):
+            signal.signal(sig, signal.SIG_DFL)
+        os.kill(os.getpid(), sig)
+        # Still here: a signal whose default is to be ignored; the shell's convention then.
+        os._exit(128 + sig)
+    os._exit(os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 1)
+
+
+def main() -> None:
+    """Outer process: cgroup, namespaces, fork the init, then mirror the app's exit."""
+    spec = json.loads(sys.argv[1])
+    try:
+        if spec.get("cgroup"):
+            _write(spec["cgroup"], str(os.getpid()))
+        if not spec.get("namespaces", True):
+            # Isolation opted out: only the memory limit applies, and nothing stays in between.
+            if spec.get("cwd"):
+                os.chdir(spec["cwd"])
+            _exec_app(spec)
+        _enter_namespaces(spec)
+    except (SetupError, OSError) as exc:
+        sys.stderr.write(f"{MARK} {exc}\n")
+        sys.exit(SETUP_FAILED)
+    read_end, write_end = os.pipe()
+    init = os.fork()
+    if init == 0:
+        os.close(read_end)
+        _init(spec, write_end)
+    os.close(write_end)
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT):
+        signal.signal(sig, _forwarder(init))
+    chunks = []
+    while chunk := os.read(read_end, 64):
+        chunks.append(chunk)
+    _, init_status = os.waitpid(init, 0)
+    reported = b"".join(chunks)
+    if reported == b"E":
+        os._exit(SETUP_FAILED)
+    _exit_like(int(reported) if reported.isdigit() else init_status)
+
+
+if __name__ == "__main__":
+    main()
