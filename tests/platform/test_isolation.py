@@ -22,6 +22,8 @@ import pytest
 
 from conveyor.config import Settings
 from conveyor.errors import ConfigError
+from conveyor.platform import Event, HealthCheck, InstanceSpec, InstanceState, Supervisor
+from conveyor.platform.errors import SpawnError
 from conveyor.platform.isolation import (
     IsolatedSpawner,
     Isolation,
@@ -266,3 +268,57 @@ def test_an_operator_may_opt_out_and_conveyor_says_so(tmp_path: Path) -> None:
     status, isolation = asyncio.run(main())
     assert (status, lines) == (0, ["platform-token"])
     assert isolation.describe() == "none (opted out: CONVEYOR_ISOLATION=none)"
+
+
+def test_an_app_is_never_given_a_folder_holding_the_platform(tmp_path: Path) -> None:
+    settings = Settings.from_env({"CONVEYOR_HOME": str(tmp_path / "home")})
+    settings.platform_dir.mkdir(parents=True)
+    spawner = IsolatedSpawner(settings)
+    for given in (settings.platform_dir, settings.home, tmp_path):
+        sandbox = Sandbox(app="a", read_only=(given,))
+        with pytest.raises(SpawnError, match=r"may not be given .*holds the platform's own files"):
+            asyncio.run(spawner.spawn(["true"], env={}, cwd=None, output=print, sandbox=sandbox))
+
+
+def test_the_supervisor_runs_an_isolated_instance_and_stops_it(tmp_path: Path) -> None:
+    settings = Settings.from_env({"CONVEYOR_HOME": str(tmp_path / "home")})
+    settings.platform_dir.mkdir(parents=True)
+    hello = Path(__file__).parent / "apps" / "hello.py"
+    events: list[tuple[str, object]] = []
+
+    async def main() -> tuple[str, Any]:
+        import httpx
+
+        settled = asyncio.Event()
+
+        def record(event: Event) -> None:
+            events.append((event.kind, event.details.get("killed")))
+            if event.kind in ("running", "crashed"):
+                settled.set()
+
+        supervisor = Supervisor(
+            spawner=IsolatedSpawner(settings),
+            base_env=instance_env({}, app="hello", revision=1, index=0, port=0),
+            events=record,
+        )
+        spec = InstanceSpec(
+            app="hello",
+            command=(sys.executable, str(hello)),
+            health=HealthCheck(type="http", endpoint="/health", timeout=SLOW),
+        )
+        instance = supervisor.start(spec, 0)
+        try:
+            await settled.wait()
+            assert instance.state is InstanceState.RUNNING, instance.last_crash
+            async with httpx.AsyncClient() as client:
+                url = f"http://127.0.0.1:{instance.port}/env?name=CONVEYOR_HOME"
+                answer = (await client.get(url)).json()
+        finally:
+            await supervisor.stop_all()
+        return instance.state.value, answer
+
+    state, answer = asyncio.run(asyncio.wait_for(main(), SLOW))
+    assert answer["value"] is None
+    assert state == "DOWN"
+    # SIGTERM reached the app through its sandbox: it ended within its grace period.
+    assert events[-1] == ("stopped", False)

@@ -1,11 +1,13 @@
 """The wrapper an isolated instance starts in: namespaces, mounts, a tiny init, then the app.
 
-Run as ``python -I -S _sandbox_init.py SPEC`` (standard library only, nothing
-of Conveyor imported, so start-up stays at a few milliseconds). SPEC is JSON::
+Run as ``python -I -S _sandbox_init.py OPTIONS -- APP ARGV`` (standard
+library only, nothing of Conveyor imported — not even json or the signal
+module's enums — so it starts in a few milliseconds). OPTIONS, each a flag
+and a value::
 
-    {"argv": [...], "namespaces": true, "userns": false, "uid": 3012345,
-     "cgroup": "/sys/fs/…/cgroup.procs", "rlimit_data": null,
-     "hide": [...], "ro": [...], "rw": [...], "tmp": "/tmp/…", "cwd": "/…"}
+    --hide PATH  --ro PATH  --rw PATH   (repeated)   --tmp PATH  --cwd PATH
+    --uid N  --gid N  --cgroup PROCS_FILE  --rlimit-data BYTES
+    --userns 1   --namespaces 0
 
 Three processes, all in the instance's one process group (the supervisor's
 ``killpg`` and RSS sum see them all):
@@ -26,13 +28,20 @@ so the app never gets it twice.
 from __future__ import annotations
 
 import ctypes
-import json
 import os
-import signal
 import sys
-from collections.abc import Callable
-from types import FrameType
-from typing import Any
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import signal
+    from collections.abc import Callable
+    from types import FrameType
+    from typing import Any
+
+    #: The parsed options (see the module docstring).
+    Spec = dict[str, Any]
+else:
+    import _signal as signal  # the C module: ``signal`` would import enum (~10 ms)
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWIPC = 0x08000000
@@ -59,9 +68,6 @@ SETUP_FAILED = 125
 MARK = "conveyor-isolation:"
 
 _libc = ctypes.CDLL(None, use_errno=True)
-
-#: The JSON the spawner passes (see the module docstring).
-Spec = dict[str, Any]
 
 
 class SetupError(Exception):
@@ -95,10 +101,10 @@ def _write(path: str, text: str) -> None:
 def _enter_namespaces(spec: Spec) -> None:
     flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC
     uid, gid = os.getuid(), os.getgid()
-    if spec["userns"]:
+    if spec.get("userns"):
         flags |= CLONE_NEWUSER
     _check(_libc.unshare(ctypes.c_int(flags)), "unshare")
-    if spec["userns"]:
+    if spec.get("userns"):
         # Root inside maps to the platform's own user outside: it may mount, nothing more.
         _write("/proc/self/setgroups", "deny")
         _write("/proc/self/uid_map", f"0 {uid} 1")
@@ -243,9 +249,29 @@ def _exit_like(status: int) -> None:
     os._exit(os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 1)
 
 
+_LISTS = ("hide", "ro", "rw")
+_NUMBERS = ("uid", "gid", "rlimit_data", "userns", "namespaces")
+
+
+def parse(args: list[str]) -> Spec:
+    """The options before ``--`` (see the module docstring), and the app's argv after it."""
+    spec: Spec = {name: [] for name in _LISTS}
+    spec["namespaces"] = 1
+    at = 0
+    while args[at] != "--":
+        name, value = args[at].removeprefix("--").replace("-", "_"), args[at + 1]
+        if name in _LISTS:
+            spec[name].append(value)
+        else:
+            spec[name] = int(value) if name in _NUMBERS else value
+        at += 2
+    spec["argv"] = args[at + 1 :]
+    return spec
+
+
 def main() -> None:
     """Outer process: cgroup, namespaces, fork the init, then mirror the app's exit."""
-    spec = json.loads(sys.argv[1])
+    spec = parse(sys.argv[1:])
     try:
         if spec.get("cgroup"):
             _write(spec["cgroup"], str(os.getpid()))

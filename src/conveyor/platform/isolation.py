@@ -252,7 +252,15 @@ def _open_to(path: Path) -> None:
 
 
 def _wrapper(python: str, spec: Mapping[str, Any]) -> list[str]:
-    return [python, "-I", "-S", _sandbox_init.__file__, json.dumps(spec)]
+    """The wrapper's command line for ``spec`` (options as :mod:`._sandbox_init` reads them)."""
+    options: list[str] = []
+    for name, value in spec.items():
+        if name == "argv" or value is None:
+            continue
+        flag = "--" + name.replace("_", "-")
+        for item in value if isinstance(value, list) else [value]:
+            options += [flag, str(int(item)) if isinstance(item, bool) else str(item)]
+    return [python, "-I", "-S", _sandbox_init.__file__, *options, "--", *spec["argv"]]
 
 
 class IsolatedProcess:
@@ -332,6 +340,8 @@ class IsolatedSpawner:
     ) -> None:
         self._python = python or sys.executable
         self._hidden = [*hidden_paths(settings), *(Path(p).resolve() for p in hide)]
+        # Never bound back whole: they hold the token, the registry, every app's files.
+        self._guarded = [*self._hidden, settings.platform_dir.resolve()]
         self._opted_out = settings.isolation == "none"
         self._root = os.geteuid() == 0
         self._checked: Isolation | None = None
@@ -390,6 +400,13 @@ class IsolatedSpawner:
     ) -> dict[str, Any]:
         read_only = [Path(p).resolve() for p in sandbox.read_only]
         read_write = [Path(p).resolve() for p in sandbox.read_write]
+        for path in [*read_only, *read_write]:
+            if any(path == g or path in g.parents for g in self._guarded):
+                raise SpawnError(
+                    f"app {sandbox.app!r} may not be given {path}: "
+                    "it holds the platform's own files (its token, registry, other apps)",
+                    hint="Give the app only the folders it needs inside it, e.g. its droplet.",
+                )
         uid = app_uid(sandbox.app) if self._root and not self._opted_out else None
         hidden = list(self._hidden)
         runtime = _runtime_paths()
