@@ -315,6 +315,10 @@ class IsolatedProcess:
         """Why it died, when the platform knows better than its exit status (memory, set-up)."""
         return self._reason
 
+    def describe_isolation(self) -> str:
+        """One line for ``conveyor app``: ``namespaces+uid 3141592, memory cgroup v1 100 MiB``."""
+        return self.isolation.describe()
+
     def signal_group(self, sig: int) -> None:
         self._inner.signal_group(sig)
 
@@ -384,8 +388,17 @@ class IsolatedSpawner:
             why = done.stderr.strip().replace(_sandbox_init.MARK, "").strip() or (
                 f"the sandbox exited with status {done.returncode}"
             )
+            hint = _OPT_OUT
+            if not self._root:
+                hint = (
+                    "Unprivileged user namespaces may be switched off here: allow them "
+                    "(sysctl kernel.unprivileged_userns_clone=1, or on Ubuntu "
+                    "kernel.apparmor_restrict_unprivileged_userns=0), or "
+                    + _OPT_OUT[0].lower()
+                    + _OPT_OUT[1:]
+                )
             raise IsolationUnavailable(
-                f"cannot isolate app instances here ({self.mechanism}): {why}", hint=_OPT_OUT
+                f"cannot isolate app instances here ({self.mechanism}): {why}", hint=hint
             )
         self._checked = Isolation(self.mechanism)
         return self._checked

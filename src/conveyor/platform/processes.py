@@ -135,6 +135,14 @@ class _Subprocess:
     def memory_bytes(self) -> int | None:
         return group_rss(self._process.pid)
 
+    def crash_reason(self, status: int | None = None) -> str | None:
+        """Why it died beyond its exit status; a plain process has nothing to add."""
+        return None
+
+    def describe_isolation(self) -> str:
+        """Which isolation it got (see :mod:`.isolation`): none, started plainly."""
+        return "none"
+
 
 async def _pump(reader: asyncio.StreamReader, stream: Stream, output: OutputSink) -> None:
     while True:
