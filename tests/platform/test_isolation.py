@@ -146,6 +146,7 @@ def test_an_app_reads_its_droplet_and_writes_its_tmp_only(report: Any) -> None:
     assert report["a"]["read own droplet"] == "ok"
     assert report["a"]["write own tmp"] == "ok"
     assert report["a"]["write own droplet"] != "ok"
+    assert report["a"]["write platform code"] != "ok"
 
 
 def test_sigterm_to_the_group_reaches_the_app_and_its_exit_code_comes_back(report: Any) -> None:

@@ -60,6 +60,7 @@ MS_PRIVATE = 1 << 18
 MS_RELATIME = 1 << 21
 ST_RELATIME = 4096
 PR_SET_PDEATHSIG = 1
+PR_SET_DUMPABLE = 4
 PR_CAPBSET_DROP = 24
 PR_SET_NO_NEW_PRIVS = 38
 #: Exit status of the outer process when the sandbox could not be built.
@@ -118,6 +119,54 @@ def _lock_flags(path: str) -> int:
     return keep | (MS_RELATIME if got & ST_RELATIME else 0)
 
 
+SYS_MOUNT_SETATTR = 442  # the same number on every architecture
+AT_RECURSIVE = 0x8000
+MOUNT_ATTR_RDONLY = 1
+
+
+class _MountAttr(ctypes.Structure):
+    _fields_ = (
+        ("attr_set", ctypes.c_uint64),
+        ("attr_clr", ctypes.c_uint64),
+        ("propagation", ctypes.c_uint64),
+        ("userns_fd", ctypes.c_uint64),
+    )
+
+
+def _read_only_everywhere() -> None:
+    """Make every mount read-only: the app writes only where it is given a folder.
+
+    Without this, an app in a user namespace could write whatever the
+    platform's user can (its code, its shell's start-up files).
+    """
+    attr = _MountAttr(MOUNT_ATTR_RDONLY, 0, 0, 0)
+    done = _libc.syscall(
+        ctypes.c_long(SYS_MOUNT_SETATTR),
+        ctypes.c_int(-100),  # AT_FDCWD
+        b"/",
+        ctypes.c_uint(AT_RECURSIVE),
+        ctypes.byref(attr),
+        ctypes.c_size_t(ctypes.sizeof(attr)),
+    )
+    if done == 0:
+        return
+    # Kernels before 5.12: one read-only bind remount per mount point.
+    with open("/proc/self/mountinfo") as handle:
+        points = {line.split()[4].replace("\\040", " ") for line in handle}
+    for point in sorted(points):
+        try:
+            _mount(None, point, None, MS_BIND | MS_REMOUNT | MS_RDONLY | _lock_flags(point))
+        except (SetupError, OSError):
+            if point == "/":
+                raise
+
+
+def _set_writable(path: str, writable: bool) -> None:
+    """Remount a bind mount read-write or read-only (a bind starts with its source's flags)."""
+    flags = MS_BIND | MS_REMOUNT | _lock_flags(path) | (0 if writable else MS_RDONLY)
+    _mount(None, path, None, flags)
+
+
 def _make_target(path: str, is_dir: bool) -> None:
     if os.path.lexists(path):
         return
@@ -143,6 +192,7 @@ def _build_view(spec: Spec) -> None:
             ) from None
         binds.append((path, fd, writable, os.path.isdir(path)))
     tmp_fd = os.open(spec["tmp"], os.O_PATH | os.O_CLOEXEC)
+    _read_only_everywhere()
     for path in spec["hide"]:
         if os.path.isdir(path):
             _mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=1m")
@@ -152,14 +202,18 @@ def _build_view(spec: Spec) -> None:
     for target in ("/tmp", "/var/tmp", "/dev/shm"):  # noqa: S108
         if os.path.isdir(target):
             _mount(f"/proc/self/fd/{tmp_fd}", target, None, MS_BIND)
+            _set_writable(target, True)
     for path, fd, writable, is_dir in sorted(binds):
         _make_target(path, is_dir)
         _mount(f"/proc/self/fd/{fd}", path, None, MS_BIND | MS_REC)
-        if not writable:
-            flags = MS_BIND | MS_REMOUNT | MS_RDONLY | _lock_flags(path)
-            _mount(None, path, None, flags)
+        _set_writable(path, writable)
         os.close(fd)
     os.close(tmp_fd)
+    for path in spec["hide"]:
+        # Now that the bound-back paths hang in them, the stand-ins become read-only too
+        # (one under /tmp is out of sight already: the instance's own folder covers it).
+        if os.path.isdir(path) and os.path.ismount(path):
+            _mount(None, path, None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
     _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
 
 
@@ -176,6 +230,21 @@ def _drop_privileges(spec: Spec) -> None:
         os.setresuid(spec["uid"], spec["uid"], spec["uid"])
 
 
+def _execvp(argv: list[str]) -> None:
+    """``os.execvp`` without its lazy ``import warnings``, which the app's uid may not read."""
+    if "/" in argv[0]:
+        os.execv(argv[0], argv)  # noqa: S606 - the app's own command
+    error: OSError = FileNotFoundError(2, "No such file or directory")
+    for folder in os.environ.get("PATH", os.defpath).split(os.pathsep):
+        try:
+            os.execv(os.path.join(folder or ".", argv[0]), argv)  # noqa: S606
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        except OSError as exc:  # found but not runnable: say so rather than "not found"
+            error = exc
+    raise error
+
+
 def _exec_app(spec: Spec) -> None:
     try:
         for sig in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT):
@@ -187,7 +256,7 @@ def _exec_app(spec: Spec) -> None:
             resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
         if spec.get("namespaces", True):
             _drop_privileges(spec)
-        os.execvp(spec["argv"][0], spec["argv"])  # noqa: S606 - the app's own command
+        _execvp(spec["argv"])
     except OSError as exc:
         sys.stderr.write(f"cannot start {spec['argv'][0]!r}: {exc.strerror or exc}\n")
         sys.stderr.flush()
@@ -213,6 +282,9 @@ def _forwarder(child: int) -> Callable[[int, FrameType | None], None]:
 def _init(spec: Spec, report: int) -> None:
     """Pid 1 of the instance: build the view, run the app, reap, report its status."""
     _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    # Keeps the app (same uid in a user namespace) from ptracing the init, which
+    # still holds the capabilities to undo the mounts.
+    _libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
     try:
         _build_view(spec)
         os.chdir(spec["cwd"] if spec.get("cwd") and os.path.isdir(spec["cwd"]) else "/tmp")  # noqa: S108

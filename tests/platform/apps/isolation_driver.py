@@ -18,10 +18,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import conveyor
 from conveyor.config import Settings
 from conveyor.platform.isolation import IsolatedProcess, IsolatedSpawner, Sandbox, instance_env
 
 INTRUDER = str(Path(__file__).with_name("intruder.py"))
+#: A file app a tries to plant in the platform's own code (writable by the platform's user).
+PLANTED = Path(conveyor.__file__).with_name(f".planted-{os.getpid()}.py")
 #: What the shell that started the platform holds: none of it may reach an app.
 PLATFORM_SHELL = {
     "CONVEYOR_API": "127.0.0.1:7070",
@@ -97,7 +100,11 @@ async def main(job: dict[str, Any]) -> dict[str, Any]:
             "own droplet": str(drop_a / "app.txt"),
             "platform environ": f"/proc/{os.getpid()}/environ",
         },
-        "write": {"own tmp": "/tmp/scratch.txt", "own droplet": str(drop_a / "new.txt")},
+        "write": {
+            "own tmp": "/tmp/scratch.txt",
+            "own droplet": str(drop_a / "new.txt"),
+            "platform code": str(PLANTED),
+        },
         "signal": {
             "b": neighbour.handle.pid,
             **{f"b's app {i}": pid for i, pid in enumerate(app_pids(neighbour.handle.pid))},
@@ -110,6 +117,7 @@ async def main(job: dict[str, Any]) -> dict[str, Any]:
     report["a status"] = await intruder.handle.wait()
     report["a"] = json.loads(intruder.lines[-1]) if intruder.lines else intruder.lines
     report["a isolation"] = intruder.handle.isolation.describe()
+    PLANTED.unlink(missing_ok=True)  # only there if the check failed
     neighbour.handle.signal_group(signal.SIGTERM)
     report["b status"] = await neighbour.handle.wait()
     report["b lines"] = neighbour.lines
