@@ -50,17 +50,21 @@ def make_platform(root: Path) -> dict[str, Any]:
     token.write_text("platform-token\n")
     token.chmod(0o600)
     (home / "registry.db").write_text("the registry\n")
+    # The home of the user who runs the platform, with a key an app must not read.
+    user = root / "user"
+    (user / ".ssh").mkdir(parents=True, mode=0o700)
+    (user / ".ssh" / "id_ed25519").write_text("private key\n")
     droplets = {}
     for app, file in (("a", "app.txt"), ("b", "secret.txt")):
         droplet = home / "platform" / "droplets" / app
         droplet.mkdir(parents=True)
         (droplet / file).write_text(f"{app}'s file\n")
         droplets[app] = str(droplet)
-    return {"home": str(home), "droplets": droplets, "memory_limit": 64 * MIB}
+    return {"home": str(home), "user": str(user), "droplets": droplets, "memory_limit": 64 * MIB}
 
 
 def run_driver(job: dict[str, Any], prefix: list[str]) -> dict[str, Any]:
-    env = {**os.environ, "CONVEYOR_HOME": job["home"]}
+    env = {**os.environ, "CONVEYOR_HOME": job["home"], "HOME": job["user"]}
     done = subprocess.run(
         [*prefix, sys.executable, str(DRIVER), json.dumps(job)],
         capture_output=True,
@@ -105,7 +109,7 @@ def report(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
 
 
 @pytest.mark.parametrize(
-    "target", ["token", "registry", "b's droplet", "b's tmp", "platform environ"]
+    "target", ["token", "registry", "b's droplet", "b's tmp", "platform environ", "user's key"]
 )
 def test_an_app_cannot_read_the_platform_or_another_app(report: Any, target: str) -> None:
     assert report["a"][f"read {target}"] in ("FileNotFoundError", "PermissionError")

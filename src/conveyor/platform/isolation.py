@@ -204,6 +204,17 @@ def hidden_paths(settings: Settings) -> list[Path]:
     return _outermost([p.resolve() for p in paths if p.exists()])
 
 
+def _user_private() -> list[Path]:
+    """The platform user's home and runtime folder (keys, agent sockets): hidden too.
+
+    In a user namespace the app *is* that user, so only hiding keeps it from
+    ``~/.ssh`` or the ssh-agent's socket; what the app needs from there (the
+    platform's interpreter, its droplets) is bound back.
+    """
+    found = [Path.home(), Path(f"/run/user/{os.getuid()}")]
+    return [p.resolve() for p in found if p.is_dir() and p.resolve() != Path("/")]
+
+
 def _runtime_paths() -> list[Path]:
     """The platform's interpreter and packages, which model and stream apps run on."""
     import conveyor
@@ -343,7 +354,9 @@ class IsolatedSpawner:
         memory_cgroups: bool = True,
     ) -> None:
         self._python = python or sys.executable
-        self._hidden = [*hidden_paths(settings), *(Path(p).resolve() for p in hide)]
+        self._hidden = _outermost(
+            [*hidden_paths(settings), *_user_private(), *(Path(p).resolve() for p in hide)]
+        )
         # Never bound back whole: they hold the token, the registry, every app's files.
         self._guarded = [*self._hidden, settings.platform_dir.resolve()]
         self._opted_out = settings.isolation == "none"

@@ -1,6 +1,6 @@
 """The platform side of the isolation tests, run as its own process (possibly as another user).
 
-argv[1] is JSON: ``{"home": …, "droplets": {"a": …, "b": …}, "memory_limit": …,
+argv[1] is JSON: ``{"home": …, "user": …, "droplets": {"a": …, "b": …}, "memory_limit": …,
 "cgroups": …, "isolation": …}``.
 It starts app b (which waits), then app a (the intruder) aimed at the token,
 the registry, b's droplet, b's temporary folder, b's processes and the
@@ -99,6 +99,7 @@ async def main(job: dict[str, Any]) -> dict[str, Any]:
             "b's tmp": str(neighbour.handle.tmp_folder / "mine.txt"),
             "own droplet": str(drop_a / "app.txt"),
             "platform environ": f"/proc/{os.getpid()}/environ",
+            "user's key": str(Path(job["user"]) / ".ssh" / "id_ed25519"),
         },
         "write": {
             "own tmp": "/tmp/scratch.txt",
