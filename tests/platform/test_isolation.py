@@ -12,7 +12,9 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import select
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -327,3 +329,52 @@ def test_the_supervisor_runs_an_isolated_instance_and_stops_it(tmp_path: Path) -
     assert state == "DOWN"
     # SIGTERM reached the app through its sandbox: it ended within its grace period.
     assert events[-1] == ("stopped", False)
+
+
+#: A platform that starts one instance with a memory limit, then dies without cleaning up.
+DYING_PLATFORM = """
+import asyncio, json, os, sys
+from pathlib import Path
+from conveyor.config import Settings
+from conveyor.platform.isolation import IsolatedSpawner, Sandbox, instance_env
+
+async def main():
+    ready = asyncio.Event()
+    handle = await IsolatedSpawner(Settings.from_env(os.environ)).spawn(
+        [sys.executable, sys.argv[1], "--wait"],
+        env=instance_env({}, app="left", revision=1, index=0, port=0),
+        cwd=None,
+        output=lambda _s, text: ready.set() if text == "ready" else None,
+        sandbox=Sandbox(app="left", memory_limit=64 << 20),
+    )
+    await ready.wait()
+    print(json.dumps({"pid": handle.pid, "tmp": str(handle.tmp_folder)}), flush=True)
+    os._exit(0)
+
+asyncio.run(main())
+"""
+
+
+def test_a_restarted_platform_removes_what_a_killed_one_left(tmp_path: Path) -> None:
+    settings = Settings.from_env({"CONVEYOR_HOME": str(tmp_path / "home")})
+    settings.platform_dir.mkdir(parents=True)
+    intruder = str(Path(__file__).parent / "apps" / "intruder.py")
+    done = subprocess.run(
+        [sys.executable, "-c", DYING_PLATFORM, intruder],
+        env={**os.environ, "CONVEYOR_HOME": str(settings.home)},
+        capture_output=True,
+        text=True,
+        timeout=SLOW,
+        check=True,
+    )
+    orphan = json.loads(done.stdout)
+    # What `conveyor up` does first: stop the orphaned instance.
+    exited = os.pidfd_open(orphan["pid"])
+    try:
+        os.killpg(orphan["pid"], signal.SIGKILL)
+        assert select.select([exited], [], [], SLOW)[0] == [exited]
+    finally:
+        os.close(exited)
+    assert Path(orphan["tmp"]).exists()
+    assert IsolatedSpawner(settings).sweep() >= 1
+    assert not Path(orphan["tmp"]).exists()

@@ -48,6 +48,7 @@ from conveyor.platform import _sandbox_init
 from conveyor.platform.errors import SpawnError
 from conveyor.platform.logs import Stream
 from conveyor.platform.memlimit import MemoryCage, cage
+from conveyor.platform.memlimit import sweep as sweep_cgroups
 from conveyor.platform.processes import OutputSink, SubprocessSpawner, group_rss
 
 __all__ = [
@@ -320,6 +321,8 @@ class IsolatedProcess:
             if self._memory is not None:
                 await asyncio.to_thread(self._memory.remove)
             await asyncio.to_thread(shutil.rmtree, self._tmp, True)
+            with contextlib.suppress(OSError):  # the platform's folder, once its last one went
+                self._tmp.parent.rmdir()
         return status
 
     def crash_reason(self, status: int | None = None) -> str | None:
@@ -363,6 +366,41 @@ class IsolatedSpawner:
         self._root = os.geteuid() == 0
         self._checked: Isolation | None = None
         self._cgroups = memory_cgroups
+        #: Names this platform's instance folders and cgroups, so a restart finds its leftovers.
+        self._tag = hashlib.blake2b(
+            str(settings.home.resolve()).encode(), digest_size=6
+        ).hexdigest()
+
+    def _tmp_root(self) -> Path:
+        """``<tmp>/conveyor-<tag>``: every instance's own folder of this platform, inside."""
+        root = Path(tempfile.gettempdir()) / f"conveyor-{self._tag}"
+        with contextlib.suppress(FileExistsError):
+            # 0711: app uids may enter to reach their own folder, nobody may list it.
+            root.mkdir(mode=0o711)
+        info = root.lstat()
+        if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid():
+            raise SpawnError(
+                f"{root} is not a folder of this platform's user; "
+                "another user may have made it to watch instances' files",
+                hint=f"Remove {root}, or set TMPDIR for the platform to a folder of its own.",
+            )
+        root.chmod(0o711)
+        return root
+
+    def sweep(self) -> int:
+        """Remove what instances of a killed platform left: their folders and empty cgroups.
+
+        Call at start-up, after the previous platform's instances were stopped;
+        returns how many leftovers went.
+        """
+        removed = sweep_cgroups(self._tag)
+        root = Path(tempfile.gettempdir()) / f"conveyor-{self._tag}"
+        with contextlib.suppress(OSError):
+            for folder in root.iterdir():
+                shutil.rmtree(folder, ignore_errors=True)
+                removed += 1
+            root.rmdir()
+        return removed
 
     @property
     def mechanism(self) -> str:
@@ -478,12 +516,15 @@ class IsolatedSpawner:
         isolation = (
             self._checked if self._checked is not None else await asyncio.to_thread(self.check)
         )
-        label = f"{_label(sandbox.app)}-"
-        tmp = Path(tempfile.mkdtemp(prefix=f"conveyor-{label}"))
+        try:
+            tmp = Path(tempfile.mkdtemp(prefix=f"{_label(sandbox.app)}-", dir=self._tmp_root()))
+        except FileNotFoundError:  # the last instance's exit removed the folder just now
+            tmp = Path(tempfile.mkdtemp(prefix=f"{_label(sandbox.app)}-", dir=self._tmp_root()))
         memory = None
         if sandbox.memory_limit is not None:
+            label = f"{self._tag}-{_label(sandbox.app)}"
             memory = await asyncio.to_thread(
-                cage, sandbox.memory_limit, _label(sandbox.app), cgroups=self._cgroups
+                cage, sandbox.memory_limit, label, cgroups=self._cgroups
             )
         try:
             spec = self._spec(argv, sandbox, tmp, cwd, memory)
@@ -506,6 +547,8 @@ class IsolatedSpawner:
             if memory is not None:
                 memory.remove()
             shutil.rmtree(tmp, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                tmp.parent.rmdir()
             raise
         got = Isolation(
             isolation.mechanism,

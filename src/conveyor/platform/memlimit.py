@@ -19,7 +19,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["MemoryCage", "cage", "describe_size", "memory_reason"]
+__all__ = ["MemoryCage", "cage", "describe_size", "memory_reason", "sweep"]
 
 #: Lines that say a process ran out of memory under an rlimit (Python, C, C++).
 _OOM_WORDS = ("MemoryError", "Cannot allocate memory", "std::bad_alloc", "out of memory")
@@ -123,6 +123,32 @@ def _make_group(parent: Path, name: str, files: dict[str, str]) -> Path | None:
         group.rmdir()
         return None
     return group
+
+
+def _parents() -> list[Path]:
+    """The cgroups this process may make children in (v2 first, then v1's memory)."""
+    try:
+        paths, mounts = _own_cgroups()
+    except (OSError, ValueError, IndexError):
+        return []
+    return [
+        mounts[key] / paths[key].lstrip("/")
+        for key in ("", "memory")
+        if key in mounts and key in paths
+    ]
+
+
+def sweep(label: str) -> int:
+    """Remove the empty cgroups ``cage(…, label)`` made and nobody removed (a killed platform's)."""
+    removed = 0
+    for parent in _parents():
+        with contextlib.suppress(OSError):
+            for group in parent.glob(f"conveyor-{label}-*"):
+                # rmdir refuses a cgroup that still holds processes: those are left alone.
+                with contextlib.suppress(OSError):
+                    group.rmdir()
+                    removed += 1
+    return removed
 
 
 def cage(limit: int, label: str, *, cgroups: bool = True) -> MemoryCage:
