@@ -212,7 +212,9 @@ def _user_private() -> list[Path]:
     ``~/.ssh`` or the ssh-agent's socket; what the app needs from there (the
     platform's interpreter, its droplets) is bound back.
     """
-    found = [Path.home(), Path(f"/run/user/{os.getuid()}")]
+    found = [Path(f"/run/user/{os.getuid()}")]
+    with contextlib.suppress(RuntimeError, KeyError):  # no HOME and no passwd entry
+        found.append(Path.home())
     return [p.resolve() for p in found if p.is_dir() and p.resolve() != Path("/")]
 
 
