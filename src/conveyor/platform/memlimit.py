@@ -76,19 +76,22 @@ class MemoryCage:
 
     def remove(self) -> None:
         """Delete the cgroup (its processes are gone by now; a straggler may need a moment)."""
-        if self.group is None:
-            return
-        for _ in range(50):
-            try:
-                self.group.rmdir()
-                return
-            except FileNotFoundError:
-                return
-            except OSError:
-                # EBUSY while the last killed process is still being torn down.
-                os.sched_yield()
-                with contextlib.suppress(OSError):
-                    os.waitpid(-1, os.WNOHANG)
+        if self.group is not None:
+            _remove_group(self.group)
+
+
+def _remove_group(group: Path) -> bool:
+    """rmdir a cgroup, waiting a little while its last killed process is torn down."""
+    for _ in range(50):
+        try:
+            group.rmdir()
+            return True
+        except FileNotFoundError:
+            return False
+        except OSError:
+            # EBUSY: a process still in it (being torn down, or alive: then it stays).
+            os.sched_yield()
+    return False
 
 
 def _own_cgroups(proc_self: Path = Path("/proc/self")) -> tuple[dict[str, str], dict[str, Path]]:
@@ -145,9 +148,7 @@ def sweep(label: str) -> int:
         with contextlib.suppress(OSError):
             for group in parent.glob(f"conveyor-{label}-*"):
                 # rmdir refuses a cgroup that still holds processes: those are left alone.
-                with contextlib.suppress(OSError):
-                    group.rmdir()
-                    removed += 1
+                removed += _remove_group(group)
     return removed
 
 
