@@ -109,6 +109,9 @@ class Settings:
     stream_data: Path = field(default_factory=lambda: Path.home() / "conveyor-data")
     #: Further folders stream apps may read and write (CONVEYOR_STREAM_ROOTS, os.pathsep list).
     stream_roots: tuple[Path, ...] = ()
+    #: How app instances are isolated (CONVEYOR_ISOLATION): "auto" (namespaces, and
+    #: a uid per app when run as root; refuse to start where none works) or "none".
+    isolation: str = "auto"
 
     @property
     def platform_dir(self) -> Path:
@@ -132,9 +135,18 @@ class Settings:
             t.strip() for t in env.get("CONVEYOR_TRUSTED_TYPES", "").split(",") if t.strip()
         )
         data = Path(env.get("CONVEYOR_STREAM_DATA") or Path.home() / "conveyor-data")
+        isolation = env.get("CONVEYOR_ISOLATION", "auto").strip().lower() or "auto"
+        if isolation not in ("auto", "none"):
+            from conveyor.errors import ConfigError
+
+            raise ConfigError(
+                f"CONVEYOR_ISOLATION={env['CONVEYOR_ISOLATION']!r} is not a setting; use auto "
+                "(isolate app instances, the default) or none (run them unisolated)"
+            )
         return cls(
             stream_data=data.expanduser(),
             stream_roots=parse_roots(env.get("CONVEYOR_STREAM_ROOTS", ""), "CONVEYOR_STREAM_ROOTS"),
+            isolation=isolation,
             api_address=parse_address(env.get("CONVEYOR_API", "127.0.0.1:7070"), "CONVEYOR_API"),
             router_address=parse_address(
                 env.get("CONVEYOR_ROUTER", "127.0.0.1:8080"), "CONVEYOR_ROUTER"

@@ -22,6 +22,7 @@ drawing complete (every exception class in the package, under its real parent).
     ├── PlatformError           [platform.errors] the supervisor or router cannot do what was asked
     │   ├── IllegalTransition   an instance asked to move between unconnected states
     │   ├── SpawnError          an instance's command could not be started
+    │   │   └── IsolationUnavailable [platform.isolation] no sandbox works here, none opted out
     │   ├── StagingError        an app's requirements could not be resolved or installed
     │   ├── ManifestError       conveyor.yml is malformed (file, line, column and field)
     │   └── DeployError         [platform.controller] a new revision never became healthy

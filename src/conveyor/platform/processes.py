@@ -73,8 +73,14 @@ class Spawner(Protocol):
     ) -> ProcessHandle: ...
 
 
-def group_rss(pgid: int, proc: Path = Path("/proc")) -> int | None:
-    """Sum the resident set size of every process in group ``pgid`` (Linux /proc)."""
+def group_rss(
+    pgid: int, proc: Path = Path("/proc"), *, exclude_parent: int | None = None
+) -> int | None:
+    """Sum the resident set size of every process in group ``pgid`` (Linux /proc).
+
+    ``exclude_parent`` leaves out that process and its direct children (an
+    isolation wrapper and the init it forked, which are not the app's memory).
+    """
     page = os.sysconf("SC_PAGE_SIZE")
     total = 0
     found = False
@@ -93,6 +99,8 @@ def group_rss(pgid: int, proc: Path = Path("/proc")) -> int | None:
         fields = stat[stat.rfind(b")") + 2 :].split()
         # fields[0] is field 3 (state): pgrp is field 5, rss (pages) field 24.
         if len(fields) > 21 and int(fields[2]) == pgid:
+            if exclude_parent is not None and exclude_parent in (int(entry.name), int(fields[1])):
+                continue
             found = True
             total += int(fields[21]) * page
     return total if found else None
@@ -126,6 +134,14 @@ class _Subprocess:
 
     def memory_bytes(self) -> int | None:
         return group_rss(self._process.pid)
+
+    def crash_reason(self, status: int | None = None) -> str | None:
+        """Why it died beyond its exit status; a plain process has nothing to add."""
+        return None
+
+    def describe_isolation(self) -> str:
+        """Which isolation it got (see :mod:`.isolation`): none, started plainly."""
+        return "none"
 
 
 async def _pump(reader: asyncio.StreamReader, stream: Stream, output: OutputSink) -> None:
