@@ -35,6 +35,7 @@ from conveyor.platform import views
 from conveyor.platform.controller import Controller, Deployment, Progress
 from conveyor.platform.errors import ManifestError, StagingError
 from conveyor.store.digests import new_hasher
+from conveyor.streams.dsl import STREAM_NAME_PATTERN
 
 __all__ = ["create_app"]
 
@@ -48,9 +49,7 @@ _ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 MAX_BLOB = 1024 * 1024 * 1024
 
 AppName = Annotated[str, Path(pattern=_NAME, description="The app's name.")]
-StreamName = Annotated[
-    str, Path(pattern=r"^[a-z0-9](?:[a-z0-9-]{0,40}[a-z0-9])?$", description="The stream's name.")
-]
+StreamName = Annotated[str, Path(pattern=STREAM_NAME_PATTERN, description="The stream's name.")]
 
 
 class _Strict(BaseModel):
@@ -114,7 +113,7 @@ class MissingIn(_Strict):
 
 
 class StreamIn(_Strict):
-    name: str = Field(pattern=r"^[a-z0-9](?:[a-z0-9-]{0,40}[a-z0-9])?$")
+    name: str = Field(pattern=STREAM_NAME_PATTERN)
     definition: str = Field(min_length=1, max_length=20_000)
 
 
