@@ -89,7 +89,7 @@ def test_stream_definition_errors_point_at_the_problem(platform: Platform) -> No
         "stream", "create", "broken", "--definition", "http | filter --expresion=x | log",
         check=False,
     )  # fmt: skip
-    assert bad.returncode == 1
+    assert bad.returncode == 2  # the definition is wrong: a usage error
     assert "expresion" in bad.stderr
     assert "expression" in bad.stderr  # names the valid option
     assert "^" in bad.stderr  # a caret under the problem
@@ -142,7 +142,7 @@ def test_a_registered_python_app_between_named_destinations(
     wait_for("the enriched orders", lambda: len(_lines(out)) == 2)
     assert [r["total"] for r in _lines(out)] == [10, 3]
     bad = platform.cli("app", "register", "--name", "filter", "--uri", "python:x:y", check=False)
-    assert bad.returncode == 1
+    assert bad.returncode == 2
     assert "built-in" in bad.stderr
     wrong = platform.cli("app", "register", "--name", "x", "--uri", "java:x", check=False)
     assert "python:<module>:<function>" in wrong.stderr

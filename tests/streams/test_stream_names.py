@@ -60,3 +60,11 @@ def test_the_control_api_takes_the_names_the_dsl_takes(name: str) -> None:
     else:
         accepted = True
     assert accepted is is_stream_name(name)
+
+
+def test_a_definition_the_platform_refuses_exits_2_like_other_usage_errors() -> None:
+    from conveyor.cli.client import ApiError
+
+    assert ApiError("DSL error [OOD] ...", status=400).exit_code == 2
+    assert ApiError("there is no stream named 'x'", status=404).exit_code == 1
+    assert ApiError("taken", status=409).exit_code == 1
