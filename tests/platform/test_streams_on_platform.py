@@ -91,7 +91,7 @@ def test_stream_definition_errors_point_at_the_problem(platform: Platform) -> No
         "stream", "create", "broken", "--definition", "http | filter --expresion=x | log",
         check=False,
     )  # fmt: skip
-    assert bad.returncode == 1
+    assert bad.returncode == 2  # the definition is wrong: a usage error
     assert "expresion" in bad.stderr
     assert "expression" in bad.stderr  # names the valid option
     assert "^" in bad.stderr  # a caret under the problem
@@ -151,7 +151,7 @@ def test_a_registered_python_app_between_named_destinations(
     bad = platform.cli(
         "catalog", "register", "--name", "filter", "--uri", "python:x:y", check=False
     )  # fmt: skip
-    assert bad.returncode == 1
+    assert bad.returncode == 2
     assert "built-in" in bad.stderr
     wrong = platform.cli("catalog", "register", "--name", "x", "--uri", "java:x", check=False)
     assert "python:<module>:<function>" in wrong.stderr

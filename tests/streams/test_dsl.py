@@ -49,7 +49,7 @@ def test_unquoted_value_runs_to_space_pipe_semicolon_or_gt(
     if value is None:
         with pytest.raises(DslError) as info:
             parse_stream(definition)
-        assert info.value.code == "unexpected-token"
+        assert info.value.code == "UNEXPECTED_DATA_AFTER_STREAMDEF"
         assert info.value.position == definition.index(";")
     else:
         assert parse_stream(definition).apps[0].option_map()["fmt"] == value
@@ -79,31 +79,46 @@ def test_bridge_and_stream_name() -> None:
 def test_same_app_twice_needs_a_label() -> None:
     with pytest.raises(DslError) as info:
         parse_stream("time | filter --expression=a | filter --expression=b | log")
-    assert info.value.code == "duplicate-app"
+    assert info.value.code == "DUPLICATE_LABEL"
     assert "give one a label" in str(info.value)
     parse_stream("time | filter --expression=a | second: filter --expression=b | log")
     with pytest.raises(DslError) as dup:
         parse_stream("time | x: filter --expression=a | x: transform --expression=b | log")
-    assert dup.value.code == "duplicate-label"
+    assert dup.value.code == "DUPLICATE_LABEL"
 
 
 @pytest.mark.parametrize(
     ("definition", "code", "position", "expected"),
     [
-        ("", "empty-definition", 0, "expected an app name"),
-        ("http | | log", "expected-app", 7, "expected an app name, found '|'"),
-        ("http | filter --expression='a > 0", "unterminated-quote", 27, "closing '"),
-        ("http --path= | log", "missing-value", 12, "expected an option value"),
-        ("http --path x | log", "expected-equals", 12, "'=' and a value after '--path'"),
-        ("http -- | log", "expected-option", 8, "an option name after '--'"),
-        ("http --a=1 --a=2 | log", "duplicate-option", 13, "given twice"),
-        (":in log", "expected-gt", 4, "'>' after the input destination"),
-        ("http > log", "expected-destination", 7, "':' and a destination name"),
-        ("http | log > :out extra", "unexpected-token", 18, "or the end"),
-        ("http | l%g", "unexpected-character", 8, "'%'"),
-        ("http path | log", "unexpected-token", 5, "options are written --key=value"),
-        (":a > :a", "bridge-to-itself", 6, "two different destinations"),
-        ("3http | log", "invalid-name", 0, "expected an app name, found '3http'"),
+        ("", "OOD", 0, "expected an app name"),
+        ("http | | log", "EXPECTED_APPNAME", 7, "expected an app name, found '|'"),
+        ("http | filter --expression='a > 0", "NON_TERMINATING_QUOTED_STRING", 27, "closing '"),
+        ("http --path= | log", "EXPECTED_ARGUMENT_VALUE", 13, "a value after '--path='"),
+        ("http --path= x | log", "NO_WHITESPACE_BEFORE_ARG_VALUE", 13, "no space between"),
+        ("http --path=| log", "EXPECTED_ARGUMENT_VALUE", 12, "expected an option value"),
+        ("http --path x | log", "NOT_EXPECTED_TOKEN", 12, "'=' and a value after '--path'"),
+        ("http -- | log", "NOT_EXPECTED_TOKEN", 8, "an option name after '--'"),
+        ("http --a=1 --a=2 | log", "DUPLICATE_OPTION", 13, "given twice"),
+        (":in log", "EXPECTED_APPNAME", 0, "an input destination is written ':name > app'"),
+        ("http > log", "EXPECTED_DESTINATION_PREFIX", 7, "write '> :log'"),
+        ("http | log > :out extra", "UNEXPECTED_DATA_AFTER_STREAMDEF", 18, "or the end"),
+        ("http | l%g", "UNEXPECTED_DATA", 8, "'%'"),
+        (
+            "http path | log",
+            "UNEXPECTED_DATA_AFTER_STREAMDEF",
+            5,
+            "options are written --key=value",
+        ),
+        (":a > :a", "BRIDGE_TO_ITSELF", 6, "two different destinations"),
+        ("3x = http | log", "ILLEGAL_STREAM_NAME", 0, "expected a stream name"),
+        ("http | foo:bar", "EXPECTED_WHITESPACE_AFTER_LABEL_COLON", 11, "a space after the label"),
+        ("http | log -x", "MISSING_CHARACTER", 11, "'--'"),
+        ("http | lo\\g", "UNEXPECTED_ESCAPE_CHAR", 9, "quote a value"),
+        (":", "EXPECTED_STREAM_NAME_AFTER_LABEL_COLON", 0, "expected an app name"),
+        (":a/--x=1 > log", "EXPECTED_WHITESPACE_AFTER_APP_BEFORE_ARGUMENT", 3, "a space before"),
+        ("http > :foo.", "OOD", 12, "the rest of the destination name"),
+        ("a || b > :c", "DONT_USE_DOUBLEPIPE_WITH_CHANNELS", 2, "'||' joins"),
+        ("http | log; time | log", "UNEXPECTED_DATA_AFTER_STREAMDEF", 10, "one stream per"),
     ],
 )
 def test_errors_name_code_position_and_expectation(
@@ -129,8 +144,19 @@ def test_caret_on_the_right_line_of_a_multi_line_definition() -> None:
 # --- property-based -------------------------------------------------------------------------
 
 _names = st.from_regex(r"[a-z][a-z0-9_-]{0,8}", fullmatch=True)
-_keys = st.from_regex(r"[a-z][a-z0-9_.-]{0,10}", fullmatch=True)
-_dests = st.from_regex(r"[a-z0-9_][a-z0-9_-]{0,6}(\.[a-z0-9_][a-z0-9_-]{0,6}){0,2}", fullmatch=True)
+_keys = st.from_regex(r"[a-z][a-z0-9_-]{0,5}(\.[a-z0-9_][a-z0-9_$-]{0,5}){0,2}", fullmatch=True)
+_dests = st.from_regex(r"[a-z0-9_*/#][a-z0-9_*/#]{0,5}(\.[a-z0-9_*/#]{1,6}){0,2}", fullmatch=True)
+
+
+@st.composite
+def _options(draw: st.DrawFn) -> tuple[Option, ...]:
+    keys = draw(st.lists(_keys, max_size=3, unique=True))
+    return tuple(Option(k, draw(st.text(max_size=12))) for k in keys)
+
+
+@st.composite
+def _destinations(draw: st.DrawFn) -> Destination:
+    return Destination(draw(_dests), options=draw(st.just(()) | _options()))
 
 
 @st.composite
@@ -144,20 +170,21 @@ def _apps(draw: st.DrawFn) -> tuple[AppNode, ...]:
         if (label or name) in used:
             label = draw(_names.filter(lambda n: n not in used))
         used.add(label or name)
-        keys = draw(st.lists(_keys, max_size=3, unique=True))
-        options = tuple(Option(k, draw(st.text(max_size=12))) for k in keys)
-        apps.append(AppNode(name, label, options))
+        apps.append(AppNode(name, label, draw(_options())))
     return tuple(apps)
 
 
 @st.composite
 def _streams(draw: st.DrawFn) -> StreamNode:
     name = draw(st.none() | _names)
-    source = draw(st.none() | _dests.map(Destination))
-    sink = draw(st.none() | _dests.map(Destination))
-    if source is not None and sink is not None and draw(st.booleans()) and source != sink:
+    source = draw(st.none() | _destinations())
+    sink = draw(st.none() | _destinations())
+    bridge = source is not None and sink is not None and source.name != sink.name
+    if bridge and draw(st.booleans()):
         return StreamNode((), source, sink, name)
-    return StreamNode(draw(_apps()), source, sink, name)
+    apps = draw(_apps())
+    unbound = source is None and sink is None and len(apps) > 1 and draw(st.booleans())
+    return StreamNode(apps, source, sink, name, unbound)
 
 
 @settings(max_examples=300, deadline=None)
@@ -166,7 +193,7 @@ def test_printing_and_parsing_again_gives_the_same_tree(tree: StreamNode) -> Non
     assert parse_stream(to_text(tree)) == tree
 
 
-_dsl_alphabet = st.sampled_from(list("ab:|>-=;'\" \n.xyz09_\t\\%"))
+_dsl_alphabet = st.sampled_from(list("ab:|>-=;'\" \n.xyz09_\t\\%*/#$"))
 
 
 @settings(max_examples=500, deadline=None)

@@ -64,7 +64,7 @@ def test_a_path_outside_the_allowed_folders_is_refused_at_create(
 ) -> None:
     with pytest.raises(DslError) as info:
         options(definition, confined)
-    assert info.value.code == "path-not-allowed"
+    assert info.value.code == "PATH_NOT_ALLOWED"
     assert error in str(info.value)
     if "outside" in error:
         assert "CONVEYOR_STREAM_ROOTS" in str(info.value)

@@ -24,11 +24,17 @@ __all__ = ["ApiError", "PlatformClient", "PlatformNotRunning", "connect", "say"]
 
 
 class ApiError(ConveyorError):
-    """The platform refused a request (4xx/5xx) and said why."""
+    """The platform refused a request (4xx/5xx) and said why.
+
+    The CLI exits 2 when the request itself was wrong (400: a stream definition, an
+    option, a property, a manifest), as it does for the same mistakes found locally,
+    and 1 for everything else (not found, conflict, failure).
+    """
 
     def __init__(self, message: str, *, hint: str | None = None, status: int = 400) -> None:
         super().__init__(message, hint=hint)
         self.status = status
+        self.exit_code = 2 if status == 400 else 1
 
 
 class PlatformNotRunning(ConveyorError):

@@ -13,16 +13,16 @@ from pydantic import Field
 from conveyor.errors import NotFoundError
 from conveyor.orchestrate import StreamService
 from conveyor.server._common import FileIn, Strict, files_of, operation
+from conveyor.streams.dsl import STREAM_NAME_PATTERN
 
 __all__ = ["routes"]
 
-_STREAM_NAME = r"^[a-z0-9](?:[a-z0-9-]{0,40}[a-z0-9])?$"
-StreamName = Annotated[str, Path(pattern=_STREAM_NAME, description="The stream's name.")]
+StreamName = Annotated[str, Path(pattern=STREAM_NAME_PATTERN, description="The stream's name.")]
 CatalogueName = Annotated[str, Path(max_length=100, description="A stream app's name.")]
 
 
 class StreamIn(Strict):
-    name: str = Field(pattern=_STREAM_NAME)
+    name: str = Field(pattern=STREAM_NAME_PATTERN)
     definition: str = Field(min_length=1, max_length=20_000)
 
 

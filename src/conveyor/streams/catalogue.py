@@ -88,36 +88,36 @@ class OptionSpec:
                     return paths.sqlite_url(raw, self.name)
                 return str(paths.confine(raw, self.name))
             except PathNotAllowed as exc:
-                raise OptionError("path-not-allowed", str(exc), self.name) from None
+                raise OptionError("PATH_NOT_ALLOWED", str(exc), self.name) from None
         if self.type == "int":
             try:
                 value = int(raw)
             except ValueError:
-                raise OptionError("bad-option-value", wrong, self.name) from None
+                raise OptionError("BAD_OPTION_VALUE", wrong, self.name) from None
         elif self.type == "float":
             try:
                 value = float(raw)
             except ValueError:
-                raise OptionError("bad-option-value", wrong, self.name) from None
+                raise OptionError("BAD_OPTION_VALUE", wrong, self.name) from None
             if not math.isfinite(value):
-                raise OptionError("bad-option-value", wrong, self.name)
+                raise OptionError("BAD_OPTION_VALUE", wrong, self.name)
         elif self.type == "bool":
             if raw.lower() not in _TRUE | _FALSE:
-                raise OptionError("bad-option-value", wrong, self.name)
+                raise OptionError("BAD_OPTION_VALUE", wrong, self.name)
             return raw.lower() in _TRUE
         elif self.type == "choice":
             if raw not in self.choices:
-                raise OptionError("bad-option-value", wrong, self.name)
+                raise OptionError("BAD_OPTION_VALUE", wrong, self.name)
             return raw
         elif self.type == "expression":
             try:
                 return compile_expression(raw)
             except ExpressionError as exc:
-                raise OptionError("bad-expression", f"--{self.name}: {exc}", self.name) from None
+                raise OptionError("BAD_EXPRESSION", f"--{self.name}: {exc}", self.name) from None
         else:
             return raw
         if self.minimum is not None and value < self.minimum:
-            raise OptionError("bad-option-value", wrong, self.name)
+            raise OptionError("BAD_OPTION_VALUE", wrong, self.name)
         return value
 
     def _expected(self) -> str:
@@ -151,7 +151,7 @@ class AppSpec:
             if spec is None:
                 valid = ", ".join(f"--{o.name}" for o in self.options) or "none"
                 raise OptionError(
-                    "unknown-option",
+                    "UNKNOWN_OPTION",
                     f"{self.role} {self.name!r} has no option --{key}; valid options: {valid}",
                     key,
                 )
@@ -161,7 +161,7 @@ class AppSpec:
                 continue
             if spec.required:
                 raise OptionError(
-                    "missing-option",
+                    "MISSING_OPTION",
                     f"{self.role} {self.name!r} needs --{spec.name} ({spec.description})",
                 )
             values[spec.name] = (
@@ -392,11 +392,11 @@ def app_spec(name: str, role: Role) -> AppSpec:
     other = [r for (n, r) in CATALOGUE if n == name]
     if other:
         raise OptionError(
-            "wrong-role",
+            "WRONG_ROLE",
             f"{name!r} is a {' and a '.join(other)}; it cannot be used as a {role} here",
         )
     known = ", ".join(sorted(n for (n, r) in CATALOGUE if r == role))
-    raise OptionError("unknown-app", f"no {role} app named {name!r}; {role}s: {known}")
+    raise OptionError("UNKNOWN_APP", f"no {role} app named {name!r}; {role}s: {known}")
 
 
 def role_of(has_input: bool, has_output: bool) -> Role:
@@ -406,7 +406,7 @@ def role_of(has_input: bool, has_output: bool) -> Role:
         return Role.SOURCE
     if has_input:
         return Role.SINK
-    raise OptionError("lonely-app", "an app alone needs an input or output destination")
+    raise OptionError("LONELY_APP", "an app alone needs an input or output destination")
 
 
 @dataclass(frozen=True)

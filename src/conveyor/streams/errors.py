@@ -23,10 +23,11 @@ class StreamError(ConveyorError):
 class DslError(StreamError):
     """A stream definition is wrong at ``position`` (0-based character offset).
 
-    ``str(error)`` shows the code, the line of the definition with a caret under
-    the position, and what was expected::
+    ``code`` is Spring Cloud Data Flow's name for the mistake, or Conveyor's own
+    (``conveyor.streams.dsl.CODES`` lists them). ``str(error)`` shows the code, the
+    line of the definition with a caret under the position, and what was expected::
 
-        DSL error [unterminated-quote] at position 22: expected a closing ' before the end
+        DSL error [NON_TERMINATING_QUOTED_STRING] at position 21: expected a closing ' ...
           http | filter --expr='a > 0
                                ^
     """

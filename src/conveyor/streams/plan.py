@@ -1,7 +1,8 @@
 """From a stream definition to the apps that run it: names, destinations, groups, instances.
 
 Each app of ``fraud = http | filter | score | log`` becomes one platform app,
-``fraud-<label>``, wired by destinations named ``<stream>.<label>``; the
+``fraud-<label>`` (lower-cased, '_' written '-': platform app names are DNS
+labels), wired by destinations named ``<stream>.<label>``; the
 consumer group on every input is the stream's name, so the instances of one
 app share its input and a tap (another stream reading ``:fraud.score``) gets
 its own copy. Deployment properties follow Spring Cloud Data Flow::
@@ -25,14 +26,13 @@ from dataclasses import dataclass, replace
 
 from conveyor.errors import UsageError
 from conveyor.streams.catalogue import validate_stream
-from conveyor.streams.dsl import AppNode, Option, parse_stream
+from conveyor.streams.dsl import AppNode, Destination, Option, is_stream_name, parse_stream
 from conveyor.streams.runtime import LaunchSpec
 
-__all__ = ["PlannedApp", "parse_properties", "parse_python_uri", "plan_stream"]
+__all__ = ["PlannedApp", "app_name", "parse_properties", "parse_python_uri", "plan_stream"]
 
 _APP_NAME = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
-_STREAM_NAME = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,40}[a-z0-9])?")
-_PROPERTY = re.compile(r"(deployer|app)\.([a-z0-9*][a-z0-9_-]*|\*)\.([A-Za-z0-9_.-]+)")
+_PROPERTY = re.compile(r"(deployer|app)\.([A-Za-z0-9_][A-Za-z0-9_$-]*|\*)\.([A-Za-z0-9_.-]+)")
 _DOTTED = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
 _SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([KMG])B?", re.IGNORECASE)
 _UNITS = {"K": 1024, "M": 1024**2, "G": 1024**3}
@@ -84,12 +84,25 @@ def plan_stream(
     app runs as the ``python`` processor calling that function.
     """
     registered = dict(registered or {})
-    if not _STREAM_NAME.fullmatch(name):
+    if not is_stream_name(name):
         raise UsageError(
-            f"{name!r} is not a valid stream name; use 1-42 lower-case letters, digits and '-'"
+            f"{name!r} is not a valid stream name; use a letter, then letters, digits, '_' "
+            "or '-' (at most 42 characters)"
         )
     properties = dict(properties or {})
     tree = parse_stream(definition)
+    if tree.unbound:
+        raise UsageError(
+            f"stream {name!r} joins its apps with '||' (apps not wired to each other), which "
+            "Conveyor's apps cannot run: join them with '|', or give each app its own "
+            "destinations in streams of their own (`app1 > :a`, `:a > app2`)"
+        )
+    group = _source_group(name, tree.source)
+    if tree.sink is not None and tree.sink.options:
+        raise UsageError(
+            f"stream {name!r} gives options to its output destination :{tree.sink.name}; "
+            "Conveyor takes none there (write them on the app before it)"
+        )
     if not tree.apps:
         raise UsageError(
             f"stream {name!r} only bridges :{tree.source.name if tree.source else '?'} to "
@@ -114,11 +127,7 @@ def plan_stream(
     planned: list[PlannedApp] = []
     for i, item in enumerate(validated):
         label = labels[i]
-        if not _APP_NAME.fullmatch(f"{name}-{label}"):
-            raise UsageError(
-                f"app {label!r} of stream {name!r} cannot name a platform app "
-                f"({name}-{label}); use lower-case letters, digits and '-' in labels"
-            )
+        platform_name = app_name(name, label)
         input_dest = (
             f"{name}.{labels[i - 1]}" if i > 0 else (tree.source.name if tree.source else None)
         )
@@ -131,7 +140,7 @@ def plan_stream(
             binder=binder,
             input=input_dest,
             output=output_dest,
-            group=name,
+            group=group if i == 0 else name,
             stream=name,
             label=label,
             instance_count=count,
@@ -141,7 +150,7 @@ def plan_stream(
             route = str(item.options.get("path") or "/")
         planned.append(
             PlannedApp(
-                name=f"{name}-{label}",
+                name=platform_name,
                 label=label,
                 launch=launch,
                 instances=count,
@@ -151,6 +160,35 @@ def plan_stream(
             )
         )
     return planned
+
+
+def app_name(stream: str, label: str) -> str:
+    """The platform app that runs app ``label`` of ``stream``: ``<stream>-<label>`` as a DNS label.
+
+    >>> app_name("Fraud_Check", "score_2")
+    'fraud-check-score-2'
+    """
+    candidate = f"{stream}-{label}".lower().replace("_", "-")
+    if not _APP_NAME.fullmatch(candidate):
+        raise UsageError(
+            f"app {label!r} of stream {stream!r} cannot name a platform app ({candidate}); "
+            "use letters, digits, '_' and '-' in labels, ending with a letter or digit, "
+            "and keep stream name and label within 62 characters"
+        )
+    return candidate
+
+
+def _source_group(stream: str, source: Destination | None) -> str:
+    """The consumer group on the input destination: ``--group`` there, else the stream's name."""
+    if source is None or not source.options:
+        return stream
+    extra = sorted(set(source.option_map()) - {"group"})
+    if extra:
+        raise UsageError(
+            f"stream {stream!r} gives :{source.name} the option(s) "
+            f"{', '.join('--' + k for k in extra)}; an input destination takes only --group"
+        )
+    return source.option_map()["group"]
 
 
 def parse_python_uri(uri: str) -> str:

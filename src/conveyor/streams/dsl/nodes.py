@@ -45,10 +45,18 @@ class AppNode:
 
 @dataclass(frozen=True)
 class Destination:
-    """A named destination ``:name``; ``:stream.label`` is a tap on another stream's app."""
+    """A named destination ``:name``; ``:stream.label`` is a tap on another stream's app.
+
+    A name may hold SCDF's wildcards and separators (``:orders.*``, ``:a/*#``) and be
+    followed by options (``:orders --group=audit > log``).
+    """
 
     name: str
     position: int = field(default=0, compare=False)
+    options: tuple[Option, ...] = ()
+
+    def option_map(self) -> dict[str, str]:
+        return {o.key: o.value for o in self.options}
 
     @property
     def is_tap(self) -> bool:
@@ -57,15 +65,21 @@ class Destination:
 
 @dataclass(frozen=True)
 class StreamNode:
-    """A whole definition: an optional input destination, apps, an optional output."""
+    """A whole definition: an optional input destination, apps, an optional output.
+
+    ``unbound`` is true when the apps are joined by ``||``: SCDF's group of apps that
+    are deployed together but not wired to one another (``app1 || app2``).
+    """
 
     apps: tuple[AppNode, ...]
     source: Destination | None = None
     sink: Destination | None = None
     name: str | None = None
+    unbound: bool = False
 
 
-#: Characters that force a value into quotes when printed.
+#: Characters that force a value into quotes when printed: those that end an unquoted
+#: value, and quotes, which would otherwise open a quoted part.
 _NEEDS_QUOTES = frozenset(" \t\r\n|;>'\"")
 
 
@@ -76,10 +90,18 @@ def quote_value(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
+def _options_text(options: tuple[Option, ...]) -> list[str]:
+    return [f"--{o.key}={quote_value(o.value)}" for o in options]
+
+
 def _app_text(app: AppNode) -> str:
-    parts = [f"{app.label}: {app.name}" if app.label else app.name]
-    parts += [f"--{o.key}={quote_value(o.value)}" for o in app.options]
-    return " ".join(parts)
+    return " ".join(
+        [f"{app.label}: {app.name}" if app.label else app.name, *_options_text(app.options)]
+    )
+
+
+def _destination_text(destination: Destination) -> str:
+    return " ".join([f":{destination.name}", *_options_text(destination.options)])
 
 
 def to_text(stream: StreamNode) -> str:
@@ -88,8 +110,9 @@ def to_text(stream: StreamNode) -> str:
     if stream.name:
         parts.append(f"{stream.name} =")
     if stream.source:
-        parts.append(f":{stream.source.name} >")
-    parts.append(" | ".join(_app_text(a) for a in stream.apps))
+        parts.append(f"{_destination_text(stream.source)} >")
+    parts.append((" || " if stream.unbound else " | ").join(_app_text(a) for a in stream.apps))
     if stream.sink:
-        parts.append(f"> :{stream.sink.name}" if stream.apps else f":{stream.sink.name}")
+        sink = _destination_text(stream.sink)
+        parts.append(f"> {sink}" if stream.apps else sink)
     return " ".join(p for p in parts if p)
