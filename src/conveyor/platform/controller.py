@@ -48,6 +48,7 @@ from conveyor.platform.target import Progress, Release, Target
 from conveyor.store.apps import AppRepository, RevisionRecord
 from conveyor.store.artifacts import ArtifactStore
 from conveyor.store.registry import Registry
+from conveyor.store.secrets import SecretBox
 
 __all__ = ["Controller", "DeployError", "Progress"]
 
@@ -70,7 +71,9 @@ class Deployment:
 class Controller:
     """Keeps one platform's desired state and makes its target run it; on its event loop.
 
-    Without a ``target`` the apps run here (:class:`~.local.LocalTarget`).
+    Without a ``target`` the apps run here (:class:`~.local.LocalTarget`); without a
+    ``secrets`` box, service credentials are sealed with the key ``secrets.key`` in
+    ``platform_dir``.
     """
 
     def __init__(
@@ -81,9 +84,10 @@ class Controller:
         *,
         target: Target | None = None,
         base_env: Mapping[str, str] | None = None,
+        secrets: SecretBox | None = None,
     ) -> None:
-        #: The desired state: apps, revisions, events, services.
-        self.state = AppRepository(registry)
+        #: The desired state: apps, revisions, events, services (their credentials sealed).
+        self.state = AppRepository(registry, secrets or SecretBox(platform_dir / "secrets.key"))
         self.artifacts = artifacts
         self.dir = platform_dir
         if target is None:
