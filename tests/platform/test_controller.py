@@ -17,7 +17,7 @@ from conveyor.platform.controller import Controller
 from conveyor.platform.errors import DeployError, PlatformError
 from conveyor.platform.kinds import Files, Launch, Staging, register_kind
 from conveyor.platform.logs import LogBuffer
-from conveyor.platform.routes import Route
+from conveyor.platform.routes import Route, RouteTable, overlaps
 from conveyor.platform.spec import AppSpec, HealthCheckSpec, RouteSpec
 from conveyor.platform.supervisor import EventSink
 from conveyor.platform.target import InstanceStatus, LaunchResult, Progress, Release
@@ -68,7 +68,7 @@ class ScriptedTarget:
 
     def route_owner(self, route: Route) -> str | None:
         for release, _ in self.running.values():
-            if any((r.host, r.path) == (route.host, route.path) for r in release.routes):
+            if release.app != route.app and any(overlaps(route, r) for r in release.routes):
                 return release.app
         return None
 
@@ -189,3 +189,40 @@ def test_a_route_another_app_holds_is_refused_before_anything_is_staged(
 
     run(work)
     assert controller.state.find_app("b") is None
+
+
+def test_a_route_under_another_apps_route_is_refused_and_names_its_owner(
+    controller: Controller,
+) -> None:
+    async def work() -> None:
+        await controller.push(AppSpec(name="sc", model="run:1/m"), None, 1, lambda _m: None)
+        for routes, theirs in [
+            ((RouteSpec(path="/sc/predict"),), "/sc"),
+            ((RouteSpec(host="sc.localhost", path="/predict"),), "sc.localhost"),
+        ]:
+            thief = AppSpec(name="stream-http", model="run:1/m", routes=routes)
+            with pytest.raises(PlatformError) as caught:
+                await controller.push(thief, None, 1, lambda _m: None)
+            assert f"overlaps route {theirs} of app 'sc'" in caught.value.message
+        wide = AppSpec(name="wide", model="run:1/m", routes=(RouteSpec(path="/s"),))
+        await controller.push(wide, None, 1, lambda _m: None)  # /sc is not under /s
+        inner = AppSpec(name="sc", model="run:1/m", routes=(RouteSpec(path="/sc/v2"),))
+        await controller.push(inner, None, 1, lambda _m: None)  # its own routes may nest
+        over = AppSpec(name="all", model="run:1/m", routes=(RouteSpec(path="/s/x"),))
+        with pytest.raises(PlatformError, match="overlaps route /s of app 'wide'"):
+            await controller.push(over, None, 1, lambda _m: None)
+
+    run(work)
+    assert controller.state.find_app("stream-http") is None
+
+
+def test_the_route_table_finds_overlaps_but_the_root_is_a_catch_all() -> None:
+    table = RouteTable()
+    table.set_routes("sc", [Route("sc", path="/sc"), Route("sc", host="sc.localhost")])
+    table.set_routes("catch", [Route("catch", path="/")])
+    assert table.overlapping(Route("s", path="/sc/predict")) == Route("sc", path="/sc")
+    assert table.overlapping(Route("s", path="/")) == Route("catch", path="/")
+    assert table.overlapping(Route("s", path="/scores")) is None
+    assert table.overlapping(Route("s", host="sc.localhost", path="/x")) is not None
+    assert table.overlapping(Route("s", host="other.localhost", path="/sc")) is None
+    assert table.overlapping(Route("sc", path="/sc/predict")) is None  # its own

@@ -41,7 +41,7 @@ from conveyor.errors import NotFoundError, UsageError
 from conveyor.platform.droplets import Droplets, GcReport, check_upload_path
 from conveyor.platform.errors import DeployError, PlatformError
 from conveyor.platform.kinds import Files, Staging, kind_named
-from conveyor.platform.routes import Route
+from conveyor.platform.routes import Route, overlaps
 from conveyor.platform.spec import AppSpec
 from conveyor.platform.supervisor import Event
 from conveyor.platform.target import Progress, Release, Target
@@ -359,9 +359,17 @@ class Controller:
         for route in _routes(spec):
             taken = self.target.route_owner(route)
             if taken is not None and taken != name:
+                theirs = next((r for r in self.target.routes(taken) if overlaps(route, r)), None)
+                if theirs is None or theirs.text == route.text:
+                    raise PlatformError(
+                        f"route {route.text} is already taken by app {taken!r}",
+                        hint=f"Choose another host or path for {name!r} in its manifest.",
+                    )
                 raise PlatformError(
-                    f"route {route.text} is already taken by app {taken!r}",
-                    hint=f"Choose another host or path for {name!r} in its manifest.",
+                    f"route {route.text} overlaps route {theirs.text} of app {taken!r}: "
+                    f"{name!r} would take requests meant for {taken!r} (or the other way round)",
+                    hint=f"Choose a host or path for {name!r} that does not fall under "
+                    f"{theirs.text} (nor it under yours).",
                 )
         known = self.state.services()
         for service in spec.services:

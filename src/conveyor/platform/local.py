@@ -209,7 +209,8 @@ class LocalTarget:
         return self.table.routes(app)
 
     def route_owner(self, route: Route) -> str | None:
-        return self.table.owner(route)
+        taken = self.table.overlapping(route)
+        return None if taken is None else taken.app
 
     def logs(self, app: str) -> LogBuffer:
         return self.supervisor.logs(app)
