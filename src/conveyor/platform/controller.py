@@ -56,6 +56,8 @@ log = logging.getLogger("conveyor.platform.controller")
 
 #: Events of instances that only move them in and out of routing: too many to keep.
 _QUIET = frozenset({"ready", "unready"})
+#: Lines of output a failed deploy's event keeps (`conveyor app` shows them).
+_FAILED_LINES = 10
 
 
 @dataclass(frozen=True)
@@ -119,9 +121,8 @@ class Controller:
 
     def _event(self, app: str, kind: str, **details: Any) -> None:
         self.state.add_event(app, kind, details, revision=details.get("revision"))
-        self.target.logs(app).append(
-            -1, "platform", kind + "".join(f" {k}={v}" for k, v in details.items()), at=time.time()
-        )
+        shown = "".join(f" {k}={v}" for k, v in details.items() if k != "last_lines")
+        self.target.logs(app).append(-1, "platform", kind + shown, at=time.time())
 
     # -- start and stop of the platform -------------------------------------------
 
@@ -430,7 +431,13 @@ class Controller:
         try:
             await self.target.deploy(self.release(revision), instances, progress)
         except DeployError as failed:
-            self._event(name, "deploy-failed", revision=revision.number, reason=failed.reason)
+            self._event(
+                name,
+                "deploy-failed",
+                revision=revision.number,
+                reason=failed.reason,
+                last_lines=failed.lines[-_FAILED_LINES:],
+            )
             raise
         app = self.state.app(name)
         self.state.save_app(name, state="started", instances=instances, revision=revision.number)

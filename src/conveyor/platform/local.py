@@ -151,6 +151,7 @@ class LocalTarget:
                 f"revision {release.revision} of {name} did not become healthy: {failure}{kept}",
                 hint="Its last lines:\n" + "\n".join(lines) if lines else None,
                 reason=failure,
+                lines=lines,
             )
         self.table.set_routes(name, list(release.routes))
         if old:

@@ -212,6 +212,22 @@ class AppRepository:
             ).mappings()
             return [EventRecord(**row) for row in reversed(list(rows))]
 
+    def last_event(self, app: str, kind: str) -> EventRecord | None:
+        """The app's latest event of ``kind``, if it has one."""
+        table = schema.platform_events
+        with self._begin() as conn:
+            row = (
+                conn.execute(
+                    sa.select(table)
+                    .where(table.c.app == app, table.c.kind == kind)
+                    .order_by(table.c.id.desc())
+                    .limit(1)
+                )
+                .mappings()
+                .first()
+            )
+        return None if row is None else EventRecord(**row)
+
     def delete_events(self, app: str) -> None:
         with self._begin() as conn:
             conn.execute(schema.platform_events.delete().where(schema.platform_events.c.app == app))
