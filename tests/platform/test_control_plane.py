@@ -169,6 +169,29 @@ def test_a_revision_that_never_gets_healthy_leaves_the_old_one_serving(
     assert app["latest_revision"] == 2
 
 
+def test_an_app_that_crashes_on_its_first_push_shows_crashed_with_its_last_lines(
+    platform: Platform,
+) -> None:
+    manifest = platform.write_hello_app("doomed", instances=1)
+    manifest.write_text(
+        manifest.read_text().replace(
+            "command: python hello.py",
+            "command: python -c \"import sys; print('cannot load model.skops'); sys.exit(3)\"",
+        )
+    )
+    failed = platform.cli("push", "-f", str(manifest), check=False)
+    assert failed.returncode != 0
+    listed = platform.cli("apps").stdout
+    assert "stopped" not in next(line for line in listed.splitlines() if "doomed" in line)
+    assert "doomed crashed (revision 1): " in listed
+    assert "cannot load model.skops" in listed
+    shown = platform.cli("app", "doomed").stdout
+    assert shown.startswith("doomed: crashed")
+    assert "crashed:  revision 1: instance 0 crashed" in shown
+    assert "Fix the app and push it again" in shown
+    platform.cli("delete", "doomed", "-y")
+
+
 def test_logs_recent_and_follow(platform: Platform) -> None:
     platform.cli("push", "-f", str(platform.write_hello_app("chatty", instances=1)))
     recent = platform.cli("logs", "chatty").stdout

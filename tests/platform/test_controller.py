@@ -7,17 +7,19 @@ into, and a fake one shows what the controller hands over through it.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Callable, Coroutine, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from conveyor.platform import views
 from conveyor.platform.controller import Controller
 from conveyor.platform.errors import DeployError, PlatformError
 from conveyor.platform.kinds import Files, Launch, Staging, register_kind
 from conveyor.platform.logs import LogBuffer
-from conveyor.platform.routes import Route
+from conveyor.platform.routes import Route, RouteTable, overlaps
 from conveyor.platform.spec import AppSpec, HealthCheckSpec, RouteSpec
 from conveyor.platform.supervisor import EventSink
 from conveyor.platform.target import InstanceStatus, LaunchResult, Progress, Release
@@ -32,6 +34,7 @@ class ScriptedTarget:
         self.running: dict[str, tuple[Release, int]] = {}
         self.failing: str | None = None
         self.buffers: dict[str, LogBuffer] = {}
+        self.statuses: dict[str, list[InstanceStatus]] = {}
 
     def watch(self, sink: EventSink) -> None:
         pass
@@ -47,7 +50,11 @@ class ScriptedTarget:
 
     async def deploy(self, release: Release, instances: int, progress: Progress) -> None:
         if self.failing:
-            raise DeployError(f"revision {release.revision} failed", reason=self.failing)
+            raise DeployError(
+                f"revision {release.revision} failed",
+                reason=self.failing,
+                lines=["[0/err] loading model.skops", "[0/err] error: model.skops is damaged"],
+            )
         self.running[release.app] = (release, instances)
 
     async def scale(self, release: Release, instances: int) -> None:
@@ -61,14 +68,14 @@ class ScriptedTarget:
         self.running.pop(app, None)
 
     def status(self, app: str, *, usage: bool = False) -> list[InstanceStatus]:
-        return []
+        return self.statuses.get(app, [])
 
     def routes(self, app: str) -> list[Route]:
         return list(self.running[app][0].routes) if app in self.running else []
 
     def route_owner(self, route: Route) -> str | None:
         for release, _ in self.running.values():
-            if any((r.host, r.path) == (route.host, route.path) for r in release.routes):
+            if release.app != route.app and any(overlaps(route, r) for r in release.routes):
                 return release.app
         return None
 
@@ -159,6 +166,35 @@ def test_a_failed_deploy_is_an_event_and_leaves_the_app_as_it_was(
         "deploy-failed",
         "instance 0 crashed 4 times",
     )
+    (shown,) = views.list_apps(controller)
+    assert (shown["state"], shown["revision"], shown["failed_revision"]) == ("crashed", 0, 1)
+    assert shown["cause"] == (
+        "instance 0 crashed 4 times; last output: [0/err] error: model.skops is damaged"
+    )
+    assert views.describe(controller, "w")["last_lines"][-1].endswith("is damaged")
+
+
+def test_an_app_whose_instances_crash_loop_shows_crashed_with_the_cause(
+    controller: Controller,
+) -> None:
+    run(lambda: _push(controller, AppSpec(name="loop", model="run:1/m")))
+    looping = InstanceStatus(
+        index=0, revision=1, state="STARTING", ready=False, since=0.0, host="127.0.0.1",
+        port=None, pid=None, restarts=5,
+        last_crash={"reason": "exited with status 1", "last_lines": ["error: no model m"]},
+    )  # fmt: skip
+    target_of(controller).statuses["loop"] = [looping]
+    (shown,) = views.list_apps(controller)
+    assert (shown["state"], shown["failed_revision"]) == ("crashed", 1)
+    assert shown["cause"] == "exited with status 1; last output: error: no model m"
+    ready = dataclasses.replace(looping, state="RUNNING", ready=True)
+    target_of(controller).statuses["loop"] = [ready]
+    assert views.list_apps(controller)[0]["state"] == "running"
+    assert views.list_apps(controller)[0]["cause"] is None
+
+
+async def _push(controller: Controller, spec: AppSpec) -> None:
+    await controller.push(spec, None, 1, lambda _m: None)
 
 
 def test_set_env_waits_for_restart_and_a_new_kind_runs_what_it_says(
@@ -189,3 +225,40 @@ def test_a_route_another_app_holds_is_refused_before_anything_is_staged(
 
     run(work)
     assert controller.state.find_app("b") is None
+
+
+def test_a_route_under_another_apps_route_is_refused_and_names_its_owner(
+    controller: Controller,
+) -> None:
+    async def work() -> None:
+        await controller.push(AppSpec(name="sc", model="run:1/m"), None, 1, lambda _m: None)
+        for routes, theirs in [
+            ((RouteSpec(path="/sc/predict"),), "/sc"),
+            ((RouteSpec(host="sc.localhost", path="/predict"),), "sc.localhost"),
+        ]:
+            thief = AppSpec(name="stream-http", model="run:1/m", routes=routes)
+            with pytest.raises(PlatformError) as caught:
+                await controller.push(thief, None, 1, lambda _m: None)
+            assert f"overlaps route {theirs} of app 'sc'" in caught.value.message
+        wide = AppSpec(name="wide", model="run:1/m", routes=(RouteSpec(path="/s"),))
+        await controller.push(wide, None, 1, lambda _m: None)  # /sc is not under /s
+        inner = AppSpec(name="sc", model="run:1/m", routes=(RouteSpec(path="/sc/v2"),))
+        await controller.push(inner, None, 1, lambda _m: None)  # its own routes may nest
+        over = AppSpec(name="all", model="run:1/m", routes=(RouteSpec(path="/s/x"),))
+        with pytest.raises(PlatformError, match="overlaps route /s of app 'wide'"):
+            await controller.push(over, None, 1, lambda _m: None)
+
+    run(work)
+    assert controller.state.find_app("stream-http") is None
+
+
+def test_the_route_table_finds_overlaps_but_the_root_is_a_catch_all() -> None:
+    table = RouteTable()
+    table.set_routes("sc", [Route("sc", path="/sc"), Route("sc", host="sc.localhost")])
+    table.set_routes("catch", [Route("catch", path="/")])
+    assert table.overlapping(Route("s", path="/sc/predict")) == Route("sc", path="/sc")
+    assert table.overlapping(Route("s", path="/")) == Route("catch", path="/")
+    assert table.overlapping(Route("s", path="/scores")) is None
+    assert table.overlapping(Route("s", host="sc.localhost", path="/x")) is not None
+    assert table.overlapping(Route("s", host="other.localhost", path="/sc")) is None
+    assert table.overlapping(Route("sc", path="/sc/predict")) is None  # its own

@@ -365,6 +365,21 @@ def test_folder_outside_the_manifest_folder_is_refused(tmp_path: Path) -> None:
     )
 
 
+def test_a_requirements_symlink_out_of_the_apps_folder_is_refused(tmp_path: Path) -> None:
+    app = tmp_path / "reports-app"
+    app.mkdir()
+    (tmp_path / "secret.txt").write_text("root:x:0:0\n")
+    (app / "requirements.txt").symlink_to(tmp_path / "secret.txt")
+    manifest = tmp_path / "conveyor.yml"
+    manifest.write_text(APP + "    path: ./reports-app\n    requirements: requirements.txt\n")
+    with pytest.raises(ManifestError) as caught:
+        load_manifest(manifest)
+    assert str(caught.value).startswith(
+        f"{manifest}:5:19: applications[0].requirements: 'requirements.txt' leads outside the "
+        "app's folder"
+    )
+
+
 def test_missing_folder_and_requirements_are_named(tmp_path: Path) -> None:
     manifest = tmp_path / "conveyor.yml"
     manifest.write_text(APP + "    path: ./reports-app\n")

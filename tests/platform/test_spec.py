@@ -66,6 +66,8 @@ def test_a_revision_stored_by_the_previous_version_reads_back() -> None:
         ({"health_check": {"type": "tcp"}}, "health_check"),
         ({"health_check": {"timeout": 99999}}, "health_check"),
         ({"env": {"1BAD": "x"}}, "1BAD"),
+        ({"requirements": "/etc/passwd"}, "inside the app's folder"),
+        ({"requirements": "../../../etc/shadow"}, "inside the app's folder"),
     ],
 )
 def test_the_api_schema_refuses_unknown_fields_and_bad_values(

@@ -128,6 +128,14 @@ def test_an_unresolvable_requirement_names_it_and_leaves_nothing(tmp_path: Path)
     assert run_in(droplet, "import six; print(six.__version__)") == "1.17.0"
 
 
+def test_an_unparsable_requirements_file_is_named_as_the_user_wrote_it(tmp_path: Path) -> None:
+    app, reqs = make_app(tmp_path, "-r nope.txt\n")
+    with pytest.raises(StagingError) as caught:
+        stage(app, reqs, tmp_path / "cache", shown_as="requirements.txt")
+    assert "the requirements in requirements.txt" in caught.value.message
+    assert str(app) not in caught.value.message
+
+
 def test_missing_requirements_file_is_a_clear_error(tmp_path: Path) -> None:
     app, _ = make_app(tmp_path, "")
     with pytest.raises(StagingError, match="does not exist"):

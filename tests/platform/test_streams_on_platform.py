@@ -271,3 +271,53 @@ def test_an_update_that_fails_puts_every_app_back(platform: Platform, tmp_path: 
     assert info["version"] == 1
     assert all(a["state"] == "running" for a in info["apps"])
     platform.cli("stream", "destroy", "upd")
+
+
+def test_info_counts_accepted_posts_names_the_binder_and_never_shows_a_token(
+    platform: Platform,
+) -> None:
+    token = "tok-5e3c9a-never-shown"
+    definition = f"http --path=/guarded --auth-token={token} | log"
+    platform.cli("stream", "create", "guarded", "--definition", definition)
+    typo = platform.cli(
+        "stream", "deploy", "guarded", "--binder", "kafak://127.0.0.1:1", check=False
+    )
+    assert typo.returncode != 0
+    assert "no binder has the scheme 'kafak'" in typo.stderr
+    assert "guarded-" not in platform.cli("apps").stdout  # refused before anything started
+    platform.cli("stream", "deploy", "guarded")
+    for n in range(3):
+        request = urllib.request.Request(
+            f"{platform.router}/guarded",
+            data=json.dumps([{"n": n}, {"n": n + 10}]).encode(),
+            headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"},
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            assert response.status == 202
+    info = platform.cli("stream", "info", "guarded").stdout
+    assert "binder embedded" in info
+    http_line = next(line for line in info.splitlines() if "guarded-http" in line)
+    assert "in 6 out 6" in http_line
+    assert "(since " in http_line
+    shown = [
+        platform.cli("stream", "list").stdout,
+        info,
+        platform.cli("stream", "history", "guarded").stdout,
+        json.dumps(platform.client.call("GET", "/v1/streams")),
+        json.dumps(platform.client.call("GET", "/v1/streams/guarded")),
+        json.dumps(platform.client.call("GET", "/v1/streams/guarded/history")),
+    ]
+    assert not [text for text in shown if token in text]
+    assert "--auth-token=***" in shown[0]
+    platform.cli("stream", "destroy", "guarded")
+
+
+def test_a_stream_cannot_take_another_apps_route(platform: Platform) -> None:
+    platform.cli("push", "-f", str(platform.write_hello_app("sc", instances=1)))
+    platform.cli("stream", "create", "thief", "--definition", "http --path=/sc/predict | log")
+    taken = platform.cli("stream", "deploy", "thief", check=False)
+    assert taken.returncode != 0
+    assert "overlaps route /sc of app 'sc'" in taken.stderr
+    assert "thief-" not in platform.cli("apps").stdout
+    platform.cli("stream", "destroy", "thief")
+    platform.cli("delete", "sc", "-y")

@@ -6,6 +6,8 @@ import subprocess
 import sys
 from collections.abc import Callable
 
+import pytest
+
 from conveyor.streams.binders import (
     Binder,
     Consumer,
@@ -214,3 +216,31 @@ def test_lag_counts_what_a_group_has_not_acknowledged(binders: Binders) -> None:
 def wait_until(condition: Callable[[], bool]) -> bool:
     """RabbitMQ updates its counts a moment after a publish or an ack."""
     return poll(condition, timeout=PATIENCE)
+
+
+def test_an_unknown_binder_scheme_is_refused_naming_the_known_ones() -> None:
+    from conveyor.errors import UsageError
+    from conveyor.streams.binders import check_binder_url, shown_binder_url
+
+    for url in (
+        "embedded",
+        "embedded:///tmp/x.db",
+        "redis://h:6379/0",
+        "amqp://u:p@h/",
+        "kafka://h:9092",
+        "nats://h:4222",
+    ):
+        check_binder_url(url)
+    for url, scheme in (
+        ("kafak://h:9092", "kafak"),
+        ("foo://x", "foo"),
+        ("localhost:6379", "localhost"),
+    ):
+        with pytest.raises(UsageError) as caught:
+            check_binder_url(url)
+        assert f"no binder has the scheme {scheme!r}" in caught.value.message
+        assert "embedded, redis" in caught.value.message
+    assert (
+        shown_binder_url("amqp://guest:s3cret@127.0.0.1:5672/")
+        == "amqp://guest:***@127.0.0.1:5672/"
+    )

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import socket
+import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
@@ -60,6 +63,24 @@ def test_json_and_csv_are_accepted(binder: Binder, source: tuple[Running, int]) 
         {"a": "3", "b": "y"},
         {"a": 4},
     ]
+
+
+def test_status_counts_the_messages_the_source_accepted(
+    binder: Binder, source: tuple[Running, int]
+) -> None:
+    _, port = source
+    body = b'[{"a": 1}, {"a": 2}, {"a": 3}]'
+    for _ in range(2):
+        assert request(port, json_post(body), body) == (202, {"accepted": 3})
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/status", timeout=PATIENCE) as reply:
+        status = orjson.loads(reply.read())
+    assert (status["app"], status["received"], status["published"]) == ("http", 6, 6)
+    assert status["counted_since"] <= time.time()
+    forwarded = urllib.request.Request(
+        f"http://127.0.0.1:{port}/status", headers={"X-Forwarded-For": "10.0.0.9"}
+    )
+    with pytest.raises(urllib.error.HTTPError):  # not through the router
+        urllib.request.urlopen(forwarded, timeout=PATIENCE)
 
 
 def test_a_web_page_cannot_post_into_the_stream(

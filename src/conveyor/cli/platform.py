@@ -186,6 +186,9 @@ def apps_command(as_json: bool) -> None:
             ", ".join(a["routes"]),
         )
     print_table(table)
+    for a in apps:
+        if a.get("cause"):
+            click.echo(f"{a['name']} crashed (revision {a['failed_revision']}): {a['cause']}")
 
 
 class _AppGroup(click.Group):
@@ -295,6 +298,12 @@ def app_show_command(name: str, as_json: bool) -> None:
     )
     click.echo(f"{app['name']}: {app['state']}, {app['running']}/{app['instances']} running")
     click.echo(f"revision: {app['revision']}{pending}")
+    if app.get("cause"):
+        click.echo(f"crashed:  revision {app['failed_revision']}: {app['cause']}")
+        for line in app["last_lines"][-10:]:
+            click.echo(f"    {line}")
+        if app["revision"] == 0:  # it never ran: starting that revision again would crash again
+            click.echo(f"Fix the app and push it again, or `conveyor delete {name}`.")
     click.echo(f"routes:   {', '.join(app['routes']) or '-'}")
     table = Table("#", "rev", "state", "since", "cpu", "memory", "restarts", "port", box=None)
     for i in app["instances_detail"]:

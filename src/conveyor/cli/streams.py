@@ -150,20 +150,27 @@ def list_command(as_json: bool) -> None:
 @_NAME
 @click.option("--json", "as_json", is_flag=True)
 def info_command(name: str, as_json: bool) -> None:
-    """A stream's apps: instances running/desired, wiring and messages waiting (lag)."""
+    """A stream's apps: instances running/desired, wiring, messages waiting (lag) and counts.
+
+    The counts are since the app's instances started (shown beside them): a
+    restart or an update starts them again at zero.
+    """
     info: dict[str, Any] = connect().call("GET", f"/v1/streams/{name}")
     if as_json:
         click.echo(json.dumps(info, indent=2))
         return
-    click.echo(f"{info['name']}: {info['status']} (version {info['version']})")
+    binder = info.get("binder") or "-"
+    click.echo(f"{info['name']}: {info['status']} (version {info['version']}, binder {binder})")
     click.echo(f"  {info['definition']}")
     for app in info["apps"]:
         lag = "-" if app["lag"] is None else str(app["lag"])
         wiring = f"{app['input'] or '-'} → {app['output'] or '-'}"
+        since = app.get("counted_since")
+        counted = f" (since {when(since)})" if since else ""
         click.echo(
             f"  {app['name']:<24} {app['state']:<9} {app['running']}/{app['instances']}"
             f"  {wiring}  lag {lag}  in {app['received']} out {app['published']} "
-            f"dlq {app['dead_lettered']}  {app['published_per_second']}/s"
+            f"dlq {app['dead_lettered']}{counted}  {app['published_per_second']}/s"
         )
 
 

@@ -39,6 +39,8 @@ from conveyor.platform import (
     files_digest,
 )
 from conveyor.store.streams import StreamRepository
+from conveyor.streams.binders import check_binder_url, shown_binder_url
+from conveyor.streams.masking import mask_definition, mask_options, mask_properties
 
 __all__ = ["StreamService"]
 
@@ -144,7 +146,7 @@ class StreamService:
                 "app": app.launch.app,
                 "input": app.launch.input,
                 "output": app.launch.output,
-                "options": dict(app.launch.options),
+                "options": mask_options(app.launch.app, app.launch.options),
             }
             for app in plan_stream(name, definition, registered=self.registered())
         ]
@@ -152,11 +154,16 @@ class StreamService:
     def create(self, name: str, definition: str) -> dict[str, Any]:
         apps = self.validate(name, definition)
         self.records.create(name, definition)
-        return {"name": name, "definition": definition, "apps": apps}
+        return {"name": name, "definition": mask_definition(definition), "apps": apps}
 
     def list_streams(self) -> list[dict[str, Any]]:
         return [
-            {"name": r.name, "definition": r.definition, "status": r.status, "version": r.version}
+            {
+                "name": r.name,
+                "definition": mask_definition(r.definition),
+                "status": r.status,
+                "version": r.version,
+            }
             for r in self.records.streams()
         ]
 
@@ -176,6 +183,7 @@ class StreamService:
         row = self.records.stream(name)
         definition = definition or row.definition
         binder = binder or self._last_binder(name) or self.default_binder
+        check_binder_url(binder)  # a typo fails here, not after instances crashed
         registered = self.registered()
         planned = plan_stream(
             name, definition, binder=binder, properties=properties, registered=registered
@@ -220,6 +228,11 @@ class StreamService:
         )
         self.records.set_status(name, "deployed", version=version, definition=definition)
         return {"name": name, "version": version, "apps": [a.name for a in planned]}
+
+    def check_binder(self, url: str | None) -> None:
+        """UsageError (a 400) when ``url`` names no known binder; None means the default."""
+        if url is not None:
+            check_binder_url(url)
 
     def _last_binder(self, name: str) -> str | None:
         versions = self.records.versions(name)
@@ -284,10 +297,10 @@ class StreamService:
                 "version": v.version,
                 "deployed": v.version == row.version and row.status == "deployed",
                 "description": v.description,
-                "properties": dict(v.properties),
-                "binder": v.binder,
+                "properties": mask_properties(v.definition, v.properties),
+                "binder": shown_binder_url(v.binder),
                 "created_at": v.created_at,
-                "definition": v.definition,
+                "definition": mask_definition(v.definition),
             }
             for v in self.records.versions(name)
         ]
@@ -315,11 +328,13 @@ class StreamService:
                     **self._counters(app),
                 }
             )
+        binder = self._last_binder(name)
         return {
             "name": name,
-            "definition": row.definition,
+            "definition": mask_definition(row.definition),
             "status": row.status,
             "version": row.version,
+            "binder": None if binder is None else shown_binder_url(binder),
             "apps": apps,
         }
 
@@ -331,13 +346,18 @@ class StreamService:
         return launch
 
     def _counters(self, app: str) -> dict[str, Any]:
-        """Messages received, published and dead-lettered by the app's running instances,
-        and the rate it published at since they started (from each one's /status)."""
+        """Messages received (a source: accepted), published and dead-lettered by the app's
+        running instances, and the rate it published at, from each one's /status.
+
+        They count since each instance started (a restart or an update starts them
+        again at zero): ``counted_since`` is the earliest of those starts.
+        """
         import json
         import urllib.request
 
         totals = {"received": 0, "published": 0, "dead_lettered": 0}
         rate = 0.0
+        since: float | None = None
         now = time.time()
         for inst in self.controller.target.status(app):
             if inst.port is None or inst.state != "RUNNING":
@@ -347,11 +367,13 @@ class StreamService:
                 with urllib.request.urlopen(url, timeout=0.5) as response:
                     status = json.loads(response.read())
             except (OSError, ValueError):
-                continue  # the http source has no /status; a busy instance may not answer
+                continue  # a busy instance may not answer
             for key in totals:
                 totals[key] += int(status.get(key) or 0)
-            rate += int(status.get("published") or 0) / max(1.0, now - inst.since)
-        return {**totals, "published_per_second": round(rate, 1)}
+            started = float(status.get("counted_since") or inst.since)
+            since = started if since is None else min(since, started)
+            rate += int(status.get("published") or 0) / max(1.0, now - started)
+        return {**totals, "published_per_second": round(rate, 1), "counted_since": since}
 
     def _lags(self, name: str, apps: list[str]) -> dict[str, int | None]:
         from conveyor.config import get_settings

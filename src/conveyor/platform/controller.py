@@ -41,13 +41,14 @@ from conveyor.errors import NotFoundError, UsageError
 from conveyor.platform.droplets import Droplets, GcReport, check_upload_path
 from conveyor.platform.errors import DeployError, PlatformError
 from conveyor.platform.kinds import Files, Staging, kind_named
-from conveyor.platform.routes import Route
+from conveyor.platform.routes import Route, overlaps
 from conveyor.platform.spec import AppSpec
 from conveyor.platform.supervisor import Event
 from conveyor.platform.target import Progress, Release, Target
 from conveyor.store.apps import AppRepository, RevisionRecord
 from conveyor.store.artifacts import ArtifactStore
 from conveyor.store.registry import Registry
+from conveyor.store.secrets import SecretBox
 
 __all__ = ["Controller", "DeployError", "Progress"]
 
@@ -55,6 +56,8 @@ log = logging.getLogger("conveyor.platform.controller")
 
 #: Events of instances that only move them in and out of routing: too many to keep.
 _QUIET = frozenset({"ready", "unready"})
+#: Lines of output a failed deploy's event keeps (`conveyor app` shows them).
+_FAILED_LINES = 10
 
 
 @dataclass(frozen=True)
@@ -70,7 +73,9 @@ class Deployment:
 class Controller:
     """Keeps one platform's desired state and makes its target run it; on its event loop.
 
-    Without a ``target`` the apps run here (:class:`~.local.LocalTarget`).
+    Without a ``target`` the apps run here (:class:`~.local.LocalTarget`); without a
+    ``secrets`` box, service credentials are sealed with the key ``secrets.key`` in
+    ``platform_dir``.
     """
 
     def __init__(
@@ -81,9 +86,10 @@ class Controller:
         *,
         target: Target | None = None,
         base_env: Mapping[str, str] | None = None,
+        secrets: SecretBox | None = None,
     ) -> None:
-        #: The desired state: apps, revisions, events, services.
-        self.state = AppRepository(registry)
+        #: The desired state: apps, revisions, events, services (their credentials sealed).
+        self.state = AppRepository(registry, secrets or SecretBox(platform_dir / "secrets.key"))
         self.artifacts = artifacts
         self.dir = platform_dir
         if target is None:
@@ -115,9 +121,8 @@ class Controller:
 
     def _event(self, app: str, kind: str, **details: Any) -> None:
         self.state.add_event(app, kind, details, revision=details.get("revision"))
-        self.target.logs(app).append(
-            -1, "platform", kind + "".join(f" {k}={v}" for k, v in details.items()), at=time.time()
-        )
+        shown = "".join(f" {k}={v}" for k, v in details.items() if k != "last_lines")
+        self.target.logs(app).append(-1, "platform", kind + shown, at=time.time())
 
     # -- start and stop of the platform -------------------------------------------
 
@@ -355,9 +360,17 @@ class Controller:
         for route in _routes(spec):
             taken = self.target.route_owner(route)
             if taken is not None and taken != name:
+                theirs = next((r for r in self.target.routes(taken) if overlaps(route, r)), None)
+                if theirs is None or theirs.text == route.text:
+                    raise PlatformError(
+                        f"route {route.text} is already taken by app {taken!r}",
+                        hint=f"Choose another host or path for {name!r} in its manifest.",
+                    )
                 raise PlatformError(
-                    f"route {route.text} is already taken by app {taken!r}",
-                    hint=f"Choose another host or path for {name!r} in its manifest.",
+                    f"route {route.text} overlaps route {theirs.text} of app {taken!r}: "
+                    f"{name!r} would take requests meant for {taken!r} (or the other way round)",
+                    hint=f"Choose a host or path for {name!r} that does not fall under "
+                    f"{theirs.text} (nor it under yours).",
                 )
         known = self.state.services()
         for service in spec.services:
@@ -418,7 +431,13 @@ class Controller:
         try:
             await self.target.deploy(self.release(revision), instances, progress)
         except DeployError as failed:
-            self._event(name, "deploy-failed", revision=revision.number, reason=failed.reason)
+            self._event(
+                name,
+                "deploy-failed",
+                revision=revision.number,
+                reason=failed.reason,
+                last_lines=failed.lines[-_FAILED_LINES:],
+            )
             raise
         app = self.state.app(name)
         self.state.save_app(name, state="started", instances=instances, revision=revision.number)

@@ -83,10 +83,11 @@ class Droplets:
             droplet = await asyncio.to_thread(
                 stage,
                 tmp,
-                tmp / requirements if requirements else None,
+                _inside(tmp, requirements) if requirements else None,
                 self.dir / "droplets",
                 progress=report,
                 refresh=staging.refresh,
+                shown_as=requirements,
             )
         finally:
             await asyncio.to_thread(shutil.rmtree, tmp, True)
@@ -183,3 +184,15 @@ def files_digest(files: Mapping[str, Mapping[str, Any]]) -> str:
 
     text = json.dumps({k: v["digest"] for k, v in sorted(files.items())}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+def _inside(folder: Path, relative: str) -> Path:
+    """``folder/relative``; UsageError unless it stays in ``folder`` (symlinks resolved)."""
+    base = folder.resolve()
+    target = (base / relative).resolve()
+    if PurePosixPath(relative).is_absolute() or not target.is_relative_to(base):
+        raise UsageError(
+            f"the requirements file {relative!r} is not inside the app's folder",
+            hint="Name a file in the app's folder, for example requirements.txt.",
+        )
+    return target

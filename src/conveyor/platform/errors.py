@@ -30,10 +30,19 @@ class PlatformError(ConveyorError):
 class DeployError(PlatformError):
     """New instances never became healthy; what ran before keeps running."""
 
-    def __init__(self, message: str, *, hint: str | None = None, reason: str = "") -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        hint: str | None = None,
+        reason: str = "",
+        lines: list[str] | None = None,
+    ) -> None:
         super().__init__(message, hint=hint)
         #: Why, in a few words (the deploy-failed event's reason).
         self.reason = reason
+        #: The failed instances' last lines of output, oldest first.
+        self.lines = list(lines or [])
 
 
 class IllegalTransition(PlatformError):

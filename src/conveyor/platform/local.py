@@ -151,6 +151,7 @@ class LocalTarget:
                 f"revision {release.revision} of {name} did not become healthy: {failure}{kept}",
                 hint="Its last lines:\n" + "\n".join(lines) if lines else None,
                 reason=failure,
+                lines=lines,
             )
         self.table.set_routes(name, list(release.routes))
         if old:
@@ -209,7 +210,8 @@ class LocalTarget:
         return self.table.routes(app)
 
     def route_owner(self, route: Route) -> str | None:
-        return self.table.owner(route)
+        taken = self.table.overlapping(route)
+        return None if taken is None else taken.app
 
     def logs(self, app: str) -> LogBuffer:
         return self.supervisor.logs(app)

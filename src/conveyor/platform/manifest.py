@@ -306,8 +306,13 @@ class _Reader:
             self.fail(at, f"{raw!r} must be a file inside the app's folder")
         if not (relative.suffix == ".txt" or relative.name in ("pyproject.toml", "uv.lock")):
             self.fail(at, f"{raw!r} is not a requirements *.txt, pyproject.toml or uv.lock")
-        if self.base_dir is not None and not (folder / relative).is_file():
-            self.fail(at, f"no file {raw!r} in {str(folder)!r}")
+        if self.base_dir is not None:
+            target = (folder / relative).resolve()
+            if not target.is_relative_to(folder.resolve()):  # a symlink that leads out
+                self.fail(at, f"{raw!r} leads outside the app's folder (to {str(target)!r}); "
+                          "keep the requirements file inside it")  # fmt: skip
+            if not target.is_file():
+                self.fail(at, f"no file {raw!r} in {str(folder)!r}")
         return relative
 
     def size(self, at: _At) -> int:

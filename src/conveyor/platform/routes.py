@@ -21,7 +21,7 @@ from conveyor.errors import UsageError
 from conveyor.platform.errors import PlatformError
 from conveyor.platform.supervisor import Event
 
-__all__ = ["Backend", "Match", "Route", "RouteTable"]
+__all__ = ["Backend", "Match", "Route", "RouteTable", "overlaps"]
 
 
 @dataclass(frozen=True)
@@ -123,6 +123,13 @@ class RouteTable:
         )
         return None if taken is None else taken.app
 
+    def overlapping(self, route: Route) -> Route | None:
+        """Another app's route that would share requests with ``route`` (see :func:`overlaps`)."""
+        for other in self.routes():
+            if other.app != route.app and overlaps(route, other):
+                return other
+        return None
+
     def set_routes(self, app: str, routes: list[Route]) -> None:
         """Replace ``app``'s routes (its instances stay); raises if another app has one."""
         for route in routes:
@@ -207,6 +214,29 @@ class RouteTable:
         turn = entry.turn % len(ready)
         entry.turn = turn + 1
         return ready[turn:] + ready[:turn]
+
+
+def overlaps(a: Route, b: Route) -> bool:
+    """Whether some request could match both routes, so one app could take the other's traffic.
+
+    They must name the same host (or both none); then the paths overlap when
+    one is the other or lies under it (``/sc/predict`` under ``/sc``), and a
+    host route without a path covers the whole host. The root ``/`` is the
+    catch-all: it gets only what no other route matches, so it overlaps only
+    another ``/``.
+
+    >>> overlaps(Route("s", path="/sc/predict"), Route("sc", path="/sc"))
+    True
+    >>> overlaps(Route("s", path="/scores"), Route("sc", path="/sc"))
+    False
+    """
+    if a.host != b.host:
+        return False
+    if a.path is None or b.path is None or a.path == b.path:
+        return True
+    if "/" in (a.path, b.path):
+        return False
+    return a.path.startswith(b.path + "/") or b.path.startswith(a.path + "/")
 
 
 def _prefixes(path: str) -> list[str]:

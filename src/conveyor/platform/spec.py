@@ -166,6 +166,12 @@ class AppSpec:
         for key in self.env:
             if not ENV_KEY.fullmatch(key):
                 raise ValueError(f"{key!r} is not a variable name; use A-Z, 0-9 and '_'")
+        if self.requirements is not None and (
+            self.requirements.is_absolute() or ".." in self.requirements.parts
+        ):
+            raise ValueError(
+                f"requirements {str(self.requirements)!r} must be a file inside the app's folder"
+            )
         for service in self.services:
             if not SERVICE_NAME.fullmatch(service):
                 raise ValueError(f"{service!r} is not a valid service name")

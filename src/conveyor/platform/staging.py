@@ -75,6 +75,7 @@ def stage(
     *,
     progress: Callable[[str], None] = lambda _msg: None,
     refresh: bool = False,
+    shown_as: str | None = None,
 ) -> Droplet:
     """Build (or reuse) the droplet for ``source_dir`` with ``requirements``.
 
@@ -86,6 +87,8 @@ def stage(
     The resolution itself is cached by the requirements' bytes (and the Python
     version and index settings): a push whose requirements file did not change
     reuses the lock it resolved last time. ``refresh`` resolves again (restage).
+    ``shown_as`` is how messages name the requirements file (the user's own
+    ``requirements.txt``, not the folder it was uploaded to).
     """
     if not source_dir.is_dir():
         raise StagingError(
@@ -94,12 +97,22 @@ def stage(
         )
     if requirements is not None and not requirements.is_file():
         raise StagingError(
-            f"the requirements file {requirements} does not exist",
+            f"the requirements file {shown_as or requirements} does not exist",
             hint="Check the 'requirements' of the app in its manifest.",
         )
     python = Path(sys.executable)
     version = ".".join(map(str, sys.version_info[:3]))
-    lock = _cached_resolve(requirements, python, version, cache / "locks", progress, refresh)
+    try:
+        lock = _cached_resolve(requirements, python, version, cache / "locks", progress, refresh)
+    except StagingError as exc:
+        if requirements is None or shown_as is None:
+            raise
+        message = exc.message
+        for internal in (str(requirements.resolve()), str(requirements)):
+            message = message.replace(internal, shown_as)
+        for folder in {requirements.resolve().parent, requirements.parent}:
+            message = message.replace(f"{folder}/", "")  # other files of the upload, by name
+        raise StagingError(message, hint=exc.hint) from None
     digest = hashlib.sha256(f"python {version}\n{lock}".encode()).hexdigest()[:20]
     venv, cached = _ensure_env(cache / "envs", digest, lock, python, progress)
     source = _snapshot(source_dir, cache / "sources", venv / "bin" / "python")

@@ -134,7 +134,7 @@ class Target(Protocol):
         ...
 
     def route_owner(self, route: Route) -> str | None:
-        """The app that holds ``route``'s host and path now, if any."""
+        """Another app with a route sharing requests with ``route`` (:func:`~.routes.overlaps`)."""
         ...
 
     def logs(self, app: str) -> LogBuffer:

@@ -56,7 +56,7 @@ def list_apps(controller: Controller) -> list[dict[str, Any]]:
     out = []
     for app in controller.state.apps():
         instances = [
-            {"state": i.state, "ready": i.ready, "revision": i.revision}
+            {"state": i.state, "ready": i.ready, "revision": i.revision, "last_crash": i.last_crash}
             for i in controller.target.status(app.name)
         ]
         out.append(_summary(controller, app, instances))
@@ -67,10 +67,15 @@ def _summary(
     controller: Controller, app: AppRecord, instances: list[dict[str, Any]]
 ) -> dict[str, Any]:
     running = sum(1 for i in instances if i["state"] == "RUNNING" and i["ready"])
+    failure = _failure(controller, app, instances)
     return {
         "name": app.name,
         "desired_state": app.state,
-        "state": _app_state(app, instances),
+        "state": "crashed" if failure else _app_state(app, instances),
+        #: Why it crashed: what it said last (or the supervisor's reason), its revision.
+        "cause": None if failure is None else failure["cause"],
+        "failed_revision": None if failure is None else failure["revision"],
+        "last_lines": [] if failure is None else failure["last_lines"],
         "instances": app.instances,
         "running": running,
         "revision": app.revision,
@@ -106,6 +111,46 @@ def services(controller: Controller) -> list[dict[str, Any]]:
         {"name": name, "keys": sorted(creds), "bound_to": bound.get(name, [])}
         for name, creds in controller.state.services().items()
     ]
+
+
+def _failure(
+    controller: Controller, app: AppRecord, instances: list[dict[str, Any]]
+) -> dict[str, Any] | None:
+    """Why the app is down, when it is: its first push never ran, or every instance crash-loops.
+
+    A first push whose instances never became healthy leaves the app stopped at
+    revision 0; a started app none of whose instances is ready but some crashed
+    is restarting after a crash (a model that cannot load does so for ever), not
+    "starting".
+    """
+    if app.state == "stopped" and app.revision == 0:
+        failed = controller.state.last_event(app.name, "deploy-failed")
+        if failed is None:
+            return None
+        lines = list(failed.details.get("last_lines") or [])
+        return {
+            "cause": _cause(str(failed.details.get("reason") or "it did not start"), lines),
+            "revision": failed.revision,
+            "last_lines": lines,
+        }
+    if app.state != "started" or any(i["state"] == "RUNNING" and i["ready"] for i in instances):
+        return None
+    crashes = [i for i in instances if i.get("last_crash")]
+    if not crashes:
+        return None
+    crash = crashes[-1]["last_crash"]
+    lines = list(crash.get("last_lines") or [])
+    return {
+        "cause": _cause(str(crash.get("reason") or "crashed"), lines),
+        "revision": crashes[-1]["revision"],
+        "last_lines": lines,
+    }
+
+
+def _cause(reason: str, lines: list[str]) -> str:
+    """The supervisor's reason, with the last thing the app said (often the real cause)."""
+    said = next((line for line in reversed(lines) if line.strip()), None)
+    return reason if said is None else f"{reason}; last output: {said.strip()}"
 
 
 def _app_state(app: AppRecord, instances: list[dict[str, Any]]) -> str:

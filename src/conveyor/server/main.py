@@ -129,6 +129,7 @@ async def _serve(settings: Settings) -> None:
     from conveyor.store.apps import AppRepository
     from conveyor.store.artifacts import ArtifactStore
     from conveyor.store.registry import Registry
+    from conveyor.store.secrets import SecretBox
 
     pdir = settings.platform_dir
     token = _ensure_token(token_file(settings))
@@ -141,7 +142,9 @@ async def _serve(settings: Settings) -> None:
     target = LocalTarget(
         AppRepository(registry), log_dir=pdir / "logs", table=table, base_env=base_env
     )
-    controller = Controller(registry, artifacts, pdir, target=target)
+    controller = Controller(
+        registry, artifacts, pdir, target=target, secrets=SecretBox.from_settings(settings)
+    )
     (pdir / "logs").mkdir(parents=True, exist_ok=True)
     access = (pdir / "logs" / "router-access.log").open("a", buffering=1)
 

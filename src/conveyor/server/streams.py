@@ -64,6 +64,7 @@ def routes(streams: StreamService) -> APIRouter:
     async def deploy_stream(name: StreamName, body: StreamDeployIn) -> StreamingResponse:
         _properties(body.properties)
         streams.history(name)  # 404 before the stream of lines starts
+        streams.check_binder(body.binder)
         return operation(
             lambda progress: streams.deploy(name, body.properties, body.binder, progress)
         )

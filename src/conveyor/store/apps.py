@@ -2,9 +2,11 @@
 
 Apps, their revisions, events, user-provided services and the processes a
 platform started: everything a restarted platform needs to bring its apps
-back. A revision's spec is stored as the JSON the platform's ``AppSpec``
-writes (:mod:`conveyor.platform.spec` reads it back); nothing here knows
-about running processes.
+back. Service credentials are sealed (:mod:`conveyor.store.secrets`) when a
+box is given: the database file alone does not reveal them. A revision's
+spec is stored as the JSON the platform's ``AppSpec`` writes
+(:mod:`conveyor.platform.spec` reads it back); nothing here knows about
+running processes.
 """
 
 from __future__ import annotations
@@ -17,9 +19,10 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from conveyor.errors import NotFoundError
+from conveyor.errors import NotFoundError, StoreError
 from conveyor.store import schema
 from conveyor.store.registry import Registry
+from conveyor.store.secrets import SecretBox
 
 __all__ = ["AppRecord", "AppRepository", "EventRecord", "RevisionRecord"]
 
@@ -61,8 +64,10 @@ class EventRecord:
 class AppRepository:
     """Reads and writes the platform tables of one registry."""
 
-    def __init__(self, registry: Registry) -> None:
+    def __init__(self, registry: Registry, secrets: SecretBox | None = None) -> None:
         self.registry = registry
+        #: Seals service credentials at rest; without one they are stored as given.
+        self.secrets = secrets
 
     def _begin(self) -> AbstractContextManager[sa.Connection]:
         return self.registry.transaction()
@@ -207,6 +212,22 @@ class AppRepository:
             ).mappings()
             return [EventRecord(**row) for row in reversed(list(rows))]
 
+    def last_event(self, app: str, kind: str) -> EventRecord | None:
+        """The app's latest event of ``kind``, if it has one."""
+        table = schema.platform_events
+        with self._begin() as conn:
+            row = (
+                conn.execute(
+                    sa.select(table)
+                    .where(table.c.app == app, table.c.kind == kind)
+                    .order_by(table.c.id.desc())
+                    .limit(1)
+                )
+                .mappings()
+                .first()
+            )
+        return None if row is None else EventRecord(**row)
+
     def delete_events(self, app: str) -> None:
         with self._begin() as conn:
             conn.execute(schema.platform_events.delete().where(schema.platform_events.c.app == app))
@@ -214,26 +235,52 @@ class AppRepository:
     # -- user-provided services -------------------------------------------------
 
     def services(self) -> dict[str, Mapping[str, Any]]:
-        """Every service's credentials, by name."""
+        """Every service's credentials, by name (unsealed)."""
         table = schema.platform_services
         with self._begin() as conn:
             rows = conn.execute(sa.select(table.c.name, table.c.credentials).order_by(table.c.name))
-            return {row.name: row.credentials for row in rows}
+            stored = {row.name: row.credentials for row in rows}
+        return {name: self._open(value) for name, value in stored.items()}
 
     def save_service(self, name: str, credentials: Mapping[str, Any]) -> bool:
-        """Create or replace a service; True if it was new."""
+        """Create or replace a service; True if it was new.
+
+        Rows an earlier version stored in plain text are sealed on the way.
+        """
         table = schema.platform_services
+        value = self._seal(credentials)
         with self._begin() as conn:
             changed = conn.execute(
-                table.update().where(table.c.name == name).values(credentials=dict(credentials))
+                table.update().where(table.c.name == name).values(credentials=value)
             ).rowcount
             if not changed:
                 conn.execute(
-                    table.insert().values(
-                        name=name, credentials=dict(credentials), created_at=time.time()
-                    )
+                    table.insert().values(name=name, credentials=value, created_at=time.time())
                 )
+            if self.secrets is not None:
+                plain = conn.execute(sa.select(table.c.name, table.c.credentials)).all()
+                for row in plain:
+                    if not SecretBox.is_sealed(row.credentials):
+                        conn.execute(
+                            table.update()
+                            .where(table.c.name == row.name)
+                            .values(credentials=self._seal(row.credentials))
+                        )
         return not changed
+
+    def _seal(self, credentials: Mapping[str, Any]) -> Any:
+        return dict(credentials) if self.secrets is None else self.secrets.seal(credentials)
+
+    def _open(self, stored: Any) -> Mapping[str, Any]:
+        """Sealed credentials unsealed; plain ones (written before sealing) as they are."""
+        if SecretBox.is_sealed(stored):
+            if self.secrets is None:
+                raise StoreError(
+                    "service credentials are sealed, and this registry was opened without the key"
+                )
+            return self.secrets.unseal(stored)
+        result: Mapping[str, Any] = stored
+        return result
 
     def bindings(self) -> dict[str, list[str]]:
         """For each service bound by some app's newest revision: those apps, by name."""

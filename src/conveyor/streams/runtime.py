@@ -16,6 +16,7 @@ import enum
 import importlib
 import logging
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -206,12 +207,21 @@ class StreamAppRuntime:
             stopping=self.stopping,
             port=port,
             log=log,
+            status=self.status,
         )
         self._owns_binder = binder is None
         self.binder = binder or open_binder(spec.binder, settings)
         self.app: Any = None
         self.state = AppState.CREATED
         self.received = self.published = self.dead = 0
+        #: When the counters started (wall clock): they count since this process started.
+        self.started_at = time.time()
+
+    def status(self) -> dict[str, Any]:
+        """Names, state and counters, as ``/status`` answers (the http source serves it too)."""
+        from conveyor.streams.status import status_of  # it imports this module
+
+        return status_of(self)
 
     @property
     def input_destination(self) -> str | None:
@@ -279,6 +289,7 @@ class StreamAppRuntime:
     def _run_source(self) -> None:
         source: Source = self.app
         for batch in source.batches():
+            self.received += len(batch)  # what the source accepted (an http POST's records)
             for m in batch:
                 m.headers = {**new_headers(self.spec.stream_name, self.spec.app_label), **m.headers}
                 self._seal(m)

@@ -43,6 +43,7 @@ def status_of(runtime: StreamAppRuntime) -> dict[str, Any]:
         "received": runtime.received,
         "published": runtime.published,
         "dead_lettered": runtime.dead,
+        "counted_since": runtime.started_at,
     }
 
 

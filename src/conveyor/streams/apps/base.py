@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -39,6 +39,8 @@ class AppContext:
     #: A port given by the platform ($PORT), for apps that listen (the http source).
     port: int | None = None
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("conveyor.streams"))
+    #: The instance's status (names, counters) for apps that serve it themselves (http).
+    status: Callable[[], Mapping[str, Any]] | None = None
 
 
 @dataclass

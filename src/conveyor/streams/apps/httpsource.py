@@ -196,8 +196,12 @@ class HttpSource:
                 self.wfile.write(data)
 
             def do_GET(self) -> None:
+                status = source.context.status
                 if self.path == "/health":
                     self.reply(200, {"status": "ok"})
+                elif self.path == "/status" and status and "X-Forwarded-For" not in self.headers:
+                    # For the platform on loopback, not for whoever reaches the route.
+                    self.reply(200, dict(status()))
                 else:
                     self.reply(405, {"error": f"POST JSON to {path}"})
 

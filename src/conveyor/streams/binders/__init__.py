@@ -21,7 +21,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 from conveyor.config import Settings, parse_size
-from conveyor.errors import ConveyorError
+from conveyor.errors import ConveyorError, UsageError
 from conveyor.streams.binders.base import (
     Binder,
     Consumer,
@@ -34,15 +34,49 @@ from conveyor.streams.binders.base import (
 from conveyor.streams.errors import BinderError
 
 __all__ = [
+    "SCHEMES",
     "Binder",
     "Consumer",
     "Received",
+    "check_binder_url",
     "dead_letter",
     "dlq_name",
     "open_binder",
     "partition_destination",
     "publish_partitioned",
+    "shown_binder_url",
 ]
+
+
+#: The URL schemes of every binder Conveyor knows (Kafka and NATS come with their extras).
+SCHEMES = ("embedded", "redis", "rediss", "unix", "amqp", "amqps", "kafka", "nats")
+
+
+def check_binder_url(url: str) -> str:
+    """The scheme of binder ``url``; UsageError when no binder has it, before anything starts.
+
+    >>> check_binder_url("redis://127.0.0.1:6379/0"), check_binder_url("embedded")
+    ('redis', 'embedded')
+    """
+    parts = urlsplit(url)
+    scheme = parts.scheme or parts.path  # "embedded" alone parses as a path
+    if scheme not in SCHEMES:
+        raise UsageError(
+            f"unknown binder {shown_binder_url(url)!r}: no binder has the scheme "
+            f"{scheme.split('/')[0]!r}; the known ones: {', '.join(SCHEMES)}",
+            hint="For example --binder redis://127.0.0.1:6379/0, or leave it out for the "
+            "embedded binder.",
+        )
+    return scheme
+
+
+def shown_binder_url(url: str) -> str:
+    """``url`` with its password masked, for listings and messages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
 
 
 def _seconds(query: dict[str, list[str]], key: str, default: float, url: str) -> float:
