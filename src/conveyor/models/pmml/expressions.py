@@ -219,9 +219,18 @@ def _table_rows(table: Element) -> list[dict[str, str]]:
     return rows
 
 
+def _local(column: str) -> str:
+    """A table column's name as the parser keeps cell tags: without a namespace prefix."""
+    return column.rsplit(":", 1)[-1]
+
+
 def _map_values(el: Element) -> Expr:
-    pairs = [(p.require("field"), p.require("column")) for p in el.findall("FieldColumnPair")]
-    out_col = el.require("outputColumn")
+    # sklearn2pmml names its cells data:input / data:output: without matching them by
+    # local name every lookup misses and every row of the model scores missing
+    pairs = [
+        (p.require("field"), _local(p.require("column"))) for p in el.findall("FieldColumnPair")
+    ]
+    out_col = _local(el.require("outputColumn"))
     table = el.find("InlineTable")
     if table is None:
         raise unsupported(el, "MapValues without an InlineTable (TableLocator)")
