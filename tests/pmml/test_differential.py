@@ -39,8 +39,6 @@ CONVERTER_GAPS["RandomForestNaNMixed"] = CONVERTER_GAPS["DecisionTreeNaNMixed"]
 
 #: documents Conveyor does not yet score like their source model (strict xfails)
 PENDING: dict[str, str] = {
-    "CountVectorizerLogisticText": "TextIndex is not supported yet",
-    "TfidfVectorizerNBText": "TextIndex is not supported yet",
     "SVCMixed": "CategoricalPredictor in SVM VectorFields is not supported yet",
     "SVRMixed": "CategoricalPredictor in SVM VectorFields is not supported yet",
 }
