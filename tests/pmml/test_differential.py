@@ -38,10 +38,7 @@ CONVERTER_GAPS["RandomForestNaNMixed"] = CONVERTER_GAPS["DecisionTreeNaNMixed"]
 
 
 #: documents Conveyor does not yet score like their source model (strict xfails)
-PENDING: dict[str, str] = {
-    "SVCMixed": "CategoricalPredictor in SVM VectorFields is not supported yet",
-    "SVRMixed": "CategoricalPredictor in SVM VectorFields is not supported yet",
-}
+PENDING: dict[str, str] = {}
 
 
 def _param(name: str) -> object:
