@@ -223,7 +223,13 @@ def _lightgbm() -> tuple[Any, str, str]:
     return pipeline, "mixed", "label"
 
 
-def _xgboost() -> tuple[Any, str, str]:
+def _xgboost_binary() -> tuple[Any, str, str]:
+    pipeline, dataset, target = _xgboost(trees=60)
+    pipeline.binary_target = "high"
+    return pipeline, dataset, target
+
+
+def _xgboost(trees: int = 20) -> tuple[Any, str, str]:
     from sklearn.compose import ColumnTransformer
     from sklearn.impute import SimpleImputer
     from sklearn.pipeline import Pipeline
@@ -236,7 +242,7 @@ def _xgboost() -> tuple[Any, str, str]:
         [("impute", SimpleImputer(strategy="most_frequent")), ("onehot", OneHotEncoder())]
     )
     pre = ColumnTransformer([("num", "passthrough", CONT), ("cat", categorical, CAT)])
-    model = XGBClassifier(n_estimators=20, max_depth=3, learning_rate=0.3, random_state=1)
+    model = XGBClassifier(n_estimators=trees, max_depth=3, learning_rate=0.3, random_state=1)
     pipeline = PMMLPipeline([("pre", pre), ("model", model)])
     # XGBoost wants classes 0..k-1; the document then declares integer classes
     pipeline.encode_target = True
@@ -305,6 +311,7 @@ BUILDERS: dict[str, Callable[[], tuple[Any, str, str]]] = {
     "HistGradientBoostingRegressorMixed": _regress("HistGradientBoostingRegressor"),
     "LightGBMMixed": _lightgbm,
     "XGBoostMixed": _xgboost,
+    "XGBoostBinaryMixed": _xgboost_binary,
     "KMeansMixed": _kmeans,
     "IsolationForestMixed": _isolation_forest,
     "CountVectorizerLogisticText": _text("Count", "Logistic"),
@@ -350,7 +357,9 @@ def generate(names: list[str]) -> None:
         kwargs = getattr(pipeline, "fit_kwargs", {})
         if target:
             y = frame[target].rename(target)
-            if getattr(pipeline, "encode_target", False):
+            if getattr(pipeline, "binary_target", None):
+                y = (y == pipeline.binary_target).astype(int)
+            elif getattr(pipeline, "encode_target", False):
                 y = y.map({v: i for i, v in enumerate(sorted(y.unique()))})
             pipeline.fit(inputs, y, **kwargs)
         else:
