@@ -54,7 +54,7 @@ def read_csv(path: Path) -> tuple[list[str], list[list[str | None]]]:
 
 
 def inputs_for(name: str) -> dict[str, Any]:
-    dataset = "text" if name.endswith("Text") else "mixed"
+    dataset = next((d for d in ("Text", "Dates") if name.endswith(d)), "Mixed").lower()
     header, rows = read_csv(HERE / "data" / f"{dataset}.csv")
     return {c: np.array([r[j] for r in rows], dtype=object) for j, c in enumerate(header)}
 

@@ -85,6 +85,25 @@ def text_frame(seed: int = 16) -> pd.DataFrame:
     return pd.DataFrame({"text": texts, "sentiment": labels})
 
 
+def dates_frame(seed: int = 16) -> pd.DataFrame:
+    """A date and a date-time column (ISO 8601 text), and a value that depends on both."""
+    rng = np.random.default_rng(seed)
+    n = ROWS
+    days = rng.integers(0, 3 * 365, n)
+    seconds = rng.integers(0, 86400 * 400, n)
+    day = pd.Timestamp("2021-03-01") + pd.to_timedelta(days, unit="D")
+    stamp = pd.Timestamp("2023-10-15") + pd.to_timedelta(seconds, unit="s")
+    hour = stamp.hour.to_numpy()
+    value = 0.01 * days + np.where((hour >= 9) & (hour < 17), 3.0, 0.0) + day.dayofweek.to_numpy()
+    return pd.DataFrame(
+        {
+            "day": day.strftime("%Y-%m-%d"),
+            "stamp": stamp.strftime("%Y-%m-%dT%H:%M:%S"),
+            "value": (value + rng.normal(0, 0.2, n)).round(4),
+        }
+    )
+
+
 # -- pipelines ---------------------------------------------------------------------------
 
 
@@ -266,6 +285,57 @@ def _isolation_forest() -> tuple[Any, str, str]:
     return PMMLPipeline([("pre", pre), ("model", model)]), "mixed", ""
 
 
+def _dates(name: str) -> Callable[[], tuple[Any, str, str]]:
+    """Date features as sklearn2pmml writes them: days and seconds since a year, seconds
+    since midnight (its DateTimeFormatter cannot sit in a pipeline: its fit takes no y)."""
+
+    def build() -> tuple[Any, str, str]:
+        from sklearn.compose import ColumnTransformer
+        from sklearn.linear_model import LinearRegression
+        from sklearn.pipeline import make_pipeline
+        from sklearn.tree import DecisionTreeRegressor
+        from sklearn2pmml.decoration import DateDomain, DateTimeDomain
+        from sklearn2pmml.pipeline import PMMLPipeline
+        from sklearn2pmml.preprocessing import (
+            DaysSinceYearTransformer,
+            SecondsSinceMidnightTransformer,
+            SecondsSinceYearTransformer,
+        )
+
+        # stateless transformers that scikit-learn >= 1.8 would call unfitted inside a Pipeline
+        for stateless in (
+            DaysSinceYearTransformer,
+            SecondsSinceMidnightTransformer,
+            SecondsSinceYearTransformer,
+        ):
+            stateless.__sklearn_is_fitted__ = lambda self: True
+        pre = ColumnTransformer(
+            [
+                ("days", make_pipeline(DateDomain(), DaysSinceYearTransformer(1990)), ["day"]),
+                (
+                    "clock",
+                    make_pipeline(DateTimeDomain(), SecondsSinceMidnightTransformer()),
+                    ["stamp"],
+                ),
+                (
+                    "seconds",
+                    make_pipeline(DateTimeDomain(), SecondsSinceYearTransformer(2000)),
+                    ["stamp"],
+                ),
+            ]
+        )
+        model = (
+            LinearRegression()
+            if name == "Linear"
+            else DecisionTreeRegressor(max_depth=5, random_state=1)
+        )
+        pipeline = PMMLPipeline([("pre", pre), ("model", model)])
+        pipeline.temporal = ["day", "stamp"]
+        return pipeline, "dates", "value"
+
+    return build
+
+
 def _text(vectorizer: str, classifier: str) -> Callable[[], tuple[Any, str, str]]:
     def build() -> tuple[Any, str, str]:
         from sklearn.compose import ColumnTransformer
@@ -314,6 +384,8 @@ BUILDERS: dict[str, Callable[[], tuple[Any, str, str]]] = {
     "XGBoostBinaryMixed": _xgboost_binary,
     "KMeansMixed": _kmeans,
     "IsolationForestMixed": _isolation_forest,
+    "DateFeaturesLinearDates": _dates("Linear"),
+    "DateFeaturesTreeDates": _dates("Tree"),
     "CountVectorizerLogisticText": _text("Count", "Logistic"),
     "TfidfVectorizerNBText": _text("Tfidf", "NB"),
 }
@@ -346,14 +418,19 @@ def generate(names: list[str]) -> None:
 
     DATA.mkdir(exist_ok=True)
     CASES.mkdir(exist_ok=True)
-    frames = {"mixed": mixed_frame(), "text": text_frame()}
+    frames = {"mixed": mixed_frame(), "text": text_frame(), "dates": dates_frame()}
     for key, frame in frames.items():
         frame.to_csv(DATA / f"{key}.csv", index=False, float_format="%.17g")
     for name in names:
         pipeline, dataset, target = BUILDERS[name]()
         # read back from the CSV so the model sees exactly what the suite will send
         frame = pd.read_csv(DATA / f"{dataset}.csv", keep_default_na=True)
-        inputs = frame[["text"]] if dataset == "text" else frame[CONT + CAT]
+        columns = {"text": ["text"], "dates": ["day", "stamp"]}.get(dataset, CONT + CAT)
+        inputs = frame[columns]
+        for column in getattr(pipeline, "temporal", []):
+            inputs = inputs.assign(
+                **{column: pd.to_datetime(inputs[column]).astype("datetime64[s]")}
+            )
         kwargs = getattr(pipeline, "fit_kwargs", {})
         if target:
             y = frame[target].rename(target)
