@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from tests.pmml._report import wanted, write_section
 
 ROOT = Path(os.environ.get("CONVEYOR_PMML_CONFORMANCE", "/work/shared/pmml-conformance"))
 MISSING = frozenset({"N/A", "NA", ""})
@@ -182,7 +183,6 @@ NO_CSV = {"sklearn/ConstantPredicateTest"}
 
 CASES = [c for c in discover() if c.id not in NO_CSV]
 RESULTS: dict[str, Outcome | str] = {}
-REPORT = Path(__file__).resolve().parents[2] / "docs" / "pmml-conformance.md"
 
 
 def _param(case: Case) -> object:
@@ -237,9 +237,8 @@ def _table() -> str:
             status = KNOWN_UNSUPPORTED.get(case.id, got or "not run")
             lines.append(f"| {case.id} | - | - | - | {status} |")
     head = [
-        "# PMML conformance",
-        "",
-        "Written by tests/pmml/test_conformance.py from /work/shared/pmml-conformance.",
+        "Written by `CONVEYOR_PMML_REPORT=1 pytest tests/pmml/test_conformance.py` from",
+        "/work/shared/pmml-conformance.",
         "",
         f"- sklearn: {passed['sklearn']}/{totals['sklearn']} documents match",
         f"- vendor: {passed['vendor']}/{totals['vendor']} documents match",
@@ -254,6 +253,5 @@ def test_write_conformance_report() -> None:
         pytest.skip("the report needs the whole conformance module to run")
     text = _table()
     print("\n" + text)
-    if os.environ.get("CONVEYOR_PMML_REPORT") == "1":
-        REPORT.parent.mkdir(exist_ok=True)
-        REPORT.write_text(text)
+    if wanted():
+        write_section("conformance", text)

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from tests.pmml._report import wanted, write_section
 
 HERE = Path(__file__).parent / "differential"
 CASES = sorted(p.stem for p in (HERE / "cases").glob("*.pmml"))
@@ -102,6 +103,24 @@ def score(name: str) -> tuple[dict[str, Any], list[str], list[list[str | None]],
     return out, header, rows, model.model.float32
 
 
+def error(actual: Any, expected: str, float32: bool) -> float:
+    """How far a number is from the source model's: float32 ulps, else relative error."""
+    try:
+        a, e = float(actual), float(expected)
+    except (TypeError, ValueError):
+        return 0.0
+    if math.isnan(a):
+        return 0.0
+    if float32:
+        e32 = np.float32(e)
+        return abs(float(np.float32(a)) - float(e32)) / float(np.spacing(abs(e32)))
+    return abs(a - e) / max(abs(e), 1.0)
+
+
+#: case -> (rows, rows agreeing, rows the document itself leaves missing, max error)
+RESULTS: dict[str, tuple[int, int, int, float]] = {}
+
+
 @pytest.mark.parametrize("name", [_param(n) for n in CASES])
 def test_conveyor_scores_like_the_source_model(name: str) -> None:
     out, header, rows, float32 = score(name)
@@ -111,6 +130,9 @@ def test_conveyor_scores_like_the_source_model(name: str) -> None:
     for column in inputs.values():
         row_has_missing |= np.array([_missing(v) for v in column])
     wrong: list[str] = []
+    agree = np.ones(len(rows), dtype=bool)
+    gaps = np.zeros(len(rows), dtype=bool)
+    worst = 0.0
     for j, column in enumerate(header):
         assert column in out, f"{name}: no output {column!r} (have {sorted(out)})"
         values = out[column]
@@ -118,11 +140,35 @@ def test_conveyor_scores_like_the_source_model(name: str) -> None:
             expected = row[j]
             assert expected is not None
             if agrees(values[i], expected, float32):
+                worst = max(worst, error(values[i], expected, float32))
                 continue
+            agree[i] = False
             if gap and row_has_missing[i] and _missing(values[i]):
+                gaps[i] = True
                 continue  # the document's own answer, see CONVERTER_GAPS
             wrong.append(f"row {i} {column}: Conveyor {values[i]!r}, source model {expected}")
+    RESULTS[name] = (len(rows), int(agree.sum()), int(gaps.sum()), worst)
     assert not wrong, f"{name}: {len(wrong)} disagreements, first: {wrong[:3]}"
+
+
+def test_write_differential_report() -> None:
+    """Prints the agreement per case; writes it to the docs when CONVEYOR_PMML_REPORT=1."""
+    if len(RESULTS) < len(CASES):
+        pytest.skip("the report needs every differential case to run")
+    lines = [
+        "Written by `CONVEYOR_PMML_REPORT=1 pytest tests/pmml/test_differential.py`.",
+        "",
+        "| case | rows | agree | missing by the document | max error |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for name in CASES:
+        n, agree, gaps, worst = RESULTS[name]
+        unit = " ulp" if name.startswith("XGBoost") else ""
+        lines.append(f"| {name} | {n} | {agree} | {gaps} | {worst:.1e}{unit} |")
+    text = "\n".join(lines) + "\n"
+    print("\n" + text)
+    if wanted():
+        write_section("differential", text)
 
 
 def test_every_family_the_issue_names_is_in_the_suite() -> None:
@@ -163,3 +209,14 @@ def test_probabilities_of_every_classifier_row_sum_to_one() -> None:
         if name not in CONVERTER_GAPS:
             assert scored.all(), f"{name}: {int((~scored).sum())} rows without probabilities"
         np.testing.assert_allclose(total[scored], 1.0, rtol=1e-6, err_msg=name)
+
+
+def test_a_report_section_is_rewritten_in_place_and_the_rest_kept(tmp_path: Path) -> None:
+    doc = tmp_path / "report.md"
+    doc.write_text("# title\n\nhand-written\n")
+    write_section("differential", "first", doc)
+    write_section("differential", "second", doc)
+    assert doc.read_text() == (
+        "# title\n\nhand-written\n\n"
+        "<!-- begin differential -->\nsecond\n<!-- end differential -->\n"
+    )

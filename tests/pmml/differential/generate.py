@@ -242,6 +242,24 @@ def _lightgbm() -> tuple[Any, str, str]:
     return pipeline, "mixed", "label"
 
 
+def _xgboost_categorical() -> tuple[Any, str, str]:
+    """XGBoost's own categorical splits over ordinal codes, missing values left to it."""
+    from sklearn2pmml.pipeline import PMMLPipeline
+    from xgboost import XGBClassifier
+
+    model = XGBClassifier(
+        n_estimators=20,
+        max_depth=3,
+        enable_categorical=True,
+        feature_types=["q", "q", "q", "c", "c"],
+        max_cat_to_onehot=1,
+        random_state=1,
+    )
+    pipeline = PMMLPipeline([("pre", _ordinal()), ("model", model)])
+    pipeline.encode_target = True
+    return pipeline, "mixed", "label"
+
+
 def _xgboost_binary() -> tuple[Any, str, str]:
     pipeline, dataset, target = _xgboost(trees=60)
     pipeline.binary_target = "high"
@@ -382,6 +400,7 @@ BUILDERS: dict[str, Callable[[], tuple[Any, str, str]]] = {
     "LightGBMMixed": _lightgbm,
     "XGBoostMixed": _xgboost,
     "XGBoostBinaryMixed": _xgboost_binary,
+    "XGBoostCategoricalMixed": _xgboost_categorical,
     "KMeansMixed": _kmeans,
     "IsolationForestMixed": _isolation_forest,
     "DateFeaturesLinearDates": _dates("Linear"),
