@@ -41,6 +41,11 @@ def test_term_frequency_ignores_case_and_trims_punctuation_by_default() -> None:
     assert got[4] == 2.0  # "rainy" is another word; "(rain)" and "rain." are "rain"
 
 
+def test_unicode_punctuation_is_trimmed_but_symbols_are_kept() -> None:
+    # « » and … are punctuation (category P); $ and + are symbols, part of the word
+    assert freq("", ["«rain» rain… ¿rain? $rain rain+"]) == [3.0]
+
+
 def test_case_sensitive_index_counts_only_the_exact_case() -> None:
     assert freq("", ["Rain rain RAIN"]) == [3.0]
     assert freq('isCaseSensitive="true"', ["Rain rain RAIN"]) == [1.0]

@@ -19,10 +19,9 @@ four ``localTermWeights`` are supported; ``tokenize="false"`` is not.
 from __future__ import annotations
 
 import re
-import sys
 import unicodedata
 from collections.abc import Callable
-from functools import cache
+from functools import lru_cache
 
 import numpy as np
 import numpy.typing as npt
@@ -40,12 +39,19 @@ Ints = npt.NDArray[np.intp]
 _WEIGHTS = ("termFrequency", "binary", "logarithmic", "augmentedNormalizedTermFrequency")
 
 
-@cache
-def _punctuation() -> str:
-    """Every Unicode punctuation character (category P), trimmed from token ends."""
-    return "".join(
-        c for c in map(chr, range(sys.maxunicode + 1)) if unicodedata.category(c).startswith("P")
-    )
+@lru_cache(maxsize=1 << 16)
+def _trim(token: str) -> str:
+    """A token without leading and trailing punctuation (Unicode category P).
+
+    Looked up end by end rather than with a set of every punctuation character,
+    which would take a second to build on the first text document.
+    """
+    start, end = 0, len(token)
+    while start < end and unicodedata.category(token[start])[0] == "P":
+        start += 1
+    while end > start and unicodedata.category(token[end - 1])[0] == "P":
+        end -= 1
+    return token[start:end]
 
 
 class _Normalization:
@@ -193,19 +199,18 @@ def compile_text_index(el: Element, term_expr: Expr) -> Expr:
     normalizations = [
         _Normalization(n, separator, case_sensitive) for n in el.findall("TextIndexNormalization")
     ]
-    punctuation = _punctuation()
 
     def tokenize(text: str) -> list[str]:
         for normalize in normalizations:
             text = normalize(text)
         if not case_sensitive:
             text = text.lower()
-        return [t for t in (raw.strip(punctuation) for raw in splitter.split(text)) if t]
+        return [t for t in map(_trim, splitter.split(text)) if t]
 
     def term_tokens(term: str) -> list[str]:
         if not case_sensitive:
             term = term.lower()
-        return [t for t in (raw.strip(punctuation) for raw in splitter.split(term)) if t]
+        return [t for t in map(_trim, splitter.split(term)) if t]
 
     # one entry: the column last indexed and its index (the calls of a batch share it)
     last: list[tuple[Array, _Index]] = []
