@@ -1,9 +1,9 @@
 """Transformations: DerivedField expressions compiled once into column functions.
 
 ``compile_expression`` turns Constant, FieldRef, NormContinuous,
-NormDiscrete, Discretize, MapValues and Apply (built-in or DefineFunction)
-elements into callables ``scope -> column``. Aggregate, Lag and TextIndex are
-refused with an error naming the element and its line.
+NormDiscrete, Discretize, MapValues, Apply (built-in or DefineFunction) and TextIndex
+elements into callables ``scope -> column``; TextIndex lives in ``text.py``.
+Aggregate and Lag are refused with an error naming the element and its line.
 """
 
 from __future__ import annotations
@@ -114,6 +114,13 @@ def compile_expression(el: Element) -> Expr:
         return _missing_to(el, _map_values(el))
     if tag == "Apply":
         return _apply(el)
+    if tag == "TextIndex":
+        from conveyor.models.pmml.text import compile_text_index
+
+        terms = [c for c in el.children if c.tag in EXPRESSION_TAGS]
+        if len(terms) != 1:
+            raise ModelError(f"{el.where}: TextIndex needs one expression giving its term")
+        return compile_text_index(el, compile_expression(terms[0]))
     raise unsupported(el)
 
 
@@ -219,9 +226,18 @@ def _table_rows(table: Element) -> list[dict[str, str]]:
     return rows
 
 
+def _local(column: str) -> str:
+    """A table column's name as the parser keeps cell tags: without a namespace prefix."""
+    return column.rsplit(":", 1)[-1]
+
+
 def _map_values(el: Element) -> Expr:
-    pairs = [(p.require("field"), p.require("column")) for p in el.findall("FieldColumnPair")]
-    out_col = el.require("outputColumn")
+    # sklearn2pmml names its cells data:input / data:output: without matching them by
+    # local name every lookup misses and every row of the model scores missing
+    pairs = [
+        (p.require("field"), _local(p.require("column"))) for p in el.findall("FieldColumnPair")
+    ]
+    out_col = _local(el.require("outputColumn"))
     table = el.find("InlineTable")
     if table is None:
         raise unsupported(el, "MapValues without an InlineTable (TableLocator)")

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from conveyor.errors import ModelError
-from conveyor.models.pmml._values import Array, cast
+from conveyor.models.pmml._values import NO_MATCH, Array, cast, coerce, is_missing
 from conveyor.models.pmml._xml import Element, unsupported
 from conveyor.models.pmml.core import CompiledModel, Context, Result, classify
 from conveyor.models.pmml.predicates import parse_array
@@ -73,10 +73,17 @@ class SupportVectorMachineModel(CompiledModel):
         vf = vd.find("VectorFields")
         if vf is None:
             raise ModelError(f"{vd.where}: <VectorDictionary> needs VectorFields")
+        # a vector entry is a field's number, or (PMML 4.4) an indicator of one category
+        self.columns: list[tuple[str, str | None, float]] = []
         for c in vf.children:
-            if c.tag != "FieldRef":
+            if c.tag == "FieldRef":
+                self.columns.append((c.require("field"), None, 1.0))
+            elif c.tag == "CategoricalPredictor":
+                coefficient = float(c.get("coefficient", "1"))
+                self.columns.append((c.require("name"), c.require("value"), coefficient))
+            else:
                 raise unsupported(c, f"<{c.tag}> in VectorFields")
-        self.fields = [f.require("field") for f in vf.findall("FieldRef")]
+        self.fields = [name for name, _, _ in self.columns]
         ids, rows = [], []
         for vi in vd.findall("VectorInstance"):
             ids.append(vi.require("id"))
@@ -135,10 +142,18 @@ class SupportVectorMachineModel(CompiledModel):
                 return np.asarray(np.power(self.gamma * dot + self.coef0, self.degree))
             return np.asarray(np.tanh(self.gamma * dot + self.coef0))
 
+    def _column(self, scope: Scope, name: str, category: str | None, coefficient: float) -> Array:
+        col = scope.get(name)
+        if category is None:
+            return cast(col, "double").astype(np.float64)
+        value = coerce(category, col.dtype)
+        hit = np.zeros(scope.n) if value is NO_MATCH else (col == value).astype(np.float64)
+        return np.where(is_missing(col), np.nan, coefficient * hit)
+
     def _values(self, scope: Scope) -> list[Array]:
-        x = np.column_stack(
-            [cast(scope.get(f), "double").astype(np.float64) for f in self.fields]
-        ).reshape(scope.n, len(self.fields))
+        x = np.column_stack([self._column(scope, *c) for c in self.columns]).reshape(
+            scope.n, len(self.columns)
+        )
         if self.representation == "Coefficients":
             return [x @ coefs + b for _, _, _, coefs, b, _ in self.machines]
         k = self.kernel_matrix(x)
