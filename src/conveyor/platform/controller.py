@@ -51,7 +51,7 @@ from conveyor.platform.routes import Route, RouteTable
 from conveyor.platform.state import PlatformState, RevisionRecord
 from conveyor.platform.supervisor import Event, Instance, InstanceSpec, Supervisor
 from conveyor.platform.views import route_text
-from conveyor.store.artifacts import ArtifactStore
+from conveyor.store.blobs import BlobStore
 from conveyor.store.registry import Registry
 
 __all__ = ["Controller", "DeployError", "Progress"]
@@ -93,7 +93,7 @@ class Controller:
     def __init__(
         self,
         registry: Registry,
-        artifacts: ArtifactStore,
+        artifacts: BlobStore,
         platform_dir: Path,
         *,
         table: RouteTable | None = None,

@@ -20,7 +20,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from conveyor.errors import UsageError
-from conveyor.store.artifacts import ArtifactStore
+from conveyor.store.blobs import BlobStore
 
 __all__ = ["Droplets", "GcReport", "check_upload_path", "files_digest"]
 
@@ -38,7 +38,7 @@ class GcReport:
 class Droplets:
     """Builds droplets under ``platform_dir`` from blobs in ``artifacts``."""
 
-    def __init__(self, artifacts: ArtifactStore, platform_dir: Path) -> None:
+    def __init__(self, artifacts: BlobStore, platform_dir: Path) -> None:
         self.artifacts = artifacts
         self.dir = platform_dir
         self._compiling: dict[Path, asyncio.Future[bool]] = {}

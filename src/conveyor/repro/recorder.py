@@ -31,6 +31,7 @@ from conveyor.repro import environment
 from conveyor.repro.journal import read_events
 from conveyor.repro.snapshot import take_snapshot
 from conveyor.store.artifacts import ArtifactStore
+from conveyor.store.blobs import BlobStore
 from conveyor.store.files import private_dir
 from conveyor.store.records import FileRecord, MetricRecord, ModelRecord, RunRecord, RunStatus
 
@@ -134,7 +135,7 @@ class _Registration(threading.Thread):
     """
 
     def __init__(
-        self, settings: Settings, record: RunRecord, run_dir: Path, store: ArtifactStore
+        self, settings: Settings, record: RunRecord, run_dir: Path, store: BlobStore
     ) -> None:
         super().__init__(daemon=True)
         self.settings, self.record, self.run_dir, self.store = settings, record, run_dir, store
@@ -164,7 +165,7 @@ class _Registration(threading.Thread):
             self.command_ended.wait(0.05)
 
 
-def capture_interpreter(event: Mapping[str, Any], store: ArtifactStore) -> dict[str, Any]:
+def capture_interpreter(event: Mapping[str, Any], store: BlobStore) -> dict[str, Any]:
     """Environment facts from the journal's ``interpreter`` event, package list stored."""
     packages = environment.capture_packages(event["path"])
     return {
@@ -199,7 +200,7 @@ def _child_env(
             "CONVEYOR_RUN_SEED": str(run.seed),
             "CONVEYOR_PARAMS": json.dumps(request.params),
             "CONVEYOR_HOME": str(settings.home),
-            "CONVEYOR_ARTIFACT_ROOT": str(settings.artifact_root),
+            "CONVEYOR_ARTIFACT_ROOT": settings.artifact_location,
             "CONVEYOR_DATABASE_URL": settings.database_url,
         }
     )
@@ -208,7 +209,7 @@ def _child_env(
 
 def new_run(
     settings: Settings,
-    store: ArtifactStore,
+    store: BlobStore,
     *,
     cwd: Path,
     command: list[str],
@@ -410,7 +411,7 @@ def finish_recorded_run(
     returncode: int,
     interrupted: bool,
     run_dir: Path,
-    store: ArtifactStore,
+    store: BlobStore,
     registry: Any,
     inputs: list[FileRecord],
     request: RunRequest,

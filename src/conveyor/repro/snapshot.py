@@ -19,7 +19,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from conveyor.errors import RunError, SnapshotTooLarge, StoreError
-from conveyor.store.artifacts import ArtifactStore
+from conveyor.store.blobs import BlobStore
 
 __all__ = ["CodeState", "materialize", "read_manifest", "take_snapshot"]
 
@@ -107,7 +107,7 @@ def _walk(root: Path) -> list[str]:
     return found
 
 
-def take_snapshot(cwd: Path, store: ArtifactStore, *, limit: int) -> CodeState:
+def take_snapshot(cwd: Path, store: BlobStore, *, limit: int) -> CodeState:
     """Snapshot the tree around ``cwd`` into ``store``; SnapshotTooLarge past ``limit`` bytes."""
     cwd = cwd.resolve()
     top = _git(cwd, "rev-parse", "--show-toplevel")
@@ -165,7 +165,7 @@ def take_snapshot(cwd: Path, store: ArtifactStore, *, limit: int) -> CodeState:
     )
 
 
-def read_manifest(store: ArtifactStore, digest: str) -> list[dict[str, Any]]:
+def read_manifest(store: BlobStore, digest: str) -> list[dict[str, Any]]:
     manifest = store.read_json(digest)
     if not isinstance(manifest, dict) or manifest.get("version") != MANIFEST_VERSION:
         raise StoreError(f"artifact {digest} is not a code snapshot manifest")
@@ -180,7 +180,7 @@ def _safe_target(dest: Path, name: str) -> Path:
     return dest.joinpath(*rel.parts)
 
 
-def materialize(store: ArtifactStore, digest: str, dest: Path) -> int:
+def materialize(store: BlobStore, digest: str, dest: Path) -> int:
     """Write the snapshot's files under ``dest``; returns how many were written."""
     files = read_manifest(store, digest)
     for entry in files:

@@ -14,11 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import pathlib
 import re
 import secrets
-import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import asdict
 from typing import Annotated, Any, Literal
@@ -34,7 +31,6 @@ from conveyor.errors import ConveyorError, NotFoundError, UsageError
 from conveyor.platform import views
 from conveyor.platform.controller import Controller, Deployment, Progress
 from conveyor.platform.errors import ManifestError, StagingError
-from conveyor.store.digests import new_hasher
 
 __all__ = ["create_app"]
 
@@ -279,26 +275,7 @@ def create_app(
         store = controller.artifacts
         if store.exists(digest):
             return {"digest": digest}
-        hasher = new_hasher()
-        tmp_dir = store.root / "tmp"
-        tmp_dir.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix="upload-", dir=tmp_dir)
-        size = 0
-        try:
-            with os.fdopen(fd, "wb") as out:
-                async for chunk in request.stream():
-                    size += len(chunk)
-                    if size > MAX_BLOB:
-                        raise UsageError(f"the upload is larger than {MAX_BLOB} bytes")
-                    hasher.update(chunk)
-                    out.write(chunk)
-            got = "blake3:" + hasher.hexdigest()
-            if got != digest:
-                raise UsageError(f"the uploaded bytes have digest {got}, not {digest}")
-            stored = await asyncio.to_thread(store.put_file, pathlib.Path(tmp))
-            assert stored == digest
-        finally:
-            os.unlink(tmp)
+        await store.put_stream_async(request.stream(), digest, limit=MAX_BLOB)
         return {"digest": digest}
 
     # -- apps -----------------------------------------------------------------
