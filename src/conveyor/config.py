@@ -75,6 +75,11 @@ class Settings:
     #: or AWS_ENDPOINT_URL); None: AWS itself. Credentials come from the usual AWS_* variables.
     s3_endpoint_url: str | None = None
     s3_region: str | None = None
+    #: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN; None: boto3 looks further
+    #: (AWS_PROFILE, ~/.aws, an instance role). Kept out of repr.
+    s3_credentials: tuple[str | None, str | None, str | None] = field(
+        default=(None, None, None), repr=False
+    )
     #: Largest size of the local read cache of a bucket store (CONVEYOR_ARTIFACT_CACHE_SIZE).
     artifact_cache_size: int = 2048 * _MIB
 
@@ -132,6 +137,11 @@ class Settings:
             artifact_url=url,
             s3_endpoint_url=endpoint,
             s3_region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or None,
+            s3_credentials=(
+                env.get("AWS_ACCESS_KEY_ID") or None,
+                env.get("AWS_SECRET_ACCESS_KEY") or None,
+                env.get("AWS_SESSION_TOKEN") or None,
+            ),
             artifact_cache_size=parse_size(cache, "CONVEYOR_ARTIFACT_CACHE_SIZE"),
         )
 

@@ -85,6 +85,7 @@ class S3ArtifactStore(StreamingPuts):
         region: str | None = None,
         access_key: str | None = None,
         secret_key: str | None = None,
+        session_token: str | None = None,
         connect_timeout: float = 5.0,
         read_timeout: float = 60.0,
         part_size: int = 8 * _MIB,
@@ -103,7 +104,7 @@ class S3ArtifactStore(StreamingPuts):
         self._cache = cache
         self._endpoint = endpoint_url
         self._region = region
-        self._credentials = (access_key, secret_key)
+        self._credentials = (access_key, secret_key, session_token)
         self._timeouts = (connect_timeout, read_timeout)
         self._part = part_size
         self._concurrency = concurrency
@@ -119,6 +120,9 @@ class S3ArtifactStore(StreamingPuts):
             cache=ReadCache(settings.cache_dir / "artifacts", settings.artifact_cache_size),
             endpoint_url=settings.s3_endpoint_url,
             region=settings.s3_region,
+            access_key=settings.s3_credentials[0],
+            secret_key=settings.s3_credentials[1],
+            session_token=settings.s3_credentials[2],
         )
 
     def __repr__(self) -> str:
@@ -303,6 +307,7 @@ class S3ArtifactStore(StreamingPuts):
                 region_name=self._region or ("us-east-1" if self._endpoint else None),
                 aws_access_key_id=self._credentials[0],
                 aws_secret_access_key=self._credentials[1],
+                aws_session_token=self._credentials[2],
                 config=config,
             )
 
