@@ -78,12 +78,23 @@ def test_a_malformed_artifact_root_is_a_config_error(root: str, message: str) ->
 
 
 def test_storing_content_the_bucket_holds_sends_only_a_head(store: S3ArtifactStore) -> None:
-    digest = store.put_bytes(SMALL)
+    data = b"model weights " * 100_000
+    digest = store.put_bytes(data)
     sent = calls(store)
 
-    assert store.put_bytes(SMALL) == digest
+    assert store.put_bytes(data) == digest
 
     assert sent == ["HeadObject"]
+
+
+def test_a_small_blob_is_sent_in_one_request(store: S3ArtifactStore) -> None:
+    sent = calls(store)  # a HEAD would cost as much as the PUT
+
+    digest = store.put_bytes(SMALL)
+    store.put_bytes(SMALL)
+
+    assert sent == ["PutObject", "PutObject"]
+    assert store.read_bytes(digest) == SMALL
 
 
 def test_a_large_blob_goes_up_in_parts_and_comes_back_whole(

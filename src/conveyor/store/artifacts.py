@@ -232,7 +232,12 @@ class ArtifactStore(StreamingPuts):
         with self._blob_access(digest):
             src, _ = open_regular(path)
         try:
-            export_verified(src, digest, Path(dest), integrity_error(digest, path))
+            export_verified(
+                digest,
+                Path(dest),
+                lambda fd: copy_fd(src, fd),
+                lambda: integrity_error(digest, path),
+            )
         finally:
             os.close(src)
 

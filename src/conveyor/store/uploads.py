@@ -27,7 +27,7 @@ from conveyor.store.digests import (
     parse_digest,
     read_fd,
 )
-from conveyor.store.files import copy_fd, create_temp, discard, write_all
+from conveyor.store.files import create_temp, discard, write_all
 
 __all__ = ["StreamingPuts", "export_verified", "store_file"]
 
@@ -192,11 +192,14 @@ def store_file(
         os.close(src)
 
 
-def export_verified(src: int, digest: Digest, dest: Path, bad: IntegrityError) -> None:
-    """Copy the open blob ``src`` to ``dest`` (parents made), checked, replacing it atomically.
+def export_verified(
+    digest: Digest, dest: Path, fill: Callable[[int], None], bad: Callable[[], IntegrityError]
+) -> None:
+    """Write a blob to ``dest`` (parents made) with ``fill(fd)``, check it, replace ``dest``.
 
-    The copy is hashed before it is renamed into place; ``bad`` is raised if
-    it does not match ``digest``, and no partial file is left either way.
+    What was written is hashed before it is renamed into place; ``bad()`` is
+    raised if it does not match ``digest``, and no partial file is left
+    either way. ``fill`` copies a local blob in, or downloads one.
     """
     if dest.is_dir():
         raise UsageError(f"cannot export {digest} to {dest}: it is a directory; name a file")
@@ -207,11 +210,11 @@ def export_verified(src: int, digest: Digest, dest: Path, bad: IntegrityError) -
         raise _dest_error(exc, dest) from None
     try:
         try:
-            copy_fd(src, fd)
+            fill(fd)
         finally:
             os.close(fd)
         if hash_path(tmp) != digest:
-            raise bad
+            raise bad()
         os.replace(tmp, dest)
     except BaseException as exc:
         discard(tmp)
