@@ -6,13 +6,14 @@ CONVEYOR_S3_ENDPOINT_URL (or AWS_ENDPOINT_URL) names a server other than AWS.
 Every blob is the object ``<prefix>/blake3/<64 hex>``, carrying its digest in
 the ``x-amz-meta-blake3`` header.
 
-- Writes: a HEAD first; an object of the right size that carries the digest is
-  not uploaded again. Below 256 KiB the PUT itself is sent instead: it costs
-  what a HEAD costs, and an identical object replacing itself changes nothing
-  (with the HEAD, storing 4 KiB blobs ran at 0.6x boto3's upload_file, see
-  docs/benchmarks.md). Blobs above one part (8 MiB) go up as a multipart upload,
-  parts in parallel; a file is hashed again as its parts are read, so one that
-  changes meanwhile is refused and its upload aborted (nothing is left).
+- Writes: a blob of one part (8 MiB) or more is looked for first (HEAD); an
+  object of the right size that carries the digest is not uploaded again.
+  A smaller blob is sent in one PUT without asking: the HEAD would cost a
+  round trip of its own, and an identical object replacing itself changes
+  nothing (with a HEAD first, 1 MiB blobs went up at 0.6x boto3's
+  upload_file, see docs/benchmarks.md). Larger blobs go up as a multipart
+  upload, parts in parallel; a file is hashed again as its parts are read, so
+  one that changes meanwhile is refused and its upload aborted.
 - Reads: the bytes are hashed before they are handed out; an object changed or
   damaged behind the store's back raises IntegrityError naming it. Large
   objects are fetched as parallel ranges.
@@ -76,8 +77,6 @@ _MIB = 1 << 20
 #: 1 MiB reads made the download 2.3x slower (urllib3 gathers large reads in pieces).
 _NET_CHUNK = 256 * 1024
 _META = "blake3"  # the user metadata key that carries an object's digest
-#: Blobs at least this large are looked for (HEAD) before they are sent; see the docstring.
-_HEAD_FIRST = 256 * 1024
 _HEX = frozenset("0123456789abcdef")
 
 
@@ -146,7 +145,7 @@ class S3ArtifactStore(StreamingPuts):
     def put_bytes(self, data: bytes) -> str:
         """Store ``data`` and return its digest; an object already holding it is not re-sent."""
         digest = digest_bytes(data)
-        if len(data) < _HEAD_FIRST or not self._holds(digest, len(data)):
+        if len(data) < self._part or not self._holds(digest, len(data)):
             view = memoryview(data)
             self._upload(digest, len(data), lambda offset, n: bytes(view[offset : offset + n]))
         return digest
@@ -157,7 +156,8 @@ class S3ArtifactStore(StreamingPuts):
         Raises NotFoundError for a missing file, UsageError for one that is not
         a readable regular file, and StoreError if it changed while being sent.
         """
-        return store_file(path, self.put_bytes, self._put_large)
+        # Up to one part, the bytes are read once, hashed once and sent in one PUT.
+        return store_file(path, self.put_bytes, self._put_large, whole_below=self._part)
 
     def _put_large(self, src: int, size: int, digest: Digest, path: Path) -> None:
         if not self._holds(digest, size):
@@ -605,7 +605,7 @@ class S3ArtifactStore(StreamingPuts):
         """Upload a checked spool file (unless the bucket holds it), then keep it as cached."""
         src, size = open_regular(tmp)
         try:
-            if size < _HEAD_FIRST or not self._holds(digest, size):
+            if size < self._part or not self._holds(digest, size):
                 self._upload_fd(src, size, digest, str(tmp))
         finally:
             os.close(src)

@@ -165,12 +165,14 @@ def store_file(
     path: Path,
     put_bytes: Callable[[bytes], str],
     put_large: Callable[[int, int, Digest, Path], None],
+    whole_below: int = MMAP_THRESHOLD,
 ) -> str:
     """``put_file`` for any store: small files read whole, large ones hashed, then handed over.
 
-    ``put_large(fd, size, digest, path)`` stores an open large file already
-    hashed as ``digest`` (unless the store holds it intact). OS errors on the
-    user's file become NotFoundError or UsageError naming it.
+    Files under ``whole_below`` bytes go to ``put_bytes``; ``put_large(fd,
+    size, digest, path)`` stores an open larger file already hashed as
+    ``digest`` (unless the store holds it intact). OS errors on the user's
+    file become NotFoundError or UsageError naming it.
     """
     try:
         src, size = open_regular(path)
@@ -178,13 +180,13 @@ def store_file(
         raise file_error(exc, path) from None
     try:
         try:
-            if size < MMAP_THRESHOLD:
+            if size < whole_below:
                 data = read_fd(src, size)
             else:
                 digest = hash_open(src, size, path)
         except OSError as exc:
             raise file_error(exc, path) from None
-        if size < MMAP_THRESHOLD:
+        if size < whole_below:
             return put_bytes(data)
         put_large(src, size, digest, path)
         return digest
