@@ -1,6 +1,6 @@
 """Shared fixtures: isolated Conveyor homes and the real backing services.
 
-A test that needs a service (PostgreSQL, Redis, RabbitMQ) asks for its
+A test that needs a service (PostgreSQL, Redis, RabbitMQ, S3) asks for its
 fixture; when the service does not answer the test is skipped with the reason,
 except under ``CONVEYOR_REQUIRE_SERVICES=1`` (set by .ci/run), where it fails.
 """
@@ -12,10 +12,14 @@ import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from conveyor.config import Settings
+
+if TYPE_CHECKING:
+    from tests.s3_server import SeaweedFS
 
 POSTGRES_ADMIN_URL = os.environ.get(
     "CONVEYOR_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -75,3 +79,49 @@ def postgres_url() -> Iterator[str]:
         with admin.connect() as conn:
             conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def seaweedfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedFS]:
+    """A SeaweedFS S3 gateway on free ports for the whole session, stopped by its pid at the end."""
+    from tests import s3_server
+
+    try:
+        server = s3_server.start(tmp_path_factory.mktemp("seaweedfs"))
+    except (RuntimeError, ImportError) as exc:
+        if os.environ.get("CONVEYOR_REQUIRE_SERVICES") == "1":
+            pytest.fail(f"SeaweedFS did not start ({exc}); CONVEYOR_REQUIRE_SERVICES=1 needs it")
+        pytest.skip(f"SeaweedFS did not start: {exc}")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def s3_url(seaweedfs: SeaweedFS) -> str:
+    """A fresh, empty prefix in the test bucket: ``s3://conveyor-test/<random>``."""
+    from tests.s3_server import BUCKET
+
+    return f"s3://{BUCKET}/t-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def s3_env(
+    conveyor_env: Settings, s3_url: str, seaweedfs: SeaweedFS, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Settings]:
+    """conveyor_env with the artifact store in the test bucket (for this process and children)."""
+    from conveyor.config import get_settings
+
+    for name, value in {
+        "CONVEYOR_ARTIFACT_ROOT": s3_url,
+        "CONVEYOR_S3_ENDPOINT_URL": seaweedfs.endpoint,
+        "AWS_ACCESS_KEY_ID": seaweedfs.access_key,
+        "AWS_SECRET_ACCESS_KEY": seaweedfs.secret_key,
+    }.items():
+        monkeypatch.setenv(name, value)
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
+        monkeypatch.delenv(name, raising=False)
+    get_settings.cache_clear()
+    yield get_settings()
+    get_settings.cache_clear()

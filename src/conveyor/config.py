@@ -12,6 +12,7 @@ which reads the environment the first time and caches the result).
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
@@ -112,6 +113,30 @@ class Settings:
     #: How app instances are isolated (CONVEYOR_ISOLATION): "auto" (namespaces, and
     #: a uid per app when run as root; refuse to start where none works) or "none".
     isolation: str = "auto"
+    #: ``s3://bucket/prefix`` when CONVEYOR_ARTIFACT_ROOT names a bucket (then it, not
+    #: artifact_root, holds the artifacts).
+    artifact_url: str | None = None
+    #: The S3 endpoint, for S3-compatible stores (CONVEYOR_S3_ENDPOINT_URL, AWS_ENDPOINT_URL_S3
+    #: or AWS_ENDPOINT_URL); None: AWS itself. Credentials come from the usual AWS_* variables.
+    s3_endpoint_url: str | None = None
+    s3_region: str | None = None
+    #: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN; None: boto3 looks further
+    #: (AWS_PROFILE, ~/.aws, an instance role). Kept out of repr.
+    s3_credentials: tuple[str | None, str | None, str | None] = field(
+        default=(None, None, None), repr=False
+    )
+    #: Largest size of the local read cache of a bucket store (CONVEYOR_ARTIFACT_CACHE_SIZE).
+    artifact_cache_size: int = 2048 * _MIB
+
+    @property
+    def artifact_location(self) -> str:
+        """Where the artifacts are, as CONVEYOR_ARTIFACT_ROOT would say it."""
+        return self.artifact_url or str(self.artifact_root)
+
+    @property
+    def cache_dir(self) -> Path:
+        """Local copies that may be thrown away at any time (a bucket store's read cache)."""
+        return self.home / "cache"
 
     @property
     def platform_dir(self) -> Path:
@@ -128,7 +153,16 @@ class Settings:
         env = os.environ if environ is None else environ
         home = Path(env.get("CONVEYOR_HOME") or Path.home() / ".conveyor").expanduser()
         db = database_url(env.get("CONVEYOR_DATABASE_URL") or f"sqlite:///{home / 'registry.db'}")
-        artifacts = Path(env.get("CONVEYOR_ARTIFACT_ROOT") or home / "artifacts").expanduser()
+        root = env.get("CONVEYOR_ARTIFACT_ROOT") or str(home / "artifacts")
+        url = _bucket_url(root)
+        artifacts = home / "artifacts" if url else Path(root).expanduser()
+        endpoint = (
+            env.get("CONVEYOR_S3_ENDPOINT_URL")
+            or env.get("AWS_ENDPOINT_URL_S3")
+            or env.get("AWS_ENDPOINT_URL")
+            or None
+        )
+        cache = env.get("CONVEYOR_ARTIFACT_CACHE_SIZE", "2G")
         limit = parse_size(env.get("CONVEYOR_SNAPSHOT_LIMIT", "200M"), "CONVEYOR_SNAPSHOT_LIMIT")
         envs = Path(env.get("CONVEYOR_ENV_CACHE") or home / "envs").expanduser()
         trusted = tuple(
@@ -157,6 +191,15 @@ class Settings:
             artifact_root=artifacts,
             snapshot_limit=limit,
             env_cache=envs,
+            artifact_url=url,
+            s3_endpoint_url=endpoint,
+            s3_region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or None,
+            s3_credentials=(
+                env.get("AWS_ACCESS_KEY_ID") or None,
+                env.get("AWS_SECRET_ACCESS_KEY") or None,
+                env.get("AWS_SESSION_TOKEN") or None,
+            ),
+            artifact_cache_size=parse_size(cache, "CONVEYOR_ARTIFACT_CACHE_SIZE"),
         )
 
     def with_home(self, home: Path) -> Settings:
@@ -166,8 +209,39 @@ class Settings:
             home=home,
             database_url=f"sqlite:///{home / 'registry.db'}",
             artifact_root=home / "artifacts",
+            artifact_url=None,
             env_cache=home / "envs",
         )
+
+
+_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+
+
+def _bucket_url(root: str) -> str | None:
+    """``s3://bucket/prefix`` (normalised) if CONVEYOR_ARTIFACT_ROOT names a bucket, else None.
+
+    A folder never contains ``://``; any other scheme is refused rather than
+    taken for a relative folder named ``gs:``.
+    """
+    scheme, sep, rest = root.partition("://")
+    if not sep:
+        return None
+    from conveyor.errors import ConfigError
+
+    if scheme != "s3":
+        raise ConfigError(
+            f"CONVEYOR_ARTIFACT_ROOT={root!r} is neither a folder nor an s3:// URL",
+            hint="Use a folder, or s3://bucket/prefix for an S3-compatible store.",
+        )
+    bucket, _, prefix = rest.partition("/")
+    parts = [p for p in prefix.split("/") if p]
+    if not _BUCKET.fullmatch(bucket) or any(p in {".", ".."} for p in parts):
+        raise ConfigError(
+            f"CONVEYOR_ARTIFACT_ROOT={root!r} is not a bucket URL",
+            hint="The form is s3://bucket/prefix: a bucket name of 3-63 lowercase letters, "
+            "digits, dots and hyphens, then an optional prefix.",
+        )
+    return "/".join([f"s3://{bucket}", *parts])
 
 
 @lru_cache(maxsize=1)

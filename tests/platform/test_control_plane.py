@@ -526,7 +526,7 @@ def test_an_upload_repairs_a_damaged_copy_and_wrong_bytes_are_refused(
     source = tmp_path / "file.txt"
     source.write_bytes(data)
     platform.client.upload(digest, source)
-    store = ArtifactStore.from_settings(platform.settings)
+    store = ArtifactStore(platform.settings.artifact_root)
     assert store.read_bytes(digest) == data
     # Damage the stored copy behind the platform's back; the next upload of the file mends it.
     blob = Path(store._path(digest))

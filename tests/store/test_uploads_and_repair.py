@@ -9,13 +9,10 @@ from pathlib import Path
 import pytest
 
 from conveyor.errors import IntegrityError, UsageError
-from conveyor.store.artifacts import ArtifactStore, digest_bytes
-from tests.store.test_artifacts import LARGE, SMALL, blob_path, corrupt, temp_files
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> ArtifactStore:
-    return ArtifactStore(tmp_path / "artifacts")
+from conveyor.store.artifacts import digest_bytes
+from conveyor.store.blobs import BlobStore
+from tests.store.backends import corrupt_blob, leftovers
+from tests.store.test_artifacts import LARGE, SMALL
 
 
 def pieces(data: bytes, size: int = 65536) -> Iterator[bytes]:
@@ -32,20 +29,20 @@ async def async_pieces(data: bytes) -> AsyncIterator[bytes]:
 
 
 @pytest.mark.parametrize("data", [b"", SMALL, LARGE], ids=["empty", "small", "large"])
-def test_put_stream_stores_the_chunks_under_their_digest(store: ArtifactStore, data: bytes) -> None:
+def test_put_stream_stores_the_chunks_under_their_digest(store: BlobStore, data: bytes) -> None:
     digest = store.put_stream(pieces(data), digest_bytes(data), limit=len(data))
 
     assert digest == digest_bytes(data)
     assert store.read_bytes(digest) == data
-    assert temp_files(store) == []
+    assert leftovers(store) == []
 
 
-def test_put_stream_without_an_expected_digest_names_the_bytes(store: ArtifactStore) -> None:
+def test_put_stream_without_an_expected_digest_names_the_bytes(store: BlobStore) -> None:
     assert store.put_stream(pieces(LARGE), limit=None) == digest_bytes(LARGE)
 
 
 def test_put_stream_refuses_bytes_over_the_limit_and_keeps_nothing(
-    store: ArtifactStore,
+    store: BlobStore,
 ) -> None:
     read: list[int] = []
 
@@ -59,10 +56,10 @@ def test_put_stream_refuses_bytes_over_the_limit_and_keeps_nothing(
 
     assert sum(read) < 200_000  # stopped as soon as the limit was passed
     assert not store.exists(digest_bytes(LARGE))
-    assert temp_files(store) == []
+    assert leftovers(store) == []
 
 
-def test_put_stream_refuses_a_digest_mismatch_and_keeps_nothing(store: ArtifactStore) -> None:
+def test_put_stream_refuses_a_digest_mismatch_and_keeps_nothing(store: BlobStore) -> None:
     claimed = digest_bytes(b"something else")
 
     with pytest.raises(UsageError) as caught:
@@ -70,10 +67,10 @@ def test_put_stream_refuses_a_digest_mismatch_and_keeps_nothing(store: ArtifactS
 
     assert f"have digest {digest_bytes(SMALL)}, not {claimed}" in str(caught.value)
     assert list(store.list()) == []
-    assert temp_files(store) == []
+    assert leftovers(store) == []
 
 
-def test_put_stream_keeps_nothing_when_the_sender_fails(store: ArtifactStore) -> None:
+def test_put_stream_keeps_nothing_when_the_sender_fails(store: BlobStore) -> None:
     def broken() -> Iterator[bytes]:
         yield SMALL
         raise ConnectionResetError("client went away")
@@ -82,16 +79,16 @@ def test_put_stream_keeps_nothing_when_the_sender_fails(store: ArtifactStore) ->
         store.put_stream(broken(), digest_bytes(SMALL), limit=None)
 
     assert list(store.list()) == []
-    assert temp_files(store) == []
+    assert leftovers(store) == []
 
 
-def test_put_stream_rejects_a_malformed_digest_before_reading(store: ArtifactStore) -> None:
+def test_put_stream_rejects_a_malformed_digest_before_reading(store: BlobStore) -> None:
     with pytest.raises(UsageError, match="not a valid artifact digest"):
         store.put_stream(pieces(SMALL), "blake3:../../etc/passwd", limit=None)
-    assert temp_files(store) == []
+    assert leftovers(store) == []
 
 
-def test_put_stream_async_reads_an_async_body(store: ArtifactStore) -> None:
+def test_put_stream_async_reads_an_async_body(store: BlobStore) -> None:
     digest = asyncio.run(
         store.put_stream_async(async_pieces(LARGE), digest_bytes(LARGE), limit=len(LARGE))
     )
@@ -100,11 +97,11 @@ def test_put_stream_async_reads_an_async_body(store: ArtifactStore) -> None:
     assert store.read_bytes(digest) == LARGE
 
 
-def test_put_stream_async_refuses_a_mismatch_and_keeps_nothing(store: ArtifactStore) -> None:
+def test_put_stream_async_refuses_a_mismatch_and_keeps_nothing(store: BlobStore) -> None:
     with pytest.raises(UsageError, match="not blake3:"):
         asyncio.run(store.put_stream_async(async_pieces(SMALL), digest_bytes(LARGE), limit=None))
     assert list(store.list()) == []
-    assert temp_files(store) == []
+    assert leftovers(store) == []
 
 
 # -- repair: storing good content replaces a damaged blob --------------------------
@@ -112,22 +109,22 @@ def test_put_stream_async_refuses_a_mismatch_and_keeps_nothing(store: ArtifactSt
 
 @pytest.mark.parametrize("data", [SMALL, LARGE], ids=["small", "large"])
 def test_put_bytes_repairs_a_corrupted_blob_of_the_right_size(
-    store: ArtifactStore, data: bytes
+    store: BlobStore, data: bytes
 ) -> None:
     digest = store.put_bytes(data)
-    corrupt(blob_path(store, digest), offset=len(data) // 2)
+    corrupt_blob(store, digest, offset=len(data) // 2)
 
     assert store.put_bytes(data) == digest
 
     assert store.read_bytes(digest) == data
-    assert temp_files(store) == []
+    assert leftovers(store) == []
 
 
-def test_put_file_repairs_a_corrupted_large_blob(store: ArtifactStore, tmp_path: Path) -> None:
+def test_put_file_repairs_a_corrupted_large_blob(store: BlobStore, tmp_path: Path) -> None:
     source = tmp_path / "model.bin"
     source.write_bytes(LARGE)
     digest = store.put_file(source)
-    corrupt(blob_path(store, digest), offset=len(LARGE) - 1)
+    corrupt_blob(store, digest, offset=len(LARGE) - 1)
 
     assert store.put_file(source) == digest
 
@@ -135,9 +132,9 @@ def test_put_file_repairs_a_corrupted_large_blob(store: ArtifactStore, tmp_path:
     assert store.read_bytes(digest) == LARGE
 
 
-def test_put_stream_repairs_a_corrupted_blob(store: ArtifactStore) -> None:
+def test_put_stream_repairs_a_corrupted_blob(store: BlobStore) -> None:
     digest = store.put_bytes(SMALL)
-    corrupt(blob_path(store, digest))
+    corrupt_blob(store, digest)
     with pytest.raises(IntegrityError):
         store.verify(digest)
 

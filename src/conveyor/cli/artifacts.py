@@ -9,11 +9,11 @@ from typing import TYPE_CHECKING
 import click
 
 if TYPE_CHECKING:
-    from conveyor.store.artifacts import ArtifactStore
+    from conveyor.store.blobs import BlobStore
     from conveyor.store.records import ArtifactUse
 
 
-def _store() -> ArtifactStore:
+def _store() -> BlobStore:
     from conveyor.config import get_settings
     from conveyor.store.artifacts import ArtifactStore
 
@@ -145,7 +145,7 @@ def _needed_by(needed: list[ArtifactUse]) -> str:
     return f"needed by {len(runs)} run(s) as {'/'.join(roles)}: {shown}"
 
 
-def _repair(store: ArtifactStore, digest: str, needed: list[ArtifactUse]) -> str | None:
+def _repair(store: BlobStore, digest: str, needed: list[ArtifactUse]) -> str | None:
     """Store ``digest`` again from the first file it came from that still has its content."""
     from conveyor.errors import ConveyorError
     from conveyor.store.artifacts import digest_file

@@ -88,6 +88,8 @@ def _describe(info: dict[str, Any]) -> None:
     click.echo(f"  API:    {info['api']}")
     click.echo(f"  router: {info['router']}")
     click.echo(f"  home:   {info['home']}")
+    if "artifacts" in info:
+        click.echo(f"  store:  {info['artifacts']}")
 
 
 @click.command("down")

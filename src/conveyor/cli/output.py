@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 
     from conveyor.repro.compare import Section
     from conveyor.repro.reproduce import ReproduceResult
-    from conveyor.store.artifacts import ArtifactStore
+    from conveyor.store.blobs import BlobStore
     from conveyor.store.records import RunRecord
 
 
@@ -161,7 +161,7 @@ def _run_json(run: RunRecord, *, brief: bool = False) -> dict[str, Any]:
     return data
 
 
-def run_details(run: RunRecord, store: ArtifactStore, *, as_json: bool, packages: bool) -> None:
+def run_details(run: RunRecord, store: BlobStore, *, as_json: bool, packages: bool) -> None:
     if as_json:
         click.echo(json.dumps(_run_json(run), indent=2, default=str))
         return

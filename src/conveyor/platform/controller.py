@@ -46,7 +46,7 @@ from conveyor.platform.spec import AppSpec
 from conveyor.platform.supervisor import Event
 from conveyor.platform.target import Progress, Release, Target
 from conveyor.store.apps import AppRepository, RevisionRecord
-from conveyor.store.artifacts import ArtifactStore
+from conveyor.store.blobs import BlobStore
 from conveyor.store.registry import Registry
 from conveyor.store.secrets import SecretBox
 
@@ -81,7 +81,7 @@ class Controller:
     def __init__(
         self,
         registry: Registry,
-        artifacts: ArtifactStore,
+        artifacts: BlobStore,
         platform_dir: Path,
         *,
         target: Target | None = None,

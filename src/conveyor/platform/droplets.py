@@ -21,7 +21,7 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from conveyor.errors import UsageError
-from conveyor.store.artifacts import ArtifactStore
+from conveyor.store.blobs import BlobStore
 
 if TYPE_CHECKING:
     from conveyor.platform.kinds.base import Staging
@@ -42,7 +42,7 @@ class GcReport:
 class Droplets:
     """Builds droplets under ``platform_dir`` from blobs in ``artifacts``."""
 
-    def __init__(self, artifacts: ArtifactStore, platform_dir: Path) -> None:
+    def __init__(self, artifacts: BlobStore, platform_dir: Path) -> None:
         self.artifacts = artifacts
         self.dir = platform_dir
         self._compiling: dict[Path, asyncio.Future[bool]] = {}

@@ -28,7 +28,7 @@ from typing import Any
 from conveyor.repro.journal import read_events
 from conveyor.repro.ledger import FolderLedger
 from conveyor.repro.snapshot import human_size, read_links, read_manifest
-from conveyor.store.artifacts import ArtifactStore
+from conveyor.store.blobs import BlobStore
 from conveyor.store.records import FileRecord, RunRecord
 
 __all__ = [
@@ -83,7 +83,7 @@ def undeclared_inputs(
     *,
     record: RunRecord,
     cwd: Path,
-    store: ArtifactStore,
+    store: BlobStore,
     declared: set[str],
     limit: int,
 ) -> tuple[list[FileRecord], list[dict[str, Any]]]:
@@ -203,7 +203,7 @@ def check_run(
     *,
     params_read: Mapping[str, Any],
     cwd: Path,
-    store: ArtifactStore,
+    store: BlobStore,
     declared: set[str],
     ledger: FolderLedger | None,
     command_ended: float,

@@ -17,7 +17,7 @@ from typing import Any
 
 from conveyor.errors import ConveyorError
 from conveyor.repro.snapshot import read_links, read_manifest
-from conveyor.store.artifacts import ArtifactStore
+from conveyor.store.blobs import BlobStore
 from conveyor.store.records import RunRecord
 
 __all__ = ["OutputComparison", "Section", "compare_outputs", "diff_runs", "explain_difference"]
@@ -56,7 +56,7 @@ def _params(run: RunRecord) -> dict[str, Any]:
     return {k: f"{json.dumps(v)} (unused)" if k in unused else v for k, v in run.params.items()}
 
 
-def _packages(store: ArtifactStore, run: RunRecord) -> dict[str, str]:
+def _packages(store: BlobStore, run: RunRecord) -> dict[str, str]:
     digest = run.environment.get("packages")
     if not digest:
         return {}
@@ -67,7 +67,7 @@ def _packages(store: ArtifactStore, run: RunRecord) -> dict[str, str]:
     return {p["name"]: p["version"] + (f" ({p['url']})" if "url" in p else "") for p in listing}
 
 
-def _code_files(store: ArtifactStore, run: RunRecord) -> dict[str, str]:
+def _code_files(store: BlobStore, run: RunRecord) -> dict[str, str]:
     digest = run.code.get("snapshot")
     if not digest:
         return {}
@@ -79,7 +79,7 @@ def _code_files(store: ArtifactStore, run: RunRecord) -> dict[str, str]:
     return files | {path: f"symlink to {target}" for path, target in links.items()}
 
 
-def diff_runs(a: RunRecord, b: RunRecord, store: ArtifactStore) -> list[Section]:
+def diff_runs(a: RunRecord, b: RunRecord, store: BlobStore) -> list[Section]:
     """What differs between runs ``a`` and ``b``; empty sections are left out."""
     sections = [
         _changed("Params", _params(a), _params(b)),
@@ -196,7 +196,7 @@ def explain_difference(path: str, old: bytes, new: bytes) -> str:
 
 
 def compare_outputs(
-    original: RunRecord, reproduction: RunRecord, store: ArtifactStore
+    original: RunRecord, reproduction: RunRecord, store: BlobStore
 ) -> list[OutputComparison]:
     """Each output of ``original`` judged against the reproduction's file of the same path."""
     new = {f.path: f for f in reproduction.outputs()}

@@ -34,6 +34,7 @@ from conveyor.repro.ledger import FolderLedger
 from conveyor.repro.lifeline import die_with_recorder
 from conveyor.repro.snapshot import take_snapshot
 from conveyor.store.artifacts import ArtifactStore
+from conveyor.store.blobs import BlobStore
 from conveyor.store.files import private_dir
 from conveyor.store.records import FileRecord, MetricRecord, ModelRecord, RunRecord, RunStatus
 
@@ -137,7 +138,7 @@ class _Registration(threading.Thread):
     """
 
     def __init__(
-        self, settings: Settings, record: RunRecord, run_dir: Path, store: ArtifactStore
+        self, settings: Settings, record: RunRecord, run_dir: Path, store: BlobStore
     ) -> None:
         super().__init__(daemon=True)
         self.settings, self.record, self.run_dir, self.store = settings, record, run_dir, store
@@ -167,7 +168,7 @@ class _Registration(threading.Thread):
             self.command_ended.wait(0.05)
 
 
-def capture_interpreter(event: Mapping[str, Any], store: ArtifactStore) -> dict[str, Any]:
+def capture_interpreter(event: Mapping[str, Any], store: BlobStore) -> dict[str, Any]:
     """Environment facts from the journal's ``interpreter`` event, package list stored."""
     packages = environment.capture_packages(event["path"])
     return {
@@ -203,7 +204,7 @@ def _child_env(
             "CONVEYOR_PARAMS": json.dumps(request.params),
             "CONVEYOR_WATCH_ROOT": str(run.code.get("root") or request.cwd),
             "CONVEYOR_HOME": str(settings.home),
-            "CONVEYOR_ARTIFACT_ROOT": str(settings.artifact_root),
+            "CONVEYOR_ARTIFACT_ROOT": settings.artifact_location,
             "CONVEYOR_DATABASE_URL": settings.database_url,
         }
     )
@@ -212,7 +213,7 @@ def _child_env(
 
 def new_run(
     settings: Settings,
-    store: ArtifactStore,
+    store: BlobStore,
     *,
     cwd: Path,
     command: list[str],
@@ -436,7 +437,7 @@ def finish_recorded_run(
     returncode: int,
     interrupted: bool,
     run_dir: Path,
-    store: ArtifactStore,
+    store: BlobStore,
     registry: Any,
     inputs: list[FileRecord],
     request: RunRequest,

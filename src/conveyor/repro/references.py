@@ -9,14 +9,14 @@ from typing import Any
 
 from conveyor.errors import ConveyorError
 from conveyor.repro.snapshot import read_manifest
-from conveyor.store.artifacts import ArtifactStore
+from conveyor.store.blobs import BlobStore
 from conveyor.store.records import ArtifactUse
 from conveyor.store.registry import Registry
 
 __all__ = ["live_digests", "uses_of"]
 
 
-def live_digests(registry: Registry, store: ArtifactStore) -> set[str]:
+def live_digests(registry: Registry, store: BlobStore) -> set[str]:
     """Every digest a run points at, including the files inside its code snapshot.
 
     Only the manifests the registry names as code snapshots are read; every
@@ -30,7 +30,7 @@ def live_digests(registry: Registry, store: ArtifactStore) -> set[str]:
 
 
 def uses_of(
-    registry: Registry, store: ArtifactStore, digests: Collection[str]
+    registry: Registry, store: BlobStore, digests: Collection[str]
 ) -> dict[str, list[ArtifactUse]]:
     """For each of ``digests``, the runs that need it and where its content came from.
 
@@ -55,7 +55,7 @@ def uses_of(
     return dict(found)
 
 
-def _snapshot_files(store: ArtifactStore, digest: str) -> list[dict[str, Any]]:
+def _snapshot_files(store: BlobStore, digest: str) -> list[dict[str, Any]]:
     """The blob entries of a snapshot manifest; none if it is missing or damaged."""
     if not store.exists(digest):
         return []

@@ -21,6 +21,7 @@ from conveyor.repro.envs import conveyor_path_entry, ensure_environment
 from conveyor.repro.recorder import RunRequest, execute
 from conveyor.repro.snapshot import inside, materialize
 from conveyor.store.artifacts import ArtifactStore, digest_file
+from conveyor.store.blobs import BlobStore
 from conveyor.store.files import private_dir
 from conveyor.store.records import RunRecord
 from conveyor.store.registry import Registry
@@ -40,7 +41,7 @@ class ReproduceResult:
         return all(o.status == "identical" for o in self.outputs)
 
 
-def _restore_inputs(run: RunRecord, store: ArtifactStore, cwd: Path, workdir: Path) -> None:
+def _restore_inputs(run: RunRecord, store: BlobStore, cwd: Path, workdir: Path) -> None:
     """Put each recorded input back; an input inside the project stays inside ``workdir``."""
     for record in run.inputs():
         rel = PurePosixPath(record.path)

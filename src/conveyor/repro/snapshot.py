@@ -24,7 +24,7 @@ from typing import Any
 
 from conveyor.errors import RunError, SnapshotTooLarge, StoreError
 from conveyor.repro.ledger import KnownOutput
-from conveyor.store.artifacts import ArtifactStore
+from conveyor.store.blobs import BlobStore
 
 __all__ = [
     "CodeState",
@@ -191,7 +191,7 @@ class _Tree:
 
 
 def _drop_known_outputs(
-    tree: _Tree, store: ArtifactStore, known: Mapping[str, list[KnownOutput]]
+    tree: _Tree, store: BlobStore, known: Mapping[str, list[KnownOutput]]
 ) -> list[dict[str, str]]:
     """Take out of ``tree`` the files still equal to an earlier run's recorded output."""
     excluded: list[dict[str, str]] = []
@@ -211,7 +211,7 @@ def _drop_known_outputs(
 
 def take_snapshot(
     cwd: Path,
-    store: ArtifactStore,
+    store: BlobStore,
     *,
     limit: int,
     known_outputs: Callable[[Path], Mapping[str, list[KnownOutput]]] | None = None,
@@ -276,17 +276,17 @@ def take_snapshot(
     )
 
 
-def read_manifest(store: ArtifactStore, digest: str) -> list[dict[str, Any]]:
+def read_manifest(store: BlobStore, digest: str) -> list[dict[str, Any]]:
     """The files of a snapshot manifest (path, digest, mode)."""
     return _manifest(store, digest)["files"]  # type: ignore[no-any-return]
 
 
-def read_links(store: ArtifactStore, digest: str) -> dict[str, str]:
+def read_links(store: BlobStore, digest: str) -> dict[str, str]:
     """The symbolic links of a snapshot manifest: path -> target text."""
     return {e["path"]: e["target"] for e in _manifest(store, digest).get("links", [])}
 
 
-def _manifest(store: ArtifactStore, digest: str) -> dict[str, Any]:
+def _manifest(store: BlobStore, digest: str) -> dict[str, Any]:
     manifest = store.read_json(digest)
     if not isinstance(manifest, dict) or manifest.get("version") != MANIFEST_VERSION:
         raise StoreError(f"artifact {digest} is not a code snapshot manifest")
@@ -305,7 +305,7 @@ def inside(path: Path, folder: Path) -> bool:
     return path.resolve().is_relative_to(folder.resolve())
 
 
-def materialize(store: ArtifactStore, digest: str, dest: Path) -> int:
+def materialize(store: BlobStore, digest: str, dest: Path) -> int:
     """Write the snapshot's files and symlinks under ``dest``; returns how many were made."""
     manifest = _manifest(store, digest)
     for entry in manifest["files"]:

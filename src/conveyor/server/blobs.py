@@ -13,7 +13,7 @@ from fastapi import APIRouter, Path, Request
 from pydantic import Field
 
 from conveyor.server._common import DIGEST, Strict
-from conveyor.store.artifacts import ArtifactStore
+from conveyor.store.blobs import BlobStore
 
 __all__ = ["MAX_BLOB", "routes"]
 
@@ -25,7 +25,7 @@ class MissingIn(Strict):
     digests: list[Annotated[str, Field(pattern=DIGEST)]] = Field(max_length=100_000)
 
 
-def routes(store: ArtifactStore) -> APIRouter:
+def routes(store: BlobStore) -> APIRouter:
     api = APIRouter(tags=["uploads"])
 
     @api.post("/v1/blobs/missing", summary="Which of these file digests the platform lacks")

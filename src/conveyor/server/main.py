@@ -162,6 +162,7 @@ async def _serve(settings: Settings) -> None:
         return {
             "pid": os.getpid(),
             "home": str(settings.home),
+            "artifacts": artifacts.location,
             "api": f"http://{_host(api_host)}:{api_port}",
             "router": f"http://{_host(router_host)}:{router_port}",
             "started_at": started,

@@ -24,6 +24,10 @@ whose size matches is checked against its digest, and an upload
 (``put_stream``) simply replaces it. A damaged blob is thus replaced, in one
 atomic rename, as soon as its good content arrives again.
 
+Buckets: ``ArtifactStore.from_settings`` returns an
+:class:`~conveyor.store.s3.S3ArtifactStore` instead when CONVEYOR_ARTIFACT_ROOT
+is ``s3://bucket/prefix``; both honour :class:`~conveyor.store.blobs.BlobStore`.
+
 Privacy: the store's folders are 0700 and blobs 0400 whatever the umask, since
 an artifact may hold personal data (see :mod:`conveyor.store.files`).
 """
@@ -34,24 +38,26 @@ import io
 import os
 import stat
 import time
-from collections.abc import AsyncIterable, Collection, Iterable, Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from conveyor.errors import NotFoundError, StoreError, UsageError
+from conveyor.store.blobs import (
+    STALE_TEMP_SECONDS,
+    ArtifactInfo,
+    BlobStore,
+    GcReport,
+    canonical_json,
+    parse_json,
+)
 from conveyor.store.digests import (
     ALGORITHM,
-    MMAP_THRESHOLD,
     Digest,
     digest_bytes,
     digest_file,
-    file_error,
-    format_digest,
-    hash_open,
     hash_path,
-    new_hasher,
     open_regular,
     parse_digest,
     read_fd,
@@ -68,6 +74,7 @@ from conveyor.store.files import (
     write_all,
 )
 from conveyor.store.reader import VerifyingReader, integrity_error
+from conveyor.store.uploads import StreamingPuts, export_verified, store_file
 
 if TYPE_CHECKING:
     from conveyor.config import Settings
@@ -75,6 +82,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ArtifactInfo",
     "ArtifactStore",
+    "BlobStore",
     "Digest",
     "GcReport",
     "digest_bytes",
@@ -82,35 +90,10 @@ __all__ = [
     "parse_digest",
 ]
 
-#: A temporary file untouched for this long belongs to a writer that died.
-STALE_TEMP_SECONDS = 3600.0
 _HEX = frozenset("0123456789abcdef")
 
 
-@dataclass(frozen=True)
-class ArtifactInfo:
-    """One blob in the store."""
-
-    digest: str
-    size: int
-    #: Modification time of the blob file (when it was first stored), seconds since the epoch.
-    created: float
-
-
-@dataclass(frozen=True)
-class GcReport:
-    """What a garbage collection removed (or, for a dry run, would remove)."""
-
-    removed: int
-    bytes_freed: int
-    kept: int
-    #: Temporary files left by writers that died, removed along with the blobs.
-    stale_temps: int = 0
-    dry_run: bool = False
-    removed_digests: tuple[str, ...] = ()
-
-
-class ArtifactStore:
+class ArtifactStore(StreamingPuts):
     """Content-addressed blob store rooted at one directory (created on first write)."""
 
     def __init__(self, root: Path, *, fsync: bool = False) -> None:
@@ -123,12 +106,21 @@ class ArtifactStore:
         self._tmp = self.root / "tmp"
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> ArtifactStore:
-        """The store at ``settings.artifact_root``."""
+    def from_settings(cls, settings: Settings) -> BlobStore:
+        """The store CONVEYOR_ARTIFACT_ROOT names: this folder store, or a bucket (``s3://``)."""
+        if settings.artifact_url is not None:
+            from conveyor.store.s3 import S3ArtifactStore
+
+            return S3ArtifactStore.from_settings(settings)
         return cls(settings.artifact_root)
 
     def __repr__(self) -> str:
         return f"ArtifactStore({str(self.root)!r})"
+
+    @property
+    def location(self) -> str:
+        """The store's folder."""
+        return str(self.root)
 
     # -- writing -----------------------------------------------------------
 
@@ -162,25 +154,11 @@ class ArtifactStore:
         a readable regular file, and StoreError if it changed while being
         copied in.
         """
-        try:
-            src, size = open_regular(path)
-        except OSError as exc:
-            raise file_error(exc, path) from None
-        try:
-            try:
-                if size < MMAP_THRESHOLD:
-                    data = read_fd(src, size)
-                else:
-                    digest = hash_open(src, size, path)
-            except OSError as exc:
-                raise file_error(exc, path) from None
-            if size < MMAP_THRESHOLD:
-                return self.put_bytes(data)
-            if not self._holds_file(digest, size):
-                self._copy_in(src, path, digest)
-            return digest
-        finally:
-            os.close(src)
+        return store_file(path, self.put_bytes, self._put_large)
+
+    def _put_large(self, src: int, size: int, digest: Digest, path: Path) -> None:
+        if not self._holds_file(digest, size):
+            self._copy_in(src, path, digest)
 
     def _copy_in(self, src: int, path: Path, digest: Digest) -> None:
         """Copy an open large file into the store as ``digest``, checking what was copied."""
@@ -205,64 +183,9 @@ class ArtifactStore:
         except OSError as exc:
             raise self._write_error(exc, f"cannot copy {path} into") from None
 
-    def put_stream(
-        self, chunks: Iterable[bytes], expected_digest: str | None = None, *, limit: int | None
-    ) -> str:
-        """Store bytes as they arrive (an upload) and return their digest.
-
-        Each chunk is hashed as it is written to a temporary file in the store;
-        the blob appears only once every byte is in and checked. More than
-        ``limit`` bytes (None: no limit) raise UsageError as soon as the limit
-        is passed; bytes whose digest is not ``expected_digest`` raise
-        UsageError naming both. On these errors, or one raised by ``chunks``,
-        nothing is left behind. A stored copy is replaced by the checked new
-        bytes, which repairs it if it was damaged.
-        """
-        upload = _Upload(self, expected_digest, limit)
-        try:
-            for chunk in chunks:
-                upload.write(chunk)
-        except BaseException:
-            upload.abort()
-            raise
-        return upload.finish()
-
-    async def put_stream_async(
-        self,
-        chunks: AsyncIterable[bytes],
-        expected_digest: str | None = None,
-        *,
-        limit: int | None,
-    ) -> str:
-        """:meth:`put_stream` for an async handler, e.g. over Starlette's ``request.stream()``.
-
-        Chunks are written on the event loop: writing one network chunk to the
-        page cache takes microseconds, less than handing it to a thread. The
-        final check, rename and (optional) fsync run in a worker thread.
-        """
-        import asyncio  # lazily: the CLI's commands never need it
-
-        upload = _Upload(self, expected_digest, limit)
-        try:
-            async for chunk in chunks:
-                upload.write(chunk)
-        except BaseException:
-            upload.abort()
-            raise
-        return await asyncio.to_thread(upload.finish)
-
     def put_json(self, obj: Any) -> str:
         """Store ``obj`` as canonical JSON (sorted keys, compact, UTF-8): equal values, one blob."""
-        import json
-
-        try:
-            text = json.dumps(
-                obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-            )
-            data = text.encode("utf-8")
-        except (TypeError, ValueError) as exc:
-            raise UsageError(f"cannot store this value as JSON: {exc}") from None
-        return self.put_bytes(data)
+        return self.put_bytes(canonical_json(obj))
 
     # -- reading -----------------------------------------------------------
 
@@ -292,13 +215,7 @@ class ArtifactStore:
 
     def read_json(self, digest: str) -> Any:
         """The JSON value stored under ``digest``, verified; UsageError if it is not JSON."""
-        import json
-
-        data = self.read_bytes(digest)
-        try:
-            return json.loads(data)
-        except ValueError:
-            raise UsageError(f"artifact {digest} is not JSON") from None
+        return parse_json(self.read_bytes(digest), digest)
 
     def open(self, digest: str) -> BinaryIO:
         """A binary reader over the blob that raises IntegrityError at end of file on a mismatch."""
@@ -312,30 +229,15 @@ class ArtifactStore:
         """Copy the blob to ``dest`` (parents created), verified, replacing ``dest`` atomically."""
         digest = parse_digest(digest)
         path = self._path(digest)
-        dest = Path(dest)
-        if dest.is_dir():
-            raise UsageError(f"cannot export {digest} to {dest}: it is a directory; name a file")
         with self._blob_access(digest):
             src, _ = open_regular(path)
         try:
-            try:
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                fd, tmp = create_temp(dest.parent, f".{dest.name[:100]}.", mode=None)
-            except OSError as exc:
-                raise _dest_error(exc, dest) from None
-            try:
-                try:
-                    copy_fd(src, fd)
-                finally:
-                    os.close(fd)
-                if hash_path(tmp) != digest:
-                    raise integrity_error(digest, path)
-                os.replace(tmp, dest)
-            except BaseException as exc:
-                discard(tmp)
-                if isinstance(exc, OSError):
-                    raise _dest_error(exc, dest) from None
-                raise
+            export_verified(
+                digest,
+                Path(dest),
+                lambda fd: copy_fd(src, fd),
+                lambda: integrity_error(digest, path),
+            )
         finally:
             os.close(src)
 
@@ -508,71 +410,3 @@ class ArtifactStore:
             hint="Check that the directory is writable and the disk has space; "
             "CONVEYOR_ARTIFACT_ROOT sets where the store is.",
         )
-
-
-class _Upload:
-    """One blob being written from chunks: hashed as written, published only when checked."""
-
-    def __init__(self, store: ArtifactStore, expected: str | None, limit: int | None) -> None:
-        self._store = store
-        self._expected = None if expected is None else parse_digest(expected)
-        if limit is not None and limit < 0:
-            raise UsageError(f"an upload limit must be 0 bytes or more, not {limit}")
-        self._limit = limit
-        self._hasher = new_hasher()
-        self._size = 0
-        try:
-            self._fd: int | None
-            self._fd, self._tmp = store._new_temp()
-        except OSError as exc:
-            raise store._write_error(exc) from None
-
-    def write(self, chunk: bytes) -> None:
-        self._size += len(chunk)
-        if self._limit is not None and self._size > self._limit:
-            raise UsageError(
-                f"the upload is larger than the limit of {self._limit} bytes",
-                hint="Send a smaller file, or raise the server's upload limit.",
-            )
-        self._hasher.update(chunk)
-        assert self._fd is not None
-        try:
-            write_all(self._fd, chunk)
-        except OSError as exc:
-            raise self._store._write_error(exc) from None
-
-    def finish(self) -> str:
-        """Check the digest and publish the blob; on any failure nothing is left behind."""
-        try:
-            digest = format_digest(self._hasher.digest())
-            if self._expected is not None and digest != self._expected:
-                raise UsageError(
-                    f"the uploaded bytes ({self._size} bytes) have digest {digest}, "
-                    f"not {self._expected}",
-                    hint="The upload was cut short or damaged, or named with the wrong "
-                    "digest; send it again.",
-                )
-            assert self._fd is not None
-            try:
-                self._store._seal(self._fd)
-                self._close()
-                self._store._commit(self._tmp, digest)
-            except OSError as exc:
-                raise self._store._write_error(exc) from None
-        except BaseException:
-            self.abort()
-            raise
-        return digest
-
-    def abort(self) -> None:
-        self._close()
-        discard(self._tmp)
-
-    def _close(self) -> None:
-        if self._fd is not None:
-            fd, self._fd = self._fd, None
-            os.close(fd)
-
-
-def _dest_error(exc: OSError, dest: Path) -> UsageError:
-    return UsageError(f"cannot write {dest}: {exc.strerror or exc}")
