@@ -88,3 +88,38 @@ def test_a_platform_opted_out_of_isolation_says_so(tmp_path: Path) -> None:
         )
     finally:
         bare.stop()
+
+
+def test_a_run_model_is_handed_to_the_app_with_its_run_id(platform: Platform) -> None:
+    import json
+    import urllib.request
+
+    import numpy as np
+    import pandas as pd
+    from sklearn.linear_model import LogisticRegression
+
+    from conveyor.models.sklearn import save
+    from conveyor.store.artifacts import ArtifactStore
+    from conveyor.store.records import ModelRecord, RunRecord, RunStatus
+    from conveyor.store.registry import Registry
+
+    x = pd.DataFrame(np.random.default_rng(0).normal(size=(60, 2)), columns=["a", "b"])
+    save(LogisticRegression().fit(x, x["a"] > 0), platform.project / "run.skops", x)
+    settings = platform.settings
+    digest = ArtifactStore.from_settings(settings).put_file(platform.project / "run.skops")
+    run_id = "5eed" + "0" * 28
+    with Registry.from_settings(settings) as registry:  # what `conveyor run` would record
+        registry.create_run(
+            RunRecord(run_id, "train", RunStatus.FINISHED, ["train"], "/", 0.0, 0, "h", {}, {})
+        )
+        registry.add_model(ModelRecord(run_id, "model", "run.skops", "sklearn", digest, None))
+    (platform.project / "ran.yml").write_text(
+        "applications:\n  - name: ran\n    model: run:5eed/model\n    instances: 1\n"
+    )
+    platform.cli("push", "-f", "ran.yml")
+    request = urllib.request.Request(
+        f"{platform.router}/ran/predict", data=json.dumps([{"a": 1.0, "b": 0.0}]).encode()
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        assert response.headers["x-model-run-id"] == run_id  # the lineage survives the sandbox
+        assert json.loads(response.read())[0]["label"] is True
