@@ -17,7 +17,10 @@ count reserved virtual memory (BLAS thread arenas, onnxruntime, memory-mapped
 model files reserve far more than they touch) so they fail healthy apps with
 a MemoryError deep inside, apply per process rather than per group, and leave
 the platform unable to say why the instance died. Polling sees the group,
-and the breach becomes the crash's stated cause.
+and the breach becomes the crash's stated cause. An isolated instance
+(:mod:`.isolation`) also has its limit enforced by the kernel — a memory
+cgroup, else RLIMIT_DATA — so it cannot overshoot between two polls; the
+spawner's handle then names that breach (``crash_reason``) as the cause.
 """
 
 from __future__ import annotations
