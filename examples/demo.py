@@ -26,6 +26,9 @@ def conveyor(*args: str, trusted: bool = False) -> str:
     prefix = f"CONVEYOR_TRUSTED_TYPES={TRUSTED} " if trusted else ""
     print(f"\n$ {prefix}conveyor {' '.join(args)}", flush=True)
     env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
+    # Free ports unless the user chose some: another platform may hold the defaults.
+    env.setdefault("CONVEYOR_API", "127.0.0.1:0")
+    env.setdefault("CONVEYOR_ROUTER", "127.0.0.1:0")
     # The stream apps read the demo's inbox and write its results: the platform allows them
     # files in the data folder and in the roots the operator lists, here the demo's folder.
     env["CONVEYOR_STREAM_ROOTS"] = str(PROJECT)
@@ -93,6 +96,12 @@ def stream_and_tap(run_id: str) -> None:
     shutil.rmtree(inbox, ignore_errors=True)
     inbox.mkdir()
     scored.unlink(missing_ok=True)
+    if os.geteuid() == 0:
+        # As root the platform runs each stream app as a uid of its own: the folder the
+        # file source renames in, and the file the tap appends to, must let them write.
+        inbox.chmod(0o777)
+        scored.touch(mode=0o666)
+        scored.chmod(0o666)
     for name in ("diagnose", "scored"):  # left by an earlier demo
         subprocess.run(
             [str(BIN / "conveyor"), "stream", "destroy", name], capture_output=True, check=False

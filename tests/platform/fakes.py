@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from conveyor.platform.health import HealthCheck
+from conveyor.platform.isolation import Sandbox
 from conveyor.platform.processes import OutputSink, ProcessHandle
 from conveyor.platform.supervisor import Event
 
@@ -31,6 +32,9 @@ class FakeProcess:
         self.signals: list[int] = []
         self.ignore_sigterm = False
         self.rss: int | None = 50 * 1024 * 1024
+        #: What the spawner would say killed it (a memory cgroup's breach ...).
+        self.reason: str | None = None
+        self.sandbox: Sandbox | None = None
         self._exited: asyncio.Future[int] = asyncio.get_running_loop().create_future()
 
     def say(self, text: str, stream: str = "stdout") -> None:
@@ -52,6 +56,12 @@ class FakeProcess:
     def memory_bytes(self) -> int | None:
         return self.rss
 
+    def crash_reason(self, status: int | None = None) -> str | None:
+        return self.reason
+
+    def describe_isolation(self) -> str:
+        return "fake"
+
 
 class FakeSpawner:
     """Hands out FakeProcesses and remembers them, newest last."""
@@ -67,8 +77,10 @@ class FakeSpawner:
         env: Mapping[str, str],
         cwd: Path | None,
         output: OutputSink,
+        sandbox: Sandbox | None = None,
     ) -> ProcessHandle:
         process = FakeProcess(1000 + len(self.processes), argv, env, output)
+        process.sandbox = sandbox
         self.processes.append(process)
         if self.on_spawn is not None:
             self.on_spawn(process)

@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 
 from conveyor.cli.client import ApiError
+from conveyor.config import Settings
+from conveyor.platform.isolation import IsolatedSpawner
 from tests.waiting import eventually
 
 from .control import DEADLINE, Platform, get, running_platform
@@ -407,18 +409,26 @@ def _alive(pid: object) -> bool:
 
 
 def _app_processes(home: Path, app: str) -> set[int]:
-    """Pids of live processes started by the platform in ``home`` for ``app``."""
+    """The instances (pids of their process groups) the platform in ``home`` runs for ``app``.
+
+    An instance sees nothing of the platform (not even CONVEYOR_HOME), so its
+    processes are known by their group: its leader is the sandbox wrapper, whose
+    command line names the platform's own folder of instance folders.
+    """
+    folder = f"{IsolatedSpawner(Settings.from_env({'CONVEYOR_HOME': str(home)})).folder}/"
     found = set()
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
             environ = (entry / "environ").read_bytes().split(b"\0")
-        except OSError:
+            group = (entry / "stat").read_text().rsplit(")", 1)[1].split()[2]
+            leader = (Path("/proc") / group / "cmdline").read_bytes().split(b"\0")
+        except (OSError, IndexError):
             continue
-        mine = f"CONVEYOR_HOME={home}".encode() in environ
+        mine = any(arg.decode(errors="replace").startswith(folder) for arg in leader)
         if mine and f"CONVEYOR_APP={app}".encode() in environ and _alive(int(entry.name)):
-            found.add(int(entry.name))
+            found.add(int(group))
     return found
 
 
@@ -456,24 +466,22 @@ def test_a_second_platform_on_the_same_home_or_address_is_refused(
 def test_failing_readiness_takes_an_instance_out_of_routing_without_a_restart(
     platform: Platform, tmp_path: Path
 ) -> None:
-    flag = tmp_path / "not-ready"
     manifest = platform.write_hello_app(
         "shy",
         instances=1,
-        extra=(
-            "    readiness-check: {type: http, endpoint: /ready, interval: 0.2}\n"
-            f"    env: {{NOT_READY_FLAG: '{flag}'}}\n"
-        ),
+        extra="    readiness-check: {type: http, endpoint: /ready, interval: 0.2}\n",
     )
     platform.cli("push", "-f", str(manifest))
     assert get(f"{platform.router}/shy/")[0] == 200
-    flag.touch()
+    # Told on its own port: the router sends nothing to an instance out of routing.
+    readiness = f"http://127.0.0.1:{_instance(platform, 'shy', 0)['port']}/readiness"
+    urllib.request.urlopen(urllib.request.Request(readiness, data=b"off"), timeout=30).close()
     eventually(
         lambda: get(f"{platform.router}/shy/")[0] == 503, what="the instance to leave routing"
     )
     instance = _instance(platform, "shy", 0)
     assert (instance["state"], instance["ready"], instance["restarts"]) == ("RUNNING", False, 0)
-    flag.unlink()
+    urllib.request.urlopen(urllib.request.Request(readiness, data=b"on"), timeout=30).close()
     eventually(
         lambda: get(f"{platform.router}/shy/")[0] == 200, what="the instance to be routed again"
     )

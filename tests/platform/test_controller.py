@@ -24,6 +24,7 @@ from conveyor.platform.spec import AppSpec, HealthCheckSpec, RouteSpec
 from conveyor.platform.supervisor import EventSink
 from conveyor.platform.target import InstanceStatus, LaunchResult, Progress, Release
 from conveyor.store.artifacts import ArtifactStore
+from conveyor.store.records import ModelRecord, RunRecord, RunStatus
 from conveyor.store.registry import Registry
 
 
@@ -129,9 +130,34 @@ def target_of(controller: Controller) -> ScriptedTarget:
     return target
 
 
+def recorded_model(controller: Controller, run_id: str) -> Path:
+    """A run that saved a model called ``model``, in the controller's registry; its blob's file."""
+    digest = controller.artifacts.put_bytes(b"a model's bytes")
+    controller.state.registry.create_run(
+        RunRecord(
+            id=run_id,
+            name="train",
+            status=RunStatus.FINISHED,
+            command=["python", "train.py"],
+            cwd="/",
+            started_at=0.0,
+            seed=0,
+            host="here",
+            code={},
+            environment={},
+        )
+    )
+    controller.state.registry.add_model(
+        ModelRecord(run_id, "model", "model.skops", "skops", digest, None)
+    )
+    return controller.dir / "run-models" / (digest.partition(":")[2] + ".skops")
+
+
 def test_a_push_records_a_revision_and_hands_the_target_what_the_kind_says(
     controller: Controller,
 ) -> None:
+    run_id = "3f2a9c" + "0" * 26
+    exported = recorded_model(controller, run_id)
     spec = AppSpec(name="iris", model="run:3f2a9c/model", env={"LEVEL": "info"})
 
     async def work() -> None:
@@ -141,7 +167,10 @@ def test_a_push_records_a_revision_and_hands_the_target_what_the_kind_says(
     run(work)
     release, instances = target_of(controller).running["iris"]
     assert instances == 2
-    assert release.command[-1] == "run:3f2a9c/model"
+    # The instance cannot read the registry: it is handed the run's model file and run id.
+    assert release.command[-5:] == (str(exported), "--run-id", run_id, "--name", "model")
+    assert release.read_only == (exported,)
+    assert exported.read_bytes() == b"a model's bytes"
     assert (release.health.type, release.health.endpoint) == ("http", "/v2/health/ready")
     assert release.env["LEVEL"] == "info"
     assert [r.text for r in release.routes] == ["/iris", "iris.localhost"]
@@ -153,10 +182,14 @@ def test_a_failed_deploy_is_an_event_and_leaves_the_app_as_it_was(
     controller: Controller,
 ) -> None:
     target_of(controller).failing = "instance 0 crashed 4 times"
+    blob = {"digest": controller.artifacts.put_bytes(b"onnx"), "mode": 0o644}
+
+    def noop(_message: str) -> None:
+        pass
 
     async def work() -> None:
         with pytest.raises(DeployError):
-            await controller.push(AppSpec(name="w", model="run:1/m"), None, 1, lambda _m: None)
+            await controller.push(AppSpec(name="w", model="m.onnx"), {"m.onnx": blob}, 1, noop)
 
     run(work)
     app = controller.state.app("w")
@@ -217,9 +250,11 @@ def test_set_env_waits_for_restart_and_a_new_kind_runs_what_it_says(
 def test_a_route_another_app_holds_is_refused_before_anything_is_staged(
     controller: Controller,
 ) -> None:
+    recorded_model(controller, "1" * 32)
+
     async def work() -> None:
-        await controller.push(AppSpec(name="a", model="run:1/m"), None, 1, lambda _m: None)
-        taken = AppSpec(name="b", model="run:1/m", routes=(RouteSpec(path="/a"),))
+        await controller.push(AppSpec(name="a", model="run:1/model"), None, 1, lambda _m: None)
+        taken = AppSpec(name="b", model="run:1/model", routes=(RouteSpec(path="/a"),))
         with pytest.raises(PlatformError, match="route /a is already taken by app 'a'"):
             await controller.push(taken, None, 1, lambda _m: None)
 

@@ -82,11 +82,14 @@ def test_each_kind_says_what_an_instance_runs_and_its_default_check(tmp_path: Pa
     model = AppSpec(name="iris", model="model.skops")
     launch = kind_named("model").launch(model, {"source": "/d/iris"}, tmp_path)
     assert launch.command[-1] == "/d/iris/model.skops"
-    assert launch.cwd == tmp_path
+    # What an isolated instance is given back of the platform's files: its droplet only.
+    assert (launch.cwd, launch.read_only) == (Path("/d/iris"), (Path("/d/iris"),))
     assert kind_named("model").health_check(model).endpoint == "/v2/health/ready"
     command = kind_named("command")
     launch = command.launch(SPEC, {"venv": "/v", "source": "/s"}, tmp_path)
     assert (launch.cwd, launch.env["VIRTUAL_ENV"]) == (Path("/s"), "/v")
+    assert launch.read_only == (Path("/v"), Path("/s"))
+    assert launch.env["PATH"] == "/v/bin:/usr/local/bin:/usr/bin:/bin"  # not the platform's
     assert command.health_check(SPEC) == SPEC.health_check
     with pytest.raises(UsageError, match="was not uploaded"):
         kind_named("model").check(model, {})

@@ -17,12 +17,30 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+def roots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The folder the operator lets stream apps use; beside the platform's home, not above it."""
+    folder = tmp_path_factory.mktemp("stream-files")
+    folder.chmod(0o777)  # as root, each stream app writes here as a uid of its own
+    return folder
+
+
+@pytest.fixture(scope="module")
+def platform(tmp_path_factory: pytest.TempPathFactory, roots: Path) -> Iterator[Platform]:
     # Stream apps may use files only in the folders the operator allows: here, the tests' own.
     with pytest.MonkeyPatch.context() as env:
-        env.setenv("CONVEYOR_STREAM_ROOTS", str(tmp_path_factory.getbasetemp()))
+        env.setenv("CONVEYOR_STREAM_ROOTS", str(roots))
         with running_platform(tmp_path_factory.mktemp("streams-platform")) as running:
             yield running
+
+
+@pytest.fixture
+def files(roots: Path, request: pytest.FixtureRequest) -> Path:
+    """One test's folder inside the stream roots, writable by the stream apps."""
+    name: str = request.node.name
+    folder = roots / name.replace("[", "-").replace("]", "")
+    folder.mkdir()
+    folder.chmod(0o777)
+    return folder
 
 
 def _post(url: str, records: list[dict[str, object]]) -> dict[str, object]:
@@ -40,10 +58,8 @@ def _lines(path: Path) -> list[dict[str, object]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def test_http_filter_file_with_a_tap_update_and_rollback(
-    platform: Platform, tmp_path: Path
-) -> None:
-    out, tapped = tmp_path / "out.jsonl", tmp_path / "tap.jsonl"
+def test_http_filter_file_with_a_tap_update_and_rollback(platform: Platform, files: Path) -> None:
+    out, tapped = files / "out.jsonl", files / "tap.jsonl"
     definition = f"http --path=/tx | filter --expression='amount > 0' | file --path={out}"
     created = platform.cli("stream", "create", "tx", "--definition", definition)
     assert "tx-http, tx-filter, tx-file" in created.stdout
@@ -125,9 +141,9 @@ def test_the_app_catalogue_lists_apps_and_their_options(platform: Platform) -> N
 
 
 def test_a_registered_python_app_between_named_destinations(
-    platform: Platform, tmp_path: Path
+    platform: Platform, files: Path
 ) -> None:
-    folder = tmp_path / "enrichers"
+    folder = files / "enrichers"
     folder.mkdir()
     (folder / "enrich.py").write_text(
         "def handle(payload):\n    return {**payload, 'total': payload['qty'] * payload['price']}\n"
@@ -138,7 +154,7 @@ def test_a_registered_python_app_between_named_destinations(
     )  # fmt: skip
     assert "app enrich registered" in registered.stdout
     assert "user app: python:enrich:handle" in platform.cli("catalog", "list").stdout
-    out = tmp_path / "enriched.jsonl"
+    out = files / "enriched.jsonl"
     platform.cli("stream", "create", "intake", "--definition", "http --path=/orders > :orders")
     platform.cli(
         "stream", "create", "join", "--deploy", "--definition",
@@ -162,9 +178,7 @@ def test_a_registered_python_app_between_named_destinations(
 
 
 @pytest.mark.parametrize("kind", ["embedded", "redis", "rabbitmq"])
-def test_http_filter_score_file_on_every_binder(
-    platform: Platform, tmp_path: Path, kind: str
-) -> None:
+def test_http_filter_score_file_on_every_binder(platform: Platform, files: Path, kind: str) -> None:
     import uuid
 
     import numpy as np
@@ -174,13 +188,13 @@ def test_http_filter_score_file_on_every_binder(
 
     from sklearn.linear_model import LogisticRegression  # isort: skip
 
-    url = "embedded" if kind == "embedded" else binder_url(kind, tmp_path)
+    url = "embedded" if kind == "embedded" else binder_url(kind, files)
     rng = np.random.default_rng(0)
     x = rng.normal(size=(200, 3))
-    model = tmp_path / "clf.skops"
+    model = files / "clf.skops"
     save(LogisticRegression().fit(x, np.where(x[:, 0] > 0, "up", "down")), model, x[:2])
     name = f"s{kind[:4]}{uuid.uuid4().hex[:6]}"
-    out = tmp_path / "scored.jsonl"
+    out = files / "scored.jsonl"
     definition = (
         f"http --path=/{name} | filter --expression='a > -100' "
         f"| score --model={model} --fields=a,b,c | file --path={out}"
@@ -202,9 +216,9 @@ def test_http_filter_score_file_on_every_binder(
 
 
 def test_a_registered_app_with_requirements_gets_them_staged(
-    platform: Platform, tmp_path: Path
+    platform: Platform, files: Path
 ) -> None:
-    folder = tmp_path / "tagger"
+    folder = files / "tagger"
     folder.mkdir()
     # six is in uv's cache but not in the platform's own environment.
     (folder / "requirements.txt").write_text("six==1.17.0\n")
@@ -216,7 +230,7 @@ def test_a_registered_app_with_requirements_gets_them_staged(
         "--path", str(folder),
     )  # fmt: skip
     assert "app tagger registered" in out.stdout
-    sink = tmp_path / "tagged.jsonl"
+    sink = files / "tagged.jsonl"
     platform.cli(
         "stream", "create", "tags", "--deploy", "--definition",
         f"http --path=/tags | tagger | file --path={sink}",
@@ -246,7 +260,7 @@ def test_a_first_deploy_that_fails_says_why_and_leaves_nothing_running(platform:
     assert "nobroker-" not in platform.cli("apps").stdout
 
 
-def test_an_update_that_fails_puts_every_app_back(platform: Platform, tmp_path: Path) -> None:
+def test_an_update_that_fails_puts_every_app_back(platform: Platform, files: Path) -> None:
     import numpy as np
 
     from conveyor.models.sklearn import save
@@ -254,7 +268,7 @@ def test_an_update_that_fails_puts_every_app_back(platform: Platform, tmp_path: 
     from sklearn.linear_model import LogisticRegression  # isort: skip
 
     x = np.random.default_rng(0).normal(size=(50, 3))
-    model = tmp_path / "m.skops"
+    model = files / "m.skops"
     save(LogisticRegression().fit(x, x[:, 0] > 0), model, x[:2])
     definition = f"time | score --model={model} --fields=a,b,c | log"
     platform.cli("stream", "create", "upd", "--deploy", "--definition", definition)

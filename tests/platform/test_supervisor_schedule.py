@@ -7,9 +7,11 @@ processes and health probes are scripted stand-ins.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import signal
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import pytest
 
@@ -25,6 +27,7 @@ from conveyor.platform import (
     Supervisor,
 )
 from conveyor.platform.instances import transition
+from conveyor.platform.isolation import Sandbox
 from tests.platform.fakes import Events, FakeProbe, FakeSpawner
 
 SPEC = InstanceSpec(app="iris", command=("serve",), env={"LOG_LEVEL": "debug"})
@@ -180,6 +183,25 @@ def test_crash_event_carries_exit_status_and_last_lines() -> None:
         assert "[1/stdout] line 29" in lines
         assert instance.last_crash is not None
         assert instance.last_crash["exit_status"] == 3
+
+    play(scenario)
+
+
+def test_the_spawner_says_what_killed_an_instance_and_how_it_was_isolated() -> None:
+    sandbox = Sandbox(app="iris", read_only=(Path("/d/venv"),), memory_limit=100 << 20)
+
+    async def scenario(w: World) -> None:
+        instance = w.supervisor.start(dataclasses.replace(SPEC, sandbox=sandbox), 0)
+        started = await w.events.next("started")
+        assert started.details["isolation"] == "fake"
+        assert instance.isolation == "fake"
+        await w.events.next("running")
+        process = w.spawner.latest
+        assert process.sandbox == sandbox  # what the instance may see reaches the spawner
+        process.reason = "memory limit 100 MiB exceeded (killed by the kernel in its memory cgroup)"
+        process.exit(-9)
+        crashed = await w.events.next("crashed")
+        assert crashed.details["reason"] == process.reason  # not "exited with status -9"
 
     play(scenario)
 

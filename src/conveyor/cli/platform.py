@@ -319,6 +319,7 @@ def app_show_command(name: str, as_json: bool) -> None:
             str(i["port"] or "-"),
         )
     print_table(table)
+    click.echo(_isolation_line(app["instances_detail"]))
     crashed = [i for i in app["instances_detail"] if i["last_crash"]]
     for i in crashed:
         crash = i["last_crash"]
@@ -329,6 +330,16 @@ def app_show_command(name: str, as_json: bool) -> None:
         click.echo("recent events:")
         for e in app["events"]:
             click.echo("  " + _event_line(e))
+
+
+def _isolation_line(instances: list[dict[str, Any]]) -> str:
+    """``isolation: namespaces+uid 3141592, memory cgroup v1 100 MiB``; per instance if mixed."""
+    seen = [(i["index"], i.get("isolation")) for i in instances if i.get("isolation")]
+    if not seen:
+        return "isolation: -"
+    if len({text for _, text in seen}) == 1:
+        return f"isolation: {seen[0][1]}"
+    return "isolation: " + "; ".join(f"#{index} {text}" for index, text in seen)
 
 
 def _event_line(e: dict[str, Any]) -> str:

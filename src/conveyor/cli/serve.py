@@ -71,6 +71,12 @@ __all__ = ["serve_command"]
     help="Seconds an idle keep-alive connection stays open.",
 )
 @click.option(
+    "--run-id",
+    default=None,
+    metavar="RUN",
+    help="The run that trained MODEL, sent as x-model-run-id (a run: URI finds it itself).",
+)
+@click.option(
     "--graceful-timeout",
     default=30.0,
     show_default=True,
@@ -89,6 +95,7 @@ def serve_command(
     batch_max_rows: int,
     batch_wait_ms: float,
     keep_alive: float,
+    run_id: str | None,
     graceful_timeout: float,
 ) -> None:
     """Serve MODEL over HTTP: Open Inference Protocol V2, KServe V1, MLflow and /predict.
@@ -117,7 +124,7 @@ def serve_command(
         keep_alive=keep_alive,
         graceful_timeout=graceful_timeout,
     )
-    resolved = resolve_model_uri(model_uri, get_settings(), trusted=trust, name=name)
+    resolved = resolve_model_uri(model_uri, get_settings(), trusted=trust, name=name, run_id=run_id)
 
     def announce(bound_host: str, bound_port: int) -> None:
         shown = f"[{bound_host}]" if ":" in bound_host else bound_host

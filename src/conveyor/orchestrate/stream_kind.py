@@ -45,7 +45,13 @@ class StreamKind:
 
     def launch(self, spec: AppSpec, droplet: Mapping[str, Any], platform_dir: Path) -> Launch:
         env = {"CONVEYOR_STREAM_APP": json.dumps(spec.options["stream_app"])}
-        return Launch(("/bin/sh", "-c", _STREAM, sys.executable), cwd=platform_dir, env=env)
+        # What the deployer gave it (see .stream_sandbox): the binder's folder, its model ...
+        return Launch(
+            ("/bin/sh", "-c", _STREAM, sys.executable),
+            env=env,
+            read_only=tuple(Path(p) for p in spec.options.get("read_only", ())),
+            read_write=tuple(Path(p) for p in spec.options.get("read_write", ())),
+        )
 
     def health_check(self, spec: AppSpec) -> HealthCheckSpec:
         return _CHECK if spec.default_health else spec.health_check

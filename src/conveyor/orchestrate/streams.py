@@ -26,8 +26,10 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from conveyor.config import Settings, get_settings
 from conveyor.errors import NotFoundError, UsageError
 from conveyor.orchestrate.stream_kind import StreamKind
+from conveyor.orchestrate.stream_sandbox import sandboxed
 from conveyor.platform import (
     AppSpec,
     Controller,
@@ -52,9 +54,15 @@ _APP_NAME = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,40}[a-z0-9])?")
 class StreamService:
     """Stream definitions in the registry, deployed through the controller."""
 
-    def __init__(self, controller: Controller, default_binder: str = "embedded") -> None:
+    def __init__(
+        self,
+        controller: Controller,
+        default_binder: str = "embedded",
+        settings: Settings | None = None,
+    ) -> None:
         self.controller = controller
         self.default_binder = default_binder
+        self.settings = settings or get_settings()
         self.records = StreamRepository(controller.state.registry)
         controller.droplet_users.append(self._droplets_in_use)
 
@@ -192,16 +200,21 @@ class StreamService:
         for app in reversed(planned):  # sinks first: consumers exist before producers publish
             before = self.controller.state.find_app(app.name)
             env = {} if app.user_app is None else self._user_app_env(app.user_app)
+            given = await asyncio.to_thread(
+                sandboxed, app.launch.to_json(), env, self.settings, self.controller.run_model
+            )
             spec = AppSpec(
                 name=app.name,
                 kind=StreamKind.name,
-                env=env,
+                env=given.env,
                 memory=app.memory,
                 routes=() if app.route is None else (RouteSpec(path=app.route),),
                 options={
-                    "stream_app": app.launch.to_json(),
+                    "stream_app": given.launch,
                     "stream": name,
                     "position": planned.index(app),
+                    "read_only": given.read_only,
+                    "read_write": given.read_write,
                 },
             )
             progress(f"{app.name}: {app.launch.app}, {app.instances} instance(s)")

@@ -35,7 +35,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from conveyor.errors import NotFoundError, UsageError
 from conveyor.platform.droplets import Droplets, GcReport, check_upload_path
@@ -49,6 +49,9 @@ from conveyor.store.apps import AppRepository, RevisionRecord
 from conveyor.store.blobs import BlobStore
 from conveyor.store.registry import Registry
 from conveyor.store.secrets import SecretBox
+
+if TYPE_CHECKING:
+    from conveyor.repro.lookup import RunModel
 
 __all__ = ["Controller", "DeployError", "Progress"]
 
@@ -343,7 +346,13 @@ class Controller:
         def staged(**details: Any) -> None:
             self._event(name, "staged", **details)
 
-        return Staging(self.droplets, progress, staged, refresh)
+        return Staging(self.droplets, progress, staged, refresh, run_model=self.run_model)
+
+    def run_model(self, uri: str) -> RunModel:
+        """Export the model a ``run:`` URI names for instances to read (they see no registry)."""
+        from conveyor.repro.lookup import export_run_model
+
+        return export_run_model(uri, self.state.registry, self.artifacts, self.dir / "run-models")
 
     def _copy(self, source: RevisionRecord, description: str) -> RevisionRecord:
         return self.state.add_revision(
@@ -418,6 +427,8 @@ class Controller:
             readiness=None if spec.readiness_check is None else spec.readiness_check.to_check(),
             memory=spec.memory,
             routes=tuple(_routes(spec)),
+            read_only=launch.read_only,
+            read_write=launch.read_write,
         )
 
     async def _deploy(

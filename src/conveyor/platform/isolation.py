@@ -75,6 +75,8 @@ PLATFORM_VARIABLES = (
     "CONVEYOR_SERVICES",
 )
 #: Variables of the platform's own settings: an instance never sees them, whoever set them.
+#: (CONVEYOR_TRUSTED_TYPES is not one: it only widens what an instance itself loads, and
+#: the platform passes the operator's value to the model apps it serves.)
 _PLATFORM_SECRETS = frozenset(
     {
         "CONVEYOR_HOME",
@@ -84,7 +86,6 @@ _PLATFORM_SECRETS = frozenset(
         "CONVEYOR_DATABASE_URL",
         "CONVEYOR_ARTIFACT_ROOT",
         "CONVEYOR_ENV_CACHE",
-        "CONVEYOR_TRUSTED_TYPES",
         "CONVEYOR_ISOLATION",
     }
 )
@@ -372,9 +373,14 @@ class IsolatedSpawner:
             str(settings.home.resolve()).encode(), digest_size=6
         ).hexdigest()
 
+    @property
+    def folder(self) -> Path:
+        """``<tmp>/conveyor-<tag>``: the folder of this platform's instance folders (per home)."""
+        return Path(tempfile.gettempdir()) / f"conveyor-{self._tag}"
+
     def _tmp_root(self) -> Path:
-        """``<tmp>/conveyor-<tag>``: every instance's own folder of this platform, inside."""
-        root = Path(tempfile.gettempdir()) / f"conveyor-{self._tag}"
+        """:attr:`folder`, made private to this platform's user: every instance's own folder."""
+        root = self.folder
         with contextlib.suppress(FileExistsError):
             # 0711: app uids may enter to reach their own folder, nobody may list it.
             root.mkdir(mode=0o711)
@@ -395,7 +401,7 @@ class IsolatedSpawner:
         returns how many leftovers went.
         """
         removed = sweep_cgroups(self._tag)
-        root = Path(tempfile.gettempdir()) / f"conveyor-{self._tag}"
+        root = self.folder
         with contextlib.suppress(OSError):
             for folder in root.iterdir():
                 shutil.rmtree(folder, ignore_errors=True)

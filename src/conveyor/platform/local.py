@@ -27,6 +27,7 @@ from conveyor.platform.backoff import CrashBackoff
 from conveyor.platform.errors import DeployError
 from conveyor.platform.health import HealthCheck
 from conveyor.platform.instances import InstanceState
+from conveyor.platform.isolation import IsolatedSpawner, Sandbox
 from conveyor.platform.logs import LogBuffer, LogFiles, Stream
 from conveyor.platform.processes import (
     Spawner,
@@ -119,6 +120,9 @@ class LocalTarget:
         stopped = stop_groups([(pid, ticks) for _key, pid, ticks in leftovers])
         if stopped:
             log.warning("stopped %d instance(s) left by a platform that died", stopped)
+        if isinstance(self._spawner, IsolatedSpawner):
+            # Their sandboxes' folders and cgroups: nobody removed them when they were killed.
+            self._spawner.sweep()
 
     async def close(self) -> None:
         await self.supervisor.stop_all()
@@ -202,6 +206,7 @@ class LocalTarget:
                 memory=group_rss(inst.pid) if usage and inst.pid is not None else None,
                 cpu=_cpu_seconds(inst.pid) if usage else None,
                 last_crash=dict(inst.last_crash) if inst.last_crash else None,
+                isolation=inst.isolation,
             )
             for inst in self.supervisor.instances(app)
         ]
@@ -230,8 +235,14 @@ class LocalTarget:
             del lines[:-_LAST_LINES]
             buffer.append(index, stream, text, at=time.time())
 
-        handle = await self._spawner.spawn(release.command, env=env, cwd=release.cwd, output=output)
-        return LaunchResult(await handle.wait(), lines)
+        handle = await self._spawner.spawn(
+            release.command, env=env, cwd=release.cwd, output=output, sandbox=_sandbox(release)
+        )
+        status = await handle.wait()
+        reason = handle.crash_reason(status)
+        if reason is not None:
+            lines.append(reason)
+        return LaunchResult(status, lines[-_LAST_LINES:])
 
     # -- the machinery ------------------------------------------------------------------
 
@@ -276,6 +287,15 @@ class LocalTarget:
             self.supervisor.forget(inst.spec.app, inst.index, inst.spec.revision)
 
 
+def _sandbox(release: Release) -> Sandbox:
+    return Sandbox(
+        app=release.app,
+        read_only=release.read_only,
+        read_write=release.read_write,
+        memory_limit=release.memory,
+    )
+
+
 def _instance_spec(release: Release) -> InstanceSpec:
     return InstanceSpec(
         app=release.app,
@@ -286,6 +306,7 @@ def _instance_spec(release: Release) -> InstanceSpec:
         health=release.health,
         readiness=release.readiness,
         memory_limit=release.memory,
+        sandbox=_sandbox(release),
     )
 
 

@@ -13,10 +13,13 @@ import signal
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from conveyor.platform.errors import SpawnError
 from conveyor.platform.logs import Stream
+
+if TYPE_CHECKING:
+    from conveyor.platform.isolation import Sandbox
 
 __all__ = [
     "OutputSink",
@@ -59,9 +62,17 @@ class ProcessHandle(Protocol):
         """Resident memory of the whole process group, or None if unknown."""
         ...
 
+    def crash_reason(self, status: int | None = None) -> str | None:
+        """Why it died when that says more than its exit status (its memory limit ...)."""
+        ...
+
+    def describe_isolation(self) -> str:
+        """Which isolation it got, in one line (``conveyor app`` shows it)."""
+        ...
+
 
 class Spawner(Protocol):
-    """Starts instance processes."""
+    """Starts instance processes; ``sandbox`` says what an isolated one may see."""
 
     async def spawn(
         self,
@@ -70,6 +81,7 @@ class Spawner(Protocol):
         env: Mapping[str, str],
         cwd: Path | None,
         output: OutputSink,
+        sandbox: Sandbox | None = None,
     ) -> ProcessHandle: ...
 
 
@@ -159,7 +171,11 @@ async def _pump(reader: asyncio.StreamReader, stream: Stream, output: OutputSink
 
 
 class SubprocessSpawner:
-    """Runs instances as real child processes, each leading a new session (and group)."""
+    """Runs instances as real child processes, each leading a new session (and group).
+
+    Nothing is isolated: a ``sandbox`` is ignored (its memory limit is only polled
+    by the supervisor). :class:`~.isolation.IsolatedSpawner` is what a platform runs.
+    """
 
     async def spawn(
         self,
@@ -168,6 +184,7 @@ class SubprocessSpawner:
         env: Mapping[str, str],
         cwd: Path | None,
         output: OutputSink,
+        sandbox: Sandbox | None = None,
     ) -> ProcessHandle:
         if not argv:
             raise SpawnError("an instance needs a command to run; the command is empty")

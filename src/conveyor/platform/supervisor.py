@@ -17,7 +17,10 @@ count reserved virtual memory (BLAS thread arenas, onnxruntime, memory-mapped
 model files reserve far more than they touch) so they fail healthy apps with
 a MemoryError deep inside, apply per process rather than per group, and leave
 the platform unable to say why the instance died. Polling sees the group,
-and the breach becomes the crash's stated cause.
+and the breach becomes the crash's stated cause. An isolated instance
+(:mod:`.isolation`) also has its limit enforced by the kernel — a memory
+cgroup, else RLIMIT_DATA — so it cannot overshoot between two polls; the
+spawner's handle then names that breach (``crash_reason``) as the cause.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from conveyor.platform.backoff import CrashBackoff
 from conveyor.platform.clock import Clock, SystemClock, race_deadline
@@ -40,6 +43,9 @@ from conveyor.platform.health import HealthCheck, HealthProbe, NetworkProbe
 from conveyor.platform.instances import InstanceState, transition
 from conveyor.platform.logs import LogBuffer, LogFiles, Stream
 from conveyor.platform.processes import ProcessHandle, Spawner, SubprocessSpawner
+
+if TYPE_CHECKING:
+    from conveyor.platform.isolation import Sandbox
 
 __all__ = [
     "Event",
@@ -76,6 +82,9 @@ class InstanceSpec:
     grace_period: float = 10.0
     #: Seconds between memory polls when a limit is set.
     memory_interval: float = 1.0
+    #: What an isolated instance may see (its droplet, the folders it writes) and its
+    #: kernel-enforced memory limit; None: the spawner's default (nothing but its own tmp).
+    sandbox: Sandbox | None = None
 
 
 @dataclass(frozen=True)
@@ -119,6 +128,9 @@ class Instance:
     last_crash: Mapping[str, Any] | None = None
     #: Clock time of the latest spawn (how long it ran decides the crash-count reset).
     spawned_at: float = 0.0
+    #: Which isolation its latest process got (as its started event says), e.g.
+    #: ``namespaces+uid 3141592, memory cgroup v1 100 MiB``; None before the first start.
+    isolation: str | None = None
     _stop: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
     _task: asyncio.Task[None] | None = field(default=None, repr=False)
 
@@ -338,16 +350,20 @@ class Supervisor:
 
         instance.spawned_at = self.clock.now()
         try:
-            handle = await self._spawner.spawn(spec.command, env=env, cwd=spec.cwd, output=output)
+            handle = await self._spawner.spawn(
+                spec.command, env=env, cwd=spec.cwd, output=output, sandbox=spec.sandbox
+            )
         except SpawnError as exc:
             output("stderr", exc.message)
             return f"could not start: {exc.message}", None
         instance.pid = handle.pid
+        instance.isolation = handle.describe_isolation()
         self._emit(
             instance,
             "restarted" if instance.restarts else "started",
             pid=handle.pid,
             port=instance.port,
+            isolation=instance.isolation,
         )
         exited = asyncio.ensure_future(handle.wait())
         stop = asyncio.ensure_future(instance._stop.wait())
@@ -361,14 +377,15 @@ class Supervisor:
             await watch
         if exited in done:
             status = exited.result()
-            return f"exited with status {status}", status
+            return handle.crash_reason(status) or f"exited with status {status}", status
         if watch in done and not watch.cancelled() and watch.result() is not None:
             # Unhealthy or over its memory: CF kills the container outright.
             handle.signal_group(signal.SIGKILL)
             status = await exited
             reason = watch.result()
             assert reason is not None
-            return reason, status
+            # The kernel may have stopped it first (its memory cgroup): that is the cause.
+            return handle.crash_reason(status) or reason, status
         status = await self._terminate(instance, handle, exited)
         return None, status
 

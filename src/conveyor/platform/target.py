@@ -52,6 +52,10 @@ class Release:
     memory: int | None = None
     #: Where requests for the app come in; ``()`` for a worker.
     routes: tuple[Route, ...] = ()
+    #: What an isolated instance may see: folders bound back read-only (its droplet) ...
+    read_only: tuple[Path, ...] = ()
+    #: ... and writable (a binder's folder); everything else of the platform stays hidden.
+    read_write: tuple[Path, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -74,6 +78,8 @@ class InstanceStatus:
     memory: int | None = None
     cpu: float | None = None
     last_crash: Mapping[str, Any] | None = None
+    #: Which isolation it got: ``namespaces+uid 3141592, memory cgroup v1 100 MiB``, "none" ...
+    isolation: str | None = None
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ def describe(controller: Controller, name: str) -> dict[str, Any]:
             "memory": inst.memory,
             "cpu": inst.cpu,
             "last_crash": inst.last_crash,
+            "isolation": inst.isolation,
         }
         for inst in controller.target.status(name, usage=True)
     ]

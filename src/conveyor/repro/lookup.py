@@ -16,7 +16,7 @@ from conveyor.errors import UsageError
 from conveyor.store.artifacts import ArtifactStore, digest_file
 from conveyor.store.registry import Registry
 
-__all__ = ["RunModel", "model_from_run", "parse_run_uri"]
+__all__ = ["RunModel", "export_run_model", "model_from_run", "parse_run_uri"]
 
 PREFIX = "run:"
 
@@ -45,13 +45,23 @@ def parse_run_uri(uri: str) -> tuple[str, str]:
 
 def model_from_run(uri: str, settings: Settings) -> RunModel:
     """The model a run saved, exported (verified) to a local cache file."""
-    run_id, name = parse_run_uri(uri)
     with Registry.from_settings(settings) as registry:
-        record = registry.get_model(run_id, name)
-    store = ArtifactStore.from_settings(settings)
+        return export_run_model(
+            uri, registry, ArtifactStore.from_settings(settings), settings.home / "models"
+        )
+
+
+def export_run_model(uri: str, registry: Registry, store: ArtifactStore, folder: Path) -> RunModel:
+    """The model a run saved, exported (verified) into ``folder``, named by its digest.
+
+    The platform exports a ``run:`` model of an app so, then hands the instance
+    that file alone: an isolated instance cannot read the registry itself.
+    """
+    run_id, name = parse_run_uri(uri)
+    record = registry.get_model(run_id, name)
     suffix = PurePosixPath(record.path).suffix or ".bin"
     hexdigest = record.digest.partition(":")[2]
-    target = settings.home / "models" / f"{hexdigest}{suffix}"
+    target = folder / f"{hexdigest}{suffix}"
     if not target.exists() or digest_file(target) != record.digest:
         store.export(record.digest, target)  # verified copy; a tampered cache file is replaced
     return RunModel(

@@ -24,10 +24,13 @@ import socket
 import time
 from collections.abc import Generator, Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from conveyor.config import Settings
 from conveyor.platform.errors import PlatformError
+
+if TYPE_CHECKING:
+    from conveyor.platform.isolation import IsolatedSpawner
 
 __all__ = ["endpoint_file", "lock_file", "read_token", "run_server", "token_file"]
 
@@ -114,13 +117,21 @@ def run_server(settings: Settings) -> None:
         uvloop.install()
     except ImportError:  # pragma: no cover - uvloop is a dependency on POSIX
         pass
+    from conveyor.platform.isolation import IsolatedSpawner
+
     settings.platform_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     with _exclusive(lock_file(settings)):
-        asyncio.run(_serve(settings))
+        spawner = IsolatedSpawner(settings)
+        # Before anything listens: where no isolation works, refuse with the reason and
+        # the opt-out (CONVEYOR_ISOLATION=none), rather than crash every instance later.
+        isolation = spawner.check()
+        log.info("app instances are isolated: %s", isolation.describe())
+        asyncio.run(_serve(settings, spawner))
 
 
-async def _serve(settings: Settings) -> None:
+async def _serve(settings: Settings, spawner: IsolatedSpawner) -> None:
     from conveyor.platform.controller import Controller
+    from conveyor.platform.isolation import platform_env
     from conveyor.platform.local import LocalTarget
     from conveyor.platform.router import AccessRecord, Router
     from conveyor.platform.routes import RouteTable
@@ -138,9 +149,16 @@ async def _serve(settings: Settings) -> None:
     registry = Registry.from_settings(settings)
     artifacts = ArtifactStore.from_settings(settings)
     table = RouteTable()
-    base_env = {k: v for k, v in os.environ.items() if k != "CONVEYOR_API_TOKEN"}
+    # Instances start from a clean environment, never the shell's that ran `conveyor up`.
+    base_env = platform_env()
+    if settings.trusted_types:  # what the operator trusts in skops files, for model apps too
+        base_env["CONVEYOR_TRUSTED_TYPES"] = ",".join(settings.trusted_types)
     target = LocalTarget(
-        AppRepository(registry), log_dir=pdir / "logs", table=table, base_env=base_env
+        AppRepository(registry),
+        log_dir=pdir / "logs",
+        table=table,
+        base_env=base_env,
+        spawner=spawner,
     )
     controller = Controller(
         registry, artifacts, pdir, target=target, secrets=SecretBox.from_settings(settings)

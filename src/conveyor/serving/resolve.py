@@ -55,9 +55,17 @@ def _load_file(path: Path, trusted: bool, settings: Settings) -> Model:
 
 
 def resolve_model_uri(
-    uri: str, settings: Settings, *, trusted: bool = False, name: str | None = None
+    uri: str,
+    settings: Settings,
+    *,
+    trusted: bool = False,
+    name: str | None = None,
+    run_id: str | None = None,
 ) -> ResolvedModel:
     """Load the model ``uri`` names; ModelError says what is wrong and what to do.
+
+    ``run_id`` names the run that trained a model given as a file (the platform
+    hands an isolated instance a run's model so, since it cannot read the registry).
 
     * ``model.skops``, ``model.onnx``, ``model.pmml``, ``model.joblib`` (needs ``trusted``)
     * ``path/to/mlflow-model/`` — a directory holding an ``MLmodel`` file
@@ -81,13 +89,12 @@ def resolve_model_uri(
     path = Path(uri).expanduser()
     if not path.exists():
         raise ModelError(f"{uri}: no such model file or directory")
-    run_id: str | None = None
     if path.is_dir():
         from conveyor.models import mlflow
 
         info = mlflow.read_mlmodel(path)
         model = mlflow.FORMAT.load(path, trusted=trusted, settings=settings)
-        run_id = info.run_id
+        run_id = run_id or info.run_id
         default_name = path.resolve().name
     else:
         model = _load_file(path, trusted, settings)

@@ -303,6 +303,12 @@ _APPS = (
                 "probabilities",
             ),
             _o("trusted", "bool", "allow pickle/joblib models (they run code when loaded)", False),
+            _o(
+                "model-run-id",
+                "string",
+                "the run that trained --model, for lineage (set by the platform for run: models)",
+                "",
+            ),
         ),
         "conveyor.streams.apps.score:Score",
     ),

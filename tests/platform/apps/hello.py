@@ -8,7 +8,10 @@ GET /hog?mb=N    allocates N MiB and keeps it
 GET /sleep?s=N   answers after N seconds
 GET /child       starts a `sleep` child in its own group and reports its pid
 GET /env?name=X  the value of environment variable X (null if unset)
-GET /ready       503 while the file named by $NOT_READY_FLAG exists, else 200
+GET /read?path=P     the first bytes of file P, or the error reading it gave
+GET /signal?pid=N    sends SIGTERM to process N: "sent", or the error it gave
+GET /ready       503 after POST /readiness with "off", 200 again after "on"
+POST /readiness  "off" or "on": what GET /ready answers (sent to the instance's own port)
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
 HOG: list[bytearray] = []
+#: Whether GET /ready answers 200 (the instance sees no file of the test's: it is told).
+READY = [True]
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -65,8 +70,19 @@ class Handler(BaseHTTPRequestHandler):
             time.sleep(float(query["s"][0]))
             self._json(200, {"slept": True})
         elif url.path == "/ready":
-            flag = os.environ.get("NOT_READY_FLAG", "")
-            self._json(503 if flag and os.path.exists(flag) else 200, {"ready": True})
+            self._json(200 if READY[0] else 503, {"ready": READY[0]})
+        elif url.path.endswith("/read"):
+            try:
+                with open(query["path"][0], "rb") as handle:
+                    self._json(200, {"read": handle.read(64).decode(errors="replace")})
+            except OSError as exc:
+                self._json(200, {"error": type(exc).__name__})
+        elif url.path.endswith("/signal"):
+            try:
+                os.kill(int(query["pid"][0]), 15)
+                self._json(200, {"sent": True})
+            except OSError as exc:
+                self._json(200, {"error": type(exc).__name__})
         elif url.path.endswith("/env"):
             self._json(200, {"value": os.environ.get(query["name"][0])})
         elif url.path == "/child":
@@ -101,6 +117,8 @@ class Handler(BaseHTTPRequestHandler):
                 self.rfile.readline()
         else:
             body = bytearray(self.rfile.read(int(self.headers.get("Content-Length", "0"))))
+        if urlsplit(self.path).path == "/readiness":
+            READY[0] = bytes(body).strip() != b"off"
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
         self.send_header("X-Body-Length", str(len(body)))

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:
     from conveyor.platform.droplets import Droplets
     from conveyor.platform.spec import AppSpec, HealthCheckSpec
+    from conveyor.repro.lookup import RunModel
 
 __all__ = ["AppKind", "Files", "Launch", "Staging", "kind_named", "kind_names", "register_kind"]
 
@@ -26,11 +27,16 @@ Files = Mapping[str, Mapping[str, Any]]
 
 @dataclass(frozen=True)
 class Launch:
-    """What an instance runs: its command line, its folder and the variables it adds."""
+    """What an instance runs: its command line, its folder, the variables it adds,
+    and what an isolated instance may see of the platform's files."""
 
     command: tuple[str, ...]
     cwd: Path | None = None
     env: Mapping[str, str] = field(default_factory=dict)
+    #: Bound back read-only into the instance's sandbox: its venv, its source, a model file.
+    read_only: tuple[Path, ...] = ()
+    #: Bound back writable: a binder's log folder, the stream data folder.
+    read_write: tuple[Path, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -43,6 +49,8 @@ class Staging:
     on_staged: Callable[..., None]
     #: Rebuild the environment even when one for the same lock exists (restage).
     refresh: bool = False
+    #: Exports a ``run:<id>/<name>`` model for an instance to read (None: not on this platform).
+    run_model: Callable[[str], RunModel] | None = None
 
 
 class AppKind(Protocol):

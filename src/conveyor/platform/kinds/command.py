@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from conveyor.errors import UsageError
+from conveyor.platform.isolation import MINIMAL_PATH
 from conveyor.platform.kinds.base import Files, Launch, Staging
 from conveyor.platform.spec import AppSpec, HealthCheckSpec
 
@@ -35,12 +36,11 @@ class CommandKind:
 
     def launch(self, spec: AppSpec, droplet: Mapping[str, Any], platform_dir: Path) -> Launch:
         venv = Path(droplet["venv"])
-        env = {
-            "VIRTUAL_ENV": str(venv),
-            "PATH": f"{venv / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
-        }
+        source = Path(droplet["source"])
+        # Nothing of the platform's own PATH: the app sees its venv and the system's tools.
+        env = {"VIRTUAL_ENV": str(venv), "PATH": f"{venv / 'bin'}{os.pathsep}{MINIMAL_PATH}"}
         command = ("/bin/sh", "-c", "exec " + str(spec.command))
-        return Launch(command, cwd=Path(droplet["source"]), env=env)
+        return Launch(command, cwd=source, env=env, read_only=(venv, source))
 
     def health_check(self, spec: AppSpec) -> HealthCheckSpec:
         return spec.health_check

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -13,8 +14,8 @@ from conveyor.platform.spec import AppSpec, HealthCheckSpec
 
 __all__ = ["ModelKind"]
 
-#: The serving runtime of the platform's own interpreter; "$1" is the model.
-_SERVE = 'exec "$0" -m conveyor serve "$1" --host 127.0.0.1 --port "$PORT"'
+#: The serving runtime of the platform's own interpreter; "$1" is the model, then its options.
+_SERVE = 'm="$1"; shift; exec "$0" -m conveyor serve "$m" --host 127.0.0.1 --port "$PORT" "$@"'
 _CHECK = HealthCheckSpec(type="http", endpoint="/v2/health/ready")
 
 
@@ -37,15 +38,31 @@ class ModelKind:
     async def stage(
         self, spec: AppSpec, files: Files | None, staging: Staging
     ) -> dict[str, Any] | None:
+        model = str(spec.model)
+        if model.startswith("run:") and staging.run_model is not None:
+            # The instance cannot read the registry: the platform looks the run up and
+            # hands over the model file, and its run id for the lineage header.
+            found = await asyncio.to_thread(staging.run_model, model)
+            return {"model_file": str(found.path), "run_id": found.run_id, "name": found.name}
         if not files:
             return None
         return {"source": str(await staging.droplets.unpack(files, staging.progress))}
 
     def launch(self, spec: AppSpec, droplet: Mapping[str, Any], platform_dir: Path) -> Launch:
         model = str(spec.model)
-        if not model.startswith("run:"):
-            model = str(Path(droplet["source"]) / model)
-        return Launch(("/bin/sh", "-c", _SERVE, sys.executable, model), cwd=platform_dir)
+        options: list[str] = []
+        cwd: Path | None = None
+        read_only: tuple[Path, ...] = ()
+        if droplet.get("model_file"):
+            model = str(droplet["model_file"])
+            options = ["--run-id", str(droplet["run_id"]), "--name", str(droplet["name"])]
+            read_only = (Path(model),)
+        elif not model.startswith("run:"):
+            cwd = Path(droplet["source"])
+            model = str(cwd / model)
+            read_only = (cwd,)
+        command = ("/bin/sh", "-c", _SERVE, sys.executable, model, *options)
+        return Launch(command, cwd=cwd, read_only=read_only)
 
     def health_check(self, spec: AppSpec) -> HealthCheckSpec:
         return _CHECK if spec.default_health else spec.health_check

@@ -31,7 +31,12 @@ class Score:
         o = context.options
         # Loading failures (no file, untrusted pickle, bad format) are ModelErrors: the
         # runtime reports them and exits before consuming anything.
-        self.resolved = resolve_model_uri(o["model"], context.settings, trusted=o["trusted"])
+        self.resolved = resolve_model_uri(
+            o["model"],
+            context.settings,
+            trusted=o["trusted"],
+            run_id=o.get("model-run-id") or None,
+        )
         self.model = self.resolved.model
         self.signature = self.model.signature
         self.fields = [f.strip() for f in o["fields"].split(",") if f.strip()]

@@ -2,7 +2,8 @@
 
 ``open_binder(url, settings)`` picks one by URL:
 
-- ``embedded`` or ``embedded:///path/to/log.db`` (default file ``$CONVEYOR_HOME/streams.db``)
+- ``embedded`` or ``embedded:///path/to/log.db`` (default file ``$CONVEYOR_HOME/streams/log.db``;
+  a ``$CONVEYOR_HOME/streams.db`` from before is moved there, see :func:`embedded_log`)
 - ``redis://host:port/db``
 - ``amqp://user:password@host:port/vhost`` (RabbitMQ)
 
@@ -41,6 +42,7 @@ __all__ = [
     "check_binder_url",
     "dead_letter",
     "dlq_name",
+    "embedded_log",
     "open_binder",
     "partition_destination",
     "publish_partitioned",
@@ -94,6 +96,24 @@ def _lease(query: dict[str, list[str]], url: str) -> float:
     return _seconds(query, "lease", 30, url)
 
 
+def embedded_log(settings: Settings) -> Path:
+    """The embedded binder's default log: ``$CONVEYOR_HOME/streams/log.db``.
+
+    In a folder of its own so that isolated stream apps can be given that folder
+    (read-write) without the rest of the home. A log kept in ``streams.db`` by
+    an earlier release is moved there while no new one exists, with its WAL.
+    """
+    path = settings.home / "streams" / "log.db"
+    legacy = settings.home / "streams.db"
+    if legacy.exists() and not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        for suffix in ("-wal", "-shm", ""):  # the database file last: it marks the move done
+            old = legacy.with_name(legacy.name + suffix)
+            if old.exists():
+                old.replace(path.with_name(path.name + suffix))
+    return path
+
+
 def open_binder(url: str, settings: Settings) -> Binder:
     """Connect to the binder ``url`` names; BinderError when it is unknown or unreachable."""
     parts = urlsplit(url)
@@ -102,7 +122,7 @@ def open_binder(url: str, settings: Settings) -> Binder:
     if scheme == "embedded":
         from conveyor.streams.binders.embedded import EmbeddedBinder
 
-        path = Path(parts.path) if parts.scheme and parts.path else settings.home / "streams.db"
+        path = Path(parts.path) if parts.scheme and parts.path else embedded_log(settings)
         age = _seconds(query, "retention-age", 7 * 24 * 3600, url)
         try:
             size = parse_size(query.get("retention-size", ["1G"])[-1], "retention-size")

@@ -1,7 +1,7 @@
 """The embedded binder: a durable append-only log in one SQLite file, shared by processes.
 
 Zero setup: every stream app of one machine opens the same file (by default
-``$CONVEYOR_HOME/streams.db``). Each destination is an ordered log; each
+``$CONVEYOR_HOME/streams/log.db``). Each destination is an ordered log; each
 consumer group keeps the next sequence number to hand out, and every batch
 handed out is a *lease* (a range of sequence numbers, a consumer and a
 deadline). Acknowledging deletes the lease; a lease whose deadline passed —
