@@ -14,6 +14,7 @@ from typing import Any
 from conveyor.config import Settings
 from conveyor.errors import UsageError
 from conveyor.store.artifacts import ArtifactStore, digest_file
+from conveyor.store.blobs import BlobStore
 from conveyor.store.registry import Registry
 
 __all__ = ["RunModel", "export_run_model", "model_from_run", "parse_run_uri"]
@@ -51,7 +52,7 @@ def model_from_run(uri: str, settings: Settings) -> RunModel:
         )
 
 
-def export_run_model(uri: str, registry: Registry, store: ArtifactStore, folder: Path) -> RunModel:
+def export_run_model(uri: str, registry: Registry, store: BlobStore, folder: Path) -> RunModel:
     """The model a run saved, exported (verified) into ``folder``, named by its digest.
 
     The platform exports a ``run:`` model of an app so, then hands the instance
