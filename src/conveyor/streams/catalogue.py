@@ -303,6 +303,12 @@ _APPS = (
                 "probabilities",
             ),
             _o("trusted", "bool", "allow pickle/joblib models (they run code when loaded)", False),
+            _o(
+                "strict-inputs",
+                "bool",
+                "dead-letter messages with fields the model does not take (serve --strict-inputs)",
+                False,
+            ),
         ),
         "conveyor.streams.apps.score:Score",
     ),
