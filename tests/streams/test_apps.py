@@ -297,9 +297,6 @@ def test_score_checks_payloads_as_serve_does(
         (letter,) = collect(binder, dlq_name("m.in"), "s", 1)
     finally:
         app.stop()
-    assert (
-        scored.payload["prediction"]
-        == est.predict(frame.iloc[:0].assign(age=[60], income=[4e4]))[0]
-    )
+    assert scored.payload["prediction"] == est.predict(pd.DataFrame([good])[["age", "income"]])[0]
     assert letter.payload == bad
     assert refusal.value.message in letter.headers["error"]
