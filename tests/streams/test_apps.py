@@ -300,3 +300,25 @@ def test_score_checks_payloads_as_serve_does(
     assert scored.payload["prediction"] == est.predict(pd.DataFrame([good])[["age", "income"]])[0]
     assert letter.payload == bad
     assert refusal.value.message in letter.headers["error"]
+
+
+def test_score_with_strict_inputs_dead_letters_extra_fields(
+    binder: Binder, settings: Settings, tmp_path: Path
+) -> None:
+    import numpy as np
+    from sklearn.linear_model import LinearRegression
+
+    from conveyor.models.sklearn import save
+
+    x = np.arange(20.0).reshape(10, 2)
+    save(LinearRegression().fit(x, x.sum(axis=1)), tmp_path / "sum.skops")
+    feed(binder, "q.in", [{"x": [1.0, 2.0], "id": "a"}])
+    app = run_app(
+        binder, settings, app="score", input="q.in", output="q.out", group="s",
+        options={"model": str(tmp_path / "sum.skops"), "strict-inputs": "true"},
+    )  # fmt: skip
+    try:
+        (letter,) = collect(binder, dlq_name("q.in"), "s", 1)
+    finally:
+        app.stop()
+    assert "id: unknown field (this service refuses extra fields" in letter.headers["error"]
