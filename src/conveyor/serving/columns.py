@@ -108,13 +108,19 @@ class ColumnBuilder:
         self.fields = fields if fields is not None else {f.name: f for f in signature.inputs}
         self.strict = strict
         self.problems: list[Problem] = []
-        self.columns: dict[str, Any] = {}
+        self.columns = Columns()
         self.ignored: list[str] = []
         self.rows: int | None = None
-        inputs = signature.inputs
-        #: The one tensor field of a model fitted on an array, which a table of as many
-        #: columns as its width may feed (in column order, as MLflow does).
-        self.tensor = inputs[0] if len(inputs) == 1 and len(inputs[0].shape) == 1 else None
+
+    @property
+    def tensor(self) -> Field | None:
+        """The one tensor field of a model fitted on an array, or None.
+
+        A table of as many columns as its width may feed it, in column order,
+        as MLflow does.
+        """
+        inputs = self.signature.inputs
+        return inputs[0] if len(inputs) == 1 and len(inputs[0].shape) == 1 else None
 
     # -- entry points used by the protocols ---------------------------------
 
@@ -436,9 +442,9 @@ class ColumnBuilder:
             raise InvalidInput(
                 [Problem("inputs", "hold no value for any input field", f"at least one of {names}")]
             )
-        columns = Columns(self.columns)
-        columns.ignored = tuple(self.ignored)
-        return columns
+        if self.ignored:
+            self.columns.ignored = tuple(self.ignored)
+        return self.columns
 
     def _fill(self, f: Field) -> Any:
         import numpy as np
