@@ -133,3 +133,43 @@ def test_served_over_http_with_missing_values(tmp_path: Path, settings: Settings
         np.testing.assert_allclose(got, expected, rtol=1e-6)
     finally:
         stop()
+
+
+def test_lightgbm_category_columns_take_category_names(tmp_path: Path) -> None:
+    """A booster trained on a pandas category column scores the names, as LightGBM does."""
+    import pandas as pd
+
+    from conveyor.models.base import Signature
+    from conveyor.serving.columns import ColumnBuilder
+
+    rng = np.random.default_rng(0)
+    colours = ["red", "green", "blue"]
+    frame = pd.DataFrame(
+        {
+            "size": rng.normal(size=300),
+            "colour": pd.Categorical(rng.choice(colours, 300), categories=colours),
+        }
+    )
+    y = ((frame["colour"] == "red") | (frame["size"] > 1)).astype(int)
+    booster = lgb.train({"objective": "binary", "verbose": -1}, lgb.Dataset(frame, label=y), 5)
+    booster.save_model(str(tmp_path / "model.txt"))
+    model = load_model(tmp_path / "model.txt")
+    sig: Signature = model.signature
+    colour = sig.inputs[1]
+    assert (colour.name, colour.dtype, colour.values) == ("colour", "category", tuple(colours))
+    rows = [
+        {"size": 0.0, "colour": "red"},
+        {"size": 2.0, "colour": "blue"},
+        {"size": 0.0, "colour": "purple"},
+    ]
+    columns = ColumnBuilder(sig).from_records(rows)
+    expected = booster.predict(
+        pd.DataFrame(
+            {
+                "size": [0.0, 2.0, 0.0],
+                "colour": pd.Categorical(["red", "blue", None], categories=colours),
+            }
+        )
+    )
+    # An unseen category is missing to LightGBM: it scores as a missing one.
+    np.testing.assert_allclose(model.predict(columns)["probabilities"][:, 1], expected, rtol=1e-9)

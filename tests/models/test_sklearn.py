@@ -146,3 +146,37 @@ def test_garbage_file_is_a_model_error(tmp_path: Path) -> None:
     path.write_bytes(b"not a zip")
     with pytest.raises(ModelError, match="not a readable skops file"):
         FORMAT.load(path)
+
+
+def test_signature_keeps_categories_datetimes_and_missing_values(tmp_path: Path) -> None:
+    """What the example shows survives save and load: categories in order, dates, NaN."""
+    from sklearn.ensemble import IsolationForest
+    from sklearn.impute import SimpleImputer
+
+    frame = pd.DataFrame(
+        {
+            "colour": pd.Categorical(["blue", "red", None, "red"], categories=["red", "blue"]),
+            "when": pd.to_datetime(["2024-01-01", "2024-02-01", None, "2024-03-01"], utc=True),
+            "spend": [1.0, np.nan, 3.0, 4.0],
+            "age": [30.0, 40.0, 50.0, 60.0],
+        }
+    )
+    est = make_pipeline(SimpleImputer(), LinearRegression()).fit(
+        frame[["spend", "age"]], [1.0, 2.0, 3.0, 4.0]
+    )
+    sig = signature_of(est, frame[["spend", "age"]])
+    assert [(f.name, f.optional) for f in sig.inputs] == [("spend", True), ("age", False)]
+
+    # Only the column names matter here: a regression "fitted" on the frame's columns.
+    named = LinearRegression().fit(np.zeros((4, 4)), [1.0, 2.0, 3.0, 4.0])
+    named.feature_names_in_ = np.asarray(frame.columns, dtype=object)
+    fields = {f.name: f for f in signature_of(named, frame).inputs}
+    assert (fields["colour"].dtype, fields["colour"].values) == ("category", ("red", "blue"))
+    assert fields["colour"].optional
+    assert fields["when"].dtype == str(frame["when"].dtype)  # unit and zone kept
+    assert fields["when"].dtype.endswith(", UTC]")
+
+    outliers = IsolationForest(n_estimators=5, random_state=0).fit(frame[["age"]])
+    sig = signature_of(outliers)
+    assert sig.task == "outlier_detection"
+    assert [(f.name, f.dtype) for f in sig.outputs] == [("prediction", "int64")]

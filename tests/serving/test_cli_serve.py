@@ -337,3 +337,15 @@ def test_sigterm_under_load_answers_every_accepted_request_and_leaves_no_worker(
     assert all(_gone(pid) for pid in workers), "a worker outlived the server"
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"{running.base}/v2/health/live", timeout=5)
+
+
+def test_strict_inputs_on_the_command_line(churn: Trained, tmp_path: Path) -> None:
+    running = _start([str(churn.path), "--workers", "2", "--strict-inputs"], _env(tmp_path))
+    try:
+        row = {"customer_id": "c-17", "age": 41, "income": 52_000.0}
+        for _ in range(4):  # whichever worker answers
+            r = httpx.post(f"{running.base}/predict", json=[row])
+            assert r.status_code == 400
+            assert r.json()["details"][0]["field"] == "customer_id"
+    finally:
+        assert _stop(running, signal.SIGTERM) == 0

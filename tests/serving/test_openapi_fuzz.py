@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -63,9 +64,13 @@ def test_no_request_gets_a_server_error(base_url: str) -> None:
             suppress_health_check=list(HealthCheck),
         )
         def fuzz(case: Any) -> None:
+            if case.path.endswith(":explain"):
+                # Documented as not offered: 501 for this model, 404 for another name.
+                assert case.call(base_url=base_url).status_code in (404, 501)
+                return
             case.call_and_validate(base_url=base_url, checks=[not_a_server_error])
 
         fuzz()
     metrics = httpx.get(f"{base_url}/metrics").text
     assert 'status="200"' in metrics  # the fuzz reached the model, not only the validators
-    assert 'status="5' not in metrics
+    assert re.search(r'status="5(?!01)', metrics) is None

@@ -254,3 +254,71 @@ def test_split_emits_one_message_per_element(binder: Binder, settings: Settings)
         app.stop()
     assert [m.payload for m in parts] == ["a", "b"]
     assert [m.headers["split-index"] for m in parts] == [0, 1]
+
+
+def test_score_checks_payloads_as_serve_does(
+    binder: Binder, settings: Settings, tmp_path: Path
+) -> None:
+    """The same record gets the same answer (extra field left out) or the same refusal (DLQ)."""
+    import numpy as np
+    import pandas as pd
+    from sklearn.linear_model import LogisticRegression
+
+    from conveyor.models.sklearn import save
+    from conveyor.serving import ServeOptions, resolve_model_uri
+    from conveyor.serving.errors import InvalidInput
+    from conveyor.serving.metrics import ServiceMetrics
+    from conveyor.serving.service import ServedModel
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"age": rng.integers(18, 90, 100), "income": rng.normal(5e4, 1e4, 100)})
+    est = LogisticRegression().fit(frame, np.where(frame["age"] > 50, "old", "young"))
+    save(est, tmp_path / "ages.skops", frame)
+    good = {"id": "c-1", "age": 60, "income": 4e4}
+    bad = {"age": "42", "income": 4e4}
+
+    served = ServedModel(
+        resolve_model_uri(str(tmp_path / "ages.skops"), settings),
+        ServeOptions(),
+        ServiceMetrics.create(),
+    )
+    columns = served.builder().from_records([good])
+    assert columns.ignored == ("id",)
+    with pytest.raises(InvalidInput) as refusal:
+        served.builder().from_records([bad])
+
+    feed(binder, "m.in", [good, bad])
+    app = run_app(
+        binder, settings, app="score", input="m.in", output="m.out", group="s",
+        options={"model": str(tmp_path / "ages.skops")},
+    )  # fmt: skip
+    try:
+        (scored,) = collect(binder, "m.out", "s", 1)
+        (letter,) = collect(binder, dlq_name("m.in"), "s", 1)
+    finally:
+        app.stop()
+    assert scored.payload["prediction"] == est.predict(pd.DataFrame([good])[["age", "income"]])[0]
+    assert letter.payload == bad
+    assert refusal.value.message in letter.headers["error"]
+
+
+def test_score_with_strict_inputs_dead_letters_extra_fields(
+    binder: Binder, settings: Settings, tmp_path: Path
+) -> None:
+    import numpy as np
+    from sklearn.linear_model import LinearRegression
+
+    from conveyor.models.sklearn import save
+
+    x = np.arange(20.0).reshape(10, 2)
+    save(LinearRegression().fit(x, x.sum(axis=1)), tmp_path / "sum.skops")
+    feed(binder, "q.in", [{"x": [1.0, 2.0], "id": "a"}])
+    app = run_app(
+        binder, settings, app="score", input="q.in", output="q.out", group="s",
+        options={"model": str(tmp_path / "sum.skops"), "strict-inputs": "true"},
+    )  # fmt: skip
+    try:
+        (letter,) = collect(binder, dlq_name("q.in"), "s", 1)
+    finally:
+        app.stop()
+    assert "id: unknown field (this service refuses extra fields" in letter.headers["error"]

@@ -83,6 +83,12 @@ __all__ = ["serve_command"]
     type=click.FloatRange(0.0),
     help="Seconds in-flight requests get to finish on shutdown.",
 )
+@click.option(
+    "--strict-inputs",
+    is_flag=True,
+    help="Refuse requests with fields the model does not take (by default they are left "
+    "out and named in the x-ignored-fields response header).",
+)
 def serve_command(
     model_uri: str,
     host: str,
@@ -97,6 +103,7 @@ def serve_command(
     keep_alive: float,
     run_id: str | None,
     graceful_timeout: float,
+    strict_inputs: bool,
 ) -> None:
     """Serve MODEL over HTTP: Open Inference Protocol V2, KServe V1, MLflow and /predict.
 
@@ -123,6 +130,7 @@ def serve_command(
         batch_wait=batch_wait_ms / 1000.0,
         keep_alive=keep_alive,
         graceful_timeout=graceful_timeout,
+        strict_inputs=strict_inputs,
     )
     resolved = resolve_model_uri(model_uri, get_settings(), trusted=trust, name=name, run_id=run_id)
 

@@ -3,14 +3,15 @@
 Objectives ``binary`` and ``multiclass``/``softmax`` give ``label`` and
 ``probabilities`` (classes ``0..k-1``); anything else gives ``prediction``.
 Inputs are one scalar field per feature name, or a tensor field ``x`` when
-the names are LightGBM's defaults (``Column_0``...). Loading parses text and
-runs no code from the file.
+the names are LightGBM's defaults (``Column_0``...); a feature fitted on a
+pandas ``category`` column is a ``category`` field with its categories.
+Loading parses text and runs no code from the file.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -82,7 +83,28 @@ class _LightGBMFormat:
             2 if objective == "binary" else int(header.get("num_class", "1")),
             probabilities=True,
         )
+        sig = _with_categories(sig, header, booster.pandas_categorical)
         return LightGBMModel(booster=booster, signature=sig)
+
+
+def _with_categories(sig: Signature, header: dict[str, str], pandas_categorical: Any) -> Signature:
+    """Categorical features (fitted on pandas ``category`` columns) take their category names.
+
+    ``feature_infos`` lists a numeric feature as ``[min:max]`` and a
+    categorical one by its codes; ``pandas_categorical`` holds the
+    categories of each categorical column, in order. Scoring passes each
+    category's code, as LightGBM does for a DataFrame.
+    """
+    infos = header.get("feature_infos", "").split(" ")
+    if not pandas_categorical or len(infos) != len(sig.inputs) or sig.inputs[0].shape:
+        return sig
+    categorical = [i for i, info in enumerate(infos) if info != "none" and not info.startswith("[")]
+    if len(categorical) != len(pandas_categorical):
+        return sig
+    inputs = list(sig.inputs)
+    for i, categories in zip(categorical, pandas_categorical, strict=True):
+        inputs[i] = replace(inputs[i], dtype="category", values=tuple(categories))
+    return replace(sig, inputs=tuple(inputs))
 
 
 FORMAT = _LightGBMFormat()

@@ -69,13 +69,34 @@ _NO_NAMES_WARNING = "X does not have valid feature names"
 
 
 def _dtype_name(dtype: Any) -> str:
-    """The Field dtype for a NumPy or pandas dtype."""
+    """The Field dtype for a NumPy or pandas dtype.
+
+    pandas' ``category`` stays ``category`` (its categories go in
+    ``Field.values``); datetimes keep their unit and zone, e.g.
+    ``datetime64[ns]`` or ``datetime64[ns, UTC]``.
+    """
+    if str(dtype) == "category":
+        return "category"
     kind = getattr(dtype, "kind", "O")
     if kind == "b":
         return "bool"
     if kind in "iuf":
         return str(dtype.name) if dtype.name != "float16" else "float32"
+    if kind == "M":
+        return str(dtype)
     return "string"
+
+
+def _example_field(name: str, example: Any, dtype: Any) -> Field:
+    """The field of one example column: its type, categories, and whether it may be missing."""
+    dtype_name = _dtype_name(dtype)
+    values: tuple[Any, ...] | None = None
+    if dtype_name == "category":
+        values = tuple(dtype.categories.tolist())
+    # A column the example shows with missing values may be missing in requests too
+    # (an imputer, or a model that routes missing values, takes them).
+    optional = example is not None and bool(example[name].isna().any())
+    return Field(name, dtype_name, optional=optional, values=values)
 
 
 def _final_step(estimator: Any) -> Any:
@@ -97,6 +118,8 @@ def _task_of(estimator: Any) -> str:
     estimator_type = tags().estimator_type if tags is not None else None
     if estimator_type == "clusterer" or hasattr(final, "cluster_centers_"):
         return "clustering"
+    if estimator_type == "outlier_detector":
+        return "outlier_detection"
     return "unknown"
 
 
@@ -106,6 +129,17 @@ def _example_columns(example: Any) -> dict[str, Any]:
     if dtypes is None or not hasattr(dtypes, "items"):
         return {}
     return {str(name): dtype for name, dtype in dtypes.items()}
+
+
+def _example_has_missing(example: Any) -> bool:
+    """Whether an example array holds NaN (a model fitted on an array that takes them)."""
+    import numpy as np
+
+    try:
+        array = np.asarray(example, dtype=np.float64)
+    except (TypeError, ValueError):
+        return False
+    return bool(np.isnan(array).any())
 
 
 def signature_of(estimator: Any, example: Any | None = None) -> Signature:
@@ -130,14 +164,17 @@ def signature_of(estimator: Any, example: Any | None = None) -> Signature:
     if names is not None:
         example_dtypes = _example_columns(example)
         inputs = tuple(
-            Field(str(name), _dtype_name(example_dtypes.get(str(name), np.dtype("float64"))))
+            _example_field(str(name), example, example_dtypes[str(name)])
+            if str(name) in example_dtypes
+            else Field(str(name), "float64")
             for name in names
         )
     else:
         dtype = "float64"
         if example is not None and hasattr(example, "dtype"):
             dtype = _dtype_name(example.dtype)
-        inputs = (Field(TENSOR_FIELD, dtype, shape=(int(n_features or 0),)),)
+        optional = example is not None and _example_has_missing(example)
+        inputs = (Field(TENSOR_FIELD, dtype, shape=(int(n_features or 0),), optional=optional),)
 
     task = _task_of(estimator)
     classes = getattr(estimator, "classes_", None)
@@ -151,6 +188,8 @@ def signature_of(estimator: Any, example: Any | None = None) -> Signature:
             outputs.append(Field("probabilities", "float64", shape=(len(class_tuple),)))
     elif task == "clustering":
         outputs.append(Field("cluster", "int64"))
+    elif task == "outlier_detection":
+        outputs.append(Field("prediction", "int64", values=(-1, 1)))  # -1 outlier, 1 inlier
     else:
         n_outputs = int(getattr(_final_step(estimator), "n_outputs_", 1) or 1)
         shape = (n_outputs,) if n_outputs > 1 else ()
@@ -188,7 +227,10 @@ class SklearnModel:
     _outputs: frozenset[str] = field(default=frozenset(), repr=False)
 
     def __post_init__(self) -> None:
-        self._frame = _needs_dataframe(self.estimator)
+        # Categories and datetimes reach the model as the pandas dtypes it was fitted on.
+        self._frame = _needs_dataframe(self.estimator) or any(
+            _typed_column(f) for f in self.signature.inputs
+        )
         final = _final_step(self.estimator)
         self._argmax = type(final).__name__ in _ARGMAX_CLASSIFIERS and hasattr(
             self.estimator, "predict_proba"
@@ -211,7 +253,7 @@ class SklearnModel:
                     "this model selects columns by name (a ColumnTransformer); scoring it "
                     "needs pandas: pip install pandas"
                 ) from exc
-            return pd.DataFrame({f.name: np.asarray(batch[f.name]) for f in fields})
+            return pd.DataFrame({f.name: _frame_column(f, batch[f.name]) for f in fields})
         if len(fields) == 1 and fields[0].shape:
             array = np.asarray(batch[fields[0].name])
             return array.reshape(array.shape[0] if array.ndim else 1, -1)
@@ -276,6 +318,25 @@ class SklearnModel:
             if task == "clustering":
                 return {"cluster": np.asarray(est.predict(x))}
             return {"prediction": np.asarray(est.predict(x))}
+
+
+def _typed_column(f: Field) -> bool:
+    return f.dtype == "category" or f.dtype.startswith("datetime64")
+
+
+def _frame_column(f: Field, values: Any) -> Any:
+    """One DataFrame column of the dtype the model was fitted on."""
+    import numpy as np
+    import pandas as pd
+
+    if f.dtype == "category":
+        return pd.Categorical(np.asarray(values, dtype=object), categories=list(f.values or ()))
+    if f.dtype.startswith("datetime64"):
+        column = pd.Series(np.asarray(values))
+        zone = f.dtype.partition(",")[2].rstrip("]").strip()
+        # Serving hands over UTC times; a column fitted with a zone gets it back.
+        return column.dt.tz_localize("UTC").dt.tz_convert(zone) if zone else column
+    return np.asarray(values)
 
 
 def _skops_load(path: Path, trusted: bool, settings: Settings | None) -> Any:

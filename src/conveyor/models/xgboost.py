@@ -56,7 +56,17 @@ def matrix(signature: Signature, batch: Batch) -> Any:
     if len(fields) == 1 and fields[0].shape:
         array = np.asarray(batch[fields[0].name], dtype=np.float64)
         return array.reshape(array.shape[0] if array.ndim else 1, -1)
-    return np.column_stack([np.asarray(batch[f.name], dtype=np.float64) for f in fields])
+    return np.column_stack([_numbers(f, batch[f.name]) for f in fields])
+
+
+def _numbers(f: Field, values: Any) -> Any:
+    """A column as floats; a categorical one as its categories' codes (NaN when missing)."""
+    import numpy as np
+
+    if f.dtype != "category":
+        return np.asarray(values, dtype=np.float64)
+    codes = {value: float(i) for i, value in enumerate(f.values or ())}
+    return np.array([codes.get(v, np.nan) for v in np.asarray(values).tolist()], dtype=np.float64)
 
 
 def classify(signature: Signature, scores: Any) -> dict[str, Any]:

@@ -54,6 +54,7 @@ class ScoringApp:
         metrics = served.metrics
         name = served.name
         self._in_flight = metrics.in_flight.labels(name)
+        self._ignored = metrics.ignored_fields.labels(name)
         self._worker_requests = metrics.worker_requests.labels(self.worker)
         self.count_connection = metrics.worker_connections.labels(self.worker).inc
         self._counters: dict[tuple[str, int], Any] = {}
@@ -130,7 +131,7 @@ class ScoringApp:
         response = self._error(
             RequestError(message, status=status, kind=_REFUSAL_KINDS.get(status, "bad_request"))
         )
-        self._observe("other", status, 0.0)
+        self._observe(self._protocol_of(req.path), status, 0.0)
         return response
 
     def too_large(self, size: int) -> str:
@@ -163,6 +164,10 @@ class ScoringApp:
             response = scoring.answer(self.served.outputs(scored))
         except Exception as exc:
             response = self._failure(exc, req)
+        ignored = getattr(scoring.columns, "ignored", ())
+        if ignored:
+            response.headers["x-ignored-fields"] = ", ".join(ignored)
+            self._ignored.inc(len(ignored))
         self._answer(req, response, protocol)
 
     def _answer(self, req: Request, response: Response, protocol: str) -> None:
@@ -205,6 +210,16 @@ class ScoringApp:
         for path, page in own.items():
             table[path] = (Route(path, page=page), "other")
         return table
+
+    def _protocol_of(self, path: str) -> str:
+        """The metrics label of the route a path names (a request refused before routing)."""
+        found = self._routes.get(path)
+        if found is not None:
+            return found[1]
+        try:
+            return self._resolve(path)[1]
+        except RequestError:  # another model's path: still its protocol's
+            return self._label(path)
 
     @staticmethod
     def _label(path: str) -> str:

@@ -21,7 +21,7 @@ from typing import Any
 from conveyor.models.base import Field, Signature
 from conveyor.serving.errors import InvalidInput, Problem
 
-__all__ = ["MISSING", "ColumnBuilder", "expected_type", "flatten_rows"]
+__all__ = ["MISSING", "ColumnBuilder", "Columns", "expected_type", "flatten_rows"]
 
 MISSING: Any = object()
 
@@ -37,6 +37,10 @@ _INT_RANGES = {
 }
 _NUMBER = frozenset({int, float})
 _FLOATS = frozenset({"float32", "float64"})
+_NO_MISSING = (
+    "; this model's signature does not allow missing values here (save the model with "
+    "an example that has a missing value in this column if the model can take one)"
+)
 
 
 def expected_type(field: Field) -> str:
@@ -74,21 +78,65 @@ def flatten_rows(rows: Sequence[Any], shape: tuple[int, ...]) -> tuple[list[Any]
     return flat, None
 
 
-class ColumnBuilder:
-    """Collects typed columns for one request and every problem found on the way."""
+class Columns(dict[str, Any]):
+    """The typed columns of one request, and the fields it sent that the model does not take."""
 
-    def __init__(self, signature: Signature, fields: dict[str, Field] | None = None) -> None:
+    __slots__ = ("ignored",)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: Extra fields left out (not refused: clients send ids along with features).
+        self.ignored: tuple[str, ...] = ()
+
+
+class ColumnBuilder:
+    """Collects typed columns for one request and every problem found on the way.
+
+    With ``strict``, a field the model does not take is a problem; otherwise
+    it is left out and listed in :attr:`Columns.ignored`, as MLflow does.
+    """
+
+    def __init__(
+        self,
+        signature: Signature,
+        fields: dict[str, Field] | None = None,
+        *,
+        strict: bool = False,
+    ) -> None:
         self.signature = signature
         #: The signature's inputs by name (pass them in to save building the map per request).
         self.fields = fields if fields is not None else {f.name: f for f in signature.inputs}
+        self.strict = strict
         self.problems: list[Problem] = []
-        self.columns: dict[str, Any] = {}
+        self.columns = Columns()
+        self.ignored: list[str] = []
         self.rows: int | None = None
+
+    @property
+    def tensor(self) -> Field | None:
+        """The one tensor field of a model fitted on an array, or None.
+
+        A table of as many columns as its width may feed it, in column order,
+        as MLflow does.
+        """
+        inputs = self.signature.inputs
+        return inputs[0] if len(inputs) == 1 and len(inputs[0].shape) == 1 else None
 
     # -- entry points used by the protocols ---------------------------------
 
-    def from_columns(self, data: Mapping[str, Any], where: str = "") -> dict[str, Any]:
+    def from_columns(self, data: Mapping[str, Any], where: str = "") -> Columns:
         """Columns given as field name -> list of per-row values."""
+        tensor = self.tensor
+        if tensor is not None and tensor.name not in data:
+            self._check_width(list(data), where)
+            columns = [v if isinstance(v, list) else [v] for v in data.values()]
+            if len(set(map(len, columns))) > 1:
+                self.problems.append(
+                    Problem(where or "inputs", "columns hold different numbers of rows")
+                )
+                raise InvalidInput(self.problems)
+            self.add_rows(tensor, [list(row) for row in zip(*columns, strict=True)], where)
+            return self.finish()
         for name in data:
             if name not in self.fields:
                 self.unknown(name, where)
@@ -102,7 +150,7 @@ class ColumnBuilder:
             self.add_rows(f, values, where)
         return self.finish()
 
-    def from_records(self, records: Sequence[Any], where: str = "") -> dict[str, Any]:
+    def from_records(self, records: Sequence[Any], where: str = "") -> Columns:
         """Rows given as a list of ``{field: value}`` objects."""
         bad = [i for i, r in enumerate(records) if not isinstance(r, dict)]
         if bad:
@@ -113,6 +161,22 @@ class ColumnBuilder:
         seen: set[str] = set()
         for record in records:
             seen.update(record)
+        tensor = self.tensor
+        if tensor is not None and tensor.name not in seen and records:
+            names = list(records[0])
+            self._check_width(names, where)
+            odd = [i for i, r in enumerate(records) if list(r) != names]
+            if odd:
+                self.problems.append(
+                    Problem(
+                        f"{where}[{odd[0]}]",
+                        "does not name the same fields in the same order as row 0",
+                        ", ".join(names),
+                    )
+                )
+                raise InvalidInput(self.problems)
+            self.add_rows(tensor, [list(r.values()) for r in records], where)
+            return self.finish()
         for name in sorted(seen - self.fields.keys()):
             self.unknown(name, where)
         for f in self.signature.inputs:
@@ -129,7 +193,7 @@ class ColumnBuilder:
             self.add_rows(f, [None if v is MISSING else v for v in values], where)
         return self.finish()
 
-    def from_rows(self, rows: Sequence[Any], where: str = "") -> dict[str, Any]:
+    def from_rows(self, rows: Sequence[Any], where: str = "") -> Columns:
         """Rows given as lists: a single tensor field's rows, or values in signature order."""
         inputs = self.signature.inputs
         if len(inputs) == 1 and inputs[0].shape:
@@ -157,10 +221,33 @@ class ColumnBuilder:
     def _name(self, name: str, where: str) -> str:
         return f"{where}.{name}" if where else name
 
+    def _check_width(self, names: list[str], where: str) -> None:
+        """InvalidInput unless the named columns are as many as the tensor field's width."""
+        assert self.tensor is not None
+        width = self.tensor.shape[0]
+        if len(names) == width:
+            return
+        self.problems.append(
+            Problem(
+                where or "inputs",
+                f"has {len(names)} columns; the model takes one tensor {self.tensor.name!r} of "
+                f"{width} values per row",
+                f"{width} columns (in the model's feature order) or a field {self.tensor.name!r}",
+            )
+        )
+        raise InvalidInput(self.problems)
+
     def unknown(self, name: str, where: str = "") -> None:
+        if not self.strict:
+            self.ignored.append(name)
+            return
         expected = ", ".join(self.signature.input_names)
         self.problems.append(
-            Problem(self._name(name, where), "unknown field", f"one of {expected}")
+            Problem(
+                self._name(name, where),
+                "unknown field (this service refuses extra fields: --strict-inputs)",
+                f"one of {expected}",
+            )
         )
 
     def missing(self, f: Field, where: str = "") -> None:
@@ -234,6 +321,8 @@ class ColumnBuilder:
                     flat = [math.nan if v is None else v for v in flat]
                 else:
                     problem = self._first_bad(flat, _NUMBER)
+                    if None in flat and kinds <= {int, float, type(None)}:
+                        problem += _NO_MISSING
             if problem is None:
                 array = np.array(flat, dtype=dtype).reshape(shape)
                 if not f.optional and array.size and not _finite(flat, array):
@@ -255,6 +344,10 @@ class ColumnBuilder:
                     problem = f"value {out} is out of range [{lo}, {hi}]"
                 else:
                     array = np.array(flat, dtype=dtype).reshape(shape)
+        elif dtype == "category":
+            problem, array = _categories(f, flat, kinds, shape)
+        elif dtype.startswith("datetime64"):
+            problem, array = _datetimes(f, flat, kinds, shape)
         elif dtype == "bool":
             if not kinds <= {bool}:
                 problem = self._first_bad(flat, frozenset({bool}))
@@ -270,7 +363,7 @@ class ColumnBuilder:
                 array = np.empty(len(flat), dtype=object)
                 array[:] = flat
                 array = array.reshape(shape)
-        if problem is None and f.values is not None and array is not None:
+        if problem is None and f.values is not None and array is not None and dtype != "category":
             allowed_values = set(f.values)
             unknown = [
                 v
@@ -289,6 +382,11 @@ class ColumnBuilder:
         import numpy as np
 
         name = self._name(f.name, where)
+        parsed = f.dtype == "category" or f.dtype.startswith("datetime64")
+        if parsed and array.dtype.kind in "OSU":
+            # Text tensors (BYTES) for categories and dates take the same checks as JSON values.
+            self.add_flat(f, array.ravel().tolist(), array.shape[0], where)
+            return
         if array.shape[1:] != f.shape and not (not f.shape and array.shape[1:] == (1,)):
             self.problems.append(
                 Problem(name, f"has per-row shape {list(array.shape[1:])}", expected_type(f))
@@ -328,7 +426,7 @@ class ColumnBuilder:
         index, value = next((i, v) for i, v in enumerate(flat) if type(v) not in allowed)
         return f"element {index} is {_describe(value)}"
 
-    def finish(self) -> dict[str, Any]:
+    def finish(self) -> Columns:
         """The typed columns, or InvalidInput naming every problem found."""
         if self.problems:
             raise InvalidInput(self.problems)
@@ -344,6 +442,8 @@ class ColumnBuilder:
             raise InvalidInput(
                 [Problem("inputs", "hold no value for any input field", f"at least one of {names}")]
             )
+        if self.ignored:
+            self.columns.ignored = tuple(self.ignored)
         return self.columns
 
     def _fill(self, f: Field) -> Any:
@@ -352,6 +452,8 @@ class ColumnBuilder:
         n = self.rows or 0
         if f.dtype in _FLOATS:
             return np.full((n, *f.shape), np.nan, dtype=f.dtype)
+        if f.dtype.startswith("datetime64"):
+            return np.full((n, *f.shape), np.datetime64("NaT"), dtype=_datetime_dtype(f.dtype))
         array = np.empty((n, *f.shape), dtype=object)
         array.fill(None)
         return array
@@ -373,3 +475,65 @@ def _finite(values: Iterable[Any], array: Any) -> bool:
 def _is_missing(value: Any) -> bool:
     """None or NaN: an absent value, which an optional field accepts whatever its values."""
     return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _categories(
+    f: Field, flat: list[Any], kinds: set[type], shape: tuple[int, ...]
+) -> tuple[str | None, Any]:
+    """A categorical column's values, checked against the categories the model was trained with.
+
+    An unseen category is refused, unless the field may be missing: then it
+    becomes missing, which is what the model does with a category it never saw.
+    """
+    import numpy as np
+
+    allowed = frozenset({str, int, float, bool}) | ({type(None)} if f.optional else set())
+    if not kinds <= allowed:
+        return ColumnBuilder._first_bad(flat, allowed), None
+    known = set(f.values or ())
+    unseen = [v for v in flat if v not in known and not _is_missing(v)]
+    if unseen and not f.optional:
+        return f"value {unseen[0]!r} is not one of the categories the model was trained with", None
+    if unseen or None in flat:
+        flat = [v if v in known else None for v in flat]
+    array = np.empty(len(flat), dtype=object)
+    array[:] = flat
+    return None, array.reshape(shape)
+
+
+def _datetime_dtype(dtype: str) -> str:
+    """``datetime64[ns, UTC]`` -> ``datetime64[ns]``: the NumPy dtype holding UTC times."""
+    unit = dtype.partition("[")[2].split(",")[0].rstrip("]").strip() or "ns"
+    return f"datetime64[{unit}]"
+
+
+def _datetimes(
+    f: Field, flat: list[Any], kinds: set[type], shape: tuple[int, ...]
+) -> tuple[str | None, Any]:
+    """ISO-8601 dates and date-times as the field's datetime64 unit (UTC when a zone is given)."""
+    import datetime as dt
+
+    import numpy as np
+
+    allowed = frozenset({str}) | ({type(None)} if f.optional else set())
+    if not kinds <= allowed:
+        return ColumnBuilder._first_bad(flat, allowed), None
+    parsed: list[Any] = []
+    for i, value in enumerate(flat):
+        if value is None:
+            parsed.append(None)
+            continue
+        try:
+            moment = dt.datetime.fromisoformat(value)
+        except ValueError:
+            return f"element {i}: {value!r} is not an ISO-8601 date or date-time", None
+        if moment.tzinfo is not None:
+            # A zone-aware time is kept as the same instant in UTC; the model sees
+            # the zone it was trained with (see SklearnModel).
+            moment = moment.astimezone(dt.UTC).replace(tzinfo=None)
+        parsed.append(moment)
+    array = np.array(
+        [np.datetime64("NaT") if v is None else np.datetime64(v) for v in parsed],
+        dtype=_datetime_dtype(f.dtype),
+    )
+    return None, array.reshape(shape)

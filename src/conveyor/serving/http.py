@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -11,6 +12,8 @@ from conveyor.serving.errors import RequestError
 __all__ = ["Request", "Response", "discard_reply", "dumps", "json_response", "loads"]
 
 JSON = "application/json"
+#: The non-standard number tokens Python's json module writes and reads.
+_NON_FINITE = re.compile(rb"\bNaN\b|-?\bInfinity\b")
 _JSON_TYPES = frozenset({"", JSON, "application/x-www-form-urlencoded", "text/json"})
 
 
@@ -30,7 +33,17 @@ def loads(body: bytes) -> Any:
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        raise RequestError(f"the request body is not valid JSON: {exc}", kind="bad_json") from None
+        error = exc
+    if _NON_FINITE.search(body):
+        # Python's json.dumps writes NaN and Infinity by default, and pandas and MLflow
+        # read them back: parse them as floats (the columns' checks then decide).
+        import json
+
+        try:
+            return json.loads(body)
+        except (ValueError, RecursionError):
+            pass
+    raise RequestError(f"the request body is not valid JSON: {error}", kind="bad_json") from None
 
 
 def discard_reply(req: Request, response: Response) -> None:

@@ -45,6 +45,7 @@ class ServiceMetrics:
     batch_rows: Any
     batch_requests: Any
     errors: Any
+    ignored_fields: Any
     worker_requests: Any
     worker_connections: Any
     multiprocess_dir: str | None
@@ -95,6 +96,12 @@ class ServiceMetrics:
                 "conveyor_errors",
                 "Requests refused or failed, by model and kind of error.",
                 ["model", "kind"],
+                registry=registry,
+            ),
+            ignored_fields=Counter(
+                "conveyor_ignored_fields",
+                "Fields sent that the model does not take, left out (see x-ignored-fields).",
+                ["model"],
                 registry=registry,
             ),
             worker_requests=Counter(

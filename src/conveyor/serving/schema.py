@@ -57,22 +57,34 @@ _REASONS = {
     415: "Unsupported content type",
     422: "The model rejected inputs that match its signature",
     500: "The model failed",
+    501: "Not offered by this server",
     504: "The request took longer than the timeout",
 }
 
 
 def json_schema(f: Field) -> dict[str, Any]:
     """The JSON Schema of one value of field ``f`` (nested arrays for its per-row shape)."""
-    if f.dtype.startswith("float"):
-        item: dict[str, Any] = {"type": "number"}
+    item: dict[str, Any]
+    if f.dtype == "category":
+        item = {"enum": list(f.values or ())}
+    elif f.dtype.startswith("datetime64"):
+        item = {"type": "string", "description": "ISO-8601 date or date-time, e.g. 2024-03-01"}
+    elif f.dtype.startswith("float"):
+        item = {"type": "number"}
     elif f.dtype.startswith(("int", "uint")):
         item = {"type": "integer"}
     elif f.dtype == "bool":
         item = {"type": "boolean"}
     else:
         item = {"type": "string"}
-    if f.values is not None:
+    if f.values is not None and f.dtype != "category":
         item["enum"] = list(f.values)
+    if f.optional:
+        # A field that may be missing takes null (NaN for numbers).
+        if "type" in item:
+            item["type"] = [item["type"], "null"]
+        if "enum" in item:
+            item["enum"] = [*item["enum"], None]
     for n in reversed(f.shape):
         item = {"type": "array", "items": item, "minItems": n, "maxItems": n}
     return item
@@ -82,6 +94,8 @@ def example_value(f: Field) -> Any:
     """A value field ``f`` accepts."""
     if f.values:
         value: Any = f.values[0]
+    elif f.dtype.startswith("datetime64"):
+        value = "2024-03-01T12:00:00"
     elif f.dtype.startswith("float"):
         value = 0.5
     elif f.dtype.startswith(("int", "uint")):

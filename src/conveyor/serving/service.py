@@ -49,6 +49,9 @@ class ServeOptions:
     keep_alive: float = 5.0
     #: Seconds given to in-flight requests when shutting down.
     graceful_timeout: float = 30.0
+    #: Refuse fields the model does not take, instead of leaving them out (and saying so
+    #: in the ``x-ignored-fields`` header and the ``conveyor_ignored_fields`` counter).
+    strict_inputs: bool = False
 
 
 @dataclass
@@ -105,22 +108,45 @@ class ServedModel:
         return {f.name: f for f in self.signature.inputs}
 
     def builder(self) -> ColumnBuilder:
-        return ColumnBuilder(self.signature, self._input_fields)
+        return ColumnBuilder(self.signature, self._input_fields, strict=self.options.strict_inputs)
+
+    @cached_property
+    def _output_dtypes(self) -> dict[str, Any]:
+        """The NumPy dtype each numeric output is declared with in the signature."""
+        import numpy as np
+
+        return {
+            f.name: np.dtype(f.dtype)
+            for f in self.signature.outputs
+            if f.dtype.startswith(("int", "uint", "float"))
+        }
 
     def submit(self, columns: dict[str, Any]) -> asyncio.Future[dict[str, Any]]:
         """Queue ``columns`` for scoring, batched with concurrent requests; see :meth:`outputs`."""
         rows = len(next(iter(columns.values()))) if columns else 0
         return self.batcher.submit_nowait(columns, rows)
 
-    @staticmethod
-    def outputs(scored: asyncio.Future[dict[str, Any]]) -> dict[str, Any]:
+    def outputs(self, scored: asyncio.Future[dict[str, Any]]) -> dict[str, Any]:
         """The outputs of a finished :meth:`submit` as arrays; a RequestError if scoring failed."""
         import numpy as np
 
         exc = scored.exception()
         if exc is None:
-            # Formats may answer lists or pandas objects; protocols expect arrays.
-            return {name: np.asarray(value) for name, value in scored.result().items()}
+            # Formats may answer lists or pandas objects; protocols expect arrays. Numbers
+            # take the dtype the metadata declares (KMeans answers int32 where it says int64).
+            declared = self._output_dtypes
+            out: dict[str, Any] = {}
+            for name, value in scored.result().items():
+                array = np.asarray(value)
+                dtype = declared.get(name)
+                if (
+                    dtype is not None
+                    and array.dtype != dtype
+                    and np.can_cast(array.dtype, dtype, casting="same_kind")
+                ):
+                    array = array.astype(dtype)
+                out[name] = array
+            return out
         if isinstance(exc, (ValueError, TypeError)):
             # The inputs matched the signature but the model refused them
             # (an unseen category, say): the request is at fault, not the server.

@@ -326,7 +326,9 @@ class _Connection(Connection):
         self.reading_since = 0.0
         self._drop_queue()
         if self.transport is not None and not self.gone:
-            req = Request("GET", "", "", self._headers)
+            # The path, when read, labels the refusal with its route's protocol in the metrics.
+            path = self._url.partition(b"?")[0].decode("latin-1")
+            req = Request("GET", unquote(path), "", self._headers)
             response = self.app.refusal(req, status, message)
             self.transport.write(self._encode(req, response, keep=False))
         self.close()

@@ -309,6 +309,12 @@ _APPS = (
                 "the run that trained --model, for lineage (set by the platform for run: models)",
                 "",
             ),
+            _o(
+                "strict-inputs",
+                "bool",
+                "dead-letter messages with fields the model does not take (serve --strict-inputs)",
+                False,
+            ),
         ),
         "conveyor.streams.apps.score:Score",
     ),

@@ -27,6 +27,8 @@ from conveyor.serving.service import Scoring, ServedModel
 __all__ = ["PROTOCOL", "invocations"]
 
 _FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
+#: Two lines with text: a header and a data row (searched, not anchored).
+_CSV_PATTERN = r"\S[^\n]*\n[\s\S]*\S"
 
 
 def _split(served: ServedModel, split: Any) -> dict[str, Any]:
@@ -44,8 +46,13 @@ def _split(served: ServedModel, split: Any) -> dict[str, Any]:
     columns = split.get("columns")
     if columns is None:
         return columns_from_instances(served, data, "dataframe_split.data")
-    if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns):
+    # pandas' to_dict(orient="split") of a frame made from an array names columns 0, 1, ...
+    if not isinstance(columns, list) or not all(type(c) in (str, int) for c in columns):
         raise InvalidInput([Problem("dataframe_split.columns", "is not a list of names")])
+    columns = [str(c) for c in columns]
+    if len(set(columns)) != len(columns):
+        twice = next(c for c in columns if columns.count(c) > 1)
+        raise InvalidInput([Problem("dataframe_split.columns", f"names {twice!r} twice")])
     bad = [i for i, row in enumerate(data) if not isinstance(row, list) or len(row) != len(columns)]
     if bad:
         raise InvalidInput(
@@ -95,13 +102,21 @@ def _csv(served: ServedModel, body: bytes) -> dict[str, Any]:
         raise InvalidInput([Problem("csv", "needs a header row and at least one data row")])
     header, data = rows[0], rows[1:]
     fields = {f.name: f for f in served.signature.inputs}
+    builder = served.builder()
+    tensor = builder.tensor
+    # A model fitted on an array reads a table of as many columns as it has features.
+    cell_field = (
+        Field(tensor.name, tensor.dtype, optional=tensor.optional)
+        if tensor is not None and tensor.name not in header
+        else None
+    )
     problems: list[Problem] = []
     columns: dict[str, list[Any]] = {}
     for j, name in enumerate(header):
-        if name not in fields:
+        f = fields.get(name, cell_field)
+        if f is None:
             columns[name] = []
             continue
-        f = fields[name]
         values: list[Any] = []
         for i, row in enumerate(data):
             cell = row[j] if j < len(row) else ""
@@ -113,7 +128,7 @@ def _csv(served: ServedModel, body: bytes) -> dict[str, Any]:
         columns[name] = values
     if problems:
         raise InvalidInput(problems)
-    return served.builder().from_columns(columns, "csv")
+    return builder.from_columns(columns, "csv")
 
 
 def invocations(served: ServedModel, req: Request) -> Scoring:
@@ -167,19 +182,25 @@ def openapi(served: ServedModel) -> dict[str, Any]:
         "properties": {
             "dataframe_split": {
                 "type": "object",
+                "required": ["data"],
                 "properties": {
                     "columns": {"type": "array", "items": {"type": "string"}},
-                    "data": {"type": "array", "items": {"type": "array"}},
+                    "data": {"type": "array", "items": {"type": "array"}, "minItems": 1},
                 },
             },
-            "dataframe_records": {"type": "array", "items": schema.record_schema(served)},
-            "instances": {"type": "array"},
+            "dataframe_records": {
+                "type": "array",
+                "items": schema.record_schema(served),
+                "minItems": 1,
+            },
+            "instances": {"type": "array", "minItems": 1},
             "inputs": {},
             "params": {"type": "object"},
         },
     }
     body = schema.json_body(request, {"dataframe_records": [schema.example_record(served)]})
-    body["content"]["text/csv"] = {"schema": {"type": "string"}}
+    # A header row and at least one data row: an empty table has nothing to score (400).
+    body["content"]["text/csv"] = {"schema": {"type": "string", "pattern": _CSV_PATTERN}}
     health = {"get": {"summary": "MLflow health", "responses": {"200": {"description": "OK"}}}}
     return {
         "/invocations": {

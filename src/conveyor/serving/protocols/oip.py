@@ -88,6 +88,16 @@ def _split_body(req: Request) -> tuple[Any, memoryview]:
     return loads(req.body[:length]), memoryview(req.body)[length:]
 
 
+def _parameters(holder: dict[str, Any], where: str) -> dict[str, Any]:
+    """The ``parameters`` object of a request or tensor ({} when absent); 400 when not an object."""
+    params = holder.get("parameters")
+    if params is None:
+        return {}
+    if not isinstance(params, dict):
+        raise InvalidInput([Problem(where, f"is {type(params).__name__}", "an object")])
+    return params
+
+
 def _shape(value: Any) -> list[int] | None:
     if isinstance(value, list) and all(type(n) is int and n >= 0 for n in value) and value:
         return value
@@ -96,7 +106,7 @@ def _shape(value: Any) -> list[int] | None:
 
 def _requested(body: dict[str, Any], served: ServedModel) -> list[tuple[str, bool]]:
     """(output name, as binary) for each output to return."""
-    params = body.get("parameters") if isinstance(body.get("parameters"), dict) else {}
+    params = _parameters(body, "parameters")
     all_binary = bool(params.get("binary_data_output", False)) if params else False
     outputs = body.get("outputs")
     if outputs is None:
@@ -144,9 +154,13 @@ def _columns(body: dict[str, Any], binary: memoryview, served: ServedModel) -> d
             tensor.get("datatype"),
             _shape(tensor.get("shape")),
         )
-        params = tensor.get("parameters") if isinstance(tensor.get("parameters"), dict) else {}
-        size = params.get("binary_data_size") if params else None
         bad = False
+        try:
+            params = _parameters(tensor, f"{where}.parameters")
+        except InvalidInput as exc:
+            problems.extend(exc.details)
+            params, bad = {}, True
+        size = params.get("binary_data_size") if params else None
         if not isinstance(name, str):
             problems.append(Problem(f"{where}.name", "missing or not a string"))
             bad = True
@@ -390,10 +404,16 @@ def openapi(served: ServedModel) -> dict[str, Any]:
         "required": ["name", "shape", "datatype", "data"],
         "properties": {
             "name": {"type": "string", "enum": served.signature.input_names},
-            "shape": {"type": "array", "items": {"type": "integer", "minimum": 0}},
+            # [rows, ...per-row sizes]: at least one row (an empty batch has nothing to score).
+            "shape": {
+                "type": "array",
+                "prefixItems": [{"type": "integer", "minimum": 1}],
+                "items": {"type": "integer", "minimum": 0},
+                "minItems": 1,
+            },
             "datatype": {"type": "string", "enum": list(DATATYPES)},
             "data": {"type": "array"},
-            "parameters": {"type": "object"},
+            "parameters": {"type": ["object", "null"]},
         },
     }
     request = {
@@ -409,7 +429,7 @@ def openapi(served: ServedModel) -> dict[str, Any]:
                     "properties": {"name": {"type": "string", "enum": served.output_names}},
                 },
             },
-            "parameters": {"type": "object"},
+            "parameters": {"type": ["object", "null"]},
         },
     }
     infer_op = {

@@ -24,9 +24,13 @@ __all__ = ["PROTOCOL", "predict"]
 def predict(served: ServedModel, req: Request) -> Scoring:
     body = req.json()
     records = [body] if isinstance(body, dict) else body
-    if not isinstance(records, list) or not records:
+    if not isinstance(records, list):
         raise InvalidInput(
             [Problem("body", "is not a list of records", "[{field: value, ...}, ...]")]
+        )
+    if not records:
+        raise InvalidInput(
+            [Problem("body", "is an empty list: there is nothing to score", "at least one record")]
         )
     columns = served.builder().from_records(records, "")
     return Scoring(columns, partial(_answer, served, len(records)))

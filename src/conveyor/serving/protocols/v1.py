@@ -60,21 +60,38 @@ def _status(name: str) -> Callable[[Site], Response]:
     return page
 
 
+def _list(site: Site) -> Response:
+    """KServe's model list: this server serves one model."""
+    return json_response({"models": [site.served.name]})
+
+
+def explain(served: ServedModel, req: Request) -> Scoring:
+    """``:explain`` is part of KServe V1; this server has no explainer, and says so."""
+    raise RequestError(
+        f"model {served.name!r} has no explainer: this server answers :predict only",
+        status=501,
+        kind="not_implemented",
+    )
+
+
 def routes(served: ServedModel) -> list[Route]:
     return [
         Route(f"{_MODELS}{served.name}:predict", score=predict),
+        Route(f"{_MODELS}{served.name}:explain", score=explain),
         Route(f"{_MODELS}{served.name}", page=_status(served.name)),
+        Route("/v1/models", page=_list),
     ]
 
 
 def resolve(served: ServedModel, path: str) -> Route | None:
     if not path.startswith(_MODELS):
         return None
-    if path.endswith(":predict"):
-        name = path[len(_MODELS) : -len(":predict")]
-        if name != served.name:
-            raise unknown_model(name, served)
-        return Route(path, score=predict)
+    for verb, handler in ((":predict", predict), (":explain", explain)):
+        if path.endswith(verb):
+            name = path[len(_MODELS) : -len(verb)]
+            if name != served.name:
+                raise unknown_model(name, served)
+            return Route(path, score=handler)
     return Route(path, page=_status(path[len(_MODELS) :]))
 
 
@@ -82,13 +99,39 @@ def openapi(served: ServedModel) -> dict[str, Any]:
     request = {
         "type": "object",
         "required": ["instances"],
-        "properties": {"instances": {"type": "array", "items": schema.record_schema(served)}},
+        "properties": {
+            "instances": {"type": "array", "items": schema.record_schema(served), "minItems": 1}
+        },
     }
+    model = schema.model_params(served)
+    status = {"type": "object", "properties": {"name": {}, "ready": {"type": "boolean"}}}
     return {
+        "/v1/models": {
+            "get": {
+                "summary": "KServe V1 model list (this server's one model)",
+                "responses": schema.ok(
+                    {"type": "object", "properties": {"models": {"type": "array"}}}
+                ),
+            }
+        },
+        "/v1/models/{model_name}": {
+            "get": {
+                "summary": "KServe V1 model status",
+                "parameters": model,
+                "responses": {**schema.ok(status), **schema.errors(404)},
+            }
+        },
+        "/v1/models/{model_name}:explain": {
+            "post": {
+                "summary": "KServe V1 explanation: not offered (501)",
+                "parameters": model,
+                "responses": schema.errors(404, 501),
+            }
+        },
         "/v1/models/{model_name}:predict": {
             "post": {
                 "summary": "KServe V1 prediction",
-                "parameters": schema.model_params(served),
+                "parameters": model,
                 "requestBody": schema.json_body(
                     request, {"instances": [schema.example_record(served)]}
                 ),
@@ -97,7 +140,7 @@ def openapi(served: ServedModel) -> dict[str, Any]:
                     **schema.errors(400, 404, 413, 415, 422, 500, 504),
                 },
             }
-        }
+        },
     }
 
 

@@ -4,6 +4,11 @@ Each message gets ``--prediction`` (and, for classifiers, ``--probabilities``
 as ``{class: probability}``) in its payload, and lineage headers:
 ``model-digest``, ``model-run`` (the run that trained it, when known),
 ``model-format`` and ``model-source``.
+
+Payloads are checked and coerced by the same code as ``conveyor serve``'s
+(:class:`conveyor.serving.columns.ColumnBuilder`): what the service refuses
+goes to the dead-letter destination with the service's message, and extra
+fields are left out unless ``--strict-inputs``.
 """
 
 from __future__ import annotations
@@ -49,37 +54,37 @@ class Score:
         }
         if self.resolved.run_id:
             self.lineage["model-run"] = self.resolved.run_id
+        self.strict = bool(o.get("strict-inputs", False))
+        inputs = self.signature.inputs
+        #: The tensor field --fields=a,b,c fills from named payload fields.
+        self.tensor_field = (
+            inputs[0].name if len(inputs) == 1 and len(inputs[0].shape) == 1 else None
+        )
         classes = self.signature.classes
         self.class_labels = (
             [str(c.item() if hasattr(c, "item") else c) for c in classes] if classes else None
         )
 
     def _columns(self, payloads: list[dict[str, Any]]) -> dict[str, Any]:
-        import numpy as np
+        """Typed columns, checked and coerced exactly as ``conveyor serve`` does.
 
-        columns: dict[str, Any] = {}
-        for field in self.signature.inputs:
-            if field.shape == () or field.name in payloads[0]:
-                try:
-                    columns[field.name] = [p[field.name] for p in payloads]
-                except KeyError:
-                    if field.optional:
-                        continue
-                    raise StreamError(
-                        f"score: a message lacks the model input {field.name!r}"
-                    ) from None
-            elif self.fields:
-                try:
-                    matrix = [[p[f] for f in self.fields] for p in payloads]
-                except KeyError as exc:
-                    raise StreamError(f"score: a message lacks the field {exc.args[0]!r}") from None
-                columns[field.name] = np.asarray(matrix, dtype=np.float64)
-            else:
-                raise StreamError(
-                    f"score: the model takes a {field.shape}-wide input {field.name!r}; name the "
-                    "payload fields that form it with --fields=a,b,c"
-                )
-        return columns
+        A payload the service would refuse raises, so the runtime retries it
+        alone and then dead-letters it with the service's message.
+        """
+        from conveyor.serving.columns import ColumnBuilder
+        from conveyor.serving.errors import RequestError
+
+        records = payloads
+        tensor = self.tensor_field
+        if tensor is not None and self.fields:
+            missing = [f for f in self.fields if any(f not in p for p in payloads)]
+            if missing:
+                raise StreamError(f"score: a message lacks the field {missing[0]!r}")
+            records = [{tensor: [p[f] for f in self.fields]} for p in payloads]
+        try:
+            return ColumnBuilder(self.signature, strict=self.strict).from_records(records)
+        except RequestError as exc:
+            raise StreamError(f"score: {exc.message}") from None
 
     def process(self, messages: list[Message]) -> list[Message | Routed]:
         payloads = [m.payload for m in messages]
