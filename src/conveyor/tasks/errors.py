@@ -2,8 +2,9 @@
 
 ConveyorError
 └── TaskError              a composed task cannot be defined, launched or changed
-    └── TaskDslError       a definition is malformed (SCDF message code, position, caret,
-                           what was expected)
+    ├── TaskDslError       a definition is malformed (SCDF message code, position, caret,
+    │                      what was expected)
+    └── IllegalTaskTransition  [tasks.states] a step or execution asked for an undrawn move
 """
 
 from __future__ import annotations
