@@ -18,6 +18,7 @@ from conveyor._version import __version__
 
 __all__ = [
     "__version__",
+    "exit_status",
     "input",
     "log_metric",
     "log_metrics",
@@ -30,6 +31,7 @@ __all__ = [
 
 if TYPE_CHECKING:
     from conveyor.api import (
+        exit_status,
         input,
         log_metric,
         log_metrics,

@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import signal
 import time
 from pathlib import Path
 from typing import Protocol
@@ -229,7 +230,18 @@ class LocalTarget:
             buffer.append(index, stream, text, at=time.time())
 
         handle = await self._spawner.spawn(release.command, env=env, cwd=release.cwd, output=output)
-        return LaunchResult(await handle.wait(), lines)
+        try:
+            code = await asyncio.shield(handle.wait())
+        except asyncio.CancelledError:
+            # A stopped or timed-out step: its whole process group goes, not just the wait.
+            handle.signal_group(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(asyncio.shield(handle.wait()), self.drain + 5.0)
+            except TimeoutError:
+                handle.signal_group(signal.SIGKILL)
+                await handle.wait()
+            raise
+        return LaunchResult(code, lines)
 
     # -- the machinery ------------------------------------------------------------------
 
