@@ -201,7 +201,9 @@ def create_app(
     shutdown: Callable[[], None],
 ) -> ASGIApp:
     """The control API; ``info`` describes the platform, ``shutdown`` asks it to stop."""
+    from conveyor.config import get_settings
     from conveyor.orchestrate import StreamService
+    from conveyor.server.tasks import task_routes
 
     streams = StreamService(controller)
     api = FastAPI(
@@ -209,6 +211,8 @@ def create_app(
         version="1",
         description="Push, scale and watch apps. Every request needs the bearer token.",
     )
+
+    api.include_router(task_routes(controller, get_settings().home / "runs"))
 
     @api.exception_handler(ConveyorError)
     async def conveyor_error(_request: Request, exc: ConveyorError) -> JSONResponse:
