@@ -36,6 +36,7 @@ drawing complete (every exception class in the package, under its real parent).
     │   └── BinderError         a broker cannot be reached or refused an operation
     ├── TaskError               [tasks.errors] a composed task cannot be defined, run or changed
     │   ├── TaskDslError        a definition is malformed (SCDF code, position, caret, expected)
+    │   ├── CronError           [tasks.cron] a cron expression or time zone that cannot be used
     │   └── IllegalTaskTransition [tasks.states] a step or execution asked for an undrawn move
     ├── ApiError                [cli.client] the platform refused a request and said why
     └── PlatformNotRunning      [cli.client] nothing answers at the platform's API address

@@ -127,3 +127,45 @@ def test_a_platform_killed_mid_execution_leaves_it_stopped_and_restartable(
     restarted = platform.cli("task", "execution", "restart", execution, "--wait")
     assert "COMPLETED" in restarted.stdout
     assert restarted.stdout.count("COMPLETED") == 3
+
+
+def test_schedule_commands(platform: Platform) -> None:
+    platform.cli("task", "create", "tick", "--definition", "timestamp")
+    created = platform.cli(
+        "task",
+        "schedule",
+        "create",
+        "nightly-2am",
+        "--task",
+        "tick",
+        "--cron",
+        "0 2 * * *",
+        "--timezone",
+        "Europe/London",
+    )
+    assert "schedule nightly-2am created: tick next at" in created.stdout
+    assert "0 2 * * *" in platform.cli("task", "schedule", "list").stdout
+    platform.cli("task", "schedule", "pause", "nightly-2am")
+    assert "paused" in platform.cli("task", "schedule", "list").stdout
+    assert "next at" in platform.cli("task", "schedule", "resume", "nightly-2am").stdout
+    bad = platform.cli(
+        "task", "schedule", "create", "x", "--task", "tick", "--cron", "0 24 * * *", check=False
+    )
+    assert bad.returncode != 0
+    assert "the hour field has 24; expected 0-23" in bad.stderr
+    zone = platform.cli(
+        "task",
+        "schedule",
+        "create",
+        "x",
+        "--task",
+        "tick",
+        "--cron",
+        "0 2 * * *",
+        "--timezone",
+        "Nowhere/Land",
+        check=False,
+    )
+    assert "unknown time zone 'Nowhere/Land'" in zone.stderr
+    platform.cli("task", "schedule", "destroy", "nightly-2am")
+    assert "nightly-2am" not in platform.cli("task", "schedule", "list").stdout

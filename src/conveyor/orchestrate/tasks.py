@@ -218,6 +218,10 @@ class TaskService:
                 await asyncio.shield(running[1])
         return self.records.execution(doc["id"])
 
+    def is_running(self, execution_id: str) -> bool:
+        """Whether this platform is running that execution now."""
+        return execution_id in self._running
+
     def executions(self, task: str | None = None) -> list[dict[str, Any]]:
         if task is not None:
             self.records.definition(task)

@@ -6,14 +6,16 @@ reach the client through the app's ConveyorError handler (4xx with a reason).
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path as FilePath
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
+from conveyor.orchestrate.task_schedules import TaskScheduler
 from conveyor.orchestrate.tasks import TaskService
-from conveyor.platform import Controller
+from conveyor.platform import Controller, SystemClock
 from conveyor.server.api import FileIn
 from conveyor.tasks.catalogue import TaskApp
 
@@ -21,6 +23,10 @@ __all__ = ["task_routes"]
 
 _KEY = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,199}$"
 
+#: The schedulers' loops (kept referenced while they run).
+_RUNNING: set[asyncio.Task[None]] = set()
+
+ScheduleName = Annotated[str, Path(max_length=100, description="The schedule's name.")]
 TaskName = Annotated[str, Path(max_length=100, description="The task's name.")]
 ExecutionId = Annotated[
     str, Path(pattern=r"^[0-9a-f]{1,32}$", description="An execution id, or its start.")
@@ -53,6 +59,16 @@ class LaunchIn(_Strict):
     no_cache: bool = False
 
 
+class ScheduleIn(_Strict):
+    name: str = Field(max_length=100)
+    task: str = Field(max_length=100)
+    cron: str = Field(max_length=200)
+    timezone: str = Field("UTC", max_length=100)
+    params: Params = Field(default_factory=dict)
+    properties: Params = Field(default_factory=dict)
+    catch_up: bool = True
+
+
 class RestartIn(_Strict):
     #: None keeps the original launch's parameters.
     params: Params | None = None
@@ -62,6 +78,15 @@ def task_routes(controller: Controller, runs_dir: FilePath | None = None) -> API
     """The routes, over a task service that first marks what a killed platform left running."""
     tasks = TaskService(controller, runs_dir=runs_dir)
     tasks.recover()
+    schedules = TaskScheduler(tasks, SystemClock())
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        loop = None  # an app built outside the platform's loop (a test): no schedule runs
+    if loop is not None:
+        scheduling = loop.create_task(schedules.run())
+        _RUNNING.add(scheduling)
+        scheduling.add_done_callback(_RUNNING.discard)
     router = APIRouter()
 
     @router.get("/v1/task-apps", summary="The apps steps can run: built-in and registered")
@@ -136,5 +161,38 @@ def task_routes(controller: Controller, runs_dir: FilePath | None = None) -> API
     @router.post("/v1/task-executions/{execution}/restart", summary="Rerun failed/unrun steps")
     async def restart_execution(execution: ExecutionId, body: RestartIn) -> dict[str, Any]:
         return await tasks.restart(execution, body.params)
+
+    @router.get("/v1/task-schedules", summary="Every schedule: cron, next fire time, events")
+    async def list_schedules() -> list[dict[str, Any]]:
+        return schedules.schedules()
+
+    @router.post("/v1/task-schedules", status_code=201, summary="Launch a task on a cron")
+    async def create_schedule(body: ScheduleIn) -> dict[str, Any]:
+        return schedules.create(
+            body.name,
+            body.task,
+            body.cron,
+            body.timezone,
+            params=body.params,
+            properties=body.properties,
+            catch_up=body.catch_up,
+        )
+
+    @router.get("/v1/task-schedules/{name}", summary="A schedule and its recent events")
+    async def get_schedule(name: ScheduleName) -> dict[str, Any]:
+        return schedules.get(name)
+
+    @router.post("/v1/task-schedules/{name}/pause", summary="Stop launching until resumed")
+    async def pause_schedule(name: ScheduleName) -> dict[str, Any]:
+        return schedules.pause(name)
+
+    @router.post("/v1/task-schedules/{name}/resume", summary="Launch again from the next time")
+    async def resume_schedule(name: ScheduleName) -> dict[str, Any]:
+        return schedules.resume(name)
+
+    @router.delete("/v1/task-schedules/{name}", summary="Forget a schedule")
+    async def destroy_schedule(name: ScheduleName) -> dict[str, str]:
+        schedules.destroy(name)
+        return {"name": name}
 
     return router

@@ -228,3 +228,11 @@ task_step_cache = sa.Table(
     sa.Column("exit_status", sa.String(100)),
     sa.Column("created_at", sa.Float, nullable=False),
 )
+
+# Schedules (`conveyor task schedule create`): the schedule, its next fire time and events.
+task_schedules = sa.Table(
+    "task_schedules",
+    metadata,
+    sa.Column("name", sa.String(100), primary_key=True),
+    sa.Column("document", sa.JSON, nullable=False),
+)

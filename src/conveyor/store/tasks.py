@@ -155,3 +155,50 @@ class TaskRepository:
                     key=key, run_id=run_id, exit_status=exit_status, created_at=time.time()
                 )
             )
+
+    # -- schedules --------------------------------------------------------------
+
+    def save_schedule(self, document: Mapping[str, Any], *, new: bool = False) -> None:
+        table = schema.task_schedules
+        with self.registry.transaction() as conn:
+            exists = conn.execute(
+                sa.select(table.c.name).where(table.c.name == document["name"])
+            ).first()
+            if exists and new:
+                raise UsageError(
+                    f"a schedule named {document['name']!r} exists already",
+                    hint=f"Destroy it first: conveyor task schedule destroy {document['name']}",
+                )
+            if exists:
+                conn.execute(
+                    sa.update(table)
+                    .where(table.c.name == document["name"])
+                    .values(document=dict(document))
+                )
+            else:
+                conn.execute(
+                    sa.insert(table).values(name=document["name"], document=dict(document))
+                )
+
+    def schedule(self, name: str) -> dict[str, Any]:
+        table = schema.task_schedules
+        with self.registry.transaction() as conn:
+            row = conn.execute(sa.select(table.c.document).where(table.c.name == name)).first()
+        if row is None:
+            raise NotFoundError(
+                f"there is no schedule named {name!r}",
+                hint="`conveyor task schedule list` lists them.",
+            )
+        return dict(row[0])
+
+    def schedules(self) -> list[dict[str, Any]]:
+        table = schema.task_schedules
+        with self.registry.transaction() as conn:
+            rows = conn.execute(sa.select(table.c.document).order_by(table.c.name)).all()
+        return [dict(row[0]) for row in rows]
+
+    def delete_schedule(self, name: str) -> None:
+        self.schedule(name)
+        table = schema.task_schedules
+        with self.registry.transaction() as conn:
+            conn.execute(sa.delete(table).where(table.c.name == name))

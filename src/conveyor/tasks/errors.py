@@ -4,6 +4,7 @@ ConveyorError
 └── TaskError              a composed task cannot be defined, launched or changed
     ├── TaskDslError       a definition is malformed (SCDF message code, position, caret,
     │                      what was expected)
+    ├── CronError          [tasks.cron] a cron expression or time zone that cannot be used
     └── IllegalTaskTransition  [tasks.states] a step or execution asked for an undrawn move
 """
 

@@ -1,4 +1,4 @@
-"""Composed tasks: registered task apps, definitions, executions and the step cache."""
+"""Composed tasks: task apps, definitions, executions, the step cache and schedules."""
 
 from __future__ import annotations
 
@@ -37,9 +37,15 @@ def upgrade() -> None:
         sa.Column("exit_status", sa.String(100)),
         sa.Column("created_at", sa.Float, nullable=False),
     )
+    op.create_table(
+        "task_schedules",
+        sa.Column("name", sa.String(100), primary_key=True),
+        sa.Column("document", sa.JSON, nullable=False),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("task_schedules")
     op.drop_table("task_step_cache")
     op.drop_table("task_executions")
     op.drop_table("task_definitions")
