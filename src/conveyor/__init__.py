@@ -18,6 +18,7 @@ from conveyor._version import __version__
 
 __all__ = [
     "__version__",
+    "batch",
     "exit_status",
     "input",
     "log_metric",
@@ -31,6 +32,7 @@ __all__ = [
 
 if TYPE_CHECKING:
     from conveyor.api import (
+        batch,
         exit_status,
         input,
         log_metric,

@@ -16,7 +16,11 @@ from typing import Any, TypeVar
 
 from conveyor.errors import RunError, UsageError
 
+# The engines' module imports no engine until a step asks for one: cheap here.
+from conveyor.tasks import batch
+
 __all__ = [
+    "batch",
     "exit_status",
     "input",
     "log_metric",

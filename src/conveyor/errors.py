@@ -37,6 +37,7 @@ drawing complete (every exception class in the package, under its real parent).
     ├── TaskError               [tasks.errors] a composed task cannot be defined, run or changed
     │   ├── TaskDslError        a definition is malformed (SCDF code, position, caret, expected)
     │   ├── CronError           [tasks.cron] a cron expression or time zone that cannot be used
+    │   ├── BatchError          [tasks.batch] a Dask/Spark/Ray engine missing or not answering
     │   └── IllegalTaskTransition [tasks.states] a step or execution asked for an undrawn move
     ├── ApiError                [cli.client] the platform refused a request and said why
     └── PlatformNotRunning      [cli.client] nothing answers at the platform's API address
