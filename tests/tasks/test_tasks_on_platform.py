@@ -4,7 +4,9 @@ exit statuses, caching, timeouts, stop, restart, and a platform that died mid-ex
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import os
+import shutil
 import sys
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
@@ -251,5 +253,35 @@ def test_a_dask_step_records_its_engine_in_its_run(home: Path, tmp_path: Path) -
         assert run.params["batch.engine"] == "dask"
         assert run.params["batch.version"]
         assert "LocalCluster" in run.params["batch.config"]
+
+    _run(home, work)
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("pyspark") is None, reason="the spark extra is not installed"
+)
+@pytest.mark.skipif(shutil.which("java") is None, reason="Spark needs Java and there is none")
+def test_a_spark_step_records_its_engine_in_its_run(home: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "spark-app"
+    folder.mkdir()
+    (folder / "count.py").write_text(
+        "import conveyor\n"
+        "spark = conveyor.batch.spark()\n"
+        "print('rows', spark.range(100).count())\n"
+        "spark.stop()\n"
+    )
+
+    async def work(service: TaskService) -> None:
+        files = _files(service, folder)
+        await service.register_app(
+            TaskApp("count", "command", command=f"{sys.executable} count.py", files=files)
+        )
+        service.create("spark-count", "count")
+        done = await service.wait((await service.launch("spark-count"))["id"])
+        assert done["state"] == "COMPLETED", done
+        assert "rows 100" in service.log(done["id"])[0]["lines"]
+        run = service.controller.state.registry.get_run(done["steps"][0]["run_id"])
+        assert run.params["batch.engine"] == "spark"
+        assert "local[*]" in run.params["batch.config"]
 
     _run(home, work)
