@@ -7,6 +7,7 @@ import os
 import signal
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -14,6 +15,16 @@ from tests.platform.control import Platform, running_platform
 from tests.waiting import eventually
 
 pytestmark = pytest.mark.slow
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie has exited: it only waits for its parent to collect it.
+    stat = Path(f"/proc/{pid}/stat")
+    return not (stat.exists() and stat.read_text().split(")")[-1].split()[0] == "Z")
 
 
 @pytest.fixture(scope="module")
@@ -110,16 +121,19 @@ def test_a_platform_killed_mid_execution_leaves_it_stopped_and_restartable(
         "create",
         "long",
         "--definition",
-        f"first: shell --command='touch {marker}; while [ ! -e {flag} ]; do sleep 0.1; done'"
+        f"first: shell --command='echo $$ > {marker}; while [ ! -e {flag} ]; do sleep 0.1; done'"
         " && second: shell --command='echo done'",
     )
     started = platform.cli("task", "launch", "long")
     execution = started.stdout.split()[1]
-    eventually(marker.exists, what="the first step to start")
+    eventually(lambda: marker.exists() and marker.read_text().strip(), what="the step to start")
     assert platform.process is not None
     os.killpg(platform.process.pid, signal.SIGKILL)
     platform.process.wait()
+    step_pid = int(marker.read_text())
     platform.start()
+    # The step's process, left running by the killed platform, is stopped by the new one.
+    eventually(lambda: not _alive(step_pid), what="the orphaned step to be stopped")
     status = platform.cli("task", "execution", "status", execution)
     assert f"execution {execution} of long: STOPPED" in status.stdout
     assert "the platform stopped while it ran" in status.stdout

@@ -230,6 +230,12 @@ class LocalTarget:
             buffer.append(index, stream, text, at=time.time())
 
         handle = await self._spawner.spawn(release.command, env=env, cwd=release.cwd, output=output)
+        # Written down like an instance, so a platform started after this one died stops
+        # it: a restarted task never runs a step beside the step's previous process.
+        key = f"{release.app}/launch/{handle.pid}"
+        ticks = start_ticks(handle.pid)
+        if ticks is not None:
+            self.book.record_process(key, handle.pid, ticks)
         try:
             code = await asyncio.shield(handle.wait())
         except asyncio.CancelledError:
@@ -241,6 +247,9 @@ class LocalTarget:
                 handle.signal_group(signal.SIGKILL)
                 await handle.wait()
             raise
+        finally:
+            if ticks is not None:
+                self.book.forget_process(key)
         return LaunchResult(code, lines)
 
     # -- the machinery ------------------------------------------------------------------
