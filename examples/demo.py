@@ -1,4 +1,4 @@
-"""The README demo: record data preparation and training, reproduce and verify, serve, push.
+"""The README demo: record, reproduce and verify, serve, push, stream, and a composed task.
 
 Run with ``make demo`` (or ``.venv/bin/python examples/demo.py``). Everything is
 recorded in CONVEYOR_HOME (default ~/.conveyor), so ``conveyor runs`` shows
@@ -83,6 +83,7 @@ def push_and_route(run_id: str) -> None:
         predict(f"{router}/diagnosis/predict")
         conveyor("app", "diagnosis")
         stream_and_tap(run_id)
+        composed_task()
     finally:
         conveyor("down")
 
@@ -128,6 +129,49 @@ def stream_and_tap(run_id: str) -> None:
     right = sum(r["prediction"] == r["diagnosis"] for r in results)
     print(f"\n$ wc -l {scored.name}\n{len(results)} {scored.name}")
     print(f"(the tap kept every scored row: {right} of {len(results)} predictions match the truth)")
+
+
+def composed_task() -> None:
+    """The batch half: prepare, two models side by side, evaluate on Dask; relaunch; schedule."""
+    for app, script in (
+        ("prepare", "prepare.py"),
+        ("train", "train.py"),
+        ("forest", "forest.py"),
+        ("evaluate", "evaluate.py"),
+    ):
+        conveyor(
+            "task", "app", "register", "--name", app, "--path", ".", "--command", f"python {script}"
+        )
+    data = "@prepare/data/train.csv,@prepare/data/test.csv"
+    definition = (
+        f"prepare && <train-gbm: train --input={data} || train-rf: forest --input={data}>"
+        " && evaluate --input=@prepare/data/test.csv"
+    )
+    conveyor("task", "create", "nightly", "--definition", definition)
+    first = conveyor(
+        "task", "launch", "nightly", "--properties", "app.train-gbm.n_estimators=150", "--wait"
+    )
+    execution = first.split()[1]
+    conveyor("task", "execution", "log", execution, "--step", "evaluate")
+    # Nothing changed: every step's run is reused (the timestamp of a real clock would not be).
+    conveyor(
+        "task", "launch", "nightly", "--properties", "app.train-gbm.n_estimators=150", "--wait"
+    )
+    conveyor(
+        "task",
+        "schedule",
+        "create",
+        "nightly-2am",
+        "--task",
+        "nightly",
+        "--cron",
+        "0 2 * * *",
+        "--timezone",
+        "Europe/London",
+        "--properties",
+        "app.train-gbm.n_estimators=150",
+    )
+    conveyor("task", "schedule", "list")
 
 
 def serve_and_predict(run_id: str) -> None:

@@ -18,6 +18,8 @@ from conveyor._version import __version__
 
 __all__ = [
     "__version__",
+    "batch",
+    "exit_status",
     "input",
     "log_metric",
     "log_metrics",
@@ -30,6 +32,8 @@ __all__ = [
 
 if TYPE_CHECKING:
     from conveyor.api import (
+        batch,
+        exit_status,
         input,
         log_metric,
         log_metrics,

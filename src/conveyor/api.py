@@ -16,7 +16,12 @@ from typing import Any, TypeVar
 
 from conveyor.errors import RunError, UsageError
 
+# The engines' module imports no engine until a step asks for one: cheap here.
+from conveyor.tasks import batch
+
 __all__ = [
+    "batch",
+    "exit_status",
     "input",
     "log_metric",
     "log_metrics",
@@ -170,3 +175,16 @@ def seed() -> int:
 def run_id() -> str | None:
     """The id of the current run, if there is one."""
     return os.environ.get("CONVEYOR_RUN_ID")
+
+
+def exit_status(status: str) -> None:
+    """Set the exit status a composed task's transitions see for this step (e.g. ``NO_DATA``).
+
+    ``'NO_DATA'->skip`` in a definition then matches. Outside a task step the
+    status has nowhere to go and the call does nothing.
+    """
+    if not isinstance(status, str) or not status.strip() or "\n" in status:
+        raise UsageError(f"exit status must be one line of text, got {status!r}")
+    target = os.environ.get("CONVEYOR_EXIT_STATUS_FILE")
+    if target:
+        Path(target).write_text(status.strip())

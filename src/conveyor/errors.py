@@ -35,6 +35,11 @@ drawing complete (every exception class in the package, under its real parent).
     │   ├── Refused             [streams.apps.httpsource] a request the http source refuses
     │   ├── PayloadError        an app produced a payload that is not JSON-compatible
     │   └── BinderError         a broker cannot be reached or refused an operation
+    ├── TaskError               [tasks.errors] a composed task cannot be defined, run or changed
+    │   ├── TaskDslError        a definition is malformed (SCDF code, position, caret, expected)
+    │   ├── CronError           [tasks.cron] a cron expression or time zone that cannot be used
+    │   ├── BatchError          [tasks.batch] a Dask/Spark/Ray engine missing or not answering
+    │   └── IllegalTaskTransition [tasks.states] a step or execution asked for an undrawn move
     ├── ApiError                [cli.client] the platform refused a request and said why
     └── PlatformNotRunning      [cli.client] nothing answers at the platform's API address
 
@@ -58,6 +63,7 @@ __all__ = [
     "StoreError",
     "UntrustedModelError",
     "UsageError",
+    "point_at",
 ]
 
 
@@ -117,3 +123,23 @@ class ModelError(ConveyorError):
 
 class UntrustedModelError(ModelError):
     pass
+
+
+def point_at(text: str, position: int) -> str:
+    """Show the line of ``text`` holding ``position`` with a caret under it (for DSL errors).
+
+    >>> print(point_at("a & b", 2))
+      a & b
+        ^
+    """
+    start = text.rfind("\n", 0, position) + 1
+    end = text.find("\n", position)
+    line = text[start : end if end != -1 else len(text)]
+    column = position - start
+    if column > 60:  # keep the caret line readable for long definitions
+        cut = column - 40
+        line, column = "..." + line[cut:], column - cut + 3
+    line = line[: column + 40] + ("..." if len(line) > column + 40 else "")
+    # Tabs keep their width so the caret lines up under the same character.
+    pad = "".join("\t" if ch == "\t" else " " for ch in line[:column])
+    return f"  {line}\n  {pad}^"

@@ -24,6 +24,7 @@ COMMANDS: dict[str, str] = {
     "serve": "conveyor.cli.serve:serve_command",
     "stream": "conveyor.cli.streams:stream_group",
     "catalog": "conveyor.cli.streams:catalog_group",
+    "task": "conveyor.cli.tasks:task_group",
     "droplets": "conveyor.cli.platform:droplets_group",
     "server": "conveyor.cli.lifecycle:server_command",
     "up": "conveyor.cli.lifecycle:up_command",

@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import signal
 import time
 from pathlib import Path
 from typing import Protocol
@@ -238,11 +239,30 @@ class LocalTarget:
         handle = await self._spawner.spawn(
             release.command, env=env, cwd=release.cwd, output=output, sandbox=_sandbox(release)
         )
-        status = await handle.wait()
-        reason = handle.crash_reason(status)
+        # Written down like an instance, so a platform started after this one died stops
+        # it: a restarted task never runs a step beside the step's previous process.
+        key = f"{release.app}/launch/{handle.pid}"
+        ticks = start_ticks(handle.pid)
+        if ticks is not None:
+            self.book.record_process(key, handle.pid, ticks)
+        try:
+            code = await asyncio.shield(handle.wait())
+        except asyncio.CancelledError:
+            # A stopped or timed-out step: its whole process group goes, not just the wait.
+            handle.signal_group(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(asyncio.shield(handle.wait()), self.drain + 5.0)
+            except TimeoutError:
+                handle.signal_group(signal.SIGKILL)
+                await handle.wait()
+            raise
+        finally:
+            if ticks is not None:
+                self.book.forget_process(key)
+        reason = handle.crash_reason(code)
         if reason is not None:
             lines.append(reason)
-        return LaunchResult(status, lines[-_LAST_LINES:])
+        return LaunchResult(code, lines[-_LAST_LINES:])
 
     # -- the machinery ------------------------------------------------------------------
 

@@ -148,5 +148,8 @@ class Target(Protocol):
         ...
 
     async def launch(self, release: Release, *, index: int = 0) -> LaunchResult:
-        """Run one process of ``release`` to its end (a task step); its output joins the logs."""
+        """Run one process of ``release`` to its end (a task step); its output joins the logs.
+
+        Cancelling the call stops the process (and what it started) before it returns.
+        """
         ...

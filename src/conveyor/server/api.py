@@ -38,7 +38,9 @@ def create_app(
     shutdown: Callable[[], None],
 ) -> ASGIApp:
     """The control API; ``info`` describes the platform, ``shutdown`` asks it to stop."""
+    from conveyor.config import get_settings
     from conveyor.orchestrate import StreamService
+    from conveyor.server.tasks import task_routes
 
     api = FastAPI(
         title="Conveyor platform API",
@@ -81,4 +83,5 @@ def create_app(
     api.include_router(apps.routes(controller))
     api.include_router(services.routes(controller))
     api.include_router(streams.routes(StreamService(controller)))
+    api.include_router(task_routes(controller, get_settings().home / "runs"))
     return TokenGuard(api, token)

@@ -187,3 +187,52 @@ platform_stream_apps = sa.Table(
     sa.Column("created_at", sa.Float, nullable=False),
 )
 platform_stream_apps.append_column(sa.Column("droplet", sa.JSON))  # migration 0005
+
+# -- composed tasks (migration 0006) ---------------------------------------------
+
+# Task apps registered with `conveyor task app register`: the app's whole description.
+task_apps = sa.Table(
+    "task_apps",
+    metadata,
+    sa.Column("name", sa.String(42), primary_key=True),
+    sa.Column("spec", sa.JSON, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
+task_definitions = sa.Table(
+    "task_definitions",
+    metadata,
+    sa.Column("name", sa.String(100), primary_key=True),
+    sa.Column("definition", sa.Text, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
+# One row per launch; `document` holds the execution and its steps, rewritten whole on
+# every change of state so that a reader never sees half a move.
+task_executions = sa.Table(
+    "task_executions",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("task", sa.String(100), nullable=False, index=True),
+    sa.Column("state", sa.String(12), nullable=False),
+    sa.Column("document", sa.JSON, nullable=False),
+    sa.Column("started_at", sa.Float, nullable=False),
+)
+
+# Step caching: what a finished step depended on (a digest) -> the run that did it.
+task_step_cache = sa.Table(
+    "task_step_cache",
+    metadata,
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("run_id", sa.String(32), nullable=False),
+    sa.Column("exit_status", sa.String(100)),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
+# Schedules (`conveyor task schedule create`): the schedule, its next fire time and events.
+task_schedules = sa.Table(
+    "task_schedules",
+    metadata,
+    sa.Column("name", sa.String(100), primary_key=True),
+    sa.Column("document", sa.JSON, nullable=False),
+)

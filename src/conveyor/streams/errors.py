@@ -11,7 +11,7 @@ ConveyorError
 
 from __future__ import annotations
 
-from conveyor.errors import ConveyorError
+from conveyor.errors import ConveyorError, point_at
 
 __all__ = ["BinderError", "DslError", "ExpressionError", "PayloadError", "StreamError"]
 
@@ -42,19 +42,9 @@ class DslError(StreamError):
         super().__init__(self._render())
 
     def _render(self) -> str:
-        start = self.definition.rfind("\n", 0, self.position) + 1
-        end = self.definition.find("\n", self.position)
-        line = self.definition[start : end if end != -1 else len(self.definition)]
-        column = self.position - start
-        if column > 60:  # keep the caret line readable for long definitions
-            cut = column - 40
-            line, column = "..." + line[cut:], column - cut + 3
-        line = line[: column + 40] + ("..." if len(line) > column + 40 else "")
-        # Tabs keep their width so the caret lines up under the same character.
-        pad = "".join("\t" if ch == "\t" else " " for ch in line[:column])
         return (
             f"DSL error [{self.code}] at position {self.position}: {self.detail}\n"
-            f"  {line}\n  {pad}^"
+            f"{point_at(self.definition, self.position)}"
         )
 
 

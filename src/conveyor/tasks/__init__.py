@@ -1,0 +1,1 @@
+"""Composed tasks: the batch half of pipelines as code (DSL, graph, executions)."""
