@@ -96,6 +96,9 @@ class TargetLauncher:
             command=(sys.executable, "-m", "conveyor.tasks.step"),
             env=env,
             cwd=work,
+            # A step records its run into the registry and the artifact store, which an
+            # isolated process cannot reach; steps run as the platform's user (README).
+            isolated=False,
         )
         try:
             done = await asyncio.wait_for(self.target.launch(release), app.timeout)

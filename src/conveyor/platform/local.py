@@ -224,8 +224,11 @@ class LocalTarget:
 
     async def launch(self, release: Release, *, index: int = 0) -> LaunchResult:
         buffer = self.logs(release.app)
+        # An unisolated process (a task step, which records its own run) starts from the
+        # platform's environment, as the platform's user; everything else from the clean base.
+        base = self._base_env if release.isolated else os.environ
         env = {
-            **self._base_env,
+            **base,
             **release.env,
             "CONVEYOR_INSTANCE_INDEX": str(index),
         }
@@ -236,9 +239,14 @@ class LocalTarget:
             del lines[:-_LAST_LINES]
             buffer.append(index, stream, text, at=time.time())
 
-        handle = await self._spawner.spawn(
-            release.command, env=env, cwd=release.cwd, output=output, sandbox=_sandbox(release)
-        )
+        if release.isolated:
+            handle = await self._spawner.spawn(
+                release.command, env=env, cwd=release.cwd, output=output, sandbox=_sandbox(release)
+            )
+        else:
+            handle = await SubprocessSpawner().spawn(
+                release.command, env=env, cwd=release.cwd, output=output
+            )
         # Written down like an instance, so a platform started after this one died stops
         # it: a restarted task never runs a step beside the step's previous process.
         key = f"{release.app}/launch/{handle.pid}"

@@ -56,6 +56,9 @@ class Release:
     read_only: tuple[Path, ...] = ()
     #: ... and writable (a binder's folder); everything else of the platform stays hidden.
     read_write: tuple[Path, ...] = ()
+    #: False only for a process the platform trusts as itself (a task step records its run
+    #: into the registry): it runs with the platform's own environment and files.
+    isolated: bool = True
 
 
 @dataclass(frozen=True)
