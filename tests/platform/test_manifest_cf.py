@@ -89,6 +89,9 @@ def test_a_documented_cf_manifest_maps_onto_apps(tmp_path: Path) -> None:
     )
     assert worker.services == web.services
     assert manifest.ignored == ("buildpacks (Conveyor stages with uv)", "stack")
+    # `conveyor push my-app` pushes every process of it, as `cf push my-app` does.
+    assert manifest.selected(["my-app"]) == [web, worker]
+    assert manifest.selected(["my-app-worker"]) == [worker]
 
 
 def test_the_spec_survives_the_push_body() -> None:
@@ -153,7 +156,6 @@ def test_every_error_of_a_manifest_is_reported_at_once() -> None:
           routes:
           - route: example.com:8080
         - name: B
-          command: serve
         """
     )
     assert message.splitlines() == [
@@ -164,6 +166,8 @@ def test_every_error_of_a_manifest_is_reported_at_once() -> None:
         "got 'tcp'",
         "manifest.yml:8:12: applications[0].routes[0].route: 'example.com:8080' has a port: "
         "TCP routes are not supported",
+        "manifest.yml:9:3: applications[1]: give exactly one of 'model' (a model app) or "
+        "'command' (or a Procfile with a 'web:' line in the app's folder)",
         "manifest.yml:9:9: applications[1].name: 'B' is not a valid app name; use 1-63 "
         "lower-case letters, digits and '-', starting and ending with a letter or digit "
         "(it becomes a host name)",

@@ -71,14 +71,14 @@ def push_command(names: tuple[str, ...], manifest_path: Path | None, instances: 
         say(f"ignored: {', '.join(manifest.ignored)}")
     apps = list(manifest.applications)
     if names:
-        known = {a.name for a in apps}
+        known = {a.name for a in apps} | set(manifest.entries.values())
         unknown = [n for n in names if n not in known]
         if unknown:
             raise UsageError(
                 f"{manifest_path} has no app {', '.join(map(repr, unknown))} "
                 f"(its apps: {', '.join(sorted(known))})"
             )
-        apps = [a for a in apps if a.name in names]
+        apps = manifest.selected(names)
     client = connect()
     info = client.call("GET", "/v1/info")
     for app in apps:

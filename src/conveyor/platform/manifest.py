@@ -25,7 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, cast
@@ -47,7 +47,7 @@ from conveyor.platform.spec import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Iterable, Mapping
 
 __all__ = ["MANIFEST_NAMES", "Manifest", "find_manifest", "load_manifest", "parse_manifest"]
 
@@ -110,6 +110,17 @@ class Manifest:
     applications: tuple[AppSpec, ...]
     #: Attributes accepted without effect, each once: ``buildpacks (Conveyor stages with uv)``.
     ignored: tuple[str, ...] = ()
+    #: The entry each extra process app came from (``my-app-worker`` -> ``my-app``).
+    entries: Mapping[str, str] = field(default_factory=dict)
+
+    def selected(self, names: Iterable[str]) -> list[AppSpec]:
+        """The apps ``names`` asks for: by their own name or their entry's (all its processes)."""
+        wanted = set(names)
+        return [
+            app
+            for app in self.applications
+            if app.name in wanted or self.entries.get(app.name) in wanted
+        ]
 
     def app(self, name: str) -> AppSpec:
         for app in self.applications:
@@ -188,7 +199,9 @@ def parse_manifest(text: str, source_name: str, *, base_dir: Path | None = None)
         pass
     if reader.errors:
         raise ManifestError("\n".join(reader.errors))
-    return Manifest(source_name, tuple(apps), tuple(dict.fromkeys(reader.ignored)))
+    return Manifest(
+        source_name, tuple(apps), tuple(dict.fromkeys(reader.ignored)), dict(reader.entries)
+    )
 
 
 def _unique(reader: _Reader, apps: list[AppSpec], app: AppSpec, at: At) -> None:
@@ -208,6 +221,7 @@ class _Reader(NodeReader):
         super().__init__(source)
         self.base_dir = base_dir
         self.ignored: list[str] = []
+        self.entries: dict[str, str] = {}
 
     def version(self, at: At) -> None:
         if self.scalar(at, "1") != 1:
@@ -226,7 +240,7 @@ class _Reader(NodeReader):
                 self.note(keys[key], why)
         if "name" not in keys:
             self.fail(at, "missing 'name'")
-        name = self.app_name(keys["name"])
+        name = self.attempt("", self.app_name, keys["name"])  # go on: report the rest too
         processes: dict[str, dict[str, At]] = self.attempt({}, self.processes, keys)
         web = processes.get("web", {})
         model = command = path = requirements = None
@@ -272,9 +286,15 @@ class _Reader(NodeReader):
             line=at.node.start_mark.line + 1,
             **self.sizing({**keys, **web}),
         )
+        if not name:
+            return []
         apps = [] if command is None and model is None else [(spec, keys["name"])]
         for kind, entry in processes.items():
             if kind == "web":
+                continue
+            if not _NAME.fullmatch(f"{name}-{kind}"):
+                self.note(entry["type"], f"the app {name}-{kind} it makes is not a valid name; "
+                          "keep the app's name and the type within 63 characters")  # fmt: skip
                 continue
             if "command" not in entry and kind not in procfile:
                 self.note(entry["type"], f"process {kind!r} needs 'command' (or a Procfile line "
@@ -295,6 +315,7 @@ class _Reader(NodeReader):
                 **self.sizing(entry),
             )
             apps.append((worker, entry["type"]))
+            self.entries[worker.name] = name
         return apps
 
     def app_name(self, at: At) -> str:
