@@ -17,17 +17,15 @@ from __future__ import annotations
 import re
 from pathlib import Path, PurePosixPath
 
-__all__ = ["ProcfileError", "detect_requirements", "read_procfile"]
+from conveyor.platform.errors import ManifestError
+
+__all__ = ["detect_requirements", "read_procfile"]
 
 #: Most exact first: a lock pins everything; requirements.txt is what the app chose to list
 #: (a pyproject.toml beside it may only configure tools).
 _REQUIREMENTS = ("uv.lock", "requirements.txt", "pyproject.toml")
 _LINE = re.compile(r"([A-Za-z0-9_-]+)\s*:\s*(.*)")
 _MAX_BYTES = 64 * 1024
-
-
-class ProcfileError(ValueError):
-    """A Procfile line that is not ``type: command``; the message names its line."""
 
 
 def detect_requirements(folder: Path) -> PurePosixPath | None:
@@ -44,7 +42,7 @@ def read_procfile(folder: Path) -> dict[str, str]:
     """The process types and commands of ``folder``'s Procfile ({} if it has none).
 
     Blank lines and ``#`` comments are skipped; a type given twice keeps its last line,
-    as Heroku does.
+    as Heroku does. A line that is not ``type: command`` is a ManifestError naming it.
     """
     path = folder / "Procfile"
     if not path.is_file():
@@ -52,14 +50,14 @@ def read_procfile(folder: Path) -> dict[str, str]:
     try:
         text = path.read_bytes()[:_MAX_BYTES].decode("utf-8")
     except (OSError, UnicodeDecodeError) as error:
-        raise ProcfileError(f"{path}: cannot read it ({error})") from None
+        raise ManifestError(f"{path}: cannot read it ({error})") from None
     commands: dict[str, str] = {}
     for number, line in enumerate(text.splitlines(), 1):
         if not line.strip() or line.lstrip().startswith("#"):
             continue
         match = _LINE.fullmatch(line.strip())
         if match is None or not match[2].strip():
-            raise ProcfileError(
+            raise ManifestError(
                 f"{path}:{number}: expected 'type: command' (for example "
                 f"'web: gunicorn app:app'), got {line.strip()!r}"
             )

@@ -31,12 +31,12 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, cast
 
 import yaml  # type: ignore[import-untyped]
-from yaml.nodes import MappingNode, ScalarNode  # type: ignore[import-untyped]
+from yaml.nodes import MappingNode, Node, ScalarNode  # type: ignore[import-untyped]
 
-from conveyor.platform.detect import ProcfileError, detect_requirements, read_procfile
+from conveyor.platform.detect import detect_requirements, read_procfile
 from conveyor.platform.errors import ManifestError
 from conveyor.platform.health import CHECK_TYPES, ENDPOINT_TYPES, CheckType
-from conveyor.platform.nodes import TAG, At, NodeReader, Skip
+from conveyor.platform.nodes import TAG, At, NodeReader
 from conveyor.platform.spec import (
     ENV_KEY,
     MAX_INSTANCES,
@@ -181,27 +181,29 @@ def parse_manifest(text: str, source_name: str, *, base_dir: Path | None = None)
     if root is None:
         raise ManifestError(f"{source_name}: the manifest is empty; it needs 'applications:'")
     apps: list[AppSpec] = []
-    try:
-        top = reader.mapping(At(root, ""), ("applications", "version"))
-        if "version" in top:
-            reader.attempt(None, reader.version, top["version"])
-        if "applications" not in top:
-            reader.fail(At(root, "applications"), "missing; list the apps under 'applications:'")
-        items = reader.sequence(top["applications"], "a list of apps")
-        if not items:
-            reader.fail(top["applications"], "lists no apps")
-        for item in items:
-            found: list[tuple[AppSpec, At]] = reader.attempt([], reader.app, item)
-            for app, at in found:
-                reader.attempt(None, _unique, reader, apps, app, at)
-                apps.append(app)
-    except Skip:
-        pass
+    reader.attempt(None, _read_apps, reader, root, apps)
     if reader.errors:
         raise ManifestError("\n".join(reader.errors))
     return Manifest(
         source_name, tuple(apps), tuple(dict.fromkeys(reader.ignored)), dict(reader.entries)
     )
+
+
+def _read_apps(reader: _Reader, root: Node, apps: list[AppSpec]) -> None:
+    """Append the apps of the manifest ``root`` to ``apps``, recording every error on the way."""
+    top = reader.mapping(At(root, ""), ("applications", "version"))
+    if "version" in top:
+        reader.attempt(None, reader.version, top["version"])
+    if "applications" not in top:
+        reader.fail(At(root, "applications"), "missing; list the apps under 'applications:'")
+    items = reader.sequence(top["applications"], "a list of apps")
+    if not items:
+        reader.fail(top["applications"], "lists no apps")
+    for item in items:
+        found: list[tuple[AppSpec, At]] = reader.attempt([], reader.app, item)
+        for app, at in found:
+            reader.attempt(None, _unique, reader, apps, app, at)
+            apps.append(app)
 
 
 def _unique(reader: _Reader, apps: list[AppSpec], app: AppSpec, at: At) -> None:
@@ -386,7 +388,7 @@ class _Reader(NodeReader):
             return {}
         try:
             return read_procfile(folder)
-        except ProcfileError as error:
+        except ManifestError as error:
             self.note(at, str(error))
             return {}
 
