@@ -179,7 +179,8 @@ BAD = [
     ),
     (
         "applications:\n  - name: reports\n    instances: 2\n",
-        "conveyor.yml:2:5: applications[0]: give exactly one of 'model' (a model app) or 'command'",
+        "conveyor.yml:2:5: applications[0]: give exactly one of 'model' (a model app) or 'command' "
+        "(or a Procfile with a 'web:' line in the app's folder)",
     ),
     (
         "applications:\n  - name: iris\n    model: run:abc/model\n    path: ./app\n",
@@ -292,7 +293,7 @@ BAD = [
     (
         APP + "    health-check: {type: http, path: /health}\n",
         "conveyor.yml:4:32: applications[0].health-check.path: unknown key; valid keys: type, "
-        "endpoint, timeout, interval",
+        "endpoint, timeout, interval, invocation-timeout",
     ),
     (
         APP + "    services: warehouse-db\n",
@@ -311,7 +312,7 @@ BAD = [
         APP + "    comand: serve\n",
         "conveyor.yml:4:5: applications[0].comand: unknown key; valid keys: name, model, path, "
         "command, requirements, instances, memory, env, routes, health-check, readiness-check, "
-        "services",
+        "services, or a Cloud Foundry attribute",
     ),
     (
         APP + "    instances: 1\n    instances: 2\n",
@@ -336,7 +337,8 @@ BAD = [
     ("- name: iris\n", "conveyor.yml:1:1: expected a mapping, got a list"),
     (
         "apps:\n  - name: iris\n",
-        "conveyor.yml:1:1: apps: unknown key; valid keys: applications",
+        "conveyor.yml:1:1: apps: unknown key; valid keys: applications, version\n"
+        "conveyor.yml:1:1: applications: missing; list the apps under 'applications:'",
     ),
     ("applications: []\n", "conveyor.yml:1:15: applications: lists no apps"),
     (

@@ -206,9 +206,11 @@ def run_details(run: RunRecord, store: BlobStore, *, as_json: bool, packages: bo
             note = "  [yellow](unused: given, never read by the code)[/]" if k in unused else ""
             console.print(f"  {k} = {json.dumps(v)}{note}", markup=True, highlight=False)
     if run.metrics:
-        console.print("[bold]Metrics[/] (latest)")
-        for k, v in run.latest_metrics().items():
-            console.print(f"  {k} = {v:.6g}")
+        console.print(
+            "[bold]Metrics[/] (last value; count, min and max when logged more than once)"
+        )
+        for line in metric_summaries(run):
+            console.print(f"  {line}", markup=False, highlight=False)
     for role in ("input", "output"):
         listed = [f for f in run.files if f.role == role]
         if listed:
@@ -248,6 +250,22 @@ def run_details(run: RunRecord, store: BlobStore, *, as_json: bool, packages: bo
             console.print(
                 f"  {p['name']}=={p['version']}" + (f"  ({p['url']})" if "url" in p else "")
             )
+
+
+def metric_summaries(run: RunRecord) -> list[str]:
+    """One line per metric: its last value, and count, min and max when it has several."""
+    values: dict[str, list[float]] = {}
+    for m in sorted(run.metrics, key=lambda m: (m.step or 0, m.timestamp)):
+        values.setdefault(m.key, []).append(m.value)
+    return [
+        f"{key} = {series[-1]:.6g}"
+        + (
+            f"  ({len(series)} values, min {min(series):.6g}, max {max(series):.6g})"
+            if len(series) > 1
+            else ""
+        )
+        for key, series in values.items()
+    ]
 
 
 def _cell(value: Any) -> str:

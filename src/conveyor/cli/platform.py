@@ -57,27 +57,28 @@ def _mib(size: int | None) -> str:
     "-f",
     "--manifest",
     "manifest_path",
-    default="conveyor.yml",
-    show_default=True,
     type=click.Path(dir_okay=False, path_type=Path),
-    help="The manifest to read.",
+    help="The manifest to read  [default: conveyor.yml, else manifest.yml]",
 )
 @click.option("-i", "--instances", type=click.IntRange(0, 64), help="Override the manifest.")
-def push_command(names: tuple[str, ...], manifest_path: Path, instances: int | None) -> None:
+def push_command(names: tuple[str, ...], manifest_path: Path | None, instances: int | None) -> None:
     """Push the apps of a manifest: upload, stage, and deploy (rolling if running)."""
-    from conveyor.platform.manifest import load_manifest
+    from conveyor.platform.manifest import find_manifest, load_manifest
 
+    manifest_path = manifest_path or find_manifest(Path.cwd())
     manifest = load_manifest(manifest_path)
+    if manifest.ignored:
+        say(f"ignored: {', '.join(manifest.ignored)}")
     apps = list(manifest.applications)
     if names:
-        known = {a.name for a in apps}
+        known = {a.name for a in apps} | set(manifest.entries.values())
         unknown = [n for n in names if n not in known]
         if unknown:
             raise UsageError(
                 f"{manifest_path} has no app {', '.join(map(repr, unknown))} "
                 f"(its apps: {', '.join(sorted(known))})"
             )
-        apps = [a for a in apps if a.name in names]
+        apps = manifest.selected(names)
     client = connect()
     info = client.call("GET", "/v1/info")
     for app in apps:

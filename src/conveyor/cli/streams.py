@@ -6,8 +6,10 @@ and registers user functions as apps.
 
 from __future__ import annotations
 
+import functools
 import json
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
 
 import click
 
@@ -22,7 +24,29 @@ from conveyor.cli.platform import (
 
 __all__ = ["catalog_group", "stream_group"]
 
-_NAME = click.argument("name", metavar="STREAM")
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _named(command: _F) -> _F:
+    """The stream's name, as ``STREAM`` or as SCDF's shell writes it, ``--name STREAM``."""
+
+    @functools.wraps(command)
+    def named(*args: Any, positional: str | None, option: str | None, **kwargs: Any) -> Any:
+        if positional is None and option is None:
+            raise click.UsageError("name the stream: STREAM or --name STREAM")
+        if positional is not None and option is not None and positional != option:
+            raise click.UsageError(
+                f"the stream is named twice, {positional!r} and --name {option!r}; give one"
+            )
+        return command(*args, name=positional or option, **kwargs)
+
+    named = click.argument("positional", metavar="[STREAM]", required=False)(named)
+    option = click.option(
+        "--name", "option", metavar="STREAM", help="The stream, as SCDF's shell names it."
+    )
+    return cast(_F, option(named))
+
+
 _PROPERTIES = click.option(
     "--properties",
     default="",
@@ -43,7 +67,7 @@ def stream_group() -> None:
 
 
 @stream_group.command("create")
-@_NAME
+@_named
 @click.option(
     "--definition", required=True, help="e.g. \"http | filter --expression='x > 0' | log\""
 )
@@ -59,7 +83,7 @@ def create_command(name: str, definition: str, deploy: bool, properties: str) ->
 
 
 @stream_group.command("validate")
-@_NAME
+@_named
 @click.option("--definition", help="Check this definition instead of the stored one.")
 def validate_command(name: str, definition: str | None) -> None:
     """Parse a definition and check every app and option; list the apps it makes."""
@@ -84,7 +108,7 @@ def _deploy(name: str, properties: dict[str, str], binder: str | None) -> None:
 
 
 @stream_group.command("deploy")
-@_NAME
+@_named
 @_PROPERTIES
 @click.option("--binder", help="embedded (default), redis://host:6379/0 or amqp://user:pw@host/")
 def deploy_command(name: str, properties: str, binder: str | None) -> None:
@@ -93,7 +117,7 @@ def deploy_command(name: str, properties: str, binder: str | None) -> None:
 
 
 @stream_group.command("update")
-@_NAME
+@_named
 @_PROPERTIES
 def update_command(name: str, properties: str) -> None:
     """Redeploy with changed properties; new instances start before old ones stop."""
@@ -106,7 +130,7 @@ def update_command(name: str, properties: str) -> None:
 
 
 @stream_group.command("rollback")
-@_NAME
+@_named
 @click.option("--revision", "version", required=True, type=click.IntRange(1))
 def rollback_command(name: str, version: int) -> None:
     """Redeploy a former version of the stream."""
@@ -117,7 +141,7 @@ def rollback_command(name: str, version: int) -> None:
 
 
 @stream_group.command("undeploy")
-@_NAME
+@_named
 def undeploy_command(name: str) -> None:
     """Stop and remove the stream's apps (the definition stays)."""
     result = connect().call("POST", f"/v1/streams/{name}/undeploy")
@@ -125,7 +149,7 @@ def undeploy_command(name: str) -> None:
 
 
 @stream_group.command("destroy")
-@_NAME
+@_named
 def destroy_command(name: str) -> None:
     """Undeploy the stream and forget it."""
     connect().call("DELETE", f"/v1/streams/{name}")
@@ -147,7 +171,7 @@ def list_command(as_json: bool) -> None:
 
 
 @stream_group.command("info")
-@_NAME
+@_named
 @click.option("--json", "as_json", is_flag=True)
 def info_command(name: str, as_json: bool) -> None:
     """A stream's apps: instances running/desired, wiring, messages waiting (lag) and counts.
@@ -175,7 +199,7 @@ def info_command(name: str, as_json: bool) -> None:
 
 
 @stream_group.command("history")
-@_NAME
+@_named
 def history_command(name: str) -> None:
     """Every deployment of the stream; the running one is marked with *."""
     for v in connect().call("GET", f"/v1/streams/{name}/history"):

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from conveyor.errors import NotFoundError, UsageError
+from conveyor.platform.cfenv import cf_environment
 from conveyor.platform.droplets import Droplets, GcReport, check_upload_path
 from conveyor.platform.errors import DeployError, PlatformError
 from conveyor.platform.kinds import Files, Staging, kind_named
@@ -404,16 +405,25 @@ class Controller:
         kind = kind_named(spec.kind)
         launch = kind.launch(spec, revision.droplet or {}, self.dir)
         services = self.state.services()
+        # Binding parameters join the service's credentials; the service's own values win.
+        bound = {
+            s: {**spec.service_parameters.get(s, {}), **services.get(s, {})} for s in spec.services
+        }
+        routes = _routes(spec)
         env: dict[str, str] = {
             **spec.env,
             "CONVEYOR_APP": revision.app,
             "CONVEYOR_APP_REVISION": str(revision.number),
             "CONVEYOR_SERVICES": json.dumps(
-                {
-                    "user-provided": [
-                        {"name": s, "credentials": services.get(s, {})} for s in spec.services
-                    ]
-                }
+                {"user-provided": [{"name": s, "credentials": c} for s, c in bound.items()]}
+            ),
+            **cf_environment(
+                revision.app,
+                revision.number,
+                bound,
+                [r.text for r in routes if r.host],
+                memory=spec.memory,
+                disk=spec.disk,
             ),
             **launch.env,
         }
@@ -426,7 +436,7 @@ class Controller:
             health=kind.health_check(spec).to_check(),
             readiness=None if spec.readiness_check is None else spec.readiness_check.to_check(),
             memory=spec.memory,
-            routes=tuple(_routes(spec)),
+            routes=tuple(routes),
             read_only=launch.read_only,
             read_write=launch.read_write,
         )

@@ -1,4 +1,4 @@
-"""The app manifest: ``conveyor.yml`` read into typed, validated app specs.
+"""The app manifest: ``conveyor.yml`` (or CF's ``manifest.yml``) read into typed app specs.
 
 Cloud Foundry in spirit: each entry of ``applications`` is a model app
 (``model: run:3f2a9c/model``) or a command app (``command`` run in ``path``,
@@ -6,27 +6,37 @@ staged from ``requirements``), with ``instances``, ``memory``, ``env``,
 ``routes``, ``health-check``, ``readiness-check`` and ``services``. Walking the composed YAML nodes
 rather than loaded values keeps every value's position.
 
+Cloud Foundry's own attributes are read as CF documents them (``disk_quota``,
+``health-check-type``, ``timeout``, ``routes: [{route: host/path}]``,
+``no-route``, ``random-route``, ``processes``, services with ``parameters`` ...);
+those without a Conveyor meaning (``buildpacks``, ``stack``) are accepted and
+listed in :attr:`Manifest.ignored`. Without ``requirements`` or ``command`` the
+app's folder is searched as a buildpack would (:mod:`.detect`).
+
 Every error names the file, line, column and field, for example
-``conveyor.yml:7:16: applications[1].instances: expected a whole number ≥ 0, got 'two'``.
+``conveyor.yml:7:16: applications[1].instances: expected a whole number ≥ 0, got 'two'``,
+and all of a manifest's errors are reported at once, one per line.
 The apps are :class:`~conveyor.platform.spec.AppSpec` values, the shape a push
 sends and a revision keeps.
 """
 
 from __future__ import annotations
 
-import math
+import hashlib
+import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from types import MappingProxyType
-from typing import TYPE_CHECKING, NamedTuple, NoReturn, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import yaml  # type: ignore[import-untyped]
-from yaml.constructor import SafeConstructor  # type: ignore[import-untyped]
-from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode  # type: ignore[import-untyped]
+from yaml.nodes import MappingNode, Node, ScalarNode  # type: ignore[import-untyped]
 
+from conveyor.platform.detect import detect_requirements, read_procfile
 from conveyor.platform.errors import ManifestError
 from conveyor.platform.health import CHECK_TYPES, ENDPOINT_TYPES, CheckType
+from conveyor.platform.nodes import TAG, At, NodeReader
 from conveyor.platform.spec import (
     ENV_KEY,
     MAX_INSTANCES,
@@ -37,26 +47,59 @@ from conveyor.platform.spec import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Iterable, Mapping
 
-__all__ = ["Manifest", "load_manifest", "parse_manifest"]
+__all__ = ["MANIFEST_NAMES", "Manifest", "find_manifest", "load_manifest", "parse_manifest"]
 
 _NAME = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
-_SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([KMGT])(?:IB?|B)?", re.IGNORECASE)  # 512M, 512MB, 512Mi
-_UNITS = {"K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
 _PATH = re.compile(r"/|(/[^/\s?#]+)+")
-_TAG = "tag:yaml.org,2002:"
 _MAX_BYTES = 1024 * 1024  # a manifest is a page of YAML; anything bigger is a mistake
 
+#: The names a manifest goes by, looked for in this order.
+MANIFEST_NAMES = ("conveyor.yml", "manifest.yml", "manifest.yaml")
 _APP_KEYS = (
     "name", "model", "path", "command", "requirements", "instances", "memory", "env",
     "routes", "health-check", "readiness-check", "services",
 )  # fmt: skip
-_ROUTE_KEYS = ("host", "path", "strip-prefix")
-_CHECK_KEYS = ("type", "endpoint", "timeout", "interval")
+#: Cloud Foundry's attributes with a Conveyor meaning (the health-check ones are below).
+_CF_KEYS = (
+    "disk_quota", "disk-quota", "timeout", "no-route", "random-route", "default-route",
+    "processes", *(f"{kind}-{key}" for kind in ("health-check", "readiness-health-check")
+                   for key in ("type", "http-endpoint", "invocation-timeout", "interval")),
+)  # fmt: skip
+#: Cloud Foundry's attributes with no Conveyor meaning: accepted, and named in one list.
+_IGNORED = {
+    "buildpacks": "buildpacks (Conveyor stages with uv)",
+    "buildpack": "buildpack (Conveyor stages with uv)",
+    "stack": "stack",
+    "metadata": "metadata",
+    "log-rate-limit-per-second": "log-rate-limit-per-second",
+}
+#: Cloud Foundry's attributes Conveyor cannot honour: an app relying on them would not run.
+_REFUSED = {
+    "docker": "Conveyor runs an app from its source folder; it does not run docker images",
+    "sidecars": "Conveyor runs one command per app; give each sidecar its own app",
+}
+_PROCESS_KEYS = (
+    "type", "command", "instances", "memory", "disk_quota", "disk-quota", "timeout",
+    *(key for key in _CF_KEYS if "health-check" in key), "log-rate-limit-per-second",
+)  # fmt: skip
+_ROUTE_KEYS = ("host", "path", "strip-prefix", "route", "protocol")
+_CHECK_KEYS = ("type", "endpoint", "timeout", "interval", "invocation-timeout")
+_SERVICE_KEYS = ("name", "parameters", "binding_name")
+#: A CF health-check attribute's suffix -> the key of a ``health-check`` block.
+_CF_CHECK = {
+    "type": "type",
+    "http-endpoint": "endpoint",
+    "invocation-timeout": "invocation-timeout",
+    "interval": "interval",
+}
 
 
 _CHECK = HealthCheckSpec()
+_EMPTY: Mapping[str, str] = MappingProxyType({})
+#: Service names, and binding parameters by service.
+_Bound = tuple[tuple[str, ...], dict[str, "Mapping[str, Any]"]]
 
 
 @dataclass(frozen=True)
@@ -65,12 +108,37 @@ class Manifest:
 
     source: str
     applications: tuple[AppSpec, ...]
+    #: Attributes accepted without effect, each once: ``buildpacks (Conveyor stages with uv)``.
+    ignored: tuple[str, ...] = ()
+    #: The entry each extra process app came from (``my-app-worker`` -> ``my-app``).
+    entries: Mapping[str, str] = field(default_factory=dict)
+
+    def selected(self, names: Iterable[str]) -> list[AppSpec]:
+        """The apps ``names`` asks for: by their own name or their entry's (all its processes)."""
+        wanted = set(names)
+        return [
+            app
+            for app in self.applications
+            if app.name in wanted or self.entries.get(app.name) in wanted
+        ]
 
     def app(self, name: str) -> AppSpec:
         for app in self.applications:
             if app.name == name:
                 return app
         raise KeyError(name)
+
+
+def find_manifest(folder: Path | str = ".") -> Path:
+    """The manifest in ``folder``: ``conveyor.yml``, else Cloud Foundry's ``manifest.yml``."""
+    folder = Path(folder)
+    for name in MANIFEST_NAMES:
+        if (folder / name).is_file():
+            return folder / name
+    raise ManifestError(
+        f"{folder}: no manifest ({', '.join(MANIFEST_NAMES)})",
+        hint="Run conveyor push in the folder holding the manifest, or pass -f PATH.",
+    )
 
 
 def load_manifest(path: Path | str) -> Manifest:
@@ -94,10 +162,11 @@ def load_manifest(path: Path | str) -> Manifest:
 
 
 def parse_manifest(text: str, source_name: str, *, base_dir: Path | None = None) -> Manifest:
-    """Validate manifest ``text``; errors are reported against ``source_name``.
+    """Validate manifest ``text``; errors (all of them, one per line) name ``source_name``.
 
     With ``base_dir`` app paths are resolved against it and must exist inside
-    it; without, they are only checked not to climb out of it.
+    it, and app folders are searched for requirements and a Procfile; without,
+    paths are only checked not to climb out of it.
     """
     reader = _Reader(source_name, base_dir)
     try:
@@ -111,166 +180,225 @@ def parse_manifest(text: str, source_name: str, *, base_dir: Path | None = None)
         raise ManifestError(f"{source_name}: invalid YAML: {error}") from None
     if root is None:
         raise ManifestError(f"{source_name}: the manifest is empty; it needs 'applications:'")
-    top = reader.mapping(_At(root, ""), ("applications",))
+    apps: list[AppSpec] = []
+    reader.attempt(None, _read_apps, reader, root, apps)
+    if reader.errors:
+        raise ManifestError("\n".join(reader.errors))
+    return Manifest(
+        source_name, tuple(apps), tuple(dict.fromkeys(reader.ignored)), dict(reader.entries)
+    )
+
+
+def _read_apps(reader: _Reader, root: Node, apps: list[AppSpec]) -> None:
+    """Append the apps of the manifest ``root`` to ``apps``, recording every error on the way."""
+    top = reader.mapping(At(root, ""), ("applications", "version"))
+    if "version" in top:
+        reader.attempt(None, reader.version, top["version"])
     if "applications" not in top:
-        reader.fail(_At(root, "applications"), "missing; list the apps under 'applications:'")
+        reader.fail(At(root, "applications"), "missing; list the apps under 'applications:'")
     items = reader.sequence(top["applications"], "a list of apps")
     if not items:
         reader.fail(top["applications"], "lists no apps")
-    apps: list[AppSpec] = []
     for item in items:
-        app = reader.app(item)
-        for other in apps:
-            if other.name == app.name:
-                reader.fail(
-                    reader.mapping(item, _APP_KEYS)["name"],
-                    f"{app.name!r} is already the name of the app on line {other.line}",
-                )
-        apps.append(app)
-    return Manifest(source_name, tuple(apps))
+        found: list[tuple[AppSpec, At]] = reader.attempt([], reader.app, item)
+        for app, at in found:
+            reader.attempt(None, _unique, reader, apps, app, at)
+            apps.append(app)
 
 
-class _At(NamedTuple):
-    """A YAML node and the field path that leads to it (``applications[1].instances``)."""
-
-    node: Node
-    field: str
-
-    def item(self, index: int) -> _At:
-        return _At(self.node.value[index], f"{self.field}[{index}]")
+def _unique(reader: _Reader, apps: list[AppSpec], app: AppSpec, at: At) -> None:
+    for other in apps:
+        if other.name == app.name:
+            reader.fail(at, f"{app.name!r} is already the name of the app on line {other.line}")
 
 
-class _Reader:
-    """Walks the composed YAML nodes, so every value still knows where it was written."""
+class _Reader(NodeReader):
+    """Walks the composed YAML nodes, so every value still knows where it was written.
+
+    An error is recorded and the value it concerns dropped (:meth:`attempt`), so one
+    pass reports every mistake of the manifest.
+    """
 
     def __init__(self, source: str, base_dir: Path | None) -> None:
-        self.source = source
+        super().__init__(source)
         self.base_dir = base_dir
-        self.constructor = SafeConstructor()
-        self.flattened: dict[int, dict[str, _At]] = {}
+        self.ignored: list[str] = []
+        self.entries: dict[str, str] = {}
 
-    def fail(self, at: _At, message: str) -> NoReturn:
-        mark = at.node.start_mark
-        where = f"{self.source}:{mark.line + 1}:{mark.column + 1}:"
-        raise ManifestError(f"{where} {at.field}: {message}" if at.field else f"{where} {message}")
+    def version(self, at: At) -> None:
+        if self.scalar(at, "1") != 1:
+            self.fail(at, f"only manifest version 1 exists, got {self.got(at)}")
 
-    def got(self, at: _At) -> str:
-        if isinstance(at.node, MappingNode | SequenceNode):
-            return "a mapping" if isinstance(at.node, MappingNode) else "a list"
-        return "nothing" if at.node.tag == _TAG + "null" else repr(at.node.value)
-
-    def mapping(self, at: _At, allowed: tuple[str, ...]) -> dict[str, _At]:
-        """The keys of a mapping; duplicates and keys outside ``allowed`` (when given) fail."""
-        if not isinstance(at.node, MappingNode):
-            self.fail(at, f"expected a mapping, got {self.got(at)}")
-        if id(at.node) in self.flattened:  # the same node reached again through an alias
-            return self.flattened[id(at.node)]
-        name = f"{at.field}." if at.field else ""
-        own: dict[str, Node] = {}
-        for key, _ in at.node.value:
-            text = "<<" if key.tag == _TAG + "merge" else self.text(_At(key, at.field), "a key")
-            if text in own and text != "<<":
-                first = own[text].start_mark.line + 1
-                self.fail(_At(key, name + text), f"given twice (first on line {first})")
-            own[text] = key
-        try:  # YAML merge keys (<<: *defaults) are how CF manifests share settings
-            self.constructor.flatten_mapping(at.node)
-        except yaml.MarkedYAMLError as error:
-            self.fail(at, f"cannot merge: {error.problem}")
-        result: dict[str, _At] = {}
-        for key, value in at.node.value:  # merged pairs come first: the mapping's own keys win
-            text = self.text(_At(key, at.field), "a key")
-            if allowed and text not in allowed:
-                self.fail(_At(key, name + text), f"unknown key; valid keys: {', '.join(allowed)}")
-            result[text] = _At(value, name + text)
-        self.flattened[id(at.node)] = result
-        return result
-
-    def sequence(self, at: _At, what: str) -> list[_At]:
-        if not isinstance(at.node, SequenceNode):
-            self.fail(at, f"expected {what}, got {self.got(at)}")
-        return [at.item(index) for index in range(len(at.node.value))]
-
-    def scalar(self, at: _At, what: str) -> object:
-        if not isinstance(at.node, ScalarNode):
-            self.fail(at, f"expected {what}, got {self.got(at)}")
-        if at.node.tag == _TAG + "str":
-            return cast(str, at.node.value)
-        if at.node.tag not in (_TAG + "int", _TAG + "float", _TAG + "bool", _TAG + "null"):
-            self.fail(at, f"expected {what}, got a value tagged {at.node.tag}")
-        return cast(object, self.constructor.construct_object(at.node))
-
-    def text(self, at: _At, what: str = "text") -> str:
-        value = self.scalar(at, what)
-        if not isinstance(value, str):
-            self.fail(at, f"expected {what}, got {self.got(at)}; quote it")
-        if not value.strip():
-            self.fail(at, f"expected {what}, got an empty string")
-        return value
-
-    def number(self, at: _At, *, whole: bool) -> float:
-        what = "a whole number ≥ 0" if whole else "a number of seconds > 0"
-        value = self.scalar(at, what)
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, int | float)
-            or not math.isfinite(value)  # .nan and .inf would disable a health check's deadline
-            or (whole and (not isinstance(value, int) or value < 0))
-            or (not whole and value <= 0)
-        ):
-            self.fail(at, f"expected {what}, got {self.got(at)}")
-        return value
-
-    def app(self, at: _At) -> AppSpec:
-        keys = self.mapping(at, _APP_KEYS)
+    def app(self, at: At) -> list[tuple[AppSpec, At]]:
+        """The app an entry describes, and one more per extra ``processes`` type."""
+        keys = self.mapping(
+            at,
+            _APP_KEYS + _CF_KEYS + tuple(_IGNORED) + tuple(_REFUSED),
+            listed=(*_APP_KEYS, "or a Cloud Foundry attribute"),
+        )
+        self.ignored.extend(reason for key, reason in _IGNORED.items() if key in keys)
+        for key, why in _REFUSED.items():
+            if key in keys:
+                self.note(keys[key], why)
         if "name" not in keys:
             self.fail(at, "missing 'name'")
-        name = self.text(keys["name"], "an app name")
-        if not _NAME.fullmatch(name):
-            self.fail(keys["name"], f"{name!r} is not a valid app name; use 1-63 lower-case "
-                      "letters, digits and '-', starting and ending with a letter or digit "
-                      "(it becomes a host name)")  # fmt: skip
-        if ("model" in keys) == ("command" in keys):
-            self.fail(at, "give exactly one of 'model' (a model app) or 'command'")
+        name = self.attempt("", self.app_name, keys["name"])  # go on: report the rest too
+        processes: dict[str, dict[str, At]] = self.attempt({}, self.processes, keys)
+        web = processes.get("web", {})
         model = command = path = requirements = None
+        procfile: dict[str, str] = {}
         if "model" in keys:
+            if "command" in keys or processes:
+                self.fail(at, "give exactly one of 'model' (a model app) or 'command'")
             for extra in ("path", "requirements"):
                 if extra in keys:
-                    self.fail(keys[extra], "only for command apps; a model app runs its model")
-            model = self.model(keys["model"])
+                    self.note(keys[extra], "only for command apps; a model app runs its model")
+            model = self.attempt(None, self.model, keys["model"])
         else:
-            command = self.text(keys["command"], "a command line")
-            path = self.folder(keys.get("path") or _At(at.node, f"{at.field}.path"), "path" in keys)
+            given = "path" in keys
+            path = self.folder(keys.get("path") or At(at.node, f"{at.field}.path"), given)
+            procfile = self.procfile(at, path)
             if "requirements" in keys:
-                requirements = self.requirements(keys["requirements"], path)
-        routes = None
-        if "routes" in keys:
-            routes = tuple(map(self.route, self.sequence(keys["routes"], "a list of routes")))
-        return AppSpec(
+                requirements = self.attempt(None, self.requirements, keys["requirements"], path)
+            elif self.base_dir is not None:
+                requirements = detect_requirements(path)
+            if "command" in web:
+                command = self.text(web["command"], "a command line")
+            elif "command" in keys:
+                command = self.attempt("?", self.text, keys["command"], "a command line")
+            elif "web" in procfile:
+                command = procfile["web"]
+            elif not processes:
+                self.fail(at, "give exactly one of 'model' (a model app) or 'command' "
+                          "(or a Procfile with a 'web:' line in the app's folder)")  # fmt: skip
+        unbound: _Bound = ((), {})
+        bound = self.attempt(unbound, self.services, keys)
+        services, parameters = bound
+        spec = AppSpec(
             name=name,
             model=model,
             command=command,
             path=path,
             requirements=requirements,
-            instances=self.instances(keys["instances"]) if "instances" in keys else 1,
-            memory=self.size(keys["memory"]) if "memory" in keys else None,
-            env=self.env(keys["env"]) if "env" in keys else MappingProxyType({}),
-            routes=routes,
-            health_check=self.check(keys["health-check"]) if "health-check" in keys else _CHECK,
-            readiness_check=self.check(keys["readiness-check"])
-            if "readiness-check" in keys
-            else None,
-            services=self.services(keys["services"]) if "services" in keys else (),
+            env=self.attempt(_EMPTY, self.env, keys["env"]) if "env" in keys else _EMPTY,
+            routes=self.attempt(None, self.routes, keys, name),
+            readiness_check=self.attempt(None, self.readiness, keys),
+            services=services,
+            service_parameters=MappingProxyType(parameters),
             line=at.node.start_mark.line + 1,
+            **self.sizing({**keys, **web}),
         )
+        if not name:
+            return []
+        apps = [] if command is None and model is None else [(spec, keys["name"])]
+        for kind, entry in processes.items():
+            if kind == "web":
+                continue
+            if not _NAME.fullmatch(f"{name}-{kind}"):
+                self.note(entry["type"], f"the app {name}-{kind} it makes is not a valid name; "
+                          "keep the app's name and the type within 63 characters")  # fmt: skip
+                continue
+            if "command" not in entry and kind not in procfile:
+                self.note(entry["type"], f"process {kind!r} needs 'command' (or a Procfile line "
+                          f"'{kind}: ...')")  # fmt: skip
+                continue
+            worker = AppSpec(
+                name=f"{name}-{kind}",
+                command=self.text(entry["command"], "a command line")
+                if "command" in entry
+                else procfile[kind],
+                path=path,
+                requirements=requirements,
+                env=spec.env,
+                routes=(),  # as in Cloud Foundry, only the web process is routed
+                services=services,
+                service_parameters=spec.service_parameters,
+                line=entry["type"].node.start_mark.line + 1,
+                **self.sizing(entry),
+            )
+            apps.append((worker, entry["type"]))
+            self.entries[worker.name] = name
+        return apps
 
-    def instances(self, at: _At) -> int:
+    def app_name(self, at: At) -> str:
+        name = self.text(at, "an app name")
+        if not _NAME.fullmatch(name):
+            self.fail(at, f"{name!r} is not a valid app name; use 1-63 lower-case "
+                      "letters, digits and '-', starting and ending with a letter or digit "
+                      "(it becomes a host name)")  # fmt: skip
+        return name
+
+    def sizing(self, keys: Mapping[str, At]) -> dict[str, Any]:
+        """``instances``, ``memory``, ``disk`` and the health check of an app or a process."""
+        result: dict[str, Any] = {}
+        if "instances" in keys:
+            result["instances"] = self.attempt(1, self.instances, keys["instances"])
+        for size, names in (("memory", ("memory",)), ("disk", ("disk_quota", "disk-quota"))):
+            for key in names:
+                if key in keys:
+                    result[size] = self.attempt(None, self.size, keys[key])
+        result["health_check"] = self.attempt(_CHECK, self.liveness, keys)
+        return result
+
+    def liveness(self, keys: Mapping[str, At]) -> HealthCheckSpec:
+        return self.either(keys, "health-check", "health-check") or _CHECK
+
+    def readiness(self, keys: Mapping[str, At]) -> HealthCheckSpec | None:
+        return self.either(keys, "readiness-check", "readiness-health-check")
+
+    def either(self, keys: Mapping[str, At], block: str, prefix: str) -> HealthCheckSpec | None:
+        """A check from Conveyor's ``block`` or from CF's ``<prefix>-*`` keys (not both)."""
+        cf = {ours: keys[f"{prefix}-{theirs}"] for theirs, ours in _CF_CHECK.items()
+              if f"{prefix}-{theirs}" in keys}  # fmt: skip
+        if "timeout" in keys and block == "health-check":  # CF: seconds to the first pass
+            cf["timeout"] = keys["timeout"]
+        if block in keys:
+            if cf:
+                self.fail(next(iter(cf.values())), f"give either a '{block}:' block or Cloud "
+                          f"Foundry's {prefix}-* keys, not both")  # fmt: skip
+            return self.check(keys[block])
+        return self.check_keys(cf, cf=True) if cf else None
+
+    def processes(self, keys: Mapping[str, At]) -> dict[str, dict[str, At]]:
+        """Cloud Foundry's ``processes``: each type's keys, by type."""
+        if "processes" not in keys:
+            return {}
+        result: dict[str, dict[str, At]] = {}
+        for item in self.sequence(keys["processes"], "a list of processes"):
+            entry = self.attempt(None, self.mapping, item, _PROCESS_KEYS)
+            if entry is None:
+                continue
+            if "type" not in entry:
+                self.note(item, "missing 'type' (web, worker ...)")
+                continue
+            kind = self.attempt("", self.text, entry["type"], "a type")
+            if kind and not _NAME.fullmatch(kind):
+                self.note(entry["type"], f"{kind!r} is not a valid process type; use "
+                          "lower-case letters, digits and '-'")  # fmt: skip
+            elif kind in result:
+                self.note(entry["type"], f"process type {kind!r} is given twice")
+            elif kind:
+                if "log-rate-limit-per-second" in entry:
+                    self.ignored.append(_IGNORED["log-rate-limit-per-second"])
+                result[kind] = entry
+        return result
+
+    def procfile(self, at: At, folder: Path) -> dict[str, str]:
+        if self.base_dir is None:
+            return {}
+        try:
+            return read_procfile(folder)
+        except ManifestError as error:
+            self.note(at, str(error))
+            return {}
+
+    def instances(self, at: At) -> int:
         count = int(self.number(at, whole=True))
         if not 0 <= count <= MAX_INSTANCES:
             self.fail(at, f"expected 0 to {MAX_INSTANCES} instances, got {count}")
         return count
 
-    def model(self, at: _At) -> str:
+    def model(self, at: At) -> str:
         uri = self.text(at, "a model reference")
         if uri.startswith("run:"):
             run_id, sep, model_name = uri[4:].partition("/")
@@ -284,7 +412,7 @@ class _Reader:
             self.fail(at, f"no model file or folder {str(target)!r}")
         return str(target.resolve())
 
-    def folder(self, at: _At, given: bool) -> Path:
+    def folder(self, at: At, given: bool) -> Path:
         raw = self.text(at, "a folder") if given else "."  # else `at` is the app, for messages
         if self.base_dir is None:
             if PurePosixPath(raw).is_absolute() or ".." in PurePosixPath(raw).parts:
@@ -299,7 +427,7 @@ class _Reader:
             self.fail(at, f"{raw!r} is not an existing folder (looked for {str(target)!r})")
         return target
 
-    def requirements(self, at: _At, folder: Path) -> PurePosixPath:
+    def requirements(self, at: At, folder: Path) -> PurePosixPath:
         raw = self.text(at, "a requirements file")
         relative = PurePosixPath(raw)
         if relative.is_absolute() or ".." in relative.parts:
@@ -315,50 +443,86 @@ class _Reader:
                 self.fail(at, f"no file {raw!r} in {str(folder)!r}")
         return relative
 
-    def size(self, at: _At) -> int:
-        value = self.scalar(at, "a size like 512M or 1G")
-        match = _SIZE.fullmatch(value.strip()) if isinstance(value, str) else None
-        if match is None or float(match[1]) <= 0:
-            unit = "; add a unit (K, M or G)" if type(value) is int else ""
-            self.fail(at, f"expected a size like 512M or 1G, got {self.got(at)}{unit}")
-        return int(float(match[1]) * _UNITS[match[2].upper()])
-
-    def env(self, at: _At) -> Mapping[str, str]:
+    def env(self, at: At) -> Mapping[str, str]:
         result: dict[str, str] = {}
         for key, value in self.mapping(at, ()).items():
             if not ENV_KEY.fullmatch(key):
                 node = next(k for k, _ in at.node.value if k.value == key)  # point at the key
-                self.fail(_At(node, value.field), "not a variable name; use A-Z, 0-9 and '_'")
-            if not isinstance(value.node, ScalarNode) or value.node.tag == _TAG + "null":
-                self.fail(value, f"expected text, a number or true/false, got {self.got(value)}"
+                self.note(At(node, value.field), "not a variable name; use A-Z, 0-9 and '_'")
+            elif not isinstance(value.node, ScalarNode) or value.node.tag == TAG + "null":
+                self.note(value, f"expected text, a number or true/false, got {self.got(value)}"
                           "; write '' for an empty value")  # fmt: skip
-            result[key] = value.node.value  # as written: `yes` stays yes, 1.10 stays 1.10
+            else:
+                result[key] = value.node.value  # as written: `yes` stays yes, 1.10 stays 1.10
         return MappingProxyType(result)
 
-    def route(self, at: _At) -> RouteSpec:
+    def routes(self, keys: Mapping[str, At], name: str) -> tuple[RouteSpec, ...] | None:
+        """``routes``, or what ``no-route`` / ``random-route`` make of none (None: the default)."""
+        routes = None
+        if "routes" in keys:
+            items = self.sequence(keys["routes"], "a list of routes")
+            found = [self.attempt(None, self.route, item) for item in items]
+            routes = tuple(route for route in found if route is not None)
+        if "default-route" in keys:  # CF's default too: a route when none is listed
+            self.flag(keys["default-route"])
+        if "no-route" in keys and self.flag(keys["no-route"]):
+            if routes:
+                self.fail(keys["no-route"], "contradicts the 'routes' listed; remove one")
+            return ()
+        if "random-route" in keys and self.flag(keys["random-route"]) and routes is None:
+            # Stable for one checkout, so a second push keeps the route, as CF's does.
+            seed = f"{self.base_dir.resolve() if self.base_dir else ''}:{name}"
+            return (RouteSpec(host=f"{name[:50]}-{_digest(seed)}.localhost"),)
+        return routes
+
+    def route(self, at: At) -> RouteSpec:
         keys = self.mapping(at, _ROUTE_KEYS)
         host = path = None
+        if "protocol" in keys:
+            protocol = self.text(keys["protocol"], "http1, http2 or tcp")
+            if protocol == "tcp":
+                self.fail(keys["protocol"], "TCP routes are not supported; the router speaks HTTP")
+            if protocol != "http1":
+                self.ignored.append(f"routes protocol {protocol} (the router speaks HTTP/1.1)")
+        if "route" in keys:
+            for other in ("host", "path"):
+                if other in keys:
+                    self.fail(keys[other], "give either 'route' or 'host'/'path', not both")
+            text = self.text(keys["route"], "a route like host.domain/path")
+            host, slash, rest = text.partition("/")
+            if ":" in host:
+                self.fail(keys["route"], f"{text!r} has a port: TCP routes are not supported")
+            host = self.host(keys["route"], host)
+            path = self.path(keys["route"], slash + rest) if slash else None
         if "host" in keys:
-            host = self.text(keys["host"], "a host name").lower()
-            if len(host) > 253 or not all(_NAME.fullmatch(label) for label in host.split(".")):
-                self.fail(keys["host"], f"{host!r} is not a valid host name")
+            host = self.host(keys["host"], self.text(keys["host"], "a host name"))
         if "path" in keys:
-            path = self.text(keys["path"], "a path")
-            if not _PATH.fullmatch(path):
-                self.fail(keys["path"], f"{path!r} must start with '/' and not end with one, "
-                          "without spaces, '?' or '#' (for example /iris)")  # fmt: skip
+            path = self.path(keys["path"], self.text(keys["path"], "a path"))
         if host is None and path is None:
             self.fail(at, "a route needs a host, a path or both")
         flag = keys.get("strip-prefix")
-        strip = self.scalar(flag, "true or false") if flag else False
-        if flag and not isinstance(strip, bool):
-            self.fail(flag, f"expected true or false, got {self.got(flag)}")
-        return RouteSpec(host=host, path=path, strip_prefix=bool(strip))
+        return RouteSpec(host=host, path=path, strip_prefix=self.flag(flag) if flag else False)
 
-    def check(self, at: _At) -> HealthCheckSpec:
-        keys = self.mapping(at, _CHECK_KEYS)
+    def host(self, at: At, host: str) -> str:
+        host = host.lower()
+        if len(host) > 253 or not all(_NAME.fullmatch(label) for label in host.split(".")):
+            self.fail(at, f"{host!r} is not a valid host name")
+        return host
+
+    def path(self, at: At, path: str) -> str:
+        if not _PATH.fullmatch(path):
+            self.fail(at, f"{path!r} must start with '/' and not end with one, "
+                      "without spaces, '?' or '#' (for example /iris)")  # fmt: skip
+        return path
+
+    def check(self, at: At) -> HealthCheckSpec:
+        return self.check_keys(self.mapping(at, _CHECK_KEYS))
+
+    def check_keys(self, keys: Mapping[str, At], *, cf: bool = False) -> HealthCheckSpec:
         types = ", ".join(CHECK_TYPES[:-1]) + f" or {CHECK_TYPES[-1]}"
         kind = self.text(keys["type"], types) if "type" in keys else "port"
+        if cf and kind == "none":  # CF's older name for a process check
+            kind = "process"
         if kind not in CHECK_TYPES:
             self.fail(keys["type"], f"expected {types}, got {kind!r}")
         endpoint = "/"
@@ -369,19 +533,53 @@ class _Reader:
             endpoint = self.text(keys["endpoint"], "a path")
             if not endpoint.startswith("/"):
                 self.fail(keys["endpoint"], f"{endpoint!r} must start with '/'")
-        timeout, interval = (
+        timeout, interval, invocation = (
             float(self.number(keys[key], whole=False)) if key in keys else default
-            for key, default in (("timeout", _CHECK.timeout), ("interval", _CHECK.interval))
+            for key, default in (
+                ("timeout", _CHECK.timeout),
+                ("interval", _CHECK.interval),
+                ("invocation-timeout", _CHECK.invocation_timeout),
+            )
         )
-        return HealthCheckSpec(cast(CheckType, kind), endpoint, timeout, interval)
+        return HealthCheckSpec(cast(CheckType, kind), endpoint, timeout, interval, invocation)
 
-    def services(self, at: _At) -> tuple[str, ...]:
+    def services(self, keys: Mapping[str, At]) -> _Bound:
+        """Service names (written as names or as CF's mappings) and their binding parameters."""
+        if "services" not in keys:
+            return (), {}
         names: list[str] = []
-        for item in self.sequence(at, "a list of service names"):
-            service = self.text(item, "a service name")
-            if not SERVICE_NAME.fullmatch(service):
-                self.fail(item, f"{service!r} is not a valid service name")
-            if service in names:
-                self.fail(item, f"{service!r} is listed twice")
-            names.append(service)
-        return tuple(names)
+        parameters: dict[str, Mapping[str, Any]] = {}
+        for item in self.sequence(keys["services"], "a list of service names"):
+            entry = item
+            if isinstance(item.node, MappingNode):
+                fields = self.mapping(item, _SERVICE_KEYS)
+                if "name" not in fields:
+                    self.note(item, "missing 'name'")
+                    continue
+                entry = fields["name"]
+                if "binding_name" in fields:
+                    self.ignored.append("services binding_name")
+            service = self.attempt("", self.text, entry, "a service name")
+            if service and not SERVICE_NAME.fullmatch(service):
+                self.note(entry, f"{service!r} is not a valid service name")
+            elif service in names:
+                self.note(entry, f"{service!r} is listed twice")
+            elif service:
+                names.append(service)
+                if entry is not item and "parameters" in fields:
+                    parameters[service] = self.attempt({}, self.parameters, fields["parameters"])
+        return tuple(names), parameters
+
+    def parameters(self, at: At) -> Mapping[str, Any]:
+        if not isinstance(at.node, MappingNode):
+            self.fail(at, f"expected a mapping, got {self.got(at)}")
+        try:
+            value = self.constructor.construct_object(at.node, deep=True)
+            json.dumps(value, allow_nan=False)
+        except (yaml.YAMLError, TypeError, ValueError) as error:
+            self.fail(at, f"expected JSON-like values (text, numbers, lists, mappings): {error}")
+        return MappingProxyType(dict(value))
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:8]

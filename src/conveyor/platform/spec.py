@@ -108,19 +108,25 @@ class HealthCheckSpec:
     endpoint: str = "/"
     timeout: _SECONDS = 60.0
     interval: _SECONDS = 10.0
+    #: How long one probe may take (Cloud Foundry's ``health-check-invocation-timeout``).
+    invocation_timeout: _SECONDS = 1.0
 
     def __post_init__(self) -> None:
         check_type(self.type)
         if not self.endpoint.startswith("/"):
             raise ValueError(f"health-check endpoint {self.endpoint!r} must start with '/'")
-        if not (self.timeout > 0 and self.interval > 0):
-            raise ValueError("health-check timeout and interval must be positive seconds")
+        if not (self.timeout > 0 and self.interval > 0 and self.invocation_timeout > 0):
+            raise ValueError(
+                "health-check timeout, interval and invocation timeout must be positive seconds"
+            )
 
     def to_check(self) -> HealthCheck:
         """The supervisor's definition of this check."""
         from conveyor.platform.health import HealthCheck
 
-        return HealthCheck(self.type, self.endpoint, self.timeout, self.interval)
+        return HealthCheck(
+            self.type, self.endpoint, self.timeout, self.interval, self.invocation_timeout
+        )
 
 
 _CHECK = HealthCheckSpec()
@@ -149,12 +155,16 @@ class AppSpec:
     requirements: PurePosixPath | None = None
     instances: Annotated[int, _Bounds(ge=0, le=MAX_INSTANCES)] = 1
     memory: Annotated[int, _Bounds(gt=0)] | None = None
+    #: Disk an instance may fill, in bytes (recorded and told to the app, not enforced).
+    disk: Annotated[int, _Bounds(gt=0)] | None = None
     env: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
     routes: tuple[RouteSpec, ...] | None = None
     health_check: HealthCheckSpec = _CHECK
     #: Checked all along: failing takes the instance out of routing, without a restart.
     readiness_check: HealthCheckSpec | None = None
     services: tuple[str, ...] = ()
+    #: Binding parameters by service: they join that service's credentials for this app.
+    service_parameters: Mapping[str, Mapping[str, Any]] = field(default_factory=lambda: _EMPTY)
     kind: Annotated[str, _Checked(_known_kind)] = ""
     options: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
     #: Line of the manifest where this app starts, for later messages (route taken, ...).
@@ -175,6 +185,9 @@ class AppSpec:
         for service in self.services:
             if not SERVICE_NAME.fullmatch(service):
                 raise ValueError(f"{service!r} is not a valid service name")
+        for service in self.service_parameters:
+            if service not in self.services:
+                raise ValueError(f"parameters for {service!r}, which the app is not bound to")
 
     @property
     def default_health(self) -> bool:
@@ -191,6 +204,7 @@ class AppSpec:
             "requirements": None if self.requirements is None else str(self.requirements),
             "instances": self.instances,
             "memory": self.memory,
+            "disk": self.disk,
             "env": dict(self.env),
             "routes": None if self.routes is None else [_route_json(r) for r in self.routes],
             "health_check": _check_json(self.health_check),
@@ -198,6 +212,7 @@ class AppSpec:
             if self.readiness_check is None
             else _check_json(self.readiness_check),
             "services": list(self.services),
+            "service_parameters": {k: dict(v) for k, v in self.service_parameters.items()},
             "options": dict(self.options),
         }
 
@@ -221,6 +236,7 @@ class AppSpec:
             requirements=None if requirements is None else PurePosixPath(requirements),
             instances=int(data.get("instances", 1)),
             memory=data.get("memory"),
+            disk=data.get("disk"),
             env=dict(data.get("env") or {}),
             routes=None
             if data.get("routes") is None
@@ -228,6 +244,7 @@ class AppSpec:
             health_check=_CHECK if not check else HealthCheckSpec(**check),
             readiness_check=None if not ready else HealthCheckSpec(**ready),
             services=tuple(data.get("services") or ()),
+            service_parameters=dict(data.get("service_parameters") or {}),
             options={**legacy, **(data.get("options") or {})},
         )
 
@@ -242,4 +259,5 @@ def _check_json(check: HealthCheckSpec) -> dict[str, Any]:
         "endpoint": check.endpoint,
         "timeout": check.timeout,
         "interval": check.interval,
+        "invocation_timeout": check.invocation_timeout,
     }

@@ -37,6 +37,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from conveyor.platform.backoff import CrashBackoff
+from conveyor.platform.cfenv import cf_instance_environment
 from conveyor.platform.clock import Clock, SystemClock, race_deadline
 from conveyor.platform.errors import PlatformError, SpawnError
 from conveyor.platform.health import HealthCheck, HealthProbe, NetworkProbe
@@ -342,6 +343,7 @@ class Supervisor:
             **spec.env,
             "PORT": str(instance.port),
             "CONVEYOR_INSTANCE_INDEX": str(instance.index),
+            **cf_instance_environment(instance.index, instance.port),
         }
         buffer = self.logs(spec.app)
 

@@ -67,6 +67,14 @@ def _packages(store: BlobStore, run: RunRecord) -> dict[str, str]:
     return {p["name"]: p["version"] + (f" ({p['url']})" if "url" in p else "") for p in listing}
 
 
+def _blas(run: RunRecord) -> Any:
+    """The run's BLAS libraries in one order: they are listed in load order, which varies."""
+    libraries = run.environment.get("blas")
+    if not isinstance(libraries, list):
+        return libraries
+    return sorted(libraries, key=lambda lib: json.dumps(lib, sort_keys=True, default=str))
+
+
 def _code_files(store: BlobStore, run: RunRecord) -> dict[str, str]:
     digest = run.code.get("snapshot")
     if not digest:
@@ -107,9 +115,10 @@ def diff_runs(a: RunRecord, b: RunRecord, store: BlobStore) -> list[Section]:
                 )
     sections.append(code)
     sections.append(_changed("Packages", _packages(store, a), _packages(store, b)))
-    env_keys = ("python", "implementation", "threads", "variables", "blas")
+    env_keys = ("python", "implementation", "threads", "variables")
     env_a = {k: a.environment.get(k) for k in env_keys}
     env_b = {k: b.environment.get(k) for k in env_keys}
+    env_a["blas"], env_b["blas"] = _blas(a), _blas(b)
     env_a["cpu"] = a.environment.get("host", {}).get("cpu", {}).get("model")
     env_b["cpu"] = b.environment.get("host", {}).get("cpu", {}).get("model")
     env_a["host"], env_b["host"] = a.host, b.host
