@@ -14,7 +14,8 @@ from tests.conftest import require_service
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 RABBIT_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
-BINDERS = ["embedded", "redis", "rabbitmq"]
+NATS_URL = "nats://127.0.0.1:4222"
+BINDERS = ["embedded", "redis", "rabbitmq", "nats"]
 
 
 def binder_url(kind: str, tmp_path: Path, lease: float = 1.0) -> str:
@@ -25,6 +26,9 @@ def binder_url(kind: str, tmp_path: Path, lease: float = 1.0) -> str:
     if kind == "rabbitmq":
         require_service("RabbitMQ", "127.0.0.1", 5672)
         return RABBIT_URL
+    if kind == "nats":
+        require_service("NATS", "127.0.0.1", 4222)
+        return f"{NATS_URL}?lease={lease}"
     return f"embedded://{tmp_path / 'streams.db'}?lease={lease}"
 
 

@@ -5,10 +5,11 @@
 - ``embedded`` or ``embedded:///path/to/log.db`` (default file ``$CONVEYOR_HOME/streams.db``)
 - ``redis://host:port/db``
 - ``amqp://user:password@host:port/vhost`` (RabbitMQ)
+- ``nats://host:4222`` (NATS JetStream)
 
 A ``lease=<seconds>`` query parameter sets how long a consumer may hold an
 unacknowledged batch before the group hands it to another consumer
-(embedded and Redis; RabbitMQ requeues when the connection drops).
+(embedded, Redis and NATS; RabbitMQ requeues when the connection drops).
 """
 
 from __future__ import annotations
@@ -71,9 +72,12 @@ def open_binder(url: str, settings: Settings) -> Binder:
         from conveyor.streams.binders.rabbitmq import RabbitBinder
 
         return _imported("rabbitmq", lambda: RabbitBinder(_without_lease(url)))
+    if scheme in ("nats", "tls"):
+        lease = _lease(query, url)
+        return _imported("nats", lambda: _nats(_without_lease(url), lease))
     raise BinderError(
-        f"unknown binder {url!r}; use 'embedded', 'redis://host:port/0' or "
-        "'amqp://user:password@host:port/vhost'"
+        f"unknown binder {url!r}; use 'embedded', 'redis://host:port/0', "
+        "'amqp://user:password@host:port/vhost' or 'nats://host:4222'"
     )
 
 
@@ -81,6 +85,12 @@ def _without_lease(url: str) -> str:
     parts = urlsplit(url)
     query = [(k, v) for k, vs in parse_qs(parts.query).items() if k != "lease" for v in vs]
     return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+def _nats(url: str, lease: float) -> Binder:
+    from conveyor.streams.binders.nats import NatsBinder
+
+    return NatsBinder(url, lease=lease)
 
 
 def _imported(extra: str, make: Callable[[], Binder]) -> Binder:
