@@ -5,11 +5,13 @@
 - ``embedded`` or ``embedded:///path/to/log.db`` (default file ``$CONVEYOR_HOME/streams.db``)
 - ``redis://host:port/db``
 - ``amqp://user:password@host:port/vhost`` (RabbitMQ)
+- ``kafka://host:9092[,host2:9092]?partitions=3&acks=all&...`` (client settings as query)
 - ``nats://host:4222`` (NATS JetStream)
 
 A ``lease=<seconds>`` query parameter sets how long a consumer may hold an
 unacknowledged batch before the group hands it to another consumer
-(embedded, Redis and NATS; RabbitMQ requeues when the connection drops).
+(embedded, Redis and NATS; RabbitMQ requeues when the connection drops,
+Kafka hands a dead consumer's partitions over after its session timeout).
 """
 
 from __future__ import annotations
@@ -72,12 +74,14 @@ def open_binder(url: str, settings: Settings) -> Binder:
         from conveyor.streams.binders.rabbitmq import RabbitBinder
 
         return _imported("rabbitmq", lambda: RabbitBinder(_without_lease(url)))
+    if scheme == "kafka":
+        return _imported("kafka", lambda: _kafka(url))
     if scheme in ("nats", "tls"):
         lease = _lease(query, url)
         return _imported("nats", lambda: _nats(_without_lease(url), lease))
     raise BinderError(
         f"unknown binder {url!r}; use 'embedded', 'redis://host:port/0', "
-        "'amqp://user:password@host:port/vhost' or 'nats://host:4222'"
+        "'amqp://user:password@host:port/vhost', 'kafka://host:9092' or 'nats://host:4222'"
     )
 
 
@@ -85,6 +89,12 @@ def _without_lease(url: str) -> str:
     parts = urlsplit(url)
     query = [(k, v) for k, vs in parse_qs(parts.query).items() if k != "lease" for v in vs]
     return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+def _kafka(url: str) -> Binder:
+    from conveyor.streams.binders.kafka import KafkaBinder
+
+    return KafkaBinder(url)
 
 
 def _nats(url: str, lease: float) -> Binder:
