@@ -65,37 +65,54 @@ class NatsBinder:
         self._missing: tuple[type[Exception], ...] = (nats.js.errors.NotFoundError,)
         self._errors: tuple[type[Exception], ...] = (nats.errors.Error, OSError)
         self._provisioned: set[tuple[str, str | None]] = set()
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(
-            target=self._loop.run_forever, name="conveyor-nats", daemon=True
-        )
-        self._thread.start()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._nc: Any = None
+        self._open()
+
+    def _open(self) -> None:
+        """Start the client's loop and connect; BinderError naming the URL when it fails."""
+        if self._loop is None:
+            self._loop = asyncio.new_event_loop()
+            self._thread = threading.Thread(
+                target=self._loop.run_forever, name="conveyor-nats", daemon=True
+            )
+            self._thread.start()
         try:
-            self._nc = self.call(f"connect to {url}", self._connect(url), timeout=15.0)
+            self._nc = self._run(f"connect to {self.url}", self._connect(self.url), 15.0)
         except BinderError as exc:
             self._stop_loop()
             cause = exc.__cause__
             reason = "no answer in 15s" if isinstance(cause, TimeoutError) else repr(cause)
             raise BinderError(
-                f"nats binder: cannot reach {url}: {reason}; is the server up, with JetStream on?"
+                f"nats binder: cannot reach {self.url}: {reason}; "
+                "is the server up, with JetStream on?"
             ) from exc
         self.js = self._nc.jetstream(timeout=_CALL_TIMEOUT)
 
     async def _connect(self, url: str) -> Any:
-        servers = url.split("?", 1)[0].split(",")
-        # A few quick attempts, then an error: the stream runtime reconnects with backoff
-        # itself, and a deploy must learn soon that the server does not answer.
-        return await self._nats.connect(
-            servers=servers,
-            connect_timeout=3,
-            max_reconnect_attempts=2,
-            reconnect_time_wait=0.5,
-            allow_reconnect=True,
-            error_cb=self._ignore,
-            disconnected_cb=self._quiet,
-            reconnected_cb=self._quiet,
-            closed_cb=self._quiet,
-        )
+        from nats.aio.client import Client
+
+        client = Client()
+        try:
+            # No reconnecting inside the client: a dropped connection fails the next call,
+            # and the stream runtime reopens the binder with its own backoff (as with Redis).
+            await client.connect(
+                servers=url.split("?", 1)[0].split(","),
+                connect_timeout=3,
+                allow_reconnect=False,
+                error_cb=self._ignore,
+                disconnected_cb=self._quiet,
+                reconnected_cb=self._quiet,
+                closed_cb=self._quiet,
+            )
+        except BaseException:
+            # nats-py leaves the socket of a failed attempt open.
+            transport = getattr(client, "_transport", None)
+            if transport is not None:
+                transport.close()
+            raise
+        return client
 
     @staticmethod
     async def _ignore(exc: Exception) -> None:
@@ -106,7 +123,21 @@ class NatsBinder:
         """The default callbacks print; the calls report what matters."""
 
     def call(self, what: str, coro: Coroutine[Any, Any, T], timeout: float = _CALL_TIMEOUT) -> T:
-        """Run ``coro`` on the client's loop and wait for it, translating errors to BinderError."""
+        """Run ``coro`` on the client's loop and wait for it, translating errors to BinderError.
+
+        A binder whose connection was closed (or dropped) connects again first, as the
+        other binders' clients do, so the stream runtime can keep using it.
+        """
+        if self._nc is None or self._nc.is_closed:
+            try:
+                self._open()
+            except BinderError:
+                coro.close()
+                raise
+        return self._run(what, coro, timeout)
+
+    def _run(self, what: str, coro: Coroutine[Any, Any, T], timeout: float) -> T:
+        assert self._loop is not None
         future = asyncio.run_coroutine_threadsafe(coro, self._loop)
         try:
             return future.result(timeout)
@@ -188,15 +219,20 @@ class NatsBinder:
         return self.call(f"lag of {destination}", self._lag(destination, group))
 
     def close(self) -> None:
-        with contextlib.suppress(BinderError):
-            self.call("close", self._nc.close(), timeout=10.0)
+        if self._nc is not None and not self._nc.is_closed:
+            with contextlib.suppress(BinderError):
+                self._run("close", self._nc.close(), 10.0)
+        self._nc = None
         self._stop_loop()
 
     def _stop_loop(self) -> None:
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10.0)
-        if not self._thread.is_alive():
-            self._loop.close()
+        loop, thread, self._loop, self._thread = self._loop, self._thread, None, None
+        if loop is None or thread is None:
+            return
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10.0)
+        if not thread.is_alive():
+            loop.close()
 
 
 class NatsConsumer:
