@@ -37,6 +37,7 @@ A user name in the URL means SASL PLAIN unless other settings say otherwise.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -370,8 +371,12 @@ class KafkaConsumer:
         self._marker: Any = None  # a consumer of "<group>.delivered", made on first use
         #: Per partition: records below this offset were delivered before (to anyone).
         self._delivered: dict[int, int] = {}
+        #: Per partition: the offset acknowledged last (committed asynchronously).
+        self._acked: dict[int, Any] = {}
         try:
-            self._consumer.subscribe([destination], on_assign=self._assigned)
+            self._consumer.subscribe(
+                [destination], on_assign=self._assigned, on_revoke=self._revoked
+            )
         except self._errors as exc:
             raise BinderError(f"kafka binder: cannot consume {destination}: {exc}") from exc
 
@@ -427,6 +432,7 @@ class KafkaConsumer:
         return Received(self.destination, messages, token, redelivered)
 
     def _commit(self, client: Any, offsets: list[Any], what: str) -> None:
+        """Commit and wait; a group that moved the partitions on is a warning, not an error."""
         try:
             client.commit(offsets=offsets, asynchronous=False)
         except self._errors as exc:
@@ -440,11 +446,28 @@ class KafkaConsumer:
                 return
             raise BinderError(f"kafka binder: {what} on {self.destination}: {error.str()}") from exc
 
+    def _revoked(self, _consumer: Any, parts: list[Any]) -> None:
+        """Before partitions go to another member: make sure what was acknowledged is committed."""
+        done = [self._acked.pop(p.partition) for p in parts if p.partition in self._acked]
+        if done:
+            self._commit(self._consumer, done, "commit before a rebalance")
+
     def ack(self, received: Received) -> None:
-        self._commit(self._consumer, received.token, "ack")
+        # Asynchronous: the commit is awaited when partitions are revoked (and on close), and
+        # a commit lost to a crash only means the batch is delivered again.
+        for part in received.token:
+            self._acked[part.partition] = part
+        try:
+            self._consumer.commit(offsets=received.token, asynchronous=True)
+        except self._errors as exc:
+            raise BinderError(f"kafka binder: ack on {self.destination}: {exc}") from exc
 
     def close(self) -> None:
         """Leave the group at once; what was not acknowledged goes to the other members."""
+        acked, self._acked = list(self._acked.values()), {}
+        if acked:
+            with contextlib.suppress(BinderError):
+                self._commit(self._consumer, acked, "commit on close")
         for client in (self._consumer, self._marker):
             if client is not None:
                 try:
