@@ -10,7 +10,8 @@ by any Kafka tool.
 Delivery is at-least-once: the producer is idempotent with ``acks=all`` and a
 publish returns once every record is acknowledged; a consumer commits a
 batch's offsets only when it is acknowledged, which the stream runtime does
-after the batch's output was published. Receive and acknowledge run on the
+after the batch's output was published. The commit is sent asynchronously and
+awaited before partitions are given up; receive and acknowledge run on the
 runtime's one thread, so when a rebalance (a scale, an update, a crash) takes
 partitions away, everything received before has been committed; a partition
 whose consumer died goes to another member after the session timeout
@@ -21,6 +22,10 @@ in sticky runs (``sticky`` messages, default 128, one partition each, the next
 run to the next partition), which keeps a run in order and still spreads a
 large batch over the group's consumers — the rule of Kafka's own sticky
 partitioner, counted in messages rather than bytes.
+
+A partitioned stream (``partition-key-expression``) uses the runtime's
+sub-destinations on every binder: partition ``i`` is the topic ``d-i``, read by
+instance ``i``, so one key always reaches one instance.
 
 Kafka has no "delivered before" flag: each consumer records how far it has
 received in a second group, ``<g>.delivered``, and reports records below that

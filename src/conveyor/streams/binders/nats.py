@@ -229,10 +229,20 @@ class NatsBinder:
         loop, thread, self._loop, self._thread = self._loop, self._thread, None, None
         if loop is None or thread is None:
             return
+        # Whatever a timed-out call left running ends here, not as "Task was destroyed".
+        with contextlib.suppress(Exception):
+            asyncio.run_coroutine_threadsafe(_cancel_pending(), loop).result(5.0)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(10.0)
         if not thread.is_alive():
             loop.close()
+
+
+async def _cancel_pending() -> None:
+    tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 class NatsConsumer:
