@@ -1,11 +1,13 @@
 """The Kafka binder (confluent-kafka): a topic per destination, a Kafka consumer group per group.
 
 A destination ``d`` is the topic ``d``, created with ``partitions`` partitions
-(URL query, default 1) when it is missing; group ``g`` is the Kafka consumer
-group ``g``, which starts at the beginning of a topic it has never read (as a
-Redis group does). The payload is the record's value (JSON) and every message
-header is a Kafka header (its JSON value), so the lineage headers can be read
-by any Kafka tool.
+(URL query, default 1) when it is missing; group ``g`` on it is the Kafka
+consumer group ``g.d``, which starts at the beginning of a topic it has never
+read (as a Redis group does). One Kafka group per stream *and* destination
+keeps each app's rebalances to itself: a crashed filter does not stop the sink
+of the same stream while the group waits for the dead member. The payload is
+the record's value (JSON) and every message header is a Kafka header (its
+JSON value), so the lineage headers can be read by any Kafka tool.
 
 Delivery is at-least-once: the producer is idempotent with ``acks=all`` and a
 publish returns once every record is acknowledged; a consumer commits a
@@ -28,7 +30,7 @@ sub-destinations on every binder: partition ``i`` is the topic ``d-i``, read by
 instance ``i``, so one key always reaches one instance.
 
 Kafka has no "delivered before" flag: each consumer records how far it has
-received in a second group, ``<g>.delivered``, and reports records below that
+received in a second group, ``g.d.delivered``, and reports records below that
 mark, after a rebalance, as redelivered.
 
 URL: ``kafka://[user:password@]host:9092[,host2:9092][?settings]``; settings
@@ -284,6 +286,7 @@ class KafkaBinder:
         return KafkaConsumer(self, destination, group, name)
 
     def consumer_conf(self, group: str, name: str) -> dict[str, Any]:
+        """Settings of a consumer in the Kafka group ``group`` (already ``<group>.<topic>``)."""
         lease_ms = int(float(self.settings["lease"]) * 1000)
         return {
             "group.id": group,
@@ -312,7 +315,8 @@ class KafkaBinder:
             return None
         from confluent_kafka import TopicPartition
 
-        reader = self.client(self._kafka.Consumer, self.consumer_conf(group, "conveyor-lag"))
+        conf = self.consumer_conf(f"{group}.{destination}", "conveyor-lag")
+        reader = self.client(self._kafka.Consumer, conf)
         try:
             parts = [TopicPartition(destination, p) for p in range(count)]
             committed = reader.committed(parts, timeout=self.timeout)
@@ -371,7 +375,7 @@ class KafkaConsumer:
         self.name = name
         self._errors = binder._kafka.KafkaException
         self._consumer: Any = binder.client(
-            binder._kafka.Consumer, binder.consumer_conf(group, name)
+            binder._kafka.Consumer, binder.consumer_conf(f"{group}.{destination}", name)
         )
         self._marker: Any = None  # a consumer of "<group>.delivered", made on first use
         #: Per partition: records below this offset were delivered before (to anyone).
@@ -387,7 +391,8 @@ class KafkaConsumer:
 
     def _marks(self) -> Any:
         if self._marker is None:
-            conf = self.binder.consumer_conf(f"{self.group}.delivered", f"{self.name}-marks")
+            kafka_group = f"{self.group}.{self.destination}.delivered"
+            conf = self.binder.consumer_conf(kafka_group, f"{self.name}-marks")
             self._marker = self.binder.client(self.binder._kafka.Consumer, conf)
         return self._marker
 
