@@ -34,6 +34,28 @@ def _port_open(host: str, port: int) -> bool:
         return False
 
 
+def kafka_url() -> str:
+    """The session's Kafka-protocol broker (Tansu, started on first use) as a binder URL."""
+    from tests import tansu
+
+    try:
+        return tansu.kafka_url()
+    except (ImportError, OSError, RuntimeError) as exc:
+        reason = f"cannot start Tansu (the Kafka-protocol broker of the tests): {exc}"
+        if os.environ.get("CONVEYOR_REQUIRE_SERVICES") == "1":
+            pytest.fail(f"{reason}, and CONVEYOR_REQUIRE_SERVICES=1 requires it")
+        pytest.skip(reason)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _stop_tansu() -> Iterator[None]:
+    """Stop the session's Tansu broker (by its pid) when the tests are done."""
+    yield
+    from tests import tansu
+
+    tansu.stop()
+
+
 def require_service(name: str, host: str, port: int) -> None:
     """Skip (or, when services are required, fail) unless host:port answers."""
     if _port_open(host, port):

@@ -14,8 +14,10 @@ client library (redis-py, pika) and the same guarantees. On both sides the
 generator starts once the middle app is ready (model loaded). Messages/s is
 counted at the sink from its first to its last message; latency is sink
 arrival minus the generator's timestamp (the generator runs flat out, so it
-includes queueing). Needs Redis on 127.0.0.1:6379 and RabbitMQ on
-127.0.0.1:5672 (guest/guest); a broker that does not answer is skipped.
+includes queueing). Needs Redis on 127.0.0.1:6379, RabbitMQ on
+127.0.0.1:5672 (guest/guest) and NATS with JetStream on 127.0.0.1:4222; a
+broker that does not answer is skipped. Kafka is the Tansu broker of the tests
+(tests/tansu.py, started on a free port) unless BENCH_KAFKA_URL names one.
 """
 
 from __future__ import annotations
@@ -44,10 +46,11 @@ URLS = {
     "embedded": "",
     "redis": "redis://127.0.0.1:6379/0",
     "rabbitmq": "amqp://guest:guest@127.0.0.1:5672/%2F",
+    "nats": "nats://127.0.0.1:4222",
 }
-PORTS = {"redis": 6379, "rabbitmq": 5672}
+PORTS = {"redis": 6379, "rabbitmq": 5672, "nats": 4222}
 #: Bound on one contender's run.
-DEADLINE = 300.0
+DEADLINE = float(os.environ.get("BENCH_DEADLINE", "300"))
 TREE = "sklearn.tree._tree.Tree"
 EXPRESSION = "{'seq': seq, 'key': key, 'amount2': amount * 2}"
 
@@ -222,8 +225,25 @@ def run_direct(
         cleanup_direct(binder, url, name)
 
 
+def kafka_url() -> str:
+    """BENCH_KAFKA_URL, or a Tansu broker (the tests' stand-in for Kafka) for this run."""
+    if os.environ.get("BENCH_KAFKA_URL"):
+        return os.environ["BENCH_KAFKA_URL"]
+    from tests import tansu
+
+    return tansu.kafka_url()
+
+
 def cleanup_direct(binder: str, url: str, name: str) -> None:
-    if binder == "redis":
+    if binder in ("kafka", "nats"):
+        b = open_binder(url, Settings.from_env({}))
+        for stage in ("gen", "transform"):
+            if binder == "kafka":
+                b.delete(f"direct.{name}.{stage}", [name])
+            else:  # the stream the direct loop made, by its own name
+                b.call("delete", b.js.delete_stream(f"direct-{name}-{stage}"))  # type: ignore[attr-defined]
+        b.close()
+    elif binder == "redis":
         import redis
 
         redis.Redis.from_url(url).delete(f"direct:{name}.gen", f"direct:{name}.transform")
@@ -242,7 +262,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.streams", description=__doc__)
     parser.add_argument("--count", type=int, default=20000)
     parser.add_argument("--batch", type=int, default=200)
-    parser.add_argument("--binders", default="embedded,redis,rabbitmq")
+    parser.add_argument("--binders", default="embedded,redis,rabbitmq,kafka,nats")
     parser.add_argument("--pipeline", choices=("transform", "score"), default="transform")
     args = parser.parse_args()
     rows: list[tuple[str, str, dict[str, Any]]] = []
@@ -257,7 +277,7 @@ def main() -> None:
                 continue
             work = Path(tmp) / binder
             work.mkdir()
-            url = URLS[binder]
+            url = kafka_url() if binder == "kafka" else URLS[binder]
             sizes = (args.count, args.batch, work, model)
             rows.append((binder, "conveyor", run_conveyor(binder, url, *sizes)))
             if binder != "embedded":
@@ -265,6 +285,9 @@ def main() -> None:
             if binder == "rabbitmq":
                 batched = run_direct(binder, url, *sizes, "-batch")
                 rows.append((binder, "direct, batch confirms", batched))
+    from tests import tansu
+
+    tansu.stop()
     # The ratio is against the best hand-written loop on the same broker.
     direct: dict[str, float] = {}
     for b, c, r in rows:

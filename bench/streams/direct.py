@@ -8,8 +8,11 @@ none of Conveyor's layers. Run by ``python -m bench.streams``::
     python -m bench.streams.direct BROKER gen|transform|sink URL NAME COUNT BATCH REPORT
 
 BROKER: ``redis``, ``rabbitmq`` (pika's blocking confirms: each publish waits
-for its own) or ``rabbitmq-batch`` (a batch published, then its confirms
-awaited together, as the Conveyor binder does).
+for its own), ``rabbitmq-batch`` (a batch published, then its confirms
+awaited together, as the Conveyor binder does), ``kafka`` (confluent-kafka:
+idempotent producer, a batch flushed with acks=all, offsets committed after
+the output is acknowledged) or ``nats`` (nats-py JetStream: a batch published
+asynchronously and its acks awaited, explicit acks of a pulled batch).
 """
 
 from __future__ import annotations
@@ -236,10 +239,121 @@ def rabbit_role(
             return
 
 
+def kafka_topics(url: str, name: str) -> tuple[str, str, str]:
+    """(bootstrap servers, input topic, middle topic), the topics created with one partition."""
+    from confluent_kafka.admin import AdminClient
+    from confluent_kafka.cimpl import NewTopic
+
+    servers = url.removeprefix("kafka://").split("?", 1)[0]
+    src, mid = f"direct.{name}.gen", f"direct.{name}.transform"
+    admin = AdminClient({"bootstrap.servers": servers})
+    # Only what is missing: Tansu adds a partition when asked to create a topic again.
+    missing = [t for t in (src, mid) if t not in admin.list_topics(timeout=10).topics]
+    if missing:
+        futures = admin.create_topics([NewTopic(t, 1, -1) for t in missing])
+        for future in futures.values():
+            with contextlib.suppress(Exception):  # made by another role meanwhile
+                future.result(10)
+    return servers, src, mid
+
+
+def kafka_role(role: str, url: str, name: str, count: int, batch: int, report: str) -> None:
+    import confluent_kafka
+
+    servers, src, mid = kafka_topics(url, name)
+    producer = confluent_kafka.Producer(
+        {"bootstrap.servers": servers, "enable.idempotence": True, "acks": "all", "linger.ms": 5}
+    )
+
+    def publish(topic: str, bodies: list[bytes]) -> None:
+        for b in bodies:
+            producer.produce(topic, b, partition=0)  # one partition, as the binder gives it
+        if producer.flush(30):
+            raise RuntimeError("records not acknowledged")
+
+    if role == "gen":
+        for bodies in events(count, batch):
+            publish(src, bodies)
+        return
+    consumer = confluent_kafka.Consumer(
+        {"bootstrap.servers": servers, "group.id": name, "enable.auto.commit": False,
+         "auto.offset.reset": "earliest", "session.timeout.ms": 6000,
+         "heartbeat.interval.ms": 1000}
+    )  # fmt: skip
+    consumer.subscribe([src if role == "transform" else mid])
+    counter = Counter(count, report)
+    process = processing(report) if role == "transform" else transform
+    while True:
+        records = [r for r in consumer.consume(batch, 0.2) if r.error() is None]
+        if not records:
+            continue
+        bodies = [r.value() or b"" for r in records]
+        if role == "transform":
+            publish(mid, process(bodies))
+        consumer.commit(asynchronous=False)
+        if role == "sink" and counter.add(bodies):
+            consumer.close()
+            return
+
+
+def nats_role(role: str, url: str, name: str, count: int, batch: int, report: str) -> None:
+    import asyncio
+
+    asyncio.run(_nats_role(role, url, name, count, batch, report))
+
+
+async def _nats_role(role: str, url: str, name: str, count: int, batch: int, report: str) -> None:
+    import asyncio
+
+    import nats
+    from nats.js.api import AckPolicy, ConsumerConfig, RetentionPolicy
+
+    nc = await nats.connect(url)
+    js = nc.jetstream()
+    subjects = {stage: f"direct.{name}.{stage}" for stage in ("gen", "transform")}
+    for stage, subject in subjects.items():
+        stream = f"direct-{name}-{stage}"
+        with contextlib.suppress(Exception):  # made by another role already
+            await js.add_stream(name=stream, subjects=[subject], retention=RetentionPolicy.INTEREST)
+        with contextlib.suppress(Exception):
+            await js.add_consumer(
+                stream, ConsumerConfig(durable_name=name, ack_policy=AckPolicy.EXPLICIT)
+            )
+
+    async def publish(subject: str, bodies: list[bytes]) -> None:
+        await asyncio.gather(*[await js.publish_async(subject, b) for b in bodies])
+
+    if role == "gen":
+        for bodies in events(count, batch):
+            await publish(subjects["gen"], bodies)
+        await nc.close()
+        return
+    stage = "gen" if role == "transform" else "transform"
+    sub = await js.pull_subscribe_bind(name, f"direct-{name}-{stage}")
+    counter = Counter(count, report)
+    process = processing(report) if role == "transform" else transform
+    while True:
+        try:
+            msgs = await sub.fetch(batch, timeout=0.2)
+        except TimeoutError:
+            continue
+        bodies = [m.data for m in msgs]
+        if role == "transform":
+            await publish(subjects["transform"], process(bodies))
+        for m in msgs:
+            await m.ack()
+        await nc.flush()
+        if role == "sink" and counter.add(bodies):
+            await nc.close()
+            return
+
+
 ROLES: dict[str, Callable[[str, str, str, int, int, str], None]] = {
     "redis": redis_role,
     "rabbitmq": rabbit_role,
     "rabbitmq-batch": functools.partial(rabbit_role, batched=True),
+    "kafka": kafka_role,
+    "nats": nats_role,
 }
 
 if __name__ == "__main__":

@@ -177,7 +177,7 @@ def test_a_registered_python_app_between_named_destinations(
     assert "enrich" not in platform.cli("catalog", "list").stdout
 
 
-@pytest.mark.parametrize("kind", ["embedded", "redis", "rabbitmq"])
+@pytest.mark.parametrize("kind", ["embedded", "redis", "rabbitmq", "kafka", "nats"])
 def test_http_filter_score_file_on_every_binder(platform: Platform, files: Path, kind: str) -> None:
     import uuid
 

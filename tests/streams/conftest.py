@@ -10,11 +10,12 @@ import pytest
 
 from conveyor.config import Settings
 from conveyor.streams.binders import Binder, open_binder
-from tests.conftest import require_service
+from tests.conftest import kafka_url, require_service
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 RABBIT_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
-BINDERS = ["embedded", "redis", "rabbitmq"]
+NATS_URL = "nats://127.0.0.1:4222"
+BINDERS = ["embedded", "redis", "rabbitmq", "kafka", "nats"]
 
 
 def binder_url(kind: str, tmp_path: Path, lease: float = 1.0) -> str:
@@ -25,6 +26,11 @@ def binder_url(kind: str, tmp_path: Path, lease: float = 1.0) -> str:
     if kind == "rabbitmq":
         require_service("RabbitMQ", "127.0.0.1", 5672)
         return RABBIT_URL
+    if kind == "kafka":
+        return f"{kafka_url()}?partitions=2"
+    if kind == "nats":
+        require_service("NATS", "127.0.0.1", 4222)
+        return f"{NATS_URL}?lease={lease}"
     return f"embedded://{tmp_path / 'streams.db'}?lease={lease}"
 
 

@@ -87,13 +87,13 @@ class CuttableProxy:
         self.listener.close()
 
 
-@pytest.fixture(params=["redis", "rabbitmq"])
+@pytest.fixture(params=["redis", "rabbitmq", "nats"])
 def proxied(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, str]]:
     """(direct URL, URL through a cuttable proxy) of a real broker."""
     direct = binder_url(request.param, tmp_path)
-    port = 6379 if request.param == "redis" else 5672
+    port = {"redis": 6379, "rabbitmq": 5672, "nats": 4222}[request.param]
     proxy = CuttableProxy(port)
-    via = direct.replace(f":{port}/", f":{proxy.port}/")
+    via = direct.replace(f"127.0.0.1:{port}", f"127.0.0.1:{proxy.port}")
     request.node.proxy = proxy
     yield direct, via
     proxy.close()

@@ -301,7 +301,7 @@ def test_a_model_that_cannot_load_is_a_clear_start_up_error(
         (["--app", "log", "--output", "b"], 2, "'log' is a sink; it cannot be used as a source"),
         (["--app", "log", "--input", "a", "--binder", "redis://127.0.0.1:1/0"], 1,
          "cannot reach redis://127.0.0.1:1/0"),
-        (["--app", "log", "--input", "a", "--binder", "kafka://x"], 1, "unknown binder"),
+        (["--app", "log", "--input", "a", "--binder", "frob://x"], 1, "unknown binder"),
         (["--app", "log", "--input", "a", "--batch-size", "0"], 2, "batch_size must be at least 1"),
         (["--app", "log", "--input", "a", "--option", "novalue"], 2, "expected KEY=VALUE"),
     ],

@@ -6,10 +6,13 @@
   a ``$CONVEYOR_HOME/streams.db`` from before is moved there, see :func:`embedded_log`)
 - ``redis://host:port/db``
 - ``amqp://user:password@host:port/vhost`` (RabbitMQ)
+- ``kafka://host:9092[,host2:9092]?partitions=3&acks=all&...`` (client settings as query)
+- ``nats://host:4222`` (NATS JetStream)
 
 A ``lease=<seconds>`` query parameter sets how long a consumer may hold an
 unacknowledged batch before the group hands it to another consumer
-(embedded and Redis; RabbitMQ requeues when the connection drops). The embedded
+(embedded, Redis and NATS; RabbitMQ requeues when the connection drops,
+Kafka hands a dead consumer's partitions over after its session timeout). The embedded
 log also takes ``retention-age=<seconds>`` (default a week) and
 ``retention-size=<size>`` (default 1G): what it keeps, at most, for a group with
 no live consumer, such as a tap whose stream is undeployed.
@@ -140,9 +143,14 @@ def open_binder(url: str, settings: Settings) -> Binder:
         from conveyor.streams.binders.rabbitmq import RabbitBinder
 
         return _imported("rabbitmq", lambda: RabbitBinder(_without_lease(url)))
+    if scheme == "kafka":
+        return _imported("kafka", lambda: _kafka(url))
+    if scheme in ("nats", "tls"):
+        lease = _lease(query, url)
+        return _imported("nats", lambda: _nats(_without_lease(url), lease))
     raise BinderError(
-        f"unknown binder {url!r}; use 'embedded', 'redis://host:port/0' or "
-        "'amqp://user:password@host:port/vhost'"
+        f"unknown binder {url!r}; use 'embedded', 'redis://host:port/0', "
+        "'amqp://user:password@host:port/vhost', 'kafka://host:9092' or 'nats://host:4222'"
     )
 
 
@@ -150,6 +158,18 @@ def _without_lease(url: str) -> str:
     parts = urlsplit(url)
     query = [(k, v) for k, vs in parse_qs(parts.query).items() if k != "lease" for v in vs]
     return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+def _kafka(url: str) -> Binder:
+    from conveyor.streams.binders.kafka import KafkaBinder
+
+    return KafkaBinder(url)
+
+
+def _nats(url: str, lease: float) -> Binder:
+    from conveyor.streams.binders.nats import NatsBinder
+
+    return NatsBinder(url, lease=lease)
 
 
 def _imported(extra: str, make: Callable[[], Binder]) -> Binder:
