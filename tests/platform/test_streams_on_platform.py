@@ -257,6 +257,8 @@ def test_a_first_deploy_that_fails_says_why_and_leaves_nothing_running(platform:
     )
     assert down.returncode == 1
     assert "cannot reach redis://127.0.0.1:1/0" in down.stderr
+    # Refused before any app was pushed: no instance ever started and crashed.
+    assert "Starting" not in down.stdout + down.stderr
     assert "nobroker-" not in platform.cli("apps").stdout
 
 

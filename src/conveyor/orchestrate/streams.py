@@ -192,6 +192,8 @@ class StreamService:
         definition = definition or row.definition
         binder = binder or self._last_binder(name) or self.default_binder
         check_binder_url(binder)  # a typo fails here, not after instances crashed
+        progress(f"Checking the binder {shown_binder_url(binder)}...")
+        await asyncio.to_thread(self._reach_binder, binder)  # a broker down fails here too
         registered = self.registered()
         planned = plan_stream(
             name, definition, binder=binder, properties=properties, registered=registered
@@ -246,6 +248,14 @@ class StreamService:
         """UsageError (a 400) when ``url`` names no known binder; None means the default."""
         if url is not None:
             check_binder_url(url)
+
+    def _reach_binder(self, url: str) -> None:
+        """Open and close the binder: BinderError naming the URL when it does not answer."""
+        from conveyor.streams.binders import open_binder
+
+        if check_binder_url(url) == "embedded":
+            return  # a file the apps create; nothing to reach
+        open_binder(url, self.settings).close()
 
     def _last_binder(self, name: str) -> str | None:
         versions = self.records.versions(name)
