@@ -389,7 +389,10 @@ def test_platform_killed_and_started_again_runs_one_copy_of_everything(tmp_path:
         eventually(lambda: not any(_alive(p) for p in before), what="the orphans to be stopped")
         assert _app_processes(platform.home, "durable") == after
         assert set(_indices(f"{platform.router}/durable/", 4)) == {"0", "1"}
-        assert "Platform running" in platform.cli("status").stdout
+        status = platform.cli("status").stdout
+        assert "Platform running" in status
+        assert f"store:  {platform.home / 'artifacts'}" in status
+        assert f"binder: embedded ({platform.home / 'streams' / 'log.db'})" in status
         # The lines written before the platform was killed are still there, then the new ones.
         logs = platform.cli("logs", "durable", "--recent", "1000").stdout
         assert logs.count("listening on") == 4

@@ -90,6 +90,8 @@ def _describe(info: dict[str, Any]) -> None:
     click.echo(f"  home:   {info['home']}")
     if "artifacts" in info:
         click.echo(f"  store:  {info['artifacts']}")
+    if "binder" in info:
+        click.echo(f"  binder: {info['binder']} by default; `stream info` shows each stream's")
 
 
 @click.command("down")

@@ -181,6 +181,8 @@ async def _serve(settings: Settings, spawner: IsolatedSpawner) -> None:
             "pid": os.getpid(),
             "home": str(settings.home),
             "artifacts": artifacts.location,
+            # Streams name their binder at deploy (--binder); this one is used when they do not.
+            "binder": f"embedded ({settings.home / 'streams' / 'log.db'})",
             "api": f"http://{_host(api_host)}:{api_port}",
             "router": f"http://{_host(router_host)}:{router_port}",
             "started_at": started,
