@@ -12,6 +12,10 @@ fi
 if ! port_open 5672 && command -v rabbitmq-server >/dev/null 2>&1; then
   rabbitmq-server -detached || true
 fi
+# The dashboard's browser tests drive Debian's chromium (Playwright never downloads one).
+if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium >/dev/null || true
+fi
 # RabbitMQ takes several seconds to open its port after -detached returns.
 for port in 5432 6379 5672; do
   for _ in $(seq 1 60); do port_open "$port" && break; sleep 1; done
