@@ -34,14 +34,15 @@ _COLUMNS = [
 ]
 
 
-def _sort_key(key: str) -> Callable[[RunRecord], Any]:
-    """A key that orders every run, runs without the value last (for ascending order)."""
+def _sort_key(key: str, *, descending: bool) -> Callable[[RunRecord], Any]:
+    """A key that orders every run, runs without the value last in either order."""
     if key.startswith("metric:"):
         name = key.removeprefix("metric:")
 
         def metric(run: RunRecord) -> tuple[bool, float]:
             value = run.latest_metrics().get(name)
-            return (value is None, 0.0 if value is None else value)
+            # sorted in reverse for descending order, so there "present" must sort high
+            return ((value is None) != descending, 0.0 if value is None else value)
 
         return metric
     simple: dict[str, Callable[[RunRecord], Any]] = {
@@ -49,7 +50,7 @@ def _sort_key(key: str) -> Callable[[RunRecord], Any]:
         "name": lambda r: r.name.lower(),
         "status": lambda r: r.status.value,
         "started": lambda r: r.started_at,
-        "duration": lambda r: (r.duration is None, r.duration or 0.0),
+        "duration": lambda r: ((r.duration is None) != descending, r.duration or 0.0),
     }
     if key not in simple:
         raise UsageError(f"runs cannot be sorted by {key!r}; pick a column heading to sort by")
@@ -102,7 +103,7 @@ def routes(ui: Ui) -> APIRouter:
                 ) from None
         if order not in ("asc", "desc"):
             raise UsageError(f"order {order!r} is neither 'asc' nor 'desc'")
-        key = _sort_key(sort)
+        key = _sort_key(sort, descending=order == "desc")
         found = await run_in_threadpool(registry.list_runs, limit=SCAN, status=wanted)
         if q:
             needle = q.lower()

@@ -16,7 +16,7 @@ __all__ = ["Node", "layout", "routes"]
 
 StreamName = Annotated[str, Path(min_length=1, max_length=200)]
 
-APP_W, APP_H, DEST_W, DEST_H, GAP, PAD = 180, 92, 150, 34, 46, 12
+APP_W, APP_H, DEST_W, DEST_H, GAP, PAD = 180, 100, 150, 34, 46, 12
 
 
 @dataclass
