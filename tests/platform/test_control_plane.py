@@ -369,6 +369,7 @@ def test_platform_killed_and_started_again_runs_one_copy_of_everything(tmp_path:
     platform.project.mkdir()
     up = platform.cli("up")
     assert "Platform started" in up.stdout
+    assert "Dashboard: http://127.0.0.1:" in up.stdout
     try:
         platform.cli("push", "-f", str(platform.write_hello_app("durable", instances=2)))
         before = {i["pid"] for i in platform.app("durable")["instances_detail"]}

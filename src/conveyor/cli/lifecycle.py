@@ -17,7 +17,13 @@ from conveyor.config import get_settings
 from conveyor.errors import UsageError
 from conveyor.store.files import private_dir
 
-__all__ = ["down_command", "server_command", "status_command", "up_command"]
+__all__ = [
+    "dashboard_command",
+    "down_command",
+    "server_command",
+    "status_command",
+    "up_command",
+]
 
 
 @click.command("server")
@@ -88,10 +94,37 @@ def _describe(info: dict[str, Any]) -> None:
     click.echo(f"  API:    {info['api']}")
     click.echo(f"  router: {info['router']}")
     click.echo(f"  home:   {info['home']}")
+    click.echo(
+        f"Dashboard: {info['api']}/ui (log in with the token, or `conveyor dashboard` for a link)"
+    )
     if "artifacts" in info:
         click.echo(f"  store:  {info['artifacts']}")
     if "binder" in info:
         click.echo(f"  binder: {info['binder']} by default; `stream info` shows each stream's")
+
+
+@click.command("dashboard")
+@click.option("--print-only", is_flag=True, help="Print the login link; do not open a browser.")
+def dashboard_command(print_only: bool) -> None:
+    """Open the web dashboard in a browser, logged in by a one-time link."""
+    client = connect(timeout=10)
+    api = client.call("GET", "/v1/info")["api"]
+    url = api + client.call("POST", "/ui/link")["path"]
+    click.echo(f"Dashboard: {url}")
+    click.echo("  (a one-time link: it logs one browser in within 5 minutes)")
+    if not print_only and _has_display():
+        import webbrowser
+
+        webbrowser.open(url)
+
+
+def _has_display() -> bool:
+    """Whether a browser could show a window here (not over ssh, not in CI)."""
+    import os
+
+    return sys.platform in ("darwin", "win32") or bool(
+        os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+    )
 
 
 @click.command("down")

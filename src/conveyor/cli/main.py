@@ -30,6 +30,7 @@ COMMANDS: dict[str, str] = {
     "up": "conveyor.cli.lifecycle:up_command",
     "down": "conveyor.cli.lifecycle:down_command",
     "status": "conveyor.cli.lifecycle:status_command",
+    "dashboard": "conveyor.cli.lifecycle:dashboard_command",
     "push": "conveyor.cli.platform:push_command",
     "apps": "conveyor.cli.platform:apps_command",
     "app": "conveyor.cli.platform:app_command",

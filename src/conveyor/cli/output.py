@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from conveyor.store.records import human_duration
+
 if TYPE_CHECKING:
     from rich.console import Console
 
@@ -57,14 +59,7 @@ _STYLE = {
 }
 
 
-def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    if seconds < 60:
-        return f"{seconds:.2f}s"
-    minutes, secs = divmod(int(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
+_duration = human_duration
 
 
 def when(ts: float) -> str:

@@ -5,7 +5,8 @@ models beside them — :mod:`.apps`, :mod:`.blobs`, :mod:`.services`,
 :mod:`.streams` — on what they share (:mod:`._common`: strict bodies, errors as
 JSON with a 4xx status, long operations as JSON lines). This module puts them
 together, translates errors at the boundary and puts the token check
-(:mod:`.auth`) in front of everything, the OpenAPI document included.
+(:mod:`.auth`) in front of everything, the OpenAPI document included — except
+the dashboard (:mod:`.ui`, under ``/ui``), which checks its own session cookie.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from conveyor.platform.controller import Controller
 from conveyor.server import apps, blobs, services, streams
 from conveyor.server._common import error_body, status_for
 from conveyor.server.auth import TokenGuard
+from conveyor.server.ui import dashboard
 
 __all__ = ["create_app"]
 
@@ -82,6 +84,8 @@ def create_app(
     api.include_router(blobs.routes(controller.artifacts))
     api.include_router(apps.routes(controller))
     api.include_router(services.routes(controller))
-    api.include_router(streams.routes(StreamService(controller)))
+    service = StreamService(controller)
+    api.include_router(streams.routes(service))
     api.include_router(task_routes(controller, get_settings().home / "runs"))
-    return TokenGuard(api, token)
+    api.mount("/ui", dashboard(controller, service, token))
+    return TokenGuard(api, token, open_prefix="/ui")

@@ -1,4 +1,7 @@
-"""The control API's one rule before any route: every HTTP request carries the bearer token."""
+"""The control API's one rule before any route: every HTTP request carries the bearer token.
+
+One prefix may be left open: the dashboard's, whose pages check a session cookie instead.
+"""
 
 from __future__ import annotations
 
@@ -22,14 +25,21 @@ class TokenGuard:
     """Pure ASGI: 401 unless ``Authorization: Bearer <token>`` (compared in constant time).
 
     It wraps the whole app, so the OpenAPI document and the docs need the token too.
+    Requests under ``open_prefix`` (the path itself or below it, never a path that
+    merely starts with the same letters) pass to an app that checks them itself.
     """
 
-    def __init__(self, app: ASGIApp, token: str) -> None:
+    def __init__(self, app: ASGIApp, token: str, *, open_prefix: str | None = None) -> None:
         self.app = app
         self.expected = f"Bearer {token}".encode()
+        self.open_prefix = open_prefix
+
+    def _open(self, path: str) -> bool:
+        prefix = self.open_prefix
+        return prefix is not None and (path == prefix or path.startswith(prefix + "/"))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
+        if scope["type"] == "http" and not self._open(scope["path"]):
             given = dict(scope["headers"]).get(b"authorization", b"")
             if not secrets.compare_digest(given, self.expected):
                 await send(

@@ -8,7 +8,15 @@ from typing import Any
 
 from conveyor.errors import RunError
 
-__all__ = ["ArtifactUse", "FileRecord", "MetricRecord", "ModelRecord", "RunRecord", "RunStatus"]
+__all__ = [
+    "ArtifactUse",
+    "FileRecord",
+    "MetricRecord",
+    "ModelRecord",
+    "RunRecord",
+    "RunStatus",
+    "human_duration",
+]
 
 
 class RunStatus(enum.StrEnum):
@@ -119,3 +127,14 @@ class RunRecord:
 
     def inputs(self) -> list[FileRecord]:
         return [f for f in self.files if f.role == "input"]
+
+
+def human_duration(seconds: float | None) -> str:
+    """A duration as the CLI and the dashboard show it: ``2.31s``, ``4m05s``, ``1h07m``."""
+    if seconds is None:
+        return "-"
+    if seconds < 60:
+        return f"{seconds:.2f}s"
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"

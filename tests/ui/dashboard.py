@@ -1,0 +1,82 @@
+"""What the dashboard tests share: a platform with recorded runs, and a logged-in HTTP client."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+import httpx
+
+from conveyor.store.records import MetricRecord, RunRecord, RunStatus
+from conveyor.store.registry import Registry
+from tests.platform.control import Platform
+
+XSS = "<script>alert(1)</script>"
+
+
+def record_run(
+    platform: Platform,
+    name: str,
+    params: dict[str, Any],
+    metrics: dict[str, list[float]],
+    *,
+    status: RunStatus = RunStatus.FINISHED,
+    started_at: float | None = None,
+) -> str:
+    """A finished run in the platform's registry, as `conveyor run` would have left it."""
+    run_id = uuid.uuid4().hex
+    started = time.time() if started_at is None else started_at
+    with Registry.from_settings(platform.settings) as registry:
+        registry.create_run(
+            RunRecord(
+                id=run_id,
+                name=name,
+                status=RunStatus.RUNNING,
+                command=["python", "train.py"],
+                cwd=str(platform.project),
+                started_at=started,
+                seed=42,
+                host="test-host",
+                code={"commit": "0123456789abcdef", "branch": "main", "dirty": False},
+                environment={"python": "3.11"},
+                params=params,
+            )
+        )
+        registry.add_metrics(
+            run_id,
+            [
+                MetricRecord(key, value, step, started + step)
+                for key, values in metrics.items()
+                for step, value in enumerate(values)
+            ],
+        )
+        registry.finish_run(
+            run_id,
+            status,
+            ended_at=started + 3.5,
+            exit_code=0 if status is RunStatus.FINISHED else 1,
+        )
+    return run_id
+
+
+def api_url(platform: Platform) -> str:
+    return str(platform.client.call("GET", "/v1/info")["api"])
+
+
+def token(platform: Platform) -> str:
+    return (platform.settings.platform_dir / "token").read_text().strip()
+
+
+def logged_in(platform: Platform) -> httpx.Client:
+    """An HTTP client holding a dashboard session."""
+    client = httpx.Client(base_url=api_url(platform), timeout=60)
+    answer = client.post("/ui/login", data={"token": token(platform)})
+    assert answer.status_code == 303, answer.text
+    return client
+
+
+def csrf_of(html: str) -> str:
+    marker = 'name="csrf" value="'
+    start = html.index(marker) + len(marker)
+    return html[start : html.index('"', start)]
