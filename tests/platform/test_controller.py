@@ -210,7 +210,8 @@ def test_a_failed_deploy_is_an_event_and_leaves_the_app_as_it_was(
 def test_an_app_whose_instances_crash_loop_shows_crashed_with_the_cause(
     controller: Controller,
 ) -> None:
-    run(lambda: _push(controller, AppSpec(name="loop", model="run:1/m")))
+    recorded_model(controller, "1" * 32)
+    run(lambda: _push(controller, AppSpec(name="loop", model="run:1/model")))
     looping = InstanceStatus(
         index=0, revision=1, state="STARTING", ready=False, since=0.0, host="127.0.0.1",
         port=None, pid=None, restarts=5,
@@ -265,21 +266,23 @@ def test_a_route_another_app_holds_is_refused_before_anything_is_staged(
 def test_a_route_under_another_apps_route_is_refused_and_names_its_owner(
     controller: Controller,
 ) -> None:
+    recorded_model(controller, "1" * 32)
+
     async def work() -> None:
-        await controller.push(AppSpec(name="sc", model="run:1/m"), None, 1, lambda _m: None)
+        await controller.push(AppSpec(name="sc", model="run:1/model"), None, 1, lambda _m: None)
         for routes, theirs in [
             ((RouteSpec(path="/sc/predict"),), "/sc"),
             ((RouteSpec(host="sc.localhost", path="/predict"),), "sc.localhost"),
         ]:
-            thief = AppSpec(name="stream-http", model="run:1/m", routes=routes)
+            thief = AppSpec(name="stream-http", model="run:1/model", routes=routes)
             with pytest.raises(PlatformError) as caught:
                 await controller.push(thief, None, 1, lambda _m: None)
             assert f"overlaps route {theirs} of app 'sc'" in caught.value.message
-        wide = AppSpec(name="wide", model="run:1/m", routes=(RouteSpec(path="/s"),))
+        wide = AppSpec(name="wide", model="run:1/model", routes=(RouteSpec(path="/s"),))
         await controller.push(wide, None, 1, lambda _m: None)  # /sc is not under /s
-        inner = AppSpec(name="sc", model="run:1/m", routes=(RouteSpec(path="/sc/v2"),))
+        inner = AppSpec(name="sc", model="run:1/model", routes=(RouteSpec(path="/sc/v2"),))
         await controller.push(inner, None, 1, lambda _m: None)  # its own routes may nest
-        over = AppSpec(name="all", model="run:1/m", routes=(RouteSpec(path="/s/x"),))
+        over = AppSpec(name="all", model="run:1/model", routes=(RouteSpec(path="/s/x"),))
         with pytest.raises(PlatformError, match="overlaps route /s of app 'wide'"):
             await controller.push(over, None, 1, lambda _m: None)
 
