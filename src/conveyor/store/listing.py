@@ -2,7 +2,8 @@
 
 A page is ordered by (started_at, id) descending, and the cursor of its last
 run selects the next page with ``(started_at, id) < (cursor)``, which the
-``ix_runs_started_id`` index answers without counting the runs before it.
+``ix_runs_started_id`` index answers without counting the runs before it
+(``ix_runs_status_started`` when a status is asked for).
 Cursors are opaque to users (base64 of the last run's start time and id), so
 the ordering may change without breaking the command line.
 
@@ -81,8 +82,10 @@ def runs_page(
         query = query.where(t.c.status == status.value)
     if after is not None:
         started, run_id = decode_cursor(after)
+        # (started_at, id) < cursor, written so the first term bounds an index range:
+        # SQLite scanned the whole index for the plain OR (240 ms at 100,000 runs).
         query = query.where(
-            (t.c.started_at < started) | ((t.c.started_at == started) & (t.c.id < run_id))
+            (t.c.started_at <= started) & ((t.c.started_at < started) | (t.c.id < run_id))
         )
     # One more than asked tells whether a next page exists without counting.
     query = query.limit(limit + 1).offset(offset or None)

@@ -71,6 +71,7 @@ metric_summary = sa.Table(
 # A history is read by run and key in logging order; listings page by (started_at, id).
 sa.Index("ix_metrics_run_key", metrics.c.run_id, metrics.c.key, metrics.c.id)
 sa.Index("ix_runs_started_id", runs.c.started_at, runs.c.id)
+sa.Index("ix_runs_status_started", runs.c.status, runs.c.started_at, runs.c.id)
 
 files = sa.Table(
     "files",

@@ -32,6 +32,7 @@ def upgrade() -> None:
     )
     op.create_index("ix_metrics_run_key", "metrics", ["run_id", "key", "id"])
     op.create_index("ix_runs_started_id", "runs", ["started_at", "id"])
+    op.create_index("ix_runs_status_started", "runs", ["status", "started_at", "id"])
     # Summaries of the histories already recorded: the latest row is the one with the
     # greatest (step, timestamp, id), as the listings chose it before.
     op.execute(
@@ -53,6 +54,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_index("ix_runs_status_started", "runs")
     op.drop_index("ix_runs_started_id", "runs")
     op.drop_index("ix_metrics_run_key", "metrics")
     op.drop_table("metric_summary")
