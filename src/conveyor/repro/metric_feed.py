@@ -13,10 +13,13 @@ however many steps a run logs, and the end of a run writes only its tail.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
-from conveyor.store.records import MetricRecord
+import orjson
+
+from conveyor.store.metrics import MetricRow
 
 __all__ = ["MetricFeed"]
 
@@ -41,7 +44,7 @@ class MetricFeed:
         offset moves only past rows the registry accepted, so a pump that fails
         is repeated whole by the next one.
         """
-        pending: list[MetricRecord] = []
+        pending: list[MetricRow] = []
         written = 0
         try:
             fh = self.journal.open("rb")
@@ -58,20 +61,24 @@ class MetricFeed:
                 if record is not None:
                     pending.append(record)
                 if len(pending) >= self.batch:
-                    written += self.registry.add_metrics(self.run_id, pending)
+                    written += self.registry.add_metric_rows(self.run_id, pending)
                     pending, self.offset = [], position
         if pending:
-            written += self.registry.add_metrics(self.run_id, pending)
+            written += self.registry.add_metric_rows(self.run_id, pending)
         self.offset = position
         self.written += written
         return written
 
 
-def _metric(raw: bytes) -> MetricRecord | None:
+def _metric(raw: bytes) -> MetricRow | None:
     try:
-        event = json.loads(raw)
-        return MetricRecord(
-            str(event["key"]), float(event["value"]), event.get("step"), event["time"]
-        )
-    except (ValueError, KeyError, TypeError):
+        try:
+            e = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            e = json.loads(raw)  # NaN and Infinity, which orjson does not read
+        step, value = e.get("step"), float(e["value"])
+        if math.isnan(value):
+            return None  # SQLite stores NaN as NULL, which a history row may not hold
+        return (str(e["key"]), value, step if type(step) is int else None, e["time"])
+    except (KeyError, TypeError, ValueError):
         return None

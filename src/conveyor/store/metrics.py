@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from conveyor.store import schema
 from conveyor.store.records import MetricRecord
 
-__all__ = ["MetricSummary", "add_metrics", "history", "summaries"]
+__all__ = ["MetricRow", "MetricSummary", "add_metrics", "add_rows", "history", "summaries"]
 
 
 @dataclass
@@ -49,31 +49,57 @@ class MetricSummary:
         return cls(m.key, 1, m.value, m.value, m.value, m.step, m.timestamp)
 
 
-def add_metrics(conn: sa.Connection, run_id: str, metrics: Iterable[MetricRecord]) -> int:
-    """Append ``metrics`` to the run's histories and fold them into its summaries.
+#: One metric row as the recorder parses it: key, value, step, timestamp.
+MetricRow = tuple[str, float, "int | None", float]
 
-    Returns how many rows were written. The caller bounds the batch: the rows
-    are built in memory once, for one executemany.
+
+#: The history insert in the driver's own parameter style (SQLite's and psycopg's).
+_INSERT = {
+    "qmark": "INSERT INTO metrics (run_id, key, value, step, timestamp) VALUES (?, ?, ?, ?, ?)",
+    "format": "INSERT INTO metrics (run_id, key, value, step, timestamp) VALUES "
+    "(%s, %s, %s, %s, %s)",
+}
+_INSERT["pyformat"] = _INSERT["format"]
+
+
+def add_metrics(conn: sa.Connection, run_id: str, metrics: Iterable[MetricRecord]) -> int:
+    """Append ``metrics`` to the run's histories and fold them into its summaries."""
+    return add_rows(conn, run_id, [(m.key, m.value, m.step, m.timestamp) for m in metrics])
+
+
+def add_rows(conn: sa.Connection, run_id: str, rows: list[MetricRow]) -> int:
+    """Append metric rows (the recorder's hot path) and fold them into the run's summaries.
+
+    Returns how many rows were written. The caller bounds the batch. The rows
+    go to the driver's executemany as tuples: SQLAlchemy's per-row parameter
+    processing cost more than the insert itself (about 4 µs a row).
     """
-    rows: list[dict[str, Any]] = []
-    changed: dict[str, MetricSummary] = {}
-    for m in metrics:
-        rows.append(
-            {
-                "run_id": run_id,
-                "key": m.key,
-                "value": m.value,
-                "step": m.step,
-                "timestamp": m.timestamp,
-            }
-        )
-        if m.key in changed:
-            changed[m.key].add(m)
-        else:
-            changed[m.key] = MetricSummary.first(m)
     if not rows:
         return 0
-    conn.execute(schema.metrics.insert(), rows)
+    changed: dict[str, MetricSummary] = {}
+    for key, value, step, at in rows:
+        s = changed.get(key)
+        if s is None:
+            changed[key] = MetricSummary(key, 1, value, value, value, step, at)
+            continue
+        s.count += 1
+        if value < s.min:
+            s.min = value
+        elif value > s.max:
+            s.max = value
+        if (step or 0, at) >= (s.step or 0, s.timestamp):
+            s.value, s.step, s.timestamp = value, step, at
+    insert = _INSERT.get(conn.dialect.paramstyle)
+    if insert is None:
+        conn.execute(
+            schema.metrics.insert(),
+            [
+                {"run_id": run_id, "key": k, "value": v, "step": st, "timestamp": t}
+                for k, v, st, t in rows
+            ],
+        )
+    else:
+        conn.exec_driver_sql(insert, [(run_id, *row) for row in rows])
     for old in summaries(conn, run_id):
         new = changed.get(old.key)
         if new is None:

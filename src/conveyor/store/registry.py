@@ -339,6 +339,11 @@ class Registry:
         with self._begin() as conn:
             return metrics.add_metrics(conn, run_id, records)
 
+    def add_metric_rows(self, run_id: str, rows: list[metrics.MetricRow]) -> int:
+        """add_metrics for (key, value, step, timestamp) tuples: the recorder's batches."""
+        with self._begin() as conn:
+            return metrics.add_rows(conn, run_id, rows)
+
     def metric_summaries(self, run_id: str) -> list[MetricSummary]:
         """Count, min, max and latest value of each metric of a run (a unique id prefix)."""
         full = self.resolve_id(run_id)

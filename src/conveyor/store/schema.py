@@ -45,7 +45,8 @@ metrics = sa.Table(
     "metrics",
     metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("run_id", sa.String(32), sa.ForeignKey("runs.id", ondelete="CASCADE"), index=True),
+    # indexed with key and id (ix_metrics_run_key, below): one index to update a step
+    sa.Column("run_id", sa.String(32), sa.ForeignKey("runs.id", ondelete="CASCADE")),
     sa.Column("key", sa.String(250), nullable=False),
     sa.Column("value", sa.Float, nullable=False),
     sa.Column("step", sa.Integer),
