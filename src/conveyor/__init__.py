@@ -49,5 +49,7 @@ def __getattr__(name: str) -> Any:
     if name in __all__:
         from conveyor import api
 
-        return getattr(api, name)
+        value = getattr(api, name)
+        globals()[name] = value  # later look-ups skip this hook: log_metric runs per step
+        return value
     raise AttributeError(f"module 'conveyor' has no attribute {name!r}")

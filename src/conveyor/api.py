@@ -46,9 +46,11 @@ def _run_dir() -> str:
 
 
 def _journal(kind: str, **fields: Any) -> None:
-    from conveyor.repro.journal import append_event
+    from conveyor.repro.journal import append_event, flush_metrics
 
-    append_event(_run_dir(), kind, **fields)
+    run_dir = _run_dir()
+    flush_metrics()  # the journal keeps the order the script logged in
+    append_event(run_dir, kind, **fields)
 
 
 def convert_param(name: str, text: str, default: Any) -> Any:
@@ -101,7 +103,16 @@ def log_metric(key: str, value: float, step: int | None = None) -> None:
         number = float(value)
     except (TypeError, ValueError):
         raise UsageError(f"metric {key!r} must be a number, not {value!r}") from None
-    _journal("metric", key=key, value=number, step=step)
+    _append_metric(_run_dir(), key, number, step)
+
+
+def _append_metric(run_dir: str, key: str, value: float, step: int | None) -> None:
+    """Replaced by journal.append_metric on first use, so a step pays no import statement."""
+    global _append_metric  # noqa: PLW0603 - a lazy import of a hot function
+    from conveyor.repro.journal import append_metric
+
+    _append_metric = append_metric
+    append_metric(run_dir, key, value, step)
 
 
 def log_metrics(metrics: Mapping[str, float], step: int | None = None) -> None:

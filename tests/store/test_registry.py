@@ -130,7 +130,9 @@ def test_two_runs_at_the_same_time_are_both_recorded(db_url: str) -> None:
         for run_id in ids:
             run = reg.get_run(run_id)
             assert run.status is RunStatus.FINISHED
-            assert len(run.metrics) == 20
+            assert run.latest_metrics() == {"x": 19.0}
+            assert [s.count for s in reg.metric_summaries(run_id)] == [20]
+            assert len(reg.metric_history(run_id, "x", max_points=100)) == 20
 
 
 def test_database_that_does_not_answer() -> None:

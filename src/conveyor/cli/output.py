@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from conveyor.repro.compare import Section
     from conveyor.repro.reproduce import ReproduceResult
     from conveyor.store.blobs import BlobStore
-    from conveyor.store.records import RunRecord
+    from conveyor.store.records import MetricRecord, RunRecord
 
 
 def _console(stderr: bool = False) -> Console:
@@ -124,7 +124,9 @@ def runs_table(runs: list[RunRecord], *, as_json: bool) -> None:
     _console().print(table)
 
 
-def _run_json(run: RunRecord, *, brief: bool = False) -> dict[str, Any]:
+def _run_json(
+    run: RunRecord, *, brief: bool = False, history: list[MetricRecord] | None = None
+) -> dict[str, Any]:
     data: dict[str, Any] = {
         "id": run.id,
         "name": run.name,
@@ -149,16 +151,24 @@ def _run_json(run: RunRecord, *, brief: bool = False) -> dict[str, Any]:
         error=run.error,
         stdout=run.stdout_digest,
         stderr=run.stderr_digest,
-        metric_history=[vars(m) for m in run.metrics],
+        metric_history=[vars(m) for m in (run.metrics if history is None else history)],
         files=[vars(f) for f in run.files],
         models=[{k: v for k, v in vars(m).items() if k != "run_id"} for m in run.models],
     )
     return data
 
 
-def run_details(run: RunRecord, store: BlobStore, *, as_json: bool, packages: bool) -> None:
+def run_details(
+    run: RunRecord,
+    store: BlobStore,
+    *,
+    as_json: bool,
+    packages: bool,
+    history: list[MetricRecord] | None = None,
+) -> None:
+    """One run in full; ``history`` is its metric histories (downsampled) for the JSON."""
     if as_json:
-        click.echo(json.dumps(_run_json(run), indent=2, default=str))
+        click.echo(json.dumps(_run_json(run, history=history), indent=2, default=str))
         return
     console = _console()
     label = status_label(run)

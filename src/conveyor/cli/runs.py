@@ -94,7 +94,26 @@ class _RunsGroup(click.Group):
 
 
 @click.group("runs", cls=_RunsGroup, invoke_without_command=True)
-@click.option("--limit", "-l", default=30, show_default=True, help="How many runs to list.")
+@click.option(
+    "--limit",
+    "-l",
+    type=click.IntRange(1, 1_000_000),
+    default=30,
+    show_default=True,
+    help="How many runs to list (a page).",
+)
+@click.option(
+    "--page",
+    type=click.IntRange(1),
+    default=1,
+    show_default=True,
+    help="Which page of --limit runs (counts the runs before it; --after does not).",
+)
+@click.option(
+    "--after",
+    metavar="CURSOR",
+    help="Continue after the page that printed this cursor (as fast at any depth).",
+)
 @click.option(
     "--status",
     type=click.Choice(
@@ -104,8 +123,19 @@ class _RunsGroup(click.Group):
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @click.pass_context
-def runs_group(ctx: click.Context, limit: int, status: str | None, as_json: bool) -> None:
-    """List recorded runs, newest first (subcommands: show, diff)."""
+def runs_group(
+    ctx: click.Context,
+    limit: int,
+    page: int,
+    after: str | None,
+    status: str | None,
+    as_json: bool,
+) -> None:
+    """List recorded runs, newest first (subcommands: show, diff).
+
+    A full page ends with the cursor of the next one, on stderr:
+    ``conveyor runs --after CURSOR`` continues there.
+    """
     import conveyor.cli.output as out
 
     if ctx.invoked_subcommand is not None:
@@ -114,23 +144,47 @@ def runs_group(ctx: click.Context, limit: int, status: str | None, as_json: bool
     from conveyor.store.records import RunStatus
     from conveyor.store.registry import Registry
 
+    if after is not None and page != 1:
+        raise click.UsageError("give --page or --after, not both")
     wanted = status.upper() if status else None
+    offset = (page - 1) * limit
     with Registry.from_settings(get_settings()) as registry:
         if wanted in ("RUNNING", "LOST"):
             # LOST is not stored: it is a RUNNING row whose recorder is gone, as the table
-            # labels it; so both are told apart here, over all RUNNING rows.
-            running = registry.list_runs(limit=1_000_000, status=RunStatus.RUNNING)
-            runs = [r for r in running if out.status_label(r) == wanted][:limit]
+            # labels it; so both are told apart here, over the RUNNING rows (few).
+            running = registry.list_runs(limit=1_000_000, status=RunStatus.RUNNING, after=after)
+            matching = [r for r in running if out.status_label(r) == wanted]
+            runs = matching[offset : offset + limit]
+            next_cursor = None
+            if len(matching) > offset + limit:
+                from conveyor.store.listing import encode_cursor
+
+                next_cursor = encode_cursor(runs[-1].started_at, runs[-1].id)
         else:
-            runs = registry.list_runs(limit=limit, status=RunStatus(wanted) if wanted else None)
+            found = registry.list_runs_page(
+                limit=limit,
+                status=RunStatus(wanted) if wanted else None,
+                after=after,
+                offset=offset,
+            )
+            runs, next_cursor = found.runs, found.next
     out.runs_table(runs, as_json=as_json)
+    if next_cursor is not None:
+        click.echo(f"next page: conveyor runs --after {next_cursor}", err=True)
 
 
 @runs_group.command("show")
 @click.argument("run_id")
 @click.option("--json", "as_json", is_flag=True, help="Print the whole record as JSON.")
 @click.option("--packages", is_flag=True, help="Also list every package of the environment.")
-def show_command(run_id: str, as_json: bool, packages: bool) -> None:
+@click.option(
+    "--points",
+    type=click.IntRange(1, 1_000_000),
+    default=1000,
+    show_default=True,
+    help="At most this many points of each metric's history in --json (evenly thinned).",
+)
+def show_command(run_id: str, as_json: bool, packages: bool, points: int) -> None:
     """Everything recorded for RUN_ID (a unique prefix is enough)."""
     import conveyor.cli.output as out
     from conveyor.config import get_settings
@@ -140,7 +194,19 @@ def show_command(run_id: str, as_json: bool, packages: bool) -> None:
     settings = get_settings()
     with Registry.from_settings(settings) as registry:
         run = registry.get_run(run_id)
-    out.run_details(run, ArtifactStore.from_settings(settings), as_json=as_json, packages=packages)
+        # Histories are read only for the JSON, the one view that shows them.
+        history = (
+            [m for s in run.metrics for m in registry.metric_history(run.id, s.key, points)]
+            if as_json
+            else None
+        )
+    out.run_details(
+        run,
+        ArtifactStore.from_settings(settings),
+        as_json=as_json,
+        packages=packages,
+        history=history,
+    )
 
 
 @runs_group.command("diff")

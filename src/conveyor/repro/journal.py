@@ -8,16 +8,32 @@ imported inside the user's process.
 
 from __future__ import annotations
 
+import atexit
 import json
+import math
 import os
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["JOURNAL_NAME", "append_event", "append_line", "read_events", "read_lines"]
+__all__ = [
+    "JOURNAL_NAME",
+    "append_event",
+    "append_line",
+    "append_metric",
+    "flush_metrics",
+    "read_events",
+    "read_lines",
+]
 
 JOURNAL_NAME = "journal.jsonl"
+
+#: Dense metric logging is written in batches of this many lines ...
+METRIC_BATCH = 1000
+#: ... or after this long; logging sparser than that writes every line at once.
+METRIC_INTERVAL = 0.5
 
 
 def append_line(path: Path, entry: dict[str, Any]) -> None:
@@ -28,6 +44,84 @@ def append_line(path: Path, entry: dict[str, Any]) -> None:
         os.write(fd, line)
     finally:
         os.close(fd)
+
+
+class _MetricBuffer:
+    """Metric lines waiting to be appended in one write: a training loop's step costs ~2 µs.
+
+    One ``os.write`` per step (open, write, close) cost about 17 µs. Lines wait
+    at most METRIC_INTERVAL while steps keep coming, and are written at exit;
+    a SIGKILL loses at most that half second of steps.
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.lines: list[str] = []
+        self.run_dir: str | Path | None = None
+        self.path: Path | None = None
+        self.flushed = 0.0
+
+    def add(self, run_dir: str | Path, line: str) -> None:
+        with self.lock:
+            if self.run_dir != run_dir:
+                self._write()
+                self.run_dir, self.path = run_dir, Path(run_dir) / JOURNAL_NAME
+            self.lines.append(line)
+            now = time.monotonic()
+            if len(self.lines) >= METRIC_BATCH or now - self.flushed >= METRIC_INTERVAL:
+                self._write()
+                self.flushed = now
+
+    def flush(self) -> None:
+        with self.lock:
+            self._write()
+
+    def forget(self) -> None:
+        """In a forked child: the parent writes what it had buffered."""
+        self.lock = threading.Lock()
+        self.lines = []
+
+    def _write(self) -> None:
+        if not self.lines or self.path is None:
+            return
+        data = "".join(self.lines).encode()
+        self.lines = []
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            os.write(fd, data)
+        finally:
+            os.close(fd)
+
+
+_metrics = _MetricBuffer()
+atexit.register(_metrics.flush)
+os.register_at_fork(after_in_child=_metrics.forget)
+
+
+#: Metric names as JSON strings: a training loop logs a few names many times.
+_keys: dict[str, str] = {}
+
+
+def append_metric(run_dir: str | Path, key: str, value: float, step: int | None) -> None:
+    """Journal one metric value; lines are batched (see _MetricBuffer) and whole in the file.
+
+    The line is formatted by hand, as json.dumps would write it (and read_lines
+    reads it): json.dumps with separators builds an encoder per call, 10 µs.
+    """
+    name = _keys.get(key)
+    if name is None:
+        name = _keys[key] = json.dumps(key)
+    number = repr(value) if math.isfinite(value) else json.dumps(value)
+    at = "null" if step is None else str(step) if type(step) is int else json.dumps(step)
+    _metrics.add(
+        run_dir,
+        f'{{"type":"metric","time":{time.time()!r},"key":{name},"value":{number},"step":{at}}}\n',
+    )
+
+
+def flush_metrics() -> None:
+    """Write the metric lines still buffered (before the run is read, or another event)."""
+    _metrics.flush()
 
 
 def read_lines(path: Path) -> Iterator[dict[str, Any]]:

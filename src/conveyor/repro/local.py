@@ -21,7 +21,7 @@ from types import TracebackType
 from conveyor.config import get_settings
 from conveyor.repro import environment
 from conveyor.repro.checks import warnings_of
-from conveyor.repro.journal import append_event
+from conveyor.repro.journal import append_event, flush_metrics
 from conveyor.repro.ledger import FolderLedger
 from conveyor.repro.recorder import RunRequest, finish_recorded_run, new_run
 from conveyor.store.artifacts import ArtifactStore
@@ -111,6 +111,7 @@ def start_local_run() -> str:
         ledger.started(run_id, record.started_at, pid=os.getpid(), run_dir=run_dir, outputs=[])
 
         def finish() -> None:
+            flush_metrics()  # registered before this, so atexit would write them after
             finished = finish_recorded_run(
                 record,
                 returncode=1 if _failure.is_set() else 0,

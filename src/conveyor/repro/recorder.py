@@ -29,14 +29,15 @@ from conveyor.config import Settings
 from conveyor.errors import ConveyorError, RunError, UsageError
 from conveyor.repro import environment
 from conveyor.repro.checks import FileActivity, check_run, shared_output_warnings
-from conveyor.repro.journal import read_events
+from conveyor.repro.journal import JOURNAL_NAME, read_events
 from conveyor.repro.ledger import FolderLedger
 from conveyor.repro.lifeline import die_with_recorder
+from conveyor.repro.metric_feed import MetricFeed
 from conveyor.repro.snapshot import take_snapshot
 from conveyor.store.artifacts import ArtifactStore
 from conveyor.store.blobs import BlobStore
 from conveyor.store.files import private_dir
-from conveyor.store.records import FileRecord, MetricRecord, ModelRecord, RunRecord, RunStatus
+from conveyor.store.records import FileRecord, ModelRecord, RunRecord, RunStatus
 
 __all__ = ["BOOTSTRAP_DIR", "RunRequest", "execute", "finish_recorded_run", "parse_params"]
 
@@ -134,8 +135,12 @@ class _Registration(threading.Thread):
 
     It opens the registry and writes the RUNNING row (signalling ``registered``),
     then, once the command's Python has announced itself in the journal, takes
-    the package list, so none of this adds to the run's wall time.
+    the package list, so none of this adds to the run's wall time; and every
+    METRIC_INTERVAL it moves the metrics logged so far into the registry.
     """
+
+    #: Seconds between two metric pumps while the command runs.
+    METRIC_INTERVAL = 1.0
 
     def __init__(
         self, settings: Settings, record: RunRecord, run_dir: Path, store: BlobStore
@@ -148,6 +153,7 @@ class _Registration(threading.Thread):
         self.command_ended = threading.Event()
         #: What capture_interpreter found for the command's interpreter, if it got that far.
         self.interpreter: dict[str, Any] | None = None
+        self.metrics: MetricFeed | None = None
 
     def run(self) -> None:
         try:
@@ -160,12 +166,20 @@ class _Registration(threading.Thread):
             return
         finally:
             self.registered.set()
-        while not self.command_ended.is_set():
-            event = next((e for e in read_events(self.run_dir) if e["type"] == "interpreter"), None)
-            if event is not None:
-                self.interpreter = capture_interpreter(event, self.store)
-                return
-            self.command_ended.wait(0.05)
+        self.metrics = MetricFeed(self.registry, self.record.id, self.run_dir / JOURNAL_NAME)
+        pumped = time.monotonic()
+        while not self.command_ended.wait(0.05):
+            if self.interpreter is None:
+                event = next(
+                    (e for e in read_events(self.run_dir) if e["type"] == "interpreter"), None
+                )
+                if event is not None:
+                    self.interpreter = capture_interpreter(event, self.store)
+            if time.monotonic() - pumped >= self.METRIC_INTERVAL:
+                # A failed pump is repeated by the next one, and the last one reports.
+                with contextlib.suppress(Exception):
+                    self.metrics.pump()
+                pumped = time.monotonic()
 
 
 def capture_interpreter(event: Mapping[str, Any], store: BlobStore) -> dict[str, Any]:
@@ -369,6 +383,7 @@ def execute(request: RunRequest, settings: Settings) -> RunRecord:
             ledger=ledger,
             command_ended=command_ended,
             input_limit=settings.snapshot_limit,
+            metrics=registration.metrics,
         )
     finally:
         registry.close()
@@ -446,19 +461,23 @@ def finish_recorded_run(
     ledger: FolderLedger | None = None,
     command_ended: float | None = None,
     input_limit: int = 0,
+    metrics: MetricFeed | None = None,
 ) -> RunRecord:
     """Read the run's journal, store its outputs and logs, and complete its registry row.
 
     With a ``ledger`` the outputs are checked against the other runs of the
     folder and noted for the next snapshots; files the command read from the
     project without declaring them are kept up to ``input_limit`` bytes each.
+    Metrics go through ``metrics`` (the feed that wrote them while the command
+    ran), in bounded batches, never all in memory.
     """
     ended = time.time()
     command_ended = ended if command_ended is None else command_ended
     status, error = _status_of(returncode, interrupted)
     problems: list[str] = []
     params: dict[str, Any] = {}
-    metrics: list[MetricRecord] = []
+    feed = metrics or MetricFeed(registry, record.id, run_dir / JOURNAL_NAME)
+    feed.pump()
     files: dict[tuple[str, str], FileRecord] = {(f.role, f.path): f for f in inputs}
     models: list[ModelRecord] = []
     outputs: list[str] = list(request.outputs)
@@ -472,10 +491,6 @@ def finish_recorded_run(
             activity.note(event)
         elif kind == "param":
             params[event["key"]] = event["value"]
-        elif kind == "metric":
-            metrics.append(
-                MetricRecord(event["key"], event["value"], event.get("step"), event["time"])
-            )
         elif kind == "input":
             rel = _rel(Path(event["path"]), cwd)
             files[("input", rel)] = FileRecord("input", rel, event["digest"], event["size"])
@@ -565,7 +580,7 @@ def finish_recorded_run(
         error=error,
         environment=env,
         params=params,
-        metrics=metrics,
+        metric_records=(),
         files=files.values(),
         models=models,
         stdout_digest=logs["stdout"],
@@ -579,5 +594,6 @@ def finish_recorded_run(
     )
     record.stdout_digest, record.stderr_digest = logs["stdout"], logs["stderr"]
     record.params = {**record.params, **params}
-    record.metrics, record.files, record.models = metrics, list(files.values()), models
+    record.metrics = [s.latest() for s in registry.metric_summaries(record.id)]
+    record.files, record.models = list(files.values()), models
     return record

@@ -7,11 +7,11 @@ pydantic: one spec from manifest to stored revision.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import asdict
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
 from fastapi.responses import StreamingResponse
 from pydantic import Field
 
@@ -22,6 +22,7 @@ from conveyor.platform.kinds import Files, kind_named
 from conveyor.platform.logs import LogLine
 from conveyor.platform.spec import ENV_KEY, MAX_INSTANCES, AppSpec
 from conveyor.server._common import AppName, FileIn, Strict, files_of, ndjson, operation
+from conveyor.server._pages import After, Limit, page
 
 __all__ = ["routes"]
 
@@ -50,8 +51,11 @@ def routes(controller: Controller) -> APIRouter:
     api = APIRouter(tags=["apps"])
 
     @api.get("/v1/apps", summary="Every app: state, instances running/desired, routes, revision")
-    async def list_apps() -> list[dict[str, Any]]:
-        return views.list_apps(controller)
+    async def list_apps(
+        response: Response, limit: Limit = None, after: After = None
+    ) -> list[Mapping[str, Any]]:
+        apps = views.list_apps(controller)
+        return page(apps, limit=limit, after=after, response=response, path="/v1/apps")
 
     @api.get("/v1/apps/{name}", summary="One app with its instances and recent events")
     async def get_app(name: AppName) -> dict[str, Any]:

@@ -6,13 +6,14 @@ import asyncio
 from collections.abc import Mapping
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Path, Response
 from fastapi.responses import StreamingResponse
 from pydantic import Field
 
 from conveyor.errors import NotFoundError
 from conveyor.orchestrate import StreamService
 from conveyor.server._common import FileIn, Strict, files_of, operation
+from conveyor.server._pages import After, Limit, page
 from conveyor.streams.dsl import STREAM_NAME_PATTERN
 
 __all__ = ["routes"]
@@ -45,8 +46,11 @@ def routes(streams: StreamService) -> APIRouter:
     api = APIRouter(tags=["streams"])
 
     @api.get("/v1/streams", summary="Every stream: definition, status, deployed version")
-    async def list_streams() -> list[dict[str, Any]]:
-        return streams.list_streams()
+    async def list_streams(
+        response: Response, limit: Limit = None, after: After = None
+    ) -> list[Mapping[str, Any]]:
+        found = streams.list_streams()
+        return page(found, limit=limit, after=after, response=response, path="/v1/streams")
 
     @api.post("/v1/streams/validate", summary="Parse and check a definition; the apps it makes")
     async def validate_stream(body: StreamIn) -> dict[str, Any]:

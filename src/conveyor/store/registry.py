@@ -24,8 +24,10 @@ from sqlalchemy import event, exc
 
 from conveyor.config import Settings, database_url
 from conveyor.errors import ConfigError, NotFoundError, RegistryUnavailable, RunError, UsageError
-from conveyor.store import schema, uses
+from conveyor.store import listing, metrics, schema, uses
 from conveyor.store.files import PRIVATE_FILE, private_dir, restrict_file
+from conveyor.store.listing import RunPage, run_from_row
+from conveyor.store.metrics import MetricSummary
 from conveyor.store.records import (
     ArtifactUse,
     FileRecord,
@@ -38,7 +40,7 @@ from conveyor.store.records import (
 __all__ = ["HEAD_REVISION", "Registry"]
 
 #: The newest migration; compared with the database's before running Alembic at all.
-HEAD_REVISION = "0006"
+HEAD_REVISION = "0007"
 _MIGRATIONS = Path(__file__).parent / "migrations"
 
 
@@ -243,7 +245,7 @@ class Registry:
         error: str | None,
         environment: Mapping[str, Any],
         params: Mapping[str, Any],
-        metrics: Iterable[MetricRecord],
+        metric_records: Iterable[MetricRecord],
         files: Iterable[FileRecord],
         models: Iterable[ModelRecord],
         stdout_digest: str | None,
@@ -253,8 +255,9 @@ class Registry:
 
         ``params`` are the values the code read; they replace the command line's
         text for the same names (``--param flag=yes`` read as ``True``).
+        ``metric_records`` are the last ones the run logged (the recorder writes
+        the earlier ones in batches with add_metrics while the run goes on).
         """
-        metric_rows = [_metric_row(run_id, m) for m in metrics]
         file_rows = {(f.role, f.path): _file_row(run_id, f) for f in files}
         model_rows = {m.name: _model_row(m) for m in models}
         with self._begin() as conn:
@@ -275,8 +278,7 @@ class Registry:
                         for k, v in params.items()
                     ],
                 )
-            if metric_rows:
-                conn.execute(schema.metrics.insert(), metric_rows)
+            metrics.add_metrics(conn, run_id, metric_records)
             if file_rows:
                 conn.execute(schema.files.insert(), list(file_rows.values()))
             if model_rows:
@@ -332,11 +334,27 @@ class Registry:
         with self._begin() as conn:
             self._write_params(conn, run_id, params, source=source)
 
-    def add_metrics(self, run_id: str, metrics: Iterable[MetricRecord]) -> None:
-        rows = [_metric_row(run_id, m) for m in metrics]
-        if rows:
-            with self._begin() as conn:
-                conn.execute(schema.metrics.insert(), rows)
+    def add_metrics(self, run_id: str, records: Iterable[MetricRecord]) -> int:
+        """Append a batch of metrics to their histories and summaries; returns the count."""
+        with self._begin() as conn:
+            return metrics.add_metrics(conn, run_id, records)
+
+    def add_metric_rows(self, run_id: str, rows: list[metrics.MetricRow]) -> int:
+        """add_metrics for (key, value, step, timestamp) tuples: the recorder's batches."""
+        with self._begin() as conn:
+            return metrics.add_rows(conn, run_id, rows)
+
+    def metric_summaries(self, run_id: str) -> list[MetricSummary]:
+        """Count, min, max and latest value of each metric of a run (a unique id prefix)."""
+        full = self.resolve_id(run_id)
+        with self._begin() as conn:
+            return metrics.summaries(conn, full)
+
+    def metric_history(self, run_id: str, key: str, max_points: int = 500) -> list[MetricRecord]:
+        """One metric's history in logging order, thinned evenly to ``max_points``."""
+        full = self.resolve_id(run_id)
+        with self._begin() as conn:
+            return metrics.history(conn, full, key, max_points)
 
     def add_files(self, run_id: str, records: Iterable[FileRecord]) -> None:
         rows = [_file_row(run_id, f) for f in records]
@@ -394,7 +412,7 @@ class Registry:
         full = self.resolve_id(run_id)
         with self._begin() as conn:
             row = conn.execute(sa.select(schema.runs).where(schema.runs.c.id == full)).one()
-            run = _run_from_row(row._mapping)
+            run = run_from_row(row._mapping)
             run.params = dict(
                 conn.execute(
                     sa.select(schema.params.c.key, schema.params.c.value)
@@ -402,14 +420,8 @@ class Registry:
                     .order_by(schema.params.c.key)
                 ).all()
             )
-            run.metrics = [
-                MetricRecord(r.key, r.value, r.step, r.timestamp)
-                for r in conn.execute(
-                    sa.select(schema.metrics)
-                    .where(schema.metrics.c.run_id == full)
-                    .order_by(schema.metrics.c.id)
-                )
-            ]
+            # The latest value of each metric; histories are read where they are shown.
+            run.metrics = [s.latest() for s in metrics.summaries(conn, full)]
             run.files = [
                 FileRecord(r.role, r.path, r.digest, r.size)
                 for r in conn.execute(
@@ -428,39 +440,23 @@ class Registry:
             ]
         return run
 
-    def list_runs(self, *, limit: int = 50, status: RunStatus | None = None) -> list[RunRecord]:
-        """The newest runs first, each with params and latest metrics (no files).
+    def list_runs(
+        self, *, limit: int = 50, status: RunStatus | None = None, after: str | None = None
+    ) -> list[RunRecord]:
+        """The newest runs first, each with params and latest metrics (no files, no histories)."""
+        return self.list_runs_page(limit=limit, status=status, after=after).runs
 
-        The params and metrics of the listed runs are selected by the listing
-        query itself (as a subquery), not by their ids: a list of ids would be
-        one query parameter per run, and PostgreSQL refuses more than 65,535.
-        """
-        runs_t = schema.runs
-        # The id breaks ties in start time, so the page and its subquery agree.
-        query = (
-            sa.select(runs_t).order_by(runs_t.c.started_at.desc(), runs_t.c.id.desc()).limit(limit)
-        )
-        if status is not None:
-            query = query.where(runs_t.c.status == status.value)
-        page = query.with_only_columns(runs_t.c.id)
+    def list_runs_page(
+        self,
+        *,
+        limit: int = 50,
+        status: RunStatus | None = None,
+        after: str | None = None,
+        offset: int = 0,
+    ) -> RunPage:
+        """One page of runs, newest first, and the cursor of the next (see store/listing.py)."""
         with self._begin() as conn:
-            runs = [_run_from_row(r._mapping) for r in conn.execute(query)]
-            if not runs:
-                return []
-            by_id = {r.id: r for r in runs}
-            for r in conn.execute(sa.select(schema.params).where(schema.params.c.run_id.in_(page))):
-                if r.run_id in by_id:
-                    by_id[r.run_id].params[r.key] = r.value
-            for r in conn.execute(
-                sa.select(schema.metrics)
-                .where(schema.metrics.c.run_id.in_(page))
-                .order_by(schema.metrics.c.id)
-            ):
-                if r.run_id in by_id:
-                    by_id[r.run_id].metrics.append(
-                        MetricRecord(r.key, r.value, r.step, r.timestamp)
-                    )
-        return runs
+            return listing.runs_page(conn, limit=limit, status=status, after=after, offset=offset)
 
     def get_model(self, run_id: str, name: str) -> ModelRecord:
         full = self.resolve_id(run_id)
@@ -531,16 +527,6 @@ def _private_sqlite_file(path: Path) -> None:
         ) from None
 
 
-def _metric_row(run_id: str, m: MetricRecord) -> dict[str, Any]:
-    return {
-        "run_id": run_id,
-        "key": m.key,
-        "value": m.value,
-        "step": m.step,
-        "timestamp": m.timestamp,
-    }
-
-
 def _file_row(run_id: str, f: FileRecord) -> dict[str, Any]:
     return {"run_id": run_id, "role": f.role, "path": f.path, "digest": f.digest, "size": f.size}
 
@@ -554,28 +540,6 @@ def _model_row(m: ModelRecord) -> dict[str, Any]:
         "digest": m.digest,
         "signature": m.signature,
     }
-
-
-def _run_from_row(row: sa.RowMapping) -> RunRecord:
-    return RunRecord(
-        id=row["id"],
-        name=row["name"],
-        status=RunStatus(row["status"]),
-        command=list(row["command"]),
-        cwd=row["cwd"],
-        started_at=row["started_at"],
-        seed=int(row["seed"]),
-        host=row["host"],
-        pid=row["pid"],
-        code=dict(row["code"] or {}),
-        environment=dict(row["environment"] or {}),
-        ended_at=row["ended_at"],
-        exit_code=row["exit_code"],
-        stdout_digest=row["stdout_digest"],
-        stderr_digest=row["stderr_digest"],
-        reproduces=row["reproduces"],
-        error=row["error"],
-    )
 
 
 #: A database driver's module -> what to install for it.

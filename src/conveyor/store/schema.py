@@ -45,12 +45,34 @@ metrics = sa.Table(
     "metrics",
     metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("run_id", sa.String(32), sa.ForeignKey("runs.id", ondelete="CASCADE"), index=True),
+    # indexed with key and id (ix_metrics_run_key, below): one index to update a step
+    sa.Column("run_id", sa.String(32), sa.ForeignKey("runs.id", ondelete="CASCADE")),
     sa.Column("key", sa.String(250), nullable=False),
     sa.Column("value", sa.Float, nullable=False),
     sa.Column("step", sa.Integer),
     sa.Column("timestamp", sa.Float, nullable=False),
 )
+
+# Per run and metric: what listings show, so they never read a history (migration 0007).
+metric_summary = sa.Table(
+    "metric_summary",
+    metadata,
+    sa.Column(
+        "run_id", sa.String(32), sa.ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True
+    ),
+    sa.Column("key", sa.String(250), primary_key=True),
+    sa.Column("count", sa.BigInteger, nullable=False),
+    sa.Column("min", sa.Float, nullable=False),
+    sa.Column("max", sa.Float, nullable=False),
+    # the latest value: the greatest (step, timestamp)
+    sa.Column("value", sa.Float, nullable=False),
+    sa.Column("step", sa.Integer),
+    sa.Column("timestamp", sa.Float, nullable=False),
+)
+# A history is read by run and key in logging order; listings page by (started_at, id).
+sa.Index("ix_metrics_run_key", metrics.c.run_id, metrics.c.key, metrics.c.id)
+sa.Index("ix_runs_started_id", runs.c.started_at, runs.c.id)
+sa.Index("ix_runs_status_started", runs.c.status, runs.c.started_at, runs.c.id)
 
 files = sa.Table(
     "files",

@@ -42,6 +42,8 @@ _READ_TIMEOUT = 30.0
 #: How long a source waits on an idle input before checking whether it should stop.
 _TICK = 0.1
 _JSON, _CSV = "application/json", "text/csv"
+#: Seconds a client refused with 503 (the stream not keeping up) is asked to wait.
+_RETRY_AFTER = "1"
 
 
 class Refused(StreamError):
@@ -128,6 +130,20 @@ def records(media_type: str, body: bytes) -> list[Any]:
     return data if isinstance(data, list) else [data]
 
 
+class _Server(ThreadingHTTPServer):
+    """A threading HTTP server whose listen backlog holds a burst of connections.
+
+    socketserver's default backlog is 5: under load, connections past it had
+    their handshake finished by the kernel but were never accepted, so the
+    request sent on them got no answer; a router in front of the source then
+    answered 502 ("closed the connection without answering") after about a
+    second, for a message the client must assume lost.
+    """
+
+    request_queue_size = 1024
+    daemon_threads = True
+
+
 class HttpSource:
     """POST JSON or CSV to ``path``; answered 202 once the messages are published."""
 
@@ -135,8 +151,7 @@ class HttpSource:
         self.context = context
         self.inbox: queue.Queue[tuple[list[Message], threading.Event]] = queue.Queue(maxsize=64)
         port = context.options["port"] or context.port or 0
-        self.server = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
-        self.server.daemon_threads = True
+        self.server = _Server(("127.0.0.1", port), self._handler())
         self.port = self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
@@ -187,6 +202,8 @@ class HttpSource:
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
+                if status == 503:  # refused, not lost: the client may send it again
+                    self.send_header("Retry-After", _RETRY_AFTER)
                 if status == 401:
                     self.send_header("WWW-Authenticate", 'Bearer realm="stream"')
                 if close:  # the rest of a refused body is not read
@@ -221,7 +238,9 @@ class HttpSource:
                 try:
                     source.inbox.put(([Message(i) for i in items], done), timeout=30)
                 except queue.Full:
-                    self.reply(503, {"error": "the stream is not keeping up; retry later"})
+                    self.reply(
+                        503, {"error": "the stream is not keeping up; nothing was published, retry"}
+                    )
                     return
                 if done.wait(30):
                     self.reply(202, {"accepted": len(items)})

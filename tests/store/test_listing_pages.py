@@ -1,0 +1,105 @@
+"""Runs listed page by page: each run exactly once, new runs never shifting a page."""
+
+from __future__ import annotations
+
+import pytest
+
+from conveyor.errors import UsageError
+from conveyor.store import schema
+from conveyor.store.records import MetricRecord, RunStatus
+from conveyor.store.registry import Registry
+
+RUNS = 5_000
+
+
+def _bulk_runs(reg: Registry, count: int, *, first: int = 0, same_second: bool = False) -> None:
+    """``count`` finished runs in one executemany; ``same_second`` gives pairs equal start times."""
+    rows: list[dict[str, object]] = [
+        {
+            "id": f"{i:032x}",
+            "name": "train",
+            "status": "FINISHED" if i % 3 else "FAILED",
+            "command": ["python", "train.py"],
+            "cwd": "/tmp/project",
+            "started_at": float(i // 2 if same_second else i),
+            "seed": i,
+            "host": "testhost",
+            "code": {},
+            "environment": {},
+        }
+        for i in range(first, first + count)
+    ]
+    with reg.transaction() as conn:
+        conn.execute(schema.runs.insert(), rows)
+
+
+def _walk(reg: Registry, *, limit: int, status: RunStatus | None = None) -> list[str]:
+    seen: list[str] = []
+    page = reg.list_runs_page(limit=limit, status=status)
+    seen += [r.id for r in page.runs]
+    while page.next is not None:
+        page = reg.list_runs_page(limit=limit, status=status, after=page.next)
+        seen += [r.id for r in page.runs]
+    return seen
+
+
+def test_every_run_is_listed_once_across_pages(registry: Registry) -> None:
+    _bulk_runs(registry, RUNS, same_second=True)  # ties in start time: the id orders them
+
+    seen = _walk(registry, limit=50)
+
+    assert len(seen) == RUNS
+    assert seen == sorted(seen, reverse=True)  # newest first, ties by id
+
+
+def test_a_status_filter_pages_too(registry: Registry) -> None:
+    _bulk_runs(registry, 600)
+
+    failed = _walk(registry, limit=7, status=RunStatus.FAILED)
+
+    assert failed == [f"{i:032x}" for i in reversed(range(600)) if i % 3 == 0]
+
+
+def test_runs_recorded_while_paging_do_not_shift_the_pages(registry: Registry) -> None:
+    _bulk_runs(registry, 1_000)
+    first = registry.list_runs_page(limit=100)
+
+    _bulk_runs(registry, 500, first=1_000)  # newer runs arrive between two pages
+    rest = _walk_from(registry, first.next)
+
+    assert [r.id for r in first.runs] + rest == [f"{i:032x}" for i in reversed(range(1_000))]
+
+
+def _walk_from(reg: Registry, cursor: str | None) -> list[str]:
+    seen: list[str] = []
+    while cursor is not None:
+        page = reg.list_runs_page(limit=100, after=cursor)
+        seen += [r.id for r in page.runs]
+        cursor = page.next
+    return seen
+
+
+def test_a_page_shows_the_latest_metrics_without_reading_histories(registry: Registry) -> None:
+    _bulk_runs(registry, 3)
+    run_id = f"{2:032x}"
+    registry.add_metrics(run_id, [MetricRecord("loss", 1.0 / (s + 1), s, 1.0) for s in range(5000)])
+    with registry.transaction() as conn:  # a history the listing must not need
+        conn.execute(schema.metrics.delete())
+
+    (newest, *_rest) = registry.list_runs(limit=2)
+
+    assert newest.latest_metrics() == {"loss": 1.0 / 5000}
+
+
+def test_a_last_page_has_no_next_cursor(registry: Registry) -> None:
+    _bulk_runs(registry, 10)
+
+    assert registry.list_runs_page(limit=10).next is None
+    assert registry.list_runs_page(limit=9).next is not None
+    assert registry.list_runs_page(limit=5, offset=5).runs[-1].id == f"{0:032x}"
+
+
+@pytest.mark.parametrize("cursor", ["nonsense", "", "bm90IGEgY3Vyc29y", "MS4wL1pa"])
+def test_a_cursor_that_no_page_gave_is_refused_clearly(registry: Registry, cursor: str) -> None:
+    with pytest.raises(UsageError, match="is not a listing cursor"):
+        registry.list_runs_page(limit=5, after=cursor)
