@@ -291,7 +291,11 @@ def test_an_app_is_never_given_a_folder_holding_the_platform(tmp_path: Path) -> 
 def test_the_supervisor_runs_an_isolated_instance_and_stops_it(tmp_path: Path) -> None:
     settings = Settings.from_env({"CONVEYOR_HOME": str(tmp_path / "home")})
     settings.platform_dir.mkdir(parents=True)
-    hello = Path(__file__).parent / "apps" / "hello.py"
+    # Run from a droplet, as a pushed app is: the checkout may lie under the instance's /tmp.
+    droplet = tmp_path / "droplet"
+    droplet.mkdir()
+    hello = droplet / "hello.py"
+    shutil.copy(Path(__file__).parent / "apps" / "hello.py", hello)
     events: list[tuple[str, object]] = []
 
     async def main() -> tuple[str, Any]:
@@ -313,6 +317,7 @@ def test_the_supervisor_runs_an_isolated_instance_and_stops_it(tmp_path: Path) -
             app="hello",
             command=(sys.executable, str(hello)),
             health=HealthCheck(type="http", endpoint="/health", timeout=SLOW),
+            sandbox=Sandbox(app="hello", read_only=(droplet,)),
         )
         instance = supervisor.start(spec, 0)
         try:
@@ -346,7 +351,7 @@ async def main():
         env=instance_env({}, app="left", revision=1, index=0, port=0),
         cwd=None,
         output=lambda _s, text: ready.set() if text == "ready" else None,
-        sandbox=Sandbox(app="left", memory_limit=64 << 20),
+        sandbox=Sandbox(app="left", read_only=(Path(sys.argv[1]).parent,), memory_limit=64 << 20),
     )
     await ready.wait()
     found = {"pid": handle.pid, "tmp": str(handle.tmp_folder), "how": handle.describe_isolation()}
@@ -360,7 +365,9 @@ asyncio.run(main())
 def test_a_restarted_platform_removes_what_a_killed_one_left(tmp_path: Path) -> None:
     settings = Settings.from_env({"CONVEYOR_HOME": str(tmp_path / "home")})
     settings.platform_dir.mkdir(parents=True)
-    intruder = str(Path(__file__).parent / "apps" / "intruder.py")
+    droplet = tmp_path / "droplet"  # as a pushed app; the checkout may be under /tmp
+    droplet.mkdir()
+    intruder = str(shutil.copy(Path(__file__).parent / "apps" / "intruder.py", droplet))
     done = subprocess.run(
         [sys.executable, "-c", DYING_PLATFORM, intruder],
         env={**os.environ, "CONVEYOR_HOME": str(settings.home)},

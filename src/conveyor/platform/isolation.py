@@ -219,6 +219,10 @@ def _user_private() -> list[Path]:
     return [p.resolve() for p in found if p.is_dir() and p.resolve() != Path("/")]
 
 
+#: Folders the instance's own temporary folder stands in for.
+_SCRATCH = (Path("/tmp"), Path("/var/tmp"), Path("/dev/shm"))  # noqa: S108
+
+
 def _runtime_paths() -> list[Path]:
     """The platform's interpreter and packages, which model and stream apps run on."""
     # The folder that holds the ``conveyor`` package (src/ in a checkout, site-packages installed).
@@ -485,7 +489,9 @@ class IsolatedSpawner:
             hidden = _outermost(
                 hidden + _closed_ancestors([*read_only, *read_write, *runtime, tmp])
             )
-        read_only += [p for p in runtime if _under(p, hidden)]
+        # The runtime comes back where it is hidden, and where the instance's own /tmp
+        # covers it (a checkout in /tmp runs its apps from a venv there).
+        read_only += [p for p in runtime if _under(p, hidden) or _under(p, _SCRATCH)]
         if uid is not None:
             for path in read_only:
                 if _under(path, hidden):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import signal
 import sys
 from pathlib import Path
@@ -69,6 +70,11 @@ async def start(
     env = instance_env({"GREETING": "hi"}, app=app, revision=1, index=0, port=0, host_env=host_env)
     # What the supervisor passes today: its own home among the rest; the spawner drops it.
     env["CONVEYOR_HOME"] = os.environ["CONVEYOR_HOME"]
+    if droplet and INTRUDER in argv:
+        # The app runs from its droplet, as a pushed app does: the checkout this test runs
+        # from may lie where the sandbox shows the instance its own folder (under /tmp).
+        shutil.copy(INTRUDER, droplet / "intruder.py")
+        argv = [str(droplet / "intruder.py") if a == INTRUDER else a for a in argv]
     instance = Instance()
     instance.handle = await spawner.spawn(
         argv,
