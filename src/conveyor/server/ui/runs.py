@@ -147,7 +147,8 @@ def routes(ui: Ui) -> APIRouter:
     async def run_page(request: Request, run_id: str) -> Response:
         ui.session(request)
         run = await run_in_threadpool(registry.get_run, run_id)
-        return ui.view(request, "run.html", run=run, **_details(ui, run))
+        details = await run_in_threadpool(_details, ui, run)
+        return ui.view(request, "run.html", run=run, **details)
 
     @api.get("/compare")
     async def compare(request: Request, run: Annotated[list[str], Query()]) -> Response:
@@ -192,11 +193,15 @@ def _details(ui: Ui, run: RunRecord) -> dict[str, Any]:
             or "-",
         ),
     ]
+    # Listings hold only each metric's latest value; histories are read here, thinned.
+    registry = ui.controller.state.registry
+    counts = {m.key: m.count for m in registry.metric_summaries(run.id)}
     histories: dict[str, list[tuple[float, float]]] = {}
-    for i, m in enumerate(run.metrics):
-        histories.setdefault(m.key, []).append(
-            (float(m.step if m.step is not None else i), m.value)
-        )
+    for key in counts:
+        for i, m in enumerate(registry.metric_history(run.id, key, max_points=_SPARK_POINTS)):
+            histories.setdefault(key, []).append(
+                (float(m.step if m.step is not None else i), m.value)
+            )
     return {
         "facts": facts,
         "code_facts": code_facts,
@@ -204,7 +209,7 @@ def _details(ui: Ui, run: RunRecord) -> dict[str, Any]:
         "unused": set(env.get("checks", {}).get("unused_params", [])),
         "latest": run.latest_metrics(),
         "sparks": {k: spark(v) for k, v in histories.items()},
-        "points": {k: len(v) for k, v in histories.items()},
+        "points": counts,
         "warnings": warnings_of(run),
         "stdout": _preview(ui, run.stdout_digest),
         "stderr": _preview(ui, run.stderr_digest),
