@@ -88,7 +88,7 @@ def test_file_source_reads_csv(binder: Binder, settings: Settings, tmp_path: Pat
         got = collect(binder, "c.file", "c", 2)
     finally:
         app.stop()
-    assert [m.payload for m in got] == [{"id": "1", "name": "ada"}, {"id": "2", "name": "bob"}]
+    assert [m.payload for m in got] == [{"id": 1, "name": "ada"}, {"id": 2, "name": "bob"}]
 
 
 def feed(binder: Binder, destination: str, payloads: list[Any]) -> None:
@@ -322,3 +322,13 @@ def test_score_with_strict_inputs_dead_letters_extra_fields(
     finally:
         app.stop()
     assert "id: unknown field (this service refuses extra fields" in letter.headers["error"]
+
+
+def test_csv_records_are_typed_as_pandas_reads_them() -> None:
+    from conveyor.streams.messages import csv_records
+
+    # A file of numbers scores as the same rows sent as JSON (score refuses "42" for a number).
+    assert csv_records("age,name,score\n42,Ann,0.5\n,Bo,\n") == [
+        {"age": 42, "name": "Ann", "score": 0.5},
+        {"age": None, "name": "Bo", "score": None},
+    ]

@@ -59,8 +59,8 @@ def test_json_and_csv_are_accepted(binder: Binder, source: tuple[Running, int]) 
     got = collect(binder, "h.http", "h", 4)
     assert [m.payload for m in got] == [
         {"a": 1},
-        {"a": "2", "b": "x"},
-        {"a": "3", "b": "y"},
+        {"a": 2, "b": "x"},
+        {"a": 3, "b": "y"},
         {"a": 4},
     ]
 

@@ -31,7 +31,7 @@ import orjson
 
 from conveyor.streams.apps.base import AppContext
 from conveyor.streams.errors import StreamError
-from conveyor.streams.messages import Message
+from conveyor.streams.messages import Message, csv_records
 
 __all__ = ["MAX_BODY", "HttpSource"]
 
@@ -120,7 +120,7 @@ def records(media_type: str, body: bytes) -> list[Any]:
     """The records a body holds: a JSON object or list, or the rows of a CSV with a header."""
     if media_type == _CSV:
         try:
-            return list(csv.DictReader(io.StringIO(body.decode("utf-8-sig"))))
+            return csv_records(body.decode("utf-8-sig"))
         except (UnicodeDecodeError, csv.Error) as exc:
             raise Refused(400, f"the body is not CSV: {exc}") from None
     try:

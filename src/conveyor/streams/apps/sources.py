@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import random
 import time
 from collections.abc import Iterator
@@ -15,7 +13,7 @@ import orjson
 from conveyor.streams.apps.base import AppContext
 from conveyor.streams.apps.httpsource import HttpSource
 from conveyor.streams.errors import StreamError
-from conveyor.streams.messages import Message
+from conveyor.streams.messages import Message, csv_records
 
 __all__ = ["FileSource", "HttpSource", "LoadGenerator", "TimeSource"]
 
@@ -111,7 +109,7 @@ class FileSource:
     def _rows(self, path: Path) -> list[Any]:
         text = path.read_text(encoding="utf-8")
         if self.context.options["format"] == "csv":
-            return list(csv.DictReader(io.StringIO(text)))
+            return csv_records(text)
         rows = []
         for number, line in enumerate(text.splitlines(), 1):
             if line.strip():
