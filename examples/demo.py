@@ -129,6 +129,8 @@ def stream_and_tap(run_id: str) -> None:
     right = sum(r["prediction"] == r["diagnosis"] for r in results)
     print(f"\n$ wc -l {scored.name}\n{len(results)} {scored.name}")
     print(f"(the tap kept every scored row: {right} of {len(results)} predictions match the truth)")
+    if len(results) < rows:
+        sys.exit(f"the stream scored {len(results)} of {rows} rows; see `conveyor stream info`")
 
 
 def composed_task() -> None:
