@@ -230,5 +230,6 @@ def test_module_imports_only_stdlib_blake3_and_conveyor_basics(module: str) -> N
         "conveyor.store.reader",
         "conveyor.store.s3",
         "conveyor.store.s3_errors",
+        "conveyor.store.s3_transfer",
         "conveyor.store.uploads",
     }
