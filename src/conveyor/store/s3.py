@@ -401,7 +401,7 @@ class S3ArtifactStore(StreamingPuts):
                     Bucket=self.bucket, Key=key, Body=read(0, size), Metadata=meta
                 )
             return
-        self._multipart(key, meta, size, read, lambda: None)
+        multipart_upload(self._transfer(), key, meta, size, read, lambda: None)
 
     def _upload_fd(self, src: int, size: int, digest: Digest, name: str) -> None:
         """Send an open file hashed as ``digest``, hashing it again as its parts are read."""
@@ -427,17 +427,8 @@ class S3ArtifactStore(StreamingPuts):
             check()
             self._upload(digest, size, lambda offset, n: data)
             return
-        self._multipart(self._key(digest), {_META: digest.partition(":")[2]}, size, read, check)
-
-    def _multipart(
-        self,
-        key: str,
-        meta: dict[str, str],
-        size: int,
-        read: Callable[[int, int], bytes],
-        check: Callable[[], None],
-    ) -> None:
-        multipart_upload(self._transfer(), key, meta, size, read, check)
+        meta = {_META: digest.partition(":")[2]}
+        multipart_upload(self._transfer(), self._key(digest), meta, size, read, check)
 
     def _transfer(self) -> Transfer:
         return Transfer(self._client, self.bucket, self._part, self._concurrency, self._call)
