@@ -337,3 +337,27 @@ def test_a_stream_cannot_take_another_apps_route(platform: Platform) -> None:
     assert "thief-" not in platform.cli("apps").stdout
     platform.cli("stream", "destroy", "thief")
     platform.cli("delete", "sc", "-y")
+
+
+def test_a_stream_cannot_take_over_another_streams_or_a_pushed_apps_platform_apps(
+    platform: Platform,
+) -> None:
+    platform.cli("stream", "create", "pair-one", "--definition", "time | log")
+    platform.cli("stream", "deploy", "pair-one")
+    # Differs only by '_' against '-': the same platform app names (pair-one-time, pair-one-log).
+    platform.cli("stream", "create", "pair_one", "--definition", "time | log")
+    taken = platform.cli("stream", "deploy", "pair_one", check=False)
+    assert taken.returncode != 0
+    assert "belongs to stream 'pair-one'" in taken.stderr
+    assert "pair-one-log" in platform.cli("apps").stdout  # still the first stream's, untouched
+    assert "deployed" in platform.cli("stream", "info", "pair-one").stdout
+
+    platform.cli("push", "-f", str(platform.write_hello_app("solo-log", instances=1)))
+    platform.cli("stream", "create", "solo", "--definition", "time | log")
+    refused = platform.cli("stream", "deploy", "solo", check=False)
+    assert refused.returncode != 0
+    assert "belongs to an app pushed on its own" in refused.stderr
+    for stream in ("pair_one", "solo"):
+        platform.cli("stream", "destroy", stream)
+    platform.cli("stream", "destroy", "pair-one")
+    platform.cli("delete", "solo-log", "-y")

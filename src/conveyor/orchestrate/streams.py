@@ -33,6 +33,7 @@ from conveyor.orchestrate.stream_sandbox import sandboxed
 from conveyor.platform import (
     AppSpec,
     Controller,
+    DeployError,
     Progress,
     RouteSpec,
     Staging,
@@ -198,6 +199,8 @@ class StreamService:
         planned = plan_stream(
             name, definition, binder=binder, properties=properties, registered=registered
         )
+        for app in planned:
+            self._check_owner(name, app.name)
         rolled: list[tuple[str, int]] = []  # apps updated so far, with the revision they ran
         for app in reversed(planned):  # sinks first: consumers exist before producers publish
             before = self.controller.state.find_app(app.name)
@@ -243,6 +246,25 @@ class StreamService:
         )
         self.records.set_status(name, "deployed", version=version, definition=definition)
         return {"name": name, "version": version, "apps": [a.name for a in planned]}
+
+    def _check_owner(self, stream: str, app: str) -> None:
+        """DeployError when platform app ``app`` exists and is not one of ``stream``'s apps.
+
+        Stream names that differ only by case or '_' against '-' map to the same
+        app names; deploying one must not take over the other's apps.
+        """
+        found = self.controller.state.find_app(app)
+        if found is None or not found.revision:
+            return
+        spec = self.controller.spec(self.controller.state.revision(app, found.revision))
+        owner = spec.options.get("stream") if spec.kind == StreamKind.name else None
+        if owner != stream:
+            what = f"stream {owner!r}" if owner else "an app pushed on its own"
+            raise DeployError(
+                f"stream {stream!r} needs the platform app {app!r}, which belongs to {what}",
+                hint="Choose a stream name that differs by more than case or '_' and '-', "
+                "or undeploy the other first.",
+            )
 
     def check_binder(self, url: str | None) -> None:
         """UsageError (a 400) when ``url`` names no known binder; None means the default."""
