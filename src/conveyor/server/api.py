@@ -21,6 +21,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp
 
+from conveyor.config import Settings
 from conveyor.errors import ConveyorError
 from conveyor.platform.controller import Controller
 from conveyor.server import apps, blobs, services, streams
@@ -38,9 +39,9 @@ def create_app(
     token: str,
     info: Callable[[], dict[str, Any]],
     shutdown: Callable[[], None],
+    settings: Settings,
 ) -> ASGIApp:
     """The control API; ``info`` describes the platform, ``shutdown`` asks it to stop."""
-    from conveyor.config import get_settings
     from conveyor.orchestrate import StreamService
     from conveyor.server.tasks import task_routes
 
@@ -84,8 +85,8 @@ def create_app(
     api.include_router(blobs.routes(controller.artifacts))
     api.include_router(apps.routes(controller))
     api.include_router(services.routes(controller))
-    service = StreamService(controller)
+    service = StreamService(controller, settings=settings)
     api.include_router(streams.routes(service))
-    api.include_router(task_routes(controller, get_settings().home / "runs"))
+    api.include_router(task_routes(controller, settings.home / "runs"))
     api.mount("/ui", dashboard(controller, service, token))
     return TokenGuard(api, token, open_prefix="/ui")

@@ -189,7 +189,7 @@ async def _serve(settings: Settings, spawner: IsolatedSpawner) -> None:
             "apps": len(controller.state.apps()),
         }
 
-    app = create_app(controller, token, info, stop.set)
+    app = create_app(controller, token, info, stop.set, settings)
     config = api_config(app, hosts=[settings.api_address[0], api_host])
     server = _Server(config)
     loop = asyncio.get_running_loop()
