@@ -44,6 +44,12 @@ _TICK = 0.1
 _JSON, _CSV = "application/json", "text/csv"
 #: Seconds a client refused with 503 (the stream not keeping up) is asked to wait.
 _RETRY_AFTER = "1"
+#: Requests waiting to be published, beyond the batch being published.
+_INBOX = 64
+#: How long a request waits for room in the inbox before it is refused (nothing published).
+_QUEUE_WAIT = 30.0
+#: How long a request waits for its messages to be published before it is answered 503.
+_PUBLISH_WAIT = 30.0
 
 
 class Refused(StreamError):
@@ -149,7 +155,7 @@ class HttpSource:
 
     def __init__(self, context: AppContext) -> None:
         self.context = context
-        self.inbox: queue.Queue[tuple[list[Message], threading.Event]] = queue.Queue(maxsize=64)
+        self.inbox: queue.Queue[tuple[list[Message], threading.Event]] = queue.Queue(maxsize=_INBOX)
         port = context.options["port"] or context.port or 0
         self.server = _Server(("127.0.0.1", port), self._handler())
         self.port = self.server.server_address[1]
@@ -236,13 +242,13 @@ class HttpSource:
                     return
                 done = threading.Event()
                 try:
-                    source.inbox.put(([Message(i) for i in items], done), timeout=30)
+                    source.inbox.put(([Message(i) for i in items], done), timeout=_QUEUE_WAIT)
                 except queue.Full:
                     self.reply(
                         503, {"error": "the stream is not keeping up; nothing was published, retry"}
                     )
                     return
-                if done.wait(30):
+                if done.wait(_PUBLISH_WAIT):
                     self.reply(202, {"accepted": len(items)})
                 else:
                     self.reply(503, {"error": "the message could not be published in time"})
