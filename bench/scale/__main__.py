@@ -25,6 +25,7 @@ PostgreSQL uses a fresh schema-less database dropped afterwards.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import resource
 import statistics
@@ -233,6 +234,73 @@ def bench_gc(sizes: list[int], total: int = 1 << 40) -> None:
             )
 
 
+def bench_log(sizes: list[int], rounds: int = 10, per_round: int = 32 << 20) -> None:
+    """The embedded log's disk use while messages of each size go through, round after round.
+
+    Each round publishes ``per_round`` bytes of messages of one size, 64 at a time, to a
+    destination with one consumer group that receives and acknowledges each batch; the file
+    (log + WAL) is measured after each round. A second destination with a group that never
+    reads (a dead tap) gets the same messages, to show the retention limit bounding it.
+    """
+    from conveyor.config import Settings
+    from conveyor.streams.binders import open_binder
+    from conveyor.streams.messages import Message
+
+    print(f"\nembedded log: {rounds} rounds of {per_round >> 20} MiB published, received, acked")
+    print(
+        f"{'message':>9} {'msgs':>8} {'MB/s':>7} {'peak MB':>8} {'final MB':>9} {'dead tap MB':>11}"
+    )
+    for size in sizes:
+        with tempfile.TemporaryDirectory(prefix="conveyor-bench-log-") as tmp:
+            settings = Settings.from_env({"CONVEYOR_HOME": tmp})
+            path = Path(tmp) / "log.db"
+            retain = f"retention-size={(per_round * 2) >> 20}M"
+            binder = open_binder(f"embedded://{path}?{retain}", settings)
+            try:
+                binder.provision("bench.live", "reader")
+                binder.provision("bench.tap", "dead")
+                consumer = binder.consumer("bench.live", "reader", name="reader-0")
+                count = max(1, per_round // size)
+                payload = {"blob": "x" * size}
+                peak, moved = 0.0, 0
+                start = time.perf_counter()
+                for _ in range(rounds):
+                    for lo in range(0, count, 64):  # publish a batch, then read it back
+                        batch = [Message(payload) for _ in range(min(64, count - lo))]
+                        binder.publish("bench.live", batch)
+                        binder.publish("bench.tap", batch)
+                        got = 0
+                        while got < len(batch):
+                            received = consumer.receive(64, timeout=5.0)
+                            if received is None:
+                                raise RuntimeError(f"the log stopped delivering after {got}")
+                            got += len(received.messages)
+                            consumer.ack(received)
+                    moved += count * size
+                    peak = max(peak, _file_mb(path))
+                seconds = time.perf_counter() - start
+                consumer.close()
+                final = _file_mb(path)
+                tap = binder.lag("bench.tap", "dead")
+            finally:
+                binder.close()
+            label = f"{size >> 10} KiB" if size < (1 << 20) else f"{size >> 20} MiB"
+            print(
+                f"{label:>9} {count * rounds:>8,} {moved / seconds / (1 << 20):>7.1f} "
+                f"{peak:>8.0f} {final:>9.0f} {f'{tap:,} msgs' if tap is not None else '-':>11}",
+                flush=True,
+            )
+
+
+def _file_mb(path: Path) -> float:
+    """MB on disk of an SQLite database and its WAL (allocated blocks, not apparent size)."""
+    total = 0
+    for name in (path, path.with_name(path.name + "-wal")):
+        with contextlib.suppress(FileNotFoundError):
+            total += os.stat(name).st_blocks * 512
+    return total / (1 << 20)
+
+
 def _peak(cmd: list[str], env: dict[str, str], cwd: Path) -> tuple[float, float]:
     """Wall seconds and peak RSS (MB) of ``cmd`` and its children."""
     out = subprocess.run(
@@ -267,7 +335,7 @@ def main() -> None:
         prog="python -m bench.scale", description=__doc__.splitlines()[0]
     )
     parser.add_argument("--quick", action="store_true", help="sizes to 100,000 only")
-    parser.add_argument("--only", choices=["runs", "steps", "gc"], help="one curve only")
+    parser.add_argument("--only", choices=["runs", "steps", "gc", "log"], help="one curve only")
     parser.add_argument("--db", default="sqlite,postgres", help="databases for the runs curve")
     args = parser.parse_args()
     sizes = [10_000, 100_000] if args.quick else [10_000, 100_000, 1_000_000]
@@ -288,6 +356,8 @@ def main() -> None:
         bench_steps(sizes)
     if args.only in (None, "gc"):
         bench_gc([1_000, 10_000] if args.quick else [1_000, 10_000, 100_000])
+    if args.only in (None, "log"):
+        bench_log([4 << 10, 64 << 10] if args.quick else [4 << 10, 64 << 10, 1 << 20])
     print(
         "\npeak RSS of this process: "
         f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB"

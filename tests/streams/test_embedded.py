@@ -103,6 +103,31 @@ def test_acknowledged_large_messages_give_their_space_back(tmp_path: Path) -> No
     assert max(sizes) < slack, sizes
 
 
+def test_the_file_shrinks_once_a_backlog_is_acknowledged(tmp_path: Path) -> None:
+    from conveyor.streams.binders.embedded import EmbeddedBinder
+    from conveyor.streams.messages import Message
+
+    path = tmp_path / "streams.db"
+    binder = EmbeddedBinder(path)
+    binder.provision("d", "g")
+    body = "x" * (16 * 1024)
+    for n in range(0, 3072, 64):  # a 48 MiB backlog: the consumer was away
+        binder.publish("d", [Message({"n": n + i, "body": body}) for i in range(64)])
+    backlog = _disk(path)
+    assert backlog > 48 * 1024 * 1024
+    consumer = binder.consumer("d", "g", name="c")
+    seen = 0
+    while seen < 3072:
+        batch = consumer.receive(64, timeout=1.0)
+        assert batch is not None
+        seen += len(batch.messages)
+        consumer.ack(batch)
+    # Nothing is unacknowledged any more: the file gives the backlog's space back.
+    assert _disk(path) < 16 * 1024 * 1024, (backlog, _disk(path))
+    consumer.close()
+    binder.close()
+
+
 def test_a_group_with_no_live_consumer_keeps_only_the_retention(tmp_path: Path) -> None:
     from conveyor.streams.binders.embedded import EmbeddedBinder
 

@@ -298,7 +298,8 @@ class EmbeddedBinder:
                 pages = self._db.execute("PRAGMA page_count").fetchone()[0]
                 size = self._db.execute("PRAGMA page_size").fetchone()[0]
                 if free * size >= _VACUUM_BYTES and free * 4 >= pages:
-                    self._db.execute("PRAGMA incremental_vacuum")
+                    # Through sqlite3_exec: stepped once by execute(), it frees a single page.
+                    self._db.executescript("PRAGMA incremental_vacuum;")
                     # The file shrinks once the WAL is copied back; without waiting for readers.
                     self._db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
             except sqlite3.Error as exc:
