@@ -242,8 +242,7 @@ def bench_log(sizes: list[int], rounds: int = 10, per_round: int = 32 << 20) -> 
     (log + WAL) is measured after each round. A second destination with a group that never
     reads (a dead tap) gets the same messages, to show the retention limit bounding it.
     """
-    from conveyor.config import Settings
-    from conveyor.streams.binders import open_binder
+    from conveyor.streams.binders.embedded import EmbeddedBinder
     from conveyor.streams.messages import Message
 
     print(f"\nembedded log: {rounds} rounds of {per_round >> 20} MiB published, received, acked")
@@ -252,13 +251,17 @@ def bench_log(sizes: list[int], rounds: int = 10, per_round: int = 32 << 20) -> 
     )
     for size in sizes:
         with tempfile.TemporaryDirectory(prefix="conveyor-bench-log-") as tmp:
-            settings = Settings.from_env({"CONVEYOR_HOME": tmp})
             path = Path(tmp) / "log.db"
-            retain = f"retention-size={(per_round * 2) >> 20}M"
-            binder = open_binder(f"embedded://{path}?{retain}", settings)
+            shift = [0.0]
+
+            def clock(shift: list[float] = shift) -> float:
+                return time.time() + shift[0]
+
+            binder = EmbeddedBinder(path, retention_bytes=per_round * 2, clock=clock)
             try:
-                binder.provision("bench.live", "reader")
                 binder.provision("bench.tap", "dead")
+                shift[0] = 3600.0  # the tap's stream was undeployed an hour ago
+                binder.provision("bench.live", "reader")
                 consumer = binder.consumer("bench.live", "reader", name="reader-0")
                 count = max(1, per_round // size)
                 payload = {"blob": "x" * size}
@@ -287,7 +290,7 @@ def bench_log(sizes: list[int], rounds: int = 10, per_round: int = 32 << 20) -> 
             label = f"{size >> 10} KiB" if size < (1 << 20) else f"{size >> 20} MiB"
             print(
                 f"{label:>9} {count * rounds:>8,} {moved / seconds / (1 << 20):>7.1f} "
-                f"{peak:>8.0f} {final:>9.0f} {f'{tap:,} msgs' if tap is not None else '-':>11}",
+                f"{peak:>8.0f} {final:>9.0f} {(tap or 0) * size / (1 << 20):>11.0f}",
                 flush=True,
             )
 
