@@ -51,18 +51,18 @@ def _mib(size: int | None) -> str:
 # -- push -----------------------------------------------------------------------------
 
 
-@click.command("push")
-@click.argument("names", nargs=-1, metavar="[APP]...")
-@click.option(
+#: ``-f/--manifest``, for every command that reads a manifest's apps (:func:`manifest_apps`).
+manifest_option = click.option(
     "-f",
     "--manifest",
     "manifest_path",
     type=click.Path(dir_okay=False, path_type=Path),
     help="The manifest to read  [default: conveyor.yml, else manifest.yml]",
 )
-@click.option("-i", "--instances", type=click.IntRange(0, 64), help="Override the manifest.")
-def push_command(names: tuple[str, ...], manifest_path: Path | None, instances: int | None) -> None:
-    """Push the apps of a manifest: upload, stage, and deploy (rolling if running)."""
+
+
+def manifest_apps(names: tuple[str, ...], manifest_path: Path | None) -> list[AppSpec]:
+    """The apps ``names`` of the manifest (all when none are named); unknown names refused."""
     from conveyor.platform.manifest import find_manifest, load_manifest
 
     manifest_path = manifest_path or find_manifest(Path.cwd())
@@ -79,6 +79,16 @@ def push_command(names: tuple[str, ...], manifest_path: Path | None, instances: 
                 f"(its apps: {', '.join(sorted(known))})"
             )
         apps = manifest.selected(names)
+    return apps
+
+
+@click.command("push")
+@click.argument("names", nargs=-1, metavar="[APP]...")
+@manifest_option
+@click.option("-i", "--instances", type=click.IntRange(0, 64), help="Override the manifest.")
+def push_command(names: tuple[str, ...], manifest_path: Path | None, instances: int | None) -> None:
+    """Push the apps of a manifest: upload, stage, and deploy (rolling if running)."""
+    apps = manifest_apps(names, manifest_path)
     client = connect()
     info = client.call("GET", "/v1/info")
     for app in apps:

@@ -1,0 +1,262 @@
+"""One cluster's API, through the official ``kubernetes`` client (imported on first use).
+
+Objects are applied with server-side apply: ``PATCH`` with the content type
+``application/apply-patch+yaml``, field manager ``conveyor`` and ``force``
+(Conveyor owns the fields it renders). Every failure is translated at this
+boundary into a :class:`~conveyor.platform.errors.ClusterError` that names the
+context, and for a refusal (403) the verb, the resource and a Role that would
+allow it.
+
+    cluster = Cluster.connect(config)            # reads the kubeconfig's context
+    cluster.apply(deployment)                    # PATCH .../deployments/iris?fieldManager=conveyor
+    cluster.get("Deployment", "iris")["status"]
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from conveyor.platform.errors import ClusterError
+from conveyor.platform.kubernetes.config import KubernetesConfig
+
+__all__ = ["APPLY_TYPE", "FIELD_MANAGER", "KINDS", "Cluster", "Kind"]
+
+FIELD_MANAGER = "conveyor"
+APPLY_TYPE = "application/apply-patch+yaml"
+#: Seconds to connect to the API server, then to wait for its answer.
+_TIMEOUT = (5.0, 30.0)
+
+
+@dataclass(frozen=True)
+class Kind:
+    """Where the API serves one kind of object (always namespaced here)."""
+
+    group: str  # "" for the core group
+    version: str
+    plural: str
+
+    @property
+    def prefix(self) -> str:
+        return f"/api/{self.version}" if not self.group else f"/apis/{self.group}/{self.version}"
+
+
+KINDS: dict[str, Kind] = {
+    "Secret": Kind("", "v1", "secrets"),
+    "Service": Kind("", "v1", "services"),
+    "Pod": Kind("", "v1", "pods"),
+    "Event": Kind("", "v1", "events"),
+    "Deployment": Kind("apps", "v1", "deployments"),
+    "PodDisruptionBudget": Kind("policy", "v1", "poddisruptionbudgets"),
+    "Ingress": Kind("networking.k8s.io", "v1", "ingresses"),
+    "HTTPRoute": Kind("gateway.networking.k8s.io", "v1", "httproutes"),
+    "HorizontalPodAutoscaler": Kind("autoscaling", "v2", "horizontalpodautoscalers"),
+    "Job": Kind("batch", "v1", "jobs"),
+    "CronJob": Kind("batch", "v1", "cronjobs"),
+}
+
+
+class Cluster:
+    """Reads and applies objects in one namespace of one cluster."""
+
+    def __init__(self, api: Any, config: KubernetesConfig) -> None:
+        self.api = api  # a kubernetes.client.ApiClient
+        self.config = config
+        self.namespace = config.namespace
+
+    @property
+    def context(self) -> str:
+        return self.config.context or "(the kubeconfig's current context)"
+
+    @classmethod
+    def connect(cls, config: KubernetesConfig, *, kubeconfig: str | None = None) -> Cluster:
+        """The cluster of ``config.context`` in the kubeconfig (``$KUBECONFIG`` or ~/.kube)."""
+        try:
+            from kubernetes import config as kube_config
+        except ImportError as exc:
+            raise ClusterError(
+                "the Kubernetes client is not installed",
+                hint="pip install 'conveyor[kubernetes]'",
+            ) from exc
+        try:
+            api = kube_config.new_client_from_config(  # type: ignore[no-untyped-call]
+                config_file=kubeconfig, context=config.context, persist_config=False
+            )
+        except (kube_config.ConfigException, OSError, TypeError, ValueError) as exc:
+            where = f"context {config.context!r}" if config.context else "the current context"
+            raise ClusterError(
+                f"cannot use {where} of the kubeconfig: {exc}",
+                hint="Check `kubectl config get-contexts` (KUBECONFIG or ~/.kube/config), "
+                "or add the target again with --context NAME.",
+            ) from exc
+        return cls(api, config)
+
+    # -- requests -----------------------------------------------------------------
+
+    def path(self, kind: str, name: str | None = None, *, sub: str | None = None) -> str:
+        where = KINDS[kind]
+        path = f"{where.prefix}/namespaces/{self.namespace}/{where.plural}"
+        if name is not None:
+            path += f"/{name}"
+        if sub is not None:
+            path += f"/{sub}"
+        return path
+
+    def _call(
+        self,
+        verb: str,
+        kind: str,
+        method: str,
+        path: str,
+        *,
+        query: list[tuple[str, str]] | None = None,
+        body: str | None = None,
+        content_type: str = "application/json",
+        text: bool = False,
+    ) -> Any:
+        from kubernetes.client.exceptions import ApiException
+
+        headers = {"Accept": "application/json" if not text else "text/plain"}
+        if body is not None:
+            headers["Content-Type"] = content_type
+        try:
+            response = self.api.call_api(
+                path,
+                method,
+                query_params=query or [],
+                header_params=headers,
+                body=body,
+                auth_settings=["BearerToken"],
+                _return_http_data_only=True,
+                _preload_content=False,
+                _request_timeout=_TIMEOUT,
+            )
+        except ApiException as exc:
+            raise self._refused(verb, kind, exc) from exc
+        except Exception as exc:  # urllib3's connection errors, TLS, DNS ...
+            raise ClusterError(
+                f"cannot reach the Kubernetes API of context {self.context}: {_first_line(exc)}",
+                hint="Is the cluster running, and does `kubectl --context ... get ns` answer?",
+            ) from exc
+        data = response.data
+        if text:
+            return data.decode("utf-8", "replace")
+        return json.loads(data) if data else {}
+
+    def _refused(self, verb: str, kind: str, exc: Any) -> ClusterError:
+        where = KINDS[kind]
+        message = _message(exc)
+        if exc.status == 403:
+            group = where.group or '""'
+            return ClusterError(
+                f"the cluster (context {self.context}) refused to {verb} {where.plural} in "
+                f"namespace {self.namespace!r}: {message}",
+                hint=(
+                    "A Role bound to your user allows it:\n"
+                    "  kind: Role\n"
+                    f"  metadata: {{namespace: {self.namespace}}}\n"
+                    f"  rules: [{{apiGroups: [{group}], resources: [{where.plural}], "
+                    f"verbs: [get, list, watch, create, patch, delete]}}]"
+                ),
+            )
+        if exc.status == 401:
+            return ClusterError(
+                f"the cluster (context {self.context}) did not accept your credentials: {message}"
+            )
+        if exc.status == 404 and "namespaces" in message and self.namespace in message:
+            return ClusterError(
+                f"namespace {self.namespace!r} does not exist in context {self.context}",
+                hint=f"kubectl create namespace {self.namespace}",
+            )
+        return ClusterError(
+            f"the cluster (context {self.context}) refused to {verb} {where.plural}: "
+            f"{exc.status} {message}"
+        )
+
+    # -- what the target uses -----------------------------------------------------
+
+    def apply(self, obj: Mapping[str, Any]) -> dict[str, Any]:
+        """Server-side apply ``obj`` (a whole object, as rendered); the cluster's copy back."""
+        kind, name = str(obj["kind"]), str(obj["metadata"]["name"])
+        result: dict[str, Any] = self._call(
+            "apply",
+            kind,
+            "PATCH",
+            self.path(kind, name),
+            query=[("fieldManager", FIELD_MANAGER), ("force", "true")],
+            body=json.dumps(obj),  # JSON is YAML: the apply content type takes it as it is
+            content_type=APPLY_TYPE,
+        )
+        return result
+
+    def get(self, kind: str, name: str) -> dict[str, Any] | None:
+        """The object, or None when there is none."""
+        try:
+            found: dict[str, Any] = self._call("get", kind, "GET", self.path(kind, name))
+        except ClusterError as exc:
+            if " 404 " in exc.message:
+                return None
+            raise
+        return found
+
+    def items(self, kind: str, selector: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
+        query = []
+        if selector:
+            query.append(("labelSelector", ",".join(f"{k}={v}" for k, v in selector.items())))
+        found = self._call("list", kind, "GET", self.path(kind), query=query)
+        items: list[dict[str, Any]] = found.get("items") or []
+        return items
+
+    def delete(self, kind: str, name: str) -> bool:
+        """Delete the object (its dependents in the background); False if there was none."""
+        body = json.dumps({"propagationPolicy": "Background"})
+        try:
+            self._call("delete", kind, "DELETE", self.path(kind, name), body=body)
+        except ClusterError as exc:
+            if " 404 " in exc.message:
+                return False
+            raise
+        return True
+
+    def scale(self, kind: str, name: str, replicas: int) -> None:
+        body = json.dumps({"spec": {"replicas": replicas}})
+        self._call(
+            "patch",
+            kind,
+            "PATCH",
+            self.path(kind, name),
+            body=body,
+            content_type="application/merge-patch+json",
+        )
+
+    def logs(self, pod: str, *, lines: int = 20) -> str:
+        return str(
+            self._call(
+                "get",
+                "Pod",
+                "GET",
+                self.path("Pod", pod, sub="log"),
+                query=[("tailLines", str(lines))],
+                text=True,
+            )
+        )
+
+    def events(self, name: str) -> list[dict[str, Any]]:
+        query = [("fieldSelector", f"involvedObject.name={name}")]
+        found = self._call("list", "Event", "GET", self.path("Event"), query=query)
+        items: list[dict[str, Any]] = found.get("items") or []
+        return items
+
+
+def _message(exc: Any) -> str:
+    try:
+        body = json.loads(exc.body)
+        return str(body.get("message") or exc.reason)
+    except (TypeError, ValueError, AttributeError):
+        return str(exc.reason)
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
