@@ -112,35 +112,38 @@ class Cluster:
         path: str,
         *,
         query: list[tuple[str, str]] | None = None,
-        body: str | None = None,
+        body: Mapping[str, Any] | None = None,
         content_type: str = "application/json",
         text: bool = False,
     ) -> Any:
         from kubernetes.client.exceptions import ApiException
+        from urllib3.exceptions import HTTPError
 
         headers = {"Accept": "application/json" if not text else "text/plain"}
         if body is not None:
             headers["Content-Type"] = content_type
         try:
-            response = self.api.call_api(
-                path,
-                method,
+            request = self.api.param_serialize(
+                method=method,
+                resource_path=path,
                 query_params=query or [],
                 header_params=headers,
                 body=body,
                 auth_settings=["BearerToken"],
-                _return_http_data_only=True,
-                _preload_content=False,
-                _request_timeout=_TIMEOUT,
             )
+            response = self.api.call_api(*request, _request_timeout=_TIMEOUT)
+            data = response.read()
+            if not 200 <= response.status <= 299:
+                raise ApiException.from_response(
+                    http_resp=response, body=data.decode("utf-8", "replace"), data=None
+                )
         except ApiException as exc:
             raise self._refused(verb, kind, exc) from exc
-        except Exception as exc:  # urllib3's connection errors, TLS, DNS ...
+        except (HTTPError, OSError) as exc:  # refused, reset, TLS, DNS, timeouts
             raise ClusterError(
                 f"cannot reach the Kubernetes API of context {self.context}: {_first_line(exc)}",
                 hint="Is the cluster running, and does `kubectl --context ... get ns` answer?",
             ) from exc
-        data = response.data
         if text:
             return data.decode("utf-8", "replace")
         return json.loads(data) if data else {}
@@ -186,7 +189,7 @@ class Cluster:
             "PATCH",
             self.path(kind, name),
             query=[("fieldManager", FIELD_MANAGER), ("force", "true")],
-            body=json.dumps(obj),  # JSON is YAML: the apply content type takes it as it is
+            body=obj,  # sent as JSON, which is YAML: the apply content type takes it
             content_type=APPLY_TYPE,
         )
         return result
@@ -211,7 +214,7 @@ class Cluster:
 
     def delete(self, kind: str, name: str) -> bool:
         """Delete the object (its dependents in the background); False if there was none."""
-        body = json.dumps({"propagationPolicy": "Background"})
+        body = {"propagationPolicy": "Background"}
         try:
             self._call("delete", kind, "DELETE", self.path(kind, name), body=body)
         except ClusterError as exc:
@@ -221,12 +224,13 @@ class Cluster:
         return True
 
     def scale(self, kind: str, name: str, replicas: int) -> None:
-        body = json.dumps({"spec": {"replicas": replicas}})
+        body = {"spec": {"replicas": replicas}}
         self._call(
             "patch",
             kind,
             "PATCH",
             self.path(kind, name),
+            query=[("fieldManager", FIELD_MANAGER)],
             body=body,
             content_type="application/merge-patch+json",
         )
