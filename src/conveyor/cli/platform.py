@@ -31,6 +31,13 @@ __all__ = [
 ]
 
 _NAME = click.argument("name", metavar="APP")
+#: ``--target T``: run the command against a Kubernetes target instead of this machine.
+target_option = click.option(
+    "--target",
+    default="local",
+    show_default=True,
+    help="Where: `local` or a Kubernetes target (conveyor target list).",
+)
 _RESTART = "; `conveyor restart {}` runs it"
 
 
@@ -86,15 +93,37 @@ def manifest_apps(names: tuple[str, ...], manifest_path: Path | None) -> list[Ap
 @click.argument("names", nargs=-1, metavar="[APP]...")
 @manifest_option
 @click.option("-i", "--instances", type=click.IntRange(0, 64), help="Override the manifest.")
-def push_command(names: tuple[str, ...], manifest_path: Path | None, instances: int | None) -> None:
+@target_option
+@click.option(
+    "--image",
+    "images",
+    multiple=True,
+    metavar="APP=REF",
+    help="With --target: run this image (built elsewhere) instead of building one.",
+)
+def push_command(
+    names: tuple[str, ...],
+    manifest_path: Path | None,
+    instances: int | None,
+    target: str,
+    images: tuple[str, ...],
+) -> None:
     """Push the apps of a manifest: upload, stage, and deploy (rolling if running)."""
     apps = manifest_apps(names, manifest_path)
+    if target != "local":
+        from conveyor.cli.kubernetes import parse_images, push_to
+
+        push_to(target, apps, instances, parse_images(images))
+
+        return
+    if images:
+        raise UsageError("--image is for a Kubernetes target: add --target NAME")
     client = connect()
     info = client.call("GET", "/v1/info")
     for app in apps:
-        spec, local = _push_body(app)
+        spec, local = push_body(app)
         if local:
-            _upload(client, local, app.name)
+            upload(client, local, app.name)
         body = {
             "spec": spec,
             "files": None
@@ -112,7 +141,7 @@ def push_command(names: tuple[str, ...], manifest_path: Path | None, instances: 
         )
 
 
-def _upload(client: PlatformClient, local: dict[str, tuple[Path, str, int]], name: str) -> None:
+def upload(client: PlatformClient, local: dict[str, tuple[Path, str, int]], name: str) -> None:
     """Send the files the platform does not have yet (by digest)."""
     digests = sorted({d for _, d, _ in local.values()})
     missing = set(client.call("POST", "/v1/blobs/missing", {"digests": digests})["missing"])
@@ -131,7 +160,7 @@ def _upload_folder(
     from conveyor.platform.staging import source_files
 
     local = _hashed([(folder / rel, rel.as_posix()) for rel in source_files(folder)])
-    _upload(client, local, name)
+    upload(client, local, name)
     return local
 
 
@@ -147,7 +176,7 @@ def _hashed(files: list[tuple[Path, str]]) -> dict[str, tuple[Path, str, int]]:
     return local
 
 
-def _push_body(app: AppSpec) -> tuple[dict[str, Any], dict[str, tuple[Path, str, int]]]:
+def push_body(app: AppSpec) -> tuple[dict[str, Any], dict[str, tuple[Path, str, int]]]:
     """The push request's spec (a local model becomes its uploaded name) and the files to send."""
     from conveyor.platform.staging import source_files
 
@@ -173,8 +202,15 @@ def _push_body(app: AppSpec) -> tuple[dict[str, Any], dict[str, tuple[Path, str,
 
 @click.command("apps")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def apps_command(as_json: bool) -> None:
+@target_option
+def apps_command(as_json: bool, target: str) -> None:
     """Every app: state, instances running/desired, routes, revision."""
+    if target != "local":
+        from conveyor.cli.kubernetes import list_on
+
+        list_on(target, as_json)
+
+        return
     apps = connect().call("GET", "/v1/apps")
     if as_json:
         click.echo(json.dumps(apps, indent=2))
@@ -292,8 +328,15 @@ _CATALOGUE: dict[str, click.Command] = {
 @app_command.command("show")
 @_NAME
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def app_show_command(name: str, as_json: bool) -> None:
+@target_option
+def app_show_command(name: str, as_json: bool, target: str) -> None:
     """One app: its instances (state, since, cpu, memory, restarts), routes, events."""
+    if target != "local":
+        from conveyor.cli.kubernetes import show_on
+
+        show_on(target, name, as_json)
+
+        return
     app = connect().call("GET", f"/v1/apps/{name}")
     if as_json:
         click.echo(json.dumps(app, indent=2))
@@ -362,8 +405,15 @@ def _event_line(e: dict[str, Any]) -> str:
 @click.command("scale")
 @_NAME
 @click.option("-i", "--instances", required=True, type=click.IntRange(0, 64))
-def scale_command(name: str, instances: int) -> None:
+@target_option
+def scale_command(name: str, instances: int, target: str) -> None:
     """Change how many instances run."""
+    if target != "local":
+        from conveyor.cli.kubernetes import scale_on
+
+        scale_on(target, name, instances)
+
+        return
     result = connect().call("POST", f"/v1/apps/{name}/scale", {"instances": instances})
     click.echo(f"{name}: {result['message']}")
 
@@ -372,8 +422,17 @@ def scale_command(name: str, instances: int) -> None:
 @_NAME
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new lines.")
 @click.option("--recent", default=100, show_default=True, type=click.IntRange(0, 100_000))
-def logs_command(name: str, follow: bool, recent: int) -> None:
+@target_option
+def logs_command(name: str, follow: bool, recent: int, target: str) -> None:
     """Recent output of every instance ([index/stream] text), then new lines with -f."""
+    if target != "local":
+        if follow:
+            raise UsageError("-f is not supported with --target yet; it prints the last lines")
+        from conveyor.cli.kubernetes import logs_on
+
+        logs_on(target, name, recent)
+
+        return
     path = f"/v1/apps/{name}/logs?recent={recent}&follow={'true' if follow else 'false'}"
     client = connect(timeout=None if follow else 60)
     try:
@@ -451,8 +510,17 @@ def stop_command(name: str) -> None:
 @click.command("delete")
 @_NAME
 @click.option("-y", "--yes", is_flag=True, help="Do not ask.")
-def delete_command(name: str, yes: bool) -> None:
+@target_option
+def delete_command(name: str, yes: bool, target: str) -> None:
     """Stop an app and remove it with its revisions and events."""
+    if target != "local":
+        if not yes:
+            click.confirm(f"Delete app {name!r} from {target}?", abort=True, err=True)
+        from conveyor.cli.kubernetes import delete_on
+
+        delete_on(target, name)
+
+        return
     if not yes:
         click.confirm(f"Delete app {name!r} and its revisions?", abort=True, err=True)
     connect().call("DELETE", f"/v1/apps/{name}")

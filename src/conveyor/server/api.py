@@ -23,9 +23,10 @@ from starlette.types import ASGIApp
 
 from conveyor.errors import ConveyorError
 from conveyor.platform.controller import Controller
-from conveyor.server import apps, blobs, services, streams, targets
+from conveyor.server import apps, blobs, cluster_apps, services, streams, targets
 from conveyor.server._common import error_body, status_for
 from conveyor.server.auth import TokenGuard
+from conveyor.server.cluster_apps import BuilderFactory
 from conveyor.server.ui import dashboard
 
 __all__ = ["create_app"]
@@ -38,8 +39,14 @@ def create_app(
     token: str,
     info: Callable[[], dict[str, Any]],
     shutdown: Callable[[], None],
+    *,
+    image_builders: BuilderFactory | None = None,
 ) -> ASGIApp:
-    """The control API; ``info`` describes the platform, ``shutdown`` asks it to stop."""
+    """The control API; ``info`` describes the platform, ``shutdown`` asks it to stop.
+
+    ``image_builders`` makes a Kubernetes target's image builder; without one, a push
+    to a cluster needs an image built elsewhere (``push --target T --image APP=REF``).
+    """
     from conveyor.config import get_settings
     from conveyor.orchestrate import StreamService
     from conveyor.server.tasks import task_routes
@@ -85,6 +92,7 @@ def create_app(
     api.include_router(apps.routes(controller))
     api.include_router(services.routes(controller))
     api.include_router(targets.routes(controller))
+    api.include_router(cluster_apps.routes(controller, image_builders))
     service = StreamService(controller)
     api.include_router(streams.routes(service))
     api.include_router(task_routes(controller, get_settings().home / "runs"))
