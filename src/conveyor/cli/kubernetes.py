@@ -34,15 +34,27 @@ def k8s_group() -> None:
     "images",
     multiple=True,
     metavar="APP=REF",
-    help="The image an app runs (default: REGISTRY/APP:latest); repeatable.",
+    help="The image an app (or the --stream) runs (default: REGISTRY/APP:latest); repeatable.",
 )
+@click.option("--stream", help="Render this stream's apps instead of the manifest's.")
+@click.option("--binder", help="With --stream: the broker every pod reaches (kafka://...).")
 def render_command(
-    names: tuple[str, ...], target: str, manifest_path: Path | None, images: tuple[str, ...]
+    names: tuple[str, ...],
+    target: str,
+    manifest_path: Path | None,
+    images: tuple[str, ...],
+    stream: str | None,
+    binder: str | None,
 ) -> None:
     """Print the YAML a push to TARGET applies (Deployment, Service, routes, ...)."""
     from conveyor.platform.kubernetes import to_yaml
 
     chosen = parse_images(images)
+    if stream is not None:
+        body = {"binder": binder, "image": chosen.get(stream)}
+        result = connect().call("POST", f"/v1/targets/{target}/streams/{stream}/render", body)
+        click.echo(to_yaml(result["objects"]), nl=False)
+        return
     apps = manifest_apps(names, manifest_path)
     specs = [a.to_json() for a in apps]
     result = connect().call(

@@ -23,7 +23,15 @@ from starlette.types import ASGIApp
 
 from conveyor.errors import ConveyorError
 from conveyor.platform.controller import Controller
-from conveyor.server import apps, blobs, cluster_apps, services, streams, targets
+from conveyor.server import (
+    apps,
+    blobs,
+    cluster_apps,
+    cluster_streams,
+    services,
+    streams,
+    targets,
+)
 from conveyor.server._common import error_body, status_for
 from conveyor.server.auth import TokenGuard
 from conveyor.server.cluster_apps import BuilderFactory
@@ -95,6 +103,7 @@ def create_app(
     api.include_router(cluster_apps.routes(controller, image_builders))
     service = StreamService(controller)
     api.include_router(streams.routes(service))
+    api.include_router(cluster_streams.routes(service, image_builders))
     api.include_router(task_routes(controller, get_settings().home / "runs"))
     api.mount("/ui", dashboard(controller, service, token))
     return TokenGuard(api, token, open_prefix="/ui")

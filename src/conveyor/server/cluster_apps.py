@@ -25,17 +25,27 @@ from conveyor.server._common import APP_NAME, AppName, Progress, Strict, files_o
 from conveyor.server.apps import PushIn
 from conveyor.store.targets import LOCAL, TargetRepository
 
-__all__ = ["BuilderFactory", "routes"]
+__all__ = ["IMAGE_PATTERN", "BuilderFactory", "cluster_target", "routes"]
 
 TargetName = Annotated[str, Path(pattern=APP_NAME, description="A Kubernetes target's name.")]
 #: Makes the image builder of one target (its registry); None: this platform builds none.
 BuilderFactory = Callable[[KubernetesConfig], ImageBuilder]
-_IMAGE = r"^[a-z0-9.:/_-]+(@sha256:[0-9a-f]{64}|:[A-Za-z0-9._-]{1,128})$"
+IMAGE_PATTERN = r"^[a-z0-9.:/_-]+(@sha256:[0-9a-f]{64}|:[A-Za-z0-9._-]{1,128})$"
+
+
+def cluster_target(
+    registry: TargetRepository, name: str, builders: BuilderFactory | None
+) -> KubernetesTarget:
+    """The Kubernetes target named ``name`` (it connects on first use)."""
+    if name == LOCAL:
+        raise UsageError("use the commands without --target for the local target")
+    config = KubernetesConfig.from_json(registry.get(name)["config"])
+    return KubernetesTarget(config, builder=None if builders is None else builders(config))
 
 
 class ClusterPushIn(PushIn):
     #: An image built elsewhere, pinned by digest: nothing is staged or built then.
-    image: str | None = Field(None, pattern=_IMAGE, max_length=512)
+    image: str | None = Field(None, pattern=IMAGE_PATTERN, max_length=512)
 
 
 class ClusterScaleIn(Strict):
@@ -47,10 +57,7 @@ def routes(controller: Controller, builders: BuilderFactory | None) -> APIRouter
     registry = TargetRepository(controller.state.registry)
 
     def target(name: str) -> KubernetesTarget:
-        if name == LOCAL:
-            raise UsageError("use the commands without --target for the local target")
-        config = KubernetesConfig.from_json(registry.get(name)["config"])
-        return KubernetesTarget(config, builder=None if builders is None else builders(config))
+        return cluster_target(registry, name, builders)
 
     async def io(call: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.to_thread(call, *args)
@@ -68,9 +75,7 @@ def routes(controller: Controller, builders: BuilderFactory | None) -> APIRouter
         spec = dataclasses.replace(body.spec, instances=body.instances)
 
         async def work(progress: Progress) -> dict[str, Any]:
-            live = await io(cluster.cluster.get, "Deployment", name)
-            labels = ((live or {}).get("metadata") or {}).get("labels") or {}
-            revision = int(labels.get("app.kubernetes.io/version", 0)) + 1
+            revision = await io(cluster.next_revision, name)
             droplet: dict[str, Any] = {}
             if body.image is None:
                 droplet = dict(await controller.stage(spec, files_of(body.files), progress) or {})

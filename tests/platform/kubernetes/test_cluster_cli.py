@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import threading
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml  # type: ignore[import-untyped]
 
 from tests.platform.control import Platform, running_platform
 from tests.waiting import eventually
@@ -126,3 +130,51 @@ def test_an_unknown_target_or_context_is_a_clear_error(
     assert bad.returncode != 0
     assert "cannot use context 'no-such-context' of the kubeconfig" in bad.stderr
     assert "Traceback" not in bad.stderr
+
+
+def test_a_stream_renders_and_deploys_as_one_deployment_per_app(
+    cluster: tuple[Platform, FakeApi],
+) -> None:
+    platform, api = cluster
+    platform.cli("stream", "create", "fraud", "--definition", "http | log")
+    local_binder = platform.cli("stream", "deploy", "fraud", "--target", "prod", check=False)
+    assert local_binder.returncode != 0
+    assert "on a cluster the apps need a broker every pod reaches" in local_binder.stderr
+
+    binder = "kafka://kafka.ds:9092"
+    rendered = platform.cli(
+        "k8s", "render", "--target", "prod", "--stream", "fraud", "--binder", binder
+    ).stdout
+    objects = list(yaml.safe_load_all(rendered))
+    deployments = [o["metadata"]["name"] for o in objects if o["kind"] == "Deployment"]
+    assert deployments == ["fraud-log", "fraud-http"]  # sinks first
+    for o in objects:
+        if o["kind"] == "Deployment":
+            env = {e["name"]: e.get("value") for e in _containers(o)[0]["env"]}
+            assert json.loads(env["CONVEYOR_STREAM_APP"])["binder"] == binder
+
+    def controller() -> None:
+        for app in deployments:
+            eventually(partial(_has, api, app), what=f"{app} applied")
+            api.set_status("Deployment", app, READY)
+
+    playing = threading.Thread(target=controller)
+    playing.start()
+    try:
+        deployed = platform.cli(
+            "stream", "deploy", "fraud", "--target", "prod", "--binder", binder,
+            "--image", f"registry.example.com/ds/conveyor@sha256:{'a1' * 32}",
+        )  # fmt: skip
+    finally:
+        playing.join(60)
+    assert "stream fraud deployed on prod: fraud-log, fraud-http" in deployed.stdout
+    assert {"fraud-log", "fraud-http"} <= set(api.objects("Deployment"))
+
+
+def _has(api: FakeApi, deployment: str) -> bool:
+    return deployment in api.objects("Deployment")
+
+
+def _containers(deployment: dict[str, Any]) -> list[dict[str, Any]]:
+    containers: list[dict[str, Any]] = deployment["spec"]["template"]["spec"]["containers"]
+    return containers

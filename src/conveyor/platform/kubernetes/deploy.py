@@ -133,11 +133,26 @@ class Rollout:
         self, objects: Sequence[Mapping[str, Any]], progress: Progress, *, timeout: float
     ) -> None:
         """Apply a revision and wait until its Deployment is rolled out, else put it all back."""
-        deployment = next(o for o in objects if o["kind"] == "Deployment")
-        name = str(deployment["metadata"]["name"])
-        applied = await self.apply(objects, progress)
+        await self.deploy_all([objects], progress, timeout=timeout)
+
+    async def deploy_all(
+        self,
+        revisions: Sequence[Sequence[Mapping[str, Any]]],
+        progress: Progress,
+        *,
+        timeout: float,
+    ) -> None:
+        """Deploy several apps' revisions one after the other (a stream's apps, sinks first).
+
+        If one fails, every one deployed before it is put back too.
+        """
+        applied: list[tuple[Mapping[str, Any], dict[str, Any] | None]] = []
         try:
-            await self._await_rollout(name, progress, timeout=timeout)
+            for objects in revisions:
+                deployment = next(o for o in objects if o["kind"] == "Deployment")
+                applied.extend(await self.apply(objects, progress))
+                name = str(deployment["metadata"]["name"])
+                await self._await_rollout(name, progress, timeout=timeout)
         except BaseException:  # a DeployError, a refusal, a cancelled push: all put back
             await self.undo(applied, progress)
             raise

@@ -106,9 +106,25 @@ class KubernetesTarget:
             image = await self.image(droplet, spec, revision)
             progress(f"image {image}")
         work = Workload(spec, revision, image, bound, dict(lineage or {}))
-        objects = render_app(work, self.config)
-        await self.rollout.deploy(objects, progress, timeout=_rollout_timeout(objects))
-        return objects
+        return await self.deploy([work], progress)
+
+    async def deploy(self, works: list[Workload], progress: Progress) -> list[dict[str, Any]]:
+        """Apply several apps (all rendered, and refused, first), rolling each out in order.
+
+        If one never gets ready, every one applied before it is put back too.
+        """
+        revisions = [render_app(work, self.config) for work in works]
+        timeout = max(_rollout_timeout(objects) for objects in revisions)
+        await self.rollout.deploy_all(revisions, progress, timeout=timeout)
+        return [o for objects in revisions for o in objects]
+
+    def next_revision(self, app: str) -> int:
+        """The revision a push of ``app`` makes: the cluster keeps the state (a label)."""
+        live = self.cluster.get("Deployment", app) or {}
+        version = ((live.get("metadata") or {}).get("labels") or {}).get(
+            "app.kubernetes.io/version", "0"
+        )
+        return int(version) + 1 if str(version).isdigit() else 1
 
     async def scale(self, app: str, instances: int) -> None:
         if await asyncio.to_thread(self.cluster.get, "Deployment", app) is None:
