@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import click
 
 from conveyor.cli.client import connect, say
-from conveyor.cli.platform import manifest_apps, manifest_option
+from conveyor.cli.uploads import manifest_apps, manifest_option
 from conveyor.errors import UsageError
 
 if TYPE_CHECKING:
@@ -81,7 +81,7 @@ def push_to(
     target: str, apps: list[AppSpec], instances: int | None, images: dict[str, str]
 ) -> None:
     """Upload, build (unless an image is given), apply and wait for each app's rollout."""
-    from conveyor.cli.platform import push_body, upload
+    from conveyor.cli.uploads import push_body, upload
 
     client = connect()
     for app in apps:

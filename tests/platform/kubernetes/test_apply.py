@@ -350,3 +350,20 @@ def test_rollout_states_read_like_kubectl_rollout_status() -> None:
     old = {"replicas": 3, "updatedReplicas": 2, "availableReplicas": 2}
     assert rollout_state({**spec, "status": old})[1] == "1 old replicas to stop"
     assert rollout_state({**spec, "status": READY})[0] == "done"
+
+
+def test_a_namespace_that_does_not_exist_says_how_to_make_it(api: FakeApi) -> None:
+    missing = {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "status": "Failure",
+        "reason": "NotFound",
+        "code": 404,
+        "message": f'namespaces "{NAMESPACE}" not found',
+    }
+    api.handler[f"patch /api/v1/namespaces/{NAMESPACE}/services/triage"] << 404 << missing
+    service = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "triage"}}
+    with pytest.raises(ClusterError) as caught:
+        api.cluster().apply(service)
+    assert caught.value.message == "namespace 'ds-team' does not exist in context kmock"
+    assert caught.value.hint == "kubectl create namespace ds-team"
