@@ -202,6 +202,8 @@ def test_a_schedule_needs_five_fields_and_pauses_as_suspend() -> None:
         ("namespace", "DS_team", "not a DNS label"),
         ("registry", "no-repository", "HOST\\[:PORT\\]/REPOSITORY"),
         ("artifact_root", "/var/artifacts", "not an s3:// URL"),
+        ("gateway", "infra/public/x", "not NAME or NAMESPACE/NAME"),
+        ("ingress_class", "Nginx Public", "not a DNS label"),
     ],
 )
 def test_a_bad_target_setting_is_refused(setting: str, value: str, message: str) -> None:

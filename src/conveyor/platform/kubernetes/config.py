@@ -58,6 +58,12 @@ class KubernetesConfig:
             )
         if self.routing not in ROUTINGS:
             raise UsageError(f"routing {self.routing!r} is not one of {', '.join(ROUTINGS)}")
+        if self.gateway is not None and not all(
+            _LABEL.fullmatch(part) for part in self.gateway.split("/", 1)
+        ):
+            raise UsageError(f"gateway {self.gateway!r} is not NAME or NAMESPACE/NAME")
+        if self.ingress_class is not None and not _LABEL.fullmatch(self.ingress_class):
+            raise UsageError(f"ingress class {self.ingress_class!r} is not a DNS label")
         if self.routing == "gateway" and not self.gateway:
             raise UsageError(
                 "routing through the Gateway API needs the gateway's name",
