@@ -36,6 +36,13 @@ def k8s_group() -> None:
     metavar="APP=REF",
     help="The image an app (or the --stream) runs (default: REGISTRY/APP:latest); repeatable.",
 )
+@click.option(
+    "--revision",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1),
+    help="The revision the objects are labelled with.",
+)
 @click.option("--stream", help="Render this stream's apps instead of the manifest's.")
 @click.option("--binder", help="With --stream: the broker every pod reaches (kafka://...).")
 def render_command(
@@ -43,6 +50,7 @@ def render_command(
     target: str,
     manifest_path: Path | None,
     images: tuple[str, ...],
+    revision: int,
     stream: str | None,
     binder: str | None,
 ) -> None:
@@ -58,7 +66,9 @@ def render_command(
     apps = manifest_apps(names, manifest_path)
     specs = [a.to_json() for a in apps]
     result = connect().call(
-        "POST", f"/v1/targets/{target}/render", {"specs": specs, "images": chosen}
+        "POST",
+        f"/v1/targets/{target}/render",
+        {"specs": specs, "images": chosen, "revision": revision},
     )
     click.echo(to_yaml(result["objects"]), nl=False)
 

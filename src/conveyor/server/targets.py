@@ -40,6 +40,8 @@ class RenderIn(Strict):
     specs: list[AppSpec] = Field(min_length=1, max_length=100)
     #: App name -> the image to run; an app left out gets ``REGISTRY/APP:latest``.
     images: dict[str, str] = Field(default_factory=dict)
+    #: The revision label and annotation (a push numbers them from the cluster's).
+    revision: int = Field(1, ge=1)
 
 
 def _local() -> dict[str, Any]:
@@ -76,7 +78,6 @@ def routes(controller: Controller) -> APIRouter:
         if name == LOCAL:
             raise UsageError("the local target runs processes; there is nothing to render")
         config = KubernetesConfig.from_json(targets.get(name)["config"])
-        recorded = {a.name: a.revision for a in controller.state.apps()}
         images = {
             s.name: body.images.get(s.name, f"{config.registry}/{s.name}:latest")
             for s in body.specs
@@ -85,7 +86,7 @@ def routes(controller: Controller) -> APIRouter:
             body.specs,
             config,
             images=images,
-            revisions={s.name: recorded.get(s.name, 0) + 1 for s in body.specs},
+            revisions={s.name: body.revision for s in body.specs},
             services=controller.state.services(),
         )
         return {"objects": objects}

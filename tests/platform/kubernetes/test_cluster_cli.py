@@ -72,6 +72,9 @@ def test_push_list_show_scale_logs_and_delete_on_a_target(
     platform, api = cluster
     pushed = _push(platform, api, "--image", f"triage={IMAGE}")
     assert "triage: revision 1 rolled out on prod with 2 replica(s)" in pushed.stdout
+    applied = [r.data for r in api.requests() if r.method == "PATCH" and r.subresource is None]
+    rendered = platform.cli("k8s", "render", "--target", "prod", "--image", f"triage={IMAGE}")
+    assert list(yaml.safe_load_all(rendered.stdout)) == applied  # exactly what push applied
     assert "triage: applied Deployment triage" in pushed.stderr
     live = api.objects("Deployment")["triage"]
     assert live["spec"]["template"]["spec"]["containers"][0]["image"] == IMAGE
