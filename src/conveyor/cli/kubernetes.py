@@ -149,10 +149,18 @@ def scale_on(target: str, name: str, instances: int) -> None:
     click.echo(f"{name}: scaled to {instances} replica(s) on {target}")
 
 
-def logs_on(target: str, name: str, recent: int) -> None:
-    found = connect().call("GET", f"/v1/targets/{target}/apps/{name}/logs?lines={max(recent, 1)}")
-    for line in found["lines"]:
-        click.echo(line)
+def logs_on(target: str, name: str, recent: int, *, follow: bool) -> None:
+    lines = max(recent, 1)
+    path = f"/v1/targets/{target}/apps/{name}/logs?lines={lines}"
+    if not follow:
+        for line in connect().call("GET", path)["lines"]:
+            click.echo(line)
+        return
+    try:
+        for item in connect(timeout=None).stream("GET", path + "&follow=true"):
+            click.echo(f"{item['pod']}: {item['text']}")
+    except KeyboardInterrupt:
+        pass
 
 
 def delete_on(target: str, name: str) -> None:

@@ -339,11 +339,9 @@ def scale_command(name: str, instances: int, target: str) -> None:
 def logs_command(name: str, follow: bool, recent: int, target: str) -> None:
     """Recent output of every instance ([index/stream] text), then new lines with -f."""
     if target != "local":
-        if follow:
-            raise UsageError("-f is not supported with --target yet; it prints the last lines")
         from conveyor.cli.kubernetes import logs_on
 
-        logs_on(target, name, recent)
+        logs_on(target, name, recent, follow=follow)
 
         return
     path = f"/v1/apps/{name}/logs?recent={recent}&follow={'true' if follow else 'false'}"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query
@@ -21,7 +21,15 @@ from conveyor.platform.controller import Controller
 from conveyor.platform.kubernetes.config import KubernetesConfig
 from conveyor.platform.kubernetes.target import ImageBuilder, KubernetesTarget
 from conveyor.platform.spec import MAX_INSTANCES
-from conveyor.server._common import APP_NAME, AppName, Progress, Strict, files_of, operation
+from conveyor.server._common import (
+    APP_NAME,
+    AppName,
+    Progress,
+    Strict,
+    files_of,
+    ndjson,
+    operation,
+)
 from conveyor.server.apps import PushIn
 from conveyor.store.targets import LOCAL, TargetRepository
 
@@ -112,13 +120,26 @@ def routes(controller: Controller, builders: BuilderFactory | None) -> APIRouter
         await target(target_name).scale(name, body.instances)
         return {"name": name, "instances": body.instances}
 
-    @api.get("/v1/targets/{target_name}/apps/{name}/logs", summary="Every pod's last lines")
+    @api.get(
+        "/v1/targets/{target_name}/apps/{name}/logs",
+        summary="Every pod's last lines; with follow, JSON lines as they come",
+        response_model=None,
+    )
     async def logs(
         target_name: TargetName,
         name: AppName,
         lines: Annotated[int, Query(ge=1, le=10_000)] = 100,
-    ) -> dict[str, Any]:
-        found = await io(lambda: target(target_name).logs(name, lines=lines))
+        follow: bool = False,
+    ) -> dict[str, Any] | StreamingResponse:
+        cluster = target(target_name)
+        if follow:
+
+            async def stream() -> AsyncIterator[bytes]:
+                async for pod, text in cluster.follow(name, lines=lines):
+                    yield ndjson({"pod": pod, "text": text})
+
+            return StreamingResponse(stream(), media_type="application/x-ndjson")
+        found = await io(lambda: cluster.logs(name, lines=lines))
         return {"lines": found}
 
     @api.delete("/v1/targets/{target_name}/apps/{name}", summary="Delete every object of an app")

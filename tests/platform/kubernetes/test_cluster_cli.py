@@ -95,6 +95,11 @@ def test_push_list_show_scale_logs_and_delete_on_a_target(
     assert "triage-6b9-a  revision 1  Running  ready  restarts 1" in shown
     logs = platform.cli("logs", "triage", "--target", "prod").stdout
     assert "triage-6b9-a: listening" in logs
+    # Followed: the fake's log ends after its line, so the command ends too.
+    followed = platform.cli("logs", "triage", "-f", "--target", "prod", timeout=60)
+    assert followed.stdout.splitlines() == ["triage-6b9-a: listening"]
+    sent = [r for r in api.requests() if r.url.path.endswith("/triage-6b9-a/log")][-1]
+    assert dict(sent.params) == {"tailLines": "100", "follow": "true"}
 
     scaled = platform.cli("scale", "triage", "-i", "3", "--target", "prod").stdout
     assert "triage: scaled to 3 replica(s) on prod" in scaled

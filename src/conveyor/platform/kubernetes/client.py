@@ -15,14 +15,15 @@ allow it.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from conveyor.platform.errors import ClusterError
 from conveyor.platform.kubernetes.config import KubernetesConfig
 
-__all__ = ["APPLY_TYPE", "FIELD_MANAGER", "KINDS", "Cluster", "Kind"]
+__all__ = ["APPLY_TYPE", "FIELD_MANAGER", "KINDS", "Cluster", "Kind", "LogStream"]
 
 FIELD_MANAGER = "conveyor"
 APPLY_TYPE = "application/apply-patch+yaml"
@@ -116,27 +117,45 @@ class Cluster:
         content_type: str = "application/json",
         text: bool = False,
     ) -> Any:
-        from kubernetes.client.exceptions import ApiException
-        from urllib3.exceptions import HTTPError
+        with self._translated(verb, kind):
+            response = self._send(method, path, query, body, content_type, text, _TIMEOUT)
+            data = response.read()
+            _raise_for_status(response, data)
+        if text:
+            return data.decode("utf-8", "replace")
+        return json.loads(data) if data else {}
 
+    def _send(
+        self,
+        method: str,
+        path: str,
+        query: list[tuple[str, str]] | None,
+        body: Mapping[str, Any] | None,
+        content_type: str,
+        text: bool,
+        timeout: tuple[float, float | None],
+    ) -> Any:
         headers = {"Accept": "application/json" if not text else "text/plain"}
         if body is not None:
             headers["Content-Type"] = content_type
+        request = self.api.param_serialize(
+            method=method,
+            resource_path=path,
+            query_params=query or [],
+            header_params=headers,
+            body=body,
+            auth_settings=["BearerToken"],
+        )
+        return self.api.call_api(*request, _request_timeout=timeout)
+
+    @contextmanager
+    def _translated(self, verb: str, kind: str) -> Iterator[None]:
+        """The client's errors as a ClusterError naming the context (and the refusal)."""
+        from kubernetes.client.exceptions import ApiException
+        from urllib3.exceptions import HTTPError
+
         try:
-            request = self.api.param_serialize(
-                method=method,
-                resource_path=path,
-                query_params=query or [],
-                header_params=headers,
-                body=body,
-                auth_settings=["BearerToken"],
-            )
-            response = self.api.call_api(*request, _request_timeout=_TIMEOUT)
-            data = response.read()
-            if not 200 <= response.status <= 299:
-                raise ApiException.from_response(
-                    http_resp=response, body=data.decode("utf-8", "replace"), data=None
-                )
+            yield
         except ApiException as exc:
             raise self._refused(verb, kind, exc) from exc
         except (HTTPError, OSError) as exc:  # refused, reset, TLS, DNS, timeouts
@@ -144,9 +163,6 @@ class Cluster:
                 f"cannot reach the Kubernetes API of context {self.context}: {_first_line(exc)}",
                 hint="Is the cluster running, and does `kubectl --context ... get ns` answer?",
             ) from exc
-        if text:
-            return data.decode("utf-8", "replace")
-        return json.loads(data) if data else {}
 
     def _refused(self, verb: str, kind: str, exc: Any) -> ClusterError:
         where = KINDS[kind]
@@ -247,11 +263,58 @@ class Cluster:
             )
         )
 
+    def follow(self, pod: str, *, lines: int = 100) -> LogStream:
+        """The pod's last ``lines``, then each new line as it comes (close it to stop)."""
+        query = [("tailLines", str(lines)), ("follow", "true")]
+        path = self.path("Pod", pod, sub="log")
+        with self._translated("get", "Pod"):
+            response = self._send("GET", path, query, None, "", True, (_TIMEOUT[0], None))
+            if not 200 <= response.status <= 299:
+                _raise_for_status(response, response.read())
+        return LogStream(response.response, lambda: self._translated("get", "Pod"))
+
     def events(self, name: str) -> list[dict[str, Any]]:
         query = [("fieldSelector", f"involvedObject.name={name}")]
         found = self._call("list", "Event", "GET", self.path("Event"), query=query)
         items: list[dict[str, Any]] = found.get("items") or []
         return items
+
+
+class LogStream:
+    """A followed pod log: iterate its lines; :meth:`close` (from any thread) ends it."""
+
+    def __init__(self, response: Any, translated: Callable[[], Any]) -> None:
+        self._response = response  # a urllib3 response, not read yet
+        self._translated = translated
+        self.closed = False
+
+    def __iter__(self) -> Iterator[str]:
+        pending = b""
+        try:
+            with self._translated():
+                for chunk in self._response.stream(4096):
+                    pending += chunk
+                    *done, pending = pending.split(b"\n")
+                    for line in done:
+                        yield line.decode("utf-8", "replace")
+        except ClusterError:
+            if not self.closed:
+                raise
+        if pending and not self.closed:
+            yield pending.decode("utf-8", "replace")
+
+    def close(self) -> None:
+        self.closed = True
+        self._response.close()
+
+
+def _raise_for_status(response: Any, data: bytes) -> None:
+    from kubernetes.client.exceptions import ApiException
+
+    if not 200 <= response.status <= 299:
+        raise ApiException.from_response(
+            http_resp=response, body=data.decode("utf-8", "replace"), data=None
+        )
 
 
 def _message(exc: Any) -> str:

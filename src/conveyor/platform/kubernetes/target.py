@@ -14,12 +14,14 @@ applies them all or none and waits for the rollout.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
-from collections.abc import Callable, Mapping
+import threading
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 from conveyor.errors import NotFoundError, UsageError
-from conveyor.platform.kubernetes.client import Cluster
+from conveyor.platform.kubernetes.client import Cluster, LogStream
 from conveyor.platform.kubernetes.config import KubernetesConfig
 from conveyor.platform.kubernetes.deploy import Rollout
 from conveyor.platform.kubernetes.jobs import render_cronjob, render_job
@@ -182,6 +184,46 @@ class KubernetesTarget:
             text = self.cluster.logs(name, lines=lines)
             out.extend(f"{name}: {line}" for line in text.splitlines())
         return out
+
+    async def follow(self, app: str, *, lines: int = 100) -> AsyncIterator[tuple[str, str]]:
+        """``(pod, line)`` from every pod of the app as they come, until every log ends.
+
+        Each log is read in a thread of its own; leaving the loop closes them all.
+        """
+        pods = await asyncio.to_thread(self.cluster.items, "Pod", selector(app))
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[tuple[str, str] | None] = asyncio.Queue()
+        streams: list[LogStream] = []
+
+        def put(item: tuple[str, str] | None) -> None:
+            with contextlib.suppress(RuntimeError):  # the loop is gone: nobody listens
+                loop.call_soon_threadsafe(queue.put_nowait, item)
+
+        def pump(pod: str, stream: LogStream) -> None:
+            try:
+                for line in stream:
+                    put((pod, line))
+            except Exception as exc:
+                put((pod, f"(its log ended: {exc})"))
+            finally:
+                put(None)
+
+        try:
+            for item in pods:
+                pod = str(item["metadata"]["name"])
+                stream = await asyncio.to_thread(self.cluster.follow, pod, lines=lines)
+                streams.append(stream)
+                threading.Thread(target=pump, args=(pod, stream), daemon=True).start()
+            running = len(streams)
+            while running:
+                got = await queue.get()
+                if got is None:
+                    running -= 1
+                else:
+                    yield got
+        finally:
+            for stream in streams:
+                stream.close()
 
     async def launch(
         self,
