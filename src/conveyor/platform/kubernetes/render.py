@@ -422,11 +422,11 @@ def _autoscaler(work: Workload, config: KubernetesConfig, autoscaling: Any) -> d
                 return value
         return None
 
-    low = int(read("min_instances", "min", "minimum") or 1)
-    high = read("max_instances", "max", "maximum")
+    low = int(read("min_instances", "min_replicas", "min", "minimum") or 1)
+    high = read("max_instances", "max_replicas", "max", "maximum")
     if high is None:
         raise UsageError(f"app {work.spec.name!r}: autoscaling needs a maximum of instances")
-    cpu = read("cpu", "target_cpu", "cpu_percent", "target_cpu_utilization")
+    cpu = read("cpu", "target_cpu", "cpu_percent", "target_cpu_percent", "target_cpu_utilization")
     spec: dict[str, Any] = {
         "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": work.spec.name},
         "minReplicas": max(1, low),
