@@ -19,6 +19,7 @@ from pydantic import Field
 from conveyor.errors import UsageError
 from conveyor.platform.controller import Controller
 from conveyor.platform.kubernetes.config import KubernetesConfig
+from conveyor.platform.kubernetes.render import model_lineage
 from conveyor.platform.kubernetes.target import ImageBuilder, KubernetesTarget
 from conveyor.platform.spec import MAX_INSTANCES
 from conveyor.server._common import (
@@ -87,15 +88,13 @@ def routes(controller: Controller, builders: BuilderFactory | None) -> APIRouter
             droplet: dict[str, Any] = {}
             if body.image is None:
                 droplet = dict(await controller.stage(spec, files_of(body.files), progress) or {})
-            model = spec.model or ""
-            run = model[4:].split("/", 1)[0] if model.startswith("run:") else ""
             objects = await cluster.push(
                 spec,
                 revision=revision,
                 droplet=droplet,
                 progress=progress,
                 services=controller.state.services(),
-                lineage={"run_id": run} if run else {},
+                lineage=model_lineage(spec),
                 image=body.image,
             )
             return {

@@ -15,7 +15,14 @@ import yaml  # type: ignore[import-untyped]
 
 from conveyor.platform.kubernetes.config import KubernetesConfig
 from conveyor.platform.kubernetes.jobs import job_name, render_cronjob, render_job
-from conveyor.platform.kubernetes.render import Workload, check_app, labels, render_app, selector
+from conveyor.platform.kubernetes.render import (
+    Workload,
+    check_app,
+    labels,
+    model_lineage,
+    render_app,
+    selector,
+)
 from conveyor.platform.spec import AppSpec
 
 __all__ = [
@@ -54,7 +61,8 @@ def render_manifests(
         bound = {
             s: {**spec.service_parameters.get(s, {}), **services.get(s, {})} for s in spec.services
         }
-        work = Workload(spec, revisions.get(spec.name, 1), images[spec.name], bound)
+        revision = revisions.get(spec.name, 1)
+        work = Workload(spec, revision, images[spec.name], bound, model_lineage(spec))
         objects.extend(render_app(work, config))
     return objects
 

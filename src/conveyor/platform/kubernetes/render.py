@@ -34,6 +34,7 @@ __all__ = [
     "container",
     "labels",
     "metadata",
+    "model_lineage",
     "render_app",
     "selector",
 ]
@@ -56,6 +57,14 @@ class Workload:
     services: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     #: Lineage for the annotations: ``model_digest``, ``run_id`` where known.
     lineage: Mapping[str, str] = field(default_factory=dict)
+
+
+def model_lineage(spec: AppSpec) -> dict[str, str]:
+    """What the spec itself tells of its model's lineage: the run of a ``run:<id>/...`` model."""
+    model = spec.model or ""
+    if spec.kind == "model" and model.startswith("run:"):
+        return {"run_id": model[4:].split("/", 1)[0]}
+    return {}
 
 
 def selector(app: str) -> dict[str, str]:
