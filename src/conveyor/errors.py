@@ -25,6 +25,7 @@ drawing complete (every exception class in the package, under its real parent).
     │   │   └── IsolationUnavailable [platform.isolation] no sandbox works here, none opted out
     │   ├── StagingError        an app's requirements could not be resolved or installed
     │   ├── ManifestError       conveyor.yml is malformed (file, line, column and field)
+    │   ├── ClusterError        a Kubernetes cluster cannot be reached or refused an action
     │   └── DeployError         [platform.controller] a new revision never became healthy
     ├── StreamError             [streams.errors] a stream cannot be defined, wired or run
     │   ├── DslError            a definition is malformed (code, position, caret, expected)

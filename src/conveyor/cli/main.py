@@ -51,6 +51,8 @@ COMMANDS: dict[str, str] = {
     "delete-service": "conveyor.cli.platform:delete_service_command",
     "bind-service": "conveyor.cli.platform:bind_service_command",
     "unbind-service": "conveyor.cli.platform:unbind_service_command",
+    "target": "conveyor.cli.targets:target_group",
+    "k8s": "conveyor.cli.kubernetes:k8s_group",
 }
 
 

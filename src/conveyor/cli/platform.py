@@ -5,7 +5,6 @@ Every command but ``server`` talks to the control API only (:mod:`.client`).
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import time
 from pathlib import Path
@@ -13,12 +12,13 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from conveyor.cli.client import PlatformClient, connect, say
+from conveyor.cli.client import connect, say
 from conveyor.cli.output import when
+from conveyor.cli.uploads import manifest_apps, manifest_option, push_body, upload, upload_folder
 from conveyor.errors import UsageError
 
 if TYPE_CHECKING:
-    from conveyor.platform.spec import AppSpec
+    pass
 
 __all__ = [
     "app_command",
@@ -31,6 +31,13 @@ __all__ = [
 ]
 
 _NAME = click.argument("name", metavar="APP")
+#: ``--target T``: run the command against a Kubernetes target instead of this machine.
+target_option = click.option(
+    "--target",
+    default="local",
+    show_default=True,
+    help="Where: `local` or a Kubernetes target (conveyor target list).",
+)
 _RESTART = "; `conveyor restart {}` runs it"
 
 
@@ -53,38 +60,39 @@ def _mib(size: int | None) -> str:
 
 @click.command("push")
 @click.argument("names", nargs=-1, metavar="[APP]...")
-@click.option(
-    "-f",
-    "--manifest",
-    "manifest_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="The manifest to read  [default: conveyor.yml, else manifest.yml]",
-)
+@manifest_option
 @click.option("-i", "--instances", type=click.IntRange(0, 64), help="Override the manifest.")
-def push_command(names: tuple[str, ...], manifest_path: Path | None, instances: int | None) -> None:
+@target_option
+@click.option(
+    "--image",
+    "images",
+    multiple=True,
+    metavar="APP=REF",
+    help="With --target: run this image (built elsewhere) instead of building one.",
+)
+def push_command(
+    names: tuple[str, ...],
+    manifest_path: Path | None,
+    instances: int | None,
+    target: str,
+    images: tuple[str, ...],
+) -> None:
     """Push the apps of a manifest: upload, stage, and deploy (rolling if running)."""
-    from conveyor.platform.manifest import find_manifest, load_manifest
+    apps = manifest_apps(names, manifest_path)
+    if target != "local":
+        from conveyor.cli.kubernetes import parse_images, push_to
 
-    manifest_path = manifest_path or find_manifest(Path.cwd())
-    manifest = load_manifest(manifest_path)
-    if manifest.ignored:
-        say(f"ignored: {', '.join(manifest.ignored)}")
-    apps = list(manifest.applications)
-    if names:
-        known = {a.name for a in apps} | set(manifest.entries.values())
-        unknown = [n for n in names if n not in known]
-        if unknown:
-            raise UsageError(
-                f"{manifest_path} has no app {', '.join(map(repr, unknown))} "
-                f"(its apps: {', '.join(sorted(known))})"
-            )
-        apps = manifest.selected(names)
+        push_to(target, apps, instances, parse_images(images))
+
+        return
+    if images:
+        raise UsageError("--image is for a Kubernetes target: add --target NAME")
     client = connect()
     info = client.call("GET", "/v1/info")
     for app in apps:
-        spec, local = _push_body(app)
+        spec, local = push_body(app)
         if local:
-            _upload(client, local, app.name)
+            upload(client, local, app.name)
         body = {
             "spec": spec,
             "files": None
@@ -102,69 +110,20 @@ def push_command(names: tuple[str, ...], manifest_path: Path | None, instances: 
         )
 
 
-def _upload(client: PlatformClient, local: dict[str, tuple[Path, str, int]], name: str) -> None:
-    """Send the files the platform does not have yet (by digest)."""
-    digests = sorted({d for _, d, _ in local.values()})
-    missing = set(client.call("POST", "/v1/blobs/missing", {"digests": digests})["missing"])
-    sent = 0
-    for path, digest, _ in local.values():
-        if digest in missing:
-            client.upload(digest, path)
-            missing.discard(digest)
-            sent += 1
-    say(f"{name}: {len(local)} file(s), {sent} uploaded, {len(local) - sent} unchanged")
-
-
-def _upload_folder(
-    client: PlatformClient, folder: Path, name: str
-) -> dict[str, tuple[Path, str, int]]:
-    from conveyor.platform.staging import source_files
-
-    local = _hashed([(folder / rel, rel.as_posix()) for rel in source_files(folder)])
-    _upload(client, local, name)
-    return local
-
-
-def _hashed(files: list[tuple[Path, str]]) -> dict[str, tuple[Path, str, int]]:
-    """Relative name -> (path, digest, mode) of each regular file."""
-    from conveyor.store.digests import hash_path
-
-    local: dict[str, tuple[Path, str, int]] = {}
-    for path, rel in sorted(files, key=lambda item: item[1]):
-        if path.is_symlink() or not path.is_file():
-            continue
-        local[rel] = (path, hash_path(path), path.stat().st_mode & 0o777)
-    return local
-
-
-def _push_body(app: AppSpec) -> tuple[dict[str, Any], dict[str, tuple[Path, str, int]]]:
-    """The push request's spec (a local model becomes its uploaded name) and the files to send."""
-    from conveyor.platform.staging import source_files
-
-    spec = dataclasses.replace(app, path=None)
-    if app.kind == "model" and app.model is not None and not app.model.startswith("run:"):
-        target = Path(app.model)
-        if target.is_dir():
-            files = [
-                (target / rel, f"{target.name}/{rel.as_posix()}") for rel in source_files(target)
-            ]
-        else:
-            files = [(target, target.name)]
-        spec = dataclasses.replace(spec, model=target.name)
-    elif app.kind == "command" and app.path is not None:
-        files = [(app.path / rel, rel.as_posix()) for rel in source_files(app.path)]
-    else:
-        files = []
-    return spec.to_json(), _hashed(files)
-
-
 # -- apps -----------------------------------------------------------------------------
 
 
 @click.command("apps")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def apps_command(as_json: bool) -> None:
+@target_option
+def apps_command(as_json: bool, target: str) -> None:
     """Every app: state, instances running/desired, routes, revision."""
+    if target != "local":
+        from conveyor.cli.kubernetes import list_on
+
+        list_on(target, as_json)
+
+        return
     apps = connect().call("GET", "/v1/apps")
     if as_json:
         click.echo(json.dumps(apps, indent=2))
@@ -256,7 +215,7 @@ def app_register_command(name: str, uri: str, folder: Path | None) -> None:
     client = connect()
     files = None
     if folder is not None:
-        local = _upload_folder(client, folder, name)
+        local = upload_folder(client, folder, name)
         files = {rel: {"digest": d, "mode": mode} for rel, (_, d, mode) in local.items()}
     result = client.call("POST", "/v1/stream-apps", {"name": name, "uri": uri, "files": files})
     click.echo(f"app {name} registered: {result['uri']}")
@@ -282,8 +241,15 @@ _CATALOGUE: dict[str, click.Command] = {
 @app_command.command("show")
 @_NAME
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def app_show_command(name: str, as_json: bool) -> None:
+@target_option
+def app_show_command(name: str, as_json: bool, target: str) -> None:
     """One app: its instances (state, since, cpu, memory, restarts), routes, events."""
+    if target != "local":
+        from conveyor.cli.kubernetes import show_on
+
+        show_on(target, name, as_json)
+
+        return
     app = connect().call("GET", f"/v1/apps/{name}")
     if as_json:
         click.echo(json.dumps(app, indent=2))
@@ -352,8 +318,15 @@ def _event_line(e: dict[str, Any]) -> str:
 @click.command("scale")
 @_NAME
 @click.option("-i", "--instances", required=True, type=click.IntRange(0, 64))
-def scale_command(name: str, instances: int) -> None:
+@target_option
+def scale_command(name: str, instances: int, target: str) -> None:
     """Change how many instances run."""
+    if target != "local":
+        from conveyor.cli.kubernetes import scale_on
+
+        scale_on(target, name, instances)
+
+        return
     result = connect().call("POST", f"/v1/apps/{name}/scale", {"instances": instances})
     click.echo(f"{name}: {result['message']}")
 
@@ -362,8 +335,15 @@ def scale_command(name: str, instances: int) -> None:
 @_NAME
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new lines.")
 @click.option("--recent", default=100, show_default=True, type=click.IntRange(0, 100_000))
-def logs_command(name: str, follow: bool, recent: int) -> None:
+@target_option
+def logs_command(name: str, follow: bool, recent: int, target: str) -> None:
     """Recent output of every instance ([index/stream] text), then new lines with -f."""
+    if target != "local":
+        from conveyor.cli.kubernetes import logs_on
+
+        logs_on(target, name, recent, follow=follow)
+
+        return
     path = f"/v1/apps/{name}/logs?recent={recent}&follow={'true' if follow else 'false'}"
     client = connect(timeout=None if follow else 60)
     try:
@@ -441,8 +421,17 @@ def stop_command(name: str) -> None:
 @click.command("delete")
 @_NAME
 @click.option("-y", "--yes", is_flag=True, help="Do not ask.")
-def delete_command(name: str, yes: bool) -> None:
+@target_option
+def delete_command(name: str, yes: bool, target: str) -> None:
     """Stop an app and remove it with its revisions and events."""
+    if target != "local":
+        if not yes:
+            click.confirm(f"Delete app {name!r} from {target}?", abort=True, err=True)
+        from conveyor.cli.kubernetes import delete_on
+
+        delete_on(target, name)
+
+        return
     if not yes:
         click.confirm(f"Delete app {name!r} and its revisions?", abort=True, err=True)
     connect().call("DELETE", f"/v1/apps/{name}")

@@ -21,6 +21,7 @@ from conveyor.cli.platform import (
     app_register_command,
     app_unregister_command,
 )
+from conveyor.errors import UsageError
 
 __all__ = ["catalog_group", "stream_group"]
 
@@ -111,9 +112,22 @@ def _deploy(name: str, properties: dict[str, str], binder: str | None) -> None:
 @_named
 @_PROPERTIES
 @click.option("--binder", help="embedded (default), redis://host:6379/0 or amqp://user:pw@host/")
-def deploy_command(name: str, properties: str, binder: str | None) -> None:
-    """Deploy a stream: one platform app per stream app."""
-    _deploy(name, _properties(properties), binder)
+@click.option("--target", default="local", show_default=True, help="Or a Kubernetes target.")
+@click.option("--image", help="With --target: an image with Conveyor installed, by digest.")
+def deploy_command(
+    name: str, properties: str, binder: str | None, target: str, image: str | None
+) -> None:
+    """Deploy a stream: one platform app per stream app (one Deployment each on a cluster)."""
+    if target == "local":
+        if image is not None:
+            raise UsageError("--image is for a Kubernetes target: add --target NAME")
+        _deploy(name, _properties(properties), binder)
+        return
+    body = {"properties": _properties(properties), "binder": binder, "image": image}
+    result = connect().operation(
+        f"/v1/targets/{target}/streams/{name}/deploy", body, echo=lambda m: say(f"{name}: {m}")
+    )
+    click.echo(f"stream {name} deployed on {target}: {', '.join(result['apps'])}")
 
 
 @stream_group.command("update")

@@ -111,7 +111,7 @@ def app_register_command(
     no_cache: bool,
 ) -> None:
     """Register a task app: a command in a folder, or a Python function."""
-    from conveyor.cli.platform import _upload_folder
+    from conveyor.cli.uploads import upload_folder
 
     if (command is None) == (uri is None):
         raise UsageError(
@@ -120,7 +120,7 @@ def app_register_command(
     client = connect()
     files = None
     if folder is not None:
-        local = _upload_folder(client, folder, name)
+        local = upload_folder(client, folder, name)
         files = {rel: {"digest": d, "mode": mode} for rel, (_, d, mode) in local.items()}
     body = {
         "name": name,

@@ -184,6 +184,15 @@ class Controller:
                 if droplet is not None and "venv" in droplet:
                     self.droplets.compile_later(Path(droplet["venv"]))
 
+    async def stage(
+        self, spec: AppSpec, files: Files | None, progress: Progress
+    ) -> Mapping[str, Any] | None:
+        """Stage ``spec``'s droplet only (another target builds its image); none is recorded."""
+        async with self._lock(spec.name):
+            staging = Staging(self.droplets, progress, _unrecorded, run_model=self.run_model)
+            droplet = await kind_named(spec.kind).stage(spec, files, staging)
+            return None if droplet is None else dict(droplet)
+
     async def scale(self, name: str, instances: int) -> Deployment:
         if instances < 0:
             raise UsageError("the number of instances cannot be negative")
@@ -478,6 +487,10 @@ def _routes(spec: AppSpec) -> list[Route]:
             Route(name, host=f"{name}.localhost"),
         ]
     return [Route(name, host=r.host, path=r.path, strip_prefix=r.strip_prefix) for r in spec.routes]
+
+
+def _unrecorded(**details: Any) -> None:
+    """A droplet staged for another target: no event of a local app tells of it."""
 
 
 def _jsonable(value: object) -> bool:

@@ -2,6 +2,7 @@
 
 ConveyorError
 └── PlatformError          the supervisor or router cannot do what was asked
+    ├── ClusterError       a Kubernetes cluster cannot be reached or refused an action
     ├── DeployError        a new revision's instances never became healthy; the old ones serve
     ├── IllegalTransition  an instance was asked to move between states it cannot
     ├── SpawnError         an instance's command could not be started
@@ -14,6 +15,7 @@ from __future__ import annotations
 from conveyor.errors import ConveyorError
 
 __all__ = [
+    "ClusterError",
     "DeployError",
     "IllegalTransition",
     "ManifestError",
@@ -25,6 +27,10 @@ __all__ = [
 
 class PlatformError(ConveyorError):
     """The supervisor or router cannot do what was asked."""
+
+
+class ClusterError(PlatformError):
+    """A Kubernetes cluster cannot be reached, or its API refused an action (verb, resource)."""
 
 
 class DeployError(PlatformError):

@@ -24,9 +24,18 @@ from starlette.types import ASGIApp
 from conveyor.config import Settings
 from conveyor.errors import ConveyorError
 from conveyor.platform.controller import Controller
-from conveyor.server import apps, blobs, services, streams
+from conveyor.server import (
+    apps,
+    blobs,
+    cluster_apps,
+    cluster_streams,
+    services,
+    streams,
+    targets,
+)
 from conveyor.server._common import error_body, status_for
 from conveyor.server.auth import TokenGuard
+from conveyor.server.cluster_apps import BuilderFactory
 from conveyor.server.ui import dashboard
 
 __all__ = ["create_app"]
@@ -40,8 +49,14 @@ def create_app(
     info: Callable[[], dict[str, Any]],
     shutdown: Callable[[], None],
     settings: Settings,
+    *,
+    image_builders: BuilderFactory | None = None,
 ) -> ASGIApp:
-    """The control API; ``info`` describes the platform, ``shutdown`` asks it to stop."""
+    """The control API; ``info`` describes the platform, ``shutdown`` asks it to stop.
+
+    ``image_builders`` makes a Kubernetes target's image builder; without one, a push
+    to a cluster needs an image built elsewhere (``push --target T --image APP=REF``).
+    """
     from conveyor.orchestrate import StreamService
     from conveyor.server.tasks import task_routes
 
@@ -85,8 +100,11 @@ def create_app(
     api.include_router(blobs.routes(controller.artifacts))
     api.include_router(apps.routes(controller))
     api.include_router(services.routes(controller))
+    api.include_router(targets.routes(controller))
+    api.include_router(cluster_apps.routes(controller, image_builders))
     service = StreamService(controller, settings=settings)
     api.include_router(streams.routes(service))
+    api.include_router(cluster_streams.routes(service, image_builders))
     api.include_router(task_routes(controller, settings.home / "runs"))
     api.mount("/ui", dashboard(controller, service, token))
     return TokenGuard(api, token, open_prefix="/ui")

@@ -258,3 +258,14 @@ task_schedules = sa.Table(
     sa.Column("name", sa.String(100), primary_key=True),
     sa.Column("document", sa.JSON, nullable=False),
 )
+
+# Deployment targets (migration 0009): `conveyor target add prod --kubernetes ...`; the
+# local target is built in and has no row.
+platform_targets = sa.Table(
+    "platform_targets",
+    metadata,
+    sa.Column("name", sa.String(63), primary_key=True),
+    sa.Column("kind", sa.String(20), nullable=False),
+    sa.Column("config", sa.JSON, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+)

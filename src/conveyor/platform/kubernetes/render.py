@@ -1,0 +1,459 @@
+"""Apps as Kubernetes objects: what ``conveyor k8s render`` prints and a push applies.
+
+One app (one :class:`~conveyor.platform.spec.AppSpec` at one revision, in an
+image built from its droplet) becomes a Deployment (replicas, memory and disk
+from the manifest, the app's variables, bound services as a Secret read into
+``CONVEYOR_SERVICES``, probes from the health check, a rolling update that
+never drops below the wanted replicas), a PodDisruptionBudget, a Service, its
+routes as an Ingress or a Gateway API HTTPRoute (per target), and a
+HorizontalPodAutoscaler when the manifest asks for autoscaling. Stream apps
+are Deployments like any other, their binder's URL in their launch spec.
+
+What a target cannot express is refused here, before anything is applied
+(:func:`check_app`). Every object is a plain dict, in a fixed key order, so the
+YAML is the same on every render (the golden files pin it).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from conveyor.errors import UsageError
+from conveyor.platform.kubernetes.config import KubernetesConfig
+from conveyor.platform.spec import AppSpec, HealthCheckSpec, RouteSpec
+
+__all__ = [
+    "CONTAINER_PORT",
+    "Workload",
+    "check_app",
+    "container",
+    "labels",
+    "metadata",
+    "model_lineage",
+    "render_app",
+    "selector",
+]
+
+#: The port every app container listens on (``PORT`` tells the app).
+CONTAINER_PORT = 8080
+_ANNOTATION = "conveyor.dev/"
+_SERVE = 'exec python -m conveyor serve "$MODEL" --host 0.0.0.0 --port "$PORT"'
+
+
+@dataclass(frozen=True)
+class Workload:
+    """One app at one revision, as a cluster runs it."""
+
+    spec: AppSpec
+    revision: int
+    #: The image built from the revision's droplet, pinned by digest.
+    image: str
+    #: Bound services: name -> credentials (binding parameters already merged in).
+    services: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    #: Lineage for the annotations: ``model_digest``, ``run_id`` where known.
+    lineage: Mapping[str, str] = field(default_factory=dict)
+
+
+def model_lineage(spec: AppSpec) -> dict[str, str]:
+    """What the spec itself tells of its model's lineage: the run of a ``run:<id>/...`` model."""
+    model = spec.model or ""
+    if spec.kind == "model" and model.startswith("run:"):
+        return {"run_id": model[4:].split("/", 1)[0]}
+    return {}
+
+
+def selector(app: str) -> dict[str, str]:
+    """The labels that pick an app's pods: stable across revisions (selectors are immutable)."""
+    return {"app.kubernetes.io/name": app, "app.kubernetes.io/instance": app}
+
+
+def labels(app: str, revision: int, *, component: str | None = None) -> dict[str, str]:
+    """The standard labels every object of an app carries."""
+    out = {
+        **selector(app),
+        "app.kubernetes.io/version": str(revision),
+        "app.kubernetes.io/managed-by": "conveyor",
+    }
+    if component:
+        out["app.kubernetes.io/component"] = component
+    return out
+
+
+def _annotations(work: Workload) -> dict[str, str]:
+    out = {_ANNOTATION + "revision": str(work.revision)}
+    for key in ("model_digest", "run_id"):
+        if work.lineage.get(key):
+            out[_ANNOTATION + key.replace("_", "-")] = str(work.lineage[key])
+    return out
+
+
+def metadata(work: Workload, config: KubernetesConfig, name: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "namespace": config.namespace,
+        "labels": labels(work.spec.name, work.revision, component=_component(work.spec)),
+        "annotations": _annotations(work),
+    }
+
+
+def _component(spec: AppSpec) -> str:
+    return "stream-app" if spec.kind == "stream" else "app"
+
+
+def check_app(spec: AppSpec, config: KubernetesConfig) -> None:
+    """Refuse what the target cannot run as the manifest means it, naming app and field."""
+    where = f"app {spec.name!r}"
+    if len(spec.name) > 52:  # leaves room for the "-services" suffix of its Secret
+        raise UsageError(f"{where}: a name longer than 52 characters cannot be deployed here")
+    for route in _routes(spec, config):
+        if route.strip_prefix and config.routing == "ingress":
+            raise UsageError(
+                f"{where}: route {route.path!r} strips its prefix, which an Ingress cannot do "
+                "portably",
+                hint="Set strip-prefix: false, or use a target with --routing gateway "
+                "(an HTTPRoute rewrites the prefix).",
+            )
+    if spec.kind == "stream":
+        binder = str(spec.options.get("stream_app", {}).get("binder") or "embedded")
+        if binder.startswith("embedded"):
+            raise UsageError(
+                f"{where}: the embedded binder is a file on this machine; pods cannot share it",
+                hint="Deploy the stream with --binder kafka://..., redis://... or amqp://...",
+            )
+    stored = spec.kind == "model" and spec.model is not None and spec.model.startswith("run:")
+    if stored and config.artifact_root is None:
+        raise UsageError(
+            f"{where}: model {spec.model!r} lives in the artifact store, and the target "
+            "has no artifact root pods can read",
+            hint="Add the target again with --artifact-root s3://BUCKET/PREFIX.",
+        )
+
+
+def _routes(spec: AppSpec, config: KubernetesConfig) -> tuple[RouteSpec, ...]:
+    """The routes from outside the cluster.
+
+    The platform's default (None) is ``/<name>`` with its prefix stripped: an
+    HTTPRoute can say that; an Ingress cannot portably, so there the app is
+    reached inside the cluster only, through its Service (give it ``routes:``
+    with a host to reach it from outside).
+    """
+    if spec.routes is None:
+        if config.routing == "gateway":
+            return (RouteSpec(path=f"/{spec.name}", strip_prefix=True),)
+        return ()
+    return spec.routes
+
+
+def render_app(work: Workload, config: KubernetesConfig) -> list[dict[str, Any]]:
+    """Every object of one app, in the order they are applied (what the Deployment reads first)."""
+    spec = work.spec
+    check_app(spec, config)
+    objects: list[dict[str, Any]] = []
+    if spec.services:
+        objects.append(_secret(work, config))
+    objects.append(_deployment(work, config))
+    objects.append(_disruption_budget(work, config))
+    if spec.routes != ():  # a worker (no routes at all) serves nothing
+        objects.append(_service(work, config))
+    routes = _routes(spec, config)
+    if routes:
+        objects.append(
+            _ingress(work, config, routes)
+            if config.routing == "ingress"
+            else _http_route(work, config, routes)
+        )
+    autoscaling = getattr(spec, "autoscaling", None)
+    if autoscaling is not None:
+        objects.append(_autoscaler(work, config, autoscaling))
+    return objects
+
+
+def _secret_name(app: str) -> str:
+    return f"{app}-services"
+
+
+def services_json(services: Mapping[str, Mapping[str, Any]]) -> str:
+    """``CONVEYOR_SERVICES`` as locally: ``{"user-provided": [{"name", "credentials"}]}``."""
+    bound = [{"name": s, "credentials": dict(c)} for s, c in sorted(services.items())]
+    return json.dumps({"user-provided": bound}, sort_keys=True)
+
+
+def _secret(work: Workload, config: KubernetesConfig) -> dict[str, Any]:
+    data = services_json(work.services).encode()
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": metadata(work, config, _secret_name(work.spec.name)),
+        "type": "Opaque",
+        "data": {"services.json": base64.b64encode(data).decode()},
+    }
+
+
+def _env(work: Workload, config: KubernetesConfig) -> list[dict[str, Any]]:
+    spec = work.spec
+    values: dict[str, str] = {
+        **dict(spec.env),
+        "PORT": str(CONTAINER_PORT),
+        "CONVEYOR_APP": spec.name,
+        "CONVEYOR_APP_REVISION": str(work.revision),
+    }
+    if config.artifact_root:
+        values["CONVEYOR_ARTIFACTS"] = config.artifact_root
+    if spec.kind == "model" and spec.model is not None:
+        values["MODEL"] = spec.model
+    if spec.kind == "stream":
+        values["CONVEYOR_STREAM_APP"] = json.dumps(spec.options["stream_app"], sort_keys=True)
+    env: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in sorted(values.items())]
+    if spec.services:
+        env.append(
+            {
+                "name": "CONVEYOR_SERVICES",
+                "valueFrom": {
+                    "secretKeyRef": {"name": _secret_name(spec.name), "key": "services.json"}
+                },
+            }
+        )
+    return env
+
+
+def _command(spec: AppSpec) -> list[str]:
+    if spec.kind == "model":
+        return ["/bin/sh", "-c", _SERVE]
+    if spec.kind == "stream":
+        return ["python", "-m", "conveyor.streams.run"]
+    return ["/bin/sh", "-c", f"exec {spec.command}"]
+
+
+def _probe(check: HealthCheckSpec, *, startup: bool = False) -> dict[str, Any]:
+    how: dict[str, Any] = (
+        {"httpGet": {"path": check.endpoint, "port": "http"}}
+        if check.type == "http"
+        else {"tcpSocket": {"port": "http"}}
+    )
+    period = max(1, math.ceil(check.interval))
+    probe = {
+        **how,
+        "periodSeconds": period,
+        "timeoutSeconds": max(1, math.ceil(check.invocation_timeout)),
+        "failureThreshold": 3,
+    }
+    if startup:
+        # Locally an instance has `timeout` seconds to become healthy; so here.
+        probe["periodSeconds"] = 1
+        probe["failureThreshold"] = max(1, math.ceil(check.timeout))
+    return probe
+
+
+def _health(spec: AppSpec) -> HealthCheckSpec:
+    if spec.kind == "model" and spec.default_health:
+        return HealthCheckSpec(type="http", endpoint="/v2/health/ready")
+    if spec.kind == "stream" and spec.default_health:
+        return HealthCheckSpec(type="http", endpoint="/health")
+    return spec.health_check
+
+
+def container(work: Workload, config: KubernetesConfig) -> dict[str, Any]:
+    """The app's one container: image, command, variables, resources and probes."""
+    spec = work.spec
+    container: dict[str, Any] = {
+        "name": "app",
+        "image": work.image,
+        "command": _command(spec),
+        "ports": [{"name": "http", "containerPort": CONTAINER_PORT, "protocol": "TCP"}],
+        "env": _env(work, config),
+    }
+    resources: dict[str, str] = {}
+    if spec.memory is not None:
+        resources["memory"] = _quantity(spec.memory)
+    if spec.disk is not None:
+        resources["ephemeral-storage"] = _quantity(spec.disk)
+    if resources:
+        container["resources"] = {"requests": dict(resources), "limits": dict(resources)}
+    check = _health(spec)
+    if check.type != "process":
+        ready = spec.readiness_check or check
+        container["startupProbe"] = _probe(check, startup=True)
+        container["livenessProbe"] = _probe(check)
+        container["readinessProbe"] = _probe(ready)
+    container["securityContext"] = {
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+    }
+    return container
+
+
+def _quantity(size: int) -> str:
+    """Bytes as a Kubernetes quantity, in the largest binary unit that divides them."""
+    for suffix, unit in (("Gi", 1 << 30), ("Mi", 1 << 20), ("Ki", 1 << 10)):
+        if size % unit == 0:
+            return f"{size // unit}{suffix}"
+    return str(size)
+
+
+def _deployment(work: Workload, config: KubernetesConfig) -> dict[str, Any]:
+    spec = work.spec
+    app = spec.name
+    body: dict[str, Any] = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": metadata(work, config, app),
+        "spec": {},
+    }
+    deployment: dict[str, Any] = body["spec"]
+    if getattr(spec, "autoscaling", None) is None:
+        deployment["replicas"] = spec.instances  # with an HPA, it owns the replicas
+    check = _health(spec)
+    deployment.update(
+        {
+            "revisionHistoryLimit": 10,
+            "progressDeadlineSeconds": max(60, math.ceil(check.timeout) * 2),
+            "selector": {"matchLabels": selector(app)},
+            "strategy": {
+                "type": "RollingUpdate",
+                "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
+            },
+            "template": {
+                "metadata": {
+                    "labels": labels(app, work.revision, component=_component(spec)),
+                    "annotations": _annotations(work),
+                },
+                "spec": {
+                    "automountServiceAccountToken": False,
+                    "enableServiceLinks": False,
+                    "containers": [container(work, config)],
+                },
+            },
+        }
+    )
+    return body
+
+
+def _disruption_budget(work: Workload, config: KubernetesConfig) -> dict[str, Any]:
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": metadata(work, config, work.spec.name),
+        "spec": {"maxUnavailable": 1, "selector": {"matchLabels": selector(work.spec.name)}},
+    }
+
+
+def _service(work: Workload, config: KubernetesConfig) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": metadata(work, config, work.spec.name),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": selector(work.spec.name),
+            "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}],
+        },
+    }
+
+
+def _ingress(
+    work: Workload, config: KubernetesConfig, routes: tuple[RouteSpec, ...]
+) -> dict[str, Any]:
+    backend = {"service": {"name": work.spec.name, "port": {"name": "http"}}}
+    by_host: dict[str | None, list[dict[str, Any]]] = {}
+    for route in routes:
+        path = {"path": route.path or "/", "pathType": "Prefix", "backend": backend}
+        by_host.setdefault(route.host, []).append(path)
+    rules: list[dict[str, Any]] = []
+    for host, paths in by_host.items():
+        rule: dict[str, Any] = {} if host is None else {"host": host}
+        rule["http"] = {"paths": paths}
+        rules.append(rule)
+    spec: dict[str, Any] = {}
+    if config.ingress_class:
+        spec["ingressClassName"] = config.ingress_class
+    spec["rules"] = rules
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "Ingress",
+        "metadata": metadata(work, config, work.spec.name),
+        "spec": spec,
+    }
+
+
+def _http_route(
+    work: Workload, config: KubernetesConfig, routes: tuple[RouteSpec, ...]
+) -> dict[str, Any]:
+    gateway = str(config.gateway)
+    namespace, _, name = gateway.rpartition("/")
+    parent: dict[str, Any] = {"name": name}
+    if namespace:
+        parent["namespace"] = namespace
+    hosts = sorted({r.host for r in routes if r.host})
+    rules = []
+    for route in routes:
+        rule: dict[str, Any] = {
+            "matches": [{"path": {"type": "PathPrefix", "value": route.path or "/"}}],
+            "backendRefs": [{"name": work.spec.name, "port": 80}],
+        }
+        if route.strip_prefix and route.path:
+            rule["filters"] = [
+                {
+                    "type": "URLRewrite",
+                    "urlRewrite": {
+                        "path": {"type": "ReplacePrefixMatch", "replacePrefixMatch": "/"}
+                    },
+                }
+            ]
+        rules.append(rule)
+    spec: dict[str, Any] = {"parentRefs": [parent]}
+    if hosts:
+        spec["hostnames"] = hosts
+    spec["rules"] = rules
+    return {
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": "HTTPRoute",
+        "metadata": metadata(work, config, work.spec.name),
+        "spec": spec,
+    }
+
+
+def _autoscaler(work: Workload, config: KubernetesConfig, autoscaling: Any) -> dict[str, Any]:
+    """An HPA from the manifest's ``autoscaling:`` (read by name: min, max, target CPU %)."""
+
+    def read(*names: str) -> Any:
+        for name in names:
+            value = (
+                autoscaling.get(name)
+                if isinstance(autoscaling, Mapping)
+                else getattr(autoscaling, name, None)
+            )
+            if value is not None:
+                return value
+        return None
+
+    low = int(read("min_instances", "min_replicas", "min", "minimum") or 1)
+    high = read("max_instances", "max_replicas", "max", "maximum")
+    if high is None:
+        raise UsageError(f"app {work.spec.name!r}: autoscaling needs a maximum of instances")
+    cpu = read("cpu", "target_cpu", "cpu_percent", "target_cpu_percent", "target_cpu_utilization")
+    spec: dict[str, Any] = {
+        "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": work.spec.name},
+        "minReplicas": max(1, low),
+        "maxReplicas": int(high),
+    }
+    if cpu is not None:
+        spec["metrics"] = [
+            {
+                "type": "Resource",
+                "resource": {
+                    "name": "cpu",
+                    "target": {"type": "Utilization", "averageUtilization": int(cpu)},
+                },
+            }
+        ]
+    return {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": metadata(work, config, work.spec.name),
+        "spec": spec,
+    }

@@ -1,0 +1,280 @@
+"""A Kubernetes target: pushes, scales, inspects and removes apps, runs steps and schedules.
+
+It is the cluster's side of what :class:`~conveyor.platform.target.Target`
+does locally, one revision at a time: the droplet becomes an image (through
+the injected :data:`~conveyor.platform.kubernetes.ImageBuilder`), the app spec
+becomes objects (:mod:`.render`, :mod:`.jobs`), and :class:`~.deploy.Rollout`
+applies them all or none and waits for the rollout.
+
+    target = KubernetesTarget(config, builder=build_image)   # connects on first use
+    await target.push(spec, revision=3, droplet=droplet, progress=print)
+    target.status("triage")      # one row per pod
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import threading
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import Any
+
+from conveyor.errors import NotFoundError, UsageError
+from conveyor.platform.kubernetes.client import Cluster, LogStream
+from conveyor.platform.kubernetes.config import KubernetesConfig
+from conveyor.platform.kubernetes.deploy import Rollout
+from conveyor.platform.kubernetes.jobs import render_cronjob, render_job
+from conveyor.platform.kubernetes.render import Workload, labels, render_app, selector
+from conveyor.platform.spec import AppSpec
+from conveyor.platform.target import LaunchResult, Progress
+
+__all__ = ["APP_KINDS", "ImageBuilder", "KubernetesTarget"]
+
+ImageBuilder = Callable[[Mapping[str, Any], Mapping[str, str]], str]
+#: What an app may own, removed with it.
+APP_KINDS = (
+    "HorizontalPodAutoscaler",
+    "Ingress",
+    "HTTPRoute",
+    "Service",
+    "PodDisruptionBudget",
+    "Deployment",
+    "Secret",
+)
+_MANAGED = {"app.kubernetes.io/managed-by": "conveyor"}
+
+
+class KubernetesTarget:
+    """One Kubernetes target; ``cluster`` is given in tests, else read from the kubeconfig."""
+
+    def __init__(
+        self,
+        config: KubernetesConfig,
+        *,
+        builder: ImageBuilder | None,
+        cluster: Cluster | None = None,
+        poll: float = 1.0,
+    ) -> None:
+        self.config = config
+        self.builder = builder
+        self._cluster = cluster
+        self.poll = poll
+
+    @property
+    def cluster(self) -> Cluster:
+        if self._cluster is None:
+            self._cluster = Cluster.connect(self.config)
+        return self._cluster
+
+    @property
+    def rollout(self) -> Rollout:
+        return Rollout(self.cluster, poll=self.poll)
+
+    async def image(self, droplet: Mapping[str, Any], spec: AppSpec, revision: int) -> str:
+        """The pinned image of a revision's droplet, built (or found) by the builder."""
+        if self.builder is None:
+            raise UsageError(
+                "this platform has no image builder for Kubernetes targets",
+                hint="Render with `conveyor k8s render --image APP=REF` and apply with your tools.",
+            )
+        tags = {
+            **labels(spec.name, revision),
+            "org.opencontainers.image.title": spec.name,
+            "dev.conveyor.revision": str(revision),
+        }
+        return await asyncio.to_thread(self.builder, droplet, tags)
+
+    async def push(
+        self,
+        spec: AppSpec,
+        *,
+        revision: int,
+        droplet: Mapping[str, Any],
+        progress: Progress,
+        services: Mapping[str, Mapping[str, Any]] | None = None,
+        lineage: Mapping[str, str] | None = None,
+        image: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """Build the image, apply the revision and wait for its rollout; the objects applied.
+
+        What the target cannot express is refused before the image is built.
+        """
+        bound = {s: dict((services or {}).get(s, {})) for s in spec.services}
+        probe = Workload(spec, revision, image or "unbuilt", bound, dict(lineage or {}))
+        render_app(probe, self.config)  # refuses before anything is built or applied
+        if image is None:
+            progress("building the image")
+            image = await self.image(droplet, spec, revision)
+            progress(f"image {image}")
+        work = Workload(spec, revision, image, bound, dict(lineage or {}))
+        return await self.deploy([work], progress)
+
+    async def deploy(self, works: list[Workload], progress: Progress) -> list[dict[str, Any]]:
+        """Apply several apps (all rendered, and refused, first), rolling each out in order.
+
+        If one never gets ready, every one applied before it is put back too.
+        """
+        revisions = [render_app(work, self.config) for work in works]
+        timeout = max(_rollout_timeout(objects) for objects in revisions)
+        await self.rollout.deploy_all(revisions, progress, timeout=timeout)
+        return [o for objects in revisions for o in objects]
+
+    def next_revision(self, app: str) -> int:
+        """The revision a push of ``app`` makes: the cluster keeps the state (a label)."""
+        live = self.cluster.get("Deployment", app) or {}
+        version = ((live.get("metadata") or {}).get("labels") or {}).get(
+            "app.kubernetes.io/version", "0"
+        )
+        return int(version) + 1 if str(version).isdigit() else 1
+
+    async def scale(self, app: str, instances: int) -> None:
+        if await asyncio.to_thread(self.cluster.get, "Deployment", app) is None:
+            raise NotFoundError(f"there is no app {app!r} in namespace {self.config.namespace!r}")
+        await asyncio.to_thread(self.cluster.scale, "Deployment", app, instances)
+
+    async def undeploy(self, app: str) -> list[str]:
+        """Delete every object of the app; the kinds that were there."""
+        gone = []
+        for kind in APP_KINDS:
+            name = f"{app}-services" if kind == "Secret" else app
+            if await asyncio.to_thread(self.cluster.delete, kind, name):
+                gone.append(kind)
+        if not gone:
+            raise NotFoundError(f"there is no app {app!r} in namespace {self.config.namespace!r}")
+        return gone
+
+    def apps(self) -> list[dict[str, Any]]:
+        """The Deployments Conveyor manages here: name, revision, replicas wanted and ready."""
+        rows = []
+        for item in self.cluster.items("Deployment", _MANAGED):
+            meta, spec, status = item["metadata"], item.get("spec") or {}, item.get("status") or {}
+            rows.append(
+                {
+                    "name": meta["name"],
+                    "revision": int((meta.get("labels") or {}).get("app.kubernetes.io/version", 0)),
+                    "instances": int(spec.get("replicas", 0)),
+                    "ready": int(status.get("readyReplicas") or 0),
+                }
+            )
+        return rows
+
+    def status(self, app: str) -> list[dict[str, Any]]:
+        """One row per pod of the app: name, phase, ready, restarts, revision."""
+        rows = []
+        for pod in self.cluster.items("Pod", selector(app)):
+            meta, status = pod["metadata"], pod.get("status") or {}
+            containers = status.get("containerStatuses") or [{}]
+            rows.append(
+                {
+                    "pod": meta["name"],
+                    "revision": (meta.get("labels") or {}).get("app.kubernetes.io/version"),
+                    "phase": status.get("phase", "Pending"),
+                    "ready": all(c.get("ready", False) for c in containers),
+                    "restarts": sum(int(c.get("restartCount") or 0) for c in containers),
+                }
+            )
+        return rows
+
+    def logs(self, app: str, *, lines: int = 100) -> list[str]:
+        """The last ``lines`` of every pod of the app, each line prefixed by its pod."""
+        out: list[str] = []
+        for pod in self.cluster.items("Pod", selector(app)):
+            name = str(pod["metadata"]["name"])
+            text = self.cluster.logs(name, lines=lines)
+            out.extend(f"{name}: {line}" for line in text.splitlines())
+        return out
+
+    async def follow(self, app: str, *, lines: int = 100) -> AsyncIterator[tuple[str, str]]:
+        """``(pod, line)`` from every pod of the app as they come, until every log ends.
+
+        Each log is read in a thread of its own; leaving the loop closes them all.
+        """
+        pods = await asyncio.to_thread(self.cluster.items, "Pod", selector(app))
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[tuple[str, str] | None] = asyncio.Queue()
+        streams: list[LogStream] = []
+
+        def put(item: tuple[str, str] | None) -> None:
+            with contextlib.suppress(RuntimeError):  # the loop is gone: nobody listens
+                loop.call_soon_threadsafe(queue.put_nowait, item)
+
+        def pump(pod: str, stream: LogStream) -> None:
+            try:
+                for line in stream:
+                    put((pod, line))
+            except Exception as exc:
+                put((pod, f"(its log ended: {exc})"))
+            finally:
+                put(None)
+
+        try:
+            for item in pods:
+                pod = str(item["metadata"]["name"])
+                stream = await asyncio.to_thread(self.cluster.follow, pod, lines=lines)
+                streams.append(stream)
+                threading.Thread(target=pump, args=(pod, stream), daemon=True).start()
+            running = len(streams)
+            while running:
+                got = await queue.get()
+                if got is None:
+                    running -= 1
+                else:
+                    yield got
+        finally:
+            for stream in streams:
+                stream.close()
+
+    async def launch(
+        self,
+        spec: AppSpec,
+        *,
+        name: str,
+        revision: int,
+        droplet: Mapping[str, Any],
+        command: list[str] | None,
+        progress: Progress,
+        timeout: float,
+        image: str | None = None,
+    ) -> LaunchResult:
+        """Run one step as a Job to its end: its exit code (0 or 1) and last lines."""
+        image = image or await self.image(droplet, spec, revision)
+        job = render_job(Workload(spec, revision, image), self.config, name=name, command=command)
+        return await self.rollout.run_job(job, progress, timeout=timeout)
+
+    async def schedule(
+        self,
+        spec: AppSpec,
+        *,
+        name: str,
+        cron: str,
+        revision: int,
+        droplet: Mapping[str, Any],
+        command: list[str] | None,
+        paused: bool = False,
+        time_zone: str | None = None,
+        image: str | None = None,
+    ) -> dict[str, Any]:
+        """Apply a schedule as a CronJob (suspended while paused); the object applied."""
+        work = Workload(spec, revision, image or "unbuilt")
+        cronjob = render_cronjob(
+            work, self.config, name=name, cron=cron, paused=paused, time_zone=time_zone
+        )  # refuses a bad expression before the image is built
+        work = Workload(spec, revision, image or await self.image(droplet, spec, revision))
+        cronjob = render_cronjob(
+            work,
+            self.config,
+            name=name,
+            cron=cron,
+            paused=paused,
+            time_zone=time_zone,
+            command=command,
+        )
+        await asyncio.to_thread(self.cluster.apply, cronjob)
+        return cronjob
+
+
+def _rollout_timeout(objects: list[dict[str, Any]]) -> float:
+    """The Deployment's own progress deadline, and a little more for the controller to say so."""
+    deployment = next(o for o in objects if o["kind"] == "Deployment")
+    return float(math.ceil(deployment["spec"].get("progressDeadlineSeconds", 600) * 1.5))

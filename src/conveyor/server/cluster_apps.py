@@ -1,0 +1,148 @@
+"""Apps on a Kubernetes target: push, list, show, scale, logs and delete, by target name.
+
+The cluster keeps their state (the objects and their labels); the platform
+only stages the droplet and asks the image builder for its image. Every call
+to the cluster runs in a worker thread: the official client blocks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import AsyncIterator, Callable
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Query
+from fastapi.responses import StreamingResponse
+from pydantic import Field
+
+from conveyor.errors import UsageError
+from conveyor.platform.controller import Controller
+from conveyor.platform.kubernetes.config import KubernetesConfig
+from conveyor.platform.kubernetes.render import model_lineage
+from conveyor.platform.kubernetes.target import ImageBuilder, KubernetesTarget
+from conveyor.platform.spec import MAX_INSTANCES
+from conveyor.server._common import (
+    APP_NAME,
+    AppName,
+    Progress,
+    Strict,
+    files_of,
+    ndjson,
+    operation,
+)
+from conveyor.server.apps import PushIn
+from conveyor.store.targets import LOCAL, TargetRepository
+
+__all__ = ["IMAGE_PATTERN", "BuilderFactory", "cluster_target", "routes"]
+
+TargetName = Annotated[str, Path(pattern=APP_NAME, description="A Kubernetes target's name.")]
+#: Makes the image builder of one target (its registry); None: this platform builds none.
+BuilderFactory = Callable[[KubernetesConfig], ImageBuilder]
+IMAGE_PATTERN = r"^[a-z0-9.:/_-]+(@sha256:[0-9a-f]{64}|:[A-Za-z0-9._-]{1,128})$"
+
+
+def cluster_target(
+    registry: TargetRepository, name: str, builders: BuilderFactory | None
+) -> KubernetesTarget:
+    """The Kubernetes target named ``name`` (it connects on first use)."""
+    if name == LOCAL:
+        raise UsageError("use the commands without --target for the local target")
+    config = KubernetesConfig.from_json(registry.get(name)["config"])
+    return KubernetesTarget(config, builder=None if builders is None else builders(config))
+
+
+class ClusterPushIn(PushIn):
+    #: An image built elsewhere, pinned by digest: nothing is staged or built then.
+    image: str | None = Field(None, pattern=IMAGE_PATTERN, max_length=512)
+
+
+class ClusterScaleIn(Strict):
+    instances: int = Field(ge=0, le=MAX_INSTANCES)
+
+
+def routes(controller: Controller, builders: BuilderFactory | None) -> APIRouter:
+    api = APIRouter(tags=["targets"])
+    registry = TargetRepository(controller.state.registry)
+
+    def target(name: str) -> KubernetesTarget:
+        return cluster_target(registry, name, builders)
+
+    async def io(call: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.to_thread(call, *args)
+
+    @api.post(
+        "/v1/targets/{target_name}/apps/{name}/push",
+        summary="Build the image, apply and wait for the rollout (JSON lines)",
+    )
+    async def push(
+        target_name: TargetName, name: AppName, body: ClusterPushIn
+    ) -> StreamingResponse:
+        if body.spec.name != name:
+            raise UsageError(f"the spec is for app {body.spec.name!r}, not {name!r}")
+        cluster = target(target_name)
+        spec = dataclasses.replace(body.spec, instances=body.instances)
+
+        async def work(progress: Progress) -> dict[str, Any]:
+            revision = await io(cluster.next_revision, name)
+            droplet: dict[str, Any] = {}
+            if body.image is None:
+                droplet = dict(await controller.stage(spec, files_of(body.files), progress) or {})
+            objects = await cluster.push(
+                spec,
+                revision=revision,
+                droplet=droplet,
+                progress=progress,
+                services=controller.state.services(),
+                lineage=model_lineage(spec),
+                image=body.image,
+            )
+            return {
+                "revision": revision,
+                "instances": spec.instances,
+                "objects": [f"{o['kind']}/{o['metadata']['name']}" for o in objects],
+            }
+
+        return operation(work)
+
+    @api.get("/v1/targets/{target_name}/apps", summary="The apps Conveyor manages on a target")
+    async def list_apps(target_name: TargetName) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = await io(target(target_name).apps)
+        return rows
+
+    @api.get("/v1/targets/{target_name}/apps/{name}", summary="One app's pods on a target")
+    async def get_app(target_name: TargetName, name: AppName) -> dict[str, Any]:
+        return {"name": name, "pods": await io(target(target_name).status, name)}
+
+    @api.post("/v1/targets/{target_name}/apps/{name}/scale", summary="Change the replicas")
+    async def scale(target_name: TargetName, name: AppName, body: ClusterScaleIn) -> dict[str, Any]:
+        await target(target_name).scale(name, body.instances)
+        return {"name": name, "instances": body.instances}
+
+    @api.get(
+        "/v1/targets/{target_name}/apps/{name}/logs",
+        summary="Every pod's last lines; with follow, JSON lines as they come",
+        response_model=None,
+    )
+    async def logs(
+        target_name: TargetName,
+        name: AppName,
+        lines: Annotated[int, Query(ge=1, le=10_000)] = 100,
+        follow: bool = False,
+    ) -> dict[str, Any] | StreamingResponse:
+        cluster = target(target_name)
+        if follow:
+
+            async def stream() -> AsyncIterator[bytes]:
+                async for pod, text in cluster.follow(name, lines=lines):
+                    yield ndjson({"pod": pod, "text": text})
+
+            return StreamingResponse(stream(), media_type="application/x-ndjson")
+        found = await io(lambda: cluster.logs(name, lines=lines))
+        return {"lines": found}
+
+    @api.delete("/v1/targets/{target_name}/apps/{name}", summary="Delete every object of an app")
+    async def delete(target_name: TargetName, name: AppName) -> dict[str, Any]:
+        return {"deleted": name, "kinds": await target(target_name).undeploy(name)}
+
+    return api

@@ -1,0 +1,72 @@
+"""Streams on a Kubernetes target: their apps rendered, or deployed as one Deployment each."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import StreamingResponse
+from pydantic import Field
+
+from conveyor.errors import UsageError
+from conveyor.orchestrate import StreamService
+from conveyor.orchestrate.cluster_streams import cluster_stream_specs
+from conveyor.platform.kubernetes.render import Workload, render_app
+from conveyor.server._common import Progress, Strict, operation
+from conveyor.server.cluster_apps import IMAGE_PATTERN, BuilderFactory, TargetName, cluster_target
+from conveyor.server.streams import StreamName
+from conveyor.store.targets import TargetRepository
+
+__all__ = ["routes"]
+
+
+class ClusterStreamIn(Strict):
+    properties: dict[str, str] = Field(default_factory=dict)
+    binder: str | None = Field(None, max_length=2000)
+    #: An image with Conveyor installed: every stream app runs Conveyor's stream runtime.
+    image: str | None = Field(None, pattern=IMAGE_PATTERN, max_length=512)
+
+
+def routes(streams: StreamService, builders: BuilderFactory | None) -> APIRouter:
+    api = APIRouter(tags=["targets"])
+    registry = TargetRepository(streams.controller.state.registry)
+
+    def specs(target_name: str, name: str, body: ClusterStreamIn) -> tuple[Any, list[Any]]:
+        target = cluster_target(registry, target_name, builders)
+        return target, cluster_stream_specs(streams, name, body.binder, body.properties)
+
+    @api.post("/v1/targets/{target_name}/streams/{name}/render", summary="A stream's objects")
+    async def render(target_name: TargetName, name: StreamName, body: ClusterStreamIn) -> Any:
+        target, apps = specs(target_name, name, body)
+        image = body.image or f"{target.config.registry}/conveyor:latest"
+        objects = [o for spec in apps for o in render_app(Workload(spec, 1, image), target.config)]
+        return {"objects": objects}
+
+    @api.post(
+        "/v1/targets/{target_name}/streams/{name}/deploy",
+        summary="Deploy a stream's apps to a target, all or none (JSON lines)",
+    )
+    async def deploy(
+        target_name: TargetName, name: StreamName, body: ClusterStreamIn
+    ) -> StreamingResponse:
+        target, apps = specs(target_name, name, body)
+        if body.image is None:
+            raise UsageError(
+                "stream apps run Conveyor's stream runtime: give an image with Conveyor "
+                "installed (--image REGISTRY/REPO@sha256:...)"
+            )
+        image = body.image
+
+        async def work(progress: Progress) -> dict[str, Any]:
+            works = []
+            for spec in apps:
+                revision = await asyncio.to_thread(target.next_revision, spec.name)
+                works.append(Workload(spec, revision, image))
+                progress(f"{spec.name}: revision {revision}, {spec.instances} replica(s)")
+            await target.deploy(works, progress)
+            return {"apps": [w.spec.name for w in works]}
+
+        return operation(work)
+
+    return api

@@ -1,0 +1,94 @@
+"""Deployment targets: the built-in ``local`` one and the Kubernetes clusters added to it."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Path
+from pydantic import Field
+
+from conveyor.errors import UsageError
+from conveyor.platform.controller import Controller
+from conveyor.platform.kubernetes.config import KubernetesConfig
+from conveyor.platform.spec import AppSpec
+from conveyor.server._common import APP_NAME, Strict
+from conveyor.store.targets import LOCAL, TargetRepository
+
+__all__ = ["routes"]
+
+TargetName = Annotated[str, Path(pattern=APP_NAME, description="The target's name.")]
+
+
+class KubernetesIn(Strict):
+    context: str | None = Field(None, min_length=1, max_length=253)
+    namespace: str = Field(min_length=1, max_length=63)
+    registry: str = Field(min_length=1, max_length=255)
+    artifact_root: str | None = Field(None, min_length=1, max_length=1024)
+    routing: Literal["ingress", "gateway"] = "ingress"
+    ingress_class: str | None = Field(None, min_length=1, max_length=253)
+    gateway: str | None = Field(None, min_length=1, max_length=253)
+
+
+class TargetIn(Strict):
+    name: str = Field(pattern=APP_NAME)
+    kind: Literal["kubernetes"] = "kubernetes"
+    config: KubernetesIn
+    replace: bool = False
+
+
+class RenderIn(Strict):
+    specs: list[AppSpec] = Field(min_length=1, max_length=100)
+    #: App name -> the image to run; an app left out gets ``REGISTRY/APP:latest``.
+    images: dict[str, str] = Field(default_factory=dict)
+    #: The revision label and annotation (a push numbers them from the cluster's).
+    revision: int = Field(1, ge=1)
+
+
+def _local() -> dict[str, Any]:
+    return {"name": LOCAL, "kind": "local", "config": {}, "created_at": None}
+
+
+def routes(controller: Controller) -> APIRouter:
+    api = APIRouter(tags=["targets"])
+    targets = TargetRepository(controller.state.registry)
+
+    @api.get("/v1/targets", summary="Where apps can be deployed: local, then the added ones")
+    async def list_targets() -> list[dict[str, Any]]:
+        return [_local(), *targets.all()]
+
+    @api.get("/v1/targets/{name}", summary="One target and its settings")
+    async def get_target(name: TargetName) -> dict[str, Any]:
+        return _local() if name == LOCAL else targets.get(name)
+
+    @api.post("/v1/targets", status_code=201, summary="Add a Kubernetes target")
+    async def add_target(body: TargetIn) -> dict[str, Any]:
+        config = KubernetesConfig(**body.config.model_dump())  # its own checks: UsageError
+        created = targets.add(body.name, body.kind, config.to_json(), replace=body.replace)
+        return {"name": body.name, "created": created}
+
+    @api.delete("/v1/targets/{name}", summary="Remove a target (nothing on it is touched)")
+    async def remove_target(name: TargetName) -> dict[str, str]:
+        targets.remove(name)
+        return {"removed": name}
+
+    @api.post("/v1/targets/{name}/render", summary="The Kubernetes objects of some apps")
+    async def render(name: TargetName, body: RenderIn) -> dict[str, Any]:
+        from conveyor.platform.kubernetes import render_manifests
+
+        if name == LOCAL:
+            raise UsageError("the local target runs processes; there is nothing to render")
+        config = KubernetesConfig.from_json(targets.get(name)["config"])
+        images = {
+            s.name: body.images.get(s.name, f"{config.registry}/{s.name}:latest")
+            for s in body.specs
+        }
+        objects = render_manifests(
+            body.specs,
+            config,
+            images=images,
+            revisions={s.name: body.revision for s in body.specs},
+            services=controller.state.services(),
+        )
+        return {"objects": objects}
+
+    return api

@@ -1,0 +1,188 @@
+"""`push/apps/app/scale/logs/delete --target T` through a real platform to kmock (fake_api.py)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+from collections.abc import Iterator
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml  # type: ignore[import-untyped]
+
+from tests.platform.control import Platform, running_platform
+from tests.waiting import eventually
+
+from .fake_api import CONTEXT, NAMESPACE, FakeApi, fake_api
+
+pytestmark = pytest.mark.slow
+
+IMAGE = "registry.example.com/ds/triage@sha256:" + "ef" * 32
+READY = {"replicas": 2, "updatedReplicas": 2, "readyReplicas": 2, "availableReplicas": 2}
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Platform, FakeApi]]:
+    root = tmp_path_factory.mktemp("k8s-cli")
+    with fake_api(root) as api, running_platform(root / "platform") as platform:
+        platform.extra_env["KUBECONFIG"] = str(api.kubeconfig)
+        platform.stop()
+        platform.start()  # again, with the kubeconfig in its environment
+        platform.cli(
+            "target", "add", "prod", "--kubernetes", "--context", CONTEXT,
+            "--namespace", NAMESPACE, "--registry", "registry.example.com/ds",
+        )  # fmt: skip
+        _manifest(platform.project)
+        yield platform, api
+
+
+def _manifest(project: Path) -> None:
+    (project / "app.py").write_text("print('hello')\n")
+    (project / "conveyor.yml").write_text(
+        "applications:\n"
+        "  - name: triage\n"
+        "    command: python app.py\n"
+        "    instances: 2\n"
+        "    routes:\n"
+        "      - route: triage.example.com\n"
+    )
+
+
+def _push(platform: Platform, api: FakeApi, *args: str) -> subprocess.CompletedProcess[str]:
+    """`conveyor push --target prod ...` while the test plays the Deployment controller."""
+
+    def controller() -> None:
+        eventually(lambda: "triage" in api.objects("Ingress"), what="the Ingress applied")
+        api.set_status("Deployment", "triage", READY)
+
+    playing = threading.Thread(target=controller)
+    playing.start()
+    try:
+        return platform.cli("push", "--target", "prod", *args)
+    finally:
+        playing.join(60)
+
+
+def test_push_list_show_scale_logs_and_delete_on_a_target(
+    cluster: tuple[Platform, FakeApi],
+) -> None:
+    platform, api = cluster
+    pushed = _push(platform, api, "--image", f"triage={IMAGE}")
+    assert "triage: revision 1 rolled out on prod with 2 replica(s)" in pushed.stdout
+    applied = [r.data for r in api.requests() if r.method == "PATCH" and r.subresource is None]
+    rendered = platform.cli("k8s", "render", "--target", "prod", "--image", f"triage={IMAGE}")
+    assert list(yaml.safe_load_all(rendered.stdout)) == applied  # exactly what push applied
+    assert "triage: applied Deployment triage" in pushed.stderr
+    live = api.objects("Deployment")["triage"]
+    assert live["spec"]["template"]["spec"]["containers"][0]["image"] == IMAGE
+    assert "triage" not in platform.cli("apps").stdout  # the local platform runs nothing
+
+    assert "triage  2/2 ready  revision 1" in platform.cli("apps", "--target", "prod").stdout
+
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "triage-6b9-a", "labels": {"app.kubernetes.io/version": "1"}},
+        "status": {"phase": "Running", "containerStatuses": [{"ready": True, "restartCount": 1}]},
+    }
+    api.create("Pod", pod)
+    api.handler[f"get /api/v1/namespaces/{NAMESPACE}/pods/triage-6b9-a/log"] << b"listening\n"
+    shown = platform.cli("app", "triage", "--target", "prod").stdout
+    assert "triage on prod: 1/1 pods ready" in shown
+    assert "triage-6b9-a  revision 1  Running  ready  restarts 1" in shown
+    logs = platform.cli("logs", "triage", "--target", "prod").stdout
+    assert "triage-6b9-a: listening" in logs
+    # Followed: the fake's log ends after its line, so the command ends too.
+    followed = platform.cli("logs", "triage", "-f", "--target", "prod", timeout=60)
+    assert followed.stdout.splitlines() == ["triage-6b9-a: listening"]
+    sent = [r for r in api.requests() if r.url.path.endswith("/triage-6b9-a/log")][-1]
+    assert dict(sent.params) == {"tailLines": "100", "follow": "true"}
+
+    scaled = platform.cli("scale", "triage", "-i", "3", "--target", "prod").stdout
+    assert "triage: scaled to 3 replica(s) on prod" in scaled
+    assert api.objects("Deployment")["triage"]["spec"]["replicas"] == 3
+
+    again = _push(platform, api, "--image", f"triage={IMAGE}")
+    assert "revision 2 rolled out" in again.stdout
+
+    deleted = platform.cli("delete", "triage", "--target", "prod", "-y").stdout
+    assert "triage: deleted from prod" in deleted
+    assert api.objects("Deployment") == {}
+
+
+def test_without_an_image_builder_a_push_says_how_to_go_on(
+    cluster: tuple[Platform, FakeApi],
+) -> None:
+    platform, _ = cluster
+    result = platform.cli("push", "--target", "prod", check=False)
+    assert result.returncode != 0
+    assert "this platform has no image builder for Kubernetes targets" in result.stderr
+    assert "--image" in result.stderr
+
+
+def test_an_unknown_target_or_context_is_a_clear_error(
+    cluster: tuple[Platform, FakeApi],
+) -> None:
+    platform, _ = cluster
+    unknown = platform.cli("apps", "--target", "nowhere", check=False)
+    assert unknown.returncode != 0
+    assert "there is no target named 'nowhere'" in unknown.stderr
+    platform.cli(
+        "target", "add", "elsewhere", "--kubernetes", "--context", "no-such-context",
+        "--namespace", NAMESPACE, "--registry", "registry.example.com/ds",
+    )  # fmt: skip
+    bad = platform.cli("apps", "--target", "elsewhere", check=False)
+    assert bad.returncode != 0
+    assert "cannot use context 'no-such-context' of the kubeconfig" in bad.stderr
+    assert "Traceback" not in bad.stderr
+
+
+def test_a_stream_renders_and_deploys_as_one_deployment_per_app(
+    cluster: tuple[Platform, FakeApi],
+) -> None:
+    platform, api = cluster
+    platform.cli("stream", "create", "fraud", "--definition", "http | log")
+    local_binder = platform.cli("stream", "deploy", "fraud", "--target", "prod", check=False)
+    assert local_binder.returncode != 0
+    assert "on a cluster the apps need a broker every pod reaches" in local_binder.stderr
+
+    binder = "kafka://kafka.ds:9092"
+    rendered = platform.cli(
+        "k8s", "render", "--target", "prod", "--stream", "fraud", "--binder", binder
+    ).stdout
+    objects = list(yaml.safe_load_all(rendered))
+    deployments = [o["metadata"]["name"] for o in objects if o["kind"] == "Deployment"]
+    assert deployments == ["fraud-log", "fraud-http"]  # sinks first
+    for o in objects:
+        if o["kind"] == "Deployment":
+            env = {e["name"]: e.get("value") for e in _containers(o)[0]["env"]}
+            assert json.loads(env["CONVEYOR_STREAM_APP"])["binder"] == binder
+
+    def controller() -> None:
+        for app in deployments:
+            eventually(partial(_has, api, app), what=f"{app} applied")
+            api.set_status("Deployment", app, READY)
+
+    playing = threading.Thread(target=controller)
+    playing.start()
+    try:
+        deployed = platform.cli(
+            "stream", "deploy", "fraud", "--target", "prod", "--binder", binder,
+            "--image", f"registry.example.com/ds/conveyor@sha256:{'a1' * 32}",
+        )  # fmt: skip
+    finally:
+        playing.join(60)
+    assert "stream fraud deployed on prod: fraud-log, fraud-http" in deployed.stdout
+    assert {"fraud-log", "fraud-http"} <= set(api.objects("Deployment"))
+
+
+def _has(api: FakeApi, deployment: str) -> bool:
+    return deployment in api.objects("Deployment")
+
+
+def _containers(deployment: dict[str, Any]) -> list[dict[str, Any]]:
+    containers: list[dict[str, Any]] = deployment["spec"]["template"]["spec"]["containers"]
+    return containers
