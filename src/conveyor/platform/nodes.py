@@ -16,7 +16,7 @@ import yaml  # type: ignore[import-untyped]
 from yaml.constructor import SafeConstructor  # type: ignore[import-untyped]
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode  # type: ignore[import-untyped]
 
-__all__ = ["TAG", "At", "NodeReader"]
+__all__ = ["TAG", "At", "NodeReader", "Skip"]
 
 TAG = "tag:yaml.org,2002:"
 _SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([KMGT])(?:IB?|B)?", re.IGNORECASE)  # 512M, 512MB, 512Mi
@@ -24,8 +24,11 @@ _UNITS = {"K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
 _T = TypeVar("_T")
 
 
-class _Skip(Exception):
+class Skip(Exception):
     """Raised after an error is recorded, to drop the value being read and go on."""
+
+
+_Skip = Skip
 
 
 class At(NamedTuple):
