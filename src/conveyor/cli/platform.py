@@ -346,6 +346,9 @@ def _isolation_line(instances: list[dict[str, Any]]) -> str:
 def _event_line(e: dict[str, Any]) -> str:
     where = "" if e["instance"] is None or e["instance"] < 0 else f" #{e['instance']}"
     details = " ".join(f"{k}={v}" for k, v in e["details"].items() if k != "last_lines")
+    if e["details"].get("by") == "autoscaler":  # scaled 2 -> 4: ongoing requests ...
+        d = e["details"]
+        details = f"{d.get('previous')} -> {d.get('instances')}: {d.get('reason')}"
     return f"{when(e['at'])}  {e['kind']}{where}  {details}".rstrip()
 
 

@@ -169,7 +169,13 @@ async def _serve(settings: Settings, spawner: IsolatedSpawner) -> None:
     def record(entry: AccessRecord) -> None:
         access.write(entry.format() + "\n")
 
-    router = Router(table, access=record, hosts=[settings.router_address[0]])
+    router = Router(
+        table,
+        access=record,
+        hosts=[settings.router_address[0]],
+        meter=controller.meter,
+        wake=controller.autoscaling.wake,
+    )
     await router.start(sock=router_sock)
     stop = asyncio.Event()
     api_host, api_port = api_sock.getsockname()[:2]
