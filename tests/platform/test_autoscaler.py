@@ -153,3 +153,13 @@ def test_an_app_outside_its_bounds_is_brought_back_at_once() -> None:
     assert [d.text for _, d in play(policy, [Sample(instances=5)])] == [
         "scaled 5 -> 3: above max-instances"
     ]
+
+
+def test_a_stream_app_follows_its_consumer_lag_within_its_counts() -> None:
+    policy = AutoscalingSpec(max_instances=4, target_lag=1000, breach_duration=10, cool_down=30)
+    backlog = steady(Sample(instances=1, lag=4200), 15) + steady(Sample(instances=1, lag=0), 60)
+    made = play(policy, backlog)
+    assert [(at, d.text) for at, d in made] == [
+        (10.0, "scaled 1 -> 4: consumer lag 4200 per instance > 1000 for 10 s"),
+        (40.0, "scaled 4 -> 1: consumer lag 0 per instance < 1000 for 25 s"),
+    ]

@@ -47,6 +47,8 @@ class Sample:
     idle_for: float = 0.0
     #: An instance crashed and waits out its backoff.
     backoff: bool = False
+    #: Messages waiting in a stream app's input (None: not a stream app, or unknown).
+    lag: float | None = None
 
 
 @dataclass(frozen=True)
@@ -79,7 +81,7 @@ class Autoscaler:
         policy, current = self.policy, sample.instances
         decision = self._bounds(sample) or self._idle(sample, now)
         if decision is None:
-            wanted = [self._target(sample, now)]
+            wanted = [self._target(sample, now), self._lag(sample, now)]
             wanted += [self._rule(i, rule, sample, now) for i, rule in enumerate(policy.rules)]
             ups = [w for w in wanted if w is not None and w.instances > current]
             downs = [w for w in wanted if w is not None and w.instances < current]
@@ -139,21 +141,36 @@ class Autoscaler:
         return Decision(sample.instances, 0, f"no request for {_secs(sample.idle_for)} s")
 
     def _target(self, sample: Sample, now: float) -> Decision | None:
-        target, current = self.policy.target_ongoing_requests, sample.instances
-        if target is None or current == 0:
+        target = self.policy.target_ongoing_requests
+        return self._toward("target", "ongoing requests", sample.ongoing, target, sample, now)
+
+    def _lag(self, sample: Sample, now: float) -> Decision | None:
+        target = self.policy.target_lag
+        return self._toward("lag", "consumer lag", sample.lag, target, sample, now)
+
+    def _toward(
+        self,
+        key: str,
+        what: str,
+        total: float | None,
+        target: float | None,
+        sample: Sample,
+        now: float,
+    ) -> Decision | None:
+        """As many instances as ``total`` / ``target``, once that differed for the breach."""
+        current = sample.instances
+        if target is None or total is None or current == 0:
             return None
-        per = sample.ongoing / current
-        wanted = self.policy.clamp(math.ceil(sample.ongoing / target))
+        wanted = self.policy.clamp(math.ceil(total / target))
         duration = float(self.policy.breach_duration)
-        up = self._held("target-up", wanted > current, now, duration)
-        down = self._held("target-down", wanted < current, now, duration)
+        up = self._held(key + "-up", wanted > current, now, duration)
+        down = self._held(key + "-down", wanted < current, now, duration)
         held = up if up is not None else down
         if held is None:
             return None
         sign = ">" if up is not None else "<"
-        reason = (
-            f"ongoing requests {_num(per)} per instance {sign} {_num(target)} for {_secs(held)} s"
-        )
+        per = _num(total / current)
+        reason = f"{what} {per} per instance {sign} {_num(target)} for {_secs(held)} s"
         return Decision(current, wanted, reason)
 
     def _rule(self, index: int, rule: ScalingRule, sample: Sample, now: float) -> Decision | None:

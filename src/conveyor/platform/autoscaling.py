@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -31,9 +32,13 @@ if TYPE_CHECKING:
     from conveyor.platform.controller import Controller
     from conveyor.platform.policy import AutoscalingSpec
     from conveyor.platform.router import Meter
+    from conveyor.platform.spec import AppSpec
     from conveyor.platform.target import InstanceStatus
 
-__all__ = ["Autoscaling"]
+__all__ = ["Autoscaling", "LagReader"]
+
+#: Messages waiting in the input of a stream app (its name and spec); None if unknown.
+LagReader = Callable[[str, "AppSpec"], "int | None"]
 
 log = logging.getLogger("conveyor.platform.autoscaling")
 
@@ -43,6 +48,7 @@ class _Watched:
     """One autoscaled app as the loop follows it."""
 
     revision: int
+    spec: AppSpec
     scaler: Autoscaler
     #: Clock time the loop began to follow this revision (idle time counts from there).
     since: float
@@ -71,6 +77,8 @@ class Autoscaling:
         self._watched: dict[str, _Watched] = {}
         self._waking: dict[str, asyncio.Task[bool]] = {}
         self._task: asyncio.Task[None] | None = None
+        #: Reads a stream app's consumer lag (the stream deployer sets it; binders are theirs).
+        self.lag: LagReader | None = None
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="autoscaling")
@@ -105,6 +113,9 @@ class Autoscaling:
             if app.name in self._waking:
                 continue
             sample = self.sample(app.name, app.instances, watched)
+            if watched.scaler.policy.target_lag is not None and self.lag is not None:
+                lag = await asyncio.to_thread(self.lag, app.name, watched.spec)
+                sample = dataclasses.replace(sample, lag=None if lag is None else float(lag))
             decision = watched.scaler.decide(sample)
             if decision is not None:
                 await self._carry_out(app.name, decision)
@@ -120,7 +131,7 @@ class Autoscaling:
             self._watched.pop(name, None)
             return None
         watched = _Watched(
-            revision, self._scaler(spec.autoscaling), self.clock.now(), spec.memory, {}
+            revision, spec, self._scaler(spec.autoscaling), self.clock.now(), spec.memory, {}
         )
         self._watched[name] = watched
         return watched

@@ -204,6 +204,8 @@ class AutoscalingSpec:
     breach_duration: float | str = 30.0
     #: Seconds without a request after which an app with ``min_instances: 0`` stops.
     idle_period: float | str = 300.0
+    #: Messages waiting in a stream app's input per instance to aim for (KEDA's lag target).
+    target_lag: int | None = None
 
     def __post_init__(self) -> None:
         for what, count in (("min", self.min_instances), ("max", self.max_instances)):
@@ -219,6 +221,9 @@ class AutoscalingSpec:
         target = self.target_ongoing_requests
         if target is not None and (isinstance(target, bool) or not target > 0):
             raise ValueError(f"target-ongoing-requests: expected a number above 0, got {target!r}")
+        lag = self.target_lag
+        if lag is not None and (isinstance(lag, bool) or not isinstance(lag, int) or lag < 1):
+            raise ValueError(f"lag-target: expected a whole number above 0, got {lag!r}")
         for name in ("cool_down", "breach_duration", "idle_period"):
             value = parse_seconds(getattr(self, name), name.replace("_", "-"), zero=True)
             object.__setattr__(self, name, value)
@@ -233,6 +238,7 @@ class AutoscalingSpec:
             "cool_down": self.cool_down,
             "breach_duration": self.breach_duration,
             "idle_period": self.idle_period,
+            "target_lag": self.target_lag,
         }
 
     @classmethod
