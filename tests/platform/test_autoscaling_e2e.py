@@ -43,6 +43,9 @@ def test_an_idle_app_scales_to_zero_and_its_next_requests_are_all_answered(
     assert "scaled  1 -> 0: no request for " in events
     assert "scaled  0 -> 1: a request arrived while it had no instance" in events
     assert "reason=" not in events
+    shown = platform.cli("app", "sleepy").stdout
+    assert "autoscaling: 0-2 instances; cool-down 60 s; to zero after 1 s idle" in shown
+    assert "0 -> 1: a request arrived" in shown  # among its recent events
 
 
 def test_a_step_load_scales_out_and_in_after_it_without_a_failed_request(

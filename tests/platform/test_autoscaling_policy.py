@@ -42,6 +42,12 @@ def test_a_manifest_policy_becomes_the_spec_the_api_and_registry_keep() -> None:
         cool_down=60,
         idle_period=300,
     )
+    assert policy is not None
+    assert policy.describe() == (
+        "0-8 instances; 4 ongoing requests per instance (after 30 s); "
+        "cpu > 70 % → +1 after 30 s; response time p95 > 200 ms → +50% after 30 s; "
+        "throughput < 5 requests/s → -1 after 120 s; cool-down 60 s; to zero after 300 s idle"
+    )
     assert AppSpec.from_json("diagnosis", spec.to_json()) == spec
     assert TypeAdapter(AppSpec).validate_python(spec.to_json()) == spec
     # The API takes the units as text too, and reads them the same way.

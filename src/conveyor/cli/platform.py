@@ -306,6 +306,8 @@ def app_show_command(name: str, as_json: bool) -> None:
         if app["revision"] == 0:  # it never ran: starting that revision again would crash again
             click.echo(f"Fix the app and push it again, or `conveyor delete {name}`.")
     click.echo(f"routes:   {', '.join(app['routes']) or '-'}")
+    if app.get("autoscaling"):
+        click.echo(f"autoscaling: {app['autoscaling']}")
     table = Table("#", "rev", "state", "since", "cpu", "memory", "restarts", "port", box=None)
     for i in app["instances_detail"]:
         state = i["state"] if i["ready"] or i["state"] != "RUNNING" else "RUNNING (not ready)"

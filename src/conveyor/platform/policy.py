@@ -246,6 +246,24 @@ class AutoscalingSpec:
         rules = tuple(ScalingRule(**rule) for rule in data.get("rules") or ())
         return cls(**{**data, "rules": rules})
 
+    def describe(self) -> str:
+        """``0-8 instances; 4 ongoing requests per instance (after 30 s); cool-down 60 s ...``."""
+        parts = [f"{self.min_instances}-{self.max_instances} instances"]
+        after = f" (after {_num(float(self.breach_duration))} s)"
+        if self.target_ongoing_requests is not None:
+            ongoing = _num(self.target_ongoing_requests)
+            parts.append(f"{ongoing} ongoing requests per instance{after}")
+        if self.target_lag is not None:
+            parts.append(f"consumer lag {self.target_lag} per instance{after}")
+        parts += [
+            f"{rule.describe()} → {rule.adjustment} after {_num(float(rule.breach_duration))} s"
+            for rule in self.rules
+        ]
+        parts.append(f"cool-down {_num(float(self.cool_down))} s")
+        if self.min_instances == 0:
+            parts.append(f"to zero after {_num(float(self.idle_period))} s idle")
+        return "; ".join(parts)
+
     def clamp(self, count: int) -> int:
         """``count`` within the bounds, never below one (scaling to zero is the idle rule's)."""
         return max(self.min_instances, 1, min(self.max_instances, count))

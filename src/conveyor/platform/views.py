@@ -36,9 +36,14 @@ def describe(controller: Controller, name: str) -> dict[str, Any]:
         }
         for inst in controller.target.status(name, usage=True)
     ]
+    scaling = None
+    if app.revision:
+        policy = controller.spec(controller.state.revision(name, app.revision)).autoscaling
+        scaling = None if policy is None else policy.describe()
     return {
         **_summary(controller, app, instances),
         "latest_revision": latest,
+        "autoscaling": scaling,
         "instances_detail": instances,
         "events": [
             {
