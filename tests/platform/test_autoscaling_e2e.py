@@ -81,3 +81,20 @@ def test_a_step_load_scales_out_and_in_after_it_without_a_failed_request(
     events = platform.cli("events", "busy").stdout
     assert "per instance > 2 for " in events
     assert "per instance < 2 for " in events
+
+
+def test_a_scale_down_waits_for_the_requests_its_instances_are_answering(
+    platform: Platform,
+) -> None:
+    platform.cli("push", "-f", str(platform.write_hello_app("draining", instances=2)))
+    url = f"{platform.router}/draining/sleep?s=3"  # far longer than the 0.5 s drain
+    with ThreadPoolExecutor(2) as pool:
+        slow = [pool.submit(get, url, timeout=60) for _ in range(2)]  # one on each instance
+        eventually(
+            lambda: platform.app("draining")["load"]["ongoing"] == 2,
+            what="both slow requests in flight",
+        )
+        assert "load:     2 request(s) in progress" in platform.cli("app", "draining").stdout
+        platform.cli("scale", "draining", "-i", "1")
+        assert [f.result()[0] for f in slow] == [200, 200]
+    assert _counts(platform, "draining") == (1, 1)

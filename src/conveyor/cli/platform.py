@@ -308,6 +308,13 @@ def app_show_command(name: str, as_json: bool) -> None:
     click.echo(f"routes:   {', '.join(app['routes']) or '-'}")
     if app.get("autoscaling"):
         click.echo(f"autoscaling: {app['autoscaling']}")
+    load = app.get("load")
+    if load and (load["ongoing"] or load["rate"]):
+        p95 = "-" if load["p95_ms"] is None else f"{load['p95_ms']:.0f} ms"
+        click.echo(
+            f"load:     {load['ongoing']} request(s) in progress; last 30 s: "
+            f"{load['rate']:.1f} requests/s, p95 {p95}"
+        )
     table = Table("#", "rev", "state", "since", "cpu", "memory", "restarts", "port", box=None)
     for i in app["instances_detail"]:
         state = i["state"] if i["ready"] or i["state"] != "RUNNING" else "RUNNING (not ready)"

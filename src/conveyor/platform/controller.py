@@ -102,11 +102,16 @@ class Controller:
         self.state = AppRepository(registry, secrets or SecretBox(platform_dir / "secrets.key"))
         self.artifacts = artifacts
         self.dir = platform_dir
+        #: What the router measures of each app (give the router this one).
+        self.meter = meter or Meter()
         if target is None:
             from conveyor.platform.local import LocalTarget
 
             target = LocalTarget(
-                self.state, log_dir=platform_dir / "logs", base_env=dict(base_env or {})
+                self.state,
+                log_dir=platform_dir / "logs",
+                base_env=dict(base_env or {}),
+                in_flight=self.meter.in_flight,
             )
         self.target = target
         target.watch(self._on_event)
@@ -114,8 +119,6 @@ class Controller:
         self.droplets = Droplets(artifacts, platform_dir)
         #: Who else keeps droplet folders (registered stream apps): each gives the ones in use.
         self.droplet_users: list[Callable[[], set[Path]]] = []
-        #: What the router measures of each app (give the router this one).
-        self.meter = meter or Meter()
         #: Scales the apps with an ``autoscaling`` policy; its ``wake`` is the router's.
         self.autoscaling = Autoscaling(self, self.meter, clock or SystemClock())
 

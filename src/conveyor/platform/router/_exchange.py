@@ -104,6 +104,8 @@ class Exchange:
         self.reason = b""
         #: Counted by the hub's meter until :meth:`closed`.
         self.metered = False
+        #: The instance the meter counts this exchange as busy on.
+        self.busy_on: str | None = None
 
     # -- choosing an instance -------------------------------------------------
 
@@ -196,6 +198,7 @@ class Exchange:
         """Send the request head on ``upstream``; the body follows as the client sends it."""
         self.upstream, self.reused = upstream, reused
         upstream.exchange = self
+        self.count_busy(self.backend.key if self.backend is not None else None)
         self.parser = httptools.HttpResponseParser(self)
         self.answered = self.interim = False
         self.sent_at = time.perf_counter()
@@ -440,8 +443,20 @@ class Exchange:
         if self.request_done or not self.keep_client:
             self.client.complete(self)
 
+    def count_busy(self, key: str | None) -> None:
+        """Tell the meter which instance this exchange occupies now (a drain waits for it)."""
+        meter = self.hub.meter
+        if meter is None or key == self.busy_on:
+            return
+        if self.busy_on is not None:
+            meter.busy(self.busy_on, -1)
+        if key is not None:
+            meter.busy(key, 1)
+        self.busy_on = key
+
     def closed(self) -> None:
         """The exchange is over (answered, or its client left): the meter counts it done."""
+        self.count_busy(None)
         if self.metered and self.hub.meter is not None and self.match is not None:
             self.metered = False
             key = self.backend.key if self.backend is not None and self.answered else ""

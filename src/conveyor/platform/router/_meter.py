@@ -85,6 +85,7 @@ class Meter:
     def __init__(self, now: Callable[[], float] = time.monotonic) -> None:
         self.now = now
         self._series: dict[str, _Series] = {}
+        self._busy: dict[str, int] = {}
 
     def _get(self, key: str) -> _Series:
         series = self._series.get(key)
@@ -117,6 +118,18 @@ class Meter:
             bucket.requests += 1
             bucket.errors += error
             bucket.latency[slot] += 1
+
+    def busy(self, backend: str, change: int) -> None:
+        """An exchange took (+1) or let go of (-1) instance ``backend`` (its route-table key)."""
+        count = self._busy.get(backend, 0) + change
+        if count > 0:
+            self._busy[backend] = count
+        else:
+            self._busy.pop(backend, None)
+
+    def in_flight(self, backend: str) -> int:
+        """Requests instance ``backend`` is answering now: a drain waits for 0."""
+        return self._busy.get(backend, 0)
 
     def read(self, key: str, window: float = 30.0) -> Reading:
         """The measures of ``key`` (an app, or ``app@revision``) over the last ``window`` s."""
