@@ -147,7 +147,8 @@ class Exchange:
             wait = self.hub.limits.hold_timeout
             self.refuse(
                 503,
-                f"app {self.match.app!r} has no ready instance: none started within {wait:g} s",
+                f"app {self.match.app!r} has no ready instance yet: the request waited for "
+                f"one to start (at most {wait:g} s); try again shortly",
                 retry_after=max(1, round(wait / 6)),
             )
             return
