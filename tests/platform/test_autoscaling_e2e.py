@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from tests.ui.dashboard import logged_in
 from tests.waiting import eventually
 
 from .control import Platform, get, running_platform
@@ -46,6 +47,12 @@ def test_an_idle_app_scales_to_zero_and_its_next_requests_are_all_answered(
     shown = platform.cli("app", "sleepy").stdout
     assert "autoscaling: 0-2 instances; cool-down 60 s; to zero after 1 s idle" in shown
     assert "0 -> 1: a request arrived" in shown  # among its recent events
+    dashboard = logged_in(platform)
+    try:
+        page = dashboard.get("/ui/apps/sleepy").text
+    finally:
+        dashboard.close()
+    assert "autoscaling: 0-2 instances; cool-down 60 s; to zero after 1 s idle" in page
 
 
 def test_a_step_load_scales_out_and_in_after_it_without_a_failed_request(
