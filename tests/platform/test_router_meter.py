@@ -116,3 +116,20 @@ def test_without_a_waker_an_app_without_instances_is_refused_at_once() -> None:
             assert "retry-after" not in answer.headers
 
     asyncio.run(asyncio.wait_for(main(), DEADLINE))
+
+
+def test_the_meter_reads_a_sliding_window_and_a_p95_within_a_bucket() -> None:
+    now = [1000.0]
+    meter = Meter(now=lambda: now[0])
+    for ms in range(1, 101):  # 1 ms .. 100 ms, one each
+        meter.end(meter.begin("iris"), 2, 500 if ms > 90 else 200, ms / 1000)
+    reading = meter.read("iris@2", window=10)
+    assert (reading.requests, reading.errors, reading.rate) == (100, 10, 10.0)
+    assert reading.p95_ms is not None
+    assert 95 <= reading.p95_ms <= 95 * 1.25
+    now[0] += 30  # those requests fall out of a 10 s window, not out of a 60 s one
+    assert meter.read("iris", window=10).requests == 0
+    assert meter.read("iris", window=60).requests == 100
+    assert meter.read("iris").last_active == 1000.0
+    meter.forget("iris")
+    assert meter.read("iris@2", window=60).requests == 0
