@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from conveyor.platform.nodes import At, NodeReader, Skip
+from conveyor.platform.nodes import At, NodeReader
 from conveyor.platform.policy import (
     METRICS,
     OPERATORS,
@@ -60,7 +60,7 @@ def read_autoscaling(reader: NodeReader, at: At) -> AutoscalingSpec:
         rules = [reader.attempt(None, _rule, reader, item) for item in items]
         given["rules"] = tuple(rule for rule in rules if rule is not None)
     if None in given.values():
-        raise Skip  # each bad value is already reported
+        reader.skip()  # each bad value is already reported
     low, high = given.get("min_instances", 1), given.get("max_instances")
     if high is None:
         given["max_instances"] = high = max(low, 1)

@@ -16,7 +16,7 @@ import yaml  # type: ignore[import-untyped]
 from yaml.constructor import SafeConstructor  # type: ignore[import-untyped]
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode  # type: ignore[import-untyped]
 
-__all__ = ["TAG", "At", "NodeReader", "Skip"]
+__all__ = ["TAG", "At", "NodeReader"]
 
 TAG = "tag:yaml.org,2002:"
 _SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([KMGT])(?:IB?|B)?", re.IGNORECASE)  # 512M, 512MB, 512Mi
@@ -24,11 +24,8 @@ _UNITS = {"K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
 _T = TypeVar("_T")
 
 
-class Skip(Exception):
+class _Skip(Exception):
     """Raised after an error is recorded, to drop the value being read and go on."""
-
-
-_Skip = Skip
 
 
 class At(NamedTuple):
@@ -64,6 +61,10 @@ class NodeReader:
 
     def fail(self, at: At, message: str) -> NoReturn:
         self.note(at, message)
+        raise _Skip
+
+    def skip(self) -> NoReturn:
+        """Drop the value being read, its errors already recorded."""
         raise _Skip
 
     def attempt(self, default: _T, read: Callable[..., _T], *args: Any) -> _T:
