@@ -52,7 +52,7 @@ def scaled(controller: Controller) -> list[str]:
     return [
         f"{e.details['previous']} -> {e.details['instances']}: {e.details['reason']}"
         for e in controller.state.events("echo")
-        if e.kind == "scaled"
+        if e.kind == "scaled" and e.details.get("by") == "autoscaler"
     ]
 
 
@@ -63,7 +63,9 @@ def test_load_scales_out_then_idleness_to_zero_and_a_request_wakes_it(
 
     async def scenario() -> None:
         spec = AppSpec(name="echo", kind="echo", options={"word": "hi"}, autoscaling=POLICY)
-        await controller.push(spec, None, 1, lambda _m: None)
+        await controller.push(spec, None, 9, lambda _m: None)
+        assert target.running["echo"][1] == 4  # a push starts within max-instances
+        await controller.scale("echo", 1)
         await controller.start()
         await settle()  # the autoscaling loop waits on the clock
         try:

@@ -178,6 +178,9 @@ class Controller:
         name = spec.name
         kind = kind_named(spec.kind)
         self._check_spec(spec, files)
+        policy = spec.autoscaling
+        if policy is not None:  # start within the policy's bounds
+            instances = max(policy.min_instances, min(policy.max_instances, instances))
         async with self._lock(name):
             droplet = await kind.stage(spec, files, self._staging(name, progress))
             existing = self.state.find_app(name)
