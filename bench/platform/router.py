@@ -11,6 +11,8 @@ each), so the router is measured against the fastest backend we have; with
 ``--work-us N`` they are ``busy_app`` instances spending N µs of CPU per
 request, as a small model would. The
 router, the instance and wrk share the machine's cores, as they do in use.
+The router counts every request for the autoscaler (its meter), as the
+platform's does; a last row runs a second router without it.
 Prints a Markdown table.
 """
 
@@ -49,11 +51,11 @@ def wait_port(port: int, deadline: float = 60.0) -> None:
     raise SystemExit(f"nothing listens on 127.0.0.1:{port} after {deadline:g} s")
 
 
-def serve_router(port: int, backends: list[int]) -> None:
+def serve_router(port: int, metered: int, backends: list[int]) -> None:
     """Run the router in this process until killed (the child side of the benchmark)."""
     import uvloop
 
-    from conveyor.platform.router import Router
+    from conveyor.platform.router import Meter, Router
     from conveyor.platform.routes import Route, RouteTable
 
     async def main() -> None:
@@ -62,7 +64,8 @@ def serve_router(port: int, backends: list[int]) -> None:
         table.add_route(Route("floor", path="/floor"))
         for i, backend in enumerate(backends):
             table.set_backend("floor", f"floor/{i}", "127.0.0.1", backend)
-        router = Router(table)
+        # The platform's router always counts for the autoscaler; 0 shows what that costs.
+        router = Router(table, meter=Meter() if metered else None)
         await router.start("127.0.0.1", port)
         await asyncio.Event().wait()
 
@@ -103,7 +106,7 @@ def main() -> None:
     parser.add_argument("--serve-router", nargs="+", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_router:
-        serve_router(args.serve_router[0], args.serve_router[1:])
+        serve_router(args.serve_router[0], args.serve_router[1], args.serve_router[2:])
         return
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed: apt-get install -y wrk")
@@ -123,21 +126,23 @@ def main() -> None:
                     start_new_session=True,
                 )
             )
-        router_port = free_port()
-        children.append(
-            subprocess.Popen(
-                [sys.executable, "-m", "bench.platform.router", "--serve-router",
-                 str(router_port), *map(str, backends)],
-                env=env,
-                cwd=ROOT,
-                start_new_session=True,
-            )
-        )  # fmt: skip
-        for port in [*backends, router_port]:
+        router_port, bare_port = free_port(), free_port()
+        for port, metered in ((router_port, "1"), (bare_port, "0")):
+            children.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "bench.platform.router", "--serve-router",
+                     str(port), metered, *map(str, backends)],
+                    env=env,
+                    cwd=ROOT,
+                    start_new_session=True,
+                )
+            )  # fmt: skip
+        for port in [*backends, router_port, bare_port]:
             wait_port(port)
         # Warm up both paths (pools, caches) before measuring.
         wrk(f"http://127.0.0.1:{backends[0]}/", 2, args.connections)
         wrk(f"http://127.0.0.1:{router_port}/floor/", 2, args.connections)
+        wrk(f"http://127.0.0.1:{bare_port}/floor/", 2, args.connections)
         rows = []
         load = (args.duration, args.connections)
         if args.instances == 1:
@@ -147,6 +152,8 @@ def main() -> None:
         rows.append(("through the router, path route", by_path))
         by_host = wrk(f"http://127.0.0.1:{router_port}/", *load, host="floor.localhost")
         rows.append(("through the router, host route", by_host))
+        bare = wrk(f"http://127.0.0.1:{bare_port}/floor/", *load)
+        rows.append(("through the router without its meter, path route", bare))
     finally:
         for child in children:
             with contextlib.suppress(ProcessLookupError):

@@ -272,6 +272,15 @@ def app_show_command(name: str, as_json: bool, target: str) -> None:
         if app["revision"] == 0:  # it never ran: starting that revision again would crash again
             click.echo(f"Fix the app and push it again, or `conveyor delete {name}`.")
     click.echo(f"routes:   {', '.join(app['routes']) or '-'}")
+    if app.get("autoscaling"):
+        click.echo(f"autoscaling: {app['autoscaling']}")
+    load = app.get("load")
+    if load and (load["ongoing"] or load["rate"]):
+        p95 = "-" if load["p95_ms"] is None else f"{load['p95_ms']:.0f} ms"
+        click.echo(
+            f"load:     {load['ongoing']} request(s) in progress; last 30 s: "
+            f"{load['rate']:.1f} requests/s, p95 {p95}"
+        )
     table = Table("#", "rev", "state", "since", "cpu", "memory", "restarts", "port", box=None)
     for i in app["instances_detail"]:
         state = i["state"] if i["ready"] or i["state"] != "RUNNING" else "RUNNING (not ready)"
@@ -312,6 +321,9 @@ def _isolation_line(instances: list[dict[str, Any]]) -> str:
 def _event_line(e: dict[str, Any]) -> str:
     where = "" if e["instance"] is None or e["instance"] < 0 else f" #{e['instance']}"
     details = " ".join(f"{k}={v}" for k, v in e["details"].items() if k != "last_lines")
+    if e["details"].get("by") == "autoscaler":  # scaled 2 -> 4: ongoing requests ...
+        d = e["details"]
+        details = f"{d.get('previous')} -> {d.get('instances')}: {d.get('reason')}"
     return f"{when(e['at'])}  {e['kind']}{where}  {details}".rstrip()
 
 

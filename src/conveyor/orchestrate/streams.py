@@ -24,7 +24,7 @@ import re
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from conveyor.config import Settings, get_settings
 from conveyor.errors import NotFoundError, UsageError
@@ -32,6 +32,7 @@ from conveyor.orchestrate.stream_kind import StreamKind
 from conveyor.orchestrate.stream_sandbox import sandboxed
 from conveyor.platform import (
     AppSpec,
+    AutoscalingSpec,
     Controller,
     DeployError,
     Progress,
@@ -45,11 +46,33 @@ from conveyor.store.streams import StreamRepository
 from conveyor.streams.binders import check_binder_url, shown_binder_url
 from conveyor.streams.masking import mask_definition, mask_options, mask_properties
 
+if TYPE_CHECKING:
+    from conveyor.streams.plan import PlannedApp
+
 __all__ = ["StreamService"]
 
 #: Files that make an uploaded user app's folder get an environment of its own.
 _REQUIREMENTS = ("requirements.txt", "pyproject.toml")
 _APP_NAME = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,40}[a-z0-9])?")
+#: Seconds a stream app's lag must ask for another count, and between two changes.
+_LAG_BREACH, _LAG_COOL_DOWN = "10s", "30s"
+
+
+def _lag_scaling(app: PlannedApp) -> AutoscalingSpec | None:
+    """The policy scaling ``app`` on its consumer lag, if its properties ask for one."""
+    if app.lag_target is None:
+        return None
+    timing = {"breach-duration": _LAG_BREACH, "cool-down": _LAG_COOL_DOWN, **app.lag_timing}
+    try:
+        return AutoscalingSpec(
+            min_instances=app.min_count,
+            max_instances=app.max_count,
+            target_lag=app.lag_target,
+            breach_duration=timing["breach-duration"],
+            cool_down=timing["cool-down"],
+        )
+    except ValueError as error:
+        raise UsageError(f"deployer.{app.label}.autoscale.{error}") from None
 
 
 class StreamService:
@@ -66,6 +89,7 @@ class StreamService:
         self.settings = settings or get_settings()
         self.records = StreamRepository(controller.state.registry)
         controller.droplet_users.append(self._droplets_in_use)
+        controller.autoscaling.lag = self._lag_of
 
     # -- user apps ----------------------------------------------------------------
 
@@ -214,6 +238,7 @@ class StreamService:
                 env=given.env,
                 memory=app.memory,
                 routes=() if app.route is None else (RouteSpec(path=app.route),),
+                autoscaling=_lag_scaling(app),
                 options={
                     "stream_app": given.launch,
                     "stream": name,
@@ -419,6 +444,26 @@ class StreamService:
             since = started if since is None else min(since, started)
             rate += int(status.get("published") or 0) / max(1.0, now - started)
         return {**totals, "published_per_second": round(rate, 1), "counted_since": since}
+
+    def _lag_of(self, app: str, spec: AppSpec) -> int | None:
+        """Messages waiting in the input of stream app ``app`` (for the autoscaler; a thread)."""
+        from conveyor.streams.binders import open_binder
+
+        launch = spec.options.get("stream_app") or {}
+        stream = str(spec.options.get("stream") or "")
+        versions = self.records.versions(stream) if stream else []
+        if not launch.get("input") or not versions:
+            return None
+        try:
+            binder = open_binder(versions[-1].binder, self.settings)
+        except Exception:  # a broker that does not answer: no measure, no change
+            return None
+        try:
+            return binder.lag(launch["input"], launch.get("group") or stream)
+        except Exception:
+            return None
+        finally:
+            binder.close()
 
     def _lags(self, name: str, apps: list[str]) -> dict[str, int | None]:
         from conveyor.config import get_settings

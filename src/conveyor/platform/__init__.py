@@ -27,6 +27,7 @@ from conveyor.platform.health import HealthCheck
 from conveyor.platform.instances import InstanceState
 from conveyor.platform.logs import LogBuffer, LogLine
 from conveyor.platform.manifest import Manifest, load_manifest, parse_manifest
+from conveyor.platform.policy import AutoscalingSpec, ScalingRule
 from conveyor.platform.router import AccessRecord, Router
 from conveyor.platform.routes import Route, RouteTable
 from conveyor.platform.spec import AppSpec, HealthCheckSpec, RouteSpec
@@ -70,6 +71,7 @@ __all__ = [
     "AccessRecord",
     "AppKind",
     "AppSpec",
+    "AutoscalingSpec",
     "Clock",
     "Controller",
     "CrashBackoff",
@@ -101,6 +103,7 @@ __all__ = [
     "RouteSpec",
     "RouteTable",
     "Router",
+    "ScalingRule",
     "SpawnError",
     "Staging",
     "StagingError",

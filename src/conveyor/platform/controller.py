@@ -38,10 +38,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from conveyor.errors import NotFoundError, UsageError
+from conveyor.platform.autoscaling import Autoscaling
 from conveyor.platform.cfenv import cf_environment
+from conveyor.platform.clock import Clock, SystemClock
 from conveyor.platform.droplets import Droplets, GcReport, check_upload_path
 from conveyor.platform.errors import DeployError, PlatformError
 from conveyor.platform.kinds import Files, Staging, kind_named
+from conveyor.platform.router import Meter
 from conveyor.platform.routes import Route, overlaps
 from conveyor.platform.spec import AppSpec
 from conveyor.platform.supervisor import Event
@@ -52,6 +55,7 @@ from conveyor.store.registry import Registry
 from conveyor.store.secrets import SecretBox
 
 if TYPE_CHECKING:
+    from conveyor.platform.autoscaler import Decision
     from conveyor.repro.lookup import RunModel
 
 __all__ = ["Controller", "DeployError", "Progress"]
@@ -91,16 +95,23 @@ class Controller:
         target: Target | None = None,
         base_env: Mapping[str, str] | None = None,
         secrets: SecretBox | None = None,
+        meter: Meter | None = None,
+        clock: Clock | None = None,
     ) -> None:
         #: The desired state: apps, revisions, events, services (their credentials sealed).
         self.state = AppRepository(registry, secrets or SecretBox(platform_dir / "secrets.key"))
         self.artifacts = artifacts
         self.dir = platform_dir
+        #: What the router measures of each app (give the router this one).
+        self.meter = meter or Meter()
         if target is None:
             from conveyor.platform.local import LocalTarget
 
             target = LocalTarget(
-                self.state, log_dir=platform_dir / "logs", base_env=dict(base_env or {})
+                self.state,
+                log_dir=platform_dir / "logs",
+                base_env=dict(base_env or {}),
+                in_flight=self.meter.in_flight,
             )
         self.target = target
         target.watch(self._on_event)
@@ -108,6 +119,8 @@ class Controller:
         self.droplets = Droplets(artifacts, platform_dir)
         #: Who else keeps droplet folders (registered stream apps): each gives the ones in use.
         self.droplet_users: list[Callable[[], set[Path]]] = []
+        #: Scales the apps with an ``autoscaling`` policy; its ``wake`` is the router's.
+        self.autoscaling = Autoscaling(self, self.meter, clock or SystemClock())
 
     # -- events -----------------------------------------------------------------
 
@@ -140,9 +153,11 @@ class Controller:
                 continue
             started = app.state == "started"
             self.target.restore(self.release(revision), app.instances if started else 0)
+        self.autoscaling.start()
 
     async def close(self) -> None:
         """Stop every instance (the desired state stays as it is for the next start)."""
+        await self.autoscaling.close()
         await self.target.close()
         # A compilation cut short leaves no marker; the next staging of that lock redoes it.
         await self.droplets.drain()
@@ -163,6 +178,9 @@ class Controller:
         name = spec.name
         kind = kind_named(spec.kind)
         self._check_spec(spec, files)
+        policy = spec.autoscaling
+        if policy is not None:  # start within the policy's bounds
+            instances = max(policy.min_instances, min(policy.max_instances, instances))
         async with self._lock(name):
             droplet = await kind.stage(spec, files, self._staging(name, progress))
             existing = self.state.find_app(name)
@@ -205,6 +223,26 @@ class Controller:
             revision = self.state.revision(name, app.revision)
             await self.target.scale(self.release(revision), instances)
             return Deployment(name, app.revision, instances, f"scaled to {instances}")
+
+    async def autoscale(self, name: str, decision: Decision) -> None:
+        """Carry out the autoscaler's ``decision`` (unless the app changed meanwhile)."""
+        async with self._lock(name):
+            app = self.state.find_app(name)
+            if app is None or app.state != "started" or app.instances != decision.previous:
+                return
+            self.state.save_app(
+                name, state=app.state, instances=decision.instances, revision=app.revision
+            )
+            self._event(
+                name,
+                "scaled",
+                instances=decision.instances,
+                previous=decision.previous,
+                reason=decision.reason,
+                by="autoscaler",
+            )
+            revision = self.state.revision(name, app.revision)
+            await self.target.scale(self.release(revision), decision.instances)
 
     async def set_env(self, name: str, values: Mapping[str, str], unset: Sequence[str]) -> int:
         """A revision with the environment changed; it runs after the next restart."""
@@ -319,6 +357,7 @@ class Controller:
             self.state.delete_app(name)
             self.state.delete_events(name)
         self._locks.pop(name, None)
+        self.meter.forget(name)
 
     # -- services -----------------------------------------------------------------
 

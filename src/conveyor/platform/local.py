@@ -4,7 +4,9 @@ It is :class:`~.target.Target` over the :class:`~.supervisor.Supervisor` (proces
 health, restarts) and the :class:`~.routes.RouteTable` the router reads. A
 rolling deploy starts the new instances beside the old ones; only when all
 of them pass their health check are the old ones taken out of routing, given
-``drain`` seconds to finish what they were sent, and stopped.
+``drain`` seconds — and, when the router's counts are given (``in_flight``),
+until the requests they were answering are done, up to ``drain_limit`` — and
+stopped.
 
 A platform that was killed leaves its instances running with nobody reading
 their output. Every process started is written down (pid and start time, in
@@ -21,6 +23,7 @@ import logging
 import os
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
@@ -73,6 +76,8 @@ class LocalTarget:
         spawner: Spawner | None = None,
         drain: float = 0.5,
         base_env: dict[str, str] | None = None,
+        in_flight: Callable[[str], int] | None = None,
+        drain_limit: float = 30.0,
     ) -> None:
         self.book = processes
         self.table = table or RouteTable()
@@ -85,6 +90,10 @@ class LocalTarget:
             spawner=spawner,
         )
         self.drain = drain
+        #: Requests an instance (by its route-table key) is answering, as the router counts.
+        self.in_flight = in_flight
+        #: Longest a drain waits for those requests to finish.
+        self.drain_limit = drain_limit
         self._base_env = dict(base_env or {})
         self._spawner = spawner or SubprocessSpawner()
         self._sinks: list[EventSink] = []
@@ -308,11 +317,22 @@ class LocalTarget:
             self.table.remove_backend(inst.spec.app, inst.name)
         if drain and self.drain > 0 and any(i.ready for i in instances):
             await asyncio.sleep(self.drain)
+            await self._drained([i.name for i in instances])
         await asyncio.gather(
             *(self.supervisor.stop(i.spec.app, i.index, i.spec.revision) for i in instances)
         )
         for inst in instances:
             self.supervisor.forget(inst.spec.app, inst.index, inst.spec.revision)
+
+    async def _drained(self, keys: list[str]) -> None:
+        """Wait (up to ``drain_limit``) until the router has no request on these instances."""
+        counted = self.in_flight
+        if counted is None:
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.drain_limit
+        while any(counted(key) for key in keys) and loop.time() < deadline:
+            await asyncio.sleep(0.05)  # the router tells no one when a request ends: look
 
 
 def _sandbox(release: Release) -> Sandbox:

@@ -3,7 +3,8 @@
 Cloud Foundry in spirit: each entry of ``applications`` is a model app
 (``model: run:3f2a9c/model``) or a command app (``command`` run in ``path``,
 staged from ``requirements``), with ``instances``, ``memory``, ``env``,
-``routes``, ``health-check``, ``readiness-check`` and ``services``. Walking the composed YAML nodes
+``routes``, ``health-check``, ``readiness-check``, ``services`` and ``autoscaling``
+(:mod:`.manifest_scaling`). Walking the composed YAML nodes
 rather than loaded values keeps every value's position.
 
 Cloud Foundry's own attributes are read as CF documents them (``disk_quota``,
@@ -36,6 +37,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode  # type: ignore[import-unty
 from conveyor.platform.detect import detect_requirements, read_procfile
 from conveyor.platform.errors import ManifestError
 from conveyor.platform.health import CHECK_TYPES, ENDPOINT_TYPES, CheckType
+from conveyor.platform.manifest_scaling import read_autoscaling
 from conveyor.platform.nodes import TAG, At, NodeReader
 from conveyor.platform.spec import (
     ENV_KEY,
@@ -59,7 +61,7 @@ _MAX_BYTES = 1024 * 1024  # a manifest is a page of YAML; anything bigger is a m
 MANIFEST_NAMES = ("conveyor.yml", "manifest.yml", "manifest.yaml")
 _APP_KEYS = (
     "name", "model", "path", "command", "requirements", "instances", "memory", "env",
-    "routes", "health-check", "readiness-check", "services",
+    "routes", "health-check", "readiness-check", "services", "autoscaling",
 )  # fmt: skip
 #: Cloud Foundry's attributes with a Conveyor meaning (the health-check ones are below).
 _CF_KEYS = (
@@ -285,6 +287,9 @@ class _Reader(NodeReader):
             readiness_check=self.attempt(None, self.readiness, keys),
             services=services,
             service_parameters=MappingProxyType(parameters),
+            autoscaling=self.attempt(None, read_autoscaling, self, keys["autoscaling"])
+            if "autoscaling" in keys
+            else None,
             line=at.node.start_mark.line + 1,
             **self.sizing({**keys, **web}),
         )

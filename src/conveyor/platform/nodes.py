@@ -63,6 +63,10 @@ class NodeReader:
         self.note(at, message)
         raise _Skip
 
+    def skip(self) -> NoReturn:
+        """Drop the value being read, its errors already recorded."""
+        raise _Skip
+
     def attempt(self, default: _T, read: Callable[..., _T], *args: Any) -> _T:
         """``read(*args)``, or ``default`` when it failed (its error is recorded)."""
         try:

@@ -24,6 +24,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
 from conveyor.platform.health import CheckType, check_type
+from conveyor.platform.policy import AutoscalingSpec
 
 if TYPE_CHECKING:
     from conveyor.platform.health import HealthCheck
@@ -167,6 +168,8 @@ class AppSpec:
     service_parameters: Mapping[str, Mapping[str, Any]] = field(default_factory=lambda: _EMPTY)
     kind: Annotated[str, _Checked(_known_kind)] = ""
     options: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
+    #: How the platform scales the app by itself (:mod:`.policy`); None: only by hand.
+    autoscaling: AutoscalingSpec | None = None
     #: Line of the manifest where this app starts, for later messages (route taken, ...).
     line: int = field(default=0, compare=False)
 
@@ -214,6 +217,7 @@ class AppSpec:
             "services": list(self.services),
             "service_parameters": {k: dict(v) for k, v in self.service_parameters.items()},
             "options": dict(self.options),
+            "autoscaling": None if self.autoscaling is None else self.autoscaling.to_json(),
         }
 
     @classmethod
@@ -228,6 +232,7 @@ class AppSpec:
         legacy = {k: v for k, v in data.items() if k not in own}
         requirements = data.get("requirements")
         check, ready = data.get("health_check"), data.get("readiness_check")
+        scaling = data.get("autoscaling")
         return cls(
             name=str(data.get("name") or name),
             kind=str(data.get("kind") or ""),
@@ -246,6 +251,7 @@ class AppSpec:
             services=tuple(data.get("services") or ()),
             service_parameters=dict(data.get("service_parameters") or {}),
             options={**legacy, **(data.get("options") or {})},
+            autoscaling=None if not scaling else AutoscalingSpec.from_json(scaling),
         )
 
 

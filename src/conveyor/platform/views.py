@@ -36,9 +36,16 @@ def describe(controller: Controller, name: str) -> dict[str, Any]:
         }
         for inst in controller.target.status(name, usage=True)
     ]
+    scaling = None
+    if app.revision:
+        policy = controller.spec(controller.state.revision(name, app.revision)).autoscaling
+        scaling = None if policy is None else policy.describe()
+    load = controller.meter.read(name)
     return {
         **_summary(controller, app, instances),
         "latest_revision": latest,
+        "autoscaling": scaling,
+        "load": {"ongoing": load.ongoing, "rate": load.rate, "p95_ms": load.p95_ms},
         "instances_detail": instances,
         "events": [
             {

@@ -133,7 +133,7 @@ async def _serve(settings: Settings, spawner: IsolatedSpawner) -> None:
     from conveyor.platform.controller import Controller
     from conveyor.platform.isolation import platform_env
     from conveyor.platform.local import LocalTarget
-    from conveyor.platform.router import AccessRecord, Router
+    from conveyor.platform.router import AccessRecord, Meter, Router
     from conveyor.platform.routes import RouteTable
     from conveyor.server.api import create_app
     from conveyor.server.http import api_config
@@ -153,15 +153,22 @@ async def _serve(settings: Settings, spawner: IsolatedSpawner) -> None:
     base_env = platform_env()
     if settings.trusted_types:  # what the operator trusts in skops files, for model apps too
         base_env["CONVEYOR_TRUSTED_TYPES"] = ",".join(settings.trusted_types)
+    meter = Meter()  # the router counts, the autoscaler and drains read
     target = LocalTarget(
         AppRepository(registry),
         log_dir=pdir / "logs",
         table=table,
         base_env=base_env,
         spawner=spawner,
+        in_flight=meter.in_flight,
     )
     controller = Controller(
-        registry, artifacts, pdir, target=target, secrets=SecretBox.from_settings(settings)
+        registry,
+        artifacts,
+        pdir,
+        target=target,
+        secrets=SecretBox.from_settings(settings),
+        meter=meter,
     )
     (pdir / "logs").mkdir(parents=True, exist_ok=True)
     access = (pdir / "logs" / "router-access.log").open("a", buffering=1)
@@ -169,7 +176,13 @@ async def _serve(settings: Settings, spawner: IsolatedSpawner) -> None:
     def record(entry: AccessRecord) -> None:
         access.write(entry.format() + "\n")
 
-    router = Router(table, access=record, hosts=[settings.router_address[0]])
+    router = Router(
+        table,
+        access=record,
+        hosts=[settings.router_address[0]],
+        meter=controller.meter,
+        wake=controller.autoscaling.wake,
+    )
     await router.start(sock=router_sock)
     stop = asyncio.Event()
     api_host, api_port = api_sock.getsockname()[:2]

@@ -9,6 +9,9 @@ its own copy. Deployment properties follow Spring Cloud Data Flow::
 
     deployer.<label>.count=2        instances of that app
     deployer.<label>.memory=512M    its memory limit
+    deployer.<label>.autoscale.lag-target=1000   scale on the messages waiting in its input:
+    deployer.<label>.max-count=4                 one instance per 1000, up to 4 (min-count: 1)
+    deployer.<label>.autoscale.breach-duration=10s, ...cool-down=30s   how soon it changes
     app.<label>.<option>=<value>    an option, as if written in the definition
     deployer.*.count / app.*.<option>   the same for every app
 
@@ -22,7 +25,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 from conveyor.errors import UsageError
 from conveyor.streams.catalogue import validate_stream
@@ -53,6 +57,12 @@ class PlannedApp:
     route: str | None = None
     #: The user app (``conveyor app register``) this one runs, if it is one.
     user_app: str | None = None
+    #: Scaling on consumer lag: messages waiting per instance, and the bounds of the count.
+    lag_target: int | None = None
+    min_count: int = 1
+    max_count: int = 1
+    #: ``breach-duration`` and ``cool-down`` of that scaling, as written (``10s``), if given.
+    lag_timing: Mapping[str, str] = field(default_factory=dict)
 
 
 def parse_properties(text: str) -> dict[str, str]:
@@ -157,6 +167,7 @@ def plan_stream(
                 memory=_memory(properties, label),
                 route=route,
                 user_app=tree.apps[i].name if tree.apps[i].name in registered else None,
+                **_lag_scaling(properties, label, count, launch),
             )
         )
     return planned
@@ -236,6 +247,60 @@ def _count(properties: Mapping[str, str], label: str) -> int:
     if not raw.isdigit() or not 0 < int(raw) <= 64:
         raise UsageError(f"deployer.{label}.count={raw!r}: expected a whole number from 1 to 64")
     return int(raw)
+
+
+def _lag_scaling(
+    properties: Mapping[str, str], label: str, count: int, launch: LaunchSpec
+) -> dict[str, Any]:
+    """``lag_target``, ``min_count``, ``max_count``, ``lag_timing`` from ``deployer.<label>.*``."""
+    raw = _lookup(properties, "deployer", label, "autoscale.lag-target")
+    bounds = {
+        key: _lookup(properties, "deployer", label, key) for key in ("min-count", "max-count")
+    }
+    if raw is None:
+        given = [f"deployer.{label}.{key}" for key, value in bounds.items() if value is not None]
+        if given:
+            raise UsageError(
+                f"{', '.join(given)} without deployer.{label}.autoscale.lag-target: "
+                "give the lag per instance to scale on, or use deployer.<app>.count"
+            )
+        return {}
+    if not raw.isdigit() or int(raw) < 1:
+        raise UsageError(
+            f"deployer.{label}.autoscale.lag-target={raw!r}: expected a whole number of "
+            "messages above 0"
+        )
+    if launch.input is None:
+        raise UsageError(
+            f"deployer.{label}.autoscale.lag-target: {label!r} is a source; only an app "
+            "with an input has a consumer lag to scale on"
+        )
+    if launch.input_partitioned:
+        raise UsageError(
+            f"deployer.{label}.autoscale.lag-target: {label!r} reads a partitioned input, "
+            "one partition per instance; give it a fixed deployer.<app>.count"
+        )
+    low, high = (
+        int(value) if value is not None and value.isdigit() else value
+        for value in (bounds["min-count"], bounds["max-count"])
+    )
+    for key, value in (("min-count", low), ("max-count", high)):
+        if value is not None and (not isinstance(value, int) or not 0 < value <= 64):
+            raise UsageError(
+                f"deployer.{label}.{key}={value!r}: expected a whole number from 1 to 64"
+            )
+    low = low if isinstance(low, int) else 1
+    high = high if isinstance(high, int) else max(low, count)
+    if low > high:
+        raise UsageError(
+            f"deployer.{label}.min-count={low} is more than deployer.{label}.max-count={high}"
+        )
+    timing = {
+        key: value
+        for key in ("breach-duration", "cool-down")
+        if (value := _lookup(properties, "deployer", label, f"autoscale.{key}")) is not None
+    }
+    return {"lag_target": int(raw), "min_count": low, "max_count": high, "lag_timing": timing}
 
 
 def _memory(properties: Mapping[str, str], label: str) -> int | None:

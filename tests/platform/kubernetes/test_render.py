@@ -15,6 +15,7 @@ import yaml  # type: ignore[import-untyped]
 
 from conveyor.errors import UsageError
 from conveyor.platform.kubernetes import KubernetesConfig, render_app, render_cronjob, to_yaml
+from conveyor.platform.policy import AutoscalingSpec, ScalingRule
 from conveyor.platform.spec import AppSpec, RouteSpec
 
 from .examples import GATEWAY, PROD, api_app, diagnosis, examples, stream_app, train_step, work
@@ -149,16 +150,50 @@ def test_a_worker_gets_no_service_and_a_stream_app_reads_its_binder() -> None:
 
 
 def test_autoscaling_becomes_an_hpa_that_owns_the_replicas() -> None:
-    class Autoscaled(AppSpec):
-        autoscaling = {"min_instances": 2, "max_instances": 8, "cpu": 70}
-
-    spec = Autoscaled(name="triage", command="python app.py")
+    policy = AutoscalingSpec(
+        min_instances=2,
+        max_instances=8,
+        rules=(
+            ScalingRule(metric="cpu", threshold=70),
+            ScalingRule(metric="cpu", threshold=20, operator="<", adjustment="-1"),
+            ScalingRule(metric="memory", threshold="80%"),
+        ),
+        cool_down="2m",
+    )
+    spec = AppSpec(name="triage", command="python app.py", autoscaling=policy)
     objects = {o["kind"]: o for o in render_app(work(spec), PROD)}
     assert "replicas" not in objects["Deployment"]["spec"]
     hpa = objects["HorizontalPodAutoscaler"]
     assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (2, 8)
+    targets = {
+        m["resource"]["name"]: m["resource"]["target"]["averageUtilization"]
+        for m in hpa["spec"]["metrics"]
+    }
+    assert targets == {"cpu": 70, "memory": 80}
+    assert hpa["spec"]["behavior"]["scaleDown"]["stabilizationWindowSeconds"] == 120
     for version in VERSIONS:
         kubernetes_validate.validate(hpa, version, strict=True)
+
+
+@pytest.mark.parametrize(
+    ("policy", "refused"),
+    [
+        (AutoscalingSpec(min_instances=0, max_instances=2), "min-instances 0"),
+        (AutoscalingSpec(max_instances=4, target_ongoing_requests=4), "target-ongoing-requests"),
+        (
+            AutoscalingSpec(
+                max_instances=4, rules=(ScalingRule(metric="response-time-p95", threshold="200ms"),)
+            ),
+            "rule on response-time-p95",
+        ),
+    ],
+)
+def test_autoscaling_a_plain_hpa_cannot_express_is_refused_by_name(
+    policy: AutoscalingSpec, refused: str
+) -> None:
+    spec = AppSpec(name="triage", command="python app.py", autoscaling=policy)
+    with pytest.raises(UsageError, match=refused):
+        render_app(work(spec), PROD)
 
 
 @pytest.mark.parametrize(

@@ -25,6 +25,7 @@ from typing import Any
 
 from conveyor.errors import UsageError
 from conveyor.platform.kubernetes.config import KubernetesConfig
+from conveyor.platform.policy import AutoscalingSpec
 from conveyor.platform.spec import AppSpec, HealthCheckSpec, RouteSpec
 
 __all__ = [
@@ -167,7 +168,7 @@ def render_app(work: Workload, config: KubernetesConfig) -> list[dict[str, Any]]
             if config.routing == "ingress"
             else _http_route(work, config, routes)
         )
-    autoscaling = getattr(spec, "autoscaling", None)
+    autoscaling = spec.autoscaling
     if autoscaling is not None:
         objects.append(_autoscaler(work, config, autoscaling))
     return objects
@@ -305,7 +306,7 @@ def _deployment(work: Workload, config: KubernetesConfig) -> dict[str, Any]:
         "spec": {},
     }
     deployment: dict[str, Any] = body["spec"]
-    if getattr(spec, "autoscaling", None) is None:
+    if spec.autoscaling is None:
         deployment["replicas"] = spec.instances  # with an HPA, it owns the replicas
     check = _health(spec)
     deployment.update(
@@ -417,39 +418,53 @@ def _http_route(
     }
 
 
-def _autoscaler(work: Workload, config: KubernetesConfig, autoscaling: Any) -> dict[str, Any]:
-    """An HPA from the manifest's ``autoscaling:`` (read by name: min, max, target CPU %)."""
+def _autoscaler(
+    work: Workload, config: KubernetesConfig, autoscaling: AutoscalingSpec
+) -> dict[str, Any]:
+    """An HPA from the manifest's ``autoscaling:``: bounds, CPU and memory rules, cool-down.
 
-    def read(*names: str) -> Any:
-        for name in names:
-            value = (
-                autoscaling.get(name)
-                if isinstance(autoscaling, Mapping)
-                else getattr(autoscaling, name, None)
-            )
-            if value is not None:
-                return value
-        return None
+    What a plain HPA cannot measure (the router's ongoing requests, throughput and p95,
+    a stream's lag) or do (scale to zero) is refused by name before anything is applied.
+    """
+    app = work.spec.name
 
-    low = int(read("min_instances", "min_replicas", "min", "minimum") or 1)
-    high = read("max_instances", "max_replicas", "max", "maximum")
-    if high is None:
-        raise UsageError(f"app {work.spec.name!r}: autoscaling needs a maximum of instances")
-    cpu = read("cpu", "target_cpu", "cpu_percent", "target_cpu_percent", "target_cpu_utilization")
+    def refuse(what: str) -> UsageError:
+        return UsageError(
+            f"app {app!r}: autoscaling {what} cannot be expressed by a Kubernetes "
+            "HorizontalPodAutoscaler on this target",
+            hint="Scale on cpu or memory rules there (or run the app on the local target).",
+        )
+
+    if autoscaling.min_instances == 0:
+        raise refuse("min-instances 0 (scale to zero)")
+    if autoscaling.target_ongoing_requests is not None:
+        raise refuse("target-ongoing-requests")
+    if autoscaling.target_lag is not None:
+        raise refuse("lag-target")
+    metrics: dict[str, int] = {}
+    for rule in autoscaling.rules:
+        if rule.metric not in ("cpu", "memory"):
+            raise refuse(f"rule on {rule.metric}")
+        if rule.scales_up:  # the HPA scales both ways around one target utilisation
+            metrics[rule.metric] = round(float(rule.threshold))
     spec: dict[str, Any] = {
-        "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": work.spec.name},
-        "minReplicas": max(1, low),
-        "maxReplicas": int(high),
+        "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": app},
+        "minReplicas": autoscaling.min_instances,
+        "maxReplicas": autoscaling.max_instances,
+        "behavior": {
+            "scaleDown": {"stabilizationWindowSeconds": round(float(autoscaling.cool_down))}
+        },
     }
-    if cpu is not None:
+    if metrics:
         spec["metrics"] = [
             {
                 "type": "Resource",
                 "resource": {
-                    "name": "cpu",
-                    "target": {"type": "Utilization", "averageUtilization": int(cpu)},
+                    "name": name,
+                    "target": {"type": "Utilization", "averageUtilization": percent},
                 },
             }
+            for name, percent in sorted(metrics.items())
         ]
     return {
         "apiVersion": "autoscaling/v2",

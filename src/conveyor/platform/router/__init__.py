@@ -10,6 +10,7 @@ those after it)::
     _upstream   Upstream: one pooled keep-alive connection to an instance
     _wire       request heads and a proxy's header rules
     _access     the access log's record
+    _meter      Meter: requests, errors, ongoing and latency per app and revision
 
 An upward call goes through a small protocol the lower module declares
 (:class:`._exchange.Downstream`, :class:`._upstream.Receiver`), so no import
@@ -23,5 +24,6 @@ from __future__ import annotations
 
 from conveyor.platform.router._access import AccessRecord
 from conveyor.platform.router._listener import Router
+from conveyor.platform.router._meter import Meter, Reading
 
-__all__ = ["AccessRecord", "Router"]
+__all__ = ["AccessRecord", "Meter", "Reading", "Router"]

@@ -65,6 +65,7 @@ class Client(Connection):
         self.hub.leave(self, self.peer)
         exchange, self.exchange = self.exchange, None
         if exchange is not None:
+            exchange.closed()
             upstream, exchange.upstream = exchange.upstream, None
             if upstream is not None:
                 upstream.exchange = None
@@ -175,6 +176,7 @@ class Client(Connection):
         """Both directions of ``exchange`` are done: log it, then keep or close the connection."""
         if self.exchange is not exchange:
             return
+        exchange.closed()
         self.exchange = None
         self.upstream_full = False
         self.last_active = self.hub.now()

@@ -102,6 +102,10 @@ class Exchange:
         self.parser: Any = None
         self.response_headers: list[tuple[bytes, bytes]] = []
         self.reason = b""
+        #: Counted by the hub's meter until :meth:`closed`.
+        self.metered = False
+        #: The instance the meter counts this exchange as busy on.
+        self.busy_on: str | None = None
 
     # -- choosing an instance -------------------------------------------------
 
@@ -123,10 +127,35 @@ class Exchange:
             where = path.split("?", 1)[0]
             self.refuse(404, f"no app is routed at host {host or '-'} and path {where}")
             return
+        meter = self.hub.meter
+        if meter is not None:
+            self.metered = bool(meter.begin(match.app))
         self.candidates = table.pick(match.app)[: self.hub.max_attempts]
-        if not self.candidates:
+        if not self.candidates and not self.hub.hold(self, match.app):
             self.refuse(503, f"app {match.app!r} has no ready instance")
             return
+        if self.candidates:
+            self.forward()
+
+    def resume(self) -> None:
+        """Held while an instance started: forward now, or answer 503 if none is ready."""
+        assert self.match is not None
+        if self.client.gone:
+            return
+        self.candidates = self.hub.table.pick(self.match.app)[: self.hub.max_attempts]
+        if not self.candidates:
+            wait = self.hub.limits.hold_timeout
+            self.refuse(
+                503,
+                f"app {self.match.app!r} has no ready instance yet: the request waited for "
+                f"one to start (at most {wait:g} s); try again shortly",
+                retry_after=max(1, round(wait / 6)),
+            )
+            return
+        self.forward()
+
+    def forward(self) -> None:
+        head = self.head
         if head.get(b"expect") == b"100-continue":
             self.client.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         self.try_next()
@@ -170,6 +199,7 @@ class Exchange:
         """Send the request head on ``upstream``; the body follows as the client sends it."""
         self.upstream, self.reused = upstream, reused
         upstream.exchange = self
+        self.count_busy(self.backend.key if self.backend is not None else None)
         self.parser = httptools.HttpResponseParser(self)
         self.answered = self.interim = False
         self.sent_at = time.perf_counter()
@@ -399,19 +429,42 @@ class Exchange:
             f"within {self.hub.response_timeout:g} s",
         )
 
-    def refuse(self, status: int, message: str, **extra: object) -> None:
+    def refuse(self, status: int, message: str, *, retry_after: int = 0, **extra: object) -> None:
         """Answer with the router's own JSON error; the request's remaining body is dropped."""
         self.status = status
         self.discarding = True
         self.keep_client = self.keep_client and (self.request_done or not self.head.has_body)
-        self.client.write(
-            error_response(
-                status, message, self.request_id, close=not self.keep_client, extra=extra
-            )
+        answer = error_response(
+            status, message, self.request_id, close=not self.keep_client, extra=extra
         )
+        if retry_after:
+            answer = answer.replace(b"\r\n", b"\r\nretry-after: %d\r\n" % retry_after, 1)
+        self.client.write(answer)
         self.response_done = True
         if self.request_done or not self.keep_client:
             self.client.complete(self)
+
+    def count_busy(self, key: str | None) -> None:
+        """Tell the meter which instance this exchange occupies now (a drain waits for it)."""
+        meter = self.hub.meter
+        if meter is None or key == self.busy_on:
+            return
+        if self.busy_on is not None:
+            meter.busy(self.busy_on, -1)
+        if key is not None:
+            meter.busy(key, 1)
+        self.busy_on = key
+
+    def closed(self) -> None:
+        """The exchange is over (answered, or its client left): the meter counts it done."""
+        self.count_busy(None)
+        if self.metered and self.hub.meter is not None and self.match is not None:
+            self.metered = False
+            key = self.backend.key if self.backend is not None and self.answered else ""
+            parts = key.split("/")
+            revision = int(parts[1]) if len(parts) == 3 else 0
+            elapsed = time.perf_counter() - self.started
+            self.hub.meter.end(self.match.app, revision, self.status or 499, elapsed)
 
     def record(self) -> AccessRecord:
         return AccessRecord(

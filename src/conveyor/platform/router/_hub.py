@@ -7,20 +7,34 @@ listener → client → exchange → hub → upstream.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from conveyor._http import Connection, HostCheck, RequestIds
 from conveyor.platform.router._access import AccessRecord, access_log
 
 if TYPE_CHECKING:
+    from conveyor.platform.router._meter import Meter
     from conveyor.platform.router._upstream import Upstream
     from conveyor.platform.routes import Backend, RouteTable
 
-__all__ = ["Hub", "Limits"]
+__all__ = ["Hub", "Limits", "Waker"]
+
+#: Asked when a request finds no ready instance: what to await until one is (True), or
+#: None when the app does not start on demand (the request is answered 503 at once).
+Waker = Callable[[str], "Awaitable[bool] | None"]
+
+
+class Held(Protocol):
+    """A request waiting for an instance (:class:`._exchange.Exchange`)."""
+
+    def resume(self) -> None:
+        """Forward it now, or answer that no instance came."""
 
 
 @dataclass(frozen=True)
@@ -41,6 +55,10 @@ class Limits:
     max_idle_per_instance: int = 128
     #: Connections open at once from one client address; more are answered 429 and closed.
     max_connections_per_client: int = 512
+    #: Requests held per app while an instance starts for them (scale from zero); more: 503.
+    max_held: int = 256
+    #: Longest a held request waits for an instance (then 503 with Retry-After).
+    hold_timeout: float = 30.0
 
 
 class Hub:
@@ -51,6 +69,8 @@ class Hub:
         table: RouteTable,
         limits: Limits,
         access: Callable[[AccessRecord], None] | None,
+        meter: Meter | None = None,
+        wake: Waker | None = None,
     ) -> None:
         self.table = table
         self.limits = limits
@@ -65,6 +85,10 @@ class Hub:
         self._idle: dict[tuple[str, int], list[Upstream]] = {}
         self._access = access
         self.now: Callable[[], float] = time.monotonic
+        #: Counts each request per app and revision (None: nothing is measured).
+        self.meter = meter
+        self._wake = wake
+        self._held: dict[str, int] = {}
 
     # -- client connections -----------------------------------------------------
 
@@ -108,6 +132,29 @@ class Hub:
             for upstream in stack:
                 upstream.close()
         self._idle.clear()
+
+    # -- requests held while an instance starts -----------------------------------
+
+    def hold(self, exchange: Held, app: str) -> bool:
+        """Hold ``exchange`` until ``app`` has a ready instance; False if it cannot wait."""
+        if self._wake is None or self._held.get(app, 0) >= self.limits.max_held:
+            return False
+        waiting = self._wake(app)
+        if waiting is None:
+            return False
+        self._held[app] = self._held.get(app, 0) + 1
+        asyncio.get_running_loop().create_task(self._release(exchange, app, waiting))
+        return True
+
+    async def _release(self, exchange: Held, app: str, waiting: Awaitable[bool]) -> None:
+        # Timed out, or the start failed: the exchange finds no instance and answers 503.
+        try:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(self.limits.hold_timeout):
+                    await asyncio.shield(asyncio.ensure_future(waiting))
+        finally:
+            self._held[app] -= 1
+        exchange.resume()
 
     # -- the access log -------------------------------------------------------
 

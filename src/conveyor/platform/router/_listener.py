@@ -5,7 +5,9 @@ prefix (:mod:`conveyor.platform.routes`), takes the app's ready instances in rou
 order and tries the next one when a connection cannot be made. Bodies stream
 both ways (re-framed as chunked when their length is unknown), connections to
 instances are kept alive in a pool, and every failure the router itself
-produces is a JSON body: 404 (no route), 503 (no ready instance), 502
+produces is a JSON body: 404 (no route), 503 (no ready instance; an app that
+scales from zero has its request held while an instance starts, at most
+``max_held`` of them for ``hold_timeout`` s, then 503 with Retry-After), 502
 (instances unreachable, or one closed without answering), 504 (no answer in
 time), 421 (a ``Host`` it does not answer for), 408 (a request head not sent
 within ``header_timeout``) and 429 (too many connections from one address).
@@ -43,9 +45,10 @@ from typing import TYPE_CHECKING
 from conveyor._http import HostCheck
 from conveyor.platform.router._access import AccessRecord
 from conveyor.platform.router._client import Client
-from conveyor.platform.router._hub import Hub, Limits
+from conveyor.platform.router._hub import Hub, Limits, Waker
 
 if TYPE_CHECKING:
+    from conveyor.platform.router._meter import Meter
     from conveyor.platform.routes import RouteTable
 
 __all__ = ["Router"]
@@ -72,6 +75,10 @@ class Router:
         max_connections_per_client: int = 512,
         hosts: Iterable[str] = (),
         access: Callable[[AccessRecord], None] | None = None,
+        meter: Meter | None = None,
+        wake: Waker | None = None,
+        max_held: int = 256,
+        hold_timeout: float = 30.0,
     ) -> None:
         limits = Limits(
             connect_timeout=connect_timeout,
@@ -81,8 +88,10 @@ class Router:
             max_attempts=max_attempts,
             max_idle_per_instance=max_idle_per_instance,
             max_connections_per_client=max_connections_per_client,
+            max_held=max_held,
+            hold_timeout=hold_timeout,
         )
-        self.hub = Hub(table, limits, access)
+        self.hub = Hub(table, limits, access, meter, wake)
         self._hosts = list(hosts)
         self._server: asyncio.Server | None = None
         self._sweeper: asyncio.Task[None] | None = None
