@@ -38,7 +38,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from conveyor.errors import NotFoundError, UsageError
+from conveyor.platform.canary import Canaries, CanaryPolicy
 from conveyor.platform.cfenv import cf_environment
+from conveyor.platform.clock import Clock, SystemClock
 from conveyor.platform.droplets import Droplets, GcReport, check_upload_path
 from conveyor.platform.errors import DeployError, PlatformError
 from conveyor.platform.kinds import Files, Staging, kind_named
@@ -91,6 +93,7 @@ class Controller:
         target: Target | None = None,
         base_env: Mapping[str, str] | None = None,
         secrets: SecretBox | None = None,
+        clock: Clock | None = None,
     ) -> None:
         #: The desired state: apps, revisions, events, services (their credentials sealed).
         self.state = AppRepository(registry, secrets or SecretBox(platform_dir / "secrets.key"))
@@ -108,6 +111,8 @@ class Controller:
         self.droplets = Droplets(artifacts, platform_dir)
         #: Who else keeps droplet folders (registered stream apps): each gives the ones in use.
         self.droplet_users: list[Callable[[], set[Path]]] = []
+        #: Canary releases in progress (:mod:`.canary`), judged on ``clock``.
+        self.canaries = Canaries(self, clock or SystemClock())
 
     # -- events -----------------------------------------------------------------
 
@@ -140,9 +145,11 @@ class Controller:
                 continue
             started = app.state == "started"
             self.target.restore(self.release(revision), app.instances if started else 0)
+            self.canaries.after_restart(app.name)
 
     async def close(self) -> None:
         """Stop every instance (the desired state stays as it is for the next start)."""
+        await self.canaries.close()
         await self.target.close()
         # A compilation cut short leaves no marker; the next staging of that lock redoes it.
         await self.droplets.drain()
@@ -152,18 +159,32 @@ class Controller:
     def _lock(self, name: str) -> asyncio.Lock:
         return self._locks.setdefault(name, asyncio.Lock())
 
+    #: For the operations kept beside the controller (:mod:`.canary`): the app's lock, an event.
+    lock = _lock
+    event = _event
+
     async def push(
         self,
         spec: AppSpec,
         files: Files | None,
         instances: int,
         progress: Progress,
+        *,
+        canary: CanaryPolicy | None = None,
     ) -> Deployment:
-        """Stage ``spec`` with ``files`` into a new revision and deploy it (rolling if running)."""
+        """Stage ``spec`` with ``files`` into a new revision and deploy it (rolling if running).
+
+        With ``canary`` the revision runs beside the current one instead, sent a
+        share of the requests (:mod:`.canary`).
+        """
         name = spec.name
         kind = kind_named(spec.kind)
         self._check_spec(spec, files)
         async with self._lock(name):
+            if canary is None:
+                self.canaries.refuse_running(name, "a push")
+            else:
+                self.canaries.check_start(name)
             droplet = await kind.stage(spec, files, self._staging(name, progress))
             existing = self.state.find_app(name)
             if existing is None:
@@ -173,11 +194,14 @@ class Controller:
                 # manifest's own values win for the names it gives.
                 before = self.spec(self.state.revisions(name)[-1]).env
                 spec = dataclasses.replace(spec, env={**before, **spec.env})
+            description = "push" if canary is None else f"push --canary {canary.weight}"
             revision = self.state.add_revision(
-                name, description="push", spec=spec.to_json(), files=files, droplet=droplet
+                name, description=description, spec=spec.to_json(), files=files, droplet=droplet
             )
             self._event(name, "pushed", revision=revision.number)
             try:
+                if canary is not None:
+                    return await self.canaries.begin(revision, instances, canary, progress)
                 return await self._deploy(name, revision, instances, progress)
             finally:
                 # After the deploy, so that compiling never competes with the first start.
@@ -254,6 +278,7 @@ class Controller:
     async def restart(self, name: str, progress: Progress) -> Deployment:
         """Roll onto the newest revision (a copy of the running one if nothing is pending)."""
         async with self._lock(name):
+            self.canaries.refuse_running(name, "a restart")
             app = self.state.app(name)
             latest = self.state.revisions(name)[-1]
             if latest.number == app.revision:
@@ -262,6 +287,7 @@ class Controller:
 
     async def rollback(self, name: str, number: int, progress: Progress) -> Deployment:
         async with self._lock(name):
+            self.canaries.refuse_running(name, "a rollback")
             app = self.state.app(name)
             target = self.state.revision(name, number)
             revision = self._copy(target, f"rollback to {number}")
@@ -270,6 +296,7 @@ class Controller:
 
     async def restage(self, name: str, progress: Progress) -> Deployment:
         async with self._lock(name):
+            self.canaries.refuse_running(name, "a restage")
             app = self.state.app(name)
             latest = self.state.revisions(name)[-1]
             spec = self.spec(latest)
@@ -283,6 +310,7 @@ class Controller:
 
     async def stop(self, name: str) -> Deployment:
         async with self._lock(name):
+            self.canaries.refuse_running(name, "a stop")
             app = self.state.app(name)
             self.state.save_app(
                 name, state="stopped", instances=app.instances, revision=app.revision
@@ -293,6 +321,7 @@ class Controller:
 
     async def start_app(self, name: str, progress: Progress) -> Deployment:
         async with self._lock(name):
+            self.canaries.refuse_running(name, "a start")
             app = self.state.app(name)
             if app.state == "started":
                 return Deployment(name, app.revision, app.instances, "already started")
@@ -306,6 +335,7 @@ class Controller:
     async def delete(self, name: str) -> None:
         async with self._lock(name):
             self.state.app(name)
+            self.canaries.forget(name)
             await self.target.undeploy(name)
             self.state.delete_app(name)
             self.state.delete_events(name)
@@ -452,19 +482,23 @@ class Controller:
         try:
             await self.target.deploy(self.release(revision), instances, progress)
         except DeployError as failed:
-            self._event(
-                name,
-                "deploy-failed",
-                revision=revision.number,
-                reason=failed.reason,
-                last_lines=failed.lines[-_FAILED_LINES:],
-            )
+            self.record_failure(name, revision.number, failed)
             raise
         app = self.state.app(name)
         self.state.save_app(name, state="started", instances=instances, revision=revision.number)
         self._event(name, "deployed", revision=revision.number, previous=app.revision or None)
         return Deployment(
             name, revision.number, instances, f"revision {revision.number} is running"
+        )
+
+    def record_failure(self, name: str, revision: int, failed: DeployError) -> None:
+        """A ``deploy-failed`` event: why, and the instances' last lines."""
+        self._event(
+            name,
+            "deploy-failed",
+            revision=revision,
+            reason=failed.reason,
+            last_lines=failed.lines[-_FAILED_LINES:],
         )
 
 

@@ -39,6 +39,7 @@ def describe(controller: Controller, name: str) -> dict[str, Any]:
     return {
         **_summary(controller, app, instances),
         "latest_revision": latest,
+        "canary": None if (run := controller.canaries.get(name)) is None else run.view(),
         "instances_detail": instances,
         "events": [
             {
@@ -88,6 +89,7 @@ def _summary(
 
 def revisions(controller: Controller, name: str) -> list[dict[str, Any]]:
     app = controller.state.app(name)
+    outcomes = _canary_outcomes(controller, name)
     out = []
     for r in controller.state.revisions(name):
         spec = controller.spec(r)
@@ -101,8 +103,31 @@ def revisions(controller: Controller, name: str) -> list[dict[str, Any]]:
                 "env": sorted(spec.env),
                 "services": list(spec.services),
                 "lock_digest": (r.droplet or {}).get("lock_digest"),
+                #: How its canary went: "running", "promoted: why", "rolled back: why" ...
+                "canary": outcomes.get(r.number),
             }
         )
+    return out
+
+
+#: A canary's ending event and how ``conveyor revisions`` says it.
+_ENDED = {
+    "canary-promoted": "promoted",
+    "canary-aborted": "aborted",
+    "canary-rolled-back": "rolled back",
+}
+
+
+def _canary_outcomes(controller: Controller, name: str) -> dict[int, str]:
+    """Revision -> how its canary ended (or that it runs), from the app's events."""
+    out: dict[int, str] = {}
+    for e in controller.state.events(name, limit=10_000):
+        if e.revision is None:
+            continue
+        if e.kind == "canary-started":
+            out[e.revision] = "running"
+        elif e.kind in _ENDED:
+            out[e.revision] = f"{_ENDED[e.kind]}: {e.details.get('reason', '')}"
     return out
 
 
