@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from conveyor.cli.canary import canary_options, canary_policy, canary_text
 from conveyor.cli.client import PlatformClient, connect, say
 from conveyor.cli.output import when
 from conveyor.errors import UsageError
@@ -61,9 +62,18 @@ def _mib(size: int | None) -> str:
     help="The manifest to read  [default: conveyor.yml, else manifest.yml]",
 )
 @click.option("-i", "--instances", type=click.IntRange(0, 64), help="Override the manifest.")
-def push_command(names: tuple[str, ...], manifest_path: Path | None, instances: int | None) -> None:
-    """Push the apps of a manifest: upload, stage, and deploy (rolling if running)."""
+@canary_options
+def push_command(
+    names: tuple[str, ...], manifest_path: Path | None, instances: int | None, **canary: Any
+) -> None:
+    """Push the apps of a manifest: upload, stage, and deploy (rolling if running).
+
+    With --canary PERCENT the new revision runs beside the current one and gets
+    PERCENT % of the requests until `conveyor canary APP promote` (or abort).
+    """
     from conveyor.platform.manifest import find_manifest, load_manifest
+
+    policy = canary_policy(canary)
 
     manifest_path = manifest_path or find_manifest(Path.cwd())
     manifest = load_manifest(manifest_path)
@@ -91,11 +101,15 @@ def push_command(names: tuple[str, ...], manifest_path: Path | None, instances: 
             if not local
             else {rel: {"digest": d, "mode": mode} for rel, (_, d, mode) in local.items()},
             "instances": app.instances if instances is None else instances,
+            "canary": policy,
         }
         result = client.operation(
             f"/v1/apps/{app.name}/push", body, echo=lambda m, n=app.name: say(f"{n}: {m}")
         )
         where = f"{info['router']}/{app.name}" if spec["routes"] is None else ""
+        if policy is not None:
+            click.echo(f"{app.name}: {result['message']}{'  ' + where if where else ''}")
+            continue
         click.echo(
             f"{app.name}: revision {result['revision']} running with "
             f"{result['instances']} instance(s){'  ' + where if where else ''}"
@@ -305,6 +319,9 @@ def app_show_command(name: str, as_json: bool) -> None:
             click.echo(f"    {line}")
         if app["revision"] == 0:  # it never ran: starting that revision again would crash again
             click.echo(f"Fix the app and push it again, or `conveyor delete {name}`.")
+    if app.get("canary"):
+        for line in canary_text(name, app["canary"]):
+            click.echo(line)
     click.echo(f"routes:   {', '.join(app['routes']) or '-'}")
     table = Table("#", "rev", "state", "since", "cpu", "memory", "restarts", "port", box=None)
     for i in app["instances_detail"]:
@@ -457,8 +474,10 @@ def revisions_command(name: str) -> None:
         mark = "*" if r["deployed"] else " "
         env = f" env={','.join(r['env'])}" if r["env"] else ""
         services = f" services={','.join(r['services'])}" if r["services"] else ""
+        canary = f"  (canary {r['canary']})" if r.get("canary") else ""
         click.echo(
             f"{mark} {r['number']:>3}  {when(r['created_at'])}  {r['description']}{env}{services}"
+            + canary
         )
 
 

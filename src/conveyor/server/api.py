@@ -23,7 +23,7 @@ from starlette.types import ASGIApp
 
 from conveyor.errors import ConveyorError
 from conveyor.platform.controller import Controller
-from conveyor.server import apps, blobs, services, streams
+from conveyor.server import apps, blobs, canaries, services, streams
 from conveyor.server._common import error_body, status_for
 from conveyor.server.auth import TokenGuard
 from conveyor.server.ui import dashboard
@@ -83,6 +83,7 @@ def create_app(
 
     api.include_router(blobs.routes(controller.artifacts))
     api.include_router(apps.routes(controller))
+    api.include_router(canaries.routes(controller))
     api.include_router(services.routes(controller))
     service = StreamService(controller)
     api.include_router(streams.routes(service))
