@@ -9,6 +9,7 @@ too small to judge) plays out without any real time passing.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,7 +20,8 @@ from conveyor.platform import views
 from conveyor.platform.canary import CanaryPolicy, verdict
 from conveyor.platform.clock import FakeClock, settle
 from conveyor.platform.controller import Controller
-from conveyor.platform.errors import DeployError, PlatformError
+from conveyor.platform.errors import DeployError, ManifestError, PlatformError
+from conveyor.platform.manifest import parse_manifest
 from conveyor.platform.routes import RouteTable
 from conveyor.platform.spec import AppSpec
 from conveyor.platform.split import Measure, Split
@@ -339,3 +341,76 @@ def test_the_route_table_splits_by_weight_and_falls_back_to_the_revision_that_is
     assert split.take() == {}
     table.set_split("iris", None)
     assert table.split("iris") is None
+
+
+# -- the manifest's canary block ---------------------------------------------------------------
+
+APP = "applications:\n  - name: reports\n    command: serve\n"
+
+
+def test_a_manifest_canary_block_becomes_the_apps_policy_and_survives_its_revision() -> None:
+    text = APP + (
+        "    canary: {weight: 25, promote-after: 5m, max-error-rate: 2.5, max-p95-ratio: 3,"
+        " window: 500ms, min-requests: 50, rollback: false}\n"
+    )
+    spec = parse_manifest(text, "conveyor.yml").app("reports")
+    assert spec.canary == CanaryPolicy(
+        weight=25,
+        promote_after=300.0,
+        max_error_rate=2.5,
+        max_p95_ratio=3.0,
+        window=0.5,
+        min_requests=50,
+        rollback=False,
+    )
+    assert AppSpec.from_json("reports", spec.to_json()).canary == spec.canary
+    defaults = parse_manifest(APP + "    canary: {}\n", "conveyor.yml").app("reports")
+    assert defaults.canary == CanaryPolicy()
+
+
+@pytest.mark.parametrize(
+    ("block", "message"),
+    [
+        (
+            "{weight: 100}",
+            "conveyor.yml:4:22: applications[0].canary.weight: expected a whole number "
+            "from 1 to 99, got '100'",
+        ),
+        (
+            "{promote-after: 5 parsecs}",
+            "conveyor.yml:4:29: applications[0].canary.promote-after: expected a duration "
+            "like 30s, 5m or 1h, got '5 parsecs'",
+        ),
+        (
+            "{max-p95-ratio: 0.5}",
+            "conveyor.yml:4:29: applications[0].canary.max-p95-ratio: expected a number "
+            "from 1 to 1000, got '0.5'",
+        ),
+        (
+            "{percent: 10}",
+            "conveyor.yml:4:14: applications[0].canary.percent: unknown key; valid keys: "
+            "weight, promote-after, max-error-rate, max-p95-ratio, window, min-requests, "
+            "rollback",
+        ),
+    ],
+)
+def test_a_wrong_canary_block_names_file_line_column_and_field(block: str, message: str) -> None:
+    with pytest.raises(ManifestError) as caught:
+        parse_manifest(APP + f"    canary: {block}\n", "conveyor.yml")
+    assert str(caught.value) == message
+
+
+def test_a_push_of_a_running_app_with_a_canary_block_starts_a_canary(
+    controller: Controller,
+) -> None:
+    target = target_of(controller)
+    policy = CanaryPolicy(weight=30, rollback=False)
+
+    async def work() -> None:
+        first = await controller.push(dataclasses.replace(ECHO, canary=policy), None, 1, quiet)
+        assert first.message == "revision 1 is running"  # nothing to compare with yet
+        second = await controller.push(dataclasses.replace(TWO, canary=policy), None, 1, quiet)
+        assert second.message == ("canary revision 2 gets 30 % of requests, revision 1 the rest")
+
+    asyncio.run(work())
+    assert target.canaries["echo"][2] == 30

@@ -7,7 +7,6 @@ changes its share, promotes it or aborts it.
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import click
@@ -18,18 +17,17 @@ from conveyor.errors import UsageError
 
 __all__ = ["canary_command", "canary_options", "canary_policy", "canary_text"]
 
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h)?")
-_UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
-
 
 def _duration(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
     """Seconds, written ``90``, ``90s``, ``5m`` or ``1h``."""
+    from conveyor.platform.manifest_canary import seconds
+
     if value is None:
         return None
-    match = _DURATION.fullmatch(value.strip())
-    if match is None or float(match.group(1)) <= 0:
+    found = seconds(value if value.strip()[-1:].isalpha() else value + "s")
+    if found is None:
         raise click.BadParameter(f"{value!r} is not a duration (for example 30s, 5m, 1h)")
-    return float(match.group(1)) * _UNIT[match.group(2)]
+    return found
 
 
 def canary_options(command: Any) -> Any:

@@ -25,14 +25,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Annotated, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 from conveyor.errors import NotFoundError
 from conveyor.platform.errors import PlatformError
-from conveyor.platform.spec import _Bounds
+from conveyor.platform.spec import AppSpec, CanaryPolicy
 from conveyor.platform.split import Measure
 
 if TYPE_CHECKING:
@@ -49,63 +48,6 @@ log = logging.getLogger("conveyor.platform.canary")
 LATENCY_SLACK_MS = 10.0
 #: Event kinds that end a canary.
 ENDINGS = ("canary-promoted", "canary-aborted", "canary-rolled-back")
-
-
-@dataclass(frozen=True)
-class CanaryPolicy:
-    """How a canary starts and, when asked, how it ends by itself.
-
-    >>> policy = CanaryPolicy(weight=10, promote_after=300)
-    >>> policy.automatic, policy.max_error_rate, policy.max_p95_ratio
-    (True, 5.0, 2.0)
-    """
-
-    __pydantic_config__: ClassVar[dict[str, Any]] = {"extra": "forbid"}
-
-    #: Percent of requests the new revision gets at first.
-    weight: Annotated[int, _Bounds(ge=1, le=99)] = 10
-    #: Seconds of health after which it is promoted; None: only ``conveyor canary APP promote``.
-    promote_after: Annotated[float, _Bounds(gt=0, le=7 * 86400)] | None = None
-    #: Rolled back when its error rate (%) exceeds the current revision's by more than this.
-    max_error_rate: Annotated[float, _Bounds(ge=0, le=100)] = 5.0
-    #: ... or when its p95 latency exceeds the current revision's this many times.
-    max_p95_ratio: Annotated[float, _Bounds(ge=1, le=1000)] = 2.0
-    #: A window in which the new revision served fewer requests is not judged.
-    min_requests: Annotated[int, _Bounds(ge=1, le=1_000_000)] = 20
-    #: Seconds per window the watcher judges.
-    window: Annotated[float, _Bounds(gt=0, le=3600)] = 10.0
-    #: Whether the watcher rolls back by itself (False: it only reports).
-    rollback: bool = True
-
-    def __post_init__(self) -> None:
-        if not 1 <= self.weight <= 99:
-            raise ValueError(f"a canary's weight is 1-99 percent, not {self.weight}")
-        for name in ("promote_after", "window"):
-            value = getattr(self, name)
-            if value is not None and not (value > 0 and math.isfinite(value)):
-                raise ValueError(f"canary {name.replace('_', '-')} must be positive seconds")
-        if not 0 <= self.max_error_rate <= 100:
-            raise ValueError("canary max-error-rate is a percentage (0-100)")
-        if not self.max_p95_ratio >= 1:
-            raise ValueError("canary max-p95-ratio must be at least 1")
-        if self.min_requests < 1:
-            raise ValueError("canary min-requests must be at least 1")
-
-    @property
-    def automatic(self) -> bool:
-        """Whether the watcher may end the canary by itself."""
-        return self.promote_after is not None or self.rollback
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "weight": self.weight,
-            "promote_after": self.promote_after,
-            "max_error_rate": self.max_error_rate,
-            "max_p95_ratio": self.max_p95_ratio,
-            "min_requests": self.min_requests,
-            "window": self.window,
-            "rollback": self.rollback,
-        }
 
 
 def verdict(policy: CanaryPolicy, current: Measure, new: Measure) -> str | None:
@@ -213,6 +155,14 @@ class Canaries:
                 f"{run.weight} %, revision {run.stable} the rest); {what} waits until it ends",
                 hint=f"End it first: conveyor canary {name} promote (or abort).",
             )
+
+    def policy_for(self, spec: AppSpec, given: CanaryPolicy | None) -> CanaryPolicy | None:
+        """The canary a push of ``spec`` starts: ``given``, or the manifest's for a running app."""
+        if given is not None or spec.canary is None:
+            return given
+        app = self.controller.state.find_app(spec.name)
+        running = app is not None and app.state == "started" and app.revision > 0
+        return spec.canary if running else None
 
     def check_start(self, name: str) -> None:
         """Refuse a canary that cannot run, before anything is staged."""

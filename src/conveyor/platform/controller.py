@@ -181,6 +181,7 @@ class Controller:
         kind = kind_named(spec.kind)
         self._check_spec(spec, files)
         async with self._lock(name):
+            canary = self.canaries.policy_for(spec, canary)
             if canary is None:
                 self.canaries.refuse_running(name, "a push")
             else:

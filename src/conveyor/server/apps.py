@@ -69,7 +69,7 @@ def routes(controller: Controller) -> APIRouter:
         spec = body.spec
         files = files_of(body.files)
         _check_spec(name, spec, files)
-        canary = body.canary
+        canary = controller.canaries.policy_for(spec, body.canary)
         if canary is None:
             controller.canaries.refuse_running(name, "a push")
         else:
