@@ -234,8 +234,8 @@ class Canaries:
             weight=policy.weight,
             promote_after=policy.promote_after,
         )
-        if policy.automatic:
-            run.task = asyncio.get_running_loop().create_task(self._watch(run))
+        # Watched even when it may only end by hand: the windows are what `conveyor app` shows.
+        run.task = asyncio.get_running_loop().create_task(self._watch(run))
         return Deployment(
             name,
             revision.number,

@@ -135,8 +135,8 @@ class CanaryPolicy:
     """How a canary starts and, when asked, how it ends by itself.
 
     >>> policy = CanaryPolicy(weight=10, promote_after=300)
-    >>> policy.automatic, policy.max_error_rate, policy.max_p95_ratio
-    (True, 5.0, 2.0)
+    >>> policy.window, policy.max_error_rate, policy.max_p95_ratio
+    (10.0, 5.0, 2.0)
     """
 
     __pydantic_config__: ClassVar[dict[str, Any]] = {"extra": "forbid"}
@@ -169,11 +169,6 @@ class CanaryPolicy:
             raise ValueError("canary max-p95-ratio must be at least 1")
         if self.min_requests < 1:
             raise ValueError("canary min-requests must be at least 1")
-
-    @property
-    def automatic(self) -> bool:
-        """Whether the watcher may end the canary by itself."""
-        return self.promote_after is not None or self.rollback
 
     def to_json(self) -> dict[str, Any]:
         return {
