@@ -108,6 +108,9 @@ def test_a_canary_of_a_stopped_app_or_one_that_never_gets_healthy_is_refused(
         with pytest.raises(PlatformError, match="is stopped"):
             await controller.push(TWO, None, 1, quiet, canary=CanaryPolicy())
         await controller.start_app("echo", quiet)
+        worker = dataclasses.replace(TWO, routes=())
+        with pytest.raises(PlatformError, match="has no route: a canary divides requests"):
+            await controller.push(worker, None, 1, quiet, canary=CanaryPolicy())
         target_of(controller).failing = "it crashed"
         with pytest.raises(DeployError):
             await controller.push(TWO, None, 1, quiet, canary=CanaryPolicy())

@@ -164,9 +164,12 @@ class Canaries:
         running = app is not None and app.state == "started" and app.revision > 0
         return spec.canary if running else None
 
-    def check_start(self, name: str) -> None:
+    def check_start(self, spec: AppSpec) -> None:
         """Refuse a canary that cannot run, before anything is staged."""
+        name = spec.name
         self.refuse_running(name, "a second canary")
+        if spec.routes == ():
+            raise PlatformError(f"app {name!r} has no route: a canary divides requests")
         app = self.controller.state.find_app(name)
         if app is None or app.revision == 0:
             raise PlatformError(
@@ -205,8 +208,6 @@ class Canaries:
         controller, name = self.controller, revision.app
         app = controller.state.app(name)
         release = controller.release(revision)
-        if not release.routes:
-            raise PlatformError(f"app {name!r} has no route: a canary divides requests")
         count = max(1, instances)
         try:
             await controller.target.start_canary(
@@ -273,7 +274,6 @@ class Canaries:
         # Every request goes to the new revision (its instances already run), then the old drain.
         controller.target.set_canary_weight(name, 100)
         await controller.target.end_canary(controller.release(revision))
-        app = controller.state.app(name)
         controller.state.save_app(
             name, state="started", instances=run.instances, revision=run.canary
         )
@@ -283,7 +283,7 @@ class Canaries:
         return Deployment(
             name,
             run.canary,
-            app.instances,
+            run.instances,
             f"revision {run.canary} promoted: it takes every request",
         )
 

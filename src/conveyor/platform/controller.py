@@ -185,7 +185,7 @@ class Controller:
             if canary is None:
                 self.canaries.refuse_running(name, "a push")
             else:
-                self.canaries.check_start(name)
+                self.canaries.check_start(spec)
             droplet = await kind.stage(spec, files, self._staging(name, progress))
             existing = self.state.find_app(name)
             if existing is None:

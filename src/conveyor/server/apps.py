@@ -73,7 +73,7 @@ def routes(controller: Controller) -> APIRouter:
         if canary is None:
             controller.canaries.refuse_running(name, "a push")
         else:
-            controller.canaries.check_start(name)
+            controller.canaries.check_start(spec)
         return operation(
             lambda progress: controller.push(spec, files, body.instances, progress, canary=canary)
         )
