@@ -236,25 +236,26 @@ def test_a_healthy_canary_is_promoted_once_its_period_has_passed(
     )
 
 
-def test_windows_too_small_to_judge_neither_roll_back_nor_promote(
+def test_windows_too_small_to_judge_join_the_next_until_they_can_be(
     controller: Controller, clock: FakeClock
 ) -> None:
     target = target_of(controller)
-    few_but_failing = {1: Measure(50, 0, 20.0), 2: Measure(5, 5, 900.0)}
-    target.windows = [few_but_failing] * 6
+    few_but_failing = {1: Measure(50, 0, 20.0), 2: Measure(5, 5, 20.0)}
+    target.windows = [few_but_failing] * 4
 
     async def work() -> None:
-        policy = CanaryPolicy(window=10, promote_after=30, min_requests=20)
+        policy = CanaryPolicy(window=10, promote_after=10, min_requests=20)
         await with_canary(controller, policy)
-        await clock.advance(40)
-        assert "echo" in target.canaries  # 20 failed requests, but never 20 in one window
-        # Served 20 by now, all failed: promotion waits for a window that can be judged.
-        target.windows = [{1: Measure(50, 0, 20.0), 2: Measure(20, 20, 20.0)}]
+        await clock.advance(30)
+        # Promotion is due, but nothing could be judged yet: 15 requests in three windows.
+        assert "echo" in target.canaries
         await clock.advance(10)
 
     asyncio.run(work())
-    assert "canary-rolled-back" in kinds(controller)
     assert "canary-promoted" not in kinds(controller)
+    assert last(controller, "canary-rolled-back")["reason"] == (
+        "error rate 100.0% against 0.0% of the current revision (more than 5 points worse)"
+    )
 
 
 def test_a_platform_restart_records_that_the_canary_ended(tmp_path: Path) -> None:

@@ -96,6 +96,7 @@ def test_a_canary_at_10_percent_gets_a_tenth_of_the_requests(platform: Platform,
     assert 70 <= seen[200, "2"] <= 130, seen  # 10 %, within three points
     shown = platform.cli("app", "web").stdout
     assert "canary:   revision 2 gets 10 %, revision 1 the rest" in shown
+    assert "1 (2 at 10 %)" in platform.cli("apps").stdout
     again = platform.cli("push", "-f", str(manifest), "--canary", "20", check=False)
     assert again.returncode != 0
     assert "has a canary running" in again.stderr
@@ -144,7 +145,7 @@ def test_a_canary_answering_500_is_rolled_back_by_itself(platform: Platform, web
     )
     platform.cli(
         "push", "-f", str(manifest), "--canary", "20", "--canary-window", "1s",
-        "--min-requests", "10",
+        "--min-requests", "5",
     )  # fmt: skip
     load = Load(web)
     with ThreadPoolExecutor(1) as pool:

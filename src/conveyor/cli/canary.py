@@ -67,7 +67,7 @@ def canary_options(command: Any) -> Any:
         click.option(
             "--min-requests",
             type=click.IntRange(1),
-            help="Windows where the canary served fewer requests are not judged [default: 20].",
+            help="A window where the canary served fewer requests joins the next [default: 20].",
         ),
         click.option("--no-rollback", is_flag=True, help="Never roll the canary back by itself."),
     ]

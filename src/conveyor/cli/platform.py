@@ -196,7 +196,12 @@ def apps_command(as_json: bool) -> None:
             a["name"],
             a["state"],
             f"{a['running']}/{a['instances']}",
-            str(a["revision"]),
+            str(a["revision"])
+            + (
+                f" ({a['canary']['revision']} at {a['canary']['weight']} %)"
+                if a.get("canary")
+                else ""
+            ),
             a["kind"],
             ", ".join(a["routes"]),
         )

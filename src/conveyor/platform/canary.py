@@ -76,6 +76,19 @@ def verdict(policy: CanaryPolicy, current: Measure, new: Measure) -> str | None:
     return None
 
 
+def merge(a: Measure, b: Measure) -> Measure:
+    """Two windows as one: counts add up; the p95 is their average weighted by requests.
+
+    >>> merge(Measure(10, 1, 20.0), Measure(30, 0, 40.0))
+    Measure(requests=40, errors=1, p95_ms=35.0)
+    """
+    requests = a.requests + b.requests
+    if not requests:
+        return Measure()
+    p95 = (a.p95_ms * a.requests + b.p95_ms * b.requests) / requests
+    return Measure(requests, a.errors + b.errors, p95)
+
+
 @dataclass
 class CanaryRun:
     """One canary in progress and what the watcher has seen of it."""
@@ -94,6 +107,8 @@ class CanaryRun:
     last: Mapping[int, Measure] = field(default_factory=dict)
     #: Requests of the new revision in windows large enough to be judged (and found healthy).
     judged: int = 0
+    #: Windows too small to judge, carried into the next: (current, new) so far.
+    pending: tuple[Measure, Measure] = (Measure(), Measure())
     task: asyncio.Task[None] | None = None
 
     def step(self, window: Mapping[int, Measure], now: float) -> tuple[str, str] | None:
@@ -105,13 +120,19 @@ class CanaryRun:
             total[0] += measure.requests
             total[1] += measure.errors
         policy = self.policy
-        reason = verdict(policy, current, new)
-        if reason is not None:
-            return ("rollback", reason) if policy.rollback else None
-        if new.requests >= policy.min_requests:
+        # A window in which the new revision served too few requests joins the next one, so
+        # a canary with little traffic is still judged, on a longer window.
+        current, new = (merge(a, b) for a, b in zip(self.pending, (current, new), strict=True))
+        if new.requests < policy.min_requests:
+            self.pending = (current, new)
+        else:
+            self.pending = (Measure(), Measure())
+            reason = verdict(policy, current, new)
+            if reason is not None:
+                return ("rollback", reason) if policy.rollback else None
             self.judged += new.requests
         due = policy.promote_after is not None and now - self.started >= policy.promote_after
-        if due and self.judged:
+        if due and self.judged and not self.pending[1].requests:  # nothing left unjudged
             served, errors = self.totals[self.canary]
             return (
                 "promote",

@@ -11,7 +11,7 @@
           max-error-rate: 5     # rolled back at 5 points more errors (%) than the current one
           max-p95-ratio: 2      # ... or a p95 latency twice the current one's
           window: 10s           # judged window by window
-          min-requests: 20      # windows where it served fewer are not judged
+          min-requests: 20      # a window where it served fewer joins the next one
           rollback: true
 
 Every mistake is reported with its file:line:column, as the rest of the manifest's.

@@ -149,7 +149,7 @@ class CanaryPolicy:
     max_error_rate: Annotated[float, _Bounds(ge=0, le=100)] = 5.0
     #: ... or when its p95 latency exceeds the current revision's this many times.
     max_p95_ratio: Annotated[float, _Bounds(ge=1, le=1000)] = 2.0
-    #: A window in which the new revision served fewer requests is not judged.
+    #: A window in which the new revision served fewer requests joins the next one.
     min_requests: Annotated[int, _Bounds(ge=1, le=1_000_000)] = 20
     #: Seconds per window the watcher judges.
     window: Annotated[float, _Bounds(gt=0, le=3600)] = 10.0

@@ -61,7 +61,9 @@ def list_apps(controller: Controller) -> list[dict[str, Any]]:
             {"state": i.state, "ready": i.ready, "revision": i.revision, "last_crash": i.last_crash}
             for i in controller.target.status(app.name)
         ]
-        out.append(_summary(controller, app, instances))
+        run = controller.canaries.get(app.name)
+        canary = None if run is None else {"revision": run.canary, "weight": run.weight}
+        out.append({**_summary(controller, app, instances), "canary": canary})
     return out
 
 
