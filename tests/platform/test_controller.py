@@ -21,6 +21,7 @@ from conveyor.platform.kinds import Files, Launch, Staging, register_kind
 from conveyor.platform.logs import LogBuffer
 from conveyor.platform.routes import Route, RouteTable, overlaps
 from conveyor.platform.spec import AppSpec, HealthCheckSpec, RouteSpec
+from conveyor.platform.split import Measure
 from conveyor.platform.supervisor import EventSink
 from conveyor.platform.target import InstanceStatus, LaunchResult, Progress, Release
 from conveyor.store.artifacts import ArtifactStore
@@ -36,6 +37,10 @@ class ScriptedTarget:
         self.failing: str | None = None
         self.buffers: dict[str, LogBuffer] = {}
         self.statuses: dict[str, list[InstanceStatus]] = {}
+        #: Canaries running: app -> (release, instances, weight).
+        self.canaries: dict[str, tuple[Release, int, int]] = {}
+        #: What the router measures in each coming window (a test's script).
+        self.windows: list[dict[int, Measure]] = []
 
     def watch(self, sink: EventSink) -> None:
         pass
@@ -57,6 +62,24 @@ class ScriptedTarget:
                 lines=["[0/err] loading model.skops", "[0/err] error: model.skops is damaged"],
             )
         self.running[release.app] = (release, instances)
+
+    async def start_canary(
+        self, release: Release, instances: int, progress: Progress, *, stable: int, weight: int
+    ) -> None:
+        if self.failing:
+            raise DeployError(f"revision {release.revision} failed", reason=self.failing)
+        self.canaries[release.app] = (release, instances, weight)
+
+    def set_canary_weight(self, app: str, weight: int) -> None:
+        release, instances, _ = self.canaries[app]
+        self.canaries[app] = (release, instances, weight)
+
+    def canary_window(self, app: str) -> dict[int, Measure]:
+        return self.windows.pop(0) if self.windows else {}
+
+    async def end_canary(self, release: Release) -> None:
+        self.canaries.pop(release.app, None)
+        self.running[release.app] = (release, self.running[release.app][1])
 
     async def scale(self, release: Release, instances: int) -> None:
         self.running[release.app] = (release, instances)

@@ -97,6 +97,28 @@ def test_a_release_that_never_gets_healthy_leaves_the_old_one_running() -> None:
     run(scenario)
 
 
+def test_a_canary_runs_beside_the_current_revision_until_one_is_kept() -> None:
+    async def scenario(target: LocalTarget, _events: list[Event]) -> None:
+        await target.deploy(release(1), 2, lambda _m: None)
+        broken = release(2, (sys.executable, "-c", "print('no luck'); exit(4)"))
+        with pytest.raises(DeployError, match="revision 1 keeps serving"):
+            await target.start_canary(broken, 1, lambda _m: None, stable=1, weight=50)
+        assert target.table.split("hello") is None
+        await target.start_canary(release(3), 1, lambda _m: None, stable=1, weight=50)
+        assert sorted((s.revision, s.ready) for s in target.status("hello")) == [
+            (1, True),
+            (1, True),
+            (3, True),
+        ]
+        firsts = [target.table.pick("hello")[0].revision for _ in range(10)]
+        assert firsts.count(3) == firsts.count(1) == 5
+        await target.end_canary(release(3))
+        assert [(s.revision, s.ready) for s in target.status("hello")] == [(3, True)]
+        assert target.table.split("hello") is None
+
+    run(scenario)
+
+
 def test_a_one_off_process_reports_its_exit_status_and_output(tmp_path: Path) -> None:
     async def scenario(target: LocalTarget, _events: list[Event]) -> None:
         step = Release(

@@ -32,6 +32,7 @@ COMMANDS: dict[str, str] = {
     "status": "conveyor.cli.lifecycle:status_command",
     "dashboard": "conveyor.cli.lifecycle:dashboard_command",
     "push": "conveyor.cli.platform:push_command",
+    "canary": "conveyor.cli.canary:canary_command",
     "apps": "conveyor.cli.platform:apps_command",
     "app": "conveyor.cli.platform:app_command",
     "scale": "conveyor.cli.platform:scale_command",

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from conveyor.cli.canary import canary_options, canary_policy, canary_text
 from conveyor.cli.client import connect, say
 from conveyor.cli.output import when
 from conveyor.cli.uploads import manifest_apps, manifest_option, push_body, upload, upload_folder
@@ -70,20 +71,28 @@ def _mib(size: int | None) -> str:
     metavar="APP=REF",
     help="With --target: run this image (built elsewhere) instead of building one.",
 )
+@canary_options
 def push_command(
     names: tuple[str, ...],
     manifest_path: Path | None,
     instances: int | None,
     target: str,
     images: tuple[str, ...],
+    **canary: Any,
 ) -> None:
-    """Push the apps of a manifest: upload, stage, and deploy (rolling if running)."""
+    """Push the apps of a manifest: upload, stage, and deploy (rolling if running).
+
+    With --canary PERCENT the new revision runs beside the current one and gets
+    PERCENT % of the requests until `conveyor canary APP promote` (or abort).
+    """
+    policy = canary_policy(canary)
     apps = manifest_apps(names, manifest_path)
     if target != "local":
+        if policy is not None:
+            raise UsageError("--canary is for the local target; a cluster rolls out the revision")
         from conveyor.cli.kubernetes import parse_images, push_to
 
         push_to(target, apps, instances, parse_images(images))
-
         return
     if images:
         raise UsageError("--image is for a Kubernetes target: add --target NAME")
@@ -99,11 +108,15 @@ def push_command(
             if not local
             else {rel: {"digest": d, "mode": mode} for rel, (_, d, mode) in local.items()},
             "instances": app.instances if instances is None else instances,
+            "canary": policy,
         }
         result = client.operation(
             f"/v1/apps/{app.name}/push", body, echo=lambda m, n=app.name: say(f"{n}: {m}")
         )
         where = f"{info['router']}/{app.name}" if spec["routes"] is None else ""
+        if policy is not None:
+            click.echo(f"{app.name}: {result['message']}{'  ' + where if where else ''}")
+            continue
         click.echo(
             f"{app.name}: revision {result['revision']} running with "
             f"{result['instances']} instance(s){'  ' + where if where else ''}"
@@ -141,7 +154,12 @@ def apps_command(as_json: bool, target: str) -> None:
             a["name"],
             a["state"],
             f"{a['running']}/{a['instances']}",
-            str(a["revision"]),
+            str(a["revision"])
+            + (
+                f" ({a['canary']['revision']} at {a['canary']['weight']} %)"
+                if a.get("canary")
+                else ""
+            ),
             a["kind"],
             ", ".join(a["routes"]),
         )
@@ -271,6 +289,9 @@ def app_show_command(name: str, as_json: bool, target: str) -> None:
             click.echo(f"    {line}")
         if app["revision"] == 0:  # it never ran: starting that revision again would crash again
             click.echo(f"Fix the app and push it again, or `conveyor delete {name}`.")
+    if app.get("canary"):
+        for line in canary_text(name, app["canary"]):
+            click.echo(line)
     click.echo(f"routes:   {', '.join(app['routes']) or '-'}")
     if app.get("autoscaling"):
         click.echo(f"autoscaling: {app['autoscaling']}")
@@ -458,8 +479,10 @@ def revisions_command(name: str) -> None:
         mark = "*" if r["deployed"] else " "
         env = f" env={','.join(r['env'])}" if r["env"] else ""
         services = f" services={','.join(r['services'])}" if r["services"] else ""
+        canary = f"  (canary {r['canary']})" if r.get("canary") else ""
         click.echo(
             f"{mark} {r['number']:>3}  {when(r['created_at'])}  {r['description']}{env}{services}"
+            + canary
         )
 
 

@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 from conveyor.errors import NotFoundError, UsageError
 from conveyor.platform.autoscaling import Autoscaling
+from conveyor.platform.canary import Canaries, CanaryPolicy
 from conveyor.platform.cfenv import cf_environment
 from conveyor.platform.clock import Clock, SystemClock
 from conveyor.platform.droplets import Droplets, GcReport, check_upload_path
@@ -121,6 +122,8 @@ class Controller:
         self.droplet_users: list[Callable[[], set[Path]]] = []
         #: Scales the apps with an ``autoscaling`` policy; its ``wake`` is the router's.
         self.autoscaling = Autoscaling(self, self.meter, clock or SystemClock())
+        #: Canary releases in progress (:mod:`.canary`), judged on ``clock``.
+        self.canaries = Canaries(self, clock or SystemClock())
 
     # -- events -----------------------------------------------------------------
 
@@ -153,10 +156,12 @@ class Controller:
                 continue
             started = app.state == "started"
             self.target.restore(self.release(revision), app.instances if started else 0)
+            self.canaries.after_restart(app.name)
         self.autoscaling.start()
 
     async def close(self) -> None:
         """Stop every instance (the desired state stays as it is for the next start)."""
+        await self.canaries.close()
         await self.autoscaling.close()
         await self.target.close()
         # A compilation cut short leaves no marker; the next staging of that lock redoes it.
@@ -167,14 +172,24 @@ class Controller:
     def _lock(self, name: str) -> asyncio.Lock:
         return self._locks.setdefault(name, asyncio.Lock())
 
+    #: For the operations kept beside the controller (:mod:`.canary`): the app's lock, an event.
+    lock = _lock
+    event = _event
+
     async def push(
         self,
         spec: AppSpec,
         files: Files | None,
         instances: int,
         progress: Progress,
+        *,
+        canary: CanaryPolicy | None = None,
     ) -> Deployment:
-        """Stage ``spec`` with ``files`` into a new revision and deploy it (rolling if running)."""
+        """Stage ``spec`` with ``files`` into a new revision and deploy it (rolling if running).
+
+        With ``canary`` the revision runs beside the current one instead, sent a
+        share of the requests (:mod:`.canary`).
+        """
         name = spec.name
         kind = kind_named(spec.kind)
         self._check_spec(spec, files)
@@ -182,6 +197,11 @@ class Controller:
         if policy is not None:  # start within the policy's bounds
             instances = max(policy.min_instances, min(policy.max_instances, instances))
         async with self._lock(name):
+            canary = self.canaries.policy_for(spec, canary)
+            if canary is None:
+                self.canaries.refuse_running(name, "a push")
+            else:
+                self.canaries.check_start(spec)
             droplet = await kind.stage(spec, files, self._staging(name, progress))
             existing = self.state.find_app(name)
             if existing is None:
@@ -191,11 +211,14 @@ class Controller:
                 # manifest's own values win for the names it gives.
                 before = self.spec(self.state.revisions(name)[-1]).env
                 spec = dataclasses.replace(spec, env={**before, **spec.env})
+            description = "push" if canary is None else f"push --canary {canary.weight}"
             revision = self.state.add_revision(
-                name, description="push", spec=spec.to_json(), files=files, droplet=droplet
+                name, description=description, spec=spec.to_json(), files=files, droplet=droplet
             )
             self._event(name, "pushed", revision=revision.number)
             try:
+                if canary is not None:
+                    return await self.canaries.begin(revision, instances, canary, progress)
                 return await self._deploy(name, revision, instances, progress)
             finally:
                 # After the deploy, so that compiling never competes with the first start.
@@ -301,6 +324,7 @@ class Controller:
     async def restart(self, name: str, progress: Progress) -> Deployment:
         """Roll onto the newest revision (a copy of the running one if nothing is pending)."""
         async with self._lock(name):
+            self.canaries.refuse_running(name, "a restart")
             app = self.state.app(name)
             latest = self.state.revisions(name)[-1]
             if latest.number == app.revision:
@@ -309,6 +333,7 @@ class Controller:
 
     async def rollback(self, name: str, number: int, progress: Progress) -> Deployment:
         async with self._lock(name):
+            self.canaries.refuse_running(name, "a rollback")
             app = self.state.app(name)
             target = self.state.revision(name, number)
             revision = self._copy(target, f"rollback to {number}")
@@ -317,6 +342,7 @@ class Controller:
 
     async def restage(self, name: str, progress: Progress) -> Deployment:
         async with self._lock(name):
+            self.canaries.refuse_running(name, "a restage")
             app = self.state.app(name)
             latest = self.state.revisions(name)[-1]
             spec = self.spec(latest)
@@ -330,6 +356,7 @@ class Controller:
 
     async def stop(self, name: str) -> Deployment:
         async with self._lock(name):
+            self.canaries.refuse_running(name, "a stop")
             app = self.state.app(name)
             self.state.save_app(
                 name, state="stopped", instances=app.instances, revision=app.revision
@@ -340,6 +367,7 @@ class Controller:
 
     async def start_app(self, name: str, progress: Progress) -> Deployment:
         async with self._lock(name):
+            self.canaries.refuse_running(name, "a start")
             app = self.state.app(name)
             if app.state == "started":
                 return Deployment(name, app.revision, app.instances, "already started")
@@ -353,6 +381,7 @@ class Controller:
     async def delete(self, name: str) -> None:
         async with self._lock(name):
             self.state.app(name)
+            self.canaries.forget(name)
             await self.target.undeploy(name)
             self.state.delete_app(name)
             self.state.delete_events(name)
@@ -500,19 +529,23 @@ class Controller:
         try:
             await self.target.deploy(self.release(revision), instances, progress)
         except DeployError as failed:
-            self._event(
-                name,
-                "deploy-failed",
-                revision=revision.number,
-                reason=failed.reason,
-                last_lines=failed.lines[-_FAILED_LINES:],
-            )
+            self.record_failure(name, revision.number, failed)
             raise
         app = self.state.app(name)
         self.state.save_app(name, state="started", instances=instances, revision=revision.number)
         self._event(name, "deployed", revision=revision.number, previous=app.revision or None)
         return Deployment(
             name, revision.number, instances, f"revision {revision.number} is running"
+        )
+
+    def record_failure(self, name: str, revision: int, failed: DeployError) -> None:
+        """A ``deploy-failed`` event: why, and the instances' last lines."""
+        self._event(
+            name,
+            "deploy-failed",
+            revision=revision,
+            reason=failed.reason,
+            last_lines=failed.lines[-_FAILED_LINES:],
         )
 
 

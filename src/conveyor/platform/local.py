@@ -41,6 +41,7 @@ from conveyor.platform.processes import (
     stop_groups,
 )
 from conveyor.platform.routes import Route, RouteTable
+from conveyor.platform.split import Measure, Split
 from conveyor.platform.supervisor import Event, EventSink, Instance, InstanceSpec, Supervisor
 from conveyor.platform.target import InstanceStatus, LaunchResult, Progress, Release
 
@@ -171,6 +172,46 @@ class LocalTarget:
         if old:
             progress(f"Draining {len(old)} instance(s) of the previous revision...")
             await self._retire(old)
+
+    # -- canaries --------------------------------------------------------------------------
+
+    async def start_canary(
+        self, release: Release, instances: int, progress: Progress, *, stable: int, weight: int
+    ) -> None:
+        name = release.app
+        # Split first: the canary's instances get their share from their first ready moment.
+        self.table.set_split(name, Split(stable, release.revision, weight))
+        progress(f"Starting {instances} canary instance(s) of revision {release.revision}...")
+        spec = _instance_spec(release)
+        new = [self.supervisor.start(spec, index) for index in range(instances)]
+        failure = await self._await_healthy(new, spec.health)
+        if failure is not None:
+            lines = self._last_lines(name)
+            await self._retire(new, drain=False)
+            self.table.set_split(name, None)
+            raise DeployError(
+                f"canary revision {release.revision} of {name} did not become healthy: "
+                f"{failure}; revision {stable} keeps serving",
+                hint="Its last lines:\n" + "\n".join(lines) if lines else None,
+                reason=failure,
+                lines=lines,
+            )
+
+    def set_canary_weight(self, app: str, weight: int) -> None:
+        split = self.table.split(app)
+        if split is not None:
+            split.weight = weight
+
+    def canary_window(self, app: str) -> dict[int, Measure]:
+        split = self.table.split(app)
+        return {} if split is None else split.take()
+
+    async def end_canary(self, release: Release) -> None:
+        name = release.app
+        others = [i for i in self.supervisor.instances(name) if i.spec.revision != release.revision]
+        self.table.set_routes(name, list(release.routes))
+        await self._retire(others)
+        self.table.set_split(name, None)
 
     async def scale(self, release: Release, instances: int) -> None:
         name = release.app

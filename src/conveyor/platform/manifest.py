@@ -37,6 +37,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode  # type: ignore[import-unty
 from conveyor.platform.detect import detect_requirements, read_procfile
 from conveyor.platform.errors import ManifestError
 from conveyor.platform.health import CHECK_TYPES, ENDPOINT_TYPES, CheckType
+from conveyor.platform.manifest_canary import read_canary
 from conveyor.platform.manifest_scaling import read_autoscaling
 from conveyor.platform.nodes import TAG, At, NodeReader
 from conveyor.platform.spec import (
@@ -61,7 +62,7 @@ _MAX_BYTES = 1024 * 1024  # a manifest is a page of YAML; anything bigger is a m
 MANIFEST_NAMES = ("conveyor.yml", "manifest.yml", "manifest.yaml")
 _APP_KEYS = (
     "name", "model", "path", "command", "requirements", "instances", "memory", "env",
-    "routes", "health-check", "readiness-check", "services", "autoscaling",
+    "routes", "health-check", "readiness-check", "services", "autoscaling", "canary",
 )  # fmt: skip
 #: Cloud Foundry's attributes with a Conveyor meaning (the health-check ones are below).
 _CF_KEYS = (
@@ -285,6 +286,9 @@ class _Reader(NodeReader):
             env=self.attempt(_EMPTY, self.env, keys["env"]) if "env" in keys else _EMPTY,
             routes=self.attempt(None, self.routes, keys, name),
             readiness_check=self.attempt(None, self.readiness, keys),
+            canary=self.attempt(None, read_canary, self, keys["canary"])
+            if "canary" in keys
+            else None,
             services=services,
             service_parameters=MappingProxyType(parameters),
             autoscaling=self.attempt(None, read_autoscaling, self, keys["autoscaling"])

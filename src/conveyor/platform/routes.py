@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 from conveyor.errors import UsageError
 from conveyor.platform.errors import PlatformError
+from conveyor.platform.split import Split
 from conveyor.platform.supervisor import Event
 
 __all__ = ["Backend", "Match", "Route", "RouteTable", "overlaps"]
@@ -65,6 +66,8 @@ class Backend:
     host: str
     port: int
     ready: bool = True
+    #: The app revision the instance runs (0 when nobody said).
+    revision: int = 0
 
 
 @dataclass
@@ -73,6 +76,8 @@ class _App:
     backends: dict[str, Backend] = field(default_factory=dict)
     ready: list[Backend] = field(default_factory=list)
     turn: int = 0
+    #: While a canary runs: how requests divide between its two revisions.
+    split: Split | None = None
 
     def refresh(self) -> None:
         self.ready = [b for _, b in sorted(self.backends.items()) if b.ready]
@@ -157,11 +162,21 @@ class RouteTable:
 
     # -- instances ------------------------------------------------------------
 
-    def set_backend(self, app: str, key: str, host: str, port: int, *, ready: bool = True) -> None:
-        """Add or move instance ``key`` of ``app`` to ``host:port``."""
+    def set_backend(
+        self, app: str, key: str, host: str, port: int, *, ready: bool = True, revision: int = 0
+    ) -> None:
+        """Add or move instance ``key`` of ``app`` (running ``revision``) to ``host:port``."""
         entry = self._apps.setdefault(app, _App(app))
-        entry.backends[key] = Backend(key, host, port, ready)
+        entry.backends[key] = Backend(key, host, port, ready, revision)
         entry.refresh()
+
+    def set_split(self, app: str, split: Split | None) -> None:
+        """Divide ``app``'s requests between two revisions (a canary), or stop (None)."""
+        self._apps.setdefault(app, _App(app)).split = split
+
+    def split(self, app: str) -> Split | None:
+        entry = self._apps.get(app)
+        return None if entry is None else entry.split
 
     def set_ready(self, app: str, key: str, ready: bool) -> None:
         entry = self._apps.get(app)
@@ -182,7 +197,10 @@ class RouteTable:
         """Follow a supervisor event: ready instances in, everything else out."""
         key = event.key
         if event.kind == "ready":
-            self.set_backend(event.app, key, event.details["host"], event.details["port"])
+            details = event.details
+            self.set_backend(
+                event.app, key, details["host"], details["port"], revision=event.revision
+            )
         elif event.kind in ("unready", "crashed", "stopping", "stopped"):
             self.remove_backend(event.app, key)
 
@@ -211,6 +229,8 @@ class RouteTable:
         if entry is None or not entry.ready:
             return []
         ready = entry.ready
+        if entry.split is not None:
+            return entry.split.order(ready)
         turn = entry.turn % len(ready)
         entry.turn = turn + 1
         return ready[turn:] + ready[:turn]

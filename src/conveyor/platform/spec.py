@@ -16,6 +16,7 @@ spec only says which kind it is and carries the kind's own ``options``.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
@@ -29,7 +30,7 @@ from conveyor.platform.policy import AutoscalingSpec
 if TYPE_CHECKING:
     from conveyor.platform.health import HealthCheck
 
-__all__ = ["MAX_INSTANCES", "AppSpec", "HealthCheckSpec", "RouteSpec"]
+__all__ = ["MAX_INSTANCES", "AppSpec", "CanaryPolicy", "HealthCheckSpec", "RouteSpec"]
 
 #: Most instances of one app.
 MAX_INSTANCES = 64
@@ -130,6 +131,58 @@ class HealthCheckSpec:
         )
 
 
+@dataclass(frozen=True)
+class CanaryPolicy:
+    """How a canary starts and, when asked, how it ends by itself.
+
+    >>> policy = CanaryPolicy(weight=10, promote_after=300)
+    >>> policy.window, policy.max_error_rate, policy.max_p95_ratio
+    (10.0, 5.0, 2.0)
+    """
+
+    __pydantic_config__: ClassVar[dict[str, Any]] = {"extra": "forbid"}
+
+    #: Percent of requests the new revision gets at first.
+    weight: Annotated[int, _Bounds(ge=1, le=99)] = 10
+    #: Seconds of health after which it is promoted; None: only ``conveyor canary APP promote``.
+    promote_after: Annotated[float, _Bounds(gt=0, le=7 * 86400)] | None = None
+    #: Rolled back when its error rate (%) exceeds the current revision's by more than this.
+    max_error_rate: Annotated[float, _Bounds(ge=0, le=100)] = 5.0
+    #: ... or when its p95 latency exceeds the current revision's this many times.
+    max_p95_ratio: Annotated[float, _Bounds(ge=1, le=1000)] = 2.0
+    #: A window in which the new revision served fewer requests joins the next one.
+    min_requests: Annotated[int, _Bounds(ge=1, le=1_000_000)] = 20
+    #: Seconds per window the watcher judges.
+    window: Annotated[float, _Bounds(gt=0, le=3600)] = 10.0
+    #: Whether the watcher rolls back by itself (False: it only reports).
+    rollback: bool = True
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.weight <= 99:
+            raise ValueError(f"a canary's weight is 1-99 percent, not {self.weight}")
+        for name in ("promote_after", "window"):
+            value = getattr(self, name)
+            if value is not None and not (value > 0 and math.isfinite(value)):
+                raise ValueError(f"canary {name.replace('_', '-')} must be positive seconds")
+        if not 0 <= self.max_error_rate <= 100:
+            raise ValueError("canary max-error-rate is a percentage (0-100)")
+        if not self.max_p95_ratio >= 1:
+            raise ValueError("canary max-p95-ratio must be at least 1")
+        if self.min_requests < 1:
+            raise ValueError("canary min-requests must be at least 1")
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "weight": self.weight,
+            "promote_after": self.promote_after,
+            "max_error_rate": self.max_error_rate,
+            "max_p95_ratio": self.max_p95_ratio,
+            "min_requests": self.min_requests,
+            "window": self.window,
+            "rollback": self.rollback,
+        }
+
+
 _CHECK = HealthCheckSpec()
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 
@@ -170,6 +223,8 @@ class AppSpec:
     options: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
     #: How the platform scales the app by itself (:mod:`.policy`); None: only by hand.
     autoscaling: AutoscalingSpec | None = None
+    #: A push onto a running revision starts as a canary with this policy (:mod:`.canary`).
+    canary: CanaryPolicy | None = None
     #: Line of the manifest where this app starts, for later messages (route taken, ...).
     line: int = field(default=0, compare=False)
 
@@ -218,6 +273,7 @@ class AppSpec:
             "service_parameters": {k: dict(v) for k, v in self.service_parameters.items()},
             "options": dict(self.options),
             "autoscaling": None if self.autoscaling is None else self.autoscaling.to_json(),
+            "canary": None if self.canary is None else self.canary.to_json(),
         }
 
     @classmethod
@@ -252,6 +308,7 @@ class AppSpec:
             service_parameters=dict(data.get("service_parameters") or {}),
             options={**legacy, **(data.get("options") or {})},
             autoscaling=None if not scaling else AutoscalingSpec.from_json(scaling),
+            canary=CanaryPolicy(**data["canary"]) if data.get("canary") else None,
         )
 
 

@@ -29,6 +29,7 @@ from typing import Any, Protocol
 from conveyor.platform.health import HealthCheck
 from conveyor.platform.logs import LogBuffer
 from conveyor.platform.routes import Route
+from conveyor.platform.split import Measure
 from conveyor.platform.supervisor import EventSink
 
 __all__ = ["InstanceStatus", "LaunchResult", "Release", "Target"]
@@ -120,6 +121,29 @@ class Target(Protocol):
         become healthy they are stopped, the old ones keep serving, and
         :class:`~.errors.DeployError` says why.
         """
+        ...
+
+    async def start_canary(
+        self, release: Release, instances: int, progress: Progress, *, stable: int, weight: int
+    ) -> None:
+        """Run ``instances`` of ``release`` beside revision ``stable``, given ``weight`` %.
+
+        Nothing of ``stable`` stops. If the new instances never become healthy
+        they are stopped, every request goes to ``stable`` again, and
+        :class:`~.errors.DeployError` says why.
+        """
+        ...
+
+    def set_canary_weight(self, app: str, weight: int) -> None:
+        """Send ``weight`` % of ``app``'s requests to its canary from now on."""
+        ...
+
+    def canary_window(self, app: str) -> dict[int, Measure]:
+        """Requests, errors and p95 latency of each revision since the last call."""
+        ...
+
+    async def end_canary(self, release: Release) -> None:
+        """Keep only ``release``'s instances (the others drain and stop) and its routes."""
         ...
 
     async def scale(self, release: Release, instances: int) -> None:

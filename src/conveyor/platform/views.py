@@ -46,6 +46,7 @@ def describe(controller: Controller, name: str) -> dict[str, Any]:
         "latest_revision": latest,
         "autoscaling": scaling,
         "load": {"ongoing": load.ongoing, "rate": load.rate, "p95_ms": load.p95_ms},
+        "canary": None if (run := controller.canaries.get(name)) is None else run.view(),
         "instances_detail": instances,
         "events": [
             {
@@ -67,7 +68,9 @@ def list_apps(controller: Controller) -> list[dict[str, Any]]:
             {"state": i.state, "ready": i.ready, "revision": i.revision, "last_crash": i.last_crash}
             for i in controller.target.status(app.name)
         ]
-        out.append(_summary(controller, app, instances))
+        run = controller.canaries.get(app.name)
+        canary = None if run is None else {"revision": run.canary, "weight": run.weight}
+        out.append({**_summary(controller, app, instances), "canary": canary})
     return out
 
 
@@ -95,6 +98,7 @@ def _summary(
 
 def revisions(controller: Controller, name: str) -> list[dict[str, Any]]:
     app = controller.state.app(name)
+    outcomes = _canary_outcomes(controller, name)
     out = []
     for r in controller.state.revisions(name):
         spec = controller.spec(r)
@@ -108,8 +112,31 @@ def revisions(controller: Controller, name: str) -> list[dict[str, Any]]:
                 "env": sorted(spec.env),
                 "services": list(spec.services),
                 "lock_digest": (r.droplet or {}).get("lock_digest"),
+                #: How its canary went: "running", "promoted: why", "rolled back: why" ...
+                "canary": outcomes.get(r.number),
             }
         )
+    return out
+
+
+#: A canary's ending event and how ``conveyor revisions`` says it.
+_ENDED = {
+    "canary-promoted": "promoted",
+    "canary-aborted": "aborted",
+    "canary-rolled-back": "rolled back",
+}
+
+
+def _canary_outcomes(controller: Controller, name: str) -> dict[int, str]:
+    """Revision -> how its canary ended (or that it runs), from the app's events."""
+    out: dict[int, str] = {}
+    for e in controller.state.events(name, limit=10_000):
+        if e.revision is None:
+            continue
+        if e.kind == "canary-started":
+            out[e.revision] = "running"
+        elif e.kind in _ENDED:
+            out[e.revision] = f"{_ENDED[e.kind]}: {e.details.get('reason', '')}"
     return out
 
 

@@ -27,6 +27,7 @@ from conveyor.platform.controller import Controller
 from conveyor.server import (
     apps,
     blobs,
+    canaries,
     cluster_apps,
     cluster_streams,
     services,
@@ -99,6 +100,7 @@ def create_app(
 
     api.include_router(blobs.routes(controller.artifacts))
     api.include_router(apps.routes(controller))
+    api.include_router(canaries.routes(controller))
     api.include_router(services.routes(controller))
     api.include_router(targets.routes(controller))
     api.include_router(cluster_apps.routes(controller, image_builders))

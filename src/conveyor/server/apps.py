@@ -17,6 +17,7 @@ from pydantic import Field
 
 from conveyor.errors import UsageError
 from conveyor.platform import views
+from conveyor.platform.canary import CanaryPolicy
 from conveyor.platform.controller import Controller
 from conveyor.platform.kinds import Files, kind_named
 from conveyor.platform.logs import LogLine
@@ -32,6 +33,8 @@ class PushIn(Strict):
     spec: AppSpec
     files: dict[str, FileIn] | None = None
     instances: int = Field(1, ge=0, le=MAX_INSTANCES)
+    #: Run the new revision beside the current one, with a share of the requests (a canary).
+    canary: CanaryPolicy | None = None
 
 
 class ScaleIn(Strict):
@@ -66,7 +69,14 @@ def routes(controller: Controller) -> APIRouter:
         spec = body.spec
         files = files_of(body.files)
         _check_spec(name, spec, files)
-        return operation(lambda progress: controller.push(spec, files, body.instances, progress))
+        canary = controller.canaries.policy_for(spec, body.canary)
+        if canary is None:
+            controller.canaries.refuse_running(name, "a push")
+        else:
+            controller.canaries.check_start(spec)
+        return operation(
+            lambda progress: controller.push(spec, files, body.instances, progress, canary=canary)
+        )
 
     @api.post("/v1/apps/{name}/scale", summary="Change the number of instances")
     async def scale(name: AppName, body: ScaleIn) -> dict[str, Any]:

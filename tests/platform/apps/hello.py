@@ -1,6 +1,7 @@
 """A tiny HTTP app for platform tests: stdlib only, so it starts fast.
 
-GET /            JSON: instance index, pid, path, the headers it received
+GET /            JSON: instance index, revision, pid, path, the headers it received
+                 (with the status $HELLO_STATUS, 200 if unset)
 GET /health      200
 GET /bytes?n=N   N bytes streamed in chunks, without a Content-Length
 POST /echo       the request body back, with its length
@@ -90,7 +91,7 @@ class Handler(BaseHTTPRequestHandler):
             self._json(200, {"pid": child.pid})
         else:
             self._json(
-                200,
+                int(os.environ.get("HELLO_STATUS", "200")),
                 {
                     "index": os.environ.get("CONVEYOR_INSTANCE_INDEX"),
                     "revision": os.environ.get("CONVEYOR_APP_REVISION"),

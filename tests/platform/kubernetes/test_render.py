@@ -14,6 +14,7 @@ import pytest
 import yaml  # type: ignore[import-untyped]
 
 from conveyor.errors import UsageError
+from conveyor.platform.canary import CanaryPolicy
 from conveyor.platform.kubernetes import KubernetesConfig, render_app, render_cronjob, to_yaml
 from conveyor.platform.policy import AutoscalingSpec, ScalingRule
 from conveyor.platform.spec import AppSpec, RouteSpec
@@ -173,6 +174,12 @@ def test_autoscaling_becomes_an_hpa_that_owns_the_replicas() -> None:
     assert hpa["spec"]["behavior"]["scaleDown"]["stabilizationWindowSeconds"] == 120
     for version in VERSIONS:
         kubernetes_validate.validate(hpa, version, strict=True)
+
+
+def test_a_canary_policy_is_refused_on_a_cluster() -> None:
+    spec = AppSpec(name="triage", command="python app.py", canary=CanaryPolicy(weight=10))
+    with pytest.raises(UsageError, match="canary: splits requests in Conveyor's router"):
+        render_app(work(spec), PROD)
 
 
 @pytest.mark.parametrize(

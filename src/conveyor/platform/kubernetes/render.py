@@ -126,6 +126,12 @@ def check_app(spec: AppSpec, config: KubernetesConfig) -> None:
                 f"{where}: the embedded binder is a file on this machine; pods cannot share it",
                 hint="Deploy the stream with --binder kafka://..., redis://... or amqp://...",
             )
+    if spec.canary is not None:
+        raise UsageError(
+            f"{where}: canary: splits requests in Conveyor's router, which a cluster does not "
+            "run; a push there is a rolling update",
+            hint="Remove canary: for this target (or use a mesh's traffic split by hand).",
+        )
     stored = spec.kind == "model" and spec.model is not None and spec.model.startswith("run:")
     if stored and config.artifact_root is None:
         raise UsageError(

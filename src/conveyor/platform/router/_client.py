@@ -11,6 +11,7 @@ import httptools
 from conveyor._http import MAX_HEAD, Connection, error_response
 from conveyor._http.connection import IDLE, SLOW
 from conveyor.platform.router._exchange import Exchange
+from conveyor.platform.router._split import observe
 from conveyor.platform.router._wire import Head, framing
 
 if TYPE_CHECKING:
@@ -180,6 +181,7 @@ class Client(Connection):
         self.exchange = None
         self.upstream_full = False
         self.last_active = self.hub.now()
+        observe(exchange)  # a canary's measurements (router/_split.py)
         if self.hub.logging():
             self.hub.log(exchange.record())
         if not exchange.keep_client:
