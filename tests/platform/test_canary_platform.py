@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from tests.platform.control import Platform, running_platform
+from tests.ui.dashboard import logged_in
 from tests.waiting import eventually
 
 pytestmark = pytest.mark.slow
@@ -97,6 +98,12 @@ def test_a_canary_at_10_percent_gets_a_tenth_of_the_requests(platform: Platform,
     shown = platform.cli("app", "web").stdout
     assert "canary:   revision 2 gets 10 %, revision 1 the rest" in shown
     assert "1 (2 at 10 %)" in platform.cli("apps").stdout
+    dashboard = logged_in(platform)
+    try:
+        page = dashboard.get("/ui/apps/web").text
+    finally:
+        dashboard.close()
+    assert "Canary: revision 2 gets 10 % of requests, revision 1 the rest" in page
     again = platform.cli("push", "-f", str(manifest), "--canary", "20", check=False)
     assert again.returncode != 0
     assert "has a canary running" in again.stderr

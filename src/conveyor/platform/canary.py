@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from conveyor.errors import NotFoundError
-from conveyor.platform.errors import PlatformError
+from conveyor.platform.errors import DeployError, PlatformError
 from conveyor.platform.spec import AppSpec, CanaryPolicy
 from conveyor.platform.split import Measure
 
@@ -224,7 +224,6 @@ class Canaries:
     ) -> Deployment:
         """Start ``revision`` beside the app's current one, with ``policy.weight`` % of requests."""
         from conveyor.platform.controller import Deployment
-        from conveyor.platform.errors import DeployError
 
         controller, name = self.controller, revision.app
         app = controller.state.app(name)
