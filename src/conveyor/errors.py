@@ -25,7 +25,8 @@ drawing complete (every exception class in the package, under its real parent).
     │   │   └── IsolationUnavailable [platform.isolation] no sandbox works here, none opted out
     │   ├── StagingError        an app's requirements could not be resolved or installed
     │   ├── ManifestError       conveyor.yml is malformed (file, line, column and field)
-    │   └── DeployError         [platform.controller] a new revision never became healthy
+    │   ├── DeployError         [platform.controller] a new revision never became healthy
+    │   └── ImageError          an image could not be built or a registry refused it
     ├── StreamError             [streams.errors] a stream cannot be defined, wired or run
     │   ├── DslError            a definition is malformed (code, position, caret, expected)
     │   ├── OptionError         [streams.catalogue] an app option is unknown, missing or mistyped
