@@ -256,3 +256,26 @@ def test_arm64_images_install_the_packages_for_arm64(
     config = json.loads(fetch(registry, "ds/arm", "blobs", manifest["config"]["digest"]))
     assert config["architecture"] == "arm64"
     assert BaseImage.for_python("3.11.7") == BaseImage("python:3.11-slim")
+
+
+def test_a_base_on_another_registry_is_copied_layer_by_layer(
+    registry: OciRegistry, tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
+) -> None:
+    from tests.oci_registry import start
+
+    other = start(tmp_path_factory.mktemp("other-registry"))
+    try:
+        layer = push_tiny_base(other.host, "vendor/py", "1", tmp_path / "base")
+        lines: list[str] = []
+        image = push(
+            make_droplet(tmp_path), registry, f"{other.host}/vendor/py:1", "ds/copied", lines
+        )
+    finally:
+        other.stop()
+    assert any(
+        line.startswith(f"Base layer {layer[7:19]} copied from {other.host}/vendor/py")
+        for line in lines
+    )
+    manifest = json.loads(fetch(registry, "ds/copied", "manifests", image.digest))
+    assert manifest["layers"][0]["digest"] == layer
+    assert fetch(registry, "ds/copied", "blobs", layer)  # now served by this registry

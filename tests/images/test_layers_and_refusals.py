@@ -161,6 +161,50 @@ def test_a_registry_denying_the_repository_names_it(
     assert "may push to base/py" in message
 
 
+class _TokenRegistry(BaseHTTPRequestHandler):
+    """A registry wanting a bearer token from its own /token endpoint; it has no images."""
+
+    def do_GET(self) -> None:
+        if self.path.startswith("/token?"):
+            self.server.scopes.append(self.path)  # type: ignore[attr-defined]
+            self._send(200, {"token": "t0k"})
+        elif self.headers.get("Authorization") != "Bearer t0k":
+            realm = f"http://{self.headers['Host']}/token"
+            self._send(401, {"errors": []}, f'Bearer realm="{realm}",service="test"')
+        else:
+            self._send(404, {"errors": [{"code": "MANIFEST_UNKNOWN", "message": "unknown"}]})
+
+    def _send(self, status: int, body: object, challenge: str = "") -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        if challenge:
+            self.send_header("WWW-Authenticate", challenge)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *_args: object) -> None:
+        pass
+
+
+def test_a_token_registry_hands_out_a_token_for_the_repository(tmp_path: Path) -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _TokenRegistry)
+    server.scopes = []  # type: ignore[attr-defined]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        host = f"127.0.0.1:{server.server_address[1]}"
+        # With the token, the registry answers: the base image is not there.
+        assert "base/py:1 does not exist in the registry" in _refusal(host, tmp_path)
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+    assert server.scopes == [  # type: ignore[attr-defined]
+        "/token?scope=repository%3Abase%2Fpy%3Apull&service=test"
+    ]
+
+
 def test_an_unreachable_registry_is_named(tmp_path: Path) -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -137,7 +137,7 @@ def _members(entries: Iterable[Entry]) -> Iterator[tuple[tarfile.TarInfo, Path |
                 path = here / name
                 if path.is_symlink():
                     found[(base / name).as_posix()] = ("link", None, os.readlink(path))
-                else:
+                elif path.is_file():  # sockets, pipes and devices are no part of an app
                     found[(base / name).as_posix()] = ("file", path, "")
     for name in sorted(found):
         kind, file, target = found[name]
