@@ -20,7 +20,7 @@ from urllib.parse import unquote
 
 import httpx
 
-__all__ = ["OciRegistry", "Request", "start"]
+__all__ = ["OciRegistry", "Request", "skopeo", "start"]
 
 _ACCESS = re.compile(r'"(?P<method>[A-Z]+) (?P<uri>\S+) HTTP/[\d.]+" (?P<status>\d{3}) ')
 
@@ -99,3 +99,12 @@ def start(folder: Path, *, timeout: float = 30.0) -> OciRegistry:
         time.sleep(0.1)
     registry.stop()
     raise RuntimeError(f"docker-registry did not answer on {registry.host} within {timeout:.0f} s")
+
+
+def skopeo(*args: str) -> str:
+    """Run Debian's skopeo; its stdout, or an AssertionError carrying its stderr."""
+    done = subprocess.run(
+        ["skopeo", *args], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout

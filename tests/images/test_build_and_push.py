@@ -25,7 +25,7 @@ from conveyor.platform.images import (
 )
 from conveyor.platform.staging import Droplet, stage
 from tests.images.tiny_base import push_tiny_base
-from tests.oci_registry import OciRegistry
+from tests.oci_registry import OciRegistry, skopeo
 
 pytestmark = pytest.mark.slow
 
@@ -200,14 +200,6 @@ def test_a_source_change_uploads_the_source_layer_only(
     assert any(line.startswith("Uploaded the source layer ") for line in lines)
     assert any(line.startswith("Uploaded the config ") for line in lines)
     assert any(line.startswith("Base layer") and "already in ds/change" in line for line in lines)
-
-
-def skopeo(*args: str) -> str:
-    done = subprocess.run(
-        ["skopeo", *args], capture_output=True, text=True, timeout=120, check=False
-    )
-    assert done.returncode == 0, done.stderr
-    return done.stdout
 
 
 def _blob(layout: Path, digest: str) -> bytes:

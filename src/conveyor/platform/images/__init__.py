@@ -19,12 +19,19 @@ See docs/images.md for the layout of the image and what is reproducible.
 from __future__ import annotations
 
 from conveyor.platform.errors import ImageError
-from conveyor.platform.images.build import APP_DIR, LABEL_LOCK, LABEL_SOURCE, VENV_DIR
+from conveyor.platform.images.build import (
+    APP_DIR,
+    LABEL_LOCK,
+    LABEL_SOURCE,
+    VENV_DIR,
+    revision_droplet,
+)
 from conveyor.platform.images.push import build_and_push
 from conveyor.platform.images.reference import BaseImage, ImageRef
 
 __all__ = [
     "APP_DIR",
+    "LABEL_APP",
     "LABEL_LOCK",
     "LABEL_REVISION",
     "LABEL_SOURCE",
@@ -33,7 +40,9 @@ __all__ = [
     "ImageError",
     "ImageRef",
     "build_and_push",
+    "revision_droplet",
 ]
 
-#: The label a caller sets to the app's revision (the builder adds the lock and source digests).
+#: The labels a caller sets: the app and its revision (the builder adds the lock and source).
+LABEL_APP = "conveyor.app"
 LABEL_REVISION = "conveyor.revision"

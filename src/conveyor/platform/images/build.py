@@ -43,6 +43,7 @@ __all__ = [
     "droplet_parts",
     "image_config",
     "image_manifest",
+    "revision_droplet",
 ]
 
 APP_DIR = "/app"
@@ -118,6 +119,27 @@ def droplet_parts(droplet: Path | Droplet) -> DropletParts:
     else:
         digest = hashlib.sha256(f"python {version or ''}\n{lock}".encode()).hexdigest()[:20]
     return DropletParts(source=source, lock=lock, lock_digest=digest, python_version=version)
+
+
+def revision_droplet(droplet: Mapping[str, Any] | None) -> Path | Droplet:
+    """The droplet a revision records (``{"venv", "source", "lock_digest"}``) to build from.
+
+    ImageError when the revision has no files of its own (a ``run:`` model, a stream app).
+    """
+    droplet = droplet or {}
+    if droplet.get("venv") and droplet.get("source"):
+        return Droplet(
+            venv=Path(droplet["venv"]),
+            lock_digest=str(droplet.get("lock_digest", "")),
+            cached=True,
+            source=Path(droplet["source"]),
+        )
+    if droplet.get("source"):
+        return Path(droplet["source"])
+    raise ImageError(
+        "this revision has no droplet of its own to build an image from",
+        hint="Images are built from apps pushed with their files (command or model apps).",
+    )
 
 
 def app_layers(
