@@ -73,6 +73,7 @@ def start(folder: Path, *, timeout: float = 30.0) -> OciRegistry:
     if exe is None:
         raise RuntimeError("docker-registry is not installed (apt-get install docker-registry)")
     port = _free_port()
+    folder.mkdir(parents=True, exist_ok=True)
     config = folder / "config.yml"
     config.write_text(
         "version: 0.1\n"

@@ -271,3 +271,72 @@ def test_a_base_on_another_registry_is_copied_layer_by_layer(
     manifest = json.loads(fetch(registry, "ds/copied", "manifests", image.digest))
     assert manifest["layers"][0]["digest"] == layer
     assert fetch(registry, "ds/copied", "blobs", layer)  # now served by this registry
+
+
+def test_kept_dependency_layers_give_the_same_image_without_installing_again(
+    registry: OciRegistry, base: tuple[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from conveyor.platform.images import build as build_module
+
+    droplet = make_droplet(tmp_path)
+    cache = tmp_path / "image-layers"
+
+    def push_kept() -> ImageRef:
+        return build_and_push(
+            droplet,
+            repository=f"{registry.host}/ds/kept",
+            base=base[0],
+            labels={},
+            insecure=True,
+            cache=cache,
+        )
+
+    uncached = build_and_push(
+        droplet, repository=f"{registry.host}/ds/kept", base=base[0], labels={}, insecure=True
+    )
+    assert push_kept() == uncached
+    assert len(list(cache.iterdir())) == 1
+
+    def no_uv(*_args: object, **_kwargs: object) -> str:
+        raise AssertionError("uv ran although the dependencies layer was kept")
+
+    monkeypatch.setattr(build_module, "run_uv", no_uv)
+    assert push_kept() == uncached
+
+
+def test_a_multi_platform_base_gives_the_platform_asked_for_or_says_which_it_has(
+    registry: OciRegistry, tmp_path: Path
+) -> None:
+    from conveyor.platform.images.distribution import Registry
+
+    push_tiny_base(registry.host, "base/multi", "amd64", tmp_path / "base")
+    with Registry(registry.host, insecure=True) as client:
+        body, media_type = client.get_manifest("base/multi", "amd64")
+        digest = "sha256:" + hashlib.sha256(body).hexdigest()
+        index = json.dumps(
+            {
+                "schemaVersion": 2,
+                "mediaType": "application/vnd.oci.image.index.v1+json",
+                "manifests": [
+                    {
+                        "mediaType": media_type,
+                        "digest": digest,
+                        "size": len(body),
+                        "platform": {"os": "linux", "architecture": "amd64"},
+                    }
+                ],
+            }
+        ).encode()
+        client.put_manifest("base/multi", "1", index, "application/vnd.oci.image.index.v1+json")
+    droplet = make_droplet(tmp_path)
+    image = push(droplet, registry, f"{registry.host}/base/multi:1", "ds/multi", [])
+    manifest = json.loads(fetch(registry, "ds/multi", "manifests", image.digest))
+    assert len(manifest["layers"]) == 3
+    with pytest.raises(ImageError, match=r"has no linux/arm64 image \(it has linux/amd64\)"):
+        build_and_push(
+            droplet,
+            repository=f"{registry.host}/ds/multi",
+            base=BaseImage(f"{registry.host}/base/multi:1", platform="linux/arm64"),
+            labels={},
+            insecure=True,
+        )

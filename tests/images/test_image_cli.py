@@ -40,6 +40,10 @@ def test_image_build_prints_the_pinned_image_of_the_running_revision(
     assert again.stdout.strip() == pinned
     assert "is already in the registry: nothing to push" in again.stderr
 
+    # The platform kept the dependencies layer for the next image; gc removes it once unused.
+    gc = platform.cli("droplets", "gc", "--min-age", "0").stdout
+    assert any("/image-layers/" in line for line in gc.splitlines() if line.startswith("removed"))
+
     if shutil.which("skopeo"):
         inspected = json.loads(
             skopeo("inspect", "--tls-verify=false", f"docker://{registry.host}/ds/hello:v1")

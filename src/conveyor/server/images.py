@@ -66,6 +66,7 @@ def routes(controller: Controller) -> APIRouter:
                 progress=report,
                 command=spec.command,
                 tag=body.tag,
+                cache=controller.dir / "image-layers",
             )
             return {"repository": image.repository, "digest": image.digest, "pinned": image.pinned}
 

@@ -26,7 +26,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from conveyor.platform.errors import ImageError
-from conveyor.platform.images.layers import Entry, Layer, write_layer
+from conveyor.platform.images.layers import Entry, Layer, cached_layer, write_layer
 from conveyor.platform.images.reference import BaseImage
 from conveyor.platform.staging import Droplet
 from conveyor.uvtool import run_uv
@@ -65,6 +65,8 @@ _DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 #: The layers' mtime (layers.EPOCH) in the config's words.
 _CREATED = "1970-01-01T00:00:00Z"
 _LOCK_NAME = "conveyor-lock.txt"
+#: Bumped whenever what goes into the dependencies layer changes (cached layers are keyed by it).
+_FORMAT = 1
 
 
 @dataclass(frozen=True)
@@ -143,18 +145,36 @@ def revision_droplet(droplet: Mapping[str, Any] | None) -> Path | Droplet:
 
 
 def app_layers(
-    parts: DropletParts, base: BaseImage, python_version: str, scratch: Path
+    parts: DropletParts,
+    base: BaseImage,
+    python_version: str,
+    scratch: Path,
+    cache: Path | None = None,
 ) -> AppLayers:
-    """Install the dependencies for ``base``'s platform and write both layers under ``scratch``."""
+    """Write both layers under ``scratch``; the dependencies layer is kept in ``cache`` (if
+    given) by everything that decides its bytes, so a later image of the same lock reuses it."""
+    key = json.dumps([_FORMAT, parts.lock, base.platform, base.python, python_version, VENV_DIR])
+
+    def build() -> Layer:
+        venv = _environment(parts, base, python_version, scratch / "venv")
+        return write_layer([Entry(venv, PurePosixPath(VENV_DIR.lstrip("/")))], scratch / "layers")
+
+    dependencies = cached_layer(cache, hashlib.sha256(key.encode()).hexdigest()[:32], build)
+    app = PurePosixPath(APP_DIR.lstrip("/"))
+    source = write_layer([Entry(parts.source, app)], scratch / "layers")
+    return AppLayers(dependencies=dependencies, source=source)
+
+
+def _environment(parts: DropletParts, base: BaseImage, python_version: str, venv: Path) -> Path:
+    """The image's environment in ``venv``: the lock installed for ``base``'s platform."""
     minor = ".".join(python_version.split(".")[:2])
-    venv = scratch / "venv"
     site = venv / "lib" / f"python{minor}" / "site-packages"
     site.mkdir(parents=True)
     bin_dir = venv / "bin"
     bin_dir.mkdir()
     pins = [line for line in parts.lock.splitlines() if line[:1].isalnum()]
     if pins:
-        lock = scratch / _LOCK_NAME
+        lock = venv.parent / _LOCK_NAME
         lock.write_text(parts.lock)
         run_uv(
             [
@@ -185,11 +205,7 @@ def app_layers(
         "include-system-site-packages = false\n"
         f"version = {python_version}\n"
     )
-    dest = PurePosixPath(VENV_DIR.lstrip("/"))
-    dependencies = write_layer([Entry(venv, dest)], scratch / "layers")
-    app = PurePosixPath(APP_DIR.lstrip("/"))
-    source = write_layer([Entry(parts.source, app)], scratch / "layers")
-    return AppLayers(dependencies=dependencies, source=source)
+    return venv
 
 
 def image_config(

@@ -20,16 +20,22 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import json
 import os
+import shutil
 import stat
 import tarfile
-from collections.abc import Iterable, Iterator
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
-__all__ = ["EPOCH", "LAYER_MEDIA_TYPE", "Entry", "Layer", "write_layer"]
+__all__ = ["EPOCH", "LAYER_MEDIA_TYPE", "Entry", "Layer", "cached_layer", "write_layer"]
 
+#: zlib's level: 6 compresses 220 MB of site-packages 3x faster than 9 (6.5 s against 19 s of
+#: CPU here) for 0.7 % more bytes; Go's default, as Docker's and BuildKit's layers use.
+COMPRESS_LEVEL = 6
 #: Every entry's modification time: the epoch, as reproducible-builds.org's SOURCE_DATE_EPOCH=0.
 EPOCH = 0
 LAYER_MEDIA_TYPE = "application/vnd.oci.image.layer.v1.tar+gzip"
@@ -88,7 +94,9 @@ def write_layer(entries: Iterable[Entry], folder: Path) -> Layer:
     with partial.open("wb") as raw:
         compressed = _Hashing(raw)
         # No name and mtime 0 in the gzip header: only the content decides the bytes.
-        with gzip.GzipFile(filename="", mode="wb", fileobj=compressed, mtime=0) as zipped:
+        with gzip.GzipFile(
+            filename="", mode="wb", fileobj=compressed, mtime=0, compresslevel=COMPRESS_LEVEL
+        ) as zipped:
             tar_bytes = _Hashing(zipped)
             with tarfile.open(fileobj=tar_bytes, mode="w", format=tarfile.PAX_FORMAT) as tar:  # type: ignore[call-overload]
                 for info, path in _members(entries):
@@ -106,6 +114,45 @@ def write_layer(entries: Iterable[Entry], folder: Path) -> Layer:
         diff_id="sha256:" + tar_bytes.sha.hexdigest(),
         size=compressed.count,
     )
+
+
+def cached_layer(cache: Path | None, key: str, build: Callable[[], Layer]) -> Layer:
+    """The layer kept in ``cache/<key>``, else ``build()``'s, then kept there.
+
+    Each entry is a folder (``layer.tar.gz`` and ``layer.json``), written whole under a
+    temporary name and renamed, so a reader sees a complete entry or none; the platform's
+    ``conveyor droplets gc`` removes entries older than its minimum age.
+    """
+    if cache is None:
+        return build()
+    entry = cache / key
+    try:
+        meta = json.loads((entry / "layer.json").read_text())
+        layer = Layer(
+            path=entry / "layer.tar.gz",
+            digest=meta["digest"],
+            diff_id=meta["diff_id"],
+            size=int(meta["size"]),
+        )
+        if layer.path.stat().st_size == layer.size:
+            os.utime(entry)  # in use: not collected
+            return layer
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    built = build()
+    cache.mkdir(parents=True, exist_ok=True)
+    partial = Path(tempfile.mkdtemp(prefix=".partial-", dir=cache))
+    try:
+        shutil.copyfile(built.path, partial / "layer.tar.gz")
+        meta = {"digest": built.digest, "diff_id": built.diff_id, "size": built.size}
+        (partial / "layer.json").write_text(json.dumps(meta))
+        shutil.rmtree(entry, ignore_errors=True)
+        partial.rename(entry)
+    except OSError:
+        pass  # a concurrent build kept the same bytes first; ours still serves this image
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+    return built
 
 
 def _members(entries: Iterable[Entry]) -> Iterator[tuple[tarfile.TarInfo, Path | None]]:

@@ -54,6 +54,7 @@ def build_and_push(
     command: str | Sequence[str] | None = None,
     tag: str | None = None,
     auth: tuple[str, str] | None = None,
+    cache: Path | None = None,
 ) -> ImageRef:
     """Build the image of ``droplet`` on ``base`` and push it to ``repository``.
 
@@ -61,7 +62,9 @@ def build_and_push(
     ``base`` defaults to the official slim Python image of the droplet's Python;
     ``insecure`` speaks plain HTTP to the registries (one on your own machine);
     ``command`` becomes the image's ``Cmd`` (a string runs through ``/bin/sh -c``);
-    ``auth`` is a user name and password (or token) for the registries.
+    ``auth`` is a user name and password (or token) for the registries; ``cache`` is a
+    folder keeping dependency layers, so that the next image of the same lock skips
+    installing and compressing them.
     Returns the pushed image pinned by its manifest's digest; raises
     :class:`ImageError` naming the registry when it refuses or cannot be reached.
     """
@@ -85,7 +88,7 @@ def build_and_push(
         version = _python_version(base_config, parts, base_ref)
         scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="conveyor-image-")))
         say(f"Building the app's layers for {base.platform} (Python {version})...")
-        layers = app_layers(parts, base, version, scratch)
+        layers = app_layers(parts, base, version, scratch, cache)
         config = image_config(
             base_config, layers, parts=parts, base=base, labels=labels, command=command
         )
