@@ -16,7 +16,7 @@ import pytest
 from conveyor.errors import UsageError
 from conveyor.platform.images import ImageError, build_and_push
 from conveyor.platform.images.layers import Entry, write_layer
-from conveyor.platform.images.reference import parse_reference
+from conveyor.platform.images.reference import is_loopback, parse_reference
 
 
 def make_tree(root: Path, *, mtime: int) -> Path:
@@ -84,6 +84,13 @@ def test_references_read_as_docker_reads_them() -> None:
         parse_reference("127.0.0.1:5000/ds/Diagnosis")
     with pytest.raises(UsageError, match="malformed digest"):
         parse_reference("python@sha256:abc")
+    # Plain HTTP only to a registry on this machine, unless asked.
+    assert [is_loopback(h) for h in ("127.0.0.1:5000", "localhost:5000", "[::1]:5000")] == [
+        True,
+        True,
+        True,
+    ]
+    assert not is_loopback("registry.example.com:5000")
 
 
 class _Refusing(BaseHTTPRequestHandler):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 from collections.abc import Callable
 from typing import Any
 
@@ -34,6 +33,7 @@ def routes(controller: Controller) -> APIRouter:
     @api.post("/v1/apps/{name}/image", summary="Build the running revision's image, push it")
     async def build(name: AppName, body: ImageIn) -> StreamingResponse:
         from conveyor.platform.images import LABEL_APP, LABEL_REVISION, revision_droplet
+        from conveyor.platform.images.reference import is_loopback
 
         app = controller.state.app(name)
         revision = controller.state.revision(name, app.revision)
@@ -45,7 +45,7 @@ def routes(controller: Controller) -> APIRouter:
             )
         droplet = revision_droplet(revision.droplet)
         repository = f"{body.registry.rstrip('/')}/{name}"
-        insecure = body.insecure or _loopback(repository)
+        insecure = body.insecure or is_loopback(repository.split("/", 1)[0])
         labels = {LABEL_APP: name, LABEL_REVISION: str(revision.number)}
 
         async def work(progress: Callable[[str], None]) -> dict[str, Any]:
@@ -73,13 +73,3 @@ def routes(controller: Controller) -> APIRouter:
         return operation(work)
 
     return api
-
-
-def _loopback(repository: str) -> bool:
-    host = repository.split("/", 1)[0].rsplit(":", 1)[0].strip("[]")
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False

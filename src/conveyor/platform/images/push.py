@@ -8,8 +8,8 @@ are built (:mod:`.build`); then, against the target repository:
 - base layers already present are skipped, else *mounted* from the base's
   repository when it lives on the same registry (no bytes move), else copied
   from the base's registry;
-- the app's layers and the config are uploaded unless present (chunked: POST,
-  PATCH per chunk, PUT ?digest=);
+- the app's layers and the config are uploaded unless present (POST an
+  upload, then PUT ?digest= streaming the file);
 - the manifest is PUT with its exact bytes, by tag when one was given, else by digest.
 """
 
@@ -35,7 +35,13 @@ from conveyor.platform.images.build import (
     image_manifest,
 )
 from conveyor.platform.images.distribution import DOCKER_LIST, OCI_INDEX, Registry
-from conveyor.platform.images.reference import BaseImage, ImageRef, Reference, parse_reference
+from conveyor.platform.images.reference import (
+    BaseImage,
+    ImageRef,
+    Reference,
+    is_loopback,
+    parse_reference,
+)
 from conveyor.platform.staging import Droplet
 
 __all__ = ["build_and_push"]
@@ -82,7 +88,9 @@ def build_and_push(
         registry = stack.enter_context(Registry(target.api_host, insecure=insecure, auth=auth))
         source = registry
         if base_ref.api_host != target.api_host:
-            source = stack.enter_context(Registry(base_ref.api_host, insecure=insecure, auth=auth))
+            # Plain HTTP to the target does not make another registry (Docker Hub) plain HTTP.
+            plain = insecure and is_loopback(base_ref.api_host)
+            source = stack.enter_context(Registry(base_ref.api_host, insecure=plain, auth=auth))
         say(f"Reading the base image {base_ref}...")
         base_manifest, base_config = _read_base(source, base_ref, base.platform)
         version = _python_version(base_config, parts, base_ref)

@@ -7,12 +7,20 @@ digest. A first path part with a dot or a colon (or ``localhost``) is a host.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass
 
 from conveyor.errors import UsageError
 
-__all__ = ["DOCKER_HUB", "BaseImage", "ImageRef", "Reference", "parse_reference"]
+__all__ = [
+    "DOCKER_HUB",
+    "BaseImage",
+    "ImageRef",
+    "Reference",
+    "is_loopback",
+    "parse_reference",
+]
 
 DOCKER_HUB = "docker.io"
 #: Where Docker Hub's registry API answers.
@@ -115,3 +123,15 @@ class BaseImage:
         """The official slim Python image of ``version`` (``3.11.7`` → ``python:3.11-slim``)."""
         minor = ".".join(version.split(".")[:2])
         return cls(f"python:{minor}-slim", platform=platform)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether a registry ``host[:port]`` is on this machine (spoken to in plain HTTP)."""
+    name = host.rsplit(":", 1)[0] if host.count(":") == 1 or host.startswith("[") else host
+    name = name.strip("[]")
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
