@@ -5,7 +5,6 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
-import shutil
 import subprocess
 import sys
 import tarfile
@@ -141,7 +140,6 @@ def test_config_lists_the_layers_diff_ids_labels_and_how_to_run_the_app(
     )
 
 
-@pytest.mark.skipif(shutil.which("skopeo") is None, reason="skopeo is not installed")
 def test_skopeo_reads_the_image_back_and_its_files_run_the_app(
     registry: OciRegistry, base: tuple[str, str], tmp_path: Path
 ) -> None:

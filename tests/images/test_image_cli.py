@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -44,13 +43,12 @@ def test_image_build_prints_the_pinned_image_of_the_running_revision(
     gc = platform.cli("droplets", "gc", "--min-age", "0").stdout
     assert any("/image-layers/" in line for line in gc.splitlines() if line.startswith("removed"))
 
-    if shutil.which("skopeo"):
-        inspected = json.loads(
-            skopeo("inspect", "--tls-verify=false", f"docker://{registry.host}/ds/hello:v1")
-        )
-        assert inspected["Digest"] == pinned.split("@")[1]
-        assert inspected["Labels"]["conveyor.app"] == "hello"
-        assert inspected["Labels"]["conveyor.revision"] == "1"
+    inspected = json.loads(
+        skopeo("inspect", "--tls-verify=false", f"docker://{registry.host}/ds/hello:v1")
+    )
+    assert inspected["Digest"] == pinned.split("@")[1]
+    assert inspected["Labels"]["conveyor.app"] == "hello"
+    assert inspected["Labels"]["conveyor.revision"] == "1"
 
 
 def test_image_build_of_an_unknown_app_or_a_refusing_registry_says_why(

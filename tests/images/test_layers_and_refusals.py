@@ -234,3 +234,19 @@ def test_a_repository_with_a_digest_is_refused(tmp_path: Path) -> None:
             base="python:3.11-slim",
             labels={},
         )
+
+
+def test_a_droplet_whose_environment_is_gone_is_refused_not_built_without_packages(
+    tmp_path: Path,
+) -> None:
+    from conveyor.platform.images import revision_droplet
+
+    source = _droplet(tmp_path)
+    droplet = revision_droplet(
+        {"venv": str(tmp_path / "envs" / "gone"), "source": str(source), "lock_digest": "x"}
+    )
+    with pytest.raises(ImageError, match=r"environment .*/envs/gone is missing") as caught:
+        build_and_push(droplet, repository="127.0.0.1:1/ds/app", base="python:3.11", labels={})
+    assert "conveyor restage" in str(caught.value)
+    with pytest.raises(ImageError, match="no droplet of its own"):
+        revision_droplet({"model_file": "/x/model.onnx", "run_id": "r1"})

@@ -113,8 +113,13 @@ def droplet_parts(droplet: Path | Droplet) -> DropletParts:
         raise ImageError(f"the droplet's source {source} is not a folder")
     lock, version = "", None
     if venv is not None:
-        if (venv / _LOCK_NAME).is_file():
-            lock = (venv / _LOCK_NAME).read_text()
+        # Never build an image without the packages the app was staged with.
+        if not (venv / _LOCK_NAME).is_file():
+            raise ImageError(
+                f"the droplet's environment {venv} is missing or has no {_LOCK_NAME}",
+                hint="Restage the app (conveyor restage APP) and build its image again.",
+            )
+        lock = (venv / _LOCK_NAME).read_text()
         version = _venv_version(venv)
     if isinstance(droplet, Droplet):
         digest = droplet.lock_digest
