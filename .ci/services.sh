@@ -23,6 +23,14 @@ if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 &
   apt-get install -y --no-install-recommends chromium >/dev/null 2>&1 \
     || { apt-get update -qq && apt-get install -y --no-install-recommends chromium >/dev/null; } || true
 fi
+# The image tests push to Debian's docker-registry (the CNCF distribution registry; they start
+# it themselves on a free port with a no-auth config) and read images back with skopeo.
+if { ! command -v docker-registry >/dev/null 2>&1 || ! command -v skopeo >/dev/null 2>&1; } \
+  && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y --no-install-recommends docker-registry skopeo >/dev/null 2>&1 \
+    || { apt-get update -qq && apt-get install -y --no-install-recommends docker-registry skopeo >/dev/null; } || true
+fi
 # RabbitMQ takes several seconds to open its port after -detached returns; NATS a moment.
 for port in 5432 6379 5672 4222; do
   for _ in $(seq 1 60); do port_open "$port" && break; sleep 1; done

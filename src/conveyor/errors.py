@@ -26,7 +26,8 @@ drawing complete (every exception class in the package, under its real parent).
     │   ├── StagingError        an app's requirements could not be resolved or installed
     │   ├── ManifestError       conveyor.yml is malformed (file, line, column and field)
     │   ├── ClusterError        a Kubernetes cluster cannot be reached or refused an action
-    │   └── DeployError         [platform.controller] a new revision never became healthy
+    │   ├── DeployError         [platform.controller] a new revision never became healthy
+    │   └── ImageError          an image could not be built or a registry refused it
     ├── StreamError             [streams.errors] a stream cannot be defined, wired or run
     │   ├── DslError            a definition is malformed (code, position, caret, expected)
     │   ├── OptionError         [streams.catalogue] an app option is unknown, missing or mistyped

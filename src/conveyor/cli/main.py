@@ -26,6 +26,7 @@ COMMANDS: dict[str, str] = {
     "catalog": "conveyor.cli.streams:catalog_group",
     "task": "conveyor.cli.tasks:task_group",
     "droplets": "conveyor.cli.platform:droplets_group",
+    "image": "conveyor.cli.images:image_group",
     "server": "conveyor.cli.lifecycle:server_command",
     "up": "conveyor.cli.lifecycle:up_command",
     "down": "conveyor.cli.lifecycle:down_command",

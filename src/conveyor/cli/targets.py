@@ -33,6 +33,11 @@ def target_group() -> None:
 )
 @click.option("--ingress-class", default=None, help="The IngressClass (default: the cluster's).")
 @click.option("--gateway", default=None, help="The Gateway HTTPRoutes attach to: [NS/]NAME.")
+@click.option(
+    "--base-image",
+    default=None,
+    help="The image apps are built on (default: python:X.Y-slim of the app's Python).",
+)
 @click.option("--replace", is_flag=True, help="Replace a target of that name.")
 def add_command(
     name: str,
@@ -44,6 +49,7 @@ def add_command(
     routing: str,
     ingress_class: str | None,
     gateway: str | None,
+    base_image: str | None,
     replace: bool,
 ) -> None:
     """Add a target, e.g. `conveyor target add prod --kubernetes --namespace ds --registry R`."""
@@ -60,6 +66,7 @@ def add_command(
         "routing": routing,
         "ingress_class": ingress_class,
         "gateway": gateway,
+        "base_image": base_image,
     }
     body = {"name": name, "kind": "kubernetes", "config": config, "replace": replace}
     result = connect().call("POST", "/v1/targets", body)

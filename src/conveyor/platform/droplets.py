@@ -142,6 +142,7 @@ class Droplets:
             *(self.dir / "models").glob("*"),
             *(self.dir / "stream-apps").glob("*"),
             *(self.dir / "uploads").glob("*"),
+            *(self.dir / "image-layers").glob("*"),  # kept dependency layers of images
         ]
         for path in sorted(candidates):
             if not path.is_dir() or path in keep:

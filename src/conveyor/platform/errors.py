@@ -4,6 +4,7 @@ ConveyorError
 └── PlatformError          the supervisor or router cannot do what was asked
     ├── ClusterError       a Kubernetes cluster cannot be reached or refused an action
     ├── DeployError        a new revision's instances never became healthy; the old ones serve
+    ├── ImageError         an image could not be built from a droplet or a registry refused it
     ├── IllegalTransition  an instance was asked to move between states it cannot
     ├── SpawnError         an instance's command could not be started
     ├── StagingError       an app's requirements could not be resolved or installed
@@ -18,6 +19,7 @@ __all__ = [
     "ClusterError",
     "DeployError",
     "IllegalTransition",
+    "ImageError",
     "ManifestError",
     "PlatformError",
     "SpawnError",
@@ -67,3 +69,7 @@ class ManifestError(PlatformError):
     """A manifest cannot be used; the message starts ``file:line:column: field:``."""
 
     exit_code = 2
+
+
+class ImageError(PlatformError):
+    """An image could not be built from a droplet, or a registry refused or did not answer."""

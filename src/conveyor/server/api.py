@@ -30,6 +30,7 @@ from conveyor.server import (
     canaries,
     cluster_apps,
     cluster_streams,
+    images,
     services,
     streams,
     targets,
@@ -102,6 +103,7 @@ def create_app(
     api.include_router(apps.routes(controller))
     api.include_router(canaries.routes(controller))
     api.include_router(services.routes(controller))
+    api.include_router(images.routes(controller))
     api.include_router(targets.routes(controller))
     api.include_router(cluster_apps.routes(controller, image_builders))
     service = StreamService(controller, settings=settings)

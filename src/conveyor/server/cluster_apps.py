@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
+from pathlib import Path as PathType
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query
@@ -34,12 +35,40 @@ from conveyor.server._common import (
 from conveyor.server.apps import PushIn
 from conveyor.store.targets import LOCAL, TargetRepository
 
-__all__ = ["IMAGE_PATTERN", "BuilderFactory", "cluster_target", "routes"]
+__all__ = ["IMAGE_PATTERN", "BuilderFactory", "cluster_target", "image_builders", "routes"]
 
 TargetName = Annotated[str, Path(pattern=APP_NAME, description="A Kubernetes target's name.")]
 #: Makes the image builder of one target (its registry); None: this platform builds none.
 BuilderFactory = Callable[[KubernetesConfig], ImageBuilder]
 IMAGE_PATTERN = r"^[a-z0-9.:/_-]+(@sha256:[0-9a-f]{64}|:[A-Za-z0-9._-]{1,128})$"
+
+
+def image_builders(cache: PathType) -> BuilderFactory:
+    """The platform's OCI builder for each target: images go to ``<registry>/<app>``.
+
+    ``cache`` keeps dependency layers between builds (``conveyor droplets gc`` trims it).
+    """
+
+    def factory(config: KubernetesConfig) -> ImageBuilder:
+        def build(droplet: Mapping[str, Any], labels: Mapping[str, str]) -> str:
+            from conveyor.platform.images import build_and_push, revision_droplet
+            from conveyor.platform.images.reference import is_loopback
+
+            app = labels["app.kubernetes.io/name"]
+            repository = f"{config.registry.rstrip('/')}/{app}"
+            image = build_and_push(
+                revision_droplet(droplet),
+                repository=repository,
+                base=config.base_image,
+                labels=labels,
+                insecure=is_loopback(repository.split("/", 1)[0]),
+                cache=cache,
+            )
+            return image.pinned
+
+        return build
+
+    return factory
 
 
 def cluster_target(

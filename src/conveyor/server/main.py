@@ -202,7 +202,10 @@ async def _serve(settings: Settings, spawner: IsolatedSpawner) -> None:
             "apps": len(controller.state.apps()),
         }
 
-    app = create_app(controller, token, info, stop.set, settings)
+    from conveyor.server.cluster_apps import image_builders
+
+    builders = image_builders(controller.dir / "image-layers")
+    app = create_app(controller, token, info, stop.set, settings, image_builders=builders)
     config = api_config(app, hosts=[settings.api_address[0], api_host])
     server = _Server(config)
     loop = asyncio.get_running_loop()

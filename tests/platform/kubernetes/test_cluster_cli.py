@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -13,6 +15,8 @@ from typing import Any
 import pytest
 import yaml  # type: ignore[import-untyped]
 
+from tests.images.tiny_base import push_tiny_base
+from tests.oci_registry import skopeo, start
 from tests.platform.control import Platform, running_platform
 from tests.waiting import eventually
 
@@ -113,14 +117,65 @@ def test_push_list_show_scale_logs_and_delete_on_a_target(
     assert api.objects("Deployment") == {}
 
 
-def test_without_an_image_builder_a_push_says_how_to_go_on(
+def test_a_push_builds_the_image_into_the_targets_registry_then_applies_it(
+    cluster: tuple[Platform, FakeApi], tmp_path: Path
+) -> None:
+    platform, api = cluster
+    try:
+        registry = start(tmp_path / "registry")
+    except RuntimeError as exc:
+        if os.environ.get("CONVEYOR_REQUIRE_SERVICES") == "1":
+            pytest.fail(f"{exc}; CONVEYOR_REQUIRE_SERVICES=1 requires it")
+        pytest.skip(str(exc))
+    try:
+        push_tiny_base(registry.host, "base/k8s", "1", tmp_path / "base")
+        platform.cli(
+            "target", "add", "built", "--kubernetes", "--context", CONTEXT,
+            "--namespace", NAMESPACE, "--registry", f"{registry.host}/ds",
+            "--base-image", f"{registry.host}/base/k8s:1",
+        )  # fmt: skip
+
+        def controller() -> None:
+            eventually(lambda: "triage" in api.objects("Ingress"), what="the Ingress applied")
+            api.set_status("Deployment", "triage", READY)
+
+        playing = threading.Thread(target=controller)
+        playing.start()
+        try:
+            pushed = platform.cli("push", "--target", "built", timeout=600)
+        finally:
+            playing.join(60)
+        assert "triage: revision 1 rolled out on built" in pushed.stdout
+        image = api.objects("Deployment")["triage"]["spec"]["template"]["spec"]["containers"][0]
+        assert image["image"].startswith(f"{registry.host}/ds/triage@sha256:")
+        # The image is really in the registry, labelled with the app and its revision.
+        inspected = json.loads(
+            skopeo("inspect", "--tls-verify=false", "--no-tags", f"docker://{image['image']}")
+        )
+        assert inspected["Labels"]["app.kubernetes.io/name"] == "triage"
+        platform.cli("delete", "triage", "--target", "built", "-y")
+    finally:
+        registry.stop()
+
+
+def test_a_registry_that_cannot_be_reached_fails_the_push_naming_it(
     cluster: tuple[Platform, FakeApi],
 ) -> None:
-    platform, _ = cluster
-    result = platform.cli("push", "--target", "prod", check=False)
+    platform, api = cluster
+    with socket.socket() as sock:  # a loopback port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        closed = f"127.0.0.1:{sock.getsockname()[1]}"
+    platform.cli(
+        "target", "add", "unreachable", "--kubernetes", "--context", CONTEXT,
+        "--namespace", NAMESPACE, "--registry", f"{closed}/ds", "--base-image", f"{closed}/b:1",
+    )  # fmt: skip
+    before = len(api.requests())
+    result = platform.cli("push", "--target", "unreachable", check=False, timeout=300)
     assert result.returncode != 0
-    assert "this platform has no image builder for Kubernetes targets" in result.stderr
-    assert "--image" in result.stderr
+    assert f"cannot reach the image registry {closed}" in result.stderr
+    assert "Traceback" not in result.stderr
+    applied = [r for r in api.requests()[before:] if r.method == "PATCH"]
+    assert applied == []  # nothing applied without an image
 
 
 def test_an_unknown_target_or_context_is_a_clear_error(

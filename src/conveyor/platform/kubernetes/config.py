@@ -39,6 +39,8 @@ class KubernetesConfig:
     ingress_class: str | None = None
     #: The Gateway the HTTPRoutes attach to (routing "gateway"): ``[NAMESPACE/]NAME``.
     gateway: str | None = None
+    #: The image apps are built on; None: the official slim Python of the droplet's Python.
+    base_image: str | None = None
 
     def __post_init__(self) -> None:
         if not _LABEL.fullmatch(self.namespace):

@@ -1,0 +1,75 @@
+"""Images: build an app's current revision into an OCI image and push it to a registry."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import StreamingResponse
+from pydantic import Field
+
+from conveyor.errors import UsageError
+from conveyor.platform.controller import Controller
+from conveyor.server._common import AppName, Strict, operation
+
+__all__ = ["routes"]
+
+
+class ImageIn(Strict):
+    #: A repository prefix: the image goes to ``<registry>/<app>``.
+    registry: str = Field(min_length=1, max_length=255)
+    #: The base image; default: the official slim Python image of the droplet's Python.
+    base: str | None = Field(None, max_length=512)
+    tag: str | None = Field(None, max_length=128)
+    #: Plain HTTP (always so for a registry on a loopback address).
+    insecure: bool = False
+
+
+def routes(controller: Controller) -> APIRouter:
+    api = APIRouter(tags=["images"])
+
+    @api.post("/v1/apps/{name}/image", summary="Build the running revision's image, push it")
+    async def build(name: AppName, body: ImageIn) -> StreamingResponse:
+        from conveyor.platform.images import LABEL_APP, LABEL_REVISION, revision_droplet
+        from conveyor.platform.images.reference import is_loopback
+
+        app = controller.state.app(name)
+        revision = controller.state.revision(name, app.revision)
+        spec = controller.spec(revision)
+        if spec.kind != "command":
+            raise UsageError(
+                f"app {name!r} is a {spec.kind} app; only command apps are built into images",
+                hint="A model or stream app runs Conveyor itself, which the image does not hold.",
+            )
+        droplet = revision_droplet(revision.droplet)
+        repository = f"{body.registry.rstrip('/')}/{name}"
+        insecure = body.insecure or is_loopback(repository.split("/", 1)[0])
+        labels = {LABEL_APP: name, LABEL_REVISION: str(revision.number)}
+
+        async def work(progress: Callable[[str], None]) -> dict[str, Any]:
+            from conveyor.platform.images import build_and_push
+
+            loop = asyncio.get_running_loop()
+
+            def report(message: str) -> None:
+                loop.call_soon_threadsafe(progress, message)
+
+            image = await asyncio.to_thread(
+                build_and_push,
+                droplet,
+                repository=repository,
+                base=body.base,
+                labels=labels,
+                insecure=insecure,
+                progress=report,
+                command=spec.command,
+                tag=body.tag,
+                cache=controller.dir / "image-layers",
+            )
+            return {"repository": image.repository, "digest": image.digest, "pinned": image.pinned}
+
+        return operation(work)
+
+    return api
