@@ -350,10 +350,11 @@ class Controller:
         return Staging(self.droplets, progress, staged, refresh, run_model=self.run_model)
 
     def run_model(self, uri: str) -> RunModel:
-        """Export the model a ``run:`` URI names for instances to read (they see no registry)."""
-        from conveyor.repro.lookup import export_run_model
+        """Export the model a ``run:`` or ``models:/`` URI names for instances to read
+        (they see no registry), verified against its digest."""
+        from conveyor.repro.registered import export_model
 
-        return export_run_model(uri, self.state.registry, self.artifacts, self.dir / "run-models")
+        return export_model(uri, self.state.registry, self.artifacts, self.dir / "run-models")
 
     def _copy(self, source: RevisionRecord, description: str) -> RevisionRecord:
         return self.state.add_revision(

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, cast
 import yaml  # type: ignore[import-untyped]
 from yaml.nodes import MappingNode, Node, ScalarNode  # type: ignore[import-untyped]
 
+from conveyor.errors import UsageError
 from conveyor.platform.detect import detect_requirements, read_procfile
 from conveyor.platform.errors import ManifestError
 from conveyor.platform.health import CHECK_TYPES, ENDPOINT_TYPES, CheckType
@@ -404,6 +405,14 @@ class _Reader(NodeReader):
             run_id, sep, model_name = uri[4:].partition("/")
             if not (run_id and sep and model_name) or "/" in model_name:
                 self.fail(at, f"{uri!r} is not a run model; the form is run:<run-id>/<model>")
+            return uri
+        if uri.startswith("models:/"):
+            from conveyor.repro.registered import parse_models_uri
+
+            try:
+                parse_models_uri(uri)
+            except UsageError as exc:
+                self.fail(at, exc.message)
             return uri
         if self.base_dir is None:
             return uri

@@ -1,7 +1,7 @@
 """The control API: a FastAPI app over one :class:`~conveyor.platform.controller.Controller`.
 
 Thin by design: one module per resource, each a set of routes with its request
-models beside them — :mod:`.apps`, :mod:`.blobs`, :mod:`.services`,
+models beside them — :mod:`.apps`, :mod:`.blobs`, :mod:`.models`, :mod:`.services`,
 :mod:`.streams` — on what they share (:mod:`._common`: strict bodies, errors as
 JSON with a 4xx status, long operations as JSON lines). This module puts them
 together, translates errors at the boundary and puts the token check
@@ -23,7 +23,7 @@ from starlette.types import ASGIApp
 
 from conveyor.errors import ConveyorError
 from conveyor.platform.controller import Controller
-from conveyor.server import apps, blobs, services, streams
+from conveyor.server import apps, blobs, models, services, streams
 from conveyor.server._common import error_body, status_for
 from conveyor.server.auth import TokenGuard
 from conveyor.server.ui import dashboard
@@ -84,6 +84,7 @@ def create_app(
     api.include_router(blobs.routes(controller.artifacts))
     api.include_router(apps.routes(controller))
     api.include_router(services.routes(controller))
+    api.include_router(models.routes(controller))
     service = StreamService(controller)
     api.include_router(streams.routes(service))
     api.include_router(task_routes(controller, get_settings().home / "runs"))
