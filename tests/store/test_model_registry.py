@@ -120,6 +120,7 @@ def test_tags_and_description_change_versions_do_not(registry: Registry) -> None
         signature=None,
         run_id=None,
         source="file:m.onnx",
+        filename="m.onnx",
     )
     repo.update_model("m", description="new", set_tags={"team": "risk", "tier": "1"})
     model = repo.update_model("m", remove_tags=("tier",))

@@ -96,6 +96,7 @@ def _register_file(registry: Any, path: Path, name: str, description: str | None
         signature=signature,
         run_id=None,
         source=f"file:{path.name}",
+        filename=path.name,
         description=description,
     )
 
@@ -240,15 +241,23 @@ def _versions_table(versions: list[Any]) -> None:
     rows = [
         (
             str(v.version),
-            v.format,
-            v.digest[:19],
-            v.source,
             " ".join(v.aliases),
+            v.format,
+            v.digest[:15],
+            _short_source(v.source),
             when(v.created_at),
         )
         for v in versions
     ]
-    _table(("VERSION", "FORMAT", "DIGEST", "SOURCE", "ALIASES", "CREATED"), rows)
+    _table(("VERSION", "ALIASES", "FORMAT", "DIGEST", "SOURCE", "CREATED"), rows)
+
+
+def _short_source(source: str) -> str:
+    """``run:<12 characters of the id>/<model>``: enough to find the run."""
+    if not source.startswith("run:"):
+        return source
+    run_id, _, name = source[4:].partition("/")
+    return f"run:{run_id[:12]}/{name}"
 
 
 def _table(columns: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> None:
@@ -258,7 +267,7 @@ def _table(columns: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> None:
 
     table = Table(box=None, pad_edge=False, header_style="bold")
     for col in columns:
-        table.add_column(col, no_wrap=col != "DESCRIPTION")
+        table.add_column(col, no_wrap=col not in ("DESCRIPTION", "SOURCE"))
     for row in rows:
         table.add_row(*row)
     print_table(table)

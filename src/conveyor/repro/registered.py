@@ -97,7 +97,7 @@ def export_model(uri: str, registry: Registry, store: BlobStore, folder: Path) -
         return export_run_model(uri, registry, store, folder)
     found = resolve_version(uri, registry)
     return RunModel(
-        path=export_digest(found.digest, found.source, store, folder),
+        path=export_digest(found.digest, found.filename, store, folder),
         run_id=found.run_id,
         name=found.model,
         format=found.format,
@@ -132,6 +132,7 @@ def register_run_model(
         signature=record.signature,
         run_id=record.run_id,
         source=f"run:{record.run_id}/{record.name}",
+        filename=record.path,
         trusted_types=record.trusted_types,
         description=description,
     )

@@ -79,6 +79,7 @@ def routes(controller: Controller) -> APIRouter:
             signature=None,
             run_id=None,
             source=f"file:{PurePosixPath(body.file.name).name}",
+            filename=body.file.name,
             description=body.description,
         )
 

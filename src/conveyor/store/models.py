@@ -18,6 +18,7 @@ import time
 from collections.abc import Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from pathlib import PurePosixPath
 from typing import Any
 
 import sqlalchemy as sa
@@ -53,6 +54,8 @@ class ModelVersion:
     run_id: str | None
     #: Where it came from: ``run:<id>/<name>`` or ``file:<name>``.
     source: str
+    #: The file's name as it was saved (its suffix says how to load it).
+    filename: str
     #: Types its skops file needs that the run recorded when it wrote it (see ModelRecord).
     trusted_types: tuple[str, ...]
     created_at: float
@@ -68,6 +71,7 @@ class ModelVersion:
             "signature": self.signature,
             "run_id": self.run_id,
             "source": self.source,
+            "filename": self.filename,
             "trusted_types": list(self.trusted_types),
             "created_at": self.created_at,
             "aliases": list(self.aliases),
@@ -121,6 +125,7 @@ class ModelRepository:
         signature: dict[str, Any] | None,
         run_id: str | None,
         source: str,
+        filename: str,
         trusted_types: tuple[str, ...] = (),
         description: str | None = None,
     ) -> tuple[ModelVersion, bool]:
@@ -133,6 +138,7 @@ class ModelRepository:
             "signature": signature,
             "run_id": run_id,
             "source": source,
+            "filename": PurePosixPath(filename).name,
             "trusted_types": sorted(trusted_types) or None,
         }
         for attempt in range(3):
@@ -321,6 +327,7 @@ class ModelRepository:
             signature=row.signature,
             run_id=row.run_id,
             source=row.source,
+            filename=row.filename,
             trusted_types=tuple(row.trusted_types or ()),
             created_at=row.created_at,
             aliases=tuple(sorted(a for a, v in aliases.items() if v == row.version)),

@@ -127,6 +127,7 @@ model_versions = sa.Table(
     sa.Column("signature", sa.JSON),
     sa.Column("run_id", sa.String(32), index=True),
     sa.Column("source", sa.Text, nullable=False),
+    sa.Column("filename", sa.String(250), nullable=False),
     sa.Column("trusted_types", sa.JSON),
     sa.Column("created_at", sa.Float, nullable=False),
     sa.UniqueConstraint("model", "digest", name="uq_model_versions_digest"),
