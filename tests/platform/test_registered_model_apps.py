@@ -7,6 +7,7 @@ wrote in a run are served (isolated) because their run recorded what they need.
 from __future__ import annotations
 
 import json
+import threading
 import urllib.request
 from collections.abc import Iterator
 from typing import Any
@@ -15,6 +16,7 @@ import pytest
 
 from conveyor.cli.client import ApiError
 from tests.trained_models import TRAIN
+from tests.waiting import eventually
 
 from .control import Platform, running_platform
 
@@ -94,3 +96,54 @@ def test_the_models_api_registers_lists_and_refuses_what_it_cannot_do(
     assert "api-dx" in names
     patched = client.call("PATCH", "/v1/models/api-dx", {"tags": {"team": "risk"}})
     assert patched["tags"] == {"team": "risk"}
+
+
+def test_an_app_following_an_alias_rolls_when_it_moves_without_failed_requests(
+    platform: Platform, run_id: str
+) -> None:
+    platform.cli("run", "--seed", "2", "--", "python", "train.py")
+    retrained = str(json.loads(platform.cli("runs", "--json").stdout)[0]["id"])
+    for trained in (run_id, retrained):
+        platform.cli("models", "register", f"run:{trained}/pipeline", "--name", "live")
+    versions = json.loads(platform.cli("models", "versions", "live", "--json").stdout)
+    digests = [v["digest"] for v in versions]
+    assert len(set(digests)) == 2
+    platform.cli("models", "alias", "live", "champion", "1")
+    (platform.project / "live.yml").write_text(
+        "applications:\n  - name: live\n    model: models:/live@champion\n"
+        "    instances: 1\n    follow-alias: true\n"
+    )
+    platform.cli("push", "-f", "live.yml")
+    served: list[tuple[int, str]] = []
+    stop = threading.Event()
+
+    def load() -> None:
+        for _ in range(20_000):  # bounded: at most this many, or until told to stop
+            if stop.is_set():
+                return
+            try:
+                _, headers = _predict(platform, "live", [{"sex": "f", "age": 50.0, "bp": 130.0}])
+                served.append((200, headers["x-model-digest"]))
+            except OSError as exc:
+                served.append((0, repr(exc)))
+
+    workers = [threading.Thread(target=load) for _ in range(2)]
+    for worker in workers:
+        worker.start()
+    try:
+        eventually(lambda: len(served) > 10, what="requests to reach the app")
+        platform.cli("models", "alias", "live", "champion", "2")
+        eventually(lambda: served[-1][1] == digests[1], what="the app to serve version 2")
+        count = len(served)
+        eventually(lambda: len(served) > count + 10, what="requests after the roll")
+    finally:
+        stop.set()
+        for worker in workers:
+            worker.join()
+    failures = [s for s in served if s[0] != 200]
+    assert failures == [], f"{len(failures)} of {len(served)} requests failed: {failures[:5]}"
+    assert served[0][1] == digests[0]
+    # The roll is a revision (recorded once the old instance has drained) and an event.
+    eventually(lambda: platform.app("live")["revision"] == 2, what="revision 2 to be the app's")
+    moved = platform.cli("events", "live").stdout
+    assert "alias-moved" in moved

@@ -60,7 +60,7 @@ _MAX_BYTES = 1024 * 1024  # a manifest is a page of YAML; anything bigger is a m
 MANIFEST_NAMES = ("conveyor.yml", "manifest.yml", "manifest.yaml")
 _APP_KEYS = (
     "name", "model", "path", "command", "requirements", "instances", "memory", "env",
-    "routes", "health-check", "readiness-check", "services",
+    "routes", "health-check", "readiness-check", "services", "follow-alias",
 )  # fmt: skip
 #: Cloud Foundry's attributes with a Conveyor meaning (the health-check ones are below).
 _CF_KEYS = (
@@ -248,6 +248,7 @@ class _Reader(NodeReader):
         web = processes.get("web", {})
         model = command = path = requirements = None
         procfile: dict[str, str] = {}
+        options: dict[str, Any] = {}
         if "model" in keys:
             if "command" in keys or processes:
                 self.fail(at, "give exactly one of 'model' (a model app) or 'command'")
@@ -255,7 +256,13 @@ class _Reader(NodeReader):
                 if extra in keys:
                     self.note(keys[extra], "only for command apps; a model app runs its model")
             model = self.attempt(None, self.model, keys["model"])
+            if "follow-alias" in keys and self.attempt(False, self.flag, keys["follow-alias"]):
+                if model is not None and not (model.startswith("models:/") and "@" in model):
+                    self.note(keys["follow-alias"], "only for 'model: models:/<name>@<alias>'")
+                options = {"follow_alias": True}
         else:
+            if "follow-alias" in keys:
+                self.note(keys["follow-alias"], "only for 'model: models:/<name>@<alias>'")
             given = "path" in keys
             path = self.folder(keys.get("path") or At(at.node, f"{at.field}.path"), given)
             procfile = self.procfile(at, path)
@@ -286,6 +293,7 @@ class _Reader(NodeReader):
             readiness_check=self.attempt(None, self.readiness, keys),
             services=services,
             service_parameters=MappingProxyType(parameters),
+            options=MappingProxyType(options),
             line=at.node.start_mark.line + 1,
             **self.sizing({**keys, **web}),
         )

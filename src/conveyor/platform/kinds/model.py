@@ -41,6 +41,11 @@ class ModelKind:
             p == model or p.startswith(model + "/") for p in files or {}
         ):
             raise UsageError(f"app {spec.name!r}: the model {model!r} was not uploaded")
+        if spec.options.get("follow_alias") and not (model.startswith("models:/") and "@" in model):
+            raise UsageError(
+                f"app {spec.name!r}: follow-alias needs 'model: models:/<name>@<alias>', "
+                f"not {model!r}"
+            )
 
     async def stage(
         self, spec: AppSpec, files: Files | None, staging: Staging
