@@ -158,3 +158,24 @@ def test_a_file_with_another_digest_is_never_served(
     assert refused.returncode != 0
     assert "no longer matches" in refused.stderr
     assert "not served" in refused.stderr
+
+
+def test_a_file_registered_from_elsewhere_still_needs_the_operators_trust(
+    trained: tuple[dict[str, str], str],
+) -> None:
+    env, _ = trained
+    path = Path(env["PROJECT"]) / "trees.skops"
+    made = _conveyor(env, "models", "register", str(path), "--name", "outside")
+    assert "Registered outside version 1" in made.stdout
+    (version,) = json.loads(_conveyor(env, "models", "versions", "outside", "--json").stdout)
+    assert (version["source"], version["run_id"], version["trusted_types"]) == (
+        "file:trees.skops",
+        None,
+        [],
+    )
+    refused = _conveyor(env, "serve", "models:/outside/1", "--port", "0", check=False)
+    assert refused.returncode != 0
+    assert "sklearn.tree._tree.Tree" in refused.stderr
+    missing = _conveyor(env, "models", "register", "nowhere.skops", "--name", "x", check=False)
+    assert missing.returncode != 0
+    assert "nowhere.skops: no such model file" in missing.stderr

@@ -176,3 +176,12 @@ def test_export_verifies_the_digest_and_never_hands_over_a_changed_file(
 def test_signature_differences_are_empty_for_equal_signatures() -> None:
     assert signature_differences(SIG_A, dict(SIG_A)) == []
     assert signature_differences(SIG_A, None) == ["one version has no recorded signature"]
+
+
+def test_artifact_gc_keeps_every_registered_version(registry: Registry) -> None:
+    digest = "blake3:" + "2" * 64
+    ModelRepository(registry).add_version(
+        "kept", digest=digest, format="onnx", signature=None, run_id=None,
+        source="file:m.onnx", filename="m.onnx",
+    )  # fmt: skip
+    assert digest in registry.referenced_digests()

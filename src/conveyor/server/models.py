@@ -17,7 +17,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Response
 from pydantic import Field
 
-from conveyor.errors import NotFoundError, UsageError
+from conveyor.errors import ModelError, NotFoundError, UsageError
 from conveyor.platform.controller import Controller
 from conveyor.repro.registered import move_alias, register_run_model
 from conveyor.server._common import DIGEST, Strict
@@ -71,7 +71,10 @@ def routes(controller: Controller) -> APIRouter:
                 f"no uploaded blob {body.file.digest}",
                 hint="Upload the file first with PUT /v1/blobs/{digest}.",
             )
-        fmt = format_for(pathlib.Path(PurePosixPath(body.file.name).name))
+        try:
+            fmt = format_for(pathlib.Path(PurePosixPath(body.file.name).name))
+        except ModelError as exc:
+            raise UsageError(f"file {body.file.name!r}: {exc.message}", hint=exc.hint) from None
         return repo.add_version(
             name,
             digest=body.file.digest,
