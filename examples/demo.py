@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -16,15 +17,15 @@ from pathlib import Path
 PROJECT = Path(__file__).parent / "diagnosis"
 BIN = Path(sys.executable).parent
 
+#: The registered model the demo serves. Its skops file holds sklearn's Tree type, which
+#: skops trusts only when told: the run that saved it recorded that, so no operator setting
+#: is needed when it is served through the registry (trust by provenance).
+MODEL = "models:/diagnosis@champion"
 
-#: Tree ensembles hold sklearn's Tree type, which skops trusts only when the operator says so.
-TRUSTED = "sklearn.tree._tree.Tree"
 
-
-def conveyor(*args: str, trusted: bool = False) -> str:
+def conveyor(*args: str) -> str:
     """Run one conveyor command as a user would type it, echoing it first."""
-    prefix = f"CONVEYOR_TRUSTED_TYPES={TRUSTED} " if trusted else ""
-    print(f"\n$ {prefix}conveyor {' '.join(args)}", flush=True)
+    print(f"\n$ conveyor {' '.join(args)}", flush=True)
     env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
     # Free ports unless the user chose some: another platform may hold the defaults.
     env.setdefault("CONVEYOR_API", "127.0.0.1:0")
@@ -32,8 +33,6 @@ def conveyor(*args: str, trusted: bool = False) -> str:
     # The stream apps read the demo's inbox and write its results: the platform allows them
     # files in the data folder and in the roots the operator lists, here the demo's folder.
     env["CONVEYOR_STREAM_ROOTS"] = str(PROJECT)
-    if trusted:
-        env["CONVEYOR_TRUSTED_TYPES"] = TRUSTED
     proc = subprocess.run(
         [str(BIN / "conveyor"), *args],
         cwd=PROJECT,
@@ -67,28 +66,29 @@ def predict(url: str) -> None:
     print(f"(true diagnosis: {truth}; x-model-run-id: {lineage})")
 
 
-def push_and_route(run_id: str) -> None:
+def push_and_route() -> None:
     """Start the platform, push the model with two instances, call it through the router."""
     manifest = PROJECT / "conveyor.yml"
     manifest.write_text(
-        f"applications:\n  - name: diagnosis\n    model: run:{run_id}/model\n    instances: 2\n"
+        f"applications:\n  - name: diagnosis\n    model: {MODEL}\n    instances: 2\n"
+        "    follow-alias: true\n"
     )
     print(f"\n$ cat {manifest.name}\n{manifest.read_text()}", end="", flush=True)
     print(f"\n$ export CONVEYOR_STREAM_ROOTS={PROJECT}   # files the stream apps may use")
-    started = conveyor("up", trusted=True)
+    started = conveyor("up")
     router = started.split("router:", 1)[1].split()[0]
     try:
         conveyor("push")
         conveyor("apps")
         predict(f"{router}/diagnosis/predict")
         conveyor("app", "diagnosis")
-        stream_and_tap(run_id)
+        stream_and_tap()
         composed_task()
     finally:
         conveyor("down")
 
 
-def stream_and_tap(run_id: str) -> None:
+def stream_and_tap() -> None:
     """Score the test set as a stream, micro-batch by micro-batch; a tap keeps the results."""
     import shutil
     import time
@@ -109,7 +109,7 @@ def stream_and_tap(run_id: str) -> None:
         )
     conveyor(
         "stream", "create", "diagnose", "--deploy", "--definition",
-        f"file --directory={inbox} --format=csv | score --model=run:{run_id}/model | log",
+        f"file --directory={inbox} --format=csv | score --model={MODEL} | log",
     )  # fmt: skip
     conveyor(
         "stream", "create", "scored", "--deploy", "--definition",
@@ -176,16 +176,24 @@ def composed_task() -> None:
     conveyor("task", "schedule", "list")
 
 
-def serve_and_predict(run_id: str) -> None:
-    """Serve the run's model over HTTP, send it one row of the test set, stop it."""
-    import re
+def register(run_id: str) -> None:
+    """Register the run's model as a version of ``diagnosis`` and make it the champion."""
+    registered = conveyor("models", "register", f"run:{run_id}/model", "--name", "diagnosis")
+    found = re.search(r"diagnosis version (\d+)", registered)
+    if found is None:
+        sys.exit("demo: conveyor models register did not say the version")
+    conveyor("models", "alias", "diagnosis", "champion", found.group(1))
+    conveyor("models", "show", "diagnosis")
+
+
+def serve_and_predict() -> None:
+    """Serve the champion over HTTP, send it one row of the test set, stop it."""
     import signal
 
-    args = ["serve", f"run:{run_id}/model", "--port", "0"]
-    print(f"\n$ CONVEYOR_TRUSTED_TYPES={TRUSTED} conveyor {' '.join(args)} &", flush=True)
-    env = dict(os.environ, CONVEYOR_TRUSTED_TYPES=TRUSTED)
+    args = ["serve", MODEL, "--port", "0"]
+    print(f"\n$ conveyor {' '.join(args)} &", flush=True)
     server = subprocess.Popen(
-        [str(BIN / "conveyor"), *args], cwd=PROJECT, env=env, stdout=subprocess.PIPE, text=True
+        [str(BIN / "conveyor"), *args], cwd=PROJECT, stdout=subprocess.PIPE, text=True
     )
     try:
         assert server.stdout is not None
@@ -219,11 +227,12 @@ def main() -> None:
     conveyor("runs")
     conveyor("runs", "show", train_id)
     conveyor("reproduce", train_id, "--verify")
-    serve_and_predict(train_id)
-    push_and_route(train_id)
+    register(train_id)
+    serve_and_predict()
+    push_and_route()
     print(
         f"\nDone. Try `conveyor runs show {train_id}`, `conveyor runs diff` on two runs, "
-        f"`conveyor serve run:{train_id}/model`, or `conveyor up` to bring the diagnosis app "
+        f"`conveyor serve {MODEL}`, or `conveyor up` to bring the diagnosis app "
         "back (its desired state is kept)."
     )
 

@@ -167,12 +167,20 @@ def save_model(
     target.parent.mkdir(parents=True, exist_ok=True)
     signature = save(model, target, example)
     canonicalize(target)  # the same model always gives the same bytes, so reproduce can verify
+    import skops.io as sio
+
+    from conveyor.store.artifacts import digest_file
+
     _journal(
         "model",
         name=name,
         path=str(target.resolve()),
         format="sklearn",
         signature=signature.to_json(),
+        # The exact types this file needs, written by this run: served through the
+        # registry (digest verified) they are trusted without CONVEYOR_TRUSTED_TYPES.
+        trusted_types=sorted(sio.get_untrusted_types(file=target)),
+        digest=digest_file(target),
     )
     return os.fspath(target)
 

@@ -190,8 +190,11 @@ def test_a_push_records_a_revision_and_hands_the_target_what_the_kind_says(
     run(work)
     release, instances = target_of(controller).running["iris"]
     assert instances == 2
-    # The instance cannot read the registry: it is handed the run's model file and run id.
-    assert release.command[-5:] == (str(exported), "--run-id", run_id, "--name", "model")
+    # The instance cannot read the registry: it is handed the run's model file, run id
+    # and digest (which it checks again when it loads the file).
+    options = release.command[release.command.index(str(exported)) + 1 :]
+    digest = "blake3:" + exported.stem
+    assert options == ("--name", "model", "--run-id", run_id, "--expect-digest", digest)
     assert release.read_only == (exported,)
     assert exported.read_bytes() == b"a model's bytes"
     assert (release.health.type, release.health.endpoint) == ("http", "/v2/health/ready")

@@ -312,7 +312,7 @@ BAD = [
         APP + "    comand: serve\n",
         "conveyor.yml:4:5: applications[0].comand: unknown key; valid keys: name, model, path, "
         "command, requirements, instances, memory, env, routes, health-check, readiness-check, "
-        "services, autoscaling, canary, or a Cloud Foundry attribute",
+        "services, autoscaling, canary, follow-alias, or a Cloud Foundry attribute",
     ),
     (
         APP + "    instances: 1\n    instances: 2\n",

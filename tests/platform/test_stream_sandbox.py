@@ -37,7 +37,9 @@ def test_the_embedded_log_its_folders_and_a_run_model_are_given_explicitly(
 
     def run_model(uri: str) -> RunModel:
         assert uri == "run:3f2a/model"
-        return RunModel(model, "3f2a" + "0" * 28, "model", "skops", "blake3:00", None)
+        return RunModel(
+            model, "3f2a" + "0" * 28, "model", "skops", "blake3:00", None, ("numpy.dtype",)
+        )
 
     launch = {
         "app": "score",
@@ -47,7 +49,13 @@ def test_the_embedded_log_its_folders_and_a_run_model_are_given_explicitly(
     given = sandboxed(launch, {"A": "1"}, settings, run_model)
     log = (settings.home / "streams" / "log.db").resolve()
     assert given.launch["binder"] == f"embedded://{log}?lease=2"
-    assert given.launch["options"] == {"model": str(model), "model-run-id": "3f2a" + "0" * 28}
+    # The digest and the types the run recorded: trusted in that file while it keeps it.
+    assert given.launch["options"] == {
+        "model": str(model),
+        "model-run-id": "3f2a" + "0" * 28,
+        "model-digest": "blake3:00",
+        "model-trusted-types": "numpy.dtype",
+    }
     assert given.read_only == [str(model)]
     assert given.read_write == [str(log.parent), str(tmp_path / "data"), str(tmp_path / "inbox")]
     assert given.env == {

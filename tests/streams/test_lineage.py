@@ -67,3 +67,44 @@ def test_scored_messages_carry_the_training_run_and_model_digest(tmp_path: Path)
     assert scored.headers["model-run"] == run_id
     assert scored.headers["model-digest"].startswith("blake3:")
     assert scored.headers["model-source"] == f"run:{run_id[:8]}/model"
+
+
+def test_score_takes_a_registered_alias_and_trusts_what_its_run_recorded(tmp_path: Path) -> None:
+    from tests.trained_models import TRAIN as TREES
+
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "train.py").write_text(TREES)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CONVEYOR_")}
+    env["CONVEYOR_HOME"] = str(tmp_path / "home")
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+
+    def conveyor(*args: str) -> str:
+        return subprocess.run(
+            [*CONVEYOR, *args], cwd=project, env=env, check=True, capture_output=True,
+            text=True, timeout=300,
+        ).stdout  # fmt: skip
+
+    conveyor("run", "--", "python", "train.py")
+    run_id = json.loads(conveyor("runs", "--json"))[0]["id"]
+    conveyor("models", "register", f"run:{run_id}/trees", "--name", "bp")
+    conveyor("models", "alias", "bp", "champion", "1")
+
+    # No CONVEYOR_TRUSTED_TYPES: the gradient-boosting file needs sklearn's Tree type.
+    settings = Settings.from_env({"CONVEYOR_HOME": env["CONVEYOR_HOME"]})
+    assert settings.trusted_types == ()
+    binder = open_binder(f"embedded://{tmp_path / 'streams.db'}", settings)
+    binder.provision("r.in", "r")
+    binder.publish("r.in", [Message({"age": 30.0, "bp": 140.0}, {"id": "m1"})])
+    app = run_app(
+        binder, settings, app="score", input="r.in", output="r.score", group="r",
+        options={"model": "models:/bp@champion"},
+    )  # fmt: skip
+    try:
+        (scored,) = collect(binder, "r.score", "r", 1)
+    finally:
+        app.stop()
+        binder.close()
+    assert scored.payload["prediction"] == 1
+    assert scored.headers["model-run"] == run_id
+    assert scored.headers["model-source"] == "models:/bp@champion"

@@ -21,6 +21,7 @@ COMMANDS: dict[str, str] = {
     "runs": "conveyor.cli.runs:runs_group",
     "reproduce": "conveyor.cli.runs:reproduce_command",
     "artifacts": "conveyor.cli.artifacts:artifacts_group",
+    "models": "conveyor.cli.models:models_group",
     "serve": "conveyor.cli.serve:serve_command",
     "stream": "conveyor.cli.streams:stream_group",
     "catalog": "conveyor.cli.streams:catalog_group",

@@ -77,6 +77,26 @@ __all__ = ["serve_command"]
     help="The run that trained MODEL, sent as x-model-run-id (a run: URI finds it itself).",
 )
 @click.option(
+    "--expect-digest",
+    default=None,
+    metavar="DIGEST",
+    help="Refuse MODEL unless its digest is DIGEST (the platform passes the registry's).",
+)
+@click.option(
+    "--trust-type",
+    "trust_types",
+    multiple=True,
+    metavar="TYPE",
+    help="Trust TYPE in this skops file; needs --expect-digest. The platform passes the "
+    "types the run recorded when conveyor.save_model wrote the file. Repeatable.",
+)
+@click.option(
+    "--model-version",
+    default=None,
+    metavar="N",
+    help="The registered version MODEL is (a models:/ URI finds it itself).",
+)
+@click.option(
     "--graceful-timeout",
     default=30.0,
     show_default=True,
@@ -102,18 +122,23 @@ def serve_command(
     batch_wait_ms: float,
     keep_alive: float,
     run_id: str | None,
+    expect_digest: str | None,
+    trust_types: tuple[str, ...],
+    model_version: str | None,
     graceful_timeout: float,
     strict_inputs: bool,
 ) -> None:
     """Serve MODEL over HTTP: Open Inference Protocol V2, KServe V1, MLflow and /predict.
 
     MODEL is a model file (.skops, .onnx, .pmml; .pkl/.joblib with --trust),
-    an MLflow model directory, or run:<run-id>/<artifact>.
+    an MLflow model directory, run:<run-id>/<artifact>, or a registered
+    version: models:/<name>/<version> or models:/<name>@<alias>.
 
     \b
     Examples:
       conveyor serve model.skops --workers 2
       conveyor serve mlflow-model-dir/ --port 9000
+      conveyor serve models:/diagnosis@champion
       curl -s localhost:8081/predict -d '[{"age": 41, "income": 52000}]'
     """
     from conveyor.config import get_settings, parse_size
@@ -132,7 +157,16 @@ def serve_command(
         graceful_timeout=graceful_timeout,
         strict_inputs=strict_inputs,
     )
-    resolved = resolve_model_uri(model_uri, get_settings(), trusted=trust, name=name, run_id=run_id)
+    resolved = resolve_model_uri(
+        model_uri,
+        get_settings(),
+        trusted=trust,
+        name=name,
+        run_id=run_id,
+        expect_digest=expect_digest,
+        trusted_types=trust_types,
+        version=model_version,
+    )
 
     def announce(bound_host: str, bound_port: int) -> None:
         shown = f"[{bound_host}]" if ":" in bound_host else bound_host

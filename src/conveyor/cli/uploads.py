@@ -100,7 +100,8 @@ def push_body(app: AppSpec) -> tuple[dict[str, Any], dict[str, tuple[Path, str, 
     from conveyor.platform.staging import source_files
 
     spec = dataclasses.replace(app, path=None)
-    if app.kind == "model" and app.model is not None and not app.model.startswith("run:"):
+    stored = ("run:", "models:/")
+    if app.kind == "model" and app.model is not None and not app.model.startswith(stored):
         target = Path(app.model)
         if target.is_dir():
             files = [

@@ -8,8 +8,10 @@ needs explicitly, once, when it is deployed:
   (every app of every stream on this machine shares that log);
 - ``CONVEYOR_STREAM_DATA`` and ``CONVEYOR_STREAM_ROOTS`` in its environment, and those
   folders read-write (the app confines its file options to them, :mod:`conveyor.streams.paths`);
-- for ``score --model=run:<id>/<name>``: the run's model file read-only (the platform
-  looks the run up; the app cannot read the registry) and ``--model-run-id`` for lineage;
+- for ``score --model=run:<id>/<name>`` (or ``models:/name@alias``): the model file
+  read-only (the platform looks it up; the app cannot read the registry), with
+  ``--model-run-id`` for lineage and ``--model-digest`` / ``--model-trusted-types``
+  (the types the run recorded for that file, trusted while it keeps its digest);
 - a registered app's files and packages read-only.
 
 When the platform runs as root each app has a uid of its own, so a folder several
@@ -91,9 +93,16 @@ def sandboxed(
         "CONVEYOR_STREAM_ROOTS": os.pathsep.join(str(r) for r in settings.stream_roots),
     }
     model = str(options.get("model") or "")
-    if spec.get("app") == "score" and model.startswith("run:"):
+    if spec.get("app") == "score" and model.startswith(("run:", "models:/")):
         found = run_model(model)
-        options.update({"model": str(found.path), "model-run-id": found.run_id})
+        options.update(
+            {
+                "model": str(found.path),
+                "model-run-id": found.run_id or "",
+                "model-digest": found.digest,
+                "model-trusted-types": ",".join(found.trusted_types),
+            }
+        )
         read_only.append(found.path)
     for name in ("PYTHONPATH", "CONVEYOR_EXTRA_PATH"):  # a registered app's files and packages
         read_only += [Path(p) for p in variables.get(name, "").split(os.pathsep) if p]

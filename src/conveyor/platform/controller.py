@@ -340,18 +340,34 @@ class Controller:
             self._event(name, "rollback", revision=revision.number, to=number)
             return await self._deploy(name, revision, app.instances, progress)
 
-    async def restage(self, name: str, progress: Progress) -> Deployment:
+    async def restage(
+        self,
+        name: str,
+        progress: Progress,
+        *,
+        description: str = "restage",
+        refresh: bool = True,
+        event: Mapping[str, Any] | None = None,
+    ) -> Deployment:
+        """Stage the newest revision again into a new one and roll onto it.
+
+        Following a moved model alias is a restage too (``refresh`` False: the
+        environment stays, the model is looked up again), recorded as ``event``.
+        """
         async with self._lock(name):
             self.canaries.refuse_running(name, "a restage")
             app = self.state.app(name)
             latest = self.state.revisions(name)[-1]
             spec = self.spec(latest)
             droplet = await kind_named(spec.kind).stage(
-                spec, latest.files, self._staging(name, progress, refresh=True)
+                spec, latest.files, self._staging(name, progress, refresh=refresh)
             )
             revision = self.state.add_revision(
-                name, description="restage", spec=latest.spec, files=latest.files, droplet=droplet
+                name, description=description, spec=latest.spec, files=latest.files, droplet=droplet
             )
+            if event is not None:
+                self._event(name, str(event["kind"]), revision=revision.number,
+                            **{k: v for k, v in event.items() if k != "kind"})  # fmt: skip
             return await self._deploy(name, revision, app.instances, progress)
 
     async def stop(self, name: str) -> Deployment:
@@ -427,10 +443,11 @@ class Controller:
         return Staging(self.droplets, progress, staged, refresh, run_model=self.run_model)
 
     def run_model(self, uri: str) -> RunModel:
-        """Export the model a ``run:`` URI names for instances to read (they see no registry)."""
-        from conveyor.repro.lookup import export_run_model
+        """Export the model a ``run:`` or ``models:/`` URI names for instances to read
+        (they see no registry), verified against its digest."""
+        from conveyor.repro.registered import export_model
 
-        return export_run_model(uri, self.state.registry, self.artifacts, self.dir / "run-models")
+        return export_model(uri, self.state.registry, self.artifacts, self.dir / "run-models")
 
     def _copy(self, source: RevisionRecord, description: str) -> RevisionRecord:
         return self.state.add_revision(

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any, cast
 import yaml  # type: ignore[import-untyped]
 from yaml.nodes import MappingNode, Node, ScalarNode  # type: ignore[import-untyped]
 
+from conveyor.errors import UsageError
 from conveyor.platform.detect import detect_requirements, read_procfile
 from conveyor.platform.errors import ManifestError
 from conveyor.platform.health import CHECK_TYPES, ENDPOINT_TYPES, CheckType
@@ -63,6 +64,7 @@ MANIFEST_NAMES = ("conveyor.yml", "manifest.yml", "manifest.yaml")
 _APP_KEYS = (
     "name", "model", "path", "command", "requirements", "instances", "memory", "env",
     "routes", "health-check", "readiness-check", "services", "autoscaling", "canary",
+    "follow-alias",
 )  # fmt: skip
 #: Cloud Foundry's attributes with a Conveyor meaning (the health-check ones are below).
 _CF_KEYS = (
@@ -250,6 +252,7 @@ class _Reader(NodeReader):
         web = processes.get("web", {})
         model = command = path = requirements = None
         procfile: dict[str, str] = {}
+        options: dict[str, Any] = {}
         if "model" in keys:
             if "command" in keys or processes:
                 self.fail(at, "give exactly one of 'model' (a model app) or 'command'")
@@ -257,7 +260,13 @@ class _Reader(NodeReader):
                 if extra in keys:
                     self.note(keys[extra], "only for command apps; a model app runs its model")
             model = self.attempt(None, self.model, keys["model"])
+            if "follow-alias" in keys and self.attempt(False, self.flag, keys["follow-alias"]):
+                if model is not None and not (model.startswith("models:/") and "@" in model):
+                    self.note(keys["follow-alias"], "only for 'model: models:/<name>@<alias>'")
+                options = {"follow_alias": True}
         else:
+            if "follow-alias" in keys:
+                self.note(keys["follow-alias"], "only for 'model: models:/<name>@<alias>'")
             given = "path" in keys
             path = self.folder(keys.get("path") or At(at.node, f"{at.field}.path"), given)
             procfile = self.procfile(at, path)
@@ -294,6 +303,7 @@ class _Reader(NodeReader):
             autoscaling=self.attempt(None, read_autoscaling, self, keys["autoscaling"])
             if "autoscaling" in keys
             else None,
+            options=MappingProxyType(options),
             line=at.node.start_mark.line + 1,
             **self.sizing({**keys, **web}),
         )
@@ -413,6 +423,14 @@ class _Reader(NodeReader):
             run_id, sep, model_name = uri[4:].partition("/")
             if not (run_id and sep and model_name) or "/" in model_name:
                 self.fail(at, f"{uri!r} is not a run model; the form is run:<run-id>/<model>")
+            return uri
+        if uri.startswith("models:/"):
+            from conveyor.repro.registered import parse_models_uri
+
+            try:
+                parse_models_uri(uri)
+            except UsageError as exc:
+                self.fail(at, exc.message)
             return uri
         if self.base_dir is None:
             return uri

@@ -17,7 +17,7 @@ from conveyor.store.artifacts import ArtifactStore, digest_file
 from conveyor.store.blobs import BlobStore
 from conveyor.store.registry import Registry
 
-__all__ = ["RunModel", "export_run_model", "model_from_run", "parse_run_uri"]
+__all__ = ["RunModel", "export_digest", "export_run_model", "model_from_run", "parse_run_uri"]
 
 PREFIX = "run:"
 
@@ -25,11 +25,17 @@ PREFIX = "run:"
 @dataclass(frozen=True)
 class RunModel:
     path: Path
-    run_id: str
+    #: The run that trained it; None for a registered version uploaded as a file.
+    run_id: str | None
     name: str
     format: str
     digest: str
     signature: dict[str, Any] | None
+    #: Types its skops file needs that the run recorded when it wrote the file; trusted
+    #: when it is loaded from this verified copy (trust by provenance).
+    trusted_types: tuple[str, ...] = ()
+    #: The registered version it was found as (``models:/`` URIs), for lineage.
+    version: int | None = None
 
 
 def parse_run_uri(uri: str) -> tuple[str, str]:
@@ -60,16 +66,25 @@ def export_run_model(uri: str, registry: Registry, store: BlobStore, folder: Pat
     """
     run_id, name = parse_run_uri(uri)
     record = registry.get_model(run_id, name)
-    suffix = PurePosixPath(record.path).suffix or ".bin"
-    hexdigest = record.digest.partition(":")[2]
-    target = folder / f"{hexdigest}{suffix}"
-    if not target.exists() or digest_file(target) != record.digest:
-        store.export(record.digest, target)  # verified copy; a tampered cache file is replaced
     return RunModel(
-        path=target,
+        path=export_digest(record.digest, record.path, store, folder),
         run_id=record.run_id,
         name=record.name,
         format=record.format,
         digest=record.digest,
         signature=record.signature,
+        trusted_types=record.trusted_types,
     )
+
+
+def export_digest(digest: str, name: str, store: BlobStore, folder: Path) -> Path:
+    """A verified copy of the artifact ``digest`` in ``folder``, with ``name``'s suffix.
+
+    A cache file whose content no longer matches is replaced; a stored blob that
+    no longer matches its digest is an IntegrityError (never served).
+    """
+    suffix = PurePosixPath(name).suffix or ".bin"
+    target = folder / f"{digest.partition(':')[2]}{suffix}"
+    if not target.exists() or digest_file(target) != digest:
+        store.export(digest, target)
+    return target

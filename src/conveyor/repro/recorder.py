@@ -502,6 +502,9 @@ def finish_recorded_run(
             if path.is_file():
                 digest = store.put_file(path)
                 rel = _rel(path, cwd)
+                # Types recorded when save_model wrote the file hold for that file only:
+                # one rewritten since then by other code is trusted no further than any.
+                same = event.get("digest") == digest
                 models.append(
                     ModelRecord(
                         record.id,
@@ -510,6 +513,7 @@ def finish_recorded_run(
                         event["format"],
                         digest,
                         event.get("signature"),
+                        tuple(event.get("trusted_types") or ()) if same else (),
                     )
                 )
                 files[("output", rel)] = FileRecord("output", rel, digest, path.stat().st_size)

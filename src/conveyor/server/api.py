@@ -1,7 +1,7 @@
 """The control API: a FastAPI app over one :class:`~conveyor.platform.controller.Controller`.
 
 Thin by design: one module per resource, each a set of routes with its request
-models beside them — :mod:`.apps`, :mod:`.blobs`, :mod:`.services`,
+models beside them — :mod:`.apps`, :mod:`.blobs`, :mod:`.models`, :mod:`.services`,
 :mod:`.streams` — on what they share (:mod:`._common`: strict bodies, errors as
 JSON with a 4xx status, long operations as JSON lines). This module puts them
 together, translates errors at the boundary and puts the token check
@@ -31,6 +31,7 @@ from conveyor.server import (
     cluster_apps,
     cluster_streams,
     images,
+    models,
     services,
     streams,
     targets,
@@ -104,6 +105,7 @@ def create_app(
     api.include_router(canaries.routes(controller))
     api.include_router(services.routes(controller))
     api.include_router(images.routes(controller))
+    api.include_router(models.routes(controller))
     api.include_router(targets.routes(controller))
     api.include_router(cluster_apps.routes(controller, image_builders))
     service = StreamService(controller, settings=settings)

@@ -30,6 +30,7 @@ from conveyor.config import Settings
 from conveyor.platform.errors import PlatformError
 
 if TYPE_CHECKING:
+    from conveyor.platform.controller import Controller
     from conveyor.platform.isolation import IsolatedSpawner
 
 __all__ = ["endpoint_file", "lock_file", "read_token", "run_server", "token_file"]
@@ -214,15 +215,17 @@ async def _serve(settings: Settings, spawner: IsolatedSpawner) -> None:
     serving = asyncio.ensure_future(server.serve(sockets=[api_sock]))
     _write_endpoint(endpoint_file(settings), info())
     bring_up = asyncio.ensure_future(controller.start())
+    following = asyncio.ensure_future(_follow_aliases(controller, bring_up))
     try:
         stop_wait = asyncio.ensure_future(stop.wait())
         await asyncio.wait({stop_wait, serving}, return_when=asyncio.FIRST_COMPLETED)
         stop_wait.cancel()
     finally:
         endpoint_file(settings).unlink(missing_ok=True)
-        bring_up.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await bring_up
+        for task in (following, bring_up):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await controller.close()
         server.should_exit = True
         with contextlib.suppress(asyncio.CancelledError):
@@ -230,6 +233,15 @@ async def _serve(settings: Settings, spawner: IsolatedSpawner) -> None:
         await router.close()
         access.close()
         registry.close()
+
+
+async def _follow_aliases(controller: Controller, bring_up: asyncio.Future[None]) -> None:
+    """Roll apps that follow a model alias when it moves, once every app is back up."""
+    from conveyor.platform.follow import AliasFollower
+
+    with contextlib.suppress(Exception):  # a failed start is reported where it is awaited
+        await asyncio.shield(bring_up)
+    await AliasFollower(controller).run()
 
 
 def _host(host: str) -> str:

@@ -1,13 +1,23 @@
 """From what the user typed after ``conveyor serve`` to a loaded model with its lineage.
 
 ``resolve_model_uri`` accepts a model file (by suffix), an MLflow model
-directory (with an ``MLmodel`` file) or ``run:<run-id>/<model-name>``, a model
-saved by a recorded run (looked up in the registry, read verified from the
-artifact store, and served with that run's id as its lineage).
+directory (with an ``MLmodel`` file), ``run:<run-id>/<model-name>``, a model
+saved by a recorded run, or ``models:/<name>/<version>`` /
+``models:/<name>@<alias>``, a registered version (both looked up in the
+registry, read verified from the artifact store, and served with the run's id
+as their lineage).
+
+Trust by provenance: a skops file ``conveyor.save_model`` wrote records the
+exact types it needs; loaded through the registry (digest verified) those
+types are trusted without ``CONVEYOR_TRUSTED_TYPES``. The platform hands an
+isolated instance the verified file with ``expect_digest`` and
+``trusted_types``: the types are trusted only while the file still has that
+digest.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,6 +71,9 @@ def resolve_model_uri(
     trusted: bool = False,
     name: str | None = None,
     run_id: str | None = None,
+    expect_digest: str | None = None,
+    trusted_types: tuple[str, ...] = (),
+    version: str | None = None,
 ) -> ResolvedModel:
     """Load the model ``uri`` names; ModelError says what is wrong and what to do.
 
@@ -70,25 +83,41 @@ def resolve_model_uri(
     * ``model.skops``, ``model.onnx``, ``model.pmml``, ``model.joblib`` (needs ``trusted``)
     * ``path/to/mlflow-model/`` — a directory holding an ``MLmodel`` file
     * ``run:<run-id>/<artifact>`` — a model saved by a recorded run (needs the registry)
+    * ``models:/<name>/<version>``, ``models:/<name>@<alias>`` — a registered version
+
+    ``expect_digest`` refuses a file whose digest differs (it is never served);
+    ``trusted_types`` are trusted in that file (given with ``expect_digest`` only).
     """
     if name is not None and _safe_name(name) != name:
         raise UsageError(
             f"--name {name!r} cannot appear in a URL path; use letters, digits, '-', '_' and '.'"
         )
-    if uri.startswith("run:"):
-        from conveyor.repro.lookup import model_from_run
+    if uri.startswith(("run:", "models:/")):
+        from conveyor.repro.registered import model_from_uri
 
-        found = model_from_run(uri, settings)
+        found = model_from_uri(uri, settings)
         return ResolvedModel(
-            model=_load_file(found.path, trusted, settings),
+            model=_load_file(found.path, trusted, _trusting(settings, found.trusted_types)),
             name=name or _safe_name(found.name),
             source=uri,
             digest=found.digest,
+            version=str(found.version or 1),
             run_id=found.run_id,
         )
     path = Path(uri).expanduser()
     if not path.exists():
         raise ModelError(f"{uri}: no such model file or directory")
+    if trusted_types and expect_digest is None:
+        raise UsageError("trusted types are given with the digest of the file they hold for")
+    if expect_digest is not None:
+        actual = model_digest(path)
+        if actual != expect_digest:
+            raise ModelError(
+                f"{uri}: the file's digest {actual} no longer matches its version's "
+                f"{expect_digest}; it is not served",
+                hint="The file changed after the platform exported it; restage the app.",
+            )
+        settings = _trusting(settings, trusted_types)
     if path.is_dir():
         from conveyor.models import mlflow
 
@@ -103,9 +132,18 @@ def resolve_model_uri(
         model=model,
         name=name or _safe_name(default_name),
         source=str(path),
-        digest=model_digest(path),
+        digest=expect_digest or model_digest(path),
+        version=version or "1",
         run_id=run_id,
     )
+
+
+def _trusting(settings: Settings, types: tuple[str, ...]) -> Settings:
+    """``settings`` that also trust ``types`` (a verified file's recorded provenance)."""
+    if not types:
+        return settings
+    merged = tuple(dict.fromkeys((*settings.trusted_types, *types)))
+    return dataclasses.replace(settings, trusted_types=merged)
 
 
 def _safe_name(text: str) -> str:

@@ -70,6 +70,9 @@ class ModelRecord:
     format: str
     digest: str
     signature: dict[str, Any] | None
+    #: The exact types its skops file needs, recorded by conveyor.save_model when it wrote
+    #: the file: loaded through the registry (digest verified) they are trusted.
+    trusted_types: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

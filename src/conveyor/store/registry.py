@@ -431,7 +431,7 @@ class Registry:
                 )
             ]
             run.models = [
-                ModelRecord(r.run_id, r.name, r.path, r.format, r.digest, r.signature)
+                _model_record(r)
                 for r in conn.execute(
                     sa.select(schema.models)
                     .where(schema.models.c.run_id == full)
@@ -479,7 +479,7 @@ class Registry:
             raise NotFoundError(
                 f"run {full[:12]} has no model named {name!r} (its models: {known})"
             )
-        return ModelRecord(row.run_id, row.name, row.path, row.format, row.digest, row.signature)
+        return _model_record(row)
 
     # -- what runs point at in the artifact store (queries in store/uses.py) -------
 
@@ -539,7 +539,14 @@ def _model_row(m: ModelRecord) -> dict[str, Any]:
         "format": m.format,
         "digest": m.digest,
         "signature": m.signature,
+        "trusted_types": list(m.trusted_types) if m.trusted_types else None,
     }
+
+
+def _model_record(r: Any) -> ModelRecord:
+    return ModelRecord(
+        r.run_id, r.name, r.path, r.format, r.digest, r.signature, tuple(r.trusted_types or ())
+    )
 
 
 #: A database driver's module -> what to install for it.

@@ -97,6 +97,54 @@ models = sa.Table(
     sa.Column("format", sa.String(40), nullable=False),
     sa.Column("digest", sa.String(80), nullable=False),
     sa.Column("signature", sa.JSON),
+    sa.Column("trusted_types", sa.JSON),
+)
+
+# -- the model registry (migration 0008) -------------------------------------------
+
+registered_models = sa.Table(
+    "registered_models",
+    metadata,
+    sa.Column("name", sa.String(100), primary_key=True),
+    sa.Column("description", sa.Text, nullable=False, server_default=""),
+    sa.Column("tags", sa.JSON),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+)
+
+model_versions = sa.Table(
+    "model_versions",
+    metadata,
+    sa.Column(
+        "model",
+        sa.String(100),
+        sa.ForeignKey("registered_models.name", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("version", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("digest", sa.String(80), nullable=False),
+    sa.Column("format", sa.String(40), nullable=False),
+    sa.Column("signature", sa.JSON),
+    sa.Column("run_id", sa.String(32), index=True),
+    sa.Column("source", sa.Text, nullable=False),
+    sa.Column("filename", sa.String(250), nullable=False),
+    sa.Column("trusted_types", sa.JSON),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.UniqueConstraint("model", "digest", name="uq_model_versions_digest"),
+)
+
+model_aliases = sa.Table(
+    "model_aliases",
+    metadata,
+    sa.Column(
+        "model",
+        sa.String(100),
+        sa.ForeignKey("registered_models.name", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("alias", sa.String(100), primary_key=True),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
 )
 
 # -- the platform's desired state (migration 0002) ------------------------------

@@ -25,6 +25,8 @@ def looks_like_digest(value: object) -> bool:
 def referenced_digests(conn: sa.Connection) -> set[str]:
     """Every digest a run or an app revision points at directly (not inside manifests)."""
     found = {use.digest for use in artifact_uses(conn)}
+    # Registered model versions (an uploaded file has no run to keep it).
+    found.update(conn.execute(sa.select(schema.model_versions.c.digest)).scalars())
     # Sources pushed to the platform: a restage rebuilds from them.
     for table in (schema.platform_revisions, schema.platform_stream_apps):
         for files in conn.execute(sa.select(table.c.files)).scalars():

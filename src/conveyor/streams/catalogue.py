@@ -288,7 +288,12 @@ _APPS = (
         _P,
         "Scores micro-batches with a model in one predict call; adds prediction and probabilities.",
         (
-            _req("model", "string", "model file, MLflow model folder or run:<run-id>/<artifact>"),
+            _req(
+                "model",
+                "string",
+                "model file, MLflow model folder, run:<run-id>/<artifact> or "
+                "models:/<name>/<version> (or models:/<name>@<alias>)",
+            ),
             _o(
                 "fields",
                 "string",
@@ -307,6 +312,19 @@ _APPS = (
                 "model-run-id",
                 "string",
                 "the run that trained --model, for lineage (set by the platform for run: models)",
+                "",
+            ),
+            _o(
+                "model-digest",
+                "string",
+                "refuse --model unless it has this digest (set by the platform for run: models)",
+                "",
+            ),
+            _o(
+                "model-trusted-types",
+                "string",
+                "comma-separated types trusted in --model, with --model-digest only (set by "
+                "the platform: the types the run recorded when it saved the model)",
                 "",
             ),
             _o(

@@ -49,7 +49,8 @@ class Staging:
     on_staged: Callable[..., None]
     #: Rebuild the environment even when one for the same lock exists (restage).
     refresh: bool = False
-    #: Exports a ``run:<id>/<name>`` model for an instance to read (None: not on this platform).
+    #: Exports a ``run:<id>/<name>`` or ``models:/`` model for an instance to read, verified
+    #: (None: not on this platform).
     run_model: Callable[[str], RunModel] | None = None
 
 

@@ -1,4 +1,11 @@
-"""Model apps: a model file or folder (or a run's model) served by the serving runtime."""
+"""Model apps: a model file or folder, a run's or a registered model, served by conveyor serve.
+
+A ``run:`` or ``models:/`` model is looked up by the platform when it stages
+the app and exported, verified, beside the platform's files; the instance gets
+that file alone, with its digest (checked again when it loads) and the types
+its run recorded when ``conveyor.save_model`` wrote it (trusted in that file
+only: trust by provenance).
+"""
 
 from __future__ import annotations
 
@@ -20,7 +27,7 @@ _CHECK = HealthCheckSpec(type="http", endpoint="/v2/health/ready")
 
 
 class ModelKind:
-    """``model: run:<id>/<model>`` or an uploaded model; nothing to install."""
+    """``model: run:<id>/<model>``, ``models:/name@alias`` or an uploaded model; no install."""
 
     name = "model"
     pushable = True
@@ -30,20 +37,35 @@ class ModelKind:
         if not spec.model:
             raise UsageError(f"app {spec.name!r}: a model app needs 'model'")
         model = spec.model
-        if not model.startswith("run:") and not any(
+        if not _registered(model) and not any(
             p == model or p.startswith(model + "/") for p in files or {}
         ):
             raise UsageError(f"app {spec.name!r}: the model {model!r} was not uploaded")
+        if spec.options.get("follow_alias") and not (model.startswith("models:/") and "@" in model):
+            raise UsageError(
+                f"app {spec.name!r}: follow-alias needs 'model: models:/<name>@<alias>', "
+                f"not {model!r}"
+            )
 
     async def stage(
         self, spec: AppSpec, files: Files | None, staging: Staging
     ) -> dict[str, Any] | None:
         model = str(spec.model)
-        if model.startswith("run:") and staging.run_model is not None:
-            # The instance cannot read the registry: the platform looks the run up and
-            # hands over the model file, and its run id for the lineage header.
+        if _registered(model) and staging.run_model is not None:
+            # The instance cannot read the registry: the platform looks the model up and
+            # hands over the verified file, its digest, the run id for the lineage header
+            # and the types the run recorded for it.
             found = await asyncio.to_thread(staging.run_model, model)
-            return {"model_file": str(found.path), "run_id": found.run_id, "name": found.name}
+            version = f" (version {found.version})" if found.version else ""
+            staging.progress(f"model {model}{version}: {found.digest[:19]}")
+            return {
+                "model_file": str(found.path),
+                "run_id": found.run_id,
+                "name": found.name,
+                "digest": found.digest,
+                "version": found.version,
+                "trusted_types": list(found.trusted_types),
+            }
         if not files:
             return None
         return {"source": str(await staging.droplets.unpack(files, staging.progress))}
@@ -55,9 +77,9 @@ class ModelKind:
         read_only: tuple[Path, ...] = ()
         if droplet.get("model_file"):
             model = str(droplet["model_file"])
-            options = ["--run-id", str(droplet["run_id"]), "--name", str(droplet["name"])]
+            options = _registered_options(droplet)
             read_only = (Path(model),)
-        elif not model.startswith("run:"):
+        elif not _registered(model):
             cwd = Path(droplet["source"])
             model = str(cwd / model)
             read_only = (cwd,)
@@ -66,3 +88,21 @@ class ModelKind:
 
     def health_check(self, spec: AppSpec) -> HealthCheckSpec:
         return _CHECK if spec.default_health else spec.health_check
+
+
+def _registered(model: str) -> bool:
+    return model.startswith(("run:", "models:/"))
+
+
+def _registered_options(droplet: Mapping[str, Any]) -> list[str]:
+    """``conveyor serve`` options for an exported model (older droplets have fewer keys)."""
+    options = ["--name", str(droplet["name"])]
+    if droplet.get("run_id"):
+        options += ["--run-id", str(droplet["run_id"])]
+    if droplet.get("version"):
+        options += ["--model-version", str(droplet["version"])]
+    if droplet.get("digest"):
+        options += ["--expect-digest", str(droplet["digest"])]
+        for name in droplet.get("trusted_types") or ():
+            options += ["--trust-type", str(name)]
+    return options

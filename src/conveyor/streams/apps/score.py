@@ -41,6 +41,10 @@ class Score:
             context.settings,
             trusted=o["trusted"],
             run_id=o.get("model-run-id") or None,
+            expect_digest=o.get("model-digest") or None,
+            trusted_types=tuple(
+                t.strip() for t in str(o.get("model-trusted-types") or "").split(",") if t.strip()
+            ),
         )
         self.model = self.resolved.model
         self.signature = self.model.signature
