@@ -23,7 +23,7 @@ from starlette.types import ASGIApp
 
 from conveyor.errors import ConveyorError
 from conveyor.platform.controller import Controller
-from conveyor.server import apps, blobs, services, streams
+from conveyor.server import apps, blobs, runs, services, streams
 from conveyor.server._common import error_body, status_for
 from conveyor.server.auth import TokenGuard
 from conveyor.server.ui import dashboard
@@ -84,6 +84,7 @@ def create_app(
     api.include_router(blobs.routes(controller.artifacts))
     api.include_router(apps.routes(controller))
     api.include_router(services.routes(controller))
+    api.include_router(runs.routes(controller.state.registry))
     service = StreamService(controller)
     api.include_router(streams.routes(service))
     api.include_router(task_routes(controller, get_settings().home / "runs"))

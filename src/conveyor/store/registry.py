@@ -24,9 +24,9 @@ from sqlalchemy import event, exc
 
 from conveyor.config import Settings, database_url
 from conveyor.errors import ConfigError, NotFoundError, RegistryUnavailable, RunError, UsageError
-from conveyor.store import listing, metrics, schema, uses
+from conveyor.store import listing, metrics, run_admin, schema, uses
 from conveyor.store.files import PRIVATE_FILE, private_dir, restrict_file
-from conveyor.store.listing import RunPage, run_from_row
+from conveyor.store.listing import RunFilter, RunPage, run_from_row
 from conveyor.store.metrics import MetricSummary
 from conveyor.store.records import (
     ArtifactUse,
@@ -40,7 +40,7 @@ from conveyor.store.records import (
 __all__ = ["HEAD_REVISION", "Registry"]
 
 #: The newest migration; compared with the database's before running Alembic at all.
-HEAD_REVISION = "0007"
+HEAD_REVISION = "0010"
 _MIGRATIONS = Path(__file__).parent / "migrations"
 
 
@@ -189,6 +189,7 @@ class Registry:
                     code=run.code,
                     environment=run.environment,
                     reproduces=run.reproduces,
+                    experiment=run.experiment,
                 )
             )
             self._write_params(conn, run.id, run.params, source="cli")
@@ -420,6 +421,7 @@ class Registry:
                     .order_by(schema.params.c.key)
                 ).all()
             )
+            run.tags = run_admin.tags_of(conn, full)
             # The latest value of each metric; histories are read where they are shown.
             run.metrics = [s.latest() for s in metrics.summaries(conn, full)]
             run.files = [
@@ -453,10 +455,58 @@ class Registry:
         status: RunStatus | None = None,
         after: str | None = None,
         offset: int = 0,
+        only: RunFilter | None = None,
+        sort: str = "started",
+        descending: bool = True,
     ) -> RunPage:
-        """One page of runs, newest first, and the cursor of the next (see store/listing.py)."""
+        """One page of runs, newest first, and the cursor of the next (see store/listing.py).
+
+        ``only`` narrows the listing (experiment, a search expression, deleted runs);
+        a malformed search raises SearchError, a UsageError naming the position.
+        """
         with self._begin() as conn:
-            return listing.runs_page(conn, limit=limit, status=status, after=after, offset=offset)
+            return listing.runs_page(
+                conn,
+                limit=limit,
+                status=status,
+                after=after,
+                offset=offset,
+                only=only,
+                sort=sort,
+                descending=descending,
+            )
+
+    # -- tags and deletion (store/run_admin.py) -----------------------------------
+
+    def set_tags(self, run_id: str, tags: Mapping[str, str]) -> str:
+        """Set tags on a run (a unique id prefix); returns the run's full id."""
+        full = self.resolve_id(run_id)
+        with self._begin() as conn:
+            run_admin.set_tags(conn, full, tags)
+        return full
+
+    def remove_tags(self, run_id: str, keys: list[str]) -> str:
+        full = self.resolve_id(run_id)
+        with self._begin() as conn:
+            run_admin.remove_tags(conn, full, keys)
+        return full
+
+    def delete_run(self, run_id: str, *, restore: bool = False) -> str:
+        """Hide a run from listings (or bring it back); its record stays until ``purge_deleted``."""
+        full = self.resolve_id(run_id)
+        with self._begin() as conn:
+            run_admin.mark_deleted(conn, full, deleted=not restore)
+        return full
+
+    def experiments(self, limit: int = 500) -> list[str]:
+        """The experiments live runs belong to, by name."""
+        with self._begin() as conn:
+            return run_admin.experiments(conn, limit)
+
+    def purge_deleted(self) -> int:
+        """Remove deleted runs for good; returns how many (``artifacts gc`` calls this)."""
+        with self._begin() as conn:
+            return run_admin.purge_deleted(conn)
 
     def get_model(self, run_id: str, name: str) -> ModelRecord:
         full = self.resolve_id(run_id)

@@ -21,7 +21,7 @@ from starlette.types import ASGIApp
 
 from conveyor.errors import ConveyorError
 from conveyor.server._common import status_for
-from conveyor.server.ui import apps, login, overview, runs, streams
+from conveyor.server.ui import apps, login, overview, run_actions, runs, streams
 from conveyor.server.ui.context import Ui, handle_refusals
 from conveyor.server.ui.render import SecurityHeaders, page
 from conveyor.server.ui.session import Sessions
@@ -54,6 +54,6 @@ def dashboard(controller: Controller, service: StreamService, token: str) -> ASG
         return page("error.html", 500, title="Internal error", message=repr(exc))
 
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
-    for module in (login, overview, runs, apps, streams):
+    for module in (login, overview, runs, run_actions, apps, streams):
         app.include_router(module.routes(ui))
     return SecurityHeaders(app)
