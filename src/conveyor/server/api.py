@@ -42,7 +42,7 @@ def create_app(
     """The control API; ``info`` describes the platform, ``shutdown`` asks it to stop."""
     from conveyor.config import get_settings
     from conveyor.orchestrate import StreamService
-    from conveyor.server.tasks import task_routes
+    from conveyor.server.tasks import task_routes, task_services
 
     api = FastAPI(
         title="Conveyor platform API",
@@ -87,6 +87,7 @@ def create_app(
     api.include_router(runs.routes(controller.state.registry))
     service = StreamService(controller)
     api.include_router(streams.routes(service))
-    api.include_router(task_routes(controller, get_settings().home / "runs"))
-    api.mount("/ui", dashboard(controller, service, token))
+    tasks, schedules = task_services(controller, get_settings().home / "runs")
+    api.include_router(task_routes(tasks, schedules))
+    api.mount("/ui", dashboard(controller, service, tasks, schedules, token))
     return TokenGuard(api, token, open_prefix="/ui")
