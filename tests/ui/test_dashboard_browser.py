@@ -57,6 +57,8 @@ def _sample_runs(platform: Platform) -> None:
                 "log_loss": [0.52 - 0.03 * n],
             },
             started_at=start + 300 * n,
+            experiment="churn",
+            tags={"stage": "prod"} if n == 3 else None,
         )
     record_run(
         platform,
@@ -200,16 +202,16 @@ def test_runs_searched_tagged_deleted_and_restored(watched: Watched) -> None:
     page.goto(watched.base + "/ui/runs?where=name+%3D+%27churn-rf-100-4%27")
     page.locator("tbody a.mono").first.click()
     page.wait_for_url("**/ui/runs/*")
-    page.fill("#tag-key", "stage")
-    page.fill("#tag-value", "prod")
+    page.fill("#tag-key", "reviewed")
+    page.fill("#tag-value", "yes")
     page.click("form.tag-form >> text=Set tag")
-    page.locator(".tags .tag", has_text="stage=prod").wait_for()
+    page.locator(".tags .tag", has_text="reviewed=yes").wait_for()
     page.get_by_role("button", name="Delete run").click()
     page.get_by_role("button", name="Restore").wait_for()
     assert page.locator("p.flash.error", has_text="hidden from the runs list").count() == 1
     page.get_by_role("button", name="Restore").click()
     page.get_by_role("button", name="Delete run").wait_for()  # live again
-    page.goto(watched.base + "/ui/runs?where=tags.stage+%3D+%27prod%27")
+    page.goto(watched.base + "/ui/runs?where=tags.reviewed+%3D+%27yes%27")
     assert page.locator("tbody tr td:nth-child(3)").all_inner_texts() == ["churn-rf-100-4"]
 
 

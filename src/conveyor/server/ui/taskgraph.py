@@ -69,6 +69,13 @@ def task_layout(
     nodes: list[dict[str, Any]] = list(graph.get("nodes", []))
     links: list[dict[str, Any]] = list(graph.get("links", []))
     column = _columns(nodes, links)
+    columns = max(column.values(), default=0) + 1
+    # A column of markers only (start, a fork, a join) is narrow; one with an app is a box wide.
+    widths = [DOT + 24] * columns
+    for node in nodes:
+        if node["kind"] == "app":
+            widths[column[node["id"]]] = APP_W
+    lefts = [PAD + sum(widths[:c]) + c * COL_GAP for c in range(columns)]
     rows: dict[int, int] = {}
     boxes: dict[int, Box] = {}
     for node in nodes:
@@ -79,7 +86,7 @@ def task_layout(
         w, h = (APP_W, APP_H) if is_app else (DOT, DOT)
         step = str(node.get("label") or node.get("name") or "")
         label = step if is_app else node["kind"]
-        x = PAD + col * (APP_W + COL_GAP) + (APP_W - w) // 2
+        x = lefts[col] + (widths[col] - w) // 2
         y = PAD + row * (APP_H + ROW_GAP) + (APP_H - h) // 2
         state = (states or {}).get(step, "") if is_app else ""
         boxes[node["id"]] = Box(node["id"], node["kind"], label, x, y, w, h, state)
@@ -93,11 +100,10 @@ def task_layout(
         )
         for k in links
     ]
-    columns = max(column.values(), default=0) + 1
     height = max(rows.values(), default=1)
     return (
         list(boxes.values()),
         edges,
-        2 * PAD + columns * APP_W + (columns - 1) * COL_GAP,
+        2 * PAD + sum(widths) + (columns - 1) * COL_GAP,
         2 * PAD + height * APP_H + (height - 1) * ROW_GAP,
     )
