@@ -328,7 +328,7 @@ def main() -> None:
                 ours_found = registry.list_runs_page(
                     limit=args.runs, only=RunFilter(where=str(listings[1][1]["where"]))
                 ).runs
-            matched = f"{len(ours_found):,}"
+            matched = f"{len(ours_found):,} runs"
             try:
                 theirs_found = search(50_000, **listings[1][2])().json().get("runs", [])
             except httpx.TimeoutException:
@@ -344,7 +344,7 @@ def main() -> None:
 
     print(f"\n{args.runs:,} runs x {PARAMS} params x {METRICS} metrics; MLflow {version}")
     print(f"{machine()}; load {os.getloadavg()[0]:.1f}; both stores built in {built:.0f} s")
-    print(f"the search matches {matched} runs")
+    print(f"the search matches {matched}")
     print(f"median of {args.rounds} rounds, ms per whole HTTP request on loopback\n")
     print("| listing | server | ms | x Conveyor |")
     print("|---|---|---:|---:|")
