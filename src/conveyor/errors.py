@@ -7,6 +7,7 @@ drawing complete (every exception class in the package, under its real parent).
     ├── ConfigError             a setting in the environment is malformed or unusable
     ├── NotFoundError           an id, name or digest that does not exist
     ├── UsageError              the request itself is wrong (a parameter given twice, ...)
+    │   ├── SearchError         [store.search] a run search is malformed (position, caret)
     │   └── RequestError        [serving.errors] a request the scoring service refuses (status)
     │       └── InvalidInput    inputs that do not match the model's signature, field by field
     ├── StoreError

@@ -23,6 +23,8 @@ def record_run(
     *,
     status: RunStatus = RunStatus.FINISHED,
     started_at: float | None = None,
+    experiment: str | None = None,
+    tags: dict[str, str] | None = None,
 ) -> str:
     """A finished run in the platform's registry, as `conveyor run` would have left it."""
     run_id = uuid.uuid4().hex
@@ -41,8 +43,11 @@ def record_run(
                 code={"commit": "0123456789abcdef", "branch": "main", "dirty": False},
                 environment={"python": "3.11"},
                 params=params,
+                experiment=experiment,
             )
         )
+        if tags:
+            registry.set_tags(run_id, tags)
         registry.add_metrics(
             run_id,
             [

@@ -57,6 +57,8 @@ def _sample_runs(platform: Platform) -> None:
                 "log_loss": [0.52 - 0.03 * n],
             },
             started_at=start + 300 * n,
+            experiment="churn",
+            tags={"stage": "prod"} if n == 3 else None,
         )
     record_run(
         platform,
@@ -154,7 +156,7 @@ def test_every_page_is_reached_by_clicking(watched: Watched) -> None:
 
 def test_two_runs_compared_side_by_side(watched: Watched) -> None:
     page = watched.page
-    page.goto(watched.base + "/ui/runs?q=churn-rf-200")
+    page.goto(watched.base + "/ui/runs?where=name+like+%27churn-rf-200%25%27")
     button = page.locator("form.compare-form button[type=submit]")
     assert button.is_disabled()
     for row in ("churn-rf-200-6", "churn-rf-200-8"):
@@ -165,16 +167,80 @@ def test_two_runs_compared_side_by_side(watched: Watched) -> None:
     assert page.locator("tr.differs:has-text('max_depth')").count() >= 1
     assert page.locator("tr:not(.differs):has-text('n_estimators')").count() == 1
     assert "What runs diff says" in page.locator("h2").all_inner_texts()
+    auc = page.locator("svg.chart[aria-label='history of auc for 2 runs']")
+    assert auc.locator("polyline").count() == 2  # both histories on one chart
     watched.shot("compare")
 
 
 def test_a_run_named_like_a_script_is_shown_as_text(watched: Watched) -> None:
     page = watched.page
-    page.goto(watched.base + "/ui/runs?q=script")
+    page.goto(watched.base + "/ui/runs?where=name+like+%27%25script%25%27")
     assert page.get_by_text(XSS).count() >= 1
     page.locator("tbody tr", has_text=XSS).locator("a").first.click()  # the run page too
     page.wait_for_url("**/ui/runs/*")
     assert page.locator("h1").inner_text().startswith(XSS)
+
+
+def test_runs_searched_tagged_deleted_and_restored(watched: Watched) -> None:
+    page = watched.page
+    page.click("header nav >> text=Runs")
+    page.fill("#where", "params.n_estimators >= 200 and metrics.auc > 0.855")
+    page.click("form.filters button[type=submit]")
+    page.wait_for_url("**/ui/runs?where=*")
+    names = page.locator("tbody tr td:nth-child(3)").all_inner_texts()
+    assert sorted(names) == ["churn-rf-400-12", "churn-rf-400-8"]
+    watched.shot("runs-search")
+    page.fill("#where", "metrics.auc > 'high'")
+    page.click("form.filters button[type=submit]")
+    error = page.locator("pre.search-error").inner_text()
+    assert "search error at position 14" in error
+    assert error.splitlines()[-1].strip() == "^"
+    # the page answered 400, which the browser reports; that is the only error
+    assert [e for e in watched.errors if "400 (Bad Request)" in e] == watched.errors
+    watched.errors.clear()
+
+    page.goto(watched.base + "/ui/runs?where=name+%3D+%27churn-rf-100-4%27")
+    page.locator("tbody a.mono").first.click()
+    page.wait_for_url("**/ui/runs/*")
+    page.fill("#tag-key", "reviewed")
+    page.fill("#tag-value", "yes")
+    page.click("form.tag-form >> text=Set tag")
+    page.locator(".tags .tag", has_text="reviewed=yes").wait_for()
+    page.get_by_role("button", name="Delete run").click()
+    page.get_by_role("button", name="Restore").wait_for()
+    assert page.locator("p.flash.error", has_text="hidden from the runs list").count() == 1
+    page.get_by_role("button", name="Restore").click()
+    page.get_by_role("button", name="Delete run").wait_for()  # live again
+    page.goto(watched.base + "/ui/runs?where=tags.reviewed+%3D+%27yes%27")
+    assert page.locator("tbody tr td:nth-child(3)").all_inner_texts() == ["churn-rf-100-4"]
+
+
+def test_a_task_launched_from_its_drawn_graph(watched: Watched, platform: Platform) -> None:
+    platform.client.call(
+        "POST",
+        "/v1/tasks",
+        {
+            "name": "nightly",
+            "definition": "extract: timestamp && <fit: timestamp || score: timestamp> "
+            "&& report: timestamp",
+        },
+    )
+    page = watched.page
+    page.click("header nav >> text=Tasks")
+    page.click("text=nightly")
+    page.wait_for_url("**/ui/tasks/nightly")
+    graph = page.locator("svg[aria-label='task nightly']")
+    assert graph.locator("g.step").count() == 4
+    assert graph.locator("g.marker.split").count() == 1
+    watched.shot("task")
+    page.click("form.launch button[type=submit]")
+    page.wait_for_url("**/ui/tasks/executions/*")
+    # the page follows the execution by itself until it ends
+    page.locator("h1 .badge", has_text="COMPLETED").wait_for(timeout=120_000)
+    drawn = page.locator("svg g.step.COMPLETED")
+    assert drawn.count() == 4
+    assert page.locator("table.steps a.mono").count() == 4  # each step links to its run
+    watched.shot("task-execution")
 
 
 def test_log_tail_follows_an_app_and_a_revision_is_rolled_back(

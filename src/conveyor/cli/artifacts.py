@@ -166,7 +166,7 @@ def _repair(store: BlobStore, digest: str, needed: list[ArtifactUse]) -> str | N
 @click.option("--dry-run", is_flag=True, help="Only report what would be removed.")
 @click.option("--force", is_flag=True, help="Collect even while runs are recording.")
 def gc_command(dry_run: bool, force: bool) -> None:
-    """Remove artifacts that no recorded run refers to."""
+    """Remove artifacts that no recorded run refers to, and purge deleted runs for good."""
     from conveyor.cli.output import status_label
     from conveyor.config import get_settings
     from conveyor.errors import UsageError
@@ -188,10 +188,12 @@ def gc_command(dry_run: bool, force: bool) -> None:
                 "but have not recorded yet would be removed",
                 hint="Wait for them to finish, or pass --force.",
             )
-        keep = live_digests(registry, store)
-    report = store.gc(keep, dry_run=dry_run)
+        keep = live_digests(registry, store)  # deleted runs keep nothing alive
+        report = store.gc(keep, dry_run=dry_run)
+        # Only now are deleted runs gone for good: until here `runs restore` brings one back.
+        purged = 0 if dry_run else registry.purge_deleted()
     verb = "Would remove" if dry_run else "Removed"
     click.echo(
         f"{verb} {report.removed} artifacts ({report.bytes_freed / 1e6:.1f} MB); "
-        f"kept {report.kept}."
+        f"kept {report.kept}." + (f" Purged {purged} deleted run(s)." if purged else "")
     )

@@ -96,30 +96,39 @@ def run_summary(run: RunRecord) -> None:
         click.echo(click.style("warning: ", fg="yellow", bold=True) + line, err=True)
 
 
-def runs_table(runs: list[RunRecord], *, as_json: bool) -> None:
+def runs_table(runs: list[RunRecord], *, as_json: bool, filtered: bool = False) -> None:
     if as_json:
         click.echo(json.dumps([_run_json(r, brief=True) for r in runs], indent=2))
         return
     if not runs:
-        click.echo("No runs yet. Record one with: conveyor run -- python train.py")
+        click.echo(
+            "No runs match."
+            if filtered
+            else "No runs yet. Record one with: conveyor run -- python train.py"
+        )
         return
     from rich.table import Table
 
     table = Table(box=None, pad_edge=False, header_style="bold")
-    for col in ("ID", "NAME", "STATUS", "STARTED", "DURATION", "PARAMS", "METRICS"):
-        table.add_column(col, no_wrap=col not in ("PARAMS", "METRICS"))
+    columns = ("ID", "NAME", "EXPERIMENT", "STATUS", "STARTED", "DURATION", "PARAMS", "METRICS")
+    with_tags = any(r.tags for r in runs)
+    for col in (*columns, "TAGS") if with_tags else columns:
+        table.add_column(col, no_wrap=col not in ("PARAMS", "METRICS", "TAGS"))
     for run in runs:
         label = status_label(run)
         params = " ".join(f"{k}={_short(v, 16)}" for k, v in list(run.params.items())[:4])
         metrics = " ".join(f"{k}={v:.4g}" for k, v in list(run.latest_metrics().items())[:4])
+        tags = " ".join(f"{k}={_short(v, 16)}" for k, v in run.tags.items())
         table.add_row(
             run.id[:12],
             _short(run.name, 24),
+            _short(run.experiment or "-", 16),
             f"[{_STYLE.get(label, 'white')}]{label}[/]",
             when(run.started_at),
             _duration(run.duration),
             params,
             metrics,
+            *((tags,) if with_tags else ()),
         )
     _console().print(table)
 
@@ -135,6 +144,9 @@ def _run_json(
         "ended_at": run.ended_at,
         "duration": run.duration,
         "exit_code": run.exit_code,
+        "experiment": run.experiment,
+        "tags": run.tags,
+        "deleted_at": run.deleted_at,
         "params": run.params,
         "metrics": run.latest_metrics(),
     }
@@ -176,6 +188,9 @@ def run_details(
     code = run.code
     console.print(f"[bold]Run {run.id}[/]  {run.name}  [{_STYLE.get(label, 'white')}]{label}[/]")
     rows: list[tuple[str, str]] = [
+        ("experiment", run.experiment or "-"),
+        ("tags", " ".join(f"{k}={v}" for k, v in run.tags.items()) or "-"),
+        *((("deleted", when(run.deleted_at)),) if run.deleted_at is not None else ()),
         ("command", " ".join(run.command)),
         ("cwd", run.cwd),
         ("started", f"{when(run.started_at)}  duration {_duration(run.duration)}"),

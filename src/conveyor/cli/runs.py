@@ -7,6 +7,8 @@ from pathlib import Path
 
 import click
 
+from conveyor.cli.run_admin import add_commands
+
 
 @click.command(
     "run",
@@ -47,6 +49,11 @@ import click
     type=click.IntRange(1, 4096),
     help="Threads for OpenMP/BLAS (default: OMP_NUM_THREADS, else all cores).",
 )
+@click.option(
+    "--experiment",
+    "-e",
+    help="Group the run under this experiment (default: the current folder's name).",
+)
 @click.argument("command", nargs=-1, type=click.UNPROCESSED, required=True)
 def run_command(
     params: tuple[str, ...],
@@ -55,6 +62,7 @@ def run_command(
     name: str | None,
     seed: int | None,
     threads: int | None,
+    experiment: str | None,
     command: tuple[str, ...],
 ) -> None:
     """Run COMMAND and record everything its result depends on.
@@ -79,6 +87,7 @@ def run_command(
         name=name,
         seed=seed,
         threads=threads,
+        experiment=experiment,
     )
     record = execute(request, get_settings())
     out.run_summary(record)
@@ -121,6 +130,14 @@ class _RunsGroup(click.Group):
     ),
     help="Only runs in this state (LOST: RUNNING, but its recorder is gone).",
 )
+@click.option("--experiment", "-e", help="Only the runs of this experiment.")
+@click.option(
+    "--where",
+    "-w",
+    metavar="EXPRESSION",
+    help="Only runs matching a search, e.g. \"metrics.auc > 0.9 and tags.stage = 'prod'\".",
+)
+@click.option("--deleted", is_flag=True, help="List deleted runs (restorable) instead.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @click.pass_context
 def runs_group(
@@ -129,9 +146,19 @@ def runs_group(
     page: int,
     after: str | None,
     status: str | None,
+    experiment: str | None,
+    where: str | None,
+    deleted: bool,
     as_json: bool,
 ) -> None:
-    """List recorded runs, newest first (subcommands: show, diff).
+    """List recorded runs, newest first (subcommands: show, diff, tag, untag, delete, restore).
+
+    \b
+    A search names params.KEY, metrics.KEY (latest value), tags.KEY and the
+    attributes id, name, status, experiment, started, ended; it joins
+    comparisons (= != < <= > >= like) with and, or, not and parentheses:
+      conveyor runs --where "params.n_estimators >= 200 and metrics.auc > 0.9"
+      conveyor runs --where "name like 'rf-%' or tags.stage = 'prod'"
 
     A full page ends with the cursor of the next one, on stderr:
     ``conveyor runs --after CURSOR`` continues there.
@@ -141,6 +168,7 @@ def runs_group(
     if ctx.invoked_subcommand is not None:
         return
     from conveyor.config import get_settings
+    from conveyor.store.listing import RunFilter
     from conveyor.store.records import RunStatus
     from conveyor.store.registry import Registry
 
@@ -152,7 +180,11 @@ def runs_group(
         if wanted in ("RUNNING", "LOST"):
             # LOST is not stored: it is a RUNNING row whose recorder is gone, as the table
             # labels it; so both are told apart here, over the RUNNING rows (few).
-            running = registry.list_runs(limit=1_000_000, status=RunStatus.RUNNING, after=after)
+            running = registry.list_runs_page(
+                limit=1_000_000,
+                after=after,
+                only=RunFilter(RunStatus.RUNNING, experiment, where, deleted),
+            ).runs
             matching = [r for r in running if out.status_label(r) == wanted]
             runs = matching[offset : offset + limit]
             next_cursor = None
@@ -163,14 +195,17 @@ def runs_group(
         else:
             found = registry.list_runs_page(
                 limit=limit,
-                status=RunStatus(wanted) if wanted else None,
                 after=after,
                 offset=offset,
+                only=RunFilter(RunStatus(wanted) if wanted else None, experiment, where, deleted),
             )
             runs, next_cursor = found.runs, found.next
-    out.runs_table(runs, as_json=as_json)
+    out.runs_table(runs, as_json=as_json, filtered=bool(where or experiment or status or deleted))
     if next_cursor is not None:
         click.echo(f"next page: conveyor runs --after {next_cursor}", err=True)
+
+
+add_commands(runs_group)
 
 
 @runs_group.command("show")

@@ -63,6 +63,8 @@ class RunRequest:
     #: Folders put on PYTHONPATH after the bootstrap.
     python_path: list[str] = field(default_factory=list)
     reproduces: str | None = None
+    #: The experiment the run is grouped under (default: the name of its folder).
+    experiment: str | None = None
     #: Copy the command's output to this process's stdout/stderr as it arrives.
     echo: bool = True
 
@@ -92,6 +94,14 @@ def parse_params(pairs: list[str]) -> dict[str, str]:
             )
         params[name] = value
     return params
+
+
+def check_experiment(name: str) -> str:
+    """The experiment name, stripped; UsageError if empty, too long or not printable."""
+    text = name.strip()
+    if not text or len(text) > 200 or not text.isprintable():
+        raise UsageError(f"{name!r} is not an experiment name: 1 to 200 printable characters")
+    return text
 
 
 def _json_value(text: str) -> Any:
@@ -235,6 +245,7 @@ def new_run(
     seed: int | None,
     threads: dict[str, str],
     started_at: float | None = None,
+    experiment: str | None = None,
 ) -> tuple[RunRecord, Path]:
     """Snapshot the code around ``cwd`` and describe a new RUNNING run; returns it and its folder.
 
@@ -263,6 +274,7 @@ def new_run(
         pid=os.getpid(),
         code=code.to_json(),
         environment={"host": host, "threads": threads},
+        experiment=check_experiment(experiment) if experiment is not None else cwd.name or "/",
     )
     return record, run_dir
 
@@ -291,6 +303,7 @@ def execute(request: RunRequest, settings: Settings) -> RunRecord:
         name=request.name or Path(request.command[-1]).stem or request.command[0],
         seed=request.seed,
         threads=environment.pinned_thread_env(os.environ, request.threads),
+        experiment=request.experiment,
     )
     record.environment["invocation"] = {
         "params": request.params,

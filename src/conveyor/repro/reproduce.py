@@ -154,6 +154,7 @@ def reproduce(
         path_prefix=[str(venv / "bin")] if venv is not None else [],
         python_path=[str(conveyor_path_entry(settings.env_cache))] if venv is not None else [],
         reproduces=original.id,
+        experiment=original.experiment,
     )
     progress(f"Re-running: {' '.join(request.command)}")
     new = execute(request, settings)

@@ -32,6 +32,7 @@ from conveyor.server import (
     cluster_streams,
     images,
     models,
+    runs,
     services,
     streams,
     targets,
@@ -61,7 +62,7 @@ def create_app(
     to a cluster needs an image built elsewhere (``push --target T --image APP=REF``).
     """
     from conveyor.orchestrate import StreamService
-    from conveyor.server.tasks import task_routes
+    from conveyor.server.tasks import task_routes, task_services
 
     api = FastAPI(
         title="Conveyor platform API",
@@ -106,11 +107,13 @@ def create_app(
     api.include_router(services.routes(controller))
     api.include_router(images.routes(controller))
     api.include_router(models.routes(controller))
+    api.include_router(runs.routes(controller.state.registry))
     api.include_router(targets.routes(controller))
     api.include_router(cluster_apps.routes(controller, image_builders))
     service = StreamService(controller, settings=settings)
     api.include_router(streams.routes(service))
     api.include_router(cluster_streams.routes(service, image_builders))
-    api.include_router(task_routes(controller, settings.home / "runs"))
-    api.mount("/ui", dashboard(controller, service, token))
+    tasks, schedules = task_services(controller, settings.home / "runs")
+    api.include_router(task_routes(tasks, schedules))
+    api.mount("/ui", dashboard(controller, service, tasks, schedules, token))
     return TokenGuard(api, token, open_prefix="/ui")

@@ -19,7 +19,7 @@ from conveyor.platform import Controller, SystemClock
 from conveyor.server._common import FileIn, Strict
 from conveyor.tasks.catalogue import TaskApp
 
-__all__ = ["task_routes"]
+__all__ = ["task_routes", "task_services"]
 
 _KEY = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,199}$"
 
@@ -70,8 +70,14 @@ class RestartIn(Strict):
     params: Params | None = None
 
 
-def task_routes(controller: Controller, runs_dir: FilePath | None = None) -> APIRouter:
-    """The routes, over a task service that first marks what a killed platform left running."""
+def task_services(
+    controller: Controller, runs_dir: FilePath | None = None
+) -> tuple[TaskService, TaskScheduler]:
+    """The task service (after marking what a killed platform left running) and its scheduler.
+
+    The control API and the dashboard share them: an execution launched from
+    one is stopped from the other.
+    """
     tasks = TaskService(controller, runs_dir=runs_dir)
     tasks.recover()
     schedules = TaskScheduler(tasks, SystemClock())
@@ -83,6 +89,11 @@ def task_routes(controller: Controller, runs_dir: FilePath | None = None) -> API
         scheduling = loop.create_task(schedules.run())
         _RUNNING.add(scheduling)
         scheduling.add_done_callback(_RUNNING.discard)
+    return tasks, schedules
+
+
+def task_routes(tasks: TaskService, schedules: TaskScheduler) -> APIRouter:
+    """The routes over the task service and scheduler of :func:`task_services`."""
     router = APIRouter()
 
     @router.get("/v1/task-apps", summary="The apps steps can run: built-in and registered")

@@ -24,7 +24,15 @@ from conveyor.errors import UsageError
 from conveyor.store import metrics, schema
 from conveyor.store.records import RunRecord, RunStatus
 
-__all__ = ["RunPage", "decode_cursor", "encode_cursor", "run_from_row", "runs_page"]
+__all__ = [
+    "SORTS",
+    "RunFilter",
+    "RunPage",
+    "decode_cursor",
+    "encode_cursor",
+    "run_from_row",
+    "runs_page",
+]
 
 
 @dataclass
@@ -33,6 +41,8 @@ class RunPage:
 
     runs: list[RunRecord] = field(default_factory=list)
     next: str | None = None
+    #: Whether more runs follow (also when sorted otherwise than by start, without a cursor).
+    more: bool = False
 
 
 def encode_cursor(started_at: float, run_id: str) -> str:
@@ -60,6 +70,57 @@ def decode_cursor(cursor: str) -> tuple[float, str]:
     return value, run_id
 
 
+#: Columns a listing may be sorted by besides ``metrics.KEY`` (keyset paging: started only).
+SORTS = ("started", "name", "status", "ended", "duration", "experiment")
+
+
+@dataclass(frozen=True)
+class RunFilter:
+    """Which runs a listing holds: a status, an experiment, a search, deleted ones or live ones."""
+
+    status: RunStatus | None = None
+    experiment: str | None = None
+    where: str | None = None
+    deleted: bool = False
+
+    def clauses(self, dialect: str) -> list[sa.ColumnElement[bool]]:
+        from conveyor.store.search_sql import where_clause
+
+        t = schema.runs
+        found: list[sa.ColumnElement[bool]] = [
+            t.c.deleted_at.is_not(None) if self.deleted else t.c.deleted_at.is_(None)
+        ]
+        if self.status is not None:
+            found.append(t.c.status == self.status.value)
+        if self.experiment is not None:
+            found.append(t.c.experiment == self.experiment)
+        if self.where and self.where.strip():
+            found.append(where_clause(self.where, dialect))
+        return found
+
+
+def _order(sort: str, descending: bool) -> list[sa.ColumnElement[Any]]:
+    t = schema.runs
+    if sort.startswith(("metrics.", "metric:")):
+        key = sort.split(".", 1)[1] if sort.startswith("metrics.") else sort[len("metric:") :]
+        m = schema.metric_summary
+        column: sa.ColumnElement[Any] = (
+            sa.select(m.c.value).where((m.c.run_id == t.c.id) & (m.c.key == key)).scalar_subquery()
+        )
+    elif sort == "duration":
+        column = t.c.ended_at - t.c.started_at
+    elif sort in SORTS:
+        column = t.c[{"started": "started_at", "ended": "ended_at"}.get(sort, sort)]
+    else:
+        raise UsageError(
+            f"runs cannot be sorted by {sort!r}; use {', '.join(SORTS)} or metrics.NAME"
+        )
+    first = column.desc() if descending else column.asc()
+    tie = t.c.id.desc() if descending else t.c.id.asc()
+    # Runs without the value come last in either order.
+    return [first.nulls_last(), tie] if sort != "started" else [first, tie]
+
+
 def runs_page(
     conn: sa.Connection,
     *,
@@ -67,26 +128,40 @@ def runs_page(
     status: RunStatus | None = None,
     after: str | None = None,
     offset: int = 0,
+    only: RunFilter | None = None,
+    sort: str = "started",
+    descending: bool = True,
 ) -> RunPage:
     """Up to ``limit`` runs after the cursor (or ``offset`` runs), with params and latest metrics.
 
     The params and metric summaries are selected by the page query itself (a
     subquery), not by a list of ids: PostgreSQL refuses more than 65,535
-    parameters, and a page of a million runs must not need them.
+    parameters, and a page of a million runs must not need them. Sorted by
+    anything but the start time, pages are counted by ``offset`` (no cursor).
     """
     if limit < 1:
         raise UsageError(f"a page holds at least one run, not {limit}")
+    only = only or RunFilter(status=status)
+    if status is not None and only.status is None:
+        only = RunFilter(status, only.experiment, only.where, only.deleted)
     t = schema.runs
-    query = sa.select(t).order_by(t.c.started_at.desc(), t.c.id.desc())
-    if status is not None:
-        query = query.where(t.c.status == status.value)
+    query = sa.select(t).order_by(*_order(sort, descending))
+    for clause in only.clauses(conn.dialect.name):
+        query = query.where(clause)
     if after is not None:
+        if sort != "started":
+            raise UsageError("a cursor continues a listing by start time only; use a page number")
         started, run_id = decode_cursor(after)
         # (started_at, id) < cursor, written so the first term bounds an index range:
         # SQLite scanned the whole index for the plain OR (240 ms at 100,000 runs).
-        query = query.where(
-            (t.c.started_at <= started) & ((t.c.started_at < started) | (t.c.id < run_id))
-        )
+        if descending:
+            query = query.where(
+                (t.c.started_at <= started) & ((t.c.started_at < started) | (t.c.id < run_id))
+            )
+        else:
+            query = query.where(
+                (t.c.started_at >= started) & ((t.c.started_at > started) | (t.c.id > run_id))
+            )
     # One more than asked tells whether a next page exists without counting.
     query = query.limit(limit + 1).offset(offset or None)
     page_ids: sa.Select[Any] = query.with_only_columns(t.c.id)
@@ -101,9 +176,14 @@ def runs_page(
     for run_id, found in metrics.page_summaries(conn, page_ids).items():
         if run_id in by_id:
             by_id[run_id].metrics = [s.latest() for s in found]
+    tags = schema.run_tags
+    for r in conn.execute(sa.select(tags).where(tags.c.run_id.in_(page_ids))):
+        if r.run_id in by_id:
+            by_id[r.run_id].tags[r.key] = r.value
     last = runs[-1]
     more = len(with_next) > limit
-    return RunPage(runs, encode_cursor(last.started_at, last.id) if more else None)
+    cursor = encode_cursor(last.started_at, last.id) if more and sort == "started" else None
+    return RunPage(runs, cursor, more)
 
 
 def run_from_row(row: sa.RowMapping) -> RunRecord:
@@ -126,4 +206,6 @@ def run_from_row(row: sa.RowMapping) -> RunRecord:
         stderr_digest=row["stderr_digest"],
         reproduces=row["reproduces"],
         error=row["error"],
+        experiment=row["experiment"],
+        deleted_at=row["deleted_at"],
     )

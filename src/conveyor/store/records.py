@@ -109,6 +109,11 @@ class RunRecord:
     stderr_digest: str | None = None
     reproduces: str | None = None
     error: str | None = None
+    #: The experiment the run belongs to (``conveyor run --experiment``; default its folder).
+    experiment: str | None = None
+    #: When it was deleted (hidden from listings until restored or purged by ``artifacts gc``).
+    deleted_at: float | None = None
+    tags: dict[str, str] = field(default_factory=dict)
     params: dict[str, Any] = field(default_factory=dict)
     metrics: list[MetricRecord] = field(default_factory=list)
     files: list[FileRecord] = field(default_factory=list)

@@ -13,7 +13,6 @@ recording at the same time (from several processes) all land.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
@@ -24,9 +23,8 @@ from sqlalchemy import event, exc
 
 from conveyor.config import Settings, database_url
 from conveyor.errors import ConfigError, NotFoundError, RegistryUnavailable, RunError, UsageError
-from conveyor.store import listing, metrics, schema, uses
-from conveyor.store.files import PRIVATE_FILE, private_dir, restrict_file
-from conveyor.store.listing import RunPage, run_from_row
+from conveyor.store import connection, listing, metrics, run_admin, schema, uses
+from conveyor.store.listing import RunFilter, RunPage, run_from_row
 from conveyor.store.metrics import MetricSummary
 from conveyor.store.records import (
     ArtifactUse,
@@ -40,17 +38,8 @@ from conveyor.store.records import (
 __all__ = ["HEAD_REVISION", "Registry"]
 
 #: The newest migration; compared with the database's before running Alembic at all.
-HEAD_REVISION = "0009"
+HEAD_REVISION = "0010"
 _MIGRATIONS = Path(__file__).parent / "migrations"
-
-
-def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
-    cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA synchronous=NORMAL")
-    cur.execute("PRAGMA foreign_keys=ON")
-    cur.execute("PRAGMA busy_timeout=30000")
-    cur.close()
 
 
 class Registry:
@@ -76,7 +65,7 @@ class Registry:
                 "database SQLAlchemy knows; use sqlite:///PATH or postgresql://USER@HOST/DB"
             ) from e
         except ImportError as e:
-            raise ConfigError(_missing_driver(self._display_url, e)) from e
+            raise ConfigError(connection.missing_driver(self._display_url, e)) from e
         if migrate:
             self.migrate()
 
@@ -84,9 +73,9 @@ class Registry:
         if parsed.get_backend_name() == "sqlite":
             if parsed.database and parsed.database != ":memory:":
                 self._sqlite_file = Path(parsed.database)
-                _private_sqlite_file(self._sqlite_file)
+                connection.private_sqlite_file(self._sqlite_file)
             engine = sa.create_engine(parsed, connect_args={"timeout": 30})
-            event.listen(engine, "connect", _sqlite_pragmas)
+            event.listen(engine, "connect", connection.sqlite_pragmas)
             return engine
         return sa.create_engine(parsed, pool_pre_ping=True, connect_args=self._connect_args(parsed))
 
@@ -115,11 +104,11 @@ class Registry:
             with self.engine.begin() as conn:
                 yield conn
         except exc.OperationalError as e:
-            if not _is_connect_failure(e):
+            if not connection.is_connect_failure(e):
                 raise
             raise RegistryUnavailable(
                 f"the registry database at {self._display_url} does not answer: "
-                f"{_first_line(e.orig)}",
+                f"{connection.first_line(e.orig)}",
                 hint="Check that the server is running, or unset CONVEYOR_DATABASE_URL "
                 "to use the local SQLite registry.",
             ) from e
@@ -189,6 +178,7 @@ class Registry:
                     code=run.code,
                     environment=run.environment,
                     reproduces=run.reproduces,
+                    experiment=run.experiment,
                 )
             )
             self._write_params(conn, run.id, run.params, source="cli")
@@ -420,6 +410,7 @@ class Registry:
                     .order_by(schema.params.c.key)
                 ).all()
             )
+            run.tags = run_admin.tags_of(conn, full)
             # The latest value of each metric; histories are read where they are shown.
             run.metrics = [s.latest() for s in metrics.summaries(conn, full)]
             run.files = [
@@ -453,10 +444,58 @@ class Registry:
         status: RunStatus | None = None,
         after: str | None = None,
         offset: int = 0,
+        only: RunFilter | None = None,
+        sort: str = "started",
+        descending: bool = True,
     ) -> RunPage:
-        """One page of runs, newest first, and the cursor of the next (see store/listing.py)."""
+        """One page of runs, newest first, and the cursor of the next (see store/listing.py).
+
+        ``only`` narrows the listing (experiment, a search expression, deleted runs);
+        a malformed search raises SearchError, a UsageError naming the position.
+        """
         with self._begin() as conn:
-            return listing.runs_page(conn, limit=limit, status=status, after=after, offset=offset)
+            return listing.runs_page(
+                conn,
+                limit=limit,
+                status=status,
+                after=after,
+                offset=offset,
+                only=only,
+                sort=sort,
+                descending=descending,
+            )
+
+    # -- tags and deletion (store/run_admin.py) -----------------------------------
+
+    def set_tags(self, run_id: str, tags: Mapping[str, str]) -> str:
+        """Set tags on a run (a unique id prefix); returns the run's full id."""
+        full = self.resolve_id(run_id)
+        with self._begin() as conn:
+            run_admin.set_tags(conn, full, tags)
+        return full
+
+    def remove_tags(self, run_id: str, keys: list[str]) -> str:
+        full = self.resolve_id(run_id)
+        with self._begin() as conn:
+            run_admin.remove_tags(conn, full, keys)
+        return full
+
+    def delete_run(self, run_id: str, *, restore: bool = False) -> str:
+        """Hide a run from listings (or bring it back); its record stays until ``purge_deleted``."""
+        full = self.resolve_id(run_id)
+        with self._begin() as conn:
+            run_admin.mark_deleted(conn, full, deleted=not restore)
+        return full
+
+    def experiments(self, limit: int = 500) -> list[str]:
+        """The experiments live runs belong to, by name."""
+        with self._begin() as conn:
+            return run_admin.experiments(conn, limit)
+
+    def purge_deleted(self) -> int:
+        """Remove deleted runs for good; returns how many (``artifacts gc`` calls this)."""
+        with self._begin() as conn:
+            return run_admin.purge_deleted(conn)
 
     def get_model(self, run_id: str, name: str) -> ModelRecord:
         full = self.resolve_id(run_id)
@@ -503,30 +542,6 @@ class Registry:
             return uses.artifact_uses(conn)
 
 
-def _private_sqlite_file(path: Path) -> None:
-    """Make the database file (and its WAL and shared-memory files) readable by its owner only.
-
-    It holds service credentials and everything runs record. SQLite gives the
-    -wal and -shm files the database file's mode, so creating that file 0600
-    before SQLite opens it covers all three; an older, wider file is narrowed.
-    """
-    try:
-        private_dir(path.parent)
-        try:
-            os.close(
-                os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, PRIVATE_FILE)
-            )
-            os.chmod(path, PRIVATE_FILE)
-        except FileExistsError:
-            for name in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
-                restrict_file(name)
-    except OSError as exc:
-        raise RegistryUnavailable(
-            f"cannot create the registry database {path}: {exc.strerror or exc}",
-            hint="Check that its folder is writable, or set CONVEYOR_DATABASE_URL.",
-        ) from None
-
-
 def _file_row(run_id: str, f: FileRecord) -> dict[str, Any]:
     return {"run_id": run_id, "role": f.role, "path": f.path, "digest": f.digest, "size": f.size}
 
@@ -547,44 +562,3 @@ def _model_record(r: Any) -> ModelRecord:
     return ModelRecord(
         r.run_id, r.name, r.path, r.format, r.digest, r.signature, tuple(r.trusted_types or ())
     )
-
-
-#: A database driver's module -> what to install for it.
-_DRIVER_PACKAGES = {
-    "psycopg": "'conveyor[postgres]'",
-    "psycopg2": "psycopg2-binary",
-    "MySQLdb": "mysqlclient",
-    "pymysql": "PyMySQL",
-    "mysql": "mysql-connector-python",
-    "oracledb": "oracledb",
-    "pyodbc": "pyodbc",
-}
-
-
-def _missing_driver(display_url: str, error: ImportError) -> str:
-    """One line: the URL, the driver module that is missing and what to install for it."""
-    module = (error.name or str(error)).split(".")[0]
-    package = _DRIVER_PACKAGES.get(module, module)
-    return (
-        f"CONVEYOR_DATABASE_URL={display_url} needs the database driver {module!r}, which is "
-        f"not installed: pip install {package} (Conveyor is tested on SQLite and PostgreSQL)"
-    )
-
-
-def _is_connect_failure(e: exc.OperationalError) -> bool:
-    text = str(e.orig).lower()
-    return any(
-        s in text
-        for s in (
-            "could not connect",
-            "connection refused",
-            "connection to server",
-            "unable to open database",
-            "timeout expired",
-            "name or service not known",
-        )
-    )
-
-
-def _first_line(err: object) -> str:
-    return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__

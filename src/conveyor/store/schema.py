@@ -28,6 +28,10 @@ runs = sa.Table(
     sa.Column("stderr_digest", sa.String(80)),
     sa.Column("reproduces", sa.String(32), index=True),
     sa.Column("error", sa.Text),
+    # the experiment the run belongs to (default: its folder's name; migration 0010)
+    sa.Column("experiment", sa.String(200)),
+    # when the run was deleted: hidden from listings, restorable until `artifacts gc`
+    sa.Column("deleted_at", sa.Float),
 )
 
 params = sa.Table(
@@ -73,6 +77,19 @@ metric_summary = sa.Table(
 sa.Index("ix_metrics_run_key", metrics.c.run_id, metrics.c.key, metrics.c.id)
 sa.Index("ix_runs_started_id", runs.c.started_at, runs.c.id)
 sa.Index("ix_runs_status_started", runs.c.status, runs.c.started_at, runs.c.id)
+sa.Index("ix_runs_experiment_started", runs.c.experiment, runs.c.started_at, runs.c.id)
+
+# A run's tags: free key=value labels a user sets and changes (migration 0010).
+run_tags = sa.Table(
+    "run_tags",
+    metadata,
+    sa.Column(
+        "run_id", sa.String(32), sa.ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True
+    ),
+    sa.Column("key", sa.String(250), primary_key=True),
+    sa.Column("value", sa.String(5000), nullable=False),
+)
+sa.Index("ix_run_tags_key_value", run_tags.c.key, run_tags.c.value)
 
 files = sa.Table(
     "files",

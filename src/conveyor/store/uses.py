@@ -22,6 +22,10 @@ def looks_like_digest(value: object) -> bool:
     return isinstance(value, str) and value.startswith(("blake3:", "sha256:"))
 
 
+#: Deleted runs keep nothing alive: their artifacts go at the next gc unless others use them.
+_LIVE = schema.runs.c.deleted_at.is_(None)
+
+
 def referenced_digests(conn: sa.Connection) -> set[str]:
     """Every digest a run or an app revision points at directly (not inside manifests)."""
     found = {use.digest for use in artifact_uses(conn)}
@@ -38,7 +42,7 @@ def snapshot_digests(conn: sa.Connection) -> set[str]:
     """The digest of every run's code snapshot manifest."""
     return {
         code["snapshot"]
-        for code in conn.execute(sa.select(schema.runs.c.code)).scalars()
+        for code in conn.execute(sa.select(schema.runs.c.code).where(_LIVE)).scalars()
         if looks_like_digest((code or {}).get("snapshot"))
     }
 
@@ -55,7 +59,7 @@ def artifact_uses(conn: sa.Connection) -> list[ArtifactUse]:
             schema.runs.c.environment,
             schema.runs.c.stdout_digest,
             schema.runs.c.stderr_digest,
-        )
+        ).where(_LIVE)
     ):
         cwds[r.id] = r.cwd
         code: dict[str, Any] = r.code or {}
@@ -69,12 +73,15 @@ def artifact_uses(conn: sa.Connection) -> list[ArtifactUse]:
             if digest:
                 uses.append(ArtifactUse(r.id, digest, role))
     # A recorded path is relative to the run's folder when it was inside it.
+    live = sa.select(schema.runs.c.id).where(_LIVE)
     files = sa.select(
         schema.files.c.run_id, schema.files.c.role, schema.files.c.path, schema.files.c.digest
-    )
+    ).where(schema.files.c.run_id.in_(live))
     for f in conn.execute(files):
         uses.append(ArtifactUse(f.run_id, f.digest, f.role, _under(cwds, f.run_id, f.path)))
-    models = sa.select(schema.models.c.run_id, schema.models.c.path, schema.models.c.digest)
+    models = sa.select(schema.models.c.run_id, schema.models.c.path, schema.models.c.digest).where(
+        schema.models.c.run_id.in_(live)
+    )
     for m in conn.execute(models):
         uses.append(ArtifactUse(m.run_id, m.digest, "model", _under(cwds, m.run_id, m.path)))
     return uses

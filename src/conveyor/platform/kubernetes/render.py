@@ -132,7 +132,7 @@ def check_app(spec: AppSpec, config: KubernetesConfig) -> None:
             "run; a push there is a rolling update",
             hint="Remove canary: for this target (or use a mesh's traffic split by hand).",
         )
-    stored = spec.kind == "model" and spec.model is not None and spec.model.startswith("run:")
+    stored = spec.kind == "model" and (spec.model or "").startswith(("run:", "models:/"))
     if stored and config.artifact_root is None:
         raise UsageError(
             f"{where}: model {spec.model!r} lives in the artifact store, and the target "

@@ -3,7 +3,7 @@
 Server-rendered pages (Jinja2, autoescaped) with a vendored htmx for the parts
 that refresh themselves; nothing is fetched from another origin. One module
 per page family — :mod:`.login`, :mod:`.overview`, :mod:`.runs`, :mod:`.apps`,
-:mod:`.streams` — on what they share (:mod:`.context`). The control API's
+:mod:`.streams`, :mod:`.tasks` — on what they share (:mod:`.context`). The control API's
 token guard lets ``/ui`` through; every page here checks the session cookie
 itself, and every action is a POST carrying the session's CSRF token.
 """
@@ -21,13 +21,16 @@ from starlette.types import ASGIApp
 
 from conveyor.errors import ConveyorError
 from conveyor.server._common import status_for
-from conveyor.server.ui import apps, login, overview, runs, streams
+from conveyor.server.ui import apps, login, overview, run_actions, runs, streams
+from conveyor.server.ui import tasks as task_pages
 from conveyor.server.ui.context import Ui, handle_refusals
 from conveyor.server.ui.render import SecurityHeaders, page
 from conveyor.server.ui.session import Sessions
 
 if TYPE_CHECKING:
     from conveyor.orchestrate import StreamService
+    from conveyor.orchestrate.task_schedules import TaskScheduler
+    from conveyor.orchestrate.tasks import TaskService
     from conveyor.platform.controller import Controller
 
 __all__ = ["dashboard"]
@@ -35,9 +38,15 @@ __all__ = ["dashboard"]
 log = logging.getLogger("conveyor.server.ui")
 
 
-def dashboard(controller: Controller, service: StreamService, token: str) -> ASGIApp:
+def dashboard(
+    controller: Controller,
+    service: StreamService,
+    tasks: TaskService,
+    schedules: TaskScheduler,
+    token: str,
+) -> ASGIApp:
     """The dashboard as an ASGI app to mount at ``/ui``."""
-    ui = Ui(controller, service, Sessions(token))
+    ui = Ui(controller, service, Sessions(token), tasks, schedules)
     app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
 
     handle_refusals(app)
@@ -54,6 +63,6 @@ def dashboard(controller: Controller, service: StreamService, token: str) -> ASG
         return page("error.html", 500, title="Internal error", message=repr(exc))
 
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
-    for module in (login, overview, runs, apps, streams):
+    for module in (login, overview, runs, run_actions, apps, streams, task_pages):
         app.include_router(module.routes(ui))
     return SecurityHeaders(app)

@@ -15,6 +15,8 @@ from conveyor.server.ui.session import Session, Sessions, read_form
 
 if TYPE_CHECKING:
     from conveyor.orchestrate import StreamService
+    from conveyor.orchestrate.task_schedules import TaskScheduler
+    from conveyor.orchestrate.tasks import TaskService
     from conveyor.platform.controller import Controller
 
 __all__ = ["Ui", "back", "handle_refusals"]
@@ -53,6 +55,8 @@ class Ui:
     controller: Controller
     streams: StreamService
     sessions: Sessions
+    tasks: TaskService
+    schedules: TaskScheduler
 
     def session(self, request: Request) -> Session:
         session = self.sessions.of(request)

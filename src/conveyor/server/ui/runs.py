@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
@@ -11,50 +10,31 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from conveyor.errors import ConveyorError, UsageError
+from conveyor.server.ui.charts import chart
 from conveyor.server.ui.context import Ui
+from conveyor.store.listing import RunFilter, RunPage
 from conveyor.store.records import RunRecord, RunStatus
+from conveyor.store.search import SearchError
 
 __all__ = ["routes"]
 
 PAGE = 25
-#: How many of the newest runs the table filters and sorts (the registry has no paging yet).
-SCAN = 5000
 #: Metric columns shown: the most common keys among the listed runs.
 METRIC_COLUMNS = 4
 MAX_COMPARED = 8
 _LOG_PREVIEW = 64 * 1024
 _SPARK_POINTS = 120
+_CHART_POINTS = 400
 
-_COLUMNS = [
-    ("id", "ID"),
+#: (sort key, heading); a key of None is not sortable.
+_COLUMNS: list[tuple[str | None, str]] = [
+    (None, "ID"),
     ("name", "Name"),
+    ("experiment", "Experiment"),
     ("status", "Status"),
     ("started", "Started"),
     ("duration", "Duration"),
 ]
-
-
-def _sort_key(key: str, *, descending: bool) -> Callable[[RunRecord], Any]:
-    """A key that orders every run, runs without the value last in either order."""
-    if key.startswith("metric:"):
-        name = key.removeprefix("metric:")
-
-        def metric(run: RunRecord) -> tuple[bool, float]:
-            value = run.latest_metrics().get(name)
-            # sorted in reverse for descending order, so there "present" must sort high
-            return ((value is None) != descending, 0.0 if value is None else value)
-
-        return metric
-    simple: dict[str, Callable[[RunRecord], Any]] = {
-        "id": lambda r: r.id,
-        "name": lambda r: r.name.lower(),
-        "status": lambda r: r.status.value,
-        "started": lambda r: r.started_at,
-        "duration": lambda r: ((r.duration is None) != descending, r.duration or 0.0),
-    }
-    if key not in simple:
-        raise UsageError(f"runs cannot be sorted by {key!r}; pick a column heading to sort by")
-    return simple[key]
 
 
 def _metric_keys(runs: list[RunRecord]) -> list[str]:
@@ -85,10 +65,13 @@ def routes(ui: Ui) -> APIRouter:
     @api.get("/runs")
     async def runs_page(
         request: Request,
-        q: str = "",
+        where: Annotated[str, Query(max_length=4000)] = "",
+        experiment: Annotated[str, Query(max_length=200)] = "",
         status: str = "",
-        sort: str = "started",
+        deleted: str = "",
+        sort: Annotated[str, Query(max_length=260)] = "started",
         order: str = "desc",
+        after: Annotated[str, Query(max_length=200)] = "",
         page: Annotated[int, Query(ge=1, le=100_000)] = 1,
     ) -> Response:
         ui.session(request)
@@ -103,44 +86,64 @@ def routes(ui: Ui) -> APIRouter:
                 ) from None
         if order not in ("asc", "desc"):
             raise UsageError(f"order {order!r} is neither 'asc' nor 'desc'")
-        key = _sort_key(sort, descending=order == "desc")
-        found = await run_in_threadpool(registry.list_runs, limit=SCAN, status=wanted)
-        if q:
-            needle = q.lower()
-            found = [r for r in found if needle in r.name.lower() or r.id.startswith(needle)]
-        found.sort(key=key, reverse=order == "desc")
-        pages = max(1, -(-len(found) // PAGE))
-        page = min(page, pages)
-        shown = found[(page - 1) * PAGE : page * PAGE]
+        only = RunFilter(wanted, experiment or None, where or None, bool(deleted))
+        problem: str | None = None
+        try:
+            found = await run_in_threadpool(
+                registry.list_runs_page,
+                limit=PAGE,
+                after=after or None,
+                offset=0 if after else (page - 1) * PAGE,
+                only=only,
+                sort=sort,
+                descending=order == "desc",
+            )
+        except SearchError as exc:
+            found, problem = RunPage(), exc.message
+        shown = found.runs
         metric_keys = _metric_keys(shown)
+        current = {
+            "where": where,
+            "experiment": experiment,
+            "status": status,
+            "deleted": deleted,
+            "sort": sort,
+            "order": order,
+        }
 
         def link(**change: Any) -> str:
-            params = {"q": q, "status": status, "sort": sort, "order": order, "page": page}
-            params.update(change)
+            params = {**current, **change}
             return "/ui/runs?" + urlencode({k: v for k, v in params.items() if v not in ("", None)})
 
         def sort_link(column: str) -> str:
             flip = "asc" if sort == column and order == "desc" else "desc"
-            return link(sort=column, order=flip, page=1)
+            return link(sort=column, order=flip)
 
+        next_link = None
+        if found.next is not None:
+            next_link = link(after=found.next)
+        elif found.more:
+            next_link = link(page=page + 1)
         return ui.view(
             request,
             "runs.html",
+            http_status=400 if problem else 200,
             runs=shown,
-            total=len(found),
-            page=page,
-            pages=pages,
-            q=q,
+            problem=problem,
+            where=where,
+            experiment=experiment,
+            experiments=await run_in_threadpool(registry.experiments),
             status=status,
+            deleted=deleted,
             statuses=[s.value for s in RunStatus],
             sort=sort,
             order=order,
-            columns=[*_COLUMNS, *((f"metric:{k}", k) for k in metric_keys)],
+            columns=[*_COLUMNS, *((f"metrics.{k}", k) for k in metric_keys)],
             metric_keys=metric_keys,
             sort_link=sort_link,
-            prev_link=link(page=page - 1) if page > 1 else None,
-            next_link=link(page=page + 1) if page < pages else None,
-            scanned=SCAN,
+            first_link=link() if after or page > 1 else None,
+            prev_link=link(page=page - 1) if page > 1 and not after else None,
+            next_link=next_link,
         )
 
     @api.get("/runs/{run_id}")
@@ -250,8 +253,23 @@ def _comparison(ui: Ui, runs: list[RunRecord]) -> dict[str, Any]:
             diffs.append((other, sections, exc.message))
             continue
         diffs.append((other, sections, None))
+    registry = ui.controller.state.registry
+    charts = []
+    for key in sorted(set().union(*(r.latest_metrics() for r in runs))):
+        series = [
+            [
+                (float(m.step if m.step is not None else i), m.value)
+                for i, m in enumerate(registry.metric_history(r.id, key, max_points=_CHART_POINTS))
+            ]
+            for r in runs
+        ]
+        drawn = chart(key, series)
+        if drawn is not None:
+            charts.append(drawn)
     return {
         "params": table([r.params for r in runs]),
         "metrics": table([r.latest_metrics() for r in runs]),
+        "tags": table([r.tags for r in runs]),
+        "charts": charts,
         "diffs": diffs,
     }
