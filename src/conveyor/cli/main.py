@@ -22,6 +22,7 @@ COMMANDS: dict[str, str] = {
     "reproduce": "conveyor.cli.runs:reproduce_command",
     "artifacts": "conveyor.cli.artifacts:artifacts_group",
     "serve": "conveyor.cli.serve:serve_command",
+    "lineage": "conveyor.cli.lineage:lineage_command",
     "stream": "conveyor.cli.streams:stream_group",
     "catalog": "conveyor.cli.streams:catalog_group",
     "task": "conveyor.cli.tasks:task_group",

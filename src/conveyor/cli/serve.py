@@ -84,6 +84,13 @@ __all__ = ["serve_command"]
     help="Seconds in-flight requests get to finish on shutdown.",
 )
 @click.option(
+    "--request-log",
+    default=None,
+    metavar="SHARE",
+    help="Record which model answered this share of requests (on, 0.1, 10%), for "
+    "`conveyor lineage <request-id>`; default: CONVEYOR_REQUEST_LOG, else off.",
+)
+@click.option(
     "--strict-inputs",
     is_flag=True,
     help="Refuse requests with fields the model does not take (by default they are left "
@@ -104,6 +111,7 @@ def serve_command(
     run_id: str | None,
     graceful_timeout: float,
     strict_inputs: bool,
+    request_log: str | None,
 ) -> None:
     """Serve MODEL over HTTP: Open Inference Protocol V2, KServe V1, MLflow and /predict.
 
@@ -116,9 +124,25 @@ def serve_command(
       conveyor serve mlflow-model-dir/ --port 9000
       curl -s localhost:8081/predict -d '[{"age": 41, "income": 52000}]'
     """
-    from conveyor.config import get_settings, parse_size
+    from conveyor.config import get_settings, parse_share, parse_size
     from conveyor.serving import ServeOptions, resolve_model_uri
     from conveyor.serving.server import serve
+    from conveyor.serving.service import RequestLogOptions
+
+    settings = get_settings()
+    share = (
+        settings.request_log if request_log is None else parse_share(request_log, "--request-log")
+    )
+    resolved = resolve_model_uri(model_uri, settings, trusted=trust, name=name, run_id=run_id)
+    log_options = None
+    if share > 0:
+        log_options = RequestLogOptions(
+            folder=settings.request_log_dir or settings.request_log_root / resolved.name,
+            sample=share,
+            retention=settings.request_log_retention,
+            app=settings.app,
+            revision=settings.app_revision,
+        )
 
     options = ServeOptions(
         host=host,
@@ -131,8 +155,8 @@ def serve_command(
         keep_alive=keep_alive,
         graceful_timeout=graceful_timeout,
         strict_inputs=strict_inputs,
+        request_log=log_options,
     )
-    resolved = resolve_model_uri(model_uri, get_settings(), trusted=trust, name=name, run_id=run_id)
 
     def announce(bound_host: str, bound_port: int) -> None:
         shown = f"[{bound_host}]" if ":" in bound_host else bound_host

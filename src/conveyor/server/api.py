@@ -23,7 +23,7 @@ from starlette.types import ASGIApp
 
 from conveyor.errors import ConveyorError
 from conveyor.platform.controller import Controller
-from conveyor.server import apps, blobs, services, streams
+from conveyor.server import apps, blobs, lineage, services, streams
 from conveyor.server._common import error_body, status_for
 from conveyor.server.auth import TokenGuard
 from conveyor.server.ui import dashboard
@@ -87,5 +87,6 @@ def create_app(
     service = StreamService(controller)
     api.include_router(streams.routes(service))
     api.include_router(task_routes(controller, get_settings().home / "runs"))
+    api.include_router(lineage.routes(controller.state.registry, get_settings()))
     api.mount("/ui", dashboard(controller, service, token))
     return TokenGuard(api, token, open_prefix="/ui")
