@@ -28,6 +28,7 @@ from conveyor._version import __version__
 from conveyor.serving import openapi
 from conveyor.serving.errors import RequestError
 from conveyor.serving.http import Request, Response, discard_reply, dumps
+from conveyor.serving.predictions import PredictionLog
 from conveyor.serving.protocols import PROTOCOLS, Route
 from conveyor.serving.service import Scoring, ServedModel
 from conveyor.store.requestlog import RequestLogWriter
@@ -75,6 +76,7 @@ class ScoringApp:
         self.lineage_head = b"".join(b"%s: %s\r\n" % pair for pair in lineage)
         self._ids = RequestIds()
         self._request_log = _request_log(served)
+        self._predictions = _prediction_log(served)
         self._log_flush_due = False
         self._openapi = dumps(openapi.openapi_document(served))
         self._docs = openapi.docs_page(served).encode()
@@ -150,6 +152,8 @@ class ScoringApp:
         self.flush_metrics()
         if self._request_log is not None:
             self._request_log.close()
+        if self._predictions is not None:
+            self._predictions.close()
 
     # -- answering ----------------------------------------------------------------
 
@@ -166,7 +170,10 @@ class ScoringApp:
         if req.answered:  # timed out, or the client left
             return
         try:
-            response = scoring.answer(self.served.outputs(scored))
+            outputs = self.served.outputs(scored)
+            response = scoring.answer(outputs)
+            if self._predictions is not None and self._predictions.wants():
+                self._predictions.record(req.request_id, scoring.columns, outputs)
         except Exception as exc:
             response = self._failure(exc, req)
         ignored = getattr(scoring.columns, "ignored", ())
@@ -336,20 +343,31 @@ class ScoringApp:
         counter.inc()
 
 
+def _lineage(served: ServedModel) -> dict[str, Any]:
+    """What a log record says about the model that answered."""
+    resolved, options = served.resolved, served.options.request_log
+    return {
+        "model": resolved.name,
+        "digest": resolved.digest,
+        "run": resolved.run_id,
+        "app": options.app if options else None,
+        "revision": options.revision if options else None,
+    }
+
+
+def _prediction_log(served: ServedModel) -> PredictionLog | None:
+    options = served.options.prediction_log
+    if options is None or options.sample <= 0:
+        return None
+    return PredictionLog(options, _lineage(served))
+
+
 def _request_log(served: ServedModel) -> RequestLogWriter | None:
     """The request log this process writes, if ``--request-log`` asked for one."""
     options = served.options.request_log
     if options is None or options.sample <= 0:
         return None
-    resolved = served.resolved
-    header = {
-        "app": options.app,
-        "revision": options.revision,
-        "model": resolved.name,
-        "digest": resolved.digest,
-        "run": resolved.run_id,
-        "source": resolved.source,
-    }
+    header = {**_lineage(served), "source": served.resolved.source}
     return RequestLogWriter(
         options.folder, header, sample=options.sample, retention=options.retention
     )

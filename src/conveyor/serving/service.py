@@ -22,6 +22,7 @@ from conveyor.serving.columns import ColumnBuilder
 from conveyor.serving.errors import RequestError
 from conveyor.serving.http import Response
 from conveyor.serving.metrics import ServiceMetrics
+from conveyor.serving.predictions import PredictionLogOptions
 from conveyor.serving.resolve import ResolvedModel
 
 __all__ = ["RequestLogOptions", "Scoring", "ServeOptions", "ServedModel"]
@@ -69,6 +70,8 @@ class ServeOptions:
     strict_inputs: bool = False
     #: Record which model answered each (sampled) request id (``--request-log``); None: off.
     request_log: RequestLogOptions | None = None
+    #: Send a sample of inputs and outputs to a stream destination (``--prediction-log``).
+    prediction_log: PredictionLogOptions | None = None
 
 
 @dataclass
