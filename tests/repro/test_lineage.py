@@ -6,14 +6,17 @@ import json
 import os
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from conveyor.cli.main import cli
 from conveyor.config import Settings
+from conveyor.errors import NotFoundError
 from conveyor.repro.lineage import Sources, trace
 from conveyor.store.apps import AppRepository
+from conveyor.store.digests import digest_file
 from conveyor.store.records import FileRecord, ModelRecord, RunRecord, RunStatus
 from conveyor.store.registry import Registry
 from conveyor.store.requestlog import RequestLogWriter
@@ -146,3 +149,16 @@ def test_a_lost_hex_request_id_says_what_the_log_still_holds(world: World) -> No
     assert result.exit_code != 0
     assert "is not in the request logs" in result.output
     assert "retention window" in result.output
+
+
+def test_a_model_file_is_traced_by_its_digest_but_not_over_the_api(
+    world: World, tmp_path: Path
+) -> None:
+    model = tmp_path / "copy.skops"
+    model.write_bytes(b"model bytes")
+    digest = digest_file(model)
+    with Registry.from_settings(world.settings) as registry:
+        registry.add_model(ModelRecord(LATER, "copy", "copy.skops", "sklearn", digest, None))
+        assert trace(str(model), Sources(registry, world.settings)).root == f"artifact:{digest}"
+        with pytest.raises(NotFoundError, match="names nothing Conveyor recorded"):
+            trace(str(model), Sources(registry, world.settings, files=False))

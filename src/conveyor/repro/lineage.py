@@ -67,6 +67,9 @@ class Sources:
 
     registry: Registry
     settings: Settings
+    #: Whether a reference may name a file to hash (the CLI's own machine; not over the API,
+    #: where it would let a caller probe the platform's files).
+    files: bool = True
 
     @property
     def request_logs(self) -> Path:

@@ -130,7 +130,7 @@ def _parse_artifact(text: str, sources: Sources) -> Node | None:
         full = sources.registry.resolve_id(run_id)
         return _artifact(sources.registry.get_model(full, name).digest, sources)
     path = Path(text).expanduser()
-    if (os.sep in text or path.suffix) and path.is_file():
+    if sources.files and (os.sep in text or path.suffix) and path.is_file():
         from conveyor.store.digests import digest_file
 
         return _artifact(digest_file(path), sources)

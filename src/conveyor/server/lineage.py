@@ -26,14 +26,15 @@ def routes(registry: Registry, settings: Settings) -> APIRouter:
             Query(
                 min_length=1,
                 max_length=1000,
-                description="A request id, run:<id>, a run id, a blake3:/sha256: digest, "
-                "run:<id>/<model> or a model file path",
+                description="A request id, run:<id>, a run id, a blake3:/sha256: digest "
+                "or run:<id>/<model> (a file path only on the command line)",
             ),
         ],
     ) -> dict[str, Any]:
         from conveyor.repro.lineage import Sources, trace
 
-        graph = await asyncio.to_thread(trace, ref, Sources(registry, settings))
+        sources = Sources(registry, settings, files=False)
+        graph = await asyncio.to_thread(trace, ref, sources)
         return graph.to_json()
 
     return api
