@@ -18,7 +18,15 @@ from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 
-__all__ = ["SERVE_PORT", "Settings", "database_url", "get_settings", "parse_size"]
+__all__ = [
+    "SERVE_PORT",
+    "Settings",
+    "database_url",
+    "get_settings",
+    "parse_duration",
+    "parse_share",
+    "parse_size",
+]
 
 _MIB = 1024 * 1024
 
@@ -42,6 +50,63 @@ def parse_size(text: str, name: str) -> int:
             f"{name}={text!r} is not a size; use a byte count or a number with K, M or G "
             "(for example 200M)"
         ) from None
+
+
+def parse_share(text: str, name: str) -> float:
+    """A share of requests from ``off``/``on``, ``0.25`` or ``25%`` (setting ``name``).
+
+    >>> parse_share("10%", "X"), parse_share("on", "X"), parse_share("off", "X")
+    (0.1, 1.0, 0.0)
+    """
+    raw = text.strip().lower()
+    words = {"": 0.0, "off": 0.0, "no": 0.0, "false": 0.0, "on": 1.0, "yes": 1.0, "true": 1.0}
+    if raw in words:
+        return words[raw]
+    try:
+        share = float(raw[:-1]) / 100 if raw.endswith("%") else float(raw)
+    except ValueError:
+        share = -1.0
+    if not 0.0 <= share <= 1.0:
+        from conveyor.errors import ConfigError
+
+        raise ConfigError(
+            f"{name}={text!r} is not a share of requests; use off, on, a fraction from 0 to 1 "
+            "or a percentage (for example 10%)"
+        )
+    return share
+
+
+def parse_duration(text: str, name: str) -> float:
+    """Seconds from ``3600``, ``90s``, ``30m``, ``12h`` or ``7d`` (setting ``name``)."""
+    units = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+    raw = text.strip().lower()
+    try:
+        seconds = float(raw[:-1]) * units[raw[-1]] if raw and raw[-1] in units else float(raw)
+    except ValueError:
+        seconds = -1.0
+    if seconds <= 0:
+        from conveyor.errors import ConfigError
+
+        raise ConfigError(
+            f"{name}={text!r} is not a duration; use seconds or a number with s, m, h or d "
+            "(for example 7d)"
+        )
+    return seconds
+
+
+def parse_openlineage(text: str) -> str | None:
+    """Where CONVEYOR_OPENLINEAGE sends events: a file:// or http(s):// URL, or None."""
+    raw = text.strip()
+    if raw.lower() in ("", "off", "none"):
+        return None
+    if raw.startswith(("file:///", "http://", "https://")):
+        return raw
+    from conveyor.errors import ConfigError
+
+    raise ConfigError(
+        f"CONVEYOR_OPENLINEAGE={text!r} is not a destination; use file:///path/events.jsonl, "
+        "http://host:port (a Marquez-compatible endpoint) or off"
+    )
 
 
 def parse_address(text: str, name: str) -> tuple[str, int]:
@@ -127,6 +192,21 @@ class Settings:
     )
     #: Largest size of the local read cache of a bucket store (CONVEYOR_ARTIFACT_CACHE_SIZE).
     artifact_cache_size: int = 2048 * _MIB
+    #: Share of scored requests a serving process records in its request log for
+    #: ``conveyor lineage`` (CONVEYOR_REQUEST_LOG: off, on, 0.1, 10%); 0: off, the default.
+    request_log: float = 0.0
+    #: The folder this process writes its request log into (CONVEYOR_REQUEST_LOG_DIR; the
+    #: platform sets it for each model app); None: ``request_log_root / <model name>``.
+    request_log_dir: Path | None = None
+    #: Seconds a request log file is kept (CONVEYOR_REQUEST_LOG_RETENTION: 7d, 12h, 3600).
+    request_log_retention: float = 7 * 86400.0
+    #: Where OpenLineage events go (CONVEYOR_OPENLINEAGE): ``file:///path.jsonl``,
+    #: ``http://host:port`` (Marquez's POST /api/v1/lineage) or None, nowhere (the default).
+    openlineage: str | None = None
+    #: The app and revision this process serves, when the platform started it
+    #: (CONVEYOR_APP, CONVEYOR_APP_REVISION).
+    app: str | None = None
+    app_revision: int | None = None
 
     @property
     def artifact_location(self) -> str:
@@ -137,6 +217,11 @@ class Settings:
     def cache_dir(self) -> Path:
         """Local copies that may be thrown away at any time (a bucket store's read cache)."""
         return self.home / "cache"
+
+    @property
+    def request_log_root(self) -> Path:
+        """Every serving process's request log, one folder per app (or served model)."""
+        return self.platform_dir / "requests"
 
     @property
     def platform_dir(self) -> Path:
@@ -200,6 +285,18 @@ class Settings:
                 env.get("AWS_SESSION_TOKEN") or None,
             ),
             artifact_cache_size=parse_size(cache, "CONVEYOR_ARTIFACT_CACHE_SIZE"),
+            request_log=parse_share(env.get("CONVEYOR_REQUEST_LOG", "off"), "CONVEYOR_REQUEST_LOG"),
+            request_log_dir=Path(env["CONVEYOR_REQUEST_LOG_DIR"]).expanduser()
+            if env.get("CONVEYOR_REQUEST_LOG_DIR")
+            else None,
+            request_log_retention=parse_duration(
+                env.get("CONVEYOR_REQUEST_LOG_RETENTION", "7d"), "CONVEYOR_REQUEST_LOG_RETENTION"
+            ),
+            openlineage=parse_openlineage(env.get("CONVEYOR_OPENLINEAGE", "")),
+            app=env.get("CONVEYOR_APP") or None,
+            app_revision=int(env["CONVEYOR_APP_REVISION"])
+            if env.get("CONVEYOR_APP_REVISION", "").isdigit()
+            else None,
         )
 
     def with_home(self, home: Path) -> Settings:

@@ -23,6 +23,7 @@ COMMANDS: dict[str, str] = {
     "artifacts": "conveyor.cli.artifacts:artifacts_group",
     "models": "conveyor.cli.models:models_group",
     "serve": "conveyor.cli.serve:serve_command",
+    "lineage": "conveyor.cli.lineage:lineage_command",
     "stream": "conveyor.cli.streams:stream_group",
     "catalog": "conveyor.cli.streams:catalog_group",
     "task": "conveyor.cli.tasks:task_group",

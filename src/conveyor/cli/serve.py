@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from conveyor.config import SERVE_PORT
+
+if TYPE_CHECKING:
+    from conveyor.serving.predictions import PredictionLogOptions
 
 __all__ = ["serve_command"]
 
@@ -104,6 +109,37 @@ __all__ = ["serve_command"]
     help="Seconds in-flight requests get to finish on shutdown.",
 )
 @click.option(
+    "--request-log",
+    default=None,
+    metavar="SHARE",
+    help="Record which model answered this share of requests (on, 0.1, 10%), for "
+    "`conveyor lineage <request-id>`; default: CONVEYOR_REQUEST_LOG, else off.",
+)
+@click.option(
+    "--prediction-log",
+    default=None,
+    metavar="DESTINATION",
+    envvar="CONVEYOR_PREDICTION_LOG",
+    help="Send a sample of requests' inputs and outputs, with their request id and model, "
+    "to this stream destination (env CONVEYOR_PREDICTION_LOG).",
+)
+@click.option(
+    "--prediction-log-binder",
+    default="embedded",
+    show_default=True,
+    metavar="URL",
+    envvar="CONVEYOR_PREDICTION_LOG_BINDER",
+    help="The binder the prediction log's destination is on.",
+)
+@click.option(
+    "--prediction-log-sample",
+    default="on",
+    show_default=True,
+    metavar="SHARE",
+    envvar="CONVEYOR_PREDICTION_LOG_SAMPLE",
+    help="Share of requests the prediction log keeps (on, 0.1, 10%).",
+)
+@click.option(
     "--strict-inputs",
     is_flag=True,
     help="Refuse requests with fields the model does not take (by default they are left "
@@ -127,6 +163,10 @@ def serve_command(
     model_version: str | None,
     graceful_timeout: float,
     strict_inputs: bool,
+    request_log: str | None,
+    prediction_log: str | None,
+    prediction_log_binder: str,
+    prediction_log_sample: str,
 ) -> None:
     """Serve MODEL over HTTP: Open Inference Protocol V2, KServe V1, MLflow and /predict.
 
@@ -141,9 +181,34 @@ def serve_command(
       conveyor serve models:/diagnosis@champion
       curl -s localhost:8081/predict -d '[{"age": 41, "income": 52000}]'
     """
-    from conveyor.config import get_settings, parse_size
+    from conveyor.config import get_settings, parse_share, parse_size
     from conveyor.serving import ServeOptions, resolve_model_uri
     from conveyor.serving.server import serve
+    from conveyor.serving.service import RequestLogOptions
+
+    settings = get_settings()
+    share = (
+        settings.request_log if request_log is None else parse_share(request_log, "--request-log")
+    )
+    resolved = resolve_model_uri(
+        model_uri,
+        settings,
+        trusted=trust,
+        name=name,
+        run_id=run_id,
+        expect_digest=expect_digest,
+        trusted_types=trust_types,
+        version=model_version,
+    )
+    log_options = None
+    if share > 0:
+        log_options = RequestLogOptions(
+            folder=settings.request_log_dir or settings.request_log_root / resolved.name,
+            sample=share,
+            retention=settings.request_log_retention,
+            app=settings.app,
+            revision=settings.app_revision,
+        )
 
     options = ServeOptions(
         host=host,
@@ -156,16 +221,10 @@ def serve_command(
         keep_alive=keep_alive,
         graceful_timeout=graceful_timeout,
         strict_inputs=strict_inputs,
-    )
-    resolved = resolve_model_uri(
-        model_uri,
-        get_settings(),
-        trusted=trust,
-        name=name,
-        run_id=run_id,
-        expect_digest=expect_digest,
-        trusted_types=trust_types,
-        version=model_version,
+        request_log=log_options,
+        prediction_log=_prediction_log(
+            prediction_log, prediction_log_binder, prediction_log_sample, resolved.name
+        ),
     )
 
     def announce(bound_host: str, bound_port: int) -> None:
@@ -178,3 +237,34 @@ def serve_command(
         sys.stdout.flush()
 
     serve(resolved, options, announce=announce)
+
+
+def _prediction_log(
+    destination: str | None, binder_url: str, sample: str, model: str
+) -> PredictionLogOptions | None:
+    """What ``--prediction-log`` asks for: a publisher to ``destination`` on ``binder_url``."""
+    if not destination:
+        return None
+    from conveyor.config import get_settings, parse_share
+    from conveyor.serving.predictions import PredictionLogOptions, Publish
+    from conveyor.streams.binders import check_binder_url, shown_binder_url
+
+    share = parse_share(sample, "--prediction-log-sample")
+    check_binder_url(binder_url)  # an unknown binder fails now, not in every worker
+    settings = get_settings()
+
+    def open_publisher() -> tuple[Publish, Callable[[], None]]:
+        from conveyor.streams.binders import open_binder
+        from conveyor.streams.messages import Message, new_headers
+
+        binder = open_binder(binder_url, settings)
+
+        def publish(records: list[dict[str, Any]]) -> None:
+            binder.publish(
+                destination, [Message(r, new_headers("predictions", model)) for r in records]
+            )
+
+        return publish, binder.close
+
+    where = f"{shown_binder_url(binder_url)}/{destination}"
+    return PredictionLogOptions(open=open_publisher, sample=share, where=where)

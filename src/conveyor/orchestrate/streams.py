@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from conveyor.config import Settings, get_settings
 from conveyor.errors import NotFoundError, UsageError
 from conveyor.orchestrate.stream_kind import StreamKind
+from conveyor.orchestrate.stream_lineage import StreamLineage
 from conveyor.orchestrate.stream_sandbox import sandboxed
 from conveyor.platform import (
     AppSpec,
@@ -42,6 +43,7 @@ from conveyor.platform import (
     describe_app,
     files_digest,
 )
+from conveyor.repro.openlineage import Emitter
 from conveyor.store.streams import StreamRepository
 from conveyor.streams.binders import check_binder_url, shown_binder_url
 from conveyor.streams.masking import mask_definition, mask_options, mask_properties
@@ -88,6 +90,7 @@ class StreamService:
         self.default_binder = default_binder
         self.settings = settings or get_settings()
         self.records = StreamRepository(controller.state.registry)
+        self.lineage = StreamLineage(Emitter.from_settings(self.settings))
         controller.droplet_users.append(self._droplets_in_use)
         controller.autoscaling.lag = self._lag_of
 
@@ -226,6 +229,10 @@ class StreamService:
         for app in planned:
             self._check_owner(name, app.name)
         rolled: list[tuple[str, int]] = []  # apps updated so far, with the revision they ran
+        versions = self.records.versions(name)
+        version = (versions[-1].version if versions else 0) + 1
+        # Masked: the definition may hold credentials (a sql sink's URL, say).
+        self.lineage.started(name, version, planned, binder, mask_definition(definition))
         for app in reversed(planned):  # sinks first: consumers exist before producers publish
             before = self.controller.state.find_app(app.name)
             env = {} if app.user_app is None else self._user_app_env(app.user_app)
@@ -250,7 +257,8 @@ class StreamService:
             progress(f"{app.name}: {app.launch.app}, {app.instances} instance(s)")
             try:
                 await self.controller.push(spec, None, app.instances, progress)
-            except Exception:
+            except Exception as failed:
+                self.lineage.ended(name, version, "FAIL", str(failed))
                 if row.status != "deployed":  # a first deploy that fails leaves nothing
                     await self._remove_apps(a.name for a in planned)
                 else:  # an update that fails puts the apps it already rolled back as they were
@@ -262,6 +270,8 @@ class StreamService:
                             await self.controller.delete(rolled_app)
                 raise
             rolled.append((app.name, before.revision if before is not None else 0))
+        if row.status == "deployed" and row.version:
+            self.lineage.ended(name, row.version, "COMPLETE")
         version = self.records.add_version(
             name,
             definition=definition,
@@ -338,12 +348,14 @@ class StreamService:
                 await self.controller.delete(app)
 
     async def undeploy(self, name: str) -> dict[str, Any]:
-        self.records.stream(name)
+        row = self.records.stream(name)
         removed = []
         for app in self._apps_of(name):
             await self.controller.delete(app)
             removed.append(app)
         self.records.set_status(name, "undeployed")
+        if row.status == "deployed" and row.version:
+            self.lineage.ended(name, row.version, "COMPLETE")
         return {"name": name, "removed": removed}
 
     async def destroy(self, name: str) -> dict[str, Any]:

@@ -87,6 +87,9 @@ class TargetLauncher:
             "inputs": sorted(inputs),
             "outputs": outputs,
             "name": f"{execution.task}/{step.name}",
+            # The task execution, for the step run's OpenLineage parent facet.
+            "execution": execution.id,
+            "task": execution.task,
             "result": str(work / ".conveyor-step.json"),
         }
         env = {STEP_VARIABLE: json.dumps(spec), **self._droplet_env(app)}

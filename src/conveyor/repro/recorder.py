@@ -33,6 +33,8 @@ from conveyor.repro.journal import JOURNAL_NAME, read_events
 from conveyor.repro.ledger import FolderLedger
 from conveyor.repro.lifeline import die_with_recorder
 from conveyor.repro.metric_feed import MetricFeed
+from conveyor.repro.openlineage import Emitter
+from conveyor.repro.run_events import emit_run_end, emit_run_start
 from conveyor.repro.snapshot import take_snapshot
 from conveyor.store.artifacts import ArtifactStore
 from conveyor.store.blobs import BlobStore
@@ -67,6 +69,8 @@ class RunRequest:
     experiment: str | None = None
     #: Copy the command's output to this process's stdout/stderr as it arrives.
     echo: bool = True
+    #: The run this one is part of, for OpenLineage: {"run": id, "job": name} (a task step's).
+    parent: dict[str, str] | None = None
 
 
 def new_run_id() -> str:
@@ -322,6 +326,8 @@ def execute(request: RunRequest, settings: Settings) -> RunRecord:
     for warning in shared_output_warnings(ledger, declared):
         sys.stderr.write(f"conveyor: warning: {warning}\n")
     ledger.started(record.id, record.started_at, pid=os.getpid(), run_dir=run_dir, outputs=declared)
+    lineage = Emitter.from_settings(settings)
+    emit_run_start(lineage, record, inputs, cwd, request.parent)
 
     registration = _Registration(settings, record, run_dir, store)
     # Signals are taken over before the command starts: a Ctrl-C that arrives while it
@@ -349,6 +355,8 @@ def execute(request: RunRequest, settings: Settings) -> RunRecord:
             registration.registry.finish_run(
                 record.id, RunStatus.FAILED, ended_at=time.time(), error=str(exc), exit_code=127
             )
+        record.status, record.error, record.exit_code = RunStatus.FAILED, str(exc), 127
+        emit_run_end(lineage, record, cwd, request.parent)
         raise RunError(f"cannot start {request.command[0]!r}: {exc.strerror}") from exc
 
     registration.start()
@@ -382,7 +390,7 @@ def execute(request: RunRequest, settings: Settings) -> RunRecord:
 
     registry = registration.registry
     try:
-        return finish_recorded_run(
+        finished = finish_recorded_run(
             record,
             returncode=returncode,
             interrupted=interrupted.is_set(),
@@ -400,6 +408,8 @@ def execute(request: RunRequest, settings: Settings) -> RunRecord:
         )
     finally:
         registry.close()
+    emit_run_end(lineage, finished, cwd, request.parent)
+    return finished
 
 
 class _Started:

@@ -31,6 +31,7 @@ from conveyor.server import (
     cluster_apps,
     cluster_streams,
     images,
+    lineage,
     models,
     runs,
     services,
@@ -115,5 +116,6 @@ def create_app(
     api.include_router(cluster_streams.routes(service, image_builders))
     tasks, schedules = task_services(controller, settings.home / "runs")
     api.include_router(task_routes(tasks, schedules))
+    api.include_router(lineage.routes(controller.state.registry, settings))
     api.mount("/ui", dashboard(controller, service, tasks, schedules, token))
     return TokenGuard(api, token, open_prefix="/ui")

@@ -154,6 +154,9 @@ async def _serve(settings: Settings, spawner: IsolatedSpawner) -> None:
     base_env = platform_env()
     if settings.trusted_types:  # what the operator trusts in skops files, for model apps too
         base_env["CONVEYOR_TRUSTED_TYPES"] = ",".join(settings.trusted_types)
+    if settings.request_log > 0:  # model apps record request ids for `conveyor lineage`
+        base_env["CONVEYOR_REQUEST_LOG"] = str(settings.request_log)
+        base_env["CONVEYOR_REQUEST_LOG_RETENTION"] = str(settings.request_log_retention)
     meter = Meter()  # the router counts, the autoscaler and drains read
     target = LocalTarget(
         AppRepository(registry),

@@ -28,8 +28,10 @@ from conveyor._version import __version__
 from conveyor.serving import openapi
 from conveyor.serving.errors import RequestError
 from conveyor.serving.http import Request, Response, discard_reply, dumps
+from conveyor.serving.predictions import PredictionLog
 from conveyor.serving.protocols import PROTOCOLS, Route
 from conveyor.serving.service import Scoring, ServedModel
+from conveyor.store.requestlog import RequestLogWriter
 
 __all__ = ["ScoringApp"]
 
@@ -73,6 +75,9 @@ class ScoringApp:
         #: The lineage headers, ready to go into every answer's head.
         self.lineage_head = b"".join(b"%s: %s\r\n" % pair for pair in lineage)
         self._ids = RequestIds()
+        self._request_log = _request_log(served)
+        self._predictions = _prediction_log(served)
+        self._log_flush_due = False
         self._openapi = dumps(openapi.openapi_document(served))
         self._docs = openapi.docs_page(served).encode()
         self._routes = self._table()
@@ -145,6 +150,10 @@ class ScoringApp:
         self.ready = False
         await self.served.batcher.close()
         self.flush_metrics()
+        if self._request_log is not None:
+            self._request_log.close()
+        if self._predictions is not None:
+            self._predictions.close()
 
     # -- answering ----------------------------------------------------------------
 
@@ -161,7 +170,10 @@ class ScoringApp:
         if req.answered:  # timed out, or the client left
             return
         try:
-            response = scoring.answer(self.served.outputs(scored))
+            outputs = self.served.outputs(scored)
+            response = scoring.answer(outputs)
+            if self._predictions is not None and self._predictions.wants():
+                self._predictions.record(req.request_id, scoring.columns, outputs)
         except Exception as exc:
             response = self._failure(exc, req)
         ignored = getattr(scoring.columns, "ignored", ())
@@ -169,6 +181,22 @@ class ScoringApp:
             response.headers["x-ignored-fields"] = ", ".join(ignored)
             self._ignored.inc(len(ignored))
         self._answer(req, response, protocol)
+        if self._request_log is not None:
+            self._log_request(req.request_id)
+
+    def _log_request(self, request_id: str) -> None:
+        log = self._request_log
+        assert log is not None
+        log.record(request_id)
+        if not self._log_flush_due and log.pending:
+            # Written once a second (or every FLUSH_EVERY ids), never per request.
+            self._log_flush_due = True
+            asyncio.get_running_loop().call_later(1.0, self._flush_log)
+
+    def _flush_log(self) -> None:
+        self._log_flush_due = False
+        if self._request_log is not None:
+            self._request_log.flush()
 
     def _answer(self, req: Request, response: Response, protocol: str) -> None:
         req.answered = True
@@ -313,3 +341,33 @@ class ScoringApp:
             counter = self.served.metrics.errors.labels(self.served.name, kind)
             self._errors[kind] = counter
         counter.inc()
+
+
+def _lineage(served: ServedModel) -> dict[str, Any]:
+    """What a log record says about the model that answered."""
+    resolved, options = served.resolved, served.options.request_log
+    return {
+        "model": resolved.name,
+        "digest": resolved.digest,
+        "run": resolved.run_id,
+        "app": options.app if options else None,
+        "revision": options.revision if options else None,
+    }
+
+
+def _prediction_log(served: ServedModel) -> PredictionLog | None:
+    options = served.options.prediction_log
+    if options is None or options.sample <= 0:
+        return None
+    return PredictionLog(options, _lineage(served))
+
+
+def _request_log(served: ServedModel) -> RequestLogWriter | None:
+    """The request log this process writes, if ``--request-log`` asked for one."""
+    options = served.options.request_log
+    if options is None or options.sample <= 0:
+        return None
+    header = {**_lineage(served), "source": served.resolved.source}
+    return RequestLogWriter(
+        options.folder, header, sample=options.sample, retention=options.retention
+    )

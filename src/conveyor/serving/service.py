@@ -12,6 +12,7 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
+from pathlib import Path
 from typing import Any
 
 from conveyor.config import SERVE_PORT
@@ -21,11 +22,26 @@ from conveyor.serving.columns import ColumnBuilder
 from conveyor.serving.errors import RequestError
 from conveyor.serving.http import Response
 from conveyor.serving.metrics import ServiceMetrics
+from conveyor.serving.predictions import PredictionLogOptions
 from conveyor.serving.resolve import ResolvedModel
 
-__all__ = ["Scoring", "ServeOptions", "ServedModel"]
+__all__ = ["RequestLogOptions", "Scoring", "ServeOptions", "ServedModel"]
 
 _PRIMARY = ("label", "prediction", "cluster")
+
+
+@dataclass(frozen=True)
+class RequestLogOptions:
+    """Where and how much of the request log a serving process writes (see conveyor lineage)."""
+
+    folder: Path
+    #: Share of scored requests recorded, above 0 and at most 1.
+    sample: float = 1.0
+    #: Seconds a log file is kept.
+    retention: float = 7 * 86400.0
+    #: The app and revision served, when the platform started this process.
+    app: str | None = None
+    revision: int | None = None
 
 
 @dataclass(frozen=True)
@@ -52,6 +68,10 @@ class ServeOptions:
     #: Refuse fields the model does not take, instead of leaving them out (and saying so
     #: in the ``x-ignored-fields`` header and the ``conveyor_ignored_fields`` counter).
     strict_inputs: bool = False
+    #: Record which model answered each (sampled) request id (``--request-log``); None: off.
+    request_log: RequestLogOptions | None = None
+    #: Send a sample of inputs and outputs to a stream destination (``--prediction-log``).
+    prediction_log: PredictionLogOptions | None = None
 
 
 @dataclass

@@ -55,6 +55,7 @@ def main() -> int:
         outputs=list(spec.get("outputs", ())),
         name=spec["name"],
         env={STATUS_VARIABLE: str(status_file)},
+        parent={"run": spec["execution"], "job": spec["task"]} if spec.get("execution") else None,
     )
     result: dict[str, Any]
     try:

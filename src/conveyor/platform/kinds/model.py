@@ -10,6 +10,7 @@ only: trust by provenance).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -84,7 +85,14 @@ class ModelKind:
             model = str(cwd / model)
             read_only = (cwd,)
         command = ("/bin/sh", "-c", _SERVE, sys.executable, model, *options)
-        return Launch(command, cwd=cwd, read_only=read_only)
+        requests = _request_log_folder(platform_dir, spec.name)
+        return Launch(
+            command,
+            cwd=cwd,
+            env={"CONVEYOR_REQUEST_LOG_DIR": str(requests)},
+            read_only=read_only,
+            read_write=(requests,),
+        )
 
     def health_check(self, spec: AppSpec) -> HealthCheckSpec:
         return _CHECK if spec.default_health else spec.health_check
@@ -106,3 +114,16 @@ def _registered_options(droplet: Mapping[str, Any]) -> list[str]:
         for name in droplet.get("trusted_types") or ():
             options += ["--trust-type", str(name)]
     return options
+
+
+def _request_log_folder(platform_dir: Path, app: str) -> Path:
+    """The app's request-log folder (``conveyor lineage`` reads it): writable by its instances.
+
+    Only the platform's user reaches it (``platform_dir`` is private); an isolated
+    instance, which may run as a uid of its own, sees it bound into its sandbox.
+    """
+    folder = platform_dir / "requests" / app
+    folder.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(OSError):
+        folder.chmod(0o777)
+    return folder
