@@ -33,13 +33,23 @@ from conveyor.repro.journal import JOURNAL_NAME, read_events
 from conveyor.repro.ledger import FolderLedger
 from conveyor.repro.lifeline import die_with_recorder
 from conveyor.repro.metric_feed import MetricFeed
-from conveyor.repro.snapshot import take_snapshot
+from conveyor.repro.snapshot import CodeState, take_snapshot
 from conveyor.store.artifacts import ArtifactStore
 from conveyor.store.blobs import BlobStore
 from conveyor.store.files import private_dir
 from conveyor.store.records import FileRecord, ModelRecord, RunRecord, RunStatus
 
-__all__ = ["BOOTSTRAP_DIR", "RunRequest", "execute", "finish_recorded_run", "parse_params"]
+__all__ = [
+    "BOOTSTRAP_DIR",
+    "RunRequest",
+    "child_env",
+    "describe_invocation",
+    "execute",
+    "finish_recorded_run",
+    "json_value",
+    "new_run",
+    "parse_params",
+]
 
 BOOTSTRAP_DIR = Path(__file__).parent / "bootstrap"
 
@@ -94,7 +104,7 @@ def parse_params(pairs: list[str]) -> dict[str, str]:
     return params
 
 
-def _json_value(text: str) -> Any:
+def json_value(text: str) -> Any:
     try:
         return json.loads(text)
     except ValueError:
@@ -184,21 +194,26 @@ class _Registration(threading.Thread):
 
 def capture_interpreter(event: Mapping[str, Any], store: BlobStore) -> dict[str, Any]:
     """Environment facts from the journal's ``interpreter`` event, package list stored."""
-    packages = environment.capture_packages(event["path"])
+    digest, count = environment.stored_packages(event["path"], store)
     return {
         "executable": event["executable"],
         "python": event["python"],
         "implementation": event["implementation"],
-        "packages": store.put_json(packages),
-        "package_count": len(packages),
+        "packages": digest,
+        "package_count": count,
         "_path": list(event["path"]),
     }
 
 
-def _child_env(
-    request: RunRequest, run: RunRecord, run_dir: Path, settings: Settings
+def child_env(
+    request: RunRequest,
+    run: RunRecord,
+    run_dir: Path,
+    settings: Settings,
+    base: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
-    env = dict(os.environ)
+    """The command's environment: ``base`` (default ours) plus what the run sets."""
+    env = dict(os.environ if base is None else base)
     env.update(environment.pinned_thread_env(os.environ, request.threads))
     env.update(request.env)
     python_path = [str(BOOTSTRAP_DIR), *request.python_path]
@@ -225,6 +240,21 @@ def _child_env(
     return env
 
 
+def describe_invocation(
+    record: RunRecord, request: RunRequest, inputs: list[FileRecord], env: dict[str, str]
+) -> dict[str, str]:
+    """Put how the run was asked for, and the child's numeric variables, on ``record``."""
+    record.environment["invocation"] = {
+        "params": request.params,
+        "inputs": [f.path for f in inputs],
+        "outputs": list(request.outputs),
+        "threads": request.threads,
+    }
+    record.params = {k: json_value(v) for k, v in request.params.items()}
+    record.environment["variables"] = environment.recorded_env_variables(env)
+    return env
+
+
 def new_run(
     settings: Settings,
     store: BlobStore,
@@ -235,22 +265,25 @@ def new_run(
     seed: int | None,
     threads: dict[str, str],
     started_at: float | None = None,
+    code: CodeState | None = None,
 ) -> tuple[RunRecord, Path]:
     """Snapshot the code around ``cwd`` and describe a new RUNNING run; returns it and its folder.
 
-    Shared by ``conveyor run`` and by runs the Python API starts by itself
-    (which pass the process's own ``started_at``).
+    Shared by ``conveyor run``, by runs the Python API starts by itself (which
+    pass the process's own ``started_at``) and by task steps (which pass the
+    ``code`` their app was registered with).
     """
-    code = take_snapshot(
-        cwd,
-        store,
-        limit=settings.snapshot_limit,
-        known_outputs=lambda root: FolderLedger(settings.home, root).known_outputs(),
-    )
+    if code is None:
+        code = take_snapshot(
+            cwd,
+            store,
+            limit=settings.snapshot_limit,
+            known_outputs=lambda root: FolderLedger(settings.home, root).known_outputs(),
+        )
     run_id = new_run_id()
     run_dir = settings.home / "runs" / run_id
     private_dir(run_dir)  # 0700: a run folder holds its logs and journal
-    host = environment.capture_host()
+    host = environment.host_facts()
     record = RunRecord(
         id=run_id,
         name=name,
@@ -292,16 +325,10 @@ def execute(request: RunRequest, settings: Settings) -> RunRecord:
         seed=request.seed,
         threads=environment.pinned_thread_env(os.environ, request.threads),
     )
-    record.environment["invocation"] = {
-        "params": request.params,
-        "inputs": [f.path for f in inputs],
-        "outputs": list(request.outputs),
-        "threads": request.threads,
-    }
-    record.params = {k: _json_value(v) for k, v in request.params.items()}
+    env = describe_invocation(
+        record, request, inputs, child_env(request, record, run_dir, settings)
+    )
     record.reproduces = request.reproduces
-    env = _child_env(request, record, run_dir, settings)
-    record.environment["variables"] = environment.recorded_env_variables(env)
     for item in record.code.get("skipped", []):
         sys.stderr.write(f"conveyor: not in the code snapshot: {item['path']} ({item['reason']})\n")
     ledger = FolderLedger(settings.home, Path(record.code.get("root") or cwd))
@@ -446,6 +473,15 @@ def _status_of(returncode: int, interrupted: bool) -> tuple[RunStatus, str | Non
     return RunStatus.FAILED, f"exit status {returncode}"
 
 
+def _stored(path: Path, store: BlobStore, problems: list[str]) -> str | None:
+    """An input a sandboxed command declared (it cannot reach the store): stored now."""
+    try:
+        return store.put_file(path)
+    except OSError:
+        problems.append(f"declared input {path} was gone when the run ended")
+        return None
+
+
 def finish_recorded_run(
     record: RunRecord,
     *,
@@ -493,7 +529,9 @@ def finish_recorded_run(
             params[event["key"]] = event["value"]
         elif kind == "input":
             rel = _rel(Path(event["path"]), cwd)
-            files[("input", rel)] = FileRecord("input", rel, event["digest"], event["size"])
+            digest = event.get("digest") or _stored(Path(event["path"]), store, problems)
+            if digest is not None:
+                files[("input", rel)] = FileRecord("input", rel, digest, event["size"])
             declared.add(str(event["path"]))
         elif kind == "output":
             outputs.append(event["path"])
@@ -526,13 +564,13 @@ def finish_recorded_run(
     if "packages" not in env:
         # The command was not Python (or never started one): record our own interpreter.
         facts = environment.interpreter_facts()
-        packages = environment.capture_packages(facts["path"])
+        digest, count = environment.stored_packages(facts["path"], store)
         env.update(
             executable=facts["executable"],
             python=facts["python"],
             implementation=facts["implementation"],
-            packages=store.put_json(packages),
-            package_count=len(packages),
+            packages=digest,
+            package_count=count,
             python_command=False,
         )
 
