@@ -61,18 +61,21 @@ def _latencies(doc: dict[str, Any]) -> tuple[float, float]:
 async def _measure(home: Path, rounds: int) -> dict[str, list[float]]:
     from conveyor.config import Settings
     from conveyor.orchestrate.tasks import TaskService
-    from conveyor.platform import Controller
+    from conveyor.platform import Controller, LocalTarget
+    from conveyor.platform.isolation import IsolatedSpawner, platform_env
+    from conveyor.store.apps import AppRepository
     from conveyor.store.artifacts import ArtifactStore
     from conveyor.store.registry import Registry
 
     settings = Settings.from_env()
     found: dict[str, list[float]] = {k: [] for k in ("run", "cached", "first", "gap")}
     with Registry(settings.database_url) as registry:
+        # As `conveyor up` runs steps: sandboxed (CONVEYOR_ISOLATION=none: not).
+        spawner = IsolatedSpawner(settings)
+        print(f"steps isolated by: {spawner.check().describe()}")
+        target = LocalTarget(AppRepository(registry), base_env=platform_env(), spawner=spawner)
         controller = Controller(
-            registry,
-            ArtifactStore(settings.artifact_root),
-            home / "platform",
-            base_env=dict(os.environ),
+            registry, ArtifactStore(settings.artifact_root), home / "platform", target=target
         )
         service = TaskService(controller, runs_dir=home / "runs")
         service.create("twenty", _definition())

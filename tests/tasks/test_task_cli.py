@@ -202,3 +202,9 @@ def test_schedule_commands(platform: Platform) -> None:
     assert "unknown time zone 'Nowhere/Land'" in zone.stderr
     platform.cli("task", "schedule", "destroy", "nightly-2am")
     assert "nightly-2am" not in platform.cli("task", "schedule", "list").stdout
+    queued = ("task", "schedule", "create", "q", "--task", "tick", "--cron", "0 2 * * *")
+    platform.cli(*queued, "--when-busy", "queue")
+    assert "queue" in platform.cli("task", "schedule", "list").stdout
+    wrong = platform.cli(*queued, "--when-busy", "wait", check=False)
+    assert wrong.returncode == 2
+    assert "'wait' is not one of 'skip', 'queue'" in wrong.stderr

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import json
 import os
 import shutil
 import sys
@@ -17,7 +18,9 @@ import pytest
 from conveyor.config import Settings
 from conveyor.errors import UsageError
 from conveyor.orchestrate.tasks import TaskService
-from conveyor.platform import Controller
+from conveyor.platform import Controller, LocalTarget
+from conveyor.platform.isolation import IsolatedSpawner, IsolationUnavailable, platform_env
+from conveyor.store.apps import AppRepository
 from conveyor.store.artifacts import ArtifactStore
 from conveyor.store.registry import Registry
 from conveyor.tasks.catalogue import TaskApp
@@ -57,14 +60,30 @@ def home(tmp_path: Path) -> Iterator[Path]:
         yield home
 
 
-def _run(home: Path, work: Callable[[TaskService], Awaitable[None]]) -> None:
+def _isolated_target(settings: Settings, registry: Registry) -> LocalTarget:
+    """A local target whose steps run sandboxed, as the platform's (``conveyor up``) do."""
+    spawner = IsolatedSpawner(settings)
+    try:
+        spawner.check()
+    except IsolationUnavailable as exc:
+        reason = f"no isolation works here: {exc}"
+        if os.environ.get("CONVEYOR_REQUIRE_SERVICES") == "1":
+            pytest.fail(f"{reason}, and CONVEYOR_REQUIRE_SERVICES=1 requires it")
+        pytest.skip(reason)
+    return LocalTarget(AppRepository(registry), base_env=platform_env(), spawner=spawner)
+
+
+def _run(
+    home: Path, work: Callable[[TaskService], Awaitable[None]], *, isolated: bool = False
+) -> None:
     settings = Settings.from_env()
 
     async def main() -> None:
         with Registry(settings.database_url) as registry:
             artifacts = ArtifactStore(settings.artifact_root)
+            target = _isolated_target(settings, registry) if isolated else None
             controller = Controller(
-                registry, artifacts, home / "platform", base_env=dict(os.environ)
+                registry, artifacts, home / "platform", target=target, base_env=dict(os.environ)
             )
             service = TaskService(controller, runs_dir=home / "runs")
             try:
@@ -285,3 +304,74 @@ def test_a_spark_step_records_its_engine_in_its_run(home: Path, tmp_path: Path) 
         assert "local[*]" in run.params["batch.config"]
 
     _run(home, work)
+
+
+SNOOP = """\
+import json, os, signal
+import conveyor
+tried = {{}}
+for name, path in {paths!r}.items():
+    try:
+        open(path, "rb").read(1)
+        tried[name] = "read"
+    except OSError as exc:
+        tried[name] = type(exc).__name__
+rows = len(open(conveyor.input("train.csv")).read().splitlines()) - 1
+secrets = sorted(k for k in os.environ if k in ("CONVEYOR_HOME", "CONVEYOR_DATABASE_URL"))
+with open(conveyor.output("report.json"), "w") as f:
+    json.dump({{"tried": tried, "rows": rows, "variables": secrets}}, f)
+"""
+
+
+def test_a_step_runs_sandboxed_it_reads_its_inputs_and_writes_its_outputs_but_nothing_else(
+    home: Path, tmp_path: Path
+) -> None:
+    token = home / "platform" / "token"
+    token.parent.mkdir(parents=True)
+    token.write_text("platform-token\n")
+
+    async def work(service: TaskService) -> None:
+        await _register(service, tmp_path)
+        service.create("other", "shell --command='echo secret > secret.txt'")
+        other = await service.wait((await service.launch("other"))["id"])
+        assert other["state"] == "COMPLETED", other
+        paths = {
+            "registry": str(home / "registry.db"),
+            "token": str(token),
+            "artifacts": str(home / "artifacts"),
+            "other task's folder": str(
+                next((home / "platform" / "task-work" / other["id"]).glob("*/secret.txt"))
+            ),
+        }
+        folder = tmp_path / "snoop"
+        folder.mkdir()
+        (folder / "snoop.py").write_text(SNOOP.format(paths=paths))
+        await service.register_app(
+            TaskApp(
+                "snoop",
+                "command",
+                command=f"{sys.executable} snoop.py",
+                files=_files(service, folder),
+            )
+        )
+        service.create("nosy", "prepare --output=train.csv && snoop --input=@prepare/train.csv")
+        done = await service.wait(
+            (await service.launch("nosy", properties={"app.prepare.rows": "4"}))["id"]
+        )
+        assert done["state"] == "COMPLETED", done
+        run = service.controller.state.registry.get_run(done["steps"][1]["run_id"])
+        (report,) = [f for f in run.outputs() if f.path == "report.json"]
+        found = json.loads(service.controller.artifacts.read_bytes(report.digest))
+        assert found == {
+            "tried": {
+                "registry": "FileNotFoundError",
+                "token": "FileNotFoundError",
+                "artifacts": "FileNotFoundError",
+                "other task's folder": "FileNotFoundError",
+            },
+            "rows": 4,
+            "variables": [],
+        }
+        assert [f.path for f in run.inputs()] == ["train.csv"]
+
+    _run(home, work, isolated=True)
