@@ -276,34 +276,56 @@ def test_a_dask_step_records_its_engine_in_its_run(home: Path, tmp_path: Path) -
     _run(home, work)
 
 
+def _engine_step(home: Path, folder: Path, script: str, printed: str, config: str) -> str:
+    """Run ``script`` as a one-step task; it prints ``printed``; returns its run's engine."""
+    folder.mkdir()
+    (folder / "job.py").write_text(script)
+    engine: list[str] = []
+
+    async def work(service: TaskService) -> None:
+        files = _files(service, folder)
+        await service.register_app(
+            TaskApp("job", "command", command=f"{sys.executable} job.py", files=files)
+        )
+        service.create("engine-job", "job")
+        done = await service.wait((await service.launch("engine-job"))["id"])
+        assert done["state"] == "COMPLETED", done
+        assert printed in service.log(done["id"])[0]["lines"]
+        run = service.controller.state.registry.get_run(done["steps"][0]["run_id"])
+        assert config in run.params["batch.config"]
+        assert run.params["batch.version"]
+        engine.append(run.params["batch.engine"])
+
+    _run(home, work)
+    return engine[0]
+
+
 @pytest.mark.skipif(
     importlib.util.find_spec("pyspark") is None, reason="the spark extra is not installed"
 )
 @pytest.mark.skipif(shutil.which("java") is None, reason="Spark needs Java and there is none")
 def test_a_spark_step_records_its_engine_in_its_run(home: Path, tmp_path: Path) -> None:
-    folder = tmp_path / "spark-app"
-    folder.mkdir()
-    (folder / "count.py").write_text(
+    script = (
         "import conveyor\n"
         "spark = conveyor.batch.spark()\n"
         "print('rows', spark.range(100).count())\n"
         "spark.stop()\n"
     )
+    assert _engine_step(home, tmp_path / "spark-app", script, "rows 100", "local[*]") == "spark"
 
-    async def work(service: TaskService) -> None:
-        files = _files(service, folder)
-        await service.register_app(
-            TaskApp("count", "command", command=f"{sys.executable} count.py", files=files)
-        )
-        service.create("spark-count", "count")
-        done = await service.wait((await service.launch("spark-count"))["id"])
-        assert done["state"] == "COMPLETED", done
-        assert "rows 100" in service.log(done["id"])[0]["lines"]
-        run = service.controller.state.registry.get_run(done["steps"][0]["run_id"])
-        assert run.params["batch.engine"] == "spark"
-        assert "local[*]" in run.params["batch.config"]
 
-    _run(home, work)
+@pytest.mark.skipif(
+    importlib.util.find_spec("ray") is None, reason="the ray extra is not installed"
+)
+def test_a_ray_step_records_its_engine_in_its_run(home: Path, tmp_path: Path) -> None:
+    script = (
+        "import conveyor\n"
+        "ray = conveyor.batch.ray(num_cpus=1)\n"
+        "square = ray.remote(lambda x: x * x)\n"
+        "print('squares', sum(ray.get([square.remote(i) for i in range(10)])))\n"
+        "ray.shutdown()\n"
+    )
+    assert _engine_step(home, tmp_path / "ray-app", script, "squares 285", '"local"') == "ray"
 
 
 SNOOP = """\
