@@ -249,33 +249,6 @@ def test_executions_a_killed_platform_left_running_become_restartable(home: Path
     _run(home, work)
 
 
-def test_a_dask_step_records_its_engine_in_its_run(home: Path, tmp_path: Path) -> None:
-    folder = tmp_path / "dask-app"
-    folder.mkdir()
-    (folder / "total.py").write_text(
-        "import conveyor\n"
-        "client = conveyor.batch.dask()\n"
-        "print('total', client.submit(sum, range(10)).result())\n"
-        "client.close()\n"
-    )
-
-    async def work(service: TaskService) -> None:
-        files = _files(service, folder)
-        await service.register_app(
-            TaskApp("total", "command", command=f"{sys.executable} total.py", files=files)
-        )
-        service.create("sum", "total")
-        done = await service.wait((await service.launch("sum"))["id"])
-        assert done["state"] == "COMPLETED", done
-        assert service.log(done["id"])[0]["lines"][0] == "total 45"
-        run = service.controller.state.registry.get_run(done["steps"][0]["run_id"])
-        assert run.params["batch.engine"] == "dask"
-        assert run.params["batch.version"]
-        assert "LocalCluster" in run.params["batch.config"]
-
-    _run(home, work)
-
-
 def _engine_step(home: Path, folder: Path, script: str, printed: str, config: str) -> str:
     """Run ``script`` as a one-step task; it prints ``printed``; returns its run's engine."""
     folder.mkdir()
@@ -298,6 +271,16 @@ def _engine_step(home: Path, folder: Path, script: str, printed: str, config: st
 
     _run(home, work)
     return engine[0]
+
+
+def test_a_dask_step_records_its_engine_in_its_run(home: Path, tmp_path: Path) -> None:
+    script = (
+        "import conveyor\n"
+        "client = conveyor.batch.dask()\n"
+        "print('total', client.submit(sum, range(10)).result())\n"
+        "client.close()\n"
+    )
+    assert _engine_step(home, tmp_path / "dask-app", script, "total 45", "LocalCluster") == "dask"
 
 
 @pytest.mark.skipif(

@@ -28,7 +28,8 @@ from typing import IO, Any
 from conveyor.config import Settings
 from conveyor.errors import ConveyorError, RunError, UsageError
 from conveyor.repro import environment
-from conveyor.repro.checks import FileActivity, check_run, shared_output_warnings
+from conveyor.repro.checks import shared_output_warnings
+from conveyor.repro.finish import capture_interpreter, finish_recorded_run, relative
 from conveyor.repro.journal import JOURNAL_NAME, read_events
 from conveyor.repro.ledger import FolderLedger
 from conveyor.repro.lifeline import die_with_recorder
@@ -37,7 +38,7 @@ from conveyor.repro.snapshot import CodeState, take_snapshot
 from conveyor.store.artifacts import ArtifactStore
 from conveyor.store.blobs import BlobStore
 from conveyor.store.files import private_dir
-from conveyor.store.records import FileRecord, ModelRecord, RunRecord, RunStatus
+from conveyor.store.records import FileRecord, RunRecord, RunStatus
 
 __all__ = [
     "BOOTSTRAP_DIR",
@@ -45,7 +46,6 @@ __all__ = [
     "child_env",
     "describe_invocation",
     "execute",
-    "finish_recorded_run",
     "json_value",
     "new_run",
     "parse_params",
@@ -109,13 +109,6 @@ def json_value(text: str) -> Any:
         return json.loads(text)
     except ValueError:
         return text
-
-
-def _rel(path: Path, cwd: Path) -> str:
-    try:
-        return path.resolve().relative_to(cwd.resolve()).as_posix()
-    except ValueError:
-        return str(path.resolve())
 
 
 class _Tee(threading.Thread):
@@ -190,19 +183,6 @@ class _Registration(threading.Thread):
                 with contextlib.suppress(Exception):
                     self.metrics.pump()
                 pumped = time.monotonic()
-
-
-def capture_interpreter(event: Mapping[str, Any], store: BlobStore) -> dict[str, Any]:
-    """Environment facts from the journal's ``interpreter`` event, package list stored."""
-    digest, count = environment.stored_packages(event["path"], store)
-    return {
-        "executable": event["executable"],
-        "python": event["python"],
-        "implementation": event["implementation"],
-        "packages": digest,
-        "package_count": count,
-        "_path": list(event["path"]),
-    }
 
 
 def child_env(
@@ -313,7 +293,7 @@ def execute(request: RunRequest, settings: Settings) -> RunRecord:
         if not path.is_file():
             raise RunError(f"input {name} does not exist (looked for {path})")
         inputs.append(
-            FileRecord("input", _rel(path, cwd), store.put_file(path), path.stat().st_size)
+            FileRecord("input", relative(path, cwd), store.put_file(path), path.stat().st_size)
         )
 
     record, run_dir = new_run(
@@ -458,180 +438,3 @@ def _install_forwarding(started: _Started, interrupted: threading.Event) -> dict
 def _restore_signals(previous: Mapping[int, Any]) -> None:
     for sig, handler in previous.items():
         signal.signal(sig, handler)
-
-
-def _status_of(returncode: int, interrupted: bool) -> tuple[RunStatus, str | None]:
-    if returncode == 0:
-        return RunStatus.FINISHED, None
-    if returncode < 0:
-        sig = signal.Signals(-returncode)
-        if sig is signal.SIGINT or interrupted:
-            return RunStatus.INTERRUPTED, f"interrupted by {sig.name}"
-        return RunStatus.KILLED, f"killed by {sig.name}"
-    if interrupted:
-        return RunStatus.INTERRUPTED, f"interrupted (exit status {returncode})"
-    return RunStatus.FAILED, f"exit status {returncode}"
-
-
-def _stored(path: Path, store: BlobStore, problems: list[str]) -> str | None:
-    """An input a sandboxed command declared (it cannot reach the store): stored now."""
-    try:
-        return store.put_file(path)
-    except OSError:
-        problems.append(f"declared input {path} was gone when the run ended")
-        return None
-
-
-def finish_recorded_run(
-    record: RunRecord,
-    *,
-    returncode: int,
-    interrupted: bool,
-    run_dir: Path,
-    store: BlobStore,
-    registry: Any,
-    inputs: list[FileRecord],
-    request: RunRequest,
-    cwd: Path,
-    interpreter: dict[str, Any] | None = None,
-    ledger: FolderLedger | None = None,
-    command_ended: float | None = None,
-    input_limit: int = 0,
-    metrics: MetricFeed | None = None,
-) -> RunRecord:
-    """Read the run's journal, store its outputs and logs, and complete its registry row.
-
-    With a ``ledger`` the outputs are checked against the other runs of the
-    folder and noted for the next snapshots; files the command read from the
-    project without declaring them are kept up to ``input_limit`` bytes each.
-    Metrics go through ``metrics`` (the feed that wrote them while the command
-    ran), in bounded batches, never all in memory.
-    """
-    ended = time.time()
-    command_ended = ended if command_ended is None else command_ended
-    status, error = _status_of(returncode, interrupted)
-    problems: list[str] = []
-    params: dict[str, Any] = {}
-    feed = metrics or MetricFeed(registry, record.id, run_dir / JOURNAL_NAME)
-    feed.pump()
-    files: dict[tuple[str, str], FileRecord] = {(f.role, f.path): f for f in inputs}
-    models: list[ModelRecord] = []
-    outputs: list[str] = list(request.outputs)
-    env = record.environment
-    activity = FileActivity()
-    declared: set[str] = {str(cwd / f.path) for f in inputs}
-
-    for event in read_events(run_dir):
-        kind = event["type"]
-        if kind in ("read", "write"):
-            activity.note(event)
-        elif kind == "param":
-            params[event["key"]] = event["value"]
-        elif kind == "input":
-            rel = _rel(Path(event["path"]), cwd)
-            digest = event.get("digest") or _stored(Path(event["path"]), store, problems)
-            if digest is not None:
-                files[("input", rel)] = FileRecord("input", rel, digest, event["size"])
-            declared.add(str(event["path"]))
-        elif kind == "output":
-            outputs.append(event["path"])
-        elif kind == "model":
-            path = Path(event["path"])
-            if path.is_file():
-                digest = store.put_file(path)
-                rel = _rel(path, cwd)
-                models.append(
-                    ModelRecord(
-                        record.id,
-                        event["name"],
-                        rel,
-                        event["format"],
-                        digest,
-                        event.get("signature"),
-                    )
-                )
-                files[("output", rel)] = FileRecord("output", rel, digest, path.stat().st_size)
-            else:
-                problems.append(f"model {event['name']} at {path} was not written")
-        elif kind == "interpreter":
-            activity.watching = activity.watching or bool(event.get("watching"))
-            if interpreter is None or interpreter["_path"] != list(event["path"]):
-                interpreter = capture_interpreter(event, store)
-            env.update({k: v for k, v in interpreter.items() if not k.startswith("_")})
-        elif kind == "blas":
-            env["blas"] = event["libraries"]
-
-    if "packages" not in env:
-        # The command was not Python (or never started one): record our own interpreter.
-        facts = environment.interpreter_facts()
-        digest, count = environment.stored_packages(facts["path"], store)
-        env.update(
-            executable=facts["executable"],
-            python=facts["python"],
-            implementation=facts["implementation"],
-            packages=digest,
-            package_count=count,
-            python_command=False,
-        )
-
-    for name in outputs:
-        path = Path(name) if Path(name).is_absolute() else cwd / name
-        rel = _rel(path, cwd)
-        if path.is_file():
-            files[("output", rel)] = FileRecord(
-                "output", rel, store.put_file(path), path.stat().st_size
-            )
-        elif ("output", rel) not in files:
-            problems.append(f"declared output {rel} was not written")
-
-    checks = check_run(
-        record,
-        files,
-        activity,
-        params_read=params,
-        cwd=cwd,
-        store=store,
-        declared=declared,
-        ledger=ledger,
-        command_ended=command_ended,
-        input_limit=input_limit,
-        finished=status is RunStatus.FINISHED,
-    )
-    if checks:
-        env["checks"] = checks
-
-    logs = {}
-    for stream in ("stdout", "stderr"):
-        log = run_dir / f"{stream}.log"
-        logs[stream] = store.put_file(log) if log.exists() else None
-
-    if problems and status is RunStatus.FINISHED:
-        error = "; ".join(problems)
-    elif problems:
-        error = "; ".join([error or "", *problems]).strip("; ")
-
-    registry.complete_run(
-        record.id,
-        status,
-        ended_at=ended,
-        exit_code=returncode,
-        error=error,
-        environment=env,
-        params=params,
-        metric_records=(),
-        files=files.values(),
-        models=models,
-        stdout_digest=logs["stdout"],
-        stderr_digest=logs["stderr"],
-    )
-    record.status, record.ended_at, record.exit_code, record.error = (
-        status,
-        ended,
-        returncode,
-        error,
-    )
-    record.stdout_digest, record.stderr_digest = logs["stdout"], logs["stderr"]
-    record.params = {**record.params, **params}
-    record.metrics = [s.latest() for s in registry.metric_summaries(record.id)]
-    record.files, record.models = list(files.values()), models
-    return record

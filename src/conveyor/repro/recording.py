@@ -26,12 +26,12 @@ from typing import Any
 
 from conveyor.config import Settings
 from conveyor.repro import environment
+from conveyor.repro.finish import finish_recorded_run
 from conveyor.repro.ledger import FolderLedger
 from conveyor.repro.recorder import (
     RunRequest,
     child_env,
     describe_invocation,
-    finish_recorded_run,
     new_run,
 )
 from conveyor.repro.snapshot import CodeState
