@@ -26,7 +26,7 @@ from typing import Any
 
 from conveyor._version import __version__
 from conveyor.config import Settings
-from conveyor.platform import Release, SpawnError, Target, app_uid
+from conveyor.platform import MINIMAL_PATH, Release, SpawnError, Target, app_uid
 from conveyor.repro.recorder import RunRequest
 from conveyor.repro.recording import StepRecording
 from conveyor.repro.snapshot import snapshot_of_files
@@ -210,13 +210,13 @@ class TargetLauncher:
 
     @staticmethod
     def _droplet_env(app: TaskApp) -> dict[str, str]:
-        if not app.droplet:
-            return {}
-        venv = Path(str(app.droplet["venv"]))
-        return {
-            "VIRTUAL_ENV": str(venv),
-            "PATH": f"{venv / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
-        }
+        """The step's interpreter first on PATH: its droplet's, else the platform's own."""
+        if app.droplet:
+            venv = Path(str(app.droplet["venv"]))
+            bin_dir = venv / "bin"
+        else:  # an app without requirements runs on the platform's packages, as before
+            venv, bin_dir = Path(sys.prefix), Path(sys.executable).parent
+        return {"VIRTUAL_ENV": str(venv), "PATH": f"{bin_dir}{os.pathsep}{MINIMAL_PATH}"}
 
     @staticmethod
     def _cache_key(app: TaskApp, params: Mapping[str, str], inputs: Mapping[str, str]) -> str:

@@ -37,7 +37,7 @@ from conveyor.platform.target import InstanceStatus, LaunchResult, Release, Targ
 if TYPE_CHECKING:
     from conveyor.platform.controller import Controller, Deployment, Progress
     from conveyor.platform.droplets import check_upload_path, files_digest
-    from conveyor.platform.isolation import app_uid
+    from conveyor.platform.isolation import MINIMAL_PATH, app_uid
     from conveyor.platform.kinds import (
         AppKind,
         Files,
@@ -62,6 +62,7 @@ _LAZY = {
     "Deployment": ("conveyor.platform.controller", "Deployment"),
     "LocalTarget": ("conveyor.platform.local", "LocalTarget"),
     "Progress": ("conveyor.platform.controller", "Progress"),
+    "MINIMAL_PATH": ("conveyor.platform.isolation", "MINIMAL_PATH"),
     "app_uid": ("conveyor.platform.isolation", "app_uid"),
     "check_upload_path": ("conveyor.platform.droplets", "check_upload_path"),
     "describe_app": ("conveyor.platform.views", "describe"),
@@ -69,6 +70,7 @@ _LAZY = {
 }
 
 __all__ = [
+    "MINIMAL_PATH",
     "AccessRecord",
     "AppKind",
     "AppSpec",
