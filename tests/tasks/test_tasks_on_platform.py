@@ -378,5 +378,8 @@ def test_a_step_runs_sandboxed_it_reads_its_inputs_and_writes_its_outputs_but_no
             "variables": [],
         }
         assert [f.path for f in run.inputs()] == ["train.csv"]
+        # The code is the app's files: not the input restored beside them, nor the output.
+        manifest = service.controller.artifacts.read_json(run.code["snapshot"])
+        assert [f["path"] for f in manifest["files"]] == ["snoop.py"]
 
     _run(home, work, isolated=True)
