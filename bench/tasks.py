@@ -1,4 +1,4 @@
-"""Composed tasks: 20 trivial steps against a shell script, a cached relaunch, step latencies.
+"""Composed tasks: 20 trivial steps against a shell script and Prefect, a cached relaunch.
 
 Everything runs on a local target in this process (the platform's own code
 path: executor → target.launch → a recorded run per step), in a temporary
@@ -12,7 +12,7 @@ CONVEYOR_HOME deleted afterwards. Measured, median of the rounds:
     .venv/bin/python -m bench.tasks            # 3 rounds
     .venv/bin/python -m bench.tasks --quick    # 1 round
 
-- the same 20 steps as a Prefect flow (``bench/prefect_flow.py``: 20 tasks each
+- the same 20 steps as a Prefect flow (``bench/_prefect_flow.py``: 20 tasks each
   running ``/bin/true``), in a venv of its own with Prefect from PyPI (made
   with uv in ``$TMPDIR/conveyor-bench-prefect`` on first use, then reused),
   on Prefect's ephemeral local server: its first flow run (server start-up
@@ -68,7 +68,7 @@ def _prefect_seconds(rounds: int, home: Path) -> dict[str, Any]:
         # A loaded machine starts the ephemeral server in more than the default 20 s.
         "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "300",
     }
-    script = Path(__file__).with_name("prefect_flow.py")
+    script = Path(__file__).with_name("_prefect_flow.py")
     # -P: the script's folder (bench/, which has a `platform` package) is not on sys.path.
     done = subprocess.run(
         [str(python), "-P", str(script), str(rounds)],
