@@ -130,13 +130,17 @@ def input(path: str | os.PathLike[str]) -> str:
     p = Path(path)
     if not p.is_file():
         raise RunError(f"input {path} does not exist or is not a file (cwd: {Path.cwd()})")
-    from conveyor.config import get_settings
-    from conveyor.store.artifacts import ArtifactStore
-
-    run_dir = _run_dir()
-    digest = ArtifactStore.from_settings(get_settings()).put_file(p)
     from conveyor.repro.journal import append_event
 
+    # A sandboxed task step cannot reach the store: its recorder stores the file.
+    sandboxed = "CONVEYOR_RUN_DIR" in os.environ and not os.environ.get("CONVEYOR_ARTIFACT_ROOT")
+    run_dir = _run_dir()
+    digest = None
+    if not sandboxed:
+        from conveyor.config import get_settings
+        from conveyor.store.artifacts import ArtifactStore
+
+        digest = ArtifactStore.from_settings(get_settings()).put_file(p)
     append_event(run_dir, "input", path=str(p.resolve()), digest=digest, size=p.stat().st_size)
     return os.fspath(path)
 

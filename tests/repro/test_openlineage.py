@@ -6,7 +6,6 @@ import copy
 import json
 import os
 import socket
-import subprocess
 import sys
 import threading
 from collections.abc import Iterator
@@ -137,38 +136,6 @@ def test_a_bad_destination_is_refused_with_the_forms_it_takes(cli: Cli) -> None:
     done = cli("run", "--", sys.executable, "-c", "pass", check=False)
     assert done.returncode != 0
     assert "CONVEYOR_OPENLINEAGE='ftp://somewhere' is not a destination" in done.stderr
-
-
-def test_a_task_step_run_names_its_task_execution_as_parent(cli: Cli, tmp_path: Path) -> None:
-    events_file = tmp_path / "events.jsonl"
-    execution = "e" * 32
-    spec: dict[str, Any] = {
-        "app": "shell",
-        "sort": "builtin",
-        "command": None,
-        "uri": None,
-        "params": {"command": "echo step"},
-        "inputs": [],
-        "outputs": [],
-        "name": "nightly/extract",
-        "result": str(cli.project / "result.json"),
-        "execution": execution,
-        "task": "nightly",
-    }
-    env = cli.env() | {
-        "CONVEYOR_OPENLINEAGE": f"file://{events_file}",
-        "CONVEYOR_TASK_STEP": json.dumps(spec),
-    }
-    subprocess.run(
-        [sys.executable, "-m", "conveyor.tasks.step"], cwd=cli.project, env=env, check=True
-    )
-    start, complete = _events(events_file)
-    for event in (start, complete):
-        validate_event(event)
-        parent = event["run"]["facets"]["parent"]
-        assert parent["run"]["runId"].replace("-", "") == execution
-        assert parent["job"] == {"namespace": "conveyor", "name": "nightly"}
-    assert complete["job"]["name"] == "nightly/extract"
 
 
 def test_stream_deployments_start_fail_and_complete(tmp_path: Path) -> None:

@@ -139,6 +139,40 @@ def test_a_schedule_launches_at_its_fire_time_and_skips_while_the_last_one_runs(
     assert scheduler.get("nightly-2am")["events"][-1]["execution"] == "e2"
 
 
+def test_a_queueing_schedule_launches_a_busy_fire_time_when_the_last_one_ends(
+    setup: tuple[TaskScheduler, FakeTasks, FakeWall],
+) -> None:
+    scheduler, tasks, clock = setup
+    scheduler.create("hourly", "nightly", "0 * * * *", "UTC", when_busy="queue")
+    clock.now = _utc(2026, 12, 5, 13, 0, 5)
+    asyncio.run(scheduler.tick())
+    assert tasks.launched == ["e1"]
+    clock.now = _utc(2026, 12, 5, 14, 0, 5)  # e1 still runs: this fire time waits
+    asyncio.run(scheduler.tick())
+    clock.now = _utc(2026, 12, 5, 15, 0, 5)  # the queue holds one: this one is skipped
+    asyncio.run(scheduler.tick())
+    clock.now = _utc(2026, 12, 5, 15, 10)
+    asyncio.run(scheduler.tick())
+    assert tasks.launched == ["e1"]
+    assert scheduler.get("hourly")["queued"] == _utc(2026, 12, 5, 14, 0, 5)
+    tasks.running.clear()  # e1 ends between two fire times: the queued launch goes at once
+    clock.now = _utc(2026, 12, 5, 15, 20)
+    asyncio.run(scheduler.tick())
+    assert tasks.launched == ["e1", "e2"]
+    assert scheduler.get("hourly")["queued"] is None
+    assert _messages(scheduler, "hourly") == [
+        "launched",
+        "queued: the previous execution e1 is still running; launches when it ends",
+        "skipped: the previous execution e1 is still running and one launch is queued already",
+        "launched the fire time queued while e1 ran",
+    ]
+    tasks.running.clear()
+    clock.now = _utc(2026, 12, 5, 16, 0, 5)
+    asyncio.run(scheduler.tick())
+    assert tasks.launched == ["e1", "e2", "e3"]
+    assert scheduler.get("hourly")["when_busy"] == "queue"
+
+
 def test_after_downtime_one_catch_up_at_most(
     setup: tuple[TaskScheduler, FakeTasks, FakeWall],
 ) -> None:
@@ -186,3 +220,5 @@ def test_bad_schedules_are_refused(setup: tuple[TaskScheduler, FakeTasks, FakeWa
     scheduler.destroy("s")
     with pytest.raises(NotFoundError):
         scheduler.get("s")
+    with pytest.raises(UsageError, match="skip or queue; got 'wait'"):
+        scheduler.create("s", "nightly", "0 2 * * *", when_busy="wait")

@@ -111,34 +111,53 @@ def test_bad_input_gets_a_clear_error_and_a_non_zero_exit(platform: Platform) ->
     assert "is not --name=value" in arguments.stderr
 
 
+def _processes_in(folder: Path) -> list[int]:
+    """Live processes whose working folder is ``folder`` (a sandboxed step's own pids differ)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cwd = (entry / "cwd").resolve(strict=True)
+            except OSError:
+                continue
+            if cwd == folder.resolve() and _alive(int(entry.name)):
+                found.append(int(entry.name))
+    return found
+
+
 def test_a_platform_killed_mid_execution_leaves_it_stopped_and_restartable(
     platform: Platform,
 ) -> None:
-    marker = platform.project / "started"
-    flag = platform.project / "go"
+    # The step is sandboxed: it sees its own folder only, so it waits there, until the
+    # restart gives it the argument go.
     platform.cli(
         "task",
         "create",
         "long",
         "--definition",
-        f"first: shell --command='echo $$ > {marker}; while [ ! -e {flag} ]; do sleep 0.1; done'"
-        " && second: shell --command='echo done'",
+        'first: shell --command=\'touch started; until case "$CONVEYOR_PARAMS" in'
+        " *go*) true;; *) false;; esac; do sleep 0.1; done' && second: shell --command='echo done'",
     )
     started = platform.cli("task", "launch", "long")
     execution = started.stdout.split()[1]
-    eventually(lambda: marker.exists() and marker.read_text().strip(), what="the step to start")
+    work = platform.settings.platform_dir / "task-work" / execution / "first-1"
+    eventually((work / "started").exists, what="the step to start")
+    step_pids = _processes_in(work)
+    assert step_pids
     assert platform.process is not None
     os.killpg(platform.process.pid, signal.SIGKILL)
     platform.process.wait()
-    step_pid = int(marker.read_text())
     platform.start()
     # The step's process, left running by the killed platform, is stopped by the new one.
-    eventually(lambda: not _alive(step_pid), what="the orphaned step to be stopped")
+    eventually(
+        lambda: not any(_alive(pid) for pid in step_pids), what="the orphaned step to be stopped"
+    )
     status = platform.cli("task", "execution", "status", execution)
     assert f"execution {execution} of long: STOPPED" in status.stdout
     assert "the platform stopped while it ran" in status.stdout
-    flag.touch()
-    restarted = platform.cli("task", "execution", "restart", execution, "--wait")
+    restarted = platform.cli(
+        "task", "execution", "restart", execution, "--arguments", "--go=1", "--wait"
+    )
     assert "COMPLETED" in restarted.stdout
     assert restarted.stdout.count("COMPLETED") == 3
 
@@ -183,3 +202,9 @@ def test_schedule_commands(platform: Platform) -> None:
     assert "unknown time zone 'Nowhere/Land'" in zone.stderr
     platform.cli("task", "schedule", "destroy", "nightly-2am")
     assert "nightly-2am" not in platform.cli("task", "schedule", "list").stdout
+    queued = ("task", "schedule", "create", "q", "--task", "tick", "--cron", "0 2 * * *")
+    platform.cli(*queued, "--when-busy", "queue")
+    assert "queue" in platform.cli("task", "schedule", "list").stdout
+    wrong = platform.cli(*queued, "--when-busy", "wait", check=False)
+    assert wrong.returncode == 2
+    assert "'wait' is not one of 'skip', 'queue'" in wrong.stderr

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import json
 import os
 import shutil
 import sys
@@ -17,12 +18,16 @@ import pytest
 from conveyor.config import Settings
 from conveyor.errors import UsageError
 from conveyor.orchestrate.tasks import TaskService
-from conveyor.platform import Controller
+from conveyor.platform import Controller, LocalTarget
+from conveyor.platform.isolation import IsolatedSpawner, IsolationUnavailable, platform_env
+from conveyor.repro.openlineage import run_uuid
+from conveyor.store.apps import AppRepository
 from conveyor.store.artifacts import ArtifactStore
 from conveyor.store.registry import Registry
 from conveyor.tasks.catalogue import TaskApp
 from conveyor.tasks.dsl import TaskDslError
 from conveyor.tasks.errors import TaskError
+from tests.openlineage_schema import validate_event
 from tests.waiting import eventually_async
 
 pytestmark = pytest.mark.slow
@@ -57,14 +62,30 @@ def home(tmp_path: Path) -> Iterator[Path]:
         yield home
 
 
-def _run(home: Path, work: Callable[[TaskService], Awaitable[None]]) -> None:
+def _isolated_target(settings: Settings, registry: Registry) -> LocalTarget:
+    """A local target whose steps run sandboxed, as the platform's (``conveyor up``) do."""
+    spawner = IsolatedSpawner(settings)
+    try:
+        spawner.check()
+    except IsolationUnavailable as exc:
+        reason = f"no isolation works here: {exc}"
+        if os.environ.get("CONVEYOR_REQUIRE_SERVICES") == "1":
+            pytest.fail(f"{reason}, and CONVEYOR_REQUIRE_SERVICES=1 requires it")
+        pytest.skip(reason)
+    return LocalTarget(AppRepository(registry), base_env=platform_env(), spawner=spawner)
+
+
+def _run(
+    home: Path, work: Callable[[TaskService], Awaitable[None]], *, isolated: bool = False
+) -> None:
     settings = Settings.from_env()
 
     async def main() -> None:
         with Registry(settings.database_url) as registry:
             artifacts = ArtifactStore(settings.artifact_root)
+            target = _isolated_target(settings, registry) if isolated else None
             controller = Controller(
-                registry, artifacts, home / "platform", base_env=dict(os.environ)
+                registry, artifacts, home / "platform", target=target, base_env=dict(os.environ)
             )
             service = TaskService(controller, runs_dir=home / "runs")
             try:
@@ -129,6 +150,28 @@ def test_a_pipeline_runs_every_step_as_a_recorded_run_and_reuses_it_when_nothing
 
         fresh = await service.launch("nightly", properties={"app.prepare.rows": "5"}, no_cache=True)
         assert not any(s["cached"] for s in (await service.wait(fresh["id"]))["steps"])
+
+    _run(home, work)
+
+
+def test_a_step_run_names_its_task_execution_as_its_openlineage_parent(
+    home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    events_file = tmp_path / "events.jsonl"
+    monkeypatch.setenv("CONVEYOR_OPENLINEAGE", f"file://{events_file}")
+
+    async def work(service: TaskService) -> None:
+        service.create("nightly", "extract: shell --command='echo step'")
+        done = await service.wait((await service.launch("nightly"))["id"])
+        assert done["state"] == "COMPLETED", done
+        events = [json.loads(line) for line in events_file.read_text().splitlines()]
+        assert [e["eventType"] for e in events] == ["START", "COMPLETE"]
+        for event in events:
+            validate_event(event)
+            parent = event["run"]["facets"]["parent"]
+            assert parent["run"]["runId"] == run_uuid(done["id"])  # the execution, as a UUID
+            assert parent["job"] == {"namespace": "conveyor", "name": "nightly"}
+        assert events[-1]["job"]["name"] == "nightly/extract"
 
     _run(home, work)
 
@@ -230,31 +273,38 @@ def test_executions_a_killed_platform_left_running_become_restartable(home: Path
     _run(home, work)
 
 
-def test_a_dask_step_records_its_engine_in_its_run(home: Path, tmp_path: Path) -> None:
-    folder = tmp_path / "dask-app"
+def _engine_step(home: Path, folder: Path, script: str, printed: str, config: str) -> str:
+    """Run ``script`` as a one-step task; it prints ``printed``; returns its run's engine."""
     folder.mkdir()
-    (folder / "total.py").write_text(
+    (folder / "job.py").write_text(script)
+    engine: list[str] = []
+
+    async def work(service: TaskService) -> None:
+        files = _files(service, folder)
+        await service.register_app(
+            TaskApp("job", "command", command=f"{sys.executable} job.py", files=files)
+        )
+        service.create("engine-job", "job")
+        done = await service.wait((await service.launch("engine-job"))["id"])
+        assert done["state"] == "COMPLETED", done
+        assert printed in service.log(done["id"])[0]["lines"]
+        run = service.controller.state.registry.get_run(done["steps"][0]["run_id"])
+        assert config in run.params["batch.config"]
+        assert run.params["batch.version"]
+        engine.append(run.params["batch.engine"])
+
+    _run(home, work)
+    return engine[0]
+
+
+def test_a_dask_step_records_its_engine_in_its_run(home: Path, tmp_path: Path) -> None:
+    script = (
         "import conveyor\n"
         "client = conveyor.batch.dask()\n"
         "print('total', client.submit(sum, range(10)).result())\n"
         "client.close()\n"
     )
-
-    async def work(service: TaskService) -> None:
-        files = _files(service, folder)
-        await service.register_app(
-            TaskApp("total", "command", command=f"{sys.executable} total.py", files=files)
-        )
-        service.create("sum", "total")
-        done = await service.wait((await service.launch("sum"))["id"])
-        assert done["state"] == "COMPLETED", done
-        assert service.log(done["id"])[0]["lines"][0] == "total 45"
-        run = service.controller.state.registry.get_run(done["steps"][0]["run_id"])
-        assert run.params["batch.engine"] == "dask"
-        assert run.params["batch.version"]
-        assert "LocalCluster" in run.params["batch.config"]
-
-    _run(home, work)
+    assert _engine_step(home, tmp_path / "dask-app", script, "total 45", "LocalCluster") == "dask"
 
 
 @pytest.mark.skipif(
@@ -262,26 +312,98 @@ def test_a_dask_step_records_its_engine_in_its_run(home: Path, tmp_path: Path) -
 )
 @pytest.mark.skipif(shutil.which("java") is None, reason="Spark needs Java and there is none")
 def test_a_spark_step_records_its_engine_in_its_run(home: Path, tmp_path: Path) -> None:
-    folder = tmp_path / "spark-app"
-    folder.mkdir()
-    (folder / "count.py").write_text(
+    script = (
         "import conveyor\n"
         "spark = conveyor.batch.spark()\n"
         "print('rows', spark.range(100).count())\n"
         "spark.stop()\n"
     )
+    assert _engine_step(home, tmp_path / "spark-app", script, "rows 100", "local[*]") == "spark"
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("ray") is None, reason="the ray extra is not installed"
+)
+def test_a_ray_step_records_its_engine_in_its_run(home: Path, tmp_path: Path) -> None:
+    script = (
+        "import conveyor\n"
+        "ray = conveyor.batch.ray(num_cpus=1)\n"
+        "square = ray.remote(lambda x: x * x)\n"
+        "print('squares', sum(ray.get([square.remote(i) for i in range(10)])))\n"
+        "ray.shutdown()\n"
+    )
+    assert _engine_step(home, tmp_path / "ray-app", script, "squares 285", '"local"') == "ray"
+
+
+SNOOP = """\
+import json, os, signal
+import conveyor
+tried = {{}}
+for name, path in {paths!r}.items():
+    try:
+        open(path, "rb").read(1)
+        tried[name] = "read"
+    except OSError as exc:
+        tried[name] = type(exc).__name__
+rows = len(open(conveyor.input("train.csv")).read().splitlines()) - 1
+secrets = sorted(k for k in os.environ if k in ("CONVEYOR_HOME", "CONVEYOR_DATABASE_URL"))
+with open(conveyor.output("report.json"), "w") as f:
+    json.dump({{"tried": tried, "rows": rows, "variables": secrets}}, f)
+"""
+
+
+def test_a_step_runs_sandboxed_it_reads_its_inputs_and_writes_its_outputs_but_nothing_else(
+    home: Path, tmp_path: Path
+) -> None:
+    token = home / "platform" / "token"
+    token.parent.mkdir(parents=True)
+    token.write_text("platform-token\n")
 
     async def work(service: TaskService) -> None:
-        files = _files(service, folder)
+        await _register(service, tmp_path)
+        service.create("other", "shell --command='echo secret > secret.txt'")
+        other = await service.wait((await service.launch("other"))["id"])
+        assert other["state"] == "COMPLETED", other
+        paths = {
+            "registry": str(home / "registry.db"),
+            "token": str(token),
+            "artifacts": str(home / "artifacts"),
+            "other task's folder": str(
+                next((home / "platform" / "task-work" / other["id"]).glob("*/secret.txt"))
+            ),
+        }
+        folder = tmp_path / "snoop"
+        folder.mkdir()
+        (folder / "snoop.py").write_text(SNOOP.format(paths=paths))
         await service.register_app(
-            TaskApp("count", "command", command=f"{sys.executable} count.py", files=files)
+            TaskApp(
+                "snoop",
+                "command",
+                command="python snoop.py",  # no requirements: the platform's interpreter
+                files=_files(service, folder),
+            )
         )
-        service.create("spark-count", "count")
-        done = await service.wait((await service.launch("spark-count"))["id"])
+        service.create("nosy", "prepare --output=train.csv && snoop --input=@prepare/train.csv")
+        done = await service.wait(
+            (await service.launch("nosy", properties={"app.prepare.rows": "4"}))["id"]
+        )
         assert done["state"] == "COMPLETED", done
-        assert "rows 100" in service.log(done["id"])[0]["lines"]
-        run = service.controller.state.registry.get_run(done["steps"][0]["run_id"])
-        assert run.params["batch.engine"] == "spark"
-        assert "local[*]" in run.params["batch.config"]
+        run = service.controller.state.registry.get_run(done["steps"][1]["run_id"])
+        (report,) = [f for f in run.outputs() if f.path == "report.json"]
+        found = json.loads(service.controller.artifacts.read_bytes(report.digest))
+        assert found == {
+            "tried": {
+                "registry": "FileNotFoundError",
+                "token": "FileNotFoundError",
+                "artifacts": "FileNotFoundError",
+                "other task's folder": "FileNotFoundError",
+            },
+            "rows": 4,
+            "variables": [],
+        }
+        assert [f.path for f in run.inputs()] == ["train.csv"]
+        # The code is the app's files: not the input restored beside them, nor the output.
+        manifest = service.controller.artifacts.read_json(run.code["snapshot"])
+        assert [f["path"] for f in manifest["files"]] == ["snoop.py"]
 
-    _run(home, work)
+    _run(home, work, isolated=True)

@@ -17,8 +17,12 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
-    with running_platform(tmp_path_factory.mktemp("dashboard-tasks")) as running:
-        yield running
+    # The restart test flips a file in the test's folder between a failed step and its
+    # restart, which a sandboxed step (the default) cannot see; tests/tasks covers isolation.
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("CONVEYOR_ISOLATION", "none")
+        with running_platform(tmp_path_factory.mktemp("dashboard-tasks")) as running:
+            yield running
 
 
 @pytest.fixture

@@ -302,6 +302,13 @@ _SCHEDULE = click.argument("schedule", metavar="SCHEDULE")
 @_ARGUMENTS
 @click.option("--properties", default="", metavar="K=V,...", help="app.<step>.<option>=value")
 @click.option("--no-catch-up", is_flag=True, help="After downtime, wait for the next time.")
+@click.option(
+    "--when-busy",
+    type=click.Choice(["skip", "queue"]),
+    default="skip",
+    show_default=True,
+    help="While the previous execution runs: skip the fire time, or queue it (one at most).",
+)
 def schedule_create_command(
     schedule: str,
     task: str,
@@ -310,8 +317,9 @@ def schedule_create_command(
     arguments: str,
     properties: str,
     no_catch_up: bool,
+    when_busy: str,
 ) -> None:
-    """Create a schedule (run by the platform; a busy task's turn is skipped)."""
+    """Create a schedule (run by the platform; a busy task's turn is skipped or queued)."""
     body = {
         "name": schedule,
         "task": task,
@@ -320,6 +328,7 @@ def schedule_create_command(
         "params": parse_arguments(arguments),
         "properties": parse_properties(properties),
         "catch_up": not no_catch_up,
+        "when_busy": when_busy,
     }
     created = connect().call("POST", "/v1/task-schedules", body)
     click.echo(f"schedule {schedule} created: {task} next at {_when(created['next_fire'])}")
@@ -330,6 +339,8 @@ def schedule_list_command() -> None:
     """Every schedule with its next fire time and last event."""
     for s in connect().call("GET", "/v1/task-schedules"):
         state = "paused" if s["paused"] else f"next {_when(s['next_fire'])}"
+        if s.get("when_busy") == "queue":
+            state += " (queues when busy)"
         last = s["events"][-1]["message"] if s["events"] else "-"
         click.echo(
             f"{s['name']:<20} {s['task']:<16} {s['cron']:<14} {s['timezone']:<16} {state}  {last}"

@@ -1,11 +1,14 @@
-"""Task steps on the platform: each step a one-off process launched through the target.
+"""Task steps on the platform: each step a recorded run whose command runs sandboxed.
 
-The process is ``python -m conveyor.tasks.step`` (:mod:`conveyor.tasks.step`),
-which runs the step's command as a recorded Conveyor run in a working folder
-of its own: the app's files, and the outputs of earlier steps it names as
-``--input=@step/path``, restored by digest. A step whose app, parameters, input
-digests and package set match a finished step's is not run again: its run is
-reused and the execution says ``cached``.
+The platform records the run itself (:class:`~conveyor.repro.recording.StepRecording`:
+the code snapshot from the app's registered files, parameters, seed, packages,
+inputs and outputs by digest) and launches only the step's command through
+the target, isolated like any app: it sees its working folder — the app's
+files and the outputs of earlier steps it names as ``--input=@step/path``,
+restored by digest — its run's folder (journal, logs) and its app's droplet,
+and nothing of the registry, the artifact store or other apps. A step whose
+app, parameters, input digests and package set match a finished step's is not
+run again: its run is reused and the execution says ``cached``.
 """
 
 from __future__ import annotations
@@ -15,24 +18,37 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from conveyor._version import __version__
-from conveyor.platform import Release, Target
+from conveyor.config import Settings
+from conveyor.platform import MINIMAL_PATH, Release, SpawnError, Target, app_uid
+from conveyor.repro.recorder import RunRequest
+from conveyor.repro.recording import StepRecording
+from conveyor.repro.snapshot import snapshot_of_files
 from conveyor.store.blobs import BlobStore
 from conveyor.store.registry import Registry
 from conveyor.store.tasks import TaskRepository
 from conveyor.tasks.catalogue import BUILTINS, TaskApp
 from conveyor.tasks.errors import TaskError
 from conveyor.tasks.execution import StepLaunch, StepResult
-from conveyor.tasks.step import STEP_VARIABLE
+from conveyor.tasks.step import STATUS_FILE, STATUS_VARIABLE, step_command
 
 __all__ = ["TargetLauncher"]
 
 Materialise = Callable[[Mapping[str, Mapping[str, Any]], Path], None]
+
+
+def _hand_over(paths: list[Path], uid: int) -> None:
+    for top in paths:
+        os.chown(top, uid, uid)
+        for folder, dirs, files in os.walk(top):
+            for name in [*dirs, *files]:
+                os.chown(Path(folder, name), uid, uid, follow_symlinks=False)
 
 
 def _split(value: str | None) -> list[str]:
@@ -50,7 +66,9 @@ class TargetLauncher:
         work_root: Path,
         apps: Callable[[], Mapping[str, TaskApp]],
         materialise: Materialise,
+        settings: Settings | None = None,
     ) -> None:
+        self.settings = settings or Settings.from_env()
         self.target = target
         self.registry = registry
         self.artifacts = artifacts
@@ -78,43 +96,67 @@ class TargetLauncher:
             hit = self.records.cached(key)
             if hit is not None:
                 return StepResult(0, hit[1], run_id=hit[0], cached=True, reason="cached")
-        spec = {
-            "app": app.name,
-            "sort": app.sort,
-            "command": app.command,
-            "uri": app.uri,
-            "params": params,
-            "inputs": sorted(inputs),
-            "outputs": outputs,
-            "name": f"{execution.task}/{step.name}",
-            # The task execution, for the step run's OpenLineage parent facet.
-            "execution": execution.id,
-            "task": execution.task,
-            "result": str(work / ".conveyor-step.json"),
-        }
-        env = {STEP_VARIABLE: json.dumps(spec), **self._droplet_env(app)}
-        release = Release(
-            app=f"task-{execution.task}",
-            revision=execution.attempts,
-            command=(sys.executable, "-m", "conveyor.tasks.step"),
-            env=env,
+        run = RunRequest(
+            command=step_command(
+                {"app": app.name, "sort": app.sort, "command": app.command, "uri": app.uri}, params
+            ),
             cwd=work,
-            # A step records its run into the registry and the artifact store, which an
-            # isolated process cannot reach; steps run as the platform's user (README).
-            isolated=False,
+            params={k: str(v) for k, v in params.items() if k != "command"},
+            outputs=outputs,
+            name=f"{execution.task}/{step.name}",
+            env={STATUS_VARIABLE: str(work / STATUS_FILE)},
+            # The task execution, for the step run's OpenLineage parent facet.
+            parent={"run": execution.id, "job": execution.task},
+            experiment=execution.task,
+        )
+        release_app = f"task-{execution.task}"
+        recording = await asyncio.to_thread(self._begin, run, app, inputs, release_app)
+        release = Release(
+            app=release_app,
+            revision=execution.attempts,
+            command=recording.command(),
+            env={**recording.env, **self._droplet_env(app)},
+            cwd=work,
+            # The recorder is this process; the step's command sees its own folders only.
+            read_only=self._droplet_paths(app),
+            read_write=(work, recording.run_dir),
         )
         try:
             done = await asyncio.wait_for(self.target.launch(release), app.timeout)
         except TimeoutError:
-            return StepResult(-1, "FAILED", reason=f"timed out after {app.timeout:g} s (killed)")
-        result = self._result(work)
-        if result is None:
-            reason = f"its process ended with {done.exit_code} before recording a run"
-            return StepResult(done.exit_code or -1, None, reason=reason)
-        code, status, run_id = int(result["exit_code"]), result.get("status"), result["run_id"]
-        if code == 0 and run_id and app.cache:
-            self.records.remember(key, run_id, status)
-        return StepResult(code, status, run_id=run_id, reason=result.get("reason"))
+            record = await asyncio.to_thread(recording.finish, -signal.SIGKILL)
+            reason = f"timed out after {app.timeout:g} s (killed)"
+            return StepResult(-1, "FAILED", run_id=record.id, reason=reason)
+        except asyncio.CancelledError:
+            recording.finish(-signal.SIGTERM, interrupted=True)
+            raise
+        except SpawnError as error:
+            record = await asyncio.to_thread(recording.finish, 127)
+            return StepResult(127, None, run_id=record.id, reason=str(error))
+        record = await asyncio.to_thread(recording.finish, done.exit_code)
+        code = record.exit_code if record.exit_code is not None else 1
+        status_file = work / STATUS_FILE
+        chosen = (status_file.read_text().strip() if status_file.is_file() else "") or None
+        if code == 0 and app.cache:
+            self.records.remember(key, record.id, chosen)
+        failure = None if code == 0 else (record.error or None)
+        return StepResult(code, chosen, run_id=record.id, reason=failure)
+
+    def _begin(
+        self, run: RunRequest, app: TaskApp, inputs: Mapping[str, str], release_app: str
+    ) -> StepRecording:
+        recording = StepRecording.begin(
+            run,
+            self.settings,
+            self.artifacts,
+            self.registry,
+            code=snapshot_of_files(app.files or {}, run.cwd, self.artifacts),
+            input_digests=inputs,
+        )
+        if os.geteuid() == 0:
+            # An isolated step runs as the app's own uid: its folders become its own.
+            _hand_over([run.cwd, recording.run_dir], app_uid(release_app))
+        return recording
 
     # -- the working folder ---------------------------------------------------------
 
@@ -160,25 +202,24 @@ class TargetLauncher:
             f"recorded no output {path!r}; its outputs: {outputs} (declare it with --output)"
         )
 
-    @staticmethod
-    def _result(work: Path) -> dict[str, Any] | None:
-        try:
-            data = json.loads((work / ".conveyor-step.json").read_text())
-        except (OSError, ValueError):
-            return None
-        return data if isinstance(data, dict) else None
-
     # -- caching --------------------------------------------------------------------
 
     @staticmethod
-    def _droplet_env(app: TaskApp) -> dict[str, str]:
+    def _droplet_paths(app: TaskApp) -> tuple[Path, ...]:
+        """What a sandboxed step reads besides its folder: its app's environment."""
         if not app.droplet:
-            return {}
-        venv = Path(str(app.droplet["venv"]))
-        return {
-            "VIRTUAL_ENV": str(venv),
-            "PATH": f"{venv / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
-        }
+            return ()
+        return tuple(Path(str(app.droplet[k])) for k in ("venv", "source") if app.droplet.get(k))
+
+    @staticmethod
+    def _droplet_env(app: TaskApp) -> dict[str, str]:
+        """The step's interpreter first on PATH: its droplet's, else the platform's own."""
+        if app.droplet:
+            venv = Path(str(app.droplet["venv"]))
+            bin_dir = venv / "bin"
+        else:  # an app without requirements runs on the platform's packages, as before
+            venv, bin_dir = Path(sys.prefix), Path(sys.executable).parent
+        return {"VIRTUAL_ENV": str(venv), "PATH": f"{bin_dir}{os.pathsep}{MINIMAL_PATH}"}
 
     @staticmethod
     def _cache_key(app: TaskApp, params: Mapping[str, str], inputs: Mapping[str, str]) -> str:

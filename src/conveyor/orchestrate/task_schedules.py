@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 from conveyor.errors import UsageError
 from conveyor.store.tasks import TaskRepository
-from conveyor.tasks.schedules import Schedule, decide
+from conveyor.tasks.schedules import WHEN_BUSY, Schedule, decide
 
 __all__ = ["TaskScheduler"]
 
@@ -23,6 +23,8 @@ log = logging.getLogger("conveyor.orchestrate.task_schedules")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}\Z")
 #: Longest sleep between looks at the schedules (so a new one is seen soon enough).
 _MAX_SLEEP = 30.0
+#: ... and while a launch is queued behind a running execution.
+_QUEUED_SLEEP = 1.0
 
 
 class WallClock(Protocol):
@@ -61,10 +63,15 @@ class TaskScheduler:
         params: Mapping[str, str] | None = None,
         properties: Mapping[str, str] | None = None,
         catch_up: bool = True,
+        when_busy: str = "skip",
     ) -> dict[str, Any]:
         if not _NAME.match(name):
             raise UsageError(
                 f"{name!r} is not a valid schedule name; use letters, digits, '.', '_' and '-'"
+            )
+        if when_busy not in WHEN_BUSY:
+            raise UsageError(
+                f"when busy, a schedule can {' or '.join(WHEN_BUSY)}; got {when_busy!r}"
             )
         self.records.definition(task)
         schedule = Schedule(
@@ -75,6 +82,7 @@ class TaskScheduler:
             dict(params or {}),
             dict(properties or {}),
             catch_up=catch_up,
+            when_busy=when_busy,
         )
         schedule.next_fire = schedule.parsed().next_after(self.clock.wall())
         self.records.save_schedule(schedule.to_json(), new=True)
@@ -132,8 +140,12 @@ class TaskScheduler:
             if message is not None:
                 schedule.note(now, message, execution)
                 added.append(schedule.events[-1] | {"schedule": schedule.name})
-            if message is not None or decision.next_fire != schedule.next_fire:
-                schedule.next_fire = decision.next_fire
+            changed = (decision.next_fire, decision.queued) != (
+                schedule.next_fire,
+                schedule.queued,
+            )
+            if message is not None or changed:
+                schedule.next_fire, schedule.queued = decision.next_fire, decision.queued
                 self.records.save_schedule(schedule.to_json())
         return added
 
@@ -145,10 +157,8 @@ class TaskScheduler:
             except Exception:  # the loop is the platform's: log, and look again later
                 log.exception("task schedules")
             now = self.clock.wall()
-            upcoming = [
-                s["next_fire"]
-                for s in self.records.schedules()
-                if s["next_fire"] is not None and not s["paused"]
-            ]
-            wait = min([_MAX_SLEEP, *(at - now for at in upcoming)])
+            active = [s for s in self.records.schedules() if not s["paused"]]
+            upcoming = [s["next_fire"] for s in active if s["next_fire"] is not None]
+            longest = _QUEUED_SLEEP if any(s.get("queued") for s in active) else _MAX_SLEEP
+            wait = min([longest, *(at - now for at in upcoming)])
             await self.clock.sleep(max(0.05, wait))

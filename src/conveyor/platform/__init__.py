@@ -38,6 +38,7 @@ from conveyor.platform.target import InstanceStatus, LaunchResult, Release, Targ
 if TYPE_CHECKING:
     from conveyor.platform.controller import Controller, Deployment, Progress
     from conveyor.platform.droplets import check_upload_path, files_digest
+    from conveyor.platform.isolation import MINIMAL_PATH, app_uid
     from conveyor.platform.kinds import (
         AppKind,
         Files,
@@ -62,12 +63,15 @@ _LAZY = {
     "Deployment": ("conveyor.platform.controller", "Deployment"),
     "LocalTarget": ("conveyor.platform.local", "LocalTarget"),
     "Progress": ("conveyor.platform.controller", "Progress"),
+    "MINIMAL_PATH": ("conveyor.platform.isolation", "MINIMAL_PATH"),
+    "app_uid": ("conveyor.platform.isolation", "app_uid"),
     "check_upload_path": ("conveyor.platform.droplets", "check_upload_path"),
     "describe_app": ("conveyor.platform.views", "describe"),
     "files_digest": ("conveyor.platform.droplets", "files_digest"),
 }
 
 __all__ = [
+    "MINIMAL_PATH",
     "AccessRecord",
     "AppKind",
     "AppSpec",
@@ -110,6 +114,7 @@ __all__ = [
     "Supervisor",
     "SystemClock",
     "Target",
+    "app_uid",
     "check_upload_path",
     "describe_app",
     "files_digest",

@@ -20,13 +20,17 @@ if TYPE_CHECKING:
     # capture_packages, which the recorder calls while the command already runs.
     from importlib import metadata
 
+    from conveyor.store.blobs import BlobStore
+
 __all__ = [
     "THREAD_VARIABLES",
     "Package",
     "capture_host",
     "capture_packages",
+    "host_facts",
     "pinned_thread_env",
     "recorded_env_variables",
+    "stored_packages",
 ]
 
 #: Variables that set how many threads the numeric libraries use.
@@ -85,6 +89,17 @@ def capture_host() -> dict[str, Any]:
         "libc": "-".join(platform.libc_ver()) or None,
         "cpu": _cpu(),
     }
+
+
+_HOST: dict[str, Any] = {}
+
+
+def host_facts() -> dict[str, Any]:
+    """:func:`capture_host`, taken once per process (a platform records many steps)."""
+    if not _HOST:
+        _HOST.update(capture_host())
+    copy: dict[str, Any] = json.loads(json.dumps(_HOST))  # records change theirs
+    return copy
 
 
 def _direct_url(dist: metadata.Distribution) -> str | None:
@@ -153,6 +168,39 @@ def capture_packages(paths: Iterable[str] | None = None) -> list[Package]:
             pkg["url"] = url
         seen[key] = pkg
     return [seen[k] for k in sorted(seen)]
+
+
+#: Package sets already stored, by search path: (the folders' change times, digest, count).
+_PACKAGE_SETS: dict[tuple[str, ...], tuple[tuple[int, ...], str, int]] = {}
+
+
+def _stamp(paths: Iterable[str]) -> tuple[int, ...]:
+    stamps = []
+    for path in paths:
+        try:
+            stamps.append(os.stat(path).st_mtime_ns)
+        except OSError:
+            stamps.append(-1)
+    return tuple(stamps)
+
+
+def stored_packages(paths: Iterable[str], store: BlobStore) -> tuple[str, int]:
+    """The package set on ``paths``, stored as JSON: its digest and how many packages.
+
+    Listed once per search path and process: installing or removing a
+    distribution adds or removes its ``.dist-info`` folder, which changes the
+    folder's modification time, and that makes the next call list it again.
+    A platform recording many steps of one droplet pays for the listing once.
+    """
+    key = tuple(p for p in paths if p)
+    stamp = _stamp(key)
+    known = _PACKAGE_SETS.get(key)
+    if known is not None and known[0] == stamp and store.exists(known[1]):
+        return known[1], known[2]
+    packages = capture_packages(key)
+    digest = store.put_json(packages)
+    _PACKAGE_SETS[key] = (stamp, digest, len(packages))
+    return digest, len(packages)
 
 
 def interpreter_facts() -> dict[str, Any]:

@@ -28,20 +28,30 @@ from typing import IO, Any
 from conveyor.config import Settings
 from conveyor.errors import ConveyorError, RunError, UsageError
 from conveyor.repro import environment
-from conveyor.repro.checks import FileActivity, check_run, shared_output_warnings
+from conveyor.repro.checks import shared_output_warnings
+from conveyor.repro.finish import capture_interpreter, finish_recorded_run, relative
 from conveyor.repro.journal import JOURNAL_NAME, read_events
 from conveyor.repro.ledger import FolderLedger
 from conveyor.repro.lifeline import die_with_recorder
 from conveyor.repro.metric_feed import MetricFeed
 from conveyor.repro.openlineage import Emitter
 from conveyor.repro.run_events import emit_run_end, emit_run_start
-from conveyor.repro.snapshot import take_snapshot
+from conveyor.repro.snapshot import CodeState, take_snapshot
 from conveyor.store.artifacts import ArtifactStore
 from conveyor.store.blobs import BlobStore
 from conveyor.store.files import private_dir
-from conveyor.store.records import FileRecord, ModelRecord, RunRecord, RunStatus
+from conveyor.store.records import FileRecord, RunRecord, RunStatus
 
-__all__ = ["BOOTSTRAP_DIR", "RunRequest", "execute", "finish_recorded_run", "parse_params"]
+__all__ = [
+    "BOOTSTRAP_DIR",
+    "RunRequest",
+    "child_env",
+    "describe_invocation",
+    "execute",
+    "json_value",
+    "new_run",
+    "parse_params",
+]
 
 BOOTSTRAP_DIR = Path(__file__).parent / "bootstrap"
 
@@ -108,18 +118,11 @@ def check_experiment(name: str) -> str:
     return text
 
 
-def _json_value(text: str) -> Any:
+def json_value(text: str) -> Any:
     try:
         return json.loads(text)
     except ValueError:
         return text
-
-
-def _rel(path: Path, cwd: Path) -> str:
-    try:
-        return path.resolve().relative_to(cwd.resolve()).as_posix()
-    except ValueError:
-        return str(path.resolve())
 
 
 class _Tee(threading.Thread):
@@ -196,23 +199,15 @@ class _Registration(threading.Thread):
                 pumped = time.monotonic()
 
 
-def capture_interpreter(event: Mapping[str, Any], store: BlobStore) -> dict[str, Any]:
-    """Environment facts from the journal's ``interpreter`` event, package list stored."""
-    packages = environment.capture_packages(event["path"])
-    return {
-        "executable": event["executable"],
-        "python": event["python"],
-        "implementation": event["implementation"],
-        "packages": store.put_json(packages),
-        "package_count": len(packages),
-        "_path": list(event["path"]),
-    }
-
-
-def _child_env(
-    request: RunRequest, run: RunRecord, run_dir: Path, settings: Settings
+def child_env(
+    request: RunRequest,
+    run: RunRecord,
+    run_dir: Path,
+    settings: Settings,
+    base: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
-    env = dict(os.environ)
+    """The command's environment: ``base`` (default ours) plus what the run sets."""
+    env = dict(os.environ if base is None else base)
     env.update(environment.pinned_thread_env(os.environ, request.threads))
     env.update(request.env)
     python_path = [str(BOOTSTRAP_DIR), *request.python_path]
@@ -239,6 +234,21 @@ def _child_env(
     return env
 
 
+def describe_invocation(
+    record: RunRecord, request: RunRequest, inputs: list[FileRecord], env: dict[str, str]
+) -> dict[str, str]:
+    """Put how the run was asked for, and the child's numeric variables, on ``record``."""
+    record.environment["invocation"] = {
+        "params": request.params,
+        "inputs": [f.path for f in inputs],
+        "outputs": list(request.outputs),
+        "threads": request.threads,
+    }
+    record.params = {k: json_value(v) for k, v in request.params.items()}
+    record.environment["variables"] = environment.recorded_env_variables(env)
+    return env
+
+
 def new_run(
     settings: Settings,
     store: BlobStore,
@@ -249,23 +259,26 @@ def new_run(
     seed: int | None,
     threads: dict[str, str],
     started_at: float | None = None,
+    code: CodeState | None = None,
     experiment: str | None = None,
 ) -> tuple[RunRecord, Path]:
     """Snapshot the code around ``cwd`` and describe a new RUNNING run; returns it and its folder.
 
-    Shared by ``conveyor run`` and by runs the Python API starts by itself
-    (which pass the process's own ``started_at``).
+    Shared by ``conveyor run``, by runs the Python API starts by itself (which
+    pass the process's own ``started_at``) and by task steps (which pass the
+    ``code`` their app was registered with).
     """
-    code = take_snapshot(
-        cwd,
-        store,
-        limit=settings.snapshot_limit,
-        known_outputs=lambda root: FolderLedger(settings.home, root).known_outputs(),
-    )
+    if code is None:
+        code = take_snapshot(
+            cwd,
+            store,
+            limit=settings.snapshot_limit,
+            known_outputs=lambda root: FolderLedger(settings.home, root).known_outputs(),
+        )
     run_id = new_run_id()
     run_dir = settings.home / "runs" / run_id
     private_dir(run_dir)  # 0700: a run folder holds its logs and journal
-    host = environment.capture_host()
+    host = environment.host_facts()
     record = RunRecord(
         id=run_id,
         name=name,
@@ -296,7 +309,7 @@ def execute(request: RunRequest, settings: Settings) -> RunRecord:
         if not path.is_file():
             raise RunError(f"input {name} does not exist (looked for {path})")
         inputs.append(
-            FileRecord("input", _rel(path, cwd), store.put_file(path), path.stat().st_size)
+            FileRecord("input", relative(path, cwd), store.put_file(path), path.stat().st_size)
         )
 
     record, run_dir = new_run(
@@ -309,16 +322,10 @@ def execute(request: RunRequest, settings: Settings) -> RunRecord:
         threads=environment.pinned_thread_env(os.environ, request.threads),
         experiment=request.experiment,
     )
-    record.environment["invocation"] = {
-        "params": request.params,
-        "inputs": [f.path for f in inputs],
-        "outputs": list(request.outputs),
-        "threads": request.threads,
-    }
-    record.params = {k: _json_value(v) for k, v in request.params.items()}
+    env = describe_invocation(
+        record, request, inputs, child_env(request, record, run_dir, settings)
+    )
     record.reproduces = request.reproduces
-    env = _child_env(request, record, run_dir, settings)
-    record.environment["variables"] = environment.recorded_env_variables(env)
     for item in record.code.get("skipped", []):
         sys.stderr.write(f"conveyor: not in the code snapshot: {item['path']} ({item['reason']})\n")
     ledger = FolderLedger(settings.home, Path(record.code.get("root") or cwd))
@@ -454,173 +461,3 @@ def _install_forwarding(started: _Started, interrupted: threading.Event) -> dict
 def _restore_signals(previous: Mapping[int, Any]) -> None:
     for sig, handler in previous.items():
         signal.signal(sig, handler)
-
-
-def _status_of(returncode: int, interrupted: bool) -> tuple[RunStatus, str | None]:
-    if returncode == 0:
-        return RunStatus.FINISHED, None
-    if returncode < 0:
-        sig = signal.Signals(-returncode)
-        if sig is signal.SIGINT or interrupted:
-            return RunStatus.INTERRUPTED, f"interrupted by {sig.name}"
-        return RunStatus.KILLED, f"killed by {sig.name}"
-    if interrupted:
-        return RunStatus.INTERRUPTED, f"interrupted (exit status {returncode})"
-    return RunStatus.FAILED, f"exit status {returncode}"
-
-
-def finish_recorded_run(
-    record: RunRecord,
-    *,
-    returncode: int,
-    interrupted: bool,
-    run_dir: Path,
-    store: BlobStore,
-    registry: Any,
-    inputs: list[FileRecord],
-    request: RunRequest,
-    cwd: Path,
-    interpreter: dict[str, Any] | None = None,
-    ledger: FolderLedger | None = None,
-    command_ended: float | None = None,
-    input_limit: int = 0,
-    metrics: MetricFeed | None = None,
-) -> RunRecord:
-    """Read the run's journal, store its outputs and logs, and complete its registry row.
-
-    With a ``ledger`` the outputs are checked against the other runs of the
-    folder and noted for the next snapshots; files the command read from the
-    project without declaring them are kept up to ``input_limit`` bytes each.
-    Metrics go through ``metrics`` (the feed that wrote them while the command
-    ran), in bounded batches, never all in memory.
-    """
-    ended = time.time()
-    command_ended = ended if command_ended is None else command_ended
-    status, error = _status_of(returncode, interrupted)
-    problems: list[str] = []
-    params: dict[str, Any] = {}
-    feed = metrics or MetricFeed(registry, record.id, run_dir / JOURNAL_NAME)
-    feed.pump()
-    files: dict[tuple[str, str], FileRecord] = {(f.role, f.path): f for f in inputs}
-    models: list[ModelRecord] = []
-    outputs: list[str] = list(request.outputs)
-    env = record.environment
-    activity = FileActivity()
-    declared: set[str] = {str(cwd / f.path) for f in inputs}
-
-    for event in read_events(run_dir):
-        kind = event["type"]
-        if kind in ("read", "write"):
-            activity.note(event)
-        elif kind == "param":
-            params[event["key"]] = event["value"]
-        elif kind == "input":
-            rel = _rel(Path(event["path"]), cwd)
-            files[("input", rel)] = FileRecord("input", rel, event["digest"], event["size"])
-            declared.add(str(event["path"]))
-        elif kind == "output":
-            outputs.append(event["path"])
-        elif kind == "model":
-            path = Path(event["path"])
-            if path.is_file():
-                digest = store.put_file(path)
-                rel = _rel(path, cwd)
-                # Types recorded when save_model wrote the file hold for that file only:
-                # one rewritten since then by other code is trusted no further than any.
-                same = event.get("digest") == digest
-                models.append(
-                    ModelRecord(
-                        record.id,
-                        event["name"],
-                        rel,
-                        event["format"],
-                        digest,
-                        event.get("signature"),
-                        tuple(event.get("trusted_types") or ()) if same else (),
-                    )
-                )
-                files[("output", rel)] = FileRecord("output", rel, digest, path.stat().st_size)
-            else:
-                problems.append(f"model {event['name']} at {path} was not written")
-        elif kind == "interpreter":
-            activity.watching = activity.watching or bool(event.get("watching"))
-            if interpreter is None or interpreter["_path"] != list(event["path"]):
-                interpreter = capture_interpreter(event, store)
-            env.update({k: v for k, v in interpreter.items() if not k.startswith("_")})
-        elif kind == "blas":
-            env["blas"] = event["libraries"]
-
-    if "packages" not in env:
-        # The command was not Python (or never started one): record our own interpreter.
-        facts = environment.interpreter_facts()
-        packages = environment.capture_packages(facts["path"])
-        env.update(
-            executable=facts["executable"],
-            python=facts["python"],
-            implementation=facts["implementation"],
-            packages=store.put_json(packages),
-            package_count=len(packages),
-            python_command=False,
-        )
-
-    for name in outputs:
-        path = Path(name) if Path(name).is_absolute() else cwd / name
-        rel = _rel(path, cwd)
-        if path.is_file():
-            files[("output", rel)] = FileRecord(
-                "output", rel, store.put_file(path), path.stat().st_size
-            )
-        elif ("output", rel) not in files:
-            problems.append(f"declared output {rel} was not written")
-
-    checks = check_run(
-        record,
-        files,
-        activity,
-        params_read=params,
-        cwd=cwd,
-        store=store,
-        declared=declared,
-        ledger=ledger,
-        command_ended=command_ended,
-        input_limit=input_limit,
-        finished=status is RunStatus.FINISHED,
-    )
-    if checks:
-        env["checks"] = checks
-
-    logs = {}
-    for stream in ("stdout", "stderr"):
-        log = run_dir / f"{stream}.log"
-        logs[stream] = store.put_file(log) if log.exists() else None
-
-    if problems and status is RunStatus.FINISHED:
-        error = "; ".join(problems)
-    elif problems:
-        error = "; ".join([error or "", *problems]).strip("; ")
-
-    registry.complete_run(
-        record.id,
-        status,
-        ended_at=ended,
-        exit_code=returncode,
-        error=error,
-        environment=env,
-        params=params,
-        metric_records=(),
-        files=files.values(),
-        models=models,
-        stdout_digest=logs["stdout"],
-        stderr_digest=logs["stderr"],
-    )
-    record.status, record.ended_at, record.exit_code, record.error = (
-        status,
-        ended,
-        returncode,
-        error,
-    )
-    record.stdout_digest, record.stderr_digest = logs["stdout"], logs["stderr"]
-    record.params = {**record.params, **params}
-    record.metrics = [s.latest() for s in registry.metric_summaries(record.id)]
-    record.files, record.models = list(files.values()), models
-    return record

@@ -33,6 +33,7 @@ __all__ = [
     "materialize",
     "read_links",
     "read_manifest",
+    "snapshot_of_files",
     "take_snapshot",
 ]
 
@@ -207,6 +208,34 @@ def _drop_known_outputs(
         kept.append((name, path, st))
     tree.files = kept
     return excluded
+
+
+def snapshot_of_files(
+    files: Mapping[str, Mapping[str, Any]], root: Path, store: BlobStore
+) -> CodeState:
+    """The snapshot of ``root`` when it holds exactly ``files``, already stored by digest.
+
+    ``files`` maps a path to ``{"digest", "mode"}`` (a task app's registered
+    files, which its steps' folders are made from): nothing is read or hashed
+    again, and files a step finds beside them (inputs restored from earlier
+    steps, its own outputs) are not taken for code.
+    """
+    entries: list[dict[str, Any]] = [
+        {"path": path, "digest": str(entry["digest"]), "mode": _mode(entry)}
+        for path, entry in sorted(files.items())
+    ]
+    size = sum(store.info(str(e["digest"])).size for e in entries)
+    return CodeState(
+        snapshot=store.put_json({"version": MANIFEST_VERSION, "files": entries}),
+        root=root.resolve(),
+        cwd=".",
+        files=len(entries),
+        size=size,
+    )
+
+
+def _mode(entry: Mapping[str, Any]) -> int:
+    return 0o755 if int(entry.get("mode", 0o644)) & 0o111 else 0o644
 
 
 def take_snapshot(

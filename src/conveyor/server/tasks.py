@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path as FilePath
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query
 from pydantic import Field
@@ -63,6 +63,7 @@ class ScheduleIn(Strict):
     params: Params = Field(default_factory=dict)
     properties: Params = Field(default_factory=dict)
     catch_up: bool = True
+    when_busy: Literal["skip", "queue"] = "skip"
 
 
 class RestartIn(Strict):
@@ -183,6 +184,7 @@ def task_routes(tasks: TaskService, schedules: TaskScheduler) -> APIRouter:
             params=body.params,
             properties=body.properties,
             catch_up=body.catch_up,
+            when_busy=body.when_busy,
         )
 
     @router.get("/v1/task-schedules/{name}", summary="A schedule and its recent events")

@@ -3,7 +3,9 @@
 The decision is a pure function of the schedule, the time and whether the
 task's previous scheduled execution still runs, so tests drive it with any
 clock. At a fire time the schedule launches, unless it is paused or its
-previous execution is still running (then it skips, and records why). After
+previous execution is still running: then it skips and records why, or, with
+``when_busy="queue"``, it queues that launch (one at most: a further busy fire
+time is skipped) and makes it as soon as the previous execution ends. After
 the platform was down, the fire times it missed give one catch-up launch at
 most (none if ``catch_up`` is off), never a burst. Every launch and skip is an
 event on the schedule.
@@ -17,7 +19,10 @@ from typing import Any
 
 from conveyor.tasks.cron import Cron
 
-__all__ = ["Decision", "Schedule", "decide"]
+__all__ = ["WHEN_BUSY", "Decision", "Schedule", "decide"]
+
+#: What a fire time does while the previous execution still runs.
+WHEN_BUSY = ("skip", "queue")
 
 #: A fire time this late counts as missed (the platform was down), not merely delayed.
 LATE = 60.0
@@ -38,6 +43,10 @@ class Schedule:
     next_fire: float | None = None
     last_execution: str | None = None
     events: list[dict[str, Any]] = field(default_factory=list)
+    #: "skip" or "queue" (see WHEN_BUSY).
+    when_busy: str = "skip"
+    #: The busy fire time queued to launch when the previous execution ends.
+    queued: float | None = None
 
     def parsed(self) -> Cron:
         return Cron.parse(self.cron, self.timezone)
@@ -59,6 +68,8 @@ class Schedule:
             "next_fire": self.next_fire,
             "last_execution": self.last_execution,
             "events": list(self.events),
+            "when_busy": self.when_busy,
+            "queued": self.queued,
         }
 
     @classmethod
@@ -68,11 +79,13 @@ class Schedule:
 
 @dataclass(frozen=True)
 class Decision:
-    """What to do now: launch or not, why, and the next fire time."""
+    """What to do now: launch or not, why, the next fire time and the queued one."""
 
     launch: bool
     message: str | None
     next_fire: float | None
+    #: The fire time waiting for the previous execution to end (None: nothing queued).
+    queued: float | None = None
 
 
 def _missed(cron: Cron, first: float, now: float) -> int:
@@ -87,10 +100,17 @@ def _missed(cron: Cron, first: float, now: float) -> int:
 def decide(schedule: Schedule, now: float, previous_running: bool) -> Decision:
     """What ``schedule`` does at ``now`` (epoch seconds); see the module's docstring."""
     cron = schedule.parsed()
+    queued = schedule.queued
     if schedule.next_fire is None:
-        return Decision(False, None, cron.next_after(now))
-    if schedule.paused or now < schedule.next_fire:
-        return Decision(False, None, schedule.next_fire)
+        return Decision(False, None, cron.next_after(now), queued)
+    if schedule.paused:
+        return Decision(False, None, schedule.next_fire, queued)
+    if queued is not None and not previous_running:
+        # A fire time due as well is left for the next look, which finds this one running.
+        message = f"launched the fire time queued while {schedule.last_execution} ran"
+        return Decision(True, message, schedule.next_fire, None)
+    if now < schedule.next_fire:
+        return Decision(False, None, schedule.next_fire, queued)
     following = cron.next_after(now)
     late = now - schedule.next_fire > LATE
     missed = _missed(cron, schedule.next_fire, now) if late else 1
@@ -99,13 +119,17 @@ def decide(schedule: Schedule, now: float, previous_running: bool) -> Decision:
             False,
             f"missed {missed} fire time(s) while the platform was down; catch-up is off",
             following,
+            queued,
         )
     if previous_running:
-        return Decision(
-            False,
-            f"skipped: the previous execution {schedule.last_execution} is still running",
-            following,
-        )
+        busy = f"the previous execution {schedule.last_execution} is still running"
+        if schedule.when_busy != "queue":
+            return Decision(False, f"skipped: {busy}", following)
+        if queued is not None:
+            return Decision(
+                False, f"skipped: {busy} and one launch is queued already", following, queued
+            )
+        return Decision(False, f"queued: {busy}; launches when it ends", following, now)
     if late:
         return Decision(
             True, f"launched one catch-up for {missed} fire time(s) missed while down", following
