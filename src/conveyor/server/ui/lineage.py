@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Box", "layout", "routes"]
 
-BOX_W, BOX_H, COL_GAP, ROW_GAP, PAD = 230, 46, 70, 18, 12
+BOX_W, BOX_H, COL_GAP, ROW_GAP, PAD = 200, 46, 44, 18, 12
 
 #: How a kind is named on its box.
 KIND_NAMES = {
@@ -70,23 +70,47 @@ def href(node: Node) -> str | None:
 
 
 def _ranks(graph: Graph) -> dict[str, int]:
-    """Each node's column: 0 for the root, -n n steps up (what made it), +n down."""
+    """Each node's column: 0 for the root, negative up (what made it), positive down.
+
+    Every edge points right: a node two things were made from sits left of both
+    (the code two runs ran), a node two things used sits right of both.
+    """
     rank = {graph.root: 0}
-    changed = True
-    while changed:  # edges were added walking out from the root: a few passes settle them
-        changed = False
+    for _ in range(len(graph.nodes) + 1):  # edges were added walking out from the root
+        settled = True
         for source, target, _relation in graph.edges:
             if target in rank and source not in rank:
                 rank[source] = rank[target] - 1
-                changed = True
             elif source in rank and target not in rank:
                 rank[target] = rank[source] + 1
-                changed = True
+            elif source in rank and target in rank and rank[source] >= rank[target]:
+                if target != graph.root and rank[target] > 0:
+                    rank[target] = rank[source] + 1
+                elif source != graph.root:
+                    rank[source] = rank[target] - 1
+                else:
+                    continue  # a cycle through the root: leave it drawn backwards
+            else:
+                continue
+            settled = False
+        if settled:
+            break
     return {node: rank.get(node, 0) for node in graph.nodes}
 
 
-def layout(graph: Graph) -> tuple[list[Box], list[tuple[int, int, int, int, str]], int, int]:
-    """Boxes in columns by rank; edges (x1, y1, x2, y2, relation); the drawing's size."""
+def _curve(a: Box, b: Box) -> str:
+    """An SVG path from ``a``'s right side to ``b``'s left; one passing over other columns
+    dips into the gap below its row rather than run hidden behind the boxes."""
+    x1, y1, x2, y2 = a.x + BOX_W, a.y + BOX_H // 2, b.x - 2, b.y + BOX_H // 2
+    if x2 - x1 <= COL_GAP:
+        mid = (x1 + x2) // 2
+        return f"M{x1},{y1} C{mid},{y1} {mid},{y2} {x2},{y2}"
+    low = max(y1, y2) + BOX_H // 2 + 14
+    return f"M{x1},{y1} C{x1 + COL_GAP},{low} {x2 - COL_GAP},{low} {x2},{y2}"
+
+
+def layout(graph: Graph) -> tuple[list[Box], list[tuple[str, str]], int, int]:
+    """Boxes in columns by rank; edges (SVG path, relation); the drawing's size."""
     ranks = _ranks(graph)
     low = min(ranks.values(), default=0)
     columns: dict[int, list[str]] = {}
@@ -106,13 +130,7 @@ def layout(graph: Graph) -> tuple[list[Box], list[tuple[int, int, int, int, str]
                 root=node_id == graph.root,
             )
     edges = [
-        (
-            boxes[s].x + BOX_W,
-            boxes[s].y + BOX_H // 2,
-            boxes[t].x,
-            boxes[t].y + BOX_H // 2,
-            relation,
-        )
+        (_curve(boxes[s], boxes[t]), relation)
         for s, t, relation in graph.edges
         if s in boxes and t in boxes
     ]

@@ -75,7 +75,7 @@ def routes(ui: Ui) -> APIRouter:
         except ConveyorError as exc:
             refused = isinstance(exc, UsageError) and "signature" in exc.message
             hint = (
-                " Apps following the alias would receive requests they cannot take; tick "
+                ". Apps following the alias would receive requests they cannot take; tick "
                 "'even if the signature differs' to move it anyway."
                 if refused
                 else ""
