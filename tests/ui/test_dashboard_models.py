@@ -7,6 +7,9 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from conveyor.store.apps import AppRepository
+from conveyor.store.models import ModelRepository
+from conveyor.store.registry import Registry
 from conveyor.store.requestlog import RequestLogWriter
 from tests.platform.control import Platform, running_platform
 from tests.ui.dashboard import XSS, csrf_of, logged_in, registered_model
@@ -80,13 +83,24 @@ def test_an_alias_moves_by_post_and_a_signature_change_needs_force(
     assert "alias &#39;x y&#39; is not valid" in client.get("/ui/models/moved").text
 
 
-def test_a_run_page_lists_the_models_it_saved_and_their_versions(
+def test_a_run_page_lists_the_models_it_saved_their_versions_and_apps(
     platform: Platform, client: httpx.Client
 ) -> None:
     _prep, first, _second = registered_model(platform, "saved")
+    with Registry.from_settings(platform.settings) as registry:  # as a push of @champion leaves it
+        apps = AppRepository(registry)
+        apps.save_app("saved-app", state="stopped", instances=1, revision=1)
+        droplet = {"name": "saved", "version": 1, "run_id": first}
+        spec = {"kind": "model", "model": "models:/saved@champion"}
+        apps.add_revision("saved-app", description="push", spec=spec, files=None, droplet=droplet)
+    model = client.get("/ui/models/saved").text
+    served = model.split('id="v1"', 1)[1].split("</tr>", 1)[0]
+    assert '<a href="/ui/apps/saved-app">saved-app rev 1</a>' in served
+    assert "saved-app" not in model.split('id="v2"', 1)[1].split("</tr>", 1)[0]
     page = client.get(f"/ui/runs/{first}").text
     assert "Models it saved" in page
     assert '<a href="/ui/models/saved#v1">saved version 1</a>' in page
+    assert '<a href="/ui/apps/saved-app">saved-app revision 1</a>' in page
     assert f'href="/ui/lineage?ref=run:{first}/model"' in page
     assert f'href="/ui/lineage?ref=run:{first}"' in page
 
@@ -113,9 +127,6 @@ def test_lineage_from_a_request_id_reaches_the_training_run(
     _prep, first, _second = registered_model(platform, "asked")
     shown = client.get("/ui/models/asked").text
     digest = shown.split(f'href="/ui/runs/{first}"', 1)[1].split('class="mono">', 1)[1][:23]
-    from conveyor.store.models import ModelRepository
-    from conveyor.store.registry import Registry
-
     with Registry.from_settings(platform.settings) as registry:
         full = ModelRepository(registry).version("asked", 1).digest
     assert full.startswith(digest)

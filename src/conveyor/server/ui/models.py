@@ -11,6 +11,7 @@ from starlette.responses import Response
 from conveyor.errors import ConveyorError, UsageError
 from conveyor.repro.registered import move_alias
 from conveyor.server.ui.context import Ui, back
+from conveyor.store.lineage import RevisionUse, revisions_of_version
 from conveyor.store.models import ModelRepository, ModelVersion
 
 __all__ = ["routes", "signature_summary"]
@@ -47,13 +48,22 @@ def routes(ui: Ui) -> APIRouter:
         ui.session(request)
         model = await run_in_threadpool(repo.model, name)
         versions: list[ModelVersion] = await run_in_threadpool(repo.versions, name)
+        served = await run_in_threadpool(_served, versions)
         return ui.view(
             request,
             "model.html",
             model=model,
             versions=list(reversed(versions)),
+            served=served,
             signature_summary=signature_summary,
         )
+
+    def _served(versions: list[ModelVersion]) -> dict[int, list[RevisionUse]]:
+        """The app revisions serving each version (staged from it, or naming it)."""
+        return {
+            v.version: revisions_of_version(registry, v.model, v.version, set(v.aliases))
+            for v in versions
+        }
 
     @api.post("/models/{name}/alias")
     async def alias(request: Request, name: ModelName) -> Response:
