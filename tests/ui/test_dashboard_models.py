@@ -12,7 +12,7 @@ from conveyor.store.models import ModelRepository
 from conveyor.store.registry import Registry
 from conveyor.store.requestlog import RequestLogWriter
 from tests.platform.control import Platform, running_platform
-from tests.ui.dashboard import XSS, csrf_of, logged_in, registered_model
+from tests.ui.dashboard import XSS, csrf_of, logged_in, record_run, registered_model
 
 
 @pytest.fixture(scope="module")
@@ -138,6 +138,14 @@ def test_lineage_from_a_request_id_reaches_the_training_run(
     html = client.get("/ui/lineage", params={"ref": "req-ui-0001"}).text
     assert 'data-node="request:req-ui-0001"' in html
     assert f'data-node="run:{first}"' in html
+
+
+def test_lineage_labels_are_escaped(platform: Platform, client: httpx.Client) -> None:
+    run_id = record_run(platform, XSS, {}, {})
+    page = client.get("/ui/lineage", params={"ref": f"run:{run_id}"})
+    assert page.status_code == 200
+    assert f"run {run_id[:12]} &lt;script&gt;" in page.text
+    assert XSS not in page.text
 
 
 def test_lineage_of_what_names_nothing_says_so_escaped(client: httpx.Client) -> None:
