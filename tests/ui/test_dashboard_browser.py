@@ -301,7 +301,6 @@ def test_models_to_a_model_to_its_lineage_by_clicking(watched: Watched, platform
     page.click("header nav >> text=Models")
     page.wait_for_url("**/ui/models")
     assert "@champion → 1" in page.locator("tr:has-text('diagnosis')").inner_text()
-    watched.shot("models")
     page.click("tbody >> text=diagnosis")
     page.wait_for_url("**/ui/models/diagnosis")
     assert page.locator("#v1").inner_text().startswith("1\t@champion")
