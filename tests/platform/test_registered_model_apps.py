@@ -60,6 +60,7 @@ def test_an_app_of_a_registered_alias_serves_with_no_trusted_types(
     body, headers = _predict(platform, "dx", [{"sex": "m", "age": None, "bp": 140.0}])
     assert body[0]["label"] == 1
     assert headers["x-model-run-id"] == run_id
+    assert headers["x-model-version"] == "dx/1"  # the instance is told which version it serves
 
 
 def test_a_run_tree_model_is_pushed_and_served_with_no_trusted_types(

@@ -15,11 +15,13 @@ from conveyor.cli.main import cli
 from conveyor.config import Settings
 from conveyor.errors import NotFoundError
 from conveyor.repro.lineage import Sources, trace
+from conveyor.repro.registered import move_alias, register_run_model
 from conveyor.store.apps import AppRepository
 from conveyor.store.digests import digest_file
 from conveyor.store.records import FileRecord, ModelRecord, RunRecord, RunStatus
 from conveyor.store.registry import Registry
 from conveyor.store.requestlog import RequestLogWriter
+from conveyor.store.streams import StreamRepository
 
 PREP = "a1" * 16
 TRAIN = "b2" * 16
@@ -162,3 +164,80 @@ def test_a_model_file_is_traced_by_its_digest_but_not_over_the_api(
         assert trace(str(model), Sources(registry, world.settings)).root == f"artifact:{digest}"
         with pytest.raises(NotFoundError, match="names nothing Conveyor recorded"):
             trace(str(model), Sources(registry, world.settings, files=False))
+
+
+@pytest.fixture
+def registered(world: World) -> World:
+    """The train run's model registered as version 1 of 'churn' (alias champion), an app
+    following the alias (staged: it recorded the version), an older app pinned to /1 with no
+    record of its export, and a stream scoring with the alias."""
+    with Registry.from_settings(world.settings) as registry:
+        register_run_model(registry, f"run:{TRAIN}/model", "churn")
+        move_alias(registry, "churn", "champion", 1)
+        apps = AppRepository(registry)
+        apps.save_app("dx", state="started", instances=1, revision=1)
+        droplet = {"model_file": "/x", "name": "churn", "version": 1, "digest": MODEL}
+        spec = {"kind": "model", "model": "models:/churn@champion"}
+        apps.add_revision("dx", description="push", spec=spec, files=None, droplet=droplet)
+        apps.save_app("pinned", state="started", instances=1, revision=1)
+        spec = {"kind": "model", "model": "models:/churn/1"}
+        apps.add_revision("pinned", description="push", spec=spec, files=None, droplet=None)
+        apps.save_app("other", state="started", instances=1, revision=1)
+        spec = {"kind": "model", "model": "models:/churn/2"}
+        apps.add_revision("other", description="push", spec=spec, files=None, droplet=None)
+        streams = StreamRepository(registry)
+        definition = "http | score --model=models:/churn@champion | log"
+        streams.create("scoring", definition)
+        streams.add_version(
+            "scoring", definition=definition, properties={}, binder="memory", description="deploy"
+        )
+    writer = RequestLogWriter(
+        world.settings.request_log_root / "dx",
+        {"app": "dx", "revision": 1, "model": "churn", "digest": MODEL, "run": TRAIN},
+    )
+    writer.record("req-0002")
+    writer.close()
+    return world
+
+
+def test_a_model_version_leads_up_to_its_run_and_down_to_what_serves_it(
+    registered: World,
+) -> None:
+    for ref in ("models:/churn/1", "models:/churn@champion"):
+        nodes, edges = _ids(registered, ref)
+        assert (f"artifact:{MODEL}", "model-version:churn/1", "registered") in edges
+        assert (f"run:{TRAIN}", f"artifact:{MODEL}", "saved") in edges
+        assert f"artifact:{TRAIN_CSV}" in nodes  # on up to the training data
+        assert ("model-version:churn/1", "revision:dx/1", "serves") in edges
+        assert ("model-version:churn/1", "revision:pinned/1", "serves") in edges
+        assert ("model-version:churn/1", "stream:scoring@1", "scores") in edges
+        assert "revision:other/1" not in nodes  # it asks for a version that is not this one
+
+
+def test_a_request_to_an_app_of_a_registered_version_goes_through_the_version(
+    registered: World,
+) -> None:
+    nodes, edges = _ids(registered, "req-0002")
+    assert ("revision:dx/1", "request:req-0002", "answered") in edges
+    assert ("model-version:churn/1", "revision:dx/1", "serves") in edges
+    assert f"run:{PREP}" in nodes
+
+
+def test_the_cli_traces_a_models_uri_and_names_what_exists(registered: World) -> None:
+    runner = CliRunner()
+    tree = runner.invoke(cli, ["lineage", "models:/churn@champion"])
+    assert tree.exit_code == 0, tree.output
+    assert tree.output.startswith("model churn version 1 @champion\nmade from:\n")
+    assert "registered from: model model (sklearn)" in tree.output
+    assert "served by: app dx revision 1" in tree.output
+    assert "scored by: stream scoring version 1" in tree.output
+    graph = json.loads(runner.invoke(cli, ["lineage", "models:/churn/1", "--json"]).output)
+    assert graph["root"] == "model-version:churn/1"
+    dot = runner.invoke(cli, ["lineage", "models:/churn/1", "--dot"]).output
+    assert f'"artifact:{MODEL}" -> "model-version:churn/1" [label="registered"];' in dot
+
+    missing = runner.invoke(cli, ["lineage", "models:/churn/7"])
+    assert missing.exit_code != 0
+    assert "has no version 7 (its versions: 1)" in missing.output
+    alias = runner.invoke(cli, ["lineage", "models:/churn@nope"])
+    assert "its aliases: champion -> 1" in alias.output

@@ -244,6 +244,7 @@ def test_serve_a_model_saved_by_a_recorded_run(tmp_path: Path) -> None:
         # Lineage: the response names the run that trained the model.
         assert r.headers["x-model-run-id"] == run_id
         assert r.headers["x-model-digest"].startswith("blake3:")
+        assert "x-model-version" not in r.headers  # a run's model, not a registry version
     finally:
         assert _stop(running, signal.SIGTERM) == 0
 

@@ -111,6 +111,7 @@ def test_serve_registered_models_trusting_what_their_run_recorded(
         assert r.status_code == 200, r.text
         assert [row["label"] for row in r.json()] == [1, 1]
         assert r.headers["x-model-run-id"] == run_id
+        assert r.headers["x-model-version"] == "sv/1"
     finally:
         assert _stop(running, signal.SIGTERM) == 0
 
@@ -119,6 +120,7 @@ def test_serve_registered_models_trusting_what_their_run_recorded(
         r = httpx.post(f"{running.base}/predict", json=[{"age": 41.0, "bp": 135.0}])
         assert r.status_code == 200, r.text
         assert r.json()[0]["label"] == 1
+        assert r.headers["x-model-version"] == "sv/2"
     finally:
         assert _stop(running, signal.SIGTERM) == 0
 

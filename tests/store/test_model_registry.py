@@ -185,3 +185,39 @@ def test_artifact_gc_keeps_every_registered_version(registry: Registry) -> None:
         source="file:m.onnx", filename="m.onnx",
     )  # fmt: skip
     assert digest in registry.referenced_digests()
+
+
+def test_lineage_finds_the_versions_of_a_digest_and_the_apps_and_streams_using_one(
+    registry: Registry, artifacts: ArtifactStore, tmp_path: Path
+) -> None:
+    from conveyor.store import lineage
+    from conveyor.store.apps import AppRepository
+    from conveyor.store.streams import StreamRepository
+
+    v1, _ = register_run_model(registry, _trained(registry, artifacts, tmp_path, b"1", SIG_A), "dx")
+    register_run_model(registry, _trained(registry, artifacts, tmp_path, b"2", SIG_A), "dx")
+    move_alias(registry, "dx", "champion", 1)
+    assert lineage.versions_with_digest(registry, v1.digest) == [("dx", 1)]
+    apps = AppRepository(registry)
+    for app, model, droplet in [
+        ("staged", "models:/dx@champion", {"name": "dx", "version": 1}),
+        ("pinned", "models:/dx/1", None),
+        ("aliased", "models:/dx@champion", None),
+        ("newer", "models:/dx/2", None),
+        ("moved-on", "models:/dx@champion", {"name": "dx", "version": 2}),
+        ("other", "models:/dxx/1", None),
+    ]:
+        apps.save_app(app, state="stopped", instances=1, revision=1)
+        spec = {"kind": "model", "model": model}
+        apps.add_revision(app, description="push", spec=spec, files=None, droplet=droplet)
+    found = lineage.revisions_of_version(registry, "dx", 1, {"champion"})
+    assert sorted(r.app for r in found) == ["aliased", "pinned", "staged"]
+    streams = StreamRepository(registry)
+    for name, text in [
+        ("by-alias", "http | score --model=models:/dx@champion | log"),
+        ("by-number", "http | score --model=models:/dx/2 | log"),
+    ]:
+        streams.create(name, text)
+        streams.add_version(name, definition=text, properties={}, binder="memory", description="")
+    scoring = lineage.streams_scoring_version(registry, "dx", 1, {"champion"})
+    assert [s.stream for s in scoring] == ["by-alias"]

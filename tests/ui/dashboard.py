@@ -85,3 +85,45 @@ def csrf_of(html: str) -> str:
     marker = 'name="csrf" value="'
     start = html.index(marker) + len(marker)
     return html[start : html.index('"', start)]
+
+
+SIGNATURE_1 = {
+    "inputs": [{"name": "age", "dtype": "int64", "shape": []}],
+    "outputs": [{"name": "label", "dtype": "int64", "shape": []}],
+    "task": "classification",
+}
+SIGNATURE_2 = {
+    "inputs": [
+        {"name": "age", "dtype": "float64", "shape": []},
+        {"name": "sex", "dtype": "object", "shape": []},
+    ],
+    "outputs": [{"name": "label", "dtype": "int64", "shape": []}],
+    "task": "classification",
+}
+
+
+def registered_model(platform: Platform, name: str, *, description: str = "") -> list[str]:
+    """Two training runs (reading data a prep run wrote), each saving a model registered as a
+    version of ``name`` (their signatures differ); alias champion at 1. Returns the run ids:
+    prep, then the trainers of versions 1 and 2."""
+    from conveyor.repro.registered import move_alias, register_run_model
+    from conveyor.store.models import ModelRepository
+    from conveyor.store.records import FileRecord, ModelRecord
+
+    prep = record_run(platform, f"{name}-prep", {}, {})
+    data = "blake3:" + uuid.uuid4().hex * 2
+    trainers = [record_run(platform, f"{name}-train-{n}", {"n": n}, {}) for n in (1, 2)]
+    with Registry.from_settings(platform.settings) as registry:
+        registry.add_files(prep, [FileRecord("output", "train.csv", data, 9)])
+        for run_id, signature in zip(trainers, (SIGNATURE_1, SIGNATURE_2), strict=True):
+            registry.add_files(run_id, [FileRecord("input", "train.csv", data, 9)])
+            digest = "blake3:" + uuid.uuid4().hex * 2
+            registry.add_model(
+                ModelRecord(run_id, "model", "model.skops", "sklearn", digest, signature)
+            )
+            register_run_model(registry, f"run:{run_id}/model", name)
+        move_alias(registry, name, "champion", 1)
+        ModelRepository(registry).update_model(
+            name, description=description, set_tags={"team": description or "risk"}
+        )
+    return [prep, *trainers]

@@ -18,7 +18,7 @@ import pytest
 
 from conveyor.store.records import RunStatus
 from tests.platform.control import Platform, get, running_platform
-from tests.ui.dashboard import XSS, api_url, record_run, token
+from tests.ui.dashboard import XSS, api_url, record_run, registered_model, token
 
 CHROMIUM = shutil.which("chromium")
 #: Generous: the machine is shared, and a page waits on a platform that stages apps.
@@ -293,3 +293,36 @@ def test_a_stream_is_drawn_and_its_counters_move(watched: Watched, platform: Pla
         first, timeout=WAIT_MS
     )
     watched.shot("stream")
+
+
+def test_models_to_a_model_to_its_lineage_by_clicking(watched: Watched, platform: Platform) -> None:
+    prep, first, _second = registered_model(platform, "diagnosis", description="risk")
+    page = watched.page
+    page.click("header nav >> text=Models")
+    page.wait_for_url("**/ui/models")
+    assert "@champion → 1" in page.locator("tr:has-text('diagnosis')").inner_text()
+    page.click("tbody >> text=diagnosis")
+    page.wait_for_url("**/ui/models/diagnosis")
+    assert page.locator("#v1").inner_text().startswith("1\t@champion")
+    page.select_option("#alias-version", "2")
+    page.click("form.alias-form button[type=submit]")
+    refused = page.locator("p.flash.error").inner_text()
+    assert "input 'sex' added" in refused
+    watched.shot("model")
+    page.locator("#v1 >> text=lineage").click()
+    page.wait_for_url("**/ui/lineage?ref=**")
+    graph = page.locator("div.lineage svg")
+    assert graph.locator("g.lnode.root").get_attribute("data-node") == "model-version:diagnosis/1"
+    assert graph.locator(f'g[data-node="run:{prep}"]').count() == 1  # it made the training data
+    watched.shot("lineage")
+    graph.locator(f'g[data-node="run:{first}"] a').click()  # the box is a link to the run
+    page.wait_for_url(f"**/ui/runs/{first}")
+    assert "diagnosis version 1" in page.locator("section.saved-models").inner_text()
+    page.click("p.muted >> text=lineage")  # and back: the run's own lineage
+    page.wait_for_url("**/ui/lineage?ref=run*")
+    assert graph.locator("g.lnode.root").get_attribute("data-node") == f"run:{first}"
+    page.fill("#ref", "no-such-thing")
+    page.click("form.filters button[type=submit]")
+    assert "names nothing Conveyor recorded" in page.locator("pre.lineage-error").inner_text()
+    assert [e for e in watched.errors if "404 (Not Found)" in e] == watched.errors
+    watched.errors.clear()

@@ -24,6 +24,7 @@ def lineage_command(ref: str, as_json: bool, as_dot: bool) -> None:
 
     REF is a request id (from an answer's x-request-id, when the app's request
     log was on: CONVEYOR_REQUEST_LOG), run:<id> or a run id, run:<id>/<model>,
+    a registered version (models:/<name>/<N> or models:/<name>@<alias>),
     a blake3:/sha256: artifact digest, or a model file.
 
     \b
@@ -31,6 +32,7 @@ def lineage_command(ref: str, as_json: bool, as_dot: bool) -> None:
       conveyor lineage 5f0c9a0e41d2b7c8a1e3f4d500000001
       conveyor lineage run:3f2a9c --json
       conveyor lineage run:3f2a9c/model --dot | dot -Tsvg > lineage.svg
+      conveyor lineage models:/diagnosis@champion
     """
     from conveyor.config import get_settings
     from conveyor.repro.lineage import Sources, trace
@@ -50,8 +52,19 @@ def lineage_command(ref: str, as_json: bool, as_dot: bool) -> None:
 
 
 #: How an edge reads from the node below it, walking up and walking down.
-_UP = {"answered": "answered by", "saved": "saved by", "wrote": "written by"}
-_DOWN = {"read": "read by", "serves": "served by", "scores": "scored by", "ran": "ran as"}
+_UP = {
+    "answered": "answered by",
+    "saved": "saved by",
+    "wrote": "written by",
+    "registered": "registered from",
+}
+_DOWN = {
+    "read": "read by",
+    "serves": "served by",
+    "scores": "scored by",
+    "ran": "ran as",
+    "registered": "registered as",
+}
 
 
 def render_tree(graph: Graph) -> str:

@@ -99,7 +99,8 @@ __all__ = ["serve_command"]
     "--model-version",
     default=None,
     metavar="N",
-    help="The registered version MODEL is (a models:/ URI finds it itself).",
+    help="The registered version MODEL is, sent as x-model-version NAME/N with --name "
+    "(a models:/ URI finds it itself).",
 )
 @click.option(
     "--graceful-timeout",

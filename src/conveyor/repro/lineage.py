@@ -3,9 +3,9 @@
 The graph is made of nodes of registered kinds (:data:`NODE_KINDS`). A kind
 knows how to recognise what the user typed (``parse``), how to describe one
 of its nodes, and its neighbours: ``up`` (what it was made from) and
-``down`` (what used it). Adding a kind — a model-registry version, say — is
-one :class:`NodeKind` passed to :func:`register_node_kind`; see
-:mod:`conveyor.repro.lineage_kinds` for the built-in ones::
+``down`` (what used it). Adding a kind is one :class:`NodeKind` passed to
+:func:`register_node_kind`; see :mod:`conveyor.repro.lineage_kinds` for the
+built-in ones (requests, revisions, registered model versions, artifacts, runs)::
 
     graph = trace("run:3f2a9c", sources)
     graph.root                       # 'run:3f2a9c01...'
@@ -148,7 +148,8 @@ def resolve(text: str, sources: Sources) -> Node:
     raise NotFoundError(
         f"{text!r} names nothing Conveyor recorded: searched the runs (by id), the artifacts "
         f"(by digest), model files (by path) and the request logs in {sources.request_logs}",
-        hint="Give a request id, run:<id>, a run id, a blake3:/sha256: digest or a model file.",
+        hint="Give a request id, run:<id>, a run id, models:/<name>/<N>, a blake3:/sha256: "
+        "digest or a model file.",
     )
 
 

@@ -1,9 +1,10 @@
-"""The built-in lineage node kinds: request, app revision, artifact, run, code, stream, task step.
+"""The built-in lineage node kinds: request, app revision, model version, artifact, run, code,
+stream, task step.
 
 Each kind is a :class:`~conveyor.repro.lineage.NodeKind` registered at import.
-A model-registry version would be one more: ``parse`` for ``models:/name/3``,
-``up`` to its artifact, ``down`` to the revisions that follow it, and
-``register_node_kind(kind, before="run")``.
+A registered model version (``models:/name/3``, ``models:/name@alias``) sits
+between the app revisions serving it and its artifact: up to the digest, then
+to the run that saved it; down to the revisions and stream apps using it.
 """
 
 from __future__ import annotations
@@ -16,8 +17,10 @@ from typing import Any
 
 from conveyor.errors import ConveyorError, NotFoundError
 from conveyor.repro.lineage import Link, Node, NodeKind, Sources, register_node_kind
+from conveyor.repro.registered import PREFIX, resolve_version
 from conveyor.store import lineage as queries
 from conveyor.store.apps import AppRepository
+from conveyor.store.models import ModelRepository, ModelVersion
 from conveyor.store.requestlog import find_request, oldest_record
 
 __all__: list[str] = []
@@ -83,9 +86,14 @@ def _revision(sources: Sources, app: str, number: int) -> Node | None:
         "model": record.spec.get("model"),
         "created_at": record.created_at,
     }
-    digest = _revision_digest(sources, record.spec.get("model"), record.files or {})
+    droplet = record.droplet or {}
+    digest = droplet.get("digest") or _revision_digest(
+        sources, record.spec.get("model"), record.files or {}
+    )
     if digest:
         details["digest"] = digest
+    if str(record.spec.get("model") or "").startswith("models:/") and droplet.get("version"):
+        details["registered"] = {"model": droplet.get("name"), "version": droplet["version"]}
     return Node("revision", f"{app}/{number}", f"app {app} revision {number}", details)
 
 
@@ -103,8 +111,69 @@ def _revision_digest(sources: Sources, model: object, files: Mapping[str, Any]) 
 
 
 def _revision_up(node: Node, sources: Sources) -> list[Link]:
+    registered = node.details.get("registered")
+    if registered:
+        found = _version(sources, str(registered["model"]), int(registered["version"]))
+        if found is not None:
+            return [Link(found, "serves")]
     digest = node.details.get("digest")
     return [Link(_artifact(str(digest), sources), "serves")] if digest else []
+
+
+# -- registered model versions ------------------------------------------------------------
+
+
+def _version(sources: Sources, name: str, number: int) -> Node | None:
+    try:
+        found = ModelRepository(sources.registry).version(name, number)
+    except ConveyorError:
+        return None
+    return _version_node(found)
+
+
+def _version_node(found: ModelVersion) -> Node:
+    aliases = f" @{', @'.join(found.aliases)}" if found.aliases else ""
+    label = f"model {found.model} version {found.version}{aliases}"
+    details = {
+        "model": found.model,
+        "version": found.version,
+        "digest": found.digest,
+        "format": found.format,
+        "run_id": found.run_id,
+        "source": found.source,
+        "aliases": list(found.aliases),
+        "created_at": found.created_at,
+    }
+    return Node("model-version", f"{found.model}/{found.version}", label, details)
+
+
+def _parse_version(text: str, sources: Sources) -> Node | None:
+    if not text.startswith(PREFIX):
+        return None
+    return _version_node(resolve_version(text, sources.registry))
+
+
+def _version_up(node: Node, sources: Sources) -> list[Link]:
+    return [Link(_artifact(str(node.details["digest"]), sources), "registered")]
+
+
+def _version_down(node: Node, sources: Sources) -> list[Link]:
+    name, number = str(node.details["model"]), int(node.details["version"])
+    aliases = set(node.details.get("aliases") or ())
+    links: list[Link] = []
+    for rev in queries.revisions_of_version(sources.registry, name, number, aliases):
+        found = _revision(sources, rev.app, rev.number)
+        if found is not None:
+            links.append(Link(found, "serves"))
+    for stream in queries.streams_scoring_version(sources.registry, name, number, aliases):
+        links.append(Link(_stream(stream), "scores"))
+    return links
+
+
+def _stream(stream: queries.StreamUse) -> Node:
+    key = f"{stream.stream}@{stream.version}"
+    label = f"stream {stream.stream} version {stream.version}"
+    return Node("stream", key, label, {"definition": stream.definition})
 
 
 # -- artifacts ----------------------------------------------------------------------------
@@ -157,15 +226,19 @@ def _artifact_down(node: Node, sources: Sources) -> list[Link]:
         for use in queries.file_uses(registry, digest=node.key)
         if use.role == "input"
     ]
+    for name, number in queries.versions_with_digest(registry, node.key):
+        version = _version(sources, name, number)
+        if version is not None:
+            links.append(Link(version, "registered"))
     runs = {m.run_id for m in queries.models_with_digest(registry, node.key)}
     for rev in queries.revisions_serving(registry, run_ids=runs, digests={node.key}):
+        if rev.model.startswith(PREFIX):
+            continue  # reached through the model version it serves
         found = _revision(sources, rev.app, rev.number)
         if found is not None:
             links.append(Link(found, "serves"))
     for stream in queries.streams_scoring(registry, runs):
-        key = f"{stream.stream}@{stream.version}"
-        label = f"stream {stream.stream} version {stream.version}"
-        links.append(Link(Node("stream", key, label, {"definition": stream.definition}), "scores"))
+        links.append(Link(_stream(stream), "scores"))
     return links
 
 
@@ -253,6 +326,7 @@ def _days(seconds: float) -> str:
 
 
 for _kind in (
+    NodeKind("model-version", _parse_version, _version_up, _version_down),
     NodeKind("run", _parse_run, _run_up, _run_down),
     NodeKind("artifact", _parse_artifact, _artifact_up, _artifact_down),
     NodeKind("request", _request, _request_up, _none),

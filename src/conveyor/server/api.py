@@ -117,5 +117,5 @@ def create_app(
     tasks, schedules = task_services(controller, settings.home / "runs")
     api.include_router(task_routes(tasks, schedules))
     api.include_router(lineage.routes(controller.state.registry, settings))
-    api.mount("/ui", dashboard(controller, service, tasks, schedules, token))
+    api.mount("/ui", dashboard(controller, service, tasks, schedules, token, settings))
     return TokenGuard(api, token, open_prefix="/ui")

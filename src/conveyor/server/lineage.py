@@ -26,8 +26,9 @@ def routes(registry: Registry, settings: Settings) -> APIRouter:
             Query(
                 min_length=1,
                 max_length=1000,
-                description="A request id, run:<id>, a run id, a blake3:/sha256: digest "
-                "or run:<id>/<model> (a file path only on the command line)",
+                description="A request id, run:<id>, a run id, a blake3:/sha256: digest, "
+                "run:<id>/<model> or models:/<name>/<N> | models:/<name>@<alias> "
+                "(a file path only on the command line)",
             ),
         ],
     ) -> dict[str, Any]:

@@ -10,6 +10,7 @@ the lineage headers::
     x-model-name: churn
     x-model-digest: blake3:ab12...
     x-model-run-id: 01J...           (when the run that trained it is known)
+    x-model-version: diagnosis/3     (when it is a version of the model registry)
 
 Anything wrong with a request becomes a 4xx with ``{"error": ...}``; an
 unexpected failure becomes a 500 naming the request id, never a traceback.
@@ -72,6 +73,8 @@ class ScoringApp:
         ]
         if served.resolved.run_id:
             lineage.append((b"x-model-run-id", served.resolved.run_id.encode()))
+        if served.resolved.registered:
+            lineage.append((b"x-model-version", served.resolved.registered.encode()))
         #: The lineage headers, ready to go into every answer's head.
         self.lineage_head = b"".join(b"%s: %s\r\n" % pair for pair in lineage)
         self._ids = RequestIds()

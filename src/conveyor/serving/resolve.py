@@ -39,6 +39,8 @@ class ResolvedModel:
     digest: str
     version: str = "1"
     run_id: str | None = None
+    #: ``name/N`` of the registry's version this is (sent as x-model-version); None otherwise.
+    registered: str | None = None
 
 
 def model_digest(path: Path) -> str:
@@ -103,6 +105,7 @@ def resolve_model_uri(
             digest=found.digest,
             version=str(found.version or 1),
             run_id=found.run_id,
+            registered=f"{found.name}/{found.version}" if found.version else None,
         )
     path = Path(uri).expanduser()
     if not path.exists():
@@ -128,13 +131,15 @@ def resolve_model_uri(
     else:
         model = _load_file(path, trusted, settings)
         default_name = path.stem
+    served_name = name or _safe_name(default_name)
     return ResolvedModel(
         model=model,
-        name=name or _safe_name(default_name),
+        name=served_name,
         source=str(path),
         digest=expect_digest or model_digest(path),
         version=version or "1",
         run_id=run_id,
+        registered=f"{served_name}/{version}" if version else None,
     )
 
 

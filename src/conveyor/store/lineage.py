@@ -26,12 +26,19 @@ __all__ = [
     "StreamUse",
     "file_uses",
     "models_with_digest",
+    "revisions_of_version",
     "revisions_serving",
     "steps_of_run",
     "streams_scoring",
+    "streams_scoring_version",
+    "versions_with_digest",
 ]
 
 _RUN_REF = re.compile(r"run:([0-9A-Za-z]{6,32})/")
+#: ``models:/name/3``, ``models:/name@alias`` or ``models:/name``: (name, version, alias).
+_MODELS_REF = re.compile(
+    r"models:/([A-Za-z0-9][A-Za-z0-9._-]*?)(?:/([0-9]+)|@([A-Za-z0-9._-]+))?(?![A-Za-z0-9._@/-])"
+)
 
 
 @dataclass(frozen=True)
@@ -148,4 +155,66 @@ def steps_of_run(registry: Registry, run_id: str) -> list[StepUse]:
                     found.append(
                         StepUse(row.id, row.task, str(step.get("name")), step.get("state"))
                     )
+    return found
+
+
+def versions_with_digest(registry: Registry, digest: str) -> list[tuple[str, int]]:
+    """(model, version) of the registered versions whose artifact has ``digest``."""
+    v = schema.model_versions.c
+    query = sa.select(v.model, v.version).where(v.digest == digest).order_by(v.model, v.version)
+    with registry.transaction() as conn:
+        return [(r.model, r.version) for r in conn.execute(query)]
+
+
+def _names_version(ref: tuple[str, ...], name: str, version: int, aliases: set[str]) -> bool:
+    """Whether a ``models:/`` reference (as _MODELS_REF's groups) names ``name`` version N now."""
+    ref_name, number, alias = ref
+    if ref_name != name:
+        return False
+    if number:
+        return int(number) == version
+    return bool(alias) and alias in aliases
+
+
+def revisions_of_version(
+    registry: Registry, name: str, version: int, aliases: set[str]
+) -> list[RevisionUse]:
+    """App revisions that serve version ``version`` of the registered model ``name``.
+
+    A revision staged from ``models:/`` records the version it exported; an older
+    one is matched by its URI (``/N``, or an alias in ``aliases``, those at N now).
+    """
+    r = schema.platform_revisions.c
+    query = sa.select(r.app, r.number, r.description, r.created_at, r.spec, r.droplet)
+    found: list[RevisionUse] = []
+    with registry.transaction() as conn:
+        for row in conn.execute(query.order_by(r.app, r.number)):
+            model = str((row.spec or {}).get("model") or "")
+            ref = _MODELS_REF.fullmatch(model)
+            if ref is None or ref.group(1) != name:
+                continue
+            exported = (row.droplet or {}).get("version")
+            if exported is not None:
+                serves = int(exported) == version
+            else:
+                serves = _names_version(ref.groups(""), name, version, aliases)
+            if serves:
+                found.append(
+                    RevisionUse(row.app, row.number, row.description, row.created_at, model)
+                )
+    return found
+
+
+def streams_scoring_version(
+    registry: Registry, name: str, version: int, aliases: set[str]
+) -> list[StreamUse]:
+    """Stream versions whose definition scores with ``models:/name/N`` (or an alias at N now)."""
+    s = schema.platform_stream_versions.c
+    query = sa.select(s.stream, s.version, s.definition).order_by(s.stream, s.version)
+    found: list[StreamUse] = []
+    with registry.transaction() as conn:
+        for row in conn.execute(query):
+            refs = (m.groups("") for m in _MODELS_REF.finditer(row.definition))
+            if any(_names_version(ref, name, version, aliases) for ref in refs):
+                found.append(StreamUse(row.stream, row.version, row.definition))
     return found

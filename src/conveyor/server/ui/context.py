@@ -14,6 +14,7 @@ from conveyor.server.ui.render import page
 from conveyor.server.ui.session import Session, Sessions, read_form
 
 if TYPE_CHECKING:
+    from conveyor.config import Settings
     from conveyor.orchestrate import StreamService
     from conveyor.orchestrate.task_schedules import TaskScheduler
     from conveyor.orchestrate.tasks import TaskService
@@ -57,6 +58,7 @@ class Ui:
     sessions: Sessions
     tasks: TaskService
     schedules: TaskScheduler
+    settings: Settings
 
     def session(self, request: Request) -> Session:
         session = self.sessions.of(request)

@@ -12,6 +12,7 @@ from starlette.responses import Response
 from conveyor.errors import ConveyorError, UsageError
 from conveyor.server.ui.charts import chart
 from conveyor.server.ui.context import Ui
+from conveyor.store.lineage import revisions_serving, versions_with_digest
 from conveyor.store.listing import RunFilter, RunPage
 from conveyor.store.records import RunRecord, RunStatus
 from conveyor.store.search import SearchError
@@ -214,6 +215,12 @@ def _details(ui: Ui, run: RunRecord) -> dict[str, Any]:
         "sparks": {k: spark(v) for k, v in histories.items()},
         "points": counts,
         "warnings": warnings_of(run),
+        "registered": {m.name: versions_with_digest(registry, m.digest) for m in run.models},
+        "serving": revisions_serving(
+            registry, run_ids={run.id}, digests={m.digest for m in run.models}
+        )
+        if run.models
+        else [],
         "stdout": _preview(ui, run.stdout_digest),
         "stderr": _preview(ui, run.stderr_digest),
     }

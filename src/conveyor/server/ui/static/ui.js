@@ -19,6 +19,14 @@ document.addEventListener("DOMContentLoaded", () => {
     update();
   }
 
+  // Lineage: a wide graph scrolls so the node asked about is in view.
+  const root = document.querySelector(".graph.lineage g.lnode.root rect");
+  if (root) {
+    const box = root.closest(".graph");
+    const x = Number(root.getAttribute("x"));
+    box.scrollLeft = Math.max(0, x - box.clientWidth / 2 + Number(root.getAttribute("width")) / 2);
+  }
+
   // A live log tail: server-sent events; each line is added as text, never as HTML.
   const tail = document.querySelector("[data-log-source]");
   if (tail) {
