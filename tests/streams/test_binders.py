@@ -13,7 +13,9 @@ from conveyor.streams.binders import (
     Consumer,
     dead_letter,
     dlq_name,
-    partition_destination,
+    partition_consumer,
+    partitioned_lag,
+    provision_partitioned,
     publish_partitioned,
 )
 from conveyor.streams.messages import Message, partition_of
@@ -180,14 +182,14 @@ def test_dead_letters_carry_the_error(binders: Binders) -> None:
 def test_one_key_always_reaches_the_same_partition(binders: Binders) -> None:
     binder = binders.open()
     dest = binders.destination("g")
-    for index in range(3):
-        binder.provision(partition_destination(dest, index), "g")
+    provision_partitioned(binder, dest, "g", 3)
     batch = [Message({"user": f"u{i % 7}", "n": i}) for i in range(70)]
     publish_partitioned(binder, dest, batch, lambda m: m.payload["user"], 3)
+    assert wait_until(lambda: partitioned_lag(binder, dest, "g", 3) == 70)
     seen: dict[str, int] = {}
     total = 0
     for index in range(3):
-        consumer = binder.consumer(partition_destination(dest, index), "g", name="p")
+        consumer = partition_consumer(binder, dest, "g", index, 3, name=f"p{index}")
         expected = sum(1 for m in batch if partition_of(m.payload["user"], 3) == index)
         got = drain(consumer, expected)
         assert len(got) == expected
@@ -196,6 +198,9 @@ def test_one_key_always_reaches_the_same_partition(binders: Binders) -> None:
             assert seen.setdefault(m.payload["user"], index) == index
         assert nothing_more(consumer)
         consumer.close()
+        # What is left to read is what the instances of the other partitions have not read yet.
+        left = 70 - total
+        assert wait_until(lambda left=left: partitioned_lag(binder, dest, "g", 3) == left)
     assert total == 70
     assert len(set(seen.values())) > 1  # 7 keys spread over more than one partition
 
