@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import subprocess
 import sys
 from collections.abc import Callable
@@ -199,8 +200,7 @@ def test_one_key_always_reaches_the_same_partition(binders: Binders) -> None:
         assert nothing_more(consumer)
         consumer.close()
         # What is left to read is what the instances of the other partitions have not read yet.
-        left = 70 - total
-        assert wait_until(lambda left=left: partitioned_lag(binder, dest, "g", 3) == left)
+        assert wait_until(functools.partial(lag_is, binder, dest, 70 - total))
     assert total == 70
     assert len(set(seen.values())) > 1  # 7 keys spread over more than one partition
 
@@ -216,6 +216,10 @@ def test_lag_counts_what_a_group_has_not_acknowledged(binders: Binders) -> None:
     drain(consumer, 7)
     assert wait_until(lambda: binder.lag(dest, "g") == 0)
     consumer.close()
+
+
+def lag_is(binder: Binder, dest: str, left: int) -> bool:
+    return partitioned_lag(binder, dest, "g", 3) == left
 
 
 def wait_until(condition: Callable[[], bool]) -> bool:
