@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 import pytest
 
+from conveyor.orchestrate.streams import _input_lag as input_lag
 from conveyor.streams.binders import (
     Binder,
     Consumer,
@@ -20,6 +21,7 @@ from conveyor.streams.binders import (
     publish_partitioned,
 )
 from conveyor.streams.messages import Message, partition_of
+from conveyor.streams.runtime import LaunchSpec
 from tests.streams.conftest import Binders
 from tests.waiting import poll
 
@@ -186,7 +188,11 @@ def test_one_key_always_reaches_the_same_partition(binders: Binders) -> None:
     provision_partitioned(binder, dest, "g", 3)
     batch = [Message({"user": f"u{i % 7}", "n": i}) for i in range(70)]
     publish_partitioned(binder, dest, batch, lambda m: m.payload["user"], 3)
-    assert wait_until(lambda: partitioned_lag(binder, dest, "g", 3) == 70)
+    # What `stream info` shows for the app reading it: the lag of all its partitions.
+    launch = LaunchSpec(
+        app="transform", input=dest, group="g", input_partitioned=True, instance_count=3
+    )
+    assert wait_until(lambda: input_lag(binder, launch.to_json(), "s") == 70)
     seen: dict[str, int] = {}
     total = 0
     for index in range(3):

@@ -37,7 +37,7 @@ grown (a broker that cannot grow topics is an error that says so).
 
 Kafka has no "delivered before" flag: each consumer records how far it has
 received in a second group, ``g.d.delivered``, and reports records below that
-mark, after a rebalance, as redelivered.
+mark, after a rebalance or a restart, as redelivered.
 
 URL: ``kafka://[user:password@]host:9092[,host2:9092][?settings]``; settings
 are ``partitions``, ``replication`` (default: the broker's), ``sticky``,
