@@ -135,3 +135,17 @@ def test_a_topic_with_too_few_partitions_that_cannot_grow_is_named(kafka: Binder
     assert f"topic {dest} has 1 partition(s) but the stream splits it over 3" in str(caught.value)
     assert "give it 3 partitions" in str(caught.value)
     assert topics(kafka)[dest] == 1
+
+
+def test_partitions_beyond_the_instances_go_round_them(kafka: Binder) -> None:
+    assert isinstance(kafka, PartitionedBinder)
+    dest = f"w{uuid.uuid4().hex[:8]}"
+    provision_partitioned(kafka, dest, "g", 4)  # as deployed with 4 instances, now 2
+    kafka.publish_partitions(dest, {p: [Message({"p": p})] for p in range(4)})
+    for index, expected in ((0, [0, 2]), (1, [1, 3])):
+        consumer = partition_consumer(kafka, dest, "g", index, 2, name=f"w{index}")
+        assert sorted(m.payload["p"] for m in drain(consumer, 2)) == expected
+        assert nothing_more(consumer)
+        consumer.close()
+    assert topics(kafka)[dest] == 4
+    assert poll(lambda: partitioned_lag(kafka, dest, "g", 2) == 0, timeout=PATIENCE)

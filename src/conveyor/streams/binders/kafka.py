@@ -29,8 +29,9 @@ A partitioned destination (a producer with ``partition-key-expression``, a
 consumer with one instance per partition) is ONE topic of N partitions (the
 ``PartitionedBinder`` capability; other binders use sub-destinations ``d-i``):
 the producer sends each record to partition ``partition_of(key, N)`` itself,
-and instance ``i`` reads partition ``i`` by manual assignment — no rebalances —
-from group ``g.d``'s commit on it, committing what it acknowledges there, so
+and instance ``i`` reads partition ``i`` by manual assignment (no rebalances;
+what a larger topic has beyond N goes round the instances: ``i + k*N``), from
+group ``g.d``'s commit on it, committing what it acknowledges there, so
 ``lag`` (the sum over the partitions) counts every instance, and an instance
 that restarts resumes from its commit. A topic with fewer partitions than N is
 grown (a broker that cannot grow topics is an error that says so).
@@ -274,8 +275,11 @@ class KafkaBinder:
     def partition_consumer(
         self, destination: str, group: str, index: int, count: int, *, name: str
     ) -> KafkaConsumer:
-        self.ensure(destination, count)
-        return KafkaConsumer(self, destination, group, name, partition=index)
+        total = self.ensure(destination, count)
+        # A topic with more partitions than instances (made larger, or scaled down since):
+        # the extra ones go round the instances, so none is left unread.
+        mine = list(range(index, total, count))
+        return KafkaConsumer(self, destination, group, name, partitions=mine)
 
     def _send(self, destination: str, records: Sequence[tuple[int, Message]]) -> None:
         """Produce each (partition, message); returns once the cluster acknowledged them all."""

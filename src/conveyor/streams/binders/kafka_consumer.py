@@ -2,7 +2,9 @@
 
 Subscribed (a plain destination), the group spreads the topic's partitions
 over its members and moves them on a rebalance; assigned (partition ``i`` of a
-partitioned destination), it reads that partition alone, from the group's
+partitioned destination), it reads that partition alone (and any partition
+``i + k*N`` a topic larger than the N instances has, so none is left unread
+after a scale-down), from the group's
 commit, and never takes part in a rebalance. Either way it commits only what
 was acknowledged, and marks what it received in ``<group>.<topic>.delivered``
 so that a record read again after a crash or a restart comes back flagged as
@@ -48,7 +50,7 @@ def _message(record: Any) -> Message:
 
 
 class KafkaConsumer:
-    """A member of a Kafka consumer group on one topic; with ``partition``, that partition only."""
+    """A member of a Kafka consumer group on one topic; with ``partitions``, those ones only."""
 
     def __init__(
         self,
@@ -56,7 +58,7 @@ class KafkaConsumer:
         destination: str,
         group: str,
         name: str,
-        partition: int | None = None,
+        partitions: list[int] | None = None,
     ) -> None:
         self.binder = binder
         self.destination = destination
@@ -72,15 +74,15 @@ class KafkaConsumer:
         #: Per partition: the offset acknowledged last (committed asynchronously).
         self._acked: dict[int, Any] = {}
         try:
-            if partition is None:
+            if partitions is None:
                 self._consumer.subscribe(
                     [destination], on_assign=self._assigned, on_revoke=self._revoked
                 )
             else:
                 from confluent_kafka import TopicPartition
 
-                # No offset given: the client starts from the group's commit on the partition.
-                parts = [TopicPartition(destination, partition)]
+                # No offset given: the client starts from the group's commit on each.
+                parts = [TopicPartition(destination, p) for p in partitions]
                 self._consumer.assign(parts)
                 self._assigned(self._consumer, parts)
         except self._errors as exc:
