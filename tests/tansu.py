@@ -3,6 +3,11 @@
 Started once per test session on a free port, with memory storage (ready in
 milliseconds), and stopped by its pid when the session ends. Production means a
 real Kafka, Redpanda or MSK; Tansu only stands in for one in tests.
+
+Memory storage forgets every topic when the broker stops; the wheel's other
+storage engine is S3 (``s3://bucket/``, configured by the ``AWS_*`` variables),
+which keeps topics, records and committed offsets in a bucket: the broker
+restart test runs Tansu on SeaweedFS that way and restarts it on its port.
 """
 
 from __future__ import annotations
@@ -35,17 +40,23 @@ def _binary() -> Path:
 class Tansu:
     """One broker process on 127.0.0.1:<free port>."""
 
-    def __init__(self) -> None:
+    def __init__(self, storage: str = "memory://tansu/", env: dict[str, str] | None = None) -> None:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.port: int = s.getsockname()[1]
-        listener = f"tcp://127.0.0.1:{self.port}"
+        self.storage = storage
+        self.env = {**os.environ, **(env or {})}
         self.log = Path(tempfile.mkstemp(prefix="tansu-", suffix=".log")[1])
+        self._start()
+
+    def _start(self) -> None:
+        """Run the broker on this port (again), and wait until it listens."""
+        listener = f"tcp://127.0.0.1:{self.port}"
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(
                 [str(_binary()), "broker", "--listener-url", listener,
-                 "--advertised-listener-url", listener, "--storage-engine", "memory://tansu/"],
-                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                 "--advertised-listener-url", listener, "--storage-engine", self.storage],
+                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=self.env,
             )  # fmt: skip
         deadline = time.monotonic() + _START
         while not self._listening():
@@ -65,10 +76,19 @@ class Tansu:
     def url(self) -> str:
         return f"kafka://127.0.0.1:{self.port}"
 
-    def stop(self) -> None:
+    def kill(self) -> None:
+        """Kill -9 the broker (the port is free until :meth:`restart`)."""
         if self.process.poll() is None:
             self.process.kill()
         self.process.wait()
+
+    def restart(self) -> None:
+        """Start the broker again on the same port (clients only know that address)."""
+        self.kill()
+        self._start()
+
+    def stop(self) -> None:
+        self.kill()
         self.log.unlink(missing_ok=True)
 
 

@@ -361,3 +361,38 @@ def test_a_stream_cannot_take_over_another_streams_or_a_pushed_apps_platform_app
         platform.cli("stream", "destroy", stream)
     platform.cli("stream", "destroy", "pair-one")
     platform.cli("delete", "solo-log", "-y")
+
+
+def test_a_partitioned_stream_on_kafka_keeps_each_key_on_one_instance(
+    platform: Platform, files: Path
+) -> None:
+    import uuid
+
+    from conveyor.streams.messages import partition_of
+    from tests.streams.conftest import binder_url
+
+    url = binder_url("kafka", files)  # topics of 2 partitions by default: the stream asks for 3
+    folder = files / "tagger"
+    folder.mkdir()
+    (folder / "tag.py").write_text(
+        "import os\n\ndef handle(payload):\n"
+        "    return {**payload, 'instance': int(os.environ['CONVEYOR_INSTANCE_INDEX'])}\n"
+    )
+    platform.cli("catalog", "register", "--name", "tag", "--uri", "python:tag:handle",
+                 "--path", str(folder))  # fmt: skip
+    name = f"part{uuid.uuid4().hex[:6]}"
+    out = files / "tagged.jsonl"
+    platform.cli("stream", "create", name, "--definition",
+                 f"http --path=/{name} | tag | file --path={out}")  # fmt: skip
+    platform.cli("stream", "deploy", name, "--binder", url, "--properties",
+                 "app.tag.partition-key-expression=user,deployer.tag.count=3")  # fmt: skip
+    try:
+        rows: list[dict[str, object]] = [{"user": f"u{n % 8}", "n": n} for n in range(48)]
+        _post(f"{platform.router}/{name}", rows)
+        eventually(lambda: len({r["n"] for r in _lines(out)}) == 48, what="every row tagged")
+        where = {(str(r["user"]), r["instance"]) for r in _lines(out)}
+        assert where == {(f"u{k}", partition_of(f"u{k}", 3)) for k in range(8)}
+        assert {instance for _, instance in where} == {0, 1, 2}
+    finally:
+        platform.cli("stream", "destroy", name)
+        platform.cli("catalog", "unregister", "tag")

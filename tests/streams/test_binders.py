@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
+import functools
 import subprocess
 import sys
 from collections.abc import Callable
 
 import pytest
 
+from conveyor.orchestrate.streams import _input_lag as input_lag
 from conveyor.streams.binders import (
     Binder,
     Consumer,
     dead_letter,
     dlq_name,
-    partition_destination,
+    partition_consumer,
+    partitioned_lag,
+    provision_partitioned,
     publish_partitioned,
 )
 from conveyor.streams.messages import Message, partition_of
+from conveyor.streams.runtime import LaunchSpec
 from tests.streams.conftest import Binders
 from tests.waiting import poll
 
@@ -180,14 +185,18 @@ def test_dead_letters_carry_the_error(binders: Binders) -> None:
 def test_one_key_always_reaches_the_same_partition(binders: Binders) -> None:
     binder = binders.open()
     dest = binders.destination("g")
-    for index in range(3):
-        binder.provision(partition_destination(dest, index), "g")
+    provision_partitioned(binder, dest, "g", 3)
     batch = [Message({"user": f"u{i % 7}", "n": i}) for i in range(70)]
     publish_partitioned(binder, dest, batch, lambda m: m.payload["user"], 3)
+    # What `stream info` shows for the app reading it: the lag of all its partitions.
+    launch = LaunchSpec(
+        app="transform", input=dest, group="g", input_partitioned=True, instance_count=3
+    )
+    assert wait_until(lambda: input_lag(binder, launch.to_json(), "s") == 70)
     seen: dict[str, int] = {}
     total = 0
     for index in range(3):
-        consumer = binder.consumer(partition_destination(dest, index), "g", name="p")
+        consumer = partition_consumer(binder, dest, "g", index, 3, name=f"p{index}")
         expected = sum(1 for m in batch if partition_of(m.payload["user"], 3) == index)
         got = drain(consumer, expected)
         assert len(got) == expected
@@ -196,6 +205,8 @@ def test_one_key_always_reaches_the_same_partition(binders: Binders) -> None:
             assert seen.setdefault(m.payload["user"], index) == index
         assert nothing_more(consumer)
         consumer.close()
+        # What is left to read is what the instances of the other partitions have not read yet.
+        assert wait_until(functools.partial(lag_is, binder, dest, 70 - total))
     assert total == 70
     assert len(set(seen.values())) > 1  # 7 keys spread over more than one partition
 
@@ -211,6 +222,10 @@ def test_lag_counts_what_a_group_has_not_acknowledged(binders: Binders) -> None:
     drain(consumer, 7)
     assert wait_until(lambda: binder.lag(dest, "g") == 0)
     consumer.close()
+
+
+def lag_is(binder: Binder, dest: str, left: int) -> bool:
+    return partitioned_lag(binder, dest, "g", 3) == left
 
 
 def wait_until(condition: Callable[[], bool]) -> bool:

@@ -45,10 +45,11 @@ from conveyor.platform import (
 )
 from conveyor.repro.openlineage import Emitter
 from conveyor.store.streams import StreamRepository
-from conveyor.streams.binders import check_binder_url, shown_binder_url
+from conveyor.streams.binders import check_binder_url, partitioned_lag, shown_binder_url
 from conveyor.streams.masking import mask_definition, mask_options, mask_properties
 
 if TYPE_CHECKING:
+    from conveyor.streams.binders import Binder
     from conveyor.streams.plan import PlannedApp
 
 __all__ = ["StreamService"]
@@ -471,7 +472,7 @@ class StreamService:
         except Exception:  # a broker that does not answer: no measure, no change
             return None
         try:
-            return binder.lag(launch["input"], launch.get("group") or stream)
+            return _input_lag(binder, launch, stream)
         except Exception:
             return None
         finally:
@@ -494,9 +495,18 @@ class StreamService:
                 launch = self._launch(app)
                 if launch.get("input"):
                     try:
-                        lags[app] = binder.lag(launch["input"], launch.get("group") or name)
+                        lags[app] = _input_lag(binder, launch, name)
                     except Exception:
                         lags[app] = None
         finally:
             binder.close()
         return lags
+
+
+def _input_lag(binder: Binder, launch: Mapping[str, Any], stream: str) -> int | None:
+    """What the app's group has not acknowledged of its input (every partition of it)."""
+    group = launch.get("group") or stream
+    if launch.get("input_partitioned"):
+        count = int(launch.get("instance_count") or 1)
+        return partitioned_lag(binder, launch["input"], group, count)
+    return binder.lag(launch["input"], group)

@@ -13,6 +13,9 @@ its own copy. Deployment properties follow Spring Cloud Data Flow::
     deployer.<label>.max-count=4                 one instance per 1000, up to 4 (min-count: 1)
     deployer.<label>.autoscale.breach-duration=10s, ...cool-down=30s   how soon it changes
     app.<label>.<option>=<value>    an option, as if written in the definition
+    app.<label>.partition-key-expression=<expr>   partition that app's input by a key: the
+                                    app before it sends each key to one of its instances
+    app.<label>.producer.partitionKeyExpression=<expr>   (SCDF's spelling, on the producer)
     deployer.*.count / app.*.<option>   the same for every app
 
 >>> apps = plan_stream("fraud", "http --path=/tx | filter --expression='amount > 0' | log")
@@ -31,6 +34,8 @@ from typing import Any
 from conveyor.errors import UsageError
 from conveyor.streams.catalogue import validate_stream
 from conveyor.streams.dsl import AppNode, Destination, Option, is_stream_name, parse_stream
+from conveyor.streams.errors import ExpressionError
+from conveyor.streams.expressions import compile_expression
 from conveyor.streams.runtime import LaunchSpec
 
 __all__ = ["PlannedApp", "app_name", "parse_properties", "parse_python_uri", "plan_stream"]
@@ -40,6 +45,8 @@ _PROPERTY = re.compile(r"(deployer|app)\.([A-Za-z0-9_][A-Za-z0-9_$-]*|\*)\.([A-Z
 _DOTTED = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
 _SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([KMG])B?", re.IGNORECASE)
 _UNITS = {"K": 1024, "M": 1024**2, "G": 1024**3}
+#: App properties that partition a destination (the consumer's spelling, then SCDF's producer's).
+_PARTITION_KEYS = ("partition-key-expression", "producer.partitionKeyExpression")
 
 
 @dataclass(frozen=True)
@@ -130,6 +137,7 @@ def plan_stream(
             f"deployment properties name {', '.join(sorted(unknown))}, which stream {name!r} "
             f"does not have (its apps: {', '.join(labels)})"
         )
+    keys = _partition_keys(properties, labels)
     nodes = [
         _as_registered(_with_app_properties(node, properties), registered) for node in tree.apps
     ]
@@ -154,6 +162,9 @@ def plan_stream(
             stream=name,
             label=label,
             instance_count=count,
+            input_partitioned=i in keys,
+            partition_key=keys.get(i + 1),
+            partition_count=_count(properties, labels[i + 1]) if i + 1 in keys else 1,
         )
         route = None
         if item.node.name == "http" and input_dest is None:
@@ -226,10 +237,35 @@ def _lookup(properties: Mapping[str, str], kind: str, label: str, key: str) -> s
     return properties.get(f"{kind}.{label}.{key}", properties.get(f"{kind}.*.{key}"))
 
 
+def _partition_keys(properties: Mapping[str, str], labels: list[str]) -> dict[int, str]:
+    """Which apps read a partitioned input (by position), and the key expression of each."""
+    keys: dict[int, str] = {}
+    for key, value in properties.items():
+        match = _PROPERTY.fullmatch(key)
+        if not match or match[1] != "app" or match[3] not in _PARTITION_KEYS:
+            continue
+        if match[2] == "*":
+            raise UsageError(f"{key}: name the app whose input is partitioned, not '*'")
+        index = labels.index(match[2]) + (match[3] == "producer.partitionKeyExpression")
+        if not 0 < index < len(labels):
+            raise UsageError(
+                f"{key}: {match[2]!r} has no app of this stream "
+                f"{'after' if index else 'before'} it to partition for"
+            )
+        try:
+            compile_expression(value)
+        except ExpressionError as exc:
+            raise UsageError(f"{key}={value!r}: {exc}") from None
+        keys[index] = value
+    return keys
+
+
 def _with_app_properties(node: AppNode, properties: Mapping[str, str]) -> AppNode:
     extra: dict[str, str] = {}
     for key, value in properties.items():
         match = _PROPERTY.fullmatch(key)
+        if match and match[3] in _PARTITION_KEYS:
+            continue  # a property of the stream's wiring, not an option of the app
         if match and match[1] == "app" and match[2] in ("*", node.reference):
             extra[match[3]] = value
     if not extra:

@@ -30,7 +30,9 @@ from conveyor.streams.binders import (
     Received,
     dead_letter,
     open_binder,
-    partition_destination,
+    partition_consumer,
+    partitioned_input,
+    provision_partitioned,
     publish_partitioned,
 )
 from conveyor.streams.catalogue import AppSpec, Role, app_spec, role_of
@@ -228,7 +230,7 @@ class StreamAppRuntime:
         if self.spec.input is None:
             return None
         if self.spec.input_partitioned:
-            return partition_destination(self.spec.input, self.spec.instance_index)
+            return partitioned_input(self.binder, self.spec.input, self.spec.instance_index)
         return self.spec.input
 
     def start(self) -> None:
@@ -240,15 +242,13 @@ class StreamAppRuntime:
     def _provision(self) -> None:
         if self.spec.output is None:
             return
-        groups = self.spec.required_groups or (self.spec.stream_name,)
-        targets = (
-            [partition_destination(self.spec.output, i) for i in range(self.spec.partition_count)]
-            if self.partition_key is not None
-            else [self.spec.output]
-        )
-        for target in targets:
-            for group in groups:
-                self.binder.provision(target, group)
+        for group in self.spec.required_groups or (self.spec.stream_name,):
+            if self.partition_key is not None:
+                provision_partitioned(
+                    self.binder, self.spec.output, group, self.spec.partition_count
+                )
+            else:
+                self.binder.provision(self.spec.output, group)
 
     def stop(self) -> None:
         """Ask the loop to finish the batch in hand and return (safe from a signal handler)."""
@@ -306,9 +306,7 @@ class StreamAppRuntime:
         while not self.stopping.is_set():
             try:
                 if consumer is None:
-                    consumer = self.binder.consumer(
-                        self.input_destination, self.spec.consumer_group, name=self._consumer_name()
-                    )
+                    consumer = self._consumer()
                 received = consumer.receive(self.spec.batch_size, timeout=0.2)
                 if received is not None:
                     self._handle(received)
@@ -325,6 +323,16 @@ class StreamAppRuntime:
         if consumer is not None:
             with contextlib.suppress(BinderError):
                 consumer.close()
+
+    def _consumer(self) -> Consumer:
+        spec, name = self.spec, self._consumer_name()
+        assert spec.input is not None
+        if spec.input_partitioned:
+            return partition_consumer(
+                self.binder, spec.input, spec.consumer_group, spec.instance_index,
+                spec.instance_count, name=name,
+            )  # fmt: skip
+        return self.binder.consumer(spec.input, spec.consumer_group, name=name)
 
     def _consumer_name(self) -> str:
         return f"{self.spec.stream_name}-{self.spec.app_label}-{self.spec.instance_index}"

@@ -16,24 +16,36 @@ Example::
     batch = consumer.receive(max_messages=100, timeout=1.0)
     ...  # process, publish the results
     consumer.ack(batch)
+
+A *partitioned* destination splits its messages by key over N partitions, one
+per instance of the consuming app. A binder whose destinations have partitions
+of their own (Kafka) implements :class:`PartitionedBinder` and keeps the
+destination one channel; on every other binder partition ``i`` is the
+sub-destination ``<destination>-<i>``. The functions below pick the one or the
+other, so the runtime never asks which binder it has.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from conveyor.streams.messages import Message, partition_of
 
 __all__ = [
     "Binder",
     "Consumer",
+    "PartitionedBinder",
     "Received",
     "dead_letter",
     "dlq_name",
+    "partition_consumer",
     "partition_destination",
+    "partitioned_input",
+    "partitioned_lag",
+    "provision_partitioned",
     "publish_partitioned",
 ]
 
@@ -99,6 +111,29 @@ class Binder(Protocol):
     def close(self) -> None: ...
 
 
+@runtime_checkable
+class PartitionedBinder(Protocol):
+    """An optional capability: destinations that are partitioned by the broker itself.
+
+    A binder with these methods keeps a partitioned destination as one destination
+    of ``count`` partitions; the helpers below use them when they are present.
+    """
+
+    def provision_partitions(self, destination: str, group: str, count: int) -> None:
+        """Make sure ``destination`` has at least ``count`` partitions and ``group`` exists."""
+        ...
+
+    def publish_partitions(self, destination: str, parts: Mapping[int, Sequence[Message]]) -> None:
+        """Store each batch in the partition it is keyed by; returns once all are confirmed."""
+        ...
+
+    def partition_consumer(
+        self, destination: str, group: str, index: int, count: int, *, name: str
+    ) -> Consumer:
+        """Read partition ``index`` (of ``count``) of ``destination`` alone, in ``group``."""
+        ...
+
+
 def dlq_name(destination: str) -> str:
     """Where messages that failed on ``destination`` go: ``<destination>.dlq``."""
     return f"{destination}.dlq"
@@ -127,6 +162,40 @@ def partition_destination(destination: str, index: int) -> str:
     return f"{destination}-{index}"
 
 
+def partitioned_input(binder: Binder, destination: str, index: int) -> str:
+    """Where instance ``index`` reads a partitioned ``destination`` (and names its DLQ after)."""
+    if isinstance(binder, PartitionedBinder):
+        return destination
+    return partition_destination(destination, index)
+
+
+def provision_partitioned(binder: Binder, destination: str, group: str, count: int) -> None:
+    """Make ``group`` exist on every partition of ``destination``."""
+    if isinstance(binder, PartitionedBinder):
+        binder.provision_partitions(destination, group, count)
+        return
+    for index in range(count):
+        binder.provision(partition_destination(destination, index), group)
+
+
+def partition_consumer(
+    binder: Binder, destination: str, group: str, index: int, count: int, *, name: str
+) -> Consumer:
+    """A consumer of partition ``index`` of ``count`` of ``destination`` in ``group``."""
+    if isinstance(binder, PartitionedBinder):
+        return binder.partition_consumer(destination, group, index, count, name=name)
+    return binder.consumer(partition_destination(destination, index), group, name=name)
+
+
+def partitioned_lag(binder: Binder, destination: str, group: str, count: int) -> int | None:
+    """What ``group`` has not acknowledged over all ``count`` partitions; None if it has none."""
+    if isinstance(binder, PartitionedBinder):
+        return binder.lag(destination, group)
+    lags = [binder.lag(partition_destination(destination, i), group) for i in range(count)]
+    known = [lag for lag in lags if lag is not None]
+    return sum(known) if known else None
+
+
 def publish_partitioned(
     binder: Binder,
     destination: str,
@@ -138,5 +207,8 @@ def publish_partitioned(
     parts: dict[int, list[Message]] = defaultdict(list)
     for message in messages:
         parts[partition_of(key(message), count)].append(message)
+    if isinstance(binder, PartitionedBinder):
+        binder.publish_partitions(destination, parts)
+        return
     for index in sorted(parts):
         binder.publish(partition_destination(destination, index), parts[index])

@@ -25,13 +25,20 @@ run to the next partition), which keeps a run in order and still spreads a
 large batch over the group's consumers — the rule of Kafka's own sticky
 partitioner, counted in messages rather than bytes.
 
-A partitioned stream (``partition-key-expression``) uses the runtime's
-sub-destinations on every binder: partition ``i`` is the topic ``d-i``, read by
-instance ``i``, so one key always reaches one instance.
+A partitioned destination (a producer with ``partition-key-expression``, a
+consumer with one instance per partition) is ONE topic of N partitions (the
+``PartitionedBinder`` capability; other binders use sub-destinations ``d-i``):
+the producer sends each record to partition ``partition_of(key, N)`` itself,
+and instance ``i`` reads partition ``i`` by manual assignment (no rebalances;
+what a larger topic has beyond N goes round the instances: ``i + k*N``), from
+group ``g.d``'s commit on it, committing what it acknowledges there, so
+``lag`` (the sum over the partitions) counts every instance, and an instance
+that restarts resumes from its commit. A topic with fewer partitions than N is
+grown (a broker that cannot grow topics is an error that says so).
 
 Kafka has no "delivered before" flag: each consumer records how far it has
 received in a second group, ``g.d.delivered``, and reports records below that
-mark, after a rebalance, as redelivered.
+mark, after a rebalance or a restart, as redelivered.
 
 URL: ``kafka://[user:password@]host:9092[,host2:9092][?settings]``; settings
 are ``partitions``, ``replication`` (default: the broker's), ``sticky``,
@@ -44,16 +51,15 @@ A user name in the URL means SASL PLAIN unless other settings say otherwise.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import orjson
 
-from conveyor.streams.binders.base import Received
+from conveyor.streams.binders.kafka_consumer import KafkaConsumer
 from conveyor.streams.errors import BinderError, PayloadError
 from conveyor.streams.messages import Message
 
@@ -65,8 +71,6 @@ T = TypeVar("T")
 _OWN = {"partitions", "replication", "sticky", "lease", "timeout"}
 #: Properties that only the producer knows (the consumer would warn about each).
 _PRODUCER_ONLY = {"acks", "linger.ms", "compression.type", "batch.size", "delivery.timeout.ms"}
-#: Commit failures that mean "the group moved these partitions on": the new owner re-reads them.
-_HANDED_OVER = {"REBALANCE_IN_PROGRESS", "ILLEGAL_GENERATION", "UNKNOWN_MEMBER_ID"}
 
 
 def parse_url(url: str) -> tuple[dict[str, Any], dict[str, str], dict[str, str], dict[str, str]]:
@@ -132,21 +136,6 @@ def _value(message: Message) -> bytes:
         raise PayloadError(f"the message is not JSON-compatible: {exc}") from None
 
 
-def _json(data: bytes | None) -> Any:
-    if data is None:
-        return None
-    try:
-        return orjson.loads(data)
-    except orjson.JSONDecodeError:
-        # Records from other producers need not be JSON: deliver the text as it is.
-        return data.decode("utf-8", "replace")
-
-
-def _message(record: Any) -> Message:
-    headers = {name: _json(value) for name, value in record.headers() or ()}
-    return Message(_json(record.value()), headers)
-
-
 class KafkaBinder:
     """Destinations as topics on the Kafka cluster at ``url``."""
 
@@ -197,14 +186,21 @@ class KafkaBinder:
             self._partitions[topic] = len(found.partitions)
         return self._partitions[topic]
 
-    def ensure(self, topic: str) -> int:
-        """Create ``topic`` when it is missing; its partition count."""
+    def ensure(self, topic: str, at_least: int | None = None) -> int:
+        """Create ``topic`` when it is missing; its partition count.
+
+        With ``at_least`` (a partitioned destination), a new topic gets exactly that many
+        partitions and an existing one with fewer is grown; a broker that cannot grow
+        topics is a BinderError that says so.
+        """
         count = self.partitions(topic)
         if count is not None:
+            if at_least is not None and count < at_least:
+                return self._grow(topic, count, at_least)
             return count
         from confluent_kafka.cimpl import NewTopic
 
-        wanted = int(self.settings["partitions"])
+        wanted = at_least or int(self.settings["partitions"])
         new = NewTopic(topic, wanted, int(self.settings["replication"]))
         futures = self.admin.create_topics([new], operation_timeout=self.timeout)
         try:
@@ -213,7 +209,24 @@ class KafkaBinder:
             if "already exists" not in str(exc).lower():
                 raise BinderError(f"{exc} (topic names allow a-z A-Z 0-9 . _ -)") from exc
             self._partitions.pop(topic, None)
-            return self.partitions(topic) or wanted
+            return self.ensure(topic, at_least)
+        self._partitions[topic] = wanted
+        return wanted
+
+    def _grow(self, topic: str, count: int, wanted: int) -> int:
+        from confluent_kafka.cimpl import NewPartitions
+
+        futures = self.admin.create_partitions(
+            [NewPartitions(topic, wanted)], operation_timeout=self.timeout
+        )
+        try:
+            self.wait(f"add partitions to {topic}", futures[topic])
+        except BinderError as exc:
+            raise BinderError(
+                f"kafka binder: topic {topic} has {count} partition(s) but the stream splits it "
+                f"over {wanted} instances, and {self.shown} did not add partitions ({exc}); "
+                f"delete the topic or give it {wanted} partitions"
+            ) from exc
         self._partitions[topic] = wanted
         return wanted
 
@@ -239,6 +252,37 @@ class KafkaBinder:
         if not messages:
             return
         count = self.ensure(destination)
+        sticky = int(self.settings["sticky"])
+        records: list[tuple[int, Message]] = []
+        for start in range(0, len(messages), sticky):
+            partition = self._runs % count
+            self._runs += 1
+            records += [(partition, message) for message in messages[start : start + sticky]]
+        self._send(destination, records)
+
+    # -- partitioned destinations (the PartitionedBinder capability) --------------------------
+
+    def provision_partitions(self, destination: str, group: str, count: int) -> None:
+        """Partition ``i`` of a partitioned destination is partition ``i`` of its one topic."""
+        self.ensure(destination, count)
+
+    def publish_partitions(self, destination: str, parts: Mapping[int, Sequence[Message]]) -> None:
+        if not parts:
+            return
+        self.ensure(destination, max(parts) + 1)
+        self._send(destination, [(index, m) for index, batch in parts.items() for m in batch])
+
+    def partition_consumer(
+        self, destination: str, group: str, index: int, count: int, *, name: str
+    ) -> KafkaConsumer:
+        total = self.ensure(destination, count)
+        # A topic with more partitions than instances (made larger, or scaled down since):
+        # the extra ones go round the instances, so none is left unread.
+        mine = list(range(index, total, count))
+        return KafkaConsumer(self, destination, group, name, partitions=mine)
+
+    def _send(self, destination: str, records: Sequence[tuple[int, Message]]) -> None:
+        """Produce each (partition, message); returns once the cluster acknowledged them all."""
         producer = self.producer()
         failed: list[str] = []
 
@@ -246,13 +290,9 @@ class KafkaBinder:
             if error is not None:
                 failed.append(error.str())
 
-        sticky = int(self.settings["sticky"])
-        for start in range(0, len(messages), sticky):
-            partition = self._runs % count
-            self._runs += 1
-            for message in messages[start : start + sticky]:
-                record = (_value(message), _headers(message))
-                self._produce(producer, destination, partition, record, delivered)
+        for partition, message in records:
+            record = (_value(message), _headers(message))
+            self._produce(producer, destination, partition, record, delivered)
         # Returns once the cluster has acknowledged every record (acks=all).
         left = producer.flush(max(self.timeout, 30.0))
         if left:
@@ -363,124 +403,3 @@ class KafkaBinder:
         if self._producer is not None:
             self._producer.flush(self.timeout)
             self._producer = None
-
-
-class KafkaConsumer:
-    """A member of a Kafka consumer group, subscribed to one topic."""
-
-    def __init__(self, binder: KafkaBinder, destination: str, group: str, name: str) -> None:
-        self.binder = binder
-        self.destination = destination
-        self.group = group
-        self.name = name
-        self._errors = binder._kafka.KafkaException
-        self._consumer: Any = binder.client(
-            binder._kafka.Consumer, binder.consumer_conf(f"{group}.{destination}", name)
-        )
-        self._marker: Any = None  # a consumer of "<group>.delivered", made on first use
-        #: Per partition: records below this offset were delivered before (to anyone).
-        self._delivered: dict[int, int] = {}
-        #: Per partition: the offset acknowledged last (committed asynchronously).
-        self._acked: dict[int, Any] = {}
-        try:
-            self._consumer.subscribe(
-                [destination], on_assign=self._assigned, on_revoke=self._revoked
-            )
-        except self._errors as exc:
-            raise BinderError(f"kafka binder: cannot consume {destination}: {exc}") from exc
-
-    def _marks(self) -> Any:
-        if self._marker is None:
-            kafka_group = f"{self.group}.{self.destination}.delivered"
-            conf = self.binder.consumer_conf(kafka_group, f"{self.name}-marks")
-            self._marker = self.binder.client(self.binder._kafka.Consumer, conf)
-        return self._marker
-
-    def _assigned(self, _consumer: Any, parts: list[Any]) -> None:
-        if not parts:
-            count = self.binder.partitions(self.destination)
-            log.warning(
-                "kafka binder: %s got no partition of %s (it has %s, all taken by other "
-                "consumers of group %s): this instance will idle; give the topic as many "
-                "partitions as instances (kafka://...?partitions=N for new topics)",
-                self.name, self.destination, count, self.group,
-            )  # fmt: skip
-            return
-        marks = self._marks().committed(parts, timeout=self.binder.timeout)
-        self._delivered = {m.partition: m.offset for m in marks if m.offset >= 0}
-
-    def receive(self, max_messages: int, timeout: float) -> Received | None:
-        from confluent_kafka import TopicPartition
-
-        try:
-            records = self._consumer.consume(max_messages, timeout)
-        except self._errors as exc:
-            raise BinderError(
-                f"kafka binder: receive from {self.destination} failed: {exc}"
-            ) from exc
-        messages: list[Message] = []
-        ends: dict[int, int] = {}
-        redelivered = False
-        for record in records:
-            error = record.error()
-            if error is not None:
-                if error.fatal():
-                    raise BinderError(f"kafka binder: {self.destination}: {error.str()}")
-                log.debug("kafka binder: %s: %s", self.destination, error.str())
-                continue
-            messages.append(_message(record))
-            ends[record.partition()] = record.offset() + 1
-            redelivered |= record.offset() < self._delivered.get(record.partition(), -1)
-        if not messages:
-            return None
-        token = [TopicPartition(self.destination, p, end) for p, end in ends.items()]
-        fresh = [t for t in token if t.offset > self._delivered.get(t.partition, -1)]
-        if fresh:
-            # Written before the batch is handed over, so a crash cannot lose the mark.
-            self._commit(self._marks(), fresh, "mark delivered")
-            self._delivered.update({t.partition: t.offset for t in fresh})
-        return Received(self.destination, messages, token, redelivered)
-
-    def _commit(self, client: Any, offsets: list[Any], what: str) -> None:
-        """Commit and wait; a group that moved the partitions on is a warning, not an error."""
-        try:
-            client.commit(offsets=offsets, asynchronous=False)
-        except self._errors as exc:
-            error = exc.args[0]
-            if error.name() in _HANDED_OVER:
-                log.warning(
-                    "kafka binder: %s: %s lost its partitions to a rebalance before the "
-                    "commit; their new owner receives the batch again",
-                    self.destination, self.name,
-                )  # fmt: skip
-                return
-            raise BinderError(f"kafka binder: {what} on {self.destination}: {error.str()}") from exc
-
-    def _revoked(self, _consumer: Any, parts: list[Any]) -> None:
-        """Before partitions go to another member: make sure what was acknowledged is committed."""
-        done = [self._acked.pop(p.partition) for p in parts if p.partition in self._acked]
-        if done:
-            self._commit(self._consumer, done, "commit before a rebalance")
-
-    def ack(self, received: Received) -> None:
-        # Asynchronous: the commit is awaited when partitions are revoked (and on close), and
-        # a commit lost to a crash only means the batch is delivered again.
-        for part in received.token:
-            self._acked[part.partition] = part
-        try:
-            self._consumer.commit(offsets=received.token, asynchronous=True)
-        except self._errors as exc:
-            raise BinderError(f"kafka binder: ack on {self.destination}: {exc}") from exc
-
-    def close(self) -> None:
-        """Leave the group at once; what was not acknowledged goes to the other members."""
-        acked, self._acked = list(self._acked.values()), {}
-        if acked:
-            with contextlib.suppress(BinderError):
-                self._commit(self._consumer, acked, "commit on close")
-        for client in (self._consumer, self._marker):
-            if client is not None:
-                try:
-                    client.close()
-                except (self._errors, RuntimeError) as exc:
-                    log.debug("kafka binder: closing %s: %s", self.name, exc)
