@@ -1,0 +1,180 @@
+"""A scikit-learn model app on a real platform starts its next instance from a warm spare.
+
+The spare is started through the same isolated spawner as any instance; here
+the instance it became is checked from the host, through /proc: it serves
+predictions, runs in its own mount namespace where the platform's token is
+not there, as the app's uid (root platform), with the app's environment and
+folder, like a cold-started instance of the same app; after ``conveyor down``
+no process of the app is left, zombie or running.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from conveyor.platform.isolation import app_uid
+from tests.waiting import eventually
+
+from .control import Platform
+
+pytestmark = pytest.mark.slow
+
+ROOT = os.geteuid() == 0
+PLATFORM_VARIABLES = ("CONVEYOR_HOME", "CONVEYOR_API_TOKEN", "CONVEYOR_DATABASE_URL")
+
+
+@pytest.fixture(scope="module")
+def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+    pytest.importorskip("sklearn")
+    root = tmp_path_factory.mktemp("warm")
+    (root / "project").mkdir()
+    running = Platform(
+        home=root / "home",
+        project=root / "project",
+        extra_env={"CONVEYOR_TRUSTED_TYPES": "sklearn.tree._tree.Tree"},
+    )
+    running.start()
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+def _model_app(folder: Path) -> Path:
+    from sklearn.datasets import make_classification
+    from sklearn.ensemble import GradientBoostingClassifier
+
+    from conveyor.models.sklearn import save
+
+    x, y = make_classification(n_samples=200, n_features=4, random_state=0)
+    model = GradientBoostingClassifier(n_estimators=5, random_state=0).fit(x, y)
+    folder.mkdir()
+    save(model, folder / "gb.skops", x[:5])
+    manifest = folder / "conveyor.yml"
+    manifest.write_text("applications:\n  - name: gb\n    model: gb.skops\n    instances: 1\n")
+    return manifest
+
+
+def _processes() -> dict[int, tuple[int, bytes, bytes]]:
+    """Every process: pid -> (parent pid, command line, initial environment)."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_bytes()
+            found[int(entry.name)] = (
+                int(stat[stat.rfind(b")") + 2 :].split()[1]),
+                (entry / "cmdline").read_bytes(),
+                (entry / "environ").read_bytes(),
+            )
+        except (OSError, ValueError):
+            continue
+    return found
+
+
+def _environ(pid: int) -> dict[str, str]:
+    raw = Path(f"/proc/{pid}/environ").read_bytes()
+    return dict(item.split("=", 1) for item in raw.decode().split("\0") if "=" in item)
+
+
+def _server_under(wrapper: int) -> int | None:
+    """The ``conveyor serve`` process an instance's wrapper runs (its sandbox's app)."""
+    table = _processes()
+    for pid, (_parent, cmdline, _env) in table.items():
+        if b"\0conveyor\0serve\0" not in cmdline:
+            continue
+        ancestor = pid
+        while ancestor in table and ancestor > 1:
+            if ancestor == wrapper:
+                return pid
+            ancestor = table[ancestor][0]
+    return None
+
+
+def _spare_wrapper() -> int | None:
+    """The outermost process of the app's spare (set up like an instance, before it is one)."""
+    table = _processes()
+    for pid, (parent, _cmdline, env) in table.items():
+        ours = b"CONVEYOR_WARM_SPARE=" in env and b"CONVEYOR_APP=gb\0" in env
+        if ours and (parent not in table or b"CONVEYOR_WARM_SPARE=" not in table[parent][2]):
+            return pid
+    return None
+
+
+def _predict(platform: Platform) -> int:
+    import urllib.request
+
+    body = json.dumps([{f"x{i}": 0.5 for i in range(4)}]).encode()
+    request = urllib.request.Request(
+        f"{platform.router}/gb/predict", data=body, headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=60) as response:
+        json.loads(response.read())
+        return int(response.status)
+
+
+def _view(server: int) -> dict[str, object]:
+    """What isolation an app process got, as the host sees it."""
+    status = Path(f"/proc/{server}/status").read_text()
+    uid = next(line.split()[1] for line in status.splitlines() if line.startswith("Uid:"))
+    env = _environ(server)
+    return {
+        "uid": int(uid),
+        "mount namespace differs": os.readlink(f"/proc/{server}/ns/mnt")
+        != os.readlink("/proc/self/ns/mnt"),
+        "pid namespace differs": os.readlink(f"/proc/{server}/ns/pid")
+        != os.readlink("/proc/self/ns/pid"),
+        "cwd": os.readlink(f"/proc/{server}/cwd"),
+        "platform variables": sorted(k for k in env if k in PLATFORM_VARIABLES),
+        "app": env.get("CONVEYOR_APP"),
+    }
+
+
+def test_the_next_instance_comes_from_the_spare_isolated_like_a_cold_one(
+    platform: Platform,
+) -> None:
+    platform.cli("push", "-f", str(_model_app(platform.project / "gb")))
+    assert _predict(platform) == 200
+    [cold] = platform.app("gb")["instances_detail"]
+    spare = eventually(_spare_wrapper, what="a warm spare of gb")
+    eventually(lambda: _server_under(spare), what="the spare's conveyor serve")
+
+    platform.cli("scale", "gb", "-i", "2")
+    [second] = eventually(
+        lambda: [
+            i
+            for i in platform.app("gb")["instances_detail"]
+            if i["index"] == 1 and i["state"] == "RUNNING"
+        ],
+        what="the second instance running",
+    )
+    assert second["pid"] == spare  # the spare became the instance
+    for _ in range(4):
+        assert _predict(platform) == 200
+
+    cold_server, warm_server = _server_under(cold["pid"]), _server_under(spare)
+    assert cold_server is not None
+    assert warm_server is not None
+    warm, reference = _view(warm_server), _view(cold_server)
+    assert warm == reference
+    assert warm["mount namespace differs"]
+    assert warm["pid namespace differs"]
+    assert warm["platform variables"] == []
+    if ROOT:
+        assert warm["uid"] == app_uid("gb")
+        token = platform.settings.platform_dir / "token"
+        assert token.exists()
+        # The instance's own view of the file system: the platform's token is not in it.
+        assert not Path(f"/proc/{warm_server}/root{token}").exists()
+
+    seen = [pid for pid, (_p, _c, env) in _processes().items() if b"CONVEYOR_APP=gb\0" in env]
+    assert len(seen) >= 6  # two instances and the next spare, each a wrapper and more
+    platform.stop()  # conveyor down
+    left = [pid for pid in seen if Path(f"/proc/{pid}").exists()]
+    assert left == [], f"processes of gb left after the platform stopped: {left}"
