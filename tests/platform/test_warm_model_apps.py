@@ -97,26 +97,37 @@ def _server_under(wrapper: int) -> int | None:
     return None
 
 
-def _spare_wrapper() -> int | None:
+def _ours(platform: Platform, env: bytes) -> bool:
+    """Whether a process's environment is one of gb's on ``platform`` (not another test's)."""
+    folder = platform.settings.platform_dir / "requests" / "gb"
+    return f"CONVEYOR_REQUEST_LOG_DIR={folder}\0".encode() in env
+
+
+def _spare_wrapper(platform: Platform) -> int | None:
     """The outermost process of the app's spare (set up like an instance, before it is one)."""
     table = _processes()
     for pid, (parent, _cmdline, env) in table.items():
-        ours = b"CONVEYOR_WARM_SPARE=" in env and b"CONVEYOR_APP=gb\0" in env
+        ours = b"CONVEYOR_WARM_SPARE=" in env and _ours(platform, env)
         if ours and (parent not in table or b"CONVEYOR_WARM_SPARE=" not in table[parent][2]):
             return pid
     return None
 
 
 def _predict(platform: Platform) -> int:
+    import urllib.error
     import urllib.request
 
     body = json.dumps([{f"x{i}": 0.5 for i in range(4)}]).encode()
     request = urllib.request.Request(
         f"{platform.router}/gb/predict", data=body, headers={"Content-Type": "application/json"}
     )
-    with urllib.request.urlopen(request, timeout=60) as response:
-        json.loads(response.read())
-        return int(response.status)
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            json.loads(response.read())
+            return int(response.status)
+    except urllib.error.HTTPError as error:
+        with error:
+            return error.code
 
 
 def _view(server: int) -> dict[str, object]:
@@ -142,7 +153,7 @@ def test_the_next_instance_comes_from_the_spare_isolated_like_a_cold_one(
     platform.cli("push", "-f", str(_model_app(platform.project / "gb")))
     assert _predict(platform) == 200
     [cold] = platform.app("gb")["instances_detail"]
-    spare = eventually(_spare_wrapper, what="a warm spare of gb")
+    spare = eventually(lambda: _spare_wrapper(platform), what="a warm spare of gb")
     eventually(lambda: _server_under(spare), what="the spare's conveyor serve")
 
     platform.cli("scale", "gb", "-i", "2")
@@ -173,8 +184,33 @@ def test_the_next_instance_comes_from_the_spare_isolated_like_a_cold_one(
         # The instance's own view of the file system: the platform's token is not in it.
         assert not Path(f"/proc/{warm_server}/root{token}").exists()
 
-    seen = [pid for pid, (_p, _c, env) in _processes().items() if b"CONVEYOR_APP=gb\0" in env]
+    seen = [pid for pid, (_p, _c, env) in _processes().items() if _ours(platform, env)]
     assert len(seen) >= 6  # two instances and the next spare, each a wrapper and more
     platform.stop()  # conveyor down
     left = [pid for pid in seen if Path(f"/proc/{pid}").exists()]
     assert left == [], f"processes of gb left after the platform stopped: {left}"
+
+
+def test_a_spare_left_by_a_killed_platform_is_stopped_when_it_starts_again(
+    tmp_path: Path,
+) -> None:
+    pytest.importorskip("sklearn")
+    (tmp_path / "project").mkdir()
+    platform = Platform(
+        home=tmp_path / "home",
+        project=tmp_path / "project",
+        extra_env={"CONVEYOR_TRUSTED_TYPES": "sklearn.tree._tree.Tree"},
+    )
+    platform.start()
+    try:
+        platform.cli("push", "-f", str(_model_app(platform.project / "gb")))
+        spare = eventually(lambda: _spare_wrapper(platform), what="a warm spare of gb")
+        assert platform.process is not None
+        platform.process.kill()  # the platform dies; its instances and spare do not
+        platform.process.wait()
+        assert Path(f"/proc/{spare}").exists()
+        platform.start()
+        eventually(lambda: not Path(f"/proc/{spare}").exists(), what="the old spare to stop")
+        eventually(lambda: _predict(platform) == 200, what="gb to answer after the restart")
+    finally:
+        platform.stop()

@@ -178,3 +178,31 @@ def test_prefork_is_on_unless_turned_off() -> None:
     assert prefork_enabled({"CONVEYOR_PREFORK": "1"})
     for off in ("0", "false", "off", "No"):
         assert not prefork_enabled({"CONVEYOR_PREFORK": off})
+
+
+@pytest.mark.parametrize(
+    "message", [b'{"CONVEYOR_HOME": "/elsewhere"}', b"not json", b'{"PORT": 8080}']
+)
+def test_a_spare_refuses_an_activation_that_is_not_an_instances_variables(
+    tmp_path: Path, message: bytes
+) -> None:
+    import subprocess
+
+    code = "from conveyor.serving.warm import await_activation; await_activation()"
+    spare = subprocess.Popen(
+        [sys.executable, "-c", code],
+        env={**os.environ, "CONVEYOR_WARM_SPARE": str(tmp_path)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        assert spare.stdout is not None
+        assert spare.stdout.readline() == b"conveyor-warm: ready\n"
+        (tmp_path / FIFO_NAME).write_bytes(message)
+        _, err = spare.communicate(timeout=SLOW)
+    finally:
+        spare.kill()
+        spare.wait()
+    assert spare.returncode == 2
+    assert b"the activation message is not an instance's variables" in err
+    assert b"Traceback" not in err
