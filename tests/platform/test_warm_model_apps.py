@@ -30,19 +30,23 @@ PLATFORM_VARIABLES = ("CONVEYOR_HOME", "CONVEYOR_API_TOKEN", "CONVEYOR_DATABASE_
 
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
-    pytest.importorskip("sklearn")
-    root = tmp_path_factory.mktemp("warm")
-    (root / "project").mkdir()
-    running = Platform(
-        home=root / "home",
-        project=root / "project",
-        extra_env={"CONVEYOR_TRUSTED_TYPES": "sklearn.tree._tree.Tree"},
-    )
+    running = _platform(tmp_path_factory.mktemp("warm"))
     running.start()
     try:
         yield running
     finally:
         running.stop()
+
+
+def _platform(root: Path) -> Platform:
+    """A platform (not started yet) that trusts the gradient-boosting model's tree type."""
+    pytest.importorskip("sklearn")
+    (root / "project").mkdir()
+    return Platform(
+        home=root / "home",
+        project=root / "project",
+        extra_env={"CONVEYOR_TRUSTED_TYPES": "sklearn.tree._tree.Tree"},
+    )
 
 
 def _model_app(folder: Path) -> Path:
@@ -194,13 +198,7 @@ def test_the_next_instance_comes_from_the_spare_isolated_like_a_cold_one(
 def test_a_spare_left_by_a_killed_platform_is_stopped_when_it_starts_again(
     tmp_path: Path,
 ) -> None:
-    pytest.importorskip("sklearn")
-    (tmp_path / "project").mkdir()
-    platform = Platform(
-        home=tmp_path / "home",
-        project=tmp_path / "project",
-        extra_env={"CONVEYOR_TRUSTED_TYPES": "sklearn.tree._tree.Tree"},
-    )
+    platform = _platform(tmp_path)
     platform.start()
     try:
         platform.cli("push", "-f", str(_model_app(platform.project / "gb")))
