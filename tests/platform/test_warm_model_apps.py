@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -190,7 +192,16 @@ def test_the_next_instance_comes_from_the_spare_isolated_like_a_cold_one(
 
     seen = [pid for pid, (_p, _c, env) in _processes().items() if _ours(platform, env)]
     assert len(seen) >= 6  # two instances and the next spare, each a wrapper and more
-    platform.stop()  # conveyor down
+    assert platform.process is not None
+    down = subprocess.Popen(
+        [sys.executable, "-m", "conveyor", "down"],
+        env=platform.env(),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    platform.process.wait(timeout=120)  # reaped here, so `down` sees it gone
+    said, _ = down.communicate(timeout=120)
+    assert (down.returncode, said.strip()) == (0, "Platform stopped.")
     left = [pid for pid in seen if Path(f"/proc/{pid}").exists()]
     assert left == [], f"processes of gb left after the platform stopped: {left}"
 
