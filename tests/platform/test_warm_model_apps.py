@@ -62,7 +62,9 @@ def _model_app(folder: Path) -> Path:
     folder.mkdir()
     save(model, folder / "gb.skops", x[:5])
     manifest = folder / "conveyor.yml"
-    manifest.write_text("applications:\n  - name: gb\n    model: gb.skops\n    instances: 1\n")
+    manifest.write_text(
+        "applications:\n  - name: gb\n    model: gb.skops\n    instances: 1\n    memory: 512M\n"
+    )
     return manifest
 
 
@@ -172,6 +174,9 @@ def test_the_next_instance_comes_from_the_spare_isolated_like_a_cold_one(
         what="the second instance running",
     )
     assert second["pid"] == spare  # the spare became the instance
+    # What `conveyor app` says of its isolation: the same as the cold one's, memory limit too.
+    assert second["isolation"] == cold["isolation"]
+    assert "memory" in second["isolation"]
     for _ in range(4):
         assert _predict(platform) == 200
 
@@ -183,6 +188,11 @@ def test_the_next_instance_comes_from_the_spare_isolated_like_a_cold_one(
     assert warm["mount namespace differs"]
     assert warm["pid namespace differs"]
     assert warm["platform variables"] == []
+    if "cgroup" in second["isolation"]:  # a memory cgroup of its own, not the cold one's
+        assert (
+            Path(f"/proc/{warm_server}/cgroup").read_text()
+            != Path(f"/proc/{cold_server}/cgroup").read_text()
+        )
     if ROOT:
         assert warm["uid"] == app_uid("gb")
         token = platform.settings.platform_dir / "token"
