@@ -34,10 +34,15 @@ def platform_env(home: Path) -> dict[str, str]:
 
 
 @contextmanager
-def running_platform(work: Path) -> Iterator[tuple[dict[str, str], str]]:
-    """Start a platform in ``work/home``; yields its environment and router URL."""
+def running_platform(
+    work: Path, extra: dict[str, str] | None = None
+) -> Iterator[tuple[dict[str, str], str]]:
+    """Start a platform in ``work/home`` (``extra`` added to its environment).
+
+    Yields its environment and router URL.
+    """
     home = work / "home"
-    env = platform_env(home)
+    env = {**platform_env(home), **(extra or {})}
     with (work / "server.log").open("wb") as log:
         server = subprocess.Popen(
             [sys.executable, "-m", "conveyor", "server"],

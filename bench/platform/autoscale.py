@@ -15,7 +15,9 @@ One real platform (`conveyor server`) in a temporary home.
   no instance, the latency of the next request (it starts an instance, waits
   for its health check and is answered), the part of it the instance took to
   start (the ``scaled 0 -> 1`` event to its ``running`` event), a warm request,
-  and the same model started by hand with ``conveyor serve``.
+  and the same model started by hand with ``conveyor serve``. The model app
+  runs twice: with warm starts (the default: a spare that loaded the model
+  waits, docs/autoscaling.md) and on a second platform with ``CONVEYOR_PREFORK=0``.
 
 Prints Markdown tables.
 """
@@ -41,6 +43,8 @@ from typing import Any
 from bench.platform._control import conveyor, running_platform, until
 
 HELLO = Path(__file__).parents[2] / "tests" / "platform" / "apps" / "hello.py"
+#: Seconds between an app reaching zero and the request that wakes it.
+PAUSE = 5.0
 
 
 def _client(env: dict[str, str]) -> Any:
@@ -137,26 +141,35 @@ def _model(work: Path) -> Path:
     return folder
 
 
-def cold_starts(work: Path, env: dict[str, str], router: str, rounds: int) -> list[str]:
+RECORD = json.dumps([{"x": [0.0] * 20}]).encode()
+GB = "scikit-learn model app (GradientBoosting, skops)"
+
+
+def cold_starts(
+    work: Path, env: dict[str, str], router: str, rounds: int, *, prefork: bool = True
+) -> list[str]:
     api = _client(env)
-    record = json.dumps([{"x": [0.0] * 20}]).encode()
-    apps = [
-        ("scikit-learn model app (GradientBoosting, skops)", "gb", _model(work), "/predict"),
-        (
-            "stdlib app (tests' hello.py)",
-            "zero",
-            _hello(work, "zero", "{min-instances: 0, max-instances: 1, idle-period: 1s}"),
-            "/",
-        ),
-    ]
+    warmth = "warm start (spare)" if prefork else "CONVEYOR_PREFORK=0"
+    apps = [(f"{GB}, {warmth}", "gb", _model(work), "/predict")]
+    if prefork:
+        apps.append(
+            (
+                "stdlib app (tests' hello.py)",
+                "zero",
+                _hello(work, "zero", "{min-instances: 0, max-instances: 1, idle-period: 1s}"),
+                "/",
+            )
+        )
     rows = []
     for label, name, folder, path in apps:
         conveyor(env, folder, "push")
         url = f"{router}/{name}{path}"
-        body = record if name == "gb" else None
+        body = RECORD if name == "gb" else None
         cold, warm, start, failed = [], [], [], 0
         for _ in range(rounds):
             until(f"{name} at zero", lambda: api.call("GET", f"/v1/apps/{name}")["running"] == 0)  # noqa: B023
+            # Past the instance's exit: a spare refilled when it started has loaded by now.
+            time.sleep(PAUSE)
             began = time.perf_counter()
             failed += _status(url, body) != 200
             cold.append(time.perf_counter() - began)
@@ -169,11 +182,13 @@ def cold_starts(work: Path, env: dict[str, str], router: str, rounds: int) -> li
         rows.append(
             f"| {label} | {c:.0f} | {max(cold) * 1000:.0f} | {s:.0f} | {w:.1f} | {failed} |"
         )
-    by_hand = statistics.median(_serve_by_hand(work / "gb" / "gb.skops", record) for _ in range(2))
-    rows.append(
-        f"| the same model, `conveyor serve` started by hand → first /predict | "
-        f"{by_hand * 1000:.0f} | | | | |"
-    )
+    if prefork:
+        model = work / "gb" / "gb.skops"
+        by_hand = statistics.median(_serve_by_hand(model, RECORD) for _ in range(2))
+        rows.append(
+            f"| the same model, `conveyor serve` started by hand → first /predict | "
+            f"{by_hand * 1000:.0f} | | | | |"
+        )
     return rows
 
 
@@ -211,12 +226,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, default=8)
     args = parser.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="bench-autoscale-"))
+    cold = Path(tempfile.mkdtemp(prefix="bench-autoscale-cold-"))
     try:
         with running_platform(work) as (env, router):
             steps = step_load(work, env, router, args.clients)
             colds = cold_starts(work, env, router, args.rounds)
+        with running_platform(cold, {"CONVEYOR_PREFORK": "0"}) as (env, router):
+            colds[1:1] = cold_starts(cold, env, router, args.rounds, prefork=False)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(cold, ignore_errors=True)
     print("\n| step load | figure | made of |\n|---|---|---|")
     print("\n".join(steps))
     print(f"\n{args.rounds} rounds, medians\n")

@@ -186,6 +186,7 @@ def serve_command(
     from conveyor.serving import ServeOptions, resolve_model_uri
     from conveyor.serving.server import serve
     from conveyor.serving.service import RequestLogOptions
+    from conveyor.serving.warm import await_activation
 
     settings = get_settings()
     share = (
@@ -201,6 +202,10 @@ def serve_command(
         trusted_types=trust_types,
         version=model_version,
     )
+    if await_activation():  # a platform's warm spare: now told which instance it is
+        import os
+
+        port = int(os.environ["PORT"])
     log_options = None
     if share > 0:
         log_options = RequestLogOptions(

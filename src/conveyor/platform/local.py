@@ -32,6 +32,7 @@ from conveyor.platform.errors import DeployError
 from conveyor.platform.health import HealthCheck
 from conveyor.platform.instances import InstanceState
 from conveyor.platform.isolation import IsolatedSpawner, Sandbox
+from conveyor.platform.kinds.model import serves_model
 from conveyor.platform.logs import LogBuffer, LogFiles, Stream
 from conveyor.platform.processes import (
     Spawner,
@@ -44,6 +45,7 @@ from conveyor.platform.routes import Route, RouteTable
 from conveyor.platform.split import Measure, Split
 from conveyor.platform.supervisor import Event, EventSink, Instance, InstanceSpec, Supervisor
 from conveyor.platform.target import InstanceStatus, LaunchResult, Progress, Release
+from conveyor.platform.warm import WarmSpawner, prefork_enabled
 
 __all__ = ["LocalTarget", "ProcessBook"]
 
@@ -83,12 +85,25 @@ class LocalTarget:
         self.book = processes
         self.table = table or RouteTable()
         self.backoff = backoff or CrashBackoff()
+        self._spawner = spawner or SubprocessSpawner()
+        #: Model apps' warm spares (see :mod:`.warm`); None with CONVEYOR_PREFORK=0.
+        self.warm = (
+            WarmSpawner(
+                self._spawner,
+                serves_model,
+                record=processes.record_process,
+                forget=processes.forget_process,
+                sandboxed_tmp=isinstance(self._spawner, IsolatedSpawner),
+            )
+            if prefork_enabled()
+            else None
+        )
         self.supervisor = supervisor or Supervisor(
             events=self._on_event,
             backoff=self.backoff,
             base_env=base_env,
             log_files=None if log_dir is None else LogFiles(log_dir),
-            spawner=spawner,
+            spawner=self.warm or self._spawner,
         )
         self.drain = drain
         #: Requests an instance (by its route-table key) is answering, as the router counts.
@@ -96,7 +111,6 @@ class LocalTarget:
         #: Longest a drain waits for those requests to finish.
         self.drain_limit = drain_limit
         self._base_env = dict(base_env or {})
-        self._spawner = spawner or SubprocessSpawner()
         self._sinks: list[EventSink] = []
         self._changed = asyncio.Event()
 
@@ -136,6 +150,8 @@ class LocalTarget:
             self._spawner.sweep()
 
     async def close(self) -> None:
+        if self.warm is not None:
+            await self.warm.close()
         await self.supervisor.stop_all()
         if self.supervisor.log_files is not None:
             self.supervisor.log_files.close()
@@ -232,9 +248,13 @@ class LocalTarget:
             )
 
     async def stop(self, app: str) -> None:
+        if self.warm is not None:
+            await self.warm.discard(app)
         await self._retire(self.supervisor.instances(app))
 
     async def undeploy(self, app: str) -> None:
+        if self.warm is not None:
+            await self.warm.discard(app)
         await self._retire(self.supervisor.instances(app))
         self.table.remove_app(app)
         self.supervisor.forget_logs(app)

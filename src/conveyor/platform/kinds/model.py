@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ from conveyor.errors import UsageError
 from conveyor.platform.kinds.base import Files, Launch, Staging
 from conveyor.platform.spec import AppSpec, HealthCheckSpec
 
-__all__ = ["ModelKind"]
+__all__ = ["ModelKind", "serves_model"]
 
 #: The serving runtime of the platform's own interpreter; "$1" is the model, then its options.
 _SERVE = 'm="$1"; shift; exec "$0" -m conveyor serve "$m" --host 127.0.0.1 --port "$PORT" "$@"'
@@ -96,6 +96,11 @@ class ModelKind:
 
     def health_check(self, spec: AppSpec) -> HealthCheckSpec:
         return _CHECK if spec.default_health else spec.health_check
+
+
+def serves_model(argv: Sequence[str]) -> bool:
+    """Whether ``argv`` is a model app's ``conveyor serve`` (which can wait as a warm spare)."""
+    return len(argv) > 3 and tuple(argv[:3]) == ("/bin/sh", "-c", _SERVE)
 
 
 def _registered(model: str) -> bool:
