@@ -111,6 +111,13 @@ def routes(controller: Controller, builders: BuilderFactory | None) -> APIRouter
             raise UsageError(f"the spec is for app {body.spec.name!r}, not {name!r}")
         cluster = target(target_name)
         spec = dataclasses.replace(body.spec, instances=body.instances)
+        if body.image is None and (spec.kind == "model" or spec.model is not None):
+            raise UsageError(
+                f"app {name!r} is a model app: it runs `conveyor serve`, which an image built "
+                "from its files does not hold; give an image with Conveyor installed "
+                f"(--image {name}=REGISTRY/REPO@sha256:...), its model read from the "
+                "target's artifact root"
+            )
 
         async def work(progress: Progress) -> dict[str, Any]:
             revision = await io(cluster.next_revision, name)

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
+import re
 import socket
 import subprocess
 import threading
-from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -16,43 +15,17 @@ import pytest
 import yaml  # type: ignore[import-untyped]
 
 from tests.images.tiny_base import push_tiny_base
-from tests.oci_registry import skopeo, start
-from tests.platform.control import Platform, running_platform
+from tests.oci_registry import skopeo
+from tests.platform.control import Platform
 from tests.waiting import eventually
 
-from .fake_api import CONTEXT, NAMESPACE, FakeApi, fake_api
+from .conftest import registry_or_skip
+from .fake_api import CONTEXT, NAMESPACE, FakeApi
 
 pytestmark = pytest.mark.slow
 
 IMAGE = "registry.example.com/ds/triage@sha256:" + "ef" * 32
 READY = {"replicas": 2, "updatedReplicas": 2, "readyReplicas": 2, "availableReplicas": 2}
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Platform, FakeApi]]:
-    root = tmp_path_factory.mktemp("k8s-cli")
-    with fake_api(root) as api, running_platform(root / "platform") as platform:
-        platform.extra_env["KUBECONFIG"] = str(api.kubeconfig)
-        platform.stop()
-        platform.start()  # again, with the kubeconfig in its environment
-        platform.cli(
-            "target", "add", "prod", "--kubernetes", "--context", CONTEXT,
-            "--namespace", NAMESPACE, "--registry", "registry.example.com/ds",
-        )  # fmt: skip
-        _manifest(platform.project)
-        yield platform, api
-
-
-def _manifest(project: Path) -> None:
-    (project / "app.py").write_text("print('hello')\n")
-    (project / "conveyor.yml").write_text(
-        "applications:\n"
-        "  - name: triage\n"
-        "    command: python app.py\n"
-        "    instances: 2\n"
-        "    routes:\n"
-        "      - route: triage.example.com\n"
-    )
 
 
 def _push(platform: Platform, api: FakeApi, *args: str) -> subprocess.CompletedProcess[str]:
@@ -121,12 +94,7 @@ def test_a_push_builds_the_image_into_the_targets_registry_then_applies_it(
     cluster: tuple[Platform, FakeApi], tmp_path: Path
 ) -> None:
     platform, api = cluster
-    try:
-        registry = start(tmp_path / "registry")
-    except RuntimeError as exc:
-        if os.environ.get("CONVEYOR_REQUIRE_SERVICES") == "1":
-            pytest.fail(f"{exc}; CONVEYOR_REQUIRE_SERVICES=1 requires it")
-        pytest.skip(str(exc))
+    registry = registry_or_skip(tmp_path / "registry")
     try:
         push_tiny_base(registry.host, "base/k8s", "1", tmp_path / "base")
         platform.cli(
@@ -232,6 +200,33 @@ def test_a_stream_renders_and_deploys_as_one_deployment_per_app(
         playing.join(60)
     assert "stream fraud deployed on prod: fraud-log, fraud-http" in deployed.stdout
     assert {"fraud-log", "fraud-http"} <= set(api.objects("Deployment"))
+
+    info = platform.cli("stream", "info", "fraud", "--target", "prod").stdout
+    assert "fraud on prod: 2 app(s)" in info
+    assert re.search(r"fraud-log\s+2/1 ready\s+revision 1", info), info
+    undeployed = platform.cli("stream", "undeploy", "fraud", "--target", "prod").stdout
+    assert "stream fraud undeployed from prod: fraud-log, fraud-http" in undeployed
+    assert not {"fraud-log", "fraud-http"} & set(api.objects("Deployment"))
+    gone = platform.cli("stream", "info", "fraud", "--target", "prod", check=False)
+    assert gone.returncode != 0
+    assert "stream 'fraud' is not deployed on target 'prod'" in gone.stderr
+
+
+def test_a_model_app_without_an_image_is_refused_before_anything_is_built(
+    cluster: tuple[Platform, FakeApi], tmp_path: Path
+) -> None:
+    platform, api = cluster
+    (tmp_path / "model.json").write_text("{}")
+    (tmp_path / "conveyor.yml").write_text(
+        "applications:\n  - name: diagnosis\n    model: model.json\n"
+    )
+    before = len(api.requests())
+    refused = platform.cli("push", "--target", "prod", cwd=tmp_path, check=False)
+    assert refused.returncode != 0
+    assert "app 'diagnosis' is a model app: it runs `conveyor serve`" in refused.stderr
+    assert "--image diagnosis=REGISTRY/REPO@sha256:" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    assert [r for r in api.requests()[before:] if r.method == "PATCH"] == []
 
 
 def _has(api: FakeApi, deployment: str) -> bool:
