@@ -236,3 +236,58 @@ def _has(api: FakeApi, deployment: str) -> bool:
 def _containers(deployment: dict[str, Any]) -> list[dict[str, Any]]:
     containers: list[dict[str, Any]] = deployment["spec"]["template"]["spec"]["containers"]
     return containers
+
+
+def test_a_model_app_is_built_on_the_targets_runtime_image(
+    cluster: tuple[Platform, FakeApi], tmp_path: Path
+) -> None:
+    platform, api = cluster
+    registry = registry_or_skip(tmp_path / "registry")
+    try:
+        # The tests' runtime image is the tiny base (no Conveyor inside: nothing runs it here).
+        push_tiny_base(registry.host, "base/runtime", "1", tmp_path / "base")
+        runtime = f"{registry.host}/base/runtime:1"
+        platform.cli(
+            "target", "add", "models", "--kubernetes", "--context", CONTEXT,
+            "--namespace", NAMESPACE, "--registry", f"{registry.host}/ds",
+            "--runtime-image", runtime,
+        )  # fmt: skip
+        app = tmp_path / "app"
+        app.mkdir()
+        (app / "model.json").write_text("{}")
+        (app / "conveyor.yml").write_text(
+            "applications:\n  - name: scorer\n    model: model.json\n"
+        )
+
+        def controller() -> None:
+            eventually(partial(_has, api, "scorer"), what="the Deployment applied")
+            api.set_status(
+                "Deployment",
+                "scorer",
+                {
+                    **READY,
+                    "replicas": 1,
+                    "readyReplicas": 1,
+                    "updatedReplicas": 1,
+                    "availableReplicas": 1,
+                },
+            )
+
+        playing = threading.Thread(target=controller)
+        playing.start()
+        try:
+            pushed = platform.cli("push", "--target", "models", cwd=app, timeout=600)
+        finally:
+            playing.join(60)
+        assert "scorer: revision 1 rolled out on models" in pushed.stdout
+        box = _containers(api.objects("Deployment")["scorer"])[0]
+        assert box["image"].startswith(f"{registry.host}/ds/scorer@sha256:")
+        assert "conveyor serve" in box["command"][-1]
+        inspected = json.loads(
+            skopeo("inspect", "--tls-verify=false", "--no-tags", f"docker://{box['image']}")
+        )
+        assert inspected["Labels"]["org.opencontainers.image.base.name"] == runtime
+        assert inspected["Labels"]["dev.conveyor.kind"] == "model"
+        platform.cli("delete", "scorer", "--target", "models", "-y")
+    finally:
+        registry.stop()

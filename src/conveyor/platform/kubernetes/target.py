@@ -35,7 +35,7 @@ from conveyor.platform.kubernetes.render import (
 from conveyor.platform.spec import AppSpec
 from conveyor.platform.target import LaunchResult, Progress
 
-__all__ = ["APP_KINDS", "TASK_ANNOTATION", "ImageBuilder", "KubernetesTarget"]
+__all__ = ["APP_KINDS", "KIND_LABEL", "TASK_ANNOTATION", "ImageBuilder", "KubernetesTarget"]
 
 ImageBuilder = Callable[[Mapping[str, Any], Mapping[str, str]], str]
 #: What an app may own, removed with it.
@@ -49,6 +49,8 @@ APP_KINDS = (
     "Secret",
 )
 _MANAGED = {"app.kubernetes.io/managed-by": "conveyor"}
+#: On an image: the app's kind (the builder puts a model app on the target's runtime image).
+KIND_LABEL = "dev.conveyor.kind"
 #: On a schedule's CronJob: the task it launches.
 TASK_ANNOTATION = "conveyor.dev/task"
 
@@ -90,6 +92,7 @@ class KubernetesTarget:
             **labels(spec.name, revision),
             "org.opencontainers.image.title": spec.name,
             "dev.conveyor.revision": str(revision),
+            KIND_LABEL: "model" if spec.model is not None else (spec.kind or "command"),
         }
         return await asyncio.to_thread(self.builder, droplet, tags)
 
