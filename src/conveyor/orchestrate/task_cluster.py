@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from conveyor.errors import ConveyorError
 from conveyor.orchestrate.task_launcher import task_app
 from conveyor.platform import AppSpec, KubernetesTarget, job_name
 from conveyor.tasks.catalogue import BUILTINS, TaskApp
@@ -92,6 +93,14 @@ class ClusterLauncher:
         return task_app(self.apps(), name)
 
     async def run_step(self, launch: StepLaunch) -> StepResult:
+        try:
+            return await self._run(launch)
+        except TaskError:
+            raise
+        except ConveyorError as error:  # the image or the cluster refused: the step failed
+            raise TaskError(f"step {launch.step.name!r} on the cluster: {error}") from error
+
+    async def _run(self, launch: StepLaunch) -> StepResult:
         execution, step = launch.execution, launch.step
         app = self.app(step.app)
         spec, command = self.step_spec(app, {**execution.params, **step.params})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -49,3 +50,15 @@ def registry_or_skip(folder: Path) -> OciRegistry:
         if os.environ.get("CONVEYOR_REQUIRE_SERVICES") == "1":
             pytest.fail(f"{exc}; CONVEYOR_REQUIRE_SERVICES=1 requires it")
         pytest.skip(str(exc))
+
+
+def unreachable_target(platform: Platform, name: str) -> str:
+    """Add a target whose registry (and base image) is a loopback port nothing listens on."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed = f"127.0.0.1:{sock.getsockname()[1]}"
+    platform.cli(
+        "target", "add", name, "--kubernetes", "--context", CONTEXT,
+        "--namespace", NAMESPACE, "--registry", f"{closed}/ds", "--base-image", f"{closed}/b:1",
+    )  # fmt: skip
+    return closed

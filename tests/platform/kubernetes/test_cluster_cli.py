@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 import subprocess
 import threading
 from functools import partial
@@ -19,7 +18,7 @@ from tests.oci_registry import skopeo
 from tests.platform.control import Platform
 from tests.waiting import eventually
 
-from .conftest import registry_or_skip
+from .conftest import registry_or_skip, unreachable_target
 from .fake_api import CONTEXT, NAMESPACE, FakeApi
 
 pytestmark = pytest.mark.slow
@@ -130,13 +129,7 @@ def test_a_registry_that_cannot_be_reached_fails_the_push_naming_it(
     cluster: tuple[Platform, FakeApi],
 ) -> None:
     platform, api = cluster
-    with socket.socket() as sock:  # a loopback port nothing listens on
-        sock.bind(("127.0.0.1", 0))
-        closed = f"127.0.0.1:{sock.getsockname()[1]}"
-    platform.cli(
-        "target", "add", "unreachable", "--kubernetes", "--context", CONTEXT,
-        "--namespace", NAMESPACE, "--registry", f"{closed}/ds", "--base-image", f"{closed}/b:1",
-    )  # fmt: skip
+    closed = unreachable_target(platform, "unreachable")
     before = len(api.requests())
     result = platform.cli("push", "--target", "unreachable", check=False, timeout=300)
     assert result.returncode != 0

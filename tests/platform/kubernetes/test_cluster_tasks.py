@@ -19,7 +19,7 @@ from tests.images.tiny_base import push_tiny_base
 from tests.platform.control import Platform
 from tests.waiting import eventually
 
-from .conftest import registry_or_skip
+from .conftest import registry_or_skip, unreachable_target
 from .fake_api import CONTEXT, NAMESPACE, FakeApi
 
 pytestmark = pytest.mark.slow
@@ -207,3 +207,20 @@ def test_a_steps_image_is_built_from_its_task_apps_files(
         assert image.startswith(f"{registry.host}/ds/score@sha256:")
     finally:
         registry.stop()
+
+
+def test_a_step_whose_image_cannot_be_built_fails_naming_the_registry(
+    cluster: tuple[Platform, FakeApi],
+) -> None:
+    platform, api = cluster
+    closed = unreachable_target(platform, "nowhere")
+    _register(platform, "fit", "python step.py")
+    platform.cli("task", "create", "fitting", "--definition", "fit")
+    failed = platform.cli(
+        "task", "launch", "fitting", "--target", "nowhere", "--wait", check=False, timeout=300
+    )
+    assert failed.returncode == 1
+    assert "of fitting: FAILED" in failed.stdout
+    assert f"cannot reach the image registry {closed}" in failed.stdout
+    assert "Traceback" not in failed.stdout + failed.stderr
+    assert not [name for name in api.objects("Job") if name.startswith("fitting-")]
