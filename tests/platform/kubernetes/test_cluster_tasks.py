@@ -224,3 +224,18 @@ def test_a_step_whose_image_cannot_be_built_fails_naming_the_registry(
     assert f"cannot reach the image registry {closed}" in failed.stdout
     assert "Traceback" not in failed.stdout + failed.stderr
     assert not [name for name in api.objects("Job") if name.startswith("fitting-")]
+
+
+def test_stopping_an_execution_on_a_target_deletes_its_running_job(
+    cluster: tuple[Platform, FakeApi],
+) -> None:
+    platform, api = cluster
+    _register(platform, "slow", "python step.py")
+    platform.cli("task", "create", "lengthy", "--definition", "slow")
+    started = platform.cli("task", "launch", "lengthy", "--target", "prod", "--image", IMAGE)
+    execution = started.stdout.split()[1]
+    job = eventually(partial(_job, api, "lengthy-slow-"), what="the step's Job")
+    stopped = platform.cli("task", "execution", "stop", execution).stdout
+    assert f"execution {execution} of lengthy: STOPPED" in stopped
+    assert re.search(r"slow\s+STOPPED", stopped), stopped
+    eventually(lambda: job not in api.objects("Job"), what="the Job deleted")
