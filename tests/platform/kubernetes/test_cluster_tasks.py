@@ -239,3 +239,16 @@ def test_stopping_an_execution_on_a_target_deletes_its_running_job(
     assert f"execution {execution} of lengthy: STOPPED" in stopped
     assert re.search(r"slow\s+STOPPED", stopped), stopped
     eventually(lambda: job not in api.objects("Job"), what="the Job deleted")
+
+    # A restart runs on the same target, in a Job of its own.
+    playing = threading.Thread(target=lambda: _end_job(api, "lengthy-slow-", 0, "done"))
+    playing.start()
+    try:
+        again = platform.cli("task", "execution", "restart", execution, "--wait")
+    finally:
+        playing.join(60)
+    assert f"execution {execution} of lengthy: COMPLETED" in again.stdout
+    assert re.search(r"slow\s+COMPLETED\s+exit 0", again.stdout), again.stdout
+    assert [name for name in api.objects("Job") if name.startswith("lengthy-slow-")] == [
+        f"lengthy-slow-{execution[:8]}-2"
+    ]
