@@ -156,8 +156,13 @@ def rollback_command(name: str, version: int) -> None:
 
 @stream_group.command("undeploy")
 @_named
-def undeploy_command(name: str) -> None:
+@click.option("--target", default="local", show_default=True, help="Or a Kubernetes target.")
+def undeploy_command(name: str, target: str) -> None:
     """Stop and remove the stream's apps (the definition stays)."""
+    if target != "local":
+        gone = connect().call("DELETE", f"/v1/targets/{target}/streams/{name}")
+        click.echo(f"stream {name} undeployed from {target}: {', '.join(gone['removed'])}")
+        return
     result = connect().call("POST", f"/v1/streams/{name}/undeploy")
     click.echo(f"stream {name} undeployed ({len(result['removed'])} apps removed)")
 
@@ -187,15 +192,26 @@ def list_command(as_json: bool) -> None:
 @stream_group.command("info")
 @_named
 @click.option("--json", "as_json", is_flag=True)
-def info_command(name: str, as_json: bool) -> None:
+@click.option("--target", default="local", show_default=True, help="Or a Kubernetes target.")
+def info_command(name: str, as_json: bool, target: str) -> None:
     """A stream's apps: instances running/desired, wiring, messages waiting (lag) and counts.
 
     The counts are since the app's instances started (shown beside them): a
-    restart or an update starts them again at zero.
+    restart or an update starts them again at zero. On a target: each app's
+    Deployment, its replicas ready and its revision.
     """
-    info: dict[str, Any] = connect().call("GET", f"/v1/streams/{name}")
+    path = f"/v1/streams/{name}" if target == "local" else f"/v1/targets/{target}/streams/{name}"
+    info: dict[str, Any] = connect().call("GET", path)
     if as_json:
         click.echo(json.dumps(info, indent=2))
+        return
+    if target != "local":
+        click.echo(f"{name} on {target}: {len(info['apps'])} app(s)")
+        for app in info["apps"]:
+            click.echo(
+                f"  {app['name']:<24} {app['ready']}/{app['instances']} ready"
+                f"  revision {app['revision']}"
+            )
         return
     binder = info.get("binder") or "-"
     click.echo(f"{info['name']}: {info['status']} (version {info['version']}, binder {binder})")

@@ -38,6 +38,11 @@ def target_group() -> None:
     default=None,
     help="The image apps are built on (default: python:X.Y-slim of the app's Python).",
 )
+@click.option(
+    "--runtime-image",
+    default=None,
+    help="The image model apps are built on: one with Conveyor installed.",
+)
 @click.option("--replace", is_flag=True, help="Replace a target of that name.")
 def add_command(
     name: str,
@@ -50,6 +55,7 @@ def add_command(
     ingress_class: str | None,
     gateway: str | None,
     base_image: str | None,
+    runtime_image: str | None,
     replace: bool,
 ) -> None:
     """Add a target, e.g. `conveyor target add prod --kubernetes --namespace ds --registry R`."""
@@ -67,6 +73,7 @@ def add_command(
         "ingress_class": ingress_class,
         "gateway": gateway,
         "base_image": base_image,
+        "runtime_image": runtime_image,
     }
     body = {"name": name, "kind": "kubernetes", "config": config, "replace": replace}
     result = connect().call("POST", "/v1/targets", body)

@@ -176,18 +176,38 @@ def validate_command(name: str, definition: str | None) -> None:
         click.echo(f"  {step['name']:<20} {step['app']:<16} {params}".rstrip())
 
 
+_TARGET = click.option(
+    "--target",
+    default=None,
+    callback=lambda _ctx, _param, value: None if value in (None, "local") else value,
+    help="A Kubernetes target (default: local).",
+)
+
+
 @task_group.command("launch")
 @_NAME
 @_ARGUMENTS
 @click.option("--properties", default="", metavar="K=V,...", help="app.<step>.<option>=value")
 @click.option("--no-cache", is_flag=True, help="Run every step, even unchanged ones.")
 @click.option("--wait", is_flag=True, help="Wait for the end; exit 1 unless it completed.")
-def launch_command(name: str, arguments: str, properties: str, no_cache: bool, wait: bool) -> None:
-    """Start an execution of a task."""
+@_TARGET
+@click.option("--image", help="With --target: the steps' image (else built from their files).")
+def launch_command(
+    name: str,
+    arguments: str,
+    properties: str,
+    no_cache: bool,
+    wait: bool,
+    target: str | None,
+    image: str | None,
+) -> None:
+    """Start an execution of a task (on a Kubernetes target: each step a Job)."""
     body = {
         "params": parse_arguments(arguments),
         "properties": parse_properties(properties),
         "no_cache": no_cache,
+        "target": target,
+        "image": image,
     }
     client = connect()
     started = client.call("POST", f"/v1/tasks/{name}/launch", body)
@@ -309,6 +329,8 @@ _SCHEDULE = click.argument("schedule", metavar="SCHEDULE")
     show_default=True,
     help="While the previous execution runs: skip the fire time, or queue it (one at most).",
 )
+@_TARGET
+@click.option("--image", help="With --target: the step's image (else built from its files).")
 def schedule_create_command(
     schedule: str,
     task: str,
@@ -318,8 +340,27 @@ def schedule_create_command(
     properties: str,
     no_catch_up: bool,
     when_busy: str,
+    target: str | None,
+    image: str | None,
 ) -> None:
-    """Create a schedule (run by the platform; a busy task's turn is skipped or queued)."""
+    """Create a schedule (run by the platform; a busy task's turn is skipped or queued).
+
+    With --target: a CronJob of the task's one step (a busy turn is skipped).
+    """
+    if target is not None:
+        if properties or when_busy != "skip" or no_catch_up:
+            raise UsageError(
+                "--properties, --when-busy queue and --no-catch-up are for schedules this "
+                "platform runs; a CronJob skips a busy turn (give step options in --arguments)"
+            )
+        cluster: dict[str, Any] = {"name": schedule, "task": task, "cron": cron}
+        cluster |= {"timezone": timezone, "params": parse_arguments(arguments), "image": image}
+        made = connect().call("POST", f"/v1/targets/{target}/task-schedules", cluster)
+        click.echo(f"schedule {schedule} created on {target}: CronJob {made['cron']!r}")
+        click.echo(f"  image {made['image']}")
+        return
+    if image is not None:
+        raise UsageError("--image is for a Kubernetes target: add --target NAME")
     body = {
         "name": schedule,
         "task": task,
@@ -335,8 +376,18 @@ def schedule_create_command(
 
 
 @schedule_group.command("list")
-def schedule_list_command() -> None:
-    """Every schedule with its next fire time and last event."""
+@_TARGET
+def schedule_list_command(target: str | None) -> None:
+    """Every schedule with its next fire time and last event (on a target: its CronJobs)."""
+    if target is not None:
+        for s in connect().call("GET", f"/v1/targets/{target}/task-schedules"):
+            state = "paused" if s["paused"] else "active"
+            last = s["last_fired"] or "never fired"
+            zone = s["time_zone"] or "-"
+            click.echo(
+                f"{s['name']:<20} {s['task'] or '-':<16} {s['cron']:<14} {zone:<16} {state}  {last}"
+            )
+        return
     for s in connect().call("GET", "/v1/task-schedules"):
         state = "paused" if s["paused"] else f"next {_when(s['next_fire'])}"
         if s.get("when_busy") == "queue":
@@ -349,23 +400,34 @@ def schedule_list_command() -> None:
 
 @schedule_group.command("pause")
 @_SCHEDULE
-def schedule_pause_command(schedule: str) -> None:
-    """Stop launching until resumed."""
-    connect().call("POST", f"/v1/task-schedules/{schedule}/pause")
-    click.echo(f"schedule {schedule} paused")
+@_TARGET
+def schedule_pause_command(schedule: str, target: str | None) -> None:
+    """Stop launching until resumed (on a target: the CronJob is suspended)."""
+    connect().call("POST", f"{_schedules(target)}/{schedule}/pause")
+    click.echo(f"schedule {schedule} paused" + (f" on {target}" if target else ""))
+
+
+def _schedules(target: str | None) -> str:
+    return "/v1/task-schedules" if target is None else f"/v1/targets/{target}/task-schedules"
 
 
 @schedule_group.command("resume")
 @_SCHEDULE
-def schedule_resume_command(schedule: str) -> None:
+@_TARGET
+def schedule_resume_command(schedule: str, target: str | None) -> None:
     """Launch again from the next fire time (paused ones are not caught up)."""
+    if target is not None:
+        connect().call("POST", f"{_schedules(target)}/{schedule}/resume")
+        click.echo(f"schedule {schedule} resumed on {target}")
+        return
     resumed = connect().call("POST", f"/v1/task-schedules/{schedule}/resume")
     click.echo(f"schedule {schedule} resumed: next at {_when(resumed['next_fire'])}")
 
 
 @schedule_group.command("destroy")
 @_SCHEDULE
-def schedule_destroy_command(schedule: str) -> None:
-    """Forget a schedule."""
-    connect().call("DELETE", f"/v1/task-schedules/{schedule}")
-    click.echo(f"schedule {schedule} destroyed")
+@_TARGET
+def schedule_destroy_command(schedule: str, target: str | None) -> None:
+    """Forget a schedule (on a target: delete its CronJob)."""
+    connect().call("DELETE", f"{_schedules(target)}/{schedule}")
+    click.echo(f"schedule {schedule} destroyed" + (f" on {target}" if target else ""))

@@ -38,7 +38,7 @@ from conveyor.tasks.errors import TaskError
 from conveyor.tasks.execution import StepLaunch, StepResult
 from conveyor.tasks.step import STATUS_FILE, STATUS_VARIABLE, step_command
 
-__all__ = ["TargetLauncher"]
+__all__ = ["TargetLauncher", "task_app"]
 
 Materialise = Callable[[Mapping[str, Mapping[str, Any]], Path], None]
 
@@ -53,6 +53,14 @@ def _hand_over(paths: list[Path], uid: int) -> None:
 
 def _split(value: str | None) -> list[str]:
     return [part.strip() for part in (value or "").split(",") if part.strip()]
+
+
+def task_app(apps: Mapping[str, TaskApp], name: str) -> TaskApp:
+    """A registered or built-in task app; TaskError when it is gone."""
+    found = apps.get(name) or BUILTINS.get(name)
+    if found is None:
+        raise TaskError(f"the task app {name!r} is no longer registered")
+    return found
 
 
 class TargetLauncher:
@@ -78,10 +86,7 @@ class TargetLauncher:
         self.materialise = materialise
 
     def app(self, name: str) -> TaskApp:
-        found = self.apps().get(name) or BUILTINS.get(name)
-        if found is None:
-            raise TaskError(f"the task app {name!r} is no longer registered")
-        return found
+        return task_app(self.apps(), name)
 
     async def run_step(self, launch: StepLaunch) -> StepResult:
         execution, step = launch.execution, launch.step

@@ -14,13 +14,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from conveyor.errors import NotFoundError, UsageError
+from conveyor.orchestrate.task_cluster import ClusterLauncher, check_on_cluster
 from conveyor.orchestrate.task_launcher import TargetLauncher
-from conveyor.platform import Controller, Progress, Staging, check_upload_path
+from conveyor.platform import (
+    Controller,
+    KubernetesTarget,
+    Progress,
+    Staging,
+    check_upload_path,
+)
 from conveyor.store.tasks import TaskRepository
 from conveyor.tasks.catalogue import BUILTINS, TaskApp, check_apps, parse_python_uri
 from conveyor.tasks.dsl import check_task_name, parse_definition, to_graph
@@ -28,6 +35,7 @@ from conveyor.tasks.errors import TaskError
 from conveyor.tasks.execution import (
     Execution,
     Executor,
+    StepLauncher,
     mark_interrupted,
     new_execution,
     prepare_restart,
@@ -36,12 +44,21 @@ from conveyor.tasks.execution import (
 __all__ = ["TaskService"]
 
 _REQUIREMENTS = ("requirements.txt", "pyproject.toml")
+#: A Kubernetes target by its name (UsageError or NotFoundError when there is none).
+ClusterTargets = Callable[[str], KubernetesTarget]
 
 
 class TaskService:
     """Task apps, definitions and executions; see the module's docstring."""
 
-    def __init__(self, controller: Controller, *, width: int = 4, runs_dir: Path | None = None):
+    def __init__(
+        self,
+        controller: Controller,
+        *,
+        width: int = 4,
+        runs_dir: Path | None = None,
+        clusters: ClusterTargets | None = None,
+    ):
         self.controller = controller
         self.records = TaskRepository(controller.state.registry)
         self.width = width
@@ -54,6 +71,8 @@ class TaskService:
             self.apps,
             controller.droplets.materialise,
         )
+        #: Kubernetes targets by name (injected by the server), for executions run there.
+        self.clusters = clusters
         self._running: dict[str, tuple[Executor, asyncio.Task[Execution]]] = {}
         controller.droplet_users.append(self._droplets_in_use)
 
@@ -182,11 +201,22 @@ class TaskService:
         properties: Mapping[str, str] | None = None,
         *,
         no_cache: bool = False,
+        target: str | None = None,
+        image: str | None = None,
     ) -> dict[str, Any]:
-        """Start an execution of task ``name``; returns it as it starts (steps PENDING)."""
+        """Start an execution of task ``name``; returns it as it starts (steps PENDING).
+
+        With ``target`` (a Kubernetes target) each step runs there as a Job, from
+        ``image`` or from an image built of its task app's files.
+        """
         text = self.records.definition(name)
         definition = parse_definition(text)
         check_apps(definition, self.apps())
+        if target is not None:
+            self.cluster(target)  # an unknown target is refused before anything starts
+            check_on_cluster(definition, self.apps(), image)
+        elif image is not None:
+            raise UsageError("--image is for a Kubernetes target: add --target NAME")
         for key in properties or {}:
             if not key.startswith("app."):
                 raise UsageError(
@@ -195,16 +225,30 @@ class TaskService:
         execution = new_execution(
             name, definition, text, params=params, properties=properties, no_cache=no_cache
         )
+        execution.target, execution.image = target, image
         self._start(execution)
         return execution.to_json()
 
     def _start(self, execution: Execution) -> None:
         definition = parse_definition(execution.definition)
-        executor = Executor(definition, execution, self.launcher, self._save, width=self.width)
+        launcher: StepLauncher = self.launcher
+        if execution.target is not None:
+            launcher = ClusterLauncher(
+                self.cluster(execution.target),
+                self.apps,
+                self.controller.droplets.materialise,
+                image=execution.image,
+            )
+        executor = Executor(definition, execution, launcher, self._save, width=self.width)
         self._save(execution)  # recorded before the launch answers: its id is usable at once
         task = asyncio.ensure_future(executor.run())
         self._running[execution.id] = (executor, task)
         task.add_done_callback(lambda _t: self._running.pop(execution.id, None))
+
+    def cluster(self, target: str) -> KubernetesTarget:
+        if self.clusters is None:
+            raise UsageError("this platform runs tasks on this machine only (no targets)")
+        return self.clusters(target)
 
     def _save(self, execution: Execution) -> None:
         self.records.save_execution(execution.to_json())

@@ -47,6 +47,8 @@ if TYPE_CHECKING:
         kind_named,
         register_kind,
     )
+    from conveyor.platform.kubernetes.jobs import job_name
+    from conveyor.platform.kubernetes.target import KubernetesTarget
     from conveyor.platform.local import LocalTarget
     from conveyor.platform.views import describe as describe_app
 
@@ -62,6 +64,8 @@ _LAZY = {
     "Controller": ("conveyor.platform.controller", "Controller"),
     "Deployment": ("conveyor.platform.controller", "Deployment"),
     "LocalTarget": ("conveyor.platform.local", "LocalTarget"),
+    "KubernetesTarget": ("conveyor.platform.kubernetes.target", "KubernetesTarget"),
+    "job_name": ("conveyor.platform.kubernetes.jobs", "job_name"),
     "Progress": ("conveyor.platform.controller", "Progress"),
     "MINIMAL_PATH": ("conveyor.platform.isolation", "MINIMAL_PATH"),
     "app_uid": ("conveyor.platform.isolation", "app_uid"),
@@ -93,6 +97,7 @@ __all__ = [
     "InstanceSpec",
     "InstanceState",
     "InstanceStatus",
+    "KubernetesTarget",
     "Launch",
     "LaunchResult",
     "LocalTarget",
@@ -118,6 +123,7 @@ __all__ = [
     "check_upload_path",
     "describe_app",
     "files_digest",
+    "job_name",
     "kind_named",
     "load_manifest",
     "parse_manifest",

@@ -30,6 +30,7 @@ from conveyor.server import (
     canaries,
     cluster_apps,
     cluster_streams,
+    cluster_tasks,
     images,
     lineage,
     models,
@@ -40,8 +41,9 @@ from conveyor.server import (
 )
 from conveyor.server._common import error_body, status_for
 from conveyor.server.auth import TokenGuard
-from conveyor.server.cluster_apps import BuilderFactory
+from conveyor.server.cluster_apps import BuilderFactory, cluster_target
 from conveyor.server.ui import dashboard
+from conveyor.store.targets import TargetRepository
 
 __all__ = ["create_app"]
 
@@ -114,8 +116,14 @@ def create_app(
     service = StreamService(controller, settings=settings)
     api.include_router(streams.routes(service))
     api.include_router(cluster_streams.routes(service, image_builders))
-    tasks, schedules = task_services(controller, settings.home / "runs")
+    target_registry = TargetRepository(controller.state.registry)
+    tasks, schedules = task_services(
+        controller,
+        settings.home / "runs",
+        clusters=lambda name: cluster_target(target_registry, name, image_builders),
+    )
     api.include_router(task_routes(tasks, schedules))
+    api.include_router(cluster_tasks.routes(tasks))
     api.include_router(lineage.routes(controller.state.registry, settings))
     api.mount("/ui", dashboard(controller, service, tasks, schedules, token, settings))
     return TokenGuard(api, token, open_prefix="/ui")

@@ -21,7 +21,7 @@ from conveyor.errors import UsageError
 from conveyor.platform.controller import Controller
 from conveyor.platform.kubernetes.config import KubernetesConfig
 from conveyor.platform.kubernetes.render import model_lineage
-from conveyor.platform.kubernetes.target import ImageBuilder, KubernetesTarget
+from conveyor.platform.kubernetes.target import KIND_LABEL, ImageBuilder, KubernetesTarget
 from conveyor.platform.spec import MAX_INSTANCES
 from conveyor.server._common import (
     APP_NAME,
@@ -56,10 +56,11 @@ def image_builders(cache: PathType) -> BuilderFactory:
 
             app = labels["app.kubernetes.io/name"]
             repository = f"{config.registry.rstrip('/')}/{app}"
+            model = labels.get(KIND_LABEL) == "model"
             image = build_and_push(
                 revision_droplet(droplet),
                 repository=repository,
-                base=config.base_image,
+                base=config.runtime_image if model else config.base_image,
                 labels=labels,
                 insecure=is_loopback(repository.split("/", 1)[0]),
                 cache=cache,
@@ -69,6 +70,24 @@ def image_builders(cache: PathType) -> BuilderFactory:
         return build
 
     return factory
+
+
+def _check_model_image(name: str, model: str | None, config: KubernetesConfig) -> None:
+    """A model app is built on the target's runtime image (Conveyor installed), from a model
+    file among its own files; anything else needs an image given."""
+    if config.runtime_image is None:
+        raise UsageError(
+            f"app {name!r} is a model app: it runs `conveyor serve`, which an image built "
+            "from its files does not hold; give an image with Conveyor installed "
+            f"(--image {name}=REGISTRY/REPO@sha256:...), or set the target's "
+            "--runtime-image (an image with Conveyor installed) to build on"
+        )
+    if str(model).startswith(("run:", "models:/")):
+        raise UsageError(
+            f"app {name!r} serves a registered model ({model}), which pods would read from "
+            "the artifact root; that is not there yet: give --image, or push the model file "
+            "with the app's files"
+        )
 
 
 def cluster_target(
@@ -111,6 +130,8 @@ def routes(controller: Controller, builders: BuilderFactory | None) -> APIRouter
             raise UsageError(f"the spec is for app {body.spec.name!r}, not {name!r}")
         cluster = target(target_name)
         spec = dataclasses.replace(body.spec, instances=body.instances)
+        if body.image is None and (spec.kind == "model" or spec.model is not None):
+            _check_model_image(name, spec.model, cluster.config)
 
         async def work(progress: Progress) -> dict[str, Any]:
             revision = await io(cluster.next_revision, name)

@@ -9,7 +9,7 @@ from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 from pydantic import Field
 
-from conveyor.errors import UsageError
+from conveyor.errors import NotFoundError, UsageError
 from conveyor.orchestrate import StreamService
 from conveyor.orchestrate.cluster_streams import cluster_stream_specs
 from conveyor.platform.kubernetes.render import Workload, render_app
@@ -68,5 +68,26 @@ def routes(streams: StreamService, builders: BuilderFactory | None) -> APIRouter
             return {"apps": [w.spec.name for w in works]}
 
         return operation(work)
+
+    @api.get("/v1/targets/{target_name}/streams/{name}", summary="A stream's apps on a target")
+    async def info(target_name: TargetName, name: StreamName) -> dict[str, Any]:
+        target = cluster_target(registry, target_name, builders)
+        rows = await asyncio.to_thread(target.apps, name)
+        if not rows:
+            raise NotFoundError(
+                f"stream {name!r} is not deployed on target {target_name!r} "
+                f"(namespace {target.config.namespace!r})"
+            )
+        return {"name": name, "target": target_name, "apps": rows}
+
+    @api.delete("/v1/targets/{target_name}/streams/{name}", summary="Remove a stream's apps")
+    async def undeploy(target_name: TargetName, name: StreamName) -> dict[str, Any]:
+        target = cluster_target(registry, target_name, builders)
+        rows = await asyncio.to_thread(target.apps, name)
+        if not rows:
+            raise NotFoundError(f"stream {name!r} is not deployed on target {target_name!r}")
+        for row in rows:
+            await target.undeploy(row["name"])
+        return {"name": name, "removed": [row["name"] for row in rows]}
 
     return api

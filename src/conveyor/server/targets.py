@@ -28,6 +28,7 @@ class KubernetesIn(Strict):
     ingress_class: str | None = Field(None, min_length=1, max_length=253)
     gateway: str | None = Field(None, min_length=1, max_length=253)
     base_image: str | None = Field(None, min_length=1, max_length=512)
+    runtime_image: str | None = Field(None, min_length=1, max_length=512)
 
 
 class TargetIn(Strict):

@@ -14,9 +14,10 @@ from fastapi import APIRouter, Path, Query
 from pydantic import Field
 
 from conveyor.orchestrate.task_schedules import TaskScheduler
-from conveyor.orchestrate.tasks import TaskService
+from conveyor.orchestrate.tasks import ClusterTargets, TaskService
 from conveyor.platform import Controller, SystemClock
-from conveyor.server._common import FileIn, Strict
+from conveyor.server._common import APP_NAME, FileIn, Strict
+from conveyor.server.cluster_apps import IMAGE_PATTERN
 from conveyor.tasks.catalogue import TaskApp
 
 __all__ = ["task_routes", "task_services"]
@@ -53,6 +54,10 @@ class LaunchIn(Strict):
     params: Params = Field(default_factory=dict)
     properties: Params = Field(default_factory=dict)
     no_cache: bool = False
+    #: A Kubernetes target: each step runs there as a Job.
+    target: str | None = Field(None, pattern=APP_NAME)
+    #: With ``target``: the steps' image (else built from each task app's files).
+    image: str | None = Field(None, pattern=IMAGE_PATTERN, max_length=512)
 
 
 class ScheduleIn(Strict):
@@ -72,14 +77,16 @@ class RestartIn(Strict):
 
 
 def task_services(
-    controller: Controller, runs_dir: FilePath | None = None
+    controller: Controller,
+    runs_dir: FilePath | None = None,
+    clusters: ClusterTargets | None = None,
 ) -> tuple[TaskService, TaskScheduler]:
     """The task service (after marking what a killed platform left running) and its scheduler.
 
     The control API and the dashboard share them: an execution launched from
     one is stopped from the other.
     """
-    tasks = TaskService(controller, runs_dir=runs_dir)
+    tasks = TaskService(controller, runs_dir=runs_dir, clusters=clusters)
     tasks.recover()
     schedules = TaskScheduler(tasks, SystemClock())
     try:
@@ -144,7 +151,14 @@ def task_routes(tasks: TaskService, schedules: TaskScheduler) -> APIRouter:
 
     @router.post("/v1/tasks/{name}/launch", status_code=201, summary="Start an execution")
     async def launch_task(name: TaskName, body: LaunchIn) -> dict[str, Any]:
-        return await tasks.launch(name, body.params, body.properties, no_cache=body.no_cache)
+        return await tasks.launch(
+            name,
+            body.params,
+            body.properties,
+            no_cache=body.no_cache,
+            target=body.target,
+            image=body.image,
+        )
 
     @router.get("/v1/task-executions", summary="Executions, newest first")
     async def list_executions(

@@ -110,6 +110,9 @@ class Execution:
     ended_at: float | None = None
     attempts: int = 1
     no_cache: bool = False
+    #: The Kubernetes target whose Jobs run the steps (None: this machine), and their image.
+    target: str | None = None
+    image: str | None = None
 
     def move(self, state: ExecutionState, reason: str | None = None) -> None:
         check_move(f"execution {self.id}", self.state, state)
@@ -130,6 +133,8 @@ class Execution:
             "ended_at": self.ended_at,
             "attempts": self.attempts,
             "no_cache": self.no_cache,
+            "target": self.target,
+            "image": self.image,
         }
 
     @classmethod

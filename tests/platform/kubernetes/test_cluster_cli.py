@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
-import socket
+import re
 import subprocess
 import threading
-from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -16,43 +14,17 @@ import pytest
 import yaml  # type: ignore[import-untyped]
 
 from tests.images.tiny_base import push_tiny_base
-from tests.oci_registry import skopeo, start
-from tests.platform.control import Platform, running_platform
+from tests.oci_registry import skopeo
+from tests.platform.control import Platform
 from tests.waiting import eventually
 
-from .fake_api import CONTEXT, NAMESPACE, FakeApi, fake_api
+from .conftest import registry_or_skip, unreachable_target
+from .fake_api import CONTEXT, NAMESPACE, FakeApi
 
 pytestmark = pytest.mark.slow
 
 IMAGE = "registry.example.com/ds/triage@sha256:" + "ef" * 32
 READY = {"replicas": 2, "updatedReplicas": 2, "readyReplicas": 2, "availableReplicas": 2}
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Platform, FakeApi]]:
-    root = tmp_path_factory.mktemp("k8s-cli")
-    with fake_api(root) as api, running_platform(root / "platform") as platform:
-        platform.extra_env["KUBECONFIG"] = str(api.kubeconfig)
-        platform.stop()
-        platform.start()  # again, with the kubeconfig in its environment
-        platform.cli(
-            "target", "add", "prod", "--kubernetes", "--context", CONTEXT,
-            "--namespace", NAMESPACE, "--registry", "registry.example.com/ds",
-        )  # fmt: skip
-        _manifest(platform.project)
-        yield platform, api
-
-
-def _manifest(project: Path) -> None:
-    (project / "app.py").write_text("print('hello')\n")
-    (project / "conveyor.yml").write_text(
-        "applications:\n"
-        "  - name: triage\n"
-        "    command: python app.py\n"
-        "    instances: 2\n"
-        "    routes:\n"
-        "      - route: triage.example.com\n"
-    )
 
 
 def _push(platform: Platform, api: FakeApi, *args: str) -> subprocess.CompletedProcess[str]:
@@ -121,12 +93,7 @@ def test_a_push_builds_the_image_into_the_targets_registry_then_applies_it(
     cluster: tuple[Platform, FakeApi], tmp_path: Path
 ) -> None:
     platform, api = cluster
-    try:
-        registry = start(tmp_path / "registry")
-    except RuntimeError as exc:
-        if os.environ.get("CONVEYOR_REQUIRE_SERVICES") == "1":
-            pytest.fail(f"{exc}; CONVEYOR_REQUIRE_SERVICES=1 requires it")
-        pytest.skip(str(exc))
+    registry = registry_or_skip(tmp_path / "registry")
     try:
         push_tiny_base(registry.host, "base/k8s", "1", tmp_path / "base")
         platform.cli(
@@ -162,13 +129,7 @@ def test_a_registry_that_cannot_be_reached_fails_the_push_naming_it(
     cluster: tuple[Platform, FakeApi],
 ) -> None:
     platform, api = cluster
-    with socket.socket() as sock:  # a loopback port nothing listens on
-        sock.bind(("127.0.0.1", 0))
-        closed = f"127.0.0.1:{sock.getsockname()[1]}"
-    platform.cli(
-        "target", "add", "unreachable", "--kubernetes", "--context", CONTEXT,
-        "--namespace", NAMESPACE, "--registry", f"{closed}/ds", "--base-image", f"{closed}/b:1",
-    )  # fmt: skip
+    closed = unreachable_target(platform, "unreachable")
     before = len(api.requests())
     result = platform.cli("push", "--target", "unreachable", check=False, timeout=300)
     assert result.returncode != 0
@@ -233,6 +194,33 @@ def test_a_stream_renders_and_deploys_as_one_deployment_per_app(
     assert "stream fraud deployed on prod: fraud-log, fraud-http" in deployed.stdout
     assert {"fraud-log", "fraud-http"} <= set(api.objects("Deployment"))
 
+    info = platform.cli("stream", "info", "fraud", "--target", "prod").stdout
+    assert "fraud on prod: 2 app(s)" in info
+    assert re.search(r"fraud-log\s+2/1 ready\s+revision 1", info), info
+    undeployed = platform.cli("stream", "undeploy", "fraud", "--target", "prod").stdout
+    assert "stream fraud undeployed from prod: fraud-log, fraud-http" in undeployed
+    assert not {"fraud-log", "fraud-http"} & set(api.objects("Deployment"))
+    gone = platform.cli("stream", "info", "fraud", "--target", "prod", check=False)
+    assert gone.returncode != 0
+    assert "stream 'fraud' is not deployed on target 'prod'" in gone.stderr
+
+
+def test_a_model_app_without_an_image_is_refused_before_anything_is_built(
+    cluster: tuple[Platform, FakeApi], tmp_path: Path
+) -> None:
+    platform, api = cluster
+    (tmp_path / "model.json").write_text("{}")
+    (tmp_path / "conveyor.yml").write_text(
+        "applications:\n  - name: diagnosis\n    model: model.json\n"
+    )
+    before = len(api.requests())
+    refused = platform.cli("push", "--target", "prod", cwd=tmp_path, check=False)
+    assert refused.returncode != 0
+    assert "app 'diagnosis' is a model app: it runs `conveyor serve`" in refused.stderr
+    assert "--image diagnosis=REGISTRY/REPO@sha256:" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    assert [r for r in api.requests()[before:] if r.method == "PATCH"] == []
+
 
 def _has(api: FakeApi, deployment: str) -> bool:
     return deployment in api.objects("Deployment")
@@ -241,3 +229,58 @@ def _has(api: FakeApi, deployment: str) -> bool:
 def _containers(deployment: dict[str, Any]) -> list[dict[str, Any]]:
     containers: list[dict[str, Any]] = deployment["spec"]["template"]["spec"]["containers"]
     return containers
+
+
+def test_a_model_app_is_built_on_the_targets_runtime_image(
+    cluster: tuple[Platform, FakeApi], tmp_path: Path
+) -> None:
+    platform, api = cluster
+    registry = registry_or_skip(tmp_path / "registry")
+    try:
+        # The tests' runtime image is the tiny base (no Conveyor inside: nothing runs it here).
+        push_tiny_base(registry.host, "base/runtime", "1", tmp_path / "base")
+        runtime = f"{registry.host}/base/runtime:1"
+        platform.cli(
+            "target", "add", "models", "--kubernetes", "--context", CONTEXT,
+            "--namespace", NAMESPACE, "--registry", f"{registry.host}/ds",
+            "--runtime-image", runtime,
+        )  # fmt: skip
+        app = tmp_path / "app"
+        app.mkdir()
+        (app / "model.json").write_text("{}")
+        (app / "conveyor.yml").write_text(
+            "applications:\n  - name: scorer\n    model: model.json\n"
+        )
+
+        def controller() -> None:
+            eventually(partial(_has, api, "scorer"), what="the Deployment applied")
+            api.set_status(
+                "Deployment",
+                "scorer",
+                {
+                    **READY,
+                    "replicas": 1,
+                    "readyReplicas": 1,
+                    "updatedReplicas": 1,
+                    "availableReplicas": 1,
+                },
+            )
+
+        playing = threading.Thread(target=controller)
+        playing.start()
+        try:
+            pushed = platform.cli("push", "--target", "models", cwd=app, timeout=600)
+        finally:
+            playing.join(60)
+        assert "scorer: revision 1 rolled out on models" in pushed.stdout
+        box = _containers(api.objects("Deployment")["scorer"])[0]
+        assert box["image"].startswith(f"{registry.host}/ds/scorer@sha256:")
+        assert "conveyor serve" in box["command"][-1]
+        inspected = json.loads(
+            skopeo("inspect", "--tls-verify=false", "--no-tags", f"docker://{box['image']}")
+        )
+        assert inspected["Labels"]["org.opencontainers.image.base.name"] == runtime
+        assert inspected["Labels"]["dev.conveyor.kind"] == "model"
+        platform.cli("delete", "scorer", "--target", "models", "-y")
+    finally:
+        registry.stop()

@@ -41,6 +41,9 @@ class KubernetesConfig:
     gateway: str | None = None
     #: The image apps are built on; None: the official slim Python of the droplet's Python.
     base_image: str | None = None
+    #: The image model apps are built on: one with Conveyor installed (``conveyor serve``);
+    #: None: a model app needs an image given (``--image``).
+    runtime_image: str | None = None
 
     def __post_init__(self) -> None:
         if not _LABEL.fullmatch(self.namespace):

@@ -26,7 +26,7 @@ from conveyor.platform.errors import DeployError
 from conveyor.platform.kubernetes.client import Cluster
 from conveyor.platform.target import LaunchResult, Progress
 
-__all__ = ["Rollout", "job_outcome", "rollout_state"]
+__all__ = ["Rollout", "job_outcome", "reapplicable", "rollout_state"]
 
 T = TypeVar("T")
 #: Server-kept fields of a live object; the rest is what was applied and can be applied again.
@@ -102,7 +102,7 @@ class Rollout:
                 kind, name = str(obj["kind"]), str(obj["metadata"]["name"])
                 before = await self._io(self.cluster.get, kind, name)
                 await self._io(self.cluster.apply, obj)
-                done.append((obj, None if before is None else _reapplicable(before)))
+                done.append((obj, None if before is None else reapplicable(before)))
                 progress(f"applied {kind} {name}")
         except BaseException:
             await self.undo(done, progress)
@@ -215,23 +215,44 @@ class Rollout:
             live = await self._io(self.cluster.get, "Job", name) or {}
             ended = job_outcome(live)
             if ended is not None or self.clock() >= deadline:
-                code = 1 if ended is None else ended
-                lines = await self._job_lines(name)
+                pods = await self._job_pods(name)
+                code = 1 if ended is None else _exit_code(pods, ended)
+                lines = await self._job_lines(pods)
                 if ended is None:
                     lines.append(f"the Job did not finish within {timeout:.0f} s")
                     await self._io(self.cluster.delete, "Job", name)
                 return LaunchResult(code, lines)
             await self.sleep(self.poll)
 
-    async def _job_lines(self, name: str) -> list[str]:
+    async def _job_pods(self, name: str) -> list[dict[str, Any]]:
+        """The Job's pods (filtered here too: a selector is a request, not a promise)."""
+        try:
+            found = await self._io(self.cluster.items, "Pod", {"job-name": name})
+        except Exception:
+            return []
+        return [p for p in found if (p["metadata"].get("labels") or {}).get("job-name") == name]
+
+    async def _job_lines(self, pods: list[dict[str, Any]]) -> list[str]:
         lines: list[str] = []
         try:
-            for pod in await self._io(self.cluster.items, "Pod", {"job-name": name}):
+            for pod in pods:
                 text = await self._io(self.cluster.logs, str(pod["metadata"]["name"]))
                 lines.extend(text.splitlines()[-_LAST_LINES:])
         except Exception as exc:
             lines.append(f"(could not read the Job's logs: {exc})")
         return lines
+
+
+def _exit_code(pods: list[dict[str, Any]], outcome: int) -> int:
+    """The step's own exit code, as its pod's container reports it; else the Job's 0 or 1."""
+    if outcome == 0:
+        return 0
+    for pod in reversed(pods):
+        for box in (pod.get("status") or {}).get("containerStatuses") or ():
+            ended = (box.get("state") or {}).get("terminated") or {}
+            if isinstance(ended.get("exitCode"), int) and ended["exitCode"] != 0:
+                return int(ended["exitCode"])
+    return outcome
 
 
 def job_outcome(job: Mapping[str, Any]) -> int | None:
@@ -255,7 +276,7 @@ def _event_line(event: Mapping[str, Any]) -> str:
     )
 
 
-def _reapplicable(live: Mapping[str, Any]) -> dict[str, Any]:
+def reapplicable(live: Mapping[str, Any]) -> dict[str, Any]:
     """A live object as it can be applied again: no status, no server-kept metadata."""
     copy = {k: v for k, v in live.items() if k != "status"}
     meta = {k: v for k, v in (live.get("metadata") or {}).items() if k not in _SERVER_FIELDS}

@@ -26,10 +26,15 @@ _FIELD = re.compile(r"\S+")
 _NAME = re.compile(r"[^a-z0-9-]+")
 
 
-def job_name(task: str, step: str, execution: str) -> str:
-    """A Job's name: task, step and execution, cut to fit a DNS label (with its pods')."""
-    stem = _NAME.sub("-", f"{task}-{step}".lower()).strip("-")[:52].rstrip("-")
-    return f"{stem}-{execution[:8]}"
+def job_name(task: str, step: str, execution: str, attempt: int | None = None) -> str:
+    """A Job's name: task, step, execution (and attempt), cut to fit a DNS label (with its pods').
+
+    >>> job_name("nightly", "train", "0123456789abcdef", attempt=2)
+    'nightly-train-01234567-2'
+    """
+    suffix = f"-{execution[:8]}" + ("" if attempt is None else f"-{attempt}")
+    stem = _NAME.sub("-", f"{task}-{step}".lower()).strip("-")[: 61 - len(suffix)].rstrip("-")
+    return f"{stem}{suffix}"
 
 
 def _job_spec(

@@ -30,6 +30,7 @@ from conveyor.platform.spec import AppSpec, HealthCheckSpec, RouteSpec
 
 __all__ = [
     "CONTAINER_PORT",
+    "STREAM_LABEL",
     "Workload",
     "check_app",
     "container",
@@ -93,11 +94,18 @@ def _annotations(work: Workload) -> dict[str, str]:
     return out
 
 
+#: On a stream app's objects: the stream it belongs to (``stream info/undeploy --target``).
+STREAM_LABEL = "conveyor.dev/stream"
+
+
 def metadata(work: Workload, config: KubernetesConfig, name: str) -> dict[str, Any]:
+    marks = labels(work.spec.name, work.revision, component=_component(work.spec))
+    if work.spec.kind == "stream" and work.spec.options.get("stream"):
+        marks[STREAM_LABEL] = str(work.spec.options["stream"])
     return {
         "name": name,
         "namespace": config.namespace,
-        "labels": labels(work.spec.name, work.revision, component=_component(work.spec)),
+        "labels": marks,
         "annotations": _annotations(work),
     }
 

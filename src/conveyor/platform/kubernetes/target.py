@@ -23,13 +23,19 @@ from typing import Any
 from conveyor.errors import NotFoundError, UsageError
 from conveyor.platform.kubernetes.client import Cluster, LogStream
 from conveyor.platform.kubernetes.config import KubernetesConfig
-from conveyor.platform.kubernetes.deploy import Rollout
+from conveyor.platform.kubernetes.deploy import Rollout, reapplicable
 from conveyor.platform.kubernetes.jobs import render_cronjob, render_job
-from conveyor.platform.kubernetes.render import Workload, labels, render_app, selector
+from conveyor.platform.kubernetes.render import (
+    STREAM_LABEL,
+    Workload,
+    labels,
+    render_app,
+    selector,
+)
 from conveyor.platform.spec import AppSpec
 from conveyor.platform.target import LaunchResult, Progress
 
-__all__ = ["APP_KINDS", "ImageBuilder", "KubernetesTarget"]
+__all__ = ["APP_KINDS", "KIND_LABEL", "TASK_ANNOTATION", "ImageBuilder", "KubernetesTarget"]
 
 ImageBuilder = Callable[[Mapping[str, Any], Mapping[str, str]], str]
 #: What an app may own, removed with it.
@@ -43,6 +49,10 @@ APP_KINDS = (
     "Secret",
 )
 _MANAGED = {"app.kubernetes.io/managed-by": "conveyor"}
+#: On an image: the app's kind (the builder puts a model app on the target's runtime image).
+KIND_LABEL = "dev.conveyor.kind"
+#: On a schedule's CronJob: the task it launches.
+TASK_ANNOTATION = "conveyor.dev/task"
 
 
 class KubernetesTarget:
@@ -82,6 +92,7 @@ class KubernetesTarget:
             **labels(spec.name, revision),
             "org.opencontainers.image.title": spec.name,
             "dev.conveyor.revision": str(revision),
+            KIND_LABEL: "model" if spec.model is not None else (spec.kind or "command"),
         }
         return await asyncio.to_thread(self.builder, droplet, tags)
 
@@ -144,11 +155,16 @@ class KubernetesTarget:
             raise NotFoundError(f"there is no app {app!r} in namespace {self.config.namespace!r}")
         return gone
 
-    def apps(self) -> list[dict[str, Any]]:
-        """The Deployments Conveyor manages here: name, revision, replicas wanted and ready."""
+    def apps(self, stream: str | None = None) -> list[dict[str, Any]]:
+        """The Deployments Conveyor manages here (or a stream's): name, revision, replicas
+        wanted and ready."""
+        wanted = {**_MANAGED, **({STREAM_LABEL: stream} if stream else {})}
         rows = []
-        for item in self.cluster.items("Deployment", _MANAGED):
+        for item in self.cluster.items("Deployment", wanted):
             meta, spec, status = item["metadata"], item.get("spec") or {}, item.get("status") or {}
+            marks = meta.get("labels") or {}
+            if any(marks.get(k) != v for k, v in wanted.items()):
+                continue  # the selector, checked here too
             rows.append(
                 {
                     "name": meta["name"],
@@ -254,8 +270,9 @@ class KubernetesTarget:
         paused: bool = False,
         time_zone: str | None = None,
         image: str | None = None,
+        task: str | None = None,
     ) -> dict[str, Any]:
-        """Apply a schedule as a CronJob (suspended while paused); the object applied."""
+        """Apply a schedule (of ``task``) as a CronJob, suspended while paused; the object."""
         work = Workload(spec, revision, image or "unbuilt")
         cronjob = render_cronjob(
             work, self.config, name=name, cron=cron, paused=paused, time_zone=time_zone
@@ -270,8 +287,46 @@ class KubernetesTarget:
             time_zone=time_zone,
             command=command,
         )
+        if task is not None:
+            cronjob["metadata"]["annotations"][TASK_ANNOTATION] = task
         await asyncio.to_thread(self.cluster.apply, cronjob)
         return cronjob
+
+    def schedules(self) -> list[dict[str, Any]]:
+        """The CronJobs Conveyor manages here: name, task, cron, paused, last fired."""
+        rows = []
+        for item in self.cluster.items("CronJob", _MANAGED):
+            meta, spec = item["metadata"], item.get("spec") or {}
+            if (meta.get("labels") or {}).get("app.kubernetes.io/managed-by") != "conveyor":
+                continue
+            rows.append(
+                {
+                    "name": meta["name"],
+                    "task": (meta.get("annotations") or {}).get(TASK_ANNOTATION),
+                    "cron": spec.get("schedule"),
+                    "time_zone": spec.get("timeZone"),
+                    "paused": bool(spec.get("suspend")),
+                    "last_fired": (item.get("status") or {}).get("lastScheduleTime"),
+                }
+            )
+        return rows
+
+    def suspend(self, name: str, paused: bool) -> dict[str, Any]:
+        """Pause (``suspend: true``) or resume a schedule: its CronJob applied again."""
+        live = self.cluster.get("CronJob", name)
+        if live is None:
+            raise NotFoundError(
+                f"there is no schedule {name!r} in namespace {self.config.namespace!r}"
+            )
+        again = reapplicable(live)
+        again["spec"] = {**again.get("spec", {}), "suspend": paused}
+        return self.cluster.apply(again)
+
+    def unschedule(self, name: str) -> None:
+        if not self.cluster.delete("CronJob", name):
+            raise NotFoundError(
+                f"there is no schedule {name!r} in namespace {self.config.namespace!r}"
+            )
 
 
 def _rollout_timeout(objects: list[dict[str, Any]]) -> float:

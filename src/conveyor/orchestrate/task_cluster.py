@@ -1,0 +1,194 @@
+"""Task steps on a Kubernetes target: the control flow stays here, each step is a Job.
+
+The executor walks the definition in the Conveyor server as it does locally
+and writes the same state records (step states, exit codes, reasons); only
+:meth:`ClusterLauncher.run_step` differs: it builds the step's image from the
+task app's files as a push would (its droplet, or the files alone), or takes
+the image given at launch, and runs the step's command as a Job to its end.
+The exit code is the step's container's, as the Job's pod reports it.
+
+Nothing of this machine reaches a pod: steps share no folder (``--input`` /
+``--output`` between steps are refused; read and write through the artifact
+root), are not recorded as runs and are not reused from a cache.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import tempfile
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from conveyor.errors import ConveyorError
+from conveyor.orchestrate.task_launcher import task_app
+from conveyor.platform import AppSpec, KubernetesTarget, job_name
+from conveyor.tasks.catalogue import BUILTINS, TaskApp
+from conveyor.tasks.dsl import Definition
+from conveyor.tasks.errors import TaskError
+from conveyor.tasks.execution import StepLaunch, StepResult
+
+__all__ = ["ClusterLauncher", "cluster_command"]
+
+log = logging.getLogger("conveyor.orchestrate.task_cluster")
+#: A step with no timeout of its own may run this long on a cluster (then it fails).
+DEFAULT_TIMEOUT = 24 * 3600.0
+_SHARED_FILES = ("input", "output")
+Materialise = Callable[[Mapping[str, Mapping[str, Any]], Path], None]
+
+
+def cluster_command(app: TaskApp, params: Mapping[str, str], image: str | None) -> list[str]:
+    """The step's command in its Job; what needs Conveyor in the image is refused without one."""
+    if app.sort == "command":
+        return ["/bin/sh", "-c", str(app.command)]
+    if app.name == "shell" and app.sort == "builtin":
+        return ["/bin/sh", "-c", str(params.get("command", ""))]
+    if image is None:
+        raise TaskError(
+            f"task app {app.name!r} runs Conveyor itself ({app.sort}), which an image built "
+            "from its files does not hold: launch with --image REF, an image with Conveyor "
+            "installed, or use a command app"
+        )
+    tail = ["python", str(app.uri)] if app.sort == "python" else [app.name]
+    return ["python", "-m", "conveyor.tasks.builtins", *tail]
+
+
+def check_on_cluster(
+    definition: Definition, apps: Mapping[str, TaskApp], image: str | None
+) -> None:
+    """Refuse, before anything runs, a task whose steps a cluster cannot run as defined."""
+    for step in definition.apps():
+        app = apps.get(step.name) or BUILTINS[step.name]
+        params = {a.name: a.value for a in step.arguments}
+        cluster_command(app, params, image)
+        shared = [k for k in _SHARED_FILES if k in params]
+        if shared:
+            raise TaskError(
+                f"step {step.step!r}: --{shared[0]} passes files between steps through this "
+                "machine's folders, which pods do not share; read and write them through the "
+                "artifact root instead"
+            )
+
+
+class ClusterLauncher:
+    """Runs each step as a Job on ``target``; the executor's :class:`StepLauncher` there."""
+
+    def __init__(
+        self,
+        target: KubernetesTarget,
+        apps: Callable[[], Mapping[str, TaskApp]],
+        materialise: Materialise,
+        *,
+        image: str | None = None,
+    ) -> None:
+        self.target = target
+        self.apps = apps
+        self.materialise = materialise
+        self.image = image
+        self._built: dict[str, str] = {}
+
+    def app(self, name: str) -> TaskApp:
+        return task_app(self.apps(), name)
+
+    async def run_step(self, launch: StepLaunch) -> StepResult:
+        try:
+            return await self._run(launch)
+        except TaskError:
+            raise
+        except ConveyorError as error:  # the image or the cluster refused: the step failed
+            raise TaskError(f"step {launch.step.name!r} on the cluster: {error}") from error
+
+    async def _run(self, launch: StepLaunch) -> StepResult:
+        execution, step = launch.execution, launch.step
+        app = self.app(step.app)
+        spec, command = self.step_spec(app, {**execution.params, **step.params})
+        name = job_name(execution.task, step.name, execution.id, attempt=step.attempts)
+        image = self.image or await self.built_image(app, spec, execution.attempts)
+        try:
+            result = await self.target.launch(
+                spec,
+                name=name,
+                revision=execution.attempts,
+                droplet={},
+                command=command,
+                progress=lambda m: log.info("%s/%s: %s", execution.task, step.name, m),
+                timeout=app.timeout or DEFAULT_TIMEOUT,
+                image=image,
+            )
+        except asyncio.CancelledError:  # the execution was stopped: so is its Job
+            await asyncio.shield(asyncio.to_thread(self.target.cluster.delete, "Job", name))
+            raise
+        failure = None
+        if result.exit_code != 0:
+            last = result.lines[-1] if result.lines else "no output"
+            failure = f"Job {name} failed (exit {result.exit_code}): {last}"
+        return StepResult(result.exit_code, None, reason=failure)
+
+    def step_spec(self, app: TaskApp, params: Mapping[str, str]) -> tuple[AppSpec, list[str]]:
+        """A step as an app spec for a Job (its parameters in ``CONVEYOR_PARAMS``) and its
+        command."""
+        command = cluster_command(app, params, self.image)
+        given = {k: v for k, v in params.items() if k != "command"}
+        spec = AppSpec(
+            name=app.name,
+            kind="command",
+            command=" ".join(command),
+            routes=(),
+            env={"CONVEYOR_PARAMS": json.dumps(given, sort_keys=True)},
+        )
+        return spec, command
+
+    async def schedule(
+        self,
+        name: str,
+        *,
+        task: str,
+        definition: Definition,
+        cron: str,
+        time_zone: str | None,
+        params: Mapping[str, str],
+    ) -> dict[str, Any]:
+        """Apply a schedule of a one-step task as a CronJob; the object applied."""
+        steps = list(definition.apps())
+        if len(steps) != 1:
+            raise TaskError(
+                f"task {task!r} has {len(steps)} steps, and a CronJob runs one Job: a composed "
+                "task's control flow runs in the Conveyor server. Schedule it there (without "
+                "--target), or schedule each step's task on the target"
+            )
+        check_on_cluster(definition, self.apps(), self.image)
+        step = steps[0]
+        app = self.app(step.name)
+        spec, command = self.step_spec(app, {**params, **{a.name: a.value for a in step.arguments}})
+        image = self.image or await self.built_image(app, spec, 1)
+        return await self.target.schedule(
+            spec,
+            name=name,
+            cron=cron,
+            revision=1,
+            droplet={},
+            command=command,
+            time_zone=time_zone,
+            image=image,
+            task=task,
+        )
+
+    async def built_image(self, app: TaskApp, spec: AppSpec, revision: int) -> str:
+        """The app's image, built once per launcher from its droplet (or its files alone)."""
+        if app.name in self._built:
+            return self._built[app.name]
+        if app.droplet:
+            image = await self.target.image(app.droplet, spec, revision)
+        elif app.files:
+            with tempfile.TemporaryDirectory(prefix="conveyor-step-") as folder:
+                self.materialise(app.files, Path(folder))
+                image = await self.target.image({"source": folder}, spec, revision)
+        else:
+            raise TaskError(
+                f"task app {app.name!r} has no files to build an image from: register it with "
+                "its folder, or launch with --image REF"
+            )
+        self._built[app.name] = image
+        return image

@@ -1,0 +1,254 @@
+"""`task launch/schedule --target T` and `stream info/undeploy --target T` against kmock.
+
+The test plays the Job controller: it creates each Job's pod (with its
+container's exit code) and patches the Job's ``/status`` over HTTP.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.images.tiny_base import push_tiny_base
+from tests.platform.control import Platform
+from tests.waiting import eventually
+
+from .conftest import registry_or_skip, unreachable_target
+from .fake_api import CONTEXT, NAMESPACE, FakeApi
+
+pytestmark = pytest.mark.slow
+
+IMAGE = "registry.example.com/ds/steps@sha256:" + "5a" * 32
+DONE = {"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]}
+FAILED = {"failed": 1, "conditions": [{"type": "Failed", "status": "True"}]}
+
+
+def _register(platform: Platform, name: str, command: str) -> None:
+    folder = platform.project / name
+    folder.mkdir(exist_ok=True)
+    (folder / "step.py").write_text("print('step')\n")
+    platform.cli("task", "app", "register", "--name", name, "--path", str(folder),
+                 "--command", command)  # fmt: skip
+
+
+def _job(api: FakeApi, prefix: str) -> str | None:
+    return next((name for name in api.objects("Job") if name.startswith(prefix)), None)
+
+
+def _end_job(api: FakeApi, prefix: str, exit_code: int, line: str) -> dict[str, Any]:
+    """Play the Job controller: the Job's pod ends with ``exit_code``, then the Job does."""
+    name = eventually(partial(_job, api, prefix), what=f"the Job {prefix}*")
+    pod = f"{name}-x7k2p"
+    api.create(
+        "Pod",
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": pod, "labels": {"job-name": name}},
+            "status": {
+                "phase": "Succeeded" if exit_code == 0 else "Failed",
+                "containerStatuses": [{"state": {"terminated": {"exitCode": exit_code}}}],
+            },
+        },
+    )
+    api.handler[f"get /api/v1/namespaces/{NAMESPACE}/pods/{pod}/log"] << line.encode() + b"\n"
+    api.set_status("Job", name, DONE if exit_code == 0 else FAILED)
+    job: dict[str, Any] = api.objects("Job")[name]
+    return job
+
+
+def test_a_task_on_a_target_runs_each_step_as_a_job_with_the_same_records(
+    cluster: tuple[Platform, FakeApi],
+) -> None:
+    platform, api = cluster
+    _register(platform, "prep", "python step.py")
+    _register(platform, "train", "python step.py --fit")
+    platform.cli("task", "create", "nightly", "--definition", "prep && train")
+    jobs: dict[str, dict[str, Any]] = {}
+
+    def controller() -> None:
+        jobs["prep"] = _end_job(api, "nightly-prep-", 0, "prepared")
+        jobs["train"] = _end_job(api, "nightly-train-", 3, "no data for 2026-12-05")
+
+    playing = threading.Thread(target=controller)
+    playing.start()
+    try:
+        launched = platform.cli(
+            "task", "launch", "nightly", "--target", "prod", "--image", IMAGE,
+            "--arguments", "--date=2026-12-05", "--wait",
+        check=False)  # fmt: skip
+    finally:
+        playing.join(60)
+    assert launched.returncode == 1, launched.stderr
+    execution = re.search(r"execution ([0-9a-f]+) of nightly: FAILED", launched.stdout)
+    assert execution is not None, launched.stdout
+    lines = launched.stdout.splitlines()
+    assert any(re.match(r"\s+prep\s+COMPLETED\s+exit 0", line) for line in lines), lines
+    train = next(line for line in lines if line.strip().startswith("train"))
+    assert re.match(r"\s+train\s+FAILED\s+exit 3", train), train
+    assert "no data for 2026-12-05" in train  # the step's last log line is the reason
+
+    box = jobs["prep"]["spec"]["template"]["spec"]["containers"][0]
+    assert box["image"] == IMAGE
+    assert box["command"] == ["/bin/sh", "-c", "python step.py"]
+    env = {e["name"]: e.get("value") for e in box["env"]}
+    assert json.loads(env["CONVEYOR_PARAMS"]) == {"date": "2026-12-05"}
+    assert jobs["prep"]["spec"]["backoffLimit"] == 0
+
+    # The same records as a local execution: `task execution status` reads them back.
+    status = platform.cli("task", "execution", "status", execution.group(1)).stdout
+    assert "FAILED" in status
+    assert "exit 3" in status
+
+
+def test_what_a_cluster_cannot_run_is_refused_before_any_job(
+    cluster: tuple[Platform, FakeApi],
+) -> None:
+    platform, api = cluster
+    _register(platform, "load", "python step.py")
+    platform.cli("task", "create", "shared", "--definition", "load --output=data.csv")
+    before = len(api.objects("Job"))
+    shared = platform.cli("task", "launch", "shared", "--target", "prod", check=False)
+    assert shared.returncode != 0
+    assert "--output passes files between steps through this machine's folders" in shared.stderr
+    platform.cli("task", "create", "stamp", "--definition", "timestamp")
+    builtin = platform.cli("task", "launch", "stamp", "--target", "prod", check=False)
+    assert builtin.returncode != 0
+    assert "runs Conveyor itself (builtin)" in builtin.stderr
+    assert "--image" in builtin.stderr
+    assert "Traceback" not in shared.stderr + builtin.stderr
+    assert len(api.objects("Job")) == before
+
+
+def test_a_schedule_on_a_target_is_a_cronjob_paused_by_suspend(
+    cluster: tuple[Platform, FakeApi],
+) -> None:
+    platform, api = cluster
+    _register(platform, "report", "python step.py")
+    platform.cli("task", "create", "daily", "--definition", "report")
+    created = platform.cli(
+        "task", "schedule", "create", "daily-2am", "--task", "daily", "--cron", "0 2 * * *",
+        "--target", "prod", "--image", IMAGE,
+    ).stdout  # fmt: skip
+    assert "schedule daily-2am created on prod: CronJob '0 2 * * *'" in created
+    cronjob = api.objects("CronJob")["daily-2am"]
+    assert cronjob["spec"]["schedule"] == "0 2 * * *"
+    assert cronjob["spec"]["suspend"] is False
+    box = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
+    assert (box["image"], box["command"]) == (IMAGE, ["/bin/sh", "-c", "python step.py"])
+    assert "daily-2am" not in platform.cli("task", "schedule", "list").stdout  # not local
+
+    listed = platform.cli("task", "schedule", "list", "--target", "prod").stdout
+    assert re.search(r"daily-2am\s+daily\s+0 2 \* \* \*\s+UTC\s+active\s+never fired", listed)
+    platform.cli("task", "schedule", "pause", "daily-2am", "--target", "prod")
+    assert api.objects("CronJob")["daily-2am"]["spec"]["suspend"] is True
+    assert "paused" in platform.cli("task", "schedule", "list", "--target", "prod").stdout
+    platform.cli("task", "schedule", "resume", "daily-2am", "--target", "prod")
+    assert api.objects("CronJob")["daily-2am"]["spec"]["suspend"] is False
+
+    platform.cli("task", "create", "twostep", "--definition", "report && again: report")
+    composed = platform.cli(
+        "task", "schedule", "create", "two-2am", "--task", "twostep", "--cron", "0 2 * * *",
+        "--target", "prod", "--image", IMAGE, check=False,
+    )  # fmt: skip
+    assert composed.returncode != 0
+    assert "has 2 steps, and a CronJob runs one Job" in composed.stderr
+
+    bad = platform.cli(
+        "task", "schedule", "create", "bad", "--task", "daily", "--cron", "@daily",
+        "--target", "prod", "--image", IMAGE, check=False,
+    )  # fmt: skip
+    assert bad.returncode != 0
+    assert "not a 5-field cron expression" in bad.stderr
+
+    destroyed = platform.cli("task", "schedule", "destroy", "daily-2am", "--target", "prod")
+    assert "schedule daily-2am destroyed on prod" in destroyed.stdout
+    assert "daily-2am" not in api.objects("CronJob")
+    gone = platform.cli("task", "schedule", "pause", "daily-2am", "--target", "prod", check=False)
+    assert gone.returncode != 0
+    assert "there is no schedule 'daily-2am'" in gone.stderr
+
+
+def test_a_steps_image_is_built_from_its_task_apps_files(
+    cluster: tuple[Platform, FakeApi], tmp_path: Path
+) -> None:
+    platform, api = cluster
+    registry = registry_or_skip(tmp_path / "registry")
+    try:
+        push_tiny_base(registry.host, "base/steps", "1", tmp_path / "base")
+        platform.cli(
+            "target", "add", "steps", "--kubernetes", "--context", CONTEXT,
+            "--namespace", NAMESPACE, "--registry", f"{registry.host}/ds",
+            "--base-image", f"{registry.host}/base/steps:1",
+        )  # fmt: skip
+        _register(platform, "score", "python step.py")
+        platform.cli("task", "create", "scoring", "--definition", "score")
+        jobs: dict[str, dict[str, Any]] = {}
+
+        def controller() -> None:
+            jobs["score"] = _end_job(api, "scoring-score-", 0, "scored")
+
+        playing = threading.Thread(target=controller)
+        playing.start()
+        try:
+            done = platform.cli(
+                "task", "launch", "scoring", "--target", "steps", "--wait", timeout=600
+            )
+        finally:
+            playing.join(120)
+        assert "COMPLETED" in done.stdout
+        image = jobs["score"]["spec"]["template"]["spec"]["containers"][0]["image"]
+        assert image.startswith(f"{registry.host}/ds/score@sha256:")
+    finally:
+        registry.stop()
+
+
+def test_a_step_whose_image_cannot_be_built_fails_naming_the_registry(
+    cluster: tuple[Platform, FakeApi],
+) -> None:
+    platform, api = cluster
+    closed = unreachable_target(platform, "nowhere")
+    _register(platform, "fit", "python step.py")
+    platform.cli("task", "create", "fitting", "--definition", "fit")
+    failed = platform.cli(
+        "task", "launch", "fitting", "--target", "nowhere", "--wait", check=False, timeout=300
+    )
+    assert failed.returncode == 1
+    assert "of fitting: FAILED" in failed.stdout
+    assert f"cannot reach the image registry {closed}" in failed.stdout
+    assert "Traceback" not in failed.stdout + failed.stderr
+    assert not [name for name in api.objects("Job") if name.startswith("fitting-")]
+
+
+def test_stopping_an_execution_on_a_target_deletes_its_running_job(
+    cluster: tuple[Platform, FakeApi],
+) -> None:
+    platform, api = cluster
+    _register(platform, "slow", "python step.py")
+    platform.cli("task", "create", "lengthy", "--definition", "slow")
+    started = platform.cli("task", "launch", "lengthy", "--target", "prod", "--image", IMAGE)
+    execution = started.stdout.split()[1]
+    job = eventually(partial(_job, api, "lengthy-slow-"), what="the step's Job")
+    stopped = platform.cli("task", "execution", "stop", execution).stdout
+    assert f"execution {execution} of lengthy: STOPPED" in stopped
+    assert re.search(r"slow\s+STOPPED", stopped), stopped
+    eventually(lambda: job not in api.objects("Job"), what="the Job deleted")
+
+    # A restart runs on the same target, in a Job of its own.
+    playing = threading.Thread(target=lambda: _end_job(api, "lengthy-slow-", 0, "done"))
+    playing.start()
+    try:
+        again = platform.cli("task", "execution", "restart", execution, "--wait")
+    finally:
+        playing.join(60)
+    assert f"execution {execution} of lengthy: COMPLETED" in again.stdout
+    assert re.search(r"slow\s+COMPLETED\s+exit 0", again.stdout), again.stdout
+    assert [name for name in api.objects("Job") if name.startswith("lengthy-slow-")] == [
+        f"lengthy-slow-{execution[:8]}-2"
+    ]
