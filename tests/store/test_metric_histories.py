@@ -61,3 +61,14 @@ def test_a_late_step_logged_earlier_stays_the_latest(registry: Registry) -> None
     (acc,) = registry.metric_summaries(run.id)
 
     assert (acc.value, acc.step, acc.count, acc.min) == (0.9, 10, 2, 0.1)
+
+
+def test_every_row_of_a_large_batch_is_kept_in_order(registry: Registry) -> None:
+    run = make_run()
+    registry.create_run(run)
+    rows = [("loss", float(i), i, 1000.0 + i) for i in range(450)]  # many-row statements + rest
+
+    assert registry.add_metric_rows(run.id, rows) == 450
+
+    history = registry.metric_history(run.id, "loss", max_points=1000)
+    assert [(m.value, m.step, m.timestamp) for m in history] == [r[1:] for r in rows]
