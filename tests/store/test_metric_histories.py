@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 
+from conveyor.store.metrics import MetricRow
 from conveyor.store.records import MetricRecord
 from conveyor.store.registry import Registry
 from tests.store.test_registry import make_run
@@ -66,7 +67,8 @@ def test_a_late_step_logged_earlier_stays_the_latest(registry: Registry) -> None
 def test_every_row_of_a_large_batch_is_kept_in_order(registry: Registry) -> None:
     run = make_run()
     registry.create_run(run)
-    rows = [("loss", float(i), i, 1000.0 + i) for i in range(450)]  # many-row statements + rest
+    # Two statements of many rows, then the rest row by row.
+    rows: list[MetricRow] = [("loss", float(i), i, 1000.0 + i) for i in range(450)]
 
     assert registry.add_metric_rows(run.id, rows) == 450
 
