@@ -48,10 +48,12 @@ def test_names_with_tabs_and_lines_torn_mid_file(tmp_path: Path) -> None:
         append_metric(tmp_path, "joined", 1.0, 1)  # lost: one line with the torn one
         append_metric(tmp_path, "a\tb\nc", 2.0, 7)
         append_metric(tmp_path, "plain", 1.0, 2.5)  # type: ignore[arg-type]  # not an integer
+        append_metric(tmp_path, "huge", 3.0, 10**30)  # more than a database integer holds
         flush_metrics()
 
-        assert MetricFeed(registry, run.id, path).pump() == 2
+        assert MetricFeed(registry, run.id, path).pump() == 3
         summaries = {s.key: s for s in registry.metric_summaries(run.id)}
-        assert sorted(summaries) == ["a\tb\nc", "plain"]
+        assert sorted(summaries) == ["a\tb\nc", "huge", "plain"]
+        assert (summaries["huge"].value, summaries["huge"].step) == (3.0, None)
         assert (summaries["a\tb\nc"].value, summaries["a\tb\nc"].step) == (2.0, 7)
         assert (summaries["plain"].value, summaries["plain"].step) == (1.0, None)

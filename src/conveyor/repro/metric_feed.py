@@ -74,7 +74,8 @@ class MetricFeed:
                 value = float(number)
                 if isnan(value):
                     continue  # NaN: SQLite stores it as NULL, which a history row may not hold
-                rows.append((key, value, int(at) if at else None, float(when)))
+                # A step of 10 digits or more may not fit an INTEGER column (PostgreSQL: 32 bits).
+                rows.append((key, value, int(at) if 0 < len(at) < 10 else None, float(when)))
             except ValueError:
                 continue  # a line torn by a writer killed mid-file
             if len(rows) >= limit:
