@@ -22,6 +22,24 @@ for t in threads:
     t.join()
 """
 
+#: Each child logs fewer steps than a batch, so only its exit writes them.
+CHILDREN = """
+import multiprocessing, conveyor
+
+def train(i):
+    for step in range(10):
+        conveyor.log_metric(f"child{i}", float(step), step)
+
+if __name__ == "__main__":
+    conveyor.log_metric("parent", 1.0)
+    fork = multiprocessing.get_context("fork")
+    children = [fork.Process(target=train, args=(i,)) for i in (0, 1)]
+    for c in children:
+        c.start()
+    for c in children:
+        c.join()
+"""
+
 #: Logs 2,500 steps, then dies as the argument says: an exception or SIGKILL.
 DIES = """
 import os, signal, sys, conveyor
@@ -60,6 +78,16 @@ def test_metrics_from_several_threads_are_all_recorded(
     for i in range(4):
         steps = [m["step"] for m in shown["metric_history"] if m["key"] == f"loss{i}"]
         assert steps == list(range(3000)), f"loss{i}"
+
+
+def test_metrics_from_forked_multiprocessing_children_are_recorded(
+    cli: Cli, write: Callable[[str, str], Path]
+) -> None:
+    write("train.py", CHILDREN)
+    cli("run", "--", "python", "train.py")
+
+    run = json.loads(cli("runs", "--json").stdout)[0]
+    assert run["metrics"] == {"parent": 1.0, "child0": 9.0, "child1": 9.0}
 
 
 def test_an_exception_keeps_every_step_logged_before_it(

@@ -22,6 +22,7 @@ import atexit
 import json
 import operator
 import os
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -89,9 +90,18 @@ class _MetricBuffer:
             self._write()
 
     def forget(self) -> None:
-        """In a forked child: the parent writes what it had buffered."""
+        """In a forked child: the parent writes what it had buffered.
+
+        A multiprocessing child ends by ``os._exit``, which runs no atexit
+        function: its steps are written by a multiprocessing finalizer instead
+        (registered once the child has cleared its parent's, see
+        ``multiprocessing.util.register_after_fork``).
+        """
         self.lock = threading.Lock()
         self.lines = []
+        util = sys.modules.get("multiprocessing.util")
+        if util is not None:
+            util.register_after_fork(self, _flush_at_child_exit)
 
     def _write(self) -> None:
         if not self.lines or self.path is None:
@@ -103,6 +113,12 @@ class _MetricBuffer:
             os.write(fd, data)
         finally:
             os.close(fd)
+
+
+def _flush_at_child_exit(buffer: _MetricBuffer) -> None:
+    import multiprocessing.util
+
+    multiprocessing.util.Finalize(None, buffer.flush, exitpriority=10)
 
 
 _metrics = _MetricBuffer()
