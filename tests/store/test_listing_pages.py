@@ -52,6 +52,21 @@ def test_every_run_is_listed_once_across_pages(registry: Registry) -> None:
     assert seen == sorted(seen, reverse=True)  # newest first, ties by id
 
 
+def test_numbered_pages_are_the_pages_a_cursor_walks(registry: Registry) -> None:
+    _bulk_runs(registry, 300, same_second=True)  # a page may start between two equal times
+    walked = _walk(registry, limit=7, status=RunStatus.FINISHED)
+
+    numbered: list[str] = []
+    for offset in range(0, 210, 7):
+        page = registry.list_runs_page(limit=7, offset=offset, status=RunStatus.FINISHED)
+        numbered += [r.id for r in page.runs]
+    oldest_first = registry.list_runs_page(limit=3, offset=3, descending=False).runs
+
+    assert numbered == walked
+    assert [r.id for r in oldest_first] == [f"{i:032x}" for i in (3, 4, 5)]
+    assert registry.list_runs_page(limit=7, offset=300).runs == []
+
+
 def test_a_status_filter_pages_too(registry: Registry) -> None:
     _bulk_runs(registry, 600)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 
+from conveyor.store.metrics import MetricRow
 from conveyor.store.records import MetricRecord
 from conveyor.store.registry import Registry
 from tests.store.test_registry import make_run
@@ -61,3 +62,15 @@ def test_a_late_step_logged_earlier_stays_the_latest(registry: Registry) -> None
     (acc,) = registry.metric_summaries(run.id)
 
     assert (acc.value, acc.step, acc.count, acc.min) == (0.9, 10, 2, 0.1)
+
+
+def test_every_row_of_a_large_batch_is_kept_in_order(registry: Registry) -> None:
+    run = make_run()
+    registry.create_run(run)
+    # Two statements of many rows, then the rest row by row.
+    rows: list[MetricRow] = [("loss", float(i), i, 1000.0 + i) for i in range(450)]
+
+    assert registry.add_metric_rows(run.id, rows) == 450
+
+    history = registry.metric_history(run.id, "loss", max_points=1000)
+    assert [(m.value, m.step, m.timestamp) for m in history] == [r[1:] for r in rows]

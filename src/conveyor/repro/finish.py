@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from conveyor.repro import environment
 from conveyor.repro.checks import FileActivity, check_run
-from conveyor.repro.journal import JOURNAL_NAME, read_events
+from conveyor.repro.journal import METRICS_NAME, read_events
 from conveyor.repro.ledger import FolderLedger
 from conveyor.repro.metric_feed import MetricFeed
 from conveyor.store.blobs import BlobStore
@@ -98,7 +98,7 @@ def finish_recorded_run(
     status, error = _status_of(returncode, interrupted)
     problems: list[str] = []
     params: dict[str, Any] = {}
-    feed = metrics or MetricFeed(registry, record.id, run_dir / JOURNAL_NAME)
+    feed = metrics or MetricFeed(registry, record.id, run_dir / METRICS_NAME)
     feed.pump()
     files: dict[tuple[str, str], FileRecord] = {(f.role, f.path): f for f in inputs}
     models: list[ModelRecord] = []

@@ -30,7 +30,7 @@ from conveyor.errors import ConveyorError, RunError, UsageError
 from conveyor.repro import environment
 from conveyor.repro.checks import shared_output_warnings
 from conveyor.repro.finish import capture_interpreter, finish_recorded_run, relative
-from conveyor.repro.journal import JOURNAL_NAME, read_events
+from conveyor.repro.journal import METRICS_NAME, read_events
 from conveyor.repro.ledger import FolderLedger
 from conveyor.repro.lifeline import die_with_recorder
 from conveyor.repro.metric_feed import MetricFeed
@@ -157,7 +157,7 @@ class _Registration(threading.Thread):
     """
 
     #: Seconds between two metric pumps while the command runs.
-    METRIC_INTERVAL = 1.0
+    METRIC_INTERVAL = 0.25
 
     def __init__(
         self, settings: Settings, record: RunRecord, run_dir: Path, store: BlobStore
@@ -183,7 +183,7 @@ class _Registration(threading.Thread):
             return
         finally:
             self.registered.set()
-        self.metrics = MetricFeed(self.registry, self.record.id, self.run_dir / JOURNAL_NAME)
+        self.metrics = MetricFeed(self.registry, self.record.id, self.run_dir / METRICS_NAME)
         pumped = time.monotonic()
         while not self.command_ended.wait(0.05):
             if self.interpreter is None:
