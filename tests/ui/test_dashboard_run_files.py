@@ -13,6 +13,7 @@ from conveyor.store.artifacts import ArtifactStore
 from conveyor.store.blobs import BlobStore
 from conveyor.store.records import FileRecord
 from tests.platform.control import Platform
+from tests.repro.conftest import git
 from tests.ui.dashboard import XSS, record_run
 
 
@@ -38,6 +39,10 @@ def _snapshot_run(platform: Platform, folder: Path) -> str:
     from conveyor.repro.snapshot import take_snapshot
 
     (folder / "src" / "model").mkdir(parents=True)
+    (folder / "src" / "model" / "net.py").write_text("LAYERS = 2\n")
+    git(folder, "init", "-q", "-b", "main")
+    git(folder, "add", ".")
+    git(folder, "commit", "-q", "-m", "first")
     (folder / "train.py").write_text(f"print('{XSS}')\n")
     (folder / "src" / "model" / "net.py").write_text("LAYERS = 3\n")
     (folder / "weights.bin").write_bytes(b"\0\1\2\3" * 100)
@@ -70,6 +75,11 @@ def test_the_code_snapshot_as_a_tree_with_a_file_viewer(
     big = client.get(f"/ui/runs/{run_id}/code", params={"path": "big.txt"})
     assert "Cut at 256.0 KiB" in big.text
     assert "x" * (300 * 1024) not in big.text
+    # the uncommitted changes to tracked files, against the commit
+    diff = tree.text[tree.text.index("Uncommitted changes against") :]
+    assert '<span class="del">-LAYERS = 2</span>' in diff
+    assert '<span class="add">+LAYERS = 3</span>' in diff
+    assert "alert" not in diff  # train.py is untracked: in the snapshot, not in the diff
 
 
 def test_a_crafted_path_or_digest_never_reaches_the_disk(

@@ -140,8 +140,25 @@ def file_previews(ui: Ui, run: RunRecord) -> dict[str, dict[str, Any]]:
     return previews
 
 
+def _diff_lines(ui: Ui, digest: str) -> dict[str, Any]:
+    """The recorded diff as (kind, line) pairs, kind one of add, del, hunk, file or ''."""
+    data, cut = _read(ui, digest, VIEW_LIMIT)
+    lines: list[tuple[str, str]] = []
+    for line in data.decode("utf-8", "replace").splitlines():
+        if line.startswith(("+++", "---", "diff ", "index ")):
+            kind = "file"
+        elif line.startswith("@@"):
+            kind = "hunk"
+        else:
+            kind = {"+": "add", "-": "del"}.get(line[:1], "")
+        lines.append((kind, line))
+    return {"digest": digest, "lines": lines, "cut": cut}
+
+
 def _named(ui: Ui, run: RunRecord, digest: str) -> str:
     """The name the run recorded for ``digest``: 404 for a digest the run does not hold."""
+    if digest == run.code.get("diff"):
+        return "uncommitted.diff"
     for f in run.files:
         if f.digest == digest:
             return f.path
@@ -182,6 +199,7 @@ def routes(ui: Ui) -> APIRouter:
                 "cut": cut,
                 "size": len(data),
             }
+        diff = run.code.get("diff")
         return ui.view(
             request,
             "run_code.html",
@@ -189,6 +207,7 @@ def routes(ui: Ui) -> APIRouter:
             rows=tree([e["path"] for e in entries]),
             count=len(entries),
             viewed=viewed,
+            diff=await run_in_threadpool(_diff_lines, ui, diff) if diff else None,
         )
 
     @api.get("/runs/{run_id}/blobs/{digest}")
