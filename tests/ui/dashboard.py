@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import struct
 import time
 import uuid
+import zlib
 from typing import Any
 
 import httpx
@@ -67,6 +69,20 @@ def record_run(
             exit_code=0 if status is RunStatus.FINISHED else 1,
         )
     return run_id
+
+
+def tiny_png() -> bytes:
+    """A 1x1 PNG."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    header = struct.pack(">IIBBBBB", 1, 1, 8, 2, 0, 0, 0)
+    pixels = zlib.compress(b"\0\xff\0\0")
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
+    )
 
 
 def api_url(platform: Platform) -> str:

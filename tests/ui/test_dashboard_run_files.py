@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import struct
-import zlib
 from pathlib import Path
 
 import httpx
@@ -14,21 +12,7 @@ from conveyor.store.blobs import BlobStore
 from conveyor.store.records import FileRecord
 from tests.platform.control import Platform
 from tests.repro.conftest import git
-from tests.ui.dashboard import XSS, record_run
-
-
-def _png() -> bytes:
-    """A 1x1 PNG."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        body = kind + data
-        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
-
-    header = struct.pack(">IIBBBBB", 1, 1, 8, 2, 0, 0, 0)
-    pixels = zlib.compress(b"\0\xff\0\0")
-    return (
-        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
-    )
+from tests.ui.dashboard import XSS, record_run, tiny_png
 
 
 def _store(platform: Platform) -> BlobStore:
@@ -101,7 +85,7 @@ def test_a_crafted_path_or_digest_never_reaches_the_disk(
 
 def test_inputs_and_outputs_previewed(platform: Platform, client: httpx.Client) -> None:
     store = _store(platform)
-    png = _png()
+    png = tiny_png()
     rows = "\n".join(["id,name", *(f"{i},row{i}" for i in range(100)), f"101,{XSS}"])
     files = {
         "plots/roc.png": png,
