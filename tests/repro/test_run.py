@@ -104,6 +104,8 @@ def test_git_commit_and_uncommitted_changes_are_recorded(
     diff = cli("artifacts", "get", code["diff"]).stdout
     assert "-print('v1')" in diff
     assert "+print('v2 uncommitted')" in diff
+    cli("artifacts", "gc")  # the run still uses its diff: gc keeps it
+    assert cli("artifacts", "get", code["diff"]).stdout == diff
 
 
 def test_failing_command_is_recorded_with_its_exit_status(
