@@ -100,6 +100,12 @@ def test_git_commit_and_uncommitted_changes_are_recorded(
     manifest = cli("artifacts", "get", code["snapshot"]).stdout
     assert "notes.txt" in manifest
     assert "ignored/big.bin" not in manifest
+    # The uncommitted changes to tracked files are kept as a diff against the commit.
+    diff = cli("artifacts", "get", code["diff"]).stdout
+    assert "-print('v1')" in diff
+    assert "+print('v2 uncommitted')" in diff
+    cli("artifacts", "gc")  # the run still uses its diff: gc keeps it
+    assert cli("artifacts", "get", code["diff"]).stdout == diff
 
 
 def test_failing_command_is_recorded_with_its_exit_status(

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import struct
 import time
 import uuid
+import zlib
 from typing import Any
 
 import httpx
 
-from conveyor.store.records import MetricRecord, RunRecord, RunStatus
+from conveyor.store.records import FileRecord, MetricRecord, RunRecord, RunStatus
 from conveyor.store.registry import Registry
 from tests.platform.control import Platform
 
@@ -25,6 +27,8 @@ def record_run(
     started_at: float | None = None,
     experiment: str | None = None,
     tags: dict[str, str] | None = None,
+    code: dict[str, Any] | None = None,
+    files: list[FileRecord] | None = None,
 ) -> str:
     """A finished run in the platform's registry, as `conveyor run` would have left it."""
     run_id = uuid.uuid4().hex
@@ -40,7 +44,7 @@ def record_run(
                 started_at=started,
                 seed=42,
                 host="test-host",
-                code={"commit": "0123456789abcdef", "branch": "main", "dirty": False},
+                code=code or {"commit": "0123456789abcdef", "branch": "main", "dirty": False},
                 environment={"python": "3.11"},
                 params=params,
                 experiment=experiment,
@@ -48,6 +52,8 @@ def record_run(
         )
         if tags:
             registry.set_tags(run_id, tags)
+        if files:
+            registry.add_files(run_id, files)
         registry.add_metrics(
             run_id,
             [
@@ -63,6 +69,20 @@ def record_run(
             exit_code=0 if status is RunStatus.FINISHED else 1,
         )
     return run_id
+
+
+def tiny_png() -> bytes:
+    """A 1x1 PNG."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    header = struct.pack(">IIBBBBB", 1, 1, 8, 2, 0, 0, 0)
+    pixels = zlib.compress(b"\0\xff\0\0")
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
+    )
 
 
 def api_url(platform: Platform) -> str:
@@ -108,7 +128,7 @@ def registered_model(platform: Platform, name: str, *, description: str = "") ->
     prep, then the trainers of versions 1 and 2."""
     from conveyor.repro.registered import move_alias, register_run_model
     from conveyor.store.models import ModelRepository
-    from conveyor.store.records import FileRecord, ModelRecord
+    from conveyor.store.records import ModelRecord
 
     prep = record_run(platform, f"{name}-prep", {}, {})
     data = "blake3:" + uuid.uuid4().hex * 2

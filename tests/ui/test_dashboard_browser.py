@@ -18,7 +18,7 @@ import pytest
 
 from conveyor.store.records import RunStatus
 from tests.platform.control import Platform, get, running_platform
-from tests.ui.dashboard import XSS, api_url, record_run, registered_model, token
+from tests.ui.dashboard import XSS, api_url, record_run, registered_model, tiny_png, token
 
 CHROMIUM = shutil.which("chromium")
 #: Generous: the machine is shared, and a page waits on a platform that stages apps.
@@ -326,3 +326,29 @@ def test_models_to_a_model_to_its_lineage_by_clicking(watched: Watched, platform
     assert "names nothing Conveyor recorded" in page.locator("pre.lineage-error").inner_text()
     assert [e for e in watched.errors if "404 (Not Found)" in e] == watched.errors
     watched.errors.clear()
+
+
+def test_a_runs_code_and_image_output_are_shown(
+    watched: Watched, platform: Platform, tmp_path: Path
+) -> None:
+    from conveyor.repro.snapshot import take_snapshot
+    from conveyor.store.artifacts import ArtifactStore
+    from conveyor.store.records import FileRecord
+
+    store = ArtifactStore.from_settings(platform.settings)
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "lib" / "train.py").write_text(f"print('{XSS}')\n")
+    code = take_snapshot(tmp_path, store, limit=10**6).to_json()
+    png = tiny_png()
+    plot = FileRecord("output", "roc.png", store.put_bytes(png), len(png))
+    run_id = record_run(platform, "with-files", {}, {}, code=code, files=[plot])
+    page = watched.page
+    page.goto(f"{watched.base}/ui/runs/{run_id}")
+    image = page.locator("figure.preview img")
+    image.wait_for()
+    # loaded from the store, same origin, allowed by the CSP
+    page.wait_for_function("() => document.querySelector('figure.preview img').complete")
+    assert image.evaluate("img => img.naturalWidth") == 1
+    page.click("text=Browse the code snapshot")
+    page.click("ul.tree >> text=train.py")
+    assert page.locator("pre.code").inner_text().strip() == f"print('{XSS}')"

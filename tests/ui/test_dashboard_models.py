@@ -2,30 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import httpx
-import pytest
 
 from conveyor.store.apps import AppRepository
 from conveyor.store.models import ModelRepository
 from conveyor.store.registry import Registry
 from conveyor.store.requestlog import RequestLogWriter
-from tests.platform.control import Platform, running_platform
-from tests.ui.dashboard import XSS, csrf_of, logged_in, record_run, registered_model
-
-
-@pytest.fixture(scope="module")
-def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
-    with running_platform(tmp_path_factory.mktemp("dashboard-models")) as running:
-        yield running
-
-
-@pytest.fixture
-def client(platform: Platform) -> Iterator[httpx.Client]:
-    opened = logged_in(platform)
-    yield opened
-    opened.close()
+from tests.platform.control import Platform
+from tests.ui.dashboard import XSS, csrf_of, record_run, registered_model
 
 
 def test_models_are_listed_with_versions_aliases_and_escaped_tags(

@@ -72,6 +72,8 @@ class CodeState:
     branch: str | None = None
     dirty: bool | None = None
     links: int = 0
+    #: Digest of ``git diff HEAD`` (tracked files' uncommitted changes) when the tree is dirty.
+    diff: str | None = None
     #: Entries not kept, each {"path", "reason"} (a file under a symlinked folder ...).
     skipped: list[dict[str, str]] = field(default_factory=list)
     #: Files left out because an earlier run produced them, each {"path", "digest", "run"}.
@@ -88,6 +90,7 @@ class CodeState:
             "branch": self.branch,
             "dirty": self.dirty,
             "links": self.links,
+            "diff": self.diff,
             "skipped": self.skipped,
             "excluded_outputs": self.excluded_outputs,
         }
@@ -120,6 +123,14 @@ def _git_state(root: Path) -> tuple[str | None, str | None, bool | None]:
         elif entry and not entry.startswith("#"):
             dirty = True
     return commit, branch, dirty
+
+
+def _diff(root: Path, store: BlobStore) -> str | None:
+    """The uncommitted changes to tracked files, stored; None when there are none."""
+    out = _git(root, "diff", "--no-color", "--no-ext-diff", "HEAD")
+    if not out:
+        return None
+    return store.put_bytes(out.encode("utf-8", "surrogateescape"))
 
 
 def human_size(size: float) -> str:
@@ -300,6 +311,7 @@ def take_snapshot(
         branch=branch,
         dirty=dirty,
         links=len(tree.links),
+        diff=_diff(root, store) if commit and dirty else None,
         skipped=tree.skipped[:_LISTED],
         excluded_outputs=excluded[:_LISTED],
     )

@@ -81,7 +81,8 @@ class ArtifactUse:
 
     run_id: str
     digest: str
-    #: "snapshot", "code", "input", "output", "model", "stdout", "stderr" or "environment"
+    #: "snapshot", "code", "diff", "input", "output", "model", "stdout", "stderr" or
+    #: "environment"
     role: str
     #: The file (or, for a snapshot, the folder) the content was stored from, when known:
     #: where an intact copy may still be found.

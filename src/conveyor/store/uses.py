@@ -65,6 +65,8 @@ def artifact_uses(conn: sa.Connection) -> list[ArtifactUse]:
         code: dict[str, Any] = r.code or {}
         if looks_like_digest(code.get("snapshot")):
             uses.append(ArtifactUse(r.id, code["snapshot"], "snapshot", code.get("root")))
+        if looks_like_digest(code.get("diff")):
+            uses.append(ArtifactUse(r.id, code["diff"], "diff"))
         env: dict[str, Any] = r.environment or {}
         uses.extend(
             ArtifactUse(r.id, v, "environment") for v in env.values() if looks_like_digest(v)

@@ -22,7 +22,17 @@ from starlette.types import ASGIApp
 
 from conveyor.errors import ConveyorError
 from conveyor.server._common import status_for
-from conveyor.server.ui import apps, lineage, login, models, overview, run_actions, runs, streams
+from conveyor.server.ui import (
+    apps,
+    lineage,
+    login,
+    models,
+    overview,
+    run_actions,
+    run_files,
+    runs,
+    streams,
+)
 from conveyor.server.ui import tasks as task_pages
 from conveyor.server.ui.context import Ui, handle_refusals
 from conveyor.server.ui.render import SecurityHeaders, page
@@ -66,7 +76,18 @@ def dashboard(
         return page("error.html", 500, title="Internal error", message=repr(exc))
 
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
-    pages = (login, overview, runs, run_actions, models, lineage, apps, streams, task_pages)
+    pages = (
+        login,
+        overview,
+        runs,
+        run_actions,
+        run_files,
+        models,
+        lineage,
+        apps,
+        streams,
+        task_pages,
+    )
     for module in pages:
         app.include_router(module.routes(ui))
     return SecurityHeaders(app)
