@@ -135,6 +135,10 @@ def stream_and_tap() -> None:
 
 def composed_task() -> None:
     """The batch half: prepare, two models side by side, evaluate on Dask; relaunch; schedule."""
+    for leftover in (("schedule", "destroy", "nightly-2am"), ("destroy", "nightly")):
+        subprocess.run(  # left by an earlier demo (the registry outlives it)
+            [str(BIN / "conveyor"), "task", *leftover], capture_output=True, check=False
+        )
     for app, script in (
         ("prepare", "prepare.py"),
         ("train", "train.py"),
