@@ -29,8 +29,10 @@ def record_run(
     tags: dict[str, str] | None = None,
     code: dict[str, Any] | None = None,
     files: list[FileRecord] | None = None,
+    environment: dict[str, Any] | None = None,
+    reproduces: str | None = None,
 ) -> str:
-    """A finished run in the platform's registry, as `conveyor run` would have left it."""
+    """A run in the platform's registry, as `conveyor run` would have left it (or is running)."""
     run_id = uuid.uuid4().hex
     started = time.time() if started_at is None else started_at
     with Registry.from_settings(platform.settings) as registry:
@@ -45,8 +47,9 @@ def record_run(
                 seed=42,
                 host="test-host",
                 code=code or {"commit": "0123456789abcdef", "branch": "main", "dirty": False},
-                environment={"python": "3.11"},
+                environment=environment or {"python": "3.11"},
                 params=params,
+                reproduces=reproduces,
                 experiment=experiment,
             )
         )
@@ -62,12 +65,13 @@ def record_run(
                 for step, value in enumerate(values)
             ],
         )
-        registry.finish_run(
-            run_id,
-            status,
-            ended_at=started + 3.5,
-            exit_code=0 if status is RunStatus.FINISHED else 1,
-        )
+        if status is not RunStatus.RUNNING:
+            registry.finish_run(
+                run_id,
+                status,
+                ended_at=started + 3.5,
+                exit_code=0 if status is RunStatus.FINISHED else 1,
+            )
     return run_id
 
 

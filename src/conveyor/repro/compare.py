@@ -3,7 +3,8 @@
 ``diff_runs(a, b, store)`` returns only what differs, grouped into sections.
 ``compare_outputs(original, reproduction, store)`` says for each output of
 the original whether the reproduction's is identical, different (and where,
-for text, CSV and JSON) or missing.
+for text, CSV and JSON) or missing; ``judge_outputs(original, reproduction)``
+says the same by digest alone, reading no file (the dashboard's verdicts).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import csv
 import difflib
 import io
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from conveyor.errors import ConveyorError
@@ -20,7 +21,14 @@ from conveyor.repro.snapshot import read_links, read_manifest
 from conveyor.store.blobs import BlobStore
 from conveyor.store.records import RunRecord
 
-__all__ = ["OutputComparison", "Section", "compare_outputs", "diff_runs", "explain_difference"]
+__all__ = [
+    "OutputComparison",
+    "Section",
+    "compare_outputs",
+    "diff_runs",
+    "explain_difference",
+    "judge_outputs",
+]
 
 _TEXT_LIMIT = 20 * 1024 * 1024
 
@@ -204,10 +212,8 @@ def explain_difference(path: str, old: bytes, new: bytes) -> str:
     return "\n".join(diff[:14]) + ("\n..." if len(diff) > 14 else "")
 
 
-def compare_outputs(
-    original: RunRecord, reproduction: RunRecord, store: BlobStore
-) -> list[OutputComparison]:
-    """Each output of ``original`` judged against the reproduction's file of the same path."""
+def judge_outputs(original: RunRecord, reproduction: RunRecord) -> list[OutputComparison]:
+    """Each output of ``original`` judged by digest alone: identical, different or missing."""
     new = {f.path: f for f in reproduction.outputs()}
     results = []
     for old in original.outputs():
@@ -218,13 +224,24 @@ def compare_outputs(
                     old.path, "missing", old.digest, None, "the reproduction did not write it"
                 )
             )
-        elif match.digest == old.digest:
-            results.append(OutputComparison(old.path, "identical", old.digest, match.digest))
         else:
-            detail = explain_difference(
-                old.path, store.read_bytes(old.digest), store.read_bytes(match.digest)
-            )
-            results.append(
-                OutputComparison(old.path, "different", old.digest, match.digest, detail)
-            )
+            status = "identical" if match.digest == old.digest else "different"
+            results.append(OutputComparison(old.path, status, old.digest, match.digest))
     return results
+
+
+def compare_outputs(
+    original: RunRecord, reproduction: RunRecord, store: BlobStore
+) -> list[OutputComparison]:
+    """Each output of ``original`` judged against the reproduction's file of the same path."""
+    return [
+        replace(
+            r,
+            detail=explain_difference(
+                r.path, store.read_bytes(r.original), store.read_bytes(r.reproduced)
+            ),
+        )
+        if r.status == "different" and r.reproduced is not None
+        else r
+        for r in judge_outputs(original, reproduction)
+    ]

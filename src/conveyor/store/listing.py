@@ -22,7 +22,7 @@ import sqlalchemy as sa
 
 from conveyor.errors import UsageError
 from conveyor.store import metrics, schema
-from conveyor.store.records import RunRecord, RunStatus
+from conveyor.store.records import FileRecord, RunRecord, RunStatus
 
 __all__ = [
     "SORTS",
@@ -231,3 +231,31 @@ def run_from_row(row: sa.RowMapping) -> RunRecord:
         experiment=row["experiment"],
         deleted_at=row["deleted_at"],
     )
+
+
+def reproductions(conn: sa.Connection, run_id: str, limit: int) -> list[RunRecord]:
+    """The live runs whose ``reproduces`` is ``run_id``, newest first, each with its outputs.
+
+    The outputs are selected by the same id subquery (no list of ids is bound).
+    """
+    t = schema.runs
+    query = (
+        sa.select(t)
+        .where(t.c.reproduces == run_id, t.c.deleted_at.is_(None))
+        .order_by(t.c.started_at.desc(), t.c.id.desc())
+        .limit(limit)
+    )
+    found = [run_from_row(r._mapping) for r in conn.execute(query)]
+    by_id = {r.id: r for r in found}
+    if not found:
+        return found
+    f = schema.files
+    outputs = (
+        sa.select(f)
+        .where(f.c.role == "output", f.c.run_id.in_(query.with_only_columns(t.c.id)))
+        .order_by(f.c.path)
+    )
+    for r in conn.execute(outputs):
+        if r.run_id in by_id:
+            by_id[r.run_id].files.append(FileRecord(r.role, r.path, r.digest, r.size))
+    return found

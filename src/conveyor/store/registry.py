@@ -465,6 +465,11 @@ class Registry:
                 descending=descending,
             )
 
+    def reproductions(self, run_id: str, limit: int = 50) -> list[RunRecord]:
+        """The runs reproducing ``run_id`` (a full id), newest first, with their outputs."""
+        with self._begin() as conn:
+            return listing.reproductions(conn, run_id, limit)
+
     # -- tags and deletion (store/run_admin.py) -----------------------------------
 
     def set_tags(self, run_id: str, tags: Mapping[str, str]) -> str:

@@ -30,6 +30,7 @@ from conveyor.server.ui import (
     overview,
     run_actions,
     run_files,
+    run_repro,
     runs,
     streams,
 )
@@ -82,6 +83,7 @@ def dashboard(
         runs,
         run_actions,
         run_files,
+        run_repro,
         models,
         lineage,
         apps,

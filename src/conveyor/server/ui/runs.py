@@ -13,6 +13,7 @@ from conveyor.errors import ConveyorError, UsageError
 from conveyor.server.ui.charts import chart
 from conveyor.server.ui.context import Ui
 from conveyor.server.ui.run_files import file_previews
+from conveyor.server.ui.run_repro import reproductions
 from conveyor.store.lineage import revisions_serving, versions_with_digest
 from conveyor.store.listing import RunFilter, RunPage
 from conveyor.store.records import RunRecord, RunStatus
@@ -223,6 +224,7 @@ def _details(ui: Ui, run: RunRecord) -> dict[str, Any]:
         if run.models
         else [],
         "previews": file_previews(ui, run),
+        "reproductions": reproductions(ui, run),
         "stdout": _preview(ui, run.stdout_digest),
         "stderr": _preview(ui, run.stderr_digest),
     }
