@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
@@ -9,8 +10,10 @@ from fastapi import APIRouter, Path, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from conveyor.server.ui.context import Ui
+from conveyor.errors import ConveyorError
+from conveyor.server.ui.context import Ui, back
 from conveyor.server.ui.render import page
+from conveyor.server.ui.session import Session
 
 __all__ = ["Node", "layout", "routes"]
 
@@ -85,6 +88,32 @@ def routes(ui: Ui) -> APIRouter:
             request, "stream.html", stream=info, history=service.history(name), **_drawing(info)
         )
 
+    @api.post("/streams/{name}/deploy")
+    async def deploy(request: Request, name: StreamName) -> Response:
+        """Deploy (again) with the properties and binder of its latest version."""
+        session, _ = await ui.action(request)
+
+        async def work() -> str:
+            versions = service.records.versions(name)
+            properties = dict(versions[-1].properties) if versions else {}
+            done = await service.deploy(
+                name, properties, None, lambda _line: None, description="deploy (dashboard)"
+            )
+            return f"stream {name} deployed (version {done['version']})"
+
+        return await _reported(session, name, work())
+
+    @api.post("/streams/{name}/undeploy")
+    async def undeploy(request: Request, name: StreamName) -> Response:
+        """Stop and remove the stream's apps; the definition and its history stay."""
+        session, _ = await ui.action(request)
+
+        async def work() -> str:
+            done = await service.undeploy(name)
+            return f"stream {name} undeployed: {len(done['removed'])} app(s)"
+
+        return await _reported(session, name, work())
+
     @api.get("/streams/{name}/graph")
     async def graph(request: Request, name: StreamName) -> Response:
         """The drawing alone, which the stream page polls for fresh counters."""
@@ -93,6 +122,15 @@ def routes(ui: Ui) -> APIRouter:
         return page("_graph.html", stream=info, **_drawing(info))
 
     return api
+
+
+async def _reported(session: Session, name: str, work: Awaitable[str]) -> Response:
+    """Run an action on the stream, say on its page how it went, and show the page again."""
+    try:
+        session.flash.append(("ok", await work))
+    except ConveyorError as exc:
+        session.flash.append(("error", exc.message))
+    return back(f"/ui/streams/{name}")
 
 
 def _drawing(info: dict[str, Any]) -> dict[str, Any]:
