@@ -161,7 +161,13 @@ def run_conveyor(
     url = url or f"embedded://{home / 'streams.db'}"
     name = f"bench{uuid.uuid4().hex[:6]}"
     report = work / f"{name}.json"
-    env = {**os.environ, "CONVEYOR_HOME": str(home), "CONVEYOR_TRUSTED_TYPES": TREE}
+    env = {
+        **os.environ,
+        "CONVEYOR_HOME": str(home),
+        "CONVEYOR_TRUSTED_TYPES": TREE,
+        # The throughput sink writes its report here; stream apps may use only allowed folders.
+        "CONVEYOR_STREAM_ROOTS": str(work),
+    }
     common = ["--stream", name, "--binder", url, "--batch-size", str(batch)]
     middle = (
         ["--app", "score", "--option", f"model={model}"]
