@@ -23,9 +23,7 @@ sends and a revision keeps.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import re
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from types import MappingProxyType
@@ -39,15 +37,16 @@ from conveyor.platform.detect import detect_requirements, read_procfile
 from conveyor.platform.errors import ManifestError
 from conveyor.platform.health import CHECK_TYPES, ENDPOINT_TYPES, CheckType
 from conveyor.platform.manifest_canary import read_canary
+from conveyor.platform.manifest_routes import NAME as _NAME
+from conveyor.platform.manifest_routes import RouteReader
 from conveyor.platform.manifest_scaling import read_autoscaling
-from conveyor.platform.nodes import TAG, At, NodeReader
+from conveyor.platform.nodes import TAG, At
 from conveyor.platform.spec import (
     ENV_KEY,
     MAX_INSTANCES,
     SERVICE_NAME,
     AppSpec,
     HealthCheckSpec,
-    RouteSpec,
 )
 
 if TYPE_CHECKING:
@@ -55,8 +54,6 @@ if TYPE_CHECKING:
 
 __all__ = ["MANIFEST_NAMES", "Manifest", "find_manifest", "load_manifest", "parse_manifest"]
 
-_NAME = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
-_PATH = re.compile(r"/|(/[^/\s?#]+)+")
 _MAX_BYTES = 1024 * 1024  # a manifest is a page of YAML; anything bigger is a mistake
 
 #: The names a manifest goes by, looked for in this order.
@@ -89,7 +86,6 @@ _PROCESS_KEYS = (
     "type", "command", "instances", "memory", "disk_quota", "disk-quota", "timeout",
     *(key for key in _CF_KEYS if "health-check" in key), "log-rate-limit-per-second",
 )  # fmt: skip
-_ROUTE_KEYS = ("host", "path", "strip-prefix", "route", "protocol")
 _CHECK_KEYS = ("type", "endpoint", "timeout", "interval", "invocation-timeout")
 _SERVICE_KEYS = ("name", "parameters", "binding_name")
 #: A CF health-check attribute's suffix -> the key of a ``health-check`` block.
@@ -217,7 +213,7 @@ def _unique(reader: _Reader, apps: list[AppSpec], app: AppSpec, at: At) -> None:
             reader.fail(at, f"{app.name!r} is already the name of the app on line {other.line}")
 
 
-class _Reader(NodeReader):
+class _Reader(RouteReader):
     """Walks the composed YAML nodes, so every value still knows where it was written.
 
     An error is recorded and the value it concerns dropped (:meth:`attempt`), so one
@@ -483,65 +479,6 @@ class _Reader(NodeReader):
                 result[key] = value.node.value  # as written: `yes` stays yes, 1.10 stays 1.10
         return MappingProxyType(result)
 
-    def routes(self, keys: Mapping[str, At], name: str) -> tuple[RouteSpec, ...] | None:
-        """``routes``, or what ``no-route`` / ``random-route`` make of none (None: the default)."""
-        routes = None
-        if "routes" in keys:
-            items = self.sequence(keys["routes"], "a list of routes")
-            found = [self.attempt(None, self.route, item) for item in items]
-            routes = tuple(route for route in found if route is not None)
-        if "default-route" in keys:  # CF's default too: a route when none is listed
-            self.flag(keys["default-route"])
-        if "no-route" in keys and self.flag(keys["no-route"]):
-            if routes:
-                self.fail(keys["no-route"], "contradicts the 'routes' listed; remove one")
-            return ()
-        if "random-route" in keys and self.flag(keys["random-route"]) and routes is None:
-            # Stable for one checkout, so a second push keeps the route, as CF's does.
-            seed = f"{self.base_dir.resolve() if self.base_dir else ''}:{name}"
-            return (RouteSpec(host=f"{name[:50]}-{_digest(seed)}.localhost"),)
-        return routes
-
-    def route(self, at: At) -> RouteSpec:
-        keys = self.mapping(at, _ROUTE_KEYS)
-        host = path = None
-        if "protocol" in keys:
-            protocol = self.text(keys["protocol"], "http1, http2 or tcp")
-            if protocol == "tcp":
-                self.fail(keys["protocol"], "TCP routes are not supported; the router speaks HTTP")
-            if protocol != "http1":
-                self.ignored.append(f"routes protocol {protocol} (the router speaks HTTP/1.1)")
-        if "route" in keys:
-            for other in ("host", "path"):
-                if other in keys:
-                    self.fail(keys[other], "give either 'route' or 'host'/'path', not both")
-            text = self.text(keys["route"], "a route like host.domain/path")
-            host, slash, rest = text.partition("/")
-            if ":" in host:
-                self.fail(keys["route"], f"{text!r} has a port: TCP routes are not supported")
-            host = self.host(keys["route"], host)
-            path = self.path(keys["route"], slash + rest) if slash else None
-        if "host" in keys:
-            host = self.host(keys["host"], self.text(keys["host"], "a host name"))
-        if "path" in keys:
-            path = self.path(keys["path"], self.text(keys["path"], "a path"))
-        if host is None and path is None:
-            self.fail(at, "a route needs a host, a path or both")
-        flag = keys.get("strip-prefix")
-        return RouteSpec(host=host, path=path, strip_prefix=self.flag(flag) if flag else False)
-
-    def host(self, at: At, host: str) -> str:
-        host = host.lower()
-        if len(host) > 253 or not all(_NAME.fullmatch(label) for label in host.split(".")):
-            self.fail(at, f"{host!r} is not a valid host name")
-        return host
-
-    def path(self, at: At, path: str) -> str:
-        if not _PATH.fullmatch(path):
-            self.fail(at, f"{path!r} must start with '/' and not end with one, "
-                      "without spaces, '?' or '#' (for example /iris)")  # fmt: skip
-        return path
-
     def check(self, at: At) -> HealthCheckSpec:
         return self.check_keys(self.mapping(at, _CHECK_KEYS))
 
@@ -606,7 +543,3 @@ class _Reader(NodeReader):
         except (yaml.YAMLError, TypeError, ValueError) as error:
             self.fail(at, f"expected JSON-like values (text, numbers, lists, mappings): {error}")
         return MappingProxyType(dict(value))
-
-
-def _digest(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()[:8]
