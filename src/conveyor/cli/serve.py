@@ -92,7 +92,8 @@ __all__ = ["serve_command"]
     "trust_types",
     multiple=True,
     metavar="TYPE",
-    help="Trust TYPE in this skops file; needs --expect-digest. The platform passes the "
+    help="Trust TYPE in this skops file; needs --expect-digest (or an artifact: MODEL, "
+    "whose digest it names). The platform passes the "
     "types the run recorded when conveyor.save_model wrote the file. Repeatable.",
 )
 @click.option(
@@ -172,8 +173,9 @@ def serve_command(
     """Serve MODEL over HTTP: Open Inference Protocol V2, KServe V1, MLflow and /predict.
 
     MODEL is a model file (.skops, .onnx, .pmml; .pkl/.joblib with --trust),
-    an MLflow model directory, run:<run-id>/<artifact>, or a registered
-    version: models:/<name>/<version> or models:/<name>@<alias>.
+    an MLflow model directory, run:<run-id>/<artifact>, a registered
+    version: models:/<name>/<version> or models:/<name>@<alias>, or a blob of
+    the artifact store: artifact:<digest>/<file name> (verified as it is read).
 
     \b
     Examples:

@@ -25,6 +25,14 @@ def target_group() -> None:
 @click.option("--registry", required=True, help="Where images are pushed: HOST[:PORT]/REPO.")
 @click.option("--artifact-root", default=None, help="Where pods read models: s3://BUCKET/PREFIX.")
 @click.option(
+    "--artifact-secret",
+    default=None,
+    metavar="NAME",
+    help="The Secret holding the artifact root's credentials (AWS_ACCESS_KEY_ID, "
+    "AWS_SECRET_ACCESS_KEY; optional AWS_SESSION_TOKEN, AWS_ENDPOINT_URL, AWS_REGION); "
+    "default: the pods' own identity.",
+)
+@click.option(
     "--routing",
     type=click.Choice(["ingress", "gateway"]),
     default="ingress",
@@ -51,6 +59,7 @@ def add_command(
     namespace: str,
     registry: str,
     artifact_root: str | None,
+    artifact_secret: str | None,
     routing: str,
     ingress_class: str | None,
     gateway: str | None,
@@ -69,6 +78,7 @@ def add_command(
         "namespace": namespace,
         "registry": registry,
         "artifact_root": artifact_root,
+        "artifact_secret": artifact_secret,
         "routing": routing,
         "ingress_class": ingress_class,
         "gateway": gateway,

@@ -10,13 +10,20 @@ ModelsURI(name='diagnosis', version=None, alias='champion')
 ``export_model`` turns a ``run:`` or ``models:/`` URI into a verified local
 copy (:class:`conveyor.repro.lookup.RunModel`): what ``conveyor serve``, the
 platform (for its isolated instances) and the stream ``score`` app load.
+``model_blob`` only looks it up (digest, file name, trusted types), for a
+Kubernetes target whose pods fetch the blob themselves as
+``artifact:<digest>/<file name>`` (``model_from_artifact``), from the store
+``CONVEYOR_ARTIFACT_ROOT`` names and with no registry.
+
+>>> parse_artifact_uri("artifact:blake3:" + "ab" * 32 + "/model.skops")[1]
+'model.skops'
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from conveyor.config import Settings
@@ -24,16 +31,23 @@ from conveyor.errors import UsageError
 from conveyor.repro.lookup import RunModel, export_digest, export_run_model, parse_run_uri
 from conveyor.store.artifacts import ArtifactStore
 from conveyor.store.blobs import BlobStore
+from conveyor.store.digests import parse_digest
 from conveyor.store.models import ModelRepository, ModelVersion, check_model_name
 from conveyor.store.registry import Registry
 
 __all__ = [
+    "ARTIFACT",
     "PREFIX",
+    "ModelBlob",
     "ModelsURI",
+    "artifact_uri",
     "export_model",
     "is_model_reference",
+    "model_blob",
+    "model_from_artifact",
     "model_version_of",
     "move_alias",
+    "parse_artifact_uri",
     "parse_models_uri",
     "register_run_model",
     "resolve_version",
@@ -41,7 +55,10 @@ __all__ = [
 ]
 
 PREFIX = "models:/"
+#: A blob of the artifact store by digest, with the name its format is known by.
+ARTIFACT = "artifact:"
 _FORM = "models:/<name>/<version>, models:/<name>@<alias> or models:/<name>"
+_ARTIFACT_FORM = "artifact:blake3:<64 hex>/<file name>, e.g. artifact:blake3:9f2c.../model.skops"
 
 
 @dataclass(frozen=True)
@@ -106,6 +123,79 @@ def export_model(uri: str, registry: Registry, store: BlobStore, folder: Path) -
         trusted_types=found.trusted_types,
         version=found.version,
     )
+
+
+@dataclass(frozen=True)
+class ModelBlob:
+    """The blob a ``run:`` or ``models:/`` URI names, looked up in the registry but not read."""
+
+    digest: str
+    #: The file's name as it was saved (its suffix says how to load it).
+    filename: str
+    name: str
+    run_id: str | None
+    #: The registered version (``models:/`` URIs); None for a run's model.
+    version: int | None
+    #: The types its run recorded for it (trusted while the blob has that digest).
+    trusted_types: tuple[str, ...]
+
+    @property
+    def uri(self) -> str:
+        """``artifact:<digest>/<file name>``: what a process with no registry serves."""
+        return artifact_uri(self.digest, self.filename)
+
+
+def model_blob(uri: str, registry: Registry) -> ModelBlob:
+    """Digest, file name, lineage and trusted types of the model ``uri`` names now."""
+    if uri.startswith(PREFIX):
+        found = resolve_version(uri, registry)
+        return ModelBlob(
+            found.digest,
+            found.filename,
+            found.model,
+            found.run_id,
+            found.version,
+            found.trusted_types,
+        )
+    run_id, name = parse_run_uri(uri)
+    record = registry.get_model(run_id, name)
+    return ModelBlob(
+        record.digest, record.path, record.name, record.run_id, None, record.trusted_types
+    )
+
+
+def artifact_uri(digest: str, filename: str) -> str:
+    return f"{ARTIFACT}{parse_digest(digest)}/{PurePosixPath(filename).name}"
+
+
+def parse_artifact_uri(uri: str) -> tuple[str, str]:
+    """``artifact:<digest>/<file name>`` -> (digest, file name); UsageError saying the form."""
+    digest, sep, filename = uri.removeprefix(ARTIFACT).partition("/")
+    if (
+        not uri.startswith(ARTIFACT)
+        or not sep
+        or filename in ("", ".", "..")
+        or "/" in filename
+        or "\\" in filename
+    ):
+        raise UsageError(f"{uri!r} is not an artifact model URI; the form is {_ARTIFACT_FORM}")
+    try:
+        return parse_digest(digest), filename
+    except UsageError:
+        raise UsageError(
+            f"{uri!r}: {digest!r} is not an artifact digest; the form is {_ARTIFACT_FORM}"
+        ) from None
+
+
+def model_from_artifact(uri: str, settings: Settings) -> tuple[Path, str]:
+    """A verified copy of ``artifact:<digest>/<name>`` from the store CONVEYOR_ARTIFACT_ROOT
+    names (an S3 bucket in a pod), in the user's model cache; and its digest.
+
+    A blob that no longer matches its digest is an IntegrityError: it is never served.
+    """
+    digest, filename = parse_artifact_uri(uri)
+    store = ArtifactStore.from_settings(settings)
+    return export_digest(digest, filename, store, settings.home / "models"), digest
 
 
 def model_from_uri(uri: str, settings: Settings) -> RunModel:

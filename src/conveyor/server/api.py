@@ -24,6 +24,7 @@ from starlette.types import ASGIApp
 from conveyor.config import Settings
 from conveyor.errors import ConveyorError
 from conveyor.platform.controller import Controller
+from conveyor.platform.kubernetes.models import artifact_roots
 from conveyor.server import (
     apps,
     blobs,
@@ -111,8 +112,9 @@ def create_app(
     api.include_router(images.routes(controller))
     api.include_router(models.routes(controller))
     api.include_router(runs.routes(controller.state.registry))
-    api.include_router(targets.routes(controller))
-    api.include_router(cluster_apps.routes(controller, image_builders))
+    roots = artifact_roots(settings)
+    api.include_router(targets.routes(controller, roots))
+    api.include_router(cluster_apps.routes(controller, image_builders, roots))
     service = StreamService(controller, settings=settings)
     api.include_router(streams.routes(service))
     api.include_router(cluster_streams.routes(service, image_builders))

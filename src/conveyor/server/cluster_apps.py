@@ -20,9 +20,11 @@ from pydantic import Field
 from conveyor.errors import UsageError
 from conveyor.platform.controller import Controller
 from conveyor.platform.kubernetes.config import KubernetesConfig
-from conveyor.platform.kubernetes.render import model_lineage
+from conveyor.platform.kubernetes.models import ArtifactRoots, publish_model
+from conveyor.platform.kubernetes.render import check_app, model_lineage, stored_model
 from conveyor.platform.kubernetes.target import KIND_LABEL, ImageBuilder, KubernetesTarget
-from conveyor.platform.spec import MAX_INSTANCES
+from conveyor.platform.spec import MAX_INSTANCES, AppSpec
+from conveyor.repro.registered import ModelBlob
 from conveyor.server._common import (
     APP_NAME,
     AppName,
@@ -35,7 +37,14 @@ from conveyor.server._common import (
 from conveyor.server.apps import PushIn
 from conveyor.store.targets import LOCAL, TargetRepository
 
-__all__ = ["IMAGE_PATTERN", "BuilderFactory", "cluster_target", "image_builders", "routes"]
+__all__ = [
+    "IMAGE_PATTERN",
+    "BuilderFactory",
+    "cluster_target",
+    "image_builders",
+    "published",
+    "routes",
+]
 
 TargetName = Annotated[str, Path(pattern=APP_NAME, description="A Kubernetes target's name.")]
 #: Makes the image builder of one target (its registry); None: this platform builds none.
@@ -74,7 +83,7 @@ def image_builders(cache: PathType) -> BuilderFactory:
 
 def _check_model_image(name: str, model: str | None, config: KubernetesConfig) -> None:
     """A model app is built on the target's runtime image (Conveyor installed), from a model
-    file among its own files; anything else needs an image given."""
+    file among its own files; a registered model's pods run the runtime image itself."""
     if config.runtime_image is None:
         raise UsageError(
             f"app {name!r} is a model app: it runs `conveyor serve`, which an image built "
@@ -82,12 +91,33 @@ def _check_model_image(name: str, model: str | None, config: KubernetesConfig) -
             f"(--image {name}=REGISTRY/REPO@sha256:...), or set the target's "
             "--runtime-image (an image with Conveyor installed) to build on"
         )
-    if str(model).startswith(("run:", "models:/")):
-        raise UsageError(
-            f"app {name!r} serves a registered model ({model}), which pods would read from "
-            "the artifact root; that is not there yet: give --image, or push the model file "
-            "with the app's files"
-        )
+
+
+async def published(
+    controller: Controller,
+    roots: ArtifactRoots,
+    spec: AppSpec,
+    config: KubernetesConfig,
+    progress: Progress,
+) -> ModelBlob | None:
+    """The registered model a model app serves, in the target's artifact root (uploaded
+    there if need be); None for any other app. Refused first if the target has no root."""
+    if not stored_model(spec):
+        return None
+    check_app(spec, config)
+    loop = asyncio.get_running_loop()
+
+    def tell(message: str) -> None:  # from the worker thread to the operation's stream
+        loop.call_soon_threadsafe(progress, message)
+
+    return await asyncio.to_thread(
+        publish_model,
+        str(spec.model),
+        controller.state.registry,
+        controller.artifacts,
+        roots(config),
+        tell,
+    )
 
 
 def cluster_target(
@@ -109,7 +139,9 @@ class ClusterScaleIn(Strict):
     instances: int = Field(ge=0, le=MAX_INSTANCES)
 
 
-def routes(controller: Controller, builders: BuilderFactory | None) -> APIRouter:
+def routes(
+    controller: Controller, builders: BuilderFactory | None, roots: ArtifactRoots
+) -> APIRouter:
     api = APIRouter(tags=["targets"])
     registry = TargetRepository(controller.state.registry)
 
@@ -136,7 +168,11 @@ def routes(controller: Controller, builders: BuilderFactory | None) -> APIRouter
         async def work(progress: Progress) -> dict[str, Any]:
             revision = await io(cluster.next_revision, name)
             droplet: dict[str, Any] = {}
-            if body.image is None:
+            image = body.image
+            blob = await published(controller, roots, spec, cluster.config, progress)
+            if blob is not None:  # pods fetch the model: the runtime image alone serves it
+                image = image or cluster.config.runtime_image
+            elif image is None:
                 droplet = dict(await controller.stage(spec, files_of(body.files), progress) or {})
             objects = await cluster.push(
                 spec,
@@ -144,8 +180,9 @@ def routes(controller: Controller, builders: BuilderFactory | None) -> APIRouter
                 droplet=droplet,
                 progress=progress,
                 services=controller.state.services(),
-                lineage=model_lineage(spec),
-                image=body.image,
+                lineage=model_lineage(spec, blob),
+                image=image,
+                model=blob,
             )
             return {
                 "revision": revision,

@@ -10,8 +10,11 @@ from pydantic import Field
 from conveyor.errors import UsageError
 from conveyor.platform.controller import Controller
 from conveyor.platform.kubernetes.config import KubernetesConfig
+from conveyor.platform.kubernetes.models import ArtifactRoots
+from conveyor.platform.kubernetes.render import check_app
 from conveyor.platform.spec import AppSpec
 from conveyor.server._common import APP_NAME, Strict
+from conveyor.server.cluster_apps import published
 from conveyor.store.targets import LOCAL, TargetRepository
 
 __all__ = ["routes"]
@@ -24,6 +27,7 @@ class KubernetesIn(Strict):
     namespace: str = Field(min_length=1, max_length=63)
     registry: str = Field(min_length=1, max_length=255)
     artifact_root: str | None = Field(None, min_length=1, max_length=1024)
+    artifact_secret: str | None = Field(None, min_length=1, max_length=253)
     routing: Literal["ingress", "gateway"] = "ingress"
     ingress_class: str | None = Field(None, min_length=1, max_length=253)
     gateway: str | None = Field(None, min_length=1, max_length=253)
@@ -50,7 +54,7 @@ def _local() -> dict[str, Any]:
     return {"name": LOCAL, "kind": "local", "config": {}, "created_at": None}
 
 
-def routes(controller: Controller) -> APIRouter:
+def routes(controller: Controller, roots: ArtifactRoots) -> APIRouter:
     api = APIRouter(tags=["targets"])
     targets = TargetRepository(controller.state.registry)
 
@@ -80,8 +84,18 @@ def routes(controller: Controller) -> APIRouter:
         if name == LOCAL:
             raise UsageError("the local target runs processes; there is nothing to render")
         config = KubernetesConfig.from_json(targets.get(name)["config"])
+        for spec in body.specs:
+            check_app(spec, config)  # every app refused before any model is uploaded
+        models = {}
+        for spec in body.specs:
+            # The manifests name the model's blob: the artifact root must hold it.
+            blob = await published(controller, roots, spec, config, lambda _message: None)
+            if blob is not None:
+                models[spec.name] = blob
         images = {
-            s.name: body.images.get(s.name, f"{config.registry}/{s.name}:latest")
+            s.name: body.images.get(s.name)
+            or (models.get(s.name) and config.runtime_image)
+            or f"{config.registry}/{s.name}:latest"
             for s in body.specs
         }
         objects = render_manifests(
@@ -90,6 +104,7 @@ def routes(controller: Controller) -> APIRouter:
             images=images,
             revisions={s.name: body.revision for s in body.specs},
             services=controller.state.services(),
+            models=models,
         )
         return {"objects": objects}
 

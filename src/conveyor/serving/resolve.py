@@ -5,7 +5,9 @@ directory (with an ``MLmodel`` file), ``run:<run-id>/<model-name>``, a model
 saved by a recorded run, or ``models:/<name>/<version>`` /
 ``models:/<name>@<alias>``, a registered version (both looked up in the
 registry, read verified from the artifact store, and served with the run's id
-as their lineage).
+as their lineage), or ``artifact:<digest>/<file name>``, one blob of the
+artifact store (what a pod on a Kubernetes target serves: it reads the bucket
+``CONVEYOR_ARTIFACT_ROOT`` names, never a registry).
 
 Trust by provenance: a skops file ``conveyor.save_model`` wrote records the
 exact types it needs; loaded through the registry (digest verified) those
@@ -86,6 +88,8 @@ def resolve_model_uri(
     * ``path/to/mlflow-model/`` — a directory holding an ``MLmodel`` file
     * ``run:<run-id>/<artifact>`` — a model saved by a recorded run (needs the registry)
     * ``models:/<name>/<version>``, ``models:/<name>@<alias>`` — a registered version
+    * ``artifact:<digest>/<file name>`` — a blob of the artifact store, verified as it is
+      read; ``trusted_types`` are trusted in it (its digest is the one they hold for)
 
     ``expect_digest`` refuses a file whose digest differs (it is never served);
     ``trusted_types`` are trusted in that file (given with ``expect_digest`` only).
@@ -107,6 +111,23 @@ def resolve_model_uri(
             run_id=found.run_id,
             registered=f"{found.name}/{found.version}" if found.version else None,
         )
+    if uri.startswith("artifact:"):
+        from conveyor.repro.registered import model_from_artifact
+
+        if expect_digest is not None and uri[len("artifact:") :].partition("/")[0] != expect_digest:
+            raise UsageError(f"--expect-digest {expect_digest} is not the digest {uri} names")
+        path, digest = model_from_artifact(uri, settings)
+        resolved = resolve_model_uri(
+            str(path),
+            settings,
+            trusted=trusted,
+            name=name,
+            run_id=run_id,
+            expect_digest=digest,
+            trusted_types=trusted_types,
+            version=version,
+        )
+        return dataclasses.replace(resolved, source=uri)
     path = Path(uri).expanduser()
     if not path.exists():
         raise ModelError(f"{uri}: no such model file or directory")

@@ -12,7 +12,9 @@ from conveyor.platform.kubernetes import (
     render_cronjob,
     render_job,
 )
+from conveyor.platform.kubernetes.render import model_lineage
 from conveyor.platform.spec import AppSpec, HealthCheckSpec, RouteSpec
+from conveyor.repro.registered import ModelBlob
 
 RUN = "3f2a9c0d1e2b4c5d"
 IMAGE = "registry.example.com/ds/{}@sha256:" + "ab" * 32
@@ -22,7 +24,10 @@ PROD = KubernetesConfig(
     namespace="ds-team",
     registry="registry.example.com/ds",
     artifact_root="s3://conveyor-artifacts/ds",
+    artifact_secret="conveyor-artifacts",
 )
+#: The types the demo's training run recorded for its pipeline (trust by provenance).
+TRUSTED = ("numpy.dtype", "sklearn.compose._column_transformer._RemainderColsList")
 GATEWAY = KubernetesConfig(
     context="my-cluster",
     namespace="ds-team",
@@ -36,6 +41,18 @@ GATEWAY = KubernetesConfig(
 def diagnosis() -> AppSpec:
     """The demo's model app: `model: run:<id>/model`, two instances."""
     return AppSpec(name="diagnosis", model=f"run:{RUN}/model", instances=2)
+
+
+def champion() -> AppSpec:
+    """The demo's model app following the registry: `model: models:/diagnosis@champion`."""
+    return AppSpec(name="diagnosis", model="models:/diagnosis@champion", instances=2)
+
+
+def blob(spec: AppSpec) -> ModelBlob:
+    """What the registry says of the demo's model (version 3 when registered)."""
+    version = 3 if (spec.model or "").startswith("models:/") else None
+    name = "diagnosis" if version else "model"
+    return ModelBlob("blake3:" + "cd" * 32, "model.skops", name, RUN, version, TRUSTED)
 
 
 def api_app() -> AppSpec:
@@ -82,12 +99,14 @@ def train_step() -> AppSpec:
 
 def work(spec: AppSpec, revision: int = 1) -> Workload:
     services = {"warehouse": {"schema": "triage", "url": "postgresql://db.ds/warehouse"}}
+    model = blob(spec) if spec.kind == "model" else None
     return Workload(
         spec,
         revision,
         IMAGE.format(spec.name),
         {s: services[s] for s in spec.services},
-        {"run_id": RUN, "model_digest": "blake3:" + "cd" * 32} if spec.kind == "model" else {},
+        model_lineage(spec, model),
+        model,
     )
 
 
@@ -96,6 +115,7 @@ def examples() -> dict[str, list[dict[str, Any]]]:
     train = work(train_step())
     return {
         "diagnosis": render_app(work(diagnosis()), PROD),
+        "diagnosis-champion": render_app(work(champion()), PROD),
         "triage": render_app(work(api_app(), 4), PROD),
         "triage-gateway": render_app(work(api_app(), 4), GATEWAY),
         "diagnose-score": render_app(work(stream_app()), PROD),

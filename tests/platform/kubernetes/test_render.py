@@ -15,11 +15,29 @@ import yaml  # type: ignore[import-untyped]
 
 from conveyor.errors import UsageError
 from conveyor.platform.canary import CanaryPolicy
-from conveyor.platform.kubernetes import KubernetesConfig, render_app, render_cronjob, to_yaml
+from conveyor.platform.kubernetes import (
+    KubernetesConfig,
+    Workload,
+    render_app,
+    render_cronjob,
+    to_yaml,
+)
 from conveyor.platform.policy import AutoscalingSpec, ScalingRule
 from conveyor.platform.spec import AppSpec, RouteSpec
 
-from .examples import GATEWAY, PROD, api_app, diagnosis, examples, stream_app, train_step, work
+from .examples import (
+    GATEWAY,
+    PROD,
+    RUN,
+    TRUSTED,
+    api_app,
+    champion,
+    diagnosis,
+    examples,
+    stream_app,
+    train_step,
+    work,
+)
 
 GOLDEN = Path(__file__).parent / "golden"
 #: The oldest and the newest Kubernetes whose schemas kubernetes-validate ships.
@@ -124,6 +142,35 @@ def test_lineage_annotations_name_the_model_and_its_run() -> None:
     notes = deployment["spec"]["template"]["metadata"]["annotations"]
     assert notes["conveyor.dev/run-id"] == "3f2a9c0d1e2b4c5d"
     assert notes["conveyor.dev/model-digest"].startswith("blake3:")
+
+
+def test_a_registered_model_is_served_from_the_artifact_root_with_its_recorded_trust() -> None:
+    deployment = render_app(work(champion()), PROD)[0]
+    notes = deployment["spec"]["template"]["metadata"]["annotations"]
+    assert notes["conveyor.dev/model-name"] == "diagnosis"
+    assert notes["conveyor.dev/model-version"] == "3"
+    box = deployment["spec"]["template"]["spec"]["containers"][0]
+    values = {e["name"]: e.get("value") for e in box["env"]}
+    assert values["MODEL"] == "artifact:blake3:" + "cd" * 32 + "/model.skops"
+    assert values["CONVEYOR_ARTIFACT_ROOT"] == "s3://conveyor-artifacts/ds"
+    # The pod reads no registry: name, lineage and trusted types are its arguments.
+    assert box["command"][3:] == [
+        "conveyor", "--name", "diagnosis", "--run-id", RUN, "--model-version", "3",
+        "--trust-type", TRUSTED[0], "--trust-type", TRUSTED[1],
+    ]  # fmt: skip
+    # Credentials only by reference to the target's Secret, never as values.
+    refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in box["env"] if "valueFrom" in e}
+    assert refs["AWS_ACCESS_KEY_ID"] == {"name": "conveyor-artifacts", "key": "AWS_ACCESS_KEY_ID"}
+    assert refs["AWS_ENDPOINT_URL"]["optional"] is True
+    assert not {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"} & {
+        e["name"] for e in box["env"] if "value" in e
+    }
+
+
+def test_a_registered_model_app_not_looked_up_is_refused() -> None:
+    bare = Workload(champion(), 1, "r.example/ds/x:1")
+    with pytest.raises(UsageError, match="was not looked up in the registry"):
+        render_app(bare, PROD)
 
 
 def test_the_gateway_target_routes_through_an_httproute_that_strips_the_prefix() -> None:
@@ -246,6 +293,8 @@ def test_a_schedule_needs_five_fields_and_pauses_as_suspend() -> None:
         ("artifact_root", "/var/artifacts", "not an s3:// URL"),
         ("gateway", "infra/public/x", "not NAME or NAMESPACE/NAME"),
         ("ingress_class", "Nginx Public", "not a DNS label"),
+        ("artifact_secret", "S3 Keys", "not a Secret's name"),
+        ("artifact_secret", "s3-keys", "there is no --artifact-root"),
     ],
 )
 def test_a_bad_target_setting_is_refused(setting: str, value: str, message: str) -> None:

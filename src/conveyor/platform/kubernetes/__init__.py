@@ -9,7 +9,7 @@ app specs into objects (plain dicts, what ``conveyor k8s render`` prints),
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml  # type: ignore[import-untyped]
 
@@ -24,6 +24,9 @@ from conveyor.platform.kubernetes.render import (
     selector,
 )
 from conveyor.platform.spec import AppSpec
+
+if TYPE_CHECKING:
+    from conveyor.repro.registered import ModelBlob
 
 __all__ = [
     "ImageBuilder",
@@ -52,8 +55,13 @@ def render_manifests(
     images: Mapping[str, str],
     revisions: Mapping[str, int],
     services: Mapping[str, Mapping[str, Any]],
+    models: Mapping[str, ModelBlob] | None = None,
 ) -> list[dict[str, Any]]:
-    """Every object of ``specs``; every app is checked before any is rendered."""
+    """Every object of ``specs``; every app is checked before any is rendered.
+
+    ``models``: app name -> the registered model it serves, looked up (and in the
+    target's artifact root) already.
+    """
     for spec in specs:
         check_app(spec, config)
     objects: list[dict[str, Any]] = []
@@ -62,7 +70,8 @@ def render_manifests(
             s: {**spec.service_parameters.get(s, {}), **services.get(s, {})} for s in spec.services
         }
         revision = revisions.get(spec.name, 1)
-        work = Workload(spec, revision, images[spec.name], bound, model_lineage(spec))
+        blob = (models or {}).get(spec.name)
+        work = Workload(spec, revision, images[spec.name], bound, model_lineage(spec, blob), blob)
         objects.extend(render_app(work, config))
     return objects
 

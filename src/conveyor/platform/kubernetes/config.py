@@ -20,6 +20,7 @@ __all__ = ["ROUTINGS", "KubernetesConfig"]
 #: How routes reach a cluster's apps: an Ingress, or a Gateway API HTTPRoute.
 ROUTINGS = ("ingress", "gateway")
 _LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
+_SUBDOMAIN = re.compile(r"[a-z0-9](?:[a-z0-9.-]{0,251}[a-z0-9])?")
 _REGISTRY = re.compile(r"[A-Za-z0-9.-]+(?::[0-9]{1,5})?(?:/[a-z0-9._-]+)+")
 
 
@@ -34,6 +35,11 @@ class KubernetesConfig:
     registry: str
     #: Where pods read models and artifacts (``s3://bucket/prefix``); None: none reachable.
     artifact_root: str | None = None
+    #: The Secret in the namespace pods read the artifact root's credentials from (keys
+    #: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY; optional AWS_SESSION_TOKEN,
+    #: AWS_ENDPOINT_URL, AWS_REGION); None: the pods' own identity (an IAM role for the
+    #: service account, an instance role).
+    artifact_secret: str | None = None
     routing: Literal["ingress", "gateway"] = "ingress"
     #: The IngressClass to use (routing "ingress"); None: the cluster's default.
     ingress_class: str | None = None
@@ -60,6 +66,17 @@ class KubernetesConfig:
                 f"artifact root {self.artifact_root!r} is not an s3:// URL",
                 hint="Pods read models through the S3-compatible artifact store, "
                 "never from this machine's folder.",
+            )
+        if self.artifact_secret is not None and not _SUBDOMAIN.fullmatch(self.artifact_secret):
+            raise UsageError(
+                f"artifact secret {self.artifact_secret!r} is not a Secret's name "
+                "(a-z, 0-9, '-' and '.', at most 253)"
+            )
+        if self.artifact_secret is not None and self.artifact_root is None:
+            raise UsageError(
+                "--artifact-secret holds the artifact root's credentials, and there is no "
+                "--artifact-root",
+                hint="Give --artifact-root s3://BUCKET/PREFIX too.",
             )
         if self.routing not in ROUTINGS:
             raise UsageError(f"routing {self.routing!r} is not one of {', '.join(ROUTINGS)}")

@@ -7,7 +7,12 @@ from the manifest, the app's variables, bound services as a Secret read into
 never drops below the wanted replicas), a PodDisruptionBudget, a Service, its
 routes as an Ingress or a Gateway API HTTPRoute (per target), and a
 HorizontalPodAutoscaler when the manifest asks for autoscaling. Stream apps
-are Deployments like any other, their binder's URL in their launch spec.
+are Deployments like any other, their binder's URL in their launch spec. A
+model app of a registered model (``run:``/``models:/``) serves the blob the
+push looked up (:class:`~conveyor.repro.registered.ModelBlob`):
+``conveyor serve artifact:<digest>/<file>`` against ``CONVEYOR_ARTIFACT_ROOT``,
+with the types its run recorded, the bucket's credentials from the target's
+Secret (never in the manifest).
 
 What a target cannot express is refused here, before anything is applied
 (:func:`check_app`). Every object is a plain dict, in a fixed key order, so the
@@ -21,12 +26,15 @@ import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from conveyor.errors import UsageError
 from conveyor.platform.kubernetes.config import KubernetesConfig
 from conveyor.platform.policy import AutoscalingSpec
 from conveyor.platform.spec import AppSpec, HealthCheckSpec, RouteSpec
+
+if TYPE_CHECKING:
+    from conveyor.repro.registered import ModelBlob
 
 __all__ = [
     "CONTAINER_PORT",
@@ -39,12 +47,23 @@ __all__ = [
     "model_lineage",
     "render_app",
     "selector",
+    "stored_model",
 ]
 
 #: The port every app container listens on (``PORT`` tells the app).
 CONTAINER_PORT = 8080
 _ANNOTATION = "conveyor.dev/"
 _SERVE = 'exec python -m conveyor serve "$MODEL" --host 0.0.0.0 --port "$PORT"'
+#: A registered model's: its name, lineage and trusted types follow as arguments.
+_SERVE_BLOB = _SERVE + ' "$@"'
+#: What pods read the artifact root's credentials from, in the target's Secret.
+_BUCKET_KEYS = (
+    ("AWS_ACCESS_KEY_ID", False),
+    ("AWS_SECRET_ACCESS_KEY", False),
+    ("AWS_SESSION_TOKEN", True),
+    ("AWS_ENDPOINT_URL", True),
+    ("AWS_REGION", True),
+)
 
 
 @dataclass(frozen=True)
@@ -59,14 +78,30 @@ class Workload:
     services: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     #: Lineage for the annotations: ``model_digest``, ``run_id`` where known.
     lineage: Mapping[str, str] = field(default_factory=dict)
+    #: The registered model a model app serves (looked up, and copied to the artifact root).
+    model: ModelBlob | None = None
 
 
-def model_lineage(spec: AppSpec) -> dict[str, str]:
-    """What the spec itself tells of its model's lineage: the run of a ``run:<id>/...`` model."""
+def model_lineage(spec: AppSpec, blob: ModelBlob | None = None) -> dict[str, str]:
+    """The lineage annotations: the blob's digest, name, version and run when it was looked
+    up, else what the spec itself tells (the run of a ``run:<id>/...`` model)."""
+    if blob is not None:
+        found = {
+            "model_digest": blob.digest,
+            "model_name": blob.name,
+            "model_version": str(blob.version or ""),
+            "run_id": blob.run_id or "",
+        }
+        return {k: v for k, v in found.items() if v}
     model = spec.model or ""
     if spec.kind == "model" and model.startswith("run:"):
         return {"run_id": model[4:].split("/", 1)[0]}
     return {}
+
+
+def stored_model(spec: AppSpec) -> bool:
+    """Whether a model app serves a registered model (pods read it from the artifact root)."""
+    return spec.kind == "model" and (spec.model or "").startswith(("run:", "models:/"))
 
 
 def selector(app: str) -> dict[str, str]:
@@ -88,7 +123,7 @@ def labels(app: str, revision: int, *, component: str | None = None) -> dict[str
 
 def _annotations(work: Workload) -> dict[str, str]:
     out = {_ANNOTATION + "revision": str(work.revision)}
-    for key in ("model_digest", "run_id"):
+    for key in ("model_digest", "model_name", "model_version", "run_id"):
         if work.lineage.get(key):
             out[_ANNOTATION + key.replace("_", "-")] = str(work.lineage[key])
     return out
@@ -140,8 +175,7 @@ def check_app(spec: AppSpec, config: KubernetesConfig) -> None:
             "run; a push there is a rolling update",
             hint="Remove canary: for this target (or use a mesh's traffic split by hand).",
         )
-    stored = spec.kind == "model" and (spec.model or "").startswith(("run:", "models:/"))
-    if stored and config.artifact_root is None:
+    if stored_model(spec) and config.artifact_root is None:
         raise UsageError(
             f"{where}: model {spec.model!r} lives in the artifact store, and the target "
             "has no artifact root pods can read",
@@ -168,6 +202,11 @@ def render_app(work: Workload, config: KubernetesConfig) -> list[dict[str, Any]]
     """Every object of one app, in the order they are applied (what the Deployment reads first)."""
     spec = work.spec
     check_app(spec, config)
+    if stored_model(spec) and work.model is None:
+        raise UsageError(
+            f"app {spec.name!r}: model {spec.model!r} was not looked up in the registry; "
+            "a push or render through the platform does that"
+        )
     objects: list[dict[str, Any]] = []
     if spec.services:
         objects.append(_secret(work, config))
@@ -221,9 +260,26 @@ def _env(work: Workload, config: KubernetesConfig) -> list[dict[str, Any]]:
         values["CONVEYOR_ARTIFACTS"] = config.artifact_root
     if spec.kind == "model" and spec.model is not None:
         values["MODEL"] = spec.model
+    if work.model is not None:  # a registered model: its blob, from the bucket
+        values["MODEL"] = work.model.uri
+        values["CONVEYOR_ARTIFACT_ROOT"] = str(config.artifact_root)
     if spec.kind == "stream":
         values["CONVEYOR_STREAM_APP"] = json.dumps(spec.options["stream_app"], sort_keys=True)
     env: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in sorted(values.items())]
+    if work.model is not None and config.artifact_secret:
+        env.extend(
+            {
+                "name": key,
+                "valueFrom": {
+                    "secretKeyRef": {
+                        "name": config.artifact_secret,
+                        "key": key,
+                        **({"optional": True} if optional else {}),
+                    }
+                },
+            }
+            for key, optional in _BUCKET_KEYS
+        )
     if spec.services:
         env.append(
             {
@@ -236,7 +292,18 @@ def _env(work: Workload, config: KubernetesConfig) -> list[dict[str, Any]]:
     return env
 
 
-def _command(spec: AppSpec) -> list[str]:
+def _command(work: Workload) -> list[str]:
+    spec, blob = work.spec, work.model
+    if blob is not None:
+        # Lineage and trust travel with the pod: it reads no registry.
+        options = ["--name", blob.name]
+        if blob.run_id:
+            options += ["--run-id", blob.run_id]
+        if blob.version:
+            options += ["--model-version", str(blob.version)]
+        for name in blob.trusted_types:
+            options += ["--trust-type", name]
+        return ["/bin/sh", "-c", _SERVE_BLOB, "conveyor", *options]
     if spec.kind == "model":
         return ["/bin/sh", "-c", _SERVE]
     if spec.kind == "stream":
@@ -278,7 +345,7 @@ def container(work: Workload, config: KubernetesConfig) -> dict[str, Any]:
     container: dict[str, Any] = {
         "name": "app",
         "image": work.image,
-        "command": _command(spec),
+        "command": _command(work),
         "ports": [{"name": "http", "containerPort": CONTAINER_PORT, "protocol": "TCP"}],
         "env": _env(work, config),
     }

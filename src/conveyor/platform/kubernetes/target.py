@@ -18,7 +18,7 @@ import contextlib
 import math
 import threading
 from collections.abc import AsyncIterator, Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from conveyor.errors import NotFoundError, UsageError
 from conveyor.platform.kubernetes.client import Cluster, LogStream
@@ -34,6 +34,9 @@ from conveyor.platform.kubernetes.render import (
 )
 from conveyor.platform.spec import AppSpec
 from conveyor.platform.target import LaunchResult, Progress
+
+if TYPE_CHECKING:
+    from conveyor.repro.registered import ModelBlob
 
 __all__ = ["APP_KINDS", "KIND_LABEL", "TASK_ANNOTATION", "ImageBuilder", "KubernetesTarget"]
 
@@ -106,19 +109,22 @@ class KubernetesTarget:
         services: Mapping[str, Mapping[str, Any]] | None = None,
         lineage: Mapping[str, str] | None = None,
         image: str | None = None,
+        model: ModelBlob | None = None,
     ) -> list[dict[str, Any]]:
         """Build the image, apply the revision and wait for its rollout; the objects applied.
 
         What the target cannot express is refused before the image is built.
+        ``model`` is the registered model a model app serves, already in the artifact root.
         """
         bound = {s: dict((services or {}).get(s, {})) for s in spec.services}
-        probe = Workload(spec, revision, image or "unbuilt", bound, dict(lineage or {}))
+        marks = dict(lineage or {})
+        probe = Workload(spec, revision, image or "unbuilt", bound, marks, model)
         render_app(probe, self.config)  # refuses before anything is built or applied
         if image is None:
             progress("building the image")
             image = await self.image(droplet, spec, revision)
             progress(f"image {image}")
-        work = Workload(spec, revision, image, bound, dict(lineage or {}))
+        work = Workload(spec, revision, image, bound, marks, model)
         return await self.deploy([work], progress)
 
     async def deploy(self, works: list[Workload], progress: Progress) -> list[dict[str, Any]]:
