@@ -9,7 +9,9 @@ import pytest
 from conveyor.errors import IntegrityError, NotFoundError, UsageError
 from conveyor.repro.registered import (
     export_model,
+    model_blob,
     move_alias,
+    parse_artifact_uri,
     parse_models_uri,
     register_run_model,
     resolve_version,
@@ -141,6 +143,36 @@ def test_malformed_models_uris_say_the_form(uri: str, problem: str) -> None:
     with pytest.raises(UsageError, match="the form is models:/<name>/<version>") as caught:
         parse_models_uri(uri)
     assert problem in caught.value.message
+
+
+@pytest.mark.parametrize(
+    ("uri", "problem"),
+    [
+        ("artifact:blake3:" + "ab" * 32, "is not an artifact model URI"),
+        ("artifact:blake3:" + "ab" * 32 + "/", "is not an artifact model URI"),
+        ("artifact:blake3:" + "ab" * 32 + "/..", "is not an artifact model URI"),
+        ("artifact:blake3:" + "ab" * 32 + "/a/model.skops", "is not an artifact model URI"),
+        ("artifact:blake3:../../etc/model.skops", "is not an artifact model URI"),
+        ("artifact:sha1:abc/model.skops", "'sha1:abc' is not an artifact digest"),
+    ],
+)
+def test_malformed_artifact_uris_say_the_form(uri: str, problem: str) -> None:
+    with pytest.raises(UsageError, match="the form is artifact:blake3:<64 hex>/") as caught:
+        parse_artifact_uri(uri)
+    assert problem in caught.value.message
+
+
+def test_a_blob_is_looked_up_for_a_target_without_being_read(
+    registry: Registry, artifacts: ArtifactStore, tmp_path: Path
+) -> None:
+    uri = _trained(registry, artifacts, tmp_path, b"model bytes", SIG_A)
+    version, _ = register_run_model(registry, uri, "m")
+    blob = model_blob("models:/m/1", registry)
+    assert (blob.name, blob.version, blob.trusted_types) == ("m", 1, ("numpy.dtype",))
+    assert blob.uri == f"artifact:{version.digest}/model.skops"
+    assert parse_artifact_uri(blob.uri) == (version.digest, "model.skops")
+    by_run = model_blob(uri, registry)
+    assert (by_run.name, by_run.version, by_run.digest) == ("model", None, version.digest)
 
 
 def test_export_verifies_the_digest_and_never_hands_over_a_changed_file(
