@@ -181,3 +181,32 @@ def test_a_file_registered_from_elsewhere_still_needs_the_operators_trust(
     missing = _conveyor(env, "models", "register", "nowhere.skops", "--name", "x", check=False)
     assert missing.returncode != 0
     assert "nowhere.skops: no such model file" in missing.stderr
+
+
+def test_an_artifact_is_served_by_digest_trusting_only_the_types_given(
+    trained: tuple[dict[str, str], str],
+) -> None:
+    """``artifact:<digest>/<file>``: what a pod on a Kubernetes target serves, with no registry."""
+    env, run_id = trained
+    shown = json.loads(_conveyor(env, "runs", "show", run_id, "--json").stdout)
+    digest = next(m["digest"] for m in shown["models"] if m["name"] == "pipeline")
+    uri = f"artifact:{digest}/pipeline.skops"
+    untrusted = _conveyor(env, "serve", uri, "--port", "0", check=False)
+    assert untrusted.returncode != 0
+    assert "numpy.dtype" in untrusted.stderr  # no registry vouches for it: trust is given
+
+    running = _start([uri, "--name", "dx", "--trust-type", "numpy.dtype"], env)
+    try:
+        r = httpx.post(f"{running.base}/predict", json=[ROW])
+        assert r.status_code == 200, r.text
+        assert r.json()[0]["label"] == 1
+    finally:
+        assert _stop(running, signal.SIGTERM) == 0
+
+    absent = _conveyor(env, "serve", f"artifact:blake3:{'0' * 64}/m.skops", check=False)
+    assert absent.returncode != 0
+    assert f"artifact blake3:{'0' * 64} is not in the store" in absent.stderr
+    malformed = _conveyor(env, "serve", "artifact:model.skops", check=False)
+    assert malformed.returncode != 0
+    assert "the form is artifact:blake3:<64 hex>/<file name>" in malformed.stderr
+    assert "Traceback" not in absent.stderr + malformed.stderr

@@ -164,6 +164,7 @@ def routes(
         spec = dataclasses.replace(body.spec, instances=body.instances)
         if body.image is None and (spec.kind == "model" or spec.model is not None):
             _check_model_image(name, spec.model, cluster.config)
+        check_app(spec, cluster.config)  # refused as a 4xx, before the operation streams
 
         async def work(progress: Progress) -> dict[str, Any]:
             revision = await io(cluster.next_revision, name)
