@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from conveyor.orchestrate.stream_kind import StreamKind
-from conveyor.platform import Controller
+from conveyor.store.apps import AppRepository
 from conveyor.store.streams import StreamRepository
 from conveyor.streams.masking import hash_definition, hash_options, hash_properties
 
@@ -25,7 +25,7 @@ __all__ = ["hash_stored_tokens"]
 log = logging.getLogger("conveyor.orchestrate.streams")
 
 
-def hash_stored_tokens(controller: Controller, records: StreamRepository) -> int:
+def hash_stored_tokens(apps: AppRepository, records: StreamRepository) -> int:
     """Rewrite every stored clear token as its hash; how many rows changed."""
     changed = 0
     for row in records.streams():
@@ -41,11 +41,11 @@ def hash_stored_tokens(controller: Controller, records: StreamRepository) -> int
                     row.name, v.version, definition=definition, properties=properties
                 )
                 changed += 1
-    for app in controller.state.apps():
-        for revision in controller.state.revisions(app.name):
+    for app in apps.apps():
+        for revision in apps.revisions(app.name):
             spec = _hashed_spec(revision.spec)
             if spec is not None:
-                controller.state.replace_spec(app.name, revision.number, spec)
+                apps.replace_spec(app.name, revision.number, spec)
                 changed += 1
     if changed:
         log.info("stream credentials kept in clear in %d registry row(s) are now hashed", changed)

@@ -101,7 +101,7 @@ class StreamService:
         self.lineage = StreamLineage(Emitter.from_settings(self.settings))
         controller.droplet_users.append(self._droplets_in_use)
         controller.autoscaling.lag = self._lag_of
-        hash_stored_tokens(controller, self.records)  # rows from before tokens were hashed
+        hash_stored_tokens(controller.state, self.records)  # rows from before tokens were hashed
 
     # -- user apps ----------------------------------------------------------------
 
