@@ -12,6 +12,7 @@ import pytest
 from tests.waiting import eventually
 
 from .control import Platform, running_platform
+from .leaks import files_holding, post_status
 
 pytestmark = pytest.mark.slow
 
@@ -310,6 +311,8 @@ def test_info_counts_accepted_posts_names_the_binder_and_never_shows_a_token(
         )
         with urllib.request.urlopen(request, timeout=30) as response:
             assert response.status == 202
+    assert post_status(f"{platform.router}/guarded", "Bearer wrong-token") == 401
+    assert post_status(f"{platform.router}/guarded", None) == 401
     info = platform.cli("stream", "info", "guarded").stdout
     assert "binder embedded" in info
     http_line = next(line for line in info.splitlines() if "guarded-http" in line)
@@ -322,9 +325,21 @@ def test_info_counts_accepted_posts_names_the_binder_and_never_shows_a_token(
         json.dumps(platform.client.call("GET", "/v1/streams")),
         json.dumps(platform.client.call("GET", "/v1/streams/guarded")),
         json.dumps(platform.client.call("GET", "/v1/streams/guarded/history")),
+        platform.cli("stream", "info", "guarded", "--json").stdout,
+        platform.cli("app", "guarded-http").stdout,
+        json.dumps(platform.client.call("GET", "/v1/apps/guarded-http")),
+        json.dumps(platform.client.call("GET", "/v1/apps/guarded-http/revisions")),
+        platform.cli("logs", "guarded-http", "--recent", "1000").stdout,
     ]
     assert not [text for text in shown if token in text]
     assert "--auth-token=***" in shown[0]
+    # Nor is it kept: the registry (SQLite and its WAL), the logs, every file of the platform
+    # hold its salted hash at most; the source checks requests against that.
+    assert files_holding(platform.home, token) == []
+    platform.cli("stream", "update", "guarded", "--properties", "app.http.path=/guarded")
+    assert post_status(f"{platform.router}/guarded", f"Bearer {token}") == 202
+    assert post_status(f"{platform.router}/guarded", "Bearer wrong-token") == 401
+    assert files_holding(platform.home, token) == []
     platform.cli("stream", "destroy", "guarded")
 
 

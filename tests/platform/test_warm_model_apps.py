@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -163,6 +164,7 @@ def test_the_next_instance_comes_from_the_spare_isolated_like_a_cold_one(
     [cold] = platform.app("gb")["instances_detail"]
     spare = eventually(lambda: _spare_wrapper(platform), what="a warm spare of gb")
     eventually(lambda: _server_under(spare), what="the spare's conveyor serve")
+    _check_the_spare_is_shown(platform, spare)
 
     platform.cli("scale", "gb", "-i", "2")
     [second] = eventually(
@@ -214,6 +216,28 @@ def test_the_next_instance_comes_from_the_spare_isolated_like_a_cold_one(
     assert (down.returncode, said.strip()) == (0, "Platform stopped.")
     left = [pid for pid in seen if Path(f"/proc/{pid}").exists()]
     assert left == [], f"processes of gb left after the platform stopped: {left}"
+
+
+def _check_the_spare_is_shown(platform: Platform, spare: int) -> None:
+    """`conveyor app`, the API and the dashboard show the spare and the memory it holds."""
+    from tests.ui.dashboard import logged_in
+
+    shown = eventually(
+        lambda: (s := platform.app("gb")["warm_spare"]) and s["ready"] and s, what="spare ready"
+    )
+    assert shown["pid"] == spare
+    assert shown["memory"] > 10 * 1024 * 1024  # a process that loaded scikit-learn and a model
+    said = platform.cli("app", "gb").stdout
+    line = next(x for x in said.splitlines() if x.startswith("warm spare:"))
+    assert re.match(rf"warm spare: pid {spare}, \d+M resident, model loaded ", line), line
+    assert "CONVEYOR_PREFORK=0" in said
+    client = logged_in(platform)
+    try:
+        page = client.get("/ui/apps/gb/instances")
+    finally:
+        client.close()
+    assert page.status_code == 200
+    assert f"Warm spare: pid {spare}," in page.text
 
 
 def test_a_spare_left_by_a_killed_platform_is_stopped_when_it_starts_again(

@@ -210,3 +210,28 @@ def test_an_artifact_is_served_by_digest_trusting_only_the_types_given(
     assert malformed.returncode != 0
     assert "the form is artifact:blake3:<64 hex>/<file name>" in malformed.stderr
     assert "Traceback" not in absent.stderr + malformed.stderr
+
+
+def test_a_standalone_served_request_leads_through_the_model_version(
+    trained: tuple[dict[str, str], str],
+) -> None:
+    env, run_id = trained
+    _conveyor(env, "models", "register", f"run:{run_id}/pipeline", "--name", "ln")
+    _conveyor(env, "models", "alias", "ln", "champion", "1")
+
+    running = _start(["models:/ln@champion", "--request-log", "on"], env)
+    try:
+        r = httpx.post(f"{running.base}/predict", json=[ROW], headers={"x-request-id": "ln-req-1"})
+        assert r.status_code == 200, r.text
+    finally:
+        assert _stop(running, signal.SIGTERM) == 0  # the log is flushed on the way out
+
+    tree = _conveyor(env, "lineage", "ln-req-1").stdout
+    assert tree.startswith("request ln-req-1\nmade from:\n"), tree
+    assert "answered by: model ln version 1 @champion" in tree
+    graph = json.loads(_conveyor(env, "lineage", "ln-req-1", "--json").stdout)
+    edges = {(e["from"], e["to"], e["relation"]) for e in graph["edges"]}
+    digest = r.headers["x-model-digest"]
+    assert ("model-version:ln/1", "request:ln-req-1", "answered") in edges
+    assert (f"artifact:{digest}", "model-version:ln/1", "registered") in edges
+    assert (f"run:{run_id}", f"artifact:{digest}", "saved") in edges

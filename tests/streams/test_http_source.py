@@ -14,6 +14,7 @@ import pytest
 
 from conveyor.config import Settings
 from conveyor.streams.binders import Binder
+from conveyor.streams.token_hash import hash_token
 from tests.streams.helpers import PATIENCE, Running, collect, run_app
 
 
@@ -157,6 +158,26 @@ def test_an_auth_token_is_required_when_given(binder: Binder, settings: Settings
     finally:
         app.stop()
     assert only.payload == {"n": 1}
+
+
+def test_a_hashed_auth_token_takes_the_token_it_stands_for(
+    binder: Binder, settings: Settings
+) -> None:
+    app = run_app(
+        binder, settings, app="http", output="h.http", stream="h",
+        options={"path": "/tx", "auth-token": hash_token("s3cret")},
+    )  # fmt: skip
+    port, body = app.runtime.app.port, b'{"n": 2}'
+    try:
+        assert request(port, json_post(body), body)[0] == 401
+        assert request(port, json_post(body, Authorization="Bearer wrong"), body)[0] == 401
+        assert request(port, json_post(body, Authorization="Basic s3cret"), body)[0] == 401
+        for _ in range(2):  # the second from the source's memory of the accepted token
+            assert request(port, json_post(body, Authorization="Bearer s3cret"), body)[0] == 202
+        assert request(port, json_post(body, Authorization="Bearer s3cre"), body)[0] == 401
+        assert len(collect(binder, "h.http", "h", 2)) == 2
+    finally:
+        app.stop()
 
 
 def test_a_client_that_sends_less_than_it_announced_is_answered_not_waited_on(

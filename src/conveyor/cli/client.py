@@ -150,7 +150,8 @@ class PlatformClient:
         return None if self.endpoint is None else int(self.endpoint.get("pid", 0)) or None
 
     def alive(self) -> bool:
-        """Whether the recorded platform process still exists."""
+        """Whether the recorded platform process still runs (an exited one not yet reaped
+        by its parent, as when this very process started it, has stopped)."""
         pid = self.pid
         if pid is None:
             return False
@@ -160,7 +161,29 @@ class PlatformClient:
             return False
         except PermissionError:
             return True
-        return True
+        return not _exited(pid)
+
+
+def _exited(pid: int) -> bool:
+    """Whether ``pid`` has exited and only waits for its parent to collect its status.
+
+    /proc tells (state Z) without taking the status from the parent; where there is
+    no /proc, ``pid`` is reaped if it is a child of this process.
+    """
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        if Path("/proc/self").exists():
+            return True  # gone between the two looks
+    except OSError:
+        return False
+    else:
+        return stat.rsplit(")", 1)[1].split()[0] == "Z"
+    try:
+        reaped, _status = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:  # not ours: the signal check above is all there is
+        return False
+    return reaped == pid
 
 
 def connect(timeout: float | None = 900.0) -> PlatformClient:

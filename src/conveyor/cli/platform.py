@@ -317,6 +317,12 @@ def app_show_command(name: str, as_json: bool, target: str) -> None:
         )
     print_table(table)
     click.echo(_isolation_line(app["instances_detail"]))
+    if spare := app.get("warm_spare"):
+        loaded = "model loaded" if spare["ready"] else "loading its model"
+        click.echo(
+            f"warm spare: pid {spare['pid']}, {_mib(spare['memory'])} resident, {loaded} "
+            "(also while scaled to zero; CONVEYOR_PREFORK=0 turns spares off)"
+        )
     crashed = [i for i in app["instances_detail"] if i["last_crash"]]
     for i in crashed:
         crash = i["last_crash"]

@@ -31,6 +31,7 @@ from conveyor.errors import NotFoundError, UsageError
 from conveyor.orchestrate.stream_kind import StreamKind
 from conveyor.orchestrate.stream_lineage import StreamLineage
 from conveyor.orchestrate.stream_sandbox import sandboxed
+from conveyor.orchestrate.stream_secrets import hash_stored_tokens
 from conveyor.platform import (
     AppSpec,
     AutoscalingSpec,
@@ -46,7 +47,13 @@ from conveyor.platform import (
 from conveyor.repro.openlineage import Emitter
 from conveyor.store.streams import StreamRepository
 from conveyor.streams.binders import check_binder_url, partitioned_lag, shown_binder_url
-from conveyor.streams.masking import mask_definition, mask_options, mask_properties
+from conveyor.streams.masking import (
+    hash_definition,
+    hash_properties,
+    mask_definition,
+    mask_options,
+    mask_properties,
+)
 
 if TYPE_CHECKING:
     from conveyor.streams.binders import Binder
@@ -94,6 +101,7 @@ class StreamService:
         self.lineage = StreamLineage(Emitter.from_settings(self.settings))
         controller.droplet_users.append(self._droplets_in_use)
         controller.autoscaling.lag = self._lag_of
+        hash_stored_tokens(controller.state, self.records)  # rows from before tokens were hashed
 
     # -- user apps ----------------------------------------------------------------
 
@@ -190,6 +198,7 @@ class StreamService:
 
     def create(self, name: str, definition: str) -> dict[str, Any]:
         apps = self.validate(name, definition)
+        definition = hash_definition(definition)  # the registry keeps no token in clear
         self.records.create(name, definition)
         return {"name": name, "definition": mask_definition(definition), "apps": apps}
 
@@ -218,7 +227,9 @@ class StreamService:
         from conveyor.streams.plan import plan_stream
 
         row = self.records.stream(name)
-        definition = definition or row.definition
+        # Tokens as hashes from here on: in the apps' specs, the version, the stream's row.
+        definition = hash_definition(definition or row.definition)
+        properties = hash_properties(definition, properties)
         binder = binder or self._last_binder(name) or self.default_binder
         check_binder_url(binder)  # a typo fails here, not after instances crashed
         progress(f"Checking the binder {shown_binder_url(binder)}...")

@@ -25,7 +25,7 @@ import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from conveyor.platform.backoff import CrashBackoff
 from conveyor.platform.errors import DeployError
@@ -281,6 +281,15 @@ class LocalTarget:
             )
             for inst in self.supervisor.instances(app)
         ]
+
+    def warm_spare(self, app: str, *, usage: bool = False) -> dict[str, Any] | None:
+        """``app``'s warm spare (see :mod:`.warm`): its pid, whether its model is loaded and,
+        with ``usage``, the memory it holds; None when it has none."""
+        found = None if self.warm is None else self.warm.spare(app)
+        if found is None:
+            return None
+        pid, ready = found
+        return {"pid": pid, "ready": ready, "memory": group_rss(pid) if usage else None}
 
     def routes(self, app: str) -> list[Route]:
         return self.table.routes(app)

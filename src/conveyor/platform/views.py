@@ -41,6 +41,8 @@ def describe(controller: Controller, name: str) -> dict[str, Any]:
         policy = controller.spec(controller.state.revision(name, app.revision)).autoscaling
         scaling = None if policy is None else policy.describe()
     load = controller.meter.read(name)
+    # Only the local target keeps spares (a model app's, see platform/warm.py).
+    spare = getattr(controller.target, "warm_spare", None)
     return {
         **_summary(controller, app, instances),
         "latest_revision": latest,
@@ -48,6 +50,8 @@ def describe(controller: Controller, name: str) -> dict[str, Any]:
         "load": {"ongoing": load.ongoing, "rate": load.rate, "p95_ms": load.p95_ms},
         "canary": None if (run := controller.canaries.get(name)) is None else run.view(),
         "instances_detail": instances,
+        #: A model app's warm spare: pid, ready (model loaded), memory; None without one.
+        "warm_spare": None if spare is None else spare(name, usage=True),
         "events": [
             {
                 "at": e.at,

@@ -154,6 +154,13 @@ class WarmSpawner:
             self._refill(app, key, argv, env, cwd, sandbox)
         return handle
 
+    def spare(self, app: str) -> tuple[int, bool] | None:
+        """``app``'s spare: its pid and whether it has loaded its model (None: it has none)."""
+        spare = self._spares.get(app)
+        if spare is None or spare.handle is None or spare.handle.returncode is not None:
+            return None
+        return spare.handle.pid, spare.ready.is_set()
+
     async def discard(self, app: str) -> None:
         """Stop ``app``'s spare (the app was stopped or deleted)."""
         spare = self._spares.get(app)

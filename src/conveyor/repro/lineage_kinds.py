@@ -67,6 +67,12 @@ def _request_up(node: Node, sources: Sources) -> list[Link]:
         found = _revision(sources, str(app), int(revision))
         if found is not None:
             return [Link(found, "answered")]
+    registered = str(node.details.get("registered") or "")  # ``name/N``: a standalone serve
+    name, _, number = registered.rpartition("/")
+    if name and number.isdigit():
+        version = _version(sources, name, int(number))
+        if version is not None:
+            return [Link(version, "answered")]
     digest = node.details.get("digest")
     return [Link(_artifact(str(digest), sources), "answered")] if digest else []
 

@@ -370,7 +370,13 @@ def _request_log(served: ServedModel) -> RequestLogWriter | None:
     options = served.options.request_log
     if options is None or options.sample <= 0:
         return None
-    header = {**_lineage(served), "source": served.resolved.source}
+    # ``registered``: the version a standalone ``conveyor serve models:/…`` serves, which its
+    # lineage goes through (on the platform the app revision records it).
+    header = {
+        **_lineage(served),
+        "source": served.resolved.source,
+        "registered": served.resolved.registered,
+    }
     return RequestLogWriter(
         options.folder, header, sample=options.sample, retention=options.retention
     )

@@ -171,6 +171,17 @@ class AppRepository:
             )
         return RevisionRecord(**row)
 
+    def replace_spec(self, app: str, number: int, spec: Mapping[str, Any]) -> None:
+        """Rewrite a revision's spec in place. Revisions are otherwise immutable: this is for
+        data fixes only (a credential kept in clear before the registry kept its hash)."""
+        table = schema.platform_revisions
+        with self._begin() as conn:
+            conn.execute(
+                table.update()
+                .where(table.c.app == app, table.c.number == number)
+                .values(spec=dict(spec))
+            )
+
     def revisions(self, app: str) -> list[RevisionRecord]:
         table = schema.platform_revisions
         with self._begin() as conn:

@@ -172,6 +172,19 @@ class StreamRepository:
             )
         return version
 
+    def replace_version(
+        self, name: str, version: int, *, definition: str, properties: Mapping[str, str]
+    ) -> None:
+        """Rewrite a version's definition and properties in place (a data fix: a credential
+        kept in clear before the registry kept its hash)."""
+        table = schema.platform_stream_versions
+        with self.registry.transaction() as conn:
+            conn.execute(
+                table.update()
+                .where(table.c.stream == name, table.c.version == version)
+                .values(definition=definition, properties=dict(properties))
+            )
+
     # -- registered user apps ------------------------------------------------------
 
     def user_apps(self) -> list[UserAppRecord]:

@@ -73,6 +73,9 @@ class OptionSpec:
     minimum: float | None = None
     #: A credential: whoever shows a stream's definition or options should mask its value.
     secret: bool = False
+    #: A credential the app only compares with what it is sent: the registry keeps a salted
+    #: hash of it in its place (:mod:`conveyor.streams.token_hash`), never the value.
+    hashed: bool = False
 
     def convert(self, raw: str, paths: StreamPaths | None = None) -> Any:
         """The typed value of ``raw``, or an OptionError saying what was expected.
@@ -200,6 +203,7 @@ _APPS = (
                 "if set, a POST needs 'Authorization: Bearer <token>' (for routes beyond loopback)",
                 "",
                 secret=True,
+                hashed=True,
             ),
         ),
         "conveyor.streams.apps.httpsource:HttpSource",

@@ -9,7 +9,9 @@ What it refuses, and why:
   that sends a request; only a page served by this source (or the router in
   front of it) on a loopback name is the source's own;
 - without ``Authorization: Bearer <token>`` when the stream gave ``--auth-token``
-  (401), for sources the router exposes beyond loopback;
+  (401), for sources the router exposes beyond loopback; the option holds the
+  token's salted hash (:mod:`conveyor.streams.token_hash`), which the bearer
+  token is checked against in constant time;
 - a ``Content-Length`` that is negative, not a number or given twice with
   different values (400), and any body past 16 MiB, chunked or not (413).
 """
@@ -17,7 +19,6 @@ What it refuses, and why:
 from __future__ import annotations
 
 import csv
-import hmac
 import io
 import ipaddress
 import queue
@@ -32,6 +33,7 @@ import orjson
 from conveyor.streams.apps.base import AppContext
 from conveyor.streams.errors import StreamError
 from conveyor.streams.messages import Message, csv_records
+from conveyor.streams.token_hash import TokenCheck
 
 __all__ = ["MAX_BODY", "HttpSource"]
 
@@ -156,6 +158,8 @@ class HttpSource:
     def __init__(self, context: AppContext) -> None:
         self.context = context
         self.inbox: queue.Queue[tuple[list[Message], threading.Event]] = queue.Queue(maxsize=_INBOX)
+        token: str = context.options.get("auth-token") or ""
+        self.token = TokenCheck(token) if token else None
         port = context.options["port"] or context.port or 0
         self.server = _Server(("127.0.0.1", port), self._handler())
         self.port = self.server.server_address[1]
@@ -168,10 +172,9 @@ class HttpSource:
     def check(self, handler: BaseHTTPRequestHandler) -> tuple[str, bytes]:
         """The media type and body of an acceptable POST, or Refused saying what is wrong."""
         check_origin(handler.headers.get("Origin"), handler.headers.get("Host"))
-        token: str = self.context.options.get("auth-token") or ""
-        if token:
-            given = handler.headers.get("Authorization") or ""
-            if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+        if self.token is not None:
+            scheme, _, given = (handler.headers.get("Authorization") or "").partition(" ")
+            if scheme != "Bearer" or not self.token.matches(given):
                 raise Refused(401, "this source needs 'Authorization: Bearer <its --auth-token>'")
         media_type = (handler.headers.get("Content-Type") or "").split(";")[0].strip().lower()
         if media_type not in (_JSON, _CSV):
