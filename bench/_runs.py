@@ -13,8 +13,10 @@ import platform
 import resource
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -151,6 +153,25 @@ class Timed:
 def load() -> str:
     one, five, _ = os.getloadavg()
     return f"{one:.2f} (5 min {five:.2f})"
+
+
+@contextmanager
+def workspace(args: argparse.Namespace, prefix: str) -> Iterator[Workspace]:
+    """Say where the benchmark runs (machine, load), then a workspace under ``args.tmpdir``."""
+    print(f"machine: {machine()}", flush=True)
+    print(f"load average at start: {load()}", flush=True)
+    with tempfile.TemporaryDirectory(prefix=prefix, dir=args.tmpdir) as tmp:
+        yield Workspace(Path(tmp))
+
+
+def rounds(args: argparse.Namespace) -> Iterator[int]:
+    """Round numbers up to ``args.rounds``; stops early, saying so, after ``args.max_minutes``."""
+    deadline = time.monotonic() + args.max_minutes * 60
+    for round_ in range(args.rounds):
+        if time.monotonic() > deadline:
+            print(f"time limit reached after {round_} rounds", flush=True)
+            return
+        yield round_
 
 
 def parse_args(

@@ -25,12 +25,10 @@ mlflow``), never into Conveyor's. Everything is deleted afterwards.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -41,7 +39,7 @@ from typing import Any
 import httpx
 
 from bench._runs import machine
-from bench.platform._control import free_port, platform_env, until
+from bench.platform._control import free_port, platform_env, platform_server, until
 
 ROOT = Path(__file__).resolve().parent.parent
 PARAMS, METRICS = 10, 10
@@ -159,27 +157,12 @@ def fill_conveyor(url: str, n: int) -> None:
 def conveyor_server(work: Path, n: int) -> Iterator[httpx.Client]:
     """A platform over a registry of ``n`` runs; yields a client logged in to its dashboard."""
     home = work / "conveyor"
-    env = platform_env(home)
     fill_conveyor(f"sqlite:///{home / 'registry.db'}", n)
-    with (work / "conveyor.log").open("wb") as log:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "conveyor", "server"],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        endpoint = home / "platform" / "server.json"
-        until("the platform", endpoint.exists, 120)
-        api = json.loads(endpoint.read_text())["api"]
+    with platform_server(platform_env(home), work / "conveyor.log", 120) as addresses:
         token = (home / "platform" / "token").read_text().strip()
-        with httpx.Client(base_url=api, timeout=120) as client:
+        with httpx.Client(base_url=addresses["api"], timeout=120) as client:
             assert client.post("/ui/login", data={"token": token}).status_code == 303
             yield client
-    finally:
-        server.terminate()
-        server.wait(timeout=120)
 
 
 def install_mlflow(work: Path) -> Path:

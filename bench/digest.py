@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
-import platform
 import shutil
 import statistics
 import sys
@@ -32,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench import _runs
 from conveyor.store.artifacts import ArtifactStore, digest_file
 from conveyor.store.digests import open_regular, read_fd
 
@@ -232,20 +232,11 @@ def table(rows: Sequence[Row]) -> str:
 
 
 def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if "model name" in line)
-    except (OSError, StopIteration):
-        pass
     import ssl
 
     import blake3
 
-    return (
-        f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-        f"blake3 {blake3.__version__}, {ssl.OPENSSL_VERSION}"
-    )
+    return f"{_runs.machine()}, blake3 {blake3.__version__}, {ssl.OPENSSL_VERSION}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from conveyor.config import Settings
 from conveyor.platform.isolation import IsolatedSpawner, Sandbox, instance_env
-from conveyor.platform.processes import SubprocessSpawner
+from conveyor.platform.processes import SpawnRequest, SubprocessSpawner
 
 
 async def timed(start: Callable[[], Awaitable[int]]) -> float:
@@ -45,13 +45,11 @@ async def main(starts: int) -> None:
             pass
 
         async def run_plain() -> int:
-            return await (await plain.spawn(["true"], env=env, cwd=None, output=ignore)).wait()
+            return await (await plain.spawn(SpawnRequest(["true"], env, None, ignore))).wait()
 
         async def run_isolated(limit: int | None = None) -> int:
             sandbox = Sandbox(app="bench", memory_limit=limit)
-            handle = await isolated.spawn(
-                ["true"], env=env, cwd=None, output=ignore, sandbox=sandbox
-            )
+            handle = await isolated.spawn(SpawnRequest(["true"], env, None, ignore, sandbox))
             return await handle.wait()
 
         kinds: dict[str, Callable[[], Awaitable[int]]] = {

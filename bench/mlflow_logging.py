@@ -28,13 +28,11 @@ import json
 import os
 import statistics
 import sys
-import tempfile
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench._runs import CONVEYOR, Timed, Workspace, load, machine
+from bench._runs import CONVEYOR, Timed, Workspace, load, rounds, workspace
 
 ENV_VAR = "CONVEYOR_BENCH_MLFLOW_PYTHON"
 DEFAULT_MLFLOW_PYTHON = Path("/tmp/mlflow-venv/bin/python")
@@ -133,10 +131,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(HOW_TO)
         return 0
 
-    print(f"machine: {machine()}", flush=True)
-    print(f"load average at start: {load()}", flush=True)
-    with tempfile.TemporaryDirectory(prefix="conveyor-bench-mlflow-", dir=args.tmpdir) as tmp:
-        ws = Workspace(Path(tmp))
+    with workspace(args, "conveyor-bench-mlflow-") as ws:
         # MLflow 3 refuses the file store unless asked for (it is in maintenance mode).
         ws.env.update(
             MLFLOW_DISABLE_TELEMETRY="true", DO_NOT_TRACK="true", MLFLOW_ALLOW_FILE_STORE="true"
@@ -160,11 +155,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         conveyor_runs = 1
         samples: dict[str, list[Timed]] = {name: [] for name in commands}
         names = list(commands)
-        deadline = time.monotonic() + args.max_minutes * 60
-        for round_ in range(args.rounds):
-            if time.monotonic() > deadline:
-                print(f"time limit reached after {round_} rounds", flush=True)
-                break
+        for round_ in rounds(args):
             for name in names[round_ % 3 :] + names[: round_ % 3]:
                 result = ws.run(commands[name], capture=True)
                 samples[name].append(result)

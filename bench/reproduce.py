@@ -22,12 +22,9 @@ from __future__ import annotations
 
 import statistics
 import sys
-import tempfile
-import time
 from collections.abc import Sequence
-from pathlib import Path
 
-from bench._runs import CONVEYOR, SCRIPT, Timed, Workspace, load, machine, parse_args
+from bench._runs import CONVEYOR, SCRIPT, Timed, Workspace, load, parse_args, rounds, workspace
 
 GOAL_SECONDS = 3.0
 
@@ -49,10 +46,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         quick_rounds=2,
     )
 
-    print(f"machine: {machine()}", flush=True)
-    print(f"load average at start: {load()}", flush=True)
-    with tempfile.TemporaryDirectory(prefix="conveyor-bench-repro-", dir=args.tmpdir) as tmp:
-        ws = Workspace(Path(tmp))
+    with workspace(args, "conveyor-bench-repro-") as ws:
         ws.write_project({"script.py": SCRIPT})
         n = ws.loop_count(args.seconds)
         plain = ["python", "script.py", str(n)]
@@ -65,11 +59,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         cold = ws.run(reproduce, timeout=1800)
         print(f"cold reproduce: {cold.wall:.2f} s", flush=True)
         samples: dict[str, list[Timed]] = {"script": [], "reproduce": []}
-        deadline = time.monotonic() + args.max_minutes * 60
-        for round_ in range(args.rounds):
-            if time.monotonic() > deadline:
-                print(f"time limit reached after {round_} rounds", flush=True)
-                break
+        for round_ in rounds(args):
             order = ["script", "reproduce"] if round_ % 2 == 0 else ["reproduce", "script"]
             for name in order:
                 samples[name].append(ws.run(plain if name == "script" else reproduce))

@@ -23,12 +23,9 @@ from __future__ import annotations
 
 import statistics
 import sys
-import tempfile
-import time
 from collections.abc import Sequence
-from pathlib import Path
 
-from bench._runs import CONVEYOR, SCRIPT, Timed, Workspace, load, machine, parse_args
+from bench._runs import CONVEYOR, SCRIPT, Timed, Workspace, load, parse_args, rounds, workspace
 
 GOAL_RATIO = 0.10
 GOAL_MS = 150.0
@@ -60,10 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         quick_rounds=3,
     )
 
-    print(f"machine: {machine()}", flush=True)
-    print(f"load average at start: {load()}", flush=True)
-    with tempfile.TemporaryDirectory(prefix="conveyor-bench-run-", dir=args.tmpdir) as tmp:
-        ws = Workspace(Path(tmp))
+    with workspace(args, "conveyor-bench-run-") as ws:
         ws.write_project({"script.py": SCRIPT})
         n = ws.loop_count(args.seconds)
         plain = ["python", "script.py", str(n)]
@@ -77,12 +71,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             ws.run(command)
         recorded = 2
         samples: dict[str, list[Timed]] = {name: [] for name in commands}
-        deadline = time.monotonic() + args.max_minutes * 60
         names = list(commands)
-        for round_ in range(args.rounds):
-            if time.monotonic() > deadline:
-                print(f"time limit reached after {round_} rounds", flush=True)
-                break
+        for round_ in rounds(args):
             # Rotate the order each round so no command always runs first after a pause.
             for name in names[round_ % 3 :] + names[: round_ % 3]:
                 samples[name].append(ws.run(commands[name]))

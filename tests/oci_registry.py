@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
 import subprocess
 import time
 from dataclasses import dataclass
@@ -20,6 +19,8 @@ from pathlib import Path
 from urllib.parse import unquote
 
 import httpx
+
+from tests.engine_process import free_ports, stop
 
 __all__ = ["OciRegistry", "Request", "skopeo", "start"]
 
@@ -49,23 +50,11 @@ class OciRegistry:
         return [Request(m["method"], unquote(m["uri"]), int(m["status"])) for m in found]
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop(self.process)
 
 
 def binary() -> str | None:
     return shutil.which("docker-registry")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def start(folder: Path, *, timeout: float = 30.0) -> OciRegistry:
@@ -73,7 +62,7 @@ def start(folder: Path, *, timeout: float = 30.0) -> OciRegistry:
     exe = binary()
     if exe is None:
         raise RuntimeError("docker-registry is not installed (apt-get install docker-registry)")
-    port = _free_port()
+    (port,) = free_ports(1)
     folder.mkdir(parents=True, exist_ok=True)
     config = folder / "config.yml"
     config.write_text(

@@ -17,6 +17,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.engine_process import free_ports, stop
+
 __all__ = ["BUCKET", "SeaweedFS", "start"]
 
 BUCKET = "conveyor-test"
@@ -63,13 +65,7 @@ class SeaweedFS:
         )
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop(self.process)
 
 
 def weed_binary() -> str | None:
@@ -77,22 +73,9 @@ def weed_binary() -> str | None:
     return str(beside) if beside.exists() else shutil.which("weed")
 
 
-def _free_ports(count: int) -> list[int]:
-    sockets = []
-    try:
-        for _ in range(count):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            sockets.append(s)
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
-
-
 def _admin_ports() -> tuple[int, int]:
     """A free port whose +10000 neighbour is free too (see _GRPC_OFFSET)."""
-    for port in _free_ports(20):
+    for port in free_ports(20):
         if port + _GRPC_OFFSET > 65535:
             continue
         try:
@@ -117,7 +100,7 @@ def start(directory: Path, timeout: float = 60.0) -> SeaweedFS:
         "actions": ["Admin", "Read", "Write", "List", "Tagging"],
     }
     config.write_text(json.dumps({"identities": [identity]}))
-    ports = dict(zip(_PORT_FLAGS, _free_ports(len(_PORT_FLAGS)), strict=True))
+    ports = dict(zip(_PORT_FLAGS, free_ports(len(_PORT_FLAGS)), strict=True))
     ports["admin.port"], ports["admin.port.grpc"] = _admin_ports()
     log = directory / "weed.log"
     with log.open("wb") as out:

@@ -41,20 +41,29 @@ def running_platform(
 
     Yields its environment and router URL.
     """
-    home = work / "home"
-    env = {**platform_env(home), **(extra or {})}
-    with (work / "server.log").open("wb") as log:
+    env = {**platform_env(work / "home"), **(extra or {})}
+    with platform_server(env, work / "server.log", 60) as addresses:
+        yield env, addresses["router"]
+
+
+@contextmanager
+def platform_server(env: dict[str, str], log: Path, deadline: float) -> Iterator[dict[str, Any]]:
+    """Run ``conveyor server`` in ``env`` (its output to ``log``) until the block ends.
+
+    Yields its ``server.json`` (the ``api`` and ``router`` URLs) once it has written it.
+    """
+    with log.open("wb") as out:
         server = subprocess.Popen(
             [sys.executable, "-m", "conveyor", "server"],
             env=env,
-            stdout=log,
+            stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
     try:
-        endpoint = home / "platform" / "server.json"
-        until("the platform", endpoint.exists, 60)
-        yield env, json.loads(endpoint.read_text())["router"]
+        endpoint = Path(env["CONVEYOR_HOME"]) / "platform" / "server.json"
+        until("the platform", endpoint.exists, deadline)
+        yield json.loads(endpoint.read_text())
     finally:
         server.terminate()
         server.wait(timeout=120)

@@ -12,28 +12,19 @@ import sys
 import time
 from typing import Any
 
-BODY = b'{"predictions":[1]}'
+from bench.serving.floor_app import answer, read_body
+
 WORK_NS = 0
 
 
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     if scope["type"] != "http":
         return
-    more = True
-    while more:
-        message = await receive()
-        more = message.get("more_body", False)
+    await read_body(receive)
     end = time.thread_time_ns() + WORK_NS
     while time.thread_time_ns() < end:
         pass
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 200,
-            "headers": [(b"content-type", b"application/json")],
-        }
-    )
-    await send({"type": "http.response.body", "body": BODY})
+    await answer(send)
 
 
 def main() -> None:

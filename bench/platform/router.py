@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import os
 import shutil
 import signal
@@ -30,6 +29,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from bench import _wrk
 
 ROOT = Path(__file__).resolve().parents[2]
 LUA = Path(__file__).with_name("report.lua")
@@ -73,26 +74,8 @@ def serve_router(port: int, metered: int, backends: list[int]) -> None:
 
 
 def wrk(url: str, duration: int, connections: int, host: str = "") -> dict[str, float]:
-    out = subprocess.run(
-        [
-            "wrk",
-            "-t1",
-            f"-c{connections}",
-            f"-d{duration}s",
-            "--timeout",
-            "10s",
-            "-s",
-            str(LUA),
-            url,
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-        env={**os.environ, "BENCH_HOST": host},
-        timeout=duration + 60,
-    ).stdout
-    line = next(ln for ln in out.splitlines() if ln.startswith("RESULT "))
-    data: dict[str, float] = json.loads(line.removeprefix("RESULT "))
+    env = {"BENCH_HOST": host}
+    data = _wrk.run(url, LUA, seconds=duration, connections=connections, threads=1, env=env)
     data["rps"] = data["requests"] / (data["duration_us"] / 1e6)
     return data
 

@@ -41,6 +41,8 @@ from typing import Any
 
 import httpx
 
+from bench import _wrk
+
 ROOT = Path(__file__).resolve().parents[2]
 LUA = Path(__file__).with_name("report.lua")
 TREE = "sklearn.tree._tree.Tree"
@@ -106,30 +108,8 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 def wrk(url: str, body_file: Path, seconds: int, connections: int) -> dict[str, Any]:
-    env = {**os.environ, "BENCH_BODY_FILE": str(body_file)}
-    out = subprocess.run(
-        [
-            "wrk",
-            "-t2",
-            f"-c{connections}",
-            f"-d{seconds}s",
-            "--timeout",
-            "10s",
-            "-s",
-            str(LUA),
-            url,
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=seconds + 60,
-        check=True,
-    ).stdout
-    match = re.search(r"^RESULT (.*)$", out, re.MULTILINE)
-    if match is None:
-        raise RuntimeError(f"wrk printed no result:\n{out}")
-    data: dict[str, Any] = json.loads(match.group(1))
-    return data
+    env = {"BENCH_BODY_FILE": str(body_file)}
+    return _wrk.run(url, LUA, seconds=seconds, connections=connections, threads=2, env=env)
 
 
 def tree_cpu(pid: int) -> float:

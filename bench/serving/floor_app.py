@@ -17,10 +17,19 @@ BODY = b'{"predictions":[1]}'
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     if scope["type"] != "http":
         return
+    await read_body(receive)
+    await answer(send)
+
+
+async def read_body(receive: Any) -> None:
     more = True
     while more:
         message = await receive()
         more = message.get("more_body", False)
+
+
+async def answer(send: Any) -> None:
+    """Send the fixed JSON document."""
     await send(
         {
             "type": "http.response.start",

@@ -9,11 +9,10 @@ from __future__ import annotations
 import asyncio
 import signal
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
 
 from conveyor.platform.health import HealthCheck
 from conveyor.platform.isolation import Sandbox
-from conveyor.platform.processes import OutputSink, ProcessHandle
+from conveyor.platform.processes import OutputSink, ProcessHandle, SpawnRequest
 from conveyor.platform.supervisor import Event
 
 #: Real seconds a test waits for something before failing (a guard, not a timing).
@@ -70,17 +69,9 @@ class FakeSpawner:
         self.processes: list[FakeProcess] = []
         self.on_spawn: Callable[[FakeProcess], None] | None = None
 
-    async def spawn(
-        self,
-        argv: Sequence[str],
-        *,
-        env: Mapping[str, str],
-        cwd: Path | None,
-        output: OutputSink,
-        sandbox: Sandbox | None = None,
-    ) -> ProcessHandle:
-        process = FakeProcess(1000 + len(self.processes), argv, env, output)
-        process.sandbox = sandbox
+    async def spawn(self, request: SpawnRequest) -> ProcessHandle:
+        process = FakeProcess(1000 + len(self.processes), request.argv, request.env, request.output)
+        process.sandbox = request.sandbox
         self.processes.append(process)
         if self.on_spawn is not None:
             self.on_spawn(process)

@@ -36,6 +36,7 @@ from conveyor.platform.isolation import (
     hidden_paths,
     instance_env,
 )
+from conveyor.platform.processes import SpawnRequest
 
 pytestmark = pytest.mark.slow
 
@@ -250,7 +251,7 @@ def test_where_no_isolation_works_starting_is_refused_naming_the_opt_out(tmp_pat
     # An interpreter that cannot build the sandbox stands for a kernel that cannot.
     spawner = IsolatedSpawner(settings, python="/bin/false")
     with pytest.raises(IsolationUnavailable) as refused:
-        asyncio.run(spawner.spawn(["true"], env={}, cwd=None, output=lambda *_: None, sandbox=None))
+        asyncio.run(spawner.spawn(SpawnRequest(["true"], {}, None, lambda *_: None)))
     assert "cannot isolate app instances here" in refused.value.message
     assert "CONVEYOR_ISOLATION=none" in str(refused.value)
 
@@ -265,11 +266,13 @@ def test_an_operator_may_opt_out_and_conveyor_says_so(tmp_path: Path) -> None:
     async def main() -> tuple[int, Isolation]:
         spawner = IsolatedSpawner(settings)
         handle = await spawner.spawn(
-            ["cat", str(home / "platform" / "token")],
-            env={"PATH": os.environ["PATH"], "CONVEYOR_HOME": str(home)},
-            cwd=None,
-            output=lambda _stream, text: lines.append(text),
-            sandbox=Sandbox(app="a"),
+            SpawnRequest(
+                ["cat", str(home / "platform" / "token")],
+                {"PATH": os.environ["PATH"], "CONVEYOR_HOME": str(home)},
+                None,
+                lambda _stream, text: lines.append(text),
+                Sandbox(app="a"),
+            )
         )
         return await asyncio.wait_for(handle.wait(), SLOW), handle.isolation
 
@@ -285,7 +288,7 @@ def test_an_app_is_never_given_a_folder_holding_the_platform(tmp_path: Path) -> 
     for given in (settings.platform_dir, settings.home, tmp_path):
         sandbox = Sandbox(app="a", read_only=(given,))
         with pytest.raises(SpawnError, match=r"may not be given .*holds the platform's own files"):
-            asyncio.run(spawner.spawn(["true"], env={}, cwd=None, output=print, sandbox=sandbox))
+            asyncio.run(spawner.spawn(SpawnRequest(["true"], {}, None, print, sandbox)))
 
 
 def test_the_supervisor_runs_an_isolated_instance_and_stops_it(tmp_path: Path) -> None:
@@ -343,16 +346,17 @@ import asyncio, json, os, sys
 from pathlib import Path
 from conveyor.config import Settings
 from conveyor.platform.isolation import IsolatedSpawner, Sandbox, instance_env
+from conveyor.platform.processes import SpawnRequest
 
 async def main():
     ready = asyncio.Event()
-    handle = await IsolatedSpawner(Settings.from_env(os.environ)).spawn(
+    handle = await IsolatedSpawner(Settings.from_env(os.environ)).spawn(SpawnRequest(
         [sys.executable, sys.argv[1], "--wait"],
-        env=instance_env({}, app="left", revision=1, index=0, port=0),
-        cwd=None,
-        output=lambda _s, text: ready.set() if text == "ready" else None,
-        sandbox=Sandbox(app="left", read_only=(Path(sys.argv[1]).parent,), memory_limit=64 << 20),
-    )
+        instance_env({}, app="left", revision=1, index=0, port=0),
+        None,
+        lambda _s, text: ready.set() if text == "ready" else None,
+        Sandbox(app="left", read_only=(Path(sys.argv[1]).parent,), memory_limit=64 << 20),
+    ))
     await ready.wait()
     found = {"pid": handle.pid, "tmp": str(handle.tmp_folder), "how": handle.describe_isolation()}
     print(json.dumps(found), flush=True)

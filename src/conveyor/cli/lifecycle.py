@@ -40,15 +40,11 @@ def up_command(wait_s: float) -> None:
     """Start the platform in the background; `conveyor down` stops it."""
     settings = get_settings()
     client = PlatformClient(settings, timeout=5)
-    if client.alive():
-        try:
-            info = client.call("GET", "/v1/info")
-        except PlatformNotRunning:
-            pass
-        else:
-            click.echo(f"The platform is already running (pid {info['pid']}).")
-            _describe(info)
-            return
+    info = _info(client) if client.alive() else None
+    if info is not None:
+        click.echo(f"The platform is already running (pid {info['pid']}).")
+        _describe(info)
+        return
     pdir = settings.platform_dir
     private_dir(pdir)  # and the home, 0700 both, when `up` is the first command
     (pdir / "server.json").unlink(missing_ok=True)
@@ -70,17 +66,22 @@ def up_command(wait_s: float) -> None:
                 f"the platform stopped at once (exit status {process.returncode}):\n{tail}"
             )
         client = PlatformClient(settings, timeout=5)
-        if client.pid == process.pid:
-            try:
-                info = client.call("GET", "/v1/info")
-            except PlatformNotRunning:
-                pass
-            else:
-                click.echo(f"Platform started (pid {info['pid']}); its log: {log_path}")
-                _describe(info)
-                return
+        info = _info(client) if client.pid == process.pid else None
+        if info is not None:
+            click.echo(f"Platform started (pid {info['pid']}); its log: {log_path}")
+            _describe(info)
+            return
         time.sleep(0.1)
     raise UsageError(f"the platform did not answer within {wait_s:g} s; see {log_path}")
+
+
+def _info(client: PlatformClient) -> dict[str, Any] | None:
+    """What the platform says of itself, or None while it does not answer."""
+    try:
+        info: dict[str, Any] = client.call("GET", "/v1/info")
+    except PlatformNotRunning:
+        return None
+    return info
 
 
 def _tail(path: Path, start: int, lines: int = 15) -> str:

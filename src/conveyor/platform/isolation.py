@@ -22,7 +22,7 @@ Example (what the supervisor does per instance)::
 
     spawner = IsolatedSpawner(settings)
     sandbox = Sandbox(app="scorer", read_only=(venv, source), memory_limit=100 << 20)
-    handle = await spawner.spawn(argv, env=env, cwd=source, output=sink, sandbox=sandbox)
+    handle = await spawner.spawn(SpawnRequest(argv, env, source, sink, sandbox))
     handle.isolation.describe()   # 'namespaces+uid 3141592, memory cgroup v1 100 MiB'
     status = await handle.wait(); handle.crash_reason(status)
 """
@@ -49,7 +49,7 @@ from conveyor.platform.errors import SpawnError
 from conveyor.platform.logs import Stream
 from conveyor.platform.memlimit import MemoryCage, cage
 from conveyor.platform.memlimit import sweep as sweep_cgroups
-from conveyor.platform.processes import OutputSink, SubprocessSpawner, group_rss
+from conveyor.platform.processes import SpawnRequest, SubprocessSpawner, group_rss
 
 __all__ = [
     "PLATFORM_VARIABLES",
@@ -511,21 +511,14 @@ class IsolatedSpawner:
             "cwd": None if cwd is None else str(cwd.resolve()),
         }
 
-    async def spawn(
-        self,
-        argv: Sequence[str],
-        *,
-        env: Mapping[str, str],
-        cwd: Path | None,
-        output: OutputSink,
-        sandbox: Sandbox | None = None,
-    ) -> IsolatedProcess:
-        """Start ``argv`` in a sandbox; refuse (:class:`IsolationUnavailable`) where none works."""
+    async def spawn(self, request: SpawnRequest) -> IsolatedProcess:
+        """Start a process in a sandbox; refuse (:class:`IsolationUnavailable`) where none works."""
+        argv, env, cwd, output = request.argv, request.env, request.cwd, request.output
         if not argv:
             raise SpawnError("an instance needs a command to run; the command is empty")
         if cwd is not None and not cwd.is_dir():
             raise SpawnError(f"cannot start {argv[0]!r}: its folder {cwd} does not exist")
-        sandbox = sandbox or Sandbox(app=env.get("CONVEYOR_APP", "app"))
+        sandbox = request.sandbox or Sandbox(app=env.get("CONVEYOR_APP", "app"))
         isolation = (
             self._checked if self._checked is not None else await asyncio.to_thread(self.check)
         )
@@ -554,7 +547,7 @@ class IsolatedSpawner:
                 output(stream, text)
 
             inner = await SubprocessSpawner().spawn(
-                _wrapper(self._python, spec), env=clean, cwd=cwd, output=tee
+                SpawnRequest(_wrapper(self._python, spec), clean, cwd, tee)
             )
         except BaseException:
             if memory is not None:

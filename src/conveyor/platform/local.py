@@ -36,6 +36,7 @@ from conveyor.platform.kinds.model import serves_model
 from conveyor.platform.logs import LogBuffer, LogFiles, Stream
 from conveyor.platform.processes import (
     Spawner,
+    SpawnRequest,
     SubprocessSpawner,
     group_rss,
     start_ticks,
@@ -319,12 +320,11 @@ class LocalTarget:
             buffer.append(index, stream, text, at=time.time())
 
         if release.isolated:
-            handle = await self._spawner.spawn(
-                release.command, env=env, cwd=release.cwd, output=output, sandbox=_sandbox(release)
-            )
+            request = SpawnRequest(release.command, env, release.cwd, output, _sandbox(release))
+            handle = await self._spawner.spawn(request)
         else:
             handle = await SubprocessSpawner().spawn(
-                release.command, env=env, cwd=release.cwd, output=output
+                SpawnRequest(release.command, env, release.cwd, output)
             )
         # Written down like an instance, so a platform started after this one died stops
         # it: a restarted task never runs a step beside the step's previous process.

@@ -12,6 +12,7 @@ import os
 import signal
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
 __all__ = [
     "OutputSink",
     "ProcessHandle",
+    "SpawnRequest",
     "Spawner",
     "SubprocessSpawner",
     "group_rss",
@@ -71,18 +73,24 @@ class ProcessHandle(Protocol):
         ...
 
 
-class Spawner(Protocol):
-    """Starts instance processes; ``sandbox`` says what an isolated one may see."""
+@dataclass(frozen=True)
+class SpawnRequest:
+    """A process to start: its command, environment and folder, where its output goes.
 
-    async def spawn(
-        self,
-        argv: Sequence[str],
-        *,
-        env: Mapping[str, str],
-        cwd: Path | None,
-        output: OutputSink,
-        sandbox: Sandbox | None = None,
-    ) -> ProcessHandle: ...
+    ``sandbox`` says what an isolated process may see (a plain spawner ignores it).
+    """
+
+    argv: Sequence[str]
+    env: Mapping[str, str]
+    cwd: Path | None
+    output: OutputSink
+    sandbox: Sandbox | None = None
+
+
+class Spawner(Protocol):
+    """Starts instance processes."""
+
+    async def spawn(self, request: SpawnRequest) -> ProcessHandle: ...
 
 
 def group_rss(
@@ -177,15 +185,8 @@ class SubprocessSpawner:
     by the supervisor). :class:`~.isolation.IsolatedSpawner` is what a platform runs.
     """
 
-    async def spawn(
-        self,
-        argv: Sequence[str],
-        *,
-        env: Mapping[str, str],
-        cwd: Path | None,
-        output: OutputSink,
-        sandbox: Sandbox | None = None,
-    ) -> ProcessHandle:
+    async def spawn(self, request: SpawnRequest) -> ProcessHandle:
+        argv, output = request.argv, request.output
         if not argv:
             raise SpawnError("an instance needs a command to run; the command is empty")
         try:
@@ -194,8 +195,8 @@ class SubprocessSpawner:
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
-                env=dict(env),
-                cwd=cwd,
+                env=dict(request.env),
+                cwd=request.cwd,
                 start_new_session=True,
                 limit=LINE_LIMIT,
             )

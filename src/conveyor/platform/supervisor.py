@@ -43,7 +43,7 @@ from conveyor.platform.errors import PlatformError, SpawnError
 from conveyor.platform.health import HealthCheck, HealthProbe, NetworkProbe
 from conveyor.platform.instances import InstanceState, transition
 from conveyor.platform.logs import LogBuffer, LogFiles, Stream
-from conveyor.platform.processes import ProcessHandle, Spawner, SubprocessSpawner
+from conveyor.platform.processes import ProcessHandle, Spawner, SpawnRequest, SubprocessSpawner
 
 if TYPE_CHECKING:
     from conveyor.platform.isolation import Sandbox
@@ -353,7 +353,7 @@ class Supervisor:
         instance.spawned_at = self.clock.now()
         try:
             handle = await self._spawner.spawn(
-                spec.command, env=env, cwd=spec.cwd, output=output, sandbox=spec.sandbox
+                SpawnRequest(spec.command, env, spec.cwd, output, spec.sandbox)
             )
         except SpawnError as exc:
             output("stderr", exc.message)

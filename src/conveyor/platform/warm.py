@@ -39,7 +39,13 @@ from typing import TYPE_CHECKING, Any
 
 from conveyor.platform.errors import SpawnError
 from conveyor.platform.logs import Stream
-from conveyor.platform.processes import OutputSink, ProcessHandle, Spawner, start_ticks
+from conveyor.platform.processes import (
+    OutputSink,
+    ProcessHandle,
+    Spawner,
+    SpawnRequest,
+    start_ticks,
+)
 from conveyor.serving.warm import FIFO_NAME, INSTANCE_VARIABLES, READY_LINE, SPARE_ENV
 
 if TYPE_CHECKING:
@@ -125,17 +131,10 @@ class WarmSpawner:
     def inner(self) -> Spawner:
         return self._inner
 
-    async def spawn(
-        self,
-        argv: Sequence[str],
-        *,
-        env: Mapping[str, str],
-        cwd: Path | None,
-        output: OutputSink,
-        sandbox: Sandbox | None = None,
-    ) -> ProcessHandle:
+    async def spawn(self, request: SpawnRequest) -> ProcessHandle:
+        argv, env, cwd, sandbox = request.argv, request.env, request.cwd, request.sandbox
         if self._closed or not self._eligible(argv):
-            return await self._inner.spawn(argv, env=env, cwd=cwd, output=output, sandbox=sandbox)
+            return await self._inner.spawn(request)
         app = sandbox.app if sandbox is not None else env.get("CONVEYOR_APP", "app")
         key = _key(argv, env, cwd, sandbox)
         spare = self._spares.get(app)
@@ -145,11 +144,11 @@ class WarmSpawner:
         if spare is not None and not spare.ready.is_set():
             await _ready_or_gone(spare)
         if spare is not None and spare.ready.is_set():
-            handle = await self._claim(spare, env, output)
+            handle = await self._claim(spare, env, request.output)
             if handle is not None:
                 self._refill(app, key, argv, env, cwd, sandbox)
                 return handle
-        handle = await self._inner.spawn(argv, env=env, cwd=cwd, output=output, sandbox=sandbox)
+        handle = await self._inner.spawn(request)
         if app not in self._spares:
             self._refill(app, key, argv, env, cwd, sandbox)
         return handle
@@ -210,7 +209,7 @@ class WarmSpawner:
             spare_env[SPARE_ENV] = str(spare.own_folder)
         try:
             handle = await self._inner.spawn(
-                argv, env=spare_env, cwd=cwd, output=spare.deliver, sandbox=sandbox
+                SpawnRequest(argv, spare_env, cwd, spare.deliver, sandbox)
             )
         except SpawnError as exc:
             log.warning("could not start a warm spare of %s: %s", spare.app, exc.message)

@@ -11,7 +11,8 @@ ConveyorError
 
 from __future__ import annotations
 
-from conveyor.errors import ConveyorError, point_at
+from conveyor._dsl import Located
+from conveyor.errors import ConveyorError
 
 __all__ = ["BinderError", "DslError", "ExpressionError", "PayloadError", "StreamError"]
 
@@ -20,7 +21,7 @@ class StreamError(ConveyorError):
     """A stream cannot be defined, wired or run."""
 
 
-class DslError(StreamError):
+class DslError(StreamError, Located):
     """A stream definition is wrong at ``position`` (0-based character offset).
 
     ``code`` is Spring Cloud Data Flow's name for the mistake, or Conveyor's own
@@ -36,16 +37,8 @@ class DslError(StreamError):
 
     def __init__(self, code: str, message: str, definition: str, position: int) -> None:
         self.code = code
-        self.definition = definition
-        self.position = max(0, min(position, len(definition)))
-        self.detail = message
-        super().__init__(self._render())
-
-    def _render(self) -> str:
-        return (
-            f"DSL error [{self.code}] at position {self.position}: {self.detail}\n"
-            f"{point_at(self.definition, self.position)}"
-        )
+        caret = self._locate(message, definition, position)
+        super().__init__(f"DSL error [{code}] at position {self.position}: {message}\n{caret}")
 
 
 class ExpressionError(StreamError):

@@ -10,7 +10,8 @@ ConveyorError
 
 from __future__ import annotations
 
-from conveyor.errors import ConveyorError, point_at
+from conveyor._dsl import Located
+from conveyor.errors import ConveyorError
 
 __all__ = ["TaskDslError", "TaskError"]
 
@@ -19,7 +20,7 @@ class TaskError(ConveyorError):
     """A composed task cannot be defined, launched or changed."""
 
 
-class TaskDslError(TaskError):
+class TaskDslError(TaskError, Located):
     """A composed-task definition is wrong at ``position`` (0-based character offset).
 
     ``code`` is Spring Cloud Data Flow's message number, so its users recognise the
@@ -36,13 +37,5 @@ class TaskDslError(TaskError):
     def __init__(self, code: int, key: str, message: str, definition: str, position: int) -> None:
         self.code = code
         self.key = key
-        self.definition = definition
-        self.position = max(0, min(position, len(definition)))
-        self.detail = message
-        super().__init__(self._render())
-
-    def _render(self) -> str:
-        return (
-            f"{self.code}E:(pos {self.position}): {self.detail} [{self.key}]\n"
-            f"{point_at(self.definition, self.position)}"
-        )
+        caret = self._locate(message, definition, position)
+        super().__init__(f"{code}E:(pos {self.position}): {message} [{key}]\n{caret}")

@@ -22,6 +22,7 @@ from typing import Any
 import conveyor
 from conveyor.config import Settings
 from conveyor.platform.isolation import IsolatedProcess, IsolatedSpawner, Sandbox, instance_env
+from conveyor.platform.processes import SpawnRequest
 
 INTRUDER = str(Path(__file__).with_name("intruder.py"))
 #: A file app a tries to plant in the platform's own code (writable by the platform's user).
@@ -77,11 +78,13 @@ async def start(
         argv = [str(droplet / "intruder.py") if a == INTRUDER else a for a in argv]
     instance = Instance()
     instance.handle = await spawner.spawn(
-        argv,
-        env=env,
-        cwd=droplet,
-        output=instance.output,
-        sandbox=Sandbox(app=app, read_only=(droplet,) if droplet else (), **sandbox),
+        SpawnRequest(
+            argv,
+            env,
+            droplet,
+            instance.output,
+            Sandbox(app=app, read_only=(droplet,) if droplet else (), **sandbox),
+        )
     )
     return instance
 

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from conveyor._dsl import quote_value
+
 __all__ = ["AppNode", "Destination", "Option", "StreamNode", "quote_value", "to_text"]
 
 
@@ -76,18 +78,6 @@ class StreamNode:
     sink: Destination | None = None
     name: str | None = None
     unbound: bool = False
-
-
-#: Characters that force a value into quotes when printed: those that end an unquoted
-#: value, and quotes, which would otherwise open a quoted part.
-_NEEDS_QUOTES = frozenset(" \t\r\n|;>'\"")
-
-
-def quote_value(value: str) -> str:
-    """A value as the DSL writes it: bare when it can be, else single-quoted."""
-    if value and not any(ch in _NEEDS_QUOTES for ch in value):
-        return value
-    return "'" + value.replace("'", "''") + "'"
 
 
 def _options_text(options: tuple[Option, ...]) -> list[str]:

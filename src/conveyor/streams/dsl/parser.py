@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import re
 
+from conveyor._dsl import Cursor
 from conveyor.streams.dsl.nodes import AppNode, Destination, Option, StreamNode
 from conveyor.streams.dsl.tokens import Kind, Token, tokenize
 from conveyor.streams.errors import DslError
@@ -54,22 +55,7 @@ def _describe(token: Token) -> str:
     return repr(token.text)
 
 
-class _Parser:
-    def __init__(self, text: str) -> None:
-        self.text = text
-        self.tokens = tokenize(text)
-        self.i = 0
-
-    @property
-    def tok(self) -> Token:
-        return self.tokens[self.i]
-
-    def at(self, kind: Kind) -> bool:
-        return self.tok.kind is kind
-
-    def peek(self, ahead: int = 1) -> Token:
-        return self.tokens[min(self.i + ahead, len(self.tokens) - 1)]
-
+class _Parser(Cursor[Token]):
     def adjacent(self) -> bool:
         """Does the current token touch the one before it? (Never true at the end.)"""
         return (
@@ -390,4 +376,4 @@ def parse_stream(definition: str) -> StreamNode:
             definition,
             MAX_LENGTH,
         )
-    return _Parser(definition).parse()
+    return _Parser(definition, tokenize(definition)).parse()

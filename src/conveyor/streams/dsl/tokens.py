@@ -17,6 +17,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from conveyor._dsl import QUOTES, VALUE_END, quoted_end, value_end
 from conveyor.streams.errors import DslError
 
 __all__ = ["Kind", "Token", "tokenize"]
@@ -69,9 +70,6 @@ _SINGLE = {
     "@": Kind.SYMBOL,
 }
 _BLANK = frozenset(" \t\r\n")
-#: Characters that end an unquoted option value (SCDF's list).
-_VALUE_END = _BLANK | frozenset("|;>")
-_QUOTES = frozenset("'\"")
 _UNTERMINATED = {"'": "NON_TERMINATING_QUOTED_STRING", '"': "NON_TERMINATING_DOUBLE_QUOTED_STRING"}
 
 
@@ -92,38 +90,18 @@ def _unterminated(text: str, start: int) -> DslError:
 
 def _literal(text: str, start: int) -> tuple[Token, int]:
     """A quoted string outside value mode; it ends at the first undoubled quote."""
+    end = quoted_end(text, start)
+    if end is None:
+        raise _unterminated(text, start)
     quote = text[start]
-    i = start + 1
-    while i < len(text):
-        if text[i] == quote:
-            if text.startswith(quote * 2, i):
-                i += 2
-                continue
-            inner = text[start + 1 : i].replace(quote * 2, quote)
-            return Token(Kind.LITERAL, inner, start, i + 1), i + 1
-        i += 1
-    raise _unterminated(text, start)
+    inner = text[start + 1 : end - 1].replace(quote * 2, quote)
+    return Token(Kind.LITERAL, inner, start, end), end
 
 
 def _value(text: str, start: int) -> tuple[Token, int]:
     """An option value starting at ``start`` (just after ``=``, not blank)."""
-    n = len(text)
-    opening = text[start] if text[start] in _QUOTES else None
-    quote_open = opening is not None
-    closed = 0
-    i = start + 1 if opening else start
-    while True:
-        ch = text[i] if i < n else ""
-        if ch == "" or (ch in _VALUE_END and not quote_open):
-            break
-        matches = ch == opening if opening else ch in _QUOTES
-        if matches:
-            if opening == "'" and text.startswith("''", i):
-                i += 1  # a doubled quote inside a single-quoted value stands for one
-            else:
-                quote_open = not quote_open
-                closed += not quote_open
-        i += 1
+    opening = text[start] if text[start] in QUOTES else None
+    i, closed = value_end(text, start)
     raw = text[start:i]
     if opening and closed == 0:
         raise _unterminated(text, start)
@@ -151,7 +129,7 @@ def tokenize(text: str) -> list[Token]:
             tokens.append(Token(Kind.EQUALS, "=", i, i + 1))
             i += 1
             if i < n and text[i] not in _BLANK:
-                if text[i] in _VALUE_END:
+                if text[i] in VALUE_END:
                     raise DslError(
                         "EXPECTED_ARGUMENT_VALUE",
                         f"expected an option value after '=', found {text[i]!r} "
@@ -174,7 +152,7 @@ def tokenize(text: str) -> list[Token]:
         elif ch in _SINGLE:
             tokens.append(Token(_SINGLE[ch], ch, i, i + 1))
             i += 1
-        elif ch in _QUOTES:
+        elif ch in QUOTES:
             token, i = _literal(text, i)
             tokens.append(token)
         elif ch == "\\":

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from conveyor.tasks.dsl.tokens import VALUE_END
+from conveyor._dsl import quote_value
 
 __all__ = [
     "END",
@@ -151,12 +151,6 @@ def _apps(flow: Flow) -> Iterator[App]:
     for element in _elements(flow):
         if isinstance(element, App):
             yield element
-
-
-def quote_value(value: str) -> str:
-    """An argument value as the DSL writes it: bare when it can be, else single-quoted."""
-    bare = value and not any(ch in VALUE_END or ch in "'\"" for ch in value)
-    return value if bare else "'" + value.replace("'", "''") + "'"
 
 
 def _label(label: str | None) -> str:

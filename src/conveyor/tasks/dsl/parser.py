@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import re
 
+from conveyor._dsl import Cursor
 from conveyor.tasks.dsl.messages import Message, fail
 from conveyor.tasks.dsl.nodes import (
     END,
@@ -58,24 +59,7 @@ def _shown(token: Token) -> str:
     return "the end of the definition" if token.kind is Kind.END else repr(token.text)
 
 
-class _Parser:
-    def __init__(self, text: str) -> None:
-        self.text = text
-        self.tokens = tokenize(text)
-        self.i = 0
-
-    @property
-    def tok(self) -> Token:
-        return self.tokens[self.i]
-
-    def at(self, kind: Kind) -> bool:
-        # A method rather than `self.tok.kind is ...` so that type narrowing does not
-        # outlive the call that moves to the next token.
-        return self.tok.kind is kind
-
-    def peek(self, ahead: int = 1) -> Token:
-        return self.tokens[min(self.i + ahead, len(self.tokens) - 1)]
-
+class _Parser(Cursor[Token]):
     def take(self) -> Token:
         token = self.tok
         self.i = min(self.i + 1, len(self.tokens) - 1)
@@ -238,7 +222,7 @@ class _Parser:
 
 def parse_definition(text: str, *, validate: bool = True) -> Definition:
     """Parse (and by default validate) a composed-task definition."""
-    definition = _Parser(text).parse()
+    definition = _Parser(text, tokenize(text)).parse()
     if validate:
         check_definition(definition, text)
     return definition

@@ -14,7 +14,9 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from conveyor._dsl import QUOTES, VALUE_END, quoted_end, value_end
 from conveyor.tasks.dsl.messages import Message, fail
+from conveyor.tasks.errors import TaskDslError
 
 __all__ = ["Kind", "Token", "tokenize"]
 
@@ -58,8 +60,6 @@ _SINGLE = {
     "*": Kind.STAR,
     "=": Kind.EQUALS,
 }
-#: Characters that end an unquoted argument value (SCDF's list, less its sentinel).
-VALUE_END = frozenset(" \t\r\n|;>")
 
 
 def unquote(literal: str) -> str:
@@ -103,7 +103,7 @@ class _Lexer:
                 if not text.startswith("||", self.i):
                     raise fail(Message.TASK_DOUBLE_OR_REQUIRED, text, self.i)
                 self.push(Kind.OROR, self.i, self.i + 2)
-            elif ch in "'\"":
+            elif ch in QUOTES:
                 self.literal()
             elif ch == "=":
                 self.push(Kind.EQUALS, self.i, self.i + 1)
@@ -128,21 +128,10 @@ class _Lexer:
         self.push(Kind.IDENT, start, end)
 
     def literal(self) -> None:
-        text, start = self.text, self.i
-        quote = text[start]
-        i = start + 1
-        while i < len(text):
-            if text[i] == quote:
-                if text.startswith(quote * 2, i):
-                    i += 2
-                    continue
-                self.push(Kind.LITERAL, start, i + 1)
-                return
-            i += 1
-        message = Message.NON_TERMINATING_QUOTED_STRING
-        if quote == '"':
-            message = Message.NON_TERMINATING_DOUBLE_QUOTED_STRING
-        raise fail(message, text, start)
+        end = quoted_end(self.text, self.i)
+        if end is None:
+            raise _unterminated(self.text, self.i)
+        self.push(Kind.LITERAL, self.i, end)
 
     def value(self) -> None:
         """Lex an argument value just after ``=`` (SCDF's relaxed value mode)."""
@@ -153,26 +142,18 @@ class _Lexer:
             return  # the parser reports what follows the gap
         if text[start] in VALUE_END:
             raise fail(Message.EXPECTED_ARGUMENT_VALUE, text, start, text[start])
-        quote_in_use = text[start] if text[start] in "'\"" else None
-        quote_open = quote_in_use is not None
-        closed = 0
-        i = start + 1 if quote_open else start
-        while i < len(text) and (quote_open or text[i] not in VALUE_END):
-            ch = text[i]
-            if ch == quote_in_use or (quote_in_use is None and ch in "'\""):
-                if quote_in_use == "'" and text.startswith("''", i):
-                    i += 2
-                    continue
-                quote_open = not quote_open
-                closed += not quote_open
-            i += 1
+        quote_in_use = text[start] if text[start] in QUOTES else None
+        i, closed = value_end(text, start)
         if quote_in_use is not None and closed == 0:
-            message = Message.NON_TERMINATING_QUOTED_STRING
-            if quote_in_use == '"':
-                message = Message.NON_TERMINATING_DOUBLE_QUOTED_STRING
-            raise fail(message, text, start)
+            raise _unterminated(text, start)
         whole = quote_in_use is not None and closed == 1 and text[i - 1] == quote_in_use
         self.push(Kind.LITERAL if whole else Kind.VALUE, start, i)
+
+
+def _unterminated(text: str, start: int) -> TaskDslError:
+    if text[start] == '"':
+        return fail(Message.NON_TERMINATING_DOUBLE_QUOTED_STRING, text, start)
+    return fail(Message.NON_TERMINATING_QUOTED_STRING, text, start)
 
 
 def tokenize(text: str) -> list[Token]:
