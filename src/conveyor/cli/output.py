@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -218,7 +217,9 @@ def run_details(
     ]
     if run.reproduces:
         rows.append(("reproduces", run.reproduces))
-    rows.extend(_remote_rows(env))
+    from conveyor.repro.remote import remote_facts
+
+    rows.extend(remote_facts(env))
     for key, value in rows:
         console.print(f"  [dim]{key:<10}[/] {value}", markup=True)
     if run.params:
@@ -272,24 +273,6 @@ def run_details(
             console.print(
                 f"  {p['name']}=={p['version']}" + (f"  ({p['url']})" if "url" in p else "")
             )
-
-
-def _remote_rows(env: Mapping[str, Any]) -> list[tuple[str, str]]:
-    """Where a run recorded from outside ran: a task step's image and Job on a cluster."""
-    rows = []
-    if env.get("image"):
-        rows.append(("image", str(env["image"])))
-    where = env.get("kubernetes") or {}
-    if where:
-        pods = ", ".join(where.get("pods") or ()) or "-"
-        rows.append(
-            (
-                "job",
-                f"{where.get('job')} on {where.get('target')} "
-                f"(namespace {where.get('namespace')})  pods {pods}",
-            )
-        )
-    return rows
 
 
 def metric_summaries(run: RunRecord) -> list[str]:

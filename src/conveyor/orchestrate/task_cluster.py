@@ -251,8 +251,7 @@ class ClusterLauncher:
         if len(steps) != 1:
             raise TaskError(
                 f"task {task!r} has {len(steps)} steps, and a CronJob runs one Job: a composed "
-                "task's control flow runs in the Conveyor server. Schedule it there (without "
-                "--target), or schedule each step's task on the target"
+                "task's schedule is the platform's (its control flow runs in the Conveyor server)"
             )
         check_on_cluster(definition, self.apps(), self.image)
         step = steps[0]

@@ -35,7 +35,7 @@ from conveyor.repro.snapshot import CodeState
 from conveyor.store.blobs import BlobStore
 from conveyor.store.records import RunRecord
 
-__all__ = ["RemoteRecording"]
+__all__ = ["RemoteRecording", "remote_facts"]
 
 
 @dataclass
@@ -124,3 +124,21 @@ class RemoteRecording:
         record.environment, record.stdout_digest = env, stdout
         emit_run_end(self.lineage, record, self.request.cwd, self.request.parent)
         return record
+
+
+def remote_facts(environment: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """Where a run recorded from outside ran, as ``runs show`` and the dashboard list it."""
+    facts = []
+    if environment.get("image"):
+        facts.append(("image", str(environment["image"])))
+    where = environment.get("kubernetes") or {}
+    if where:
+        pods = ", ".join(where.get("pods") or ()) or "-"
+        facts.append(
+            (
+                "job",
+                f"{where.get('job')} on {where.get('target')} "
+                f"(namespace {where.get('namespace')})  pods {pods}",
+            )
+        )
+    return facts

@@ -23,11 +23,14 @@ from conveyor.errors import NotFoundError
 from conveyor.orchestrate.task_schedules import TaskScheduler
 from conveyor.orchestrate.tasks import TaskService
 from conveyor.platform import Controller, KubernetesTarget
+from conveyor.repro.openlineage import run_uuid
 from conveyor.store.artifacts import ArtifactStore
 from conveyor.store.registry import Registry
 from conveyor.tasks.catalogue import TaskApp
+from tests.openlineage_schema import validate_event
 from tests.platform.control import Platform
 from tests.tasks.test_schedules import FakeWall
+from tests.ui.dashboard import logged_in
 
 from .fake_api import FakeApi, fake_api
 from .job_controller import IMAGE, end_job, register
@@ -116,6 +119,14 @@ def test_steps_on_a_target_are_recorded_as_runs_and_a_relaunch_is_served_from_th
     assert execution is not None
     log = platform.cli("task", "execution", "log", execution.group(1)).stdout
     assert "extracted 3 rows" in log  # the pod's log is the run's
+    browser = logged_in(platform)
+    try:
+        page = browser.get(f"/ui/runs/{extract['id']}")
+    finally:
+        browser.close()
+    assert page.status_code == 200
+    assert IMAGE in page.text
+    assert where["job"] in page.text
 
     # The same inputs again: no Job, each step served from its earlier run.
     again = _launch(platform, api, "warehouse", [], "--arguments", "--day=2026-12-05")
@@ -214,6 +225,8 @@ def test_a_composed_schedule_fires_on_the_clock_and_runs_its_steps_as_jobs_on_th
     monkeypatch.setenv("CONVEYOR_HOME", str(home))
     monkeypatch.setenv("CONVEYOR_DATABASE_URL", f"sqlite:///{home / 'registry.db'}")
     monkeypatch.setenv("CONVEYOR_ARTIFACT_ROOT", str(home / "artifacts"))
+    events_file = tmp_path / "events.jsonl"
+    monkeypatch.setenv("CONVEYOR_OPENLINEAGE", f"file://{events_file}")
     step = tmp_path / "step.py"
     step.write_text("print('step')\n")
     with fake_api(tmp_path) as api:
@@ -275,3 +288,16 @@ def test_a_composed_schedule_fires_on_the_clock_and_runs_its_steps_as_jobs_on_th
     assert sorted(n.rsplit("-", 2)[0] for n in jobs) == ["nightly-extract", "nightly-publish"]
     for job in jobs.values():
         assert job["spec"]["template"]["spec"]["containers"][0]["image"] == IMAGE
+    # Each step's run names the task execution as its OpenLineage parent, as locally.
+    events = [json.loads(line) for line in events_file.read_text().splitlines()]
+    assert sorted((e["job"]["name"], e["eventType"]) for e in events) == [
+        ("nightly/extract", "COMPLETE"),
+        ("nightly/extract", "START"),
+        ("nightly/publish", "COMPLETE"),
+        ("nightly/publish", "START"),
+    ]
+    for event in events:
+        validate_event(event)
+        parent = event["run"]["facets"]["parent"]
+        assert parent["run"]["runId"] == run_uuid(execution["id"])
+        assert parent["job"] == {"namespace": "conveyor", "name": "nightly"}

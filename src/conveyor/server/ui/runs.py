@@ -10,6 +10,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from conveyor.errors import ConveyorError, UsageError
+from conveyor.repro.remote import remote_facts
 from conveyor.server.ui.charts import chart
 from conveyor.server.ui.context import Ui
 from conveyor.server.ui.run_files import file_previews
@@ -198,6 +199,7 @@ def _details(ui: Ui, run: RunRecord) -> dict[str, Any]:
             )
             or "-",
         ),
+        *remote_facts(env),
     ]
     # Listings hold only each metric's latest value; histories are read here, thinned.
     registry = ui.controller.state.registry
