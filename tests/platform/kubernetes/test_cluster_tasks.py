@@ -168,6 +168,12 @@ def test_a_steps_image_is_built_from_its_task_apps_files(
         assert "COMPLETED" in done.stdout
         image = jobs["score"]["spec"]["template"]["spec"]["containers"][0]["image"]
         assert image.startswith(f"{registry.host}/ds/score@sha256:")
+        # The same files build the same image (pinned): a relaunch is served from the cache.
+        again = platform.cli("task", "launch", "scoring", "--target", "steps", "--wait")
+        assert re.search(r"score\s+COMPLETED\s+exit 0\s+run [0-9a-f]{12} cached", again.stdout)
+        assert [n for n in api.objects("Job") if n.startswith("scoring-score-")] == [
+            jobs["score"]["metadata"]["name"]
+        ]
     finally:
         registry.stop()
 
