@@ -196,6 +196,12 @@ def test_a_composed_schedule_on_a_target_is_the_platforms_and_managed_with_targe
     assert "paused" in platform.cli("task", "schedule", "list", "--target", "prod").stdout
     platform.cli("task", "schedule", "resume", "two-2am", "--target", "prod")
     assert "active" in platform.cli("task", "schedule", "list", "--target", "prod").stdout
+    browser = logged_in(platform)
+    try:
+        page = browser.get("/ui/tasks")
+    finally:
+        browser.close()
+    assert re.search(r'twostep</a> <span class="muted">on prod</span>', page.text), page.text
     destroyed = platform.cli("task", "schedule", "destroy", "two-2am", "--target", "prod")
     assert "schedule two-2am destroyed on prod" in destroyed.stdout
     assert "two-2am" not in platform.cli("task", "schedule", "list").stdout
