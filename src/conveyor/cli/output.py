@@ -219,8 +219,7 @@ def run_details(
         rows.append(("reproduces", run.reproduces))
     from conveyor.repro.remote import remote_facts
 
-    rows.extend(remote_facts(env))
-    for key, value in rows:
+    for key, value in remote_facts(env, rows):
         console.print(f"  [dim]{key:<10}[/] {value}", markup=True)
     if run.params:
         console.print("[bold]Params[/]")

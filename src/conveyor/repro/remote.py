@@ -126,19 +126,29 @@ class RemoteRecording:
         return record
 
 
-def remote_facts(environment: Mapping[str, Any]) -> list[tuple[str, str]]:
-    """Where a run recorded from outside ran, as ``runs show`` and the dashboard list it."""
-    facts = []
+#: What ``runs show`` says of a local run's interpreter; a remote run's image stands for it.
+_INTERPRETER_FACTS = frozenset({"python", "packages", "threads", "blas"})
+
+
+def remote_facts(
+    environment: Mapping[str, Any], facts: Sequence[tuple[str, str]]
+) -> list[tuple[str, str]]:
+    """``facts`` about a run's environment as ``runs show`` and the dashboard list them; for
+    a run recorded from outside, where it ran (image, Job, pods) instead of the interpreter
+    this machine knows nothing of."""
+    if not environment.get("remote"):
+        return list(facts)
+    kept = [(key, value) for key, value in facts if key not in _INTERPRETER_FACTS]
     if environment.get("image"):
-        facts.append(("image", str(environment["image"])))
+        kept.append(("image", str(environment["image"])))
     where = environment.get("kubernetes") or {}
     if where:
         pods = ", ".join(where.get("pods") or ()) or "-"
-        facts.append(
+        kept.append(
             (
                 "job",
                 f"{where.get('job')} on {where.get('target')} "
                 f"(namespace {where.get('namespace')})  pods {pods}",
             )
         )
-    return facts
+    return kept

@@ -113,6 +113,7 @@ def test_steps_on_a_target_are_recorded_as_runs_and_a_relaunch_is_served_from_th
     shown = platform.cli("runs", "show", rows["load"][2]).stdout
     assert f"image      {IMAGE}" in shown
     assert re.search(r"job\s+warehouse-load-\S+ on prod", shown), shown
+    assert not re.search(r"^\s+python\s", shown, re.MULTILINE), shown  # not this machine's
     listed = json.loads(platform.cli("runs", "--experiment", "warehouse", "--json").stdout)
     assert sorted(run["id"][:12] for run in listed) == sorted(row[2] for row in rows.values())
     execution = re.search(r"execution ([0-9a-f]+) of warehouse", first.stdout)

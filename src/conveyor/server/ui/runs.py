@@ -199,7 +199,6 @@ def _details(ui: Ui, run: RunRecord) -> dict[str, Any]:
             )
             or "-",
         ),
-        *remote_facts(env),
     ]
     # Listings hold only each metric's latest value; histories are read here, thinned.
     registry = ui.controller.state.registry
@@ -213,7 +212,7 @@ def _details(ui: Ui, run: RunRecord) -> dict[str, Any]:
     return {
         "facts": facts,
         "code_facts": code_facts,
-        "env_facts": env_facts,
+        "env_facts": remote_facts(env, env_facts),
         "unused": set(env.get("checks", {}).get("unused_params", [])),
         "latest": run.latest_metrics(),
         "sparks": {k: spark(v) for k, v in histories.items()},
