@@ -89,7 +89,13 @@ class FakeTasks:
         self.running: set[str] = set()
 
     async def launch(
-        self, name: str, params: Mapping[str, str] | None, properties: Mapping[str, str] | None
+        self,
+        name: str,
+        params: Mapping[str, str] | None,
+        properties: Mapping[str, str] | None,
+        *,
+        target: str | None = None,
+        image: str | None = None,
     ) -> dict[str, Any]:
         execution = f"e{len(self.launched) + 1}"
         self.launched.append(execution)

@@ -217,7 +217,9 @@ def run_details(
     ]
     if run.reproduces:
         rows.append(("reproduces", run.reproduces))
-    for key, value in rows:
+    from conveyor.repro.remote import remote_facts
+
+    for key, value in remote_facts(env, rows):
         console.print(f"  [dim]{key:<10}[/] {value}", markup=True)
     if run.params:
         console.print("[bold]Params[/]")

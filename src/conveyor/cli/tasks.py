@@ -345,19 +345,25 @@ def schedule_create_command(
 ) -> None:
     """Create a schedule (run by the platform; a busy task's turn is skipped or queued).
 
-    With --target: a CronJob of the task's one step (a busy turn is skipped).
+    With --target: a one-step task's schedule is a CronJob (a busy turn is
+    skipped); a composed task's is run by the platform, which launches it on
+    the target at each fire time (each step a Job).
     """
     if target is not None:
-        if properties or when_busy != "skip" or no_catch_up:
-            raise UsageError(
-                "--properties, --when-busy queue and --no-catch-up are for schedules this "
-                "platform runs; a CronJob skips a busy turn (give step options in --arguments)"
-            )
         cluster: dict[str, Any] = {"name": schedule, "task": task, "cron": cron}
         cluster |= {"timezone": timezone, "params": parse_arguments(arguments), "image": image}
+        if properties:
+            cluster["properties"] = parse_properties(properties)
+        cluster |= {"catch_up": not no_catch_up, "when_busy": when_busy}
         made = connect().call("POST", f"/v1/targets/{target}/task-schedules", cluster)
-        click.echo(f"schedule {schedule} created on {target}: CronJob {made['cron']!r}")
-        click.echo(f"  image {made['image']}")
+        if made.get("runs_in") == "server":
+            click.echo(
+                f"schedule {schedule} created on {target}: the platform launches {task} there "
+                f"at {made['cron']!r} (each step a Job), next at {_when(made['next_fire'])}"
+            )
+        else:
+            click.echo(f"schedule {schedule} created on {target}: CronJob {made['cron']!r}")
+        click.echo(f"  image {made['image'] or 'built from each task app when it fires'}")
         return
     if image is not None:
         raise UsageError("--image is for a Kubernetes target: add --target NAME")
@@ -378,20 +384,25 @@ def schedule_create_command(
 @schedule_group.command("list")
 @_TARGET
 def schedule_list_command(target: str | None) -> None:
-    """Every schedule with its next fire time and last event (on a target: its CronJobs)."""
+    """Every schedule with its next fire time and last event (on a target: its CronJobs, and
+    the composed tasks' schedules the platform runs there)."""
     if target is not None:
         for s in connect().call("GET", f"/v1/targets/{target}/task-schedules"):
             state = "paused" if s["paused"] else "active"
             last = s["last_fired"] or "never fired"
             zone = s["time_zone"] or "-"
+            where = "  (run by the platform)" if s.get("runs_in") == "server" else ""
             click.echo(
-                f"{s['name']:<20} {s['task'] or '-':<16} {s['cron']:<14} {zone:<16} {state}  {last}"
+                f"{s['name']:<20} {s['task'] or '-':<16} {s['cron']:<14} {zone:<16} {state}  "
+                f"{last}{where}"
             )
         return
     for s in connect().call("GET", "/v1/task-schedules"):
         state = "paused" if s["paused"] else f"next {_when(s['next_fire'])}"
         if s.get("when_busy") == "queue":
             state += " (queues when busy)"
+        if s.get("target"):
+            state += f" on {s['target']}"
         last = s["events"][-1]["message"] if s["events"] else "-"
         click.echo(
             f"{s['name']:<20} {s['task']:<16} {s['cron']:<14} {s['timezone']:<16} {state}  {last}"

@@ -9,7 +9,13 @@ The exit code is the step's container's, as the Job's pod reports it.
 
 Nothing of this machine reaches a pod: steps share no folder (``--input`` /
 ``--output`` between steps are refused; read and write through the artifact
-root), are not recorded as runs and are not reused from a cache.
+root). Each step is recorded here as a run (:class:`~conveyor.repro.remote.RemoteRecording`:
+its parameters, the code snapshot of its task app's files, the image by digest,
+the Job and its pods, exit status, the pods' log lines), and a step whose cache
+key — the local one plus the image's digest — matches a succeeded step's is not
+run again: no Job is made, the execution says ``cached``. What is reused is the
+success and the run's record; a step's files stay where it wrote them (the
+artifact root), as the cluster keeps no outputs for Conveyor to restore.
 """
 
 from __future__ import annotations
@@ -17,26 +23,46 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import signal
 import tempfile
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from conveyor.config import Settings
 from conveyor.errors import ConveyorError
-from conveyor.orchestrate.task_launcher import task_app
-from conveyor.platform import AppSpec, KubernetesTarget, job_name
+from conveyor.orchestrate.task_launcher import step_cache_key, task_app
+from conveyor.platform import AppSpec, KubernetesTarget, LaunchResult, job_name
+from conveyor.repro.recorder import RunRequest
+from conveyor.repro.remote import RemoteRecording
+from conveyor.repro.snapshot import snapshot_of_files
+from conveyor.store.blobs import BlobStore
+from conveyor.store.registry import Registry
+from conveyor.store.tasks import TaskRepository
 from conveyor.tasks.catalogue import BUILTINS, TaskApp
 from conveyor.tasks.dsl import Definition
 from conveyor.tasks.errors import TaskError
-from conveyor.tasks.execution import StepLaunch, StepResult
+from conveyor.tasks.execution import Execution, StepLaunch, StepRecord, StepResult
 
-__all__ = ["ClusterLauncher", "cluster_command"]
+__all__ = ["ClusterLauncher", "StepRuns", "cluster_command"]
 
 log = logging.getLogger("conveyor.orchestrate.task_cluster")
 #: A step with no timeout of its own may run this long on a cluster (then it fails).
 DEFAULT_TIMEOUT = 24 * 3600.0
 _SHARED_FILES = ("input", "output")
 Materialise = Callable[[Mapping[str, Mapping[str, Any]], Path], None]
+#: Where a step's command runs in its image (the run's working folder).
+_APP_FOLDER = Path("/app")
+
+
+@dataclass(frozen=True)
+class StepRuns:
+    """Where steps' runs are recorded: the platform's registry, artifact store and settings."""
+
+    registry: Registry
+    artifacts: BlobStore
+    settings: Settings
 
 
 def cluster_command(app: TaskApp, params: Mapping[str, str], image: str | None) -> list[str]:
@@ -80,12 +106,17 @@ class ClusterLauncher:
         target: KubernetesTarget,
         apps: Callable[[], Mapping[str, TaskApp]],
         materialise: Materialise,
+        runs: StepRuns,
         *,
+        target_name: str,
         image: str | None = None,
     ) -> None:
         self.target = target
         self.apps = apps
         self.materialise = materialise
+        self.runs = runs
+        self.records = TaskRepository(runs.registry)
+        self.target_name = target_name
         self.image = image
         self._built: dict[str, str] = {}
 
@@ -103,9 +134,19 @@ class ClusterLauncher:
     async def _run(self, launch: StepLaunch) -> StepResult:
         execution, step = launch.execution, launch.step
         app = self.app(step.app)
-        spec, command = self.step_spec(app, {**execution.params, **step.params})
+        params = {**execution.params, **step.params}
+        spec, command = self.step_spec(app, params)
         name = job_name(execution.task, step.name, execution.id, attempt=step.attempts)
         image = self.image or await self.built_image(app, spec, execution.attempts)
+        # An image by tag may change under the same name: only a pinned one can be reused.
+        key = step_cache_key(app, params, {}, image=image) if "@sha256:" in image else None
+        if key is not None and app.cache and not launch.no_cache:
+            hit = await asyncio.to_thread(self.records.cached, key)
+            if hit is not None:
+                return StepResult(0, hit[1], run_id=hit[0], cached=True, reason="cached")
+        recording = await asyncio.to_thread(
+            self._begin, execution, step, app, params, command, image, name
+        )
         try:
             result = await self.target.launch(
                 spec,
@@ -119,12 +160,67 @@ class ClusterLauncher:
             )
         except asyncio.CancelledError:  # the execution was stopped: so is its Job
             await asyncio.shield(asyncio.to_thread(self.target.cluster.delete, "Job", name))
+            recording.finish(-signal.SIGTERM, [], interrupted=True)
+            raise
+        except ConveyorError as error:  # the cluster refused the Job: the run failed
+            await asyncio.to_thread(recording.finish, 1, [], error=str(error))
             raise
         failure = None
         if result.exit_code != 0:
             last = result.lines[-1] if result.lines else "no output"
             failure = f"Job {name} failed (exit {result.exit_code}): {last}"
-        return StepResult(result.exit_code, None, reason=failure)
+        record = await asyncio.to_thread(self._finish, recording, result, failure)
+        if result.exit_code == 0 and key is not None and app.cache:
+            await asyncio.to_thread(self.records.remember, key, record, None)
+        return StepResult(result.exit_code, None, run_id=record, reason=failure)
+
+    def _begin(
+        self,
+        execution: Execution,
+        step: StepRecord,
+        app: TaskApp,
+        params: Mapping[str, str],
+        command: list[str],
+        image: str,
+        job: str,
+    ) -> RemoteRecording:
+        """The step's RUNNING run: its params, its app's code snapshot, and where it runs."""
+        request = RunRequest(
+            command=list(command),
+            cwd=_APP_FOLDER,
+            params={k: str(v) for k, v in params.items() if k != "command"},
+            name=f"{execution.task}/{step.name}",
+            # The task execution, for the step run's OpenLineage parent facet.
+            parent={"run": execution.id, "job": execution.task},
+            experiment=execution.task,
+        )
+        config = self.target.config
+        where = {"target": self.target_name, "namespace": config.namespace, "job": job}
+        if config.context:
+            where["context"] = config.context
+        environment: dict[str, Any] = {"image": image, "kubernetes": where}
+        if app.droplet and app.droplet.get("lock_digest"):
+            environment["lock_digest"] = app.droplet["lock_digest"]
+        return RemoteRecording.begin(
+            request,
+            self.runs.settings,
+            self.runs.artifacts,
+            self.runs.registry,
+            code=snapshot_of_files(app.files or {}, _APP_FOLDER, self.runs.artifacts),
+            host=f"{self.target_name}/{config.namespace}",
+            environment=environment,
+        )
+
+    @staticmethod
+    def _finish(recording: RemoteRecording, result: LaunchResult, failure: str | None) -> str:
+        where = {**recording.record.environment["kubernetes"], "pods": list(result.places)}
+        record = recording.finish(
+            result.exit_code,
+            result.output or result.lines,
+            error=failure,
+            environment={"kubernetes": where},
+        )
+        return record.id
 
     def step_spec(self, app: TaskApp, params: Mapping[str, str]) -> tuple[AppSpec, list[str]]:
         """A step as an app spec for a Job (its parameters in ``CONVEYOR_PARAMS``) and its
@@ -155,8 +251,7 @@ class ClusterLauncher:
         if len(steps) != 1:
             raise TaskError(
                 f"task {task!r} has {len(steps)} steps, and a CronJob runs one Job: a composed "
-                "task's control flow runs in the Conveyor server. Schedule it there (without "
-                "--target), or schedule each step's task on the target"
+                "task's schedule is the platform's (its control flow runs in the Conveyor server)"
             )
         check_on_cluster(definition, self.apps(), self.image)
         step = steps[0]

@@ -38,7 +38,7 @@ from conveyor.tasks.errors import TaskError
 from conveyor.tasks.execution import StepLaunch, StepResult
 from conveyor.tasks.step import STATUS_FILE, STATUS_VARIABLE, step_command
 
-__all__ = ["TargetLauncher", "task_app"]
+__all__ = ["TargetLauncher", "step_cache_key", "task_app"]
 
 Materialise = Callable[[Mapping[str, Mapping[str, Any]], Path], None]
 
@@ -61,6 +61,32 @@ def task_app(apps: Mapping[str, TaskApp], name: str) -> TaskApp:
     if found is None:
         raise TaskError(f"the task app {name!r} is no longer registered")
     return found
+
+
+def step_cache_key(
+    app: TaskApp,
+    params: Mapping[str, str],
+    inputs: Mapping[str, str],
+    *,
+    image: str | None = None,
+) -> str:
+    """A digest of all a step's result depends on: code, command, params, inputs, packages
+    (and, on a cluster, the image it runs in, pinned by its digest)."""
+    described = app.to_json()
+    described.pop("droplet", None)
+    described.pop("timeout", None)
+    packages = app.droplet.get("lock_digest") if app.droplet else None
+    facts: dict[str, Any] = {
+        "app": described,
+        "params": dict(sorted(params.items())),
+        "inputs": dict(sorted(inputs.items())),
+        "packages": packages,
+        "platform": [__version__, sys.version],
+    }
+    if image is not None:
+        facts["image"] = image
+    blob = json.dumps(facts, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()
 
 
 class TargetLauncher:
@@ -96,7 +122,7 @@ class TargetLauncher:
         await asyncio.to_thread(self._prepare, work, app)
         inputs = await asyncio.to_thread(self._inputs, work, params.pop("input", None), launch)
         outputs = _split(params.pop("output", None))
-        key = self._cache_key(app, params, inputs)
+        key = step_cache_key(app, params, inputs)
         if app.cache and not launch.no_cache:
             hit = self.records.cached(key)
             if hit is not None:
@@ -225,22 +251,3 @@ class TargetLauncher:
         else:  # an app without requirements runs on the platform's packages, as before
             venv, bin_dir = Path(sys.prefix), Path(sys.executable).parent
         return {"VIRTUAL_ENV": str(venv), "PATH": f"{bin_dir}{os.pathsep}{MINIMAL_PATH}"}
-
-    @staticmethod
-    def _cache_key(app: TaskApp, params: Mapping[str, str], inputs: Mapping[str, str]) -> str:
-        """A digest of all a step's result depends on: code, command, params, inputs, packages."""
-        described = app.to_json()
-        described.pop("droplet", None)
-        described.pop("timeout", None)
-        packages = app.droplet.get("lock_digest") if app.droplet else None
-        blob = json.dumps(
-            {
-                "app": described,
-                "params": dict(sorted(params.items())),
-                "inputs": dict(sorted(inputs.items())),
-                "packages": packages,
-                "platform": [__version__, sys.version],
-            },
-            sort_keys=True,
-        )
-        return hashlib.sha256(blob.encode()).hexdigest()

@@ -39,7 +39,13 @@ class Launches(Protocol):
     records: TaskRepository
 
     async def launch(
-        self, name: str, params: Mapping[str, str] | None, properties: Mapping[str, str] | None
+        self,
+        name: str,
+        params: Mapping[str, str] | None,
+        properties: Mapping[str, str] | None,
+        *,
+        target: str | None = None,
+        image: str | None = None,
     ) -> dict[str, Any]: ...
 
     def is_running(self, execution_id: str) -> bool: ...
@@ -64,7 +70,10 @@ class TaskScheduler:
         properties: Mapping[str, str] | None = None,
         catch_up: bool = True,
         when_busy: str = "skip",
+        target: str | None = None,
+        image: str | None = None,
     ) -> dict[str, Any]:
+        """A new schedule; with ``target`` its executions run there (the control flow here)."""
         if not _NAME.match(name):
             raise UsageError(
                 f"{name!r} is not a valid schedule name; use letters, digits, '.', '_' and '-'"
@@ -83,6 +92,8 @@ class TaskScheduler:
             dict(properties or {}),
             catch_up=catch_up,
             when_busy=when_busy,
+            target=target,
+            image=image,
         )
         schedule.next_fire = schedule.parsed().next_after(self.clock.wall())
         self.records.save_schedule(schedule.to_json(), new=True)
@@ -129,7 +140,11 @@ class TaskScheduler:
             if decision.launch:
                 try:
                     started = await self.tasks.launch(
-                        schedule.task, schedule.params, schedule.properties
+                        schedule.task,
+                        schedule.params,
+                        schedule.properties,
+                        target=schedule.target,
+                        image=schedule.image,
                     )
                     execution = schedule.last_execution = str(started["id"])
                 except Exception as error:  # a schedule must outlive one bad launch

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from conveyor.errors import NotFoundError, UsageError
-from conveyor.orchestrate.task_cluster import ClusterLauncher, check_on_cluster
+from conveyor.orchestrate.task_cluster import ClusterLauncher, StepRuns, check_on_cluster
 from conveyor.orchestrate.task_launcher import TargetLauncher
 from conveyor.platform import (
     Controller,
@@ -233,17 +233,26 @@ class TaskService:
         definition = parse_definition(execution.definition)
         launcher: StepLauncher = self.launcher
         if execution.target is not None:
-            launcher = ClusterLauncher(
-                self.cluster(execution.target),
-                self.apps,
-                self.controller.droplets.materialise,
-                image=execution.image,
-            )
+            launcher = self.cluster_launcher(execution.target, execution.image)
         executor = Executor(definition, execution, launcher, self._save, width=self.width)
         self._save(execution)  # recorded before the launch answers: its id is usable at once
         task = asyncio.ensure_future(executor.run())
         self._running[execution.id] = (executor, task)
         task.add_done_callback(lambda _t: self._running.pop(execution.id, None))
+
+    def cluster_launcher(self, target: str, image: str | None) -> ClusterLauncher:
+        """Steps as Jobs on ``target`` (from ``image``, else built), each recorded as a run."""
+        runs = StepRuns(
+            self.controller.state.registry, self.controller.artifacts, self.launcher.settings
+        )
+        return ClusterLauncher(
+            self.cluster(target),
+            self.apps,
+            self.controller.droplets.materialise,
+            runs,
+            target_name=target,
+            image=image,
+        )
 
     def cluster(self, target: str) -> KubernetesTarget:
         if self.clusters is None:

@@ -92,6 +92,10 @@ class LaunchResult:
 
     exit_code: int
     lines: list[str]
+    #: Where it ran (a Job's pods), where the target can tell.
+    places: tuple[str, ...] = ()
+    #: Its whole output as far as the target keeps it (a Job's pod logs), where it can tell.
+    output: tuple[str, ...] = ()
 
 
 class Target(Protocol):

@@ -23,7 +23,7 @@ from conveyor.store.records import FileRecord, ModelRecord, RunRecord, RunStatus
 if TYPE_CHECKING:
     from conveyor.repro.recorder import RunRequest
 
-__all__ = ["capture_interpreter", "finish_recorded_run", "relative"]
+__all__ = ["capture_interpreter", "finish_recorded_run", "relative", "run_status"]
 
 
 def relative(path: Path, cwd: Path) -> str:
@@ -46,7 +46,7 @@ def capture_interpreter(event: Mapping[str, Any], store: BlobStore) -> dict[str,
     }
 
 
-def _status_of(returncode: int, interrupted: bool) -> tuple[RunStatus, str | None]:
+def run_status(returncode: int, interrupted: bool) -> tuple[RunStatus, str | None]:
     if returncode == 0:
         return RunStatus.FINISHED, None
     if returncode < 0:
@@ -95,7 +95,7 @@ def finish_recorded_run(
     """
     ended = time.time()
     command_ended = ended if command_ended is None else command_ended
-    status, error = _status_of(returncode, interrupted)
+    status, error = run_status(returncode, interrupted)
     problems: list[str] = []
     params: dict[str, Any] = {}
     feed = metrics or MetricFeed(registry, record.id, run_dir / METRICS_NAME)

@@ -125,7 +125,7 @@ def create_app(
         clusters=lambda name: cluster_target(target_registry, name, image_builders),
     )
     api.include_router(task_routes(tasks, schedules))
-    api.include_router(cluster_tasks.routes(tasks))
+    api.include_router(cluster_tasks.routes(tasks, schedules))
     api.include_router(lineage.routes(controller.state.registry, settings))
     api.mount("/ui", dashboard(controller, service, tasks, schedules, token, settings))
     return TokenGuard(api, token, open_prefix="/ui")

@@ -47,6 +47,10 @@ class Schedule:
     when_busy: str = "skip"
     #: The busy fire time queued to launch when the previous execution ends.
     queued: float | None = None
+    #: The Kubernetes target its executions run on (each step a Job); None: this platform.
+    target: str | None = None
+    #: On a target: the steps' image (None: built from each task app's files).
+    image: str | None = None
 
     def parsed(self) -> Cron:
         return Cron.parse(self.cron, self.timezone)
@@ -70,6 +74,8 @@ class Schedule:
             "events": list(self.events),
             "when_busy": self.when_busy,
             "queued": self.queued,
+            "target": self.target,
+            "image": self.image,
         }
 
     @classmethod

@@ -21,60 +21,23 @@ from tests.waiting import eventually
 
 from .conftest import registry_or_skip, unreachable_target
 from .fake_api import CONTEXT, NAMESPACE, FakeApi
+from .job_controller import IMAGE, end_job, find_job, register
 
 pytestmark = pytest.mark.slow
-
-IMAGE = "registry.example.com/ds/steps@sha256:" + "5a" * 32
-DONE = {"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]}
-FAILED = {"failed": 1, "conditions": [{"type": "Failed", "status": "True"}]}
-
-
-def _register(platform: Platform, name: str, command: str) -> None:
-    folder = platform.project / name
-    folder.mkdir(exist_ok=True)
-    (folder / "step.py").write_text("print('step')\n")
-    platform.cli("task", "app", "register", "--name", name, "--path", str(folder),
-                 "--command", command)  # fmt: skip
-
-
-def _job(api: FakeApi, prefix: str) -> str | None:
-    return next((name for name in api.objects("Job") if name.startswith(prefix)), None)
-
-
-def _end_job(api: FakeApi, prefix: str, exit_code: int, line: str) -> dict[str, Any]:
-    """Play the Job controller: the Job's pod ends with ``exit_code``, then the Job does."""
-    name = eventually(partial(_job, api, prefix), what=f"the Job {prefix}*")
-    pod = f"{name}-x7k2p"
-    api.create(
-        "Pod",
-        {
-            "apiVersion": "v1",
-            "kind": "Pod",
-            "metadata": {"name": pod, "labels": {"job-name": name}},
-            "status": {
-                "phase": "Succeeded" if exit_code == 0 else "Failed",
-                "containerStatuses": [{"state": {"terminated": {"exitCode": exit_code}}}],
-            },
-        },
-    )
-    api.handler[f"get /api/v1/namespaces/{NAMESPACE}/pods/{pod}/log"] << line.encode() + b"\n"
-    api.set_status("Job", name, DONE if exit_code == 0 else FAILED)
-    job: dict[str, Any] = api.objects("Job")[name]
-    return job
 
 
 def test_a_task_on_a_target_runs_each_step_as_a_job_with_the_same_records(
     cluster: tuple[Platform, FakeApi],
 ) -> None:
     platform, api = cluster
-    _register(platform, "prep", "python step.py")
-    _register(platform, "train", "python step.py --fit")
+    register(platform, "prep", "python step.py")
+    register(platform, "train", "python step.py --fit")
     platform.cli("task", "create", "nightly", "--definition", "prep && train")
     jobs: dict[str, dict[str, Any]] = {}
 
     def controller() -> None:
-        jobs["prep"] = _end_job(api, "nightly-prep-", 0, "prepared")
-        jobs["train"] = _end_job(api, "nightly-train-", 3, "no data for 2026-12-05")
+        jobs["prep"] = end_job(api, "nightly-prep-", 0, "prepared")
+        jobs["train"] = end_job(api, "nightly-train-", 3, "no data for 2026-12-05")
 
     playing = threading.Thread(target=controller)
     playing.start()
@@ -111,7 +74,7 @@ def test_what_a_cluster_cannot_run_is_refused_before_any_job(
     cluster: tuple[Platform, FakeApi],
 ) -> None:
     platform, api = cluster
-    _register(platform, "load", "python step.py")
+    register(platform, "load", "python step.py")
     platform.cli("task", "create", "shared", "--definition", "load --output=data.csv")
     before = len(api.objects("Job"))
     shared = platform.cli("task", "launch", "shared", "--target", "prod", check=False)
@@ -130,7 +93,7 @@ def test_a_schedule_on_a_target_is_a_cronjob_paused_by_suspend(
     cluster: tuple[Platform, FakeApi],
 ) -> None:
     platform, api = cluster
-    _register(platform, "report", "python step.py")
+    register(platform, "report", "python step.py")
     platform.cli("task", "create", "daily", "--definition", "report")
     created = platform.cli(
         "task", "schedule", "create", "daily-2am", "--task", "daily", "--cron", "0 2 * * *",
@@ -152,13 +115,13 @@ def test_a_schedule_on_a_target_is_a_cronjob_paused_by_suspend(
     platform.cli("task", "schedule", "resume", "daily-2am", "--target", "prod")
     assert api.objects("CronJob")["daily-2am"]["spec"]["suspend"] is False
 
-    platform.cli("task", "create", "twostep", "--definition", "report && again: report")
-    composed = platform.cli(
-        "task", "schedule", "create", "two-2am", "--task", "twostep", "--cron", "0 2 * * *",
-        "--target", "prod", "--image", IMAGE, check=False,
+    busy = platform.cli(
+        "task", "schedule", "create", "daily-q", "--task", "daily", "--cron", "0 2 * * *",
+        "--target", "prod", "--when-busy", "queue", check=False,
     )  # fmt: skip
-    assert composed.returncode != 0
-    assert "has 2 steps, and a CronJob runs one Job" in composed.stderr
+    assert busy.returncode != 0
+    assert "a CronJob skips a busy turn" in busy.stderr
+    assert "daily-q" not in api.objects("CronJob")
 
     bad = platform.cli(
         "task", "schedule", "create", "bad", "--task", "daily", "--cron", "@daily",
@@ -187,12 +150,12 @@ def test_a_steps_image_is_built_from_its_task_apps_files(
             "--namespace", NAMESPACE, "--registry", f"{registry.host}/ds",
             "--base-image", f"{registry.host}/base/steps:1",
         )  # fmt: skip
-        _register(platform, "score", "python step.py")
+        register(platform, "score", "python step.py")
         platform.cli("task", "create", "scoring", "--definition", "score")
         jobs: dict[str, dict[str, Any]] = {}
 
         def controller() -> None:
-            jobs["score"] = _end_job(api, "scoring-score-", 0, "scored")
+            jobs["score"] = end_job(api, "scoring-score-", 0, "scored")
 
         playing = threading.Thread(target=controller)
         playing.start()
@@ -205,6 +168,12 @@ def test_a_steps_image_is_built_from_its_task_apps_files(
         assert "COMPLETED" in done.stdout
         image = jobs["score"]["spec"]["template"]["spec"]["containers"][0]["image"]
         assert image.startswith(f"{registry.host}/ds/score@sha256:")
+        # The same files build the same image (pinned): a relaunch is served from the cache.
+        again = platform.cli("task", "launch", "scoring", "--target", "steps", "--wait")
+        assert re.search(r"score\s+COMPLETED\s+exit 0\s+run [0-9a-f]{12} cached", again.stdout)
+        assert [n for n in api.objects("Job") if n.startswith("scoring-score-")] == [
+            jobs["score"]["metadata"]["name"]
+        ]
     finally:
         registry.stop()
 
@@ -214,7 +183,7 @@ def test_a_step_whose_image_cannot_be_built_fails_naming_the_registry(
 ) -> None:
     platform, api = cluster
     closed = unreachable_target(platform, "nowhere")
-    _register(platform, "fit", "python step.py")
+    register(platform, "fit", "python step.py")
     platform.cli("task", "create", "fitting", "--definition", "fit")
     failed = platform.cli(
         "task", "launch", "fitting", "--target", "nowhere", "--wait", check=False, timeout=300
@@ -230,18 +199,18 @@ def test_stopping_an_execution_on_a_target_deletes_its_running_job(
     cluster: tuple[Platform, FakeApi],
 ) -> None:
     platform, api = cluster
-    _register(platform, "slow", "python step.py")
+    register(platform, "slow", "python step.py")
     platform.cli("task", "create", "lengthy", "--definition", "slow")
     started = platform.cli("task", "launch", "lengthy", "--target", "prod", "--image", IMAGE)
     execution = started.stdout.split()[1]
-    job = eventually(partial(_job, api, "lengthy-slow-"), what="the step's Job")
+    job = eventually(partial(find_job, api, "lengthy-slow-"), what="the step's Job")
     stopped = platform.cli("task", "execution", "stop", execution).stdout
     assert f"execution {execution} of lengthy: STOPPED" in stopped
     assert re.search(r"slow\s+STOPPED", stopped), stopped
     eventually(lambda: job not in api.objects("Job"), what="the Job deleted")
 
     # A restart runs on the same target, in a Job of its own.
-    playing = threading.Thread(target=lambda: _end_job(api, "lengthy-slow-", 0, "done"))
+    playing = threading.Thread(target=lambda: end_job(api, "lengthy-slow-", 0, "done"))
     playing.start()
     try:
         again = platform.cli("task", "execution", "restart", execution, "--wait")

@@ -40,6 +40,8 @@ _SERVER_FIELDS = (
 )
 #: Lines of each failing pod's output a DeployError carries.
 _LAST_LINES = 20
+#: A finished step's log kept as its run's output: at most this many lines of each pod.
+_OUTPUT_LINES = 10_000
 
 
 def rollout_state(deployment: Mapping[str, Any]) -> tuple[str, str]:
@@ -217,11 +219,13 @@ class Rollout:
             if ended is not None or self.clock() >= deadline:
                 pods = await self._job_pods(name)
                 code = 1 if ended is None else _exit_code(pods, ended)
-                lines = await self._job_lines(pods)
+                output = await self._job_output(pods)
+                lines = output[-_LAST_LINES:]
                 if ended is None:
                     lines.append(f"the Job did not finish within {timeout:.0f} s")
                     await self._io(self.cluster.delete, "Job", name)
-                return LaunchResult(code, lines)
+                places = tuple(str(p["metadata"]["name"]) for p in pods)
+                return LaunchResult(code, lines, places=places, output=tuple(output))
             await self.sleep(self.poll)
 
     async def _job_pods(self, name: str) -> list[dict[str, Any]]:
@@ -232,12 +236,14 @@ class Rollout:
             return []
         return [p for p in found if (p["metadata"].get("labels") or {}).get("job-name") == name]
 
-    async def _job_lines(self, pods: list[dict[str, Any]]) -> list[str]:
+    async def _job_output(self, pods: list[dict[str, Any]]) -> list[str]:
+        """The pods' log lines (the last ``_OUTPUT_LINES`` of each), read once."""
         lines: list[str] = []
         try:
             for pod in pods:
-                text = await self._io(self.cluster.logs, str(pod["metadata"]["name"]))
-                lines.extend(text.splitlines()[-_LAST_LINES:])
+                name = str(pod["metadata"]["name"])
+                text = await asyncio.to_thread(self.cluster.logs, name, lines=_OUTPUT_LINES)
+                lines.extend(text.splitlines())
         except Exception as exc:
             lines.append(f"(could not read the Job's logs: {exc})")
         return lines

@@ -10,6 +10,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from conveyor.errors import ConveyorError, UsageError
+from conveyor.repro.remote import remote_facts
 from conveyor.server.ui.charts import chart
 from conveyor.server.ui.context import Ui
 from conveyor.server.ui.run_files import file_previews
@@ -211,7 +212,7 @@ def _details(ui: Ui, run: RunRecord) -> dict[str, Any]:
     return {
         "facts": facts,
         "code_facts": code_facts,
-        "env_facts": env_facts,
+        "env_facts": remote_facts(env, env_facts),
         "unused": set(env.get("checks", {}).get("unused_params", [])),
         "latest": run.latest_metrics(),
         "sparks": {k: spark(v) for k, v in histories.items()},
