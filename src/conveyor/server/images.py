@@ -1,10 +1,11 @@
-"""Images: build an app's current revision into an OCI image and push it to a registry."""
+"""Images: an app's current revision, or the runtime image (this server's Conveyor), built into
+an OCI image and pushed to a registry."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
@@ -24,6 +25,18 @@ class ImageIn(Strict):
     base: str | None = Field(None, max_length=512)
     tag: str | None = Field(None, max_length=128)
     #: Plain HTTP (always so for a registry on a loopback address).
+    insecure: bool = False
+
+
+class RuntimeIn(Strict):
+    #: A repository prefix: the image goes to ``<registry>/conveyor-runtime``.
+    registry: str = Field(min_length=1, max_length=255)
+    #: The base image; default: the official slim Python image of this server's Python.
+    base: str | None = Field(None, max_length=512)
+    #: Conveyor's extras whose packages go in; None: the runtime's (serving, S3, brokers).
+    extras: list[Annotated[str, Field(pattern=r"^[a-z0-9-]{1,40}$")]] | None = Field(
+        None, max_length=40
+    )
     insecure: bool = False
 
 
@@ -69,6 +82,36 @@ def routes(controller: Controller) -> APIRouter:
                 cache=controller.dir / "image-layers",
             )
             return {"repository": image.repository, "digest": image.digest, "pinned": image.pinned}
+
+        return operation(work)
+
+    @api.post("/v1/images/runtime", summary="Build the runtime image (this server's Conveyor)")
+    async def runtime(body: RuntimeIn) -> StreamingResponse:
+        from conveyor.platform.images.reference import is_loopback
+        from conveyor.platform.images.runtime import RUNTIME_EXTRAS, RUNTIME_REPOSITORY
+
+        insecure = body.insecure or is_loopback(body.registry.split("/", 1)[0])
+        extras = RUNTIME_EXTRAS if body.extras is None else tuple(body.extras)
+        repository = f"{body.registry.rstrip('/')}/{RUNTIME_REPOSITORY}"
+
+        async def work(progress: Callable[[str], None]) -> dict[str, Any]:
+            from conveyor.platform.images.runtime import build_runtime
+
+            loop = asyncio.get_running_loop()
+
+            def report(message: str) -> None:
+                loop.call_soon_threadsafe(progress, message)
+
+            image = await asyncio.to_thread(
+                build_runtime,
+                body.registry,
+                base=body.base,
+                extras=extras,
+                insecure=insecure,
+                progress=report,
+                cache=controller.dir / "image-layers",
+            )
+            return {"repository": repository, "digest": image.digest, "pinned": image.pinned}
 
         return operation(work)
 

@@ -35,6 +35,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from conveyor._version import __version__
+from conveyor.errors import UsageError
 from conveyor.platform.errors import ImageError
 from conveyor.platform.images.build import VENV_DIR, image_config, venv_frame
 from conveyor.platform.images.layers import Entry, Layer, cached_layer, write_layer
@@ -134,6 +135,12 @@ def read_environment(extras: Iterable[str] = RUNTIME_EXTRAS) -> RuntimeEnvironme
         found.setdefault(canonicalize_name(dist.metadata["Name"]), dist)
     if "conveyor" not in found:
         raise ImageError("Conveyor is not installed as a distribution in this environment")
+    known = sorted(found["conveyor"].metadata.get_all("Provides-Extra") or [])
+    unknown = [e for e in wanted if e not in known]
+    if unknown:
+        raise UsageError(
+            f"Conveyor has no extra {unknown[0]!r}; its extras are {', '.join(known)}",
+        )
     chosen: dict[str, set[str]] = {}
     missing: list[str] = []
     queue: list[tuple[str, frozenset[str]]] = [("conveyor", frozenset(wanted))]
