@@ -54,7 +54,8 @@ def routes(controller: Controller) -> APIRouter:
         if spec.kind != "command":
             raise UsageError(
                 f"app {name!r} is a {spec.kind} app; only command apps are built into images",
-                hint="A model or stream app runs Conveyor itself, which the image does not hold.",
+                hint="A model or stream app runs Conveyor itself: push it with --target, which "
+                "builds it on the runtime image (`conveyor image runtime`).",
             )
         droplet = revision_droplet(revision.droplet)
         repository = f"{body.registry.rstrip('/')}/{name}"

@@ -51,6 +51,7 @@ __all__ = [
     "build_runtime",
     "read_environment",
     "runtime_layer",
+    "server_platform",
 ]
 
 #: Where the runtime image goes, under a target's registry.
