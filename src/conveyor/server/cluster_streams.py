@@ -60,7 +60,7 @@ def routes(streams: StreamService, builders: BuilderFactory | None) -> APIRouter
         async def work(progress: Progress) -> dict[str, Any]:
             image = body.image
             if image is None:  # every stream app runs Conveyor's stream runtime
-                progress("building the runtime image (Conveyor installed)")
+                progress("the runtime image: found, or built from this server's Conveyor")
                 image = await target.runtime_image()
                 progress(f"runtime image {image}")
             works = []

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from tests.oci_registry import skopeo
 from tests.platform.control import Platform
 from tests.waiting import eventually
 
@@ -177,7 +178,12 @@ def test_a_steps_image_is_built_from_its_task_apps_files_or_is_the_runtime_image
     platform, api = cluster
     with registry_target(platform, tmp_path, "steps") as registry:
         _register(platform, "score", "python step.py")
-        platform.cli("task", "create", "scoring", "--definition", "score && timestamp")
+        folder = platform.project / "fitting"
+        folder.mkdir()
+        (folder / "jobs.py").write_text("def fit(**params):\n    print('fitted')\n")
+        platform.cli("task", "app", "register", "--name", "fit", "--path", str(folder),
+                     "--uri", "python:jobs:fit")  # fmt: skip
+        platform.cli("task", "create", "scoring", "--definition", "score && timestamp && fit")
         jobs: dict[str, dict[str, Any]] = {}
 
         def controller() -> None:
@@ -185,6 +191,7 @@ def test_a_steps_image_is_built_from_its_task_apps_files_or_is_the_runtime_image
             # After the runtime image is built (a few hundred MB: up to minutes on a busy machine).
             stamp = _end_job(api, "scoring-timestamp-", 0, "2026-12-05T20:00", patience=600)
             jobs["timestamp"] = stamp
+            jobs["fit"] = _end_job(api, "scoring-fit-", 0, "fitted", patience=600)
 
         playing = threading.Thread(target=controller)
         playing.start()
@@ -201,6 +208,15 @@ def test_a_steps_image_is_built_from_its_task_apps_files_or_is_the_runtime_image
         box = jobs["timestamp"]["spec"]["template"]["spec"]["containers"][0]
         assert box["image"].startswith(f"{registry.host}/ds/conveyor-runtime@sha256:")
         assert box["command"] == ["python", "-m", "conveyor.tasks.builtins", "timestamp"]
+        # A python: step with files: its files built on that runtime image.
+        fit = jobs["fit"]["spec"]["template"]["spec"]["containers"][0]
+        assert fit["image"].startswith(f"{registry.host}/ds/fit@sha256:")
+        assert fit["command"][-2:] == ["python", "python:jobs:fit"]
+        inspected = json.loads(
+            skopeo("inspect", "--tls-verify=false", "--no-tags", f"docker://{fit['image']}")
+        )
+        assert inspected["Labels"]["org.opencontainers.image.base.name"] == box["image"]
+        assert inspected["Labels"]["dev.conveyor.kind"] == "python-step"
 
 
 def test_a_step_whose_image_cannot_be_built_fails_naming_the_registry(
