@@ -88,12 +88,18 @@ def routes(controller: Controller) -> APIRouter:
 
     @api.post("/v1/images/runtime", summary="Build the runtime image (this server's Conveyor)")
     async def runtime(body: RuntimeIn) -> StreamingResponse:
+        from conveyor.platform.images.push import push_target
         from conveyor.platform.images.reference import is_loopback
-        from conveyor.platform.images.runtime import RUNTIME_EXTRAS, RUNTIME_REPOSITORY
+        from conveyor.platform.images.runtime import (
+            RUNTIME_EXTRAS,
+            RUNTIME_REPOSITORY,
+            check_extras,
+        )
 
         insecure = body.insecure or is_loopback(body.registry.split("/", 1)[0])
         extras = RUNTIME_EXTRAS if body.extras is None else tuple(body.extras)
-        repository = f"{body.registry.rstrip('/')}/{RUNTIME_REPOSITORY}"
+        check_extras(extras)  # refused before the operation starts: a 4xx
+        repository = push_target(f"{body.registry.rstrip('/')}/{RUNTIME_REPOSITORY}").name
 
         async def work(progress: Callable[[str], None]) -> dict[str, Any]:
             from conveyor.platform.images.runtime import build_runtime

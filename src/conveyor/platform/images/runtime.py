@@ -49,6 +49,7 @@ __all__ = [
     "RUNTIME_REPOSITORY",
     "RuntimeEnvironment",
     "build_runtime",
+    "check_extras",
     "read_environment",
     "runtime_layer",
     "server_platform",
@@ -136,12 +137,7 @@ def read_environment(extras: Iterable[str] = RUNTIME_EXTRAS) -> RuntimeEnvironme
         found.setdefault(canonicalize_name(dist.metadata["Name"]), dist)
     if "conveyor" not in found:
         raise ImageError("Conveyor is not installed as a distribution in this environment")
-    known = sorted(found["conveyor"].metadata.get_all("Provides-Extra") or [])
-    unknown = [e for e in wanted if e not in known]
-    if unknown:
-        raise UsageError(
-            f"Conveyor has no extra {unknown[0]!r}; its extras are {', '.join(known)}",
-        )
+    check_extras(wanted)
     chosen: dict[str, set[str]] = {}
     missing: list[str] = []
     queue: list[tuple[str, frozenset[str]]] = [("conveyor", frozenset(wanted))]
@@ -175,6 +171,19 @@ def read_environment(extras: Iterable[str] = RUNTIME_EXTRAS) -> RuntimeEnvironme
         installed=installed,
         missing=tuple(sorted(set(missing))),
     )
+
+
+def check_extras(extras: Iterable[str]) -> None:
+    """UsageError naming an extra Conveyor does not have, and the ones it has."""
+    try:
+        known = sorted(metadata.metadata("conveyor").get_all("Provides-Extra") or [])
+    except metadata.PackageNotFoundError:
+        raise ImageError(
+            "Conveyor is not installed as a distribution in this environment"
+        ) from None
+    unknown = [e for e in extras if e not in known]
+    if unknown:
+        raise UsageError(f"Conveyor has no extra {unknown[0]!r}; its extras are {', '.join(known)}")
 
 
 def _installed(dist: metadata.Distribution) -> Installed:
