@@ -132,12 +132,10 @@ def read_environment(extras: Iterable[str] = RUNTIME_EXTRAS) -> RuntimeEnvironme
     from packaging.utils import canonicalize_name
 
     wanted = tuple(sorted(set(extras)))
-    found: dict[str, metadata.Distribution] = {}
-    for dist in metadata.distributions():
-        found.setdefault(canonicalize_name(dist.metadata["Name"]), dist)
-    if "conveyor" not in found:
-        raise ImageError("Conveyor is not installed as a distribution in this environment")
     check_extras(wanted)
+    found: dict[str, metadata.Distribution] = {}
+    for dist in metadata.distributions():  # the first of a name on sys.path is the one imported
+        found.setdefault(canonicalize_name(dist.metadata["Name"]), dist)
     chosen: dict[str, set[str]] = {}
     missing: list[str] = []
     queue: list[tuple[str, frozenset[str]]] = [("conveyor", frozenset(wanted))]
