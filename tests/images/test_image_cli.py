@@ -75,3 +75,28 @@ def test_image_build_of_an_unknown_app_or_a_refusing_registry_says_why(
     assert absent.returncode != 0
     assert f"the image {registry.host}/base/none:1 does not exist in the registry" in absent.stderr
     assert "Traceback" not in absent.stderr
+
+
+def test_image_runtime_prints_the_pinned_runtime_image_built_once(
+    platform: Platform, registry: OciRegistry, tmp_path: Path
+) -> None:
+    push_tiny_base(registry.host, "base/runtime", "1", tmp_path / "base")
+    build = (
+        "image", "runtime", "--registry", f"{registry.host}/ds",
+        "--base", f"{registry.host}/base/runtime:1", "--extra", "s3",
+    )  # fmt: skip
+    built = platform.cli(*build, timeout=600)
+    pinned = built.stdout.strip()
+    assert pinned.startswith(f"{registry.host}/ds/conveyor-runtime@sha256:")
+    assert "runtime: Building the runtime layer: Conveyor " in built.stderr
+    assert f"runtime: Pushed {pinned}" in built.stderr
+
+    again = platform.cli(*build)
+    assert again.stdout.strip() == pinned
+    assert "is already in the registry: nothing to push" in again.stderr
+
+    unknown = platform.cli("image", "runtime", "--registry", f"{registry.host}/ds",
+                           "--extra", "gpu", check=False)  # fmt: skip
+    assert unknown.returncode != 0
+    assert "Conveyor has no extra 'gpu'" in unknown.stderr
+    assert "Traceback" not in unknown.stderr

@@ -113,7 +113,10 @@ def _deploy(name: str, properties: dict[str, str], binder: str | None) -> None:
 @_PROPERTIES
 @click.option("--binder", help="embedded (default), redis://host:6379/0 or amqp://user:pw@host/")
 @click.option("--target", default="local", show_default=True, help="Or a Kubernetes target.")
-@click.option("--image", help="With --target: an image with Conveyor installed, by digest.")
+@click.option(
+    "--image",
+    help="With --target: an image with Conveyor installed (default: the target's runtime image).",
+)
 def deploy_command(
     name: str, properties: str, binder: str | None, target: str, image: str | None
 ) -> None:

@@ -49,7 +49,9 @@ def target_group() -> None:
 @click.option(
     "--runtime-image",
     default=None,
-    help="The image model apps are built on: one with Conveyor installed.",
+    help="The image with Conveyor installed that model and stream apps and Conveyor's task "
+    "steps run on (default: built from the server's own Conveyor on --base-image, see "
+    "`conveyor image runtime`).",
 )
 @click.option("--replace", is_flag=True, help="Replace a target of that name.")
 def add_command(

@@ -191,7 +191,11 @@ _TARGET = click.option(
 @click.option("--no-cache", is_flag=True, help="Run every step, even unchanged ones.")
 @click.option("--wait", is_flag=True, help="Wait for the end; exit 1 unless it completed.")
 @_TARGET
-@click.option("--image", help="With --target: the steps' image (else built from their files).")
+@click.option(
+    "--image",
+    help="With --target: the steps' image (else built from their files; built-in steps run "
+    "in the target's runtime image).",
+)
 def launch_command(
     name: str,
     arguments: str,
@@ -330,7 +334,11 @@ _SCHEDULE = click.argument("schedule", metavar="SCHEDULE")
     help="While the previous execution runs: skip the fire time, or queue it (one at most).",
 )
 @_TARGET
-@click.option("--image", help="With --target: the step's image (else built from its files).")
+@click.option(
+    "--image",
+    help="With --target: the step's image (else built from its files; a built-in step runs "
+    "in the target's runtime image).",
+)
 def schedule_create_command(
     schedule: str,
     task: str,

@@ -45,7 +45,7 @@ from conveyor.tasks.dsl import Definition
 from conveyor.tasks.errors import TaskError
 from conveyor.tasks.execution import Execution, StepLaunch, StepRecord, StepResult
 
-__all__ = ["ClusterLauncher", "StepRuns", "cluster_command"]
+__all__ = ["ClusterLauncher", "StepRuns", "cluster_command", "runs_conveyor"]
 
 log = logging.getLogger("conveyor.orchestrate.task_cluster")
 #: A step with no timeout of its own may run this long on a cluster (then it fails).
@@ -66,19 +66,21 @@ class StepRuns:
 
 
 def cluster_command(app: TaskApp, params: Mapping[str, str], image: str | None) -> list[str]:
-    """The step's command in its Job; what needs Conveyor in the image is refused without one."""
+    """The step's command in its Job. A built-in or ``python:`` step runs Conveyor itself: in
+    ``image`` when one was given, else in the target's runtime image (:func:`runs_conveyor`);
+    the command is the same in either."""
     if app.sort == "command":
         return ["/bin/sh", "-c", str(app.command)]
     if app.name == "shell" and app.sort == "builtin":
         return ["/bin/sh", "-c", str(params.get("command", ""))]
-    if image is None:
-        raise TaskError(
-            f"task app {app.name!r} runs Conveyor itself ({app.sort}), which an image built "
-            "from its files does not hold: launch with --image REF, an image with Conveyor "
-            "installed, or use a command app"
-        )
     tail = ["python", str(app.uri)] if app.sort == "python" else [app.name]
     return ["python", "-m", "conveyor.tasks.builtins", *tail]
+
+
+def runs_conveyor(app: TaskApp) -> bool:
+    """Whether a step needs the runtime image (Conveyor installed): built-in steps (the shell
+    one too, which has no files to build from) and ``python:`` ones."""
+    return app.sort != "command"
 
 
 def check_on_cluster(
@@ -271,15 +273,20 @@ class ClusterLauncher:
         )
 
     async def built_image(self, app: TaskApp, spec: AppSpec, revision: int) -> str:
-        """The app's image, built once per launcher from its droplet (or its files alone)."""
+        """The app's image, built once per launcher from its droplet (or its files alone); a
+        step that runs Conveyor is built on the target's runtime image, or runs in it when it
+        has no files."""
         if app.name in self._built:
             return self._built[app.name]
+        kind = "python-step" if runs_conveyor(app) else None
         if app.droplet:
-            image = await self.target.image(app.droplet, spec, revision)
+            image = await self.target.image(app.droplet, spec, revision, kind=kind)
         elif app.files:
             with tempfile.TemporaryDirectory(prefix="conveyor-step-") as folder:
                 self.materialise(app.files, Path(folder))
-                image = await self.target.image({"source": folder}, spec, revision)
+                image = await self.target.image({"source": folder}, spec, revision, kind=kind)
+        elif runs_conveyor(app):
+            image = await self.target.runtime_image()
         else:
             raise TaskError(
                 f"task app {app.name!r} has no files to build an image from: register it with "

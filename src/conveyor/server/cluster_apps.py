@@ -11,7 +11,7 @@ import asyncio
 import dataclasses
 from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path as PathType
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol
 
 from fastapi import APIRouter, Path, Query
 from fastapi.responses import StreamingResponse
@@ -22,7 +22,13 @@ from conveyor.platform.controller import Controller
 from conveyor.platform.kubernetes.config import KubernetesConfig
 from conveyor.platform.kubernetes.models import ArtifactRoots, publish_model
 from conveyor.platform.kubernetes.render import check_app, model_lineage, stored_model
-from conveyor.platform.kubernetes.target import KIND_LABEL, ImageBuilder, KubernetesTarget
+from conveyor.platform.kubernetes.target import (
+    KIND_LABEL,
+    RUNTIME_KINDS,
+    ImageBuilder,
+    KubernetesTarget,
+    RuntimeBuilder,
+)
 from conveyor.platform.spec import MAX_INSTANCES, AppSpec
 from conveyor.repro.registered import ModelBlob
 from conveyor.server._common import (
@@ -47,50 +53,69 @@ __all__ = [
 ]
 
 TargetName = Annotated[str, Path(pattern=APP_NAME, description="A Kubernetes target's name.")]
-#: Makes the image builder of one target (its registry); None: this platform builds none.
-BuilderFactory = Callable[[KubernetesConfig], ImageBuilder]
 IMAGE_PATTERN = r"^[a-z0-9.:/_-]+(@sha256:[0-9a-f]{64}|:[A-Za-z0-9._-]{1,128})$"
 
 
+class BuilderFactory(Protocol):
+    """Makes a Kubernetes target's image builders (into its registry)."""
+
+    def __call__(self, config: KubernetesConfig) -> ImageBuilder:
+        """The builder of apps' images from their droplets."""
+
+    def runtime(self, config: KubernetesConfig) -> RuntimeBuilder:
+        """The builder of the runtime image (this server's Conveyor on the target's base)."""
+
+
 def image_builders(cache: PathType) -> BuilderFactory:
-    """The platform's OCI builder for each target: images go to ``<registry>/<app>``.
+    """The platform's OCI builders for each target: apps' images go to ``<registry>/<app>``,
+    the runtime image to ``<registry>/conveyor-runtime``.
 
-    ``cache`` keeps dependency layers between builds (``conveyor droplets gc`` trims it).
+    ``cache`` keeps dependency and runtime layers between builds (``conveyor droplets gc``
+    trims it).
     """
+    return _OciBuilders(cache)
 
-    def factory(config: KubernetesConfig) -> ImageBuilder:
+
+class _OciBuilders:
+    def __init__(self, cache: PathType) -> None:
+        self.cache = cache
+
+    def runtime(self, config: KubernetesConfig) -> RuntimeBuilder:
+        def build() -> str:
+            from conveyor.platform.images.reference import is_loopback
+            from conveyor.platform.images.runtime import build_runtime
+
+            image = build_runtime(
+                config.registry,
+                base=config.base_image,
+                insecure=is_loopback(config.registry.split("/", 1)[0]),
+                cache=self.cache,
+            )
+            return image.pinned
+
+        return build
+
+    def __call__(self, config: KubernetesConfig) -> ImageBuilder:
         def build(droplet: Mapping[str, Any], labels: Mapping[str, str]) -> str:
             from conveyor.platform.images import build_and_push, revision_droplet
             from conveyor.platform.images.reference import is_loopback
 
             app = labels["app.kubernetes.io/name"]
             repository = f"{config.registry.rstrip('/')}/{app}"
-            model = labels.get(KIND_LABEL) == "model"
+            base = config.base_image
+            if labels.get(KIND_LABEL) in RUNTIME_KINDS:  # it runs Conveyor (`conveyor serve`)
+                base = config.runtime_image or self.runtime(config)()
             image = build_and_push(
                 revision_droplet(droplet),
                 repository=repository,
-                base=config.runtime_image if model else config.base_image,
+                base=base,
                 labels=labels,
                 insecure=is_loopback(repository.split("/", 1)[0]),
-                cache=cache,
+                cache=self.cache,
             )
             return image.pinned
 
         return build
-
-    return factory
-
-
-def _check_model_image(name: str, model: str | None, config: KubernetesConfig) -> None:
-    """A model app is built on the target's runtime image (Conveyor installed), from a model
-    file among its own files; a registered model's pods run the runtime image itself."""
-    if config.runtime_image is None:
-        raise UsageError(
-            f"app {name!r} is a model app: it runs `conveyor serve`, which an image built "
-            "from its files does not hold; give an image with Conveyor installed "
-            f"(--image {name}=REGISTRY/REPO@sha256:...), or set the target's "
-            "--runtime-image (an image with Conveyor installed) to build on"
-        )
 
 
 async def published(
@@ -127,7 +152,9 @@ def cluster_target(
     if name == LOCAL:
         raise UsageError("use the commands without --target for the local target")
     config = KubernetesConfig.from_json(registry.get(name)["config"])
-    return KubernetesTarget(config, builder=None if builders is None else builders(config))
+    if builders is None:
+        return KubernetesTarget(config, builder=None)
+    return KubernetesTarget(config, builder=builders(config), runtime=builders.runtime(config))
 
 
 class ClusterPushIn(PushIn):
@@ -162,8 +189,6 @@ def routes(
             raise UsageError(f"the spec is for app {body.spec.name!r}, not {name!r}")
         cluster = target(target_name)
         spec = dataclasses.replace(body.spec, instances=body.instances)
-        if body.image is None and (spec.kind == "model" or spec.model is not None):
-            _check_model_image(name, spec.model, cluster.config)
         check_app(spec, cluster.config)  # refused as a 4xx, before the operation streams
 
         async def work(progress: Progress) -> dict[str, Any]:
@@ -172,7 +197,7 @@ def routes(
             image = body.image
             blob = await published(controller, roots, spec, cluster.config, progress)
             if blob is not None:  # pods fetch the model: the runtime image alone serves it
-                image = image or cluster.config.runtime_image
+                image = image or await cluster.runtime_image()
             elif image is None:
                 droplet = dict(await controller.stage(spec, files_of(body.files), progress) or {})
             objects = await cluster.push(

@@ -9,7 +9,7 @@ from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 from pydantic import Field
 
-from conveyor.errors import NotFoundError, UsageError
+from conveyor.errors import NotFoundError
 from conveyor.orchestrate import StreamService
 from conveyor.orchestrate.cluster_streams import cluster_stream_specs
 from conveyor.platform.kubernetes.render import Workload, render_app
@@ -24,7 +24,8 @@ __all__ = ["routes"]
 class ClusterStreamIn(Strict):
     properties: dict[str, str] = Field(default_factory=dict)
     binder: str | None = Field(None, max_length=2000)
-    #: An image with Conveyor installed: every stream app runs Conveyor's stream runtime.
+    #: An image with Conveyor installed (every stream app runs Conveyor's stream runtime);
+    #: None: the target's runtime image.
     image: str | None = Field(None, pattern=IMAGE_PATTERN, max_length=512)
 
 
@@ -39,7 +40,11 @@ def routes(streams: StreamService, builders: BuilderFactory | None) -> APIRouter
     @api.post("/v1/targets/{target_name}/streams/{name}/render", summary="A stream's objects")
     async def render(target_name: TargetName, name: StreamName, body: ClusterStreamIn) -> Any:
         target, apps = specs(target_name, name, body)
-        image = body.image or f"{target.config.registry}/conveyor:latest"
+        image = (
+            body.image
+            or target.config.runtime_image
+            or f"{target.config.registry}/conveyor-runtime:latest"
+        )
         objects = [o for spec in apps for o in render_app(Workload(spec, 1, image), target.config)]
         return {"objects": objects}
 
@@ -51,14 +56,13 @@ def routes(streams: StreamService, builders: BuilderFactory | None) -> APIRouter
         target_name: TargetName, name: StreamName, body: ClusterStreamIn
     ) -> StreamingResponse:
         target, apps = specs(target_name, name, body)
-        if body.image is None:
-            raise UsageError(
-                "stream apps run Conveyor's stream runtime: give an image with Conveyor "
-                "installed (--image REGISTRY/REPO@sha256:...)"
-            )
-        image = body.image
 
         async def work(progress: Progress) -> dict[str, Any]:
+            image = body.image
+            if image is None:  # every stream app runs Conveyor's stream runtime
+                progress("the runtime image: found, or built from this server's Conveyor")
+                image = await target.runtime_image()
+                progress(f"runtime image {image}")
             works = []
             for spec in apps:
                 revision = await asyncio.to_thread(target.next_revision, spec.name)

@@ -5,10 +5,12 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
+from tests.images.tiny_base import push_tiny_base
 from tests.oci_registry import OciRegistry, start
 from tests.platform.control import Platform, running_platform
 
@@ -50,6 +52,24 @@ def registry_or_skip(folder: Path) -> OciRegistry:
         if os.environ.get("CONVEYOR_REQUIRE_SERVICES") == "1":
             pytest.fail(f"{exc}; CONVEYOR_REQUIRE_SERVICES=1 requires it")
         pytest.skip(str(exc))
+
+
+@contextmanager
+def registry_target(platform: Platform, folder: Path, name: str) -> Iterator[OciRegistry]:
+    """A target ``name`` whose registry is a real `docker-registry` (``HOST/ds``) holding the
+    tiny base image (``HOST/base/NAME:1``) its apps are built on; the registry is stopped
+    afterwards."""
+    registry = registry_or_skip(folder / "registry")
+    try:
+        push_tiny_base(registry.host, f"base/{name}", "1", folder / "base")
+        platform.cli(
+            "target", "add", name, "--kubernetes", "--context", CONTEXT,
+            "--namespace", NAMESPACE, "--registry", f"{registry.host}/ds",
+            "--base-image", f"{registry.host}/base/{name}:1",
+        )  # fmt: skip
+        yield registry
+    finally:
+        registry.stop()
 
 
 def unreachable_target(platform: Platform, name: str) -> str:

@@ -10,7 +10,7 @@ from functools import partial
 from typing import Any
 
 from tests.platform.control import Platform
-from tests.waiting import eventually
+from tests.waiting import PATIENCE, eventually
 
 from .fake_api import NAMESPACE, FakeApi
 
@@ -34,9 +34,11 @@ def find_job(api: FakeApi, prefix: str) -> str | None:
     return running[0] if running else None
 
 
-def end_job(api: FakeApi, prefix: str, exit_code: int, line: str) -> dict[str, Any]:
+def end_job(
+    api: FakeApi, prefix: str, exit_code: int, line: str, *, patience: float = PATIENCE
+) -> dict[str, Any]:
     """Play the Job controller: the Job's pod ends with ``exit_code``, then the Job does."""
-    name = eventually(partial(find_job, api, prefix), what=f"the Job {prefix}*")
+    name = eventually(partial(find_job, api, prefix), what=f"the Job {prefix}*", timeout=patience)
     pod = f"{name}-x7k2p"
     api.create(
         "Pod",

@@ -13,18 +13,20 @@ from typing import Any
 import pytest
 import yaml  # type: ignore[import-untyped]
 
+from conveyor import __version__
 from tests.images.tiny_base import push_tiny_base
 from tests.oci_registry import skopeo
 from tests.platform.control import Platform
 from tests.waiting import eventually
 
-from .conftest import registry_or_skip, unreachable_target
+from .conftest import registry_or_skip, registry_target, unreachable_target
 from .fake_api import CONTEXT, NAMESPACE, FakeApi
 
 pytestmark = pytest.mark.slow
 
 IMAGE = "registry.example.com/ds/triage@sha256:" + "ef" * 32
 READY = {"replicas": 2, "updatedReplicas": 2, "readyReplicas": 2, "availableReplicas": 2}
+ONE_READY = {"replicas": 1, "updatedReplicas": 1, "readyReplicas": 1, "availableReplicas": 1}
 
 
 def _push(platform: Platform, api: FakeApi, *args: str) -> subprocess.CompletedProcess[str]:
@@ -93,14 +95,7 @@ def test_a_push_builds_the_image_into_the_targets_registry_then_applies_it(
     cluster: tuple[Platform, FakeApi], tmp_path: Path
 ) -> None:
     platform, api = cluster
-    registry = registry_or_skip(tmp_path / "registry")
-    try:
-        push_tiny_base(registry.host, "base/k8s", "1", tmp_path / "base")
-        platform.cli(
-            "target", "add", "built", "--kubernetes", "--context", CONTEXT,
-            "--namespace", NAMESPACE, "--registry", f"{registry.host}/ds",
-            "--base-image", f"{registry.host}/base/k8s:1",
-        )  # fmt: skip
+    with registry_target(platform, tmp_path, "built") as registry:
 
         def controller() -> None:
             eventually(lambda: "triage" in api.objects("Ingress"), what="the Ingress applied")
@@ -121,8 +116,6 @@ def test_a_push_builds_the_image_into_the_targets_registry_then_applies_it(
         )
         assert inspected["Labels"]["app.kubernetes.io/name"] == "triage"
         platform.cli("delete", "triage", "--target", "built", "-y")
-    finally:
-        registry.stop()
 
 
 def test_a_registry_that_cannot_be_reached_fails_the_push_naming_it(
@@ -205,25 +198,50 @@ def test_a_stream_renders_and_deploys_as_one_deployment_per_app(
     assert "stream 'fraud' is not deployed on target 'prod'" in gone.stderr
 
 
-def test_a_model_app_without_an_image_is_refused_before_anything_is_built(
+def test_a_model_app_whose_runtime_image_cannot_be_built_fails_naming_the_registry(
     cluster: tuple[Platform, FakeApi], tmp_path: Path
 ) -> None:
     platform, api = cluster
+    closed = unreachable_target(platform, "noruntime")
     (tmp_path / "model.json").write_text("{}")
     (tmp_path / "conveyor.yml").write_text(
         "applications:\n  - name: diagnosis\n    model: model.json\n"
     )
     before = len(api.requests())
-    refused = platform.cli("push", "--target", "prod", cwd=tmp_path, check=False)
+    refused = platform.cli("push", "--target", "noruntime", cwd=tmp_path, check=False, timeout=300)
     assert refused.returncode != 0
-    assert "app 'diagnosis' is a model app: it runs `conveyor serve`" in refused.stderr
-    assert "--image diagnosis=REGISTRY/REPO@sha256:" in refused.stderr
+    assert f"cannot reach the image registry {closed}" in refused.stderr
     assert "Traceback" not in refused.stderr
     assert [r for r in api.requests()[before:] if r.method == "PATCH"] == []
 
 
 def _has(api: FakeApi, deployment: str) -> bool:
     return deployment in api.objects("Deployment")
+
+
+def _push_model(
+    platform: Platform, api: FakeApi, folder: Path, name: str, target: str
+) -> dict[str, Any]:
+    """Push a model app ``name`` (a model file among its files) to ``target`` while the test
+    plays the Deployment controller; its Deployment's container."""
+    folder.mkdir()
+    (folder / "model.json").write_text("{}")
+    (folder / "conveyor.yml").write_text(
+        f"applications:\n  - name: {name}\n    model: model.json\n"
+    )
+
+    def controller() -> None:
+        eventually(partial(_has, api, name), what="the Deployment applied", timeout=600)
+        api.set_status("Deployment", name, ONE_READY)
+
+    playing = threading.Thread(target=controller)
+    playing.start()
+    try:
+        pushed = platform.cli("push", "--target", target, cwd=folder, timeout=600)
+    finally:
+        playing.join(600)
+    assert f"{name}: revision 1 rolled out on {target}" in pushed.stdout
+    return _containers(api.objects("Deployment")[name])[0]
 
 
 def _containers(deployment: dict[str, Any]) -> list[dict[str, Any]]:
@@ -245,35 +263,7 @@ def test_a_model_app_is_built_on_the_targets_runtime_image(
             "--namespace", NAMESPACE, "--registry", f"{registry.host}/ds",
             "--runtime-image", runtime,
         )  # fmt: skip
-        app = tmp_path / "app"
-        app.mkdir()
-        (app / "model.json").write_text("{}")
-        (app / "conveyor.yml").write_text(
-            "applications:\n  - name: scorer\n    model: model.json\n"
-        )
-
-        def controller() -> None:
-            eventually(partial(_has, api, "scorer"), what="the Deployment applied")
-            api.set_status(
-                "Deployment",
-                "scorer",
-                {
-                    **READY,
-                    "replicas": 1,
-                    "readyReplicas": 1,
-                    "updatedReplicas": 1,
-                    "availableReplicas": 1,
-                },
-            )
-
-        playing = threading.Thread(target=controller)
-        playing.start()
-        try:
-            pushed = platform.cli("push", "--target", "models", cwd=app, timeout=600)
-        finally:
-            playing.join(60)
-        assert "scorer: revision 1 rolled out on models" in pushed.stdout
-        box = _containers(api.objects("Deployment")["scorer"])[0]
+        box = _push_model(platform, api, tmp_path / "app", "scorer", "models")
         assert box["image"].startswith(f"{registry.host}/ds/scorer@sha256:")
         assert "conveyor serve" in box["command"][-1]
         inspected = json.loads(
@@ -284,3 +274,54 @@ def test_a_model_app_is_built_on_the_targets_runtime_image(
         platform.cli("delete", "scorer", "--target", "models", "-y")
     finally:
         registry.stop()
+
+
+def test_without_a_runtime_image_the_target_builds_one_for_stream_and_model_apps(
+    cluster: tuple[Platform, FakeApi], tmp_path: Path
+) -> None:
+    platform, api = cluster
+    with registry_target(platform, tmp_path, "own") as registry:
+        platform.cli("stream", "create", "alerts", "--definition", "http | log")
+
+        def streams() -> None:
+            for app in ("alerts-log", "alerts-http"):
+                eventually(partial(_has, api, app), what=f"{app} applied", timeout=600)
+                api.set_status("Deployment", app, ONE_READY)
+
+        playing = threading.Thread(target=streams)
+        playing.start()
+        try:
+            deployed = platform.cli(
+                "stream", "deploy", "alerts", "--target", "own",
+                "--binder", "kafka://kafka.ds:9092", timeout=600,
+            )  # fmt: skip
+        finally:
+            playing.join(600)
+        assert "stream alerts deployed on own: alerts-log, alerts-http" in deployed.stdout
+        runtime = f"{registry.host}/ds/conveyor-runtime@sha256:"
+        images = {
+            _containers(api.objects("Deployment")[a])[0]["image"]
+            for a in ("alerts-log", "alerts-http")
+        }
+        assert len(images) == 1
+        pinned = images.pop()
+        assert pinned.startswith(runtime)
+        inspected = json.loads(
+            skopeo("inspect", "--tls-verify=false", "--no-tags", f"docker://{pinned}")
+        )
+        assert inspected["Labels"]["conveyor.version"] == __version__
+        assert inspected["Labels"]["org.opencontainers.image.base.name"] == (
+            f"{registry.host}/base/own:1"
+        )
+
+        box = _push_model(platform, api, tmp_path / "app", "grader", "own")
+        assert box["image"].startswith(f"{registry.host}/ds/grader@sha256:")
+        built = json.loads(
+            skopeo("inspect", "--tls-verify=false", "--no-tags", f"docker://{box['image']}")
+        )
+        # Built on the runtime image the stream used: its layers first, its labels kept.
+        assert built["Labels"]["org.opencontainers.image.base.name"] == pinned
+        assert built["Layers"][: len(inspected["Layers"])] == inspected["Layers"]
+        assert built["Labels"]["conveyor.version"] == __version__
+        platform.cli("delete", "grader", "--target", "own", "-y")
+        platform.cli("stream", "undeploy", "alerts", "--target", "own")

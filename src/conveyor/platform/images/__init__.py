@@ -13,7 +13,9 @@ Python, pushed through the OCI distribution API::
     )
     image.pinned                                   # '127.0.0.1:5000/ds/diagnosis@sha256:…'
 
-See docs/images.md for the layout of the image and what is reproducible.
+The runtime image (the Conveyor this server runs, for apps that run Conveyor
+itself) is :func:`build_runtime`'s. See docs/images.md for the layout of the
+images and what is reproducible.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from conveyor.platform.images.build import (
 )
 from conveyor.platform.images.push import build_and_push
 from conveyor.platform.images.reference import BaseImage, ImageRef
+from conveyor.platform.images.runtime import RUNTIME_EXTRAS, RUNTIME_REPOSITORY, build_runtime
 
 __all__ = [
     "APP_DIR",
@@ -35,11 +38,14 @@ __all__ = [
     "LABEL_LOCK",
     "LABEL_REVISION",
     "LABEL_SOURCE",
+    "RUNTIME_EXTRAS",
+    "RUNTIME_REPOSITORY",
     "VENV_DIR",
     "BaseImage",
     "ImageError",
     "ImageRef",
     "build_and_push",
+    "build_runtime",
     "revision_droplet",
 ]
 

@@ -39,11 +39,13 @@ __all__ = [
     "VENV_DIR",
     "AppLayers",
     "DropletParts",
+    "app_config",
     "app_layers",
     "droplet_parts",
     "image_config",
     "image_manifest",
     "revision_droplet",
+    "venv_frame",
 ]
 
 APP_DIR = "/app"
@@ -173,10 +175,8 @@ def app_layers(
 def _environment(parts: DropletParts, base: BaseImage, python_version: str, venv: Path) -> Path:
     """The image's environment in ``venv``: the lock installed for ``base``'s platform."""
     minor = ".".join(python_version.split(".")[:2])
-    site = venv / "lib" / f"python{minor}" / "site-packages"
-    site.mkdir(parents=True)
+    site = venv_frame(venv, base, python_version)
     bin_dir = venv / "bin"
-    bin_dir.mkdir()
     pins = [line for line in parts.lock.splitlines() if line[:1].isalnum()]
     if pins:
         lock = venv.parent / _LOCK_NAME
@@ -203,6 +203,17 @@ def _environment(parts: DropletParts, base: BaseImage, python_version: str, venv
             compile_bytecode=False,
         )
         _move_scripts(site / "bin", bin_dir)
+    return venv
+
+
+def venv_frame(venv: Path, base: BaseImage, python_version: str) -> Path:
+    """An environment's frame in ``venv`` (its empty ``site-packages``, returned; ``bin/python``
+    links to the base's interpreter; ``pyvenv.cfg``), as it will be at :data:`VENV_DIR`."""
+    minor = ".".join(python_version.split(".")[:2])
+    site = venv / "lib" / f"python{minor}" / "site-packages"
+    site.mkdir(parents=True)
+    bin_dir = venv / "bin"
+    bin_dir.mkdir()
     for name in ("python", "python3", f"python{minor}"):
         (bin_dir / name).symlink_to(base.python)
     (venv / "pyvenv.cfg").write_text(
@@ -210,10 +221,10 @@ def _environment(parts: DropletParts, base: BaseImage, python_version: str, venv
         "include-system-site-packages = false\n"
         f"version = {python_version}\n"
     )
-    return venv
+    return site
 
 
-def image_config(
+def app_config(
     base_config: Mapping[str, Any],
     layers: AppLayers,
     *,
@@ -222,7 +233,29 @@ def image_config(
     labels: Mapping[str, str],
     command: str | Sequence[str] | None,
 ) -> bytes:
-    """The image config's exact bytes: the base's, with the app's layers, variables and labels."""
+    """An app image's config: the base's, with the app's two layers, labels and ``Cmd``."""
+    added = [
+        (f"conveyor: dependencies (lock {parts.lock_digest})", layers.dependencies),
+        ("conveyor: source", layers.source),
+    ]
+    labels = {**labels, LABEL_LOCK: parts.lock_digest, LABEL_SOURCE: layers.source.diff_id}
+    return image_config(
+        base_config, added, base=base, labels=labels, command=command, workdir=APP_DIR
+    )
+
+
+def image_config(
+    base_config: Mapping[str, Any],
+    added: Sequence[tuple[str, Layer]],
+    *,
+    base: BaseImage,
+    labels: Mapping[str, str],
+    command: str | Sequence[str] | None = None,
+    workdir: str | None = None,
+) -> bytes:
+    """The image config's exact bytes: the base's, with ``added`` layers (each with the history
+    line that made it), the environment on PATH, ``labels``, and ``command``/``workdir`` if
+    given."""
     inherited = dict(base_config.get("config") or {})
     env = [str(e) for e in inherited.get("Env") or []]
     path = next((e[5:] for e in env if e.startswith("PATH=")), _DEFAULT_PATH)
@@ -231,23 +264,22 @@ def image_config(
     all_labels = {
         **(inherited.get("Labels") or {}),
         **labels,
-        LABEL_LOCK: parts.lock_digest,
-        LABEL_SOURCE: layers.source.diff_id,
         "org.opencontainers.image.base.name": base.reference,
     }
-    config: dict[str, Any] = {**inherited, "Env": env, "WorkingDir": APP_DIR, "Labels": all_labels}
+    config: dict[str, Any] = {**inherited, "Env": env, "Labels": all_labels}
+    if workdir is not None:
+        config["WorkingDir"] = workdir
     if command is not None:
         config.pop("Entrypoint", None)
         config["Cmd"] = (
             ["/bin/sh", "-c", f"exec {command}"] if isinstance(command, str) else list(command)
         )
     rootfs = dict(base_config.get("rootfs") or {})
-    diff_ids = [*(rootfs.get("diff_ids") or []), *(layer.diff_id for layer in layers.all)]
+    diff_ids = [*(rootfs.get("diff_ids") or []), *(layer.diff_id for _, layer in added)]
     os_name, _, arch = base.platform.partition("/")
     history = [
         *(base_config.get("history") or []),
-        {"created": _CREATED, "created_by": f"conveyor: dependencies (lock {parts.lock_digest})"},
-        {"created": _CREATED, "created_by": "conveyor: source"},
+        *({"created": _CREATED, "created_by": made_by} for made_by, _ in added),
     ]
     document = {
         "architecture": arch.split("/")[0],
@@ -263,9 +295,9 @@ def image_config(
 
 
 def image_manifest(
-    base_layers: Sequence[Mapping[str, Any]], layers: AppLayers, config: bytes
+    base_layers: Sequence[Mapping[str, Any]], layers: Sequence[Layer], config: bytes
 ) -> bytes:
-    """The OCI manifest's exact bytes: the base's layers, then the app's."""
+    """The OCI manifest's exact bytes: the base's layers, then ``layers``."""
     descriptors = [
         {
             "mediaType": _LAYER_TYPES.get(str(d["mediaType"]), str(d["mediaType"])),
@@ -276,7 +308,7 @@ def image_manifest(
     ]
     descriptors += [
         {"mediaType": layer.media_type, "digest": layer.digest, "size": layer.size}
-        for layer in layers.all
+        for layer in layers
     ]
     return _canonical(
         {

@@ -45,8 +45,8 @@ _SKIP_NAMES = frozenset({".lock"})  # uv's lock file in a --target folder
 
 @dataclass(frozen=True)
 class Entry:
-    """``source`` (a folder, copied with everything under it) placed at ``dest`` in the image,
-    or, with ``link`` set, a symlink at ``dest`` pointing at ``link``."""
+    """``source`` (a folder, copied with everything under it, or one file) placed at ``dest``
+    in the image, or, with ``link`` set, a symlink at ``dest`` pointing at ``link``."""
 
     source: Path | None
     dest: PurePosixPath
@@ -165,6 +165,9 @@ def _members(entries: Iterable[Entry]) -> Iterator[tuple[tarfile.TarInfo, Path |
             continue
         if entry.source is None:
             found[entry.dest.as_posix()] = ("dir", None, "")
+            continue
+        if entry.source.is_file():
+            found[entry.dest.as_posix()] = ("file", entry.source, "")
             continue
         if entry.dest != PurePosixPath("."):  # "." is the image's root: no entry of its own
             found[entry.dest.as_posix()] = ("dir", None, "")

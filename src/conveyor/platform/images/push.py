@@ -27,14 +27,14 @@ from typing import Any
 from conveyor.platform.errors import ImageError
 from conveyor.platform.images.build import (
     OCI_MANIFEST,
-    AppLayers,
     DropletParts,
+    app_config,
     app_layers,
     droplet_parts,
-    image_config,
     image_manifest,
 )
 from conveyor.platform.images.distribution import DOCKER_LIST, OCI_INDEX, Registry
+from conveyor.platform.images.layers import Layer
 from conveyor.platform.images.reference import (
     BaseImage,
     ImageRef,
@@ -44,7 +44,7 @@ from conveyor.platform.images.reference import (
 )
 from conveyor.platform.staging import Droplet
 
-__all__ = ["build_and_push"]
+__all__ = ["Pushing", "build_and_push", "open_registries", "push_target", "read_base"]
 
 Progress = Callable[[str], None]
 
@@ -75,31 +75,82 @@ def build_and_push(
     :class:`ImageError` naming the registry when it refuses or cannot be reached.
     """
     say = progress or (lambda _m: None)
-    target = parse_reference(repository, what="image repository")
-    if target.digest:
-        raise ImageError(f"the image repository {repository!r} names a digest; give no digest")
+    target = push_target(repository)
     parts = droplet_parts(droplet)
     if base is None:
         base = BaseImage.for_python(parts.python_version or _host_python())
     elif isinstance(base, str):
         base = BaseImage(base)
-    base_ref = parse_reference(base.reference, what="base image")
     with ExitStack() as stack:
-        registry = stack.enter_context(Registry(target.api_host, insecure=insecure, auth=auth))
-        source = registry
-        if base_ref.api_host != target.api_host:
-            # Plain HTTP to the target does not make another registry (Docker Hub) plain HTTP.
-            plain = insecure and is_loopback(base_ref.api_host)
-            source = stack.enter_context(Registry(base_ref.api_host, insecure=plain, auth=auth))
+        registry, source, base_ref = open_registries(stack, target, base, insecure, auth)
         say(f"Reading the base image {base_ref}...")
-        base_manifest, base_config = _read_base(source, base_ref, base.platform)
+        base_manifest, base_config = read_base(source, base_ref, base.platform)
         version = _python_version(base_config, parts, base_ref)
         scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="conveyor-image-")))
         say(f"Building the app's layers for {base.platform} (Python {version})...")
         layers = app_layers(parts, base, version, scratch, cache)
-        config = image_config(
+        config = app_config(
             base_config, layers, parts=parts, base=base, labels=labels, command=command
         )
+        blobs = [("dependencies layer", layers.dependencies), ("source layer", layers.source)]
+        pushing = Pushing(registry, source, target, base_ref, scratch, say)
+        return pushing.push(base_manifest, blobs, config, tag)
+
+
+def push_target(repository: str) -> Reference:
+    """The repository an image is pushed to; UsageError for a malformed one or one with a
+    digest."""
+    target = parse_reference(repository, what="image repository")
+    if target.digest:
+        raise ImageError(f"the image repository {repository!r} names a digest; give no digest")
+    return target
+
+
+def open_registries(
+    stack: ExitStack,
+    target: Reference,
+    base: BaseImage,
+    insecure: bool,
+    auth: tuple[str, str] | None,
+) -> tuple[Registry, Registry, Reference]:
+    """The target's registry, the base's (the same one when they share a host), and the base's
+    reference; both closed with ``stack``."""
+    base_ref = parse_reference(base.reference, what="base image")
+    registry = stack.enter_context(Registry(target.api_host, insecure=insecure, auth=auth))
+    source = registry
+    if base_ref.api_host != target.api_host:
+        # Plain HTTP to the target does not make another registry (Docker Hub) plain HTTP.
+        plain = insecure and is_loopback(base_ref.api_host)
+        source = stack.enter_context(Registry(base_ref.api_host, insecure=plain, auth=auth))
+    return registry, source, base_ref
+
+
+class Pushing:
+    """One image's push: the base's layers and ``blobs`` into ``target``, then its manifest."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        source: Registry,
+        target: Reference,
+        base_ref: Reference,
+        scratch: Path,
+        say: Progress,
+    ) -> None:
+        self.registry, self.source = registry, source
+        self.target, self.base_ref = target, base_ref
+        self.scratch, self.say = scratch, say
+
+    def push(
+        self,
+        base_manifest: Mapping[str, Any],
+        blobs: Sequence[tuple[str, Layer]],
+        config: bytes,
+        tag: str | None,
+    ) -> ImageRef:
+        """Push unless the registry has the image (then only add a missing ``tag``)."""
+        registry, target, say = self.registry, self.target, self.say
+        layers = [layer for _, layer in blobs]
         manifest = image_manifest(base_manifest.get("layers") or [], layers, config)
         image = ImageRef(target.name, _sha256(manifest))
         if registry.manifest_digest(target.repository, image.digest):
@@ -109,14 +160,19 @@ def build_and_push(
             registry.put_manifest(target.repository, tag, manifest, OCI_MANIFEST)
             say(f"Image {image.pinned} is already in the registry: tagged it {tag}")
             return image
-        _push_base_layers(registry, source, target, base_ref, base_manifest, scratch, say)
-        _push_app_blobs(registry, target, layers, config, scratch, say)
+        _push_base_layers(
+            registry, self.source, target, self.base_ref, base_manifest, self.scratch, say
+        )
+        config_path = self.scratch / "config.json"
+        config_path.write_bytes(config)
+        uploads = [(what, layer.digest, layer.path) for what, layer in blobs]
+        _push_blobs(registry, target, [*uploads, ("config", _sha256(config), config_path)], say)
         registry.put_manifest(target.repository, tag or image.digest, manifest, OCI_MANIFEST)
         say(f"Pushed {image.pinned}")
         return image
 
 
-def _read_base(
+def read_base(
     registry: Registry, ref: Reference, platform: str
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """The base's single-platform manifest and its config."""
@@ -202,21 +258,9 @@ def _push_base_layers(
         say(f"Base layer {short} copied from {base_ref.name} ({_size(descriptor['size'])})")
 
 
-def _push_app_blobs(
-    registry: Registry,
-    target: Reference,
-    layers: AppLayers,
-    config: bytes,
-    scratch: Path,
-    say: Progress,
+def _push_blobs(
+    registry: Registry, target: Reference, blobs: Sequence[tuple[str, str, Path]], say: Progress
 ) -> None:
-    config_path = scratch / "config.json"
-    config_path.write_bytes(config)
-    blobs = [
-        ("dependencies layer", layers.dependencies.digest, layers.dependencies.path),
-        ("source layer", layers.source.digest, layers.source.path),
-        ("config", _sha256(config), config_path),
-    ]
     for what, digest, path in blobs:
         if registry.has_blob(target.repository, digest):
             say(f"The {what} {digest[7:19]} is already in the registry")

@@ -38,9 +38,19 @@ from conveyor.platform.target import LaunchResult, Progress
 if TYPE_CHECKING:
     from conveyor.repro.registered import ModelBlob
 
-__all__ = ["APP_KINDS", "KIND_LABEL", "TASK_ANNOTATION", "ImageBuilder", "KubernetesTarget"]
+__all__ = [
+    "APP_KINDS",
+    "KIND_LABEL",
+    "RUNTIME_KINDS",
+    "TASK_ANNOTATION",
+    "ImageBuilder",
+    "KubernetesTarget",
+    "RuntimeBuilder",
+]
 
 ImageBuilder = Callable[[Mapping[str, Any], Mapping[str, str]], str]
+#: Builds (or finds) the runtime image, an image with this server's Conveyor; its pinned ref.
+RuntimeBuilder = Callable[[], str]
 #: What an app may own, removed with it.
 APP_KINDS = (
     "HorizontalPodAutoscaler",
@@ -54,6 +64,9 @@ APP_KINDS = (
 _MANAGED = {"app.kubernetes.io/managed-by": "conveyor"}
 #: On an image: the app's kind (the builder puts a model app on the target's runtime image).
 KIND_LABEL = "dev.conveyor.kind"
+#: The kinds whose images are built on the runtime image (they run Conveyor): model apps
+#: (``conveyor serve``) and ``python:`` task steps with files of their own.
+RUNTIME_KINDS = frozenset({"model", "python-step"})
 #: On a schedule's CronJob: the task it launches.
 TASK_ANNOTATION = "conveyor.dev/task"
 
@@ -68,9 +81,11 @@ class KubernetesTarget:
         builder: ImageBuilder | None,
         cluster: Cluster | None = None,
         poll: float = 1.0,
+        runtime: RuntimeBuilder | None = None,
     ) -> None:
         self.config = config
         self.builder = builder
+        self.runtime = runtime
         self._cluster = cluster
         self.poll = poll
 
@@ -84,8 +99,12 @@ class KubernetesTarget:
     def rollout(self) -> Rollout:
         return Rollout(self.cluster, poll=self.poll)
 
-    async def image(self, droplet: Mapping[str, Any], spec: AppSpec, revision: int) -> str:
-        """The pinned image of a revision's droplet, built (or found) by the builder."""
+    async def image(
+        self, droplet: Mapping[str, Any], spec: AppSpec, revision: int, *, kind: str | None = None
+    ) -> str:
+        """The pinned image of a revision's droplet, built (or found) by the builder; ``kind``
+        (default: the spec's) is the image's :data:`KIND_LABEL`, and one of
+        :data:`RUNTIME_KINDS` builds it on the runtime image."""
         if self.builder is None:
             raise UsageError(
                 "this platform has no image builder for Kubernetes targets",
@@ -95,9 +114,21 @@ class KubernetesTarget:
             **labels(spec.name, revision),
             "org.opencontainers.image.title": spec.name,
             "dev.conveyor.revision": str(revision),
-            KIND_LABEL: "model" if spec.model is not None else (spec.kind or "command"),
+            KIND_LABEL: kind or ("model" if spec.model is not None else (spec.kind or "command")),
         }
         return await asyncio.to_thread(self.builder, droplet, tags)
+
+    async def runtime_image(self) -> str:
+        """The image with Conveyor installed that model and stream apps and Conveyor-run task
+        steps run on: the target's ``runtime_image``, else the one the platform builds."""
+        if self.config.runtime_image is not None:
+            return self.config.runtime_image
+        if self.runtime is None:
+            raise UsageError(
+                "this platform builds no runtime image (an image with Conveyor installed)",
+                hint="Give an image (--image) or set the target's --runtime-image.",
+            )
+        return await asyncio.to_thread(self.runtime)
 
     async def push(
         self,
