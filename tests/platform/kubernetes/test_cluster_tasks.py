@@ -165,12 +165,25 @@ def test_a_steps_image_is_built_from_its_task_apps_files_or_is_the_runtime_image
         assert "COMPLETED" in done.stdout
         image = jobs["score"]["spec"]["template"]["spec"]["containers"][0]["image"]
         assert image.startswith(f"{registry.host}/ds/score@sha256:")
-        # The same files build the same image (pinned): a relaunch is served from the cache.
-        again = platform.cli("task", "launch", "scoring", "--target", "steps", "--wait")
-        assert re.search(r"score\s+COMPLETED\s+exit 0\s+run [0-9a-f]{12} cached", again.stdout)
-        assert [n for n in api.objects("Job") if n.startswith("scoring-score-")] == [
-            jobs["score"]["metadata"]["name"]
-        ]
+        # The same files build the same images (pinned): a relaunch serves score and fit from
+        # the cache; timestamp is never cached (the time differs), so its Job runs again.
+        replaying = threading.Thread(
+            target=lambda: end_job(api, "scoring-timestamp-", 0, "2026-12-05T21:00", patience=600)
+        )
+        replaying.start()
+        try:
+            again = platform.cli(
+                "task", "launch", "scoring", "--target", "steps", "--wait", timeout=600
+            )
+        finally:
+            replaying.join(600)
+        for step in ("score", "fit"):
+            assert re.search(
+                rf"{step}\s+COMPLETED\s+exit 0\s+run [0-9a-f]{{12}} cached", again.stdout
+            )
+            assert [n for n in api.objects("Job") if n.startswith(f"scoring-{step}-")] == [
+                jobs[step]["metadata"]["name"]
+            ]
         # A built-in step runs Conveyor: in the runtime image the platform built for the target.
         box = jobs["timestamp"]["spec"]["template"]["spec"]["containers"][0]
         assert box["image"].startswith(f"{registry.host}/ds/conveyor-runtime@sha256:")
