@@ -79,8 +79,8 @@ class _MetricBuffer:
             if index is None:
                 index = self.keys[key] = len(self.keys)
             try:
-                self.records.append(_pack(step, value, now, index))
-            except struct.error:  # None, 2.5, 10**30: "q" takes what operator.index takes
+                self.records.append(_pack(NO_STEP if step is None else step, value, now, index))
+            except struct.error:  # 2.5, 10**30: "q" takes what operator.index takes
                 self.records.append(_pack(NO_STEP, value, now, index))
             if len(self.records) >= METRIC_BATCH or not 0.0 <= now - self.flushed < METRIC_INTERVAL:
                 self._write()
