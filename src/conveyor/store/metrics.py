@@ -155,7 +155,7 @@ def _add_chunks(conn: sa.Connection, run_id: str, groups: dict[str, list[MetricR
         key: seq
         for key, seq in conn.execute(
             sa.select(table.c.key, sa.func.max(table.c.seq))
-            .where((table.c.run_id == run_id) & table.c.key.in_(list(groups)))
+            .where(table.c.run_id == run_id)
             .group_by(table.c.key)
         )
     }
@@ -228,25 +228,24 @@ def history(conn: sa.Connection, run_id: str, key: str, max_points: int) -> list
     """The history of one metric in logging order, thinned evenly to at most ``max_points``.
 
     Every k-th value is kept (k chosen from the count) and the last one always,
-    so a chart shows the whole span and the latest value. Chunks are read one
-    at a time, so a million steps never sit in memory at once.
+    so a chart shows the whole span and the latest value. Chunks are read as a
+    stream, so a million steps never sit in memory at once.
     """
     if max_points < 1:
         raise ValueError("max_points must be at least 1")
     c = schema.metric_chunks
     where = (c.c.run_id == run_id) & (c.c.key == key)
-    counts = conn.execute(sa.select(c.c.seq, c.c.count).where(where).order_by(c.c.seq)).all()
-    total = sum(n for _, n in counts)
+    total = conn.execute(sa.select(sa.func.sum(c.c.count)).where(where)).scalar() or 0
     if total == 0:
         return []
     stride = max(1, -(-total // max_points))
     found: list[MetricRecord] = []
     before = 0  # values in the chunks before this one
-    for seq, count in counts:
+    chunks = sa.select(c.c.count, c.c.data).where(where).order_by(c.c.seq)
+    for count, data in conn.execute(chunks.execution_options(yield_per=16)):
         # Positions (total-1) - j*stride: the last one always, and evenly spaced before it.
         first = (total - 1 - before) % stride
         if first < count:
-            data = conn.execute(sa.select(c.c.data).where(where & (c.c.seq == seq))).scalar_one()
             found += unpack(key, data, count, range(first, count, stride))
         before += count
     return found
