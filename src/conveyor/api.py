@@ -115,7 +115,7 @@ def log_metric(key: str, value: float, step: int | None = None) -> None:
 
 
 def _append_metric(run_dir: str, key: str, value: float, step: int | None) -> None:
-    """Replaced by journal.append_metric on first use, so a step pays no import statement."""
+    """Replaced by metric_journal.append_metric on first use: a step pays no import statement."""
     global _append_metric  # noqa: PLW0603 - a lazy import of a hot function
     from conveyor.repro.metric_journal import append_metric
 

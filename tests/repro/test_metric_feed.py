@@ -68,11 +68,12 @@ def test_names_with_tabs_and_frames_torn_mid_file(tmp_path: Path) -> None:
         append_metric(tmp_path, "plain", 1.0, 2.5)  # type: ignore[arg-type]  # not an integer
         append_metric(tmp_path, "huge", 3.0, 10**30)  # more than a database integer holds
         append_metric(tmp_path, "big", 4.0, 10**12)
+        append_metric(tmp_path, 5, 5.0, 1)  # type: ignore[arg-type]  # a name that is no string
         flush_metrics()
 
-        assert MetricFeed(registry, run.id, path).pump() == 4
+        assert MetricFeed(registry, run.id, path).pump() == 5
         summaries = {s.key: s for s in registry.metric_summaries(run.id)}
-        assert sorted(summaries) == ["a\tb\nc", "big", "huge", "plain"]
+        assert sorted(summaries) == ["5", "a\tb\nc", "big", "huge", "plain"]
         assert (summaries["huge"].value, summaries["huge"].step) == (3.0, None)
         assert (summaries["big"].value, summaries["big"].step) == (4.0, None)
         assert (summaries["a\tb\nc"].value, summaries["a\tb\nc"].step) == (2.0, 7)

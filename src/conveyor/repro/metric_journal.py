@@ -107,7 +107,8 @@ class _MetricBuffer:
     def _write(self) -> None:
         if not self.records or self.path is None:
             return
-        names = json.dumps(list(self.keys), separators=(",", ":")).encode()
+        # A name that is no string (log_metric(5, ...)) is recorded as its text, "5".
+        names = json.dumps(list(map(str, self.keys)), separators=(",", ":")).encode()
         body = names + b"".join(self.records)
         frame = _HEAD.pack(MAGIC, len(body), zlib.crc32(body), len(names)) + body
         self.records, self.keys = [], {}
