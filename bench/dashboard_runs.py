@@ -103,6 +103,7 @@ def fill_conveyor(url: str, n: int) -> None:
     import random
 
     from conveyor.store import schema
+    from conveyor.store.metrics import pack
     from conveyor.store.registry import Registry
 
     now = time.time()
@@ -132,7 +133,13 @@ def fill_conveyor(url: str, n: int) -> None:
         for k in range(METRICS):
             measured = 0.5 if i == 0 else random.Random(i * 1000 + k).random()
             metrics.append(
-                {"run_id": run_id, "key": f"m{k}", "value": measured, "step": 0, "timestamp": now}
+                {
+                    "run_id": run_id,
+                    "key": f"m{k}",
+                    "seq": 0,
+                    "count": 1,
+                    "data": pack([(f"m{k}", measured, 0, now)]),
+                }
             )
             summaries.append(
                 {
@@ -149,7 +156,7 @@ def fill_conveyor(url: str, n: int) -> None:
     with Registry(url) as registry, registry.transaction() as conn:
         conn.execute(schema.runs.insert(), runs)
         conn.execute(schema.params.insert(), params)
-        conn.execute(schema.metrics.insert(), metrics)
+        conn.execute(schema.metric_chunks.insert(), metrics)
         conn.execute(schema.metric_summary.insert(), summaries)
 
 

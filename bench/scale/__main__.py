@@ -11,8 +11,9 @@ layer), then the median time of 5 tries of: the first page of 50, a page of
 
 ``steps``: ``conveyor run -- python logger.py N`` (N ``log_metric`` calls)
 against the same loop without the calls; overhead is the wall-time
-difference, memory the peak RSS of conveyor and its command; then the time
-of ``conveyor runs`` with that history in the registry.
+difference (and the CPU-time difference, which other work on the machine
+disturbs less), memory the peak RSS of conveyor and its command; then the
+time of ``conveyor runs`` with that history in the registry.
 
 ``gc``: N runs each recording one artifact, a sparse file of 1 TiB / N placed
 straight in the store, then ``conveyor artifacts gc --dry-run``: its wall time
@@ -62,7 +63,8 @@ PEAK = """
 import resource, subprocess, sys, time
 start = time.perf_counter()
 subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL)
-print(time.perf_counter() - start, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+used = resource.getrusage(resource.RUSAGE_CHILDREN)
+print(time.perf_counter() - start, used.ru_maxrss, used.ru_utime + used.ru_stime)
 """
 
 
@@ -158,7 +160,7 @@ def bench_steps(sizes: list[int]) -> None:
     print("\nmetric steps under conveyor run (one metric, one call a step)")
     print(
         f"{'steps':>10} {'plain s':>8} {'conveyor s':>10} {'overhead s':>10} "
-        f"{'peak MB':>8} {'runs ms':>8}"
+        f"{'CPU s':>6} {'peak MB':>8} {'runs ms':>8}"
     )
     with tempfile.TemporaryDirectory(prefix="conveyor-bench-scale-") as tmp:
         root = Path(tmp)
@@ -167,19 +169,19 @@ def bench_steps(sizes: list[int]) -> None:
         env.pop("CONVEYOR_DATABASE_URL", None)
         conveyor = [sys.executable, "-m", "conveyor"]
 
-        def peak(*cmd: str) -> tuple[float, float]:
+        def peak(*cmd: str) -> tuple[float, float, float]:
             return _peak(list(cmd), env, root)
 
         peak(*conveyor, "run", "--", sys.executable, "logger.py", "10", "log")  # warm-up
         for n in sizes:
-            plain, _ = peak(sys.executable, "logger.py", str(n), "plain")
-            wall, mb = peak(*conveyor, "run", "--", sys.executable, "logger.py", str(n), "log")
+            plain, _, plain_cpu = peak(sys.executable, "logger.py", str(n), "plain")
+            wall, mb, cpu = peak(*conveyor, "run", "--", sys.executable, "logger.py", str(n), "log")
             start = time.perf_counter()
             subprocess.run([*conveyor, "runs"], cwd=root, env=env, check=True, capture_output=True)
             listing = (time.perf_counter() - start) * 1000
             print(
                 f"{n:>10,} {plain:>8.2f} {wall:>10.2f} {wall - plain:>10.2f} "
-                f"{mb:>8.0f} {listing:>8.0f}",
+                f"{cpu - plain_cpu:>6.2f} {mb:>8.0f} {listing:>8.0f}",
                 flush=True,
             )
 
@@ -225,7 +227,7 @@ def bench_gc(sizes: list[int], total: int = 1 << 40) -> None:
                     with reg.transaction() as conn:
                         conn.execute(schema.files.insert(), files)
             built = time.perf_counter() - start
-            wall, mb = _peak(
+            wall, mb, _ = _peak(
                 [sys.executable, "-m", "conveyor", "artifacts", "gc", "--dry-run"], env, Path(tmp)
             )
             print(
@@ -304,8 +306,8 @@ def _file_mb(path: Path) -> float:
     return total / (1 << 20)
 
 
-def _peak(cmd: list[str], env: dict[str, str], cwd: Path) -> tuple[float, float]:
-    """Wall seconds and peak RSS (MB) of ``cmd`` and its children."""
+def _peak(cmd: list[str], env: dict[str, str], cwd: Path) -> tuple[float, float, float]:
+    """Wall seconds, peak RSS (MB) and CPU seconds of ``cmd`` and its children."""
     out = subprocess.run(
         [sys.executable, "-c", PEAK, *cmd],
         cwd=cwd,
@@ -314,7 +316,7 @@ def _peak(cmd: list[str], env: dict[str, str], cwd: Path) -> tuple[float, float]
         capture_output=True,
         text=True,
     ).stdout.split()
-    return float(out[0]), int(out[1]) / 1024
+    return float(out[0]), int(out[1]) / 1024, float(out[2])
 
 
 def _pg_database() -> tuple[str, Callable[[], None]]:

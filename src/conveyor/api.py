@@ -46,7 +46,8 @@ def _run_dir() -> str:
 
 
 def _journal(kind: str, **fields: Any) -> None:
-    from conveyor.repro.journal import append_event, flush_metrics
+    from conveyor.repro.journal import append_event
+    from conveyor.repro.metric_journal import flush_metrics
 
     run_dir = _run_dir()
     flush_metrics()  # the journal keeps the order the script logged in
@@ -114,9 +115,9 @@ def log_metric(key: str, value: float, step: int | None = None) -> None:
 
 
 def _append_metric(run_dir: str, key: str, value: float, step: int | None) -> None:
-    """Replaced by journal.append_metric on first use, so a step pays no import statement."""
+    """Replaced by metric_journal.append_metric on first use: a step pays no import statement."""
     global _append_metric  # noqa: PLW0603 - a lazy import of a hot function
-    from conveyor.repro.journal import append_metric
+    from conveyor.repro.metric_journal import append_metric
 
     _append_metric = append_metric
     append_metric(run_dir, key, value, step)

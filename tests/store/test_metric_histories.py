@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 
-from conveyor.store.metrics import MetricRow
+from conveyor.store.metrics import CHUNK, MetricRow
 from conveyor.store.records import MetricRecord
 from conveyor.store.registry import Registry
 from tests.store.test_registry import make_run
@@ -74,3 +74,25 @@ def test_every_row_of_a_large_batch_is_kept_in_order(registry: Registry) -> None
 
     history = registry.metric_history(run.id, "loss", max_points=1000)
     assert [(m.value, m.step, m.timestamp) for m in history] == [r[1:] for r in rows]
+
+
+def test_a_history_of_many_batches_and_keys_thins_as_one(registry: Registry) -> None:
+    run = make_run()
+    registry.create_run(run)
+    # Sparse batches of two keys interleaved, then one batch larger than a chunk.
+    logged: list[MetricRow] = []
+    for step in range(0, 60, 3):
+        batch: list[MetricRow] = [("loss", float(s), s, float(s)) for s in range(step, step + 3)]
+        registry.add_metric_rows(run.id, [*batch, ("acc", 0.5, None, float(step))])
+        logged += batch
+    big: list[MetricRow] = [("loss", float(s), s, float(s)) for s in range(60, 60 + CHUNK + 7)]
+    registry.add_metric_rows(run.id, big)
+    logged += big
+
+    whole = registry.metric_history(run.id, "loss", max_points=len(logged))
+    assert [(m.value, m.step) for m in whole] == [(r[1], r[2]) for r in logged]
+    thinned = [m.step for m in registry.metric_history(run.id, "loss", max_points=7)]
+    stride = -(-len(logged) // 7)
+    assert thinned == [r[2] for r in logged[(len(logged) - 1) % stride :: stride]]
+    acc = registry.metric_history(run.id, "acc", max_points=100)
+    assert [(m.value, m.step) for m in acc] == [(0.5, None)] * 20

@@ -22,20 +22,25 @@ def _alembic(reg: Registry, target: str, *, down: bool = False) -> None:
         (command.downgrade if down else command.upgrade)(cfg, target)
 
 
+def old_run(conn: sa.Connection, run_id: str) -> None:
+    """A finished run named old-run, written with the columns every revision has."""
+    conn.execute(
+        sa.text(
+            "INSERT INTO runs (id, name, status, command, cwd, started_at, seed, host, "
+            "code, environment) VALUES (:id, 'old-run', 'FINISHED', '[]', '/tmp', 1.0, 1, "
+            "'h', '{}', '{}')"
+        ),
+        {"id": run_id},
+    )
+
+
 def test_runs_recorded_before_0010_are_listed_searched_and_tagged_after_it(db_url: str) -> None:
     with Registry(db_url, migrate=False) as old:
         _alembic(old, "0007")
         with old.transaction() as conn:
-            conn.execute(
-                sa.text(
-                    "INSERT INTO runs (id, name, status, command, cwd, started_at, seed, host, "
-                    "code, environment) VALUES ('ab' || :rest, 'old-run', 'FINISHED', '[]', "
-                    "'/tmp', 1.0, 1, 'h', '{}', '{}')"
-                ),
-                {"rest": "0" * 30},
-            )
+            old_run(conn, "ab" + "0" * 30)
     with Registry(db_url) as reg:  # migrates to the head on first use
-        assert reg.current_revision() == HEAD_REVISION == "0010"
+        assert reg.current_revision() == HEAD_REVISION
         run = reg.get_run("ab")
         assert (run.experiment, run.deleted_at, run.tags) == (None, None, {})
         reg.set_tags("ab", {"stage": "prod"})

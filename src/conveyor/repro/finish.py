@@ -14,9 +14,10 @@ from typing import TYPE_CHECKING, Any
 
 from conveyor.repro import environment
 from conveyor.repro.checks import FileActivity, check_run
-from conveyor.repro.journal import METRICS_NAME, read_events
+from conveyor.repro.journal import read_events
 from conveyor.repro.ledger import FolderLedger
 from conveyor.repro.metric_feed import MetricFeed
+from conveyor.repro.metric_journal import METRICS_NAME
 from conveyor.store.blobs import BlobStore
 from conveyor.store.records import FileRecord, ModelRecord, RunRecord, RunStatus
 

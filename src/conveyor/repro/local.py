@@ -22,8 +22,9 @@ from conveyor.config import get_settings
 from conveyor.repro import environment
 from conveyor.repro.checks import warnings_of
 from conveyor.repro.finish import finish_recorded_run
-from conveyor.repro.journal import append_event, flush_metrics
+from conveyor.repro.journal import append_event
 from conveyor.repro.ledger import FolderLedger
+from conveyor.repro.metric_journal import flush_metrics
 from conveyor.repro.recorder import RunRequest, new_run
 from conveyor.store.artifacts import ArtifactStore
 from conveyor.store.registry import Registry

@@ -30,10 +30,11 @@ from conveyor.errors import ConveyorError, RunError, UsageError
 from conveyor.repro import environment
 from conveyor.repro.checks import shared_output_warnings
 from conveyor.repro.finish import capture_interpreter, finish_recorded_run, relative
-from conveyor.repro.journal import METRICS_NAME, read_events
+from conveyor.repro.journal import read_events
 from conveyor.repro.ledger import FolderLedger
 from conveyor.repro.lifeline import die_with_recorder
 from conveyor.repro.metric_feed import MetricFeed
+from conveyor.repro.metric_journal import METRICS_NAME
 from conveyor.repro.openlineage import Emitter
 from conveyor.repro.run_events import emit_run_end, emit_run_start
 from conveyor.repro.snapshot import CodeState, take_snapshot

@@ -1,6 +1,7 @@
 """Metric histories and their summaries: what a run logged, kept cheap to list.
 
-Each metric row of a history stays in ``metrics``; ``metric_summary`` keeps,
+Each value of a history stays in ``metric_chunks`` (packed, a chunk of
+consecutive values a row); ``metric_summary`` keeps,
 per run and key, the count, min, max and the latest value, so listings read
 one row per metric however long the history grows. Histories are read only
 where they are shown, downsampled to a number of points a chart can draw.
@@ -10,10 +11,11 @@ parameter count grows with the data.
 
 from __future__ import annotations
 
-import re
+import struct
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
-from itertools import chain
+from operator import itemgetter
 from typing import Any
 
 import sqlalchemy as sa
@@ -21,7 +23,17 @@ import sqlalchemy as sa
 from conveyor.store import schema
 from conveyor.store.records import MetricRecord
 
-__all__ = ["MetricRow", "MetricSummary", "add_metrics", "add_rows", "history", "summaries"]
+__all__ = [
+    "CHUNK",
+    "MetricRow",
+    "MetricSummary",
+    "add_metrics",
+    "add_rows",
+    "history",
+    "pack",
+    "summaries",
+    "unpack",
+]
 
 
 @dataclass
@@ -55,16 +67,10 @@ class MetricSummary:
 MetricRow = tuple[str, float, "int | None", float]
 
 
-#: One history row's values in the driver's own parameter style (SQLite's and psycopg's),
-#: the run id written in: the rows go to the driver as parsed, not copied to add it.
-_VALUES = {"qmark": "('{run}', ?, ?, ?, ?)", "format": "('{run}', %s, %s, %s, %s)"}
-_VALUES["pyformat"] = _VALUES["format"]
-_INSERT = "INSERT INTO metrics (run_id, key, value, step, timestamp) VALUES "
-#: Rows per statement: one statement of many rows cost SQLite a third of a statement a row
-#: (1.2 against 3.0 s a million rows); 800 parameters, under every driver's limit.
-_ROWS_PER_STATEMENT = 200
-#: What a run id written into a statement may hold (ours are hexadecimal).
-_RUN_ID = re.compile(r"[0-9a-f]{1,32}")
+#: A chunk holds at most this many values of one key (the recorder writes up to 20,000 a batch).
+CHUNK = 20_000
+#: The step of a value logged without one, in a chunk.
+_NO_STEP = -(2**63)
 
 
 def add_metrics(conn: sa.Connection, run_id: str, metrics: Iterable[MetricRecord]) -> int:
@@ -75,37 +81,16 @@ def add_metrics(conn: sa.Connection, run_id: str, metrics: Iterable[MetricRecord
 def add_rows(conn: sa.Connection, run_id: str, rows: list[MetricRow]) -> int:
     """Append metric rows (the recorder's hot path) and fold them into the run's summaries.
 
-    Returns how many rows were written. The caller bounds the batch. The rows
-    go to the driver's executemany as tuples: SQLAlchemy's per-row parameter
-    processing cost more than the insert itself (about 4 µs a row).
+    Returns how many rows were written. The caller bounds the batch. Each
+    key's rows become one chunk (see ``schema.metric_chunks``): a row a value
+    cost 1 s a million values in SQLite alone, packing and inserting chunks
+    0.1 s.
     """
     if not rows:
         return 0
-    changed: dict[str, MetricSummary] = {}
-    for key, value, step, at in rows:
-        s = changed.get(key)
-        if s is None:
-            changed[key] = MetricSummary(key, 1, value, value, value, step, at)
-            continue
-        s.count += 1
-        if value < s.min:
-            s.min = value
-        elif value > s.max:
-            s.max = value
-        ahead, behind = step or 0, s.step or 0  # the latest: greatest (step, timestamp)
-        if ahead > behind or (ahead == behind and at >= s.timestamp):
-            s.value, s.step, s.timestamp = value, step, at
-    values = _VALUES.get(conn.dialect.paramstyle)
-    if values is None or not _RUN_ID.fullmatch(run_id):
-        conn.execute(
-            schema.metrics.insert(),
-            [
-                {"run_id": run_id, "key": k, "value": v, "step": st, "timestamp": t}
-                for k, v, st, t in rows
-            ],
-        )
-    else:
-        _insert_rows(conn, values.format(run=run_id), rows)
+    groups = _groups(rows)
+    changed = {key: _fold(key, group) for key, group in groups.items()}
+    _add_chunks(conn, run_id, groups)
     for old in summaries(conn, run_id):
         new = changed.get(old.key)
         if new is None:
@@ -130,17 +115,91 @@ def add_rows(conn: sa.Connection, run_id: str, rows: list[MetricRow]) -> int:
     return len(rows)
 
 
-def _insert_rows(conn: sa.Connection, values: str, rows: list[MetricRow]) -> None:
-    """Insert ``rows`` by statements of _ROWS_PER_STATEMENT rows, the rest one by one."""
-    n = _ROWS_PER_STATEMENT
-    whole = len(rows) // n * n
-    if whole:
-        conn.exec_driver_sql(
-            _INSERT + ",".join([values] * n),
-            [tuple(chain.from_iterable(rows[i : i + n])) for i in range(0, whole, n)],
+def _groups(rows: list[MetricRow]) -> dict[str, list[MetricRow]]:
+    """``rows`` by key, in their order; one key (a loop's usual batch) costs no loop a row."""
+    names = set(map(_KEY, rows))
+    if len(names) == 1:
+        return {names.pop(): rows}
+    groups: dict[str, list[MetricRow]] = {}
+    for row in rows:
+        group = groups.get(row[0])
+        if group is None:
+            groups[row[0]] = [row]
+        else:
+            group.append(row)
+    return groups
+
+
+def _fold(key: str, rows: list[MetricRow]) -> MetricSummary:
+    """The summary of one key's ``rows``, by the builtins' C loops (0.05 against 0.4 µs a row).
+
+    A loop's rows come in order, steps and times never going back: the last
+    row is the latest; any other history takes a slower pass.
+    """
+    values = list(map(_VALUE, rows))
+    steps, times = list(map(_STEP, rows)), list(map(_TIME, rows))
+    if None not in steps and steps == sorted(steps) and times == sorted(times):
+        last = rows[-1]
+    else:
+        last = max(reversed(rows), key=lambda r: (r[2] or 0, r[3]))
+    return MetricSummary(key, len(rows), min(values), max(values), last[1], last[2], last[3])
+
+
+_KEY, _VALUE, _STEP, _TIME = (itemgetter(i) for i in range(4))
+
+
+def _add_chunks(conn: sa.Connection, run_id: str, groups: dict[str, list[MetricRow]]) -> None:
+    """Append each key's rows to its history as chunks of at most CHUNK values."""
+    table = schema.metric_chunks
+    last: dict[str, int] = {
+        key: seq
+        for key, seq in conn.execute(
+            sa.select(table.c.key, sa.func.max(table.c.seq))
+            .where(table.c.run_id == run_id)
+            .group_by(table.c.key)
         )
-    if whole < len(rows):
-        conn.exec_driver_sql(_INSERT + values, rows[whole:])
+    }
+    chunks = []
+    for key, rows in groups.items():
+        seq = last.get(key, -1)
+        for start in range(0, len(rows), CHUNK):
+            seq += 1
+            part = rows[start : start + CHUNK]
+            chunks.append(
+                {"run_id": run_id, "key": key, "seq": seq, "count": len(part), "data": pack(part)}
+            )
+    conn.execute(table.insert(), chunks)
+
+
+def pack(rows: list[MetricRow]) -> bytes:
+    """One chunk's bytes: the steps, then the values, then the times of ``rows``."""
+    steps = list(map(_STEP, rows))
+    if None in steps:
+        steps = [_NO_STEP if s is None else s for s in steps]
+    n = len(rows)
+    return struct.pack(f"<{n}q{n}d{n}d", *steps, *map(_VALUE, rows), *map(_TIME, rows))
+
+
+def unpack(key: str, data: bytes, count: int, picked: range) -> list[MetricRecord]:
+    """The values at the ``picked`` positions of a chunk of ``count`` values.
+
+    Only the picked values become Python objects: thinning a million values to
+    500 points reads 0.5 s slower when whole chunks are unpacked.
+    """
+    if sys.byteorder == "little":
+        view = memoryview(data)
+        pick = slice(picked.start, picked.stop, picked.step)
+        steps = view[: 8 * count].cast("q")[pick].tolist()
+        values = view[8 * count : 16 * count].cast("d")[pick].tolist()
+        times = view[16 * count : 24 * count].cast("d")[pick].tolist()
+    else:
+        steps = [struct.unpack_from("<q", data, 8 * i)[0] for i in picked]
+        values = [struct.unpack_from("<d", data, 8 * (count + i))[0] for i in picked]
+        times = [struct.unpack_from("<d", data, 8 * (2 * count + i))[0] for i in picked]
+    return [
+        MetricRecord(key, v, None if s == _NO_STEP else s, t)
+        for s, v, t in zip(steps, values, times, strict=True)
+    ]
 
 
 def summaries(conn: sa.Connection, run_id: str) -> list[MetricSummary]:
@@ -168,33 +227,28 @@ def page_summaries(conn: sa.Connection, page: sa.Select[Any]) -> dict[str, list[
 def history(conn: sa.Connection, run_id: str, key: str, max_points: int) -> list[MetricRecord]:
     """The history of one metric in logging order, thinned evenly to at most ``max_points``.
 
-    Every k-th row is kept (k chosen from the count) and the last row always,
-    so a chart shows the whole span and the latest value. The database does
-    the thinning, so a million steps never cross into Python.
+    Every k-th value is kept (k chosen from the count) and the last one always,
+    so a chart shows the whole span and the latest value. Chunks are read as a
+    stream, so a million steps never sit in memory at once.
     """
     if max_points < 1:
         raise ValueError("max_points must be at least 1")
-    m = schema.metrics
-    where = (m.c.run_id == run_id) & (m.c.key == key)
-    total = conn.execute(sa.select(sa.func.count()).select_from(m).where(where)).scalar_one()
+    c = schema.metric_chunks
+    where = (c.c.run_id == run_id) & (c.c.key == key)
+    total = conn.execute(sa.select(sa.func.sum(c.c.count)).where(where)).scalar() or 0
     if total == 0:
         return []
     stride = max(1, -(-total // max_points))
-    numbered = (
-        sa.select(
-            m.c.key,
-            m.c.value,
-            m.c.step,
-            m.c.timestamp,
-            sa.func.row_number().over(order_by=(m.c.id,)).label("n"),
-        )
-        .where(where)
-        .subquery()
-    )
-    # Rows (total-1) - j*stride: the last one always, and evenly spaced before it.
-    keep = ((total - numbered.c.n) % stride) == 0
-    query = sa.select(numbered).where(keep).order_by(numbered.c.n)
-    return [MetricRecord(r.key, r.value, r.step, r.timestamp) for r in conn.execute(query)]
+    found: list[MetricRecord] = []
+    before = 0  # values in the chunks before this one
+    chunks = sa.select(c.c.count, c.c.data).where(where).order_by(c.c.seq)
+    for count, data in conn.execute(chunks.execution_options(yield_per=16)):
+        # Positions (total-1) - j*stride: the last one always, and evenly spaced before it.
+        first = (total - 1 - before) % stride
+        if first < count:
+            found += unpack(key, data, count, range(first, count, stride))
+        before += count
+    return found
 
 
 def _summary(row: sa.RowMapping) -> MetricSummary:

@@ -45,16 +45,21 @@ params = sa.Table(
     sa.Column("source", sa.String(10), nullable=False),  # "cli" or "code"
 )
 
-metrics = sa.Table(
-    "metrics",
+# A metric's history in chunks of consecutive values, packed by column (migration 0011):
+# a row a value cost SQLite 1 s a million values to insert, a chunk costs 0.05 s.
+# ``data`` holds ``count`` steps (int64, NO_STEP for none), then the values, then the
+# times (float64), little-endian; ``seq`` orders a key's chunks as they were logged.
+metric_chunks = sa.Table(
+    "metric_chunks",
     metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    # indexed with key and id (ix_metrics_run_key, below): one index to update a step
-    sa.Column("run_id", sa.String(32), sa.ForeignKey("runs.id", ondelete="CASCADE")),
-    sa.Column("key", sa.String(250), nullable=False),
-    sa.Column("value", sa.Float, nullable=False),
-    sa.Column("step", sa.Integer),
-    sa.Column("timestamp", sa.Float, nullable=False),
+    sa.Column(
+        "run_id", sa.String(32), sa.ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True
+    ),
+    sa.Column("key", sa.String(250), primary_key=True),
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("count", sa.Integer, nullable=False),
+    sa.Column("data", sa.LargeBinary, nullable=False),
+    sqlite_with_rowid=False,
 )
 
 # Per run and metric: what listings show, so they never read a history (migration 0007).
@@ -73,8 +78,7 @@ metric_summary = sa.Table(
     sa.Column("step", sa.Integer),
     sa.Column("timestamp", sa.Float, nullable=False),
 )
-# A history is read by run and key in logging order; listings page by (started_at, id).
-sa.Index("ix_metrics_run_key", metrics.c.run_id, metrics.c.key, metrics.c.id)
+# Listings page by (started_at, id).
 sa.Index("ix_runs_started_id", runs.c.started_at, runs.c.id)
 sa.Index("ix_runs_status_started", runs.c.status, runs.c.started_at, runs.c.id)
 sa.Index("ix_runs_experiment_started", runs.c.experiment, runs.c.started_at, runs.c.id)
