@@ -53,9 +53,19 @@ def _listings(reg: Registry) -> dict[str, list[str]]:
     return found
 
 
-def _run_indexes(reg: Registry) -> set[str]:
+def _run_indexes(reg: Registry) -> set[tuple[str, tuple[str, ...]]]:
     with reg.transaction() as conn:
-        return {str(ix["name"]) for ix in sa.inspect(conn).get_indexes("runs")}
+        found = sa.inspect(conn).get_indexes("runs")
+    return {(str(ix["name"]), tuple(str(c) for c in ix["column_names"])) for ix in found}
+
+
+def _vacuum_settings(reg: Registry) -> list[str] | None:
+    """The runs table's own autovacuum settings on PostgreSQL (None: the server's defaults)."""
+    with reg.transaction() as conn:
+        if conn.dialect.name != "postgresql":
+            return None
+        found = conn.execute(sa.text("SELECT reloptions FROM pg_class WHERE relname = 'runs'"))
+        return found.scalar()
 
 
 def test_listings_are_the_same_pages_before_0012_after_it_and_back(db_url: str) -> None:
@@ -68,10 +78,18 @@ def test_listings_are_the_same_pages_before_0012_after_it_and_back(db_url: str) 
     with Registry(db_url) as reg:  # migrates to the head on first use
         assert reg.current_revision() == HEAD_REVISION
         assert _listings(reg) == before
-        assert _run_indexes(reg) == {ix.name for ix in schema.runs.indexes}
+        assert _run_indexes(reg) == {
+            (str(ix.name), tuple(c.name for c in ix.columns)) for ix in schema.runs.indexes
+        }
+        if reg.engine.dialect.name == "postgresql":
+            assert _vacuum_settings(reg) == [
+                "autovacuum_vacuum_insert_scale_factor=0.01",
+                "autovacuum_vacuum_scale_factor=0.01",
+            ]
         migrate_to(reg, "0010", down=True)
         assert _listings(reg) == before
         assert _run_indexes(reg) == old_indexes
+        assert _vacuum_settings(reg) is None
     newest_first = [f"{i:032x}" for i in reversed(range(200))]
     assert before["deleted"] == [r for r in newest_first if int(r, 16) % 7 == 0][:9]
     assert before["failed page 3"] == [r for r in newest_first if _failed_live(r)][18:27]
