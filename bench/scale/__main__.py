@@ -8,7 +8,7 @@
 layer), then the median time of 5 tries of: the first page of 50, a page of
 50 by cursor from the middle, the last page by cursor, the middle and the last
 page by ``--page`` (offset), and the first page of FAILED runs. PostgreSQL is
-vacuumed after the build (as autovacuum would; the test server has it off),
+vacuumed after the build (as autovacuum would; the local server runs without it),
 so that the page skips read the indexes alone.
 
 ``steps``: ``conveyor run -- python logger.py N`` (N ``log_metric`` calls)
