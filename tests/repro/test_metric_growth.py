@@ -74,6 +74,8 @@ def test_runs_page_by_cursor(cli: Cli, write: Callable[[str, str], Path]) -> Non
     assert seen == [2.0, 1.0, 0.0]
     assert "--after" not in rest.stderr  # the last page
     assert json.loads(second_page.stdout) == json.loads(rest.stdout)
+    past = cli("runs", "--limit", "2", "--page", "3")
+    assert past.stdout.strip() == "No runs on page 3: this listing has 4 runs or fewer."
     bad = cli("runs", "--after", "nonsense", check=False)
     assert bad.returncode != 0
     assert "is not a listing cursor" in bad.stderr

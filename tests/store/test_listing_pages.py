@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import pytest
+import sqlalchemy as sa
 
 from conveyor.errors import UsageError
 from conveyor.store import schema
+from conveyor.store.listing import RunFilter
 from conveyor.store.records import MetricRecord, RunStatus
 from conveyor.store.registry import Registry
 
@@ -118,3 +120,50 @@ def test_a_last_page_has_no_next_cursor(registry: Registry) -> None:
 def test_a_cursor_that_no_page_gave_is_refused_clearly(registry: Registry, cursor: str) -> None:
     with pytest.raises(UsageError, match="is not a listing cursor"):
         registry.list_runs_page(limit=5, after=cursor)
+
+
+def _skip_plan(reg: Registry, **page: object) -> str:
+    """The database's plan of the query that skips to a numbered page (the first with OFFSET)."""
+    skips: list[tuple[str, object]] = []
+
+    def grab(
+        _conn: object, _cursor: object, statement: str, parameters: object, *_: object
+    ) -> None:
+        if "OFFSET" in statement:
+            skips.append((statement, parameters))
+
+    sa.event.listen(reg.engine, "before_cursor_execute", grab)
+    try:
+        reg.list_runs_page(limit=50, **page)  # type: ignore[arg-type]
+    finally:
+        sa.event.remove(reg.engine, "before_cursor_execute", grab)
+    statement, parameters = skips[0]  # the skip comes first; the page is read by keyset
+    with reg.transaction() as conn:
+        sqlite = conn.dialect.name == "sqlite"
+        explain = "EXPLAIN QUERY PLAN " if sqlite else "EXPLAIN "
+        rows = conn.exec_driver_sql(explain + statement, parameters).all()  # type: ignore[arg-type]
+    return "\n".join(str(row[-1]) for row in rows)
+
+
+def test_a_numbered_page_skips_its_runs_in_an_index_of_live_runs(registry: Registry) -> None:
+    _bulk_runs(registry, 5_000)
+    with registry.transaction() as conn:
+        runs = schema.runs
+        conn.execute(runs.update().where(runs.c.seed % 100 == 0).values(deleted_at=1.0))
+        conn.execute(runs.update().where(runs.c.seed % 2 == 0).values(experiment="even"))
+    with registry.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        # PostgreSQL reads rows from the index alone once vacuum marked their pages visible.
+        conn.exec_driver_sql("VACUUM ANALYZE runs" if conn.dialect.name != "sqlite" else "ANALYZE")
+
+    pages = {
+        "ix_runs_live_started": _skip_plan(registry, offset=2_500),
+        "ix_runs_live_status": _skip_plan(registry, offset=500, status=RunStatus.FAILED),
+        "ix_runs_live_experiment": _skip_plan(
+            registry, offset=500, only=RunFilter(experiment="even")
+        ),
+        "ix_runs_deleted_started": _skip_plan(registry, offset=10, only=RunFilter(deleted=True)),
+    }
+
+    for index, plan in pages.items():
+        assert index in plan
+        assert "COVERING INDEX" in plan or "Index Only Scan" in plan, plan

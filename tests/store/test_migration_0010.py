@@ -2,24 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
 
-import conveyor.store.registry as registry_module
 from conveyor.store.listing import RunFilter
 from conveyor.store.registry import HEAD_REVISION, Registry
-
-
-def _alembic(reg: Registry, target: str, *, down: bool = False) -> None:
-    cfg = Config()
-    migrations = Path(registry_module.__file__).parent / "migrations"
-    cfg.set_main_option("script_location", str(migrations))
-    with reg.transaction() as conn:
-        cfg.attributes["connection"] = conn
-        (command.downgrade if down else command.upgrade)(cfg, target)
+from tests.store.migrating import migrate_to
 
 
 def old_run(conn: sa.Connection, run_id: str) -> None:
@@ -36,7 +23,7 @@ def old_run(conn: sa.Connection, run_id: str) -> None:
 
 def test_runs_recorded_before_0010_are_listed_searched_and_tagged_after_it(db_url: str) -> None:
     with Registry(db_url, migrate=False) as old:
-        _alembic(old, "0007")
+        migrate_to(old, "0007")
         with old.transaction() as conn:
             old_run(conn, "ab" + "0" * 30)
     with Registry(db_url) as reg:  # migrates to the head on first use
@@ -46,7 +33,7 @@ def test_runs_recorded_before_0010_are_listed_searched_and_tagged_after_it(db_ur
         reg.set_tags("ab", {"stage": "prod"})
         found = reg.list_runs_page(only=RunFilter(where="tags.stage = 'prod'")).runs
         assert [r.name for r in found] == ["old-run"]
-        _alembic(reg, "0007", down=True)
+        migrate_to(reg, "0007", down=True)
         assert reg.current_revision() == "0007"
         with reg.transaction() as conn:
             assert not sa.inspect(conn).has_table("run_tags")

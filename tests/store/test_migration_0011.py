@@ -6,7 +6,8 @@ import sqlalchemy as sa
 
 from conveyor.store.metrics import CHUNK
 from conveyor.store.registry import HEAD_REVISION, Registry
-from tests.store.test_migration_0010 import _alembic, old_run
+from tests.store.migrating import migrate_to
+from tests.store.test_migration_0010 import old_run
 
 RUN = "cd" + "0" * 30
 #: More than a chunk, so the history spans two; every tenth step none.
@@ -18,7 +19,7 @@ LOSS = [
 
 def test_histories_recorded_before_0011_read_the_same_after_it_and_back(db_url: str) -> None:
     with Registry(db_url, migrate=False) as old:
-        _alembic(old, "0010")
+        migrate_to(old, "0010")
         with old.transaction() as conn:
             old_run(conn, RUN)
             conn.execute(
@@ -37,7 +38,7 @@ def test_histories_recorded_before_0011_read_the_same_after_it_and_back(db_url: 
         assert thinned[-1].value == LOSS[-1]["value"]
         assert [(m.value, m.step) for m in reg.metric_history(RUN, "acc")] == [(0.5, 1)]
 
-        _alembic(reg, "0010", down=True)
+        migrate_to(reg, "0010", down=True)
         with reg.transaction() as conn:
             assert not sa.inspect(conn).has_table("metric_chunks")
             back = conn.execute(

@@ -200,6 +200,10 @@ def runs_group(
                 only=RunFilter(RunStatus(wanted) if wanted else None, experiment, where, deleted),
             )
             runs, next_cursor = found.runs, found.next
+    if not runs and page > 1 and not as_json:
+        # Not "no runs yet": the walk to the page found fewer runs than the pages before it.
+        click.echo(f"No runs on page {page}: this listing has {offset:,} runs or fewer.")
+        return
     out.runs_table(runs, as_json=as_json, filtered=bool(where or experiment or status or deleted))
     if next_cursor is not None:
         click.echo(f"next page: conveyor runs --after {next_cursor}", err=True)

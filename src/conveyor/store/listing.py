@@ -2,8 +2,11 @@
 
 A page is ordered by (started_at, id) descending, and the cursor of its last
 run selects the next page with ``(started_at, id) < (cursor)``, which the
-``ix_runs_started_id`` index answers without counting the runs before it
-(``ix_runs_status_started`` when a status is asked for).
+``ix_runs_live_started`` index answers without counting the runs before it
+(``ix_runs_live_status`` for a status, ``ix_runs_live_experiment`` for an
+experiment, ``ix_runs_deleted_started`` for deleted runs). These hold live
+(or deleted) runs only, so a numbered page skips the runs before it in the
+index alone: still one step per skipped run, the cost a cursor avoids.
 Cursors are opaque to users (base64 of the last run's start time and id), so
 the ordering may change without breaking the command line.
 

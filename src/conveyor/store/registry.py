@@ -38,7 +38,7 @@ from conveyor.store.records import (
 __all__ = ["HEAD_REVISION", "Registry"]
 
 #: The newest migration; compared with the database's before running Alembic at all.
-HEAD_REVISION = "0011"
+HEAD_REVISION = "0012"
 _MIGRATIONS = Path(__file__).parent / "migrations"
 
 

@@ -14,7 +14,7 @@ runs = sa.Table(
     sa.Column("status", sa.String(20), nullable=False, index=True),
     sa.Column("command", sa.JSON, nullable=False),
     sa.Column("cwd", sa.Text, nullable=False),
-    sa.Column("started_at", sa.Float, nullable=False, index=True),
+    sa.Column("started_at", sa.Float, nullable=False),
     sa.Column("ended_at", sa.Float),
     sa.Column("exit_code", sa.Integer),
     sa.Column("seed", sa.BigInteger, nullable=False),
@@ -78,10 +78,28 @@ metric_summary = sa.Table(
     sa.Column("step", sa.Integer),
     sa.Column("timestamp", sa.Float, nullable=False),
 )
-# Listings page by (started_at, id).
-sa.Index("ix_runs_started_id", runs.c.started_at, runs.c.id)
-sa.Index("ix_runs_status_started", runs.c.status, runs.c.started_at, runs.c.id)
-sa.Index("ix_runs_experiment_started", runs.c.experiment, runs.c.started_at, runs.c.id)
+
+
+def _runs_index(name: str, *columns: str, deleted: bool = False) -> sa.Index:
+    """An index of live runs (or of deleted ones) only: every listing filters on deleted_at.
+
+    It ends with deleted_at, which the predicate fixes, so that SQLite can read a
+    listing from the index alone (it wants every column the query names in it).
+    """
+    where = runs.c.deleted_at.is_not(None) if deleted else runs.c.deleted_at.is_(None)
+    return sa.Index(
+        name,
+        *(runs.c[c] for c in (*columns, "deleted_at")),
+        postgresql_where=where,
+        sqlite_where=where,
+    )
+
+
+# Listings page by (started_at, id), the skip to page N in the index alone (migration 0012).
+_runs_index("ix_runs_live_started", "started_at", "id")
+_runs_index("ix_runs_live_status", "status", "started_at", "id")
+_runs_index("ix_runs_live_experiment", "experiment", "started_at", "id")
+_runs_index("ix_runs_deleted_started", "started_at", "id", deleted=True)
 
 # A run's tags: free key=value labels a user sets and changes (migration 0010).
 run_tags = sa.Table(
