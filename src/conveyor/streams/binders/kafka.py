@@ -38,7 +38,8 @@ grown (a broker that cannot grow topics is an error that says so).
 
 Kafka has no "delivered before" flag: each consumer records how far it has
 received in a second group, ``g.d.delivered``, and reports records below that
-mark, after a rebalance or a restart, as redelivered.
+mark, after a rebalance or a restart, as redelivered (one mark covers up to
+``AHEAD`` batches taken at once, see :mod:`.kafka_consumer`).
 
 URL: ``kafka://[user:password@]host:9092[,host2:9092][?settings]``; settings
 are ``partitions``, ``replication`` (default: the broker's), ``sticky``,
