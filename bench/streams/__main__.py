@@ -11,10 +11,13 @@ Each side runs three processes (generate, transform, count) on one binder;
 the Conveyor side is three ``python -m conveyor.streams.run`` apps, the
 direct side (bench/streams/direct.py) does the same work with the same
 client library (redis-py, pika) and the same guarantees. On both sides the
-generator starts once the middle app is ready (model loaded). Messages/s is
-counted at the sink from its first to its last message; latency is sink
-arrival minus the generator's timestamp (the generator runs flat out, so it
-includes queueing). Needs Redis on 127.0.0.1:6379, RabbitMQ on
+generator starts once the middle app is ready (model loaded) and both
+consumers read their input (on Kafka: once their consumer group gave them
+their partitions, which takes Tansu about 3 s), so the sink measures the
+pipeline in steady state, not how fast it drains a backlog built while it was
+joining. Messages/s is counted at the sink from its first to its last
+message; latency is sink arrival minus the generator's timestamp (the
+generator runs flat out, so it includes queueing). Needs Redis on 127.0.0.1:6379, RabbitMQ on
 127.0.0.1:5672 (guest/guest) and NATS with JetStream on 127.0.0.1:4222; a
 broker that does not answer is skipped. Kafka is the Tansu broker of the tests
 (tests/tansu.py, started on a free port) unless BENCH_KAFKA_URL names one.
@@ -78,21 +81,54 @@ def healthy(port: int) -> bool:
         return False
 
 
-def wait_ready(ready: Callable[[], bool], procs: list[subprocess.Popen[bytes]]) -> None:
+def wait_ready(
+    ready: Callable[[], bool], procs: list[subprocess.Popen[bytes]], what: str = "middle app"
+) -> None:
     end = time.monotonic() + DEADLINE
     while not ready():
         if time.monotonic() > end or any(p.poll() is not None for p in procs):
-            raise RuntimeError("the pipeline's middle app did not become ready")
-        time.sleep(0.1)
+            raise RuntimeError(f"the pipeline's {what} did not become ready")
+        time.sleep(0.05)
 
 
-def wait_report(report: Path, count: int, procs: list[subprocess.Popen[bytes]]) -> dict[str, Any]:
+#: What a Conveyor consumer logs once it reads its input; on Kafka, once its group has given it
+#: partitions (joining takes seconds there); elsewhere reading starts with the app.
+JOINED = {"kafka": "reads partition(s)"}
+
+
+def logged(logs: list[Path], text: str) -> bool:
+    """Every log in ``logs`` says ``text``."""
+    return all(p.exists() and text in p.read_text(errors="replace") for p in logs)
+
+
+def show_logs(logs: list[Path]) -> None:
+    for p in logs:
+        if p.exists():
+            tail = p.read_text(errors="replace").splitlines()[-15:]
+            print(f"--- {p.name}", *tail, sep="\n", file=sys.stderr)
+
+
+def read_report(report: Path) -> dict[str, Any] | None:
+    """The direct sink's summary, written once all messages arrived."""
+    return orjson.loads(report.read_bytes()) if report.exists() else None
+
+
+def read_logged(log: Path) -> dict[str, Any] | None:
+    """The throughput sink's last summary line in its log (it logs one every N messages)."""
+    if not log.exists():
+        return None
+    lines = [x for x in log.read_text(errors="replace").splitlines() if " throughput: {" in x]
+    return orjson.loads(lines[-1].split(" throughput: ", 1)[1]) if lines else None
+
+
+def wait_report(
+    read: Callable[[], dict[str, Any] | None], count: int, procs: list[subprocess.Popen[bytes]]
+) -> dict[str, Any]:
     end = time.monotonic() + DEADLINE
     while time.monotonic() < end:
-        if report.exists():
-            data: dict[str, Any] = orjson.loads(report.read_bytes())
-            if data["count"] >= count:
-                return data
+        data = read()
+        if data is not None and data["count"] >= count:
+            return data
         if any(p.poll() not in (None, 0) for p in procs):
             raise RuntimeError("a process of the pipeline failed; see its output above")
         time.sleep(0.1)
@@ -160,12 +196,11 @@ def run_conveyor(
     home = work / "home"
     url = url or f"embedded://{home / 'streams.db'}"
     name = f"bench{uuid.uuid4().hex[:6]}"
-    report = work / f"{name}.json"
     env = {
         **os.environ,
         "CONVEYOR_HOME": str(home),
         "CONVEYOR_TRUSTED_TYPES": TREE,
-        # The throughput sink writes its report here; stream apps may use only allowed folders.
+        # Stream apps may use only files in allowed folders: the work folder.
         "CONVEYOR_STREAM_ROOTS": str(work),
     }
     common = ["--stream", name, "--binder", url, "--batch-size", str(batch)]
@@ -177,30 +212,42 @@ def run_conveyor(
     fields = ["--option", "fields=20"] if model else []
     apps = [
         ["--app", "throughput", "--input", f"{name}.transform", "--group", name,
-         "--option", f"report={report}", "--option", f"every={count}"],
+         "--option", f"every={count}"],
         [*middle, "--input", f"{name}.load-generator", "--output", f"{name}.transform",
          "--group", name],
         ["--app", "load-generator", "--output", f"{name}.load-generator",
          "--option", f"count={count}", *fields],
     ]  # fmt: skip
     port = free_port()
+    logs = [work / f"{name}-{role}.log" for role in ("sink", "middle", "gen")]
     procs = [
         subprocess.Popen(
             [sys.executable, "-m", "conveyor.streams.run", *a, *common],
             env={**env, "PORT": str(port)} if i == 1 else env,
+            stderr=logs[i].open("wb"),
         )
         for i, a in enumerate(apps[:2])
     ]
     try:
-        # The generator starts once the middle app is running (its model loaded), as on the
-        # direct side, so neither side measures a backlog built while the other was loading.
+        # The generator starts once the middle app is running (its model loaded) and both
+        # consumers read their input, as on the direct side, so neither side measures a
+        # backlog built while the other was loading or joining its group.
         wait_ready(lambda: healthy(port), procs)
+        wait_ready(lambda: logged(logs[:2], JOINED.get(binder, " started: ")), procs, "consumers")
         procs.append(
             subprocess.Popen(
-                [sys.executable, "-m", "conveyor.streams.run", *apps[2], *common], env=env
+                [sys.executable, "-m", "conveyor.streams.run", *apps[2], *common],
+                env=env,
+                stderr=logs[2].open("wb"),
             )
         )
-        return wait_report(report, count, procs)
+        # The sink's summary comes from its log line after the last message, not from its
+        # --report file: that file is rewritten (write, rename) after every batch, which
+        # costs the sink 2-4 ms a batch on this ext4 disk, and the direct sink writes once.
+        return wait_report(lambda: read_logged(logs[0]), count, procs)
+    except RuntimeError:
+        show_logs(logs)
+        raise
     finally:
         stop(procs)
         if binder != "embedded":
@@ -218,14 +265,15 @@ def run_direct(
     args = [url, name, str(count), str(batch), str(report)]
     broker = binder + variant
     env = {**os.environ, "BENCH_MODEL": str(model or ""), "BENCH_FIELDS": "20" if model else "4"}
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-m", "bench.streams.direct", broker, role, *args], env=env
-        )
-        for role in ("sink", "transform", "gen")
-    ]
+    command = [sys.executable, "-m", "bench.streams.direct", broker]
+    procs = [subprocess.Popen([*command, role, *args], env=env) for role in ("sink", "transform")]
     try:
-        return wait_report(report, count, procs)
+        # As on the Conveyor side: the generator starts once the middle stage is ready and
+        # both consumers read their input.
+        marks = [Path(f"{report}.{mark}") for mark in ("ready", "sink.joined", "transform.joined")]
+        wait_ready(lambda: all(p.exists() for p in marks), procs, "consumers")
+        procs.append(subprocess.Popen([*command, "gen", *args], env=env))
+        return wait_report(lambda: read_report(report), count, procs)
     finally:
         stop(procs)
         cleanup_direct(binder, url, name)

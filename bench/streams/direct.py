@@ -94,6 +94,12 @@ def processing(report: str) -> Callable[[list[bytes]], list[bytes]]:
     return process
 
 
+def joined(report: str, role: str) -> None:
+    """Tell the driver this consumer reads its input (on Kafka: its group gave it partitions)."""
+    with open(f"{report}.{role}.joined", "w") as f:
+        f.write("joined\n")
+
+
 class Counter:
     """What the throughput sink records: count, first/last arrival, latencies."""
 
@@ -143,6 +149,7 @@ def redis_role(role: str, url: str, name: str, count: int, batch: int, report: s
     stream_in = src if role == "transform" else mid
     counter = Counter(count, report)
     process = processing(report) if role == "transform" else transform
+    joined(report, role)  # the group exists: it keeps everything from now on
     while True:
         reply: Any = r.xreadgroup(name, role, {stream_in: ">"}, count=batch, block=200)
         if not reply:
@@ -225,6 +232,7 @@ def rabbit_role(
     ch.basic_consume(queue, lambda c, m, p, b: buffer.append((m.delivery_tag, b)))
     counter = Counter(count, report)
     process = processing(report) if role == "transform" else transform
+    joined(report, role)
     while True:
         conn.process_data_events(time_limit=0.2 if not buffer else 0)
         if not buffer:
@@ -275,12 +283,14 @@ def kafka_role(role: str, url: str, name: str, count: int, batch: int, report: s
         for bodies in events(count, batch):
             publish(src, bodies)
         return
+    topic = src if role == "transform" else mid
+    # A group per topic, as the binder has: one stage joining does not rebalance the other.
     consumer = confluent_kafka.Consumer(
-        {"bootstrap.servers": servers, "group.id": name, "enable.auto.commit": False,
+        {"bootstrap.servers": servers, "group.id": f"{name}.{topic}", "enable.auto.commit": False,
          "auto.offset.reset": "earliest", "session.timeout.ms": 6000,
          "heartbeat.interval.ms": 1000}
     )  # fmt: skip
-    consumer.subscribe([src if role == "transform" else mid])
+    consumer.subscribe([topic], on_assign=lambda _c, _p: joined(report, role))
     counter = Counter(count, report)
     process = processing(report) if role == "transform" else transform
     while True:
@@ -332,6 +342,7 @@ async def _nats_role(role: str, url: str, name: str, count: int, batch: int, rep
     sub = await js.pull_subscribe_bind(name, f"direct-{name}-{stage}")
     counter = Counter(count, report)
     process = processing(report) if role == "transform" else transform
+    joined(report, role)
     while True:
         try:
             msgs = await sub.fetch(batch, timeout=0.2)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -87,6 +88,14 @@ def binders(
 
 
 Opener = Callable[[], Binder]
+
+
+@pytest.fixture
+def kafka(settings: Settings) -> Iterator[Any]:
+    """A Kafka binder on the session's broker (Tansu)."""
+    binder = open_binder(kafka_url(), settings)
+    yield binder
+    binder.close()
 
 
 @pytest.fixture

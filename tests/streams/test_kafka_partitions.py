@@ -8,7 +8,6 @@ what a user sees: which instance gets which key, the topics the broker holds
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -17,7 +16,6 @@ from conveyor.config import Settings
 from conveyor.streams.binders import (
     Binder,
     PartitionedBinder,
-    open_binder,
     partition_consumer,
     partitioned_lag,
     provision_partitioned,
@@ -25,19 +23,11 @@ from conveyor.streams.binders import (
 )
 from conveyor.streams.errors import BinderError
 from conveyor.streams.messages import Message, partition_of
-from tests.conftest import kafka_url
 from tests.streams.helpers import Running, collect, run_app
 from tests.streams.test_binders import drain, nothing_more
 from tests.waiting import poll
 
 PATIENCE = 30.0
-
-
-@pytest.fixture
-def kafka(settings: Settings) -> Iterator[Any]:
-    binder = open_binder(kafka_url(), settings)
-    yield binder
-    binder.close()
 
 
 def topics(binder: Any) -> dict[str, int]:

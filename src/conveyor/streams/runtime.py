@@ -27,6 +27,7 @@ from conveyor.streams.apps.base import AppContext, Processor, Routed, Sink, Sour
 from conveyor.streams.binders import (
     Binder,
     Consumer,
+    EncodingBinder,
     Received,
     dead_letter,
     open_binder,
@@ -158,6 +159,11 @@ def _typed(key: str, value: Any, annotation: Any) -> Any:
     return value
 
 
+def _encoder(binder: Binder) -> Callable[[Message], bytes]:
+    """How ``binder`` stores a message: its own encoding, or :func:`encode`'s envelope."""
+    return binder.encode if isinstance(binder, EncodingBinder) else encode
+
+
 def _implementation(spec: AppSpec) -> Callable[[AppContext], Any]:
     module_name, attr = spec.implementation.split(":")
     factory: Callable[[AppContext], Any] = getattr(importlib.import_module(module_name), attr)
@@ -213,6 +219,7 @@ class StreamAppRuntime:
         )
         self._owns_binder = binder is None
         self.binder = binder or open_binder(spec.binder, settings)
+        self._encode = _encoder(self.binder)
         self.app: Any = None
         self.state = AppState.CREATED
         self.received = self.published = self.dead = 0
@@ -349,6 +356,7 @@ class StreamAppRuntime:
             self.binder.close()
         try:
             self.binder = open_binder(self.spec.binder, self.settings)
+            self._encode = _encoder(self.binder)
             self._provision()
         except BinderError as exc:
             log.error("still cannot reach the binder: %s", exc)
@@ -390,7 +398,7 @@ class StreamAppRuntime:
         headers["stream"] = self.spec.stream_name
         headers["app"] = self.spec.app_label
         message.wire = None
-        message.wire = encode(message)
+        message.wire = self._encode(message)
 
     def _apply(
         self, messages: list[Message]

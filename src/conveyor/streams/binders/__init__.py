@@ -29,6 +29,7 @@ from conveyor.errors import ConveyorError, UsageError
 from conveyor.streams.binders.base import (
     Binder,
     Consumer,
+    EncodingBinder,
     PartitionedBinder,
     Received,
     dead_letter,
@@ -46,6 +47,7 @@ __all__ = [
     "SCHEMES",
     "Binder",
     "Consumer",
+    "EncodingBinder",
     "PartitionedBinder",
     "Received",
     "check_binder_url",

@@ -17,6 +17,11 @@ Example::
     ...  # process, publish the results
     consumer.ack(batch)
 
+A binder that stores a message as other bytes than :func:`~conveyor.streams.messages.encode`
+makes (Kafka: the payload alone, the headers travel as Kafka headers) implements
+:class:`EncodingBinder`; the runtime then encodes each message it publishes with the binder's
+``encode``, once, and the binder finds those bytes in ``message.wire``.
+
 A *partitioned* destination splits its messages by key over N partitions, one
 per instance of the consuming app. A binder whose destinations have partitions
 of their own (Kafka) implements :class:`PartitionedBinder` and keeps the
@@ -37,6 +42,7 @@ from conveyor.streams.messages import Message, partition_of
 __all__ = [
     "Binder",
     "Consumer",
+    "EncodingBinder",
     "PartitionedBinder",
     "Received",
     "dead_letter",
@@ -109,6 +115,19 @@ class Binder(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class EncodingBinder(Protocol):
+    """An optional capability: the bytes this binder stores for a message are its own.
+
+    The runtime checks a message's payload is JSON by encoding it when the message is final;
+    with this method it does so in the binder's form, so the binder need not encode it again.
+    """
+
+    def encode(self, message: Message) -> bytes:
+        """The bytes stored for ``message``; PayloadError when it is not JSON-compatible."""
+        ...
 
 
 @runtime_checkable

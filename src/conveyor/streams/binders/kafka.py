@@ -38,7 +38,8 @@ grown (a broker that cannot grow topics is an error that says so).
 
 Kafka has no "delivered before" flag: each consumer records how far it has
 received in a second group, ``g.d.delivered``, and reports records below that
-mark, after a rebalance or a restart, as redelivered.
+mark, after a rebalance or a restart, as redelivered (one mark covers up to
+``AHEAD`` batches taken at once, see :mod:`.kafka_consumer`).
 
 URL: ``kafka://[user:password@]host:9092[,host2:9092][?settings]``; settings
 are ``partitions``, ``replication`` (default: the broker's), ``sticky``,
@@ -125,15 +126,21 @@ def _redact(url: str) -> str:
     return url.replace(f":{parts.password}@", ":***@", 1)
 
 
-def _headers(message: Message) -> list[tuple[str, bytes]]:
-    return [(name, orjson.dumps(value)) for name, value in message.headers.items()]
-
-
 def _value(message: Message) -> bytes:
     try:
         return orjson.dumps(message.payload, option=orjson.OPT_SERIALIZE_NUMPY)
     except TypeError as exc:
         raise PayloadError(f"the message is not JSON-compatible: {exc}") from None
+
+
+def _record(message: Message) -> tuple[bytes, list[tuple[str, bytes]]]:
+    """The record's value (the payload as JSON, made by the runtime already) and headers."""
+    dumps = orjson.dumps
+    value = message.wire if message.wire is not None else _value(message)
+    try:
+        return value, [(name, dumps(v)) for name, v in message.headers.items()]
+    except TypeError as exc:
+        raise PayloadError(f"a header of the message is not JSON-compatible: {exc}") from None
 
 
 class KafkaBinder:
@@ -153,6 +160,9 @@ class KafkaBinder:
         self._common: dict[str, Any] = {**common, "logger": log}
         self._partitions: dict[str, int] = {}
         self._producer: Any = None
+        #: Why records of the publish in progress were not delivered (the producer reports
+        #: failures only, not one callback per record).
+        self._failed: list[str] = []
         self._runs = 0  # sticky runs published: the next run goes to the next partition
         self.admin = self.client(AdminClient, {})
         try:
@@ -230,15 +240,30 @@ class KafkaBinder:
         self._partitions[topic] = wanted
         return wanted
 
+    @staticmethod
+    def encode(message: Message) -> bytes:
+        """A record's value: the payload as JSON (the headers travel as Kafka headers)."""
+        return _value(message)
+
     def provision(self, destination: str, group: str) -> None:
         # The group needs nothing: a new group starts at the beginning of the topic.
         self.ensure(destination)
 
     def producer(self) -> Any:
         if self._producer is None:
-            conf = {"enable.idempotence": True, "acks": "all", "linger.ms": 5}
+            conf = {
+                "enable.idempotence": True,
+                "acks": "all",
+                "linger.ms": 5,
+                "delivery.report.only.error": True,
+                "on_delivery": self._delivered,
+            }
             self._producer = self.client(self._kafka.Producer, conf | self._producer_conf)
         return self._producer
+
+    def _delivered(self, error: Any, _record: Any) -> None:
+        if error is not None:
+            self._failed.append(error.str())
 
     def client(self, kind: Callable[[dict[str, Any]], T], conf: dict[str, Any]) -> T:
         try:
@@ -253,12 +278,11 @@ class KafkaBinder:
             return
         count = self.ensure(destination)
         sticky = int(self.settings["sticky"])
-        records: list[tuple[int, Message]] = []
+        runs: list[tuple[int, Sequence[Message]]] = []
         for start in range(0, len(messages), sticky):
-            partition = self._runs % count
+            runs.append((self._runs % count, messages[start : start + sticky]))
             self._runs += 1
-            records += [(partition, message) for message in messages[start : start + sticky]]
-        self._send(destination, records)
+        self._send(destination, runs)
 
     # -- partitioned destinations (the PartitionedBinder capability) --------------------------
 
@@ -270,7 +294,7 @@ class KafkaBinder:
         if not parts:
             return
         self.ensure(destination, max(parts) + 1)
-        self._send(destination, [(index, m) for index, batch in parts.items() for m in batch])
+        self._send(destination, list(parts.items()))
 
     def partition_consumer(
         self, destination: str, group: str, index: int, count: int, *, name: str
@@ -281,19 +305,25 @@ class KafkaBinder:
         mine = list(range(index, total, count))
         return KafkaConsumer(self, destination, group, name, partitions=mine)
 
-    def _send(self, destination: str, records: Sequence[tuple[int, Message]]) -> None:
-        """Produce each (partition, message); returns once the cluster acknowledged them all."""
+    def _send(self, destination: str, runs: Sequence[tuple[int, Sequence[Message]]]) -> None:
+        """Produce each run of messages to its partition; returns once all are acknowledged."""
         producer = self.producer()
-        failed: list[str] = []
-
-        def delivered(error: Any, _record: Any) -> None:
-            if error is not None:
-                failed.append(error.str())
-
-        for partition, message in records:
-            record = (_value(message), _headers(message))
-            self._produce(producer, destination, partition, record, delivered)
-        # Returns once the cluster has acknowledged every record (acks=all).
+        produce = producer.produce
+        failed = self._failed
+        failed.clear()
+        for partition, messages in runs:
+            for message in messages:
+                value, headers = _record(message)
+                try:
+                    produce(destination, value, partition=partition, headers=headers)
+                except BufferError:
+                    self._produce(producer, destination, partition, (value, headers))
+                except self._kafka.KafkaException as exc:
+                    raise BinderError(
+                        f"kafka binder: publish to {destination} failed: {exc}"
+                    ) from exc
+        # Returns once the cluster has acknowledged every record (acks=all); failures were
+        # reported to _delivered meanwhile.
         left = producer.flush(max(self.timeout, 30.0))
         if left:
             raise BinderError(
@@ -306,18 +336,16 @@ class KafkaBinder:
                 f"{failed[0]}"
             )
 
-    def _produce(
-        self, producer: Any, topic: str, partition: int, record: Any, done: Callable[..., None]
-    ) -> None:
+    def _produce(self, producer: Any, topic: str, partition: int, record: Any) -> None:
+        """Produce once the client's queue, full now, has room again."""
         while True:
             try:
-                producer.produce(
-                    topic, record[0], partition=partition, headers=record[1], on_delivery=done
-                )
+                # Let it send (and report failures) before trying again.
+                producer.poll(0.1)
+                producer.produce(topic, record[0], partition=partition, headers=record[1])
                 return
             except BufferError:
-                # The client's queue is full: let it send (and call back) before going on.
-                producer.poll(0.1)
+                continue
             except self._kafka.KafkaException as exc:
                 raise BinderError(f"kafka binder: publish to {topic} failed: {exc}") from exc
 
