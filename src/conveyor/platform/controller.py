@@ -53,6 +53,7 @@ from conveyor.platform.target import Progress, Release, Target
 from conveyor.store.apps import AppRepository, RevisionRecord
 from conveyor.store.blobs import BlobStore
 from conveyor.store.registry import Registry
+from conveyor.store.sealing import unseal_values
 from conveyor.store.secrets import SecretBox
 
 if TYPE_CHECKING:
@@ -149,6 +150,8 @@ class Controller:
     async def start(self) -> None:
         """Stop what a killed platform left behind, then bring every app back as recorded."""
         await self.target.start()
+        if self.state.seal_stored_env():  # revisions from before variables' secrets were sealed
+            log.info("secrets kept in clear in apps' variables are now sealed")
         for app in self.state.apps():
             try:
                 revision = self.state.revision(app.name, app.revision)
@@ -494,8 +497,13 @@ class Controller:
         kind_named(spec.kind).check(spec, files)
 
     def release(self, revision: RevisionRecord) -> Release:
-        """What the target runs for ``revision``: its kind's command, the app's variables ..."""
+        """What the target runs for ``revision``: its kind's command, the app's variables ...
+        (the secrets the registry keeps sealed, in clear)."""
         spec = self.spec(revision)
+        box = self.state.secrets
+        spec = dataclasses.replace(
+            spec, env=unseal_values(box, spec.env), options=unseal_values(box, spec.options)
+        )
         kind = kind_named(spec.kind)
         launch = kind.launch(spec, revision.droplet or {}, self.dir)
         services = self.state.services()
