@@ -1,0 +1,84 @@
+"""Secrets at rest on a running platform: a sql sink's URL password and a secret variable set
+with set-env reach the app, while the registry's files (database and WAL) never hold them and
+nothing shown (CLI, API) does."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from tests.waiting import eventually
+
+from .control import get, running_platform
+from .leaks import files_holding
+
+pytestmark = pytest.mark.slow
+
+
+def _rows(url: str, table: str) -> int:
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            if not sa.inspect(conn).has_table(table):
+                return 0
+            return int(conn.execute(sa.text(f"select count(*) from {table}")).scalar_one())
+    finally:
+        engine.dispose()
+
+
+def test_a_sql_sink_writes_with_its_url_password_which_no_registry_file_holds(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    password = "pw-sink-0b7a-sealed"  # trust auth: PostgreSQL takes any password here
+    url = postgres_url.replace("postgres@", f"postgres:{password}@", 1)
+    with running_platform(tmp_path) as platform:
+        definition = f"time --interval=0.2 | sql --url={url} --table=ticks"
+        created = platform.cli("stream", "create", "ticks", "--definition", definition).stdout
+        platform.cli("stream", "deploy", "ticks")
+        eventually(lambda: _rows(postgres_url, "ticks") >= 3, what="rows in PostgreSQL")
+        shown = created + "".join(
+            platform.cli(*command).stdout
+            for command in (
+                ("stream", "list"),
+                ("stream", "info", "ticks", "--json"),
+                ("stream", "history", "ticks"),
+                ("apps",),
+            )
+        )
+        assert "postgres:***@" in shown
+        assert password not in shown
+        database = platform.home / "registry.db"
+        assert database.is_file()
+        assert files_holding(platform.home, password) == []  # registry.db, its WAL, logs
+
+        platform.stop()
+        platform.start()  # the sink starts again from the sealed row
+        before = _rows(postgres_url, "ticks")
+        eventually(lambda: _rows(postgres_url, "ticks") > before, what="rows after a restart")
+        platform.cli("stream", "undeploy", "ticks")
+    assert files_holding(tmp_path, password) == []
+
+
+def test_a_secret_variable_set_with_set_env_reaches_the_app_but_not_the_registry(
+    tmp_path: Path,
+) -> None:
+    secret = "pw-env-94d1-sealed"
+    with running_platform(tmp_path) as platform:
+        platform.cli("push", "-f", str(platform.write_hello_app("keeper", instances=1)))
+        platform.cli("set-env", "keeper", "DB_PASSWORD", secret)
+        platform.cli("set-env", "keeper", "LOG_LEVEL", "debug")
+        platform.cli("restart", "keeper")
+        _status, body = get(f"{platform.router}/keeper/env?name=DB_PASSWORD")
+        assert body["value"] == secret
+        _status, body = get(f"{platform.router}/keeper/env?name=LOG_LEVEL")
+        assert body["value"] == "debug"
+        shown = platform.cli("app", "keeper").stdout + json.dumps(platform.app("keeper"))
+        shown += (
+            platform.cli("revisions", "keeper").stdout + platform.cli("events", "keeper").stdout
+        )
+        assert "DB_PASSWORD" in platform.cli("revisions", "keeper").stdout
+        assert secret not in shown
+        assert files_holding(platform.home, secret) == []
