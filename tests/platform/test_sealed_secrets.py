@@ -1,6 +1,6 @@
-"""Secrets at rest on a running platform: a sql sink's URL password and a secret variable set
-with set-env reach the app, while the registry's files (database and WAL) never hold them and
-nothing shown (CLI, API) does."""
+"""Secrets at rest on a running platform: a sql sink's URL password and secret variables set
+with set-env (by name, or with --secret) reach the app, while the registry's files (database and
+WAL) never hold them and nothing shown (CLI, API) does."""
 
 from __future__ import annotations
 
@@ -69,12 +69,13 @@ def test_a_secret_variable_set_with_set_env_reaches_the_app_but_not_the_registry
     with running_platform(tmp_path) as platform:
         platform.cli("push", "-f", str(platform.write_hello_app("keeper", instances=1)))
         platform.cli("set-env", "keeper", "DB_PASSWORD", secret)
+        platform.cli("set-env", "keeper", "SIGNING_SALT", secret + "-salt", "--secret")
         platform.cli("set-env", "keeper", "LOG_LEVEL", "debug")
         platform.cli("restart", "keeper")
-        _status, body = get(f"{platform.router}/keeper/env?name=DB_PASSWORD")
-        assert body["value"] == secret
-        _status, body = get(f"{platform.router}/keeper/env?name=LOG_LEVEL")
-        assert body["value"] == "debug"
+        given = {"DB_PASSWORD": secret, "SIGNING_SALT": secret + "-salt", "LOG_LEVEL": "debug"}
+        for key, value in given.items():
+            _status, body = get(f"{platform.router}/keeper/env?name={key}")
+            assert body["value"] == value, key
         shown = platform.cli("app", "keeper").stdout + json.dumps(platform.app("keeper"))
         shown += (
             platform.cli("revisions", "keeper").stdout + platform.cli("events", "keeper").stdout

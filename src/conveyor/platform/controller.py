@@ -270,8 +270,14 @@ class Controller:
             revision = self.state.revision(name, app.revision)
             await self.target.scale(self.release(revision), decision.instances)
 
-    async def set_env(self, name: str, values: Mapping[str, str], unset: Sequence[str]) -> int:
-        """A revision with the environment changed; it runs after the next restart."""
+    async def set_env(
+        self, name: str, values: Mapping[str, str], unset: Sequence[str], *, secret: bool = False
+    ) -> int:
+        """A revision with the environment changed; it runs after the next restart. With
+        ``secret`` the values are sealed in the registry whatever their names."""
+        box = self.state.secrets
+        if secret and box is not None:
+            values = {key: box.seal_text(value) for key, value in values.items()}
 
         def change(spec: AppSpec) -> tuple[AppSpec, str]:
             env = dict(spec.env)
