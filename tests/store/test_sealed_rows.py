@@ -33,6 +33,7 @@ def _dump(registry: Registry) -> str:
         schema.platform_stream_versions,
         schema.task_definitions,
         schema.task_executions,
+        schema.task_schedules,
     )
     with registry.transaction() as conn:
         rows = [dict(row) for table in tables for row in conn.execute(sa.select(table)).mappings()]
@@ -85,11 +86,13 @@ def test_rows_kept_in_clear_are_sealed_at_start_up(registry: Registry, tmp_path:
     doc = {"id": "e1", "task": "load", "state": "COMPLETE", "started_at": 1.0}
     doc |= {"definition": f"sql --url='{URL}' --file=q.sql", "params": {}, "properties": {}}
     tasks.save_execution(doc | {"steps": [{"name": "sql", "params": {"url": URL}}]})
+    every = {"name": "every", "task": "load", "params": {}, "properties": {"app.sql.url": URL}}
+    tasks.save_schedule(every, new=True)
     assert PASSWORD in _dump(registry)
 
     assert sealed.seal_stored_env() == 1
     assert hash_stored_tokens(sealed, streams) == 3
-    assert seal_stored_tasks(box, tasks) == 2
+    assert seal_stored_tasks(box, tasks) == 3
     assert PASSWORD not in _dump(registry)
     assert unseal_values(box, streams.stream("old").definition) == definition
     (version,) = streams.versions("old")
@@ -98,6 +101,7 @@ def test_rows_kept_in_clear_are_sealed_at_start_up(registry: Registry, tmp_path:
     assert unseal_values(box, sealed.revision("web", 1).spec) == web
     assert unseal_values(box, tasks.definition("load")) == f"sql --url='{URL}' --file=q.sql"
     assert unseal_values(box, tasks.execution("e1")["steps"][0]["params"]) == {"url": URL}
+    assert unseal_values(box, tasks.schedule("every")["properties"]) == {"app.sql.url": URL}
     # once is enough: nothing left in clear
     assert (sealed.seal_stored_env(), hash_stored_tokens(sealed, streams)) == (0, 0)
     assert seal_stored_tasks(box, tasks) == 0

@@ -2,8 +2,9 @@
 
 A step needs it in clear when it starts; nobody needs to read it back. The
 registry keeps task definitions, executions (their definition, properties and
-steps' parameters) with the password sealed (:func:`conveyor.store.sealing.seal_url`,
-the key that seals bound services' credentials); the launcher unseals it into
+steps' parameters) and schedules' parameters with the password sealed
+(:func:`conveyor.store.sealing.seal_url`, the key that seals bound services'
+credentials); the launcher unseals it into
 the step's ``CONVEYOR_PARAMS`` only, and the run's recorded parameters, like
 everything shown, have it masked. Rows from before are sealed at start-up
 (:func:`seal_stored_tasks`), with no schema change.
@@ -75,6 +76,15 @@ def seal_stored_tasks(box: SecretBox, records: TaskRepository) -> int:
         sealed_doc = _sealed_execution(box, doc)
         if sealed_doc != doc:
             records.save_execution(sealed_doc)
+            changed += 1
+    for doc in records.schedules():
+        sealed_schedule = {
+            **doc,
+            "params": seal_properties(box, doc.get("params") or {}),
+            "properties": seal_properties(box, doc.get("properties") or {}),
+        }
+        if sealed_schedule != doc:
+            records.save_schedule(sealed_schedule)
             changed += 1
     if changed:
         log.info("URL passwords kept in clear in %d task row(s) are now sealed", changed)
