@@ -12,6 +12,9 @@ platform's user can read. The key is made on first use.
 >>> box.unseal(token)                                        # doctest: +SKIP
 {'password': 's3cret'}
 
+The same key seals single texts (:meth:`SecretBox.seal_text`): a URL's password
+or a secret variable of an app (:mod:`conveyor.store.sealing`).
+
 Losing the key file loses the sealed credentials (create the services again);
 back it up with the database if that matters.
 """
