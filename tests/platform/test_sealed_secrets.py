@@ -5,6 +5,7 @@ WAL) never hold them and nothing shown (CLI, API) does."""
 from __future__ import annotations
 
 import json
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -83,3 +84,39 @@ def test_a_secret_variable_set_with_set_env_reaches_the_app_but_not_the_registry
         assert "DB_PASSWORD" in platform.cli("revisions", "keeper").stdout
         assert secret not in shown
         assert files_holding(platform.home, secret) == []
+
+
+def test_a_secret_variable_kept_in_clear_before_is_sealed_when_the_platform_starts(
+    tmp_path: Path,
+) -> None:
+    secret = "pw-old-row-2f8e"
+    with running_platform(tmp_path) as platform:
+        platform.cli("push", "-f", str(platform.write_hello_app("legacy", instances=1)))
+        platform.cli("set-env", "legacy", "API_TOKEN", secret)
+        platform.cli("restart", "legacy")
+        platform.stop()
+        database = platform.home / "registry.db"
+        with sqlite3.connect(database) as db:  # as an older Conveyor left it: in clear
+            for number, spec in db.execute(
+                "SELECT number, spec FROM platform_revisions"
+            ).fetchall():
+                value = json.loads(spec)
+                if "API_TOKEN" in value.get("env", {}):
+                    value["env"]["API_TOKEN"] = secret
+                    db.execute(
+                        "UPDATE platform_revisions SET spec = ? WHERE number = ?",
+                        (json.dumps(value), number),
+                    )
+        db.close()
+        assert files_holding(platform.home, secret) == [str(database)]
+
+        platform.start()
+        url = f"{platform.router}/legacy/env?name=API_TOKEN"
+
+        def given() -> object:
+            status, body = get(url)
+            return body.get("value") if status == 200 else None
+
+        eventually(lambda: given() == secret, what="the variable after the start")
+        platform.stop()  # the registry's last connection closes: its WAL is folded in
+    assert files_holding(tmp_path, secret) == []
