@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 from tests.waiting import eventually
 
-from .control import get, running_platform
+from .control import Platform, get, running_platform
 from .leaks import files_holding
 
 pytestmark = pytest.mark.slow
@@ -63,16 +63,26 @@ def test_a_sql_sink_writes_with_its_url_password_which_no_registry_file_holds(
     assert files_holding(tmp_path, password) == []
 
 
+def _push_with(platform: Platform, app: str, *variables: tuple[str, ...]) -> None:
+    """Push the hello app as ``app``, set each ``(NAME, VALUE, options...)``, restart it."""
+    platform.cli("push", "-f", str(platform.write_hello_app(app, instances=1)))
+    for variable in variables:
+        platform.cli("set-env", app, *variable)
+    platform.cli("restart", app)
+
+
 def test_a_secret_variable_set_with_set_env_reaches_the_app_but_not_the_registry(
     tmp_path: Path,
 ) -> None:
     secret = "pw-env-94d1-sealed"
     with running_platform(tmp_path) as platform:
-        platform.cli("push", "-f", str(platform.write_hello_app("keeper", instances=1)))
-        platform.cli("set-env", "keeper", "DB_PASSWORD", secret)
-        platform.cli("set-env", "keeper", "SIGNING_SALT", secret + "-salt", "--secret")
-        platform.cli("set-env", "keeper", "LOG_LEVEL", "debug")
-        platform.cli("restart", "keeper")
+        _push_with(
+            platform,
+            "keeper",
+            ("DB_PASSWORD", secret),
+            ("SIGNING_SALT", secret + "-salt", "--secret"),
+            ("LOG_LEVEL", "debug"),
+        )
         given = {"DB_PASSWORD": secret, "SIGNING_SALT": secret + "-salt", "LOG_LEVEL": "debug"}
         for key, value in given.items():
             _status, body = get(f"{platform.router}/keeper/env?name={key}")
@@ -91,9 +101,7 @@ def test_a_secret_variable_kept_in_clear_before_is_sealed_when_the_platform_star
 ) -> None:
     secret = "pw-old-row-2f8e"
     with running_platform(tmp_path) as platform:
-        platform.cli("push", "-f", str(platform.write_hello_app("legacy", instances=1)))
-        platform.cli("set-env", "legacy", "API_TOKEN", secret)
-        platform.cli("restart", "legacy")
+        _push_with(platform, "legacy", ("API_TOKEN", secret))
         platform.stop()
         database = platform.home / "registry.db"
         with sqlite3.connect(database) as db:  # as an older Conveyor left it: in clear
