@@ -3,9 +3,15 @@ app only checks is kept as a salted hash."""
 
 from __future__ import annotations
 
+import functools
+from pathlib import Path
+
+from conveyor.store.sealing import seal_url, unseal_values
+from conveyor.store.secrets import SecretBox
 from conveyor.streams.dsl import parse_stream
 from conveyor.streams.masking import (
     hash_definition,
+    hash_options,
     hash_properties,
     mask_definition,
     mask_options,
@@ -77,3 +83,23 @@ def test_a_urls_password_is_masked_when_shown_and_kept_for_the_app() -> None:
         "url": "https://k:***@api.example/x"
     }
     assert mask_definition("http | sql --url=sqlite:///e.db --table=t").endswith("e.db --table=t")
+
+
+def test_url_passwords_are_sealed_in_what_is_kept_and_given_back_whole(tmp_path: Path) -> None:
+    box = SecretBox(tmp_path / "secrets.key")
+    seal = functools.partial(seal_url, box)
+    definition = (
+        "time | http-request --url=https://u:topsecret@api.example.com/x"
+        " | sql --url=postgresql://u:p%40ss@db/x --table=t"
+    )
+    kept = hash_definition(definition, seal)
+    assert "topsecret" not in kept
+    assert "p%40ss" not in kept
+    assert hash_definition(kept, seal) == kept  # sealed once
+    assert mask_definition(kept) == (
+        "time | http-request --url=https://u:***@api.example.com/x"
+        " | sql --url=postgresql://u:***@db/x --table=t"
+    )
+    assert unseal_values(box, kept) == definition
+    options = hash_options("sql", {"url": "postgresql://u:pw@db/x", "table": "t"}, seal)
+    assert unseal_values(box, options) == {"url": "postgresql://u:pw@db/x", "table": "t"}

@@ -13,6 +13,7 @@ import pytest
 from conveyor.errors import NotFoundError, UsageError
 from conveyor.orchestrate.task_schedules import TaskScheduler
 from conveyor.store.registry import Registry
+from conveyor.store.secrets import SecretBox
 from conveyor.store.tasks import TaskRepository
 from conveyor.tasks.cron import Cron, CronError
 
@@ -228,3 +229,20 @@ def test_bad_schedules_are_refused(setup: tuple[TaskScheduler, FakeTasks, FakeWa
         scheduler.get("s")
     with pytest.raises(UsageError, match="skip or queue; got 'wait'"):
         scheduler.create("s", "nightly", "0 2 * * *", when_busy="wait")
+
+
+def test_a_url_password_in_a_schedules_properties_is_kept_sealed_and_shown_masked(
+    tmp_path: Path,
+) -> None:
+    url = "postgresql+psycopg://postgres:pw-sched-4c1a@127.0.0.1/test"
+    box = SecretBox(tmp_path / "secrets.key")
+    with Registry(f"sqlite:///{tmp_path / 'registry.db'}") as registry:
+        records = TaskRepository(registry)
+        records.create("nightly", "timestamp")
+        scheduler = TaskScheduler(FakeTasks(records), FakeWall(0.0), secrets=box)
+        shown = scheduler.create("n", "nightly", "0 2 * * *", properties={"app.sql.url": url})
+        assert shown["properties"] == {"app.sql.url": url.replace("pw-sched-4c1a", "***")}
+        assert scheduler.get("n")["properties"] == shown["properties"]
+        stored = records.schedule("n")["properties"]["app.sql.url"]
+        assert "pw-sched-4c1a" not in stored
+        assert box.unseal_text(stored) == url

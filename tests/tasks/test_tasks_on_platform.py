@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from conveyor.config import Settings
 from conveyor.errors import UsageError
@@ -28,6 +29,7 @@ from conveyor.tasks.catalogue import TaskApp
 from conveyor.tasks.dsl import TaskDslError
 from conveyor.tasks.errors import TaskError
 from tests.openlineage_schema import validate_event
+from tests.platform.leaks import files_holding
 from tests.waiting import eventually_async
 
 pytestmark = pytest.mark.slow
@@ -407,3 +409,33 @@ def test_a_step_runs_sandboxed_it_reads_its_inputs_and_writes_its_outputs_but_no
         assert [f["path"] for f in manifest["files"]] == ["snoop.py"]
 
     _run(home, work, isolated=True)
+
+
+def test_a_sql_step_writes_with_the_password_of_its_url_which_the_registry_keeps_sealed(
+    home: Path, postgres_url: str
+) -> None:
+    password = "pw-task-5e1d-sealed"  # trust auth: PostgreSQL takes any password here
+    url = postgres_url.replace("postgres@", f"postgres:{password}@", 1)
+    query = "create table loaded (n int); insert into loaded values (7)"
+
+    async def work(service: TaskService) -> None:
+        created = service.create(
+            "load",
+            f"write: shell --command='echo \"{query}\" > q.sql' --output=q.sql"
+            f" && load: sql --url='{url}' --file=q.sql --input=@write/q.sql",
+        )
+        assert password not in json.dumps(created)
+        assert "postgres:***@" in created["definition"]
+        done = await service.wait((await service.launch("load"))["id"])
+        assert done["state"] == "COMPLETED", done
+        assert password not in json.dumps([done, service.list_tasks(), service.info("load")])
+        run = service.controller.state.registry.get_run(done["steps"][1]["run_id"])
+        assert run.params["url"] == url.replace(password, "***")
+
+    _run(home, work)
+    engine = sa.create_engine(postgres_url)
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("select n from loaded")).scalars().all() == [7]
+    engine.dispose()
+    assert (home / "registry.db").is_file()
+    assert files_holding(home, password) == []  # the registry, its WAL, the runs' files

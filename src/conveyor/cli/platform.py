@@ -406,9 +406,16 @@ def events_command(name: str, limit: int) -> None:
 @_NAME
 @click.argument("key")
 @click.argument("value")
-def set_env_command(name: str, key: str, value: str) -> None:
+@click.option(
+    "--secret",
+    is_flag=True,
+    help="Keep the value sealed in the registry (names holding PASSWORD, SECRET, TOKEN, KEY "
+    "... always are).",
+)
+def set_env_command(name: str, key: str, value: str, secret: bool) -> None:
     """Set a variable; it takes effect at the next `conveyor restart`."""
-    result = connect().call("POST", f"/v1/apps/{name}/env", {"set": {key: value}})
+    body = {"set": {key: value}, "secret": secret}
+    result = connect().call("POST", f"/v1/apps/{name}/env", body)
     click.echo(f"{name}: revision {result['revision']} sets {key}" + _RESTART.format(name))
 
 

@@ -14,6 +14,7 @@ from conveyor.errors import UsageError
 from conveyor.orchestrate.stream_kind import StreamKind
 from conveyor.orchestrate.streams import StreamService
 from conveyor.platform import AppSpec, RouteSpec
+from conveyor.store.sealing import unseal_values
 from conveyor.streams.binders import check_binder_url
 
 __all__ = ["cluster_stream_specs"]
@@ -33,7 +34,8 @@ def cluster_stream_specs(
     row = service.records.stream(name)
     planned = plan_stream(
         name,
-        row.definition,
+        # The pods are given URLs' passwords in clear; the registry keeps them sealed.
+        unseal_values(service.controller.state.secrets, row.definition),
         binder=binder,
         properties=properties,
         registered=service.registered(),

@@ -31,7 +31,7 @@ from conveyor.errors import NotFoundError, UsageError
 from conveyor.orchestrate.stream_kind import StreamKind
 from conveyor.orchestrate.stream_lineage import StreamLineage
 from conveyor.orchestrate.stream_sandbox import sandboxed
-from conveyor.orchestrate.stream_secrets import hash_stored_tokens
+from conveyor.orchestrate.stream_secrets import hash_stored_tokens, url_sealer
 from conveyor.platform import (
     AppSpec,
     AutoscalingSpec,
@@ -101,6 +101,8 @@ class StreamService:
         self.lineage = StreamLineage(Emitter.from_settings(self.settings))
         controller.droplet_users.append(self._droplets_in_use)
         controller.autoscaling.lag = self._lag_of
+        #: Seals URL options' passwords (a sql sink's --url) before the registry keeps them.
+        self.seal = url_sealer(controller.state)
         hash_stored_tokens(controller.state, self.records)  # rows from before tokens were hashed
 
     # -- user apps ----------------------------------------------------------------
@@ -198,7 +200,8 @@ class StreamService:
 
     def create(self, name: str, definition: str) -> dict[str, Any]:
         apps = self.validate(name, definition)
-        definition = hash_definition(definition)  # the registry keeps no token in clear
+        # The registry keeps no token nor URL password in clear.
+        definition = hash_definition(definition, self.seal)
         self.records.create(name, definition)
         return {"name": name, "definition": mask_definition(definition), "apps": apps}
 
@@ -228,8 +231,8 @@ class StreamService:
 
         row = self.records.stream(name)
         # Tokens as hashes from here on: in the apps' specs, the version, the stream's row.
-        definition = hash_definition(definition or row.definition)
-        properties = hash_properties(definition, properties)
+        definition = hash_definition(definition or row.definition, self.seal)
+        properties = hash_properties(definition, properties, self.seal)
         binder = binder or self._last_binder(name) or self.default_binder
         check_binder_url(binder)  # a typo fails here, not after instances crashed
         progress(f"Checking the binder {shown_binder_url(binder)}...")

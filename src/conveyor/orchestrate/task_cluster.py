@@ -39,6 +39,8 @@ from conveyor.repro.remote import RemoteRecording
 from conveyor.repro.snapshot import snapshot_of_files
 from conveyor.store.blobs import BlobStore
 from conveyor.store.registry import Registry
+from conveyor.store.sealing import mask_sealed, unseal_values
+from conveyor.store.secrets import SecretBox
 from conveyor.store.tasks import TaskRepository
 from conveyor.tasks.catalogue import BUILTINS, TaskApp
 from conveyor.tasks.dsl import Definition
@@ -112,8 +114,11 @@ class ClusterLauncher:
         *,
         target_name: str,
         image: str | None = None,
+        secrets: SecretBox | None = None,
     ) -> None:
         self.target = target
+        #: Unseals a step's sealed parameters (a sql step's URL) into its Job's environment.
+        self.secrets = secrets
         self.apps = apps
         self.materialise = materialise
         self.runs = runs
@@ -137,7 +142,7 @@ class ClusterLauncher:
         execution, step = launch.execution, launch.step
         app = self.app(step.app)
         params = {**execution.params, **step.params}
-        spec, command = self.step_spec(app, params)
+        spec, command = self.step_spec(app, unseal_values(self.secrets, params))
         name = job_name(execution.task, step.name, execution.id, attempt=step.attempts)
         image = self.image or await self.built_image(app, spec, execution.attempts)
         # An image by tag may change under the same name: only a pinned one can be reused.
@@ -190,7 +195,7 @@ class ClusterLauncher:
         request = RunRequest(
             command=list(command),
             cwd=_APP_FOLDER,
-            params={k: str(v) for k, v in params.items() if k != "command"},
+            params=mask_sealed({k: str(v) for k, v in params.items() if k != "command"}),
             name=f"{execution.task}/{step.name}",
             # The task execution, for the step run's OpenLineage parent facet.
             parent={"run": execution.id, "job": execution.task},
@@ -258,7 +263,8 @@ class ClusterLauncher:
         check_on_cluster(definition, self.apps(), self.image)
         step = steps[0]
         app = self.app(step.name)
-        spec, command = self.step_spec(app, {**params, **{a.name: a.value for a in step.arguments}})
+        given = {**params, **{a.name: a.value for a in step.arguments}}
+        spec, command = self.step_spec(app, unseal_values(self.secrets, given))
         image = self.image or await self.built_image(app, spec, 1)
         return await self.target.schedule(
             spec,

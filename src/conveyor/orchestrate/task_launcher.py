@@ -32,6 +32,8 @@ from conveyor.repro.recording import StepRecording
 from conveyor.repro.snapshot import snapshot_of_files
 from conveyor.store.blobs import BlobStore
 from conveyor.store.registry import Registry
+from conveyor.store.sealing import mask_sealed, unseal_values
+from conveyor.store.secrets import SecretBox
 from conveyor.store.tasks import TaskRepository
 from conveyor.tasks.catalogue import BUILTINS, TaskApp
 from conveyor.tasks.errors import TaskError
@@ -101,8 +103,12 @@ class TargetLauncher:
         apps: Callable[[], Mapping[str, TaskApp]],
         materialise: Materialise,
         settings: Settings | None = None,
+        *,
+        secrets: SecretBox | None = None,
     ) -> None:
         self.settings = settings or Settings.from_env()
+        #: Unseals the secrets of a step's parameters (a sql step's URL) as the step starts.
+        self.secrets = secrets
         self.target = target
         self.registry = registry
         self.artifacts = artifacts
@@ -132,7 +138,8 @@ class TargetLauncher:
                 {"app": app.name, "sort": app.sort, "command": app.command, "uri": app.uri}, params
             ),
             cwd=work,
-            params={k: str(v) for k, v in params.items() if k != "command"},
+            # Recorded with the run, shown by `runs show`: sealed secrets masked.
+            params=mask_sealed({k: str(v) for k, v in params.items() if k != "command"}),
             outputs=outputs,
             name=f"{execution.task}/{step.name}",
             env={STATUS_VARIABLE: str(work / STATUS_FILE)},
@@ -146,7 +153,7 @@ class TargetLauncher:
             app=release_app,
             revision=execution.attempts,
             command=recording.command(),
-            env={**recording.env, **self._droplet_env(app)},
+            env={**recording.env, **self._droplet_env(app), **self._clear_params(params)},
             cwd=work,
             # The recorder is this process; the step's command sees its own folders only.
             read_only=self._droplet_paths(app),
@@ -172,6 +179,12 @@ class TargetLauncher:
             self.records.remember(key, record.id, chosen)
         failure = None if code == 0 else (record.error or None)
         return StepResult(code, chosen, run_id=record.id, reason=failure)
+
+    def _clear_params(self, params: Mapping[str, str]) -> dict[str, str]:
+        """``CONVEYOR_PARAMS`` with sealed secrets in clear, if any: what the step reads."""
+        given = {k: str(v) for k, v in params.items() if k != "command"}
+        clear = unseal_values(self.secrets, given)
+        return {} if clear == given else {"CONVEYOR_PARAMS": json.dumps(clear)}
 
     def _begin(
         self, run: RunRequest, app: TaskApp, inputs: Mapping[str, str], release_app: str

@@ -14,6 +14,9 @@ from collections.abc import Mapping
 from typing import Any, Protocol
 
 from conveyor.errors import UsageError
+from conveyor.orchestrate.task_secrets import seal_properties
+from conveyor.store.sealing import mask_sealed
+from conveyor.store.secrets import SecretBox
 from conveyor.store.tasks import TaskRepository
 from conveyor.tasks.schedules import WHEN_BUSY, Schedule, decide
 
@@ -54,10 +57,14 @@ class Launches(Protocol):
 class TaskScheduler:
     """Schedules of one task service; :meth:`run` is the loop the platform starts."""
 
-    def __init__(self, tasks: Launches, clock: WallClock) -> None:
+    def __init__(
+        self, tasks: Launches, clock: WallClock, *, secrets: SecretBox | None = None
+    ) -> None:
         self.tasks = tasks
         self.records = tasks.records
         self.clock = clock
+        #: Seals URLs' passwords in a schedule's parameters (``app.load.url=...``) at rest.
+        self.secrets = secrets
 
     def create(
         self,
@@ -88,8 +95,8 @@ class TaskScheduler:
             task,
             cron,
             timezone,
-            dict(params or {}),
-            dict(properties or {}),
+            self._sealed(params or {}),
+            self._sealed(properties or {}),
             catch_up=catch_up,
             when_busy=when_busy,
             target=target,
@@ -97,20 +104,23 @@ class TaskScheduler:
         )
         schedule.next_fire = schedule.parsed().next_after(self.clock.wall())
         self.records.save_schedule(schedule.to_json(), new=True)
-        return schedule.to_json()
+        return _shown(schedule)
+
+    def _sealed(self, values: Mapping[str, str]) -> dict[str, str]:
+        return dict(values) if self.secrets is None else seal_properties(self.secrets, values)
 
     def schedules(self) -> list[dict[str, Any]]:
-        return self.records.schedules()
+        return [mask_sealed(doc) for doc in self.records.schedules()]
 
     def get(self, name: str) -> dict[str, Any]:
-        return self.records.schedule(name)
+        return dict(mask_sealed(self.records.schedule(name)))
 
     def pause(self, name: str) -> dict[str, Any]:
         schedule = Schedule.from_json(self.records.schedule(name))
         schedule.paused = True
         schedule.note(self.clock.wall(), "paused")
         self.records.save_schedule(schedule.to_json())
-        return schedule.to_json()
+        return _shown(schedule)
 
     def resume(self, name: str) -> dict[str, Any]:
         """Unpause; the next fire time counts from now (paused fire times are not caught up)."""
@@ -120,7 +130,7 @@ class TaskScheduler:
         schedule.next_fire = schedule.parsed().next_after(now)
         schedule.note(now, "resumed")
         self.records.save_schedule(schedule.to_json())
-        return schedule.to_json()
+        return _shown(schedule)
 
     def destroy(self, name: str) -> None:
         self.records.delete_schedule(name)
@@ -177,3 +187,8 @@ class TaskScheduler:
             longest = _QUEUED_SLEEP if any(s.get("queued") for s in active) else _MAX_SLEEP
             wait = min([longest, *(at - now for at in upcoming)])
             await self.clock.sleep(max(0.05, wait))
+
+
+def _shown(schedule: Schedule) -> dict[str, Any]:
+    """A schedule as answered: sealed secrets in its parameters masked."""
+    return dict(mask_sealed(schedule.to_json()))

@@ -21,6 +21,7 @@ from typing import Any
 from conveyor.errors import NotFoundError, UsageError
 from conveyor.orchestrate.task_cluster import ClusterLauncher, StepRuns, check_on_cluster
 from conveyor.orchestrate.task_launcher import TargetLauncher
+from conveyor.orchestrate.task_secrets import seal_definition, seal_properties, seal_stored_tasks
 from conveyor.platform import (
     Controller,
     KubernetesTarget,
@@ -28,6 +29,7 @@ from conveyor.platform import (
     Staging,
     check_upload_path,
 )
+from conveyor.store.sealing import mask_sealed
 from conveyor.store.tasks import TaskRepository
 from conveyor.tasks.catalogue import BUILTINS, TaskApp, check_apps, parse_python_uri
 from conveyor.tasks.dsl import check_task_name, parse_definition, to_graph
@@ -61,6 +63,10 @@ class TaskService:
     ):
         self.controller = controller
         self.records = TaskRepository(controller.state.registry)
+        #: Seals URLs' passwords (a sql step's --url) before the registry keeps them.
+        self.secrets = controller.state.secrets
+        if self.secrets is not None:  # rows from before they were sealed
+            seal_stored_tasks(self.secrets, self.records)
         self.width = width
         self.runs_dir = runs_dir
         self.launcher = TargetLauncher(
@@ -70,6 +76,7 @@ class TaskService:
             controller.dir / "task-work",
             self.apps,
             controller.droplets.materialise,
+            secrets=self.secrets,
         )
         #: Kubernetes targets by name (injected by the server), for executions run there.
         self.clusters = clusters
@@ -149,7 +156,10 @@ class TaskService:
         check_task_name(name)
         parsed = parse_definition(definition)
         check_apps(parsed, self.apps())
-        return {
+        if self.secrets is not None:  # shown with URLs' passwords masked
+            definition = seal_definition(self.secrets, definition)
+            parsed = parse_definition(definition)
+        shown = {
             "name": name,
             "definition": definition,
             "steps": [
@@ -162,18 +172,21 @@ class TaskService:
             ],
             "graph": to_graph(parsed).to_json(),
         }
+        return dict(mask_sealed(shown))  # sealed URL passwords as ***
 
     def create(self, name: str, definition: str) -> dict[str, Any]:
-        checked = self.validate(name, definition)
+        self.validate(name, definition)
+        if self.secrets is not None:  # the registry keeps no URL's password in clear
+            definition = seal_definition(self.secrets, definition)
         self.records.create(name, definition)
-        return checked
+        return self.validate(name, definition)
 
     def list_tasks(self) -> list[dict[str, Any]]:
         last: dict[str, str] = {}
         for doc in reversed(self.records.executions()):
             last[doc["task"]] = doc["state"]
         return [
-            {"name": name, "definition": text, "last_execution": last.get(name)}
+            {"name": name, "definition": mask_sealed(text), "last_execution": last.get(name)}
             for name, text in self.records.tasks()
         ]
 
@@ -222,12 +235,15 @@ class TaskService:
                 raise UsageError(
                     f"property {key!r} is not for a step; expected app.<step>.<option>=value"
                 )
+        if self.secrets is not None:  # kept with the execution: URLs' passwords sealed
+            params = seal_properties(self.secrets, params or {})
+            properties = seal_properties(self.secrets, properties or {})
         execution = new_execution(
             name, definition, text, params=params, properties=properties, no_cache=no_cache
         )
         execution.target, execution.image = target, image
         self._start(execution)
-        return execution.to_json()
+        return dict(mask_sealed(execution.to_json()))
 
     def _start(self, execution: Execution) -> None:
         definition = parse_definition(execution.definition)
@@ -252,6 +268,7 @@ class TaskService:
             runs,
             target_name=target,
             image=image,
+            secrets=self.secrets,
         )
 
     def cluster(self, target: str) -> KubernetesTarget:
@@ -269,7 +286,7 @@ class TaskService:
         if running is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.shield(running[1])
-        return self.records.execution(doc["id"])
+        return self.status(doc["id"])
 
     def is_running(self, execution_id: str) -> bool:
         """Whether this platform is running that execution now."""
@@ -281,7 +298,7 @@ class TaskService:
         return [_summary(doc) for doc in self.records.executions(task)]
 
     def status(self, execution_id: str) -> dict[str, Any]:
-        return self.records.execution(execution_id)
+        return dict(mask_sealed(self.records.execution(execution_id)))
 
     def log(self, execution_id: str, step: str | None = None) -> list[dict[str, Any]]:
         """Each step's recorded output (its run's stdout and stderr), in the order they ran."""
@@ -313,7 +330,7 @@ class TaskService:
         running[0].stop()
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.shield(running[1])
-        return self.records.execution(doc["id"])
+        return self.status(doc["id"])
 
     async def restart(
         self, execution_id: str, params: Mapping[str, str] | None = None
@@ -327,9 +344,11 @@ class TaskService:
             )
         execution = Execution.from_json(doc)
         check_apps(parse_definition(execution.definition), self.apps())
+        if self.secrets is not None and params is not None:
+            params = seal_properties(self.secrets, params)
         prepare_restart(execution, params)
         self._start(execution)
-        return execution.to_json()
+        return dict(mask_sealed(execution.to_json()))
 
     def recover(self) -> int:
         """At start-up: executions a killed platform left RUNNING become STOPPED, restartable."""

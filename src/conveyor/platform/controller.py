@@ -53,6 +53,7 @@ from conveyor.platform.target import Progress, Release, Target
 from conveyor.store.apps import AppRepository, RevisionRecord
 from conveyor.store.blobs import BlobStore
 from conveyor.store.registry import Registry
+from conveyor.store.sealing import unseal_values
 from conveyor.store.secrets import SecretBox
 
 if TYPE_CHECKING:
@@ -149,6 +150,8 @@ class Controller:
     async def start(self) -> None:
         """Stop what a killed platform left behind, then bring every app back as recorded."""
         await self.target.start()
+        if self.state.seal_stored_env():  # revisions from before variables' secrets were sealed
+            log.info("secrets kept in clear in apps' variables are now sealed")
         for app in self.state.apps():
             try:
                 revision = self.state.revision(app.name, app.revision)
@@ -267,8 +270,14 @@ class Controller:
             revision = self.state.revision(name, app.revision)
             await self.target.scale(self.release(revision), decision.instances)
 
-    async def set_env(self, name: str, values: Mapping[str, str], unset: Sequence[str]) -> int:
-        """A revision with the environment changed; it runs after the next restart."""
+    async def set_env(
+        self, name: str, values: Mapping[str, str], unset: Sequence[str], *, secret: bool = False
+    ) -> int:
+        """A revision with the environment changed; it runs after the next restart. With
+        ``secret`` the values are sealed in the registry whatever their names."""
+        box = self.state.secrets
+        if secret and box is not None:
+            values = {key: box.seal_text(value) for key, value in values.items()}
 
         def change(spec: AppSpec) -> tuple[AppSpec, str]:
             env = dict(spec.env)
@@ -494,8 +503,13 @@ class Controller:
         kind_named(spec.kind).check(spec, files)
 
     def release(self, revision: RevisionRecord) -> Release:
-        """What the target runs for ``revision``: its kind's command, the app's variables ..."""
+        """What the target runs for ``revision``: its kind's command, the app's variables ...
+        (the secrets the registry keeps sealed, in clear)."""
         spec = self.spec(revision)
+        box = self.state.secrets
+        spec = dataclasses.replace(
+            spec, env=unseal_values(box, spec.env), options=unseal_values(box, spec.options)
+        )
         kind = kind_named(spec.kind)
         launch = kind.launch(spec, revision.droplet or {}, self.dir)
         services = self.state.services()

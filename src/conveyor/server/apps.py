@@ -44,6 +44,8 @@ class ScaleIn(Strict):
 class EnvIn(Strict):
     set: dict[str, str] = Field(default_factory=dict)
     unset: list[str] = Field(default_factory=list)
+    #: Seal the values set in the registry whatever their names (secret-named ones always are).
+    secret: bool = False
 
 
 class RollbackIn(Strict):
@@ -87,7 +89,8 @@ def routes(controller: Controller) -> APIRouter:
         for key in [*body.set, *body.unset]:
             if not ENV_KEY.fullmatch(key):
                 raise UsageError(f"{key!r} is not a variable name; use A-Z, 0-9 and '_'")
-        return {"revision": await controller.set_env(name, body.set, body.unset)}
+        revision = await controller.set_env(name, body.set, body.unset, secret=body.secret)
+        return {"revision": revision}
 
     @api.post("/v1/apps/{name}/restart", summary="Roll onto the newest revision (JSON lines)")
     async def restart(name: AppName) -> StreamingResponse:

@@ -88,7 +88,7 @@ def task_services(
     """
     tasks = TaskService(controller, runs_dir=runs_dir, clusters=clusters)
     tasks.recover()
-    schedules = TaskScheduler(tasks, SystemClock())
+    schedules = TaskScheduler(tasks, SystemClock(), secrets=tasks.secrets)
     try:
         loop = asyncio.get_running_loop()
     except RuntimeError:

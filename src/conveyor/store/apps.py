@@ -3,7 +3,8 @@
 Apps, their revisions, events, user-provided services and the processes a
 platform started: everything a restarted platform needs to bring its apps
 back. Service credentials are sealed (:mod:`conveyor.store.secrets`) when a
-box is given: the database file alone does not reveal them. A revision's
+box is given: the database file alone does not reveal them; so are the
+secrets in a revision's variables (:func:`conveyor.store.sealing.seal_env`). A revision's
 spec is stored as the JSON the platform's ``AppSpec`` writes
 (:mod:`conveyor.platform.spec` reads it back); nothing here knows about
 running processes.
@@ -22,6 +23,7 @@ import sqlalchemy as sa
 from conveyor.errors import NotFoundError, StoreError
 from conveyor.store import schema
 from conveyor.store.registry import Registry
+from conveyor.store.sealing import seal_env
 from conveyor.store.secrets import SecretBox
 
 __all__ = ["AppRecord", "AppRepository", "EventRecord", "RevisionRecord"]
@@ -149,7 +151,7 @@ class AppRepository:
                 number=(last or 0) + 1,
                 created_at=time.time(),
                 description=description,
-                spec=dict(spec),
+                spec=self._sealed_spec(spec),
                 files=None if files is None else dict(files),
                 droplet=None if droplet is None else dict(droplet),
             )
@@ -179,8 +181,26 @@ class AppRepository:
             conn.execute(
                 table.update()
                 .where(table.c.app == app, table.c.number == number)
-                .values(spec=dict(spec))
+                .values(spec=self._sealed_spec(spec))
             )
+
+    def _sealed_spec(self, spec: Mapping[str, Any]) -> dict[str, Any]:
+        """``spec`` as kept: the secrets in its variables sealed (when there is a box)."""
+        env = spec.get("env")
+        if self.secrets is None or not env:
+            return dict(spec)
+        return {**spec, "env": seal_env(self.secrets, env)}
+
+    def seal_stored_env(self) -> int:
+        """Seal the secrets that revisions kept in clear before they were sealed (a data fix
+        at start-up, no schema change); how many revisions changed."""
+        changed = 0
+        for app in self.apps() if self.secrets is not None else ():
+            for revision in self.revisions(app.name):
+                if self._sealed_spec(revision.spec) != dict(revision.spec):
+                    self.replace_spec(app.name, revision.number, revision.spec)
+                    changed += 1
+        return changed
 
     def revisions(self, app: str) -> list[RevisionRecord]:
         table = schema.platform_revisions

@@ -12,6 +12,9 @@ platform's user can read. The key is made on first use.
 >>> box.unseal(token)                                        # doctest: +SKIP
 {'password': 's3cret'}
 
+The same key seals single texts (:meth:`SecretBox.seal_text`): a URL's password
+or a secret variable of an app (:mod:`conveyor.store.sealing`).
+
 Losing the key file loses the sealed credentials (create the services again);
 back it up with the database if that matters.
 """
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 from collections.abc import Mapping
 from pathlib import Path
@@ -33,10 +37,12 @@ if TYPE_CHECKING:
 
     from conveyor.config import Settings
 
-__all__ = ["SecretBox"]
+__all__ = ["PREFIX", "SEALED_IN_TEXT", "SecretBox"]
 
 #: Every sealed value starts with this, so a sealed value is told from a plain one.
 PREFIX = "sealed:v1:"
+#: A sealed value inside a longer text (a URL's password): the prefix, then Fernet's token.
+SEALED_IN_TEXT = re.compile(re.escape(PREFIX) + r"[A-Za-z0-9_-]+=*")
 
 
 class SecretBox:
@@ -83,6 +89,19 @@ class SecretBox:
             ) from None
         value: dict[str, Any] = json.loads(data)
         return value
+
+    def seal_text(self, value: str) -> str:
+        """``value`` sealed as one token (empty, or sealed already: kept as it is)."""
+        if not value or self.is_sealed(value):
+            return value
+        return self.seal({"text": value})
+
+    def unseal_text(self, text: str) -> str:
+        """``text`` with every token :meth:`seal_text` made in it (whole or inside a URL,
+        say) replaced by what it seals."""
+        if PREFIX not in text:
+            return text
+        return SEALED_IN_TEXT.sub(lambda found: str(self.unseal(found.group())["text"]), text)
 
     # -- the key ------------------------------------------------------------
 

@@ -65,6 +65,13 @@ class TaskRepository:
                 sa.insert(table).values(name=name, definition=definition, created_at=time.time())
             )
 
+    def replace_definition(self, name: str, definition: str) -> None:
+        """Rewrite a task's definition in place: for data fixes only (a URL's password kept
+        in clear before the registry sealed it)."""
+        table = schema.task_definitions
+        with self.registry.transaction() as conn:
+            conn.execute(sa.update(table).where(table.c.name == name).values(definition=definition))
+
     def definition(self, name: str) -> str:
         table = schema.task_definitions
         with self.registry.transaction() as conn:

@@ -10,7 +10,9 @@ specs), the values of hashed options become salted hashes
 (:func:`conveyor.streams.token_hash.hash_token`): the http source's
 ``--auth-token`` is checked against its hash, so the registry never holds the
 token. What an app sends elsewhere (a URL's password) it needs as it was
-given: that is kept as given, masked only when shown.
+given: the caller passes ``seal`` (the platform seals the password with the
+services' key, :func:`conveyor.store.sealing.seal_url`), and the platform
+unseals it into the app's environment when an instance starts.
 
 >>> mask_definition("http --path=/tx --auth-token=s3cret | log")
 'http --path=/tx --auth-token=*** | log'
@@ -85,8 +87,19 @@ def _masked(app: str, key: str, value: str) -> str:
     return _without_password(value) if key in _url_options(app) else value
 
 
-def _hashed(app: str, key: str, value: str) -> str:
-    return hash_token(value) if key in secret_options(app, hashed=True) else value
+#: Seals the password of a URL option's value (the platform's key); None: kept as given.
+Seal = Callable[[str], str] | None
+
+
+def _kept(seal: Seal) -> Callable[[str, str, str], str]:
+    """How the registry keeps option ``key`` of ``app``: hashed, its URL's password sealed."""
+
+    def new(app: str, key: str, value: str) -> str:
+        if key in secret_options(app, hashed=True):
+            return hash_token(value)
+        return seal(value) if seal is not None and key in _url_options(app) else value
+
+    return new
 
 
 def _rewrite_definition(definition: str, new: Callable[[str, str, str], str]) -> str:
@@ -146,17 +159,21 @@ def mask_options(app: str, options: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def hash_options(app: str, options: Mapping[str, Any]) -> dict[str, Any]:
+def hash_options(app: str, options: Mapping[str, Any], seal: Seal = None) -> dict[str, Any]:
     """One app's options as the registry keeps them (see :func:`hash_definition`)."""
-    return {k: _hashed(app, k, v) if isinstance(v, str) and v else v for k, v in options.items()}
+    new = _kept(seal)
+    return {k: new(app, k, v) if isinstance(v, str) and v else v for k, v in options.items()}
 
 
-def hash_definition(definition: str) -> str:
-    """``definition`` as the registry keeps it: hashed options' values as salted hashes
-    (values that are hashes already are kept, so this can be applied again)."""
-    return _rewrite_definition(definition, _hashed)
+def hash_definition(definition: str, seal: Seal = None) -> str:
+    """``definition`` as the registry keeps it: hashed options' values as salted hashes,
+    with ``seal`` URL options' passwords sealed (values that are hashes or sealed already
+    are kept, so this can be applied again)."""
+    return _rewrite_definition(definition, _kept(seal))
 
 
-def hash_properties(definition: str, properties: Mapping[str, str]) -> dict[str, str]:
+def hash_properties(
+    definition: str, properties: Mapping[str, str], seal: Seal = None
+) -> dict[str, str]:
     """Deployment properties as the registry keeps them (see :func:`hash_definition`)."""
-    return _rewrite_properties(definition, properties, _hashed)
+    return _rewrite_properties(definition, properties, _kept(seal))
