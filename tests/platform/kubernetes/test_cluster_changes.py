@@ -76,6 +76,12 @@ def test_set_env_restart_rollback_and_events_on_a_target(
     platform, api = cluster
     push_playing(platform, api, "--image", f"triage={IMAGE}")
     _replica_set(api, 1)
+    api.send(  # the controller's own count, which a change must not take over
+        "PATCH",
+        DEPLOYMENT,
+        {"metadata": {"annotations": {"deployment.kubernetes.io/revision": "1"}}},
+        "application/merge-patch+json",
+    )
 
     # set-env: a new revision, same image, applied server-side and rolled out now.
     before = len(api.requests())
@@ -93,6 +99,7 @@ def test_set_env_restart_rollback_and_events_on_a_target(
     assert template["spec"]["containers"][0]["image"] == IMAGE
     assert "status" not in sent.data
     assert "resourceVersion" not in sent.data["metadata"]
+    assert "deployment.kubernetes.io/revision" not in sent.data["metadata"]["annotations"]
     _replica_set(api, 2)
 
     unset = platform.cli("unset-env", "triage", "LEVEL", "--target", "prod").stdout

@@ -67,6 +67,13 @@ def revision_of(obj: Mapping[str, Any]) -> int:
     return int(version) if version.isdigit() else 0
 
 
+def _again(live: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of a live Deployment to apply again, without what its controller writes."""
+    deployment = reapplicable(copy.deepcopy(dict(live)))
+    (deployment["metadata"].get("annotations") or {}).pop(_CONTROLLER_REVISION, None)
+    return deployment
+
+
 def _relabel(deployment: dict[str, Any], revision: int, change: str | None) -> dict[str, Any]:
     """The Deployment and its pod template labelled as ``revision`` (its variable too)."""
     template = deployment["spec"]["template"]
@@ -92,7 +99,7 @@ def with_env(
             raise UsageError(f"{key!r} is not a variable name (letters, digits and _)")
         if key in PLATFORM_VARIABLES:
             raise UsageError(f"{key} is set by the platform on every pod of {app!r}")
-    deployment = reapplicable(copy.deepcopy(dict(live)))
+    deployment = _again(live)
     box = deployment["spec"]["template"]["spec"]["containers"][0]
     env: list[dict[str, Any]] = list(box.get("env") or ())
     present = {item.get("name") for item in env}
@@ -108,7 +115,7 @@ def with_env(
 
 def with_restart(live: Mapping[str, Any], at: datetime) -> dict[str, Any]:
     """The live Deployment again, its pod template stamped: every pod is replaced."""
-    deployment = reapplicable(copy.deepcopy(dict(live)))
+    deployment = _again(live)
     meta = deployment["spec"]["template"].setdefault("metadata", {})
     meta.setdefault("annotations", {})[RESTARTED_AT] = at.isoformat(timespec="seconds")
     return deployment
@@ -147,7 +154,7 @@ def rolled_back(
     live: Mapping[str, Any], template: Mapping[str, Any], *, to: int, revision: int
 ) -> dict[str, Any]:
     """The live Deployment running revision ``to``'s pod template again, as ``revision``."""
-    deployment = reapplicable(copy.deepcopy(dict(live)))
+    deployment = _again(live)
     again = copy.deepcopy(dict(template))
     (again.get("metadata") or {}).get("annotations", {}).pop(RESTARTED_AT, None)
     deployment["spec"]["template"] = again
