@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -166,3 +166,47 @@ def logs_on(target: str, name: str, recent: int, *, follow: bool) -> None:
 def delete_on(target: str, name: str) -> None:
     gone = connect().call("DELETE", f"/v1/targets/{target}/apps/{name}")
     click.echo(f"{name}: deleted from {target} ({', '.join(gone['kinds'])})")
+
+
+def _operation_on(target: str, name: str, action: str, body: Any = None) -> dict[str, Any]:
+    """A change rolled out on the target, its progress echoed; the result."""
+    result: dict[str, Any] = connect().operation(
+        f"/v1/targets/{target}/apps/{name}/{action}", body, echo=lambda m: say(f"{name}: {m}")
+    )
+    return result
+
+
+def set_env_on(target: str, name: str, values: dict[str, str], unset: list[str]) -> None:
+    """A new revision with the variables changed, rolled out now (no restart needed)."""
+    result = _operation_on(target, name, "env", {"set": values, "unset": unset})
+    verb, keys = ("sets", list(values)) if values else ("unsets", unset)
+    click.echo(
+        f"{name}: revision {result['revision']} {verb} {', '.join(keys)}, rolled out on {target}"
+    )
+
+
+def restart_on(target: str, name: str) -> None:
+    result = _operation_on(target, name, "restart")
+    click.echo(f"{name}: revision {result['revision']} restarted on {target} (every pod replaced)")
+
+
+def rollback_on(target: str, name: str, revision: int | None) -> None:
+    result = _operation_on(target, name, "rollback", {"revision": revision})
+    click.echo(f"{name}: {result['message']} on {target}")
+
+
+def revisions_on(target: str, name: str) -> None:
+    for r in connect().call("GET", f"/v1/targets/{target}/apps/{name}/revisions"):
+        mark = "*" if r["deployed"] else " "
+        env = f" env={','.join(r['env'])}" if r["env"] else ""
+        click.echo(f"{mark} {r['number']:>3}  {r['image']}  {r['description']}{env}")
+
+
+def events_on(target: str, name: str, limit: int) -> None:
+    from conveyor.cli.output import when
+
+    for e in connect().call("GET", f"/v1/targets/{target}/apps/{name}/events?limit={limit}"):
+        warning = " (Warning)" if e["type"] != "Normal" else ""
+        times = f" x{e['count']}" if e["count"] > 1 else ""
+        at = when(e["at"]) if e["at"] else "-"
+        click.echo(f"{at}  {e['reason']}  {e['object']}  {e['message']}{warning}{times}")

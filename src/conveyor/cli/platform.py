@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 
@@ -17,9 +17,6 @@ from conveyor.cli.client import connect, say
 from conveyor.cli.output import when
 from conveyor.cli.uploads import manifest_apps, manifest_option, push_body, upload, upload_folder
 from conveyor.errors import UsageError
-
-if TYPE_CHECKING:
-    pass
 
 __all__ = [
     "app_command",
@@ -396,8 +393,15 @@ def logs_command(name: str, follow: bool, recent: int, target: str) -> None:
 @click.command("events")
 @_NAME
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10_000))
-def events_command(name: str, limit: int) -> None:
+@target_option
+def events_command(name: str, limit: int, target: str) -> None:
     """What happened to the app: pushes, stagings, starts, crashes, scaling ..."""
+    if target != "local":
+        from conveyor.cli.kubernetes import events_on
+
+        events_on(target, name, limit)
+
+        return
     for e in connect().call("GET", f"/v1/apps/{name}/events?limit={limit}"):
         click.echo(_event_line(e))
 
@@ -412,8 +416,20 @@ def events_command(name: str, limit: int) -> None:
     help="Keep the value sealed in the registry (names holding PASSWORD, SECRET, TOKEN, KEY "
     "... always are).",
 )
-def set_env_command(name: str, key: str, value: str, secret: bool) -> None:
-    """Set a variable; it takes effect at the next `conveyor restart`."""
+@target_option
+def set_env_command(name: str, key: str, value: str, secret: bool, target: str) -> None:
+    """Set a variable; it takes effect at the next `conveyor restart` (on a target: now)."""
+    if target != "local":
+        if secret:
+            raise UsageError(
+                "--secret seals a value in this platform's registry; a target's Deployment "
+                "holds plain env: keep a secret in a Kubernetes Secret instead"
+            )
+        from conveyor.cli.kubernetes import set_env_on
+
+        set_env_on(target, name, {key: value}, [])
+
+        return
     body = {"set": {key: value}, "secret": secret}
     result = connect().call("POST", f"/v1/apps/{name}/env", body)
     click.echo(f"{name}: revision {result['revision']} sets {key}" + _RESTART.format(name))
@@ -422,8 +438,15 @@ def set_env_command(name: str, key: str, value: str, secret: bool) -> None:
 @click.command("unset-env")
 @_NAME
 @click.argument("key")
-def unset_env_command(name: str, key: str) -> None:
-    """Remove a variable; it takes effect at the next `conveyor restart`."""
+@target_option
+def unset_env_command(name: str, key: str, target: str) -> None:
+    """Remove a variable; it takes effect at the next `conveyor restart` (on a target: now)."""
+    if target != "local":
+        from conveyor.cli.kubernetes import set_env_on
+
+        set_env_on(target, name, {}, [key])
+
+        return
     result = connect().call("POST", f"/v1/apps/{name}/env", {"unset": [key]})
     click.echo(f"{name}: revision {result['revision']} unsets {key}" + _RESTART.format(name))
 
@@ -437,8 +460,15 @@ def _operation(name: str, action: str, body: Any = None) -> None:
 
 @click.command("restart")
 @_NAME
-def restart_command(name: str) -> None:
+@target_option
+def restart_command(name: str, target: str) -> None:
     """Roll every instance onto the newest revision, without downtime."""
+    if target != "local":
+        from conveyor.cli.kubernetes import restart_on
+
+        restart_on(target, name)
+
+        return
     _operation(name, "restart")
 
 
@@ -486,8 +516,15 @@ def delete_command(name: str, yes: bool, target: str) -> None:
 
 @click.command("revisions")
 @_NAME
-def revisions_command(name: str) -> None:
+@target_option
+def revisions_command(name: str, target: str) -> None:
     """The app's kept revisions; the deployed one is marked with *."""
+    if target != "local":
+        from conveyor.cli.kubernetes import revisions_on
+
+        revisions_on(target, name)
+
+        return
     for r in connect().call("GET", f"/v1/apps/{name}/revisions"):
         mark = "*" if r["deployed"] else " "
         env = f" env={','.join(r['env'])}" if r["env"] else ""
@@ -501,67 +538,24 @@ def revisions_command(name: str) -> None:
 
 @click.command("rollback")
 @_NAME
-@click.option("--revision", required=True, type=click.IntRange(1), help="The revision to run.")
-def rollback_command(name: str, revision: int) -> None:
+@click.option(
+    "--revision",
+    "--to",
+    type=click.IntRange(1),
+    help="The revision to run (on a target, default: the one before the running one).",
+)
+@target_option
+def rollback_command(name: str, revision: int | None, target: str) -> None:
     """Run a kept revision again (as a new revision), without downtime."""
+    if target != "local":
+        from conveyor.cli.kubernetes import rollback_on
+
+        rollback_on(target, name, revision)
+
+        return
+    if revision is None:
+        raise UsageError("give the revision to run: --revision N (see `conveyor revisions APP`)")
     _operation(name, "rollback", {"revision": revision})
-
-
-# -- services ---------------------------------------------------------------------------
-
-
-@click.command("create-service")
-@click.argument("service")
-@click.option("-p", "--parameters", required=True, help="Credentials as a JSON object.")
-def create_service_command(service: str, parameters: str) -> None:
-    """Create (or update) a user-provided service: credentials apps get when bound."""
-    try:
-        credentials = json.loads(parameters)
-    except ValueError as exc:
-        raise UsageError(f"-p is not JSON: {exc}") from None
-    if not isinstance(credentials, dict):
-        raise UsageError('-p must be a JSON object, e.g. \'{"url": "postgresql://..."}\'')
-    result = connect().call("POST", "/v1/services", {"name": service, "credentials": credentials})
-    click.echo(f"service {service} {'created' if result['created'] else 'updated'}")
-
-
-@click.command("services")
-def services_command() -> None:
-    """User-provided services and the apps bound to them."""
-    services = connect().call("GET", "/v1/services")
-    if not services:
-        click.echo("No services. Create one with `conveyor create-service NAME -p '{...}'`.")
-    for s in services:
-        click.echo(
-            f"{s['name']}  keys: {', '.join(s['keys']) or '-'}  "
-            f"bound to: {', '.join(s['bound_to']) or '-'}"
-        )
-
-
-@click.command("delete-service")
-@click.argument("service")
-def delete_service_command(service: str) -> None:
-    """Delete a service that no app is bound to."""
-    connect().call("DELETE", f"/v1/services/{service}")
-    click.echo(f"service {service} deleted")
-
-
-@click.command("bind-service")
-@_NAME
-@click.argument("service")
-def bind_service_command(name: str, service: str) -> None:
-    """Bind a service: its credentials arrive in CONVEYOR_SERVICES after a restart."""
-    result = connect().call("PUT", f"/v1/apps/{name}/services/{service}")
-    click.echo(f"{name}: revision {result['revision']} binds {service}" + _RESTART.format(name))
-
-
-@click.command("unbind-service")
-@_NAME
-@click.argument("service")
-def unbind_service_command(name: str, service: str) -> None:
-    """Unbind a service (takes effect after a restart)."""
-    result = connect().call("DELETE", f"/v1/apps/{name}/services/{service}")
-    click.echo(f"{name}: revision {result['revision']} unbinds {service}" + _RESTART.format(name))
 
 
 @click.group("droplets")

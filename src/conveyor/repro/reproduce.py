@@ -89,6 +89,21 @@ def _command_for(run: RunRecord, venv: Path | None) -> list[str]:
     return command
 
 
+def _refuse_remote(run: RunRecord) -> None:
+    """A step run recorded from a cluster's Job ran in an image there, not on this machine:
+    re-running its command here would reproduce nothing of it."""
+    if not run.environment.get("remote"):
+        return
+    where = run.environment.get("kubernetes") or {}
+    target = where.get("target") or "its target"
+    task = run.experiment or "TASK"
+    raise RunError(
+        f"run {run.id[:12]} ran in image {run.environment.get('image') or '?'} on target "
+        f"{target} (Job {where.get('job') or '?'}), not on this machine; re-run it there "
+        f"with `conveyor task launch {task} --target {target}`"
+    )
+
+
 def reproduce(
     run_id: str,
     settings: Settings,
@@ -103,6 +118,7 @@ def reproduce(
         original = registry.get_run(run_id)
     if not original.status.final:
         raise RunError(f"run {original.id[:12]} is still RUNNING; reproduce it once it ends")
+    _refuse_remote(original)
     snapshot = original.code.get("snapshot")
     if not snapshot:
         raise RunError(f"run {original.id[:12]} has no code snapshot to reproduce from")

@@ -1,4 +1,5 @@
-"""Apps on a Kubernetes target: push, list, show, scale, logs and delete, by target name.
+"""Apps on a Kubernetes target: push, list, show, scale, logs, set-env, restart, rollback,
+events and delete, by target name.
 
 The cluster keeps their state (the objects and their labels); the platform
 only stages the droplet and asks the image builder for its image. Every call
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path as PathType
 from typing import Annotated, Any, Protocol
 
@@ -19,6 +20,7 @@ from pydantic import Field
 
 from conveyor.errors import UsageError
 from conveyor.platform.controller import Controller
+from conveyor.platform.kubernetes.changes import revision_row
 from conveyor.platform.kubernetes.config import KubernetesConfig
 from conveyor.platform.kubernetes.models import ArtifactRoots, publish_model
 from conveyor.platform.kubernetes.render import check_app, model_lineage, stored_model
@@ -40,7 +42,7 @@ from conveyor.server._common import (
     ndjson,
     operation,
 )
-from conveyor.server.apps import PushIn
+from conveyor.server.apps import EnvIn, PushIn
 from conveyor.store.targets import LOCAL, TargetRepository
 
 __all__ = [
@@ -166,6 +168,11 @@ class ClusterScaleIn(Strict):
     instances: int = Field(ge=0, le=MAX_INSTANCES)
 
 
+class ClusterRollbackIn(Strict):
+    #: The kept revision to run again; None: the one before the running one.
+    revision: int | None = Field(None, ge=1)
+
+
 def routes(
     controller: Controller, builders: BuilderFactory | None, roots: ArtifactRoots
 ) -> APIRouter:
@@ -193,6 +200,8 @@ def routes(
 
         async def work(progress: Progress) -> dict[str, Any]:
             revision = await io(cluster.next_revision, name)
+            # As locally: variables set with set-env outlive a push; the manifest's win.
+            app = dataclasses.replace(spec, env={**await io(cluster.variables, name), **spec.env})
             droplet: dict[str, Any] = {}
             image = body.image
             blob = await published(controller, roots, spec, cluster.config, progress)
@@ -201,7 +210,7 @@ def routes(
             elif image is None:
                 droplet = dict(await controller.stage(spec, files_of(body.files), progress) or {})
             objects = await cluster.push(
-                spec,
+                app,
                 revision=revision,
                 droplet=droplet,
                 progress=progress,
@@ -253,6 +262,67 @@ def routes(
             return StreamingResponse(stream(), media_type="application/x-ndjson")
         found = await io(lambda: cluster.logs(name, lines=lines))
         return {"lines": found}
+
+    def rolled(
+        target_name: str, change: Callable[[KubernetesTarget, Progress], Awaitable[dict[str, Any]]]
+    ) -> StreamingResponse:
+        """A change to a running app on the target, its rollout streamed as JSON lines."""
+        cluster = target(target_name)
+        return operation(lambda progress: change(cluster, progress))
+
+    @api.post(
+        "/v1/targets/{target_name}/apps/{name}/env",
+        summary="Set or unset variables: a new revision, rolled out (JSON lines)",
+    )
+    async def set_env(target_name: TargetName, name: AppName, body: EnvIn) -> StreamingResponse:
+        async def change(cluster: KubernetesTarget, progress: Progress) -> dict[str, Any]:
+            revision = await cluster.set_env(name, body.set, body.unset, progress)
+            return {"revision": revision, "message": f"revision {revision} rolled out"}
+
+        return rolled(target_name, change)
+
+    @api.post(
+        "/v1/targets/{target_name}/apps/{name}/restart",
+        summary="Replace every pod, rolling (JSON lines)",
+    )
+    async def restart(target_name: TargetName, name: AppName) -> StreamingResponse:
+        async def change(cluster: KubernetesTarget, progress: Progress) -> dict[str, Any]:
+            revision = await cluster.restart(name, progress)
+            return {"revision": revision, "message": f"revision {revision} restarted"}
+
+        return rolled(target_name, change)
+
+    @api.post(
+        "/v1/targets/{target_name}/apps/{name}/rollback",
+        summary="Run a kept revision again as a new one, rolled out (JSON lines)",
+    )
+    async def rollback(
+        target_name: TargetName, name: AppName, body: ClusterRollbackIn
+    ) -> StreamingResponse:
+        async def change(cluster: KubernetesTarget, progress: Progress) -> dict[str, Any]:
+            revision, ran = await cluster.rollback(name, body.revision, progress)
+            message = f"revision {revision} (revision {ran} again) rolled out"
+            return {"revision": revision, "from": ran, "message": message}
+
+        return rolled(target_name, change)
+
+    @api.get(
+        "/v1/targets/{target_name}/apps/{name}/revisions",
+        summary="The revisions the cluster keeps (its ReplicaSets), newest first",
+    )
+    async def revisions(target_name: TargetName, name: AppName) -> list[dict[str, Any]]:
+        cluster = target(target_name)
+        live, kept = await io(lambda: (cluster.revision(name), cluster.revisions(name)))
+        return [revision_row(n, template, deployed=n == live) for n, template in kept.items()]
+
+    @api.get("/v1/targets/{target_name}/apps/{name}/events", summary="The app's cluster events")
+    async def events(
+        target_name: TargetName,
+        name: AppName,
+        limit: Annotated[int, Query(ge=1, le=10_000)] = 50,
+    ) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = await io(target(target_name).events, name)
+        return found[-limit:]
 
     @api.delete("/v1/targets/{target_name}/apps/{name}", summary="Delete every object of an app")
     async def delete(target_name: TargetName, name: AppName) -> dict[str, Any]:

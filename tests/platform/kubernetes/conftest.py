@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Iterator
+import subprocess
+import threading
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -13,6 +15,7 @@ import pytest
 from tests.images.tiny_base import push_tiny_base
 from tests.oci_registry import OciRegistry, start
 from tests.platform.control import Platform, running_platform
+from tests.waiting import eventually
 
 from .fake_api import CONTEXT, NAMESPACE, FakeApi, fake_api
 
@@ -82,3 +85,32 @@ def unreachable_target(platform: Platform, name: str) -> str:
         "--namespace", NAMESPACE, "--registry", f"{closed}/ds", "--base-image", f"{closed}/b:1",
     )  # fmt: skip
     return closed
+
+
+#: A Deployment of 2 replicas, all updated and available: what its controller reports.
+READY = {"replicas": 2, "updatedReplicas": 2, "readyReplicas": 2, "availableReplicas": 2}
+
+
+def push_playing(
+    platform: Platform,
+    api: FakeApi,
+    *args: str,
+    app: str = "triage",
+    after: str = "Ingress",
+    status: Mapping[str, int] = READY,
+    target: str = "prod",
+    timeout: float = 300,
+) -> subprocess.CompletedProcess[str]:
+    """`conveyor push --target TARGET ...` while the test plays the Deployment controller:
+    ``app``'s replicas report ``status`` once its object of kind ``after`` is applied."""
+
+    def controller() -> None:
+        eventually(lambda: app in api.objects(after), what=f"the {after} applied")
+        api.set_status("Deployment", app, dict(status))
+
+    playing = threading.Thread(target=controller)
+    playing.start()
+    try:
+        return platform.cli("push", "--target", target, *args, timeout=timeout)
+    finally:
+        playing.join(60)

@@ -367,3 +367,36 @@ def test_a_namespace_that_does_not_exist_says_how_to_make_it(api: FakeApi) -> No
         api.cluster().apply(service)
     assert caught.value.message == "namespace 'ds-team' does not exist in context kmock"
     assert caught.value.hint == "kubectl create namespace ds-team"
+
+
+def test_an_autoscaled_apps_changes_leave_replicas_to_the_autoscaler(api: FakeApi) -> None:
+    from conveyor.platform.policy import AutoscalingSpec
+
+    target = KubernetesTarget(api.config(), builder=Builder(), cluster=api.cluster(), poll=0.05)
+    spec = _spec(autoscaling=AutoscalingSpec(min_instances=2, max_instances=6))
+    _, error = _push(api, target, spec, 1, lambda: _becomes_ready(api))
+    assert error is None
+    # The HPA made it 4 (the test plays it): a set-env must not take them back.
+    api.send(
+        "PATCH",
+        f"/apis/apps/v1/namespaces/{NAMESPACE}/deployments/triage",
+        {"spec": {"replicas": 4}},
+        "application/merge-patch+json",
+    )
+    api.set_status("Deployment", "triage", {k: 4 for k in READY})
+    lines: list[str] = []
+    assert asyncio.run(target.set_env("triage", {"LEVEL": "debug"}, [], lines.append)) == 2
+    sent = [r for r in api.requests() if r.method == "PATCH" and r.subresource is None][-1]
+    assert sent.headers["Content-Type"] == APPLY_TYPE
+    assert "replicas" not in sent.data["spec"]
+    assert "rolled out: 4 replicas available" in lines
+    assert api.objects("Deployment")["triage"]["spec"]["replicas"] == 4
+    # No ReplicaSet kept (no controller here): nothing to roll back to, said so.
+    with pytest.raises(Exception, match="app 'triage' has no revision before 2 on the cluster"):
+        asyncio.run(target.rollback("triage", None, lines.append))
+    with pytest.raises(Exception, match="there is no app 'ghost' in namespace 'ds-team'"):
+        asyncio.run(target.set_env("ghost", {"A": "1"}, [], lines.append))
+    with pytest.raises(Exception, match="app 'triage' has no variable NOPE to unset"):
+        asyncio.run(target.set_env("triage", {}, ["NOPE"], lines.append))
+    with pytest.raises(Exception, match="'1X' is not a variable name"):
+        asyncio.run(target.set_env("triage", {"1X": "1"}, [], lines.append))

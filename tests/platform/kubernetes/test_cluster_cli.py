@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 import threading
 from functools import partial
 from pathlib import Path
@@ -19,36 +18,20 @@ from tests.oci_registry import skopeo
 from tests.platform.control import Platform
 from tests.waiting import eventually
 
-from .conftest import registry_or_skip, registry_target, unreachable_target
+from .conftest import READY, push_playing, registry_or_skip, registry_target, unreachable_target
 from .fake_api import CONTEXT, NAMESPACE, FakeApi
 
 pytestmark = pytest.mark.slow
 
 IMAGE = "registry.example.com/ds/triage@sha256:" + "ef" * 32
-READY = {"replicas": 2, "updatedReplicas": 2, "readyReplicas": 2, "availableReplicas": 2}
 ONE_READY = {"replicas": 1, "updatedReplicas": 1, "readyReplicas": 1, "availableReplicas": 1}
-
-
-def _push(platform: Platform, api: FakeApi, *args: str) -> subprocess.CompletedProcess[str]:
-    """`conveyor push --target prod ...` while the test plays the Deployment controller."""
-
-    def controller() -> None:
-        eventually(lambda: "triage" in api.objects("Ingress"), what="the Ingress applied")
-        api.set_status("Deployment", "triage", READY)
-
-    playing = threading.Thread(target=controller)
-    playing.start()
-    try:
-        return platform.cli("push", "--target", "prod", *args)
-    finally:
-        playing.join(60)
 
 
 def test_push_list_show_scale_logs_and_delete_on_a_target(
     cluster: tuple[Platform, FakeApi],
 ) -> None:
     platform, api = cluster
-    pushed = _push(platform, api, "--image", f"triage={IMAGE}")
+    pushed = push_playing(platform, api, "--image", f"triage={IMAGE}")
     assert "triage: revision 1 rolled out on prod with 2 replica(s)" in pushed.stdout
     applied = [r.data for r in api.requests() if r.method == "PATCH" and r.subresource is None]
     rendered = platform.cli("k8s", "render", "--target", "prod", "--image", f"triage={IMAGE}")
@@ -83,7 +66,7 @@ def test_push_list_show_scale_logs_and_delete_on_a_target(
     assert "triage: scaled to 3 replica(s) on prod" in scaled
     assert api.objects("Deployment")["triage"]["spec"]["replicas"] == 3
 
-    again = _push(platform, api, "--image", f"triage={IMAGE}")
+    again = push_playing(platform, api, "--image", f"triage={IMAGE}")
     assert "revision 2 rolled out" in again.stdout
 
     deleted = platform.cli("delete", "triage", "--target", "prod", "-y").stdout
@@ -96,17 +79,7 @@ def test_a_push_builds_the_image_into_the_targets_registry_then_applies_it(
 ) -> None:
     platform, api = cluster
     with registry_target(platform, tmp_path, "built") as registry:
-
-        def controller() -> None:
-            eventually(lambda: "triage" in api.objects("Ingress"), what="the Ingress applied")
-            api.set_status("Deployment", "triage", READY)
-
-        playing = threading.Thread(target=controller)
-        playing.start()
-        try:
-            pushed = platform.cli("push", "--target", "built", timeout=600)
-        finally:
-            playing.join(60)
+        pushed = push_playing(platform, api, target="built", timeout=600)
         assert "triage: revision 1 rolled out on built" in pushed.stdout
         image = api.objects("Deployment")["triage"]["spec"]["template"]["spec"]["containers"][0]
         assert image["image"].startswith(f"{registry.host}/ds/triage@sha256:")

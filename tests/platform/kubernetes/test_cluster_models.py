@@ -15,7 +15,6 @@ import json
 import os
 import socket
 import subprocess
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,6 +29,7 @@ from tests.s3_server import BUCKET, SeaweedFS
 from tests.trained_models import TRAIN
 from tests.waiting import eventually
 
+from .conftest import push_playing
 from .fake_api import CONTEXT, NAMESPACE, FakeApi, fake_api
 
 pytestmark = pytest.mark.slow
@@ -87,21 +87,6 @@ def served(
         yield platform, api, prefix
 
 
-def _push(platform: Platform, api: FakeApi) -> subprocess.CompletedProcess[str]:
-    """`conveyor push --target prod` while the test plays the Deployment controller."""
-
-    def controller() -> None:
-        eventually(lambda: "dx" in api.objects("Service"), what="the Service applied")
-        api.set_status("Deployment", "dx", READY)
-
-    playing = threading.Thread(target=controller)
-    playing.start()
-    try:
-        return platform.cli("push", "--target", "prod", timeout=300)
-    finally:
-        playing.join(60)
-
-
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -145,7 +130,7 @@ def test_a_registered_model_app_on_a_target_is_served_from_the_artifact_root(
     served: tuple[Platform, FakeApi, str], seaweedfs: SeaweedFS, tmp_path: Path
 ) -> None:
     platform, api, prefix = served
-    pushed = _push(platform, api)
+    pushed = push_playing(platform, api, app="dx", after="Service", status=READY)
     assert "dx: revision 1 rolled out on prod" in pushed.stdout
     assert f"uploaded to {prefix}" in pushed.stderr
     deployment = api.objects("Deployment")["dx"]
@@ -186,7 +171,7 @@ def test_a_second_push_finds_the_blob_and_uploads_nothing(
     served: tuple[Platform, FakeApi, str],
 ) -> None:
     platform, api, prefix = served
-    pushed = _push(platform, api)
+    pushed = push_playing(platform, api, app="dx", after="Service", status=READY)
     assert "dx: revision 2 rolled out on prod" in pushed.stdout
     assert f"already in {prefix}" in pushed.stderr
     assert "uploaded" not in pushed.stderr

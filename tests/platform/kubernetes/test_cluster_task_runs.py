@@ -114,6 +114,15 @@ def test_steps_on_a_target_are_recorded_as_runs_and_a_relaunch_is_served_from_th
     assert f"image      {IMAGE}" in shown
     assert re.search(r"job\s+warehouse-load-\S+ on prod", shown), shown
     assert not re.search(r"^\s+python\s", shown, re.MULTILINE), shown  # not this machine's
+    # Its command ran in the image on the cluster: reproduce sends it there, runs nothing here.
+    reproduced = platform.cli("reproduce", rows["extract"][2], check=False)
+    assert reproduced.returncode != 0
+    assert (
+        f"ran in image {IMAGE} on target prod (Job {where['job']}), not on this machine; "
+        "re-run it there with `conveyor task launch warehouse --target prod`"
+    ) in reproduced.stderr, reproduced.stderr
+    assert "Traceback" not in reproduced.stderr
+    assert "Re-running" not in reproduced.stderr
     listed = json.loads(platform.cli("runs", "--experiment", "warehouse", "--json").stdout)
     assert sorted(run["id"][:12] for run in listed) == sorted(row[2] for row in rows.values())
     execution = re.search(r"execution ([0-9a-f]+) of warehouse", first.stdout)

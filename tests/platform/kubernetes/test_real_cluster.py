@@ -12,7 +12,9 @@ cluster whose nodes can pull the image)::
 It makes a namespace of its own (``conveyor-test-<random>``) and deletes it
 after. Here the server's own behaviour is what is checked: server-side apply
 records the ``conveyor`` field manager, the Deployment controller rolls out,
-a revision that never gets ready is put back, a Job runs to its end.
+a revision that never gets ready is put back, a Job runs to its end, and
+set-env, restart and a rollback roll out, the rollback reading the
+controller's ReplicaSets.
 """
 
 from __future__ import annotations
@@ -119,3 +121,23 @@ def test_a_step_runs_as_a_job_and_its_output_comes_back(target: KubernetesTarget
     )
     assert result.exit_code == 0
     assert "trained" in result.lines
+
+
+def test_set_env_restart_and_rollback_roll_out_and_the_replicasets_are_the_history(
+    target: KubernetesTarget,
+) -> None:
+    _push(target, _server("config"), 1, IMAGE)
+    lines: list[str] = []
+    assert asyncio.run(target.set_env("config", {"LEVEL": "debug"}, [], lines.append)) == 2
+    assert asyncio.run(target.restart("config", lines.append)) == 2
+    kept = target.revisions("config")
+    assert set(kept) == {1, 2}  # the restart's ReplicaSet is revision 2's too
+    revision, ran = asyncio.run(target.rollback("config", None, lines.append))
+    assert (revision, ran) == (3, 1)
+    live = target.cluster.get("Deployment", "config") or {}
+    env = {e["name"] for e in live["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert "LEVEL" not in env
+    assert live["metadata"]["labels"]["app.kubernetes.io/version"] == "3"
+    assert live["status"]["availableReplicas"] == 2
+    reasons = {e["reason"] for e in target.events("config")}
+    assert "ScalingReplicaSet" in reasons  # the controller's, on the Deployment

@@ -50,6 +50,7 @@ KINDS: dict[str, Kind] = {
     "Pod": Kind("", "v1", "pods"),
     "Event": Kind("", "v1", "events"),
     "Deployment": Kind("apps", "v1", "deployments"),
+    "ReplicaSet": Kind("apps", "v1", "replicasets"),
     "PodDisruptionBudget": Kind("policy", "v1", "poddisruptionbudgets"),
     "Ingress": Kind("networking.k8s.io", "v1", "ingresses"),
     "HTTPRoute": Kind("gateway.networking.k8s.io", "v1", "httproutes"),
@@ -273,8 +274,9 @@ class Cluster:
                 _raise_for_status(response, response.read())
         return LogStream(response.response, lambda: self._translated("get", "Pod"))
 
-    def events(self, name: str) -> list[dict[str, Any]]:
-        query = [("fieldSelector", f"involvedObject.name={name}")]
+    def events(self, name: str | None = None) -> list[dict[str, Any]]:
+        """The events of the object named ``name`` (every event of the namespace: None)."""
+        query = [("fieldSelector", f"involvedObject.name={name}")] if name else []
         found = self._call("list", "Event", "GET", self.path("Event"), query=query)
         items: list[dict[str, Any]] = found.get("items") or []
         return items

@@ -18,9 +18,19 @@ import contextlib
 import math
 import threading
 from collections.abc import AsyncIterator, Callable, Mapping
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from conveyor.errors import NotFoundError, UsageError
+from conveyor.platform.kubernetes.changes import (
+    app_events,
+    kept_revisions,
+    revision_of,
+    rolled_back,
+    variables,
+    with_env,
+    with_restart,
+)
 from conveyor.platform.kubernetes.client import Cluster, LogStream
 from conveyor.platform.kubernetes.config import KubernetesConfig
 from conveyor.platform.kubernetes.deploy import Rollout, reapplicable
@@ -170,11 +180,7 @@ class KubernetesTarget:
 
     def next_revision(self, app: str) -> int:
         """The revision a push of ``app`` makes: the cluster keeps the state (a label)."""
-        live = self.cluster.get("Deployment", app) or {}
-        version = ((live.get("metadata") or {}).get("labels") or {}).get(
-            "app.kubernetes.io/version", "0"
-        )
-        return int(version) + 1 if str(version).isdigit() else 1
+        return revision_of(self.cluster.get("Deployment", app) or {}) + 1
 
     async def scale(self, app: str, instances: int) -> None:
         if await asyncio.to_thread(self.cluster.get, "Deployment", app) is None:
@@ -211,6 +217,90 @@ class KubernetesTarget:
                 }
             )
         return rows
+
+    # -- changes to a running app: a new revision (or a new template), rolled out --------
+
+    def _live(self, app: str) -> dict[str, Any]:
+        live = self.cluster.get("Deployment", app)
+        if live is None:
+            raise NotFoundError(f"there is no app {app!r} in namespace {self.config.namespace!r}")
+        return live
+
+    async def _roll(self, deployment: dict[str, Any], progress: Progress) -> None:
+        """Apply a changed Deployment and watch its rollout; a failure puts the old one back."""
+        app = str(deployment["metadata"]["name"])
+        if await asyncio.to_thread(self.cluster.get, "HorizontalPodAutoscaler", app):
+            deployment["spec"].pop("replicas", None)  # the autoscaler owns them
+        await self.rollout.deploy([deployment], progress, timeout=_rollout_timeout([deployment]))
+
+    async def set_env(
+        self, app: str, values: Mapping[str, str], unset: list[str], progress: Progress
+    ) -> int:
+        """A new revision with the variables changed (same image), rolled out; its number."""
+        live = await asyncio.to_thread(self._live, app)
+        revision = revision_of(live) + 1
+        await self._roll(with_env(live, values, unset, revision=revision), progress)
+        return revision
+
+    async def restart(self, app: str, progress: Progress) -> int:
+        """Replace every pod (same revision), rolling; the revision running."""
+        live = await asyncio.to_thread(self._live, app)
+        await self._roll(with_restart(live, datetime.now(UTC)), progress)
+        return revision_of(live)
+
+    def variables(self, app: str) -> dict[str, str]:
+        """The app's own variables on the cluster now (none when it is not there)."""
+        live = self.cluster.get("Deployment", app) or {}
+        return variables((live.get("spec") or {}).get("template") or {})
+
+    def revision(self, app: str) -> int:
+        """The revision the app's Deployment runs."""
+        return revision_of(self._live(app))
+
+    def revisions(self, app: str) -> dict[int, dict[str, Any]]:
+        """The pod templates of the revisions the cluster keeps (its ReplicaSets), newest first."""
+        self._live(app)
+        return kept_revisions(self._owned("ReplicaSet", app), app)
+
+    def _owned(self, kind: str, app: str) -> list[dict[str, Any]]:
+        """The app's objects of ``kind`` (filtered here too: a selector is a request)."""
+        wanted = selector(app)
+        return [
+            item
+            for item in self.cluster.items(kind, wanted)
+            if wanted.items() <= ((item.get("metadata") or {}).get("labels") or {}).items()
+        ]
+
+    async def rollback(self, app: str, to: int | None, progress: Progress) -> tuple[int, int]:
+        """Run a kept revision's pod template again as a new revision: (new, the one run)."""
+        live = await asyncio.to_thread(self._live, app)
+        current = revision_of(live)
+        kept = await asyncio.to_thread(self.revisions, app)
+        older = [n for n in kept if n < current]
+        if to is None and not older:
+            raise NotFoundError(f"app {app!r} has no revision before {current} on the cluster")
+        chosen = older[0] if to is None else to
+        if chosen == current:
+            raise UsageError(f"app {app!r} runs revision {current} already")
+        if chosen not in kept:
+            listed = ", ".join(map(str, kept)) or "none"
+            raise NotFoundError(
+                f"the cluster keeps no revision {chosen} of app {app!r} (kept: {listed})",
+                hint="Its ReplicaSets are the history (revisionHistoryLimit 10).",
+            )
+        revision = current + 1
+        await self._roll(rolled_back(live, kept[chosen], to=chosen, revision=revision), progress)
+        return revision, chosen
+
+    def events(self, app: str) -> list[dict[str, Any]]:
+        """The app's events (its objects, ReplicaSets and their pods), oldest first."""
+        self._live(app)
+        owned = [
+            str(item["metadata"]["name"])
+            for kind in ("ReplicaSet", "Pod")
+            for item in self._owned(kind, app)
+        ]
+        return app_events(self.cluster.events(), app, owned)
 
     def status(self, app: str) -> list[dict[str, Any]]:
         """One row per pod of the app: name, phase, ready, restarts, revision."""
