@@ -135,8 +135,11 @@ class ClusterAliasFollower:
         try:
             now = (await asyncio.to_thread(resolve_version, uri, self.registry)).version
             spec = AppSpec.from_json(app, json.loads(notes[APP_SPEC]))
-        except (ConveyorError, ValueError, TypeError) as exc:  # gone, or a spec edited by hand
-            self._report(key, getattr(exc, "message", str(exc)))
+            image = str(live["spec"]["template"]["spec"]["containers"][0]["image"])
+        except (ConveyorError, ValueError, TypeError, LookupError) as exc:
+            # The alias or model is gone, or the Deployment was edited by hand: it keeps
+            # serving what it has.
+            self._report(key, getattr(exc, "message", None) or repr(exc))
             return False
         self._reported.pop(key, None)
         if str(now) == served or self._failed.get(key) == now:
@@ -144,7 +147,6 @@ class ClusterAliasFollower:
         replicas = (live.get("spec") or {}).get("replicas")
         if replicas is not None and spec.autoscaling is None:  # `scale --target` since the push
             spec = dataclasses.replace(spec, instances=int(replicas))
-        image = str(live["spec"]["template"]["spec"]["containers"][0]["image"])
         moved = f"{uri} moved: version {served} -> {now}"
 
         def progress(line: str) -> None:
@@ -156,12 +158,13 @@ class ClusterAliasFollower:
                 publish_model, uri, self.registry, self.artifacts, root, progress
             )
             revision = await asyncio.to_thread(target.next_revision, app)
+            services = await asyncio.to_thread(self.services)
             await target.push(
                 spec,
                 revision=revision,
                 droplet={},
                 progress=progress,
-                services=self.services(),
+                services=services,
                 lineage=model_lineage(spec, blob),
                 image=image,
                 model=blob,
