@@ -44,9 +44,8 @@ def routes(
     def specs(target_name: str, name: str, body: ClusterStreamIn) -> tuple[Any, list[Any]]:
         target = cluster_target(registry, target_name, builders)
         apps = cluster_stream_specs(streams, name, body.binder, body.properties)
-        check_scored_models(
-            name, apps, target.config.artifact_root
-        )  # a 4xx, before anything is sent
+        # A registered model on a target without an artifact root: a 4xx, nothing sent.
+        check_scored_models(name, apps, target.config.artifact_root)
         return target, apps
 
     async def models(
