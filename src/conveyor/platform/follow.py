@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from conveyor.errors import ConveyorError
@@ -29,7 +29,7 @@ from conveyor.errors import ConveyorError
 if TYPE_CHECKING:
     from conveyor.platform.controller import Controller
 
-__all__ = ["AliasFollower"]
+__all__ = ["AliasFollower", "look_every"]
 
 log = logging.getLogger("conveyor.platform.follow")
 
@@ -101,12 +101,17 @@ class AliasFollower:
 
     async def run(self) -> None:
         """Look every ``interval`` seconds until cancelled."""
-        while True:
-            try:
-                await self.check()
-            except Exception:  # a bug here must not stop the platform; the log has it
-                log.exception("following model aliases failed")
-            await asyncio.sleep(self.interval)
+        await look_every(self.interval, self.check, "following model aliases")
+
+
+async def look_every(interval: float, check: Callable[[], Awaitable[object]], what: str) -> None:
+    """``check()`` every ``interval`` seconds until cancelled; a failure is logged, not raised."""
+    while True:
+        try:
+            await check()
+        except Exception:  # a bug here must not stop the platform; the log has it
+            log.exception("%s failed", what)
+        await asyncio.sleep(interval)
 
 
 def _progress(app: str) -> Callable[[str], None]:

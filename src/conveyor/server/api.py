@@ -117,7 +117,7 @@ def create_app(
     api.include_router(cluster_apps.routes(controller, image_builders, roots))
     service = StreamService(controller, settings=settings)
     api.include_router(streams.routes(service))
-    api.include_router(cluster_streams.routes(service, image_builders))
+    api.include_router(cluster_streams.routes(service, image_builders, roots))
     target_registry = TargetRepository(controller.state.registry)
     tasks, schedules = task_services(
         controller,

@@ -11,8 +11,15 @@ from pydantic import Field
 
 from conveyor.errors import NotFoundError
 from conveyor.orchestrate import StreamService
-from conveyor.orchestrate.cluster_streams import cluster_stream_specs
-from conveyor.platform.kubernetes.render import Workload, render_app
+from conveyor.orchestrate.cluster_streams import (
+    check_scored_models,
+    cluster_stream_specs,
+    scored_models,
+)
+from conveyor.platform.kubernetes.models import ArtifactRoots, publish_model
+from conveyor.platform.kubernetes.render import Workload, model_lineage, render_app
+from conveyor.platform.kubernetes.target import KubernetesTarget
+from conveyor.repro.registered import ModelBlob
 from conveyor.server._common import Progress, Strict, operation
 from conveyor.server.cluster_apps import IMAGE_PATTERN, BuilderFactory, TargetName, cluster_target
 from conveyor.server.streams import StreamName
@@ -29,13 +36,34 @@ class ClusterStreamIn(Strict):
     image: str | None = Field(None, pattern=IMAGE_PATTERN, max_length=512)
 
 
-def routes(streams: StreamService, builders: BuilderFactory | None) -> APIRouter:
+def routes(
+    streams: StreamService, builders: BuilderFactory | None, roots: ArtifactRoots
+) -> APIRouter:
     api = APIRouter(tags=["targets"])
     registry = TargetRepository(streams.controller.state.registry)
 
     def specs(target_name: str, name: str, body: ClusterStreamIn) -> tuple[Any, list[Any]]:
         target = cluster_target(registry, target_name, builders)
-        return target, cluster_stream_specs(streams, name, body.binder, body.properties)
+        apps = cluster_stream_specs(streams, name, body.binder, body.properties)
+        # A registered model on a target without an artifact root: a 4xx, nothing sent.
+        check_scored_models(name, apps, target.config.artifact_root)
+        return target, apps
+
+    async def models(
+        target: KubernetesTarget, apps: list[Any], progress: Progress
+    ) -> list[tuple[Any, Any]]:
+        """Score apps' registered models, published to the target's artifact root."""
+        controller = streams.controller
+        loop = asyncio.get_running_loop()
+
+        def tell(message: str) -> None:  # from the worker thread to the operation's stream
+            loop.call_soon_threadsafe(progress, message)
+
+        def publish(uri: str) -> ModelBlob:
+            root = roots(target.config)
+            return publish_model(uri, controller.state.registry, controller.artifacts, root, tell)
+
+        return await asyncio.to_thread(scored_models, apps, publish)
 
     @api.post("/v1/targets/{target_name}/streams/{name}/render", summary="A stream's objects")
     async def render(target_name: TargetName, name: StreamName, body: ClusterStreamIn) -> Any:
@@ -45,7 +73,14 @@ def routes(streams: StreamService, builders: BuilderFactory | None) -> APIRouter
             or target.config.runtime_image
             or f"{target.config.registry}/conveyor-runtime:latest"
         )
-        objects = [o for spec in apps for o in render_app(Workload(spec, 1, image), target.config)]
+        objects = [
+            o
+            for spec, blob in await models(target, apps, lambda _message: None)
+            for o in render_app(
+                Workload(spec, 1, image, lineage=model_lineage(spec, blob), model=blob),
+                target.config,
+            )
+        ]
         return {"objects": objects}
 
     @api.post(
@@ -64,9 +99,10 @@ def routes(streams: StreamService, builders: BuilderFactory | None) -> APIRouter
                 image = await target.runtime_image()
                 progress(f"runtime image {image}")
             works = []
-            for spec in apps:
+            for spec, blob in await models(target, apps, progress):
                 revision = await asyncio.to_thread(target.next_revision, spec.name)
-                works.append(Workload(spec, revision, image))
+                marks = model_lineage(spec, blob)
+                works.append(Workload(spec, revision, image, lineage=marks, model=blob))
                 progress(f"{spec.name}: revision {revision}, {spec.instances} replica(s)")
             await target.deploy(works, progress)
             return {"apps": [w.spec.name for w in works]}

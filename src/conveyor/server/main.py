@@ -218,7 +218,7 @@ async def _serve(settings: Settings, spawner: IsolatedSpawner) -> None:
     serving = asyncio.ensure_future(server.serve(sockets=[api_sock]))
     _write_endpoint(endpoint_file(settings), info())
     bring_up = asyncio.ensure_future(controller.start())
-    following = asyncio.ensure_future(_follow_aliases(controller, bring_up))
+    following = asyncio.ensure_future(_follow_aliases(controller, bring_up, settings))
     try:
         stop_wait = asyncio.ensure_future(stop.wait())
         await asyncio.wait({stop_wait, serving}, return_when=asyncio.FIRST_COMPLETED)
@@ -238,13 +238,24 @@ async def _serve(settings: Settings, spawner: IsolatedSpawner) -> None:
         registry.close()
 
 
-async def _follow_aliases(controller: Controller, bring_up: asyncio.Future[None]) -> None:
-    """Roll apps that follow a model alias when it moves, once every app is back up."""
+async def _follow_aliases(
+    controller: Controller, bring_up: asyncio.Future[None], settings: Settings
+) -> None:
+    """Roll apps that follow a model alias when it moves, once every app is back up: here,
+    and on the Kubernetes targets (their blob published to the target's artifact root)."""
     from conveyor.platform.follow import AliasFollower
+    from conveyor.platform.kubernetes.follow import ClusterAliasFollower
+    from conveyor.platform.kubernetes.models import artifact_roots
 
     with contextlib.suppress(Exception):  # a failed start is reported where it is awaited
         await asyncio.shield(bring_up)
-    await AliasFollower(controller).run()
+    clusters = ClusterAliasFollower(
+        controller.state.registry,
+        controller.artifacts,
+        artifact_roots(settings),
+        controller.state.services,
+    )
+    await asyncio.gather(AliasFollower(controller).run(), clusters.run())
 
 
 def _host(host: str) -> str:

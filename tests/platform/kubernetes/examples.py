@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from conveyor.orchestrate.cluster_streams import scored_models
 from conveyor.platform.kubernetes import (
     KubernetesConfig,
     Workload,
@@ -48,6 +49,16 @@ def champion() -> AppSpec:
     return AppSpec(name="diagnosis", model="models:/diagnosis@champion", instances=2)
 
 
+def following() -> AppSpec:
+    """The champion app with `follow-alias: true`: it rolls when the alias moves."""
+    return AppSpec(
+        name="diagnosis",
+        model="models:/diagnosis@champion",
+        instances=2,
+        options={"follow_alias": True},
+    )
+
+
 def blob(spec: AppSpec) -> ModelBlob:
     """What the registry says of the demo's model (version 3 when registered)."""
     version = 3 if (spec.model or "").startswith("models:/") else None
@@ -73,7 +84,7 @@ def api_app() -> AppSpec:
 
 
 def stream_app() -> AppSpec:
-    """The demo stream's `score` app on a Kafka binder."""
+    """The demo stream's `score` app on a Kafka binder, as planned (`--model=run:...`)."""
     launch = {
         "app": "score",
         "stream": "diagnose",
@@ -100,6 +111,8 @@ def train_step() -> AppSpec:
 def work(spec: AppSpec, revision: int = 1) -> Workload:
     services = {"warehouse": {"schema": "triage", "url": "postgresql://db.ds/warehouse"}}
     model = blob(spec) if spec.kind == "model" else None
+    if spec.kind == "stream":  # as a deploy makes it: its model published, read from the root
+        ((spec, model),) = scored_models([spec], lambda uri: blob(AppSpec(name="m", model=uri)))
     return Workload(
         spec,
         revision,
@@ -116,6 +129,7 @@ def examples() -> dict[str, list[dict[str, Any]]]:
     return {
         "diagnosis": render_app(work(diagnosis()), PROD),
         "diagnosis-champion": render_app(work(champion()), PROD),
+        "diagnosis-follow": render_app(work(following()), PROD),
         "triage": render_app(work(api_app(), 4), PROD),
         "triage-gateway": render_app(work(api_app(), 4), GATEWAY),
         "diagnose-score": render_app(work(stream_app()), PROD),

@@ -22,6 +22,7 @@ from conveyor.platform.kubernetes import (
     render_cronjob,
     to_yaml,
 )
+from conveyor.platform.kubernetes.render import check_app
 from conveyor.platform.policy import AutoscalingSpec, ScalingRule
 from conveyor.platform.spec import AppSpec, RouteSpec
 
@@ -34,6 +35,7 @@ from .examples import (
     champion,
     diagnosis,
     examples,
+    following,
     stream_app,
     train_step,
     work,
@@ -165,6 +167,32 @@ def test_a_registered_model_is_served_from_the_artifact_root_with_its_recorded_t
     assert not {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"} & {
         e["name"] for e in box["env"] if "value" in e
     }
+
+
+def test_an_app_following_its_alias_leaves_the_alias_and_its_spec_on_the_deployment() -> None:
+    deployment = render_app(work(following()), PROD)[0]
+    meta = deployment["metadata"]
+    assert meta["labels"]["conveyor.dev/follow-alias"] == "true"
+    assert meta["annotations"]["conveyor.dev/follow-alias"] == "models:/diagnosis@champion"
+    kept = AppSpec.from_json("diagnosis", json.loads(meta["annotations"]["conveyor.dev/app-spec"]))
+    assert kept == following()  # what the follower renders again when the alias moves
+    pinned = render_app(work(champion()), PROD)[0]["metadata"]
+    assert "conveyor.dev/follow-alias" not in pinned["labels"]
+    with pytest.raises(UsageError, match="follow-alias needs 'model: models:/<name>@<alias>'"):
+        check_app(AppSpec(name="d", model=f"run:{RUN}/model", options={"follow_alias": True}), PROD)
+
+
+def test_a_stream_score_app_reads_its_registered_model_from_the_artifact_root() -> None:
+    box = render_app(work(stream_app()), PROD)[0]["spec"]["template"]["spec"]["containers"][0]
+    assert box["command"] == ["python", "-m", "conveyor.streams.run"]
+    values = {e["name"]: e.get("value") for e in box["env"]}
+    assert "MODEL" not in values
+    assert values["CONVEYOR_ARTIFACT_ROOT"] == "s3://conveyor-artifacts/ds"
+    options = json.loads(values["CONVEYOR_STREAM_APP"])["options"]
+    assert options["model"] == "artifact:blake3:" + "cd" * 32 + "/model.skops"
+    assert options["model-trusted-types"] == ",".join(TRUSTED)
+    refs = {e["name"] for e in box["env"] if "valueFrom" in e}
+    assert {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"} <= refs
 
 
 def test_a_registered_model_app_not_looked_up_is_refused() -> None:

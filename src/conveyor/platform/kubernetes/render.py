@@ -37,7 +37,9 @@ if TYPE_CHECKING:
     from conveyor.repro.registered import ModelBlob
 
 __all__ = [
+    "APP_SPEC",
     "CONTAINER_PORT",
+    "FOLLOW_ALIAS",
     "STREAM_LABEL",
     "Workload",
     "check_app",
@@ -131,6 +133,21 @@ def _annotations(work: Workload) -> dict[str, str]:
 
 #: On a stream app's objects: the stream it belongs to (``stream info/undeploy --target``).
 STREAM_LABEL = "conveyor.dev/stream"
+#: On the Deployment of an app that follows its model's alias: the alias (annotation) and
+#: "true" (label, to find them); :data:`APP_SPEC` holds the spec the follower renders again.
+FOLLOW_ALIAS = "conveyor.dev/follow-alias"
+APP_SPEC = "conveyor.dev/app-spec"
+
+
+def _follow_marks(spec: AppSpec, meta: dict[str, Any]) -> dict[str, Any]:
+    """The cluster remembers which apps follow which alias (the platform keeps no copy)."""
+    if spec.options.get("follow_alias"):
+        meta["labels"][FOLLOW_ALIAS] = "true"
+        meta["annotations"][FOLLOW_ALIAS] = str(spec.model)
+        meta["annotations"][APP_SPEC] = json.dumps(
+            spec.to_json(), sort_keys=True, separators=(",", ":")
+        )
+    return meta
 
 
 def metadata(work: Workload, config: KubernetesConfig, name: str) -> dict[str, Any]:
@@ -175,6 +192,9 @@ def check_app(spec: AppSpec, config: KubernetesConfig) -> None:
             "run; a push there is a rolling update",
             hint="Remove canary: for this target (or use a mesh's traffic split by hand).",
         )
+    model = spec.model or ""
+    if spec.options.get("follow_alias") and not (model.startswith("models:/") and "@" in model):
+        raise UsageError(f"{where}: follow-alias needs 'model: models:/<name>@<alias>'")
     if stored_model(spec) and config.artifact_root is None:
         raise UsageError(
             f"{where}: model {spec.model!r} lives in the artifact store, and the target "
@@ -259,9 +279,8 @@ def _env(work: Workload, config: KubernetesConfig) -> list[dict[str, Any]]:
     if config.artifact_root:
         values["CONVEYOR_ARTIFACTS"] = config.artifact_root
     if spec.kind == "model" and spec.model is not None:
-        values["MODEL"] = spec.model
-    if work.model is not None:  # a registered model: its blob, from the bucket
-        values["MODEL"] = work.model.uri
+        values["MODEL"] = spec.model if work.model is None else work.model.uri
+    if work.model is not None:  # a registered model (served or scored): its blob, from the bucket
         values["CONVEYOR_ARTIFACT_ROOT"] = str(config.artifact_root)
     if spec.kind == "stream":
         values["CONVEYOR_STREAM_APP"] = json.dumps(spec.options["stream_app"], sort_keys=True)
@@ -294,6 +313,8 @@ def _env(work: Workload, config: KubernetesConfig) -> list[dict[str, Any]]:
 
 def _command(work: Workload) -> list[str]:
     spec, blob = work.spec, work.model
+    if spec.kind == "stream":  # a score app's model is in its launch spec
+        return ["python", "-m", "conveyor.streams.run"]
     if blob is not None:
         # Lineage and trust travel with the pod: it reads no registry.
         options = ["--name", blob.name]
@@ -306,8 +327,6 @@ def _command(work: Workload) -> list[str]:
         return ["/bin/sh", "-c", _SERVE_BLOB, "conveyor", *options]
     if spec.kind == "model":
         return ["/bin/sh", "-c", _SERVE]
-    if spec.kind == "stream":
-        return ["python", "-m", "conveyor.streams.run"]
     return ["/bin/sh", "-c", f"exec {spec.command}"]
 
 
@@ -383,7 +402,7 @@ def _deployment(work: Workload, config: KubernetesConfig) -> dict[str, Any]:
     body: dict[str, Any] = {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": metadata(work, config, app),
+        "metadata": _follow_marks(spec, metadata(work, config, app)),
         "spec": {},
     }
     deployment: dict[str, Any] = body["spec"]
