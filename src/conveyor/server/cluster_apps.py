@@ -4,11 +4,17 @@ events and delete, by target name.
 The cluster keeps their state (the objects and their labels); the platform
 only stages the droplet and asks the image builder for its image. Every call
 to the cluster runs in a worker thread: the official client blocks.
+
+Changes to one app on one target run one at a time (:func:`change_lock`): a
+push, a set-env, a restart, a rollback, a scale, a delete and the alias
+follower's roll each read the live Deployment and make the next revision, so
+two at once would make the same one.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path as PathType
@@ -48,6 +54,7 @@ from conveyor.store.targets import LOCAL, TargetRepository
 __all__ = [
     "IMAGE_PATTERN",
     "BuilderFactory",
+    "change_lock",
     "cluster_target",
     "image_builders",
     "published",
@@ -159,6 +166,21 @@ def cluster_target(
     return KubernetesTarget(config, builder=builders(config), runtime=builders.runtime(config))
 
 
+def change_lock(controller: Controller, target: str, app: str) -> asyncio.Lock:
+    """The lock a change to ``app`` on ``target`` holds to its end, as the local controller
+    locks an app (its locks; a name with a slash is no local app's)."""
+    return controller.lock(f"{target}/{app}")
+
+
+@contextlib.asynccontextmanager
+async def _one_at_a_time(lock: asyncio.Lock, progress: Progress, app: str) -> AsyncIterator[None]:
+    """Hold ``lock``, saying so first when another change holds it."""
+    if lock.locked():
+        progress(f"waiting for the change to {app} in progress to end")
+    async with lock:
+        yield
+
+
 class ClusterPushIn(PushIn):
     #: An image built elsewhere, pinned by digest: nothing is staged or built then.
     image: str | None = Field(None, pattern=IMAGE_PATTERN, max_length=512)
@@ -182,6 +204,11 @@ def routes(
     def target(name: str) -> KubernetesTarget:
         return cluster_target(registry, name, builders)
 
+    def one_at_a_time(
+        target_name: str, app: str, progress: Progress
+    ) -> contextlib.AbstractAsyncContextManager[None]:
+        return _one_at_a_time(change_lock(controller, target_name, app), progress, app)
+
     async def io(call: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.to_thread(call, *args)
 
@@ -199,6 +226,10 @@ def routes(
         check_app(spec, cluster.config)  # refused as a 4xx, before the operation streams
 
         async def work(progress: Progress) -> dict[str, Any]:
+            async with one_at_a_time(target_name, name, progress):
+                return await pushed(progress)
+
+        async def pushed(progress: Progress) -> dict[str, Any]:
             revision = await io(cluster.next_revision, name)
             # As locally: variables set with set-env outlive a push; the manifest's win.
             app = dataclasses.replace(spec, env={**await io(cluster.variables, name), **spec.env})
@@ -238,7 +269,8 @@ def routes(
 
     @api.post("/v1/targets/{target_name}/apps/{name}/scale", summary="Change the replicas")
     async def scale(target_name: TargetName, name: AppName, body: ClusterScaleIn) -> dict[str, Any]:
-        await target(target_name).scale(name, body.instances)
+        async with change_lock(controller, target_name, name):
+            await target(target_name).scale(name, body.instances)
         return {"name": name, "instances": body.instances}
 
     @api.get(
@@ -264,11 +296,18 @@ def routes(
         return {"lines": found}
 
     def rolled(
-        target_name: str, change: Callable[[KubernetesTarget, Progress], Awaitable[dict[str, Any]]]
+        target_name: str,
+        name: str,
+        change: Callable[[KubernetesTarget, Progress], Awaitable[dict[str, Any]]],
     ) -> StreamingResponse:
         """A change to a running app on the target, its rollout streamed as JSON lines."""
         cluster = target(target_name)
-        return operation(lambda progress: change(cluster, progress))
+
+        async def work(progress: Progress) -> dict[str, Any]:
+            async with one_at_a_time(target_name, name, progress):
+                return await change(cluster, progress)
+
+        return operation(work)
 
     @api.post(
         "/v1/targets/{target_name}/apps/{name}/env",
@@ -279,7 +318,7 @@ def routes(
             revision = await cluster.set_env(name, body.set, body.unset, progress)
             return {"revision": revision, "message": f"revision {revision} rolled out"}
 
-        return rolled(target_name, change)
+        return rolled(target_name, name, change)
 
     @api.post(
         "/v1/targets/{target_name}/apps/{name}/restart",
@@ -290,7 +329,7 @@ def routes(
             revision = await cluster.restart(name, progress)
             return {"revision": revision, "message": f"revision {revision} restarted"}
 
-        return rolled(target_name, change)
+        return rolled(target_name, name, change)
 
     @api.post(
         "/v1/targets/{target_name}/apps/{name}/rollback",
@@ -304,7 +343,7 @@ def routes(
             message = f"revision {revision} (revision {ran} again) rolled out"
             return {"revision": revision, "from": ran, "message": message}
 
-        return rolled(target_name, change)
+        return rolled(target_name, name, change)
 
     @api.get(
         "/v1/targets/{target_name}/apps/{name}/revisions",
@@ -326,6 +365,7 @@ def routes(
 
     @api.delete("/v1/targets/{target_name}/apps/{name}", summary="Delete every object of an app")
     async def delete(target_name: TargetName, name: AppName) -> dict[str, Any]:
-        return {"deleted": name, "kinds": await target(target_name).undeploy(name)}
+        async with change_lock(controller, target_name, name):
+            return {"deleted": name, "kinds": await target(target_name).undeploy(name)}
 
     return api

@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import errno
 import fcntl
+import functools
 import json
 import logging
 import os
@@ -246,6 +247,7 @@ async def _follow_aliases(
     from conveyor.platform.follow import AliasFollower
     from conveyor.platform.kubernetes.follow import ClusterAliasFollower
     from conveyor.platform.kubernetes.models import artifact_roots
+    from conveyor.server.cluster_apps import change_lock
 
     with contextlib.suppress(Exception):  # a failed start is reported where it is awaited
         await asyncio.shield(bring_up)
@@ -254,6 +256,7 @@ async def _follow_aliases(
         controller.artifacts,
         artifact_roots(settings),
         controller.state.services,
+        lock=functools.partial(change_lock, controller),  # the control API's, one at a time
     )
     await asyncio.gather(AliasFollower(controller).run(), clusters.run())
 

@@ -9,6 +9,12 @@ own history: the Deployment controller keeps one ReplicaSet per pod template
 (``revisionHistoryLimit``, 10), each with the template it ran, so nothing is
 recorded beside the cluster (and ``kubectl rollout undo`` reads the same).
 
+An app that follows its model's alias is rendered again from the spec on its
+Deployment (:data:`~.render.APP_SPEC`) when the alias moves: a set-env or a
+rollback writes the variables it runs with there too, and a rollback the
+model version its template serves, so the next roll keeps what they made (as
+locally, where the follower restages the newest revision).
+
     again = with_env(live, {"LEVEL": "debug"}, [], revision=4)
     kept = kept_revisions(replica_sets, "triage")      # {3: template, 2: template, ...}
 """
@@ -16,6 +22,7 @@ recorded beside the cluster (and ``kubectl rollout undo`` reads the same).
 from __future__ import annotations
 
 import copy
+import json
 import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime
@@ -23,6 +30,7 @@ from typing import Any
 
 from conveyor.errors import UsageError
 from conveyor.platform.kubernetes.deploy import reapplicable
+from conveyor.platform.kubernetes.render import APP_SPEC
 
 __all__ = [
     "PLATFORM_VARIABLES",
@@ -45,6 +53,10 @@ _REVISION = "conveyor.dev/revision"
 _VERSION = "app.kubernetes.io/version"
 #: The controller's own count of a Deployment's pod templates, on each ReplicaSet.
 _CONTROLLER_REVISION = "deployment.kubernetes.io/revision"
+#: What a model app's pod template says of the model it serves (the Deployment says it too).
+_LINEAGE = tuple(
+    f"conveyor.dev/{key}" for key in ("model-digest", "model-name", "model-version", "run-id")
+)
 #: Variables the platform sets on every container: a push renders them, set-env may not.
 PLATFORM_VARIABLES = frozenset(
     {
@@ -89,6 +101,30 @@ def _relabel(deployment: dict[str, Any], revision: int, change: str | None) -> d
     return deployment
 
 
+def _followed(deployment: dict[str, Any]) -> dict[str, Any]:
+    """The Deployment with what the alias follower renders from made what its pod template
+    runs: the spec's variables, the model version (nothing when the app follows no alias)."""
+    notes = deployment["metadata"].get("annotations") or {}
+    if APP_SPEC not in notes:
+        return deployment
+    template = deployment["spec"]["template"]
+    try:
+        spec = json.loads(notes[APP_SPEC])
+    except ValueError:  # edited by hand: the follower reports it and leaves the app be
+        return deployment
+    if not isinstance(spec, dict):
+        return deployment
+    spec["env"] = variables(template)
+    notes[APP_SPEC] = json.dumps(spec, sort_keys=True, separators=(",", ":"))
+    served = (template.get("metadata") or {}).get("annotations") or {}
+    for key in _LINEAGE:
+        if key in served:
+            notes[key] = served[key]
+        else:
+            notes.pop(key, None)
+    return deployment
+
+
 def with_env(
     live: Mapping[str, Any], values: Mapping[str, str], unset: Sequence[str], *, revision: int
 ) -> dict[str, Any]:
@@ -110,7 +146,7 @@ def with_env(
     env.extend({"name": k, "value": v} for k, v in values.items())
     box["env"] = env
     names = [*values, *(f"-{k}" for k in unset)]
-    return _relabel(deployment, revision, "set-env " + " ".join(names))
+    return _followed(_relabel(deployment, revision, "set-env " + " ".join(names)))
 
 
 def with_restart(live: Mapping[str, Any], at: datetime) -> dict[str, Any]:
@@ -158,7 +194,7 @@ def rolled_back(
     again = copy.deepcopy(dict(template))
     (again.get("metadata") or {}).get("annotations", {}).pop(RESTARTED_AT, None)
     deployment["spec"]["template"] = again
-    return _relabel(deployment, revision, f"rollback to {to}")
+    return _followed(_relabel(deployment, revision, f"rollback to {to}"))
 
 
 def variables(template: Mapping[str, Any]) -> dict[str, str]:

@@ -14,9 +14,14 @@ replicas the cluster has now), rolled out as a push is: a rollout that fails
 puts the previous revision back, and that version is not tried again until
 the alias moves once more. Each attempt leaves a Kubernetes Event on the
 Deployment — ``AliasMoved``, or ``AliasMoveFailed`` (a Warning) with why —
-which ``kubectl describe deployment APP`` shows::
+which ``kubectl describe deployment APP`` shows.
 
-    follower = ClusterAliasFollower(registry, artifacts, artifact_roots(settings), services)
+A roll holds the app's lock (``lock(target, app)``, the one the control API's
+push, set-env, restart and rollback of that app hold) and reads the Deployment
+again under it: what a change made meanwhile (a set-env writes its variables
+into the spec) is what it renders from::
+
+    follower = ClusterAliasFollower(registry, artifacts, roots, services, lock=locks)
     await follower.check()       # ["prod/diagnosis"]: the apps rolled onto a new version
 """
 
@@ -53,13 +58,15 @@ _MANAGED = {"app.kubernetes.io/managed-by": "conveyor", FOLLOW_ALIAS: "true"}
 
 def following(target: KubernetesTarget) -> list[dict[str, Any]]:
     """The Deployments on ``target`` whose app follows its model's alias."""
-    found = target.cluster.items("Deployment", _MANAGED)
-    return [
-        d
-        for d in found  # the selector, checked here too
-        if all((d["metadata"].get("labels") or {}).get(k) == v for k, v in _MANAGED.items())
-        and (d["metadata"].get("annotations") or {}).get(APP_SPEC)
-    ]
+    return [d for d in target.cluster.items("Deployment", _MANAGED) if _follows(d)]
+
+
+def _follows(deployment: Mapping[str, Any]) -> bool:
+    """Whether a Deployment is marked as following its alias (the selector, checked here)."""
+    meta = deployment["metadata"]
+    return all((meta.get("labels") or {}).get(k) == v for k, v in _MANAGED.items()) and bool(
+        (meta.get("annotations") or {}).get(APP_SPEC)
+    )
 
 
 class ClusterAliasFollower:
@@ -74,6 +81,7 @@ class ClusterAliasFollower:
         *,
         interval: float = INTERVAL,
         connect: Callable[[KubernetesConfig], KubernetesTarget] | None = None,
+        lock: Callable[[str, str], asyncio.Lock] | None = None,
     ) -> None:
         self.registry = registry
         self.artifacts = artifacts
@@ -81,6 +89,10 @@ class ClusterAliasFollower:
         self.services = services
         self.interval = interval
         self._connect = connect or (lambda config: KubernetesTarget(config, builder=None))
+        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self._lock = lock or (
+            lambda target, app: self._locks.setdefault((target, app), asyncio.Lock())
+        )
         #: target name -> (its settings as JSON, the target): reconnects when they change.
         self._targets: dict[str, tuple[str, KubernetesTarget]] = {}
         #: (target, app) -> the version whose rollout failed (not retried until the alias moves).
@@ -122,11 +134,28 @@ class ClusterAliasFollower:
                 continue
             self._reported.pop((name, ""), None)
             for deployment in apps:
-                if await self._follow(name, target, deployment):
-                    rolled.append(f"{name}/{deployment['metadata']['name']}")
+                app = str(deployment["metadata"]["name"])
+                if await self._due(name, deployment) and await self._roll(name, target, app):
+                    rolled.append(f"{name}/{app}")
         return rolled
 
-    async def _follow(self, name: str, target: KubernetesTarget, live: dict[str, Any]) -> bool:
+    async def _roll(self, name: str, target: KubernetesTarget, app: str) -> bool:
+        """Roll ``app`` holding its lock, from its Deployment as it is then: a change may
+        have come first (a set-env's variables are in its spec, a push may not follow)."""
+        async with self._lock(name, app):
+            try:
+                live = await asyncio.to_thread(target.cluster.get, "Deployment", app)
+            except ConveyorError as exc:
+                self._report((name, app), exc.message)
+                return False
+            if live is None or not _follows(live):
+                return False
+            due = await self._due(name, live)
+            return due is not None and await self._follow(name, target, live, *due)
+
+    async def _due(self, name: str, live: dict[str, Any]) -> tuple[AppSpec, int, str] | None:
+        """The spec to render, the version to roll onto and the image, when ``live`` serves
+        another version than its alias names (None too when the alias cannot be read)."""
         from conveyor.repro.registered import resolve_version
 
         app = str(live["metadata"]["name"])
@@ -140,10 +169,24 @@ class ClusterAliasFollower:
             # The alias or model is gone, or the Deployment was edited by hand: it keeps
             # serving what it has.
             self._report(key, getattr(exc, "message", None) or repr(exc))
-            return False
+            return None
         self._reported.pop(key, None)
         if str(now) == served or self._failed.get(key) == now:
-            return False
+            return None
+        return spec, now, image
+
+    async def _follow(
+        self,
+        name: str,
+        target: KubernetesTarget,
+        live: dict[str, Any],
+        spec: AppSpec,
+        now: int,
+        image: str,
+    ) -> bool:
+        app = str(live["metadata"]["name"])
+        notes = live["metadata"].get("annotations") or {}
+        uri, served, key = str(notes.get(FOLLOW_ALIAS)), notes.get(_VERSION), (name, app)
         replicas = (live.get("spec") or {}).get("replicas")
         if replicas is not None and spec.autoscaling is None:  # `scale --target` since the push
             spec = dataclasses.replace(spec, instances=int(replicas))
