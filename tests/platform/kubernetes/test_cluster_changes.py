@@ -4,6 +4,8 @@ kmock (fake_api.py); the test plays the Deployment controller: statuses and Repl
 from __future__ import annotations
 
 import copy
+import subprocess
+import sys
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -211,3 +213,84 @@ def test_events_of_an_app_on_a_target_are_its_objects_newest_last(
     assert f"/api/v1/namespaces/{NAMESPACE}/events" in asked
     last = platform.cli("events", "triage", "--target", "prod", "--limit", "1").stdout
     assert last.splitlines() == printed[-1:]
+
+
+class _Cli:
+    """`conveyor ARGS` started in the background, its stderr read as it comes."""
+
+    def __init__(self, platform: Platform, *args: str) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "conveyor", *args],
+            cwd=platform.project,
+            env=platform.env(),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.err: list[str] = []
+        self._reading = threading.Thread(target=self._read)
+        self._reading.start()
+
+    def _read(self) -> None:
+        assert self.process.stderr is not None
+        self.err.extend(iter(self.process.stderr.readline, ""))
+
+    def said(self, text: str) -> bool:
+        return any(text in line for line in self.err)
+
+    def end(self) -> str:
+        """Its stdout once it exits (which must be 0)."""
+        out, _ = self.process.communicate(timeout=300)
+        self._reading.join(60)
+        assert self.process.returncode == 0, "".join(self.err)
+        return out
+
+    def stop(self) -> None:
+        """Ended if it still runs (a test that failed midway)."""
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.communicate(timeout=60)
+        self._reading.join(60)
+
+
+def test_two_changes_at_once_make_two_revisions_applied_one_after_the_other(
+    cluster: tuple[Platform, FakeApi],
+) -> None:
+    platform, api = cluster
+    if "triage" not in api.objects("Deployment"):
+        push_playing(platform, api, "--image", f"triage={IMAGE}")
+    api.set_status("Deployment", "triage", {**READY, "conditions": []})
+    running = int(_template(api)["metadata"]["labels"]["app.kubernetes.io/version"])
+    before = len(api.requests())
+
+    # The first set-env is applied, its rollout not done: the second waits for it.
+    api.set_status("Deployment", "triage", {"updatedReplicas": 0})
+    first = _Cli(platform, "set-env", "triage", "FIRST", "1", "--target", "prod")
+    second: _Cli | None = None
+    try:
+        eventually(lambda: "FIRST" in _env(_template(api)), what="the first change applied")
+        second = _Cli(platform, "set-env", "triage", "SECOND", "2", "--target", "prod")
+        eventually(
+            lambda: (
+                second is not None
+                and second.said("waiting for the change to triage in progress to end")
+            ),
+            what="the second change waiting for the first",
+        )
+        released = len(api.requests())
+        api.set_status("Deployment", "triage", {**READY, "conditions": []})
+        assert f"triage: revision {running + 1} sets FIRST, rolled out on prod" in first.end()
+        assert f"triage: revision {running + 2} sets SECOND, rolled out on prod" in second.end()
+    finally:
+        for cli in (first, second):
+            if cli is not None:
+                cli.stop()
+    applied = _applied(api, before)
+    assert [sent.data["metadata"]["labels"]["app.kubernetes.io/version"] for sent in applied] == [
+        str(running + 1),
+        str(running + 2),
+    ]
+    assert api.requests().index(applied[1]) > released  # after the first rolled out
+    assert {"FIRST", "SECOND"} <= set(_env(applied[1].data["spec"]["template"]))
+    assert {"FIRST": "1", "SECOND": "2"}.items() <= _env(_template(api)).items()
