@@ -102,26 +102,23 @@ def _relabel(deployment: dict[str, Any], revision: int, change: str | None) -> d
 
 
 def _followed(deployment: dict[str, Any]) -> dict[str, Any]:
-    """The Deployment with what the alias follower renders from made what its pod template
-    runs: the spec's variables, the model version (nothing when the app follows no alias)."""
-    notes = deployment["metadata"].get("annotations") or {}
-    if APP_SPEC not in notes:
-        return deployment
+    """The Deployment saying what its pod template runs: the model it serves, and for an
+    app following its alias the variables of the spec the follower renders from."""
+    notes = deployment["metadata"].setdefault("annotations", {})
     template = deployment["spec"]["template"]
-    try:
-        spec = json.loads(notes[APP_SPEC])
-    except ValueError:  # edited by hand: the follower reports it and leaves the app be
-        return deployment
-    if not isinstance(spec, dict):
-        return deployment
-    spec["env"] = variables(template)
-    notes[APP_SPEC] = json.dumps(spec, sort_keys=True, separators=(",", ":"))
     served = (template.get("metadata") or {}).get("annotations") or {}
     for key in _LINEAGE:
         if key in served:
             notes[key] = served[key]
         else:
             notes.pop(key, None)
+    try:
+        spec = json.loads(notes[APP_SPEC]) if APP_SPEC in notes else None
+    except ValueError:  # edited by hand: the follower reports it and leaves the app be
+        spec = None
+    if isinstance(spec, dict):
+        spec["env"] = variables(template)
+        notes[APP_SPEC] = json.dumps(spec, sort_keys=True, separators=(",", ":"))
     return deployment
 
 
