@@ -134,7 +134,8 @@ def test_weight_then_promote_moves_every_request_to_the_new_revision(
         await with_canary(controller, CanaryPolicy(rollback=False))
         assert target.running["echo"][0].revision == 1  # the current one keeps running
         assert target.canaries["echo"][0].revision == 2
-        assert target.canaries["echo"][1:] == (2, 10)
+        assert target.canaries["echo"][1:] == (1, 10)  # the app's 2 instances, shared
+        assert target.running["echo"][1] == 1
         assert views.describe(controller, "echo")["canary"]["weight"] == 10
         await controller.canaries.set_weight("echo", 50)
         assert target.canaries["echo"][2] == 50
@@ -143,6 +144,7 @@ def test_weight_then_promote_moves_every_request_to_the_new_revision(
 
     asyncio.run(work())
     assert target.running["echo"][0].revision == 2
+    assert target.running["echo"][1] == 2  # the whole count, handed over
     assert "echo" not in target.canaries
     assert controller.state.app("echo").revision == 2
     assert last(controller, "canary-promoted") == {
