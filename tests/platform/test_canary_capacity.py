@@ -22,6 +22,7 @@ from conveyor.platform.errors import PlatformError
 from conveyor.platform.policy import AutoscalingSpec
 from conveyor.platform.router import Meter
 from conveyor.platform.spec import AppSpec
+from conveyor.platform.target import Release
 from conveyor.store.artifacts import ArtifactStore
 from conveyor.store.registry import Registry
 from tests.platform.test_controller import ScriptedTarget, target_of
@@ -43,6 +44,19 @@ def quiet(_message: str) -> None:
     pass
 
 
+class CountingTarget(ScriptedTarget):
+    """The scripted target, keeping the most instances of the app it ran at any moment."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.peak = 0
+
+    async def scale(self, release: Release, instances: int) -> None:
+        await super().scale(release, instances)
+        (_, running), canary = split(self)
+        self.peak = max(self.peak, running + (0 if canary is None else canary[1]))
+
+
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock(start=0.0)
@@ -55,7 +69,7 @@ def controller(tmp_path: Path, clock: FakeClock) -> Iterator[Controller]:
             registry,
             ArtifactStore(tmp_path / "artifacts"),
             tmp_path,
-            target=ScriptedTarget(),
+            target=CountingTarget(),
             meter=Meter(now=clock.now),
             clock=clock,
         )
@@ -164,6 +178,10 @@ def test_the_autoscaler_decides_one_count_for_both_revisions_within_max(
             assert split(target) == ((1, 3), (2, 1))  # never above max-instances, both together
             await controller.canaries.set_weight("echo", 50)
             assert split(target) == ((1, 2), (2, 2))  # re-split at the step, same count
+            await controller.canaries.set_weight("echo", 25)
+            assert split(target) == ((1, 3), (2, 1))
+            assert isinstance(target, CountingTarget)
+            assert target.peak == 4  # at max-instances a re-split shrinks one side first
             for token in tokens:
                 controller.meter.end(token, 1, 200, 0.01)
             # Idle for longer than idle-period: in to 2, one of each, never to zero.

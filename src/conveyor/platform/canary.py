@@ -428,13 +428,16 @@ class Canaries:
     async def _resize(
         self, run: CanaryRun, stable: int, canary: int, weight: int | None = None
     ) -> None:
-        """Run ``stable`` and ``canary`` instances of the two revisions, then ``weight``.
+        """Run ``stable`` and ``canary`` instances of the two revisions, with ``weight``.
 
-        A side that grows does so first, and the requests move (``weight``) only
-        once its new instances are healthy; a side that shrinks does so last, its
-        instances drained: so a re-split fails no request and overloads no side.
+        A side that grows does so first (as far as ``max-instances`` leaves room),
+        the requests move (``weight``) only once its new instances are healthy,
+        and a side that shrinks does so last, its instances drained: a re-split
+        fails no request, and an app at its ``max-instances`` never runs more.
         """
         controller, target = self.controller, self.controller.target
+        scaling = self._autoscaling(run.app, run.stable)
+        room = None if scaling is None else scaling.max_instances
 
         async def scale(revision: int, count: int) -> None:
             release = controller.release(controller.state.revision(run.app, revision))
@@ -444,15 +447,24 @@ class Canaries:
             else:
                 run.instances = count
 
-        sides = [(run.stable, run.stable_instances, stable), (run.canary, run.instances, canary)]
-        for revision, have, count in sides:
-            if count > have:
-                await scale(revision, count)
+        def have(revision: int) -> int:
+            return run.stable_instances if revision == run.stable else run.instances
+
+        wanted = ((run.stable, stable), (run.canary, canary))
+        for revision, count in wanted:
+            # What runs now counts against the bound; beyond it, growing waits for the shrink.
+            free = count if room is None else room - run.instances - run.stable_instances
+            first = min(count, have(revision) + free)
+            if first > have(revision):
+                await scale(revision, first)
         if weight is not None:
             target.set_canary_weight(run.app, weight)
             run.weight = weight
-        for revision, have, count in sides:
-            if count < have:
+        for revision, count in wanted:
+            if count < have(revision):
+                await scale(revision, count)
+        for revision, count in wanted:
+            if count > have(revision):
                 await scale(revision, count)
 
     def _forget(self, run: CanaryRun) -> None:
