@@ -22,6 +22,7 @@ from conveyor.platform.clock import FakeClock, settle
 from conveyor.platform.controller import Controller
 from conveyor.platform.errors import DeployError, ManifestError, PlatformError
 from conveyor.platform.manifest import parse_manifest
+from conveyor.platform.router import Meter
 from conveyor.platform.routes import RouteTable
 from conveyor.platform.spec import AppSpec
 from conveyor.platform.split import Measure, Split
@@ -42,16 +43,22 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
-@pytest.fixture
-def controller(tmp_path: Path, clock: FakeClock) -> Iterator[Controller]:
+def scripted(tmp_path: Path, clock: FakeClock, target: ScriptedTarget) -> Iterator[Controller]:
+    """A controller of ``target`` on ``clock`` (its router meter too), in ``tmp_path``."""
     with Registry(f"sqlite:///{tmp_path / 'registry.db'}") as registry:
         yield Controller(
             registry,
             ArtifactStore(tmp_path / "artifacts"),
             tmp_path,
-            target=ScriptedTarget(),
+            target=target,
+            meter=Meter(now=clock.now),
             clock=clock,
         )
+
+
+@pytest.fixture
+def controller(tmp_path: Path, clock: FakeClock) -> Iterator[Controller]:
+    yield from scripted(tmp_path, clock, ScriptedTarget())
 
 
 def kinds(controller: Controller) -> list[str]:

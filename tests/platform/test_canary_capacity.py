@@ -20,28 +20,12 @@ from conveyor.platform.clock import FakeClock, settle
 from conveyor.platform.controller import Controller
 from conveyor.platform.errors import PlatformError
 from conveyor.platform.policy import AutoscalingSpec
-from conveyor.platform.router import Meter
 from conveyor.platform.spec import AppSpec
 from conveyor.platform.target import Release
-from conveyor.store.artifacts import ArtifactStore
-from conveyor.store.registry import Registry
+from tests.platform.test_autoscaling_controller import POLICY
+from tests.platform.test_canary import ECHO as ONE
+from tests.platform.test_canary import TWO, quiet, scripted
 from tests.platform.test_controller import ScriptedTarget, target_of
-
-ONE = AppSpec(name="echo", kind="echo", options={"word": "one"})
-TWO = AppSpec(name="echo", kind="echo", options={"word": "two"})
-#: Scales on requests in progress, to zero when idle; at most 4 instances.
-POLICY = AutoscalingSpec(
-    min_instances=0,
-    max_instances=4,
-    target_ongoing_requests=4,
-    breach_duration=10,
-    cool_down=30,
-    idle_period=120,
-)
-
-
-def quiet(_message: str) -> None:
-    pass
 
 
 class CountingTarget(ScriptedTarget):
@@ -64,15 +48,7 @@ def clock() -> FakeClock:
 
 @pytest.fixture
 def controller(tmp_path: Path, clock: FakeClock) -> Iterator[Controller]:
-    with Registry(f"sqlite:///{tmp_path / 'registry.db'}") as registry:
-        yield Controller(
-            registry,
-            ArtifactStore(tmp_path / "artifacts"),
-            tmp_path,
-            target=CountingTarget(),
-            meter=Meter(now=clock.now),
-            clock=clock,
-        )
+    yield from scripted(tmp_path, clock, CountingTarget())
 
 
 def split(target: ScriptedTarget) -> tuple[tuple[int, int], tuple[int, int] | None]:
@@ -149,6 +125,23 @@ def test_an_app_of_one_instance_runs_one_of_each_during_a_canary(controller: Con
         assert split(target) == ((1, 1), (2, 1))
         await controller.canaries.promote("echo")
         assert split(target) == ((2, 2), None)
+
+    asyncio.run(work())
+
+
+def test_a_canary_of_an_app_scaled_to_zero_starts_one_instance_of_each(
+    controller: Controller,
+) -> None:
+    target = target_of(controller)
+    one = AppSpec(name="echo", kind="echo", options={"word": "one"}, autoscaling=POLICY)
+
+    async def work() -> None:
+        await controller.push(one, None, 1, quiet)
+        await controller.scale("echo", 0)
+        assert split(target) == ((1, 0), None)
+        await controller.push(TWO, None, 1, quiet, canary=CanaryPolicy(rollback=False))
+        assert split(target) == ((1, 1), (2, 1))
+        assert controller.state.app("echo").instances == 2
 
     asyncio.run(work())
 

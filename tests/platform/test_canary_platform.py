@@ -99,6 +99,7 @@ def test_a_canary_at_10_percent_gets_a_tenth_of_the_requests(platform: Platform,
     assert 70 <= seen[200, "2"] <= 130, seen  # 10 %, within three points
     shown = platform.cli("app", "web").stdout
     assert "canary:   revision 2 gets 10 %, revision 1 the rest" in shown
+    assert "instances: 1 of revision 2, 1 of revision 1" in shown  # the app's 2, shared
     assert "1 (2 at 10 %)" in platform.cli("apps").stdout
     dashboard = logged_in(platform)
     try:
