@@ -22,6 +22,7 @@ from conveyor.platform.clock import FakeClock, settle
 from conveyor.platform.controller import Controller
 from conveyor.platform.errors import DeployError, ManifestError, PlatformError
 from conveyor.platform.manifest import parse_manifest
+from conveyor.platform.router import Meter
 from conveyor.platform.routes import RouteTable
 from conveyor.platform.spec import AppSpec
 from conveyor.platform.split import Measure, Split
@@ -42,16 +43,22 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
-@pytest.fixture
-def controller(tmp_path: Path, clock: FakeClock) -> Iterator[Controller]:
+def scripted(tmp_path: Path, clock: FakeClock, target: ScriptedTarget) -> Iterator[Controller]:
+    """A controller of ``target`` on ``clock`` (its router meter too), in ``tmp_path``."""
     with Registry(f"sqlite:///{tmp_path / 'registry.db'}") as registry:
         yield Controller(
             registry,
             ArtifactStore(tmp_path / "artifacts"),
             tmp_path,
-            target=ScriptedTarget(),
+            target=target,
+            meter=Meter(now=clock.now),
             clock=clock,
         )
+
+
+@pytest.fixture
+def controller(tmp_path: Path, clock: FakeClock) -> Iterator[Controller]:
+    yield from scripted(tmp_path, clock, ScriptedTarget())
 
 
 def kinds(controller: Controller) -> list[str]:
@@ -134,7 +141,8 @@ def test_weight_then_promote_moves_every_request_to_the_new_revision(
         await with_canary(controller, CanaryPolicy(rollback=False))
         assert target.running["echo"][0].revision == 1  # the current one keeps running
         assert target.canaries["echo"][0].revision == 2
-        assert target.canaries["echo"][1:] == (2, 10)
+        assert target.canaries["echo"][1:] == (1, 10)  # the app's 2 instances, shared
+        assert target.running["echo"][1] == 1
         assert views.describe(controller, "echo")["canary"]["weight"] == 10
         await controller.canaries.set_weight("echo", 50)
         assert target.canaries["echo"][2] == 50
@@ -143,6 +151,7 @@ def test_weight_then_promote_moves_every_request_to_the_new_revision(
 
     asyncio.run(work())
     assert target.running["echo"][0].revision == 2
+    assert target.running["echo"][1] == 2  # the whole count, handed over
     assert "echo" not in target.canaries
     assert controller.state.app("echo").revision == 2
     assert last(controller, "canary-promoted") == {

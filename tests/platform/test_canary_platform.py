@@ -3,7 +3,9 @@
 One app, ``web`` (the stdlib hello app, which says which revision answered),
 goes through a canary at 10 % (the split counted over 1000 requests), a
 weight change and a promotion under load (no failed request), an abort, and
-an automatic rollback of a revision that answers 500.
+an automatic rollback of a revision that answers 500. Another, ``surge``, is
+autoscaled under load during a canary: one count for both revisions, shared
+by the weight.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from tests.platform.control import Platform, running_platform
+from tests.platform.control import Platform, get, running_platform
 from tests.ui.dashboard import logged_in
 from tests.waiting import eventually
 
@@ -97,6 +99,7 @@ def test_a_canary_at_10_percent_gets_a_tenth_of_the_requests(platform: Platform,
     assert 70 <= seen[200, "2"] <= 130, seen  # 10 %, within three points
     shown = platform.cli("app", "web").stdout
     assert "canary:   revision 2 gets 10 %, revision 1 the rest" in shown
+    assert "instances: 1 of revision 2, 1 of revision 1" in shown  # the app's 2, shared
     assert "1 (2 at 10 %)" in platform.cli("apps").stdout
     dashboard = logged_in(platform)
     try:
@@ -172,3 +175,67 @@ def test_a_canary_answering_500_is_rolled_back_by_itself(platform: Platform, web
     assert rolled[-1]["details"]["reason"].startswith("error rate 100.0% against 0.0%")
     assert "canary-rolled-back" in platform.cli("events", "web").stdout
     assert platform.app("web")["revision"] == 2
+
+
+def by_revision(platform: Platform, name: str) -> Counter[int]:
+    """How many instances of each revision of ``name`` run now (whatever their state)."""
+    return Counter(i["revision"] for i in platform.app(name)["instances_detail"])
+
+
+def test_under_load_a_canarys_app_scales_as_one_and_both_revisions_in_proportion(
+    platform: Platform,
+) -> None:
+    policy = (
+        "    autoscaling:\n"
+        "      {max-instances: 4, target-ongoing-requests: 2, breach-duration: 1s,"
+        " cool-down: 1s}\n"
+    )
+    manifest = platform.write_hello_app("surge", instances=1, extra=policy)
+    platform.cli("push", "-f", str(manifest))
+    platform.cli("push", "-f", str(manifest), "--canary", "50", "--no-rollback")
+    assert by_revision(platform, "surge") == Counter({1: 1, 2: 1})  # one of each, not 1 + 1 more
+    url = f"{platform.router}/surge/sleep?s=0.3"
+    statuses: Counter[int] = Counter()
+    stop = threading.Event()
+    most = [0]  # the most instances seen at once while the canary ran
+
+    def load() -> None:
+        end = time.monotonic() + 2 * MOST_SECONDS
+        for _ in range(1_000):  # bounded: at most 1,000 requests a worker, 120 s, or until told
+            if stop.is_set() or time.monotonic() > end:
+                return
+            statuses[get(url, timeout=60)[0]] += 1
+
+    def split_is(expected: dict[int, int]) -> bool:
+        seen = by_revision(platform, "surge")
+        most[0] = max(most[0], sum(seen.values()))
+        return seen == Counter(expected)
+
+    workers = [threading.Thread(target=load) for _ in range(8)]  # 8 in progress want 4
+    for worker in workers:
+        worker.start()
+    try:
+        eventually(lambda: split_is({1: 2, 2: 2}), what="both revisions to scale out to 2 each")
+        platform.cli("canary", "surge", "--weight", "25")  # a step: re-split, same count
+        eventually(lambda: split_is({1: 3, 2: 1}), what="the re-split at 25 %")
+        assert most[0] == 4  # max-instances holds for both revisions together
+        promoted = platform.cli("canary", "surge", "promote").stdout
+        assert "surge: revision 2 promoted: it takes every request" in promoted
+        eventually(
+            lambda: by_revision(platform, "surge") == Counter({2: 4}),
+            what="the new revision to take the whole count",
+        )
+    finally:
+        stop.set()
+        for worker in workers:
+            worker.join()
+    assert set(statuses) == {200}, statuses  # not one failed request through the re-splits
+    assert platform.app("surge")["instances"] == 4
+    events = platform.client.call("GET", "/v1/apps/surge/events?limit=50")
+    scaled = [e["details"] for e in events if e["kind"] == "scaled"]
+    assert any(
+        d["previous"] == 2 and d["instances"] == 4 and "per instance > 2" in d["reason"]
+        for d in scaled
+    ), scaled
+    weights = [e["details"] for e in events if e["kind"] == "canary-weight"]
+    assert (weights[-1]["instances"], weights[-1]["current_instances"]) == (1, 3)

@@ -78,11 +78,17 @@ class ScriptedTarget:
         return self.windows.pop(0) if self.windows else {}
 
     async def end_canary(self, release: Release) -> None:
-        self.canaries.pop(release.app, None)
-        self.running[release.app] = (release, self.running[release.app][1])
+        canary = self.canaries.pop(release.app, None)
+        kept = canary is not None and canary[0].revision == release.revision
+        count = canary[1] if canary is not None and kept else self.running[release.app][1]
+        self.running[release.app] = (release, count)
 
     async def scale(self, release: Release, instances: int) -> None:
-        self.running[release.app] = (release, instances)
+        canary = self.canaries.get(release.app)
+        if canary is not None and canary[0].revision == release.revision:
+            self.canaries[release.app] = (release, instances, canary[2])
+        else:
+            self.running[release.app] = (release, instances)
 
     async def stop(self, app: str) -> None:
         release, _ = self.running[app]

@@ -104,6 +104,12 @@ def canary_text(name: str, canary: dict[str, Any]) -> list[str]:
         f"canary:   revision {canary['canary']} gets {canary['weight']} %, "
         f"revision {canary['stable']} the rest (since {when(canary['started_at'])})"
     ]
+    counts = canary.get("instances")
+    if counts:  # the app's instances, shared by the weight
+        lines.append(
+            f"          instances: {counts[str(canary['canary'])]} of revision {canary['canary']}, "
+            f"{counts[str(canary['stable'])]} of revision {canary['stable']}"
+        )
     ends = []
     if policy["promote_after"] is not None:
         ends.append(f"promoted after {policy['promote_after']:g} s without a breach")

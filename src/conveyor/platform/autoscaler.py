@@ -14,6 +14,10 @@ load that comes and goes does not make instances come and go::
 
 Crash backoff wins: while an instance of the app waits out its backoff, the
 autoscaler adds none (more copies of a crashing app only crash more).
+
+A canary's app is decided as one (both revisions' load, one count, which
+:mod:`.canary` shares by the weight); its ``floor`` keeps one instance of each
+revision, so it is never scaled to zero while the canary runs.
 """
 
 from __future__ import annotations
@@ -49,6 +53,9 @@ class Sample:
     backoff: bool = False
     #: Messages waiting in a stream app's input (None: not a stream app, or unknown).
     lag: float | None = None
+    #: Fewest instances the app may have now, whatever the policy says (a canary in progress
+    #: needs one of each revision: 2), and no scaling to zero while it is above 0.
+    floor: int = 0
 
 
 @dataclass(frozen=True)
@@ -109,6 +116,9 @@ class Autoscaler:
 
     # -- the conditions -----------------------------------------------------------
 
+    def _clamp(self, count: int, sample: Sample) -> int:
+        return max(sample.floor, self.policy.clamp(count))
+
     def _cooling(self, now: float) -> bool:
         last = self._last_change
         return last is not None and now - last < float(self.policy.cool_down)
@@ -127,13 +137,15 @@ class Autoscaler:
             return None  # stopped for idleness (or by hand): a request wakes it
         if current < policy.min_instances:
             return Decision(current, policy.min_instances, "below min-instances")
+        if current < sample.floor:
+            return Decision(current, sample.floor, "a canary runs one instance of each revision")
         if current > policy.max_instances:
             return Decision(current, policy.max_instances, "above max-instances")
         return None
 
     def _idle(self, sample: Sample, now: float) -> Decision | None:
         policy = self.policy
-        if policy.min_instances > 0 or sample.instances == 0 or sample.ongoing > 0:
+        if policy.min_instances > 0 or sample.floor > 0 or not sample.instances or sample.ongoing:
             return None
         idle = float(policy.idle_period)
         if sample.idle_for < idle:
@@ -161,7 +173,7 @@ class Autoscaler:
         current = sample.instances
         if target is None or total is None or current == 0:
             return None
-        wanted = self.policy.clamp(math.ceil(total / target))
+        wanted = self._clamp(math.ceil(total / target), sample)
         duration = float(self.policy.breach_duration)
         up = self._held(key + "-up", wanted > current, now, duration)
         down = self._held(key + "-down", wanted < current, now, duration)
@@ -180,7 +192,7 @@ class Autoscaler:
         held = self._held(f"rule-{index}", holds, now, float(rule.breach_duration))
         if held is None or value is None:
             return None
-        wanted = self.policy.clamp(adjusted(current, rule.adjustment))
+        wanted = self._clamp(adjusted(current, rule.adjustment), sample)
         return Decision(current, wanted, f"{rule.describe(value)} for {_secs(held)} s")
 
 

@@ -9,6 +9,10 @@ carries a decision out through :meth:`.Controller.autoscale` — recorded as a
 ``scaled`` event with its reason, then done by the target's ``scale`` (which
 drains an instance before stopping it).
 
+During a canary the app is measured and decided as one (both revisions'
+requests and instances), and the decision is shared by the canary's weight
+(:meth:`.Canaries.scale`), never below one instance of each revision.
+
 An app scaled to zero is woken by the router: :meth:`Autoscaling.wake` starts
 one instance (once, however many requests are held) and tells the router when
 it is ready.
@@ -25,6 +29,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from conveyor.platform.autoscaler import Autoscaler, Decision, Sample
+from conveyor.platform.canary import FLOOR
 from conveyor.platform.clock import Clock
 from conveyor.platform.errors import PlatformError
 
@@ -113,6 +118,9 @@ class Autoscaling:
             if app.name in self._waking:
                 continue
             sample = self.sample(app.name, app.instances, watched)
+            if controller.canaries.get(app.name) is not None:
+                # One count for both revisions, from the whole app's load; the canary shares it.
+                sample = dataclasses.replace(sample, floor=FLOOR)
             if watched.scaler.policy.target_lag is not None and self.lag is not None:
                 lag = await asyncio.to_thread(self.lag, app.name, watched.spec)
                 sample = dataclasses.replace(sample, lag=None if lag is None else float(lag))

@@ -18,6 +18,15 @@ decision is an event (``canary-started``, ``canary-weight``,
 reason, which ``conveyor events``, ``conveyor app`` and ``conveyor revisions``
 show. A canary lives in the platform's memory: a platform that restarts brings
 back the current revision only, and records that the canary was aborted.
+
+**One capacity, split by the weight.** A canary does not add instances: the
+app's count (the push's ``instances``, or what its autoscaler chose) is shared
+by the two revisions in proportion to the weight (:func:`shares`, at least one
+each), re-split at every weight change and every autoscaler decision; the
+autoscaler decides that one total from the whole app's load. A promotion hands
+the whole count to the new revision, an abort back to the current one. Each
+hand-over starts the receiving side's instances before the other side's stop
+(as a rolling push does), so no request fails and no side is left overloaded.
 """
 
 from __future__ import annotations
@@ -25,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -37,10 +47,11 @@ from conveyor.platform.split import Measure
 if TYPE_CHECKING:
     from conveyor.platform.clock import Clock
     from conveyor.platform.controller import Controller, Deployment
+    from conveyor.platform.policy import AutoscalingSpec
     from conveyor.platform.target import Progress
     from conveyor.store.apps import RevisionRecord
 
-__all__ = ["Canaries", "CanaryPolicy", "CanaryRun", "verdict"]
+__all__ = ["Canaries", "CanaryPolicy", "CanaryRun", "shares", "verdict"]
 
 log = logging.getLogger("conveyor.platform.canary")
 
@@ -48,6 +59,23 @@ log = logging.getLogger("conveyor.platform.canary")
 LATENCY_SLACK_MS = 10.0
 #: Event kinds that end a canary.
 ENDINGS = ("canary-promoted", "canary-aborted", "canary-rolled-back")
+#: Fewest instances of an app while a canary runs: one of each revision.
+FLOOR = 2
+
+
+def shares(total: int, weight: int) -> tuple[int, int]:
+    """``total`` instances split by ``weight``: (current revision's, new revision's).
+
+    The new revision gets its share rounded up (as Argo Rollouts does with an
+    HPA), and each revision keeps at least one instance, so either can take
+    its share of requests at once and a promotion or abort never starts cold.
+
+    >>> shares(4, 10), shares(4, 50), shares(4, 90), shares(10, 25), shares(2, 0)
+    ((3, 1), (2, 2), (1, 3), (7, 3), (1, 1))
+    """
+    total = max(FLOOR, total)
+    new = min(total - 1, max(1, math.ceil(total * weight / 100)))
+    return total - new, new
 
 
 def verdict(policy: CanaryPolicy, current: Measure, new: Measure) -> str | None:
@@ -96,7 +124,9 @@ class CanaryRun:
     app: str
     stable: int
     canary: int
+    #: Instances of the new revision and of the current one: the app's count, split.
     instances: int
+    stable_instances: int
     weight: int
     policy: CanaryPolicy
     #: When it started, on the watcher's clock and on the wall.
@@ -146,6 +176,10 @@ class CanaryRun:
             "stable": self.stable,
             "canary": self.canary,
             "weight": self.weight,
+            "instances": {
+                str(self.stable): self.stable_instances,
+                str(self.canary): self.instances,
+            },
             "started_at": self.started_at,
             "policy": self.policy.to_json(),
             "totals": {str(r): {"requests": t[0], "errors": t[1]} for r, t in self.totals.items()},
@@ -202,6 +236,37 @@ class Canaries:
                 f"app {name!r} is stopped: a canary shares the requests of a running revision",
                 hint=f"Start it first: conveyor start {name}",
             )
+        scaling = self._autoscaling(name, app.revision)
+        if scaling is not None and scaling.max_instances < FLOOR:
+            raise PlatformError(
+                f"app {name!r} runs at most {scaling.max_instances} instance, and a canary "
+                f"shares the app's instances with one of each revision at least",
+                hint="Raise its autoscaling max-instances to 2 or more first.",
+            )
+
+    def _autoscaling(self, name: str, revision: int) -> AutoscalingSpec | None:
+        """The policy of ``name``'s ``revision``: the current one's governs during a canary."""
+        controller = self.controller
+        return controller.spec(controller.state.revision(name, revision)).autoscaling
+
+    def check_scale(self, name: str, instances: int) -> None:
+        """Refuse a count a canary in progress cannot share (it needs one per revision)."""
+        run = self.runs.get(name)
+        if run is not None and instances < FLOOR:
+            raise PlatformError(
+                f"app {name!r} has a canary running, which needs {FLOOR} instances at least "
+                f"(one of each revision), not {instances}",
+                hint=f"End it first: conveyor canary {name} promote (or abort).",
+            )
+
+    async def scale(self, name: str, instances: int) -> bool:
+        """Share ``instances`` between the revisions of ``name``'s canary (called with the app's
+        lock held); False when it has none (the caller scales its current revision)."""
+        run = self.runs.get(name)
+        if run is None:
+            return False
+        await self._resize(run, *shares(instances, run.weight))
+        return True
 
     def _run(self, name: str) -> CanaryRun:
         self.controller.state.app(name)
@@ -228,7 +293,8 @@ class Canaries:
         controller, name = self.controller, revision.app
         app = controller.state.app(name)
         release = controller.release(revision)
-        count = max(1, instances)
+        total = self._total(name, app.revision, app.instances, instances)
+        stable_count, count = shares(total, policy.weight)
         try:
             await controller.target.start_canary(
                 release, count, progress, stable=app.revision, weight=policy.weight
@@ -241,12 +307,17 @@ class Canaries:
             app.revision,
             revision.number,
             count,
+            app.instances,
             policy.weight,
             policy,
             self.clock.now(),
             self.clock.wall(),
         )
         self.runs[name] = run
+        if stable_count != app.instances:
+            progress(f"Revision {app.revision} keeps {stable_count} of the {total} instance(s)...")
+        await self._resize(run, stable_count, count)
+        controller.state.save_app(name, state="started", instances=total, revision=app.revision)
         controller.event(
             name,
             "canary-started",
@@ -254,6 +325,8 @@ class Canaries:
             current=app.revision,
             weight=policy.weight,
             promote_after=policy.promote_after,
+            instances=count,
+            current_instances=stable_count,
         )
         # Watched even when it may only end by hand: the windows are what `conveyor app` shows.
         run.task = asyncio.get_running_loop().create_task(self._watch(run))
@@ -270,10 +343,17 @@ class Canaries:
             raise PlatformError(f"a canary's weight is a percentage (0-100), not {weight}")
         async with self.controller.lock(name):
             run = self._run(name)
-            self.controller.target.set_canary_weight(name, weight)
-            previous, run.weight = run.weight, weight
+            previous = run.weight
+            stable_count, count = shares(run.instances + run.stable_instances, weight)
+            await self._resize(run, stable_count, count, weight)
             self.controller.event(
-                name, "canary-weight", revision=run.canary, weight=weight, previous=previous
+                name,
+                "canary-weight",
+                revision=run.canary,
+                weight=weight,
+                previous=previous,
+                instances=count,
+                current_instances=stable_count,
             )
             return run
 
@@ -289,21 +369,29 @@ class Canaries:
         from conveyor.platform.controller import Deployment
 
         controller, name = self.controller, run.app
-        self._forget(run)
         revision = controller.state.revision(name, run.canary)
-        # Every request goes to the new revision (its instances already run), then the old drain.
+        release = controller.release(revision)
+        total = run.instances + run.stable_instances
+        scaling = controller.spec(revision).autoscaling
+        if scaling is not None:  # its own policy governs from now on
+            total = scaling.clamp(total)
+        # The whole count goes to the new revision: its instances start before any request
+        # moves, then the old revision's drain and stop.
+        if total > run.instances:
+            await controller.target.scale(release, total)
+        self._forget(run)
         controller.target.set_canary_weight(name, 100)
-        await controller.target.end_canary(controller.release(revision))
-        controller.state.save_app(
-            name, state="started", instances=run.instances, revision=run.canary
-        )
+        await controller.target.end_canary(release)
+        if total < run.instances:
+            await controller.target.scale(release, total)
+        controller.state.save_app(name, state="started", instances=total, revision=run.canary)
         controller.event(
             name, "canary-promoted", revision=run.canary, previous=run.stable, reason=reason
         )
         return Deployment(
             name,
             run.canary,
-            run.instances,
+            total,
             f"revision {run.canary} promoted: it takes every request",
         )
 
@@ -311,18 +399,73 @@ class Canaries:
         from conveyor.platform.controller import Deployment
 
         controller, name = self.controller, run.app
+        current = controller.release(controller.state.revision(name, run.stable))
+        total = run.instances + run.stable_instances
+        # The whole count goes back to the current revision before it takes every request.
+        if total > run.stable_instances:
+            await controller.target.scale(current, total)
         self._forget(run)
-        current = controller.state.revision(name, run.stable)
         controller.target.set_canary_weight(name, 0)
-        await controller.target.end_canary(controller.release(current))
+        await controller.target.end_canary(current)
+        controller.state.save_app(name, state="started", instances=total, revision=run.stable)
         controller.event(name, kind, revision=run.canary, current=run.stable, reason=reason)
         verb = "rolled back" if kind == "canary-rolled-back" else "aborted"
         return Deployment(
             name,
             run.stable,
-            controller.state.app(name).instances,
+            total,
             f"canary revision {run.canary} {verb}: revision {run.stable} takes every request",
         )
+
+    def _total(self, name: str, stable: int, running: int, asked: int) -> int:
+        """The count a canary shares: what the autoscaler chose (within its policy), or the
+        push's ``asked`` for an app without one; two at least."""
+        scaling = self._autoscaling(name, stable)
+        if scaling is None:
+            return max(FLOOR, asked)
+        return max(FLOOR, scaling.min_instances, min(scaling.max_instances, running))
+
+    async def _resize(
+        self, run: CanaryRun, stable: int, canary: int, weight: int | None = None
+    ) -> None:
+        """Run ``stable`` and ``canary`` instances of the two revisions, with ``weight``.
+
+        A side that grows does so first (as far as ``max-instances`` leaves room),
+        the requests move (``weight``) only once its new instances are healthy,
+        and a side that shrinks does so last, its instances drained: a re-split
+        fails no request, and an app at its ``max-instances`` never runs more.
+        """
+        controller, target = self.controller, self.controller.target
+        scaling = self._autoscaling(run.app, run.stable)
+        room = None if scaling is None else scaling.max_instances
+
+        async def scale(revision: int, count: int) -> None:
+            release = controller.release(controller.state.revision(run.app, revision))
+            await target.scale(release, count)
+            if revision == run.stable:
+                run.stable_instances = count
+            else:
+                run.instances = count
+
+        def have(revision: int) -> int:
+            return run.stable_instances if revision == run.stable else run.instances
+
+        wanted = ((run.stable, stable), (run.canary, canary))
+        for revision, count in wanted:
+            # What runs now counts against the bound; beyond it, growing waits for the shrink.
+            free = count if room is None else room - run.instances - run.stable_instances
+            first = min(count, have(revision) + free)
+            if first > have(revision):
+                await scale(revision, first)
+        if weight is not None:
+            target.set_canary_weight(run.app, weight)
+            run.weight = weight
+        for revision, count in wanted:
+            if count < have(revision):
+                await scale(revision, count)
+        for revision, count in wanted:
+            if count > have(revision):
+                await scale(revision, count)
 
     def _forget(self, run: CanaryRun) -> None:
         self.runs.pop(run.app, None)

@@ -242,12 +242,14 @@ class Controller:
             raise UsageError("the number of instances cannot be negative")
         async with self._lock(name):
             app = self.state.app(name)
+            self.canaries.check_scale(name, instances)
             self.state.save_app(name, state=app.state, instances=instances, revision=app.revision)
             self._event(name, "scaled", instances=instances, previous=app.instances)
             if app.state != "started":
                 return Deployment(name, app.revision, instances, "scaled (the app is stopped)")
             revision = self.state.revision(name, app.revision)
-            await self.target.scale(self.release(revision), instances)
+            if not await self.canaries.scale(name, instances):  # a canary shares the count
+                await self.target.scale(self.release(revision), instances)
             return Deployment(name, app.revision, instances, f"scaled to {instances}")
 
     async def autoscale(self, name: str, decision: Decision) -> None:
@@ -268,7 +270,8 @@ class Controller:
                 by="autoscaler",
             )
             revision = self.state.revision(name, app.revision)
-            await self.target.scale(self.release(revision), decision.instances)
+            if not await self.canaries.scale(name, decision.instances):  # a canary shares it
+                await self.target.scale(self.release(revision), decision.instances)
 
     async def set_env(
         self, name: str, values: Mapping[str, str], unset: Sequence[str], *, secret: bool = False
