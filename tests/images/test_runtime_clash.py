@@ -45,7 +45,8 @@ def test_a_package_at_another_version_is_refused_naming_both_and_what_to_do() ->
     assert "attrs" not in message
     hint = refused.value.hint or ""
     assert "(scikit-learn==1.9.1 six==1.17.0)" in hint
-    assert "--runtime-image" in hint and "conveyor image runtime" in hint
+    assert "--runtime-image" in hint
+    assert "conveyor image runtime" in hint
     assert "--image APP=REF" in hint
 
 
