@@ -47,7 +47,7 @@ def test_a_package_at_another_version_is_refused_naming_both_and_what_to_do() ->
     assert "(scikit-learn==1.9.1 six==1.17.0)" in hint
     assert "--runtime-image" in hint
     assert "conveyor image runtime" in hint
-    assert "--image APP=REF" in hint
+    assert "push --image APP=REF" in hint
 
 
 def test_the_same_version_and_packages_only_the_app_has_pass() -> None:

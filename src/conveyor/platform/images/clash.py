@@ -100,11 +100,12 @@ def check_lock(lock: str, runtime: Mapping[str, str], image: str) -> None:
     raise ImageError(
         f"the app's requirements pin {pinned}, but {image} it is built on has {has}: "
         "installed over Conveyor's own packages, they may break Conveyor in the image "
-        "(conveyor serve)",
+        "(conveyor serve, a step's runner)",
         hint=f"Require the runtime's version in the app's requirements ({aligned}); or give "
         "the target a --runtime-image with the app's version (one built by `conveyor image "
         "runtime` where Conveyor runs with it, or without the --extra that brings it; or a "
-        "team's image); or push with --image APP=REF, an image built elsewhere.",
+        "team's image); or run an image built elsewhere (push --image APP=REF, task launch "
+        "--image REF).",
     )
 
 
