@@ -376,9 +376,10 @@ def build_runtime(
 def check_app(droplet: Path | Droplet, extras: Iterable[str] = RUNTIME_EXTRAS) -> None:
     """ImageError when the app's lock pins a package at another version than the runtime image
     of this server's environment (for ``extras``) has: checked before that image is built."""
-    env = read_environment(extras)
-    image = f"the runtime image of this server's Conveyor {__version__}"
-    check_lock(droplet_parts(droplet).lock, env.packages, image)
+    lock = droplet_parts(droplet).lock
+    if lock.strip():  # a model app's files alone install nothing: no environment to read
+        image = f"the runtime image of this server's Conveyor {__version__}"
+        check_lock(lock, read_environment(extras).packages, image)
 
 
 def _base_python(config: Mapping[str, Any], env: RuntimeEnvironment, base: str) -> str:
