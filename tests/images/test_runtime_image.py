@@ -15,7 +15,8 @@ import pytest
 
 from conveyor import __version__
 from conveyor.errors import UsageError
-from conveyor.platform.images import ImageError, ImageRef
+from conveyor.platform.images import ImageError, ImageRef, build_and_push
+from conveyor.platform.images.clash import LABEL_PACKAGES
 from conveyor.platform.images.runtime import (
     LABEL_ENVIRONMENT,
     LABEL_VERSION,
@@ -84,6 +85,10 @@ def test_skopeo_reads_its_labels_and_one_layer_on_the_base(
     assert inspected["Digest"] == built.image.digest
     assert inspected["Labels"][LABEL_VERSION] == __version__
     assert inspected["Labels"][LABEL_ENVIRONMENT] == environment.digest
+    listed = inspected["Labels"][LABEL_PACKAGES].split()
+    assert f"conveyor=={__version__}" in listed
+    assert f"scikit-learn=={environment.packages['scikit-learn']}" in listed
+    assert len(listed) == len(environment.installed)
     assert inspected["Labels"]["org.opencontainers.image.base.name"] == built.base
     assert len(inspected["Layers"]) == 2  # the tiny base's and the runtime's
     assert f"PATH=/{VENV}/bin:/usr/local/bin:/usr/bin:/bin" in inspected["Env"]
@@ -168,3 +173,84 @@ def test_a_base_of_another_python_or_platform_is_refused_naming_both(
 def test_an_unknown_extra_is_refused_naming_the_known_ones() -> None:
     with pytest.raises(UsageError, match=r"Conveyor has no extra 'gpu'; its extras are .*kafka"):
         read_environment(["gpu"])
+
+
+def model_droplet(root: Path, lock: str) -> Path:
+    """A model app's droplet as one folder: its files, and its environment's resolved lock."""
+    (root / "source").mkdir(parents=True)
+    (root / "source" / "model.skops").write_bytes(b"not read while building")
+    (root / "venv").mkdir()
+    (root / "venv" / "conveyor-lock.txt").write_text(lock)
+    (root / "venv" / "pyvenv.cfg").write_text(
+        f"version = {'.'.join(map(str, sys.version_info[:3]))}\n"
+    )
+    return root
+
+
+def test_an_app_pinning_a_runtime_package_at_another_version_is_refused_before_a_push(
+    built: Built, registry: OciRegistry, tmp_path: Path
+) -> None:
+    six = read_environment().packages["six"]
+    other = "1.16.0" if six != "1.16.0" else "1.15.0"
+    droplet = model_droplet(tmp_path, f"attrs==25.1.0\nsix=={other}\n")
+    with pytest.raises(ImageError) as refused:
+        build_and_push(
+            droplet,
+            repository=f"{registry.host}/apps/clash",
+            base=built.image.pinned,
+            labels={},
+            insecure=True,
+        )
+    assert str(refused.value).startswith(
+        f"the app's requirements pin six {other}, but the runtime image {built.image.pinned} "
+        f"it is built on has six {six}: installed over Conveyor's own packages"
+    )
+    assert f"(six=={six})" in (refused.value.hint or "")
+    assert not [r for r in registry.requests() if "/apps/clash/" in r.uri]
+
+
+def test_a_target_building_its_runtime_image_refuses_the_clash_before_pushing_it(
+    built: Built, registry: OciRegistry, tmp_path: Path
+) -> None:
+    from conveyor.platform.kubernetes.config import KubernetesConfig
+    from conveyor.platform.kubernetes.target import KIND_LABEL
+    from conveyor.server.cluster_apps import image_builders
+
+    config = KubernetesConfig(
+        context=None, namespace="ds", registry=f"{registry.host}/team", base_image=built.base
+    )
+    droplet = model_droplet(tmp_path, "six==1.0.0\n")
+    builder = image_builders(tmp_path / "cache")(config)
+    labels = {"app.kubernetes.io/name": "scorer", KIND_LABEL: "model"}
+    with pytest.raises(ImageError, match=r"pin six 1\.0\.0, but the runtime image of this"):
+        builder({"venv": str(droplet / "venv"), "source": str(droplet / "source")}, labels)
+    assert not [r for r in registry.requests() if "/team/" in r.uri]  # not even the runtime
+
+
+def test_an_app_adding_its_own_packages_is_built_on_the_runtime_image(
+    built: Built, registry: OciRegistry, tmp_path: Path
+) -> None:
+    six = read_environment().packages["six"]
+    # six at the runtime's own version (written 1.17 for 1.17.0 would pass too); iniconfig is
+    # only the app's (in uv's cache on this machine: no download).
+    droplet = model_droplet(tmp_path, f"iniconfig==2.3.1\nsix=={six}\n")
+    lines: list[str] = []
+    image = build_and_push(
+        droplet,
+        repository=f"{registry.host}/apps/added",
+        base=built.image.pinned,
+        labels={},
+        insecure=True,
+        progress=lines.append,
+    )
+    assert lines[-1] == f"Pushed {image.pinned}"
+    layout = tmp_path / "layout"
+    skopeo("copy", "--src-tls-verify=false", f"docker://{image.pinned}", f"oci:{layout}")
+    manifest = json.loads((layout / "blobs" / "sha256" / image.digest[7:]).read_bytes())
+    assert len(manifest["layers"]) == 4  # the base's, the runtime's, the app's two
+    dependencies = manifest["layers"][2]["digest"][7:]
+    blob = (layout / "blobs" / "sha256" / dependencies).read_bytes()
+    with tarfile.open(fileobj=io.BytesIO(blob)) as tar:
+        names = set(tar.getnames())
+    assert f"{SITE}/iniconfig/__init__.py" in names
+    assert f"{SITE}/six-{six}.dist-info/METADATA" in names

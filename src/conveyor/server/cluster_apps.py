@@ -108,14 +108,18 @@ class _OciBuilders:
         def build(droplet: Mapping[str, Any], labels: Mapping[str, str]) -> str:
             from conveyor.platform.images import build_and_push, revision_droplet
             from conveyor.platform.images.reference import is_loopback
+            from conveyor.platform.images.runtime import check_app
 
             app = labels["app.kubernetes.io/name"]
             repository = f"{config.registry.rstrip('/')}/{app}"
             base = config.base_image
+            source = revision_droplet(droplet)
             if labels.get(KIND_LABEL) in RUNTIME_KINDS:  # it runs Conveyor (`conveyor serve`)
+                if config.runtime_image is None:
+                    check_app(source)  # a clash is refused before the runtime image is pushed
                 base = config.runtime_image or self.runtime(config)()
             image = build_and_push(
-                revision_droplet(droplet),
+                source,
                 repository=repository,
                 base=base,
                 labels=labels,

@@ -10,6 +10,7 @@ import json
 import re
 import threading
 from functools import partial
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -197,6 +198,36 @@ def test_a_steps_image_is_built_from_its_task_apps_files_or_is_the_runtime_image
         )
         assert inspected["Labels"]["org.opencontainers.image.base.name"] == box["image"]
         assert inspected["Labels"]["dev.conveyor.kind"] == "python-step"
+
+
+def test_a_python_step_pinning_a_runtime_package_at_another_version_is_refused_unpushed(
+    cluster: tuple[Platform, FakeApi], tmp_path: Path
+) -> None:
+    platform, api = cluster
+    installed = metadata.version("packaging")  # a requirement of Conveyor's: in the runtime
+    other = "26.4" if installed != "26.4" else "26.3"  # both in uv's cache on this machine
+    with registry_target(platform, tmp_path, "pins") as registry:
+        folder = platform.project / "pinned"
+        folder.mkdir()
+        (folder / "jobs.py").write_text("def fit(**params):\n    print('fitted')\n")
+        (folder / "requirements.txt").write_text(f"packaging=={other}\n")
+        platform.cli("task", "app", "register", "--name", "pinned", "--path", str(folder),
+                     "--uri", "python:jobs:fit")  # fmt: skip
+        platform.cli("task", "create", "pinning", "--definition", "pinned")
+        failed = platform.cli(
+            "task", "launch", "pinning", "--target", "pins", "--wait", check=False, timeout=600
+        )
+        pushed = [r for r in registry.requests() if r.method in ("POST", "PUT")]
+    assert failed.returncode == 1
+    assert "of pinning: FAILED" in failed.stdout
+    assert (
+        f"the app's requirements pin packaging {other}, but the runtime image of this server's "
+        f"Conveyor" in failed.stdout
+    )
+    assert f"has packaging {installed}" in failed.stdout
+    assert "Traceback" not in failed.stdout + failed.stderr
+    assert not [name for name in api.objects("Job") if name.startswith("pinning-")]
+    assert [r.uri for r in pushed if "/ds/" in r.uri] == []  # not even the runtime image
 
 
 def test_a_step_whose_image_cannot_be_built_fails_naming_the_registry(

@@ -33,6 +33,7 @@ from conveyor.platform.images.build import (
     droplet_parts,
     image_manifest,
 )
+from conveyor.platform.images.clash import check_lock, labelled_packages
 from conveyor.platform.images.distribution import DOCKER_LIST, OCI_INDEX, Registry
 from conveyor.platform.images.layers import Layer
 from conveyor.platform.images.reference import (
@@ -86,6 +87,9 @@ def build_and_push(
         say(f"Reading the base image {base_ref}...")
         base_manifest, base_config = read_base(source, base_ref, base.platform)
         version = _python_version(base_config, parts, base_ref)
+        runtime = labelled_packages(base_config)
+        if runtime is not None:  # a runtime image: the app's packages go into its environment
+            check_lock(parts.lock, runtime, f"the runtime image {base_ref}")
         scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="conveyor-image-")))
         say(f"Building the app's layers for {base.platform} (Python {version})...")
         layers = app_layers(parts, base, version, scratch, cache)

@@ -37,10 +37,12 @@ from typing import Any
 from conveyor._version import __version__
 from conveyor.errors import UsageError
 from conveyor.platform.errors import ImageError
-from conveyor.platform.images.build import VENV_DIR, image_config, venv_frame
+from conveyor.platform.images.build import VENV_DIR, droplet_parts, image_config, venv_frame
+from conveyor.platform.images.clash import LABEL_PACKAGES, check_lock, packages_label
 from conveyor.platform.images.layers import Entry, Layer, cached_layer, write_layer
 from conveyor.platform.images.push import Pushing, open_registries, push_target, read_base
 from conveyor.platform.images.reference import BaseImage, ImageRef
+from conveyor.platform.staging import Droplet
 
 __all__ = [
     "LABEL_ENVIRONMENT",
@@ -49,6 +51,7 @@ __all__ = [
     "RUNTIME_REPOSITORY",
     "RuntimeEnvironment",
     "build_runtime",
+    "check_app",
     "check_extras",
     "read_environment",
     "runtime_layer",
@@ -113,6 +116,11 @@ class RuntimeEnvironment:
             [[i.name, i.version, i.digest] for i in self.installed],
         ]
         return hashlib.sha256(json.dumps(listing).encode()).hexdigest()[:32]
+
+    @property
+    def packages(self) -> dict[str, str]:
+        """Every distribution's version by its name."""
+        return {i.name: i.version for i in self.installed}
 
     @property
     def size(self) -> int:
@@ -355,6 +363,7 @@ def build_runtime(
         labels = {
             LABEL_VERSION: __version__,
             LABEL_ENVIRONMENT: env.digest,
+            LABEL_PACKAGES: packages_label(env.packages),
             "org.opencontainers.image.version": __version__,
         }
         made_by = f"conveyor: runtime {__version__} (environment {env.digest})"
@@ -362,6 +371,15 @@ def build_runtime(
         tag = f"{__version__}-{env.digest[:12]}".replace("+", "_")
         pushing = Pushing(registry_api, source, target, base_ref, scratch, say)
         return pushing.push(base_manifest, [("runtime layer", layer)], config, tag)
+
+
+def check_app(droplet: Path | Droplet, extras: Iterable[str] = RUNTIME_EXTRAS) -> None:
+    """ImageError when the app's lock pins a package at another version than the runtime image
+    of this server's environment (for ``extras``) has: checked before that image is built."""
+    lock = droplet_parts(droplet).lock
+    if lock.strip():  # a model app's files alone install nothing: no environment to read
+        image = f"the runtime image of this server's Conveyor {__version__}"
+        check_lock(lock, read_environment(extras).packages, image)
 
 
 def _base_python(config: Mapping[str, Any], env: RuntimeEnvironment, base: str) -> str:
