@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 
 from conveyor.cli.client import connect
-from conveyor.cli.uploads import upload_folder
+from conveyor.cli.uploads import file_entries, upload_folder
 
 __all__ = ["catalog_group"]
 
@@ -57,7 +57,7 @@ def register_command(name: str, uri: str, folder: Path | None) -> None:
     files = None
     if folder is not None:
         local = upload_folder(client, folder, name)
-        files = {rel: {"digest": d, "mode": mode} for rel, (_, d, mode) in local.items()}
+        files = file_entries(local)
     result = client.call("POST", "/v1/stream-apps", {"name": name, "uri": uri, "files": files})
     click.echo(f"app {name} registered: {result['uri']}")
 

@@ -14,7 +14,7 @@ import click
 from conveyor.cli.canary import canary_options, canary_policy
 from conveyor.cli.client import connect, say
 from conveyor.cli.output import mib
-from conveyor.cli.uploads import manifest_apps, manifest_option, push_body, upload
+from conveyor.cli.uploads import file_entries, manifest_apps, manifest_option, push_body, upload
 from conveyor.errors import UsageError
 
 __all__ = [
@@ -93,9 +93,7 @@ def push_command(
             upload(client, local, app.name)
         body = {
             "spec": spec,
-            "files": None
-            if not local
-            else {rel: {"digest": d, "mode": mode} for rel, (_, d, mode) in local.items()},
+            "files": None if not local else file_entries(local),
             "instances": app.instances if instances is None else instances,
             "canary": policy,
         }
