@@ -24,6 +24,7 @@ __all__ = [
     "push_command",
     "restage_command",
     "restart_command",
+    "restart_note",
     "rollback_command",
     "scale_command",
     "set_env_command",
@@ -42,7 +43,11 @@ target_option = click.option(
     show_default=True,
     help="Where: `local` or a Kubernetes target (conveyor target list).",
 )
-_RESTART = "; `conveyor restart {}` runs it"
+
+
+def restart_note(name: str) -> str:
+    """What a configuration change's message ends with: it waits for a restart."""
+    return f"; `conveyor restart {name}` runs it"
 
 
 # -- push -----------------------------------------------------------------------------
@@ -152,7 +157,7 @@ def set_env_command(name: str, key: str, value: str, secret: bool, target: str) 
         return
     body = {"set": {key: value}, "secret": secret}
     result = connect().call("POST", f"/v1/apps/{name}/env", body)
-    click.echo(f"{name}: revision {result['revision']} sets {key}" + _RESTART.format(name))
+    click.echo(f"{name}: revision {result['revision']} sets {key}" + restart_note(name))
 
 
 @click.command("unset-env")
@@ -168,7 +173,7 @@ def unset_env_command(name: str, key: str, target: str) -> None:
 
         return
     result = connect().call("POST", f"/v1/apps/{name}/env", {"unset": [key]})
-    click.echo(f"{name}: revision {result['revision']} unsets {key}" + _RESTART.format(name))
+    click.echo(f"{name}: revision {result['revision']} unsets {key}" + restart_note(name))
 
 
 def _operation(name: str, action: str, body: Any = None) -> None:
