@@ -21,7 +21,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from conveyor.config import Settings
-from conveyor.platform.isolation import IsolatedSpawner, Sandbox, instance_env
+from conveyor.platform.instance_env import instance_env
+from conveyor.platform.isolation import IsolatedSpawner, Sandbox
 from conveyor.platform.processes import SpawnRequest, SubprocessSpawner
 
 

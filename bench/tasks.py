@@ -120,7 +120,8 @@ async def _measure(home: Path, rounds: int) -> dict[str, list[float]]:
     from conveyor.config import Settings
     from conveyor.orchestrate.tasks import TaskService
     from conveyor.platform import Controller, LocalTarget
-    from conveyor.platform.isolation import IsolatedSpawner, platform_env
+    from conveyor.platform.instance_env import platform_env
+    from conveyor.platform.isolation import IsolatedSpawner
     from conveyor.store.apps import AppRepository
     from conveyor.store.artifacts import ArtifactStore
     from conveyor.store.registry import Registry

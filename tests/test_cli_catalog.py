@@ -30,7 +30,8 @@ class FakeClient:
 @pytest.fixture
 def client(monkeypatch: pytest.MonkeyPatch) -> FakeClient:
     fake = FakeClient()
-    monkeypatch.setattr("conveyor.cli.platform.connect", lambda: fake)
+    for module in ("conveyor.cli.catalog", "conveyor.cli.apps"):
+        monkeypatch.setattr(f"{module}.connect", lambda: fake)
     return fake
 
 

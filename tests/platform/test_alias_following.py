@@ -11,6 +11,7 @@ from conveyor.platform.controller import Controller
 from conveyor.platform.errors import ManifestError
 from conveyor.platform.follow import AliasFollower
 from conveyor.platform.manifest import load_manifest
+from conveyor.platform.releases import check_push
 from conveyor.platform.spec import AppSpec
 from conveyor.repro.registered import move_alias, register_run_model
 from conveyor.store.records import ModelRecord
@@ -106,6 +107,10 @@ def test_follow_alias_needs_a_models_alias_uri(tmp_path: Path, controller: Contr
     (spec,) = load_manifest(manifest).applications
     assert spec.options == {"follow_alias": True}
     with pytest.raises(UsageError, match="follow-alias needs"):
-        controller._check_spec(
-            AppSpec(name="c", model="models:/dx/1", options={"follow_alias": True}), None
+        check_push(
+            AppSpec(name="c", model="models:/dx/1", options={"follow_alias": True}),
+            None,
+            target=controller.target,
+            state=controller.state,
+            artifacts=controller.artifacts,
         )

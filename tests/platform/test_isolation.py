@@ -27,16 +27,16 @@ from conveyor.config import Settings
 from conveyor.errors import ConfigError
 from conveyor.platform import Event, HealthCheck, InstanceSpec, InstanceState, Supervisor
 from conveyor.platform.errors import SpawnError
+from conveyor.platform.instance_env import instance_env
 from conveyor.platform.isolation import (
     IsolatedSpawner,
     Isolation,
     IsolationUnavailable,
     Sandbox,
     app_uid,
-    hidden_paths,
-    instance_env,
 )
 from conveyor.platform.processes import SpawnRequest
+from conveyor.platform.sandbox_paths import hidden_paths
 
 pytestmark = pytest.mark.slow
 
@@ -345,7 +345,8 @@ DYING_PLATFORM = """
 import asyncio, json, os, sys
 from pathlib import Path
 from conveyor.config import Settings
-from conveyor.platform.isolation import IsolatedSpawner, Sandbox, instance_env
+from conveyor.platform.instance_env import instance_env
+from conveyor.platform.isolation import IsolatedSpawner, Sandbox
 from conveyor.platform.processes import SpawnRequest
 
 async def main():

@@ -20,7 +20,8 @@ from conveyor.config import Settings
 from conveyor.errors import UsageError
 from conveyor.orchestrate.tasks import TaskService
 from conveyor.platform import Controller, LocalTarget
-from conveyor.platform.isolation import IsolatedSpawner, IsolationUnavailable, platform_env
+from conveyor.platform.instance_env import platform_env
+from conveyor.platform.isolation import IsolatedSpawner, IsolationUnavailable
 from conveyor.repro.openlineage import run_uuid
 from conveyor.store.apps import AppRepository
 from conveyor.store.artifacts import ArtifactStore

@@ -91,7 +91,7 @@ def push_to(
     target: str, apps: list[AppSpec], instances: int | None, images: dict[str, str]
 ) -> None:
     """Upload, build (unless an image is given), apply and wait for each app's rollout."""
-    from conveyor.cli.uploads import push_body, upload
+    from conveyor.cli.uploads import file_entries, push_body, upload
 
     client = connect()
     for app in apps:
@@ -101,9 +101,7 @@ def push_to(
             upload(client, local, app.name)
         body = {
             "spec": spec,
-            "files": None
-            if not local or image is not None
-            else {rel: {"digest": d, "mode": mode} for rel, (_, d, mode) in local.items()},
+            "files": None if not local or image is not None else file_entries(local),
             "instances": app.instances if instances is None else instances,
             "image": image,
         }

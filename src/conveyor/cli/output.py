@@ -67,6 +67,11 @@ def when(ts: float) -> str:
     return datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
 
 
+def mib(size: int | None) -> str:
+    """A size in bytes as whole MiB (``120M``), or ``-`` when unknown."""
+    return "-" if size is None else f"{size / (1024 * 1024):.0f}M"
+
+
 def _short(value: Any, width: int = 40) -> str:
     text = value if isinstance(value, str) else json.dumps(value)
     return text if len(text) <= width else text[: width - 1] + "…"

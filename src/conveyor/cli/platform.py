@@ -1,34 +1,41 @@
-"""Platform commands: ``up``/``down``/``status``, ``push``, ``apps``, ``app``, ``scale`` ...
+"""Commands that change apps: ``push``, ``scale``, ``set-env``, ``restart``, ``rollback`` ...
 
-Every command but ``server`` talks to the control API only (:mod:`.client`).
+Each talks to the control API only (:mod:`.client`), or with ``--target`` to
+a Kubernetes target (:mod:`.kubernetes`); reading apps is :mod:`.apps`.
 """
 
 from __future__ import annotations
 
-import json
-import time
 from pathlib import Path
 from typing import Any
 
 import click
 
-from conveyor.cli.canary import canary_options, canary_policy, canary_text
+from conveyor.cli.canary import canary_options, canary_policy
 from conveyor.cli.client import connect, say
-from conveyor.cli.output import when
-from conveyor.cli.uploads import manifest_apps, manifest_option, push_body, upload, upload_folder
+from conveyor.cli.output import mib
+from conveyor.cli.uploads import file_entries, manifest_apps, manifest_option, push_body, upload
 from conveyor.errors import UsageError
 
 __all__ = [
-    "app_command",
-    "app_info_command",
-    "app_list_command",
-    "app_register_command",
-    "app_unregister_command",
-    "apps_command",
+    "app_argument",
+    "delete_command",
+    "droplets_group",
     "push_command",
+    "restage_command",
+    "restart_command",
+    "restart_note",
+    "rollback_command",
+    "scale_command",
+    "set_env_command",
+    "start_command",
+    "stop_command",
+    "target_option",
+    "unset_env_command",
 ]
 
-_NAME = click.argument("name", metavar="APP")
+#: ``APP``: the app a command is about.
+app_argument = click.argument("name", metavar="APP")
 #: ``--target T``: run the command against a Kubernetes target instead of this machine.
 target_option = click.option(
     "--target",
@@ -36,21 +43,11 @@ target_option = click.option(
     show_default=True,
     help="Where: `local` or a Kubernetes target (conveyor target list).",
 )
-_RESTART = "; `conveyor restart {}` runs it"
 
 
-def _ago(ts: float | None) -> str:
-    if not ts:
-        return "-"
-    seconds = max(0.0, time.time() - ts)
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds / size:.0f}{unit} ago"
-    return f"{seconds:.0f}s ago"
-
-
-def _mib(size: int | None) -> str:
-    return "-" if size is None else f"{size / (1024 * 1024):.0f}M"
+def restart_note(name: str) -> str:
+    """What a configuration change's message ends with: it waits for a restart."""
+    return f"; `conveyor restart {name}` runs it"
 
 
 # -- push -----------------------------------------------------------------------------
@@ -101,9 +98,7 @@ def push_command(
             upload(client, local, app.name)
         body = {
             "spec": spec,
-            "files": None
-            if not local
-            else {rel: {"digest": d, "mode": mode} for rel, (_, d, mode) in local.items()},
+            "files": None if not local else file_entries(local),
             "instances": app.instances if instances is None else instances,
             "canary": policy,
         }
@@ -120,239 +115,8 @@ def push_command(
         )
 
 
-# -- apps -----------------------------------------------------------------------------
-
-
-@click.command("apps")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-@target_option
-def apps_command(as_json: bool, target: str) -> None:
-    """Every app: state, instances running/desired, routes, revision."""
-    if target != "local":
-        from conveyor.cli.kubernetes import list_on
-
-        list_on(target, as_json)
-
-        return
-    apps = connect().call("GET", "/v1/apps")
-    if as_json:
-        click.echo(json.dumps(apps, indent=2))
-        return
-    if not apps:
-        click.echo("No apps. Push one with `conveyor push`.")
-        return
-    from rich.table import Table
-
-    from conveyor.cli.output import print_table
-
-    table = Table("name", "state", "instances", "revision", "kind", "routes", box=None)
-    for a in apps:
-        table.add_row(
-            a["name"],
-            a["state"],
-            f"{a['running']}/{a['instances']}",
-            str(a["revision"])
-            + (
-                f" ({a['canary']['revision']} at {a['canary']['weight']} %)"
-                if a.get("canary")
-                else ""
-            ),
-            a["kind"],
-            ", ".join(a["routes"]),
-        )
-    print_table(table)
-    for a in apps:
-        if a.get("cause"):
-            click.echo(f"{a['name']} crashed (revision {a['failed_revision']}): {a['cause']}")
-
-
-class _AppGroup(click.Group):
-    """``conveyor app NAME`` shows a platform app; ``conveyor app show NAME`` any name at all.
-
-    ``conveyor app list|info|register|unregister`` were the stream app catalogue's
-    commands before ``conveyor catalog``; for one release they still run it, with a note.
-    """
-
-    def resolve_command(
-        self, ctx: click.Context, args: list[str]
-    ) -> tuple[str | None, click.Command | None, list[str]]:
-        if args and args[0] in _CATALOGUE:
-            verb = args[0]
-            click.echo(
-                f"Note: `conveyor app {verb}` is deprecated and will show the app named "
-                f"{verb!r} in the next release; use `conveyor catalog {verb}` "
-                f"(and `conveyor app show {verb}` for an app of that name).",
-                err=True,
-            )
-            return verb, _CATALOGUE[verb], args[1:]
-        if args and args[0] not in self.commands and not args[0].startswith("-"):
-            return "show", self.commands["show"], args
-        return super().resolve_command(ctx, args)
-
-
-@click.group("app", cls=_AppGroup, subcommand_metavar="NAME | show NAME")
-def app_command() -> None:
-    """A platform app: `conveyor app NAME`, or `conveyor app show NAME` for any name."""
-
-
-@click.command("list")
-def app_list_command() -> None:
-    """The apps streams are made of (sources, processors, sinks)."""
-    for app in connect().call("GET", "/v1/stream-apps"):
-        click.echo(f"{app['role']:<10} {app['name']:<15} {app['description']}")
-
-
-@click.command("info")
-@click.argument("app_name", metavar="STREAM-APP")
-def app_info_command(app_name: str) -> None:
-    """A stream app's options: type, default, what they do."""
-    for app in connect().call("GET", f"/v1/stream-apps/{app_name}"):
-        click.echo(f"{app['name']} ({app['role']}): {app['description']}")
-        for o in app["options"]:
-            default = "required" if o["required"] else f"default {o['default']!r}"
-            choices = f" one of {', '.join(o['choices'])};" if o["choices"] else ""
-            click.echo(
-                f"  --{o['name']:<14} {o['type']:<10} {default};{choices} {o['description']}"
-            )
-
-
-@click.command("register")
-@click.option("--name", required=True, help="The name streams use for it.")
-@click.option("--uri", required=True, help="python:<module>:<function>")
-@click.option(
-    "--path",
-    "folder",
-    type=click.Path(file_okay=False, exists=True, path_type=Path),
-    help="A folder holding the module (uploaded; else it must be importable already).",
-)
-def app_register_command(name: str, uri: str, folder: Path | None) -> None:
-    """Register a Python function as a stream app (a processor)."""
-    client = connect()
-    files = None
-    if folder is not None:
-        local = upload_folder(client, folder, name)
-        files = {rel: {"digest": d, "mode": mode} for rel, (_, d, mode) in local.items()}
-    result = client.call("POST", "/v1/stream-apps", {"name": name, "uri": uri, "files": files})
-    click.echo(f"app {name} registered: {result['uri']}")
-
-
-@click.command("unregister")
-@click.argument("app_name", metavar="STREAM-APP")
-def app_unregister_command(app_name: str) -> None:
-    """Forget a registered app (deployed streams keep running it)."""
-    connect().call("DELETE", f"/v1/stream-apps/{app_name}")
-    click.echo(f"app {app_name} unregistered")
-
-
-#: The stream app catalogue's commands (``conveyor catalog ...``; ``conveyor app ...`` before).
-_CATALOGUE: dict[str, click.Command] = {
-    "list": app_list_command,
-    "info": app_info_command,
-    "register": app_register_command,
-    "unregister": app_unregister_command,
-}
-
-
-@app_command.command("show")
-@_NAME
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-@target_option
-def app_show_command(name: str, as_json: bool, target: str) -> None:
-    """One app: its instances (state, since, cpu, memory, restarts), routes, events."""
-    if target != "local":
-        from conveyor.cli.kubernetes import show_on
-
-        show_on(target, name, as_json)
-
-        return
-    app = connect().call("GET", f"/v1/apps/{name}")
-    if as_json:
-        click.echo(json.dumps(app, indent=2))
-        return
-    from rich.table import Table
-
-    from conveyor.cli.output import print_table
-
-    pending = (
-        f" (revision {app['latest_revision']} waits for `conveyor restart {name}`)"
-        if app["latest_revision"] > app["revision"]
-        else ""
-    )
-    click.echo(f"{app['name']}: {app['state']}, {app['running']}/{app['instances']} running")
-    click.echo(f"revision: {app['revision']}{pending}")
-    if app.get("cause"):
-        click.echo(f"crashed:  revision {app['failed_revision']}: {app['cause']}")
-        for line in app["last_lines"][-10:]:
-            click.echo(f"    {line}")
-        if app["revision"] == 0:  # it never ran: starting that revision again would crash again
-            click.echo(f"Fix the app and push it again, or `conveyor delete {name}`.")
-    if app.get("canary"):
-        for line in canary_text(name, app["canary"]):
-            click.echo(line)
-    click.echo(f"routes:   {', '.join(app['routes']) or '-'}")
-    if app.get("autoscaling"):
-        click.echo(f"autoscaling: {app['autoscaling']}")
-    load = app.get("load")
-    if load and (load["ongoing"] or load["rate"]):
-        p95 = "-" if load["p95_ms"] is None else f"{load['p95_ms']:.0f} ms"
-        click.echo(
-            f"load:     {load['ongoing']} request(s) in progress; last 30 s: "
-            f"{load['rate']:.1f} requests/s, p95 {p95}"
-        )
-    table = Table("#", "rev", "state", "since", "cpu", "memory", "restarts", "port", box=None)
-    for i in app["instances_detail"]:
-        state = i["state"] if i["ready"] or i["state"] != "RUNNING" else "RUNNING (not ready)"
-        table.add_row(
-            str(i["index"]),
-            str(i["revision"]),
-            state,
-            _ago(i["since"]),
-            "-" if i["cpu"] is None else f"{i['cpu']:.1f}s",
-            _mib(i["memory"]),
-            str(i["restarts"]),
-            str(i["port"] or "-"),
-        )
-    print_table(table)
-    click.echo(_isolation_line(app["instances_detail"]))
-    if spare := app.get("warm_spare"):
-        loaded = "model loaded" if spare["ready"] else "loading its model"
-        click.echo(
-            f"warm spare: pid {spare['pid']}, {_mib(spare['memory'])} resident, {loaded} "
-            "(also while scaled to zero; CONVEYOR_PREFORK=0 turns spares off)"
-        )
-    crashed = [i for i in app["instances_detail"] if i["last_crash"]]
-    for i in crashed:
-        crash = i["last_crash"]
-        click.echo(f"last crash of instance {i['index']}: {crash['reason']}")
-        for line in crash.get("last_lines", [])[-5:]:
-            click.echo(f"    {line}")
-    if app["events"]:
-        click.echo("recent events:")
-        for e in app["events"]:
-            click.echo("  " + _event_line(e))
-
-
-def _isolation_line(instances: list[dict[str, Any]]) -> str:
-    """``isolation: namespaces+uid 3141592, memory cgroup v1 100 MiB``; per instance if mixed."""
-    seen = [(i["index"], i.get("isolation")) for i in instances if i.get("isolation")]
-    if not seen:
-        return "isolation: -"
-    if len({text for _, text in seen}) == 1:
-        return f"isolation: {seen[0][1]}"
-    return "isolation: " + "; ".join(f"#{index} {text}" for index, text in seen)
-
-
-def _event_line(e: dict[str, Any]) -> str:
-    where = "" if e["instance"] is None or e["instance"] < 0 else f" #{e['instance']}"
-    details = " ".join(f"{k}={v}" for k, v in e["details"].items() if k != "last_lines")
-    if e["details"].get("by") == "autoscaler":  # scaled 2 -> 4: ongoing requests ...
-        d = e["details"]
-        details = f"{d.get('previous')} -> {d.get('instances')}: {d.get('reason')}"
-    return f"{when(e['at'])}  {e['kind']}{where}  {details}".rstrip()
-
-
 @click.command("scale")
-@_NAME
+@app_argument
 @click.option("-i", "--instances", required=True, type=click.IntRange(0, 64))
 @target_option
 def scale_command(name: str, instances: int, target: str) -> None:
@@ -367,47 +131,8 @@ def scale_command(name: str, instances: int, target: str) -> None:
     click.echo(f"{name}: {result['message']}")
 
 
-@click.command("logs")
-@_NAME
-@click.option("-f", "--follow", is_flag=True, help="Keep printing new lines.")
-@click.option("--recent", default=100, show_default=True, type=click.IntRange(0, 100_000))
-@target_option
-def logs_command(name: str, follow: bool, recent: int, target: str) -> None:
-    """Recent output of every instance ([index/stream] text), then new lines with -f."""
-    if target != "local":
-        from conveyor.cli.kubernetes import logs_on
-
-        logs_on(target, name, recent, follow=follow)
-
-        return
-    path = f"/v1/apps/{name}/logs?recent={recent}&follow={'true' if follow else 'false'}"
-    client = connect(timeout=None if follow else 60)
-    try:
-        for line in client.stream("GET", path):
-            where = "platform" if line["index"] < 0 else f"{line['index']}/{line['stream']}"
-            click.echo(f"{when(line['at'])} [{where}] {line['text']}")
-    except KeyboardInterrupt:
-        pass
-
-
-@click.command("events")
-@_NAME
-@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10_000))
-@target_option
-def events_command(name: str, limit: int, target: str) -> None:
-    """What happened to the app: pushes, stagings, starts, crashes, scaling ..."""
-    if target != "local":
-        from conveyor.cli.kubernetes import events_on
-
-        events_on(target, name, limit)
-
-        return
-    for e in connect().call("GET", f"/v1/apps/{name}/events?limit={limit}"):
-        click.echo(_event_line(e))
-
-
 @click.command("set-env")
-@_NAME
+@app_argument
 @click.argument("key")
 @click.argument("value")
 @click.option(
@@ -432,11 +157,11 @@ def set_env_command(name: str, key: str, value: str, secret: bool, target: str) 
         return
     body = {"set": {key: value}, "secret": secret}
     result = connect().call("POST", f"/v1/apps/{name}/env", body)
-    click.echo(f"{name}: revision {result['revision']} sets {key}" + _RESTART.format(name))
+    click.echo(f"{name}: revision {result['revision']} sets {key}" + restart_note(name))
 
 
 @click.command("unset-env")
-@_NAME
+@app_argument
 @click.argument("key")
 @target_option
 def unset_env_command(name: str, key: str, target: str) -> None:
@@ -448,7 +173,7 @@ def unset_env_command(name: str, key: str, target: str) -> None:
 
         return
     result = connect().call("POST", f"/v1/apps/{name}/env", {"unset": [key]})
-    click.echo(f"{name}: revision {result['revision']} unsets {key}" + _RESTART.format(name))
+    click.echo(f"{name}: revision {result['revision']} unsets {key}" + restart_note(name))
 
 
 def _operation(name: str, action: str, body: Any = None) -> None:
@@ -459,7 +184,7 @@ def _operation(name: str, action: str, body: Any = None) -> None:
 
 
 @click.command("restart")
-@_NAME
+@app_argument
 @target_option
 def restart_command(name: str, target: str) -> None:
     """Roll every instance onto the newest revision, without downtime."""
@@ -473,21 +198,21 @@ def restart_command(name: str, target: str) -> None:
 
 
 @click.command("restage")
-@_NAME
+@app_argument
 def restage_command(name: str) -> None:
     """Rebuild the droplet from the pushed source and roll onto it."""
     _operation(name, "restage")
 
 
 @click.command("start")
-@_NAME
+@app_argument
 def start_command(name: str) -> None:
     """Start a stopped app."""
     _operation(name, "start")
 
 
 @click.command("stop")
-@_NAME
+@app_argument
 def stop_command(name: str) -> None:
     """Stop every instance of an app (it stays, with its revisions)."""
     result = connect().call("POST", f"/v1/apps/{name}/stop")
@@ -495,7 +220,7 @@ def stop_command(name: str) -> None:
 
 
 @click.command("delete")
-@_NAME
+@app_argument
 @click.option("-y", "--yes", is_flag=True, help="Do not ask.")
 @target_option
 def delete_command(name: str, yes: bool, target: str) -> None:
@@ -514,30 +239,8 @@ def delete_command(name: str, yes: bool, target: str) -> None:
     click.echo(f"{name}: deleted")
 
 
-@click.command("revisions")
-@_NAME
-@target_option
-def revisions_command(name: str, target: str) -> None:
-    """The app's kept revisions; the deployed one is marked with *."""
-    if target != "local":
-        from conveyor.cli.kubernetes import revisions_on
-
-        revisions_on(target, name)
-
-        return
-    for r in connect().call("GET", f"/v1/apps/{name}/revisions"):
-        mark = "*" if r["deployed"] else " "
-        env = f" env={','.join(r['env'])}" if r["env"] else ""
-        services = f" services={','.join(r['services'])}" if r["services"] else ""
-        canary = f"  (canary {r['canary']})" if r.get("canary") else ""
-        click.echo(
-            f"{mark} {r['number']:>3}  {when(r['created_at'])}  {r['description']}{env}{services}"
-            + canary
-        )
-
-
 @click.command("rollback")
-@_NAME
+@app_argument
 @click.option(
     "--revision",
     "--to",
@@ -579,4 +282,4 @@ def droplets_gc_command(dry_run: bool, min_age: float) -> None:
     verb = "would remove" if dry_run else "removed"
     for path in result["removed"]:
         click.echo(f"{verb} {path}")
-    click.echo(f"{verb} {len(result['removed'])} folder(s), {_mib(result['bytes'])}")
+    click.echo(f"{verb} {len(result['removed'])} folder(s), {mib(result['bytes'])}")

@@ -7,6 +7,7 @@ import json
 import click
 
 from conveyor.cli.client import connect
+from conveyor.cli.platform import app_argument, restart_note
 from conveyor.errors import UsageError
 
 __all__ = [
@@ -16,9 +17,6 @@ __all__ = [
     "services_command",
     "unbind_service_command",
 ]
-
-_NAME = click.argument("name", metavar="APP")
-_RESTART = "; `conveyor restart {}` runs it"
 
 
 @click.command("create-service")
@@ -61,11 +59,11 @@ def _bind(name: str, service: str, *, bound: bool) -> None:
     verb = "PUT" if bound else "DELETE"
     result = connect().call(verb, f"/v1/apps/{name}/services/{service}")
     did = "binds" if bound else "unbinds"
-    click.echo(f"{name}: revision {result['revision']} {did} {service}" + _RESTART.format(name))
+    click.echo(f"{name}: revision {result['revision']} {did} {service}" + restart_note(name))
 
 
 @click.command("bind-service")
-@_NAME
+@app_argument
 @click.argument("service")
 def bind_service_command(name: str, service: str) -> None:
     """Bind a service: its credentials arrive in CONVEYOR_SERVICES after a restart."""
@@ -73,7 +71,7 @@ def bind_service_command(name: str, service: str) -> None:
 
 
 @click.command("unbind-service")
-@_NAME
+@app_argument
 @click.argument("service")
 def unbind_service_command(name: str, service: str) -> None:
     """Unbind a service (takes effect after a restart)."""

@@ -1,7 +1,7 @@
-"""``conveyor stream ...`` (create, deploy, update, inspect, remove) and ``conveyor catalog ...``.
+"""``conveyor stream ...``: create, deploy, update, inspect and remove streams.
 
-Both talk to the control API; the catalogue lists the apps streams are made of
-and registers user functions as apps.
+Every command talks to the control API; the apps streams are made of are in
+the catalogue (:mod:`.catalog`).
 """
 
 from __future__ import annotations
@@ -15,15 +15,9 @@ import click
 
 from conveyor.cli.client import connect, say
 from conveyor.cli.output import when
-from conveyor.cli.platform import (
-    app_info_command,
-    app_list_command,
-    app_register_command,
-    app_unregister_command,
-)
 from conveyor.errors import UsageError
 
-__all__ = ["catalog_group", "stream_group"]
+__all__ = ["stream_group"]
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -240,17 +234,3 @@ def history_command(name: str) -> None:
         props = ",".join(f"{k}={p}" for k, p in v["properties"].items()) or "-"
         at = when(v["created_at"])
         click.echo(f"{mark} {v['version']:>3}  {at}  {v['description']:<14} {props}")
-
-
-@click.group("catalog")
-def catalog_group() -> None:
-    """The stream app catalogue: the sources, processors and sinks streams are made of."""
-
-
-for _command in (
-    app_list_command,
-    app_info_command,
-    app_register_command,
-    app_unregister_command,
-):
-    catalog_group.add_command(_command)

@@ -111,7 +111,7 @@ def app_register_command(
     no_cache: bool,
 ) -> None:
     """Register a task app: a command in a folder, or a Python function."""
-    from conveyor.cli.uploads import upload_folder
+    from conveyor.cli.uploads import file_entries, upload_folder
 
     if (command is None) == (uri is None):
         raise UsageError(
@@ -121,7 +121,7 @@ def app_register_command(
     files = None
     if folder is not None:
         local = upload_folder(client, folder, name)
-        files = {rel: {"digest": d, "mode": mode} for rel, (_, d, mode) in local.items()}
+        files = file_entries(local)
     body = {
         "name": name,
         "command": command,

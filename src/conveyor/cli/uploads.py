@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from conveyor.platform.spec import AppSpec
 
 __all__ = [
+    "file_entries",
     "hashed_files",
     "manifest_apps",
     "manifest_option",
@@ -81,6 +82,11 @@ def upload_folder(
     local = hashed_files([(folder / rel, rel.as_posix()) for rel in source_files(folder)])
     upload(client, local, name)
     return local
+
+
+def file_entries(local: dict[str, tuple[Path, str, int]]) -> dict[str, dict[str, Any]]:
+    """The files as a request names them: relative name -> digest and mode."""
+    return {rel: {"digest": d, "mode": mode} for rel, (_, d, mode) in local.items()}
 
 
 def hashed_files(files: list[tuple[Path, str]]) -> dict[str, tuple[Path, str, int]]:

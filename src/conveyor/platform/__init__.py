@@ -38,7 +38,8 @@ from conveyor.platform.target import InstanceStatus, LaunchResult, Release, Targ
 if TYPE_CHECKING:
     from conveyor.platform.controller import Controller, Deployment, Progress
     from conveyor.platform.droplets import check_upload_path, files_digest
-    from conveyor.platform.isolation import MINIMAL_PATH, app_uid
+    from conveyor.platform.instance_env import MINIMAL_PATH
+    from conveyor.platform.isolation import app_uid
     from conveyor.platform.kinds import (
         AppKind,
         Files,
@@ -67,7 +68,7 @@ _LAZY = {
     "KubernetesTarget": ("conveyor.platform.kubernetes.target", "KubernetesTarget"),
     "job_name": ("conveyor.platform.kubernetes.jobs", "job_name"),
     "Progress": ("conveyor.platform.controller", "Progress"),
-    "MINIMAL_PATH": ("conveyor.platform.isolation", "MINIMAL_PATH"),
+    "MINIMAL_PATH": ("conveyor.platform.instance_env", "MINIMAL_PATH"),
     "app_uid": ("conveyor.platform.isolation", "app_uid"),
     "check_upload_path": ("conveyor.platform.droplets", "check_upload_path"),
     "describe_app": ("conveyor.platform.views", "describe"),

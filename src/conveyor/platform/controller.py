@@ -9,8 +9,8 @@ state first, then changes what runs::
 
 What runs is the deployment target's business (:mod:`.target`; the local one
 is the supervisor and route table, :mod:`.local`): the controller turns a
-revision into a :class:`~.target.Release` — asking the app's kind
-(:mod:`.kinds`) what an instance runs — and the target deploys it, rolling:
+revision into a :class:`~.target.Release` (:mod:`.releases`, asking the app's
+kind what an instance runs) and the target deploys it, rolling:
 the new revision's instances start beside the old ones, and the old ones
 drain and stop only when all the new ones are healthy. If they never become
 healthy the old ones never stopped serving, and the error carries the new
@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -40,20 +39,19 @@ from typing import TYPE_CHECKING, Any
 from conveyor.errors import NotFoundError, UsageError
 from conveyor.platform.autoscaling import Autoscaling
 from conveyor.platform.canary import Canaries, CanaryPolicy
-from conveyor.platform.cfenv import cf_environment
 from conveyor.platform.clock import Clock, SystemClock
-from conveyor.platform.droplets import Droplets, GcReport, check_upload_path
+from conveyor.platform.configure import with_env, with_service
+from conveyor.platform.droplets import Droplets, GcReport
 from conveyor.platform.errors import DeployError, PlatformError
 from conveyor.platform.kinds import Files, Staging, kind_named
+from conveyor.platform.releases import check_push, release_of, revision_spec
 from conveyor.platform.router import Meter
-from conveyor.platform.routes import Route, overlaps
 from conveyor.platform.spec import AppSpec
 from conveyor.platform.supervisor import Event
 from conveyor.platform.target import Progress, Release, Target
 from conveyor.store.apps import AppRepository, RevisionRecord
 from conveyor.store.blobs import BlobStore
 from conveyor.store.registry import Registry
-from conveyor.store.sealing import unseal_values
 from conveyor.store.secrets import SecretBox
 
 if TYPE_CHECKING:
@@ -195,7 +193,7 @@ class Controller:
         """
         name = spec.name
         kind = kind_named(spec.kind)
-        self._check_spec(spec, files)
+        check_push(spec, files, target=self.target, state=self.state, artifacts=self.artifacts)
         policy = spec.autoscaling
         if policy is not None:  # start within the policy's bounds
             instances = max(policy.min_instances, min(policy.max_instances, instances))
@@ -281,42 +279,14 @@ class Controller:
         box = self.state.secrets
         if secret and box is not None:
             values = {key: box.seal_text(value) for key, value in values.items()}
-
-        def change(spec: AppSpec) -> tuple[AppSpec, str]:
-            env = dict(spec.env)
-            missing = [k for k in unset if k not in env]
-            if missing:
-                raise UsageError(f"app {name!r} has no variable {', '.join(missing)} to unset")
-            env.update(values)
-            for key in unset:
-                env.pop(key)
-            names = [*values, *(f"-{k}" for k in unset)]
-            return dataclasses.replace(spec, env=env), "set-env " + " ".join(names)
-
-        return await self._configure(name, change)
+        return await self._configure(name, lambda spec: with_env(spec, values, unset))
 
     async def bind(self, name: str, service: str, *, bound: bool) -> int:
         """A revision with ``service`` bound (or unbound); it runs after the next restart."""
-
-        def change(spec: AppSpec) -> tuple[AppSpec, str]:
-            services = list(spec.services)
-            if bound:
-                if service not in self.state.services():
-                    raise NotFoundError(
-                        f"there is no service named {service!r}",
-                        hint=f"Create it first: conveyor create-service {service} -p '{{...}}'",
-                    )
-                if service in services:
-                    raise UsageError(f"service {service!r} is already bound to {name!r}")
-                services.append(service)
-            else:
-                if service not in services:
-                    raise UsageError(f"service {service!r} is not bound to {name!r}")
-                services.remove(service)
-            changed = dataclasses.replace(spec, services=tuple(services))
-            return changed, f"{'bind' if bound else 'unbind'}-service {service}"
-
-        return await self._configure(name, change)
+        return await self._configure(
+            name,
+            lambda spec: with_service(spec, service, bound=bound, known=self.state.services()),
+        )
 
     async def _configure(self, name: str, change: Callable[[AppSpec], tuple[AppSpec, str]]) -> int:
         async with self._lock(name):
@@ -446,7 +416,7 @@ class Controller:
 
     def spec(self, revision: RevisionRecord) -> AppSpec:
         """The typed spec of a stored revision."""
-        return AppSpec.from_json(revision.app, revision.spec)
+        return revision_spec(revision)
 
     def _staging(self, name: str, progress: Progress, *, refresh: bool = False) -> Staging:
         def staged(**details: Any) -> None:
@@ -470,87 +440,9 @@ class Controller:
             droplet=source.droplet,
         )
 
-    def _check_spec(self, spec: AppSpec, files: Files | None) -> None:
-        """Refuse a push that cannot work before anything is staged or stopped."""
-        name = spec.name
-        for route in _routes(spec):
-            taken = self.target.route_owner(route)
-            if taken is not None and taken != name:
-                theirs = next((r for r in self.target.routes(taken) if overlaps(route, r)), None)
-                if theirs is None or theirs.text == route.text:
-                    raise PlatformError(
-                        f"route {route.text} is already taken by app {taken!r}",
-                        hint=f"Choose another host or path for {name!r} in its manifest.",
-                    )
-                raise PlatformError(
-                    f"route {route.text} overlaps route {theirs.text} of app {taken!r}: "
-                    f"{name!r} would take requests meant for {taken!r} (or the other way round)",
-                    hint=f"Choose a host or path for {name!r} that does not fall under "
-                    f"{theirs.text} (nor it under yours).",
-                )
-        known = self.state.services()
-        for service in spec.services:
-            if service not in known:
-                raise NotFoundError(
-                    f"app {name!r} is bound to service {service!r}, which does not exist",
-                    hint=f"Create it first: conveyor create-service {service} -p '{{...}}'",
-                )
-        for path, entry in (files or {}).items():
-            check_upload_path(path)
-            if not self.artifacts.exists(str(entry.get("digest", ""))):
-                raise UsageError(
-                    f"the file {path} of app {name!r} was not uploaded "
-                    f"(no blob {entry.get('digest')})",
-                    hint="Upload every missing blob before pushing (conveyor push does this).",
-                )
-        kind_named(spec.kind).check(spec, files)
-
     def release(self, revision: RevisionRecord) -> Release:
-        """What the target runs for ``revision``: its kind's command, the app's variables ...
-        (the secrets the registry keeps sealed, in clear)."""
-        spec = self.spec(revision)
-        box = self.state.secrets
-        spec = dataclasses.replace(
-            spec, env=unseal_values(box, spec.env), options=unseal_values(box, spec.options)
-        )
-        kind = kind_named(spec.kind)
-        launch = kind.launch(spec, revision.droplet or {}, self.dir)
-        services = self.state.services()
-        # Binding parameters join the service's credentials; the service's own values win.
-        bound = {
-            s: {**spec.service_parameters.get(s, {}), **services.get(s, {})} for s in spec.services
-        }
-        routes = _routes(spec)
-        env: dict[str, str] = {
-            **spec.env,
-            "CONVEYOR_APP": revision.app,
-            "CONVEYOR_APP_REVISION": str(revision.number),
-            "CONVEYOR_SERVICES": json.dumps(
-                {"user-provided": [{"name": s, "credentials": c} for s, c in bound.items()]}
-            ),
-            **cf_environment(
-                revision.app,
-                revision.number,
-                bound,
-                [r.text for r in routes if r.host],
-                memory=spec.memory,
-                disk=spec.disk,
-            ),
-            **launch.env,
-        }
-        return Release(
-            app=revision.app,
-            revision=revision.number,
-            command=launch.command,
-            env=env,
-            cwd=launch.cwd,
-            health=kind.health_check(spec).to_check(),
-            readiness=None if spec.readiness_check is None else spec.readiness_check.to_check(),
-            memory=spec.memory,
-            routes=tuple(routes),
-            read_only=launch.read_only,
-            read_write=launch.read_write,
-        )
+        """What the target runs for ``revision`` (:func:`.releases.release_of`)."""
+        return release_of(revision, self.state, self.dir)
 
     async def _deploy(
         self,
@@ -581,18 +473,6 @@ class Controller:
             reason=failed.reason,
             last_lines=failed.lines[-_FAILED_LINES:],
         )
-
-
-def _routes(spec: AppSpec) -> list[Route]:
-    name = spec.name
-    if (
-        spec.routes is None
-    ):  # the platform's default: /<name> (prefix stripped) and <name>.localhost
-        return [
-            Route(name, path=f"/{name}", strip_prefix=True),
-            Route(name, host=f"{name}.localhost"),
-        ]
-    return [Route(name, host=r.host, path=r.path, strip_prefix=r.strip_prefix) for r in spec.routes]
 
 
 def _unrecorded(**details: Any) -> None:

@@ -1,12 +1,12 @@
 """Isolation of pushed apps from the platform and from each other.
 
-An instance gets a clean environment (:func:`instance_env`) and runs inside
+An instance gets a clean environment (:mod:`.instance_env`) and runs inside
 new mount, pid and IPC namespaces (:mod:`._sandbox_init`) where
 ``$CONVEYOR_HOME``, the artifact store and the registry are hidden under
-empty tmpfs folders; only what the instance needs is bound back — its droplet
-read-only, the folders it is given read-write — with a private ``/tmp`` and a
-``/proc`` that shows its own processes only. The mechanism depends on who
-runs the platform:
+empty tmpfs folders (:mod:`.sandbox_paths`); only what the instance needs is
+bound back — its droplet read-only, the folders it is given read-write — with
+a private ``/tmp`` and a ``/proc`` that shows its own processes only. The
+mechanism depends on who runs the platform:
 
 - **root** (CI, a server): no user namespace is needed; the app runs as its
   own unprivileged uid/gid (:func:`app_uid`, derived from the app's name), so
@@ -32,7 +32,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import json
 import os
 import shutil
 import stat
@@ -46,55 +45,26 @@ from typing import Any
 from conveyor.config import Settings
 from conveyor.platform import _sandbox_init
 from conveyor.platform.errors import SpawnError
+from conveyor.platform.instance_env import SANDBOX_TMP, platform_env, without_platform_secrets
 from conveyor.platform.logs import Stream
 from conveyor.platform.memlimit import MemoryCage, cage
 from conveyor.platform.memlimit import sweep as sweep_cgroups
 from conveyor.platform.processes import SpawnRequest, SubprocessSpawner, group_rss
+from conveyor.platform.sandbox_paths import hidden_paths, mounts, outermost, user_private
 
 __all__ = [
-    "PLATFORM_VARIABLES",
     "IsolatedProcess",
     "IsolatedSpawner",
     "Isolation",
     "IsolationUnavailable",
     "Sandbox",
     "app_uid",
-    "hidden_paths",
-    "instance_env",
-    "platform_env",
 ]
 
-#: The PATH an instance starts with (its manifest may prepend its venv's bin).
-MINIMAL_PATH = "/usr/local/bin:/usr/bin:/bin"
-#: The variables the platform itself documents for an instance.
-PLATFORM_VARIABLES = (
-    "PORT",
-    "CONVEYOR_INSTANCE_INDEX",
-    "CONVEYOR_APP",
-    "CONVEYOR_APP_REVISION",
-    "CONVEYOR_SERVICES",
-)
-#: Variables of the platform's own settings: an instance never sees them, whoever set them.
-#: (CONVEYOR_TRUSTED_TYPES is not one: it only widens what an instance itself loads, and
-#: the platform passes the operator's value to the model apps it serves.)
-_PLATFORM_SECRETS = frozenset(
-    {
-        "CONVEYOR_HOME",
-        "CONVEYOR_API",
-        "CONVEYOR_API_TOKEN",
-        "CONVEYOR_ROUTER",
-        "CONVEYOR_DATABASE_URL",
-        "CONVEYOR_ARTIFACT_ROOT",
-        "CONVEYOR_ENV_CACHE",
-        "CONVEYOR_ISOLATION",
-    }
-)
 #: Where per-app uids start and how many there are (above what distributions and
 #: the usual subordinate-id ranges hand out; no /etc/passwd entry is needed).
 UID_BASE = 3_000_000
 UID_RANGE = 1 << 20
-#: Where an instance's own temporary folder appears inside its sandbox.
-SANDBOX_TMP = "/tmp"  # noqa: S108 - a private folder bound there, not the shared /tmp
 _OPT_OUT = (
     "Set CONVEYOR_ISOLATION=none to run instances without isolation "
     "(an app can then read the platform's files, including its token)."
@@ -147,126 +117,8 @@ def app_uid(app: str) -> int:
     return UID_BASE + int.from_bytes(digest, "big") % UID_RANGE
 
 
-def platform_env(host_env: Mapping[str, str] | None = None) -> dict[str, str]:
-    """What every instance starts from: a minimal PATH, the locale and the time zone."""
-    host = os.environ if host_env is None else host_env
-    env = {"PATH": MINIMAL_PATH, "LANG": host.get("LANG") or "C.UTF-8"}
-    for name in ("LC_ALL", "TZ"):
-        if host.get(name):
-            env[name] = host[name]
-    return env
-
-
-def instance_env(
-    manifest_env: Mapping[str, str],
-    *,
-    app: str,
-    revision: int,
-    index: int,
-    port: int,
-    services: Mapping[str, Mapping[str, Any]] | None = None,
-    tmpdir: str = SANDBOX_TMP,
-    host_env: Mapping[str, str] | None = None,
-) -> dict[str, str]:
-    """The whole environment of one instance: nothing of the platform's own.
-
-    What the manifest gives, the bound services (``CONVEYOR_SERVICES``, JSON),
-    the platform's documented variables, a minimal PATH (the manifest's wins),
-    LANG/LC_ALL/TZ, and HOME and TMPDIR at the instance's own temporary folder.
-    """
-    bound = [{"name": name, "credentials": dict(creds)} for name, creds in (services or {}).items()]
-    env = platform_env(host_env)
-    env.update(manifest_env)
-    env.update(
-        {
-            "PORT": str(port),
-            "CONVEYOR_INSTANCE_INDEX": str(index),
-            "CONVEYOR_APP": app,
-            "CONVEYOR_APP_REVISION": str(revision),
-            "CONVEYOR_SERVICES": json.dumps({"user-provided": bound}),
-            "HOME": tmpdir,
-            "TMPDIR": tmpdir,
-        }
-    )
-    return _without_secrets(env)
-
-
-def _without_secrets(env: Mapping[str, str]) -> dict[str, str]:
-    return {k: v for k, v in env.items() if k not in _PLATFORM_SECRETS}
-
-
-def hidden_paths(settings: Settings) -> list[Path]:
-    """The platform's state an instance must not see: home, artifacts, environments, registry."""
-    paths = [settings.home, settings.artifact_root, settings.env_cache]
-    url = settings.database_url
-    if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
-        registry = Path(url.removeprefix("sqlite:///").split("?", 1)[0])
-        # The WAL and shared-memory files sit beside it: hide the folder.
-        paths.append(registry.parent if registry.parent != Path("/") else registry)
-    return _outermost([p.resolve() for p in paths if p.exists()])
-
-
-def _user_private() -> list[Path]:
-    """The platform user's home and runtime folder (keys, agent sockets): hidden too.
-
-    In a user namespace the app *is* that user, so only hiding keeps it from
-    ``~/.ssh`` or the ssh-agent's socket; what the app needs from there (the
-    platform's interpreter, its droplets) is bound back.
-    """
-    found = [Path(f"/run/user/{os.getuid()}")]
-    with contextlib.suppress(RuntimeError, KeyError):  # no HOME and no passwd entry
-        found.append(Path.home())
-    return [p.resolve() for p in found if p.is_dir() and p.resolve() != Path("/")]
-
-
-#: Folders the instance's own temporary folder stands in for.
-_SCRATCH = (Path("/tmp"), Path("/var/tmp"), Path("/dev/shm"))  # noqa: S108
-
-
-def _runtime_paths() -> list[Path]:
-    """The platform's interpreter and packages, which model and stream apps run on."""
-    # The folder that holds the ``conveyor`` package (src/ in a checkout, site-packages installed).
-    paths = {Path(sys.prefix), Path(sys.base_prefix), Path(__file__).resolve().parents[2]}
-    return sorted(p.resolve() for p in paths)
-
-
-def _under(path: Path, roots: Sequence[Path]) -> bool:
-    return any(path == root or root in path.parents for root in roots)
-
-
 def _label(app: str) -> str:
     return "".join(c if c.isalnum() or c in "-_" else "_" for c in app)[:40] or "app"
-
-
-def _closed_ancestors(paths: Sequence[Path]) -> list[Path]:
-    """Folders above ``paths`` that other users may not enter (a 0700 home, say).
-
-    A root platform hides them too: its tmpfs stand-ins are traversable, so
-    the app's own uid reaches what is bound back and nothing else there.
-    """
-    closed: set[Path] = set()
-    for path in paths:
-        for folder in reversed(path.parents):
-            with contextlib.suppress(OSError):
-                if not folder.stat().st_mode & stat.S_IXOTH:
-                    closed.add(folder)
-                    break
-    return sorted(closed)
-
-
-def _outermost(paths: Sequence[Path]) -> list[Path]:
-    """Hiding a folder hides what is inside it: keep the outermost only."""
-    found = sorted(set(paths))
-    return [p for p in found if not any(q != p and q in p.parents for q in found)]
-
-
-def _open_to(path: Path) -> None:
-    """Let any uid read a bound-back folder whose hidden parents still guard it from local users."""
-    with contextlib.suppress(OSError):
-        mode = path.stat().st_mode
-        wanted = 0o005 if stat.S_ISDIR(mode) else 0o004
-        if mode & wanted != wanted:
-            path.chmod(stat.S_IMODE(mode) | wanted)
 
 
 def _wrapper(python: str, spec: Mapping[str, Any]) -> list[str]:
@@ -363,8 +215,8 @@ class IsolatedSpawner:
         memory_cgroups: bool = True,
     ) -> None:
         self._python = python or sys.executable
-        self._hidden = _outermost(
-            [*hidden_paths(settings), *_user_private(), *(Path(p).resolve() for p in hide)]
+        self._hidden = outermost(
+            [*hidden_paths(settings), *user_private(), *(Path(p).resolve() for p in hide)]
         )
         # Never bound back whole: they hold the token, the registry, every app's files.
         self._guarded = [*self._hidden, settings.platform_dir.resolve()]
@@ -483,19 +335,9 @@ class IsolatedSpawner:
                     hint="Give the app only the folders it needs inside it, e.g. its droplet.",
                 )
         uid = app_uid(sandbox.app) if self._root and not self._opted_out else None
-        hidden = list(self._hidden)
-        runtime = _runtime_paths()
-        if uid is not None:
-            hidden = _outermost(
-                hidden + _closed_ancestors([*read_only, *read_write, *runtime, tmp])
-            )
-        # The runtime comes back where it is hidden, and where the instance's own /tmp
-        # covers it (a checkout in /tmp runs its apps from a venv there).
-        read_only += [p for p in runtime if _under(p, hidden) or _under(p, _SCRATCH)]
-        if uid is not None:
-            for path in read_only:
-                if _under(path, hidden):
-                    _open_to(path)
+        hidden, read_only = mounts(
+            self._hidden, read_only, read_write, tmp, own_uid=uid is not None
+        )
         return {
             "argv": list(argv),
             "namespaces": not self._opted_out,
@@ -537,7 +379,7 @@ class IsolatedSpawner:
             if spec["uid"] is not None:
                 os.chown(tmp, spec["uid"], spec["gid"])
             home = str(tmp) if self._opted_out else SANDBOX_TMP
-            clean = {**_without_secrets(env), "HOME": home, "TMPDIR": home}
+            clean = {**without_platform_secrets(env), "HOME": home, "TMPDIR": home}
             lines: list[str] = []
 
             def tee(stream: Stream, text: str) -> None:

@@ -30,6 +30,7 @@ __all__ = [
     "Strict",
     "error_body",
     "files_of",
+    "from_thread",
     "ndjson",
     "operation",
     "status_for",
@@ -81,6 +82,16 @@ def ndjson(item: Mapping[str, Any]) -> bytes:
 
 #: Operations still running, whether or not their client is still listening.
 _RUNNING: set[asyncio.Task[None]] = set()
+
+
+def from_thread(progress: Progress) -> Progress:
+    """``progress`` for a worker thread to call: each message is handed to this event loop."""
+    loop = asyncio.get_running_loop()
+
+    def tell(message: str) -> None:
+        loop.call_soon_threadsafe(progress, message)
+
+    return tell
 
 
 def operation(work: Callable[[Progress], Awaitable[Any]]) -> StreamingResponse:

@@ -45,6 +45,7 @@ from conveyor.server._common import (
     Progress,
     Strict,
     files_of,
+    from_thread,
     ndjson,
     operation,
 )
@@ -143,18 +144,13 @@ async def published(
     if not stored_model(spec):
         return None
     check_app(spec, config)
-    loop = asyncio.get_running_loop()
-
-    def tell(message: str) -> None:  # from the worker thread to the operation's stream
-        loop.call_soon_threadsafe(progress, message)
-
     return await asyncio.to_thread(
         publish_model,
         str(spec.model),
         controller.state.registry,
         controller.artifacts,
         roots(config),
-        tell,
+        from_thread(progress),
     )
 
 

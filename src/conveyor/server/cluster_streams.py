@@ -20,7 +20,7 @@ from conveyor.platform.kubernetes.models import ArtifactRoots, publish_model
 from conveyor.platform.kubernetes.render import Workload, model_lineage, render_app
 from conveyor.platform.kubernetes.target import KubernetesTarget
 from conveyor.repro.registered import ModelBlob
-from conveyor.server._common import Progress, Strict, operation
+from conveyor.server._common import Progress, Strict, from_thread, operation
 from conveyor.server.cluster_apps import IMAGE_PATTERN, BuilderFactory, TargetName, cluster_target
 from conveyor.server.streams import StreamName
 from conveyor.store.targets import TargetRepository
@@ -54,10 +54,7 @@ def routes(
     ) -> list[tuple[Any, Any]]:
         """Score apps' registered models, published to the target's artifact root."""
         controller = streams.controller
-        loop = asyncio.get_running_loop()
-
-        def tell(message: str) -> None:  # from the worker thread to the operation's stream
-            loop.call_soon_threadsafe(progress, message)
+        tell = from_thread(progress)
 
         def publish(uri: str) -> ModelBlob:
             root = roots(target.config)

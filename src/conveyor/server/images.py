@@ -13,7 +13,7 @@ from pydantic import Field
 
 from conveyor.errors import UsageError
 from conveyor.platform.controller import Controller
-from conveyor.server._common import AppName, Strict, operation
+from conveyor.server._common import AppName, Strict, from_thread, operation
 
 __all__ = ["routes"]
 
@@ -65,11 +65,6 @@ def routes(controller: Controller) -> APIRouter:
         async def work(progress: Callable[[str], None]) -> dict[str, Any]:
             from conveyor.platform.images import build_and_push
 
-            loop = asyncio.get_running_loop()
-
-            def report(message: str) -> None:
-                loop.call_soon_threadsafe(progress, message)
-
             image = await asyncio.to_thread(
                 build_and_push,
                 droplet,
@@ -77,7 +72,7 @@ def routes(controller: Controller) -> APIRouter:
                 base=body.base,
                 labels=labels,
                 insecure=insecure,
-                progress=report,
+                progress=from_thread(progress),
                 command=spec.command,
                 tag=body.tag,
                 cache=controller.dir / "image-layers",
@@ -104,18 +99,13 @@ def routes(controller: Controller) -> APIRouter:
         async def work(progress: Callable[[str], None]) -> dict[str, Any]:
             from conveyor.platform.images.runtime import build_runtime
 
-            loop = asyncio.get_running_loop()
-
-            def report(message: str) -> None:
-                loop.call_soon_threadsafe(progress, message)
-
             image = await asyncio.to_thread(
                 build_runtime,
                 body.registry,
                 base=body.base,
                 extras=extras,
                 insecure=insecure,
-                progress=report,
+                progress=from_thread(progress),
                 cache=controller.dir / "image-layers",
             )
             return {"repository": repository, "digest": image.digest, "pinned": image.pinned}

@@ -133,7 +133,7 @@ def run_server(settings: Settings) -> None:
 
 async def _serve(settings: Settings, spawner: IsolatedSpawner) -> None:
     from conveyor.platform.controller import Controller
-    from conveyor.platform.isolation import platform_env
+    from conveyor.platform.instance_env import platform_env
     from conveyor.platform.local import LocalTarget
     from conveyor.platform.router import AccessRecord, Meter, Router
     from conveyor.platform.routes import RouteTable

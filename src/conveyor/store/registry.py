@@ -8,7 +8,9 @@
 
 The schema is created and upgraded by Alembic; a fresh database is migrated
 on first use. Every method is one short transaction, so several runs
-recording at the same time (from several processes) all land.
+recording at the same time (from several processes) all land; the queries
+inside are :mod:`.run_rows` (a run's own rows), :mod:`.listing`, :mod:`.metrics`,
+:mod:`.run_admin` and :mod:`.uses`.
 """
 
 from __future__ import annotations
@@ -22,9 +24,9 @@ import sqlalchemy as sa
 from sqlalchemy import event, exc
 
 from conveyor.config import Settings, database_url
-from conveyor.errors import ConfigError, NotFoundError, RegistryUnavailable, RunError, UsageError
-from conveyor.store import connection, listing, metrics, run_admin, schema, uses
-from conveyor.store.listing import RunFilter, RunPage, run_from_row
+from conveyor.errors import ConfigError, NotFoundError, RegistryUnavailable
+from conveyor.store import connection, listing, metrics, run_admin, run_rows, schema, uses
+from conveyor.store.listing import RunFilter, RunPage
 from conveyor.store.metrics import MetricSummary
 from conveyor.store.records import (
     ArtifactUse,
@@ -164,32 +166,12 @@ class Registry:
 
     def create_run(self, run: RunRecord) -> None:
         with self._begin() as conn:
-            conn.execute(
-                schema.runs.insert().values(
-                    id=run.id,
-                    name=run.name,
-                    status=run.status.value,
-                    command=run.command,
-                    cwd=run.cwd,
-                    started_at=run.started_at,
-                    seed=run.seed,
-                    host=run.host,
-                    pid=run.pid,
-                    code=run.code,
-                    environment=run.environment,
-                    reproduces=run.reproduces,
-                    experiment=run.experiment,
-                )
-            )
-            self._write_params(conn, run.id, run.params, source="cli")
+            run_rows.insert_run(conn, run)
 
     def update_run(self, run_id: str, **values: Any) -> None:
         """Set columns of a RUNNING run (environment, code, digests ...)."""
         with self._begin() as conn:
-            status = self._status(conn, run_id)
-            if status.final:
-                raise RunError(f"run {run_id} is already {status.value} and cannot change")
-            conn.execute(schema.runs.update().where(schema.runs.c.id == run_id).values(**values))
+            run_rows.update_run(conn, run_id, values)
 
     def finish_run(
         self,
@@ -203,7 +185,7 @@ class Registry:
         stderr_digest: str | None = None,
     ) -> None:
         with self._begin() as conn:
-            self._set_final(
+            run_rows.set_final(
                 conn,
                 run_id,
                 status,
@@ -213,17 +195,6 @@ class Registry:
                 stdout_digest=stdout_digest,
                 stderr_digest=stderr_digest,
             )
-
-    def _set_final(
-        self, conn: sa.Connection, run_id: str, status: RunStatus, **values: Any
-    ) -> None:
-        """Move a RUNNING run to its final ``status`` (inside the caller's transaction)."""
-        self._status(conn, run_id).check_transition(status, run_id)
-        conn.execute(
-            schema.runs.update()
-            .where(schema.runs.c.id == run_id)
-            .values(status=status.value, **values)
-        )
 
     def complete_run(
         self,
@@ -248,35 +219,15 @@ class Registry:
         ``metric_records`` are the last ones the run logged (the recorder writes
         the earlier ones in batches with add_metrics while the run goes on).
         """
-        file_rows = {(f.role, f.path): _file_row(run_id, f) for f in files}
-        model_rows = {m.name: _model_row(m) for m in models}
         with self._begin() as conn:
-            if params:
-                # One statement per name (executemany): a query's parameter count never
-                # grows with the data, whose limit PostgreSQL's protocol sets at 65,535.
-                conn.execute(
-                    schema.params.delete().where(
-                        (schema.params.c.run_id == run_id)
-                        & (schema.params.c.key == sa.bindparam("name"))
-                    ),
-                    [{"name": k} for k in params],
-                )
-                conn.execute(
-                    schema.params.insert(),
-                    [
-                        {"run_id": run_id, "key": k, "value": v, "source": "code"}
-                        for k, v in params.items()
-                    ],
-                )
-            metrics.add_metrics(conn, run_id, metric_records)
-            if file_rows:
-                conn.execute(schema.files.insert(), list(file_rows.values()))
-            if model_rows:
-                conn.execute(schema.models.insert(), list(model_rows.values()))
-            self._set_final(
+            run_rows.complete_run(
                 conn,
                 run_id,
                 status,
+                params=params,
+                metric_records=metric_records,
+                files=files,
+                models=models,
                 ended_at=ended_at,
                 exit_code=exit_code,
                 error=error,
@@ -285,44 +236,11 @@ class Registry:
                 stderr_digest=stderr_digest,
             )
 
-    def _status(self, conn: sa.Connection, run_id: str) -> RunStatus:
-        value = conn.execute(
-            sa.select(schema.runs.c.status).where(schema.runs.c.id == run_id)
-        ).scalar()
-        if value is None:
-            raise NotFoundError(f"no run with id {run_id}")
-        return RunStatus(value)
-
     # -- params, metrics, files, models ----------------------------------------
-
-    def _write_params(
-        self, conn: sa.Connection, run_id: str, params: Mapping[str, Any], *, source: str
-    ) -> None:
-        if not params:
-            return
-        existing = dict(
-            conn.execute(
-                sa.select(schema.params.c.key, schema.params.c.value).where(
-                    schema.params.c.run_id == run_id
-                )
-            ).all()
-        )
-        new = []
-        for key, value in params.items():
-            if key in existing:
-                if existing[key] != value:
-                    raise UsageError(
-                        f"parameter {key!r} of run {run_id} is already {existing[key]!r}; "
-                        f"it cannot also be {value!r}"
-                    )
-                continue
-            new.append({"run_id": run_id, "key": key, "value": value, "source": source})
-        if new:
-            conn.execute(schema.params.insert(), new)
 
     def add_params(self, run_id: str, params: Mapping[str, Any], *, source: str = "code") -> None:
         with self._begin() as conn:
-            self._write_params(conn, run_id, params, source=source)
+            run_rows.write_params(conn, run_id, params, source=source)
 
     def add_metrics(self, run_id: str, records: Iterable[MetricRecord]) -> int:
         """Append a batch of metrics to their histories and summaries; returns the count."""
@@ -347,28 +265,15 @@ class Registry:
             return metrics.history(conn, full, key, max_points)
 
     def add_files(self, run_id: str, records: Iterable[FileRecord]) -> None:
-        rows = [_file_row(run_id, f) for f in records]
-        if not rows:
+        records = list(records)
+        if not records:
             return
         with self._begin() as conn:
-            for row in rows:  # the last declaration of a path wins
-                conn.execute(
-                    schema.files.delete().where(
-                        (schema.files.c.run_id == run_id)
-                        & (schema.files.c.role == row["role"])
-                        & (schema.files.c.path == row["path"])
-                    )
-                )
-            conn.execute(schema.files.insert(), rows)
+            run_rows.add_files(conn, run_id, records)
 
     def add_model(self, model: ModelRecord) -> None:
         with self._begin() as conn:
-            conn.execute(
-                schema.models.delete().where(
-                    (schema.models.c.run_id == model.run_id) & (schema.models.c.name == model.name)
-                )
-            )
-            conn.execute(schema.models.insert().values(**_model_row(model)))
+            run_rows.add_model(conn, model)
 
     # -- reading ----------------------------------------------------------------
 
@@ -401,35 +306,7 @@ class Registry:
         """One run with everything recorded for it; accepts a unique id prefix."""
         full = self.resolve_id(run_id)
         with self._begin() as conn:
-            row = conn.execute(sa.select(schema.runs).where(schema.runs.c.id == full)).one()
-            run = run_from_row(row._mapping)
-            run.params = dict(
-                conn.execute(
-                    sa.select(schema.params.c.key, schema.params.c.value)
-                    .where(schema.params.c.run_id == full)
-                    .order_by(schema.params.c.key)
-                ).all()
-            )
-            run.tags = run_admin.tags_of(conn, full)
-            # The latest value of each metric; histories are read where they are shown.
-            run.metrics = [s.latest() for s in metrics.summaries(conn, full)]
-            run.files = [
-                FileRecord(r.role, r.path, r.digest, r.size)
-                for r in conn.execute(
-                    sa.select(schema.files)
-                    .where(schema.files.c.run_id == full)
-                    .order_by(schema.files.c.role, schema.files.c.path)
-                )
-            ]
-            run.models = [
-                _model_record(r)
-                for r in conn.execute(
-                    sa.select(schema.models)
-                    .where(schema.models.c.run_id == full)
-                    .order_by(schema.models.c.name)
-                )
-            ]
-        return run
+            return run_rows.read_run(conn, full)
 
     def list_runs(
         self, *, limit: int = 50, status: RunStatus | None = None, after: str | None = None
@@ -505,25 +382,7 @@ class Registry:
     def get_model(self, run_id: str, name: str) -> ModelRecord:
         full = self.resolve_id(run_id)
         with self._begin() as conn:
-            row = conn.execute(
-                sa.select(schema.models).where(
-                    (schema.models.c.run_id == full) & (schema.models.c.name == name)
-                )
-            ).one_or_none()
-            if row is None:
-                names = (
-                    conn.execute(
-                        sa.select(schema.models.c.name).where(schema.models.c.run_id == full)
-                    )
-                    .scalars()
-                    .all()
-                )
-        if row is None:
-            known = ", ".join(names) if names else "none"
-            raise NotFoundError(
-                f"run {full[:12]} has no model named {name!r} (its models: {known})"
-            )
-        return _model_record(row)
+            return run_rows.read_model(conn, full, name)
 
     # -- what runs point at in the artifact store (queries in store/uses.py) -------
 
@@ -545,25 +404,3 @@ class Registry:
         """Every artifact each run points at directly, with the file it was stored from."""
         with self._begin() as conn:
             return uses.artifact_uses(conn)
-
-
-def _file_row(run_id: str, f: FileRecord) -> dict[str, Any]:
-    return {"run_id": run_id, "role": f.role, "path": f.path, "digest": f.digest, "size": f.size}
-
-
-def _model_row(m: ModelRecord) -> dict[str, Any]:
-    return {
-        "run_id": m.run_id,
-        "name": m.name,
-        "path": m.path,
-        "format": m.format,
-        "digest": m.digest,
-        "signature": m.signature,
-        "trusted_types": list(m.trusted_types) if m.trusted_types else None,
-    }
-
-
-def _model_record(r: Any) -> ModelRecord:
-    return ModelRecord(
-        r.run_id, r.name, r.path, r.format, r.digest, r.signature, tuple(r.trusted_types or ())
-    )

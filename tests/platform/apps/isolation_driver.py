@@ -21,7 +21,8 @@ from typing import Any
 
 import conveyor
 from conveyor.config import Settings
-from conveyor.platform.isolation import IsolatedProcess, IsolatedSpawner, Sandbox, instance_env
+from conveyor.platform.instance_env import instance_env
+from conveyor.platform.isolation import IsolatedProcess, IsolatedSpawner, Sandbox
 from conveyor.platform.processes import SpawnRequest
 
 INTRUDER = str(Path(__file__).with_name("intruder.py"))

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from conveyor.errors import UsageError
-from conveyor.platform.isolation import MINIMAL_PATH
+from conveyor.platform.instance_env import MINIMAL_PATH
 from conveyor.platform.kinds.base import Files, Launch, Staging
 from conveyor.platform.spec import AppSpec, HealthCheckSpec
 

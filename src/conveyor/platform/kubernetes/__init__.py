@@ -1,7 +1,8 @@
 """The Kubernetes target: apps, stream apps, task steps and schedules on a cluster.
 
 :mod:`.config` holds a target's settings, :mod:`.render` and :mod:`.jobs` turn
-app specs into objects (plain dicts, what ``conveyor k8s render`` prints),
+app specs into objects (plain dicts, what ``conveyor k8s render`` prints; their
+parts :mod:`.workload` and :mod:`.pod`),
 :mod:`.client` speaks to the API server through the official client, and
 :mod:`.deploy` applies, watches the rollout and rolls back.
 """

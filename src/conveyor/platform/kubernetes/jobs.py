@@ -16,7 +16,9 @@ from typing import Any
 
 from conveyor.errors import UsageError
 from conveyor.platform.kubernetes.config import KubernetesConfig
-from conveyor.platform.kubernetes.render import Workload, check_app, container, labels, metadata
+from conveyor.platform.kubernetes.pod import container
+from conveyor.platform.kubernetes.render import check_app
+from conveyor.platform.kubernetes.workload import Workload, labels, metadata
 
 __all__ = ["job_name", "render_cronjob", "render_job"]
 

@@ -16,7 +16,9 @@ Secret (never in the manifest).
 
 What a target cannot express is refused here, before anything is applied
 (:func:`check_app`). Every object is a plain dict, in a fixed key order, so the
-YAML is the same on every render (the golden files pin it).
+YAML is the same on every render (the golden files pin it). The pod's
+container is :mod:`.pod`'s, the labels and lineage every object carries
+:mod:`.workload`'s (their names other modules use are importable here too).
 """
 
 from __future__ import annotations
@@ -25,16 +27,25 @@ import base64
 import json
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from conveyor.errors import UsageError
 from conveyor.platform.kubernetes.config import KubernetesConfig
+from conveyor.platform.kubernetes.pod import CONTAINER_PORT, container, health_check
+from conveyor.platform.kubernetes.workload import (
+    STREAM_LABEL,
+    Workload,
+    app_component,
+    labels,
+    metadata,
+    model_lineage,
+    revision_annotations,
+    secret_name,
+    selector,
+    stored_model,
+)
 from conveyor.platform.policy import AutoscalingSpec
-from conveyor.platform.spec import AppSpec, HealthCheckSpec, RouteSpec
-
-if TYPE_CHECKING:
-    from conveyor.repro.registered import ModelBlob
+from conveyor.platform.spec import AppSpec, RouteSpec
 
 __all__ = [
     "APP_SPEC",
@@ -52,87 +63,6 @@ __all__ = [
     "stored_model",
 ]
 
-#: The port every app container listens on (``PORT`` tells the app).
-CONTAINER_PORT = 8080
-_ANNOTATION = "conveyor.dev/"
-_SERVE = 'exec python -m conveyor serve "$MODEL" --host 0.0.0.0 --port "$PORT"'
-#: A registered model's: its name, lineage and trusted types follow as arguments.
-_SERVE_BLOB = _SERVE + ' "$@"'
-#: What pods read the artifact root's credentials from, in the target's Secret.
-_BUCKET_KEYS = (
-    ("AWS_ACCESS_KEY_ID", False),
-    ("AWS_SECRET_ACCESS_KEY", False),
-    ("AWS_SESSION_TOKEN", True),
-    ("AWS_ENDPOINT_URL", True),
-    ("AWS_REGION", True),
-)
-
-
-@dataclass(frozen=True)
-class Workload:
-    """One app at one revision, as a cluster runs it."""
-
-    spec: AppSpec
-    revision: int
-    #: The image built from the revision's droplet, pinned by digest.
-    image: str
-    #: Bound services: name -> credentials (binding parameters already merged in).
-    services: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
-    #: Lineage for the annotations: ``model_digest``, ``run_id`` where known.
-    lineage: Mapping[str, str] = field(default_factory=dict)
-    #: The registered model a model app serves (looked up, and copied to the artifact root).
-    model: ModelBlob | None = None
-
-
-def model_lineage(spec: AppSpec, blob: ModelBlob | None = None) -> dict[str, str]:
-    """The lineage annotations: the blob's digest, name, version and run when it was looked
-    up, else what the spec itself tells (the run of a ``run:<id>/...`` model)."""
-    if blob is not None:
-        found = {
-            "model_digest": blob.digest,
-            "model_name": blob.name,
-            "model_version": str(blob.version or ""),
-            "run_id": blob.run_id or "",
-        }
-        return {k: v for k, v in found.items() if v}
-    model = spec.model or ""
-    if spec.kind == "model" and model.startswith("run:"):
-        return {"run_id": model[4:].split("/", 1)[0]}
-    return {}
-
-
-def stored_model(spec: AppSpec) -> bool:
-    """Whether a model app serves a registered model (pods read it from the artifact root)."""
-    return spec.kind == "model" and (spec.model or "").startswith(("run:", "models:/"))
-
-
-def selector(app: str) -> dict[str, str]:
-    """The labels that pick an app's pods: stable across revisions (selectors are immutable)."""
-    return {"app.kubernetes.io/name": app, "app.kubernetes.io/instance": app}
-
-
-def labels(app: str, revision: int, *, component: str | None = None) -> dict[str, str]:
-    """The standard labels every object of an app carries."""
-    out = {
-        **selector(app),
-        "app.kubernetes.io/version": str(revision),
-        "app.kubernetes.io/managed-by": "conveyor",
-    }
-    if component:
-        out["app.kubernetes.io/component"] = component
-    return out
-
-
-def _annotations(work: Workload) -> dict[str, str]:
-    out = {_ANNOTATION + "revision": str(work.revision)}
-    for key in ("model_digest", "model_name", "model_version", "run_id"):
-        if work.lineage.get(key):
-            out[_ANNOTATION + key.replace("_", "-")] = str(work.lineage[key])
-    return out
-
-
-#: On a stream app's objects: the stream it belongs to (``stream info/undeploy --target``).
-STREAM_LABEL = "conveyor.dev/stream"
 #: On the Deployment of an app that follows its model's alias: the alias (annotation) and
 #: "true" (label, to find them); :data:`APP_SPEC` holds the spec the follower renders again.
 FOLLOW_ALIAS = "conveyor.dev/follow-alias"
@@ -148,22 +78,6 @@ def _follow_marks(spec: AppSpec, meta: dict[str, Any]) -> dict[str, Any]:
             spec.to_json(), sort_keys=True, separators=(",", ":")
         )
     return meta
-
-
-def metadata(work: Workload, config: KubernetesConfig, name: str) -> dict[str, Any]:
-    marks = labels(work.spec.name, work.revision, component=_component(work.spec))
-    if work.spec.kind == "stream" and work.spec.options.get("stream"):
-        marks[STREAM_LABEL] = str(work.spec.options["stream"])
-    return {
-        "name": name,
-        "namespace": config.namespace,
-        "labels": marks,
-        "annotations": _annotations(work),
-    }
-
-
-def _component(spec: AppSpec) -> str:
-    return "stream-app" if spec.kind == "stream" else "app"
 
 
 def check_app(spec: AppSpec, config: KubernetesConfig) -> None:
@@ -247,10 +161,6 @@ def render_app(work: Workload, config: KubernetesConfig) -> list[dict[str, Any]]
     return objects
 
 
-def _secret_name(app: str) -> str:
-    return f"{app}-services"
-
-
 def services_json(services: Mapping[str, Mapping[str, Any]]) -> str:
     """``CONVEYOR_SERVICES`` as locally: ``{"user-provided": [{"name", "credentials"}]}``."""
     bound = [{"name": s, "credentials": dict(c)} for s, c in sorted(services.items())]
@@ -262,138 +172,10 @@ def _secret(work: Workload, config: KubernetesConfig) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "Secret",
-        "metadata": metadata(work, config, _secret_name(work.spec.name)),
+        "metadata": metadata(work, config, secret_name(work.spec.name)),
         "type": "Opaque",
         "data": {"services.json": base64.b64encode(data).decode()},
     }
-
-
-def _env(work: Workload, config: KubernetesConfig) -> list[dict[str, Any]]:
-    spec = work.spec
-    values: dict[str, str] = {
-        **dict(spec.env),
-        "PORT": str(CONTAINER_PORT),
-        "CONVEYOR_APP": spec.name,
-        "CONVEYOR_APP_REVISION": str(work.revision),
-    }
-    if config.artifact_root:
-        values["CONVEYOR_ARTIFACTS"] = config.artifact_root
-    if spec.kind == "model" and spec.model is not None:
-        values["MODEL"] = spec.model if work.model is None else work.model.uri
-    if work.model is not None:  # a registered model (served or scored): its blob, from the bucket
-        values["CONVEYOR_ARTIFACT_ROOT"] = str(config.artifact_root)
-    if spec.kind == "stream":
-        values["CONVEYOR_STREAM_APP"] = json.dumps(spec.options["stream_app"], sort_keys=True)
-    env: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in sorted(values.items())]
-    if work.model is not None and config.artifact_secret:
-        env.extend(
-            {
-                "name": key,
-                "valueFrom": {
-                    "secretKeyRef": {
-                        "name": config.artifact_secret,
-                        "key": key,
-                        **({"optional": True} if optional else {}),
-                    }
-                },
-            }
-            for key, optional in _BUCKET_KEYS
-        )
-    if spec.services:
-        env.append(
-            {
-                "name": "CONVEYOR_SERVICES",
-                "valueFrom": {
-                    "secretKeyRef": {"name": _secret_name(spec.name), "key": "services.json"}
-                },
-            }
-        )
-    return env
-
-
-def _command(work: Workload) -> list[str]:
-    spec, blob = work.spec, work.model
-    if spec.kind == "stream":  # a score app's model is in its launch spec
-        return ["python", "-m", "conveyor.streams.run"]
-    if blob is not None:
-        # Lineage and trust travel with the pod: it reads no registry.
-        options = ["--name", blob.name]
-        if blob.run_id:
-            options += ["--run-id", blob.run_id]
-        if blob.version:
-            options += ["--model-version", str(blob.version)]
-        for name in blob.trusted_types:
-            options += ["--trust-type", name]
-        return ["/bin/sh", "-c", _SERVE_BLOB, "conveyor", *options]
-    if spec.kind == "model":
-        return ["/bin/sh", "-c", _SERVE]
-    return ["/bin/sh", "-c", f"exec {spec.command}"]
-
-
-def _probe(check: HealthCheckSpec, *, startup: bool = False) -> dict[str, Any]:
-    how: dict[str, Any] = (
-        {"httpGet": {"path": check.endpoint, "port": "http"}}
-        if check.type == "http"
-        else {"tcpSocket": {"port": "http"}}
-    )
-    period = max(1, math.ceil(check.interval))
-    probe = {
-        **how,
-        "periodSeconds": period,
-        "timeoutSeconds": max(1, math.ceil(check.invocation_timeout)),
-        "failureThreshold": 3,
-    }
-    if startup:
-        # Locally an instance has `timeout` seconds to become healthy; so here.
-        probe["periodSeconds"] = 1
-        probe["failureThreshold"] = max(1, math.ceil(check.timeout))
-    return probe
-
-
-def _health(spec: AppSpec) -> HealthCheckSpec:
-    if spec.kind == "model" and spec.default_health:
-        return HealthCheckSpec(type="http", endpoint="/v2/health/ready")
-    if spec.kind == "stream" and spec.default_health:
-        return HealthCheckSpec(type="http", endpoint="/health")
-    return spec.health_check
-
-
-def container(work: Workload, config: KubernetesConfig) -> dict[str, Any]:
-    """The app's one container: image, command, variables, resources and probes."""
-    spec = work.spec
-    container: dict[str, Any] = {
-        "name": "app",
-        "image": work.image,
-        "command": _command(work),
-        "ports": [{"name": "http", "containerPort": CONTAINER_PORT, "protocol": "TCP"}],
-        "env": _env(work, config),
-    }
-    resources: dict[str, str] = {}
-    if spec.memory is not None:
-        resources["memory"] = _quantity(spec.memory)
-    if spec.disk is not None:
-        resources["ephemeral-storage"] = _quantity(spec.disk)
-    if resources:
-        container["resources"] = {"requests": dict(resources), "limits": dict(resources)}
-    check = _health(spec)
-    if check.type != "process":
-        ready = spec.readiness_check or check
-        container["startupProbe"] = _probe(check, startup=True)
-        container["livenessProbe"] = _probe(check)
-        container["readinessProbe"] = _probe(ready)
-    container["securityContext"] = {
-        "allowPrivilegeEscalation": False,
-        "capabilities": {"drop": ["ALL"]},
-    }
-    return container
-
-
-def _quantity(size: int) -> str:
-    """Bytes as a Kubernetes quantity, in the largest binary unit that divides them."""
-    for suffix, unit in (("Gi", 1 << 30), ("Mi", 1 << 20), ("Ki", 1 << 10)):
-        if size % unit == 0:
-            return f"{size // unit}{suffix}"
-    return str(size)
 
 
 def _deployment(work: Workload, config: KubernetesConfig) -> dict[str, Any]:
@@ -408,7 +190,7 @@ def _deployment(work: Workload, config: KubernetesConfig) -> dict[str, Any]:
     deployment: dict[str, Any] = body["spec"]
     if spec.autoscaling is None:
         deployment["replicas"] = spec.instances  # with an HPA, it owns the replicas
-    check = _health(spec)
+    check = health_check(spec)
     deployment.update(
         {
             "revisionHistoryLimit": 10,
@@ -420,8 +202,8 @@ def _deployment(work: Workload, config: KubernetesConfig) -> dict[str, Any]:
             },
             "template": {
                 "metadata": {
-                    "labels": labels(app, work.revision, component=_component(spec)),
-                    "annotations": _annotations(work),
+                    "labels": labels(app, work.revision, component=app_component(spec)),
+                    "annotations": revision_annotations(work),
                 },
                 "spec": {
                     "automountServiceAccountToken": False,
