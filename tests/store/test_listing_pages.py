@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
+
 import pytest
 import sqlalchemy as sa
 
 from conveyor.errors import UsageError
-from conveyor.store import schema
+from conveyor.store import checkpoints, schema
 from conveyor.store.listing import RunFilter
-from conveyor.store.records import MetricRecord, RunStatus
-from conveyor.store.registry import Registry
+from conveyor.store.records import MetricRecord, RunRecord, RunStatus
+from conveyor.store.registry import HEAD_REVISION, Registry
+from tests.store.migrating import migrate_to
 
 RUNS = 5_000
 
@@ -167,3 +171,161 @@ def test_a_numbered_page_skips_its_runs_in_an_index_of_live_runs(registry: Regis
     for index, plan in pages.items():
         assert index in plan
         assert "COVERING INDEX" in plan or "Index Only Scan" in plan, plan
+
+
+@pytest.fixture
+def small_checkpoints(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Checkpoints every 16 runs, used from the second page on: a few hundred runs show them."""
+    monkeypatch.setattr(checkpoints, "EVERY", 16)
+    monkeypatch.setattr(checkpoints, "TAIL", 64)
+    monkeypatch.setattr(checkpoints, "DIRECT", 1)
+
+
+def _numbered(reg: Registry, *, limit: int = 7) -> list[str]:
+    """Every live run, read page by page by number (``--page N``) until a page comes back empty."""
+    seen: list[str] = []
+    offset = 0
+    while page := reg.list_runs_page(limit=limit, offset=offset).runs:
+        seen += [r.id for r in page]
+        offset += limit
+    return seen
+
+
+def _checkpoint_ranks(reg: Registry) -> list[int]:
+    with reg.transaction() as conn:
+        cp = schema.run_checkpoints
+        return list(conn.execute(sa.select(cp.c.rank).order_by(cp.c.rank)).scalars())
+
+
+def _run(i: int, started_at: float) -> RunRecord:
+    return RunRecord(
+        id=f"{i:032x}",
+        name="late",
+        status=RunStatus.RUNNING,
+        command=["python", "train.py"],
+        cwd="/tmp/project",
+        started_at=started_at,
+        seed=i,
+        host="testhost",
+        code={},
+        environment={},
+    )
+
+
+@pytest.mark.usefixtures("small_checkpoints")
+def test_numbered_pages_start_from_checkpoints_built_on_first_use(registry: Registry) -> None:
+    _bulk_runs(registry, 300, same_second=True)  # ties in start time across checkpoints
+    assert _checkpoint_ranks(registry) == []
+    statements: list[str] = []
+
+    def grab(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        statements.append(statement)
+
+    sa.event.listen(registry.engine, "before_cursor_execute", grab)
+    try:
+        numbered = _numbered(registry)
+    finally:
+        sa.event.remove(registry.engine, "before_cursor_execute", grab)
+
+    assert _checkpoint_ranks(registry) == list(range(16, 300, 16))
+    assert any("run_checkpoints" in s and "OFFSET" in s for s in statements)
+    assert numbered == _walk(registry, limit=7) == [f"{i:032x}" for i in reversed(range(300))]
+    assert registry.list_runs_page(limit=7, offset=300).runs == []
+
+
+@pytest.mark.usefixtures("small_checkpoints")
+def test_writes_below_the_newest_checkpoint_mark_them_stale(registry: Registry) -> None:
+    _bulk_runs(registry, 200)
+    assert _numbered(registry) == _walk(registry, limit=7)
+    built = _checkpoint_ranks(registry)
+    changes: dict[str, Callable[[], object]] = {
+        "newer runs": lambda: _bulk_runs(registry, 30, first=200),
+        "a newer run recording": lambda: registry.create_run(_run(902, started_at=1000.0)),
+        "the run finishing": lambda: registry.finish_run(
+            f"{902:032x}", RunStatus.FAILED, ended_at=1001.0, exit_code=1
+        ),
+        "an older run": lambda: registry.create_run(_run(900, started_at=-1.0)),
+        "a run between two checkpoints": lambda: registry.create_run(_run(901, 50.5)),
+        "a delete": lambda: registry.delete_run(f"{40:032x}"),
+        "a restore": lambda: registry.delete_run(f"{40:032x}", restore=True),
+        "a purge": lambda: (registry.delete_run(f"{7:032x}"), registry.purge_deleted()),
+        "a delete among the newest": lambda: registry.delete_run(f"{229:032x}"),
+    }
+    kept = {"newer runs", "a newer run recording", "the run finishing", "a delete among the newest"}
+
+    for change, write in changes.items():
+        write()
+        ranks = _checkpoint_ranks(registry)
+        assert (ranks == built) if change in kept else (ranks == []), change
+        assert _numbered(registry) == _walk(registry, limit=7), change
+        built = _checkpoint_ranks(registry)
+        assert built == list(range(16, 16 * len(built) + 1, 16)) != [], change
+
+
+@pytest.mark.usefixtures("small_checkpoints")
+def test_checkpoints_follow_runs_recorded_past_the_newest(registry: Registry) -> None:
+    _bulk_runs(registry, 100)
+    _numbered(registry)
+
+    _bulk_runs(registry, 400, first=100)  # far more than the counted tail: extended, not rebuilt
+
+    assert _numbered(registry) == [f"{i:032x}" for i in reversed(range(500))]
+    assert _checkpoint_ranks(registry) == list(range(16, 500, 16))
+
+
+@pytest.mark.usefixtures("small_checkpoints")
+def test_pages_by_number_stay_right_under_concurrent_writers(registry: Registry) -> None:
+    _bulk_runs(registry, 300)
+    errors: list[BaseException] = []
+
+    def write(first: int) -> None:
+        try:
+            for i in range(first, first + 40):  # older and newer runs, some deleted again
+                registry.create_run(_run(i, started_at=float((i * 7919) % 600) - 150.0))
+                if i % 5 == 0:
+                    registry.delete_run(f"{i:032x}")
+        except BaseException as e:  # reported by the assertion below
+            errors.append(e)
+
+    def read() -> None:
+        try:
+            for offset in range(70, 330, 13):
+                registry.list_runs_page(limit=7, offset=offset)
+        except BaseException as e:
+            errors.append(e)
+
+    threads = [threading.Thread(target=write, args=(1_000 + 100 * n,)) for n in range(2)]
+    threads += [threading.Thread(target=read) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+
+    assert errors == []
+    assert not any(t.is_alive() for t in threads)
+    walked = _walk(registry, limit=7)
+    assert len(walked) == 300 + 80 - 16
+    assert _numbered(registry) == walked
+
+
+@pytest.mark.usefixtures("small_checkpoints")
+def test_migration_0013_up_and_down_keeps_every_numbered_page(db_url: str) -> None:
+    with Registry(db_url, migrate=False) as old:
+        migrate_to(old, "0012")
+        _bulk_runs(old, 150, same_second=True)
+    with Registry(db_url) as reg:  # migrates to the head on first use
+        assert reg.current_revision() == HEAD_REVISION
+        assert _checkpoint_ranks(reg) == []  # built by the first deep page
+        assert _numbered(reg) == _walk(reg, limit=7)
+        assert _checkpoint_ranks(reg) == list(range(16, 150, 16))
+
+        migrate_to(reg, "0012", down=True)
+        reg.create_run(_run(500, started_at=-5.0))  # no trigger left to fire
+        with reg.transaction() as conn:
+            assert not sa.inspect(conn).has_table("run_checkpoints")
+        migrate_to(reg, HEAD_REVISION)
+
+        assert _checkpoint_ranks(reg) == []
+        assert _numbered(reg) == _walk(reg, limit=7)
+        assert _walk(reg, limit=7)[-1] == f"{500:032x}"
+        assert _checkpoint_ranks(reg) == list(range(16, 151, 16))

@@ -116,7 +116,8 @@ class _RunsGroup(click.Group):
     type=click.IntRange(1),
     default=1,
     show_default=True,
-    help="Which page of --limit runs (counts the runs before it; --after does not).",
+    help="Which page of --limit runs (as fast at any depth; filtered or sorted listings count "
+    "the runs before it, --after does not).",
 )
 @click.option(
     "--after",

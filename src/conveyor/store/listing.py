@@ -24,7 +24,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from conveyor.errors import UsageError
-from conveyor.store import metrics, schema
+from conveyor.store import checkpoints, metrics, schema
 from conveyor.store.records import FileRecord, RunRecord, RunStatus
 
 __all__ = [
@@ -101,6 +101,12 @@ class RunFilter:
             found.append(where_clause(self.where, dialect))
         return found
 
+    @property
+    def everything(self) -> bool:
+        """Whether this is the default listing: every live run."""
+        narrowed = self.status is not None or self.experiment is not None or self.deleted
+        return not narrowed and not (self.where and self.where.strip())
+
 
 def _order(sort: str, descending: bool) -> list[sa.ColumnElement[Any]]:
     t = schema.runs
@@ -134,6 +140,7 @@ def runs_page(
     only: RunFilter | None = None,
     sort: str = "started",
     descending: bool = True,
+    checkpointed: bool = True,
 ) -> RunPage:
     """Up to ``limit`` runs after the cursor (or ``offset`` runs), with params and latest metrics.
 
@@ -141,6 +148,9 @@ def runs_page(
     subquery), not by a list of ids: PostgreSQL refuses more than 65,535
     parameters, and a page of a million runs must not need them. Sorted by
     anything but the start time, pages are counted by ``offset`` (no cursor).
+    The default listing's deep pages start from a checkpoint (store/checkpoints.py;
+    it raises ``checkpoints.Stale`` when they must be built first) unless
+    ``checkpointed`` is false.
     """
     if limit < 1:
         raise UsageError(f"a page holds at least one run, not {limit}")
@@ -159,12 +169,10 @@ def runs_page(
         # Skip the runs before the page once, reading two columns, then select the page
         # (and its params, metrics and tags) by keyset from the first run of it: the
         # page's id subquery below would otherwise repeat the OFFSET skip four times.
-        first = conn.execute(
-            query.with_only_columns(t.c.started_at, t.c.id).offset(offset).limit(1)
-        ).first()
+        first = _skip(conn, query, offset, only, descending=descending, checked=checkpointed)
         if first is None:
             return RunPage()
-        query = _from_key(query, first.started_at, first.id, descending=descending, inclusive=True)
+        query = _from_key(query, *first, descending=descending, inclusive=True)
         offset = 0
     # One more than asked tells whether a next page exists without counting.
     query = query.limit(limit + 1).offset(offset or None)
@@ -188,6 +196,24 @@ def runs_page(
     more = len(with_next) > limit
     cursor = encode_cursor(last.started_at, last.id) if more and sort == "started" else None
     return RunPage(runs, cursor, more)
+
+
+def _skip(
+    conn: sa.Connection,
+    query: sa.Select[Any],
+    offset: int,
+    only: RunFilter,
+    *,
+    descending: bool,
+    checked: bool,
+) -> tuple[float, str] | None:
+    """The key of the run ``offset`` runs into the listing, None past its end."""
+    if checked and descending and only.everything and offset >= checkpoints.DIRECT:
+        return checkpoints.locate(conn, offset)
+    t = schema.runs
+    query = query.with_only_columns(t.c.started_at, t.c.id).offset(offset).limit(1)
+    first = conn.execute(query).first()
+    return None if first is None else (first.started_at, first.id)
 
 
 def _from_key(

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,16 @@ from sqlalchemy import event, exc
 
 from conveyor.config import Settings, database_url
 from conveyor.errors import ConfigError, NotFoundError, RegistryUnavailable
-from conveyor.store import connection, listing, metrics, run_admin, run_rows, schema, uses
+from conveyor.store import (
+    checkpoints,
+    connection,
+    listing,
+    metrics,
+    run_admin,
+    run_rows,
+    schema,
+    uses,
+)
 from conveyor.store.listing import RunFilter, RunPage
 from conveyor.store.metrics import MetricSummary
 from conveyor.store.records import (
@@ -40,7 +50,7 @@ from conveyor.store.records import (
 __all__ = ["HEAD_REVISION", "Registry"]
 
 #: The newest migration; compared with the database's before running Alembic at all.
-HEAD_REVISION = "0012"
+HEAD_REVISION = "0013"
 _MIGRATIONS = Path(__file__).parent / "migrations"
 
 
@@ -329,18 +339,34 @@ class Registry:
 
         ``only`` narrows the listing (experiment, a search expression, deleted runs);
         a malformed search raises SearchError, a UsageError naming the position.
+        A deep numbered page whose checkpoints are missing builds them and reads
+        again; should a writer move them again meanwhile, it skips without them.
         """
-        with self._begin() as conn:
-            return listing.runs_page(
-                conn,
-                limit=limit,
-                status=status,
-                after=after,
-                offset=offset,
-                only=only,
-                sort=sort,
-                descending=descending,
-            )
+        page = partial(
+            listing.runs_page,
+            limit=limit,
+            status=status,
+            after=after,
+            offset=offset,
+            only=only,
+            sort=sort,
+            descending=descending,
+        )
+        try:
+            with self._begin() as conn:
+                return page(conn)
+        except checkpoints.Stale:
+            pass
+        try:
+            with self._begin() as conn:
+                checkpoints.build(conn)
+            with self._begin() as conn:
+                return page(conn)
+        except (checkpoints.Stale, exc.OperationalError, exc.InternalError):
+            # Moved again, writers holding the table past the lock timeout, or a read-only
+            # database: count the runs before the page instead.
+            with self._begin() as conn:
+                return page(conn, checkpointed=False)
 
     def reproductions(self, run_id: str, limit: int = 50) -> list[RunRecord]:
         """The runs reproducing ``run_id`` (a full id), newest first, with their outputs."""

@@ -356,3 +356,15 @@ platform_targets = sa.Table(
     sa.Column("config", sa.JSON, nullable=False),
     sa.Column("created_at", sa.Float, nullable=False),
 )
+
+# Every CHECKPOINT_EVERY-th live run counted from the oldest by (started_at, id), and its
+# position (``rank``, from 1): a numbered page starts its skip at the nearest one (migration
+# 0013, store/checkpoints.py). Triggers on ``runs`` empty it when a write moves a position
+# at or below the newest checkpoint; new runs arrive above it and move none.
+run_checkpoints = sa.Table(
+    "run_checkpoints",
+    metadata,
+    sa.Column("rank", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("started_at", sa.Float, nullable=False),
+    sa.Column("id", sa.String(32), nullable=False),
+)
