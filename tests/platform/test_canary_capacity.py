@@ -10,18 +10,21 @@ does the same end to end under load.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+import dataclasses
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from conveyor.cli.canary import canary_text
 from conveyor.platform.canary import CanaryPolicy, shares
 from conveyor.platform.clock import FakeClock, settle
 from conveyor.platform.controller import Controller
 from conveyor.platform.errors import PlatformError
 from conveyor.platform.policy import AutoscalingSpec
 from conveyor.platform.spec import AppSpec
-from conveyor.platform.target import Release
+from conveyor.platform.target import InstanceStatus, Release
 from tests.platform.test_autoscaling_controller import POLICY
 from tests.platform.test_canary import ECHO as ONE
 from tests.platform.test_canary import TWO, quiet, scripted
@@ -207,3 +210,100 @@ def test_a_canary_of_an_app_limited_to_one_instance_is_refused(controller: Contr
 
     asyncio.run(work())
     assert [r.number for r in controller.state.revisions("echo")] == [1]
+
+
+def instance(revision: int, state: str, restarts: int = 0) -> InstanceStatus:
+    crash = {"reason": "exited with status 1"} if restarts else None
+    ready = state == "RUNNING"
+    return InstanceStatus(
+        0, revision, state, ready, 0.0, "127.0.0.1", None, None, restarts, None, None, crash
+    )
+
+
+def kinds(controller: Controller, *wanted: str) -> list[Mapping[str, Any]]:
+    events = controller.state.events("echo", limit=100)
+    return [e.details for e in reversed(events) if e.kind in wanted]
+
+
+WIDE = dataclasses.replace(POLICY, max_instances=8)
+
+
+async def crash_looping_canary(controller: Controller, clock: FakeClock) -> list[str]:
+    """An autoscaled app with a canary at 50 % whose instance crashes again and again (the
+    current revision's runs), then 13 requests in progress: 2 -> 4, the canary's side held."""
+    target = target_of(controller)
+    one = AppSpec(name="echo", kind="echo", options={"word": "one"}, autoscaling=WIDE)
+    two = AppSpec(name="echo", kind="echo", options={"word": "two"}, autoscaling=WIDE)
+    await controller.push(one, None, 1, quiet)
+    await controller.push(two, None, 1, quiet, canary=CanaryPolicy(weight=50, rollback=False))
+    assert split(target) == ((1, 1), (2, 1))
+    target.statuses["echo"] = [instance(1, "RUNNING"), instance(2, "CRASHED", 5)]
+    tokens = [controller.meter.begin("echo") for _ in range(13)]
+    await clock.advance(12)
+    assert scaled(controller) == ["2 -> 4: ongoing requests 6.5 per instance > 4 for 10 s"]
+    assert split(target) == ((1, 2), (2, 1))  # its share of 4; the canary's held at 1
+    return tokens
+
+
+def autoscaled(controller: Controller, body: Callable[[], Awaitable[None]]) -> None:
+    """Run ``body`` with the controller started, its autoscaling loop waiting on the clock."""
+
+    async def work() -> None:
+        await controller.start()
+        await settle()
+        try:
+            await body()
+        finally:
+            await controller.close()
+
+    asyncio.run(work())
+
+
+def test_a_crash_looping_canary_holds_only_its_own_side(
+    controller: Controller, clock: FakeClock
+) -> None:
+    target = target_of(controller)
+
+    async def body() -> None:
+        tokens = await crash_looping_canary(controller, clock)
+        tokens += [controller.meter.begin("echo") for _ in range(19)]
+        await clock.advance(60)
+        assert scaled(controller)[1:] == ["4 -> 8: ongoing requests 8 per instance > 4 for 28 s"]
+        assert split(target) == ((1, 4), (2, 1))  # the current revision keeps scaling out
+        crashing = kinds(controller, "canary-crashing")
+        assert len(crashing) == 1  # once, when the hold began
+        assert "revision 2 is crash-looping" in str(crashing[0]["reason"])
+        shown = canary_text("echo", controller.canaries._run("echo").view())
+        assert any("held: revision 2 is crash-looping" in line for line in shown)
+        assert controller.state.app("echo").instances == 8
+
+        aborted = await controller.canaries.abort("echo")
+        assert aborted.instances == 8
+        assert split(target) == ((1, 8), None)  # the whole count, the held share too
+
+    autoscaled(controller, body)
+
+
+def test_a_canary_that_stops_crashing_gets_its_share_back(
+    controller: Controller, clock: FakeClock
+) -> None:
+    target = target_of(controller)
+
+    async def body() -> None:
+        tokens = await crash_looping_canary(controller, clock)
+        # Restarted after its backoff: starting is not running yet, so still held.
+        target.statuses["echo"] = [instance(1, "RUNNING"), instance(2, "STARTING", 5)]
+        await clock.advance(3)
+        assert split(target) == ((1, 2), (2, 1))
+        target.statuses["echo"] = [instance(1, "RUNNING"), instance(2, "RUNNING", 5)]
+        await clock.advance(2)
+        assert split(target) == ((1, 2), (2, 2))  # its share of the 4 again
+        assert len(kinds(controller, "canary-recovered")) == 1
+        # Both revisions crash-looping: the app does not grow at all.
+        target.statuses["echo"] = [instance(1, "CRASHED", 5), instance(2, "CRASHED", 5)]
+        tokens += [controller.meter.begin("echo") for _ in range(19)]
+        await clock.advance(60)
+        assert split(target) == ((1, 2), (2, 2))
+        assert controller.state.app("echo").instances == 4
+
+    autoscaled(controller, body)

@@ -110,6 +110,8 @@ def canary_text(name: str, canary: dict[str, Any]) -> list[str]:
             f"          instances: {counts[str(canary['canary'])]} of revision {canary['canary']}, "
             f"{counts[str(canary['stable'])]} of revision {canary['stable']}"
         )
+    for why in canary.get("held", {}).values():  # its crash backoff holds that side only
+        lines.append(f"          held: {why}; its share waits until its instances run")
     ends = []
     if policy["promote_after"] is not None:
         ends.append(f"promoted after {policy['promote_after']:g} s without a breach")

@@ -13,7 +13,9 @@ load that comes and goes does not make instances come and go::
     # Decision(2, 6, 'ongoing requests 11.5 per instance > 4 for 30 s')
 
 Crash backoff wins: while an instance of the app waits out its backoff, the
-autoscaler adds none (more copies of a crashing app only crash more).
+autoscaler adds none (more copies of a crashing app only crash more). During a
+canary the backoff is per revision: the caller sets ``backoff`` only when both
+revisions crash-loop, and the canary's split holds just the crashing side.
 
 A canary's app is decided as one (both revisions' load, one count, which
 :mod:`.canary` shares by the weight); its ``floor`` keeps one instance of each
@@ -49,7 +51,7 @@ class Sample:
     memory: float | None = None
     #: Seconds since a request last came or went.
     idle_for: float = 0.0
-    #: An instance crashed and waits out its backoff.
+    #: An instance crashed and waits out its backoff (during a canary: both revisions' do).
     backoff: bool = False
     #: Messages waiting in a stream app's input (None: not a stream app, or unknown).
     lag: float | None = None

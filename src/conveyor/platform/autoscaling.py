@@ -11,7 +11,9 @@ drains an instance before stopping it).
 
 During a canary the app is measured and decided as one (both revisions'
 requests and instances), and the decision is shared by the canary's weight
-(:meth:`.Canaries.scale`), never below one instance of each revision.
+(:meth:`.Canaries.scale`), never below one instance of each revision. Its crash
+backoff is per revision (:meth:`.Canaries.hold`): a crash-looping canary keeps
+the instances it has while the current revision still scales by its share.
 
 An app scaled to zero is woken by the router: :meth:`Autoscaling.wake` starts
 one instance (once, however many requests are held) and tells the router when
@@ -120,7 +122,10 @@ class Autoscaling:
             sample = self.sample(app.name, app.instances, watched)
             if controller.canaries.get(app.name) is not None:
                 # One count for both revisions, from the whole app's load; the canary shares it.
-                sample = dataclasses.replace(sample, floor=FLOOR)
+                # The crash backoff is per revision: a crash-looping side is held (by the
+                # canary's split), the other still grows; only both held stop the app growing.
+                both = await controller.canaries.hold(app.name)
+                sample = dataclasses.replace(sample, floor=FLOOR, backoff=both)
             if watched.scaler.policy.target_lag is not None and self.lag is not None:
                 lag = await asyncio.to_thread(self.lag, app.name, watched.spec)
                 sample = dataclasses.replace(sample, lag=None if lag is None else float(lag))

@@ -12,9 +12,14 @@ the crash count resets once an instance has run for five minutes.
 
 from __future__ import annotations
 
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-__all__ = ["CrashBackoff"]
+if TYPE_CHECKING:
+    from conveyor.platform.target import InstanceStatus
+
+__all__ = ["CrashBackoff", "crash_looping"]
 
 
 @dataclass(frozen=True)
@@ -44,3 +49,26 @@ class CrashBackoff:
     def gives_up(self, crashes: int) -> bool:
         """Whether the instance should stay CRASHED instead of restarting."""
         return self.give_up_after is not None and crashes > self.give_up_after
+
+
+def crash_looping(
+    revisions: Collection[int], statuses: Iterable[InstanceStatus], held: Mapping[int, str]
+) -> dict[int, str]:
+    """Which of ``revisions`` crash-loop, and why: one with an instance waiting out its crash
+    backoff, or one ``held`` already that does not yet have every instance running (a restart
+    after the backoff is not recovery until it runs)."""
+    looping: dict[int, str] = {}
+    mine = [s for s in statuses if s.revision in revisions]
+    for status in mine:
+        if status.state == "CRASHED" and status.revision not in looping:
+            reason = (status.last_crash or {}).get("reason", "crashed")
+            looping[status.revision] = (
+                f"revision {status.revision} is crash-looping: instance {status.index} "
+                f"restarted {status.restarts} times (last: {reason})"
+            )
+    for revision, why in held.items():
+        if revision not in looping and any(
+            s.revision == revision and s.state != "RUNNING" for s in mine
+        ):
+            looping[revision] = why
+    return looping

@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from conveyor.errors import NotFoundError
+from conveyor.platform.backoff import crash_looping
 from conveyor.platform.errors import DeployError, PlatformError
 from conveyor.platform.spec import AppSpec, CanaryPolicy
 from conveyor.platform.split import Measure
@@ -139,6 +140,8 @@ class CanaryRun:
     judged: int = 0
     #: Windows too small to judge, carried into the next: (current, new) so far.
     pending: tuple[Measure, Measure] = (Measure(), Measure())
+    #: Revisions whose instances crash-loop, and why: their side does not grow until they run.
+    held: dict[int, str] = field(default_factory=dict)
     task: asyncio.Task[None] | None = None
 
     def step(self, window: Mapping[int, Measure], now: float) -> tuple[str, str] | None:
@@ -181,6 +184,7 @@ class CanaryRun:
                 str(self.canary): self.instances,
             },
             "started_at": self.started_at,
+            "held": {str(revision): why for revision, why in self.held.items()},
             "policy": self.policy.to_json(),
             "totals": {str(r): {"requests": t[0], "errors": t[1]} for r, t in self.totals.items()},
             "last_window": {
@@ -265,8 +269,58 @@ class Canaries:
         run = self.runs.get(name)
         if run is None:
             return False
-        await self._resize(run, *shares(instances, run.weight))
+        await self._resize(run, *self._split(run, instances, run.weight))
         return True
+
+    def _split(self, run: CanaryRun, total: int, weight: int) -> tuple[int, int]:
+        """``total`` shared by ``weight``, except that a held side keeps what it runs (or less)."""
+        stable, canary = shares(total, weight)
+        if run.stable in run.held:
+            stable = min(stable, run.stable_instances)
+        if run.canary in run.held:
+            canary = min(canary, run.instances)
+        return stable, canary
+
+    def _count(self, run: CanaryRun) -> int:
+        """The app's count the two revisions share (a held side may run less than its share)."""
+        recorded = self.controller.state.app(run.app).instances
+        return max(recorded, run.instances + run.stable_instances)
+
+    async def hold(self, name: str) -> bool:
+        """Hold the side of ``name``'s canary whose instances crash-loop (and release it once
+        they all run); True when both sides are held, so the app should not grow at all."""
+        run = self.runs.get(name)
+        if run is None:
+            return False
+        statuses = self.controller.target.status(name)
+        held = crash_looping((run.stable, run.canary), statuses, run.held)
+        if held.keys() != run.held.keys():
+            async with self.controller.lock(name):
+                if self.runs.get(name) is not run:
+                    return False
+                await self._rehold(run, held)
+        run.held = held
+        return len(held) == 2
+
+    async def _rehold(self, run: CanaryRun, held: dict[int, str]) -> None:
+        """Record which sides became held or free; a freed side gets its share back."""
+        for revision, why in held.items():
+            if revision not in run.held:
+                count = run.instances if revision == run.canary else run.stable_instances
+                self.controller.event(
+                    run.app,
+                    "canary-crashing",
+                    revision=revision,
+                    reason=why,
+                    instances=count,
+                    held=f"its side stays at {count} instance(s) until its instances run",
+                )
+        freed = [revision for revision in run.held if revision not in held]
+        run.held = held
+        for revision in freed:
+            self.controller.event(run.app, "canary-recovered", revision=revision)
+        if freed:
+            await self._resize(run, *self._split(run, self._count(run), run.weight))
 
     def _run(self, name: str) -> CanaryRun:
         self.controller.state.app(name)
@@ -344,7 +398,7 @@ class Canaries:
         async with self.controller.lock(name):
             run = self._run(name)
             previous = run.weight
-            stable_count, count = shares(run.instances + run.stable_instances, weight)
+            stable_count, count = self._split(run, self._count(run), weight)
             await self._resize(run, stable_count, count, weight)
             self.controller.event(
                 name,
@@ -371,7 +425,7 @@ class Canaries:
         controller, name = self.controller, run.app
         revision = controller.state.revision(name, run.canary)
         release = controller.release(revision)
-        total = run.instances + run.stable_instances
+        total = self._count(run)
         scaling = controller.spec(revision).autoscaling
         if scaling is not None:  # its own policy governs from now on
             total = scaling.clamp(total)
@@ -400,7 +454,7 @@ class Canaries:
 
         controller, name = self.controller, run.app
         current = controller.release(controller.state.revision(name, run.stable))
-        total = run.instances + run.stable_instances
+        total = self._count(run)  # a side held by its crashes gives back its whole share
         # The whole count goes back to the current revision before it takes every request.
         if total > run.stable_instances:
             await controller.target.scale(current, total)
