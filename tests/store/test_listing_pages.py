@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
 
 import pytest
 import sqlalchemy as sa
@@ -13,6 +14,7 @@ from conveyor.store import checkpoints, schema
 from conveyor.store.listing import RunFilter
 from conveyor.store.records import MetricRecord, RunRecord, RunStatus
 from conveyor.store.registry import HEAD_REVISION, Registry
+from tests.conftest import POSTGRES_ADMIN_URL
 from tests.store.migrating import migrate_to
 
 RUNS = 5_000
@@ -329,3 +331,52 @@ def test_migration_0013_up_and_down_keeps_every_numbered_page(db_url: str) -> No
         assert _numbered(reg) == _walk(reg, limit=7)
         assert _walk(reg, limit=7)[-1] == f"{500:032x}"
         assert _checkpoint_ranks(reg) == list(range(16, 151, 16))
+
+
+@pytest.fixture
+def read_only_url(postgres_url: str) -> Iterator[str]:
+    """``postgres_url`` as a login role granted only SELECT on its tables; dropped afterwards."""
+    role = f"conveyor_reader_{uuid.uuid4().hex[:12]}"
+    database = postgres_url.rsplit("/", 1)[1]
+    admin = sa.create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    owner = sa.create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE ROLE "{role}" LOGIN'))
+    try:
+        with Registry(postgres_url):  # the schema, created by the owner
+            pass
+        with owner.connect() as conn:
+            conn.execute(sa.text(f'GRANT CONNECT ON DATABASE "{database}" TO "{role}"'))
+            conn.execute(sa.text(f'GRANT USAGE ON SCHEMA public TO "{role}"'))
+            conn.execute(sa.text(f'GRANT SELECT ON ALL TABLES IN SCHEMA public TO "{role}"'))
+        user, rest = postgres_url.split("://", 1)[1].split("@", 1)
+        yield postgres_url.replace(f"{user}@{rest}", f"{role}@{rest}", 1)
+    finally:
+        with owner.connect() as conn:
+            conn.execute(sa.text(f'DROP OWNED BY "{role}"'))
+        owner.dispose()
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP ROLE "{role}"'))
+        admin.dispose()
+
+
+@pytest.mark.postgres
+@pytest.mark.usefixtures("small_checkpoints")
+def test_a_read_only_role_gets_deep_pages_by_counting(
+    postgres_url: str, read_only_url: str
+) -> None:
+    with Registry(postgres_url) as owner:
+        _bulk_runs(owner, 300)
+        walked = _walk(owner, limit=7)
+
+    with Registry(read_only_url) as reader:
+        refused = pytest.raises(sa.exc.ProgrammingError, match="permission denied")
+        with refused, reader.transaction() as conn:
+            checkpoints.build(conn)  # what a deep page tries first, refused to this role
+        numbered = _numbered(reader)
+        deep = reader.list_runs_page(limit=7, offset=210).runs
+
+    assert numbered == walked
+    assert [r.id for r in deep] == walked[210:217]
+    with Registry(postgres_url) as owner:
+        assert _checkpoint_ranks(owner) == []  # nothing was built: the pages counted

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from pathlib import Path as PathType
 from typing import Annotated, Any, Protocol
 
@@ -56,6 +56,7 @@ __all__ = [
     "IMAGE_PATTERN",
     "BuilderFactory",
     "change_lock",
+    "change_locks",
     "cluster_target",
     "image_builders",
     "published",
@@ -178,6 +179,20 @@ async def _one_at_a_time(lock: asyncio.Lock, progress: Progress, app: str) -> As
     if lock.locked():
         progress(f"waiting for the change to {app} in progress to end")
     async with lock:
+        yield
+
+
+@contextlib.asynccontextmanager
+async def change_locks(
+    controller: Controller, target: str, apps: Iterable[str], progress: Progress
+) -> AsyncIterator[None]:
+    """Hold the :func:`change_lock` of every app in ``apps`` (a stream's), taken in name
+    order: two changes to overlapping sets of apps then never wait for each other."""
+    async with contextlib.AsyncExitStack() as held:
+        for app in sorted(set(apps)):
+            await held.enter_async_context(
+                _one_at_a_time(change_lock(controller, target, app), progress, app)
+            )
         yield
 
 

@@ -21,7 +21,13 @@ from conveyor.platform.kubernetes.render import Workload, model_lineage, render_
 from conveyor.platform.kubernetes.target import KubernetesTarget
 from conveyor.repro.registered import ModelBlob
 from conveyor.server._common import Progress, Strict, from_thread, operation
-from conveyor.server.cluster_apps import IMAGE_PATTERN, BuilderFactory, TargetName, cluster_target
+from conveyor.server.cluster_apps import (
+    IMAGE_PATTERN,
+    BuilderFactory,
+    TargetName,
+    change_locks,
+    cluster_target,
+)
 from conveyor.server.streams import StreamName
 from conveyor.store.targets import TargetRepository
 
@@ -40,7 +46,8 @@ def routes(
     streams: StreamService, builders: BuilderFactory | None, roots: ArtifactRoots
 ) -> APIRouter:
     api = APIRouter(tags=["targets"])
-    registry = TargetRepository(streams.controller.state.registry)
+    controller = streams.controller
+    registry = TargetRepository(controller.state.registry)
 
     def specs(target_name: str, name: str, body: ClusterStreamIn) -> tuple[Any, list[Any]]:
         target = cluster_target(registry, target_name, builders)
@@ -53,7 +60,6 @@ def routes(
         target: KubernetesTarget, apps: list[Any], progress: Progress
     ) -> list[tuple[Any, Any]]:
         """Score apps' registered models, published to the target's artifact root."""
-        controller = streams.controller
         tell = from_thread(progress)
 
         def publish(uri: str) -> ModelBlob:
@@ -96,12 +102,18 @@ def routes(
                 image = await target.runtime_image()
                 progress(f"runtime image {image}")
             works = []
-            for spec, blob in await models(target, apps, progress):
-                revision = await asyncio.to_thread(target.next_revision, spec.name)
-                marks = model_lineage(spec, blob)
-                works.append(Workload(spec, revision, image, lineage=marks, model=blob))
-                progress(f"{spec.name}: revision {revision}, {spec.instances} replica(s)")
-            await target.deploy(works, progress)
+            published = await models(target, apps, progress)
+            # Each revision is read from the live Deployment: no other change to the app
+            # (a push, a set-env, another deploy) may make the same one before the apply.
+            async with change_locks(
+                controller, target_name, [s.name for s, _ in published], progress
+            ):
+                for spec, blob in published:
+                    revision = await asyncio.to_thread(target.next_revision, spec.name)
+                    marks = model_lineage(spec, blob)
+                    works.append(Workload(spec, revision, image, lineage=marks, model=blob))
+                    progress(f"{spec.name}: revision {revision}, {spec.instances} replica(s)")
+                await target.deploy(works, progress)
             return {"apps": [w.spec.name for w in works]}
 
         return operation(work)
@@ -123,8 +135,10 @@ def routes(
         rows = await asyncio.to_thread(target.apps, name)
         if not rows:
             raise NotFoundError(f"stream {name!r} is not deployed on target {target_name!r}")
-        for row in rows:
-            await target.undeploy(row["name"])
+        names = [row["name"] for row in rows]
+        async with change_locks(controller, target_name, names, lambda _message: None):
+            for app in names:
+                await target.undeploy(app)
         return {"name": name, "removed": [row["name"] for row in rows]}
 
     return api

@@ -365,8 +365,13 @@ class Registry:
         except (checkpoints.Stale, exc.OperationalError, exc.InternalError):
             # Moved again, writers holding the table past the lock timeout, or a read-only
             # database: count the runs before the page instead.
-            with self._begin() as conn:
-                return page(conn, checkpointed=False)
+            pass
+        except exc.ProgrammingError as e:
+            if not _lacks_privilege(e):
+                raise
+            # A role that may only read (PostgreSQL): it cannot lock the table to build.
+        with self._begin() as conn:
+            return page(conn, checkpointed=False)
 
     def reproductions(self, run_id: str, limit: int = 50) -> list[RunRecord]:
         """The runs reproducing ``run_id`` (a full id), newest first, with their outputs."""
@@ -430,3 +435,10 @@ class Registry:
         """Every artifact each run points at directly, with the file it was stored from."""
         with self._begin() as conn:
             return uses.artifact_uses(conn)
+
+
+def _lacks_privilege(error: exc.DBAPIError) -> bool:
+    """Whether PostgreSQL refused the statement for the role's privileges (SQLSTATE 42501)."""
+    driver_error = error.orig
+    code = getattr(driver_error, "sqlstate", None) or getattr(driver_error, "pgcode", None)
+    return code == "42501"

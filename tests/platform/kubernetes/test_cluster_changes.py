@@ -53,12 +53,13 @@ def _replica_set(api: FakeApi, number: int) -> None:
     )
 
 
-def _applied(api: FakeApi, since: int) -> list[Any]:
-    """The applies of the Deployment sent since request ``since``."""
+def _applied(api: FakeApi, since: int, app: str = "triage") -> list[Any]:
+    """The applies of ``app``'s Deployment sent since request ``since``."""
+    path = f"/apis/apps/v1/namespaces/{NAMESPACE}/deployments/{app}"
     return [
         r
         for r in api.requests()[since:]
-        if r.method == "PATCH" and r.url.path == DEPLOYMENT and r.subresource is None
+        if r.method == "PATCH" and r.url.path == path and r.subresource is None
     ]
 
 
@@ -254,6 +255,20 @@ class _Cli:
         self._reading.join(60)
 
 
+def _waiting(platform: Platform, app: str, *args: str) -> _Cli:
+    """`conveyor ARGS` started while a change to ``app`` runs, once it says it waits for it."""
+    cli = _Cli(platform, *args)
+    try:
+        eventually(
+            lambda: cli.said(f"waiting for the change to {app} in progress to end"),
+            what=f"`{' '.join(args[:2])}` waiting for the change to {app}",
+        )
+    except BaseException:
+        cli.stop()
+        raise
+    return cli
+
+
 def test_two_changes_at_once_make_two_revisions_applied_one_after_the_other(
     cluster: tuple[Platform, FakeApi],
 ) -> None:
@@ -270,13 +285,8 @@ def test_two_changes_at_once_make_two_revisions_applied_one_after_the_other(
     second: _Cli | None = None
     try:
         eventually(lambda: "FIRST" in _env(_template(api)), what="the first change applied")
-        second = _Cli(platform, "set-env", "triage", "SECOND", "2", "--target", "prod")
-        eventually(
-            lambda: (
-                second is not None
-                and second.said("waiting for the change to triage in progress to end")
-            ),
-            what="the second change waiting for the first",
+        second = _waiting(
+            platform, "triage", "set-env", "triage", "SECOND", "2", "--target", "prod"
         )
         released = len(api.requests())
         api.set_status("Deployment", "triage", {**READY, "conditions": []})
@@ -294,3 +304,50 @@ def test_two_changes_at_once_make_two_revisions_applied_one_after_the_other(
     assert api.requests().index(applied[1]) > released  # after the first rolled out
     assert {"FIRST", "SECOND"} <= set(_env(applied[1].data["spec"]["template"]))
     assert {"FIRST": "1", "SECOND": "2"}.items() <= _env(_template(api)).items()
+
+
+def test_a_stream_deploy_waits_for_a_change_to_one_of_its_apps(
+    cluster: tuple[Platform, FakeApi],
+) -> None:
+    platform, api = cluster
+    platform.cli("stream", "create", "relay", "--definition", "http | log")
+    deploy = (
+        "stream", "deploy", "relay", "--target", "prod", "--binder", "kafka://kafka.ds:9092",
+        "--image", f"registry.example.com/ds/conveyor@sha256:{'a1' * 32}",
+    )  # fmt: skip
+
+    def controller() -> None:
+        for app in ("relay-log", "relay-http"):
+            eventually(lambda: app in api.objects("Deployment"), what=f"{app} applied")  # noqa: B023
+            api.set_status("Deployment", app, READY)
+
+    playing = threading.Thread(target=controller)
+    playing.start()
+    try:
+        platform.cli(*deploy)
+    finally:
+        playing.join(60)
+    before = len(api.requests())
+
+    # A set-env of one of the stream's apps is applied, its rollout not done: the deploy waits.
+    api.set_status("Deployment", "relay-log", {"updatedReplicas": 0})
+    change = _Cli(platform, "set-env", "relay-log", "FIRST", "1", "--target", "prod")
+    redeploy: _Cli | None = None
+    try:
+        eventually(
+            lambda: "FIRST" in _env(api.objects("Deployment")["relay-log"]["spec"]["template"]),
+            what="the set-env applied",
+        )
+        redeploy = _waiting(platform, "relay-log", *deploy)
+        released = len(api.requests())
+        api.set_status("Deployment", "relay-log", READY)
+        assert "relay-log: revision 2 sets FIRST, rolled out on prod" in change.end()
+        assert "stream relay deployed on prod: relay-log, relay-http" in redeploy.end()
+    finally:
+        for cli in (change, redeploy):
+            if cli is not None:
+                cli.stop()
+    applied = _applied(api, before, "relay-log")
+    versions = [sent.data["metadata"]["labels"]["app.kubernetes.io/version"] for sent in applied]
+    assert versions == ["2", "3"]  # the deploy's revision made after the set-env's, not the same
+    assert api.requests().index(applied[1]) > released
