@@ -12,7 +12,8 @@ drawing complete (every exception class in the package, under its real parent).
     │       └── InvalidInput    inputs that do not match the model's signature, field by field
     ├── StoreError
     │   ├── IntegrityError      an artifact's bytes no longer match its digest
-    │   └── RegistryUnavailable the database URL does not answer
+    │   ├── RegistryUnavailable the database URL does not answer
+    │   └── Stale               [store.checkpoints] a numbered page's checkpoints need building
     ├── RunError                a run could not be started or recorded
     │   └── SnapshotTooLarge    the working tree exceeds the snapshot limit
     ├── EnvironmentBuildError   a reproduction environment could not be created

@@ -27,6 +27,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from conveyor.errors import StoreError
 from conveyor.store import schema
 
 __all__ = ["DIRECT", "EVERY", "Stale", "build", "locate"]
@@ -45,7 +46,7 @@ LOCK_TIMEOUT = "3s"
 _Key = float | str | sa.ScalarSelect[Any]
 
 
-class Stale(Exception):
+class Stale(StoreError):
     """The checkpoints are missing, or too far behind the newest run: ``build`` them first."""
 
 
