@@ -10,11 +10,13 @@ reaches that process only through SeaweedFS, the tests' S3 server.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import os
 import socket
 import subprocess
+import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,6 +24,12 @@ from typing import Any
 
 import httpx
 
+from conveyor.platform.kubernetes.models import publish_model
+from conveyor.platform.kubernetes.render import model_lineage
+from conveyor.platform.kubernetes.target import KubernetesTarget
+from conveyor.platform.spec import AppSpec
+from conveyor.store.blobs import BlobStore
+from conveyor.store.registry import Registry
 from tests.platform.control import VENV_BIN, Platform
 from tests.s3_server import BUCKET, SeaweedFS
 from tests.waiting import eventually
@@ -154,3 +162,29 @@ def predicted(
     body = client.get_object(Bucket=BUCKET, Key=key)["Body"].read()
     model = skops.io.loads(body, trusted=trust)
     return list(model.predict(pd.DataFrame(dict(rows))).tolist())
+
+
+async def push_following(
+    api: FakeApi,
+    target: KubernetesTarget,
+    spec: AppSpec,
+    registry: Registry,
+    source: BlobStore,
+    root: BlobStore,
+    image: str,
+) -> None:
+    """Publish ``spec``'s registered model to ``root`` and push it to ``target`` as revision 1,
+    while the test plays the Deployment controller."""
+    blob = publish_model(spec.model or "", registry, source, root, print)
+
+    def play() -> None:
+        eventually(lambda: spec.name in api.objects("Deployment"), what=f"{spec.name} applied")
+        api.set_status("Deployment", spec.name, READY)
+
+    playing = threading.Thread(target=play)
+    playing.start()
+    await target.push(
+        spec, revision=1, droplet={}, progress=print,
+        lineage=model_lineage(spec, blob), image=image, model=blob,
+    )  # fmt: skip
+    await asyncio.to_thread(playing.join, 60)

@@ -10,26 +10,22 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import threading
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 from conveyor.platform.controller import Controller
 from conveyor.platform.kubernetes.follow import ClusterAliasFollower
-from conveyor.platform.kubernetes.models import publish_model
-from conveyor.platform.kubernetes.render import model_lineage
 from conveyor.platform.kubernetes.target import KubernetesTarget
 from conveyor.platform.spec import AppSpec
 from conveyor.repro.registered import move_alias
 from conveyor.store.artifacts import ArtifactStore
 from conveyor.store.targets import TargetRepository
-from tests.waiting import eventually
 
 from ..test_alias_following import _version
 from ..test_controller import controller
 from .fake_api import FakeApi, fake_api
-from .kubelet import READY
+from .kubelet import push_following
 
 __all__ = ["controller"]  # the fixture, shared with the controller's tests
 
@@ -107,19 +103,7 @@ def _following(
         )
 
         async def work() -> None:
-            blob = publish_model(spec.model or "", registry, controller.artifacts, root, print)
-
-            def play() -> None:
-                eventually(lambda: "dx" in api.objects("Deployment"), what="dx applied")
-                api.set_status("Deployment", "dx", READY)
-
-            playing = threading.Thread(target=play)
-            playing.start()
-            await target.push(
-                spec, revision=1, droplet={}, progress=print,
-                lineage=model_lineage(spec, blob), image=IMAGE, model=blob,
-            )  # fmt: skip
-            await asyncio.to_thread(playing.join, 60)
+            await push_following(api, target, spec, registry, controller.artifacts, root, IMAGE)
             _keep(api)
             await test(api, target, follower, versions)
 

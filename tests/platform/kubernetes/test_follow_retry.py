@@ -7,24 +7,20 @@ artifact root; the test plays the Deployment controller by patching /status.
 from __future__ import annotations
 
 import asyncio
-import threading
 from pathlib import Path
 
 from conveyor.platform.controller import Controller
 from conveyor.platform.kubernetes.follow import ClusterAliasFollower
-from conveyor.platform.kubernetes.models import publish_model
-from conveyor.platform.kubernetes.render import model_lineage
 from conveyor.platform.kubernetes.target import KubernetesTarget
 from conveyor.platform.spec import AppSpec
 from conveyor.repro.registered import move_alias
 from conveyor.store.artifacts import ArtifactStore
 from conveyor.store.targets import TargetRepository
-from tests.waiting import eventually
 
 from ..test_alias_following import _version
 from ..test_controller import controller
 from .fake_api import fake_api
-from .kubelet import READY
+from .kubelet import READY, push_following
 
 __all__ = ["controller"]  # the fixture, shared with the controller's tests
 
@@ -56,19 +52,7 @@ def test_a_version_that_failed_to_roll_out_waits_until_the_alias_moves_again(
             )
 
         async def work() -> None:
-            blob = publish_model(spec.model or "", registry, controller.artifacts, root, print)
-
-            def play() -> None:
-                eventually(lambda: "dx" in api.objects("Deployment"), what="dx applied")
-                api.set_status("Deployment", "dx", READY)
-
-            playing = threading.Thread(target=play)
-            playing.start()
-            await target.push(
-                spec, revision=1, droplet={}, progress=print,
-                lineage=model_lineage(spec, blob), image=IMAGE, model=blob,
-            )  # fmt: skip
-            await asyncio.to_thread(playing.join, 60)
+            await push_following(api, target, spec, registry, controller.artifacts, root, IMAGE)
             assert await follower.check() == []  # nothing moved
 
             api.set_status("Deployment", "dx", FAILED)
